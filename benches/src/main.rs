@@ -1,0 +1,98 @@
+//! Weft's benchmark suites, side by side with Tokio and smol in one run.
+//!
+//! ```text
+//! cargo run --release -p weft-benches -- sched [--quick] [--reps N]
+//! ```
+//!
+//! Each suite runs every workload on every runtime, interleaved (one
+//! repetition of each runtime in turn, so drifts in machine load hit all of
+//! them alike), prints a table of medians with Weft's ratios to the others,
+//! and writes `target/bench/<suite>.json`:
+//!
+//! ```json
+//! {"suite":"sched","results":[{"workload":"spawn_many_local","runtime":"weft",
+//!   "metric":"time_ns","median":123.0,"p99":150.0}]}
+//! ```
+//!
+//! Metrics ending in `_ns` are lower-is-better.
+
+mod report;
+mod runtimes;
+mod sched;
+
+use std::process::ExitCode;
+
+/// Options shared by every suite.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// Timed repetitions of each (workload, runtime) pair.
+    pub(crate) reps: usize,
+    /// Untimed repetitions first.
+    pub(crate) warmup: usize,
+    /// Worker threads of each runtime.
+    pub(crate) workers: usize,
+}
+
+const USAGE: &str = "usage: weft-benches <suite> [--quick] [--reps N] [--workers N]\n\nsuites:\n  sched   Tokio's rt_multi_threaded scheduler workloads";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(suite) = args.next() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut opts = Options {
+        reps: 30,
+        warmup: 3,
+        workers: 2,
+    };
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Option<usize> {
+            let value = args.next().and_then(|v| v.parse().ok());
+            if value.is_none() {
+                eprintln!("{name} needs a positive number\n\n{USAGE}");
+            }
+            value.filter(|&n| n > 0)
+        };
+        match arg.as_str() {
+            "--quick" => {
+                opts.reps = 3;
+                opts.warmup = 1;
+            }
+            "--reps" => match number("--reps") {
+                Some(n) => opts.reps = n,
+                None => return ExitCode::from(2),
+            },
+            "--workers" => match number("--workers") {
+                Some(n) => opts.workers = n,
+                None => return ExitCode::from(2),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let report = match suite.as_str() {
+        "sched" => sched::run(&opts),
+        other => {
+            eprintln!("unknown suite {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    report.print();
+    match report.write_json() {
+        Ok(path) => {
+            println!("\nwrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("could not write the JSON report: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Suite `sched`: the workloads of Tokio's `benches/rt_multi_threaded.rs`,
+//! on Weft, Tokio and smol with the same number of workers.
+//!
+//! Spawns inside tasks go through each runtime's handle (for Weft and Tokio
+//! the same path as the free `spawn`); channels are `futures::channel`'s
+//! oneshot for every runtime, so only the scheduler differs.
+
+use crate::Options;
+use crate::report::Report;
+use crate::runtimes::{Ctx, Rt, Smol, Tokio, Weft};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+const NUM_SPAWN: usize = 10_000;
+const NUM_PINGS: usize = 1_000;
+const YIELD_TASKS: usize = 200;
+const NUM_YIELD: usize = 1_000;
+const CHAIN: usize = 1_000;
+
+type Workload<R> = fn(&R) -> ();
+
+struct Workloads<R: Rt>(Vec<(&'static str, Workload<R>)>);
+
+impl<R: Rt> Workloads<R> {
+    fn all() -> Workloads<R> {
+        Workloads(vec![
+            ("spawn_many_local", spawn_many_local::<R>),
+            ("spawn_many_remote_idle", spawn_many_remote_idle::<R>),
+            ("ping_pong", ping_pong::<R>),
+            ("yield_many", yield_many::<R>),
+            ("chained_spawn", chained_spawn::<R>),
+        ])
+    }
+}
+
+pub(crate) fn run(opts: &Options) -> Report {
+    let mut report = Report::new("sched");
+    let weft = Weft::new(opts.workers);
+    let tokio = Tokio::new(opts.workers);
+    let smol = Smol::new(opts.workers);
+    let (w, t, s) = (
+        Workloads::<Weft>::all(),
+        Workloads::<Tokio>::all(),
+        Workloads::<Smol>::all(),
+    );
+    for i in 0..w.0.len() {
+        let name = w.0[i].0;
+        eprint!("{name} ");
+        for _ in 0..opts.warmup {
+            (w.0[i].1)(&weft);
+            (t.0[i].1)(&tokio);
+            (s.0[i].1)(&smol);
+        }
+        for _ in 0..opts.reps {
+            report.record(name, Weft::NAME, "time_ns", time(|| (w.0[i].1)(&weft)));
+            report.record(name, Tokio::NAME, "time_ns", time(|| (t.0[i].1)(&tokio)));
+            report.record(name, Smol::NAME, "time_ns", time(|| (s.0[i].1)(&smol)));
+        }
+        eprintln!("done");
+    }
+    report
+}
+
+fn time(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_nanos() as f64
+}
+
+/// 10k tasks spawned from inside `block_on` (which, on a multi-thread
+/// runtime, runs on the caller's thread, so the spawns are remote); the
+/// last one to finish signals.
+fn spawn_many_local<R: Rt>(rt: &R) {
+    let ctx = rt.ctx();
+    let (tx, rx) = mpsc::sync_channel(1);
+    let rem = Arc::new(AtomicUsize::new(NUM_SPAWN));
+    rt.block_on(async move {
+        for _ in 0..NUM_SPAWN {
+            let tx = tx.clone();
+            let rem = rem.clone();
+            ctx.spawn_detached(async move {
+                if rem.fetch_sub(1, Relaxed) == 1 {
+                    tx.send(()).unwrap();
+                }
+            });
+        }
+        rx.recv().unwrap();
+    });
+}
+
+/// 10k empty tasks spawned from outside the runtime, then joined in order.
+fn spawn_many_remote_idle<R: Rt>(rt: &R) {
+    let ctx = rt.ctx();
+    let handles: Vec<_> = (0..NUM_SPAWN).map(|_| ctx.spawn(async {})).collect();
+    rt.block_on(async move {
+        for handle in handles {
+            handle.await;
+        }
+    });
+}
+
+/// 1k pairs of tasks exchanging a message each way through oneshots.
+fn ping_pong<R: Rt>(rt: &R) {
+    let ctx = rt.ctx();
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    let rem = Arc::new(AtomicUsize::new(NUM_PINGS));
+    rt.block_on(async move {
+        let spawner = ctx.clone();
+        ctx.spawn_detached(async move {
+            for _ in 0..NUM_PINGS {
+                let rem = rem.clone();
+                let done_tx = done_tx.clone();
+                let inner = spawner.clone();
+                spawner.spawn_detached(async move {
+                    let (tx1, rx1) = futures::channel::oneshot::channel::<()>();
+                    let (tx2, rx2) = futures::channel::oneshot::channel::<()>();
+                    inner.spawn_detached(async move {
+                        rx1.await.unwrap();
+                        tx2.send(()).unwrap();
+                    });
+                    tx1.send(()).unwrap();
+                    rx2.await.unwrap();
+                    if rem.fetch_sub(1, Relaxed) == 1 {
+                        done_tx.send(()).unwrap();
+                    }
+                });
+            }
+        });
+        done_rx.recv().unwrap();
+    });
+}
+
+/// 200 tasks spawned from outside, each yielding 1000 times.
+fn yield_many<R: Rt>(rt: &R) {
+    let ctx = rt.ctx();
+    let (tx, rx) = mpsc::sync_channel(YIELD_TASKS);
+    for _ in 0..YIELD_TASKS {
+        let tx = tx.clone();
+        ctx.spawn_detached(async move {
+            for _ in 0..NUM_YIELD {
+                R::Ctx::yield_now().await;
+            }
+            tx.send(()).unwrap();
+        });
+    }
+    for _ in 0..YIELD_TASKS {
+        rx.recv().unwrap();
+    }
+}
+
+/// A chain of 1k tasks, each spawning the next.
+fn chained_spawn<R: Rt>(rt: &R) {
+    fn link<C: Ctx>(ctx: C, done: mpsc::SyncSender<()>, n: usize) {
+        if n == 0 {
+            done.send(()).unwrap();
+        } else {
+            let next = ctx.clone();
+            ctx.spawn_detached(async move { link(next, done, n - 1) });
+        }
+    }
+    let ctx = rt.ctx();
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    rt.block_on(async move {
+        let next = ctx.clone();
+        ctx.spawn_detached(async move { link(next, done_tx, CHAIN) });
+        done_rx.recv().unwrap();
+    });
+}

@@ -1,0 +1,304 @@
+//! The blocking pool: threads for code that blocks (file I/O, a C library,
+//! a long computation) so that it does not stall a worker.
+//!
+//! - **Bounded.** At most `max_blocking_threads` threads; a job that finds
+//!   them all busy waits in a FIFO queue.
+//! - **LIFO reuse, so the pool shrinks.** Idle threads wait on a stack, and a
+//!   new job goes to the thread that went idle *last*. The threads at the
+//!   bottom of the stack stay idle and retire after `thread_keep_alive`.
+//!   (Waking idle threads round-robin, as a shared condition variable does,
+//!   keeps every thread just busy enough never to time out: tokio#2143.)
+//! - **Cancellable while queued.** A job that has not started when the
+//!   runtime shuts down is cancelled (its `JoinHandle` reports it); running
+//!   jobs cannot be interrupted, and shutdown waits for them up to its
+//!   timeout.
+//!
+//! A job is an ordinary task whose future runs the closure on its first
+//! poll, so `JoinHandle`, `abort` and `JoinError` work as for any task.
+
+mod task;
+
+use self::task::{BlockingSchedule, BlockingTask};
+use crate::RuntimeMetrics;
+use crate::context;
+use crate::scheduler;
+use crate::task::{Id, JoinHandle, Notified, Task, new_task};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::thread;
+use std::time::Duration;
+
+/// Settings of the pool.
+pub(crate) struct PoolConfig {
+    pub(crate) max_threads: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) thread_name: Arc<dyn Fn(usize) -> String + Send + Sync>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) on_thread_start: Option<scheduler::Callback>,
+    pub(crate) on_thread_stop: Option<scheduler::Callback>,
+}
+
+/// The pool, owned by the executor (which shuts it down).
+pub(crate) struct BlockingPool {
+    spawner: Spawner,
+    /// Disconnects when every pool thread has exited.
+    exited: mpsc::Receiver<()>,
+}
+
+/// Cloneable access to the pool, kept in the scheduler handle.
+#[derive(Clone)]
+pub(crate) struct Spawner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Mutex<Shared>,
+    config: PoolConfig,
+}
+
+struct Shared {
+    queue: VecDeque<Job>,
+    /// Idle threads, most recently idle last.
+    idle: Vec<Arc<Sleeper>>,
+    num_threads: usize,
+    next_thread_id: usize,
+    shutdown: bool,
+    /// Cloned into each thread; dropped at shutdown, so the receiver in
+    /// `BlockingPool` disconnects when the last thread exits.
+    exit_tx: Option<mpsc::Sender<()>>,
+    /// Threads to join at shutdown.
+    threads: Vec<(usize, thread::JoinHandle<()>)>,
+}
+
+/// An idle thread's private wakeup. `notified` is read and written under the
+/// pool lock.
+struct Sleeper {
+    condvar: Condvar,
+    notified: std::sync::atomic::AtomicBool,
+}
+
+/// A queued job: the owned reference and the notification of its task.
+struct Job {
+    task: Task<BlockingSchedule>,
+    notified: Notified<BlockingSchedule>,
+}
+
+impl Job {
+    fn run(self) {
+        let Job { task, notified } = self;
+        notified.run();
+        drop(task);
+    }
+
+    fn cancel(self) {
+        let Job { task, notified } = self;
+        drop(notified);
+        task.shutdown();
+    }
+}
+
+std::thread_local! {
+    /// The pool whose thread this is (for the drop-from-inside check).
+    static CURRENT_POOL: std::cell::Cell<*const Inner> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BlockingPool {
+    pub(crate) fn new(config: PoolConfig) -> BlockingPool {
+        let (exit_tx, exited) = mpsc::channel();
+        BlockingPool {
+            spawner: Spawner {
+                inner: Arc::new(Inner {
+                    shared: Mutex::new(Shared {
+                        queue: VecDeque::new(),
+                        idle: Vec::new(),
+                        num_threads: 0,
+                        next_thread_id: 0,
+                        shutdown: false,
+                        exit_tx: Some(exit_tx),
+                        threads: Vec::new(),
+                    }),
+                    config,
+                }),
+            },
+            exited,
+        }
+    }
+
+    pub(crate) fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+
+    /// Cancels queued jobs and waits up to `timeout` (forever with `None`)
+    /// for running ones. True if every thread exited in time.
+    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {
+        let inner = &self.spawner.inner;
+        let threads = {
+            let mut shared = lock(&inner.shared);
+            if shared.shutdown {
+                return true;
+            }
+            shared.shutdown = true;
+            shared.exit_tx = None;
+            for sleeper in shared.idle.drain(..) {
+                sleeper.condvar.notify_one();
+            }
+            std::mem::take(&mut shared.threads)
+        };
+        // A pool thread dropping its own runtime cannot wait for itself.
+        let inside = CURRENT_POOL.with(|p| std::ptr::eq(p.get(), Arc::as_ptr(inner)));
+        let timeout = if inside { Some(Duration::ZERO) } else { timeout };
+        let all_exited = match timeout {
+            None => self.exited.recv().is_err(),
+            Some(t) => matches!(self.exited.recv_timeout(t), Err(mpsc::RecvTimeoutError::Disconnected)),
+        };
+        if all_exited {
+            for (_, thread) in threads {
+                let _ = thread.join();
+            }
+        }
+        all_exited
+    }
+}
+
+impl Spawner {
+    /// Queues `func` to run on a pool thread; `handle` becomes the current
+    /// runtime of a thread started for it.
+    pub(crate) fn spawn_blocking<F, R>(&self, handle: &scheduler::Handle, func: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (task, notified, join) = new_task(BlockingTask::new(func), BlockingSchedule, Id::next());
+        let job = Job { task, notified };
+        let mut shared = lock(&self.inner.shared);
+        if shared.shutdown {
+            drop(shared);
+            job.cancel();
+            return join;
+        }
+        shared.queue.push_back(job);
+        if let Some(sleeper) = shared.idle.pop() {
+            // The most recently idle thread takes it (see the module docs).
+            sleeper.notified.store(true, std::sync::atomic::Ordering::Relaxed);
+            sleeper.condvar.notify_one();
+        } else if shared.num_threads < self.inner.config.max_threads {
+            if let Err(err) = self.start_thread(&mut shared, handle) {
+                // With no thread at all, the job would wait forever.
+                assert!(
+                    shared.num_threads > 0,
+                    "Weft could not start a blocking-pool thread and has none to run the job: {err}"
+                );
+            }
+        }
+        join
+    }
+
+    fn start_thread(&self, shared: &mut Shared, handle: &scheduler::Handle) -> io::Result<()> {
+        let id = shared.next_thread_id;
+        let config = &self.inner.config;
+        let mut builder = thread::Builder::new().name((config.thread_name)(id));
+        if let Some(size) = config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let exit_tx = shared.exit_tx.clone().expect("the pool is not shut down");
+        let inner = self.inner.clone();
+        let handle = handle.clone();
+        let thread = builder.spawn(move || {
+            CURRENT_POOL.with(|p| p.set(Arc::as_ptr(&inner)));
+            let _current = context::set_current(&handle);
+            drop(handle);
+            inner.run(id);
+            drop(exit_tx);
+        })?;
+        shared.next_thread_id += 1;
+        shared.num_threads += 1;
+        shared.threads.push((id, thread));
+        Ok(())
+    }
+
+    pub(crate) fn fill_metrics(&self, metrics: &mut RuntimeMetrics) {
+        let shared = lock(&self.inner.shared);
+        metrics.blocking_threads = shared.num_threads;
+        metrics.idle_blocking_threads = shared.idle.len();
+        metrics.blocking_queue_depth = shared.queue.len();
+    }
+}
+
+impl Inner {
+    /// A pool thread's loop.
+    fn run(&self, id: usize) {
+        if let Some(hook) = &self.config.on_thread_start {
+            hook();
+        }
+        let sleeper = Arc::new(Sleeper {
+            condvar: Condvar::new(),
+            notified: std::sync::atomic::AtomicBool::new(false),
+        });
+        let mut shared = lock(&self.shared);
+        'work: loop {
+            // Once shutdown starts, queued jobs are cancelled, not run.
+            while !shared.shutdown {
+                let Some(job) = shared.queue.pop_front() else {
+                    break;
+                };
+                drop(shared);
+                job.run();
+                shared = lock(&self.shared);
+            }
+            if shared.shutdown {
+                break;
+            }
+            // Idle: wait on our own condition variable, on top of the stack.
+            sleeper.notified.store(false, std::sync::atomic::Ordering::Relaxed);
+            shared.idle.push(sleeper.clone());
+            loop {
+                let (guard, wait) = sleeper
+                    .condvar
+                    .wait_timeout(shared, self.config.keep_alive)
+                    .unwrap_or_else(|p| p.into_inner());
+                shared = guard;
+                if sleeper.notified.load(std::sync::atomic::Ordering::Relaxed) {
+                    continue 'work;
+                }
+                if shared.shutdown {
+                    break 'work;
+                }
+                if wait.timed_out() {
+                    // Unused for a whole keep-alive: retire.
+                    shared.idle.retain(|s| !Arc::ptr_eq(s, &sleeper));
+                    shared.num_threads -= 1;
+                    // Detach: nobody needs to join a thread that left early.
+                    shared.threads.retain(|(tid, _)| *tid != id);
+                    drop(shared);
+                    if let Some(hook) = &self.config.on_thread_stop {
+                        hook();
+                    }
+                    return;
+                }
+            }
+        }
+        // Shutdown: jobs that never started are cancelled.
+        while let Some(job) = shared.queue.pop_front() {
+            drop(shared);
+            job.cancel();
+            shared = lock(&self.shared);
+        }
+        shared.num_threads -= 1;
+        drop(shared);
+        if let Some(hook) = &self.config.on_thread_stop {
+            hook();
+        }
+    }
+}
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawner").finish_non_exhaustive()
+    }
+}

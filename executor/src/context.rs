@@ -1,0 +1,183 @@
+//! Per-thread context: which runtime this thread is in, whether it is driving
+//! one (so that a nested `block_on` can be refused), which task it is
+//! polling, and the scheduler state a worker uses to schedule locally.
+//!
+//! Each piece is its own thread-local with a `const` initialiser, so reading
+//! one is a plain TLS access with no lazy-init check; only `CURRENT` (which
+//! holds an `Arc`) registers a destructor.
+
+use crate::scheduler;
+use crate::task::Id;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::ptr;
+
+std::thread_local! {
+    /// The runtime whose handle `spawn` and `Handle::current` use.
+    static CURRENT: RefCell<Option<scheduler::Handle>> = const { RefCell::new(None) };
+    /// True on a worker thread and inside `block_on`: blocking the thread on
+    /// another runtime here would stall this one's tasks (or deadlock).
+    static ENTERED: Cell<bool> = const { Cell::new(false) };
+    /// The task being polled or dropped on this thread.
+    static TASK_ID: Cell<Option<Id>> = const { Cell::new(None) };
+    /// The scheduler state of the worker (or `block_on` call) running here.
+    static SCHEDULER: Cell<*const scheduler::Context> = const { Cell::new(ptr::null()) };
+}
+
+/// There is no runtime to use on this thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TryCurrentError {
+    thread_local_destroyed: bool,
+}
+
+impl TryCurrentError {
+    /// True if the thread has no runtime context at all.
+    pub fn is_missing_context(&self) -> bool {
+        !self.thread_local_destroyed
+    }
+
+    /// True if the thread is exiting and its context was already destroyed.
+    pub fn is_thread_local_destroyed(&self) -> bool {
+        self.thread_local_destroyed
+    }
+}
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.thread_local_destroyed {
+            f.write_str("the Weft runtime context of this thread was already destroyed (the thread is exiting)")
+        } else {
+            f.write_str(NO_RUNTIME)
+        }
+    }
+}
+
+impl std::error::Error for TryCurrentError {}
+
+/// The message of every "no runtime" panic.
+pub(crate) const NO_RUNTIME: &str = "there is no Weft runtime on this thread: call this from inside \
+     `Runtime::block_on`, from a task the runtime runs, or after `Runtime::enter()`";
+
+/// Runs `f` with the current runtime's handle.
+pub(crate) fn with_current<R>(f: impl FnOnce(&scheduler::Handle) -> R) -> Result<R, TryCurrentError> {
+    match CURRENT.try_with(|current| current.borrow().as_ref().map(f)) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(TryCurrentError {
+            thread_local_destroyed: false,
+        }),
+        Err(_) => Err(TryCurrentError {
+            thread_local_destroyed: true,
+        }),
+    }
+}
+
+/// Makes `handle` the current runtime until the guard drops.
+pub(crate) fn set_current(handle: &scheduler::Handle) -> SetCurrentGuard {
+    let prev = CURRENT.with(|current| current.replace(Some(handle.clone())));
+    SetCurrentGuard { prev: Some(prev) }
+}
+
+/// Restores the previous current runtime.
+pub(crate) struct SetCurrentGuard {
+    prev: Option<Option<scheduler::Handle>>,
+}
+
+impl Drop for SetCurrentGuard {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            // Drop the replaced handle outside the borrow: its destructor may
+            // run arbitrary code that looks at the context.
+            let replaced = CURRENT.try_with(|current| current.replace(prev));
+            drop(replaced);
+        }
+    }
+}
+
+impl fmt::Debug for SetCurrentGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetCurrentGuard").finish_non_exhaustive()
+    }
+}
+
+/// Marks the thread as driving `handle`'s runtime until the guard drops, and
+/// makes it current.
+///
+/// # Panics
+///
+/// If the thread already drives a runtime: blocking it would stall that
+/// runtime's tasks.
+#[track_caller]
+pub(crate) fn enter_runtime(handle: &scheduler::Handle) -> EnterRuntimeGuard {
+    if ENTERED.with(|e| e.replace(true)) {
+        panic!(
+            "Weft cannot start a runtime from within a runtime: `block_on` was called on a thread \
+             that is already running async tasks (a worker thread, or inside another `block_on`), \
+             and blocking it would stall every task scheduled on it. Inside async code, `.await` \
+             the future instead; to run blocking code that itself calls `block_on`, move it to \
+             `weft::spawn_blocking` or a separate thread."
+        );
+    }
+    EnterRuntimeGuard {
+        _current: set_current(handle),
+    }
+}
+
+/// Undoes [`enter_runtime`].
+pub(crate) struct EnterRuntimeGuard {
+    _current: SetCurrentGuard,
+}
+
+impl Drop for EnterRuntimeGuard {
+    fn drop(&mut self) {
+        let _ = ENTERED.try_with(|e| e.set(false));
+    }
+}
+
+/// True if this thread drives a runtime (a worker, or inside `block_on`).
+pub(crate) fn is_entered() -> bool {
+    ENTERED.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Sets the id of the task being polled or dropped until the guard drops.
+pub(crate) fn set_current_task_id(id: Option<Id>) -> TaskIdGuard {
+    TaskIdGuard {
+        prev: TASK_ID.try_with(|cell| cell.replace(id)).unwrap_or(None),
+    }
+}
+
+/// Restores the previous task id.
+pub(crate) struct TaskIdGuard {
+    prev: Option<Id>,
+}
+
+impl Drop for TaskIdGuard {
+    fn drop(&mut self) {
+        let _ = TASK_ID.try_with(|cell| cell.set(self.prev));
+    }
+}
+
+/// The id of the task being polled on this thread, if any.
+pub(crate) fn current_task_id() -> Option<Id> {
+    TASK_ID.try_with(Cell::get).unwrap_or(None)
+}
+
+/// Runs `f` with the scheduler state of the worker on this thread, if any.
+#[inline]
+pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&scheduler::Context>) -> R) -> R {
+    let ptr = SCHEDULER.try_with(Cell::get).unwrap_or(ptr::null());
+    // SAFETY: the pointer is set only by `set_scheduler`, which keeps the
+    // context alive and restores the previous pointer before it returns.
+    f(unsafe { ptr.as_ref() })
+}
+
+/// Runs `f` with `cx` as this thread's scheduler state.
+pub(crate) fn set_scheduler<R>(cx: &scheduler::Context, f: impl FnOnce() -> R) -> R {
+    struct Reset(*const scheduler::Context);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = SCHEDULER.try_with(|cell| cell.set(self.0));
+        }
+    }
+    let _reset = Reset(SCHEDULER.with(|cell| cell.replace(cx)));
+    f()
+}

@@ -1,0 +1,177 @@
+//! Which workers are parked, and how many are searching for work.
+//!
+//! The rules that keep wakeups cheap and never lost:
+//!
+//! 1. **At most half the workers search at once.** A worker with an empty
+//!    queue becomes a *searcher* (it may steal) only if fewer than half are
+//!    searching; otherwise it parks. This bounds the contention of thieves on
+//!    busy queues.
+//! 2. **A parked worker is woken only if nobody is searching.** A searcher
+//!    will find new work anyway; waking more would only add thieves.
+//!    Waking a worker makes it a searcher at once (both counts are bumped in
+//!    one atomic add), so concurrent notifiers see it and wake no one else.
+//! 3. **The last searcher to stop wakes a successor.** When a searcher finds
+//!    work (and so stops searching) or parks, and it was the last one, it
+//!    wakes another parked worker if work is pending, so queued work is never
+//!    left with no searcher to find it.
+//! 4. **Sleepers and the unparked count change together under one lock**, so
+//!    `num_workers - unparked == sleepers.len()` whenever the lock is free.
+//!
+//! The counts live in one word so that the hot check in rule 2 is one load.
+
+use crate::loom::{AtomicUsize, Mutex, Ordering::SeqCst, lock};
+
+/// Searching workers in the low bits, unparked workers above.
+const UNPARK_SHIFT: usize = 16;
+const UNPARK_ONE: usize = 1 << UNPARK_SHIFT;
+const SEARCH_MASK: usize = UNPARK_ONE - 1;
+
+pub(super) struct Idle {
+    state: AtomicUsize,
+    num_workers: usize,
+    /// Indices of parked workers (rule 4).
+    sleepers: Mutex<Vec<usize>>,
+}
+
+#[derive(Clone, Copy)]
+struct Counts(usize);
+
+impl Counts {
+    fn searching(self) -> usize {
+        self.0 & SEARCH_MASK
+    }
+    fn unparked(self) -> usize {
+        self.0 >> UNPARK_SHIFT
+    }
+}
+
+impl Idle {
+    pub(super) fn new(num_workers: usize) -> Idle {
+        assert!(
+            num_workers < SEARCH_MASK,
+            "Weft supports at most {SEARCH_MASK} worker threads"
+        );
+        Idle {
+            state: AtomicUsize::new(num_workers << UNPARK_SHIFT),
+            num_workers,
+            sleepers: Mutex::new(Vec::with_capacity(num_workers)),
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        Counts(self.state.load(SeqCst))
+    }
+
+    /// Rule 2: the index of a parked worker to wake, which the caller must
+    /// unpark, or `None` if none should be woken. The caller has issued a
+    /// `SeqCst` fence since it queued the work.
+    pub(super) fn worker_to_notify(&self) -> Option<usize> {
+        if !self.should_notify() {
+            return None;
+        }
+        let mut sleepers = lock(&self.sleepers);
+        if !self.should_notify() {
+            return None;
+        }
+        // One more unparked worker, and it is searching.
+        self.state.fetch_add(UNPARK_ONE | 1, SeqCst);
+        let index = sleepers.pop();
+        debug_assert!(index.is_some(), "weft bug: fewer sleepers than parked workers");
+        index
+    }
+
+    fn should_notify(&self) -> bool {
+        let counts = self.counts();
+        counts.searching() == 0 && counts.unparked() < self.num_workers
+    }
+
+    /// Rule 1: may this worker start searching?
+    pub(super) fn transition_worker_to_searching(&self) -> bool {
+        if 2 * self.counts().searching() >= self.num_workers {
+            return false;
+        }
+        self.state.fetch_add(1, SeqCst);
+        true
+    }
+
+    /// The worker found work and stops searching. True if it was the last
+    /// searcher (rule 3: the caller must then wake another if work waits).
+    pub(super) fn transition_worker_from_searching(&self) -> bool {
+        let prev = Counts(self.state.fetch_sub(1, SeqCst));
+        debug_assert!(prev.searching() > 0);
+        prev.searching() == 1
+    }
+
+    /// The worker parks. True if it was the last searcher (rule 3).
+    pub(super) fn transition_worker_to_parked(&self, index: usize, is_searching: bool) -> bool {
+        let mut sleepers = lock(&self.sleepers);
+        let prev = Counts(self.state.fetch_sub(UNPARK_ONE | usize::from(is_searching), SeqCst));
+        sleepers.push(index);
+        is_searching && prev.searching() == 1
+    }
+
+    /// The worker woke for its own reasons (the driver had events for it):
+    /// takes it off the sleepers list. True if it was on it; false means
+    /// another thread woke it through [`worker_to_notify`](Self::worker_to_notify)
+    /// and it is therefore a searcher.
+    pub(super) fn unpark_worker_by_id(&self, index: usize) -> bool {
+        let mut sleepers = lock(&self.sleepers);
+        match sleepers.iter().position(|&i| i == index) {
+            Some(pos) => {
+                sleepers.swap_remove(pos);
+                self.state.fetch_add(UNPARK_ONE, SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True if the worker is on the sleepers list.
+    pub(super) fn is_parked(&self, index: usize) -> bool {
+        lock(&self.sleepers).contains(&index)
+    }
+
+    /// Workers searching right now.
+    pub(super) fn num_searching(&self) -> usize {
+        self.counts().searching()
+    }
+
+    /// Workers parked right now.
+    pub(super) fn num_parked(&self) -> usize {
+        self.num_workers - self.counts().unparked()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_half_search_and_a_notified_worker_searches() {
+        let idle = Idle::new(4);
+        assert!(idle.transition_worker_to_searching());
+        assert!(idle.transition_worker_to_searching());
+        assert!(
+            !idle.transition_worker_to_searching(),
+            "a third searcher of four is refused"
+        );
+        assert!(!idle.transition_worker_from_searching());
+        assert!(idle.transition_worker_to_parked(1, true), "the last searcher parks");
+        assert_eq!(idle.num_parked(), 1);
+        assert_eq!(idle.worker_to_notify(), Some(1));
+        assert_eq!(idle.num_searching(), 1, "the woken worker counts as searching");
+        assert_eq!(idle.worker_to_notify(), None, "nobody else is woken while one searches");
+        assert!(!idle.is_parked(1));
+        assert!(!idle.unpark_worker_by_id(1));
+    }
+
+    #[test]
+    fn a_worker_woken_by_its_driver_leaves_the_sleepers() {
+        let idle = Idle::new(2);
+        assert!(!idle.transition_worker_to_parked(0, false));
+        assert!(idle.is_parked(0));
+        assert!(idle.unpark_worker_by_id(0));
+        assert_eq!(idle.num_parked(), 0);
+        assert_eq!(idle.num_searching(), 0);
+    }
+}

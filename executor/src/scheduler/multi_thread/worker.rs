@@ -1,0 +1,474 @@
+//! A worker: one thread, its local queue and LIFO slot, and the loop that
+//! finds the next task.
+//!
+//! # Where a worker looks for work, in order
+//!
+//! 1. Every `global_queue_interval` ticks: the injection queue first, so that
+//!    tasks spawned from outside are not starved by local ones.
+//! 2. Its LIFO slot, then its local queue (FIFO).
+//! 3. The injection queue, taking a batch into the local queue.
+//! 4. If fewer than half the workers are searching: steal half of a random
+//!    victim's queue (at most 32 tasks), trying every worker once.
+//! 5. Park (see [`idle`](super::idle) for who wakes it).
+//!
+//! Every `event_interval` ticks it also polls the driver without blocking, so
+//! I/O readiness and timers are seen even while every worker is busy.
+//!
+//! # The LIFO slot
+//!
+//! A task woken (or spawned) by the task running on a worker goes into the
+//! worker's LIFO slot and runs next, while the data it exchanged is still in
+//! cache (the message-passing pattern). The task it displaces goes to the
+//! back of the local queue. At most [`MAX_LIFO_POLLS`] LIFO tasks run in a row
+//! before the slot is disabled for the rest of that chain, so two tasks that
+//! wake each other cannot starve the queue. Tasks that yield never use it.
+//! The slot is not stealable: only its worker touches it.
+//!
+//! # Who touches what
+//!
+//! `Core` (the local queue's owner side, the LIFO slot, the tick) belongs to
+//! the worker thread; it sits in a `RefCell` in the thread's [`Context`] so
+//! that a wake on this thread can reach it, and no borrow of it is ever held
+//! while a task runs or a task reference is dropped (either can run user code
+//! that wakes a task). Everything other threads need is in [`Shared`]: the
+//! stealer half of each queue, the unparkers, the injection queue.
+
+use super::Handle;
+use super::idle::Idle;
+use crate::context;
+use crate::coop;
+use crate::loom::{AtomicUsize, Ordering::*, fence};
+use crate::metrics::WorkerCounters;
+use crate::park::{Parker, SharedDriver, Unparker};
+use crate::scheduler::{self, Inject};
+use crate::task::{Notified, list::OwnedTasks};
+use crossbeam_deque::{Steal, Stealer, Worker};
+use crossbeam_utils::CachePadded;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// A task reference waiting to run.
+pub(super) type Runnable = Notified<Arc<Handle>>;
+
+/// Polls of LIFO-slot tasks in a row before the slot is bypassed.
+pub(super) const MAX_LIFO_POLLS: u32 = 3;
+
+/// Tasks a local queue holds before half of them move to the injection queue.
+#[cfg(not(loom))]
+pub(super) const LOCAL_QUEUE_CAPACITY: usize = 256;
+#[cfg(loom)]
+pub(super) const LOCAL_QUEUE_CAPACITY: usize = 4;
+
+/// What other threads may reach.
+pub(crate) struct Shared {
+    pub(super) remotes: Box<[Remote]>,
+    pub(super) inject: Inject<Runnable>,
+    pub(super) idle: Idle,
+    pub(super) owned: OwnedTasks<Arc<Handle>>,
+    pub(super) driver: Arc<SharedDriver>,
+    pub(super) counters: Box<[CachePadded<WorkerCounters>]>,
+    pub(super) remote_schedules: crate::metrics::Counter,
+    /// Workers that left their loop; the last one out finishes shutdown.
+    pub(super) exited: AtomicUsize,
+}
+
+/// The face a worker shows other threads.
+pub(super) struct Remote {
+    pub(super) steal: Stealer<Runnable>,
+    pub(super) unpark: Unparker,
+}
+
+/// What only the worker thread touches.
+pub(super) struct Core {
+    tick: u32,
+    lifo_slot: Option<Runnable>,
+    /// False while a LIFO chain has hit `MAX_LIFO_POLLS`.
+    lifo_enabled: bool,
+    run_queue: Worker<Runnable>,
+    /// This worker counts as a searcher in `Idle`.
+    is_searching: bool,
+    is_shutdown: bool,
+    /// The worker is inside its parker: wakes need not notify others, since
+    /// it will run what they queue as soon as it returns.
+    is_parked: bool,
+    rand: FastRand,
+}
+
+impl Core {
+    pub(super) fn new(run_queue: Worker<Runnable>, seed: u64) -> Core {
+        Core {
+            tick: 0,
+            lifo_slot: None,
+            lifo_enabled: true,
+            run_queue,
+            is_searching: false,
+            is_shutdown: false,
+            is_parked: false,
+            rand: FastRand::new(seed),
+        }
+    }
+
+    fn has_tasks(&self) -> bool {
+        self.lifo_slot.is_some() || !self.run_queue.is_empty()
+    }
+
+    fn next_local_task(&mut self) -> Option<Runnable> {
+        self.lifo_slot.take().or_else(|| self.run_queue.pop())
+    }
+
+    /// Pushes to the back of the local queue; a full queue first moves its
+    /// older half to the injection queue, where every worker can take it.
+    fn push_back(&mut self, task: Runnable, shared: &Shared, counters: &WorkerCounters) {
+        if self.run_queue.len() >= LOCAL_QUEUE_CAPACITY {
+            for _ in 0..LOCAL_QUEUE_CAPACITY / 2 {
+                match self.run_queue.pop() {
+                    Some(task) => shared.inject.push(task),
+                    None => break,
+                }
+            }
+            counters.overflows.incr();
+        }
+        self.run_queue.push(task);
+    }
+}
+
+/// The scheduler state of a worker thread.
+pub(crate) struct Context {
+    pub(super) handle: Arc<Handle>,
+    index: usize,
+    core: RefCell<Core>,
+    parker: Parker,
+}
+
+impl Context {
+    pub(super) fn new(handle: Arc<Handle>, index: usize, core: Core, parker: Parker) -> Context {
+        Context {
+            handle,
+            index,
+            core: RefCell::new(core),
+            parker,
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.shared().counters[self.index]
+    }
+
+    /// The worker loop. Returns when the runtime shuts down.
+    pub(super) fn run(&self) {
+        loop {
+            let tick = {
+                let mut core = self.core.borrow_mut();
+                if core.is_shutdown {
+                    break;
+                }
+                core.tick = core.tick.wrapping_add(1);
+                core.tick
+            };
+            if tick % self.handle.config.event_interval == 0 {
+                self.maintenance();
+            }
+            if let Some(task) = self.next_task(tick) {
+                self.run_task(task);
+                continue;
+            }
+            if let Some(task) = self.steal_work() {
+                self.run_task(task);
+                continue;
+            }
+            self.park();
+        }
+        self.shutdown();
+    }
+
+    /// Polls the driver without blocking and looks for shutdown.
+    fn maintenance(&self) {
+        self.core.borrow_mut().is_parked = true;
+        // Only polls if no other worker is blocked in the driver.
+        self.parker.park(Some(std::time::Duration::ZERO));
+        let mut core = self.core.borrow_mut();
+        core.is_parked = false;
+        core.is_shutdown = self.shared().inject.is_closed();
+    }
+
+    fn next_task(&self, tick: u32) -> Option<Runnable> {
+        let shared = self.shared();
+        let mut core = self.core.borrow_mut();
+        if tick % self.handle.config.global_queue_interval == 0 {
+            // Fairness: outside work first, now and then.
+            if let Some(task) = shared.inject.pop() {
+                return Some(task);
+            }
+            return core.next_local_task();
+        }
+        if let Some(task) = core.next_local_task() {
+            return Some(task);
+        }
+        if shared.inject.is_empty() {
+            return None;
+        }
+        shared.inject.steal_batch_and_pop(&core.run_queue)
+    }
+
+    /// Steps 3 and 4 of the search, as a searcher.
+    fn steal_work(&self) -> Option<Runnable> {
+        let shared = self.shared();
+        let mut core = self.core.borrow_mut();
+        if !core.is_searching {
+            if !shared.idle.transition_worker_to_searching() {
+                return None;
+            }
+            core.is_searching = true;
+        }
+        let n = shared.remotes.len();
+        let start = core.rand.below(n);
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            let stolen = loop {
+                match shared.remotes[victim].steal.steal_batch_and_pop(&core.run_queue) {
+                    Steal::Retry => std::hint::spin_loop(),
+                    other => break other.success(),
+                }
+            };
+            if let Some(task) = stolen {
+                let counters = self.counters();
+                counters.steal_operations.incr();
+                counters.steals.add(1 + core.run_queue.len() as u64);
+                return Some(task);
+            }
+        }
+        shared.inject.steal_batch_and_pop(&core.run_queue)
+    }
+
+    fn run_task(&self, task: Runnable) {
+        {
+            let mut core = self.core.borrow_mut();
+            if core.is_searching {
+                core.is_searching = false;
+                // Rule 3 of `idle`: the last searcher to find work wakes a
+                // successor, who will look for what may remain.
+                if self.shared().idle.transition_worker_from_searching() {
+                    drop(core);
+                    self.handle.notify_parked();
+                }
+            }
+        }
+        coop::budget(|| {
+            self.poll(task);
+            let mut lifo_polls = 0;
+            loop {
+                let task = {
+                    let mut core = self.core.borrow_mut();
+                    let Some(task) = core.lifo_slot.take() else {
+                        core.lifo_enabled = true;
+                        return;
+                    };
+                    if !coop::has_budget_remaining() {
+                        // The chain spent the budget: the LIFO task waits its
+                        // turn like any other.
+                        core.push_back(task, self.shared(), self.counters());
+                        core.lifo_enabled = true;
+                        drop(core);
+                        self.handle.notify_parked_local();
+                        return;
+                    }
+                    lifo_polls += 1;
+                    if lifo_polls >= MAX_LIFO_POLLS {
+                        core.lifo_enabled = false;
+                    }
+                    task
+                };
+                self.counters().lifo_polls.incr();
+                self.poll(task);
+            }
+        });
+    }
+
+    fn poll(&self, task: Runnable) {
+        self.counters().polls.incr();
+        task.run();
+    }
+
+    /// Schedules a task woken (or spawned) on this worker's thread.
+    pub(super) fn schedule_local(&self, task: Runnable, is_yield: bool) -> Result<(), Runnable> {
+        let Ok(mut core) = self.core.try_borrow_mut() else {
+            return Err(task);
+        };
+        if core.is_shutdown {
+            return Err(task);
+        }
+        self.counters().local_schedules.incr();
+        let pushed_to_queue = if is_yield || !core.lifo_enabled {
+            core.push_back(task, self.shared(), self.counters());
+            true
+        } else {
+            match core.lifo_slot.replace(task) {
+                Some(prev) => {
+                    core.push_back(prev, self.shared(), self.counters());
+                    true
+                }
+                None => false,
+            }
+        };
+        // A queued task can be stolen, so a parked worker may help; a task
+        // in the LIFO slot cannot. A parked worker (that is, one whose driver
+        // is waking tasks) runs them itself when it returns.
+        let notify = pushed_to_queue && !core.is_parked;
+        drop(core);
+        if notify {
+            self.handle.notify_parked_local();
+        }
+        Ok(())
+    }
+
+    fn park(&self) {
+        let shared = self.shared();
+        {
+            let mut core = self.core.borrow_mut();
+            // `maintenance` may have consumed the shutdown's unpark (its
+            // zero-timeout park takes the token) earlier in this turn: never
+            // block after seeing it.
+            if core.is_shutdown || core.has_tasks() {
+                return;
+            }
+            let was_searching = std::mem::replace(&mut core.is_searching, false);
+            drop(core);
+            // Rule 3 of `idle`: the last searcher to park looks once more at
+            // every queue, since work may have arrived after it looked.
+            if shared.idle.transition_worker_to_parked(self.index, was_searching) {
+                self.handle.notify_if_work_pending();
+            }
+        }
+        loop {
+            self.counters().parks.incr();
+            self.core.borrow_mut().is_parked = true;
+            self.parker.park(None);
+            let mut core = self.core.borrow_mut();
+            core.is_parked = false;
+            core.is_shutdown = shared.inject.is_closed();
+            if core.is_shutdown {
+                return;
+            }
+            if core.has_tasks() {
+                // The driver woke tasks on this thread while it was parked.
+                // If we are still on the sleepers list nobody picked us, so
+                // we are not a searcher; otherwise we were picked, and are.
+                core.is_searching = !shared.idle.unpark_worker_by_id(self.index);
+                let more = core.run_queue.len() > 1;
+                drop(core);
+                if more {
+                    self.handle.notify_parked_local();
+                }
+                return;
+            }
+            drop(core);
+            if !shared.idle.is_parked(self.index) {
+                // Picked by a notifier: search.
+                self.core.borrow_mut().is_searching = true;
+                return;
+            }
+            // Woken for nothing (spuriously, or the driver had nothing for
+            // us): park again.
+        }
+    }
+
+    /// Leaves the loop for good: cancels tasks, drops what is queued here,
+    /// and if this is the last worker out, drains the injection queue and
+    /// shuts the driver down.
+    fn shutdown(&self) {
+        let shared = self.shared();
+        // Every worker walks the whole owned list (starting at its own
+        // shard), so the cancellations are shared out.
+        shared.owned.shutdown_all(self.index);
+        let mut queued = Vec::new();
+        {
+            let mut core = self.core.borrow_mut();
+            queued.extend(core.lifo_slot.take());
+            while let Some(task) = core.run_queue.pop() {
+                queued.push(task);
+            }
+        }
+        // Outside the borrow: a dropped task may free a future whose
+        // destructor wakes another task on this thread.
+        drop(queued);
+        if shared.exited.fetch_add(1, AcqRel) + 1 == shared.remotes.len() {
+            debug_assert!(shared.owned.is_empty());
+            shared.inject.drain();
+            shared.driver.shutdown();
+        }
+    }
+}
+
+impl Handle {
+    /// Schedules a task from wherever the wake happens.
+    pub(super) fn schedule_task(self: &Arc<Handle>, task: Runnable, is_yield: bool) {
+        let task = context::with_scheduler(|cx| match cx {
+            Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, self) => {
+                cx.schedule_local(task, is_yield).err()
+            }
+            _ => Some(task),
+        });
+        if let Some(task) = task {
+            self.shared.remote_schedules.add_shared(1);
+            // `push` issues the SeqCst fence that orders the push before the
+            // idle check (rule 2 of `idle`).
+            self.shared.inject.push(task);
+            self.notify_parked();
+        }
+    }
+
+    /// Wakes a parked worker if rule 2 of `idle` says so. The caller has
+    /// fenced since queueing its work.
+    pub(super) fn notify_parked(&self) {
+        if let Some(index) = self.shared.idle.worker_to_notify() {
+            self.shared.remotes[index].unpark.unpark();
+        }
+    }
+
+    /// As [`notify_parked`](Self::notify_parked), after a push to a local
+    /// queue (which issues no fence of its own).
+    pub(super) fn notify_parked_local(&self) {
+        fence(SeqCst);
+        self.notify_parked();
+    }
+
+    /// Wakes a worker if any queue holds work.
+    fn notify_if_work_pending(&self) {
+        fence(SeqCst);
+        let pending = self.shared.remotes.iter().any(|r| !r.steal.is_empty()) || !self.shared.inject.is_empty();
+        if pending {
+            self.notify_parked();
+        }
+    }
+}
+
+/// A small, fast, non-cryptographic random number generator (xorshift64*),
+/// for picking steal victims.
+pub(super) struct FastRand {
+    state: u64,
+}
+
+impl FastRand {
+    pub(super) fn new(seed: u64) -> FastRand {
+        FastRand { state: seed | 1 }
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: usize) -> usize {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        // Lemire's multiply-shift maps r into 0..n without a division.
+        ((u128::from(r >> 32) * n as u128) >> 32) as usize
+    }
+}

@@ -1,0 +1,311 @@
+//! The typed operations on a task: running it, completing it, and the
+//! `JoinHandle`'s side of the protocol. Each step names the rule of
+//! [`crate::task`] that makes it sound.
+
+use super::core::{Cell, Core, Header, Trailer};
+use super::id::Id;
+use super::raw::RawTask;
+use super::state::{Snapshot, State, TransitionToIdle, TransitionToRunning};
+use super::waker::waker_ref;
+use super::{JoinError, Notified, Schedule, Task};
+use crate::context;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::task::{Context, Poll, Waker};
+
+/// A typed view of a task pointer. Holds no reference by itself: every method
+/// states which reference its caller gives up or keeps.
+pub(super) struct Harness<T: Future, S: 'static> {
+    cell: NonNull<Cell<T, S>>,
+}
+
+impl<T: Future, S: Schedule> Harness<T, S> {
+    /// # Safety
+    ///
+    /// `ptr` is the header of a live `Cell<T, S>`.
+    pub(super) unsafe fn from_raw(ptr: NonNull<Header>) -> Harness<T, S> {
+        Harness { cell: ptr.cast() }
+    }
+
+    fn cell(&self) -> &Cell<T, S> {
+        // SAFETY: the caller of `from_raw` holds a reference, which keeps the
+        // allocation alive for the harness's lifetime.
+        unsafe { self.cell.as_ref() }
+    }
+
+    fn header(&self) -> &Header {
+        &self.cell().header
+    }
+
+    fn state(&self) -> &State {
+        &self.header().state
+    }
+
+    fn core(&self) -> &Core<T, S> {
+        &self.cell().core
+    }
+
+    fn trailer(&self) -> &Trailer {
+        &self.cell().trailer
+    }
+
+    fn id(&self) -> Id {
+        self.header().id
+    }
+
+    fn raw(&self) -> RawTask {
+        // SAFETY: the cell is live (see `cell`).
+        unsafe { RawTask::from_header(self.cell.cast()) }
+    }
+
+    /// A `Task` for the reference the caller holds, to hand on to the
+    /// scheduler.
+    fn into_task(self) -> Task<S> {
+        Task::from_raw(self.raw())
+    }
+
+    // ----- running ----------------------------------------------------------
+
+    /// Runs the task once. The caller gives up a `Notified` reference.
+    pub(super) fn poll(self) {
+        match self.state().transition_to_running() {
+            TransitionToRunning::Success => {
+                let header = self.cell.cast::<Header>();
+                let waker = waker_ref(&header);
+                let mut cx = Context::from_waker(&waker);
+                // Rule 1: we hold RUNNING, so we may poll.
+                if poll_future(self.core(), self.id(), &mut cx).is_ready() {
+                    self.complete();
+                    return;
+                }
+                match self.state().transition_to_idle() {
+                    TransitionToIdle::Ok => {}
+                    TransitionToIdle::OkNotified => {
+                        // Rule 2: woken while running; our reference becomes
+                        // the new Notified, which goes to the back of a queue.
+                        let scheduler: *const S = &self.core().scheduler;
+                        let notified = Notified(self.into_task());
+                        // SAFETY: the Notified keeps the cell, and so the
+                        // scheduler, alive across the call.
+                        unsafe { &*scheduler }.yield_now(notified);
+                    }
+                    TransitionToIdle::OkDealloc => self.dealloc(),
+                    TransitionToIdle::Cancelled => {
+                        cancel_task(self.core(), self.id());
+                        self.complete();
+                    }
+                }
+            }
+            TransitionToRunning::Cancelled => {
+                cancel_task(self.core(), self.id());
+                self.complete();
+            }
+            TransitionToRunning::Failed => {}
+            TransitionToRunning::Dealloc => self.dealloc(),
+        }
+    }
+
+    /// Hands a `Notified` to the scheduler. The caller gives up the reference
+    /// the `Notified` will own.
+    pub(super) fn schedule(self) {
+        let scheduler: *const S = &self.core().scheduler;
+        let notified = Notified(self.into_task());
+        // SAFETY: the Notified keeps the cell, and so the scheduler, alive
+        // for the duration of the call.
+        unsafe { &*scheduler }.schedule(notified);
+    }
+
+    /// Cancels the task for runtime shutdown. The caller gives up a
+    /// reference.
+    pub(super) fn shutdown(self) {
+        if !self.state().transition_to_shutdown() {
+            // Running elsewhere (the poller will see CANCELLED, rule 3) or
+            // already complete.
+            self.drop_reference();
+            return;
+        }
+        // Rule 3: the task was idle and we now hold RUNNING.
+        cancel_task(self.core(), self.id());
+        self.complete();
+    }
+
+    /// Stores-done bookkeeping after the outcome is in the stage: publishes
+    /// completion, wakes or cleans up after the join handle, leaves the owned
+    /// list, and releases the running reference (and the list's).
+    fn complete(self) {
+        let snapshot = self.state().transition_to_complete();
+
+        if !snapshot.is_join_interested() {
+            // Rule 1: the handle is gone, so the output is ours to drop. A
+            // panicking destructor must not unwind into the scheduler.
+            let _id = context::set_current_task_id(Some(self.id()));
+            // SAFETY: rule 1 (see above).
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.core().drop_future_or_output() }));
+        } else if snapshot.is_join_waker_set() {
+            // Rule 4: JOIN_WAKER is set and the task complete: we may read
+            // the waker to wake the handle.
+            // SAFETY: rule 4 (see above).
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().wake_join() }));
+            let prev = self.state().unset_waker_after_complete();
+            if !prev.is_join_interested() {
+                // The handle was dropped while we woke it: rule 4 makes the
+                // waker ours to drop.
+                // SAFETY: rule 4 (see above).
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().set_waker(None) }));
+            }
+        }
+
+        // Leave the owned list. `me` borrows our pointer without counting.
+        let me = ManuallyDrop::new(Task::<S>::from_raw(self.raw()));
+        let num_release = match self.core().scheduler.release(&me) {
+            Some(list_ref) => {
+                // Its count is released below, together with ours.
+                std::mem::forget(list_ref);
+                2
+            }
+            None => 1,
+        };
+        if self.state().transition_to_terminal(num_release) {
+            self.dealloc();
+        }
+    }
+
+    /// Frees the cell. The caller released the last reference.
+    pub(super) fn dealloc(self) {
+        // SAFETY: the reference count reached zero, so nothing else can reach
+        // the cell; it was allocated by `Box` in `Cell::new`.
+        drop(unsafe { Box::from_raw(self.cell.as_ptr()) });
+    }
+
+    fn drop_reference(self) {
+        if self.state().ref_dec() {
+            self.dealloc();
+        }
+    }
+
+    // ----- the JoinHandle's side ---------------------------------------------
+
+    /// Writes the output to `dst` if the task is complete; otherwise makes
+    /// sure `waker` will be woken when it completes.
+    pub(super) fn try_read_output(self, dst: &mut Poll<Result<T::Output, JoinError>>, waker: &Waker) {
+        if can_read_output(self.header(), self.trailer(), waker) {
+            // SAFETY: rule 1: the task is complete and we are its JoinHandle.
+            *dst = Poll::Ready(unsafe { self.core().take_output() });
+        }
+    }
+
+    /// Drops the `JoinHandle` when the fast path failed. Releases its
+    /// reference.
+    pub(super) fn drop_join_handle_slow(self) {
+        let (prev, next) = self.state().transition_to_join_handle_dropped();
+        if prev.is_complete() {
+            // Rule 1: the task completed while we held interest, so the
+            // output is ours to drop.
+            let _id = context::set_current_task_id(Some(self.id()));
+            // SAFETY: rule 1 (see above).
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.core().drop_future_or_output() }));
+        }
+        if !next.is_join_waker_set() {
+            // Rule 4: with JOIN_WAKER clear after our transition, the field is
+            // ours.
+            // SAFETY: rule 4 (see above).
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().set_waker(None) }));
+        }
+        self.drop_reference();
+    }
+}
+
+/// Polls the future once, catching a panic. On `Ready` (or a panic) the
+/// outcome is stored in the stage and the future is already dropped.
+fn poll_future<T: Future, S: Schedule>(core: &Core<T, S>, id: Id, cx: &mut Context<'_>) -> Poll<()> {
+    let _id = context::set_current_task_id(Some(id));
+    // SAFETY: the caller holds RUNNING (rule 1).
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.poll(cx) }));
+    let (output, panicked) = match outcome {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(output)) => (Ok(output), false),
+        Err(payload) => {
+            // The future panicked mid-poll; dropping it is still valid. Its
+            // destructor may panic too: that payload is dropped, the first
+            // one is what the JoinHandle reports.
+            // SAFETY: the caller holds RUNNING (rule 1).
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future_or_output() }));
+            (Err(JoinError::panic(id, payload)), true)
+        }
+    };
+    // SAFETY: RUNNING is held, and the stage is `Consumed` (the future was
+    // dropped on `Ready` by `Core::poll`, or above after a panic).
+    unsafe { core.store_output(output) };
+    if panicked {
+        core.scheduler.unhandled_panic();
+    }
+    Poll::Ready(())
+}
+
+/// Drops the future of a cancelled task and stores the cancellation (or the
+/// panic its destructor raised) as the outcome. The caller holds RUNNING.
+fn cancel_task<T: Future, S: Schedule>(core: &Core<T, S>, id: Id) {
+    let _id = context::set_current_task_id(Some(id));
+    // SAFETY: the caller holds RUNNING (rule 1).
+    let dropped = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future_or_output() }));
+    let err = match dropped {
+        Ok(()) => JoinError::cancelled(id),
+        Err(payload) => JoinError::panic(id, payload),
+    };
+    // SAFETY: RUNNING is held and the stage is `Consumed`.
+    unsafe { core.store_output(Err(err)) };
+}
+
+/// The `JoinHandle`'s half of rule 4. True if the task is complete and the
+/// output can be taken.
+fn can_read_output(header: &Header, trailer: &Trailer, waker: &Waker) -> bool {
+    let snapshot = header.state.load();
+    debug_assert!(snapshot.is_join_interested());
+    if snapshot.is_complete() {
+        return true;
+    }
+    let published = if !snapshot.is_join_waker_set() {
+        // Rule 4: JOIN_WAKER clear and not complete: we may write the field.
+        // SAFETY: rule 4 (see above).
+        unsafe { publish_join_waker(header, trailer, waker.clone()) }
+    } else {
+        // Rule 4: JOIN_WAKER set: we may read the field.
+        // SAFETY: rule 4 (see above).
+        if unsafe { trailer.will_wake(waker) } {
+            return false;
+        }
+        // A different waker: take the field back, then publish the new one.
+        header.state.unset_join_waker().and_then(|_| {
+            // SAFETY: rule 4: JOIN_WAKER is now clear and the task not
+            // complete.
+            unsafe { publish_join_waker(header, trailer, waker.clone()) }
+        })
+    };
+    match published {
+        Ok(_) => false,
+        Err(snapshot) => {
+            debug_assert!(snapshot.is_complete());
+            true
+        }
+    }
+}
+
+/// Writes the join waker and publishes it.
+///
+/// # Safety
+///
+/// JOIN_WAKER is clear and the caller is the `JoinHandle` (rule 4).
+unsafe fn publish_join_waker(header: &Header, trailer: &Trailer, waker: Waker) -> Result<Snapshot, Snapshot> {
+    // SAFETY: forwarded to the caller.
+    unsafe { trailer.set_waker(Some(waker)) };
+    let res = header.state.set_join_waker();
+    if res.is_err() {
+        // Completed meanwhile: JOIN_WAKER stayed clear, so the field is still
+        // ours; drop the waker now rather than at deallocation.
+        // SAFETY: rule 4, as above.
+        unsafe { trailer.set_waker(None) };
+    }
+    res
+}

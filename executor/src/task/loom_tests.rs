@@ -1,0 +1,246 @@
+//! Loom models of the task state machine: every interleaving of the races
+//! that matter, on the real task code (through the crate's loom shim).
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-executor --lib --release loom`.
+
+use super::list::OwnedTasks;
+use super::{Id, JoinHandle, Notified, Schedule, Task};
+use crate::loom::{Mutex, lock, thread};
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+struct LoomSched {
+    queue: Mutex<VecDeque<Notified<std::sync::Arc<LoomSched>>>>,
+    owned: OwnedTasks<std::sync::Arc<LoomSched>>,
+}
+
+impl Schedule for std::sync::Arc<LoomSched> {
+    fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
+        self.owned.remove(task)
+    }
+    fn schedule(&self, task: Notified<Self>) {
+        lock(&self.queue).push_back(task);
+    }
+}
+
+fn sched() -> std::sync::Arc<LoomSched> {
+    std::sync::Arc::new(LoomSched {
+        queue: Mutex::new(VecDeque::new()),
+        owned: OwnedTasks::new(1),
+    })
+}
+
+impl LoomSched {
+    fn spawn<F>(self: &std::sync::Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, notified) = self.owned.bind(future, self.clone(), Id::next());
+        self.schedule(notified.expect("list open"));
+        join
+    }
+
+    fn run_all(&self) {
+        loop {
+            let next = lock(&self.queue).pop_front();
+            match next {
+                Some(task) => task.run(),
+                None => return,
+            }
+        }
+    }
+}
+
+/// Counts drops with a loom atomic, so loom sees the accesses.
+struct DropCount(Arc<AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Pending until woken from outside: parks its waker in a shared slot.
+struct Parked {
+    slot: Arc<Mutex<Option<Waker>>>,
+    polled: bool,
+}
+impl Future for Parked {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.polled {
+            return Poll::Ready(());
+        }
+        self.polled = true;
+        *lock(&self.slot) = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+fn block_on_join<T>(s: &LoomSched, mut join: JoinHandle<T>) -> Result<T, super::JoinError> {
+    loop {
+        s.run_all();
+        if let Poll::Ready(out) = Pin::new(&mut join).poll(&mut Context::from_waker(Waker::noop())) {
+            return out;
+        }
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn dropping_the_join_handle_races_completion() {
+    loom::model(|| {
+        let s = sched();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let out = DropCount(drops.clone());
+        let join = s.spawn(async move { out });
+        let th = thread::spawn(move || drop(join));
+        s.run_all();
+        th.join().unwrap();
+        assert_eq!(drops.load(SeqCst), 1, "the output is dropped exactly once");
+    });
+}
+
+#[test]
+fn a_wake_from_another_thread_races_the_poll() {
+    loom::model(|| {
+        let s = sched();
+        let slot = Arc::new(Mutex::new(None));
+        let join = s.spawn(Parked {
+            slot: slot.clone(),
+            polled: false,
+        });
+        let waker_slot = slot.clone();
+        let th = thread::spawn(move || {
+            // Wake whenever the waker shows up; it may not have yet.
+            loop {
+                if let Some(w) = lock(&waker_slot).take() {
+                    w.wake();
+                    return;
+                }
+                thread::yield_now();
+            }
+        });
+        block_on_join(&s, join).unwrap();
+        th.join().unwrap();
+    });
+}
+
+#[test]
+fn abort_races_the_poll() {
+    loom::model(|| {
+        let s = sched();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCount(drops.clone());
+        let slot = Arc::new(Mutex::new(None));
+        let parked = Parked {
+            slot: slot.clone(),
+            polled: false,
+        };
+        let join = s.spawn(async move {
+            let _guard = guard;
+            parked.await;
+        });
+        let abort = join.abort_handle();
+        let th = thread::spawn(move || abort.abort());
+        let s2 = s.clone();
+        let runner = thread::spawn(move || s2.run_all());
+        runner.join().unwrap();
+        th.join().unwrap();
+        // Whatever the interleaving, the task ends cancelled (it never gets
+        // a wake, so it cannot complete) and its future is dropped once.
+        let res = block_on_join(&s, join);
+        assert!(res.unwrap_err().is_cancelled());
+        assert_eq!(drops.load(SeqCst), 1);
+        lock(&slot).take();
+    });
+}
+
+#[test]
+fn the_join_waker_races_completion() {
+    use std::task::Wake;
+    struct Flag(AtomicUsize);
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    loom::model(|| {
+        let s = sched();
+        let mut join = s.spawn(async { 7 });
+        let s2 = s.clone();
+        let runner = thread::spawn(move || s2.run_all());
+        let flag = std::sync::Arc::new(Flag(AtomicUsize::new(0)));
+        let waker = Waker::from(flag.clone());
+        let first = Pin::new(&mut join).poll(&mut Context::from_waker(&waker));
+        runner.join().unwrap();
+        match first {
+            Poll::Ready(v) => assert_eq!(v.unwrap(), 7),
+            Poll::Pending => {
+                // Rule 4: a handle that registered before completion is woken.
+                assert_eq!(flag.0.load(SeqCst), 1);
+                let second = Pin::new(&mut join).poll(&mut Context::from_waker(&waker));
+                assert!(matches!(second, Poll::Ready(Ok(7))));
+            }
+        }
+    });
+}
+
+#[test]
+fn shutdown_races_a_running_poll() {
+    loom::model(|| {
+        let s = sched();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCount(drops.clone());
+        let slot = Arc::new(Mutex::new(None));
+        let parked = Parked {
+            slot: slot.clone(),
+            polled: false,
+        };
+        let join = s.spawn(async move {
+            let _guard = guard;
+            parked.await;
+        });
+        let s2 = s.clone();
+        let runner = thread::spawn(move || s2.run_all());
+        s.owned.close();
+        s.owned.shutdown_all(0);
+        runner.join().unwrap();
+        s.run_all();
+        assert!(block_on_join(&s, join).unwrap_err().is_cancelled());
+        assert_eq!(drops.load(SeqCst), 1);
+        assert!(s.owned.is_empty());
+        lock(&slot).take();
+    });
+}
+
+#[test]
+fn spawning_races_shutdown_of_the_owned_list() {
+    loom::model(|| {
+        let s = sched();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (s2, guard) = (s.clone(), DropCount(drops.clone()));
+        let spawner = thread::spawn(move || {
+            let future = async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            };
+            let (join, notified) = s2.owned.bind(future, s2.clone(), Id::next());
+            // Never scheduled: only shutdown can end it.
+            drop(notified);
+            join
+        });
+        s.owned.close();
+        s.owned.shutdown_all(0);
+        let join = spawner.join().unwrap();
+        // Either `bind` saw the list closed and cancelled the task at once,
+        // or `shutdown_all` found it in the list: never neither, never both.
+        assert_eq!(drops.load(SeqCst), 1);
+        assert!(join.is_finished());
+        assert!(s.owned.is_empty());
+    });
+}

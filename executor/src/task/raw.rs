@@ -1,0 +1,172 @@
+//! The type-erased task pointer and the vtable that gives it back its types.
+
+use super::Schedule;
+use super::core::{Cell, Header};
+use super::harness::Harness;
+use super::id::Id;
+use super::state::{State, TransitionToNotified};
+use std::future::Future;
+use std::ptr::NonNull;
+use std::task::Waker;
+
+/// The operations that need the task's concrete future and scheduler types.
+/// One static instance exists per `(T, S)`.
+pub(super) struct Vtable {
+    /// Runs the task once; consumes a `Notified` reference.
+    pub(super) poll: unsafe fn(NonNull<Header>),
+    /// Hands a `Notified` (whose reference the caller owns) to the scheduler.
+    pub(super) schedule: unsafe fn(NonNull<Header>),
+    /// Frees the cell.
+    pub(super) dealloc: unsafe fn(NonNull<Header>),
+    /// `JoinHandle::poll`: writes `Poll<Result<T::Output, JoinError>>` to the
+    /// pointer if the task is complete, or stores the waker.
+    pub(super) try_read_output: unsafe fn(NonNull<Header>, *mut (), &Waker),
+    /// `JoinHandle::drop` when the fast path failed; releases its reference.
+    pub(super) drop_join_handle_slow: unsafe fn(NonNull<Header>),
+    /// Runtime shutdown; consumes a reference.
+    pub(super) shutdown: unsafe fn(NonNull<Header>),
+}
+
+fn vtable<T: Future, S: Schedule>() -> &'static Vtable {
+    &Vtable {
+        poll: poll::<T, S>,
+        schedule: schedule::<T, S>,
+        dealloc: dealloc::<T, S>,
+        try_read_output: try_read_output::<T, S>,
+        drop_join_handle_slow: drop_join_handle_slow::<T, S>,
+        shutdown: shutdown::<T, S>,
+    }
+}
+
+/// A pointer to a task's header. Copying it does not count a reference: the
+/// types that wrap it (`Task`, `Notified`, `JoinHandle`, ...) do.
+#[derive(Clone, Copy)]
+pub(super) struct RawTask {
+    ptr: NonNull<Header>,
+}
+
+impl RawTask {
+    pub(super) fn new<T, S>(future: T, scheduler: S, id: Id) -> RawTask
+    where
+        T: Future + Send + 'static,
+        S: Schedule,
+    {
+        let cell = Cell::<T, S>::new(future, scheduler, id, vtable::<T, S>());
+        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        RawTask { ptr }
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` points to a live task header.
+    pub(super) unsafe fn from_header(ptr: NonNull<Header>) -> RawTask {
+        RawTask { ptr }
+    }
+
+    pub(super) fn header_ptr(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    pub(super) fn header(&self) -> &Header {
+        // SAFETY: a `RawTask` is only used by holders of a reference count,
+        // which keeps the allocation alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    pub(super) fn state(&self) -> &State {
+        &self.header().state
+    }
+
+    /// Runs the task; the caller gives up a `Notified` reference.
+    pub(super) fn poll(self) {
+        // SAFETY: the vtable belongs to this header's cell type.
+        unsafe { (self.header().vtable.poll)(self.ptr) }
+    }
+
+    /// Schedules the task; the caller gives up the reference the `Notified`
+    /// will own.
+    pub(super) fn schedule(self) {
+        // SAFETY: as above.
+        unsafe { (self.header().vtable.schedule)(self.ptr) }
+    }
+
+    /// Frees the cell; the caller released the last reference.
+    pub(super) fn dealloc(self) {
+        // SAFETY: as above.
+        unsafe { (self.header().vtable.dealloc)(self.ptr) }
+    }
+
+    /// # Safety
+    ///
+    /// `dst` points to a `Poll<Result<T::Output, JoinError>>` of this task's
+    /// output type, and the caller holds the `JoinHandle`.
+    pub(super) unsafe fn try_read_output(self, dst: *mut (), waker: &Waker) {
+        // SAFETY: the vtable belongs to this header's cell type; the caller
+        // vouches for `dst`.
+        unsafe { (self.header().vtable.try_read_output)(self.ptr, dst, waker) }
+    }
+
+    /// The `JoinHandle` is dropped and the fast path failed.
+    pub(super) fn drop_join_handle_slow(self) {
+        // SAFETY: the vtable belongs to this header's cell type.
+        unsafe { (self.header().vtable.drop_join_handle_slow)(self.ptr) }
+    }
+
+    /// Cancels the task for shutdown, consuming the caller's reference.
+    pub(super) fn shutdown(self) {
+        // SAFETY: the vtable belongs to this header's cell type.
+        unsafe { (self.header().vtable.shutdown)(self.ptr) }
+    }
+
+    /// `abort()` from a handle: cancels the task, scheduling it if it is idle
+    /// so that its future is dropped on a worker.
+    pub(super) fn remote_abort(self) {
+        if self.state().transition_to_notified_and_cancel() == TransitionToNotified::Submit {
+            self.schedule();
+        }
+    }
+
+    /// Takes a reference.
+    pub(super) fn ref_inc(self) {
+        self.state().ref_inc();
+    }
+
+    /// Releases a reference, freeing the cell if it was the last.
+    pub(super) fn drop_reference(self) {
+        if self.state().ref_dec() {
+            self.dealloc();
+        }
+    }
+}
+
+unsafe fn poll<T: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.poll();
+}
+
+unsafe fn schedule<T: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.schedule();
+}
+
+unsafe fn dealloc<T: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.dealloc();
+}
+
+unsafe fn try_read_output<T: Future, S: Schedule>(ptr: NonNull<Header>, dst: *mut (), waker: &Waker) {
+    // SAFETY: the caller vouches that `dst` has this task's output type.
+    let dst = unsafe { &mut *dst.cast::<std::task::Poll<Result<T::Output, super::JoinError>>>() };
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.try_read_output(dst, waker);
+}
+
+unsafe fn drop_join_handle_slow<T: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.drop_join_handle_slow();
+}
+
+unsafe fn shutdown<T: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.shutdown();
+}

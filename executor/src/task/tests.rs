@@ -1,0 +1,386 @@
+//! The task machinery against a minimal scheduler, without threads where
+//! possible, so these tests also run under Miri.
+
+use super::list::OwnedTasks;
+use super::{Id, JoinHandle, Notified, Schedule, Task};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// A scheduler that queues tasks and runs them when asked.
+struct TestSched {
+    queue: Mutex<VecDeque<Notified<Arc<TestSched>>>>,
+    owned: OwnedTasks<Arc<TestSched>>,
+    panics: AtomicUsize,
+}
+
+impl Schedule for Arc<TestSched> {
+    fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
+        self.owned.remove(task)
+    }
+    fn schedule(&self, task: Notified<Self>) {
+        self.queue.lock().unwrap().push_back(task);
+    }
+    fn unhandled_panic(&self) {
+        self.panics.fetch_add(1, SeqCst);
+    }
+}
+
+fn sched() -> Arc<TestSched> {
+    Arc::new(TestSched {
+        queue: Mutex::new(VecDeque::new()),
+        owned: OwnedTasks::new(4),
+        panics: AtomicUsize::new(0),
+    })
+}
+
+impl TestSched {
+    fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, notified) = self.owned.bind(future, self.clone(), Id::next());
+        if let Some(n) = notified {
+            self.schedule(n);
+        }
+        join
+    }
+
+    /// Runs queued tasks until the queue is empty; returns how many runs.
+    fn run_all(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let next = self.queue.lock().unwrap().pop_front();
+            match next {
+                Some(task) => {
+                    task.run();
+                    n += 1;
+                }
+                None => return n,
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        self.owned.close();
+        self.owned.shutdown_all(0);
+        self.queue.lock().unwrap().clear();
+    }
+}
+
+/// Polls a join handle once with a no-op waker.
+fn poll_join<T>(join: &mut JoinHandle<T>) -> Poll<Result<T, super::JoinError>> {
+    Pin::new(join).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Counts its drops.
+struct DropCounter(Arc<AtomicUsize>);
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Pending until its flag is set; stores its waker where the test can reach it.
+struct Gate {
+    open: Arc<AtomicUsize>,
+    waker: Arc<Mutex<Option<Waker>>>,
+}
+impl Future for Gate {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.open.load(SeqCst) > 0 {
+            return Poll::Ready(());
+        }
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+fn gate() -> (Gate, Arc<AtomicUsize>, Arc<Mutex<Option<Waker>>>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let waker = Arc::new(Mutex::new(None));
+    (
+        Gate {
+            open: open.clone(),
+            waker: waker.clone(),
+        },
+        open,
+        waker,
+    )
+}
+
+#[test]
+fn a_task_runs_and_its_handle_yields_the_output() {
+    let s = sched();
+    let mut join = s.spawn(async { 40 + 2 });
+    assert!(poll_join(&mut join).is_pending());
+    assert_eq!(s.run_all(), 1);
+    assert!(join.is_finished());
+    assert_eq!(poll_join(&mut join).map(Result::unwrap), Poll::Ready(42));
+    assert!(s.owned.is_empty());
+}
+
+#[test]
+fn a_wake_requeues_an_idle_task_once() {
+    let s = sched();
+    let (gate, open, waker) = gate();
+    let mut join = s.spawn(gate);
+    assert_eq!(s.run_all(), 1);
+    let w = waker.lock().unwrap().take().unwrap();
+    // Two wakes, one run.
+    w.wake_by_ref();
+    w.wake_by_ref();
+    assert_eq!(s.queue.lock().unwrap().len(), 1);
+    open.store(1, SeqCst);
+    w.wake();
+    assert_eq!(s.run_all(), 1);
+    assert!(poll_join(&mut join).is_ready());
+}
+
+#[test]
+fn a_wake_during_the_poll_requeues_after_it() {
+    let s = sched();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    let join = s.spawn(std::future::poll_fn(move |cx| {
+        if p.fetch_add(1, SeqCst) == 0 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }));
+    assert_eq!(s.run_all(), 2, "woken during its poll, the task ran again");
+    assert_eq!(polls.load(SeqCst), 2);
+    drop(join);
+}
+
+#[test]
+fn the_output_of_a_detached_task_is_dropped_once_at_completion() {
+    let s = sched();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    drop(s.spawn(async move { DropCounter(d) }));
+    assert_eq!(drops.load(SeqCst), 0);
+    s.run_all();
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn an_unread_output_is_dropped_with_the_handle() {
+    let s = sched();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let join = s.spawn(async move { DropCounter(d) });
+    s.run_all();
+    assert_eq!(drops.load(SeqCst), 0, "the output waits for its handle");
+    drop(join);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn abort_of_an_idle_task_drops_its_future_on_the_scheduler() {
+    let s = sched();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let (gate, _open, _waker) = gate();
+    let mut join = s.spawn(async move {
+        let _guard = DropCounter(d);
+        gate.await;
+    });
+    s.run_all();
+    join.abort();
+    assert_eq!(drops.load(SeqCst), 0, "abort itself does not drop the future");
+    assert_eq!(s.run_all(), 1);
+    assert_eq!(drops.load(SeqCst), 1);
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a cancellation")
+    };
+    assert!(err.is_cancelled());
+}
+
+#[test]
+fn abort_before_the_first_run_and_after_completion() {
+    let s = sched();
+    let mut before = s.spawn(async { 1 });
+    before.abort();
+    s.run_all();
+    assert!(matches!(poll_join(&mut before), Poll::Ready(Err(e)) if e.is_cancelled()));
+
+    let mut after = s.spawn(async { 2 });
+    s.run_all();
+    after.abort();
+    assert_eq!(s.run_all(), 0);
+    assert!(matches!(poll_join(&mut after), Poll::Ready(Ok(2))));
+}
+
+#[test]
+fn a_panic_is_caught_and_reported_with_its_payload() {
+    let s = sched();
+    let mut join = s.spawn(async {
+        panic!("boom");
+    });
+    s.run_all();
+    assert_eq!(s.panics.load(SeqCst), 1);
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a panic")
+    };
+    assert!(err.is_panic());
+    assert!(err.to_string().contains("boom"));
+    assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
+}
+
+#[test]
+fn a_destructor_that_panics_during_cancellation_is_reported() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("destructor");
+        }
+    }
+    let s = sched();
+    let (gate, _open, _waker) = gate();
+    let mut join = s.spawn(async move {
+        let _bomb = Bomb;
+        gate.await;
+    });
+    s.run_all();
+    join.abort();
+    s.run_all();
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected an error")
+    };
+    assert!(err.is_panic());
+}
+
+#[test]
+fn shutdown_cancels_idle_tasks_and_refuses_new_ones() {
+    let s = sched();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut joins = Vec::new();
+    for _ in 0..10 {
+        let d = drops.clone();
+        let (gate, _open, _waker) = gate();
+        joins.push(s.spawn(async move {
+            let _guard = DropCounter(d);
+            gate.await;
+        }));
+    }
+    s.run_all();
+    s.shutdown();
+    assert_eq!(drops.load(SeqCst), 10);
+    for join in &mut joins {
+        assert!(matches!(poll_join(join), Poll::Ready(Err(e)) if e.is_cancelled()));
+    }
+    let guard = DropCounter(drops.clone());
+    let mut late = s.spawn(async move { drop(guard) });
+    assert_eq!(
+        drops.load(SeqCst),
+        11,
+        "a task spawned after shutdown is dropped at once"
+    );
+    assert!(matches!(poll_join(&mut late), Poll::Ready(Err(e)) if e.is_cancelled()));
+    assert!(s.owned.is_empty());
+}
+
+#[test]
+fn the_join_waker_is_woken_and_replaced() {
+    use std::task::Wake;
+    struct Flag(AtomicUsize);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let s = sched();
+    let (gate, open, waker) = gate();
+    let mut join = s.spawn(gate);
+    s.run_all();
+    let first = Arc::new(Flag(AtomicUsize::new(0)));
+    let second = Arc::new(Flag(AtomicUsize::new(0)));
+    let w1 = Waker::from(first.clone());
+    let w2 = Waker::from(second.clone());
+    assert!(Pin::new(&mut join).poll(&mut Context::from_waker(&w1)).is_pending());
+    assert!(Pin::new(&mut join).poll(&mut Context::from_waker(&w2)).is_pending());
+    open.store(1, SeqCst);
+    waker.lock().unwrap().take().unwrap().wake();
+    s.run_all();
+    assert_eq!(first.0.load(SeqCst), 0, "the replaced waker is not woken");
+    assert_eq!(second.0.load(SeqCst), 1);
+    drop(join);
+    assert_eq!(
+        Arc::strong_count(&second),
+        2,
+        "only w2 is left: the task dropped its clone"
+    );
+}
+
+#[test]
+fn every_reference_is_released() {
+    // The future holds a counter; when every reference (handle, wakers,
+    // queue, list) is gone the cell is freed and the counter dropped.
+    let s = sched();
+    let alive = Arc::new(());
+    let a = alive.clone();
+    let (gate, open, waker) = gate();
+    let join = s.spawn(async move {
+        let _a = a;
+        gate.await;
+    });
+    s.run_all();
+    let w = waker.lock().unwrap().clone().unwrap();
+    let abort = join.abort_handle();
+    drop(join);
+    open.store(1, SeqCst);
+    w.wake_by_ref();
+    s.run_all();
+    assert!(abort.is_finished());
+    drop((w, abort));
+    waker.lock().unwrap().take();
+    assert_eq!(Arc::strong_count(&alive), 1);
+}
+
+#[test]
+fn ids_are_unique_and_the_current_id_is_set_while_polling() {
+    let s = sched();
+    let seen = Arc::new(Mutex::new(None));
+    let seen2 = seen.clone();
+    let join = s.spawn(async move {
+        *seen2.lock().unwrap() = super::try_id();
+    });
+    let id = join.id();
+    s.run_all();
+    assert_eq!(*seen.lock().unwrap(), Some(id));
+    assert_eq!(super::try_id(), None);
+    let mut ids: Vec<u64> = (0..1000).map(|_| Id::next().as_u64()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
+}
+
+#[test]
+fn wakes_from_another_thread_while_the_task_runs_are_not_lost() {
+    let s = sched();
+    let rounds = if cfg!(miri) { 20 } else { 2000 };
+    let (gate, open, waker) = gate();
+    let mut join = s.spawn(gate);
+    s.run_all();
+    let w = waker.lock().unwrap().clone().unwrap();
+    let th = std::thread::spawn(move || {
+        for _ in 0..rounds {
+            w.wake_by_ref();
+        }
+        open.store(1, SeqCst);
+        w.wake();
+    });
+    while !join.is_finished() {
+        s.run_all();
+        std::thread::yield_now();
+    }
+    th.join().unwrap();
+    assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(()))));
+}

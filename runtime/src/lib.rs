@@ -1,0 +1,66 @@
+//! # Weft
+//!
+//! An async runtime built from scratch on OS polling, with a work-stealing
+//! executor, for services that overlap network I/O, GPU kernels and MPI
+//! messages in one loop.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let rt = weft::Runtime::new()?;
+//! let sum = rt.block_on(async {
+//!     // Ten tasks, spread over the workers.
+//!     let tasks: Vec<_> = (1..=10u64).map(|i| weft::spawn(async move { i * i })).collect();
+//!     // A blocking call goes to the blocking pool, not a worker.
+//!     let nap = weft::spawn_blocking(|| std::thread::sleep(Duration::from_millis(1)));
+//!     let mut sum = 0;
+//!     for task in tasks {
+//!         sum += task.await.unwrap();
+//!     }
+//!     nap.await.unwrap();
+//!     sum
+//! });
+//! assert_eq!(sum, 385);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Crates
+//!
+//! `weft` composes the pieces, each a crate of its own that you can read in
+//! one sitting:
+//!
+//! - [`weft_executor`]: tasks, the schedulers and the blocking pool;
+//! - `weft-io`: the reactor, timers and sockets (coming with the reactor);
+//! - `weft-sync`: locks, semaphores and channels for any runtime;
+//! - `weft-gpu`, `weft-mpi`: CUDA work and MPI requests as events in the
+//!   loop, behind features.
+//!
+//! `docs/ARCHITECTURE.md` follows one wakeup from the operating system to a
+//! task's `poll`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod runtime;
+
+pub use runtime::{Builder, Handle, Runtime};
+pub use weft_executor::{
+    AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic, WorkerMetrics, spawn,
+    spawn_blocking,
+};
+
+/// Tasks: spawning, joining, cancelling, yielding, and task ids.
+pub mod task {
+    pub use weft_executor::coop::{consume_budget, unconstrained};
+    pub use weft_executor::task::{
+        AbortHandle, Id, JoinError, JoinHandle, id, spawn, spawn_blocking, try_id, yield_now,
+    };
+}
+
+/// The cooperative budget that keeps a task from starving its worker.
+pub use weft_executor::coop;
+
+// The README's Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

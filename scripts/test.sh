@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test Weft has, on a fresh machine:
+#
+#   1. unit, integration and doc tests of the whole workspace;
+#   2. the loom models of the concurrency cores (task state machine, parkers);
+#   3. the executor's unit tests under Miri (the crate with the unsafe code),
+#      or a line saying Miri is unavailable here.
+#
+# Usage: scripts/test.sh        (from anywhere; it finds the repository)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+scripts/setup.sh --miri
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step "unit, integration and doc tests"
+cargo test --workspace
+
+step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
+# A separate target directory: --cfg loom would otherwise invalidate the
+# normal build's cache.
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
+    cargo test -p weft-executor --lib --release --target-dir target/loom -- loom
+
+step "Miri: weft-executor unit tests"
+if cargo +nightly miri --version >/dev/null 2>&1; then
+    # The task machinery, parkers and queues: Stacked Borrows, leak checks on.
+    cargo +nightly miri test -p weft-executor --lib -- --skip runtime_tests::
+    # Whole runtimes (crossbeam inside): Tree Borrows, crossbeam-epoch's
+    # process-lifetime thread records not counted as leaks. See
+    # executor/src/runtime_tests.rs.
+    MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
+        cargo +nightly miri test -p weft-executor --lib -- runtime_tests::
+else
+    echo "skipped: Miri is not installed and could not be installed on this machine"
+fi
+
+step "all tests passed"

@@ -1,0 +1,99 @@
+//! Shared helpers for Weft's integration tests.
+//!
+//! Every behavioural test is written once and run on both scheduler flavours
+//! through [`each_flavor!`]:
+//!
+//! ```
+//! weft_tests::each_flavor! {
+//!     fn spawned_tasks_complete(flavor) {
+//!         let rt = weft_tests::runtime(flavor);
+//!         assert_eq!(rt.block_on(async { weft::spawn(async { 1 }).await.unwrap() }), 1);
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+pub use weft::Flavor;
+
+/// Worker threads of the multi-thread runtimes the tests build: more than the
+/// CI machine's two cores, so that stealing and parking are exercised.
+pub const WORKERS: usize = 4;
+
+/// Defines each test once per scheduler flavour, in modules
+/// `current_thread` and `multi_thread`. The body gets the flavour under the
+/// name given in parentheses.
+#[macro_export]
+macro_rules! each_flavor {
+    ($($(#[$meta:meta])* fn $name:ident($flavor:ident) $body:block)*) => {
+        mod current_thread {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[test]
+                fn $name() {
+                    let $flavor = $crate::Flavor::CurrentThread;
+                    $body
+                }
+            )*
+        }
+        mod multi_thread {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[test]
+                fn $name() {
+                    let $flavor = $crate::Flavor::MultiThread;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// A builder for `flavor` with the tests' worker count.
+pub fn builder(flavor: Flavor) -> weft::Builder {
+    let mut builder = match flavor {
+        Flavor::CurrentThread => weft::Builder::new_current_thread(),
+        _ => weft::Builder::new_multi_thread(),
+    };
+    builder.worker_threads(WORKERS);
+    builder
+}
+
+/// A runtime of `flavor` with the tests' settings.
+pub fn runtime(flavor: Flavor) -> weft::Runtime {
+    builder(flavor).build().expect("runtime builds")
+}
+
+/// Counts how often it is dropped: for "every destructor ran exactly once".
+#[derive(Debug)]
+pub struct DropCounter(Arc<AtomicUsize>);
+
+impl DropCounter {
+    /// A counter that adds one to `count` when dropped.
+    pub fn new(count: &Arc<AtomicUsize>) -> DropCounter {
+        DropCounter(count.clone())
+    }
+}
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// The message of a caught panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}

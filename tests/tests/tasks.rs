@@ -1,0 +1,277 @@
+//! Spawning, joining and waking, on both flavours.
+
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+use weft_tests::{each_flavor, runtime};
+
+each_flavor! {
+    fn hundred_thousand_tasks_spawned_and_joined(flavor) {
+        let rt = runtime(flavor);
+        let sum = rt.block_on(async {
+            let handles: Vec<_> = (0..100_000u64).map(|i| weft::spawn(async move { i })).collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, (0..100_000u64).sum::<u64>());
+        assert_eq!(rt.metrics().alive_tasks, 0);
+    }
+
+    fn hundred_thousand_tasks_spawned_from_tasks(flavor) {
+        let rt = runtime(flavor);
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        rt.block_on(async move {
+            let spawner = weft::spawn(async move {
+                let handles: Vec<_> = (0..100_000)
+                    .map(|_| {
+                        let d = d.clone();
+                        weft::spawn(async move {
+                            d.fetch_add(1, SeqCst);
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await.unwrap();
+                }
+            });
+            spawner.await.unwrap();
+        });
+        assert_eq!(done.load(SeqCst), 100_000);
+    }
+
+    fn two_tasks_ping_pong(flavor) {
+        let rt = runtime(flavor);
+        const ROUNDS: u32 = 10_000;
+        let total = rt.block_on(async {
+            let (mut to_b, mut b_rx) = mpsc::channel::<u32>(1);
+            let (mut to_a, mut a_rx) = mpsc::channel::<u32>(1);
+            let b = weft::spawn(async move {
+                while let Some(n) = b_rx.next().await {
+                    if to_a.send(n + 1).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let a = weft::spawn(async move {
+                let mut last = 0;
+                to_b.send(0).await.unwrap();
+                while let Some(n) = a_rx.next().await {
+                    last = n;
+                    // a sends the even numbers, b answers with the odd ones.
+                    if n + 1 >= 2 * ROUNDS {
+                        break;
+                    }
+                    to_b.send(n + 1).await.unwrap();
+                }
+                last
+            });
+            let last = a.await.unwrap();
+            b.await.unwrap();
+            last
+        });
+        assert_eq!(total, 2 * ROUNDS - 1, "{ROUNDS} round trips");
+    }
+
+    fn tasks_woken_from_foreign_threads(flavor) {
+        let rt = runtime(flavor);
+        let mut senders = Vec::new();
+        let handles: Vec<_> = (0..200u64)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel::<u64>();
+                senders.push(tx);
+                rt.spawn(async move { rx.await.unwrap() + i })
+            })
+            .collect();
+        // Half the wakes come while the runtime may be parked, half in a burst.
+        let thread = std::thread::spawn(move || {
+            for (i, tx) in senders.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                tx.send(1).unwrap();
+            }
+        });
+        let sum = rt.block_on(async move {
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        thread.join().unwrap();
+        assert_eq!(sum, (0..200u64).map(|i| i + 1).sum::<u64>());
+    }
+
+    fn a_dropped_join_handle_detaches_the_task(flavor) {
+        let rt = runtime(flavor);
+        let (tx, rx) = oneshot::channel();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        rt.block_on(async move {
+            drop(weft::spawn(async move {
+                r.store(true, SeqCst);
+                tx.send(()).unwrap();
+            }));
+            rx.await.unwrap();
+        });
+        assert!(ran.load(SeqCst));
+    }
+
+    fn is_finished_and_ids(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let (tx, rx) = oneshot::channel::<()>();
+            let h = weft::spawn(async move { rx.await.unwrap(); weft::task::id() });
+            let id = h.id();
+            assert!(!h.is_finished());
+            tx.send(()).unwrap();
+            assert_eq!(h.await.unwrap(), id, "task::id() inside the task is its handle's id");
+            let other = weft::spawn(async {});
+            assert_ne!(other.id(), id);
+        });
+        assert!(weft::task::try_id().is_none());
+    }
+
+    fn yielding_tasks_share_the_runtime(flavor) {
+        let rt = runtime(flavor);
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        rt.block_on(async {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let order = order.clone();
+                    weft::spawn(async move {
+                        for step in 0..100 {
+                            order.lock().unwrap().push((t, step));
+                            weft::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+        let order = order.lock().unwrap();
+        assert_eq!(order.len(), 400);
+        if flavor == weft::Flavor::CurrentThread {
+            // One thread, FIFO: yielding interleaves the tasks step by step.
+            let first_rounds: Vec<_> = order.iter().take(8).map(|&(t, _)| t).collect();
+            assert_eq!(first_rounds, vec![0, 1, 2, 3, 0, 1, 2, 3]);
+        }
+    }
+
+    fn a_busy_chain_of_wakes_does_not_starve_other_tasks(flavor) {
+        // Two tasks wake each other forever (the LIFO slot's favourite
+        // pattern); a third task must still get to run. One worker, so
+        // nothing else could run it.
+        let rt = weft_tests::builder(flavor).worker_threads(1).build().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        rt.block_on(async {
+            let (mut a_tx, mut a_rx) = mpsc::channel::<()>(1);
+            let (mut b_tx, mut b_rx) = mpsc::channel::<()>(1);
+            let s = stop.clone();
+            let a = weft::spawn(async move {
+                while !s.load(SeqCst) {
+                    b_tx.send(()).await.unwrap();
+                    a_rx.next().await.unwrap();
+                }
+                drop(b_tx);
+            });
+            let b = weft::spawn(async move {
+                while b_rx.next().await.is_some() {
+                    if a_tx.send(()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            // Give the pair time to get going, then ask a third task to stop them.
+            weft::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20))).await.unwrap();
+            let s = stop.clone();
+            weft::spawn(async move { s.store(true, SeqCst) }).await.unwrap();
+            a.await.unwrap();
+            b.await.unwrap();
+        });
+    }
+
+    fn handle_spawns_from_a_plain_thread(flavor) {
+        let rt = runtime(flavor);
+        let handle = rt.handle();
+        let from_thread = std::thread::spawn(move || {
+            let h = handle.spawn(async { 5 });
+            handle.block_on(h).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(from_thread, 5);
+    }
+}
+
+#[test]
+fn idle_workers_steal_from_a_blocked_one() {
+    // A task queues nine tasks on its own worker, then blocks that worker
+    // until all nine have run: only other workers, stealing, can run them.
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let ran_on = rt.block_on(async {
+        weft::spawn(async {
+            let me = std::thread::current().id();
+            let (tx, rx) = std::sync::mpsc::channel();
+            for _ in 0..9 {
+                let tx = tx.clone();
+                drop(weft::spawn(async move {
+                    tx.send(std::thread::current().id()).unwrap();
+                }));
+            }
+            // The ninth sits in this worker's LIFO slot, which is not
+            // stealable: it needs this worker back. Wait for the other eight.
+            let mut others = Vec::new();
+            for _ in 0..8 {
+                others.push(
+                    rx.recv_timeout(Duration::from_secs(20))
+                        .expect("queued tasks were stolen"),
+                );
+            }
+            (me, others)
+        })
+        .await
+        .unwrap()
+    });
+    let (blocked, others) = ran_on;
+    assert!(others.iter().all(|t| *t != blocked));
+    let steals: u64 = rt.metrics().workers.iter().map(|w| w.steals).sum();
+    assert!(steals >= 1, "metrics count the steals");
+}
+
+#[test]
+fn work_spreads_over_the_workers() {
+    let rt = weft::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("spread")
+        .build()
+        .unwrap();
+    let names = rt.block_on(async {
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                weft::spawn(async {
+                    // Enough work per task that one worker cannot do it all
+                    // before the other wakes.
+                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::current().name().unwrap().to_owned()
+                })
+            })
+            .collect();
+        let mut names = Vec::new();
+        for h in handles {
+            names.push(h.await.unwrap());
+        }
+        names
+    });
+    assert!(names.iter().all(|n| n.starts_with("spread-worker-")));
+    assert!(names.iter().any(|n| n == "spread-worker-0"));
+    assert!(names.iter().any(|n| n == "spread-worker-1"));
+}
