@@ -31,9 +31,23 @@ pub(crate) struct Options {
     pub(crate) warmup: usize,
     /// Worker threads of each runtime.
     pub(crate) workers: usize,
+    /// Only workloads whose name contains this.
+    pub(crate) filter: Option<String>,
+    /// Only this runtime (for profiling one at a time).
+    pub(crate) runtime: Option<String>,
 }
 
-const USAGE: &str = "usage: weft-benches <suite> [--quick] [--reps N] [--workers N]\n\nsuites:\n  sched   Tokio's rt_multi_threaded scheduler workloads";
+const USAGE: &str =
+    "usage: weft-benches <suite> [--quick] [--reps N] [--workers N] [--filter NAME] [--runtime weft|tokio|smol]
+
+  --quick          3 repetitions (a smoke run)
+  --reps N         timed repetitions per workload and runtime (default 30)
+  --workers N      worker threads of every runtime (default 2)
+  --filter NAME    only workloads whose name contains NAME
+  --runtime NAME   only one runtime (for profiling; prints no ratios)
+
+suites:
+  sched   Tokio's rt_multi_threaded scheduler workloads";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -45,6 +59,8 @@ fn main() -> ExitCode {
         reps: 30,
         warmup: 3,
         workers: 2,
+        filter: None,
+        runtime: None,
     };
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Option<usize> {
@@ -66,6 +82,20 @@ fn main() -> ExitCode {
             "--workers" => match number("--workers") {
                 Some(n) => opts.workers = n,
                 None => return ExitCode::from(2),
+            },
+            "--filter" => match args.next() {
+                Some(name) => opts.filter = Some(name),
+                None => {
+                    eprintln!("--filter needs a workload name\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--runtime" => match args.next() {
+                Some(name) if ["weft", "tokio", "smol"].contains(&name.as_str()) => opts.runtime = Some(name),
+                _ => {
+                    eprintln!("--runtime needs one of weft, tokio, smol\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
             },
             "-h" | "--help" => {
                 println!("{USAGE}");

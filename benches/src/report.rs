@@ -89,17 +89,29 @@ impl Report {
         for (workload, metric) in rows {
             let median = |rt: &str| self.find(workload, rt, metric).map_or(f64::NAN, Series::median);
             let (w, t, s) = (median("weft"), median("tokio"), median("smol"));
-            let (unit, scale) = display_unit(metric, w.min(t).min(s));
+            let smallest = [w, t, s]
+                .into_iter()
+                .filter(|v| !v.is_nan())
+                .fold(f64::INFINITY, f64::min);
+            let (unit, scale) = display_unit(metric, smallest);
+            let value = |v: f64| {
+                if v.is_nan() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.1}", v / scale)
+                }
+            };
+            let ratio = |r: f64| if r.is_nan() { "-".to_owned() } else { format!("{r:.2}x") };
             let _ = writeln!(
                 out,
-                "{:<26} {:>9} {:>13} {:>13} {:>13} {:>10.2}x {:>9.2}x",
+                "{:<26} {:>9} {:>13} {:>13} {:>13} {:>11} {:>10}",
                 workload,
                 unit,
-                format!("{:.1}", w / scale),
-                format!("{:.1}", t / scale),
-                format!("{:.1}", s / scale),
-                w / t,
-                w / s,
+                value(w),
+                value(t),
+                value(s),
+                ratio(w / t),
+                ratio(w / s),
             );
         }
         out

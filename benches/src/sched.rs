@@ -44,28 +44,39 @@ pub(crate) fn run(opts: &Options) -> Report {
         Workloads::<Tokio>::all(),
         Workloads::<Smol>::all(),
     );
+    let on = |rt: &str| opts.runtime.as_deref().is_none_or(|only| only == rt);
     for i in 0..w.0.len() {
         let name = w.0[i].0;
-        eprint!("{name} ");
-        for _ in 0..opts.warmup {
-            (w.0[i].1)(&weft);
-            (t.0[i].1)(&tokio);
-            (s.0[i].1)(&smol);
+        if opts.filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
         }
-        for _ in 0..opts.reps {
-            report.record(name, Weft::NAME, "time_ns", time(|| (w.0[i].1)(&weft)));
-            report.record(name, Tokio::NAME, "time_ns", time(|| (t.0[i].1)(&tokio)));
-            report.record(name, Smol::NAME, "time_ns", time(|| (s.0[i].1)(&smol)));
+        eprint!("{name} ");
+        for rep in 0..opts.warmup + opts.reps {
+            let record = rep >= opts.warmup;
+            if on(Weft::NAME) {
+                measure(&mut report, name, &weft, w.0[i].1, record);
+            }
+            if on(Tokio::NAME) {
+                measure(&mut report, name, &tokio, t.0[i].1, record);
+            }
+            if on(Smol::NAME) {
+                measure(&mut report, name, &smol, s.0[i].1, record);
+            }
         }
         eprintln!("done");
     }
     report
 }
 
-fn time(f: impl FnOnce()) -> f64 {
+/// Runs `workload` once on `rt`, and records its wall time unless this is a
+/// warm-up repetition.
+fn measure<R: Rt>(report: &mut Report, name: &str, rt: &R, workload: Workload<R>, record: bool) {
     let start = Instant::now();
-    f();
-    start.elapsed().as_nanos() as f64
+    workload(rt);
+    let elapsed = start.elapsed().as_nanos() as f64;
+    if record {
+        report.record(name, R::NAME, "time_ns", elapsed);
+    }
 }
 
 /// 10k tasks spawned from inside `block_on` (which, on a multi-thread

@@ -20,6 +20,10 @@ std::thread_local! {
     static ENTERED: Cell<bool> = const { Cell::new(false) };
     /// The task being polled or dropped on this thread.
     static TASK_ID: Cell<Option<Id>> = const { Cell::new(None) };
+    /// The header of the task being polled on this thread (null outside a
+    /// poll), and whether it asked to be rescheduled after this poll (see
+    /// [`defer_wake`]).
+    static POLLING: Cell<(*const (), bool)> = const { Cell::new((ptr::null(), false)) };
     /// The scheduler state of the worker (or `block_on` call) running here.
     static SCHEDULER: Cell<*const scheduler::Context> = const { Cell::new(ptr::null()) };
 }
@@ -154,6 +158,61 @@ impl Drop for TaskIdGuard {
     fn drop(&mut self) {
         let _ = TASK_ID.try_with(|cell| cell.set(self.prev));
     }
+}
+
+/// Marks `task` (a header pointer) as being polled on this thread until the
+/// guard drops; [`PollGuard::take_deferred_wake`] then tells whether it
+/// asked, through [`defer_wake`], to be rescheduled.
+pub(crate) fn enter_poll(task: *const ()) -> PollGuard {
+    PollGuard {
+        prev: POLLING
+            .try_with(|cell| cell.replace((task, false)))
+            .unwrap_or((ptr::null(), false)),
+    }
+}
+
+/// Restores the previous polling state.
+pub(crate) struct PollGuard {
+    prev: (*const (), bool),
+}
+
+impl PollGuard {
+    /// True if the task asked to be rescheduled during this poll; clears the
+    /// request.
+    pub(crate) fn take_deferred_wake(&self) -> bool {
+        POLLING
+            .try_with(|cell| {
+                let (task, deferred) = cell.get();
+                cell.set((task, false));
+                deferred
+            })
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        let _ = POLLING.try_with(|cell| cell.set(self.prev));
+    }
+}
+
+/// Asks for the task being polled on this thread to be polled again after
+/// this poll, without a wake, if `task` (the header a task waker points to)
+/// is that task. The scheduler then treats the poll as if the task had been
+/// woken during it, at the price of the idle transition it does anyway
+/// instead of an extra atomic operation. False if `task` is not the task
+/// being polled here; the caller then wakes normally.
+pub(crate) fn defer_wake(task: *const ()) -> bool {
+    POLLING
+        .try_with(|cell| {
+            let (polling, _) = cell.get();
+            let ours = !polling.is_null() && ptr::eq(polling, task);
+            if ours {
+                cell.set((polling, true));
+            }
+            ours
+        })
+        .unwrap_or(false)
 }
 
 /// The id of the task being polled on this thread, if any.

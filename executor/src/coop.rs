@@ -77,7 +77,7 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
             match before.0 {
                 None => Poll::Ready(RestoreOnPending(Cell::new(None))),
                 Some(0) => {
-                    cx.waker().wake_by_ref();
+                    crate::task::wake_after_poll(cx.waker());
                     Poll::Pending
                 }
                 Some(n) => {

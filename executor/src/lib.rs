@@ -44,6 +44,7 @@
 mod blocking;
 mod context;
 pub mod coop;
+mod latch;
 mod loom;
 mod metrics;
 pub mod park;
@@ -449,6 +450,17 @@ impl Drop for Executor {
         self.shutdown(None);
     }
 }
+
+// A runtime is shared between threads (in an `Arc`, a static, a
+// `LazyLock`): every public handle type must stay `Send + Sync`.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Executor>();
+    assert_send_sync::<Handle>();
+    assert_send_sync::<JoinHandle<()>>();
+    assert_send_sync::<AbortHandle>();
+    assert_send_sync::<JoinError>();
+};
 
 impl fmt::Debug for Executor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -231,16 +231,23 @@ impl Inner {
         self.state.compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst).is_ok()
     }
 
-    fn park_driver(&self, driver: &mut dyn Park, timeout: Option<Duration>) {
-        // Invariant 3: we hold the driver lock.
-        match self.state.compare_exchange(EMPTY, PARKED_DRIVER, SeqCst, SeqCst) {
-            Ok(_) => {}
+    /// Moves `EMPTY` to `parked`. False if a token arrived meanwhile, which
+    /// is then consumed (invariant 1: only the owner leaves `NOTIFIED`).
+    fn enter_parked(&self, parked: usize) -> bool {
+        match self.state.compare_exchange(EMPTY, parked, SeqCst, SeqCst) {
+            Ok(_) => true,
             Err(NOTIFIED) => {
-                // Invariant 1: only we leave NOTIFIED.
                 self.state.store(EMPTY, SeqCst);
-                return;
+                false
             }
             Err(actual) => unreachable!("weft bug: parker in state {actual} while its thread parks"),
+        }
+    }
+
+    fn park_driver(&self, driver: &mut dyn Park, timeout: Option<Duration>) {
+        // Invariant 3: we hold the driver lock.
+        if !self.enter_parked(PARKED_DRIVER) {
+            return;
         }
         driver.park(timeout);
         match self.state.swap(EMPTY, SeqCst) {
@@ -252,13 +259,8 @@ impl Inner {
     fn park_condvar(&self, timeout: Option<Duration>) {
         let mut guard = lock(&self.mutex);
         // Invariant 2: we hold the mutex from here until we wait.
-        match self.state.compare_exchange(EMPTY, PARKED_CONDVAR, SeqCst, SeqCst) {
-            Ok(_) => {}
-            Err(NOTIFIED) => {
-                self.state.store(EMPTY, SeqCst);
-                return;
-            }
-            Err(actual) => unreachable!("weft bug: parker in state {actual} while its thread parks"),
+        if !self.enter_parked(PARKED_CONDVAR) {
+            return;
         }
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
         loop {

@@ -197,6 +197,13 @@ impl Runtime {
     }
 }
 
+// Runtimes are shared between threads (`Arc`, statics): keep them so.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Runtime>();
+    assert_send_sync::<Handle>();
+};
+
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")

@@ -21,12 +21,13 @@ mod task;
 use self::task::{BlockingSchedule, BlockingTask};
 use crate::RuntimeMetrics;
 use crate::context;
+use crate::latch::ExitLatch;
 use crate::scheduler;
 use crate::task::{Id, JoinHandle, Notified, Task, new_task};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -43,8 +44,6 @@ pub(crate) struct PoolConfig {
 /// The pool, owned by the executor (which shuts it down).
 pub(crate) struct BlockingPool {
     spawner: Spawner,
-    /// Disconnects when every pool thread has exited.
-    exited: mpsc::Receiver<()>,
 }
 
 /// Cloneable access to the pool, kept in the scheduler handle.
@@ -56,6 +55,8 @@ pub(crate) struct Spawner {
 struct Inner {
     shared: Mutex<Shared>,
     config: PoolConfig,
+    /// Counts the pool's threads out as they exit.
+    exited: ExitLatch,
 }
 
 struct Shared {
@@ -65,9 +66,6 @@ struct Shared {
     num_threads: usize,
     next_thread_id: usize,
     shutdown: bool,
-    /// Cloned into each thread; dropped at shutdown, so the receiver in
-    /// `BlockingPool` disconnects when the last thread exits.
-    exit_tx: Option<mpsc::Sender<()>>,
     /// Threads to join at shutdown.
     threads: Vec<(usize, thread::JoinHandle<()>)>,
 }
@@ -110,7 +108,6 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl BlockingPool {
     pub(crate) fn new(config: PoolConfig) -> BlockingPool {
-        let (exit_tx, exited) = mpsc::channel();
         BlockingPool {
             spawner: Spawner {
                 inner: Arc::new(Inner {
@@ -120,13 +117,12 @@ impl BlockingPool {
                         num_threads: 0,
                         next_thread_id: 0,
                         shutdown: false,
-                        exit_tx: Some(exit_tx),
                         threads: Vec::new(),
                     }),
                     config,
+                    exited: ExitLatch::new(),
                 }),
             },
-            exited,
         }
     }
 
@@ -144,7 +140,6 @@ impl BlockingPool {
                 return true;
             }
             shared.shutdown = true;
-            shared.exit_tx = None;
             for sleeper in shared.idle.drain(..) {
                 sleeper.condvar.notify_one();
             }
@@ -153,10 +148,7 @@ impl BlockingPool {
         // A pool thread dropping its own runtime cannot wait for itself.
         let inside = CURRENT_POOL.with(|p| std::ptr::eq(p.get(), Arc::as_ptr(inner)));
         let timeout = if inside { Some(Duration::ZERO) } else { timeout };
-        let all_exited = match timeout {
-            None => self.exited.recv().is_err(),
-            Some(t) => matches!(self.exited.recv_timeout(t), Err(mpsc::RecvTimeoutError::Disconnected)),
-        };
+        let all_exited = inner.exited.wait(timeout);
         if all_exited {
             for (_, thread) in threads {
                 let _ = thread.join();
@@ -206,15 +198,15 @@ impl Spawner {
         if let Some(size) = config.stack_size {
             builder = builder.stack_size(size);
         }
-        let exit_tx = shared.exit_tx.clone().expect("the pool is not shut down");
+        let exit_token = self.inner.exited.token();
         let inner = self.inner.clone();
         let handle = handle.clone();
         let thread = builder.spawn(move || {
+            let _exit = exit_token;
             CURRENT_POOL.with(|p| p.set(Arc::as_ptr(&inner)));
             let _current = context::set_current(&handle);
             drop(handle);
             inner.run(id);
-            drop(exit_tx);
         })?;
         shared.next_thread_id += 1;
         shared.num_threads += 1;

@@ -76,11 +76,14 @@ impl<T: Future, S: Schedule> Harness<T, S> {
                 let waker = waker_ref(&header);
                 let mut cx = Context::from_waker(&waker);
                 // Rule 1: we hold RUNNING, so we may poll.
-                if poll_future(self.core(), self.id(), &mut cx).is_ready() {
-                    self.complete();
-                    return;
-                }
-                match self.state().transition_to_idle() {
+                let yielded = match poll_future(self.core(), self.id(), header, &mut cx) {
+                    Polled::Ready(()) => {
+                        self.complete();
+                        return;
+                    }
+                    Polled::Pending(yielded) => yielded,
+                };
+                match self.state().transition_to_idle(yielded) {
                     TransitionToIdle::Ok => {}
                     TransitionToIdle::OkNotified => {
                         // Rule 2: woken while running; our reference becomes
@@ -217,14 +220,28 @@ impl<T: Future, S: Schedule> Harness<T, S> {
     }
 }
 
-/// Polls the future once, catching a panic. On `Ready` (or a panic) the
-/// outcome is stored in the stage and the future is already dropped.
-fn poll_future<T: Future, S: Schedule>(core: &Core<T, S>, id: Id, cx: &mut Context<'_>) -> Poll<()> {
+/// What a poll left behind.
+enum Polled {
+    /// The outcome is stored in the stage and the future already dropped.
+    Ready(()),
+    /// Still pending; true if the task asked to run again right away
+    /// (`yield_now`, a spent budget) through `context::defer_wake`.
+    Pending(bool),
+}
+
+/// Polls the future once, catching a panic.
+fn poll_future<T: Future, S: Schedule>(
+    core: &Core<T, S>,
+    id: Id,
+    header: NonNull<Header>,
+    cx: &mut Context<'_>,
+) -> Polled {
     let _id = context::set_current_task_id(Some(id));
+    let polling = context::enter_poll(header.as_ptr() as *const ());
     // SAFETY: the caller holds RUNNING (rule 1).
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.poll(cx) }));
     let (output, panicked) = match outcome {
-        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Pending) => return Polled::Pending(polling.take_deferred_wake()),
         Ok(Poll::Ready(output)) => (Ok(output), false),
         Err(payload) => {
             // The future panicked mid-poll; dropping it is still valid. Its
@@ -241,7 +258,7 @@ fn poll_future<T: Future, S: Schedule>(core: &Core<T, S>, id: Id, cx: &mut Conte
     if panicked {
         core.scheduler.unhandled_panic();
     }
-    Poll::Ready(())
+    Polled::Ready(())
 }
 
 /// Drops the future of a cancelled task and stores the cancellation (or the

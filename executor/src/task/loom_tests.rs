@@ -81,6 +81,25 @@ impl Future for Parked {
     }
 }
 
+/// Spawns a task that parks its waker in the returned slot (and is never
+/// woken) while holding a drop counter: only cancellation can end it.
+fn spawn_guarded_parked(
+    s: &std::sync::Arc<LoomSched>,
+) -> (JoinHandle<()>, Arc<AtomicUsize>, Arc<Mutex<Option<Waker>>>) {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let guard = DropCount(drops.clone());
+    let slot = Arc::new(Mutex::new(None));
+    let parked = Parked {
+        slot: slot.clone(),
+        polled: false,
+    };
+    let join = s.spawn(async move {
+        let _guard = guard;
+        parked.await;
+    });
+    (join, drops, slot)
+}
+
 fn block_on_join<T>(s: &LoomSched, mut join: JoinHandle<T>) -> Result<T, super::JoinError> {
     loop {
         s.run_all();
@@ -134,17 +153,7 @@ fn a_wake_from_another_thread_races_the_poll() {
 fn abort_races_the_poll() {
     loom::model(|| {
         let s = sched();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let guard = DropCount(drops.clone());
-        let slot = Arc::new(Mutex::new(None));
-        let parked = Parked {
-            slot: slot.clone(),
-            polled: false,
-        };
-        let join = s.spawn(async move {
-            let _guard = guard;
-            parked.await;
-        });
+        let (join, drops, slot) = spawn_guarded_parked(&s);
         let abort = join.abort_handle();
         let th = thread::spawn(move || abort.abort());
         let s2 = s.clone();
@@ -194,17 +203,7 @@ fn the_join_waker_races_completion() {
 fn shutdown_races_a_running_poll() {
     loom::model(|| {
         let s = sched();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let guard = DropCount(drops.clone());
-        let slot = Arc::new(Mutex::new(None));
-        let parked = Parked {
-            slot: slot.clone(),
-            polled: false,
-        };
-        let join = s.spawn(async move {
-            let _guard = guard;
-            parked.await;
-        });
+        let (join, drops, slot) = spawn_guarded_parked(&s);
         let s2 = s.clone();
         let runner = thread::spawn(move || s2.run_all());
         s.owned.close();

@@ -109,6 +109,7 @@ pub fn try_id() -> Option<Id> {
 
 pub(crate) use self::core::Header;
 use self::raw::RawTask;
+pub(crate) use self::waker::wake_after_poll;
 
 use std::future::Future;
 use std::marker::PhantomData;

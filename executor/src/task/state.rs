@@ -129,7 +129,9 @@ impl State {
 
     /// Running → idle, after a poll returned `Pending`. The caller gives up
     /// its reference unless the answer is `OkNotified` or `Cancelled`.
-    pub(super) fn transition_to_idle(&self) -> TransitionToIdle {
+    /// `woken` says the task was woken during the poll without touching the
+    /// state word (a deferred wake): it counts as if `NOTIFIED` were set.
+    pub(super) fn transition_to_idle(&self, woken: bool) -> TransitionToIdle {
         self.fetch_update_action(|curr| {
             debug_assert!(curr.is_running(), "weft bug: idle transition without RUNNING");
             if curr.is_cancelled() {
@@ -137,6 +139,9 @@ impl State {
             }
             let mut next = curr;
             next.unset_running();
+            if woken {
+                next.set_notified();
+            }
             if next.is_notified() {
                 // Keep our reference: it becomes the new Notified's.
                 return (TransitionToIdle::OkNotified, Some(next));
@@ -474,7 +479,7 @@ mod tests {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
         assert!(s.load().is_running() && !s.load().is_notified());
-        assert_eq!(s.transition_to_idle(), TransitionToIdle::Ok);
+        assert_eq!(s.transition_to_idle(false), TransitionToIdle::Ok);
         assert_eq!(s.load().ref_count(), 2);
     }
 
@@ -483,7 +488,7 @@ mod tests {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
         assert_eq!(s.transition_to_notified_by_ref(), TransitionToNotified::DoNothing);
-        assert_eq!(s.transition_to_idle(), TransitionToIdle::OkNotified);
+        assert_eq!(s.transition_to_idle(false), TransitionToIdle::OkNotified);
         let snap = s.load();
         assert!(snap.is_notified() && snap.is_idle());
         assert_eq!(snap.ref_count(), 3, "the poller's reference moved to the new Notified");
@@ -493,7 +498,7 @@ mod tests {
     fn wake_by_val_of_idle_task_keeps_the_reference_for_the_queue() {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
-        assert_eq!(s.transition_to_idle(), TransitionToIdle::Ok);
+        assert_eq!(s.transition_to_idle(false), TransitionToIdle::Ok);
         s.ref_inc(); // a waker clone
         assert_eq!(s.transition_to_notified_by_val(), TransitionToNotified::Submit);
         assert_eq!(s.load().ref_count(), 3);
@@ -507,7 +512,7 @@ mod tests {
     fn abort_of_idle_task_submits_once() {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
-        assert_eq!(s.transition_to_idle(), TransitionToIdle::Ok);
+        assert_eq!(s.transition_to_idle(false), TransitionToIdle::Ok);
         assert_eq!(s.transition_to_notified_and_cancel(), TransitionToNotified::Submit);
         assert_eq!(s.transition_to_notified_and_cancel(), TransitionToNotified::DoNothing);
         assert_eq!(s.transition_to_running(), TransitionToRunning::Cancelled);
@@ -518,7 +523,7 @@ mod tests {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
         assert_eq!(s.transition_to_notified_and_cancel(), TransitionToNotified::DoNothing);
-        assert_eq!(s.transition_to_idle(), TransitionToIdle::Cancelled);
+        assert_eq!(s.transition_to_idle(false), TransitionToIdle::Cancelled);
         assert!(s.load().is_running());
     }
 

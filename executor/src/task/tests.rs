@@ -384,3 +384,69 @@ fn wakes_from_another_thread_while_the_task_runs_are_not_lost() {
     th.join().unwrap();
     assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(()))));
 }
+
+#[test]
+fn yield_now_requeues_the_task_once_per_yield() {
+    let s = sched();
+    let mut join = s.spawn(async {
+        for _ in 0..3 {
+            super::yield_now().await;
+        }
+        7
+    });
+    assert_eq!(s.run_all(), 4, "three yields, four polls");
+    assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(7))));
+    assert_eq!(super::try_id(), None);
+}
+
+#[test]
+fn a_yield_under_a_foreign_waker_wakes_that_waker_not_the_task() {
+    use std::task::Wake;
+    struct Flag(AtomicUsize);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let s = sched();
+    let flag = Arc::new(Flag(AtomicUsize::new(0)));
+    let f = flag.clone();
+    let mut join = s.spawn(async move {
+        // Poll a yield with someone else's waker (as a combinator with its
+        // own wakers does): the deferred path must not claim it for the task.
+        let foreign = Waker::from(f);
+        let mut yielder = std::pin::pin!(super::yield_now());
+        assert!(yielder.as_mut().poll(&mut Context::from_waker(&foreign)).is_pending());
+        1
+    });
+    assert_eq!(s.run_all(), 1, "the task itself was not rescheduled");
+    assert_eq!(flag.0.load(SeqCst), 1, "the foreign waker was woken");
+    assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(1))));
+}
+
+#[test]
+fn a_task_that_spends_its_budget_yields_and_resumes() {
+    let s = sched();
+    let mut join = s.spawn(async {
+        let mut steps = 0;
+        for _ in 0..300 {
+            crate::coop::consume_budget().await;
+            steps += 1;
+        }
+        steps
+    });
+    // Run each poll under a fresh budget, as the schedulers do.
+    let mut runs = 0;
+    loop {
+        let next = s.queue.lock().unwrap().pop_front();
+        match next {
+            Some(task) => {
+                crate::coop::budget(|| task.run());
+                runs += 1;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(runs, 3, "300 units at 128 per poll: three polls");
+    assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(300))));
+}

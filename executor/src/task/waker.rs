@@ -6,6 +6,7 @@
 use super::core::Header;
 use super::raw::RawTask;
 use super::state::TransitionToNotified;
+use crate::context;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
@@ -38,6 +39,17 @@ impl Deref for WakerRef<'_> {
 
     fn deref(&self) -> &Waker {
         &self.waker
+    }
+}
+
+/// Reschedules the task `waker` belongs to after its current poll: through
+/// [`context::defer_wake`] when `waker` is the waker of the task this thread
+/// is polling (no atomic operation), by `wake_by_ref` otherwise. For
+/// `yield_now` and the cooperative budget.
+pub(crate) fn wake_after_poll(waker: &Waker) {
+    let ours = std::ptr::eq(waker.vtable(), &WAKER_VTABLE) && context::defer_wake(waker.data());
+    if !ours {
+        waker.wake_by_ref();
     }
 }
 

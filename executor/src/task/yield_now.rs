@@ -36,10 +36,10 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        // A wake during the task's own poll only sets NOTIFIED; when the poll
-        // returns, the worker sees it and requeues the task at the back
-        // (rule 2 of `task`, `Schedule::yield_now`).
-        cx.waker().wake_by_ref();
+        // Woken during its own poll, the task is requeued at the back once
+        // the poll returns (rule 2 of `task`, `Schedule::yield_now`); for the
+        // task's own waker that needs no atomic operation at all.
+        super::waker::wake_after_poll(cx.waker());
         Poll::Pending
     }
 }

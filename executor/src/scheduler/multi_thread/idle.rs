@@ -63,14 +63,22 @@ impl Idle {
     }
 
     /// Rule 2: the index of a parked worker to wake, which the caller must
-    /// unpark, or `None` if none should be woken. The caller has issued a
-    /// `SeqCst` fence since it queued the work.
+    /// unpark, or `None` if none should be woken. Call it after queueing the
+    /// work.
+    ///
+    /// The first look is a read-modify-write (`fetch_add(0)`), not a load:
+    /// RMWs of one location are totally ordered, and the parking worker's
+    /// own RMW (`transition_worker_to_parked`) is followed by its last look
+    /// at the queues. So either our RMW comes first, and that look sees the
+    /// work we queued, or theirs does, and we see them parked and wake them.
+    /// A plain load would need a `SeqCst` fence to say the same, and a fence
+    /// costs more than the RMW on every push.
     pub(super) fn worker_to_notify(&self) -> Option<usize> {
-        if !self.should_notify() {
+        if !self.should_notify(Counts(self.state.fetch_add(0, SeqCst))) {
             return None;
         }
         let mut sleepers = lock(&self.sleepers);
-        if !self.should_notify() {
+        if !self.should_notify(self.counts()) {
             return None;
         }
         // One more unparked worker, and it is searching.
@@ -80,8 +88,7 @@ impl Idle {
         index
     }
 
-    fn should_notify(&self) -> bool {
-        let counts = self.counts();
+    fn should_notify(&self, counts: Counts) -> bool {
         counts.searching() == 0 && counts.unparked() < self.num_workers
     }
 
@@ -173,5 +180,53 @@ mod tests {
         assert!(idle.unpark_worker_by_id(0));
         assert_eq!(idle.num_parked(), 0);
         assert_eq!(idle.num_searching(), 0);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::thread;
+    use crate::park::Parker;
+    use loom::sync::atomic::{AtomicUsize, Ordering::*};
+    use std::sync::Arc;
+
+    /// Worker 0 searched, found nothing and parks as the last searcher,
+    /// while another thread queues work and notifies. Whatever the
+    /// interleaving, worker 0 either sees the work or is woken: it never
+    /// sleeps with work queued and nobody else searching (the model would
+    /// deadlock).
+    #[test]
+    fn queued_work_is_never_missed_by_the_last_searcher() {
+        loom::model(|| {
+            let idle = Arc::new(Idle::new(2));
+            let queue = Arc::new(AtomicUsize::new(0));
+            let parker = Parker::new(None);
+            let unparker = parker.unparker();
+            assert!(idle.transition_worker_to_searching());
+
+            let (idle2, queue2, unparker2) = (idle.clone(), queue.clone(), unparker.clone());
+            let pusher = thread::spawn(move || {
+                queue2.fetch_add(1, Release); // a push to some queue
+                if let Some(index) = idle2.worker_to_notify() {
+                    assert_eq!(index, 0);
+                    unparker2.unpark();
+                }
+            });
+
+            // Worker 0: its search found nothing (it may or may not have
+            // seen the push; the interesting case is that it did not).
+            if queue.load(Acquire) == 0 {
+                if idle.transition_worker_to_parked(0, true) && queue.load(Acquire) > 0 {
+                    // The last searcher's final look found the work.
+                    if let Some(index) = idle.worker_to_notify() {
+                        assert_eq!(index, 0);
+                        unparker.unpark();
+                    }
+                }
+                parker.park(None);
+            }
+            pusher.join().unwrap();
+        });
     }
 }

@@ -31,6 +31,7 @@ use self::idle::Idle;
 use self::worker::{Core, Remote, Shared};
 use crate::blocking;
 use crate::context;
+use crate::latch::ExitLatch;
 use crate::loom::{AtomicUsize, Ordering::AcqRel};
 use crate::metrics::{Counter, WorkerCounters};
 use crate::park::{Park, Parker, SharedDriver};
@@ -41,7 +42,7 @@ use crossbeam_deque::Worker;
 use crossbeam_utils::CachePadded;
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,8 @@ pub(crate) struct Handle {
 /// The worker threads, kept by the executor to join them at shutdown.
 pub(crate) struct MultiThread {
     threads: Vec<thread::JoinHandle<()>>,
-    /// Disconnects when every worker thread has dropped its sender.
-    exited: mpsc::Receiver<()>,
+    /// Counts the worker threads out as they exit.
+    exited: ExitLatch,
 }
 
 /// How to start worker threads.
@@ -105,7 +106,7 @@ pub(crate) fn launch(
         config,
     });
 
-    let (exit_tx, exited) = mpsc::channel();
+    let exited = ExitLatch::new();
     let mut threads = Vec::with_capacity(num_workers);
     for (index, (core, parker)) in locals.into_iter().enumerate() {
         let mut builder = thread::Builder::new().name((spec.name)(index));
@@ -113,10 +114,10 @@ pub(crate) fn launch(
             builder = builder.stack_size(size);
         }
         let worker_handle = handle.clone();
-        let worker_exit_tx = exit_tx.clone();
+        let exit_token = exited.token();
         let spawned = builder.spawn(move || {
+            let _exit = exit_token;
             run_worker(worker_handle, index, core, parker);
-            drop(worker_exit_tx);
         });
         match spawned {
             Ok(thread) => threads.push(thread),
@@ -124,8 +125,8 @@ pub(crate) fn launch(
                 // The workers already started would wait forever for the
                 // missing one at shutdown: stop them, then report.
                 // Count the workers that never started as gone, so the last
-                // real one out still finishes the shutdown.
-                drop(exit_tx);
+                // real one out still finishes the shutdown. (The token moved
+                // into the failed closure was dropped with it.)
                 handle.shared.exited.fetch_add(num_workers - threads.len(), AcqRel);
                 handle.shutdown();
                 MultiThread { threads, exited }.join(None);
@@ -136,7 +137,6 @@ pub(crate) fn launch(
             }
         }
     }
-    drop(exit_tx);
     Ok((MultiThread { threads, exited }, handle))
 }
 
@@ -166,10 +166,7 @@ impl MultiThread {
     /// Waits for the workers to leave, at most `timeout`. True if they all
     /// did (and were joined).
     pub(crate) fn join(self, timeout: Option<Duration>) -> bool {
-        let all_exited = match timeout {
-            None => self.exited.recv().is_err(),
-            Some(t) => matches!(self.exited.recv_timeout(t), Err(mpsc::RecvTimeoutError::Disconnected)),
-        };
+        let all_exited = self.exited.wait(timeout);
         if all_exited {
             let me = thread::current().id();
             for thread in self.threads {

@@ -37,7 +37,7 @@ use super::Handle;
 use super::idle::Idle;
 use crate::context;
 use crate::coop;
-use crate::loom::{AtomicUsize, Ordering::*, fence};
+use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
 use crate::park::{Parker, SharedDriver, Unparker};
 use crate::scheduler::{self, Inject};
@@ -424,24 +424,23 @@ impl Handle {
         }
     }
 
-    /// Wakes a parked worker if rule 2 of `idle` says so. The caller has
-    /// fenced since queueing its work.
+    /// Wakes a parked worker if rule 2 of `idle` says so. Call it after
+    /// queueing the work (`Idle::worker_to_notify` explains the ordering).
     pub(super) fn notify_parked(&self) {
         if let Some(index) = self.shared.idle.worker_to_notify() {
             self.shared.remotes[index].unpark.unpark();
         }
     }
 
-    /// As [`notify_parked`](Self::notify_parked), after a push to a local
-    /// queue (which issues no fence of its own).
+    /// The same, after a push to this worker's own queue.
     pub(super) fn notify_parked_local(&self) {
-        fence(SeqCst);
         self.notify_parked();
     }
 
-    /// Wakes a worker if any queue holds work.
+    /// Wakes a worker if any queue holds work. Called by the last searcher
+    /// right after its RMW in `Idle::transition_worker_to_parked`, which
+    /// orders this look after any notifier's RMW that saw it searching.
     fn notify_if_work_pending(&self) {
-        fence(SeqCst);
         let pending = self.shared.remotes.iter().any(|r| !r.steal.is_empty()) || !self.shared.inject.is_empty();
         if pending {
             self.notify_parked();
