@@ -152,7 +152,7 @@ impl Report {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.json", self.suite));
         std::fs::write(&path, serde_json::to_string_pretty(&self.to_json())? + "\n")?;
-        Ok(path)
+        Ok(std::fs::canonicalize(&path).unwrap_or(path))
     }
 }
 
