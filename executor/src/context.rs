@@ -77,8 +77,10 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&scheduler::Handle) -> R) -> Result
 
 /// Makes `handle` the current runtime until the guard drops.
 pub(crate) fn set_current(handle: &scheduler::Handle) -> SetCurrentGuard {
-    let prev = CURRENT.with(|current| current.replace(Some(handle.clone())));
-    SetCurrentGuard { prev: Some(prev) }
+    // On an exiting thread (a thread-local destructor) there is nothing to
+    // set; the guard then restores nothing.
+    let prev = CURRENT.try_with(|current| current.replace(Some(handle.clone()))).ok();
+    SetCurrentGuard { prev }
 }
 
 /// Restores the previous current runtime.
@@ -112,7 +114,7 @@ impl fmt::Debug for SetCurrentGuard {
 /// runtime's tasks.
 #[track_caller]
 pub(crate) fn enter_runtime(handle: &scheduler::Handle) -> EnterRuntimeGuard {
-    if ENTERED.with(|e| e.replace(true)) {
+    if ENTERED.try_with(|e| e.replace(true)).unwrap_or(false) {
         panic!(
             "Weft cannot start a runtime from within a runtime: `block_on` was called on a thread \
              that is already running async tasks (a worker thread, or inside another `block_on`), \

@@ -238,6 +238,12 @@ impl Builder {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("Weft runtime: {what}"));
         let workers = match self.worker_threads {
             Some(0) => return Err(invalid("worker_threads must be at least 1")),
+            Some(n) if n > scheduler::multi_thread::MAX_WORKERS => {
+                return Err(invalid(&format!(
+                    "worker_threads must be at most {}",
+                    scheduler::multi_thread::MAX_WORKERS
+                )));
+            }
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
@@ -417,7 +423,9 @@ impl Executor {
                  `spawn_blocking`, or call `shutdown_background()` instead"
             );
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large to add to `now` (say `Duration::MAX`) is no
+        // limit at all.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         // Destructors of cancelled tasks may look for the runtime.
         let _current = context::set_current(&self.handle.inner);

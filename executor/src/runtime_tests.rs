@@ -122,3 +122,97 @@ fn blocking_jobs_run_and_report_panics() {
         assert!(err.is_panic());
     }
 }
+
+/// Found in review: a wake from outside the runtime handed the task to the
+/// injection queue while the scheduler call still borrowed the scheduler
+/// *inside the task's cell*; a worker could run the task to completion and
+/// free the cell during that call. This driver's `unpark` (called from inside
+/// the scheduler call) waits until the worker has finished the task, so under
+/// Miri the old code is caught every time.
+#[test]
+fn a_wake_from_outside_never_borrows_a_freed_task() {
+    use crate::park::{Park, Unpark};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Condvar, Mutex};
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Driver {
+        state: Mutex<(bool, u64)>, // (token, entries into park(None))
+        changed: Condvar,
+        armed: AtomicBool,
+    }
+    struct Parker(Arc<Driver>);
+    impl Park for Parker {
+        fn park(&mut self, timeout: Option<Duration>) {
+            let mut state = self.0.state.lock().unwrap();
+            if timeout.is_none() {
+                state.1 += 1;
+                self.0.changed.notify_all();
+            }
+            if timeout == Some(Duration::ZERO) {
+                return;
+            }
+            while !state.0 {
+                state = self.0.changed.wait(state).unwrap();
+            }
+            state.0 = false;
+        }
+        fn unparker(&self) -> Arc<dyn Unpark> {
+            self.0.clone()
+        }
+    }
+    impl Unpark for Driver {
+        fn unpark(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.0 = true;
+            self.changed.notify_all();
+            if self.armed.swap(false, SeqCst) {
+                // Still inside the scheduler call of the woken task: wait
+                // until the worker has run it to completion and parked again.
+                let entries = state.1;
+                while state.1 == entries {
+                    state = self.changed.wait(state).unwrap();
+                }
+            }
+        }
+    }
+    struct Once(Arc<Mutex<Option<Waker>>>, bool);
+    impl Future for Once {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.1 {
+                return Poll::Ready(());
+            }
+            self.1 = true;
+            *self.0.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    let driver = Arc::new(Driver::default());
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .driver(Parker(driver.clone()))
+        .build()
+        .unwrap();
+    let slot = Arc::new(Mutex::new(None));
+    // Detached, so completing the task frees its cell.
+    drop(rt.spawn(Once(slot.clone(), false)));
+    let waker = loop {
+        if let Some(waker) = slot.lock().unwrap().take() {
+            break waker;
+        }
+        std::thread::yield_now();
+    };
+    while rt.metrics().parked_workers != 1 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    driver.armed.store(true, SeqCst);
+    // By value, from a thread that is not a worker: the remote path.
+    waker.wake();
+}

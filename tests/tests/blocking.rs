@@ -87,3 +87,24 @@ each_flavor! {
         assert!(name.unwrap().starts_with("pool-blocking-"));
     }
 }
+
+#[test]
+fn a_job_the_os_cannot_give_a_thread_is_cancelled_not_a_panic() {
+    // A stack no OS will grant: the pool cannot start a thread.
+    let rt = weft::Builder::new_current_thread()
+        .thread_stack_size(usize::MAX / 4)
+        .build()
+        .unwrap();
+    let err = rt.block_on(async { weft::spawn_blocking(|| 1).await.unwrap_err() });
+    assert!(err.is_cancelled());
+}
+
+#[test]
+fn a_multi_thread_runtime_whose_workers_cannot_start_is_an_error() {
+    let err = weft::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(usize::MAX / 4)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("could not start worker thread"), "{err}");
+}

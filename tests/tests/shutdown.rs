@@ -138,6 +138,26 @@ each_flavor! {
         assert!(start.elapsed() < Duration::from_secs(5));
         drop(release_tx);
     }
+
+    fn queued_blocking_jobs_are_cancelled_even_while_every_thread_is_busy(flavor) {
+        let rt = builder(flavor).max_blocking_threads(1).build().unwrap();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        drop(rt.spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        }));
+        started_rx.recv().unwrap();
+        let queued = rt.spawn_blocking(|| "ran");
+        rt.shutdown_timeout(Duration::from_millis(50));
+        // The only pool thread is still busy, yet the queued job is already
+        // cancelled: shutdown does not leave it for that thread.
+        let other = weft::Builder::new_current_thread().build().unwrap();
+        let start = Instant::now();
+        assert!(other.block_on(queued).unwrap_err().is_cancelled());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(release_tx);
+    }
 }
 
 #[test]
@@ -185,4 +205,17 @@ fn shutdown_never_hangs_when_workers_poll_the_driver_every_tick() {
         });
         drop(rt);
     }
+}
+
+#[test]
+fn shutdown_timeout_of_duration_max_means_no_limit() {
+    let rt = weft::Runtime::new().unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let guard = DropCounter::new(&drops);
+    drop(rt.spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    }));
+    rt.shutdown_timeout(Duration::MAX);
+    assert_eq!(drops.load(SeqCst), 1, "the runtime shut down and cancelled its task");
 }

@@ -11,7 +11,8 @@
 //! - **Cancellable while queued.** A job that has not started when the
 //!   runtime shuts down is cancelled (its `JoinHandle` reports it); running
 //!   jobs cannot be interrupted, and shutdown waits for them up to its
-//!   timeout.
+//!   timeout. A job is also cancelled if the pool has no thread and the OS
+//!   refuses to start one.
 //!
 //! A job is an ordinary task whose future runs the closure on its first
 //! poll, so `JoinHandle`, `abort` and `JoinError` work as for any task.
@@ -134,7 +135,7 @@ impl BlockingPool {
     /// for running ones. True if every thread exited in time.
     pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {
         let inner = &self.spawner.inner;
-        let threads = {
+        let (threads, queued) = {
             let mut shared = lock(&inner.shared);
             if shared.shutdown {
                 return true;
@@ -143,8 +144,13 @@ impl BlockingPool {
             for sleeper in shared.idle.drain(..) {
                 sleeper.condvar.notify_one();
             }
-            std::mem::take(&mut shared.threads)
+            (std::mem::take(&mut shared.threads), std::mem::take(&mut shared.queue))
         };
+        // Jobs that never started are cancelled now, not when a busy thread
+        // gets round to them (which may be never).
+        for job in queued {
+            job.cancel();
+        }
         // A pool thread dropping its own runtime cannot wait for itself.
         let inside = CURRENT_POOL.with(|p| std::ptr::eq(p.get(), Arc::as_ptr(inner)));
         let timeout = if inside { Some(Duration::ZERO) } else { timeout };
@@ -179,14 +185,16 @@ impl Spawner {
             // The most recently idle thread takes it (see the module docs).
             sleeper.notified.store(true, std::sync::atomic::Ordering::Relaxed);
             sleeper.condvar.notify_one();
-        } else if shared.num_threads < self.inner.config.max_threads {
-            if let Err(err) = self.start_thread(&mut shared, handle) {
-                // With no thread at all, the job would wait forever.
-                assert!(
-                    shared.num_threads > 0,
-                    "Weft could not start a blocking-pool thread and has none to run the job: {err}"
-                );
-            }
+        } else if shared.num_threads < self.inner.config.max_threads
+            && self.start_thread(&mut shared, handle).is_err()
+            && shared.num_threads == 0
+        {
+            // The OS refused a thread and the pool has none that could take
+            // the job later (with no threads the queue holds only this job):
+            // cancel it rather than leave it waiting forever.
+            let job = shared.queue.pop_back().expect("the job was just queued");
+            drop(shared);
+            job.cancel();
         }
         join
     }

@@ -40,7 +40,15 @@ impl Schedule for BlockingSchedule {
         None
     }
 
-    fn schedule(&self, _task: Notified<Self>) {
+    fn id(&self) -> *const () {
+        std::ptr::null()
+    }
+
+    fn schedule_local(_id: *const (), task: Notified<Self>, _is_yield: bool) -> Result<(), Notified<Self>> {
+        Err(task)
+    }
+
+    fn schedule_remote(&self, _task: Notified<Self>) {
         unreachable!("weft bug: a blocking task was woken, but its future never returns Pending");
     }
 }

@@ -103,7 +103,11 @@ impl Handle {
     {
         let (join, notified) = me.owned.bind(future, me.clone(), id);
         if let Some(notified) = notified {
-            me.schedule(notified);
+            // `me` is the caller's handle, not the task's: it stays valid
+            // whatever happens to the task once queued.
+            if let Err(notified) = <Arc<Handle> as Schedule>::schedule_local(me.id(), notified, false) {
+                me.schedule_remote(notified);
+            }
         }
         join
     }
@@ -353,18 +357,23 @@ impl Schedule for Arc<Handle> {
         self.owned.remove(task)
     }
 
-    fn schedule(&self, task: Runnable) {
-        let task = context::with_scheduler(|cx| match cx {
-            Some(scheduler::Context::CurrentThread(cx)) if Arc::ptr_eq(&cx.handle, self) => {
-                cx.schedule_local(task).err()
+    fn id(&self) -> *const () {
+        Arc::as_ptr(self).cast()
+    }
+
+    fn schedule_local(id: *const (), task: Runnable, _is_yield: bool) -> Result<(), Runnable> {
+        context::with_scheduler(|cx| match cx {
+            Some(scheduler::Context::CurrentThread(cx)) if std::ptr::eq(Arc::as_ptr(&cx.handle).cast(), id) => {
+                cx.schedule_local(task)
             }
-            _ => Some(task),
-        });
-        if let Some(task) = task {
-            self.remote_schedules.add_shared(1);
-            self.inject.push(task);
-            self.driver_unpark.unpark();
-        }
+            _ => Err(task),
+        })
+    }
+
+    fn schedule_remote(&self, task: Runnable) {
+        self.remote_schedules.add_shared(1);
+        self.inject.push(task);
+        self.driver_unpark.unpark();
     }
 
     fn unhandled_panic(&self) {

@@ -88,11 +88,7 @@ impl<T: Future, S: Schedule> Harness<T, S> {
                     TransitionToIdle::OkNotified => {
                         // Rule 2: woken while running; our reference becomes
                         // the new Notified, which goes to the back of a queue.
-                        let scheduler: *const S = &self.core().scheduler;
-                        let notified = Notified(self.into_task());
-                        // SAFETY: the Notified keeps the cell, and so the
-                        // scheduler, alive across the call.
-                        unsafe { &*scheduler }.yield_now(notified);
+                        self.submit(true);
                     }
                     TransitionToIdle::OkDealloc => self.dealloc(),
                     TransitionToIdle::Cancelled => {
@@ -113,11 +109,30 @@ impl<T: Future, S: Schedule> Harness<T, S> {
     /// Hands a `Notified` to the scheduler. The caller gives up the reference
     /// the `Notified` will own.
     pub(super) fn schedule(self) {
-        let scheduler: *const S = &self.core().scheduler;
+        self.submit(false);
+    }
+
+    /// Turns the caller's reference into a `Notified` and schedules it.
+    ///
+    /// Once the `Notified` is queued, another thread may run the task to
+    /// completion and free the cell, scheduler and all. So no reference into
+    /// the cell may be alive across the hand-over (see `Schedule`): the local
+    /// path passes only the scheduler's identity, and the remote path first
+    /// takes one more reference, which it releases after the call.
+    fn submit(self, is_yield: bool) {
+        let id = self.core().scheduler.id();
+        let raw = self.raw();
         let notified = Notified(self.into_task());
-        // SAFETY: the Notified keeps the cell, and so the scheduler, alive
-        // for the duration of the call.
-        unsafe { &*scheduler }.schedule(notified);
+        if let Err(notified) = S::schedule_local(id, notified, is_yield) {
+            // We own the Notified again, so the cell is alive: pin it for
+            // the duration of the call.
+            raw.ref_inc();
+            // SAFETY: the reference just taken keeps the cell, which holds
+            // the scheduler we borrow, alive until `drop_reference` below.
+            let harness = unsafe { Harness::<T, S>::from_raw(raw.header_ptr()) };
+            harness.core().scheduler.schedule_remote(notified);
+            harness.drop_reference();
+        }
     }
 
     /// Cancels the task for runtime shutdown. The caller gives up a
@@ -145,18 +160,18 @@ impl<T: Future, S: Schedule> Harness<T, S> {
             // panicking destructor must not unwind into the scheduler.
             let _id = context::set_current_task_id(Some(self.id()));
             // SAFETY: rule 1 (see above).
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.core().drop_future_or_output() }));
+            contain(|| unsafe { self.core().drop_future_or_output() });
         } else if snapshot.is_join_waker_set() {
             // Rule 4: JOIN_WAKER is set and the task complete: we may read
             // the waker to wake the handle.
             // SAFETY: rule 4 (see above).
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().wake_join() }));
+            contain(|| unsafe { self.trailer().wake_join() });
             let prev = self.state().unset_waker_after_complete();
             if !prev.is_join_interested() {
                 // The handle was dropped while we woke it: rule 4 makes the
                 // waker ours to drop.
                 // SAFETY: rule 4 (see above).
-                let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().set_waker(None) }));
+                contain(|| unsafe { self.trailer().set_waker(None) });
             }
         }
 
@@ -208,15 +223,27 @@ impl<T: Future, S: Schedule> Harness<T, S> {
             // output is ours to drop.
             let _id = context::set_current_task_id(Some(self.id()));
             // SAFETY: rule 1 (see above).
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.core().drop_future_or_output() }));
+            contain(|| unsafe { self.core().drop_future_or_output() });
         }
         if !next.is_join_waker_set() {
             // Rule 4: with JOIN_WAKER clear after our transition, the field is
             // ours.
             // SAFETY: rule 4 (see above).
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().set_waker(None) }));
+            contain(|| unsafe { self.trailer().set_waker(None) });
         }
         self.drop_reference();
+    }
+}
+
+/// Runs `f` and contains any panic it raises, including one from dropping
+/// that panic's payload (the second payload is leaked: dropping it could
+/// panic again). For destructors and wakers the runtime calls on a task's
+/// behalf, which must never unwind into the scheduler.
+fn contain(f: impl FnOnce()) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(inner);
+        }
     }
 }
 
@@ -248,7 +275,7 @@ fn poll_future<T: Future, S: Schedule>(
             // destructor may panic too: that payload is dropped, the first
             // one is what the JoinHandle reports.
             // SAFETY: the caller holds RUNNING (rule 1).
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future_or_output() }));
+            contain(|| unsafe { core.drop_future_or_output() });
             (Err(JoinError::panic(id, payload)), true)
         }
     };

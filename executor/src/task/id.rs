@@ -24,15 +24,20 @@ impl Id {
         thread_local! {
             static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
         }
-        RANGE.with(|range| {
-            let (mut next, mut end) = range.get();
-            if next == end {
-                next = NEXT_BLOCK.fetch_add(BLOCK, Relaxed);
-                end = next + BLOCK;
-            }
-            range.set((next + 1, end));
-            Id(NonZeroU64::new(next).expect("ids start at 1 and never wrap in 2^64 spawns"))
-        })
+        let next = RANGE
+            .try_with(|range| {
+                let (mut next, mut end) = range.get();
+                if next == end {
+                    next = NEXT_BLOCK.fetch_add(BLOCK, Relaxed);
+                    end = next + BLOCK;
+                }
+                range.set((next + 1, end));
+                next
+            })
+            // A thread-local destructor spawning on an exiting thread: take
+            // a block of one.
+            .unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Relaxed));
+        Id(NonZeroU64::new(next).expect("ids start at 1 and never wrap in 2^64 spawns"))
     }
 
     /// The id as a number.

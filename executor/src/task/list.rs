@@ -22,6 +22,9 @@ use std::ptr::NonNull;
 pub(crate) struct OwnedTasks<S: 'static> {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
     shard_mask: usize,
+    /// Set by the first `close`.
+    closing: AtomicBool,
+    /// Set once every shard is closed (see `close`).
     closed: AtomicBool,
     _scheduler: PhantomData<S>,
 }
@@ -54,6 +57,7 @@ impl<S: Schedule> OwnedTasks<S> {
         OwnedTasks {
             shards,
             shard_mask: n - 1,
+            closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             _scheduler: PhantomData,
         }
@@ -95,15 +99,19 @@ impl<S: Schedule> OwnedTasks<S> {
     }
 
     /// Closes the list: later `bind`s cancel their task at once. Returns true
-    /// for the call that closed it.
+    /// for the first call.
+    ///
+    /// Every caller marks every shard before it returns, and the flag that
+    /// [`is_closed`](Self::is_closed) reads is published only after that: so
+    /// whoever sees the list closed (and starts sweeping it) knows that no
+    /// `bind` can add a task behind the sweep.
     pub(crate) fn close(&self) -> bool {
-        if self.closed.swap(true, AcqRel) {
-            return false;
-        }
+        let first = !self.closing.swap(true, AcqRel);
         for shard in self.shards.iter() {
             lock(shard).closed = true;
         }
-        true
+        self.closed.store(true, Release);
+        first
     }
 
     /// Cancels every task in the list (see `Task::shutdown`). Call after

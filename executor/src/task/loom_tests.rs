@@ -22,7 +22,13 @@ impl Schedule for std::sync::Arc<LoomSched> {
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
         self.owned.remove(task)
     }
-    fn schedule(&self, task: Notified<Self>) {
+    fn id(&self) -> *const () {
+        std::sync::Arc::as_ptr(self).cast()
+    }
+    fn schedule_local(_id: *const (), task: Notified<Self>, _is_yield: bool) -> Result<(), Notified<Self>> {
+        Err(task)
+    }
+    fn schedule_remote(&self, task: Notified<Self>) {
         lock(&self.queue).push_back(task);
     }
 }
@@ -41,7 +47,7 @@ impl LoomSched {
         F::Output: Send + 'static,
     {
         let (join, notified) = self.owned.bind(future, self.clone(), Id::next());
-        self.schedule(notified.expect("list open"));
+        self.schedule_remote(notified.expect("list open"));
         join
     }
 
@@ -241,5 +247,47 @@ fn spawning_races_shutdown_of_the_owned_list() {
         assert_eq!(drops.load(SeqCst), 1);
         assert!(join.is_finished());
         assert!(s.owned.is_empty());
+    });
+}
+
+/// Found in review: `close` used to publish its flag before marking the
+/// shards, so a sweeper keyed on the flag (the current-thread scheduler's
+/// driving thread) could sweep before a concurrent `bind` landed in a shard
+/// not yet closed, and that task was never cancelled.
+#[test]
+fn whoever_sees_the_list_closed_sweeps_every_task() {
+    loom::model(|| {
+        let s = sched();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (s2, guard) = (s.clone(), DropCount(drops.clone()));
+        let spawner = thread::spawn(move || {
+            let future = async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            };
+            let (join, notified) = s2.owned.bind(future, s2.clone(), Id::next());
+            drop(notified);
+            join
+        });
+        let s3 = s.clone();
+        let sweeper = thread::spawn(move || {
+            if s3.owned.is_closed() {
+                s3.owned.shutdown_all(0);
+                true
+            } else {
+                false
+            }
+        });
+        // The closer itself does not sweep (as `shutdown_background`).
+        s.owned.close();
+        let swept = sweeper.join().unwrap();
+        let join = spawner.join().unwrap();
+        if swept {
+            assert!(join.is_finished(), "a task escaped the sweep of a closed list");
+            assert_eq!(drops.load(SeqCst), 1);
+        }
+        drop(join);
+        // Clean up what an unswept model leaves behind.
+        s.owned.shutdown_all(0);
     });
 }

@@ -116,21 +116,37 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 /// What a task needs from the scheduler that owns it.
+///
+/// The scheduler value lives inside the task's cell. Handing a `Notified`
+/// to a queue gives the task away: another thread may run it to completion
+/// and free the cell at once. So scheduling is split in two, and neither half
+/// may touch the cell after the `Notified` is queued: [`schedule_local`]
+/// reaches the scheduler through the current thread's own context, given only
+/// the scheduler's identity; [`schedule_remote`] borrows `self`, and its
+/// callers keep an extra reference to the task for the duration of the call.
+///
+/// [`schedule_local`]: Schedule::schedule_local
+/// [`schedule_remote`]: Schedule::schedule_remote
 pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// The task completed: take it out of the owned-task list and return the
     /// list's reference, or `None` if it was not in the list (already taken
     /// by shutdown, or never bound to one).
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>>;
 
-    /// Schedules the task to run.
-    fn schedule(&self, task: Notified<Self>);
+    /// The address of the scheduler's shared state: identifies the scheduler
+    /// without borrowing the task.
+    fn id(&self) -> *const ();
 
-    /// Schedules a task that was woken while it ran (it yielded, or a wake
-    /// raced its poll). It goes to the back of a queue, never into a LIFO
-    /// slot, so it cannot monopolise its worker.
-    fn yield_now(&self, task: Notified<Self>) {
-        self.schedule(task);
-    }
+    /// Schedules the task on this thread, if this thread runs the scheduler
+    /// whose [`id`](Schedule::id) is `id` (one of its workers, or the thread
+    /// in its `block_on`); hands the task back otherwise. A task that was
+    /// woken during its own poll (`is_yield`) goes to the back of a queue,
+    /// never into a LIFO slot, so it cannot monopolise its worker.
+    fn schedule_local(id: *const (), task: Notified<Self>, is_yield: bool) -> Result<(), Notified<Self>>;
+
+    /// Schedules the task from any thread, through the injection queue. The
+    /// caller keeps the task (and so `self`) alive until this returns.
+    fn schedule_remote(&self, task: Notified<Self>);
 
     /// A panic escaped the task's future; its payload is already stored for
     /// the `JoinHandle`. The scheduler applies its unhandled-panic policy.

@@ -21,7 +21,13 @@ impl Schedule for Arc<TestSched> {
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
         self.owned.remove(task)
     }
-    fn schedule(&self, task: Notified<Self>) {
+    fn id(&self) -> *const () {
+        Arc::as_ptr(self).cast()
+    }
+    fn schedule_local(_id: *const (), task: Notified<Self>, _is_yield: bool) -> Result<(), Notified<Self>> {
+        Err(task)
+    }
+    fn schedule_remote(&self, task: Notified<Self>) {
         self.queue.lock().unwrap().push_back(task);
     }
     fn unhandled_panic(&self) {
@@ -45,7 +51,7 @@ impl TestSched {
     {
         let (join, notified) = self.owned.bind(future, self.clone(), Id::next());
         if let Some(n) = notified {
-            self.schedule(n);
+            self.schedule_remote(n);
         }
         join
     }

@@ -26,6 +26,9 @@ const UNPARK_SHIFT: usize = 16;
 const UNPARK_ONE: usize = 1 << UNPARK_SHIFT;
 const SEARCH_MASK: usize = UNPARK_ONE - 1;
 
+/// The most workers the counts can hold.
+pub(super) const MAX_WORKERS: usize = SEARCH_MASK - 1;
+
 pub(super) struct Idle {
     state: AtomicUsize,
     num_workers: usize,

@@ -27,6 +27,9 @@ mod worker;
 
 pub(crate) use worker::Context;
 
+/// The most workers a runtime may have (the idle counters' width).
+pub(crate) const MAX_WORKERS: usize = idle::MAX_WORKERS;
+
 use self::idle::Idle;
 use self::worker::{Core, Remote, Shared};
 use crate::blocking;
@@ -45,6 +48,7 @@ use std::io;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use worker::Runnable;
 
 /// The shared state of a multi-thread scheduler.
 pub(crate) struct Handle {
@@ -187,7 +191,11 @@ impl Handle {
     {
         let (join, notified) = me.shared.owned.bind(future, me.clone(), id);
         if let Some(notified) = notified {
-            me.schedule_task(notified, false);
+            // `me` is the caller's handle, not the task's: it stays valid
+            // whatever happens to the task once queued.
+            if let Err(notified) = <Arc<Handle> as Schedule>::schedule_local(me.id(), notified, false) {
+                me.push_remote(notified);
+            }
         }
         join
     }
@@ -246,12 +254,21 @@ impl Schedule for Arc<Handle> {
         self.shared.owned.remove(task)
     }
 
-    fn schedule(&self, task: crate::task::Notified<Self>) {
-        self.schedule_task(task, false);
+    fn id(&self) -> *const () {
+        Arc::as_ptr(self).cast()
     }
 
-    fn yield_now(&self, task: crate::task::Notified<Self>) {
-        self.schedule_task(task, true);
+    fn schedule_local(id: *const (), task: Runnable, is_yield: bool) -> Result<(), Runnable> {
+        context::with_scheduler(|cx| match cx {
+            Some(scheduler::Context::MultiThread(cx)) if std::ptr::eq(Arc::as_ptr(&cx.handle).cast(), id) => {
+                cx.schedule_local(task, is_yield)
+            }
+            _ => Err(task),
+        })
+    }
+
+    fn schedule_remote(&self, task: Runnable) {
+        self.push_remote(task);
     }
 
     fn unhandled_panic(&self) {

@@ -35,12 +35,11 @@
 
 use super::Handle;
 use super::idle::Idle;
-use crate::context;
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
 use crate::park::{Parker, SharedDriver, Unparker};
-use crate::scheduler::{self, Inject};
+use crate::scheduler::Inject;
 use crate::task::{Notified, list::OwnedTasks};
 use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
@@ -193,6 +192,14 @@ impl Context {
         let mut core = self.core.borrow_mut();
         core.is_parked = false;
         core.is_shutdown = self.shared().inject.is_closed();
+        // Tasks the driver woke went to our queue without notifying anyone
+        // (we were "parked"); if there is more than we will run next, let
+        // a parked worker come and steal.
+        let more = core.run_queue.len() > 1;
+        drop(core);
+        if more {
+            self.handle.notify_parked_local();
+        }
     }
 
     fn next_task(&self, tick: u32) -> Option<Runnable> {
@@ -407,21 +414,14 @@ impl Context {
 }
 
 impl Handle {
-    /// Schedules a task from wherever the wake happens.
-    pub(super) fn schedule_task(self: &Arc<Handle>, task: Runnable, is_yield: bool) {
-        let task = context::with_scheduler(|cx| match cx {
-            Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, self) => {
-                cx.schedule_local(task, is_yield).err()
-            }
-            _ => Some(task),
-        });
-        if let Some(task) = task {
-            self.shared.remote_schedules.add_shared(1);
-            // `push` issues the SeqCst fence that orders the push before the
-            // idle check (rule 2 of `idle`).
-            self.shared.inject.push(task);
-            self.notify_parked();
-        }
+    /// Schedules a task from outside this runtime's workers: the injection
+    /// queue, then a parked worker if one should wake.
+    pub(super) fn push_remote(&self, task: Runnable) {
+        self.shared.remote_schedules.add_shared(1);
+        // `push` issues the SeqCst fence the closed-flag check needs; the
+        // idle check orders itself (see `Idle::worker_to_notify`).
+        self.shared.inject.push(task);
+        self.notify_parked();
     }
 
     /// Wakes a parked worker if rule 2 of `idle` says so. Call it after
