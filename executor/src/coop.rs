@@ -90,6 +90,26 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
         .unwrap_or(Poll::Ready(RestoreOnPending(Cell::new(None))))
 }
 
+/// [`poll_proceed`] for a crate that cannot name [`RestoreOnPending`] (the
+/// reactor, which depends on no executor): `Ready(token)` to go ahead, where
+/// `token` is what to pass to [`refund_raw`] if the operation turns out
+/// `Pending`.
+pub fn poll_proceed_raw(cx: &mut Context<'_>) -> Poll<u32> {
+    let restore = ready!(poll_proceed(cx));
+    let token = match restore.0.take() {
+        Some(Budget(Some(n))) => u32::from(n),
+        _ => u32::MAX,
+    };
+    Poll::Ready(token)
+}
+
+/// Gives back the unit that [`poll_proceed_raw`] spent.
+pub fn refund_raw(token: u32) {
+    if let Ok(n) = u8::try_from(token) {
+        let _ = BUDGET.try_with(|cell| cell.set(Budget(Some(n))));
+    }
+}
+
 /// True if the current task poll has budget left (or is unconstrained).
 pub fn has_budget_remaining() -> bool {
     BUDGET.try_with(|cell| cell.get().0 != Some(0)).unwrap_or(true)

@@ -108,7 +108,7 @@ impl Default for ThreadParker {
 
 impl Park for ThreadParker {
     fn park(&mut self, timeout: Option<Duration>) {
-        self.inner.park(timeout);
+        let _ = self.inner.park(timeout);
     }
 
     fn unparker(&self) -> Arc<dyn Unpark> {
@@ -188,9 +188,10 @@ impl Parker {
     }
 
     /// Blocks until unparked. With `Some(Duration::ZERO)`, only polls the
-    /// driver, and only if no other thread is blocked in it.
-    pub(crate) fn park(&self, timeout: Option<Duration>) {
-        self.inner.park(timeout);
+    /// driver, and only if no other thread is blocked in it. True if this
+    /// call ran the driver.
+    pub(crate) fn park(&self, timeout: Option<Duration>) -> bool {
+        self.inner.park(timeout)
     }
 }
 
@@ -210,21 +211,21 @@ impl Inner {
         }
     }
 
-    fn park(&self, timeout: Option<Duration>) {
+    fn park(&self, timeout: Option<Duration>) -> bool {
         // A pending token: return without touching a lock.
         if self.consume_token() {
-            return;
+            return false;
         }
         if let Some(shared) = &self.driver {
             if let Ok(mut driver) = shared.driver.try_lock() {
                 self.park_driver(&mut **driver, timeout);
-                return;
+                return true;
             }
         }
-        if timeout == Some(Duration::ZERO) {
-            return;
+        if timeout != Some(Duration::ZERO) {
+            self.park_condvar(timeout);
         }
-        self.park_condvar(timeout);
+        false
     }
 
     fn consume_token(&self) -> bool {

@@ -1,17 +1,58 @@
 //! # weft-io: the reactor
 //!
-//! This crate will hold the half of Weft that talks to the operating system:
+//! ```
+//! use std::task::{Context, Waker};
+//! use std::time::{Duration, Instant};
 //!
-//! - the **reactor**, a `mio::Poll` (epoll on Linux, kqueue on BSD and macOS)
-//!   whose registrations live in a slab with generation-tagged tokens;
-//! - **timers** on a hierarchical timing wheel (`sleep`, `timeout`, `interval`);
-//! - **sources**: work with no file descriptor (MPI requests, CUDA events)
-//!   that the loop polls each turn and that bound how long it may sleep, and
-//!   the thread-safe **completion notifier** foreign threads use to hand a
-//!   result to the loop;
-//! - the **networking types**: TCP, UDP and Unix sockets.
+//! // A complete event loop in a few lines: a reactor, a timer, and a result
+//! // handed over by another thread through the completion notifier.
+//! let mut driver = weft_io::Driver::new()?;
+//! let _enter = driver.handle().enter();
+//! let (completer, completion) = driver.handle().notifier().completion::<u32>();
+//! std::thread::spawn(move || completer.complete(42));
+//! let mut answer = std::pin::pin!(completion);
+//! let mut nap = std::pin::pin!(weft_io::time::sleep(Duration::from_millis(5)));
+//! let mut cx = Context::from_waker(Waker::noop());
+//! let (mut got, mut slept) = (None, false);
+//! while got.is_none() || !slept {
+//!     // Block in epoll until a timer is due or the other thread wakes us.
+//!     driver.turn(None);
+//!     if got.is_none() {
+//!         if let std::task::Poll::Ready(v) = answer.as_mut().poll(&mut cx) {
+//!             got = Some(v.unwrap());
+//!         }
+//!     }
+//!     if !slept {
+//!         slept = nap.as_mut().poll(&mut cx).is_ready();
+//!     }
+//! }
+//! assert_eq!(got, Some(42));
+//! # Ok::<(), std::io::Error>(())
+//! ```
 //!
-//! It knows file descriptors, timers and wakers, and nothing of tasks: the
-//! runtime (crate `weft`) plugs it into the executor through the executor's
-//! `Park` trait. It is filled by the reactor issue; until then it is empty on
-//! purpose, so that nothing depends on an API that does not exist yet.
+//! This crate is the half of Weft that talks to the operating system. It
+//! knows file descriptors, timers and wakers, and nothing of tasks: the
+//! runtime (crate `weft`) runs a [`Driver`] as the executor's driver, so
+//! that an idle worker waits in `epoll_wait` and a busy one polls it now and
+//! then.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`driver`] | the loop: `mio::Poll`, registrations with generation-tagged tokens, readiness per direction |
+//! | [`time`] | the timing wheel, `sleep`, `timeout`, `interval` |
+//! | [`source`] | work with no file descriptor (MPI, CUDA events) polled by the loop, and the completion notifier |
+//! | [`net`] | TCP, UDP and Unix sockets |
+//! | [`io`] | `AsyncRead`/`AsyncWrite` helpers: `read_exact`, `write_all`, `copy`, `BufReader` |
+//! | [`coop`] | the executor's cooperative budget, which every operation spends |
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, missing_debug_implementations, clippy::undocumented_unsafe_blocks)]
+
+pub mod coop;
+pub mod driver;
+pub mod io;
+pub mod net;
+pub mod source;
+pub mod time;
+
+pub use driver::{Driver, Handle, TryCurrentError, Unparker};

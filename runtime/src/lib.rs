@@ -41,13 +41,26 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod driver;
 pub mod runtime;
 
-pub use runtime::{Builder, Handle, Runtime};
+pub use runtime::{Builder, EnterGuard, Handle, Runtime, TryCurrentError};
 pub use weft_executor::{
-    AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic, WorkerMetrics, spawn,
-    spawn_blocking,
+    AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn, spawn_blocking,
 };
+
+/// TCP, UDP and Unix-domain sockets.
+pub use weft_io::net;
+
+/// Timers: `sleep`, `timeout`, `interval`.
+pub use weft_io::time;
+
+/// Async I/O helpers: `AsyncReadExt`, `AsyncWriteExt`, `BufReader`, `copy`.
+pub use weft_io::io;
+
+/// Work with no file descriptor polled by the loop, and the completion
+/// notifier that hands results from other threads to the loop.
+pub use weft_io::source;
 
 /// Tasks: spawning, joining, cancelling, yielding, and task ids.
 pub mod task {

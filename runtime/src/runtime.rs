@@ -1,13 +1,15 @@
-//! The runtime: an executor with its driver, and the handle to reach it.
-//!
-//! For now the driver is a plain thread parker; the reactor (I/O and timers)
-//! plugs in here through the executor's `Park` trait.
+//! The runtime: an executor whose driver is the reactor, and the handle to
+//! reach both.
 
+use crate::driver::{IoDriver, enter_thread, install_coop, leave_thread};
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
-use weft_executor::{Executor, Flavor, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic};
+use weft_executor::{Executor, Flavor, JoinHandle, RuntimeMetrics, UnhandledPanic};
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
 
 /// Configures and builds a [`Runtime`].
 ///
@@ -21,6 +23,8 @@ use weft_executor::{Executor, Flavor, JoinHandle, RuntimeMetrics, TryCurrentErro
 /// ```
 pub struct Builder {
     exec: weft_executor::Builder,
+    on_thread_start: Option<Hook>,
+    on_thread_stop: Option<Hook>,
 }
 
 impl Builder {
@@ -28,6 +32,8 @@ impl Builder {
     pub fn new_multi_thread() -> Builder {
         Builder {
             exec: weft_executor::Builder::new_multi_thread(),
+            on_thread_start: None,
+            on_thread_stop: None,
         }
     }
 
@@ -35,6 +41,8 @@ impl Builder {
     pub fn new_current_thread() -> Builder {
         Builder {
             exec: weft_executor::Builder::new_current_thread(),
+            on_thread_start: None,
+            on_thread_stop: None,
         }
     }
 
@@ -90,27 +98,50 @@ impl Builder {
         self
     }
 
-    /// Runs `f` on each runtime thread when it starts.
+    /// Runs `f` on each runtime thread when it starts (the runtime is
+    /// already current there).
     pub fn on_thread_start(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Builder {
-        self.exec.on_thread_start(f);
+        self.on_thread_start = Some(Arc::new(f));
         self
     }
 
     /// Runs `f` on each runtime thread before it exits.
     pub fn on_thread_stop(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Builder {
-        self.exec.on_thread_stop(f);
+        self.on_thread_stop = Some(Arc::new(f));
         self
     }
 
-    /// Builds the runtime and starts its threads.
+    /// Builds the runtime: its reactor, and the executor whose idle threads
+    /// wait in that reactor; starts the threads.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a zero count or interval; the operating system's
-    /// error if a thread cannot be started.
+    /// error if the reactor or a thread cannot be created.
     pub fn build(&mut self) -> io::Result<Runtime> {
+        install_coop();
+        let driver = weft_io::Driver::new()?;
+        let io = driver.handle().clone();
+        let start_io = io.clone();
+        let user_start = self.on_thread_start.clone();
+        let user_stop = self.on_thread_stop.clone();
+        self.exec
+            .driver(IoDriver(driver))
+            .on_thread_start(move || {
+                enter_thread(&start_io);
+                if let Some(hook) = &user_start {
+                    hook();
+                }
+            })
+            .on_thread_stop(move || {
+                if let Some(hook) = &user_stop {
+                    hook();
+                }
+                leave_thread();
+            });
         Ok(Runtime {
-            exec: self.exec.build()?,
+            exec: Some(self.exec.build()?),
+            io,
         })
     }
 }
@@ -127,7 +158,9 @@ impl fmt::Debug for Builder {
 /// joins the workers, cancels queued blocking jobs and waits for running
 /// ones; [`shutdown_timeout`](Runtime::shutdown_timeout) bounds the wait.
 pub struct Runtime {
-    exec: Executor,
+    /// `None` only while shutting down.
+    exec: Option<Executor>,
+    io: weft_io::Handle,
 }
 
 impl Runtime {
@@ -148,7 +181,8 @@ impl Runtime {
     /// `block_on`): `.await` the future there instead.
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.exec.block_on(future)
+        let _io = self.io.enter();
+        self.exec().block_on(future)
     }
 
     /// Spawns a task and returns its [`JoinHandle`].
@@ -157,7 +191,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.exec.spawn(future)
+        self.exec().spawn(future)
     }
 
     /// Runs a blocking closure on the blocking pool.
@@ -166,34 +200,44 @@ impl Runtime {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.exec.spawn_blocking(func)
+        self.exec().spawn_blocking(func)
     }
 
     /// A handle that reaches this runtime from any thread.
     pub fn handle(&self) -> Handle {
         Handle {
-            exec: self.exec.handle().clone(),
+            exec: self.exec().handle().clone(),
+            io: self.io.clone(),
         }
     }
 
-    /// Makes this runtime current on this thread until the guard drops.
-    pub fn enter(&self) -> weft_executor::EnterGuard<'_> {
-        self.exec.enter()
+    /// Makes this runtime current on this thread until the guard drops, so
+    /// that `spawn`, sockets and timers work outside `block_on`.
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _io: self.io.enter(),
+            _exec: self.exec().enter(),
+        }
     }
 
     /// A snapshot of the runtime's counters.
     pub fn metrics(&self) -> RuntimeMetrics {
-        self.exec.metrics()
+        self.exec().metrics()
     }
 
     /// Shuts down, waiting at most `timeout` for threads still running.
-    pub fn shutdown_timeout(self, timeout: Duration) {
-        self.exec.shutdown_timeout(timeout);
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown(|exec| exec.shutdown_timeout(timeout));
     }
 
     /// Shuts down without waiting for threads still running.
-    pub fn shutdown_background(self) {
-        self.exec.shutdown_background();
+    pub fn shutdown_background(mut self) {
+        self.shutdown(Executor::shutdown_background);
+    }
+
+    /// The runtime's reactor.
+    pub fn reactor(&self) -> &weft_io::Handle {
+        &self.io
     }
 }
 
@@ -207,8 +251,31 @@ const _: () = {
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
-            .field("flavor", &self.exec.handle().flavor())
+            .field("flavor", &self.exec().handle().flavor())
             .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    fn exec(&self) -> &Executor {
+        self.exec
+            .as_ref()
+            .expect("weft bug: the executor is present until the runtime is dropped")
+    }
+
+    /// Shuts the executor down with the reactor current, so that futures
+    /// dropped meanwhile can still deregister sockets and cancel timers.
+    fn shutdown(&mut self, how: impl FnOnce(Executor)) {
+        if let Some(exec) = self.exec.take() {
+            let _io = self.io.enter();
+            how(exec);
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown(drop);
     }
 }
 
@@ -216,6 +283,7 @@ impl fmt::Debug for Runtime {
 #[derive(Clone)]
 pub struct Handle {
     exec: weft_executor::Handle,
+    io: weft_io::Handle,
 }
 
 impl Handle {
@@ -234,7 +302,15 @@ impl Handle {
 
     /// The runtime this thread is in, if any.
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        weft_executor::Handle::try_current().map(|exec| Handle { exec })
+        let exec = weft_executor::Handle::try_current().map_err(|err| TryCurrentError {
+            thread_local_destroyed: err.is_thread_local_destroyed(),
+        })?;
+        // An executor without Weft's reactor (built with weft-executor
+        // directly) is not a Weft runtime.
+        let io = weft_io::Handle::try_current().map_err(|_| TryCurrentError {
+            thread_local_destroyed: false,
+        })?;
+        Ok(Handle { exec, io })
     }
 
     /// Spawns a task on this runtime.
@@ -262,12 +338,21 @@ impl Handle {
     /// If this thread already runs a runtime.
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _io = self.io.enter();
         self.exec.block_on(future)
     }
 
     /// Makes this runtime current on this thread until the guard drops.
-    pub fn enter(&self) -> weft_executor::EnterGuard<'_> {
-        self.exec.enter()
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _io: self.io.enter(),
+            _exec: self.exec.enter(),
+        }
+    }
+
+    /// The runtime's reactor.
+    pub fn reactor(&self) -> &weft_io::Handle {
+        &self.io
     }
 
     /// Which scheduler the runtime uses.
@@ -288,3 +373,49 @@ impl fmt::Debug for Handle {
             .finish_non_exhaustive()
     }
 }
+
+/// Keeps a runtime current on this thread; see [`Runtime::enter`].
+#[must_use = "the runtime stays current only while the guard lives"]
+pub struct EnterGuard<'a> {
+    _io: weft_io::driver::EnterGuard,
+    _exec: weft_executor::EnterGuard<'a>,
+}
+
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
+    }
+}
+
+/// There is no Weft runtime on this thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TryCurrentError {
+    thread_local_destroyed: bool,
+}
+
+impl TryCurrentError {
+    /// True if the thread has no runtime context.
+    pub fn is_missing_context(&self) -> bool {
+        !self.thread_local_destroyed
+    }
+
+    /// True if the thread is exiting and its context was already destroyed.
+    pub fn is_thread_local_destroyed(&self) -> bool {
+        self.thread_local_destroyed
+    }
+}
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.thread_local_destroyed {
+            f.write_str("the Weft runtime context of this thread was already destroyed (the thread is exiting)")
+        } else {
+            f.write_str(
+                "there is no Weft runtime on this thread: call this from inside `Runtime::block_on`, \
+                 from a task the runtime runs, or after `Runtime::enter()`",
+            )
+        }
+    }
+}
+
+impl std::error::Error for TryCurrentError {}

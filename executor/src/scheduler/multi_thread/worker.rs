@@ -188,7 +188,7 @@ impl Context {
     fn maintenance(&self) {
         self.core.borrow_mut().is_parked = true;
         // Only polls if no other worker is blocked in the driver.
-        self.parker.park(Some(std::time::Duration::ZERO));
+        let _ = self.parker.park(Some(std::time::Duration::ZERO));
         let mut core = self.core.borrow_mut();
         core.is_parked = false;
         core.is_shutdown = self.shared().inject.is_closed();
@@ -356,7 +356,7 @@ impl Context {
         loop {
             self.counters().parks.incr();
             self.core.borrow_mut().is_parked = true;
-            self.parker.park(None);
+            let ran_driver = self.parker.park(None);
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();
@@ -368,9 +368,14 @@ impl Context {
                 // If we are still on the sleepers list nobody picked us, so
                 // we are not a searcher; otherwise we were picked, and are.
                 core.is_searching = !shared.idle.unpark_worker_by_id(self.index);
-                let more = core.run_queue.len() > 1;
+                // Hand the driver over: we leave it to run tasks that may
+                // take long (or block), and workers asleep on their condition
+                // variables would otherwise leave I/O and timers unattended
+                // until we are back (tokio#4730). The worker we wake finds
+                // the driver free and parks in it, unless it finds work.
+                let notify = ran_driver || core.run_queue.len() > 1;
                 drop(core);
-                if more {
+                if notify {
                     self.handle.notify_parked_local();
                 }
                 return;

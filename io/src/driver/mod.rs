@@ -1,0 +1,304 @@
+//! The reactor: one `mio::Poll`, and everything a turn of the loop serves.
+//!
+//! [`Driver::turn`] is one turn of the loop:
+//!
+//! 1. Work out how long it may sleep: no longer than the caller allows, than
+//!    the next timer, or than any pending [source](crate::source) asks.
+//! 2. Wait in `epoll_wait` / `kevent` for that long, or until
+//!    [`Unparker::unpark`] writes to the `mio::Waker`.
+//! 3. Deliver readiness events: each token names a registration (with a
+//!    generation tag, so stale events are dropped); the readiness is set and
+//!    the tasks waiting in that direction are woken.
+//! 4. Fire the timers that are due, in deadline order.
+//! 5. Deliver completions queued by other threads (the
+//!    [`Notifier`](crate::source::Notifier)).
+//! 6. Poll the sources that have work pending.
+//!
+//! Wakers are collected while locks are held and woken after they are
+//! released.
+//!
+//! The [`Driver`] (the poller and its event buffer) belongs to whichever
+//! thread runs the loop; the [`Handle`] (registrations, timers, sources) is
+//! shared by every thread that creates sockets or timers.
+
+pub(crate) mod context;
+pub(crate) mod registration;
+pub(crate) mod scheduled_io;
+
+use self::registration::{Registrations, WAKER_TOKEN};
+use self::scheduled_io::Ready;
+use crate::source::{Notifier, Sources};
+use crate::time::Timers;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+pub use self::context::{EnterGuard, TryCurrentError};
+pub use self::scheduled_io::{Direction, Ready as Readiness};
+
+/// The reactor's loop state; owned by the thread that runs the loop.
+pub struct Driver {
+    poll: mio::Poll,
+    events: mio::Events,
+    handle: Handle,
+    /// Reused between turns, so a turn allocates nothing.
+    wakers: Vec<Waker>,
+    sources: Vec<(u64, Arc<dyn crate::source::Source>)>,
+}
+
+/// A cloneable reference to a reactor, for registering sockets and timers
+/// from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) registry: mio::Registry,
+    registrations: RwLock<Registrations>,
+    waker: Arc<mio::Waker>,
+    pub(crate) timers: Timers,
+    pub(crate) sources: Sources,
+    pub(crate) notifier: Notifier,
+    shutdown: AtomicBool,
+}
+
+/// Wakes a reactor blocked in [`Driver::turn`], from any thread.
+#[derive(Clone)]
+pub struct Unparker {
+    waker: Arc<mio::Waker>,
+}
+
+/// Events fetched per `epoll_wait`; more wait for the next turn.
+const EVENTS_CAPACITY: usize = 1024;
+
+impl Driver {
+    /// A reactor on a new OS poller.
+    ///
+    /// # Errors
+    ///
+    /// If the OS refuses a poller or its wakeup descriptor (for example when
+    /// the process is out of file descriptors).
+    pub fn new() -> io::Result<Driver> {
+        let poll = mio::Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let handle = Handle {
+            inner: Arc::new(Inner {
+                registry,
+                registrations: RwLock::new(Registrations::default()),
+                notifier: Notifier::new(waker.clone()),
+                waker,
+                timers: Timers::new(Instant::now()),
+                sources: Sources::default(),
+                shutdown: AtomicBool::new(false),
+            }),
+        };
+        Ok(Driver {
+            poll,
+            events: mio::Events::with_capacity(EVENTS_CAPACITY),
+            handle,
+            wakers: Vec::with_capacity(64),
+            sources: Vec::new(),
+        })
+    }
+
+    /// The handle that registers sockets, timers and sources with this
+    /// reactor.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Wakes this reactor from any thread.
+    pub fn unparker(&self) -> Unparker {
+        self.handle.unparker()
+    }
+
+    /// Runs one turn of the loop (see the module docs), blocking at most
+    /// `max_wait` (`None`: until there is something to do;
+    /// `Some(Duration::ZERO)`: not at all).
+    pub fn turn(&mut self, max_wait: Option<Duration>) {
+        let inner = self.handle.inner.clone();
+        let now = Instant::now();
+        let mut wait = max_wait;
+        let mut bound = |limit: Option<Duration>| {
+            if let Some(limit) = limit {
+                wait = Some(wait.map_or(limit, |w| w.min(limit)));
+            }
+        };
+        bound(inner.timers.time_to_next(now));
+        bound(inner.sources.max_wait());
+        if inner.notifier.has_pending() {
+            bound(Some(Duration::ZERO));
+        }
+
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            // A signal arrived: the turn simply ends early.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            // epoll_wait/kevent only fail on a broken poller (EBADF,
+            // EINVAL): nothing the loop could do next would work.
+            Err(err) => panic!("Weft's reactor could not wait for events: {err}"),
+        }
+
+        {
+            let registrations = inner.registrations();
+            for event in self.events.iter() {
+                if event.token() == WAKER_TOKEN {
+                    continue;
+                }
+                if let Some(slot) = registrations.get(event.token()) {
+                    slot.io.set_readiness(Ready::from_event(event), &mut self.wakers);
+                }
+            }
+        }
+        self.wake_all();
+
+        inner.timers.fire(Instant::now(), &mut self.wakers);
+        self.wake_all();
+
+        inner.notifier.deliver();
+        inner.sources.poll_pending(&mut self.sources);
+    }
+
+    fn wake_all(&mut self) {
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Runs `future` to completion on this thread, turning the reactor
+    /// whenever it is pending: a complete single-future runtime, for
+    /// programs and tests that need sockets and timers but no tasks. The
+    /// reactor is current (see [`Handle::current`]) while it runs.
+    pub fn block_on<F: std::future::Future>(&mut self, future: F) -> F::Output {
+        struct Unpark(Unparker);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let _enter = self.handle.enter();
+        let waker = Waker::from(Arc::new(Unpark(self.unparker())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            self.turn(None);
+        }
+    }
+
+    /// Shuts the reactor down: every registered I/O object fails from now
+    /// on (with an error saying why), pending timers wake their tasks
+    /// (which then panic, naming the cause), queued completions are
+    /// delivered, and later completions are delivered on the thread that
+    /// completes them.
+    pub fn shutdown(&mut self) {
+        let inner = self.handle.inner.clone();
+        if inner.shutdown.swap(true, AcqRel) {
+            return;
+        }
+        for slot in inner.registrations().iter() {
+            slot.io.shutdown(&mut self.wakers);
+        }
+        self.wake_all();
+        inner.timers.shutdown(&mut self.wakers);
+        self.wake_all();
+        inner.notifier.close();
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Handle {
+    /// Wakes the reactor from any thread.
+    pub fn unparker(&self) -> Unparker {
+        Unparker {
+            waker: self.inner.waker.clone(),
+        }
+    }
+
+    /// True once the reactor has shut down.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.is_shutdown()
+    }
+
+    /// The completion notifier of this reactor: how other threads hand
+    /// results to the loop.
+    pub fn notifier(&self) -> &Notifier {
+        &self.inner.notifier
+    }
+
+    /// How many I/O objects are registered.
+    pub fn registrations(&self) -> usize {
+        self.inner.registrations().len()
+    }
+
+    /// True if both handles refer to the same reactor.
+    pub fn ptr_eq(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Inner {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    fn registrations(&self) -> RwLockReadGuard<'_, Registrations> {
+        self.registrations.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn registrations_mut(&self) -> RwLockWriteGuard<'_, Registrations> {
+        self.registrations.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn wake(&self) {
+        // Fails only if the wakeup counter would overflow, which means a
+        // wakeup is already pending.
+        let _ = self.waker.wake();
+    }
+}
+
+impl Unparker {
+    /// Makes the reactor's current (or next) turn return at once.
+    pub fn unpark(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("registrations", &self.registrations())
+            .field("timers", &self.inner.timers)
+            .field("shutdown", &self.is_shutdown())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unparker").finish_non_exhaustive()
+    }
+}

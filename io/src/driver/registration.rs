@@ -1,0 +1,308 @@
+//! Registrations: a mio source known to the reactor, and the slab that maps
+//! event tokens back to their readiness.
+//!
+//! A token is a slab index with a generation tag in its low bits. A slot
+//! freed by one registration and reused by the next gets a new generation, so
+//! an event for the old one (already fetched by `epoll_wait` when the slot
+//! changed hands) is recognised as stale and dropped: it can never wake the
+//! newer registration.
+
+use super::Handle;
+use super::scheduled_io::{Direction, ReadyEvent, ScheduledIo};
+use crate::coop;
+use mio::event::Source;
+use mio::{Interest, Token};
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+/// Bits of the token that hold the generation.
+const GEN_BITS: u32 = 16;
+const GEN_MASK: usize = (1 << GEN_BITS) - 1;
+
+/// The token the reactor's own waker is registered with; no registration
+/// ever gets it (indices would have to reach `usize::MAX >> 16`).
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// One slab slot.
+pub(crate) struct Slot {
+    generation: usize,
+    pub(crate) io: Arc<ScheduledIo>,
+}
+
+/// The slab of registrations.
+#[derive(Default)]
+pub(crate) struct Registrations {
+    slab: slab::Slab<Slot>,
+    next_generation: usize,
+}
+
+impl Registrations {
+    fn insert(&mut self, io: Arc<ScheduledIo>) -> Token {
+        let generation = self.next_generation & GEN_MASK;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let index = self.slab.insert(Slot { generation, io });
+        Token((index << GEN_BITS) | generation)
+    }
+
+    fn remove(&mut self, token: Token) {
+        let index = token.0 >> GEN_BITS;
+        if self.slab.get(index).is_some_and(|s| s.generation == token.0 & GEN_MASK) {
+            self.slab.remove(index);
+        }
+    }
+
+    /// The registration an event's token names, if it is still the one
+    /// that token was given to.
+    pub(crate) fn get(&self, token: Token) -> Option<&Slot> {
+        self.slab
+            .get(token.0 >> GEN_BITS)
+            .filter(|slot| slot.generation == token.0 & GEN_MASK)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.slab.iter().map(|(_, slot)| slot)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+}
+
+/// A mio source's registration with a reactor: its token and readiness.
+///
+/// It does not own the source; [`Registered`] does, and deregisters it before
+/// closing it.
+pub(crate) struct Registration {
+    handle: Handle,
+    token: Token,
+    shared: Arc<ScheduledIo>,
+}
+
+impl Registration {
+    /// Registers `source` for `interest` with the reactor of `handle`.
+    pub(crate) fn new(handle: &Handle, source: &mut impl Source, interest: Interest) -> io::Result<Registration> {
+        let shared = Arc::new(ScheduledIo::default());
+        let token = handle.inner.registrations_mut().insert(shared.clone());
+        if let Err(err) = handle.inner.registry.register(source, token, interest) {
+            handle.inner.registrations_mut().remove(token);
+            return Err(err);
+        }
+        if handle.inner.is_shutdown() {
+            // Registered after the reactor shut down: make every operation
+            // fail like those of registrations the shutdown found.
+            shared.shutdown(&mut Vec::new());
+        }
+        Ok(Registration {
+            handle: handle.clone(),
+            token,
+            shared,
+        })
+    }
+
+    /// Ready once the source is ready in `direction`.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, direction: Direction) -> Poll<io::Result<ReadyEvent>> {
+        self.shared.poll_ready(cx, direction)
+    }
+
+    /// Runs the non-blocking operation `op` once the source is ready in
+    /// `direction`, until it does not hit `WouldBlock`. Spends one unit of
+    /// the task's cooperative budget (given back if it ends up `Pending`).
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let budget = ready!(coop::poll_proceed(cx));
+        loop {
+            let event = ready!(self.poll_ready(cx, direction))?;
+            match op() {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.shared.clear_readiness(event, direction);
+                }
+                result => {
+                    budget.made_progress();
+                    return Poll::Ready(result);
+                }
+            }
+        }
+    }
+
+    /// As [`poll_io`](Self::poll_io) for byte transfers: a transfer shorter
+    /// than the buffer (`len`) means the kernel buffer was drained (or
+    /// filled), so readiness is cleared at once; with edge-triggered polling
+    /// new data brings a new event. Saves the `WouldBlock` system call that
+    /// the next attempt would otherwise make.
+    pub(crate) fn poll_transfer(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        len: usize,
+        mut op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let budget = ready!(coop::poll_proceed(cx));
+        loop {
+            let event = ready!(self.poll_ready(cx, direction))?;
+            match op() {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.shared.clear_readiness(event, direction);
+                }
+                Ok(n) if n > 0 && n < len => {
+                    self.shared.clear_readiness(event, direction);
+                    budget.made_progress();
+                    return Poll::Ready(Ok(n));
+                }
+                result => {
+                    budget.made_progress();
+                    return Poll::Ready(result);
+                }
+            }
+        }
+    }
+
+    /// Runs `op` once without waiting: for the `try_*` methods. A
+    /// `WouldBlock` clears the readiness it relied on.
+    pub(crate) fn try_io<R>(&self, direction: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        let event = match self
+            .shared
+            .poll_ready(&mut Context::from_waker(std::task::Waker::noop()), direction)
+        {
+            Poll::Ready(event) => event?,
+            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        let result = op();
+        if matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
+            self.shared.clear_readiness(event, direction);
+        }
+        result
+    }
+
+    /// Removes `source` from the reactor. Call before closing it.
+    pub(crate) fn deregister(&self, source: &mut impl Source) -> io::Result<()> {
+        self.handle.inner.registry.deregister(source)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.clear_wakers();
+        self.handle.inner.registrations_mut().remove(self.token);
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("token", &self.token)
+            .field("io", &self.shared)
+            .finish()
+    }
+}
+
+/// A mio source registered with the reactor: owns the source, deregisters
+/// it before closing it. The building block of every socket type.
+pub(crate) struct Registered<E: Source> {
+    io: Option<E>,
+    registration: Registration,
+}
+
+impl<E: Source> Registered<E> {
+    /// Registers `io` with the current reactor (see [`Handle::current`]).
+    pub(crate) fn new(io: E, interest: Interest) -> io::Result<Registered<E>> {
+        Registered::new_with(&Handle::try_current()?, io, interest)
+    }
+
+    pub(crate) fn new_with(handle: &Handle, mut io: E, interest: Interest) -> io::Result<Registered<E>> {
+        let registration = Registration::new(handle, &mut io, interest)?;
+        Ok(Registered {
+            io: Some(io),
+            registration,
+        })
+    }
+
+    pub(crate) fn get_ref(&self) -> &E {
+        self.io.as_ref().expect("weft bug: the source is present until drop")
+    }
+
+    pub(crate) fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    /// Runs `op` on the source once it is ready; see
+    /// [`Registration::poll_io`].
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        mut op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.get_ref();
+        self.registration.poll_io(cx, direction, || op(io))
+    }
+
+    /// Transfers bytes once the source is ready; see
+    /// [`Registration::poll_transfer`].
+    pub(crate) fn poll_transfer(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        len: usize,
+        mut op: impl FnMut(&E) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let io = self.get_ref();
+        self.registration.poll_transfer(cx, direction, len, || op(io))
+    }
+
+    /// Runs `op` once without waiting.
+    pub(crate) fn try_io<R>(&self, direction: Direction, op: impl FnOnce(&E) -> io::Result<R>) -> io::Result<R> {
+        let io = self.get_ref();
+        self.registration.try_io(direction, || op(io))
+    }
+
+    /// Deregisters and returns the source (for `into_std`).
+    pub(crate) fn into_inner(mut self) -> io::Result<E> {
+        let mut io = self.io.take().expect("weft bug: the source is present until drop");
+        self.registration.deregister(&mut io)?;
+        Ok(io)
+    }
+}
+
+impl<E: Source> Drop for Registered<E> {
+    fn drop(&mut self) {
+        if let Some(mut io) = self.io.take() {
+            // Stop events before the descriptor closes (and its number can
+            // be reused); an error here only means it is already gone.
+            let _ = self.registration.deregister(&mut io);
+        }
+    }
+}
+
+impl<E: Source + std::fmt::Debug> std::fmt::Debug for Registered<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("io", &self.io)
+            .field("registration", &self.registration)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_slot_gets_a_new_generation() {
+        let mut regs = Registrations::default();
+        let first = regs.insert(Arc::new(ScheduledIo::default()));
+        regs.remove(first);
+        let second = regs.insert(Arc::new(ScheduledIo::default()));
+        assert_eq!(first.0 >> GEN_BITS, second.0 >> GEN_BITS, "the slot is reused");
+        assert_ne!(first, second);
+        assert!(regs.get(first).is_none(), "a stale token finds nothing");
+        assert!(regs.get(second).is_some());
+        // Removing with a stale token leaves the new registration alone.
+        regs.remove(first);
+        assert!(regs.get(second).is_some());
+    }
+}

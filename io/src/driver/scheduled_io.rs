@@ -1,0 +1,238 @@
+//! `ScheduledIo`: the readiness of one registered I/O object, and the tasks
+//! waiting on it.
+//!
+//! # The readiness word
+//!
+//! One `AtomicUsize` holds the readiness bits (readable, writable, read
+//! closed, write closed, error), a *shutdown* bit, and above them an event
+//! *tick* that the reactor bumps on every event it delivers. Invariants:
+//!
+//! 1. Only the reactor sets readiness bits (on an event); only an I/O
+//!    operation that hit `WouldBlock` clears them, and only the direction it
+//!    was attempting.
+//! 2. A clear takes effect only if the tick is the one the operation saw when
+//!    it found the object ready. If an event arrived in between (the tick
+//!    moved), the clear is dropped: that event's readiness must survive, or a
+//!    wakeup would be lost, since edge-triggered polling reports it only once.
+//! 3. The closed and error bits are never cleared: once a peer has hung up,
+//!    every later read must find out.
+//!
+//! # Waiters
+//!
+//! One waker per direction, under a mutex. A task registers its waker and
+//! then re-checks readiness before returning `Pending`; the reactor sets
+//! readiness before it takes the wakers. So either the task sees the new
+//! readiness, or the reactor sees the task's waker.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::task::{Context, Poll, Waker};
+
+/// Readiness of an I/O object, as the reactor last reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ready(usize);
+
+impl Ready {
+    /// Nothing.
+    pub const EMPTY: Ready = Ready(0);
+    /// Data can be read (or a connection accepted).
+    pub const READABLE: Ready = Ready(1 << 0);
+    /// Data can be written.
+    pub const WRITABLE: Ready = Ready(1 << 1);
+    /// The peer closed its writing half: reads will return end of stream.
+    pub const READ_CLOSED: Ready = Ready(1 << 2);
+    /// The peer closed its reading half: writes will fail.
+    pub const WRITE_CLOSED: Ready = Ready(1 << 3);
+    /// An error is pending on the socket.
+    pub const ERROR: Ready = Ready(1 << 4);
+
+    const ALL: usize = 0b1_1111;
+
+    /// True if no bit is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// True if `self` has any bit of `other`.
+    pub fn intersects(self, other: Ready) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The union.
+    pub fn union(self, other: Ready) -> Ready {
+        Ready(self.0 | other.0)
+    }
+
+    pub(crate) fn from_event(event: &mio::event::Event) -> Ready {
+        let mut ready = 0;
+        if event.is_readable() {
+            ready |= Ready::READABLE.0;
+        }
+        if event.is_writable() {
+            ready |= Ready::WRITABLE.0;
+        }
+        if event.is_read_closed() {
+            ready |= Ready::READ_CLOSED.0;
+        }
+        if event.is_write_closed() {
+            ready |= Ready::WRITE_CLOSED.0;
+        }
+        if event.is_error() {
+            ready |= Ready::ERROR.0;
+        }
+        Ready(ready)
+    }
+}
+
+/// A direction an operation waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Reading (or accepting, or receiving).
+    Read,
+    /// Writing (or connecting, or sending).
+    Write,
+}
+
+impl Direction {
+    /// The readiness that lets an operation in this direction proceed: its
+    /// own bit, or closure, or an error (which the operation then reports).
+    fn mask(self) -> Ready {
+        match self {
+            Direction::Read => Ready(Ready::READABLE.0 | Ready::READ_CLOSED.0 | Ready::ERROR.0),
+            Direction::Write => Ready(Ready::WRITABLE.0 | Ready::WRITE_CLOSED.0 | Ready::ERROR.0),
+        }
+    }
+
+    /// The bits an operation that hit `WouldBlock` may clear (invariant 3).
+    fn clearable(self) -> usize {
+        match self {
+            Direction::Read => Ready::READABLE.0,
+            Direction::Write => Ready::WRITABLE.0,
+        }
+    }
+}
+
+/// The tick at which an operation saw its object ready.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadyEvent {
+    tick: usize,
+}
+
+const SHUTDOWN: usize = 1 << 5;
+const TICK_SHIFT: usize = 6;
+const READY_MASK: usize = Ready::ALL;
+
+/// The shared state of one registration.
+#[derive(Default)]
+pub(crate) struct ScheduledIo {
+    readiness: AtomicUsize,
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+impl ScheduledIo {
+    /// The reactor delivers an event: sets its readiness, bumps the tick,
+    /// and collects the wakers of the directions it makes ready.
+    pub(crate) fn set_readiness(&self, ready: Ready, wakers: &mut Vec<Waker>) {
+        let _ = self.readiness.fetch_update(AcqRel, Acquire, |curr| {
+            let tick = (curr >> TICK_SHIFT).wrapping_add(1);
+            Some((tick << TICK_SHIFT) | (curr & SHUTDOWN) | (curr & READY_MASK) | ready.0)
+        });
+        self.take_wakers(ready, wakers);
+    }
+
+    fn take_wakers(&self, ready: Ready, wakers: &mut Vec<Waker>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if ready.intersects(Direction::Read.mask()) {
+            wakers.extend(waiters.reader.take());
+        }
+        if ready.intersects(Direction::Write.mask()) {
+            wakers.extend(waiters.writer.take());
+        }
+    }
+
+    /// The reactor is gone: every operation fails from now on.
+    pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
+        self.readiness.fetch_or(SHUTDOWN, AcqRel);
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        wakers.extend(waiters.reader.take());
+        wakers.extend(waiters.writer.take());
+    }
+
+    /// Ready (with what was seen) if the object is ready for `direction`;
+    /// otherwise registers the task's waker and returns `Pending`.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, direction: Direction) -> Poll<std::io::Result<ReadyEvent>> {
+        if let Some(event) = self.ready_for(direction)? {
+            return Poll::Ready(Ok(event));
+        }
+        {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = match direction {
+                Direction::Read => &mut waiters.reader,
+                Direction::Write => &mut waiters.writer,
+            };
+            match slot {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // The reactor may have delivered an event between our look and the
+        // registration: look again (see the module docs).
+        match self.ready_for(direction)? {
+            Some(event) => Poll::Ready(Ok(event)),
+            None => Poll::Pending,
+        }
+    }
+
+    fn ready_for(&self, direction: Direction) -> std::io::Result<Option<ReadyEvent>> {
+        let curr = self.readiness.load(Acquire);
+        if curr & SHUTDOWN != 0 {
+            return Err(reactor_gone());
+        }
+        let ready = Ready(curr & READY_MASK);
+        Ok(ready.intersects(direction.mask()).then_some(ReadyEvent {
+            tick: curr >> TICK_SHIFT,
+        }))
+    }
+
+    /// An operation in `direction` hit `WouldBlock` after seeing `event`:
+    /// clears that direction's readiness, unless a newer event arrived.
+    pub(crate) fn clear_readiness(&self, event: ReadyEvent, direction: Direction) {
+        let _ = self.readiness.fetch_update(AcqRel, Acquire, |curr| {
+            if curr >> TICK_SHIFT != event.tick {
+                return None; // invariant 2
+            }
+            Some(curr & !direction.clearable())
+        });
+    }
+
+    /// Forgets every waiter (the registration is going away).
+    pub(crate) fn clear_wakers(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.reader = None;
+        waiters.writer = None;
+    }
+}
+
+/// The error every I/O operation returns once its reactor has shut down.
+pub(crate) fn reactor_gone() -> std::io::Error {
+    std::io::Error::other(
+        "the Weft reactor this I/O object was registered with has shut down (its runtime was dropped)",
+    )
+}
+
+impl std::fmt::Debug for ScheduledIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let curr = self.readiness.load(Relaxed);
+        f.debug_struct("ScheduledIo")
+            .field("ready", &Ready(curr & READY_MASK))
+            .field("tick", &(curr >> TICK_SHIFT))
+            .field("shutdown", &(curr & SHUTDOWN != 0))
+            .finish()
+    }
+}

@@ -1,0 +1,165 @@
+//! `TcpListener`.
+
+use super::TcpStream;
+use crate::driver::Direction;
+use crate::driver::registration::Registered;
+use futures_core::Stream;
+use mio::Interest;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+/// A TCP socket that accepts connections.
+///
+/// ```
+/// use weft_io::io::{AsyncReadExt, AsyncWriteExt};
+/// use weft_io::net::{TcpListener, TcpStream};
+///
+/// let mut driver = weft_io::Driver::new()?;
+/// driver.block_on(async {
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let mut client = TcpStream::connect(addr).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// client.write_all(b"ping").await?;
+/// let mut buf = [0; 4];
+/// server.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"ping");
+/// Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct TcpListener {
+    io: Registered<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (`SO_REUSEADDR` is set, as is usual for servers) and
+    /// starts listening.
+    ///
+    /// # Errors
+    ///
+    /// If the address is in use or not available, or outside a runtime.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        crate::net::each_addr(addr, |addr| {
+            let listener = mio::net::TcpListener::bind(addr)?;
+            TcpListener::from_mio(listener)
+        })
+    }
+
+    fn from_mio(listener: mio::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            io: Registered::new(listener, Interest::READABLE)?,
+        })
+    }
+
+    /// Takes over a standard-library listener (made non-blocking here).
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be made non-blocking or registered.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        TcpListener::from_mio(mio::net::TcpListener::from_std(listener))
+    }
+
+    /// Gives the socket back as a standard-library listener (still
+    /// non-blocking; call `set_nonblocking(false)` to block).
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be deregistered from the reactor.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        let mio = self.io.into_inner()?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::{FromRawFd, IntoRawFd};
+            // SAFETY: `into_raw_fd` hands over sole ownership of an open
+            // listening socket, which `from_raw_fd` takes.
+            Ok(unsafe { std::net::TcpListener::from_raw_fd(mio.into_raw_fd()) })
+        }
+    }
+
+    /// Waits for a connection; returns it and the peer's address.
+    ///
+    /// Cancel-safe: if the future is dropped, no connection is lost (it
+    /// stays in the backlog for the next call).
+    ///
+    /// # Errors
+    ///
+    /// As the OS reports them; notably `EMFILE`/`ENFILE` when the process
+    /// or system is out of descriptors, in which case the connection stays
+    /// queued and the caller should back off briefly before trying again.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for a connection; see [`accept`](TcpListener::accept).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        let (stream, addr) = ready!(self.io.poll_io(cx, Direction::Read, |l| l.accept()))?;
+        Poll::Ready(TcpStream::from_mio(stream).map(|s| (s, addr)))
+    }
+
+    /// The connections, as a `Stream` (it never ends; errors are items).
+    pub fn incoming(&self) -> TcpIncoming<'_> {
+        TcpIncoming { listener: self }
+    }
+
+    /// The address the listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// As the OS reports them.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// The IP time-to-live of accepted connections.
+    ///
+    /// # Errors
+    ///
+    /// As the OS reports them.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+
+    /// Sets the IP time-to-live.
+    ///
+    /// # Errors
+    ///
+    /// As the OS reports them.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.io.get_ref().fmt(f)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+/// The connections of a [`TcpListener`], as a `Stream`.
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct TcpIncoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Stream for TcpIncoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let (stream, _) = ready!(self.listener.poll_accept(cx))?;
+        Poll::Ready(Some(Ok(stream)))
+    }
+}

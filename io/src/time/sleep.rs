@@ -1,0 +1,151 @@
+//! `Sleep`: a future that completes at a deadline.
+
+use super::wheel::Key;
+use crate::coop;
+use crate::driver::Handle;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+/// Waits until `duration` has passed.
+///
+/// Like `asyncio.sleep(seconds)`. The future completes no earlier than
+/// `duration` after this call, and usually within a millisecond after.
+///
+/// # Panics
+///
+/// When polled on a thread with no Weft runtime, if it was also created
+/// without one (there is no reactor to keep the time), or after its runtime
+/// shut down.
+#[track_caller]
+pub fn sleep(duration: Duration) -> Sleep {
+    // A deadline beyond what `Instant` can hold is "never" in practice.
+    let deadline = Instant::now()
+        .checked_add(duration)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30));
+    sleep_until(deadline)
+}
+
+/// Waits until `deadline`.
+///
+/// # Panics
+///
+/// As [`sleep`].
+#[track_caller]
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        handle: Handle::try_current().ok(),
+        deadline,
+        entry: None,
+    }
+}
+
+/// A future that completes at its deadline; made by [`sleep`] and
+/// [`sleep_until`]. Dropping it cancels the timer.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    handle: Option<Handle>,
+    deadline: Instant,
+    entry: Option<Key>,
+}
+
+impl Sleep {
+    /// When the sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// True if the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline (earlier or later), reusing this future.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.cancel();
+        self.deadline = deadline;
+    }
+
+    /// Polls for the deadline without spending cooperative budget: for
+    /// combinators such as [`timeout`](super::timeout) that must notice a
+    /// deadline even when the task's budget is spent.
+    pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.handle.is_none() {
+            // Created outside a runtime: the reactor of the thread that
+            // polls it keeps its time.
+            match Handle::try_current() {
+                Ok(handle) => self.handle = Some(handle),
+                Err(err) => panic!("weft::time: {err}"),
+            }
+        }
+        let handle = self.handle.as_ref().expect("set just above");
+        let timers = &handle.inner.timers;
+        if timers.is_shutdown() {
+            panic!(
+                "this Weft timer's runtime has shut down, so the timer can never fire; \
+                 keep the runtime alive while its timers are in use"
+            );
+        }
+        if Instant::now() >= self.deadline {
+            self.cancel();
+            return Poll::Ready(());
+        }
+        match self.entry {
+            None => match timers.register(self.deadline, cx.waker()) {
+                (Some(key), wake_loop) => {
+                    if wake_loop {
+                        handle.inner.wake();
+                    }
+                    self.entry = Some(key);
+                    Poll::Pending
+                }
+                (None, _) => Poll::Ready(()),
+            },
+            Some(key) => {
+                if timers.poll_fired(key, cx.waker()) {
+                    self.entry = None;
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn cancel(&mut self) {
+        if let (Some(key), Some(handle)) = (self.entry.take(), &self.handle) {
+            handle.inner.timers.cancel(key);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let budget = ready!(coop::poll_proceed(cx));
+        let this = self.get_mut();
+        let poll = this.poll_elapsed(cx);
+        if poll.is_ready() {
+            budget.made_progress();
+        }
+        poll
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .field("registered", &self.entry.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,62 @@
+//! The reactor as the executor's driver.
+//!
+//! The executor parks idle threads through its `Park` trait and knows
+//! nothing of I/O; the reactor turns its loop and knows nothing of tasks.
+//! This file is the whole of the glue: a park is a turn of the loop, an
+//! unpark is a write to the loop's `mio::Waker`.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_executor::{Park, Unpark};
+
+/// A `weft_io::Driver` seen as an executor driver.
+pub(crate) struct IoDriver(pub(crate) weft_io::Driver);
+
+impl Park for IoDriver {
+    fn park(&mut self, timeout: Option<Duration>) {
+        self.0.turn(timeout);
+    }
+
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        Arc::new(IoUnparker(self.0.unparker()))
+    }
+
+    fn shutdown(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+struct IoUnparker(weft_io::Unparker);
+
+impl Unpark for IoUnparker {
+    fn unpark(&self) {
+        self.0.unpark();
+    }
+}
+
+/// Lets io's futures spend the executor's cooperative budget.
+pub(crate) fn install_coop() {
+    weft_io::coop::install(weft_io::coop::Hooks {
+        proceed: weft_executor::coop::poll_proceed_raw,
+        refund: weft_executor::coop::refund_raw,
+    });
+}
+
+std::thread_local! {
+    /// The reactor made current on a runtime thread for its whole life.
+    static THREAD_REACTOR: RefCell<Option<weft_io::driver::EnterGuard>> = const { RefCell::new(None) };
+}
+
+/// Makes `io` the current reactor of this (runtime) thread until
+/// [`leave_thread`].
+pub(crate) fn enter_thread(io: &weft_io::Handle) {
+    let guard = io.enter();
+    THREAD_REACTOR.with(|slot| *slot.borrow_mut() = Some(guard));
+}
+
+/// Undoes [`enter_thread`].
+pub(crate) fn leave_thread() {
+    let guard = THREAD_REACTOR.try_with(|slot| slot.borrow_mut().take()).ok().flatten();
+    drop(guard);
+}

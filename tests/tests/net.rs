@@ -1,0 +1,349 @@
+//! Sockets on the reactor, on both flavours.
+
+use futures::future::join_all;
+use std::io;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+use weft::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use weft::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+use weft_tests::{Rng, each_flavor, runtime};
+
+/// An echo server on a fresh loopback port; returns its address.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    weft::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(_) => {
+                    weft::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            };
+            weft::spawn(async move {
+                let (mut reader, mut writer) = stream.into_split();
+                let _ = weft::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Raises the soft descriptor limit to at least `want` (or the hard limit).
+fn ensure_fd_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+each_flavor! {
+    fn a_thousand_clients_echo_64_kib_each(flavor) {
+        ensure_fd_limit(4096);
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let addr = echo_server().await;
+            let clients = (0..1000u64).map(|c| {
+                weft::spawn(async move {
+                    let data = Rng::new(c).bytes(64 * 1024);
+                    let stream = TcpStream::connect(addr).await?;
+                    let (mut reader, mut writer) = stream.into_split();
+                    let expected = data.clone();
+                    let write = weft::spawn(async move {
+                        writer.write_all(&data).await?;
+                        writer.close().await
+                    });
+                    let mut echoed = Vec::with_capacity(expected.len());
+                    reader.read_to_end(&mut echoed).await?;
+                    write.await.unwrap()?;
+                    assert!(echoed == expected, "client {c} got back different bytes");
+                    io::Result::Ok(())
+                })
+            });
+            for result in join_all(clients).await {
+                result.unwrap().unwrap();
+            }
+        });
+    }
+
+    fn half_close_lets_the_other_direction_finish(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = weft::spawn(async move {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                // Reads to end of stream: the client's half-close.
+                stream.read_to_end(&mut request).await.unwrap();
+                stream.write_all(&request).await.unwrap();
+                stream.write_all(b" (done)").await.unwrap();
+            });
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            client.write_all(b"question").await.unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            let mut reply = String::new();
+            client.read_to_string(&mut reply).await.unwrap();
+            assert_eq!(reply, "question (done)");
+            server.await.unwrap();
+        });
+    }
+
+    fn a_reset_by_the_peer_is_an_error(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            // SO_LINGER with a zero timeout: close sends RST, not FIN.
+            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: a valid socket descriptor and a correctly sized option.
+            let rc = unsafe {
+                use std::os::fd::AsRawFd;
+                libc::setsockopt(
+                    client.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0);
+            drop(client);
+            let mut buf = [0u8; 16];
+            let err = server.read(&mut buf).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        });
+    }
+
+    fn connect_to_a_closed_port_is_refused_and_connect_timeout_works(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap()
+            };
+            let err = TcpStream::connect(port).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+            // A connect cannot complete before its first poll returns, so a
+            // zero timeout always expires (networks here may proxy remote
+            // addresses, so an unanswered address is no portable test).
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let err = TcpStream::connect_timeout(addr, Duration::ZERO).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+            let ok = TcpStream::connect_timeout(addr, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(ok.peer_addr().unwrap(), addr);
+        });
+    }
+
+    fn stream_options_peek_vectored_and_std_round_trip(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let (server, peer) = listener.accept().await.unwrap();
+            assert_eq!(peer, client.local_addr().unwrap());
+            assert_eq!(server.peer_addr().unwrap(), client.local_addr().unwrap());
+            client.set_nodelay(true).unwrap();
+            assert!(client.nodelay().unwrap());
+            let bufs = [io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")];
+            let mut sent = 0;
+            while sent < 4 {
+                sent += client.write_vectored(&bufs).await.unwrap();
+            }
+            let mut peeked = [0u8; 4];
+            let mut n = 0;
+            while n < 4 {
+                n = server.peek(&mut peeked).await.unwrap();
+            }
+            assert_eq!(&peeked, b"abcd");
+            // Peeking left the data in place.
+            let mut server = server;
+            let mut read = [0u8; 4];
+            server.read_exact(&mut read).await.unwrap();
+            assert_eq!(&read, b"abcd");
+            // Out to std and back.
+            let std_stream = client.into_std().unwrap();
+            let mut client = TcpStream::from_std(std_stream).unwrap();
+            client.write_all(b"again").await.unwrap();
+            let mut again = [0u8; 5];
+            server.read_exact(&mut again).await.unwrap();
+            assert_eq!(&again, b"again");
+        });
+    }
+
+    fn owned_halves_move_to_different_tasks_and_reunite(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let addr = echo_server().await;
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut reader, mut writer) = stream.into_split();
+            let writer_task = weft::spawn(async move {
+                writer.write_all(b"hello").await.unwrap();
+                writer
+            });
+            let mut buf = [0u8; 5];
+            reader.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"hello");
+            let writer = writer_task.await.unwrap();
+            let stream = reader.reunite(writer).unwrap();
+            assert!(stream.peer_addr().is_ok());
+        });
+    }
+
+    fn incoming_is_a_stream_of_connections(flavor) {
+        use futures::StreamExt;
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let clients: Vec<_> = (0..3).map(|_| weft::spawn(TcpStream::connect(addr))).collect();
+            let accepted: Vec<_> = listener.incoming().take(3).collect().await;
+            assert_eq!(accepted.len(), 3);
+            assert!(accepted.iter().all(|c| c.is_ok()));
+            for c in clients {
+                c.await.unwrap().unwrap();
+            }
+        });
+    }
+
+    fn udp_send_to_recv_from_and_connected(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b_addr = b.local_addr().unwrap();
+            for i in 0..100u8 {
+                a.send_to(&[i; 32], b_addr).await.unwrap();
+                let mut buf = [0u8; 64];
+                let (n, from) = b.recv_from(&mut buf).await.unwrap();
+                assert_eq!((n, from, buf[0]), (32, a.local_addr().unwrap(), i));
+            }
+            a.connect(b_addr).unwrap();
+            b.connect(a.local_addr().unwrap()).unwrap();
+            a.send(b"connected").await.unwrap();
+            let mut buf = [0u8; 16];
+            let n = b.recv(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"connected");
+            // A datagram larger than the buffer is truncated, not an error.
+            a.send(&[7u8; 100]).await.unwrap();
+            let n = b.recv(&mut buf).await.unwrap();
+            assert_eq!(n, 16);
+        });
+    }
+
+    fn unix_stream_listener_and_datagram(flavor) {
+        let rt = runtime(flavor);
+        let dir = std::env::temp_dir().join(format!("weft-unix-{}-{flavor:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stream.sock");
+        let _ = std::fs::remove_file(&path);
+        rt.block_on(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let server = weft::spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let mut lines = BufReader::new(&stream).lines();
+                use futures::StreamExt;
+                let mut got = Vec::new();
+                while let Some(line) = lines.next().await {
+                    got.push(line.unwrap());
+                }
+                got
+            });
+            let mut client = UnixStream::connect(&path).await.unwrap();
+            client.write_all(b"one\ntwo\r\nthree").await.unwrap();
+            client.close().await.unwrap();
+            assert_eq!(server.await.unwrap(), vec!["one", "two", "three"]);
+
+            let (a, mut b) = UnixStream::pair().unwrap();
+            (&a).write_all(b"pair").await.unwrap();
+            let mut buf = [0u8; 4];
+            b.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"pair");
+
+            let (x, y) = UnixDatagram::pair().unwrap();
+            x.send(b"dgram").await.unwrap();
+            let mut buf = [0u8; 8];
+            let n = y.recv(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"dgram");
+            let bound = dir.join("dgram.sock");
+            let _ = std::fs::remove_file(&bound);
+            let server = UnixDatagram::bind(&bound).unwrap();
+            let client = UnixDatagram::unbound().unwrap();
+            client.send_to(b"to path", &bound).await.unwrap();
+            let (n, _) = server.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"to path");
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn sockets_fail_cleanly_after_the_runtime_is_gone(flavor) {
+        let rt = runtime(flavor);
+        let (stream, listener) = rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            (stream, listener)
+        });
+        drop(rt);
+        let mut stream = stream;
+        // No runtime needed: the operation fails at once.
+        let err = futures::executor::block_on(async { stream.read(&mut [0u8; 1]).await.unwrap_err() });
+        assert!(err.to_string().contains("shut down"), "{err}");
+        drop(listener);
+    }
+}
+
+#[test]
+fn creating_a_socket_outside_a_runtime_is_an_error_not_a_panic() {
+    let err = TcpListener::bind("127.0.0.1:0").unwrap_err();
+    assert!(err.to_string().contains("no Weft reactor"), "{err}");
+}
+
+#[test]
+fn a_worker_blocked_for_a_second_does_not_stall_io_on_the_others() {
+    // The echo traffic must keep flowing while one worker is stuck in a
+    // blocking call for a second (tokio#4730).
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let addr = rt.block_on(echo_server());
+    // Warm up: the server is answering.
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_nodelay(true).unwrap();
+    let round_trip = |client: &mut std::net::TcpStream| {
+        use std::io::{Read, Write};
+        client.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        client.read_exact(&mut b).unwrap();
+    };
+    round_trip(&mut client);
+    // Block one worker for a second.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let blocker = rt.spawn(async move {
+        started_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    started_rx.recv().unwrap();
+    let start = Instant::now();
+    let mut trips = 0;
+    let mut worst = Duration::ZERO;
+    while start.elapsed() < Duration::from_millis(800) {
+        let t = Instant::now();
+        round_trip(&mut client);
+        worst = worst.max(t.elapsed());
+        trips += 1;
+    }
+    assert!(!blocker.is_finished(), "the blocking task still holds its worker");
+    assert!(trips >= 50, "only {trips} round trips while a worker was blocked");
+    assert!(worst < Duration::from_millis(300), "a round trip took {worst:?}");
+    rt.block_on(blocker).unwrap();
+}

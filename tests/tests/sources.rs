@@ -1,0 +1,190 @@
+//! Sources (work with no descriptor, polled by the loop) and the completion
+//! notifier, with plain threads standing in for devices.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+use weft::source::{Notifier, Source};
+use weft_tests::{Rng, each_flavor, runtime};
+
+/// A stand-in device: jobs finish on background threads by setting a flag;
+/// nobody is told, so the loop must poll.
+#[derive(Default)]
+struct Device {
+    jobs: Mutex<Vec<Job>>,
+    polls: AtomicUsize,
+}
+
+struct Job {
+    done: Arc<AtomicBool>,
+    waker: Option<Waker>,
+    finished: bool,
+}
+
+impl Device {
+    /// Starts a job that finishes after `after`; returns its flag.
+    fn start(&self, after: Duration) -> Arc<AtomicBool> {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            flag.store(true, SeqCst);
+        });
+        self.jobs.lock().unwrap().push(Job {
+            done: done.clone(),
+            waker: None,
+            finished: false,
+        });
+        done
+    }
+
+    /// Awaits the job with flag `done`.
+    async fn wait(&self, done: Arc<AtomicBool>) {
+        std::future::poll_fn(|cx| {
+            if done.load(SeqCst) {
+                return Poll::Ready(());
+            }
+            let mut jobs = self.jobs.lock().unwrap();
+            if let Some(job) = jobs.iter_mut().find(|j| Arc::ptr_eq(&j.done, &done)) {
+                job.waker = Some(cx.waker().clone());
+            }
+            drop(jobs);
+            if done.load(SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Source for Device {
+    fn poll(&self) -> usize {
+        self.polls.fetch_add(1, SeqCst);
+        let mut completed = 0;
+        let mut wake = Vec::new();
+        let mut jobs = self.jobs.lock().unwrap();
+        for job in jobs.iter_mut().filter(|j| !j.finished && j.done.load(SeqCst)) {
+            job.finished = true;
+            completed += 1;
+            wake.extend(job.waker.take());
+        }
+        jobs.retain(|j| !j.finished);
+        drop(jobs);
+        wake.into_iter().for_each(Waker::wake);
+        completed
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.jobs.lock().unwrap().is_empty()
+    }
+
+    fn max_sleep(&self) -> Duration {
+        Duration::from_millis(5)
+    }
+}
+
+each_flavor! {
+    fn a_source_completes_work_nobody_announces(flavor) {
+        let rt = runtime(flavor);
+        let device = Arc::new(Device::default());
+        let registration = rt.reactor().register_source(device.clone());
+        rt.block_on(async {
+            let mut rng = Rng::new(3);
+            let waits: Vec<_> = (0..200)
+                .map(|_| {
+                    let done = device.start(Duration::from_millis(rng.range(0, 30)));
+                    registration.notify();
+                    let device = device.clone();
+                    weft::spawn(async move { device.wait(done).await })
+                })
+                .collect();
+            for w in waits {
+                w.await.unwrap();
+            }
+        });
+        assert!(!device.has_pending());
+    }
+
+    fn an_idle_pending_source_backs_off_instead_of_spinning(flavor) {
+        let rt = runtime(flavor);
+        let device = Arc::new(Device::default());
+        let registration = rt.reactor().register_source(device.clone());
+        let start = Instant::now();
+        rt.block_on(async {
+            let done = device.start(Duration::from_millis(400));
+            registration.notify();
+            device.wait(done).await;
+        });
+        let waited = start.elapsed();
+        let polls = device.polls.load(SeqCst);
+        // Eager turns, then 1, 2, 4 ms and 5 ms steps: about 64 + 80 polls in
+        // 400 ms; a spinning loop would poll many thousands of times.
+        assert!(waited >= Duration::from_millis(400));
+        assert!(polls < 1000, "{polls} polls in {waited:?}");
+        assert!(polls >= 10, "the source was polled ({polls})");
+    }
+
+    fn a_hundred_thousand_completions_from_four_threads(flavor) {
+        let rt = runtime(flavor);
+        let notifier: Notifier = rt.reactor().notifier().clone();
+        const N: usize = 100_000;
+        let mut completers = Vec::with_capacity(N);
+        let mut completions = Vec::with_capacity(N);
+        for _ in 0..N {
+            let (c, w) = notifier.completion::<usize>();
+            completers.push(c);
+            completions.push(w);
+        }
+        // Four threads complete interleaved slices, each completion with its
+        // own index.
+        let mut slices: Vec<Vec<(usize, weft::source::Completer<usize>)>> = (0..4).map(|_| Vec::new()).collect();
+        for (i, c) in completers.into_iter().enumerate() {
+            slices[i % 4].push((i, c));
+        }
+        let threads: Vec<_> = slices
+            .into_iter()
+            .map(|slice| std::thread::spawn(move || slice.into_iter().for_each(|(i, c)| c.complete(i))))
+            .collect();
+        let values = rt.block_on(async move {
+            let tasks: Vec<_> = completions
+                .into_iter()
+                .map(|w| weft::spawn(async move { w.await.unwrap() }))
+                .collect();
+            let mut values = Vec::with_capacity(N);
+            for t in tasks {
+                values.push(t.await.unwrap());
+            }
+            values
+        });
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        // None lost, none duplicated, each where it belongs.
+        assert_eq!(values.len(), N);
+        assert!(values.iter().enumerate().all(|(i, &v)| i == v));
+        assert_eq!(values.iter().collect::<HashSet<_>>().len(), N);
+    }
+
+    fn an_abandoned_completer_and_code_run_on_the_loop(flavor) {
+        let rt = runtime(flavor);
+        let notifier = rt.reactor().notifier().clone();
+        let (completer, completion) = notifier.completion::<u8>();
+        std::thread::spawn(move || drop(completer)).join().unwrap();
+        assert!(rt.block_on(completion).is_err());
+        let ran = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = notifier.completion::<bool>();
+        let r = ran.clone();
+        std::thread::spawn(move || {
+            notifier.call_on_loop(move || {
+                r.store(true, SeqCst);
+                tx.complete(true);
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(rt.block_on(rx).unwrap());
+        assert!(ran.load(SeqCst));
+    }
+}
