@@ -1,7 +1,7 @@
 //! Weft's benchmark suites, side by side with Tokio and smol in one run.
 //!
 //! ```text
-//! cargo run --release -p weft-benches -- sched [--quick] [--reps N]
+//! cargo run --release -p weft-benches -- sched|echo|timers [--quick] [--reps N]
 //! ```
 //!
 //! Each suite runs every workload on every runtime, interleaved (one
@@ -16,9 +16,12 @@
 //!
 //! Metrics ending in `_ns` are lower-is-better.
 
+mod echo;
+mod load;
 mod report;
 mod runtimes;
 mod sched;
+mod timers;
 
 use std::process::ExitCode;
 
@@ -47,7 +50,9 @@ const USAGE: &str =
   --runtime NAME   only one runtime (for profiling; prints no ratios)
 
 suites:
-  sched   Tokio's rt_multi_threaded scheduler workloads";
+  sched   Tokio's rt_multi_threaded scheduler workloads
+  echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections
+  timers  100k sleeps of random 1-100 ms: lateness";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -109,6 +114,8 @@ fn main() -> ExitCode {
     }
     let report = match suite.as_str() {
         "sched" => sched::run(&opts),
+        "echo" => echo::run(&opts),
+        "timers" => timers::run(&opts),
         other => {
             eprintln!("unknown suite {other:?}\n\n{USAGE}");
             return ExitCode::from(2);

@@ -11,15 +11,20 @@ pub(crate) struct Series {
     /// The unit; lower-is-better metrics end in `_ns`.
     pub(crate) metric: &'static str,
     pub(crate) samples: Vec<f64>,
+    /// Median and p99 computed elsewhere (from a latency histogram), used
+    /// instead of `samples` when set.
+    pub(crate) summary: Option<(f64, f64)>,
 }
 
 impl Series {
     pub(crate) fn median(&self) -> f64 {
-        percentile(&self.samples, 50.0)
+        self.summary
+            .map_or_else(|| percentile(&self.samples, 50.0), |(median, _)| median)
     }
 
     pub(crate) fn p99(&self) -> f64 {
-        percentile(&self.samples, 99.0)
+        self.summary
+            .map_or_else(|| percentile(&self.samples, 99.0), |(_, p99)| p99)
     }
 }
 
@@ -62,8 +67,30 @@ impl Report {
                 runtime,
                 metric,
                 samples: vec![value],
+                summary: None,
             }),
         }
+    }
+
+    /// Records a series whose median and p99 were computed elsewhere (from
+    /// a histogram of many samples).
+    pub(crate) fn record_summary(
+        &mut self,
+        workload: &str,
+        runtime: &'static str,
+        metric: &'static str,
+        median: f64,
+        p99: f64,
+    ) {
+        self.series
+            .retain(|s| !(s.workload == workload && s.runtime == runtime && s.metric == metric));
+        self.series.push(Series {
+            workload: workload.to_owned(),
+            runtime,
+            metric,
+            samples: Vec::new(),
+            summary: Some((median, p99)),
+        });
     }
 
     fn find(&self, workload: &str, runtime: &str, metric: &str) -> Option<&Series> {
@@ -119,7 +146,8 @@ impl Report {
 
     pub(crate) fn print(&self) {
         println!(
-            "\n{} (medians; ratios below 1.0 favour Weft on _ns metrics)\n",
+            "\n{} (medians; on _ns metrics lower is better and a ratio below 1.0 favours Weft; \
+             on _per_s metrics higher is better and a ratio above 1.0 favours Weft)\n",
             self.suite
         );
         print!("{}", self.table());
@@ -158,6 +186,9 @@ impl Report {
 
 /// A readable unit for a metric given the magnitude of its values.
 fn display_unit(metric: &str, smallest: f64) -> (&'static str, f64) {
+    if metric.ends_with("_per_s") {
+        return if smallest >= 1e3 { ("k/s", 1e3) } else { ("/s", 1.0) };
+    }
     if !metric.ends_with("_ns") {
         return ("", 1.0);
     }

@@ -29,6 +29,8 @@ pub(crate) trait Ctx: Clone + Send + Sync + 'static {
     where
         F: Future<Output = ()> + Send + 'static;
     fn yield_now() -> impl Future<Output = ()> + Send;
+    /// The runtime's own timer.
+    fn sleep_until(deadline: std::time::Instant) -> impl Future<Output = ()> + Send;
 }
 
 /// Unwraps the `Result` of a join handle: every task in the benchmarks
@@ -96,6 +98,9 @@ impl Ctx for WeftCtx {
     fn yield_now() -> impl Future<Output = ()> + Send {
         weft::task::yield_now()
     }
+    fn sleep_until(deadline: std::time::Instant) -> impl Future<Output = ()> + Send {
+        weft::time::sleep_until(deadline)
+    }
 }
 
 // ----- Tokio -----------------------------------------------------------------
@@ -107,6 +112,8 @@ impl Tokio {
         Tokio(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
+                // Weft always runs its reactor; so does Tokio here.
+                .enable_all()
                 .build()
                 .expect("tokio runtime"),
         )
@@ -145,6 +152,9 @@ impl Ctx for TokioCtx {
     fn yield_now() -> impl Future<Output = ()> + Send {
         tokio::task::yield_now()
     }
+    fn sleep_until(deadline: std::time::Instant) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep_until(deadline.into())
+    }
 }
 
 // ----- smol --------------------------------------------------------------------
@@ -152,7 +162,7 @@ impl Ctx for TokioCtx {
 /// An `async_executor::Executor` run by `workers` threads, as smol programs
 /// run a multi-threaded executor.
 pub(crate) struct Smol {
-    ex: Arc<async_executor::Executor<'static>>,
+    pub(crate) ex: Arc<async_executor::Executor<'static>>,
     /// Dropping it ends the runner threads' `run` futures.
     stop: Option<futures::channel::oneshot::Sender<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -223,5 +233,8 @@ impl Ctx for SmolCtx {
     }
     fn yield_now() -> impl Future<Output = ()> + Send {
         futures_lite::future::yield_now()
+    }
+    async fn sleep_until(deadline: std::time::Instant) {
+        async_io::Timer::at(deadline).await;
     }
 }

@@ -108,7 +108,7 @@ impl Default for ThreadParker {
 
 impl Park for ThreadParker {
     fn park(&mut self, timeout: Option<Duration>) {
-        let _ = self.inner.park(timeout);
+        let _ = self.inner.park(timeout, timeout);
     }
 
     fn unparker(&self) -> Arc<dyn Unpark> {
@@ -191,7 +191,15 @@ impl Parker {
     /// driver, and only if no other thread is blocked in it. True if this
     /// call ran the driver.
     pub(crate) fn park(&self, timeout: Option<Duration>) -> bool {
-        self.inner.park(timeout)
+        self.inner.park(timeout, timeout)
+    }
+
+    /// Blocks in the driver if it is free (with no time limit), otherwise on
+    /// the condition variable for at most `condvar_timeout`: how the
+    /// runtime's standby worker watches for a driver left unattended. True
+    /// if this call ran the driver.
+    pub(crate) fn park_standby(&self, condvar_timeout: Option<Duration>) -> bool {
+        self.inner.park(None, condvar_timeout)
     }
 }
 
@@ -211,19 +219,19 @@ impl Inner {
         }
     }
 
-    fn park(&self, timeout: Option<Duration>) -> bool {
+    fn park(&self, driver_timeout: Option<Duration>, condvar_timeout: Option<Duration>) -> bool {
         // A pending token: return without touching a lock.
         if self.consume_token() {
             return false;
         }
         if let Some(shared) = &self.driver {
             if let Ok(mut driver) = shared.driver.try_lock() {
-                self.park_driver(&mut **driver, timeout);
+                self.park_driver(&mut **driver, driver_timeout);
                 return true;
             }
         }
-        if timeout != Some(Duration::ZERO) {
-            self.park_condvar(timeout);
+        if condvar_timeout != Some(Duration::ZERO) {
+            self.park_condvar(condvar_timeout);
         }
         false
     }

@@ -62,6 +62,10 @@ pub use weft_io::io;
 /// notifier that hands results from other threads to the loop.
 pub use weft_io::source;
 
+/// A handle to a runtime's reactor (see [`Runtime::reactor`]): registers
+/// sources, gives the completion notifier.
+pub use weft_io::Handle as ReactorHandle;
+
 /// Tasks: spawning, joining, cancelling, yielding, and task ids.
 pub mod task {
     pub use weft_executor::coop::{consume_budget, unconstrained};

@@ -62,6 +62,7 @@ mod buf_read;
 mod buf_reader;
 mod copy;
 mod read;
+mod take;
 #[cfg(test)]
 mod test_util;
 mod write;
@@ -71,4 +72,5 @@ pub use buf_reader::BufReader;
 pub use copy::{copy, copy_buf};
 pub use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 pub use read::{AsyncReadExt, Read, ReadExact, ReadToEnd, ReadToString};
+pub use take::Take;
 pub use write::{AsyncWriteExt, Close, Flush, Write, WriteAll, WriteVectored};

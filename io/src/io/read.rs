@@ -128,6 +128,15 @@ pub trait AsyncReadExt: AsyncRead {
             filled: 0,
         }
     }
+
+    /// A reader that yields at most `limit` bytes of this one, then end of
+    /// stream; see [`Take`](super::Take).
+    fn take(self, limit: u64) -> super::Take<Self>
+    where
+        Self: Sized,
+    {
+        super::Take::new(self, limit)
+    }
 }
 
 impl<R: AsyncRead + ?Sized> AsyncReadExt for R {}

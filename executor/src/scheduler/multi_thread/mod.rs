@@ -23,6 +23,7 @@
 //! the driver down.
 
 mod idle;
+mod standby;
 mod worker;
 
 pub(crate) use worker::Context;
@@ -104,6 +105,7 @@ pub(crate) fn launch(
                 .collect(),
             remote_schedules: Counter::default(),
             exited: AtomicUsize::new(0),
+            standby: standby::Standby::new(),
         },
         blocking,
         panic_signal: PanicSignal::new(),

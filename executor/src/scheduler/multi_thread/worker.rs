@@ -35,6 +35,7 @@
 
 use super::Handle;
 use super::idle::Idle;
+use super::standby::{IDLE_WATCHES, Standby};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     pub(super) remote_schedules: crate::metrics::Counter,
     /// Workers that left their loop; the last one out finishes shutdown.
     pub(super) exited: AtomicUsize,
+    /// Who takes over the driver if its holder does not come back.
+    pub(super) standby: Standby,
 }
 
 /// The face a worker shows other threads.
@@ -353,29 +356,43 @@ impl Context {
                 self.handle.notify_if_work_pending();
             }
         }
+        let mut idle_watches = 0;
         loop {
             self.counters().parks.incr();
             self.core.borrow_mut().is_parked = true;
-            let ran_driver = self.parker.park(None);
+            // One parked worker watches over the driver (see `standby`).
+            let standby = shared.standby.claim(self.index);
+            let ran_driver = if standby {
+                self.parker.park_standby(shared.standby.sleep())
+            } else {
+                self.parker.park(None)
+            };
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();
+            let has_tasks = core.has_tasks();
+            if standby && (ran_driver || has_tasks || core.is_shutdown) {
+                // Now the driver's holder, or leaving: the role is free.
+                shared.standby.release(self.index);
+            }
             if core.is_shutdown {
                 return;
             }
-            if core.has_tasks() {
+            if has_tasks {
                 // The driver woke tasks on this thread while it was parked.
                 // If we are still on the sleepers list nobody picked us, so
                 // we are not a searcher; otherwise we were picked, and are.
                 core.is_searching = !shared.idle.unpark_worker_by_id(self.index);
-                // Hand the driver over: we leave it to run tasks that may
-                // take long (or block), and workers asleep on their condition
-                // variables would otherwise leave I/O and timers unattended
-                // until we are back (tokio#4730). The worker we wake finds
-                // the driver free and parks in it, unless it finds work.
-                let notify = ran_driver || core.run_queue.len() > 1;
+                let more = core.run_queue.len() > 1;
                 drop(core);
-                if notify {
+                if ran_driver {
+                    // We leave the driver to run tasks: an untimed standby
+                    // must start watching again (rule 3 of `standby`).
+                    if let Some(standby) = shared.standby.driver_left() {
+                        shared.remotes[standby].unpark.unpark();
+                    }
+                }
+                if more {
                     self.handle.notify_parked_local();
                 }
                 return;
@@ -383,11 +400,18 @@ impl Context {
             drop(core);
             if !shared.idle.is_parked(self.index) {
                 // Picked by a notifier: search.
+                shared.standby.release(self.index);
                 self.core.borrow_mut().is_searching = true;
                 return;
             }
-            // Woken for nothing (spuriously, or the driver had nothing for
-            // us): park again.
+            // Woken for nothing: spuriously, by the standby's timeout, or to
+            // switch the standby back to timed sleep. Park again.
+            if standby && !ran_driver {
+                idle_watches += 1;
+                if idle_watches >= IDLE_WATCHES {
+                    shared.standby.go_untimed();
+                }
+            }
         }
     }
 
