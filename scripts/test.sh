@@ -2,9 +2,10 @@
 # Runs every test Weft has, on a fresh machine:
 #
 #   1. unit, integration and doc tests of the whole workspace;
-#   2. the loom models of the concurrency cores (task state machine, parkers);
-#   3. the executor's unit tests under Miri (the crate with the unsafe code),
-#      or a line saying Miri is unavailable here.
+#   2. the loom models of the concurrency cores (task state machine, parkers,
+#      idle protocol, standby, readiness word, completion notifier);
+#   3. the unsafe code under Miri: the executor's unit tests, and the
+#      reactor's timeout (or a line saying Miri is unavailable here).
 #
 # Usage: scripts/test.sh        (from anywhere; it finds the repository)
 set -euo pipefail
@@ -22,7 +23,7 @@ step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the
 # normal build's cache.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
-    cargo test -p weft-executor --lib --release --target-dir target/loom -- loom
+    cargo test -p weft-executor -p weft-io --lib --release --target-dir target/loom -- loom
 
 step "Miri: weft-executor unit tests"
 if cargo +nightly miri --version >/dev/null 2>&1; then
@@ -33,6 +34,9 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # executor/src/runtime_tests.rs.
     MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
         cargo +nightly miri test -p weft-executor --lib -- runtime_tests::
+    # The reactor's unsafe code: the pin projection of `Timeout`, driven
+    # through a real (Miri-emulated) epoll loop.
+    cargo +nightly miri test -p weft-io --lib -- time::timeout
 else
     echo "skipped: Miri is not installed and could not be installed on this machine"
 fi

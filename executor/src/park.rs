@@ -194,12 +194,12 @@ impl Parker {
         self.inner.park(timeout, timeout)
     }
 
-    /// Blocks in the driver if it is free (with no time limit), otherwise on
-    /// the condition variable for at most `condvar_timeout`: how the
-    /// runtime's standby worker watches for a driver left unattended. True
-    /// if this call ran the driver.
-    pub(crate) fn park_standby(&self, condvar_timeout: Option<Duration>) -> bool {
-        self.inner.park(None, condvar_timeout)
+    /// Blocks in the driver if it is free (with no time limit); otherwise
+    /// asks `on_condvar` how long to wait on the condition variable (it is
+    /// called only then: the standby role goes to a worker that could not
+    /// get the driver). True if this call ran the driver.
+    pub(crate) fn park_or_watch(&self, on_condvar: impl FnOnce() -> Option<Duration>) -> bool {
+        self.inner.park_with(None, on_condvar)
     }
 }
 
@@ -220,6 +220,10 @@ impl Inner {
     }
 
     fn park(&self, driver_timeout: Option<Duration>, condvar_timeout: Option<Duration>) -> bool {
+        self.park_with(driver_timeout, || condvar_timeout)
+    }
+
+    fn park_with(&self, driver_timeout: Option<Duration>, condvar_timeout: impl FnOnce() -> Option<Duration>) -> bool {
         // A pending token: return without touching a lock.
         if self.consume_token() {
             return false;
@@ -230,6 +234,7 @@ impl Inner {
                 return true;
             }
         }
+        let condvar_timeout = condvar_timeout();
         if condvar_timeout != Some(Duration::ZERO) {
             self.park_condvar(condvar_timeout);
         }

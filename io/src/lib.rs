@@ -51,6 +51,7 @@
 pub mod coop;
 pub mod driver;
 pub mod io;
+mod loom;
 pub mod net;
 pub mod source;
 pub mod time;

@@ -347,3 +347,124 @@ fn a_worker_blocked_for_a_second_does_not_stall_io_on_the_others() {
     assert!(worst < Duration::from_millis(300), "a round trip took {worst:?}");
     rt.block_on(blocker).unwrap();
 }
+
+// ----- found in review ---------------------------------------------------------
+
+#[test]
+fn short_vectored_transfers_do_not_lose_readiness() {
+    // `readv`/`writev` take at most IOV_MAX buffers, so a short vectored
+    // transfer does not mean the socket was drained or filled.
+    let rt = runtime(weft::Flavor::MultiThread);
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let chunks = vec![[7u8; 10]; 2000];
+        let slices: Vec<io::IoSlice<'_>> = chunks.iter().map(|c| io::IoSlice::new(c)).collect();
+        let mut sent = client.write_vectored(&slices).await.unwrap();
+        // The next write must not wait for an edge that never comes.
+        sent += weft::time::timeout(Duration::from_secs(3), client.write(b"!"))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut bufs = vec![[0u8; 10]; 2000];
+        let received = {
+            let mut slices: Vec<io::IoSliceMut<'_>> = bufs.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+            std::future::poll_fn(|cx| {
+                futures::AsyncRead::poll_read_vectored(std::pin::Pin::new(&mut server), cx, &mut slices)
+            })
+            .await
+            .unwrap()
+        };
+        let mut rest = vec![0u8; sent - received];
+        weft::time::timeout(Duration::from_secs(3), server.read_exact(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+    });
+}
+
+#[test]
+fn try_recv_does_not_steal_a_waiting_tasks_waker() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    rt.block_on(async {
+        let socket = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let addr = socket.local_addr().unwrap();
+        let waiter = socket.clone();
+        let task = weft::spawn(async move {
+            let mut buf = [0u8; 8];
+            waiter.recv_from(&mut buf).await.unwrap().0
+        });
+        weft::time::sleep(Duration::from_millis(20)).await;
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            socket.try_recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"ping", addr).await.unwrap();
+        let n = weft::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("the waiting task was woken");
+        assert_eq!(n.unwrap(), 4);
+    });
+}
+
+#[test]
+fn two_tasks_receiving_on_one_socket_are_both_served() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    rt.block_on(async {
+        let socket = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let addr = socket.local_addr().unwrap();
+        let receivers: Vec<_> = (0..2)
+            .map(|_| {
+                let socket = socket.clone();
+                weft::spawn(async move {
+                    let mut buf = [0u8; 8];
+                    socket.recv_from(&mut buf).await.unwrap().0
+                })
+            })
+            .collect();
+        weft::time::sleep(Duration::from_millis(20)).await;
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"one", addr).await.unwrap();
+        weft::time::sleep(Duration::from_millis(20)).await;
+        sender.send_to(b"two", addr).await.unwrap();
+        for r in receivers {
+            weft::time::timeout(Duration::from_secs(3), r)
+                .await
+                .expect("both receivers get a datagram")
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn an_accepted_connection_joins_the_listeners_reactor() {
+    // Accepting on a thread with no current reactor still registers the
+    // connection with the listener's.
+    let rt = runtime(weft::Flavor::MultiThread);
+    let (listener, addr) = rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        (l, a)
+    });
+    let client = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"hi").unwrap();
+        let mut b = [0u8; 2];
+        c.read_exact(&mut b).unwrap();
+        b
+    });
+    let accepted = std::thread::spawn(move || futures::executor::block_on(listener.accept()))
+        .join()
+        .unwrap();
+    let (mut stream, _) = accepted.expect("accepted without a current reactor");
+    rt.block_on(async move {
+        let mut b = [0u8; 2];
+        stream.read_exact(&mut b).await.unwrap();
+        stream.write_all(&b).await.unwrap();
+    });
+    assert_eq!(&client.join().unwrap(), b"hi");
+}

@@ -180,3 +180,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_timer_fires_on_time_while_the_worker_that_held_the_driver_blocks() {
+    // Found in review: the worker that woke from the driver ran a task that
+    // blocked for a second, and no other worker took the driver over, so a
+    // timer due meanwhile fired a second late. The standby must take over.
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let start = Instant::now();
+    let blocker = rt.spawn(async {
+        sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    let timer = rt.spawn(async move {
+        sleep_until(start + Duration::from_millis(200)).await;
+        start.elapsed()
+    });
+    let fired_at = rt.block_on(timer).unwrap();
+    assert!(fired_at >= Duration::from_millis(200));
+    assert!(
+        fired_at < Duration::from_millis(500),
+        "the timer fired at {fired_at:?}, blocked behind the driver's holder"
+    );
+    rt.block_on(blocker).unwrap();
+}
+
+#[test]
+fn a_sleep_far_beyond_the_wheel_does_not_stall_the_loop() {
+    // Found in review: a deadline beyond the wheel's span (about 2.2 years),
+    // once any earlier timer had fired, made the reactor spin forever.
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    rt.block_on(async {
+        sleep(Duration::from_millis(3)).await;
+        let forever = weft::spawn(sleep(Duration::MAX));
+        let three_years = weft::spawn(sleep(Duration::from_secs(3 * 365 * 86_400)));
+        let start = Instant::now();
+        let r = timeout(Duration::from_millis(20), std::future::pending::<()>()).await;
+        assert!(r.is_err());
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        forever.abort();
+        three_years.abort();
+        let mut long = interval(Duration::MAX);
+        long.tick().await;
+        assert!(timeout(Duration::from_millis(5), long.tick()).await.is_err());
+    });
+    // Shutting down with far timers pending returns promptly.
+    let start = Instant::now();
+    drop(rt);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}

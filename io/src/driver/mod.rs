@@ -90,7 +90,12 @@ impl Driver {
             inner: Arc::new(Inner {
                 registry,
                 registrations: RwLock::new(Registrations::default()),
-                notifier: Notifier::new(waker.clone()),
+                notifier: {
+                    let waker = waker.clone();
+                    // Fails only if the wakeup counter would overflow,
+                    // which means a wakeup is already pending.
+                    Notifier::new(move || drop(waker.wake()))
+                },
                 waker,
                 timers: Timers::new(Instant::now()),
                 sources: Sources::default(),
@@ -199,8 +204,11 @@ impl Driver {
     /// Shuts the reactor down: every registered I/O object fails from now
     /// on (with an error saying why), pending timers wake their tasks
     /// (which then panic, naming the cause), queued completions are
-    /// delivered, and later completions are delivered on the thread that
-    /// completes them.
+    /// delivered, later completions are delivered on the thread that
+    /// completes them, and every source is told ([`Source::shutdown`]) and
+    /// dropped.
+    ///
+    /// [`Source::shutdown`]: crate::source::Source::shutdown
     pub fn shutdown(&mut self) {
         let inner = self.handle.inner.clone();
         if inner.shutdown.swap(true, AcqRel) {
@@ -213,6 +221,7 @@ impl Driver {
         inner.timers.shutdown(&mut self.wakers);
         self.wake_all();
         inner.notifier.close();
+        inner.sources.shutdown();
     }
 }
 

@@ -164,18 +164,21 @@ impl Registration {
     /// Runs `op` once without waiting: for the `try_*` methods. A
     /// `WouldBlock` clears the readiness it relied on.
     pub(crate) fn try_io<R>(&self, direction: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
-        let event = match self
-            .shared
-            .poll_ready(&mut Context::from_waker(std::task::Waker::noop()), direction)
-        {
-            Poll::Ready(event) => event?,
-            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+        // Look without registering a waker: a task may be waiting in this
+        // direction, and its waker must stay.
+        let Some(event) = self.shared.ready_event(direction)? else {
+            return Err(io::ErrorKind::WouldBlock.into());
         };
         let result = op();
         if matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
             self.shared.clear_readiness(event, direction);
         }
         result
+    }
+
+    /// The reactor this registration belongs to.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// Removes `source` from the reactor. Call before closing it.
@@ -227,6 +230,11 @@ impl<E: Source> Registered<E> {
 
     pub(crate) fn registration(&self) -> &Registration {
         &self.registration
+    }
+
+    /// The reactor this source is registered with.
+    pub(crate) fn reactor(&self) -> &Handle {
+        self.registration.handle()
     }
 
     /// Runs `op` on the source once it is ready; see

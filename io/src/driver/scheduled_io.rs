@@ -19,13 +19,18 @@
 //!
 //! # Waiters
 //!
-//! One waker per direction, under a mutex. A task registers its waker and
-//! then re-checks readiness before returning `Pending`; the reactor sets
-//! readiness before it takes the wakers. So either the task sees the new
-//! readiness, or the reactor sees the task's waker.
+//! A list of wakers per direction, under a mutex: several tasks may wait in
+//! one direction (two receivers on one UDP socket shared through an `Arc`).
+//! A task registers its waker (once: a task polled again finds its waker
+//! there) and then re-checks readiness before returning `Pending`; the
+//! reactor sets readiness before it takes the wakers. So either the task
+//! sees the new readiness, or the reactor sees the task's waker. An event
+//! wakes every waiter of its direction; those that find nothing wait again.
+//! A waiter that gives up (its future is dropped) leaves its waker behind
+//! until the next event, which wakes that task spuriously: harmless, and it
+//! spares registration any per-waiter bookkeeping.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use std::task::{Context, Poll, Waker};
 
 /// Readiness of an I/O object, as the reactor last reported it.
@@ -131,8 +136,8 @@ pub(crate) struct ScheduledIo {
 
 #[derive(Default)]
 struct Waiters {
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    readers: Vec<Waker>,
+    writers: Vec<Waker>,
 }
 
 impl ScheduledIo {
@@ -147,21 +152,21 @@ impl ScheduledIo {
     }
 
     fn take_wakers(&self, ready: Ready, wakers: &mut Vec<Waker>) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = lock(&self.waiters);
         if ready.intersects(Direction::Read.mask()) {
-            wakers.extend(waiters.reader.take());
+            wakers.append(&mut waiters.readers);
         }
         if ready.intersects(Direction::Write.mask()) {
-            wakers.extend(waiters.writer.take());
+            wakers.append(&mut waiters.writers);
         }
     }
 
     /// The reactor is gone: every operation fails from now on.
     pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
         self.readiness.fetch_or(SHUTDOWN, AcqRel);
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        wakers.extend(waiters.reader.take());
-        wakers.extend(waiters.writer.take());
+        let mut waiters = lock(&self.waiters);
+        wakers.append(&mut waiters.readers);
+        wakers.append(&mut waiters.writers);
     }
 
     /// Ready (with what was seen) if the object is ready for `direction`;
@@ -171,14 +176,13 @@ impl ScheduledIo {
             return Poll::Ready(Ok(event));
         }
         {
-            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = match direction {
-                Direction::Read => &mut waiters.reader,
-                Direction::Write => &mut waiters.writer,
+            let mut waiters = lock(&self.waiters);
+            let list = match direction {
+                Direction::Read => &mut waiters.readers,
+                Direction::Write => &mut waiters.writers,
             };
-            match slot {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
+            if !list.iter().any(|w| w.will_wake(cx.waker())) {
+                list.push(cx.waker().clone());
             }
         }
         // The reactor may have delivered an event between our look and the
@@ -187,6 +191,12 @@ impl ScheduledIo {
             Some(event) => Poll::Ready(Ok(event)),
             None => Poll::Pending,
         }
+    }
+
+    /// The readiness for `direction` if there is any, without registering a
+    /// waker (for `try_*` operations).
+    pub(crate) fn ready_event(&self, direction: Direction) -> std::io::Result<Option<ReadyEvent>> {
+        self.ready_for(direction)
     }
 
     fn ready_for(&self, direction: Direction) -> std::io::Result<Option<ReadyEvent>> {
@@ -213,9 +223,9 @@ impl ScheduledIo {
 
     /// Forgets every waiter (the registration is going away).
     pub(crate) fn clear_wakers(&self) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.reader = None;
-        waiters.writer = None;
+        let mut waiters = lock(&self.waiters);
+        waiters.readers = Vec::new();
+        waiters.writers = Vec::new();
     }
 }
 
@@ -234,5 +244,62 @@ impl std::fmt::Debug for ScheduledIo {
             .field("tick", &(curr >> TICK_SHIFT))
             .field("shutdown", &(curr & SHUTDOWN != 0))
             .finish()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize as Counter;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Flag(Counter);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// An event racing a task that registers its waker: the task either
+    /// sees the readiness or is woken.
+    #[test]
+    fn an_event_racing_a_waiting_task_is_never_lost() {
+        loom::model(|| {
+            let io = Arc::new(ScheduledIo::default());
+            let reactor_io = io.clone();
+            let reactor = loom::thread::spawn(move || {
+                let mut wakers = Vec::new();
+                reactor_io.set_readiness(Ready::READABLE, &mut wakers);
+                wakers.into_iter().for_each(Waker::wake);
+            });
+            let flag = Arc::new(Flag(Counter::new(0)));
+            let waker = Waker::from(flag.clone());
+            let first = io.poll_ready(&mut Context::from_waker(&waker), Direction::Read);
+            reactor.join().unwrap();
+            if first.is_pending() {
+                assert_eq!(flag.0.load(SeqCst), 1, "a task that waited was woken");
+            }
+            assert!(io.ready_event(Direction::Read).unwrap().is_some());
+        });
+    }
+
+    /// Invariant 2: an operation's `WouldBlock` clears only the readiness
+    /// it saw, never that of a newer event.
+    #[test]
+    fn a_clear_never_erases_a_newer_event() {
+        loom::model(|| {
+            let io = Arc::new(ScheduledIo::default());
+            io.set_readiness(Ready::READABLE, &mut Vec::new());
+            let seen = io.ready_event(Direction::Read).unwrap().unwrap();
+            let reactor_io = io.clone();
+            let reactor = loom::thread::spawn(move || reactor_io.set_readiness(Ready::READABLE, &mut Vec::new()));
+            io.clear_readiness(seen, Direction::Read);
+            reactor.join().unwrap();
+            assert!(
+                io.ready_event(Direction::Read).unwrap().is_some(),
+                "the newer event's readiness survived"
+            );
+        });
     }
 }

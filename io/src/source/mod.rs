@@ -59,6 +59,11 @@ pub trait Source: Send + Sync + 'static {
     fn max_sleep(&self) -> Duration {
         DEFAULT_MAX_SLEEP
     }
+
+    /// The reactor is shutting down and will never poll again: fail or
+    /// abandon pending work, waking its tasks. Called once, on the loop's
+    /// thread; the source is then dropped by the reactor.
+    fn shutdown(&self) {}
 }
 
 /// The sources of one reactor.
@@ -107,7 +112,9 @@ impl Sources {
             );
         }
         for (id, source) in scratch.drain(..) {
-            let completed = source.poll();
+            // A panicking source must not take the loop's thread with it;
+            // the panic hook has already reported it.
+            let completed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.poll())).unwrap_or(0);
             if let Some(entry) = self.entries().iter_mut().find(|e| e.id == id) {
                 entry.idle_polls = if completed > 0 {
                     0
@@ -134,6 +141,22 @@ impl Sources {
 
     fn remove(&self, id: u64) {
         self.entries().retain(|e| e.id != id);
+    }
+
+    /// New work arrived: poll eagerly again.
+    fn kick(&self, id: u64) {
+        if let Some(entry) = self.entries().iter_mut().find(|e| e.id == id) {
+            entry.idle_polls = 0;
+        }
+    }
+
+    /// Tells every source the loop is gone, then drops them (a source that
+    /// holds a handle to the reactor would otherwise keep it alive).
+    pub(crate) fn shutdown(&self) {
+        let entries = std::mem::take(&mut *self.entries());
+        for entry in entries {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.source.shutdown()));
+        }
     }
 }
 
@@ -166,9 +189,10 @@ pub struct SourceHandle {
 }
 
 impl SourceHandle {
-    /// Wakes the loop so it polls the source now: call after giving the
-    /// source new work, in case the loop is asleep with nothing pending.
+    /// Wakes the loop so it polls the source now, and eagerly for a while
+    /// (see the module docs): call after giving the source new work.
     pub fn notify(&self) {
+        self.handle.inner.sources.kick(self.id);
         self.handle.inner.wake();
     }
 

@@ -18,12 +18,12 @@
 //! completion waits for a wakeup that was never sent.
 
 use crate::driver::Handle;
+use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering::*};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 /// Hands results from any thread to the reactor's loop; see the module docs.
@@ -36,7 +36,8 @@ struct Inner {
     queue: Mutex<Vec<Job>>,
     pending: AtomicBool,
     closed: AtomicBool,
-    waker: Arc<mio::Waker>,
+    /// Wakes the loop (writes to the reactor's `mio::Waker`).
+    wake: Box<dyn Fn() + Send + Sync>,
 }
 
 enum Job {
@@ -50,13 +51,14 @@ trait Deliver: Send + Sync {
 }
 
 impl Notifier {
-    pub(crate) fn new(waker: Arc<mio::Waker>) -> Notifier {
+    /// A notifier that wakes its loop with `wake`.
+    pub(crate) fn new(wake: impl Fn() + Send + Sync + 'static) -> Notifier {
         Notifier {
             inner: Arc::new(Inner {
                 queue: Mutex::new(Vec::new()),
                 pending: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
-                waker,
+                wake: Box::new(wake),
             }),
         }
     }
@@ -74,7 +76,7 @@ impl Notifier {
     /// thread that will finish the work, the [`Completion`] is awaited.
     pub fn completion<T: Send + 'static>(&self) -> (Completer<T>, Completion<T>) {
         let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState::Waiting(None)),
+            state: std::sync::Mutex::new(SlotState::Waiting(None)),
         });
         (
             Completer {
@@ -101,7 +103,7 @@ impl Notifier {
         }
         inner.lock().push(job);
         if !inner.pending.swap(true, AcqRel) {
-            let _ = inner.waker.wake();
+            (inner.wake)();
         }
         if inner.closed.load(Acquire) {
             // Closed while we pushed: the close may have drained before our
@@ -125,7 +127,10 @@ impl Notifier {
         inner.pending.store(false, SeqCst);
         let jobs = std::mem::take(&mut *inner.lock());
         for job in jobs {
-            job.run();
+            // A panicking callback must neither take the loop's thread with
+            // it nor strand the rest of the batch; the panic hook has
+            // already reported it.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
         }
     }
 
@@ -140,7 +145,7 @@ impl Notifier {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Vec<Job>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        crate::loom::lock(&self.queue)
     }
 }
 
@@ -164,7 +169,7 @@ impl fmt::Debug for Notifier {
 
 /// The one-shot state of a completion.
 struct Slot<T> {
-    state: Mutex<SlotState<T>>,
+    state: std::sync::Mutex<SlotState<T>>,
 }
 
 enum SlotState<T> {
@@ -298,3 +303,44 @@ impl fmt::Display for Abandoned {
 }
 
 impl Error for Abandoned {}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize as Counter;
+
+    /// A push racing the loop's delivery of an earlier one: either that
+    /// delivery runs it, or the flag still says a delivery is due (and the
+    /// loop was woken when it turned on): the coalescing never swallows a
+    /// wakeup.
+    #[test]
+    fn a_push_racing_a_delivery_is_never_lost() {
+        loom::model(|| {
+            let woken = Arc::new(Counter::new(0));
+            let w = woken.clone();
+            let notifier = Notifier::new(move || {
+                w.fetch_add(1, SeqCst);
+            });
+            let ran = Arc::new(Counter::new(0));
+            let job = |ran: &Arc<Counter>| {
+                let ran = ran.clone();
+                move || {
+                    ran.fetch_add(1, SeqCst);
+                }
+            };
+            // One completion already queued: the flag is on.
+            notifier.call_on_loop(job(&ran));
+            let pushing = notifier.clone();
+            let second = job(&ran);
+            let pusher = loom::thread::spawn(move || pushing.call_on_loop(second));
+            notifier.deliver();
+            pusher.join().unwrap();
+            if ran.load(SeqCst) < 2 {
+                assert!(notifier.has_pending(), "a completion is queued but no delivery is due");
+                assert!(woken.load(SeqCst) >= 2, "and the loop was woken for it");
+                notifier.deliver();
+            }
+            assert_eq!(ran.load(SeqCst), 2);
+        });
+    }
+}

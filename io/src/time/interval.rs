@@ -74,12 +74,18 @@ impl Interval {
         budget.made_progress();
         let scheduled = self.sleep.deadline();
         let now = Instant::now();
-        let next = if now <= scheduled + self.period {
-            scheduled + self.period
+        // A period too long to add to an `Instant` means "never again".
+        let far = || now + Duration::from_secs(86_400 * 365 * 30);
+        let Some(on_schedule) = scheduled.checked_add(self.period) else {
+            self.sleep.reset(far());
+            return Poll::Ready(scheduled);
+        };
+        let next = if now <= on_schedule {
+            on_schedule
         } else {
             match self.missed {
-                MissedTickBehavior::Burst => scheduled + self.period,
-                MissedTickBehavior::Delay => now + self.period,
+                MissedTickBehavior::Burst => on_schedule,
+                MissedTickBehavior::Delay => now.checked_add(self.period).unwrap_or_else(far),
                 MissedTickBehavior::Skip => {
                     let behind = now.duration_since(scheduled).as_nanos();
                     let period = self.period.as_nanos();

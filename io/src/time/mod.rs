@@ -134,7 +134,7 @@ impl Timers {
     /// Wakes every pending timer's task; they find the reactor gone.
     pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
         self.shutdown.store(true, Release);
-        self.wheel().advance(u64::MAX / 2, wakers);
+        self.wheel().drain(wakers);
     }
 
     /// Pending timers.

@@ -103,3 +103,33 @@ impl From<Elapsed> for io::Error {
         io::Error::new(io::ErrorKind::TimedOut, err)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::Driver;
+    use std::future::pending;
+
+    /// Runs the pin projection of `Timeout::poll` both ways: the inner
+    /// future finishing first, and the deadline passing first (with a
+    /// future that is not `Unpin`, so the projection is what keeps it put).
+    #[test]
+    fn passes_the_output_through_or_reports_elapsed() {
+        let mut driver = Driver::new().unwrap();
+        driver.block_on(async {
+            let not_unpin = async {
+                let local = [1u8; 4];
+                let r = &local;
+                std::future::ready(()).await;
+                r[0] + 4
+            };
+            assert_eq!(timeout(Duration::from_secs(10), not_unpin).await, Ok(5));
+            let start = Instant::now();
+            assert_eq!(
+                timeout(Duration::from_millis(5), pending::<()>()).await,
+                Err(Elapsed(()))
+            );
+            assert!(start.elapsed() >= Duration::from_millis(5));
+        });
+    }
+}

@@ -26,8 +26,17 @@ const LEVELS: usize = 6;
 const SLOTS: usize = 64;
 const SLOT_BITS: u32 = 6;
 
-/// The last tick the wheel can hold relative to `elapsed` before re-filing.
-pub(crate) const MAX_RANGE: u64 = (1 << (SLOT_BITS as u64 * LEVELS as u64)) - 1;
+/// The span of the wheel, in ticks.
+#[cfg(test)]
+const MAX_RANGE: u64 = (1 << (SLOT_BITS as u64 * LEVELS as u64)) - 1;
+
+/// How far ahead of `elapsed` a deadline beyond the wheel's span is filed:
+/// 63 top-level slots, so it lands in a top-level slot that is strictly
+/// ahead of the one `elapsed` is in (a clamp to the full span could land in
+/// that very slot, which would then come due at once and be re-filed into
+/// itself forever). When that slot comes due the entry is filed again,
+/// closer to its real tick.
+const CLAMP: u64 = 63 << (SLOT_BITS as u64 * (LEVELS as u64 - 1));
 
 /// Identifies an entry; stale after the entry fires and is removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +164,21 @@ impl Wheel {
         (0..LEVELS).find_map(|level| self.next_slot(level).map(|(_, start)| start))
     }
 
+    /// Fires every pending entry at once, whatever its tick (the reactor is
+    /// shutting down), collecting their wakers.
+    pub(crate) fn drain(&mut self, fired: &mut Vec<Waker>) {
+        for level in self.levels.iter_mut() {
+            *level = Level::EMPTY;
+        }
+        for (_, entry) in self.entries.iter_mut() {
+            if entry.place.take().is_some() {
+                entry.prev = None;
+                entry.next = None;
+                fired.extend(entry.waker.take());
+            }
+        }
+    }
+
     /// Processes every tick up to `now`, collecting the wakers of the
     /// entries that fire, in deadline order.
     pub(crate) fn advance(&mut self, now: u64, fired: &mut Vec<Waker>) {
@@ -200,9 +224,8 @@ impl Wheel {
 
     /// The level and slot an entry with `tick` belongs in (invariant 2).
     fn place_for(&self, tick: u64) -> (usize, usize) {
-        // Clamp far deadlines to the wheel's range; they are re-filed when
-        // their clamped slot comes up.
-        let tick = tick.min(self.elapsed + MAX_RANGE);
+        // Far deadlines are filed at the clamp; see `CLAMP`.
+        let tick = tick.min(self.elapsed + CLAMP);
         let differing = (self.elapsed ^ tick) | (SLOTS as u64 - 1);
         let level = ((63 - differing.leading_zeros()) / SLOT_BITS) as usize;
         let level = level.min(LEVELS - 1);
@@ -339,12 +362,49 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_beyond_the_span_after_time_has_passed_is_refiled_not_spun_on() {
+        // Found in review: with `elapsed` not on a top-level slot boundary, a
+        // deadline clamped to the full span landed in the current top-level
+        // slot and was re-filed into it forever.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        wheel.insert(3, 3, waker(0, &log));
+        fire(&mut wheel, 3);
+        let far = 3 + MAX_RANGE * 20;
+        wheel.insert(far, far, waker(1, &log));
+        wheel.insert(40, 40, waker(2, &log));
+        fire(&mut wheel, 40);
+        assert_eq!(*log.lock().unwrap(), vec![0, 2]);
+        let mut now = 40;
+        while now < far {
+            now = (now + MAX_RANGE / 3).min(far);
+            fire(&mut wheel, now);
+        }
+        assert_eq!(*log.lock().unwrap(), vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn drain_fires_everything_pending() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        let a = wheel.insert(10, 10, waker(1, &log));
+        let b = wheel.insert(MAX_RANGE * 3, 0, waker(2, &log));
+        let mut fired = Vec::new();
+        wheel.drain(&mut fired);
+        fired.into_iter().for_each(Waker::wake);
+        assert_eq!(log.lock().unwrap().len(), 2);
+        assert_eq!(wheel.state(a), Some(State::Fired));
+        assert_eq!(wheel.state(b), Some(State::Fired));
+        assert_eq!(wheel.next_expiration(), None);
+    }
+
+    #[test]
     fn deadlines_beyond_the_wheel_are_refiled() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
         let far = MAX_RANGE + 5_000;
         wheel.insert(far, far, waker(1, &log));
-        fire(&mut wheel, MAX_RANGE);
+        fire(&mut wheel, CLAMP);
         assert!(log.lock().unwrap().is_empty());
         fire(&mut wheel, far - 1);
         assert!(log.lock().unwrap().is_empty());

@@ -12,9 +12,10 @@
 //!
 //! Rules:
 //!
-//! 1. At most one worker is the standby; a parking worker claims the role if
-//!    it is free, and gives it up when it leaves its parker (it took the
-//!    driver, found work, or was picked by a notifier).
+//! 1. At most one worker is the standby. A parking worker that could not get
+//!    the driver (another worker is in it) claims the role if it is free,
+//!    and gives it up when it leaves its parker (it took the driver, found
+//!    work, or was picked by a notifier).
 //! 2. After [`IDLE_WATCHES`] timeouts in a row that found the driver busy (a
 //!    worker blocked in it: the runtime is idle) the standby sleeps without a
 //!    timeout, so an idle runtime does not wake up every interval.
@@ -86,5 +87,45 @@ impl Standby {
             return None;
         }
         self.worker.load(SeqCst).checked_sub(1)
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::{Mutex, thread};
+    use crate::park::Parker;
+    use std::sync::Arc;
+
+    /// Rule 3: a standby that announces untimed sleep while the driver's
+    /// holder is leaving is never left asleep with the driver unattended: it
+    /// either gets the driver or is woken.
+    #[test]
+    fn an_untimed_standby_is_never_left_asleep_with_the_driver_free() {
+        loom::model(|| {
+            let standby = Arc::new(Standby::new());
+            let driver = Arc::new(Mutex::new(()));
+            let parker = Parker::new(None);
+            let unparker = parker.unparker();
+            let held = driver.lock().unwrap();
+            assert!(standby.claim(0));
+            let (s, d) = (standby.clone(), driver.clone());
+            let watcher = thread::spawn(move || {
+                s.go_untimed();
+                if d.try_lock().is_err() {
+                    // Untimed sleep: only rule 3 can end it.
+                    parker.park(None);
+                    // Woken: the holder has left, so the driver is free.
+                    assert!(d.try_lock().is_ok());
+                }
+            });
+            // The holder leaves the driver to run tasks.
+            drop(held);
+            if let Some(index) = standby.driver_left() {
+                assert_eq!(index, 0);
+                unparker.unpark();
+            }
+            watcher.join().unwrap();
+        });
     }
 }

@@ -360,19 +360,28 @@ impl Context {
         loop {
             self.counters().parks.incr();
             self.core.borrow_mut().is_parked = true;
-            // One parked worker watches over the driver (see `standby`).
-            let standby = shared.standby.claim(self.index);
-            let ran_driver = if standby {
-                self.parker.park_standby(shared.standby.sleep())
-            } else {
-                self.parker.park(None)
-            };
+            // Into the driver if it is free; otherwise onto the condition
+            // variable, where one worker (the standby) watches over the
+            // driver with a timeout (see `standby`).
+            let mut standby = false;
+            let mut slept_untimed = false;
+            let ran_driver = self.parker.park_or_watch(|| {
+                standby = shared.standby.claim(self.index);
+                if !standby {
+                    return None;
+                }
+                let sleep = shared.standby.sleep();
+                slept_untimed = sleep.is_none();
+                sleep
+            });
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();
             let has_tasks = core.has_tasks();
-            if standby && (ran_driver || has_tasks || core.is_shutdown) {
-                // Now the driver's holder, or leaving: the role is free.
+            if ran_driver || has_tasks || core.is_shutdown {
+                // Now in (or just out of) the driver, or leaving: if we were
+                // the standby, in this turn or an earlier one, the role is
+                // free (a no-op otherwise).
                 shared.standby.release(self.index);
             }
             if core.is_shutdown {
@@ -406,10 +415,16 @@ impl Context {
             }
             // Woken for nothing: spuriously, by the standby's timeout, or to
             // switch the standby back to timed sleep. Park again.
-            if standby && !ran_driver {
-                idle_watches += 1;
-                if idle_watches >= IDLE_WATCHES {
-                    shared.standby.go_untimed();
+            if standby {
+                if slept_untimed {
+                    // Back from untimed sleep: count afresh (rule 2).
+                    idle_watches = 0;
+                } else {
+                    idle_watches += 1;
+                    if idle_watches >= IDLE_WATCHES {
+                        idle_watches = 0;
+                        shared.standby.go_untimed();
+                    }
                 }
             }
         }

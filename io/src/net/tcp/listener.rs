@@ -99,7 +99,7 @@ impl TcpListener {
     /// Polls for a connection; see [`accept`](TcpListener::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         let (stream, addr) = ready!(self.io.poll_io(cx, Direction::Read, |l| l.accept()))?;
-        Poll::Ready(TcpStream::from_mio(stream).map(|s| (s, addr)))
+        Poll::Ready(TcpStream::from_mio_with(self.io.reactor(), stream).map(|s| (s, addr)))
     }
 
     /// The connections, as a `Stream` (it never ends; errors are items).

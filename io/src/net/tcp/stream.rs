@@ -24,8 +24,14 @@ pub struct TcpStream {
 
 impl TcpStream {
     pub(crate) fn from_mio(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
+        TcpStream::from_mio_with(&crate::driver::Handle::try_current()?, stream)
+    }
+
+    /// Registers with `reactor` (an accepted connection joins its
+    /// listener's reactor, whatever thread accepts it).
+    pub(crate) fn from_mio_with(reactor: &crate::driver::Handle, stream: mio::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
-            io: Registered::new(stream, Interest::READABLE | Interest::WRITABLE)?,
+            io: Registered::new_with(reactor, stream, Interest::READABLE | Interest::WRITABLE)?,
         })
     }
 
@@ -231,9 +237,10 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.io
-            .poll_transfer(cx, Direction::Read, len, |mut s| s.read_vectored(bufs))
+        // No short-transfer shortcut for vectored reads: `readv` takes at
+        // most IOV_MAX buffers, so a short read need not mean a drained
+        // socket.
+        self.io.poll_io(cx, Direction::Read, |mut s| s.read_vectored(bufs))
     }
 
     pub(crate) fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -246,9 +253,8 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.io
-            .poll_transfer(cx, Direction::Write, len, |mut s| s.write_vectored(bufs))
+        // As for reads: `writev` takes at most IOV_MAX buffers.
+        self.io.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
     }
 
     pub(crate) fn poll_shutdown_write(&self) -> Poll<io::Result<()>> {

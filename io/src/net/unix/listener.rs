@@ -93,7 +93,7 @@ impl UnixListener {
     /// Polls for a connection.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
         let (stream, addr) = ready!(self.io.poll_io(cx, Direction::Read, |l| l.accept()))?;
-        Poll::Ready(UnixStream::from_mio(stream).map(|s| (s, addr)))
+        Poll::Ready(UnixStream::from_mio_with(self.io.reactor(), stream).map(|s| (s, addr)))
     }
 
     /// The connections, as a `Stream`.

@@ -22,8 +22,17 @@ pub struct UnixStream {
 
 impl UnixStream {
     pub(crate) fn from_mio(stream: mio::net::UnixStream) -> io::Result<UnixStream> {
+        UnixStream::from_mio_with(&crate::driver::Handle::try_current()?, stream)
+    }
+
+    /// Registers with `reactor` (an accepted connection joins its
+    /// listener's reactor).
+    pub(crate) fn from_mio_with(
+        reactor: &crate::driver::Handle,
+        stream: mio::net::UnixStream,
+    ) -> io::Result<UnixStream> {
         Ok(UnixStream {
-            io: Registered::new(stream, Interest::READABLE | Interest::WRITABLE)?,
+            io: Registered::new_with(reactor, stream, Interest::READABLE | Interest::WRITABLE)?,
         })
     }
 
@@ -108,9 +117,10 @@ impl UnixStream {
     }
 
     fn poll_read_vectored_inner(&self, cx: &mut Context<'_>, bufs: &mut [IoSliceMut<'_>]) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.io
-            .poll_transfer(cx, Direction::Read, len, |mut s| s.read_vectored(bufs))
+        // No short-transfer shortcut for vectored reads: `readv` takes at
+        // most IOV_MAX buffers, so a short read need not mean a drained
+        // socket.
+        self.io.poll_io(cx, Direction::Read, |mut s| s.read_vectored(bufs))
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -119,9 +129,8 @@ impl UnixStream {
     }
 
     fn poll_write_vectored_inner(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.io
-            .poll_transfer(cx, Direction::Write, len, |mut s| s.write_vectored(bufs))
+        // As for reads: `writev` takes at most IOV_MAX buffers.
+        self.io.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
     }
 
     fn poll_shutdown_write(&self) -> Poll<io::Result<()>> {
