@@ -128,19 +128,30 @@ each_flavor! {
     fn connect_to_a_closed_port_is_refused_and_connect_timeout_works(flavor) {
         let rt = runtime(flavor);
         rt.block_on(async {
-            let port = {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                l.local_addr().unwrap()
-            };
+            // A port held by a bound socket that never listens: connecting
+            // is refused, and no parallel test can take the port meanwhile.
+            let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            holder.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+            let port = holder.local_addr().unwrap().as_socket().unwrap();
             let err = TcpStream::connect(port).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
-            // A connect cannot complete before its first poll returns, so a
-            // zero timeout always expires (networks here may proxy remote
-            // addresses, so an unanswered address is no portable test).
+            // A listener whose accept queue is full: the kernel drops new
+            // SYNs, so a connect can only time out. (Networks here may
+            // proxy remote addresses, so an unanswered remote address is no
+            // portable test.)
+            let full = TcpListener::bind_with_backlog("127.0.0.1:0", 1).unwrap();
+            let full_addr = full.local_addr().unwrap();
+            let mut fillers = Vec::new();
+            for _ in 0..2 {
+                fillers.push(std::net::TcpStream::connect(full_addr).unwrap());
+            }
+            let start = Instant::now();
+            let err = TcpStream::connect_timeout(full_addr, Duration::from_millis(100)).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+            assert!(start.elapsed() >= Duration::from_millis(100));
+            drop(fillers);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
-            let err = TcpStream::connect_timeout(addr, Duration::ZERO).await.unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
             let ok = TcpStream::connect_timeout(addr, Duration::from_secs(5)).await.unwrap();
             assert_eq!(ok.peer_addr().unwrap(), addr);
         });

@@ -21,7 +21,8 @@ mod udp;
 mod unix;
 
 pub use self::tcp::{
-    OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpIncoming, TcpListener, TcpStream, WriteHalf,
+    DEFAULT_BACKLOG, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpIncoming, TcpListener, TcpStream,
+    WriteHalf,
 };
 pub use self::udp::UdpSocket;
 #[cfg(unix)]

@@ -11,6 +11,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+/// The backlog [`TcpListener::bind`] asks for: enough for a burst of a few
+/// thousand connections while the acceptor is busy (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default on Linux).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
 /// A TCP socket that accepts connections.
 ///
 /// ```
@@ -37,15 +42,35 @@ pub struct TcpListener {
 
 impl TcpListener {
     /// Binds to `addr` (`SO_REUSEADDR` is set, as is usual for servers) and
-    /// starts listening.
+    /// starts listening with a backlog of [`DEFAULT_BACKLOG`] pending
+    /// connections (the kernel caps it at its `somaxconn`).
     ///
     /// # Errors
     ///
     /// If the address is in use or not available, or outside a runtime.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with_backlog(addr, DEFAULT_BACKLOG)
+    }
+
+    /// As [`bind`](TcpListener::bind), with a chosen backlog: how many
+    /// connections the kernel completes and queues before `accept` takes
+    /// them. When it is full, new connections are dropped (or reset).
+    ///
+    /// # Errors
+    ///
+    /// As `bind`.
+    pub fn bind_with_backlog(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<TcpListener> {
         crate::net::each_addr(addr, |addr| {
-            let listener = mio::net::TcpListener::bind(addr)?;
-            TcpListener::from_mio(listener)
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM.nonblocking().cloexec(),
+                Some(socket2::Protocol::TCP),
+            )?;
+            #[cfg(unix)]
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+            TcpListener::from_mio(mio::net::TcpListener::from_std(socket.into()))
         })
     }
 
