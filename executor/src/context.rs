@@ -35,6 +35,15 @@ pub struct TryCurrentError {
 }
 
 impl TryCurrentError {
+    /// The error for a thread that has no runtime context. For crates that
+    /// compose this executor with more parts (as `weft` adds its reactor)
+    /// and find one of them missing.
+    pub const fn missing_context() -> Self {
+        TryCurrentError {
+            thread_local_destroyed: false,
+        }
+    }
+
     /// True if the thread has no runtime context at all.
     pub fn is_missing_context(&self) -> bool {
         !self.thread_local_destroyed

@@ -44,7 +44,8 @@
 mod driver;
 pub mod runtime;
 
-pub use runtime::{Builder, EnterGuard, Handle, Runtime, TryCurrentError};
+pub use runtime::{Builder, EnterGuard, Handle, Runtime};
+pub use weft_executor::TryCurrentError;
 pub use weft_executor::{
     AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn, spawn_blocking,
 };

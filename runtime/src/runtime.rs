@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use weft_executor::{Executor, Flavor, JoinHandle, RuntimeMetrics, UnhandledPanic};
+use weft_executor::{Executor, Flavor, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic};
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
 
@@ -302,14 +302,10 @@ impl Handle {
 
     /// The runtime this thread is in, if any.
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        let exec = weft_executor::Handle::try_current().map_err(|err| TryCurrentError {
-            thread_local_destroyed: err.is_thread_local_destroyed(),
-        })?;
+        let exec = weft_executor::Handle::try_current()?;
         // An executor without Weft's reactor (built with weft-executor
         // directly) is not a Weft runtime.
-        let io = weft_io::Handle::try_current().map_err(|_| TryCurrentError {
-            thread_local_destroyed: false,
-        })?;
+        let io = weft_io::Handle::try_current().map_err(|_| TryCurrentError::missing_context())?;
         Ok(Handle { exec, io })
     }
 
@@ -386,36 +382,3 @@ impl fmt::Debug for EnterGuard<'_> {
         f.debug_struct("EnterGuard").finish_non_exhaustive()
     }
 }
-
-/// There is no Weft runtime on this thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TryCurrentError {
-    thread_local_destroyed: bool,
-}
-
-impl TryCurrentError {
-    /// True if the thread has no runtime context.
-    pub fn is_missing_context(&self) -> bool {
-        !self.thread_local_destroyed
-    }
-
-    /// True if the thread is exiting and its context was already destroyed.
-    pub fn is_thread_local_destroyed(&self) -> bool {
-        self.thread_local_destroyed
-    }
-}
-
-impl fmt::Display for TryCurrentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.thread_local_destroyed {
-            f.write_str("the Weft runtime context of this thread was already destroyed (the thread is exiting)")
-        } else {
-            f.write_str(
-                "there is no Weft runtime on this thread: call this from inside `Runtime::block_on`, \
-                 from a task the runtime runs, or after `Runtime::enter()`",
-            )
-        }
-    }
-}
-
-impl std::error::Error for TryCurrentError {}

@@ -29,12 +29,10 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 use weft::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use weft::net::{TcpListener, TcpStream};
 
 const DEFAULT_PORT: u16 = 7002;
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The longest line a client may send, in bytes.
 const MAX_LINE: usize = 4096;
@@ -70,7 +68,7 @@ impl Room {
 }
 
 fn main() -> io::Result<()> {
-    let port = port_from_args("chat", DEFAULT_PORT);
+    let port = weft_examples::port_from_args("chat", DEFAULT_PORT);
     let rt = weft::Runtime::new()?;
     if let Err(err) = rt.block_on(serve(port)) {
         eprintln!("chat: {err}");
@@ -97,14 +95,7 @@ async fn serve(port: u16) -> io::Result<()> {
                     }
                 });
             }
-            Err(err) => {
-                if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                    eprintln!("chat: accept: out of file descriptors ({err}); retrying in {ACCEPT_BACKOFF:?}");
-                } else {
-                    eprintln!("chat: accept: {err}; retrying in {ACCEPT_BACKOFF:?}");
-                }
-                weft::time::sleep(ACCEPT_BACKOFF).await;
-            }
+            Err(err) => weft_examples::accept_backoff("chat", &err).await,
         }
     }
 }
@@ -174,26 +165,4 @@ async fn client(id: u64, stream: TcpStream, peer: SocketAddr, room: &Room) -> io
     // error worth reporting.
     let _ = writer_task.await;
     result
-}
-
-/// The port from the first argument, or `default`; exits with a usage
-/// message (status 2) on anything else.
-fn port_from_args(name: &str, default: u16) -> u16 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = format!("usage: {name} [PORT]    (listens on 127.0.0.1:PORT; default PORT {default})");
-    match args.as_slice() {
-        [] => default,
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{usage}");
-            std::process::exit(0)
-        }
-        [port] => port.parse().unwrap_or_else(|_| {
-            eprintln!("{name}: not a port number: {port:?}\n{usage}");
-            std::process::exit(2)
-        }),
-        _ => {
-            eprintln!("{name}: too many arguments\n{usage}");
-            std::process::exit(2)
-        }
-    }
 }

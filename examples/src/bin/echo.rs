@@ -22,11 +22,9 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 use weft::net::{TcpListener, TcpStream};
 
 const DEFAULT_PORT: u16 = 7000;
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Connections open now, and opened since start.
 #[derive(Default)]
@@ -36,7 +34,7 @@ struct Counts {
 }
 
 fn main() -> io::Result<()> {
-    let port = port_from_args("echo", DEFAULT_PORT);
+    let port = weft_examples::port_from_args("echo", DEFAULT_PORT);
     let rt = weft::Runtime::new()?;
     if let Err(err) = rt.block_on(serve(port)) {
         eprintln!("echo: {err}");
@@ -66,7 +64,7 @@ async fn serve(port: u16) -> io::Result<()> {
                     }
                 });
             }
-            Err(err) => backoff(&err).await,
+            Err(err) => weft_examples::accept_backoff("echo", &err).await,
         }
     }
 }
@@ -80,37 +78,4 @@ async fn echo(stream: TcpStream) -> io::Result<u64> {
     // Dropping `writer` afterwards shuts the write side: the client sees
     // end of stream.
     weft::io::copy(&mut reader, &mut writer).await
-}
-
-/// Logs a failed accept and sleeps a little: retrying at once would spin,
-/// since a connection that could not be accepted keeps the listener ready.
-async fn backoff(err: &io::Error) {
-    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-        eprintln!("echo: accept: out of file descriptors ({err}); retrying in {ACCEPT_BACKOFF:?}");
-    } else {
-        eprintln!("echo: accept: {err}; retrying in {ACCEPT_BACKOFF:?}");
-    }
-    weft::time::sleep(ACCEPT_BACKOFF).await;
-}
-
-/// The port from the first argument, or `default`; exits with a usage
-/// message (status 2) on anything else.
-fn port_from_args(name: &str, default: u16) -> u16 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = format!("usage: {name} [PORT]    (listens on 127.0.0.1:PORT; default PORT {default})");
-    match args.as_slice() {
-        [] => default,
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{usage}");
-            std::process::exit(0)
-        }
-        [port] => port.parse().unwrap_or_else(|_| {
-            eprintln!("{name}: not a port number: {port:?}\n{usage}");
-            std::process::exit(2)
-        }),
-        _ => {
-            eprintln!("{name}: too many arguments\n{usage}");
-            std::process::exit(2)
-        }
-    }
 }

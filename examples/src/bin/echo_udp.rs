@@ -20,7 +20,7 @@ use weft::net::UdpSocket;
 const DEFAULT_PORT: u16 = 7001;
 
 fn main() -> io::Result<()> {
-    let port = port_from_args("echo-udp", DEFAULT_PORT);
+    let port = weft_examples::port_from_args("echo-udp", DEFAULT_PORT);
     let rt = weft::Runtime::new()?;
     if let Err(err) = rt.block_on(serve(port)) {
         eprintln!("echo-udp: {err}");
@@ -49,28 +49,6 @@ async fn serve(port: u16) -> io::Result<()> {
         match socket.send_to(&buf[..len], peer).await {
             Ok(_) => println!("echo-udp: {len} bytes from {peer} echoed ({datagrams} datagrams so far)"),
             Err(err) => eprintln!("echo-udp: send to {peer}: {err}"),
-        }
-    }
-}
-
-/// The port from the first argument, or `default`; exits with a usage
-/// message (status 2) on anything else.
-fn port_from_args(name: &str, default: u16) -> u16 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = format!("usage: {name} [PORT]    (listens on 127.0.0.1:PORT; default PORT {default})");
-    match args.as_slice() {
-        [] => default,
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{usage}");
-            std::process::exit(0)
-        }
-        [port] => port.parse().unwrap_or_else(|_| {
-            eprintln!("{name}: not a port number: {port:?}\n{usage}");
-            std::process::exit(2)
-        }),
-        _ => {
-            eprintln!("{name}: too many arguments\n{usage}");
-            std::process::exit(2)
         }
     }
 }

@@ -276,6 +276,48 @@ impl<E: Source> Registered<E> {
     }
 }
 
+/// The byte transfers of a stream socket (TCP, Unix), once for all of them.
+impl<E: Source> Registered<E>
+where
+    for<'a> &'a E: io::Read + io::Write,
+{
+    /// Reads into `buf` once the socket is readable.
+    pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        use io::Read;
+        let len = buf.len();
+        self.poll_transfer(cx, Direction::Read, len, |mut s| s.read(buf))
+    }
+
+    /// Reads into `bufs` once the socket is readable. No short-transfer
+    /// shortcut: `readv` takes at most IOV_MAX buffers, so a short read
+    /// need not mean a drained socket.
+    pub(crate) fn poll_read_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use io::Read;
+        self.poll_io(cx, Direction::Read, |mut s| s.read_vectored(bufs))
+    }
+
+    /// Writes `buf` once the socket is writable.
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        use io::Write;
+        self.poll_transfer(cx, Direction::Write, buf.len(), |mut s| s.write(buf))
+    }
+
+    /// Writes `bufs` once the socket is writable (as for reads: no
+    /// short-transfer shortcut).
+    pub(crate) fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use io::Write;
+        self.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
+    }
+}
+
 impl<E: Source> Drop for Registered<E> {
     fn drop(&mut self) {
         if let Some(mut io) = self.io.take() {

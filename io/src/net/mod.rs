@@ -31,6 +31,93 @@ pub use self::unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// The result of shutting down a stream's writing half, for `poll_close`:
+/// a peer that already closed the connection leaves nothing to shut.
+pub(crate) fn shutdown_write(result: io::Result<()>) -> std::task::Poll<io::Result<()>> {
+    std::task::Poll::Ready(match result {
+        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(()),
+        result => result,
+    })
+}
+
+/// Implements `futures_io::AsyncRead` for a byte-stream type, given how to
+/// reach its `Registered` socket from `self`.
+macro_rules! byte_stream_read {
+    ($ty:ty, |$this:ident| $io:expr) => {
+        impl futures_io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let $this = &*self;
+                $io.poll_read(cx, buf)
+            }
+
+            fn poll_read_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let $this = &*self;
+                $io.poll_read_vectored(cx, bufs)
+            }
+        }
+    };
+}
+
+/// Implements `futures_io::AsyncWrite` for a byte-stream type; closing shuts
+/// down the writing half.
+macro_rules! byte_stream_write {
+    ($ty:ty, |$this:ident| $io:expr) => {
+        impl futures_io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let $this = &*self;
+                $io.poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let $this = &*self;
+                $io.poll_write_vectored(cx, bufs)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                // Writes go straight to the kernel: nothing is buffered here.
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let $this = &*self;
+                crate::net::shutdown_write($io.get_ref().shutdown(std::net::Shutdown::Write))
+            }
+        }
+    };
+}
+
+/// Both traits.
+macro_rules! byte_stream {
+    ($ty:ty, |$this:ident| $io:expr) => {
+        crate::net::byte_stream_read!($ty, |$this| $io);
+        crate::net::byte_stream_write!($ty, |$this| $io);
+    };
+}
+
+pub(crate) use {byte_stream, byte_stream_read, byte_stream_write};
+
 /// Resolves `addr` and tries `f` on each address in turn; returns the first
 /// success, or the last error.
 pub(crate) fn each_addr<A: ToSocketAddrs, T>(addr: A, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {

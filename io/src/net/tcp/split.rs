@@ -1,14 +1,11 @@
 //! Halves of a `TcpStream`.
 
 use super::TcpStream;
-use futures_io::{AsyncRead, AsyncWrite};
 use std::error::Error;
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 /// The reading half of a borrowed [`TcpStream`]; see
 /// [`TcpStream::split`].
@@ -155,80 +152,7 @@ impl fmt::Display for ReuniteError {
 
 impl Error for ReuniteError {}
 
-/// The stream a half works on.
-trait Half {
-    fn stream(&self) -> &TcpStream;
-}
-
-impl Half for ReadHalf<'_> {
-    fn stream(&self) -> &TcpStream {
-        self.0
-    }
-}
-
-impl Half for WriteHalf<'_> {
-    fn stream(&self) -> &TcpStream {
-        self.0
-    }
-}
-
-impl Half for OwnedReadHalf {
-    fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
-}
-
-impl Half for OwnedWriteHalf {
-    fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
-}
-
-macro_rules! read_half {
-    ($ty:ty) => {
-        impl AsyncRead for $ty {
-            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-                self.stream().poll_read_inner(cx, buf)
-            }
-
-            fn poll_read_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &mut [IoSliceMut<'_>],
-            ) -> Poll<io::Result<usize>> {
-                self.stream().poll_read_vectored_inner(cx, bufs)
-            }
-        }
-    };
-}
-
-macro_rules! write_half {
-    ($ty:ty) => {
-        impl AsyncWrite for $ty {
-            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-                self.stream().poll_write_inner(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                self.stream().poll_write_vectored_inner(cx, bufs)
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.stream().poll_shutdown_write()
-            }
-        }
-    };
-}
-
-read_half!(ReadHalf<'_>);
-write_half!(WriteHalf<'_>);
-read_half!(OwnedReadHalf);
-write_half!(OwnedWriteHalf);
+crate::net::byte_stream_read!(ReadHalf<'_>, |half| half.0.io);
+crate::net::byte_stream_write!(WriteHalf<'_>, |half| half.0.io);
+crate::net::byte_stream_read!(OwnedReadHalf, |half| half.stream.io);
+crate::net::byte_stream_write!(OwnedWriteHalf, |half| half.stream.io);

@@ -3,12 +3,10 @@
 use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf, split_owned};
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
-use futures_io::{AsyncRead, AsyncWrite};
 use mio::Interest;
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,7 +17,8 @@ use std::time::Duration;
 /// `&TcpStream`, so one task can read while another writes. For halves that
 /// move into different tasks, see [`into_split`](TcpStream::into_split).
 pub struct TcpStream {
-    io: Registered<mio::net::TcpStream>,
+    /// Visible to the halves (`split.rs`), which share its transfers.
+    pub(super) io: Registered<mio::net::TcpStream>,
 }
 
 impl TcpStream {
@@ -227,44 +226,6 @@ impl TcpStream {
         self.io.try_io(Direction::Write, |mut s| s.write(buf))
     }
 
-    pub(crate) fn poll_read_inner(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        self.io.poll_transfer(cx, Direction::Read, len, |mut s| s.read(buf))
-    }
-
-    pub(crate) fn poll_read_vectored_inner(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        // No short-transfer shortcut for vectored reads: `readv` takes at
-        // most IOV_MAX buffers, so a short read need not mean a drained
-        // socket.
-        self.io.poll_io(cx, Direction::Read, |mut s| s.read_vectored(bufs))
-    }
-
-    pub(crate) fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.io
-            .poll_transfer(cx, Direction::Write, buf.len(), |mut s| s.write(buf))
-    }
-
-    pub(crate) fn poll_write_vectored_inner(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        // As for reads: `writev` takes at most IOV_MAX buffers.
-        self.io.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
-    }
-
-    pub(crate) fn poll_shutdown_write(&self) -> Poll<io::Result<()>> {
-        match self.io.get_ref().shutdown(Shutdown::Write) {
-            // Already closed by the peer: nothing left to shut.
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
-            result => Poll::Ready(result),
-        }
-    }
-
     /// Splits into halves that borrow the stream: one reads, one writes.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf::new(self), WriteHalf::new(self))
@@ -278,78 +239,8 @@ impl TcpStream {
     }
 }
 
-impl AsyncRead for TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.poll_read_inner(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_read_vectored_inner(cx, bufs)
-    }
-}
-
-impl AsyncRead for &TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.poll_read_inner(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_read_vectored_inner(cx, bufs)
-    }
-}
-
-impl AsyncWrite for TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_write_inner(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored_inner(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Writes go straight to the kernel; nothing is buffered here.
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_shutdown_write()
-    }
-}
-
-impl AsyncWrite for &TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_write_inner(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored_inner(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_shutdown_write()
-    }
-}
+crate::net::byte_stream!(TcpStream, |stream| stream.io);
+crate::net::byte_stream!(&TcpStream, |stream| stream.io);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,15 +2,12 @@
 
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
-use futures_io::{AsyncRead, AsyncWrite};
 use mio::Interest;
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 /// A Unix-domain stream connection.
 ///
@@ -110,79 +107,10 @@ impl UnixStream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.get_ref().shutdown(how)
     }
-
-    fn poll_read_inner(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        self.io.poll_transfer(cx, Direction::Read, len, |mut s| s.read(buf))
-    }
-
-    fn poll_read_vectored_inner(&self, cx: &mut Context<'_>, bufs: &mut [IoSliceMut<'_>]) -> Poll<io::Result<usize>> {
-        // No short-transfer shortcut for vectored reads: `readv` takes at
-        // most IOV_MAX buffers, so a short read need not mean a drained
-        // socket.
-        self.io.poll_io(cx, Direction::Read, |mut s| s.read_vectored(bufs))
-    }
-
-    fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.io
-            .poll_transfer(cx, Direction::Write, buf.len(), |mut s| s.write(buf))
-    }
-
-    fn poll_write_vectored_inner(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        // As for reads: `writev` takes at most IOV_MAX buffers.
-        self.io.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
-    }
-
-    fn poll_shutdown_write(&self) -> Poll<io::Result<()>> {
-        match self.io.get_ref().shutdown(Shutdown::Write) {
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
-            result => Poll::Ready(result),
-        }
-    }
 }
 
-macro_rules! stream_traits {
-    ($ty:ty) => {
-        impl AsyncRead for $ty {
-            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-                self.poll_read_inner(cx, buf)
-            }
-
-            fn poll_read_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &mut [IoSliceMut<'_>],
-            ) -> Poll<io::Result<usize>> {
-                self.poll_read_vectored_inner(cx, bufs)
-            }
-        }
-
-        impl AsyncWrite for $ty {
-            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-                self.poll_write_inner(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                self.poll_write_vectored_inner(cx, bufs)
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.poll_shutdown_write()
-            }
-        }
-    };
-}
-
-stream_traits!(UnixStream);
-stream_traits!(&UnixStream);
+crate::net::byte_stream!(UnixStream, |stream| stream.io);
+crate::net::byte_stream!(&UnixStream, |stream| stream.io);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
