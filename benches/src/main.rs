@@ -6,7 +6,8 @@
 //!
 //! Each suite runs every workload on every runtime, interleaved (one
 //! repetition of each runtime in turn, so drifts in machine load hit all of
-//! them alike), prints a table of medians with Weft's ratios to the others,
+//! them alike), prints a table of medians (p50 and p99 rows for latencies,
+//! taken over every round trip) with Weft's ratios to the others,
 //! and writes `target/bench/<suite>.json`:
 //!
 //! ```json

@@ -39,6 +39,9 @@ pub(crate) fn percentile(samples: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A statistic of a series (its median, its p99).
+type Stat = fn(&Series) -> f64;
+
 /// A suite's results.
 #[derive(Debug)]
 pub(crate) struct Report {
@@ -99,7 +102,8 @@ impl Report {
             .find(|s| s.workload == workload && s.runtime == runtime && s.metric == metric)
     }
 
-    /// The table: medians per runtime and Weft's ratios.
+    /// The table: medians per runtime and Weft's ratios (p50 and p99 rows for
+    /// histogram summaries).
     pub(crate) fn table(&self) -> String {
         let mut rows: Vec<(&str, &str)> = Vec::new();
         for s in &self.series {
@@ -114,39 +118,52 @@ impl Report {
             "workload", "metric", "weft", "tokio", "smol", "weft/tokio", "weft/smol"
         );
         for (workload, metric) in rows {
-            let median = |rt: &str| self.find(workload, rt, metric).map_or(f64::NAN, Series::median);
-            let (w, t, s) = (median("weft"), median("tokio"), median("smol"));
-            let smallest = [w, t, s]
-                .into_iter()
-                .filter(|v| !v.is_nan())
-                .fold(f64::INFINITY, f64::min);
-            let (unit, scale) = display_unit(metric, smallest);
-            let value = |v: f64| {
-                if v.is_nan() {
-                    "-".to_owned()
-                } else {
-                    format!("{:.1}", v / scale)
-                }
+            // Histogram summaries (latencies) get a p99 row under the p50 one:
+            // their tails are what a service is judged on.
+            let summarised = self
+                .series
+                .iter()
+                .any(|s| s.workload == workload && s.metric == metric && s.summary.is_some());
+            let stats: &[(&str, Stat)] = if summarised {
+                &[(" p50", Series::median), (" p99", Series::p99)]
+            } else {
+                &[("", Series::median)]
             };
-            let ratio = |r: f64| if r.is_nan() { "-".to_owned() } else { format!("{r:.2}x") };
-            let _ = writeln!(
-                out,
-                "{:<26} {:>9} {:>13} {:>13} {:>13} {:>11} {:>10}",
-                workload,
-                unit,
-                value(w),
-                value(t),
-                value(s),
-                ratio(w / t),
-                ratio(w / s),
-            );
+            for &(label, stat) in stats {
+                let value_of = |rt: &str| self.find(workload, rt, metric).map_or(f64::NAN, stat);
+                let (w, t, s) = (value_of("weft"), value_of("tokio"), value_of("smol"));
+                let smallest = [w, t, s]
+                    .into_iter()
+                    .filter(|v| !v.is_nan())
+                    .fold(f64::INFINITY, f64::min);
+                let (unit, scale) = display_unit(metric, smallest);
+                let value = |v: f64| {
+                    if v.is_nan() {
+                        "-".to_owned()
+                    } else {
+                        format!("{:.1}", v / scale)
+                    }
+                };
+                let ratio = |r: f64| if r.is_nan() { "-".to_owned() } else { format!("{r:.2}x") };
+                let _ = writeln!(
+                    out,
+                    "{:<26} {:>9} {:>13} {:>13} {:>13} {:>11} {:>10}",
+                    workload,
+                    format!("{unit}{label}"),
+                    value(w),
+                    value(t),
+                    value(s),
+                    ratio(w / t),
+                    ratio(w / s),
+                );
+            }
         }
         out
     }
 
     pub(crate) fn print(&self) {
         println!(
-            "\n{} (medians; on _ns metrics lower is better and a ratio below 1.0 favours Weft; \
+            "\n{} (medians, and p50/p99 over every sample for latencies; on _ns metrics lower is better and a ratio below 1.0 favours Weft; \
              on _per_s metrics higher is better and a ratio above 1.0 favours Weft)\n",
             self.suite
         );
