@@ -275,3 +275,40 @@ fn work_spreads_over_the_workers() {
     assert!(names.iter().any(|n| n == "spread-worker-0"));
     assert!(names.iter().any(|n| n == "spread-worker-1"));
 }
+
+#[test]
+fn a_full_local_queue_overflows_into_the_injection_queue_and_loses_nothing() {
+    // One worker, so nothing is stolen: 10 000 children spawned without a
+    // yield fill the local queue past its bound (4096), and half of it moves
+    // to the injection queue each time.
+    let rt = weft::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let ran2 = ran.clone();
+    rt.block_on(async move {
+        weft::spawn(async move {
+            let handles: Vec<_> = (0..10_000)
+                .map(|_| {
+                    let ran = ran2.clone();
+                    weft::spawn(async move {
+                        ran.fetch_add(1, SeqCst);
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(ran.load(SeqCst), 10_000);
+    let metrics = rt.metrics();
+    assert!(metrics.workers[0].overflows >= 1, "{metrics:?}");
+    // The outer task's `JoinHandle` is woken just before its worker releases
+    // it, so give the release a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rt.metrics().alive_tasks != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(rt.metrics().alive_tasks, 0);
+}

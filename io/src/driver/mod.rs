@@ -255,6 +255,12 @@ impl Handle {
         self.inner.registrations().len()
     }
 
+    /// How many timers wait in this reactor's wheel (cancelled ones leave at
+    /// once; a completed one when it fires).
+    pub fn pending_timers(&self) -> usize {
+        self.inner.timers.len()
+    }
+
     /// True if both handles refer to the same reactor.
     pub fn ptr_eq(&self, other: &Handle) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -32,7 +32,7 @@ pub use self::interval::{Interval, MissedTickBehavior, interval, interval_at};
 pub use self::sleep::{Sleep, sleep, sleep_until};
 pub use self::timeout::{Elapsed, Timeout, timeout, timeout_at};
 
-use self::wheel::{Key, State, Wheel};
+use self::wheel::{Key, Wheel};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
@@ -107,19 +107,15 @@ impl Timers {
         (Some(key), wake)
     }
 
-    /// True if the timer fired (its entry is then forgotten); otherwise
-    /// refreshes its waker.
+    /// True if the timer fired (the wheel removed its entry when it fired);
+    /// otherwise refreshes its waker.
     fn poll_fired(&self, key: Key, waker: &Waker) -> bool {
         let mut wheel = self.wheel();
-        match wheel.state(key) {
-            Some(State::Pending) => {
-                wheel.set_waker(key, waker);
-                false
-            }
-            Some(State::Fired) | None => {
-                wheel.remove(key);
-                true
-            }
+        if wheel.is_pending(key) {
+            wheel.set_waker(key, waker);
+            false
+        } else {
+            true
         }
     }
 

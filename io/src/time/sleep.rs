@@ -89,7 +89,13 @@ impl Sleep {
             );
         }
         if Instant::now() >= self.deadline {
-            self.cancel();
+            // Usually the wheel fired the entry and removed it already. If
+            // not (this task was polled for another reason in the moment
+            // between the deadline and the loop's next look at the timers),
+            // it fires within a tick anyway. Either way forgetting the key
+            // beats taking the wheel's lock on every completed sleep: the
+            // worst it costs is one spurious wakeup of this task.
+            self.entry = None;
             return Poll::Ready(());
         }
         match self.entry {
@@ -147,5 +153,46 @@ impl fmt::Debug for Sleep {
             .field("deadline", &self.deadline)
             .field("registered", &self.entry.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Driver;
+    use std::task::Waker;
+
+    #[test]
+    fn a_dropped_sleep_leaves_the_wheel_at_once() {
+        let mut driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        driver.block_on(async {
+            let mut sleep = Box::pin(sleep(Duration::from_secs(60)));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(sleep.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(handle.pending_timers(), 1);
+            drop(sleep);
+            assert_eq!(handle.pending_timers(), 0);
+        });
+    }
+
+    #[test]
+    fn a_sleep_found_elapsed_before_its_timer_fired_is_reclaimed_when_it_fires() {
+        let mut driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        driver.block_on(async {
+            let mut sleep = Box::pin(sleep(Duration::from_millis(2)));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(sleep.as_mut().poll(&mut cx).is_pending());
+            // Block the only thread that turns the loop past the deadline:
+            // the sleep sees it elapsed before the wheel fired its entry.
+            std::thread::sleep(Duration::from_millis(10));
+            assert!(sleep.as_mut().poll(&mut cx).is_ready());
+            drop(sleep);
+            assert_eq!(handle.pending_timers(), 1, "forgotten, not cancelled");
+            // The next turn fires (and removes) it.
+            super::sleep(Duration::from_millis(3)).await;
+            assert_eq!(handle.pending_timers(), 0);
+        });
     }
 }

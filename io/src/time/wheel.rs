@@ -38,7 +38,8 @@ const MAX_RANGE: u64 = (1 << (SLOT_BITS as u64 * LEVELS as u64)) - 1;
 /// closer to its real tick.
 const CLAMP: u64 = 63 << (SLOT_BITS as u64 * (LEVELS as u64 - 1));
 
-/// Identifies an entry; stale after the entry fires and is removed.
+/// Identifies an entry; stale once the entry fires or is cancelled (both
+/// remove it), so a stale key never reaches a newer entry in the same slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Key {
     index: usize,
@@ -81,13 +82,6 @@ pub(crate) struct Wheel {
     firing: Vec<(u64, usize)>,
 }
 
-/// Whether an entry is still waiting.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum State {
-    Pending,
-    Fired,
-}
-
 impl Wheel {
     pub(crate) fn new() -> Wheel {
         Wheel {
@@ -106,12 +100,16 @@ impl Wheel {
 
     /// Entries waiting to fire.
     pub(crate) fn len(&self) -> usize {
-        self.entries.iter().filter(|(_, e)| e.place.is_some()).count()
+        self.entries.len()
     }
 
-    /// Files an entry for `tick`. A tick at or before `elapsed` is filed as
-    /// already fired: the caller finds it `Fired` at once.
+    /// Files an entry for `tick`, which must be after `elapsed` (an earlier
+    /// one has already passed: the caller must not wait for it).
     pub(crate) fn insert(&mut self, tick: u64, deadline_ns: u64, waker: Waker) -> Key {
+        debug_assert!(
+            tick > self.elapsed,
+            "Weft bug: timer filed for a tick already processed"
+        );
         let generation = self.next_generation;
         self.next_generation += 1;
         let index = self.entries.insert(Entry {
@@ -123,20 +121,13 @@ impl Wheel {
             prev: None,
             next: None,
         });
-        if tick > self.elapsed {
-            self.file(index);
-        }
+        self.file(index);
         Key { index, generation }
     }
 
-    /// The entry's state, or `None` if the key is stale (removed).
-    pub(crate) fn state(&self, key: Key) -> Option<State> {
-        let entry = self.entry(key)?;
-        Some(if entry.place.is_some() {
-            State::Pending
-        } else {
-            State::Fired
-        })
+    /// True while the entry waits; false once it fired or was cancelled.
+    pub(crate) fn is_pending(&self, key: Key) -> bool {
+        self.entry(key).is_some()
     }
 
     /// Replaces the waker of a pending entry.
@@ -149,7 +140,7 @@ impl Wheel {
         }
     }
 
-    /// Cancels (or forgets a fired) entry: O(1).
+    /// Cancels a pending entry (O(1)); a stale key is ignored.
     pub(crate) fn remove(&mut self, key: Key) {
         if self.entry(key).is_none() {
             return;
@@ -170,17 +161,12 @@ impl Wheel {
         for level in self.levels.iter_mut() {
             *level = Level::EMPTY;
         }
-        for (_, entry) in self.entries.iter_mut() {
-            if entry.place.take().is_some() {
-                entry.prev = None;
-                entry.next = None;
-                fired.extend(entry.waker.take());
-            }
-        }
+        fired.extend(self.entries.drain().filter_map(|entry| entry.waker));
     }
 
     /// Processes every tick up to `now`, collecting the wakers of the
-    /// entries that fire, in deadline order.
+    /// entries that fire, in deadline order. Fired entries are removed: their
+    /// keys go stale, which is how their owners learn they fired.
     pub(crate) fn advance(&mut self, now: u64, fired: &mut Vec<Waker>) {
         while let Some((level, slot, start)) = (0..LEVELS).find_map(|l| self.next_slot(l).map(|(s, t)| (l, s, t))) {
             if start > now {
@@ -206,7 +192,7 @@ impl Wheel {
             }
             self.firing.sort_unstable();
             for &(_, index) in &self.firing {
-                fired.extend(self.entries[index].waker.take());
+                fired.extend(self.entries.remove(index).waker);
             }
         }
         self.elapsed = self.elapsed.max(now);
@@ -337,13 +323,30 @@ mod tests {
         );
         fire(&mut wheel, 99);
         assert!(log.lock().unwrap().is_empty());
-        assert_eq!(wheel.state(key), Some(State::Pending));
+        assert!(wheel.is_pending(key));
         assert_eq!(wheel.next_expiration(), Some(100));
         fire(&mut wheel, 100);
         assert_eq!(*log.lock().unwrap(), vec![1]);
-        assert_eq!(wheel.state(key), Some(State::Fired));
-        wheel.remove(key);
-        assert_eq!(wheel.state(key), None);
+        assert!(!wheel.is_pending(key), "a fired entry is removed");
+        assert_eq!(wheel.len(), 0);
+    }
+
+    #[test]
+    fn a_stale_key_never_touches_the_entry_that_reuses_its_slot() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        let old = wheel.insert(5, 5, waker(1, &log));
+        fire(&mut wheel, 5);
+        let new = wheel.insert(9, 9, waker(2, &log));
+        assert_eq!(old.index, new.index, "the slab reuses the slot");
+        wheel.remove(old);
+        assert!(!wheel.is_pending(old));
+        assert!(
+            wheel.is_pending(new),
+            "cancelling through a stale key cancelled a newer timer"
+        );
+        fire(&mut wheel, 9);
+        assert_eq!(*log.lock().unwrap(), vec![1, 2]);
     }
 
     #[test]
@@ -356,8 +359,7 @@ mod tests {
         wheel.remove(b);
         fire(&mut wheel, 10);
         assert_eq!(*log.lock().unwrap(), vec![1, 3]);
-        wheel.remove(a);
-        wheel.remove(c);
+        assert!(!wheel.is_pending(a) && !wheel.is_pending(c));
         assert_eq!(wheel.next_expiration(), None);
     }
 
@@ -393,8 +395,8 @@ mod tests {
         wheel.drain(&mut fired);
         fired.into_iter().for_each(Waker::wake);
         assert_eq!(log.lock().unwrap().len(), 2);
-        assert_eq!(wheel.state(a), Some(State::Fired));
-        assert_eq!(wheel.state(b), Some(State::Fired));
+        assert!(!wheel.is_pending(a) && !wheel.is_pending(b));
+        assert_eq!(wheel.len(), 0);
         assert_eq!(wheel.next_expiration(), None);
     }
 
@@ -446,6 +448,7 @@ mod tests {
                 }
             }
             fire(&mut wheel, u64::MAX / 2);
+            prop_assert_eq!(wheel.len(), 0);
             let fired = log.lock().unwrap().clone();
             let mut expected: Vec<usize> = (0..timers.len()).filter(|&i| !timers[i].1).collect();
             expected.sort_by_key(|&i| (timers[i].0, deadline(i)));

@@ -54,8 +54,18 @@ pub(super) type Runnable = Notified<Arc<Handle>>;
 pub(super) const MAX_LIFO_POLLS: u32 = 3;
 
 /// Tasks a local queue holds before half of them move to the injection queue.
+///
+/// crossbeam's deque grows, so unlike Tokio's fixed 256-slot ring this is a
+/// policy, not a buffer size. Tasks a worker woke (timers and sockets that
+/// fired, children it spawned) stay in its queue, ahead of the injection
+/// queue, which it looks at only every `global_queue_interval` ticks; idle
+/// workers still steal half of it. With 256, a burst of timer wakeups during
+/// an overload of remote spawns was pushed behind tens of thousands of
+/// not-yet-started tasks: p99 timer lateness in `weft-benches timers` was
+/// 25 ms, and is 5 ms with 4096. The bound keeps one worker from hoarding
+/// an unbounded backlog that new work in the injection queue would wait on.
 #[cfg(not(loom))]
-pub(super) const LOCAL_QUEUE_CAPACITY: usize = 256;
+pub(super) const LOCAL_QUEUE_CAPACITY: usize = 4096;
 #[cfg(loom)]
 pub(super) const LOCAL_QUEUE_CAPACITY: usize = 4;
 
