@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RuntimeMetrics {
-    /// Tasks spawned and not yet finished.
+    /// Tasks spawned and not yet finished. A task stops counting before its
+    /// `JoinHandle` can see the output, so after joining every task this is 0.
     pub alive_tasks: usize,
     /// Tasks waiting in the injection queue.
     pub injection_queue_depth: usize,

@@ -304,11 +304,6 @@ fn a_full_local_queue_overflows_into_the_injection_queue_and_loses_nothing() {
     assert_eq!(ran.load(SeqCst), 10_000);
     let metrics = rt.metrics();
     assert!(metrics.workers[0].overflows >= 1, "{metrics:?}");
-    // The outer task's `JoinHandle` is woken just before its worker releases
-    // it, so give the release a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while rt.metrics().alive_tasks != 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(rt.metrics().alive_tasks, 0);
+    // A task leaves the owned list before its JoinHandle sees the output.
+    assert_eq!(metrics.alive_tasks, 0);
 }

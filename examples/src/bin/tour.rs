@@ -50,7 +50,9 @@ fn main() -> io::Result<()> {
         timers_in_deadline_order().await?;
         completions_from_outside(&device, &notifier).await?;
         all_at_once(&server, &device, &notifier).await?;
+        // Stop the accept loop and wait until it is gone (abort only asks).
         server.task.abort();
+        let _cancelled = server.task.await;
         Ok::<(), io::Error>(())
     })?;
     drop(device);

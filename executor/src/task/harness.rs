@@ -153,6 +153,19 @@ impl<T: Future, S: Schedule> Harness<T, S> {
     /// completion, wakes or cleans up after the join handle, leaves the owned
     /// list, and releases the running reference (and the list's).
     fn complete(self) {
+        // Leave the owned list first, so that once the JoinHandle sees the
+        // output the task no longer counts as alive (`alive_tasks` is exact
+        // after a join). `me` borrows our pointer without counting.
+        let me = ManuallyDrop::new(Task::<S>::from_raw(self.raw()));
+        let num_release = match self.core().scheduler.release(&me) {
+            Some(list_ref) => {
+                // Its count is released below, together with ours.
+                std::mem::forget(list_ref);
+                2
+            }
+            None => 1,
+        };
+
         let snapshot = self.state().transition_to_complete();
 
         if !snapshot.is_join_interested() {
@@ -175,16 +188,6 @@ impl<T: Future, S: Schedule> Harness<T, S> {
             }
         }
 
-        // Leave the owned list. `me` borrows our pointer without counting.
-        let me = ManuallyDrop::new(Task::<S>::from_raw(self.raw()));
-        let num_release = match self.core().scheduler.release(&me) {
-            Some(list_ref) => {
-                // Its count is released below, together with ours.
-                std::mem::forget(list_ref);
-                2
-            }
-            None => 1,
-        };
         if self.state().transition_to_terminal(num_release) {
             self.dealloc();
         }

@@ -12,7 +12,7 @@
 //! Each of these holds one count of the reference count in the state word:
 //!
 //! - [`Task`]: the owned-task list's reference, held from spawn until the task
-//!   completes and is released from the list.
+//!   completes: it leaves the list just before it is marked complete.
 //! - [`Notified`]: the task is scheduled to run: it sits in a run queue, a
 //!   LIFO slot or the injector. Running it consumes it.
 //! - [`JoinHandle`]: the user's handle to the output.
