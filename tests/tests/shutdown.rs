@@ -87,13 +87,7 @@ each_flavor! {
 
     fn shutdown_timeout_bounds_the_wait_for_a_stuck_blocking_job(flavor) {
         let rt = runtime(flavor);
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        drop(rt.spawn_blocking(move || {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        }));
-        started_rx.recv().unwrap();
+        let release_tx = occupy_a_blocking_thread(&rt);
         let start = Instant::now();
         rt.shutdown_timeout(Duration::from_millis(100));
         let waited = start.elapsed();
@@ -141,13 +135,7 @@ each_flavor! {
 
     fn queued_blocking_jobs_are_cancelled_even_while_every_thread_is_busy(flavor) {
         let rt = builder(flavor).max_blocking_threads(1).build().unwrap();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        drop(rt.spawn_blocking(move || {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        }));
-        started_rx.recv().unwrap();
+        let release_tx = occupy_a_blocking_thread(&rt);
         let queued = rt.spawn_blocking(|| "ran");
         rt.shutdown_timeout(Duration::from_millis(50));
         // The only pool thread is still busy, yet the queued job is already
@@ -218,4 +206,17 @@ fn shutdown_timeout_of_duration_max_means_no_limit() {
     }));
     rt.shutdown_timeout(Duration::MAX);
     assert_eq!(drops.load(SeqCst), 1, "the runtime shut down and cancelled its task");
+}
+
+/// Starts a blocking job that holds its pool thread until the returned
+/// sender is dropped (or 30 s pass), and returns once it runs.
+fn occupy_a_blocking_thread(rt: &weft::Runtime) -> std::sync::mpsc::Sender<()> {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    drop(rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+    }));
+    started_rx.recv().unwrap();
+    release_tx
 }

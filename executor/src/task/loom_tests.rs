@@ -223,22 +223,27 @@ fn shutdown_races_a_running_poll() {
     });
 }
 
+/// Binds, on a new thread, a task that never completes and counts its drop
+/// in `drops`; it is never scheduled, so only a shutdown sweep ends it.
+fn bind_on_a_thread(s: &std::sync::Arc<LoomSched>, drops: &Arc<AtomicUsize>) -> thread::JoinHandle<JoinHandle<()>> {
+    let (s2, guard) = (s.clone(), DropCount(drops.clone()));
+    thread::spawn(move || {
+        let future = async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        };
+        let (join, notified) = s2.owned.bind(future, s2.clone(), Id::next());
+        drop(notified);
+        join
+    })
+}
+
 #[test]
 fn spawning_races_shutdown_of_the_owned_list() {
     loom::model(|| {
         let s = sched();
         let drops = Arc::new(AtomicUsize::new(0));
-        let (s2, guard) = (s.clone(), DropCount(drops.clone()));
-        let spawner = thread::spawn(move || {
-            let future = async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            };
-            let (join, notified) = s2.owned.bind(future, s2.clone(), Id::next());
-            // Never scheduled: only shutdown can end it.
-            drop(notified);
-            join
-        });
+        let spawner = bind_on_a_thread(&s, &drops);
         s.owned.close();
         s.owned.shutdown_all(0);
         let join = spawner.join().unwrap();
@@ -259,16 +264,7 @@ fn whoever_sees_the_list_closed_sweeps_every_task() {
     loom::model(|| {
         let s = sched();
         let drops = Arc::new(AtomicUsize::new(0));
-        let (s2, guard) = (s.clone(), DropCount(drops.clone()));
-        let spawner = thread::spawn(move || {
-            let future = async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            };
-            let (join, notified) = s2.owned.bind(future, s2.clone(), Id::next());
-            drop(notified);
-            join
-        });
+        let spawner = bind_on_a_thread(&s, &drops);
         let s3 = s.clone();
         let sweeper = thread::spawn(move || {
             if s3.owned.is_closed() {

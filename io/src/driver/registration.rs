@@ -112,21 +112,9 @@ impl Registration {
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
-        mut op: impl FnMut() -> io::Result<R>,
+        op: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        let budget = ready!(coop::poll_proceed(cx));
-        loop {
-            let event = ready!(self.poll_ready(cx, direction))?;
-            match op() {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.shared.clear_readiness(event, direction);
-                }
-                result => {
-                    budget.made_progress();
-                    return Poll::Ready(result);
-                }
-            }
-        }
+        self.poll_op(cx, direction, op, |_| false)
     }
 
     /// As [`poll_io`](Self::poll_io) for byte transfers: a transfer shorter
@@ -139,8 +127,20 @@ impl Registration {
         cx: &mut Context<'_>,
         direction: Direction,
         len: usize,
-        mut op: impl FnMut() -> io::Result<usize>,
+        op: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        self.poll_op(cx, direction, op, |&n| n > 0 && n < len)
+    }
+
+    /// The loop behind both: `drained` says a successful result proves the
+    /// readiness used up, so it is cleared as if `op` had hit `WouldBlock`.
+    fn poll_op<R>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        mut op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
         let budget = ready!(coop::poll_proceed(cx));
         loop {
             let event = ready!(self.poll_ready(cx, direction))?;
@@ -148,12 +148,10 @@ impl Registration {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.shared.clear_readiness(event, direction);
                 }
-                Ok(n) if n > 0 && n < len => {
-                    self.shared.clear_readiness(event, direction);
-                    budget.made_progress();
-                    return Poll::Ready(Ok(n));
-                }
                 result => {
+                    if result.as_ref().is_ok_and(&drained) {
+                        self.shared.clear_readiness(event, direction);
+                    }
                     budget.made_progress();
                     return Poll::Ready(result);
                 }
