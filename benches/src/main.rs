@@ -1,7 +1,7 @@
 //! Weft's benchmark suites, side by side with Tokio and smol in one run.
 //!
 //! ```text
-//! cargo run --release -p weft-benches -- sched|echo|timers [--quick] [--reps N]
+//! cargo run --release -p weft-benches -- sched|echo|timers|promise [--quick] [--reps N]
 //! ```
 //!
 //! Each suite runs every workload on every runtime, interleaved (one
@@ -19,6 +19,7 @@
 
 mod echo;
 mod load;
+mod promise;
 mod report;
 mod runtimes;
 mod sched;
@@ -53,7 +54,8 @@ const USAGE: &str =
 suites:
   sched   Tokio's rt_multi_threaded scheduler workloads
   echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections
-  timers  100k sleeps of random 1-100 ms: lateness";
+  timers  100k sleeps of random 1-100 ms: lateness
+  promise Promise set/await and done callbacks vs oneshots; Pool::map vs rayon";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         "sched" => sched::run(&opts),
         "echo" => echo::run(&opts),
         "timers" => timers::run(&opts),
+        "promise" => promise::run(&opts),
         other => {
             eprintln!("unknown suite {other:?}\n\n{USAGE}");
             return ExitCode::from(2);

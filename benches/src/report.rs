@@ -39,6 +39,10 @@ pub(crate) fn percentile(samples: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The async runtimes every suite compares, in column order; Weft, the
+/// first, is the anchor of every ratio.
+const RUNTIMES: [&str; 3] = ["weft", "tokio", "smol"];
+
 /// A statistic of a series (its median, its p99).
 type Stat = fn(&Series) -> f64;
 
@@ -102,8 +106,31 @@ impl Report {
             .find(|s| s.workload == workload && s.runtime == runtime && s.metric == metric)
     }
 
+    /// The columns of one row: Weft, Tokio and smol, unless the row measures
+    /// Weft against libraries that are none of them (rayon, in suite
+    /// `promise`), which then take their place. Weft comes first: it is the
+    /// anchor of the ratios.
+    fn columns(&self, workload: &str, metric: &str) -> Vec<&'static str> {
+        let mut others: Vec<&'static str> = Vec::new();
+        for s in &self.series {
+            if s.workload == workload
+                && s.metric == metric
+                && !RUNTIMES.contains(&s.runtime)
+                && !others.contains(&s.runtime)
+            {
+                others.push(s.runtime);
+            }
+        }
+        if others.is_empty() {
+            RUNTIMES.to_vec()
+        } else {
+            std::iter::once(RUNTIMES[0]).chain(others).collect()
+        }
+    }
+
     /// The table: medians per runtime and Weft's ratios (p50 and p99 rows for
-    /// histogram summaries).
+    /// histogram summaries). A row with other columns than the one above it
+    /// starts a new header.
     pub(crate) fn table(&self) -> String {
         let mut rows: Vec<(&str, &str)> = Vec::new();
         for s in &self.series {
@@ -112,12 +139,16 @@ impl Report {
             }
         }
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<26} {:>9} {:>13} {:>13} {:>13} {:>11} {:>10}",
-            "workload", "metric", "weft", "tokio", "smol", "weft/tokio", "weft/smol"
-        );
+        let mut header: Vec<&'static str> = Vec::new();
         for (workload, metric) in rows {
+            let columns = self.columns(workload, metric);
+            if columns != header {
+                if !header.is_empty() {
+                    out.push('\n');
+                }
+                write_header(&mut out, &columns);
+                header = columns.clone();
+            }
             // Histogram summaries (latencies) get a p99 row under the p50 one:
             // their tails are what a service is judged on.
             let summarised = self
@@ -130,10 +161,13 @@ impl Report {
                 &[("", Series::median)]
             };
             for &(label, stat) in stats {
-                let value_of = |rt: &str| self.find(workload, rt, metric).map_or(f64::NAN, stat);
-                let (w, t, s) = (value_of("weft"), value_of("tokio"), value_of("smol"));
-                let smallest = [w, t, s]
-                    .into_iter()
+                let values: Vec<f64> = columns
+                    .iter()
+                    .map(|rt| self.find(workload, rt, metric).map_or(f64::NAN, stat))
+                    .collect();
+                let smallest = values
+                    .iter()
+                    .copied()
                     .filter(|v| !v.is_nan())
                     .fold(f64::INFINITY, f64::min);
                 let (unit, scale) = display_unit(metric, smallest);
@@ -145,18 +179,20 @@ impl Report {
                     }
                 };
                 let ratio = |r: f64| if r.is_nan() { "-".to_owned() } else { format!("{r:.2}x") };
-                let _ = writeln!(
-                    out,
-                    "{:<26} {:>9} {:>13} {:>13} {:>13} {:>11} {:>10}",
+                write_row(
+                    &mut out,
                     workload,
-                    format!("{unit}{label}"),
-                    value(w),
-                    value(t),
-                    value(s),
-                    ratio(w / t),
-                    ratio(w / s),
+                    &format!("{unit}{label}"),
+                    &columns,
+                    values.iter().map(|&v| value(v)),
+                    values[1..].iter().map(|&v| ratio(values[0] / v)),
                 );
             }
+        }
+        if header.is_empty() {
+            // Nothing measured (a filter that matched no workload): the
+            // runtimes' header alone, as before any row.
+            write_header(&mut out, &RUNTIMES);
         }
         out
     }
@@ -199,6 +235,41 @@ impl Report {
         std::fs::write(&path, serde_json::to_string_pretty(&self.to_json())? + "\n")?;
         Ok(std::fs::canonicalize(&path).unwrap_or(path))
     }
+}
+
+/// Writes the table's header for `columns`: their names, then a ratio
+/// column (`weft/tokio`) per column after the first.
+fn write_header(out: &mut String, columns: &[&str]) {
+    write_row(
+        out,
+        "workload",
+        "metric",
+        columns,
+        columns.iter().map(|c| (*c).to_owned()),
+        columns[1..].iter().map(|c| format!("{}/{c}", columns[0])),
+    );
+}
+
+/// Writes one line of the table: the workload, the metric, a value per
+/// column and a ratio per column after the first, each ratio as wide as its
+/// header (`weft/tokio`) and a space.
+fn write_row(
+    out: &mut String,
+    workload: &str,
+    metric: &str,
+    columns: &[&str],
+    values: impl Iterator<Item = String>,
+    ratios: impl Iterator<Item = String>,
+) {
+    let _ = write!(out, "{workload:<26} {metric:>9}");
+    for value in values {
+        let _ = write!(out, " {value:>13}");
+    }
+    for (column, ratio) in columns[1..].iter().zip(ratios) {
+        let width = columns[0].len() + 1 + column.len() + 1;
+        let _ = write!(out, " {ratio:>width$}");
+    }
+    out.push('\n');
 }
 
 /// A readable unit for a metric given the magnitude of its values.
@@ -244,5 +315,27 @@ mod tests {
         assert_eq!(first["metric"], "time_ns");
         assert_eq!(first["median"], 2.0);
         assert_eq!(first["p99"], 4.0);
+    }
+
+    #[test]
+    fn runtime_rows_keep_their_columns_and_others_get_their_own() {
+        let mut report = Report::new("promise");
+        report.record("a", "weft", "time_ns", 1.0);
+        report.record("a", "tokio", "time_ns", 2.0);
+        report.record("b", "weft", "time_ns", 3.0);
+        report.record("b", "rayon", "time_ns", 6.0);
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        let runtimes = format!(
+            "{:<26} {:>9} {:>13} {:>13} {:>13} {:>11} {:>10}",
+            "workload", "metric", "weft", "tokio", "smol", "weft/tokio", "weft/smol"
+        );
+        assert_eq!(lines[0], runtimes);
+        assert!(lines[1].starts_with('a') && lines[1].ends_with("0.50x          -"));
+        assert_eq!(lines[2], "");
+        assert!(lines[3].ends_with(" weft/rayon") && !lines[3].contains("tokio"));
+        assert!(lines[4].starts_with('b') && lines[4].ends_with(" 0.50x"));
+        assert_eq!(lines.len(), 5);
+        assert_eq!(Report::new("empty").table().trim_end(), runtimes);
     }
 }

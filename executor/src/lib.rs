@@ -32,6 +32,9 @@
 //! | `park.rs` | the [`Park`]/[`Unpark`] traits and the parker workers sleep on |
 //! | `blocking/` | the pool behind [`spawn_blocking`] |
 //! | `coop.rs` | the cooperative budget that keeps one task from starving the rest |
+//! | `callback.rs` | the loop's FIFO of ready callbacks (`call_soon`, promise done callbacks) |
+//! | `future/` | the asyncio-style API: [`future::Promise`], [`future::Task`], `gather`, `wait`, task groups |
+//! | `pool/` | [`pool::Pool`], multiprocessing's `Pool` on threads |
 //! | `context.rs` | the thread-locals: current runtime, current task |
 //! | `metrics.rs` | counters you can read while it runs |
 //!
@@ -42,18 +45,22 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod blocking;
+mod callback;
 mod context;
 pub mod coop;
+pub mod future;
 mod latch;
 mod loom;
 mod metrics;
 pub mod park;
+pub mod pool;
 mod scheduler;
 pub mod task;
 
 #[cfg(all(test, not(loom)))]
 mod runtime_tests;
 
+pub use callback::CallbackHandle;
 pub use context::TryCurrentError;
 pub use metrics::{RuntimeMetrics, WorkerMetrics};
 pub use park::{Park, Unpark};
@@ -574,6 +581,67 @@ impl Handle {
     /// True if both handles refer to the same runtime.
     pub fn ptr_eq(&self, other: &Handle) -> bool {
         self.inner.ptr_eq(&other.inner)
+    }
+
+    /// Schedules `f` to run on this runtime's loop soon: asyncio's
+    /// `loop.call_soon`.
+    ///
+    /// Callbacks run one at a time, in the order they were scheduled (from
+    /// whichever threads), on a worker. A panic in one is caught, counted in
+    /// [`RuntimeMetrics::callback_panics`] and handled by the runtime's
+    /// [`UnhandledPanic`] policy; the next callback still runs. On a runtime
+    /// that has shut down, `f` is dropped without running and the handle
+    /// reports [`CallbackHandle::cancelled`].
+    pub fn call_soon(&self, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        let state = callback::CallbackState::new();
+        // Refused by a runtime that is gone: dropped, and reported cancelled.
+        let _ = callback::call_soon(&self.inner, Box::new(f), Some(state.clone()));
+        CallbackHandle::new(state)
+    }
+
+    /// The same as [`call_soon`](Self::call_soon), under asyncio's name for
+    /// calls from other threads. Every Weft handle is thread-safe, so the
+    /// two are one function; this one exists so ported code reads the same.
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        self.call_soon(f)
+    }
+
+    /// Schedules `f` like [`call_soon`](Self::call_soon) once `trigger`
+    /// completes: the building block of the runtime's `call_later` and
+    /// `call_at`, where the trigger is a timer. `trigger` waits in a small
+    /// task of its own; cancelling the handle cancels that task too, so a
+    /// cancelled timer callback holds no timer.
+    pub fn call_soon_after<D>(&self, trigger: D, f: impl FnOnce() + Send + 'static) -> CallbackHandle
+    where
+        D: Future<Output = ()> + Send + 'static,
+    {
+        let state = callback::CallbackState::new();
+        let scheduler = self.inner.clone();
+        let mut guard = callback::TriggerGuard(Some(state.clone()));
+        let waiter = self.inner.spawn(
+            async move {
+                trigger.await;
+                let _ = callback::call_soon(&scheduler, Box::new(f), guard.0.take());
+            },
+            task::Id::next(),
+        );
+        CallbackHandle::with_trigger(state, waiter.abort_handle())
+    }
+
+    /// Spawns `future` as a [`future::Task`] on this runtime: asyncio's
+    /// `loop.create_task`.
+    pub fn create_task<F>(&self, future: F) -> future::Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + Sync + 'static,
+    {
+        future::spawn_task(&self.inner, future)
+    }
+
+    /// A pending [`future::Promise`] whose done callbacks run on this
+    /// runtime's loop: asyncio's `loop.create_future`.
+    pub fn create_future<T>(&self) -> future::Promise<T> {
+        future::Promise::new_in(self)
     }
 }
 

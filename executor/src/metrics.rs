@@ -36,6 +36,13 @@ pub struct RuntimeMetrics {
     pub idle_blocking_threads: usize,
     /// Jobs waiting for a blocking-pool thread.
     pub blocking_queue_depth: usize,
+    /// Loop callbacks run (`call_soon` and friends, promise done callbacks).
+    pub callbacks_run: u64,
+    /// Of those, the callbacks that panicked (each also went through the
+    /// runtime's unhandled-panic policy).
+    pub callback_panics: u64,
+    /// Callbacks queued and not yet run.
+    pub callback_queue_depth: usize,
     /// One entry per worker (one for a current-thread runtime).
     pub workers: Vec<WorkerMetrics>,
 }

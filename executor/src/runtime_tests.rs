@@ -216,3 +216,48 @@ fn a_wake_from_outside_never_borrows_a_freed_task() {
     // By value, from a thread that is not a worker: the remote path.
     waker.wake();
 }
+
+/// The asyncio-style layer on real runtimes: a task's future settling its
+/// promise (the pin projection in `future/task.rs`), done callbacks through
+/// the ready queue, a combinator's per-future wakers, and cancellation.
+#[test]
+fn tasks_promises_callbacks_and_gather() {
+    use crate::future::{Promise, create_task, gather};
+    for rt in executors() {
+        let handle = rt.handle().clone();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let total = rt.block_on(async move {
+            let tasks: Vec<_> = (0..N as u64)
+                .map(|i| {
+                    create_task(async move {
+                        crate::task::yield_now().await;
+                        i
+                    })
+                })
+                .collect();
+            tasks[0].add_done_callback(move |t| {
+                assert!(t.done());
+                r.fetch_add(1, SeqCst);
+            });
+            let stuck = create_task(std::future::pending::<u8>());
+            assert!(stuck.cancel());
+            let sum: u64 = gather(tasks).await.unwrap().into_iter().sum();
+            // FIFO: once this callback has run, the one above has too.
+            let flushed = Promise::<()>::new();
+            let f = flushed.clone();
+            handle.call_soon(move || f.set_result(()).unwrap());
+            flushed.await.unwrap();
+            sum
+        });
+        assert_eq!(total, (0..N as u64).sum::<u64>());
+        assert_eq!(ran.load(SeqCst), 1);
+    }
+}
+
+#[test]
+fn the_pool_maps_in_order() {
+    let pool = crate::pool::Pool::new(2).unwrap();
+    let out = pool.map(|x: usize| x * 3, 0..N, Some(3)).unwrap();
+    assert_eq!(out, (0..N).map(|x| x * 3).collect::<Vec<_>>());
+}

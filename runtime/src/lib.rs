@@ -35,6 +35,15 @@
 //! - `weft-gpu`, `weft-mpi`: CUDA work and MPI requests as events in the
 //!   loop, behind features.
 //!
+//! ## Python's vocabulary
+//!
+//! [`future`] has asyncio's API in Rust: [`future::Promise`] (a `Future`
+//! object with done callbacks, settable from any thread),
+//! [`future::create_task`], `gather`, `wait`, `wait_for`, `as_completed`,
+//! task groups; [`Handle::call_soon`], [`Handle::call_later`] and
+//! [`Handle::call_at`] schedule callbacks on the loop; [`pool::Pool`] is
+//! multiprocessing's `Pool` on threads.
+//!
 //! `docs/ARCHITECTURE.md` follows one wakeup from the operating system to a
 //! task's `poll`.
 
@@ -42,13 +51,14 @@
 #![warn(missing_docs)]
 
 mod driver;
+pub mod future;
 pub mod runtime;
 
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
-pub use weft_executor::TryCurrentError;
 pub use weft_executor::{
     AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn, spawn_blocking,
 };
+pub use weft_executor::{CallbackHandle, TryCurrentError};
 
 /// TCP, UDP and Unix-domain sockets.
 pub use weft_io::net;
@@ -77,6 +87,9 @@ pub mod task {
 
 /// The cooperative budget that keeps a task from starving its worker.
 pub use weft_executor::coop;
+
+/// A pool of threads for CPU work: Python's `multiprocessing.Pool`.
+pub use weft_executor::pool;
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

@@ -6,8 +6,8 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
-use weft_executor::{Executor, Flavor, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic};
+use std::time::{Duration, Instant};
+use weft_executor::{CallbackHandle, Executor, Flavor, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic};
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
 
@@ -349,6 +349,71 @@ impl Handle {
     /// The runtime's reactor.
     pub fn reactor(&self) -> &weft_io::Handle {
         &self.io
+    }
+
+    /// Schedules `f` to run on the loop soon, after every callback already
+    /// scheduled: asyncio's `loop.call_soon`. Callbacks run one at a time in
+    /// FIFO order on a worker; a panic in one is caught and handled by the
+    /// runtime's [`UnhandledPanic`] policy (and counted in
+    /// [`RuntimeMetrics::callback_panics`]).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = weft::Runtime::new()?;
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let handle = rt.handle();
+    /// let push = |s: &'static str| { let log = log.clone(); move || log.lock().unwrap().push(s) };
+    /// handle.call_later(Duration::from_millis(20), push("later"));
+    /// handle.call_at(Instant::now() + Duration::from_millis(10), push("at"));
+    /// handle.call_soon(push("soon 1"));
+    /// handle.call_soon(push("soon 2"));
+    /// let never = handle.call_later(Duration::from_millis(5), push("cancelled"));
+    /// assert!(never.cancel());
+    /// rt.block_on(weft::time::sleep(Duration::from_millis(60)));
+    /// assert_eq!(*log.lock().unwrap(), ["soon 1", "soon 2", "at", "later"]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_soon(&self, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        self.exec.call_soon(f)
+    }
+
+    /// [`call_soon`](Self::call_soon) under asyncio's name for calls from
+    /// other threads; every Weft handle is thread-safe, so they are one.
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        self.exec.call_soon(f)
+    }
+
+    /// Schedules `f` to run on the loop once `delay` has passed:
+    /// asyncio's `loop.call_later`. Cancelling the handle before then frees
+    /// the timer.
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        let _io = self.io.enter();
+        self.exec.call_soon_after(weft_io::time::sleep(delay), f)
+    }
+
+    /// Schedules `f` to run on the loop at `when`: asyncio's
+    /// `loop.call_at` (with a monotonic [`Instant`] for the loop's clock).
+    pub fn call_at(&self, when: Instant, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        let _io = self.io.enter();
+        self.exec.call_soon_after(weft_io::time::sleep_until(when), f)
+    }
+
+    /// Spawns `future` as a [`Task`](crate::future::Task), a task whose
+    /// handle has the promise API: asyncio's `loop.create_task`.
+    pub fn create_task<F>(&self, future: F) -> crate::future::Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + Sync + 'static,
+    {
+        self.exec.create_task(future)
+    }
+
+    /// A pending [`Promise`](crate::future::Promise) whose done callbacks run
+    /// on this runtime's loop: asyncio's `loop.create_future`.
+    pub fn create_future<T>(&self) -> crate::future::Promise<T> {
+        self.exec.create_future()
     }
 
     /// Which scheduler the runtime uses.

@@ -127,3 +127,20 @@ impl Rng {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// Waits (polling every millisecond, for up to two seconds) until `cond`
+/// holds, for effects that happen soon after an event on another thread,
+/// such as a cancelled task's future being dropped by a worker.
+///
+/// # Panics
+///
+/// If `cond` still fails after two seconds, naming `what`.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if cond() {
+            return;
+        }
+        weft::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -18,6 +18,7 @@
 //! 3. Poll the driver without blocking, so I/O is seen between task bursts.
 
 use crate::blocking;
+use crate::callback::ReadyQueue;
 use crate::context;
 use crate::coop;
 use crate::metrics::{Counter, WorkerCounters};
@@ -51,6 +52,7 @@ pub(crate) struct Handle {
     counters: WorkerCounters,
     remote_schedules: Counter,
     pub(crate) blocking: blocking::Spawner,
+    pub(crate) ready: ReadyQueue,
     pub(crate) panic_signal: PanicSignal,
     pub(crate) config: Config,
 }
@@ -91,9 +93,15 @@ impl Handle {
             counters: WorkerCounters::default(),
             remote_schedules: Counter::default(),
             blocking,
+            ready: ReadyQueue::new(),
             panic_signal: PanicSignal::new(),
             config,
         })
+    }
+
+    /// True once the runtime has shut down and accepts no tasks.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.owned.is_closed()
     }
 
     pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id) -> JoinHandle<F::Output>

@@ -13,6 +13,8 @@ pub(crate) mod multi_thread;
 pub(crate) use inject::Inject;
 
 use crate::blocking;
+use crate::callback::ReadyQueue;
+use crate::task::Schedule;
 use crate::task::{Id, JoinHandle};
 use crate::{Flavor, RuntimeMetrics, UnhandledPanic};
 use std::future::Future;
@@ -68,6 +70,31 @@ impl Handle {
         }
     }
 
+    /// True once the runtime has shut down and accepts no tasks.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        match self {
+            Handle::CurrentThread(h) => h.is_shut_down(),
+            Handle::MultiThread(h) => h.is_shut_down(),
+        }
+    }
+
+    /// The runtime's queue of ready callbacks (`call_soon`).
+    pub(crate) fn ready_queue(&self) -> &ReadyQueue {
+        match self {
+            Handle::CurrentThread(h) => &h.ready,
+            Handle::MultiThread(h) => &h.ready,
+        }
+    }
+
+    /// Applies the runtime's unhandled-panic policy to a panic caught outside
+    /// a task's own poll (a callback).
+    pub(crate) fn unhandled_panic(&self) {
+        match self {
+            Handle::CurrentThread(h) => h.unhandled_panic(),
+            Handle::MultiThread(h) => h.unhandled_panic(),
+        }
+    }
+
     pub(crate) fn flavor(&self) -> Flavor {
         match self {
             Handle::CurrentThread(_) => Flavor::CurrentThread,
@@ -81,6 +108,9 @@ impl Handle {
             Handle::MultiThread(h) => h.metrics(),
         };
         self.blocking_spawner().fill_metrics(&mut metrics);
+        let ready = self.ready_queue();
+        (metrics.callbacks_run, metrics.callback_panics) = ready.counts();
+        metrics.callback_queue_depth = ready.len();
         metrics
     }
 

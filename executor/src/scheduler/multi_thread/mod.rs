@@ -34,6 +34,7 @@ pub(crate) const MAX_WORKERS: usize = idle::MAX_WORKERS;
 use self::idle::Idle;
 use self::worker::{Core, Remote, Shared};
 use crate::blocking;
+use crate::callback::ReadyQueue;
 use crate::context;
 use crate::latch::ExitLatch;
 use crate::loom::{AtomicUsize, Ordering::AcqRel};
@@ -55,6 +56,7 @@ use worker::Runnable;
 pub(crate) struct Handle {
     pub(super) shared: Shared,
     pub(crate) blocking: blocking::Spawner,
+    pub(crate) ready: ReadyQueue,
     pub(crate) panic_signal: PanicSignal,
     pub(crate) config: Config,
 }
@@ -108,6 +110,7 @@ pub(crate) fn launch(
             standby: standby::Standby::new(),
         },
         blocking,
+        ready: ReadyQueue::new(),
         panic_signal: PanicSignal::new(),
         config,
     });
@@ -186,6 +189,11 @@ impl MultiThread {
 }
 
 impl Handle {
+    /// True once the runtime has shut down and accepts no tasks.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shared.owned.is_closed()
+    }
+
     pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,

@@ -1,0 +1,622 @@
+//! [`Promise`]: asyncio's `Future` object, and [`Resolver`], its settable
+//! side for producers.
+
+use super::error::{Exception, PromiseError};
+use super::state::{Core, Key};
+use crate::callback::{self, run_guarded};
+use crate::task::AbortHandle;
+use crate::{context, coop, scheduler};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// What a promise settles to.
+type Outcome<T> = Result<T, PromiseError>;
+
+/// A done callback, boxed.
+type DoneCallback<T> = Box<dyn FnOnce(&Promise<T>) + Send + 'static>;
+
+/// A done callback together with how it is dispatched.
+type Dispatch<T> = Box<dyn FnOnce(&Arc<Inner<T>>) + Send + 'static>;
+
+/// Something waiting for the outcome.
+enum Listener<T> {
+    /// An `.await` or a blocking `wait`.
+    Waker(Waker),
+    /// A done callback. Boxed with its dispatch (to the loop, or inline)
+    /// already decided where the bounds that allow it were known, so that
+    /// settling needs no bounds on `T`.
+    Callback(Dispatch<T>),
+}
+
+pub(super) struct Inner<T> {
+    core: Core<Outcome<T>, Listener<T>>,
+    /// The runtime whose loop runs done callbacks; `None`: run them inline.
+    scheduler: Option<scheduler::Handle>,
+    /// Set for a task's promise: cancelling the promise cancels the task.
+    task: OnceLock<AbortHandle>,
+}
+
+/// A one-shot, thread-safe result that can be awaited, polled, waited on
+/// and observed with done callbacks: asyncio's `Future` object (and
+/// `concurrent.futures.Future`), named so that it cannot be confused with
+/// Rust's `Future` trait, which it implements.
+///
+/// | asyncio | Weft |
+/// | --- | --- |
+/// | `loop.create_future()` | [`Promise::new`] (or `Handle::create_future`) |
+/// | `fut.set_result(x)` / `fut.set_exception(e)` | [`set_result`](Self::set_result) / [`set_exception`](Self::set_exception), from any thread |
+/// | `fut.cancel()` | [`cancel`](Self::cancel) |
+/// | `fut.done()`, `fut.cancelled()` | [`done`](Self::done), [`cancelled`](Self::cancelled) |
+/// | `fut.result()`, `fut.exception()` | [`result`](Self::result), [`exception`](Self::exception): never block |
+/// | `fut.add_done_callback(fn)` | [`add_done_callback`](Self::add_done_callback) → [`CallbackId`] |
+/// | `fut.remove_done_callback(fn)` | [`remove_done_callback`](Self::remove_done_callback) (by id) |
+/// | `await fut` | `promise.await` → `Result<T, PromiseError>` |
+/// | `concurrent.futures.Future.result(timeout)` | [`wait`](Self::wait), [`wait_timeout`](Self::wait_timeout) |
+///
+/// A `Promise` is a shared handle: clones observe the same outcome. It
+/// settles once; later `set_*` calls fail and give their value back.
+/// Awaiting yields a *clone* of the result (every awaiter gets it, as every
+/// asyncio awaiter gets the same object), so awaiting needs `T: Clone`;
+/// wrap other results in an `Arc`, or use `spawn` and its `JoinHandle`,
+/// which hand an output to one owner. [`result`](Self::result) borrows and
+/// needs no `Clone`.
+///
+/// **Done callbacks** run exactly once, after completion, in the order they
+/// were added. A promise created inside a runtime (or with
+/// [`Promise::new_in`]) schedules them on that runtime's loop like
+/// `call_soon`, so a promise settled by a GPU driver thread or an MPI
+/// progress thread runs no user code there (if that runtime has shut down,
+/// they run on the settling thread instead); one created outside any runtime,
+/// or a callback added with
+/// [`add_done_callback_inline`](Self::add_done_callback_inline), runs on
+/// the thread that settles it. Adding a callback to a promise that is
+/// already done schedules it at once, as asyncio does.
+///
+/// **Cancellation follows asyncio.** `cancel()` settles the promise as
+/// cancelled (and, for a [`Task`](super::Task)'s promise, cancels the task).
+/// An `.await` that is abandoned (the awaiting future dropped while the
+/// promise is pending) cancels the promise too, as cancelling an asyncio
+/// task cancels the future it awaits; await [`shield`](super::shield)`(p)`
+/// to wait without that.
+///
+/// ```
+/// use weft_executor::future::Promise;
+///
+/// let rt = weft_executor::Executor::new()?;
+/// rt.block_on(async {
+///     let promise = Promise::new();
+///     promise.add_done_callback(|p| println!("done: {:?}", p.result()));
+///     let setter = promise.clone();
+///     std::thread::spawn(move || setter.set_result(42).unwrap());
+///     assert_eq!(promise.await.unwrap(), 42);
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Promise<T> {
+    pub(super) inner: Arc<Inner<T>>,
+    /// This handle's registered waker while it is being awaited.
+    waiter: Option<Key>,
+}
+
+/// Names one done callback of one promise, to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId {
+    promise: usize,
+    key: Key,
+}
+
+impl<T> Promise<T> {
+    /// A pending promise whose done callbacks run on the current runtime's
+    /// loop, or inline (on the settling thread) when there is no runtime.
+    pub fn new() -> Promise<T> {
+        Promise::with_scheduler(context::with_current(Clone::clone).ok())
+    }
+
+    /// A pending promise whose done callbacks run on `handle`'s loop.
+    pub fn new_in(handle: &crate::Handle) -> Promise<T> {
+        Promise::with_scheduler(Some(handle.inner.clone()))
+    }
+
+    /// A pending promise and the [`Resolver`] that settles it; dropping the
+    /// resolver unsettled cancels the promise, so a producer that gives up
+    /// (or panics) never leaves an awaiter hanging.
+    ///
+    /// ```
+    /// use weft_executor::future::Promise;
+    ///
+    /// let (resolver, promise) = Promise::<String>::channel();
+    /// std::thread::spawn(move || resolver.set_result("hi".to_owned()));
+    /// assert_eq!(promise.wait().unwrap(), "hi");
+    ///
+    /// let (resolver, promise) = Promise::<String>::channel();
+    /// drop(resolver);
+    /// assert!(promise.cancelled());
+    /// ```
+    pub fn channel() -> (Resolver<T>, Promise<T>) {
+        let promise = Promise::new();
+        (
+            Resolver {
+                inner: promise.inner.clone(),
+            },
+            promise,
+        )
+    }
+
+    pub(super) fn with_scheduler(scheduler: Option<scheduler::Handle>) -> Promise<T> {
+        Promise {
+            inner: Arc::new(Inner {
+                core: Core::new(),
+                scheduler,
+                task: OnceLock::new(),
+            }),
+            waiter: None,
+        }
+    }
+
+    /// Marks this as `task`'s promise: cancelling it cancels the task.
+    pub(super) fn bind_task(&self, task: AbortHandle) {
+        let _ = self.inner.task.set(task);
+    }
+
+    /// Sets the result and marks the promise done. Fails, giving `value`
+    /// back, if it was already done (asyncio's `InvalidStateError`).
+    pub fn set_result(&self, value: T) -> Result<(), T> {
+        Inner::settle(&self.inner, Ok(value)).map_err(|outcome| match outcome {
+            Ok(value) => value,
+            Err(_) => unreachable!("weft bug: settle gave back another outcome"),
+        })
+    }
+
+    /// Fails the promise with `err` and marks it done. Fails, giving the
+    /// exception back, if it was already done.
+    pub fn set_exception(&self, err: impl Into<Exception>) -> Result<(), Exception> {
+        let err = err.into();
+        Inner::settle(&self.inner, Err(PromiseError::Failed(err))).map_err(|outcome| match outcome {
+            Err(PromiseError::Failed(err)) => err,
+            _ => unreachable!("weft bug: settle gave back another outcome"),
+        })
+    }
+
+    /// Cancels the promise: if it is pending, it becomes done and cancelled,
+    /// its callbacks are scheduled, and, for a task's promise, the task is
+    /// cancelled. True if this call cancelled it; false if it was already
+    /// done (asyncio's semantics).
+    pub fn cancel(&self) -> bool {
+        self.inner.cancel()
+    }
+
+    /// Settles as cancelled without touching a bound task (the task is the
+    /// one stopping).
+    pub(super) fn cancel_without_task(&self) -> bool {
+        Inner::settle(&self.inner, Err(PromiseError::Cancelled)).is_ok()
+    }
+
+    /// True once the promise has a result, an exception, or was cancelled.
+    pub fn done(&self) -> bool {
+        self.inner.core.is_complete()
+    }
+
+    /// True if the promise was cancelled.
+    pub fn cancelled(&self) -> bool {
+        matches!(self.inner.core.outcome(), Some(Err(PromiseError::Cancelled)))
+    }
+
+    /// The result, without blocking: `Err(Pending)` if not done,
+    /// `Err(Cancelled)` if cancelled, `Err(Failed(e))` if it failed.
+    pub fn result(&self) -> Result<&T, PromiseError> {
+        match self.inner.core.outcome() {
+            None => Err(PromiseError::Pending),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(err)) => Err(err.clone()),
+        }
+    }
+
+    /// The exception, without blocking: `Ok(Some(e))` if it failed,
+    /// `Ok(None)` if it has a result, `Err(Pending)` if not done and
+    /// `Err(Cancelled)` if cancelled (asyncio's `Future.exception()`).
+    pub fn exception(&self) -> Result<Option<&Exception>, PromiseError> {
+        match self.inner.core.outcome() {
+            None => Err(PromiseError::Pending),
+            Some(Ok(_)) => Ok(None),
+            Some(Err(PromiseError::Failed(err))) => Ok(Some(err)),
+            Some(Err(err)) => Err(err.clone()),
+        }
+    }
+
+    /// Adds a callback to run once the promise is done, with the promise as
+    /// its argument; on the promise's runtime loop (see the type's docs), or
+    /// scheduled at once if already done.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Promise<T>) + Send + 'static) -> CallbackId
+    where
+        T: Send + Sync + 'static,
+    {
+        self.add_callback(Box::new(f), false)
+    }
+
+    /// Adds a callback that runs on the thread that settles the promise,
+    /// right when it settles (or at once, here, if already done). Keep it
+    /// short and non-blocking: that thread may be a runtime worker, a GPU
+    /// driver thread or a pool thread. A panic in it is caught.
+    pub fn add_done_callback_inline(&self, f: impl FnOnce(&Promise<T>) + Send + 'static) -> CallbackId
+    where
+        T: Send + Sync + 'static,
+    {
+        self.add_callback(Box::new(f), true)
+    }
+
+    fn add_callback(&self, run: DoneCallback<T>, inline: bool) -> CallbackId
+    where
+        T: Send + Sync + 'static,
+    {
+        let listener = Listener::Callback(Box::new(move |inner: &Arc<Inner<T>>| {
+            Inner::dispatch(inner, run, inline)
+        }));
+        match self.inner.core.add(listener) {
+            Ok(key) => self.callback_id(key),
+            Err(Listener::Callback(dispatch)) => {
+                dispatch(&self.inner);
+                // Already scheduled: an id that removes nothing.
+                self.callback_id(Key::MAX)
+            }
+            Err(Listener::Waker(_)) => unreachable!("weft bug: add gave back another listener"),
+        }
+    }
+
+    fn callback_id(&self, key: Key) -> CallbackId {
+        CallbackId {
+            promise: Arc::as_ptr(&self.inner) as *const () as usize,
+            key,
+        }
+    }
+
+    /// Removes a done callback that has not been scheduled yet; returns how
+    /// many were removed (0 or 1), as asyncio does. An id from another
+    /// promise removes nothing.
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        if id != self.callback_id(id.key) {
+            return 0;
+        }
+        match self.inner.core.remove(id.key) {
+            Some(Listener::Callback(_)) => 1,
+            Some(Listener::Waker(_)) => unreachable!("weft bug: a callback id named a waker"),
+            None => 0,
+        }
+    }
+
+    /// Waits until the promise is done and borrows its result, without
+    /// cloning it (awaiting the promise itself clones). Abandoning this wait
+    /// does not cancel the promise: it only observes.
+    ///
+    /// ```
+    /// use weft_executor::future::Promise;
+    ///
+    /// let rt = weft_executor::Executor::new()?;
+    /// rt.block_on(async {
+    ///     let big = Promise::<Vec<u8>>::new();
+    ///     big.set_result(vec![7; 1 << 20]).unwrap();
+    ///     let bytes: &Vec<u8> = big.settled().await.unwrap();
+    ///     assert_eq!(bytes.len(), 1 << 20);
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn settled(&self) -> Result<&T, PromiseError> {
+        let mut observer = Shield {
+            promise: Promise {
+                inner: self.inner.clone(),
+                waiter: None,
+            },
+        };
+        std::future::poll_fn(|cx| observer.promise.poll_done(cx)).await;
+        self.result()
+    }
+
+    /// Callbacks and awaiters registered right now (for tests and
+    /// introspection).
+    pub fn listener_count(&self) -> usize {
+        self.inner.core.listener_count()
+    }
+
+    /// Blocks this thread until the promise is done, then returns its
+    /// result. For plain threads (and `spawn_blocking` jobs); in async code,
+    /// `.await` the promise.
+    ///
+    /// # Panics
+    ///
+    /// On a thread that runs a Weft runtime (a worker, or inside
+    /// `block_on`): blocking it could stall the very work that settles the
+    /// promise.
+    #[track_caller]
+    pub fn wait(&self) -> Result<&T, PromiseError> {
+        self.wait_until(None)
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout` with
+    /// `Err(Pending)`.
+    ///
+    /// # Panics
+    ///
+    /// On a thread that runs a Weft runtime, as [`wait`](Self::wait).
+    #[track_caller]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<&T, PromiseError> {
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    #[track_caller]
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<&T, PromiseError> {
+        if !self.done() {
+            assert!(
+                !context::is_entered(),
+                "Promise::wait would block a thread that runs a Weft runtime, stalling the tasks that may \
+                 settle the promise; `.await` the promise instead, or call wait() from a plain thread or \
+                 `spawn_blocking`"
+            );
+            let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+            if let Ok(key) = self.inner.core.add(Listener::Waker(waker)) {
+                while !self.done() {
+                    match deadline {
+                        None => thread::park(),
+                        Some(deadline) => {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            thread::park_timeout(deadline - now);
+                        }
+                    }
+                }
+                self.inner.core.remove(key);
+            }
+        }
+        self.result()
+    }
+}
+
+impl<T> Promise<T> {
+    /// Ready once done; otherwise registers this handle's waker (or swaps
+    /// it for `cx`'s), which the settler takes and wakes.
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done() {
+            // The settler took our waker with the rest of the list.
+            self.waiter = None;
+            return Poll::Ready(());
+        }
+        let registered = match self.waiter {
+            Some(key) => self.inner.core.update(key, |listener| {
+                if let Listener::Waker(waker) = listener {
+                    waker.clone_from(cx.waker());
+                }
+            }),
+            None => match self.inner.core.add(Listener::Waker(cx.waker().clone())) {
+                Ok(key) => {
+                    self.waiter = Some(key);
+                    true
+                }
+                Err(_) => false,
+            },
+        };
+        if registered {
+            Poll::Pending
+        } else {
+            // Settled between the check and the registration.
+            self.waiter = None;
+            Poll::Ready(())
+        }
+    }
+}
+
+impl<T> Inner<T> {
+    /// Settles with `outcome`, then wakes the awaiters and dispatches the
+    /// callbacks, in the order they were added.
+    fn settle(me: &Arc<Inner<T>>, outcome: Outcome<T>) -> Result<(), Outcome<T>> {
+        let listeners = me.core.complete(outcome)?;
+        for listener in listeners {
+            match listener {
+                Listener::Waker(waker) => waker.wake(),
+                Listener::Callback(dispatch) => dispatch(me),
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel(self: &Arc<Inner<T>>) -> bool {
+        if Inner::settle(self, Err(PromiseError::Cancelled)).is_err() {
+            return false;
+        }
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+        true
+    }
+}
+
+impl<T: Send + Sync + 'static> Inner<T> {
+    /// Runs or schedules one done callback of a settled promise.
+    fn dispatch(me: &Arc<Inner<T>>, run: DoneCallback<T>, inline: bool) {
+        let promise = Promise {
+            inner: me.clone(),
+            waiter: None,
+        };
+        match &me.scheduler {
+            Some(scheduler) if !inline => {
+                // A runtime that has shut down hands the callback back: it
+                // runs here rather than never.
+                if let Err(refused) = callback::call_soon(scheduler, Box::new(move || run(&promise)), None) {
+                    run_guarded(None, refused);
+                }
+            }
+            scheduler => run_guarded(scheduler.as_ref(), move || run(&promise)),
+        }
+    }
+}
+
+/// Wakes a thread blocked in [`Promise::wait`].
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+impl<T> Default for Promise<T> {
+    fn default() -> Promise<T> {
+        Promise::new()
+    }
+}
+
+impl<T> Clone for Promise<T> {
+    /// Another handle to the same promise.
+    fn clone(&self) -> Promise<T> {
+        Promise {
+            inner: self.inner.clone(),
+            waiter: None,
+        }
+    }
+}
+
+impl<T> Unpin for Promise<T> {}
+
+impl<T: Clone> Future for Promise<T> {
+    type Output = Result<T, PromiseError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.inner.core.outcome() {
+            // The settler took our waker with the rest of the list.
+            let outcome = outcome.clone();
+            self.waiter = None;
+            return Poll::Ready(outcome);
+        }
+        // Awaiting many promises in a loop must not starve the worker.
+        let coop = std::task::ready!(coop::poll_proceed(cx));
+        std::task::ready!(self.poll_done(cx));
+        coop.made_progress();
+        let outcome = self.inner.core.outcome().expect("weft bug: done without an outcome");
+        Poll::Ready(outcome.clone())
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        // An abandoned await of a pending promise cancels it (asyncio).
+        if let Some(key) = self.waiter.take() {
+            if self.inner.core.remove(key).is_some() {
+                self.inner.cancel();
+            }
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Promise<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Promise");
+        match self.inner.core.outcome() {
+            None => d.field("state", &"pending"),
+            Some(Ok(value)) => d.field("result", value),
+            Some(Err(PromiseError::Cancelled)) => d.field("state", &"cancelled"),
+            Some(Err(err)) => d.field("exception", err),
+        };
+        d.finish()
+    }
+}
+
+/// The settable side of a [`Promise::channel`]: what a producer (a thread, a
+/// pool job, a completion handler) holds.
+///
+/// Settling consumes it. Dropping it unsettled cancels the promise, so that
+/// awaiters learn that no result will come.
+pub struct Resolver<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Resolver<T> {
+    /// Sets the result; gives `value` back if the promise was already done
+    /// (cancelled by a consumer).
+    pub fn set_result(self, value: T) -> Result<(), T> {
+        self.promise().set_result(value)
+    }
+
+    /// Fails the promise; gives the exception back if it was already done.
+    pub fn set_exception(self, err: impl Into<Exception>) -> Result<(), Exception> {
+        self.promise().set_exception(err)
+    }
+
+    /// True once the promise is done: a producer can stop early when a
+    /// consumer cancelled.
+    pub fn is_done(&self) -> bool {
+        self.inner.core.is_complete()
+    }
+
+    /// A handle to the promise this settles.
+    pub fn promise(&self) -> Promise<T> {
+        Promise {
+            inner: self.inner.clone(),
+            waiter: None,
+        }
+    }
+}
+
+impl<T> Drop for Resolver<T> {
+    fn drop(&mut self) {
+        if !self.inner.core.is_claimed() {
+            self.promise().cancel_without_task();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Resolver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver").field("done", &self.is_done()).finish()
+    }
+}
+
+/// Awaits `promise` without cancelling it if the await is abandoned
+/// (asyncio's `shield`): dropping the returned future leaves the promise
+/// pending for its other observers.
+///
+/// ```
+/// use weft_executor::future::{Promise, race2, shield};
+///
+/// let rt = weft_executor::Executor::new()?;
+/// rt.block_on(async {
+///     let shared = Promise::<u8>::new();
+///     let _ = race2(shield(shared.clone()), async {}).await;
+///     assert!(!shared.done()); // a plain `shared.clone()` would now be cancelled
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn shield<T>(promise: Promise<T>) -> Shield<T> {
+    Shield { promise }
+}
+
+/// The future of [`shield`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Shield<T> {
+    promise: Promise<T>,
+}
+
+impl<T: Clone> Future for Shield<T> {
+    type Output = Result<T, PromiseError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.promise).poll(cx)
+    }
+}
+
+impl<T> Drop for Shield<T> {
+    fn drop(&mut self) {
+        // Unregister quietly, so the promise's own drop does not cancel.
+        if let Some(key) = self.promise.waiter.take() {
+            self.promise.inner.core.remove(key);
+        }
+    }
+}

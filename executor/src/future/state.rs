@@ -1,0 +1,192 @@
+//! The core of a promise: one state word, a write-once outcome, and the list
+//! of listeners (wakers and done callbacks) waiting for it.
+//!
+//! Everything a [`Promise`](super::Promise) does that can race goes through
+//! [`Core`]: settling (`set_result`, `set_exception`, `cancel`, from any
+//! thread), adding and removing listeners, and reading the outcome. The loom
+//! models in `future/loom_tests.rs` check it through the crate's loom shim.
+//!
+//! # The state word
+//!
+//! | bit | set when | cleared |
+//! | --- | --- | --- |
+//! | `CLAIMED` | a settler won the race to write the outcome | never |
+//! | `COMPLETE` | the outcome is written and may be read | never |
+//! | `LISTENING` | a listener was pushed at some point | never |
+//!
+//! # Rules
+//!
+//! 1. **One writer.** Only the thread whose compare-and-swap set `CLAIMED`
+//!    writes the outcome cell, and it does so before it sets `COMPLETE`.
+//!    Every other settler loses and gets its value back.
+//! 2. **Then read-only forever.** After a thread observes `COMPLETE` with
+//!    `Acquire`, it may read the outcome through a shared reference; nothing
+//!    writes it again until the core is dropped.
+//! 3. **Adders hold the lock from the check to the push.** An adder locks the
+//!    list, sets `LISTENING` with a `fetch_or` and, only if that returned no
+//!    `COMPLETE`, pushes its listener before unlocking. Otherwise it keeps the
+//!    listener and handles it itself (the promise is done).
+//! 4. **The settler takes the list after setting `COMPLETE`**, under the lock,
+//!    if it saw `LISTENING`. Every adder whose `fetch_or` came before
+//!    `COMPLETE` held the lock across its push, so the settler's lock comes
+//!    after that push; every later adder saw `COMPLETE`. Each listener is
+//!    therefore handled exactly once: by the settler or by its adder. A
+//!    settler that saw no `LISTENING` never touches the lock, which keeps a
+//!    set-before-await round trip to two atomic operations.
+//! 5. **Removal** happens under the lock and finds the listener only if the
+//!    settler has not taken it yet.
+
+use crate::loom::{AtomicUsize, Mutex, Ordering::*, UnsafeCell, lock};
+
+const CLAIMED: usize = 0b001;
+const COMPLETE: usize = 0b010;
+const LISTENING: usize = 0b100;
+
+/// A listener's key, unique within one core.
+pub(crate) type Key = u64;
+
+/// The write-once outcome and its listeners.
+pub(crate) struct Core<T, L> {
+    state: AtomicUsize,
+    /// Written once under rule 1, read under rule 2.
+    outcome: UnsafeCell<Option<T>>,
+    listeners: Mutex<Listeners<L>>,
+}
+
+struct Listeners<L> {
+    next_key: Key,
+    entries: Vec<(Key, L)>,
+}
+
+// SAFETY: the outcome is written by one thread (rule 1) before `COMPLETE` is
+// published with `Release`, and only read after `COMPLETE` is observed with
+// `Acquire` (rule 2), so sharing the core shares a `T` (needs `Sync`) and
+// lets another thread drop it (needs `Send`). Listeners move between threads
+// under the mutex.
+unsafe impl<T: Send + Sync, L: Send> Sync for Core<T, L> {}
+// SAFETY: as above: the core owns a `T` and `L`s, which may move threads.
+unsafe impl<T: Send, L: Send> Send for Core<T, L> {}
+
+impl<T, L> Core<T, L> {
+    pub(crate) fn new() -> Core<T, L> {
+        Core {
+            state: AtomicUsize::new(0),
+            outcome: UnsafeCell::new(None),
+            listeners: Mutex::new(Listeners {
+                next_key: 0,
+                entries: Vec::new(),
+            }),
+        }
+    }
+
+    /// True once the outcome can be read.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.state.load(Acquire) & COMPLETE != 0
+    }
+
+    /// True once a settler has won (the outcome may still be being written).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Acquire) & CLAIMED != 0
+    }
+
+    /// The outcome, if complete.
+    pub(crate) fn outcome(&self) -> Option<&T> {
+        if !self.is_complete() {
+            return None;
+        }
+        // SAFETY: rule 2: `COMPLETE` was observed with `Acquire`, so the
+        // single write of rule 1 happened before, and the cell is never
+        // written again while `self` lives.
+        self.outcome.with(|ptr| unsafe { (*ptr).as_ref() })
+    }
+
+    /// Settles the core with `outcome` and returns the listeners to notify,
+    /// in the order they were added; or gives `outcome` back if another
+    /// settler won.
+    pub(crate) fn complete(&self, outcome: T) -> Result<Vec<L>, T> {
+        if self.state.fetch_or(CLAIMED, AcqRel) & CLAIMED != 0 {
+            return Err(outcome);
+        }
+        // SAFETY: rule 1: our `fetch_or` set `CLAIMED`, so we are the only
+        // writer, and no reader looks before `COMPLETE`.
+        self.outcome.with_mut(|ptr| unsafe { *ptr = Some(outcome) });
+        let prev = self.state.fetch_or(COMPLETE, AcqRel);
+        if prev & LISTENING == 0 {
+            return Ok(Vec::new());
+        }
+        // Rule 4: every listener pushed before our `COMPLETE` is in the list
+        // once we hold the lock.
+        let mut listeners = lock(&self.listeners);
+        Ok(std::mem::take(&mut listeners.entries)
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect())
+    }
+
+    /// Adds a listener and returns its key; gives it back if the core is
+    /// already complete (the caller then handles it at once).
+    pub(crate) fn add(&self, listener: L) -> Result<Key, L> {
+        let mut listeners = lock(&self.listeners);
+        // Rule 3: the check and the push under one lock.
+        if self.state.fetch_or(LISTENING, AcqRel) & COMPLETE != 0 {
+            return Err(listener);
+        }
+        let key = listeners.next_key;
+        listeners.next_key += 1;
+        listeners.entries.push((key, listener));
+        Ok(key)
+    }
+
+    /// Removes the listener `key`, if the settler has not taken it.
+    pub(crate) fn remove(&self, key: Key) -> Option<L> {
+        let mut listeners = lock(&self.listeners);
+        let at = listeners.entries.iter().position(|(k, _)| *k == key)?;
+        Some(listeners.entries.remove(at).1)
+    }
+
+    /// Runs `f` on the listener `key` in place (to swap a waker); false if
+    /// the settler already took it.
+    pub(crate) fn update(&self, key: Key, f: impl FnOnce(&mut L)) -> bool {
+        let mut listeners = lock(&self.listeners);
+        match listeners.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, listener)) => {
+                f(listener);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Listeners waiting right now.
+    pub(crate) fn listener_count(&self) -> usize {
+        lock(&self.listeners).entries.len()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Core;
+
+    #[test]
+    fn listeners_come_back_in_order_and_late_adders_get_theirs_back() {
+        let core = Core::<String, u8>::new();
+        assert!(core.outcome().is_none());
+        let a = core.add(1).unwrap();
+        core.add(2).unwrap();
+        core.add(3).unwrap();
+        assert_eq!(core.remove(a), Some(1));
+        assert!(!core.update(a, |_| {}));
+        assert_eq!(core.complete("done".to_owned()).unwrap(), vec![2, 3]);
+        assert_eq!(core.complete("again".to_owned()), Err("again".to_owned()));
+        assert_eq!(core.outcome().map(String::as_str), Some("done"));
+        assert_eq!(core.add(4), Err(4));
+        assert_eq!(core.listener_count(), 0);
+    }
+
+    #[test]
+    fn completing_with_no_listeners_never_locks() {
+        let core = Core::<Vec<u8>, ()>::new();
+        assert!(core.complete(vec![1, 2, 3]).unwrap().is_empty());
+        assert_eq!(core.outcome(), Some(&vec![1, 2, 3]));
+    }
+}

@@ -1,0 +1,765 @@
+//! [`Pool`]: Python's `multiprocessing.Pool`, on threads.
+//!
+//! A fixed set of worker threads takes *jobs* from one FIFO queue. A job is
+//! one `apply`, or one *chunk* of a `map`: `chunksize` consecutive items
+//! that a worker runs back to back, so a map of a million cheap items costs a
+//! few dozen queue operations, not a million. Each item runs under
+//! `catch_unwind`: a panic becomes that item's [`PoolError::Panicked`] and
+//! the worker goes on with the next item.
+//!
+//! Results travel back through a *sink* per call (`sink.rs`): a
+//! [`Promise`] for `apply_async`, an ordered collector for `map` and
+//! `map_async`, a buffer that an [`Imap`] iterator or stream drains for
+//! `imap` and `imap_unordered`. A job dropped unrun (the pool was
+//! terminated) tells its sink so, and nobody waits forever.
+//!
+//! | multiprocessing | Weft |
+//! | --- | --- |
+//! | `Pool(processes=n)` | [`Pool::new`]`(n)` |
+//! | `apply(f, args)` | [`apply`](Pool::apply) |
+//! | `apply_async(f, args, callback)` | [`apply_async`](Pool::apply_async) → [`Promise`] (`add_done_callback` is the callback) |
+//! | `map(f, it, chunksize)` | [`map`](Pool::map) |
+//! | `map_async(f, it, chunksize, callback)` | [`map_async`](Pool::map_async) → [`Promise`] |
+//! | `imap(f, it, chunksize)`, `imap_unordered` | [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered) → [`Imap`] (an `Iterator` and a `Stream`) |
+//! | `close()`, `join()`, `terminate()` | the same |
+//!
+//! ```
+//! use weft_executor::pool::Pool;
+//!
+//! let pool = Pool::new(2)?;
+//! let squares = pool.map(|x: u64| x * x, 0..10, None)?;
+//! assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+//!
+//! // A panic is the failing item's error; the pool carries on.
+//! let err = pool.map(|x: u32| if x == 3 { panic!("three") } else { x }, 0..5, Some(2)).unwrap_err();
+//! assert!(matches!(err, weft_executor::pool::PoolError::Panicked { item: 3, .. }));
+//! assert_eq!(pool.apply(|| 6 * 7)?, 42);
+//!
+//! pool.close();
+//! pool.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod sink;
+
+pub use sink::Imap;
+
+use crate::context;
+use crate::future::{Exception, Promise};
+use sink::{Collect, Completion, CompletionSender, Dropped, ImapSink, Sink};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+
+/// Why a pool call gave no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolError {
+    /// The pool was closed or terminated before the call: it takes no new
+    /// work (Python's "Pool not running").
+    Closed,
+    /// `join` was called while the pool still accepts work; call `close` or
+    /// `terminate` first.
+    Running,
+    /// The pool was terminated before this item ran.
+    Terminated,
+    /// The item at index `item` (0 for `apply`) panicked with `message`.
+    Panicked {
+        /// Index of the item in the input.
+        item: usize,
+        /// The panic message.
+        message: String,
+    },
+    /// An argument was out of range (a zero pool size or chunk size).
+    InvalidArgument(&'static str),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Closed => f.write_str("the pool is closed and takes no new work"),
+            PoolError::Running => f.write_str("join() needs a closed or terminated pool: call close() first"),
+            PoolError::Terminated => f.write_str("the pool was terminated before this item ran"),
+            PoolError::Panicked { item, message } => write!(f, "item {item} panicked: {message}"),
+            PoolError::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+impl From<PoolError> for io::Error {
+    fn from(err: PoolError) -> io::Error {
+        let kind = match err {
+            PoolError::InvalidArgument(_) => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+/// A pool of worker threads for CPU work: Python's `multiprocessing.Pool`
+/// with threads instead of processes (no pickling: closures and values move
+/// by ownership). See the [module docs](self) for the mapping.
+///
+/// Blocking calls ([`apply`](Pool::apply), [`map`](Pool::map), iterating an
+/// [`Imap`]) are for plain threads; from async code use the `_async`
+/// methods, whose [`Promise`]s are awaitable, or an [`Imap`] as a `Stream`.
+///
+/// Dropping the pool terminates it (as leaving Python's `with Pool()` block
+/// does) and waits for the workers to finish their current item.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    size: usize,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a job is queued or the pool stops.
+    available: Condvar,
+    /// Set by `terminate`: chunks stop between items.
+    terminated: AtomicBool,
+    /// Workers running a job right now.
+    busy: AtomicUsize,
+}
+
+struct Queue {
+    jobs: VecDeque<Box<dyn Job>>,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Closed,
+    Terminated,
+}
+
+/// One unit of pool work. Dropping it unrun must tell its sink.
+trait Job: Send {
+    fn run(self: Box<Self>, shared: &Shared);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Pool {
+    /// A pool of `workers` threads (named `weft-pool-{i}`).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::InvalidArgument`] for zero workers (as an
+    /// `InvalidInput` I/O error), or the operating system's error if a thread
+    /// cannot start.
+    pub fn new(workers: usize) -> io::Result<Pool> {
+        if workers == 0 {
+            return Err(PoolError::InvalidArgument("a pool needs at least one worker").into());
+        }
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                state: State::Running,
+            }),
+            available: Condvar::new(),
+            terminated: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+        });
+        let pool = Pool {
+            shared: shared.clone(),
+            threads: Mutex::new(Vec::with_capacity(workers)),
+            size: workers,
+        };
+        for i in 0..workers {
+            let shared = shared.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("weft-pool-{i}"))
+                .spawn(move || worker_loop(&shared));
+            match spawned {
+                Ok(thread) => lock(&pool.threads).push(thread),
+                // Dropping `pool` terminates and joins the threads started.
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(pool)
+    }
+
+    /// A pool with one worker per CPU (Python's `Pool()`).
+    ///
+    /// # Errors
+    ///
+    /// If a thread cannot start.
+    pub fn with_cpus() -> io::Result<Pool> {
+        Pool::new(thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The number of worker threads.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Jobs (applies and map chunks) waiting for a worker.
+    pub fn queued_jobs(&self) -> usize {
+        lock(&self.shared.queue).jobs.len()
+    }
+
+    /// Workers running a job right now.
+    pub fn busy_workers(&self) -> usize {
+        self.shared.busy.load(Relaxed)
+    }
+
+    fn submit(&self, jobs: Vec<Box<dyn Job>>) -> Result<(), PoolError> {
+        let mut queue = lock(&self.shared.queue);
+        if queue.state != State::Running {
+            return Err(PoolError::Closed);
+        }
+        let n = jobs.len();
+        queue.jobs.extend(jobs);
+        drop(queue);
+        if n == 1 {
+            self.shared.available.notify_one();
+        } else {
+            self.shared.available.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a worker and waits for its result (Python's `apply`).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Panicked`] if `f` panicked; [`PoolError::Closed`] or
+    /// [`PoolError::Terminated`] if the pool stopped first.
+    ///
+    /// # Panics
+    ///
+    /// On a thread that runs a Weft runtime: use
+    /// [`apply_async`](Self::apply_async) and await it there.
+    #[track_caller]
+    pub fn apply<F, R>(&self, f: F) -> Result<R, PoolError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        assert_may_block("Pool::apply", "apply_async");
+        let done = Arc::new(Completion::new());
+        let sender = CompletionSender(done.clone());
+        self.submit(vec![Box::new(ApplyJob {
+            f: Some(f),
+            deliver: Some(move |r: Result<R, PoolError>| sender.send(r)),
+        })])?;
+        done.wait()
+    }
+
+    /// Runs `f` on a worker and returns a [`Promise`] of its result (Python's
+    /// `apply_async`; its `callback` is
+    /// [`add_done_callback`](Promise::add_done_callback)). A panic fails the
+    /// promise with an exception that [`is_panic`](Exception::is_panic); a
+    /// terminated pool cancels it.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Closed`] if the pool takes no new work.
+    pub fn apply_async<F, R>(&self, f: F) -> Result<Promise<R>, PoolError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + Sync + 'static,
+    {
+        let (resolver, promise) = Promise::channel();
+        self.submit(vec![Box::new(ApplyJob {
+            f: Some(f),
+            deliver: Some(move |r: Result<R, PoolError>| {
+                let _ = match r {
+                    Ok(value) => resolver.set_result(value).map_err(drop),
+                    Err(PoolError::Panicked { message, .. }) => resolver
+                        .set_exception(Exception::from_panic(&message as &(dyn std::any::Any + Send)))
+                        .map_err(drop),
+                    // Terminated: dropping the resolver cancels the promise.
+                    Err(_) => Ok(()),
+                };
+            }),
+        })])?;
+        Ok(promise)
+    }
+
+    /// Applies `f` to every item on the workers and returns the results in
+    /// input order (Python's `map`). Items go to workers in chunks of
+    /// `chunksize`; `None` picks Python's default, about four chunks per
+    /// worker.
+    ///
+    /// # Errors
+    ///
+    /// The error of the first failing item by index
+    /// ([`PoolError::Panicked`]; its chunk stops there, the other chunks
+    /// still run); `Closed`,
+    /// `Terminated`, or `InvalidArgument` for a zero chunk size.
+    ///
+    /// # Panics
+    ///
+    /// On a thread that runs a Weft runtime: use
+    /// [`map_async`](Self::map_async) there.
+    #[track_caller]
+    pub fn map<F, T, R, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<Vec<R>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        assert_may_block("Pool::map", "map_async");
+        let done = Arc::new(Completion::new());
+        let sender = CompletionSender(done.clone());
+        self.submit_map(f, items, chunksize, move |r| sender.send(r))?;
+        done.wait()
+    }
+
+    /// Like [`map`](Self::map), but returns at once with a [`Promise`] of the
+    /// results (Python's `map_async`; its `callback` is
+    /// [`add_done_callback`](Promise::add_done_callback)). Await the
+    /// promise, or borrow the results with
+    /// [`settled`](Promise::settled) to avoid cloning them.
+    ///
+    /// # Errors
+    ///
+    /// `Closed`, or `InvalidArgument` for a zero chunk size; item failures
+    /// fail the promise with the [`PoolError`] as its exception.
+    pub fn map_async<F, T, R, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<Promise<Vec<R>>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + Sync + 'static,
+    {
+        let (resolver, promise) = Promise::channel();
+        self.submit_map(f, items, chunksize, move |r| {
+            let _ = match r {
+                Ok(values) => resolver.set_result(values).map_err(drop),
+                Err(PoolError::Terminated) => Ok(()), // cancels on drop
+                Err(err) => resolver.set_exception(err).map_err(drop),
+            };
+        })?;
+        Ok(promise)
+    }
+
+    fn submit_map<F, T, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        finish: impl FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
+    ) -> Result<(), PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let chunks = self.chunk(items, chunksize)?;
+        let sink = Arc::new(Collect::new(chunks.count, finish));
+        self.submit_chunks(f, chunks, sink, MapMode::StopAtFirstError)
+    }
+
+    /// Applies `f` to every item and yields the results lazily, in input
+    /// order, as they become available (Python's `imap`). Each item is a
+    /// `Result`, so a panic fails only its own item.
+    ///
+    /// # Errors
+    ///
+    /// `Closed`, or `InvalidArgument` for a zero chunk size.
+    pub fn imap<F, T, R, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<Imap<R>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        self.imap_inner(f, items, chunksize, true)
+    }
+
+    /// Like [`imap`](Self::imap), but yields results as chunks finish, in
+    /// any order (Python's `imap_unordered`). A failed item's
+    /// [`PoolError::Panicked`] names its input index.
+    ///
+    /// # Errors
+    ///
+    /// `Closed`, or `InvalidArgument` for a zero chunk size.
+    pub fn imap_unordered<F, T, R, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<Imap<R>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        self.imap_inner(f, items, chunksize, false)
+    }
+
+    fn imap_inner<F, T, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        ordered: bool,
+    ) -> Result<Imap<R>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        // Explicit chunk size 1 by default, as Python's imap.
+        let chunks = self.chunk(items, Some(chunksize.unwrap_or(1)))?;
+        let sink = Arc::new(ImapSink::new(chunks.count, ordered));
+        self.submit_chunks(f, chunks, sink.clone(), MapMode::EveryItem)?;
+        Ok(Imap::new(sink))
+    }
+
+    /// Splits `items` into chunks of `chunksize` (Python's default when
+    /// `None`). An iterator that knows its exact length is cut directly;
+    /// any other is collected first to count it.
+    fn chunk<T, I>(&self, items: I, chunksize: Option<usize>) -> Result<Chunks<I::IntoIter>, PoolError>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        if chunksize == Some(0) {
+            return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
+        }
+        let items = items.into_iter();
+        // Python's default: divmod(len, workers * 4), rounded up.
+        let size_for = |len: usize| chunksize.unwrap_or_else(|| len.div_ceil(self.size * 4).max(1));
+        match items.size_hint() {
+            (lower, Some(upper)) if lower == upper => {
+                let size = size_for(lower);
+                Ok(Chunks::new(Source::Exact(items), lower, size))
+            }
+            _ => {
+                let all: Vec<T> = items.collect();
+                let len = all.len();
+                let size = size_for(len);
+                Ok(Chunks::new(Source::Collected(all.into_iter()), len, size))
+            }
+        }
+    }
+
+    fn submit_chunks<F, T, R, S, It>(
+        &self,
+        f: F,
+        chunks: Chunks<It>,
+        sink: Arc<S>,
+        mode: MapMode,
+    ) -> Result<(), PoolError>
+    where
+        It: Iterator<Item = T>,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+        S: Sink<R> + 'static,
+    {
+        if chunks.count == 0 {
+            // Nothing to run: settle the sink now.
+            sink.finish_empty();
+            return Ok(());
+        }
+        // Cut every chunk first, then queue them in one go: on a machine
+        // with as many workers as cores, cutting while workers compute only
+        // adds a thread competing for the cores (measured: slower).
+        let f = Arc::new(f);
+        let jobs: Vec<Box<dyn Job>> = chunks
+            .enumerate()
+            .map(|(chunk, (first, items))| {
+                Box::new(ChunkJob {
+                    f: f.clone(),
+                    chunk,
+                    first,
+                    items: Some(items),
+                    sink: sink.clone(),
+                    mode,
+                }) as Box<dyn Job>
+            })
+            .collect();
+        // Refused (closed): the jobs are dropped, which settles the sink as
+        // terminated, and the caller gets `Closed`.
+        self.submit(jobs)
+    }
+
+    /// Stops taking new work; the workers exit once the queue is empty
+    /// (Python's `close`).
+    pub fn close(&self) {
+        let mut queue = lock(&self.shared.queue);
+        if queue.state == State::Running {
+            queue.state = State::Closed;
+        }
+        drop(queue);
+        self.shared.available.notify_all();
+    }
+
+    /// Stops now: queued jobs are dropped (their promises cancelled, their
+    /// items reported [`Terminated`](PoolError::Terminated)) and running
+    /// chunks stop within a few hundred items (they look at the flag every
+    /// 256 items, which keeps the per-item loop tight). Python's
+    /// `terminate` kills processes; threads cannot be killed mid-item. Call [`join`](Self::join) to wait for the
+    /// workers.
+    pub fn terminate(&self) {
+        self.shared.terminated.store(true, Release);
+        let dropped = {
+            let mut queue = lock(&self.shared.queue);
+            queue.state = State::Terminated;
+            std::mem::take(&mut queue.jobs)
+        };
+        self.shared.available.notify_all();
+        // Outside the lock: dropping a job settles its sink, which may run
+        // inline callbacks.
+        drop(dropped);
+    }
+
+    /// Waits for every worker to exit (Python's `join`).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Running`] if the pool was neither closed nor terminated:
+    /// the workers would never exit.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if lock(&self.shared.queue).state == State::Running {
+            return Err(PoolError::Running);
+        }
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
+            // A worker never panics (jobs run under catch_unwind); if it
+            // somehow did, the pool is still shut down.
+            let _ = thread.join();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = self.join();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.size)
+            .field("queued_jobs", &self.queued_jobs())
+            .field("busy_workers", &self.busy_workers())
+            .finish()
+    }
+}
+
+#[track_caller]
+fn assert_may_block(what: &str, instead: &str) {
+    assert!(
+        !context::is_entered(),
+        "{what} blocks until the pool is done, and this thread runs a Weft runtime whose tasks it would \
+         stall; use `{instead}` and `.await` its promise, or call {what} from a plain thread or `spawn_blocking`"
+    );
+}
+
+/// Where a map's items come from: the caller's iterator when it knows its
+/// length, or a vector it was collected into to learn it.
+enum Source<I: Iterator> {
+    Exact(I),
+    Collected(std::vec::IntoIter<I::Item>),
+}
+
+/// A lazy split of the items into `(index of first item, items)` chunks.
+struct Chunks<I: Iterator> {
+    items: Source<I>,
+    size: usize,
+    /// How many chunks there will be.
+    count: usize,
+    first: usize,
+}
+
+impl<I: Iterator> Chunks<I> {
+    fn new(items: Source<I>, len: usize, size: usize) -> Chunks<I> {
+        Chunks {
+            items,
+            size,
+            count: len.div_ceil(size),
+            first: 0,
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for Chunks<I> {
+    type Item = (usize, Vec<I::Item>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // One match per chunk, so each arm collects from a concrete
+        // iterator (a `Range` fills the vector without a per-item check).
+        let chunk: Vec<I::Item> = match &mut self.items {
+            Source::Exact(items) => items.by_ref().take(self.size).collect(),
+            Source::Collected(items) => items.by_ref().take(self.size).collect(),
+        };
+        if chunk.is_empty() {
+            return None;
+        }
+        let first = self.first;
+        self.first += chunk.len();
+        Some((first, chunk))
+    }
+}
+
+fn worker_loop(shared: &Shared) {
+    loop {
+        let job = {
+            let mut queue = lock(&shared.queue);
+            loop {
+                if queue.state == State::Terminated {
+                    return;
+                }
+                if let Some(job) = queue.jobs.pop_front() {
+                    break job;
+                }
+                if queue.state == State::Closed {
+                    return;
+                }
+                queue = shared.available.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        shared.busy.fetch_add(1, Relaxed);
+        job.run(shared);
+        shared.busy.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Runs one item, turning a panic into its error.
+fn run_item<R>(item: usize, f: impl FnOnce() -> R) -> Result<R, PoolError> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panicked(item, payload))
+}
+
+/// The error of item `item`, whose panic left `payload`.
+fn panicked(item: usize, payload: Box<dyn std::any::Any + Send>) -> PoolError {
+    let message = Exception::from_panic(&*payload).to_string();
+    let message = message.strip_prefix("panicked: ").unwrap_or(&message).to_owned();
+    // A payload whose destructor panics must not take the worker down.
+    if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(inner);
+    }
+    PoolError::Panicked { item, message }
+}
+
+/// `apply` and `apply_async`: one closure.
+struct ApplyJob<F, D> {
+    f: Option<F>,
+    deliver: Option<D>,
+}
+
+impl<F, R, D> Job for ApplyJob<F, D>
+where
+    F: FnOnce() -> R + Send,
+    D: FnOnce(Result<R, PoolError>) + Send,
+{
+    fn run(mut self: Box<Self>, _shared: &Shared) {
+        let (Some(f), Some(deliver)) = (self.f.take(), self.deliver.take()) else {
+            return;
+        };
+        let result = run_item(0, f);
+        // The deliverer may run user callbacks inline.
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || deliver(result)));
+    }
+}
+
+impl<F, D> Drop for ApplyJob<F, D> {
+    fn drop(&mut self) {
+        // Dropped unrun (terminated): the deliverer's drop settles the call
+        // (a `Completion` or a `Resolver` reports it as terminated or
+        // cancelled).
+        self.deliver.take();
+    }
+}
+
+/// Items a chunk runs between two looks at the terminate flag.
+const TERMINATE_CHECK: usize = 256;
+
+/// How a chunk treats a failing item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MapMode {
+    /// `map`: the first failure fails the chunk; later items are skipped.
+    StopAtFirstError,
+    /// `imap`: every item gets its own result.
+    EveryItem,
+}
+
+/// One chunk of a map.
+struct ChunkJob<F, T, S: Dropped> {
+    f: Arc<F>,
+    chunk: usize,
+    first: usize,
+    items: Option<Vec<T>>,
+    sink: Arc<S>,
+    mode: MapMode,
+}
+
+impl<F, T, R, S> Job for ChunkJob<F, T, S>
+where
+    F: Fn(T) -> R + Send + Sync,
+    T: Send,
+    S: Sink<R>,
+{
+    fn run(mut self: Box<Self>, shared: &Shared) {
+        let Some(items) = self.items.take() else { return };
+        let f = &*self.f;
+        let mut items = items.into_iter();
+        let mut values = Vec::with_capacity(items.len());
+        // `imap`: one result per item, so failures are kept in place.
+        let mut results: Vec<Result<R, PoolError>> = Vec::new();
+        // One `catch_unwind` per run of items, not per item (after a panic
+        // the run starts again after the item that panicked), and a look at
+        // the terminate flag every `TERMINATE_CHECK` items: the inner loop
+        // is a plain `extend` the compiler can keep tight.
+        let failure = loop {
+            let run = panic::catch_unwind(AssertUnwindSafe(|| {
+                loop {
+                    if shared.terminated.load(Relaxed) {
+                        return Err(PoolError::Terminated);
+                    }
+                    let before = values.len();
+                    values.extend(items.by_ref().take(TERMINATE_CHECK).map(f));
+                    if values.len() - before < TERMINATE_CHECK {
+                        return Ok(());
+                    }
+                }
+            }));
+            let err = match run {
+                Ok(Ok(())) => break None,
+                Ok(Err(terminated)) => break Some(terminated),
+                // `extend` keeps the length of what it pushed when a call
+                // unwinds, so the item that panicked is the next index.
+                Err(payload) => panicked(self.first + results.len() + values.len(), payload),
+            };
+            if self.mode == MapMode::StopAtFirstError {
+                break Some(err);
+            }
+            results.extend(values.drain(..).map(Ok));
+            results.push(Err(err));
+        };
+        match self.mode {
+            MapMode::StopAtFirstError => self.sink.chunk_done(self.chunk, failure.map_or(Ok(values), Err)),
+            MapMode::EveryItem => {
+                results.extend(values.into_iter().map(Ok));
+                if let Some(err) = failure {
+                    // Terminated: every item not run.
+                    results.extend((0..items.len()).map(|_| Err(err.clone())));
+                }
+                self.sink.items_done(self.chunk, self.first, results);
+            }
+        }
+    }
+}
+
+impl<F, T, S: Dropped> Drop for ChunkJob<F, T, S> {
+    fn drop(&mut self) {
+        if let Some(items) = self.items.take() {
+            // Dropped unrun: the pool was terminated.
+            self.sink.dropped(self.chunk, self.first, items.len());
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Where a pool call's results go: a blocking [`Completion`], an ordered
+//! [`Collect`]or for `map`, and the [`ImapSink`] an [`Imap`] drains.
+
+use super::{PoolError, lock};
+use futures_core::Stream;
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// What every sink does when a chunk is dropped unrun, or there were no
+/// chunks at all. (Not generic over the result type, so a job's `Drop` can
+/// call it.)
+pub(super) trait Dropped: Send + Sync {
+    /// Chunk `chunk` (items `first..first + len`) will never run.
+    fn dropped(&self, chunk: usize, first: usize, len: usize);
+    /// The call had no items.
+    fn finish_empty(&self);
+}
+
+/// Receives the results of a map's chunks.
+pub(super) trait Sink<R>: Dropped {
+    /// A `map` chunk finished: all its values, or its first error.
+    fn chunk_done(&self, chunk: usize, values: Result<Vec<R>, PoolError>);
+    /// An `imap` chunk finished: one result per item.
+    fn items_done(&self, chunk: usize, first: usize, results: Vec<Result<R, PoolError>>);
+}
+
+/// A one-shot slot a blocking caller waits on. The sending side settles it
+/// as [`PoolError::Terminated`] if dropped unset.
+pub(super) struct Completion<R> {
+    slot: Mutex<Option<Result<R, PoolError>>>,
+    ready: Condvar,
+}
+
+impl<R> Completion<R> {
+    pub(super) fn new() -> Completion<R> {
+        Completion {
+            slot: Mutex::new(None),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Sets the result (the first one wins).
+    pub(super) fn set(&self, result: Result<R, PoolError>) {
+        let mut slot = lock(&self.slot);
+        if slot.is_none() {
+            *slot = Some(result);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Blocks until set.
+    pub(super) fn wait(&self) -> Result<R, PoolError> {
+        let mut slot = lock(&self.slot);
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            slot = self.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Sets a [`Completion`] once; dropped unset, reports `Terminated`.
+pub(super) struct CompletionSender<R>(pub(super) Arc<Completion<R>>);
+
+impl<R> CompletionSender<R> {
+    pub(super) fn send(self, result: Result<R, PoolError>) {
+        self.0.set(result);
+    }
+}
+
+impl<R> Drop for CompletionSender<R> {
+    fn drop(&mut self) {
+        self.0.set(Err(PoolError::Terminated));
+    }
+}
+
+type Finish<R> = Box<dyn FnOnce(Result<Vec<R>, PoolError>) + Send>;
+
+/// Gathers a map's chunks in order and calls `finish` once with the whole
+/// result, on the thread that delivers the last chunk.
+pub(super) struct Collect<R> {
+    state: Mutex<CollectState<R>>,
+}
+
+struct CollectState<R> {
+    chunks: Vec<Option<Result<Vec<R>, PoolError>>>,
+    remaining: usize,
+    finish: Option<Finish<R>>,
+}
+
+impl<R: Send> Collect<R> {
+    pub(super) fn new(chunks: usize, finish: impl FnOnce(Result<Vec<R>, PoolError>) + Send + 'static) -> Collect<R> {
+        Collect {
+            state: Mutex::new(CollectState {
+                chunks: (0..chunks).map(|_| None).collect(),
+                remaining: chunks,
+                finish: Some(Box::new(finish)),
+            }),
+        }
+    }
+
+    fn settle(&self, chunk: usize, values: Result<Vec<R>, PoolError>) {
+        let (chunks, finish) = {
+            let mut state = lock(&self.state);
+            if state.chunks[chunk].is_some() {
+                return;
+            }
+            state.chunks[chunk] = Some(values);
+            state.remaining -= 1;
+            if state.remaining > 0 {
+                return;
+            }
+            (std::mem::take(&mut state.chunks), state.finish.take())
+        };
+        let Some(finish) = finish else { return };
+        // The earliest failing chunk holds the first failing item by index.
+        let mut all = Vec::with_capacity(chunks.iter().flatten().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
+        for chunk in chunks {
+            match chunk.expect("weft bug: a map finished with a chunk missing") {
+                Ok(values) => all.extend(values),
+                Err(err) => return finish(Err(err)),
+            }
+        }
+        finish(Ok(all));
+    }
+}
+
+impl<R: Send> Dropped for Collect<R> {
+    fn dropped(&self, chunk: usize, _first: usize, _len: usize) {
+        self.settle(chunk, Err(PoolError::Terminated));
+    }
+
+    fn finish_empty(&self) {
+        let finish = lock(&self.state).finish.take();
+        if let Some(finish) = finish {
+            finish(Ok(Vec::new()));
+        }
+    }
+}
+
+impl<R: Send> Sink<R> for Collect<R> {
+    fn chunk_done(&self, chunk: usize, values: Result<Vec<R>, PoolError>) {
+        self.settle(chunk, values);
+    }
+
+    fn items_done(&self, chunk: usize, _first: usize, results: Vec<Result<R, PoolError>>) {
+        self.settle(chunk, results.into_iter().collect());
+    }
+}
+
+/// The buffer between an imap's chunks and its [`Imap`] consumer.
+pub(super) struct ImapSink<R> {
+    state: Mutex<ImapState<R>>,
+    ready: Condvar,
+}
+
+struct ImapState<R> {
+    ordered: bool,
+    /// Ordered: results per chunk, taken in chunk order.
+    by_chunk: Vec<Option<Vec<Result<R, PoolError>>>>,
+    /// Unordered: finished chunks in completion order.
+    finished: VecDeque<Vec<Result<R, PoolError>>>,
+    /// Chunks handed to the consumer so far.
+    taken: usize,
+    total: usize,
+    waker: Option<Waker>,
+}
+
+impl<R: Send> ImapSink<R> {
+    pub(super) fn new(chunks: usize, ordered: bool) -> ImapSink<R> {
+        ImapSink {
+            state: Mutex::new(ImapState {
+                ordered,
+                by_chunk: if ordered {
+                    (0..chunks).map(|_| None).collect()
+                } else {
+                    Vec::new()
+                },
+                finished: VecDeque::new(),
+                taken: 0,
+                total: chunks,
+                waker: None,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn deliver(&self, chunk: usize, results: Vec<Result<R, PoolError>>) {
+        let waker = {
+            let mut state = lock(&self.state);
+            if state.ordered {
+                state.by_chunk[chunk] = Some(results);
+            } else {
+                state.finished.push_back(results);
+            }
+            state.waker.take()
+        };
+        self.ready.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl<R> ImapState<R> {
+    /// The next chunk for the consumer: `Ok(Some)` a chunk, `Ok(None)` all
+    /// taken, `Err(())` not available yet.
+    fn take_next(&mut self) -> Result<Option<Vec<Result<R, PoolError>>>, ()> {
+        if self.taken == self.total {
+            return Ok(None);
+        }
+        let next = if self.ordered {
+            self.by_chunk[self.taken].take()
+        } else {
+            self.finished.pop_front()
+        };
+        match next {
+            Some(chunk) => {
+                self.taken += 1;
+                Ok(Some(chunk))
+            }
+            None => Err(()),
+        }
+    }
+}
+
+impl<R: Send> Dropped for ImapSink<R> {
+    fn dropped(&self, chunk: usize, _first: usize, len: usize) {
+        self.deliver(chunk, (0..len).map(|_| Err(PoolError::Terminated)).collect());
+    }
+
+    fn finish_empty(&self) {}
+}
+
+impl<R: Send> Sink<R> for ImapSink<R> {
+    fn chunk_done(&self, chunk: usize, values: Result<Vec<R>, PoolError>) {
+        let results = match values {
+            Ok(values) => values.into_iter().map(Ok).collect(),
+            Err(err) => vec![Err(err)],
+        };
+        self.deliver(chunk, results);
+    }
+
+    fn items_done(&self, chunk: usize, _first: usize, results: Vec<Result<R, PoolError>>) {
+        self.deliver(chunk, results);
+    }
+}
+
+/// The results of [`Pool::imap`](super::Pool::imap) or
+/// [`imap_unordered`](super::Pool::imap_unordered), one `Result` per item.
+///
+/// It is an `Iterator` that blocks for the next result (for plain threads)
+/// and a `Stream` (for async code, through `futures::StreamExt` or
+/// [`next_async`](Imap::next_async)). Results are taken from the pool a
+/// whole chunk at a time, so iterating costs one lock per chunk.
+///
+/// ```
+/// let pool = weft_executor::pool::Pool::new(2)?;
+/// let lengths: Vec<usize> = pool
+///     .imap(|s: &str| s.len(), ["a", "bb", "ccc"], None)?
+///     .map(Result::unwrap)
+///     .collect();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Imap<R> {
+    sink: Arc<ImapSink<R>>,
+    current: std::vec::IntoIter<Result<R, PoolError>>,
+}
+
+impl<R: Send> Imap<R> {
+    pub(super) fn new(sink: Arc<ImapSink<R>>) -> Imap<R> {
+        Imap {
+            sink,
+            current: Vec::new().into_iter(),
+        }
+    }
+
+    /// The next result, awaited without blocking the thread.
+    pub async fn next_async(&mut self) -> Option<Result<R, PoolError>> {
+        std::future::poll_fn(|cx| self.poll_next_result(cx)).await
+    }
+
+    fn poll_next_result(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<R, PoolError>>> {
+        if let Some(item) = self.current.next() {
+            return Poll::Ready(Some(item));
+        }
+        let mut state = lock(&self.sink.state);
+        match state.take_next() {
+            Ok(Some(chunk)) => {
+                drop(state);
+                self.current = chunk.into_iter();
+                Poll::Ready(self.current.next())
+            }
+            Ok(None) => Poll::Ready(None),
+            Err(()) => {
+                match &mut state.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    none => *none = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<R: Send> Iterator for Imap<R> {
+    type Item = Result<R, PoolError>;
+
+    /// Blocks until the next result.
+    ///
+    /// # Panics
+    ///
+    /// On a thread that runs a Weft runtime; use the `Stream` there.
+    #[track_caller]
+    fn next(&mut self) -> Option<Result<R, PoolError>> {
+        if let Some(item) = self.current.next() {
+            return Some(item);
+        }
+        super::assert_may_block("iterating an Imap", "its Stream (next_async)");
+        let mut state = lock(&self.sink.state);
+        loop {
+            match state.take_next() {
+                Ok(Some(chunk)) => {
+                    drop(state);
+                    self.current = chunk.into_iter();
+                    return self.current.next();
+                }
+                Ok(None) => return None,
+                Err(()) => state = self.sink.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+}
+
+impl<R: Send> Stream for Imap<R> {
+    type Item = Result<R, PoolError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_next_result(cx)
+    }
+}
+
+impl<R> Unpin for Imap<R> {}
+
+impl<R> fmt::Debug for Imap<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.sink.state);
+        f.debug_struct("Imap")
+            .field("ordered", &state.ordered)
+            .field("chunks_taken", &state.taken)
+            .field("chunks", &state.total)
+            .finish()
+    }
+}

@@ -1,0 +1,257 @@
+//! The CPU pool: order, real chunking, panic isolation, async use, close,
+//! join and terminate.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+use weft::future::PromiseError;
+use weft::pool::{Pool, PoolError};
+
+/// Silences the default panic hook's output for the expected panics.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let expected = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|s| s.starts_with("expected"));
+            if !expected {
+                default(info);
+            }
+        }));
+    });
+}
+
+#[test]
+fn map_preserves_order() {
+    let pool = Pool::new(3).unwrap();
+    let out = pool.map(|x: u64| x * x, 0..10_000u64, None).unwrap();
+    assert_eq!(out, (0..10_000u64).map(|x| x * x).collect::<Vec<_>>());
+    // Every chunk size, including ones that do not divide the input.
+    for chunk in [1, 3, 7, 64, 10_000, 20_000] {
+        let out = pool.map(|x: u32| x + 1, 0..1000u32, Some(chunk)).unwrap();
+        assert_eq!(out, (1..=1000u32).collect::<Vec<_>>(), "chunksize {chunk}");
+    }
+    assert!(pool.map(|x: u8| x, Vec::new(), None).unwrap().is_empty());
+}
+
+#[test]
+fn chunks_are_real_each_job_runs_chunksize_consecutive_items_on_one_thread() {
+    let pool = Pool::new(4).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    pool.map(
+        move |x: usize| s.lock().unwrap().push((x, thread::current().id())),
+        0..1000usize,
+        Some(100),
+    )
+    .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1000);
+    for chunk in 0..10 {
+        let in_chunk: Vec<_> = seen.iter().filter(|(x, _)| x / 100 == chunk).collect();
+        let threads: HashSet<_> = in_chunk.iter().map(|(_, t)| *t).collect();
+        assert_eq!(threads.len(), 1, "chunk {chunk} ran on one thread");
+        // ...in order.
+        let order: Vec<_> = in_chunk.iter().map(|(x, _)| *x).collect();
+        assert_eq!(order, (chunk * 100..chunk * 100 + 100).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_panicking_item_is_its_own_error_and_the_pool_survives() {
+    quiet_panics();
+    let pool = Pool::new(2).unwrap();
+    let err = pool
+        .map(
+            |x: u32| if x == 37 || x == 80 { panic!("expected {x}") } else { x },
+            0..100u32,
+            Some(10),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        PoolError::Panicked {
+            item: 37,
+            message: "expected 37".into()
+        }
+    );
+
+    // imap: only the failing item fails.
+    let results: Vec<_> = pool
+        .imap(
+            |x: u32| if x == 3 { panic!("expected three") } else { x * 2 },
+            0..6u32,
+            Some(4),
+        )
+        .unwrap()
+        .collect();
+    assert_eq!(results.len(), 6);
+    for (i, r) in results.iter().enumerate() {
+        if i == 3 {
+            assert!(matches!(r, Err(PoolError::Panicked { item: 3, .. })));
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), i as u32 * 2);
+        }
+    }
+    // The workers are all still there.
+    let out = pool.map(|x: u32| x, 0..100u32, Some(1)).unwrap();
+    assert_eq!(out.len(), 100);
+    assert_eq!(pool.apply(|| 5).unwrap(), 5);
+    let err = pool.apply(|| -> u8 { panic!("expected in apply") }).unwrap_err();
+    assert!(matches!(err, PoolError::Panicked { item: 0, .. }));
+}
+
+#[test]
+fn imap_unordered_yields_everything_in_completion_order() {
+    let pool = Pool::new(2).unwrap();
+    let out: Vec<_> = pool
+        .imap_unordered(
+            |x: u64| {
+                // Item 0 is slow, so it finishes last.
+                if x == 0 {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                x
+            },
+            0..8u64,
+            None,
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let set: HashSet<_> = out.iter().copied().collect();
+    assert_eq!(set, (0..8).collect());
+    assert_eq!(*out.last().unwrap(), 0);
+}
+
+#[test]
+fn the_async_api_works_from_a_runtime() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let rt = weft::Runtime::new().unwrap();
+    rt.block_on(async {
+        let squares = pool.map_async(|x: u64| x * x, 0..100u64, Some(7)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        squares.add_done_callback(move |p| tx.send(p.result().map(Vec::len).ok()).unwrap());
+        let all = squares.settled().await.unwrap();
+        assert_eq!(all[99], 99 * 99);
+        assert_eq!(pool.apply_async(|| 40 + 2).unwrap().await.unwrap(), 42);
+
+        let mut stream = pool.imap(|x: u8| x + 1, 0..5u8, None).unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = stream.next_async().await {
+            got.push(item.unwrap());
+        }
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        weft::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Some(100));
+    });
+}
+
+#[test]
+fn a_panic_in_apply_async_fails_the_promise_with_a_panic_exception() {
+    quiet_panics();
+    let pool = Pool::new(1).unwrap();
+    let promise = pool.apply_async(|| -> u8 { panic!("expected async") }).unwrap();
+    let Err(PromiseError::Failed(err)) = promise.wait() else {
+        panic!("expected failure")
+    };
+    assert!(err.is_panic());
+    assert!(err.to_string().contains("expected async"));
+}
+
+#[test]
+fn close_then_join_finishes_queued_work_and_refuses_more() {
+    let pool = Pool::new(2).unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let promises: Vec<_> = (0..10)
+        .map(|_| {
+            let done = done.clone();
+            pool.apply_async(move || {
+                thread::sleep(Duration::from_millis(2));
+                done.fetch_add(1, SeqCst)
+            })
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(pool.join(), Err(PoolError::Running));
+    pool.close();
+    assert!(matches!(pool.apply_async(|| 1), Err(PoolError::Closed)));
+    assert_eq!(pool.map(|x: u8| x, 0..3u8, None), Err(PoolError::Closed));
+    pool.join().unwrap();
+    assert_eq!(done.load(SeqCst), 10);
+    assert!(promises.iter().all(|p| p.result().is_ok()));
+}
+
+#[test]
+fn terminate_drops_queued_work_and_stops_running_chunks() {
+    let pool = Pool::new(1).unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let hold = Mutex::new(hold);
+    let s = started.clone();
+    // One long chunk holds the only worker.
+    let stream = pool
+        .imap(
+            move |x: u32| {
+                s.fetch_add(1, SeqCst);
+                if x == 0 {
+                    let _ = hold.lock().unwrap().recv_timeout(Duration::from_secs(10));
+                }
+                x
+            },
+            0..4000u32,
+            Some(2000),
+        )
+        .unwrap();
+    let queued = pool.apply_async(|| 1u8).unwrap();
+    while started.load(SeqCst) == 0 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    pool.terminate();
+    release.send(()).unwrap();
+    pool.join().unwrap();
+    assert!(queued.cancelled(), "a queued apply_async is cancelled");
+    // The running chunk stops soon after terminate (it looks at the flag
+    // every few hundred items), well before its end; what did not run, and
+    // the whole queued chunk, report Terminated.
+    let ran = started.load(SeqCst);
+    assert!(
+        (1..2000).contains(&ran),
+        "the running chunk stopped early: {ran} items ran"
+    );
+    let all: Vec<_> = stream.collect();
+    assert_eq!(all.len(), 4000);
+    assert!(all[..ran].iter().enumerate().all(|(i, r)| *r == Ok(i as u32)));
+    assert!(all[ran..].iter().all(|r| *r == Err(PoolError::Terminated)));
+    assert!(matches!(pool.apply_async(|| 1), Err(PoolError::Closed)));
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    assert_eq!(Pool::new(0).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let pool = Pool::new(1).unwrap();
+    assert!(matches!(
+        pool.map(|x: u8| x, 0..3u8, Some(0)),
+        Err(PoolError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pool.imap(|x: u8| x, 0..3u8, Some(0)),
+        Err(PoolError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn blocking_calls_on_a_runtime_thread_panic_with_advice() {
+    let pool = Pool::new(1).unwrap();
+    let rt = weft::Builder::new_current_thread().build().unwrap();
+    let message = rt.block_on(async {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.map(|x: u8| x, 0..3u8, None)));
+        weft_tests::panic_message(&*caught.unwrap_err())
+    });
+    assert!(message.contains("map_async"), "{message}");
+}

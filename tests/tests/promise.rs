@@ -1,0 +1,372 @@
+//! Promises and tasks with the asyncio API: settling from any thread, done
+//! callbacks (exactly once, in order, on the loop or inline), removal,
+//! cancellation races, blocking waits, and tasks whose handle is a promise.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::thread;
+use std::time::Duration;
+use weft::future::{Exception, Promise, PromiseError, create_task, shield};
+use weft_tests::{DropCounter, each_flavor, eventually, runtime};
+
+const LONG: Duration = Duration::from_secs(10);
+
+each_flavor! {
+    fn a_promise_set_from_a_plain_thread_wakes_its_awaiter(flavor) {
+        let rt = runtime(flavor);
+        let got = rt.block_on(async {
+            let promise = Promise::<u32>::new();
+            let setter = promise.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(5));
+                setter.set_result(9).unwrap();
+            });
+            promise.await
+        });
+        assert_eq!(got.unwrap(), 9);
+    }
+
+    fn done_callbacks_run_once_on_the_loop_in_the_order_added(flavor) {
+        let rt = runtime(flavor);
+        let (tx, rx) = mpsc::channel();
+        let runtime_thread = rt.block_on(async {
+            let promise = Promise::<u32>::new();
+            for i in 0..5 {
+                let tx = tx.clone();
+                promise.add_done_callback(move |p| {
+                    tx.send((i, *p.result().unwrap(), thread::current().name().map(str::to_owned))).unwrap();
+                });
+            }
+            let setter = promise.clone();
+            // Settled by a foreign thread, as a GPU or MPI completion would be.
+            thread::Builder::new()
+                .name("foreign".into())
+                .spawn(move || setter.set_result(3).unwrap())
+                .unwrap()
+                .join()
+                .unwrap();
+            promise.clone().await.unwrap();
+            // Callbacks run in FIFO order, so once one added last has run,
+            // all have.
+            let flushed = Promise::<()>::new();
+            let f = flushed.clone();
+            promise.add_done_callback(move |_| f.set_result(()).unwrap());
+            flushed.await.unwrap();
+            thread::current().name().map(str::to_owned)
+        });
+        drop(tx);
+        let runs: Vec<_> = rx.iter().collect();
+        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert!(runs.iter().all(|r| r.1 == 3));
+        // Never on the settling thread: on a worker, or (current-thread) the
+        // thread in block_on.
+        for (_, _, name) in &runs {
+            assert_ne!(name.as_deref(), Some("foreign"));
+            if flavor == weft::Flavor::CurrentThread {
+                assert_eq!(name, &runtime_thread);
+            }
+        }
+    }
+
+    fn a_callback_added_to_a_done_promise_is_scheduled_at_once(flavor) {
+        let rt = runtime(flavor);
+        let (tx, rx) = mpsc::channel();
+        rt.block_on(async {
+            let promise = Promise::<&str>::new();
+            promise.set_result("done").unwrap();
+            let id = promise.add_done_callback(move |p| tx.send(*p.result().unwrap()).unwrap());
+            // Already scheduled: nothing left to remove.
+            assert_eq!(promise.remove_done_callback(id), 0);
+            weft::time::sleep(Duration::from_millis(1)).await;
+        });
+        assert_eq!(rx.recv_timeout(LONG).unwrap(), "done");
+    }
+
+    fn a_removed_callback_never_runs_and_its_captures_are_dropped(flavor) {
+        let rt = runtime(flavor);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            let promise = Promise::<()>::new();
+            let guard = DropCounter::new(&drops);
+            let r = ran.clone();
+            let id = promise.add_done_callback(move |_| {
+                let _guard = &guard;
+                r.fetch_add(1, SeqCst);
+            });
+            assert_eq!(promise.listener_count(), 1);
+            assert_eq!(promise.remove_done_callback(id), 1);
+            assert_eq!(promise.remove_done_callback(id), 0);
+            assert_eq!(drops.load(SeqCst), 1);
+            promise.set_result(()).unwrap();
+            weft::time::sleep(Duration::from_millis(2)).await;
+        });
+        assert_eq!(ran.load(SeqCst), 0);
+    }
+
+    fn an_id_from_another_promise_removes_nothing(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let a = Promise::<()>::new();
+            let b = Promise::<()>::new();
+            let id = a.add_done_callback(|_| {});
+            b.add_done_callback(|_| {});
+            assert_eq!(b.remove_done_callback(id), 0);
+            assert_eq!(b.listener_count(), 1);
+            assert_eq!(a.remove_done_callback(id), 1);
+        });
+    }
+
+    fn result_exception_and_state_follow_asyncio(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let p = Promise::<u8>::new();
+            assert!(!p.done() && !p.cancelled());
+            assert!(matches!(p.result(), Err(PromiseError::Pending)));
+            assert!(matches!(p.exception(), Err(PromiseError::Pending)));
+            p.set_exception(std::io::Error::other("bad disk")).unwrap();
+            assert!(p.done() && !p.cancelled());
+            assert_eq!(p.exception().unwrap().unwrap().to_string(), "bad disk");
+            let Err(PromiseError::Failed(err)) = p.clone().await else { panic!("expected failure") };
+            assert!(err.downcast_ref::<std::io::Error>().is_some());
+            // Settled once: later setters get their values back.
+            assert_eq!(p.set_result(1), Err(1));
+            assert!(!p.cancel());
+
+            let q = Promise::<u8>::new();
+            assert!(q.cancel());
+            assert!(q.cancelled() && q.done());
+            assert!(matches!(q.exception(), Err(PromiseError::Cancelled)));
+            assert!(matches!(q.clone().await, Err(PromiseError::Cancelled)));
+            assert!(q.set_exception(Exception::msg("late")).is_err());
+
+            let r = Promise::<u8>::new();
+            r.set_result(4).unwrap();
+            assert!(r.exception().unwrap().is_none());
+            assert_eq!(*r.result().unwrap(), 4);
+        });
+    }
+
+    fn an_abandoned_await_cancels_but_a_shielded_one_does_not(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let plain = Promise::<u8>::new();
+            let timed_out = weft::time::timeout(Duration::from_millis(5), plain.clone()).await;
+            assert!(timed_out.is_err());
+            assert!(plain.cancelled());
+
+            let shielded = Promise::<u8>::new();
+            let timed_out = weft::time::timeout(Duration::from_millis(5), shield(shielded.clone())).await;
+            assert!(timed_out.is_err());
+            assert!(!shielded.done());
+            assert_eq!(shielded.listener_count(), 0, "the shield unregistered its waker");
+            shielded.set_result(1).unwrap();
+
+            // Dropping a promise that was never polled cancels nothing.
+            let untouched = Promise::<u8>::new();
+            drop(untouched.clone());
+            assert!(!untouched.done());
+        });
+    }
+
+    fn a_task_is_a_promise_and_cancelling_it_cancels_the_task(flavor) {
+        let rt = runtime(flavor);
+        let drops = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            let quick = create_task(async { 6 * 7 });
+            let seen = Promise::new();
+            let s = seen.clone();
+            quick.add_done_callback(move |t| s.set_result(*t.result().unwrap()).unwrap());
+            assert_eq!(quick.await.unwrap(), 42);
+            assert_eq!(seen.await.unwrap(), 42);
+
+            let guard = DropCounter::new(&drops);
+            let stuck = create_task(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            });
+            weft::task::yield_now().await;
+            assert!(!stuck.done());
+            assert!(stuck.cancel());
+            assert!(stuck.cancelled());
+            assert!(!stuck.cancel());
+            // The task's future is dropped soon after, on a worker.
+            eventually("the cancelled task's future to be dropped", || drops.load(SeqCst) == 1).await;
+        });
+    }
+
+    fn cancelling_a_clone_of_a_tasks_promise_cancels_the_task(flavor) {
+        let rt = runtime(flavor);
+        let drops = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            let guard = DropCounter::new(&drops);
+            let task = rt_task(guard);
+            let promise = task.promise();
+            drop(task); // detached
+            assert!(promise.cancel());
+            eventually("the cancelled task's future to be dropped", || drops.load(SeqCst) == 1).await;
+        });
+    }
+
+    fn a_panicking_task_fails_its_promise(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let task = create_task(async {
+                if true {
+                    panic!("kaboom");
+                }
+                1u8
+            });
+            let Err(PromiseError::Failed(err)) = task.await else { panic!("expected a failure") };
+            assert!(err.is_panic());
+            assert!(err.to_string().contains("kaboom"));
+        });
+    }
+
+    fn runtime_shutdown_cancels_pending_tasks_promises(flavor) {
+        let rt = runtime(flavor);
+        let promise = {
+            let _in_runtime = rt.enter();
+            create_task(std::future::pending::<u8>()).promise()
+        };
+        drop(rt);
+        assert!(promise.cancelled());
+    }
+}
+
+fn rt_task(guard: DropCounter) -> weft::future::Task<()> {
+    create_task(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    })
+}
+
+/// Settling on one thread while others add and remove callbacks: every
+/// callback that is not removed runs exactly once, and a removed one never.
+#[test]
+fn callbacks_run_exactly_once_under_races() {
+    for round in 0..200 {
+        let promise = Promise::<usize>::new(); // no runtime: callbacks run inline
+        let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..64).map(|_| AtomicUsize::new(0)).collect());
+        let removed = Arc::new(Mutex::new(Vec::new()));
+        let start = Arc::new(Barrier::new(3));
+        let adders: Vec<_> = (0..2)
+            .map(|t| {
+                let promise = promise.clone();
+                let runs = runs.clone();
+                let removed = removed.clone();
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    for i in (t * 32)..(t * 32 + 32) {
+                        let runs = runs.clone();
+                        let id = promise.add_done_callback(move |p| {
+                            assert!(p.done());
+                            runs[i].fetch_add(1, SeqCst);
+                        });
+                        if i % 3 == 0 && promise.remove_done_callback(id) == 1 {
+                            removed.lock().unwrap().push(i);
+                        }
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        if round % 2 == 0 {
+            thread::yield_now();
+        }
+        promise.set_result(round).unwrap();
+        for adder in adders {
+            adder.join().unwrap();
+        }
+        let removed = removed.lock().unwrap();
+        for (i, count) in runs.iter().enumerate() {
+            let expected = usize::from(!removed.contains(&i));
+            assert_eq!(count.load(SeqCst), expected, "callback {i} in round {round}");
+        }
+    }
+}
+
+/// `cancel` racing `set_result`: exactly one wins, and every observer
+/// agrees on which.
+#[test]
+fn cancel_races_set_result() {
+    for _ in 0..500 {
+        let promise = Promise::<u8>::new();
+        let start = Arc::new(Barrier::new(2));
+        let canceller = {
+            let promise = promise.clone();
+            let start = start.clone();
+            thread::spawn(move || {
+                start.wait();
+                promise.cancel()
+            })
+        };
+        start.wait();
+        let set = promise.set_result(1).is_ok();
+        let cancelled = canceller.join().unwrap();
+        assert!(set ^ cancelled);
+        assert_eq!(promise.cancelled(), cancelled);
+        assert_eq!(promise.result().is_ok(), set);
+    }
+}
+
+#[test]
+fn blocking_wait_works_from_plain_threads_and_times_out() {
+    let (resolver, promise) = Promise::<String>::channel();
+    assert!(matches!(
+        promise.wait_timeout(Duration::from_millis(5)),
+        Err(PromiseError::Pending)
+    ));
+    assert_eq!(promise.listener_count(), 0, "a timed-out wait unregisters");
+    let waiter = {
+        let promise = promise.clone();
+        thread::spawn(move || promise.wait().cloned())
+    };
+    thread::sleep(Duration::from_millis(5));
+    resolver.set_result("hello".into()).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), "hello");
+
+    let (resolver, promise) = Promise::<String>::channel();
+    drop(resolver);
+    assert!(matches!(promise.wait(), Err(PromiseError::Cancelled)));
+}
+
+#[test]
+fn blocking_wait_on_a_runtime_thread_panics_with_advice() {
+    let rt = runtime(weft::Flavor::CurrentThread);
+    let message = rt.block_on(async {
+        let promise = Promise::<u8>::new();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = promise.wait();
+        }));
+        weft_tests::panic_message(&*caught.unwrap_err())
+    });
+    assert!(message.contains("Weft") && message.contains(".await"), "{message}");
+}
+
+#[test]
+fn inline_callbacks_run_on_the_settling_thread() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let promise = rt.handle().create_future::<u8>();
+    let (tx, rx) = mpsc::channel();
+    promise.add_done_callback_inline(move |_| tx.send(thread::current().name().map(str::to_owned)).unwrap());
+    thread::Builder::new()
+        .name("settler".into())
+        .spawn(move || promise.set_result(1).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap().as_deref(), Some("settler"));
+}
+
+#[test]
+fn done_callbacks_of_a_promise_whose_runtime_is_gone_run_on_the_settling_thread() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let promise = rt.handle().create_future::<u8>();
+    let (tx, rx) = mpsc::channel();
+    promise.add_done_callback(move |p| tx.send(*p.result().unwrap()).unwrap());
+    drop(rt);
+    promise.set_result(3).unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), 3);
+}
