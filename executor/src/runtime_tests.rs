@@ -261,3 +261,30 @@ fn the_pool_maps_in_order() {
     let out = pool.map(|x: usize| x * 3, 0..N, Some(3)).unwrap();
     assert_eq!(out, (0..N).map(|x| x * 3).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_failing_map_drops_every_result_it_made() {
+    let pool = crate::pool::Pool::new(2).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let made = Arc::new(AtomicUsize::new(0));
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let (d, m) = (drops.clone(), made.clone());
+    let result = pool.map(
+        move |x: usize| {
+            if x == N / 2 {
+                std::panic::resume_unwind(Box::new("expected"));
+            }
+            m.fetch_add(1, SeqCst);
+            Counted(d.clone())
+        },
+        0..N,
+        Some(4),
+    );
+    assert!(result.is_err());
+    assert_eq!(drops.load(SeqCst), made.load(SeqCst));
+}

@@ -365,13 +365,13 @@ impl Handle {
     /// let log = Arc::new(Mutex::new(Vec::new()));
     /// let handle = rt.handle();
     /// let push = |s: &'static str| { let log = log.clone(); move || log.lock().unwrap().push(s) };
-    /// handle.call_later(Duration::from_millis(20), push("later"));
-    /// handle.call_at(Instant::now() + Duration::from_millis(10), push("at"));
+    /// handle.call_later(Duration::from_millis(60), push("later"));
+    /// handle.call_at(Instant::now() + Duration::from_millis(20), push("at"));
     /// handle.call_soon(push("soon 1"));
     /// handle.call_soon(push("soon 2"));
     /// let never = handle.call_later(Duration::from_millis(5), push("cancelled"));
     /// assert!(never.cancel());
-    /// rt.block_on(weft::time::sleep(Duration::from_millis(60)));
+    /// rt.block_on(weft::time::sleep(Duration::from_millis(100)));
     /// assert_eq!(*log.lock().unwrap(), ["soon 1", "soon 2", "at", "later"]);
     /// # Ok::<(), std::io::Error>(())
     /// ```

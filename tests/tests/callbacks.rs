@@ -108,15 +108,17 @@ each_flavor! {
         let done = Promise::<()>::new();
         let d = done.clone();
         rt.block_on(async {
-            handle.call_later(Duration::from_millis(30), push("later 30"));
-            handle.call_at(start + Duration::from_millis(10), push("at 10"));
-            handle.call_later(Duration::from_millis(20), push("later 20"));
-            handle.call_later(Duration::from_millis(40), move || d.set_result(()).unwrap());
+            // Far enough apart that a loaded machine's timer lateness cannot
+            // make two of them fire in the same loop turn.
+            handle.call_later(Duration::from_millis(90), push("later 90"));
+            handle.call_at(start + Duration::from_millis(30), push("at 30"));
+            handle.call_later(Duration::from_millis(60), push("later 60"));
+            handle.call_later(Duration::from_millis(120), move || d.set_result(()).unwrap());
             done.await.unwrap();
         });
         let log = log.lock().unwrap();
         let names: Vec<_> = log.iter().map(|e| e.0).collect();
-        assert_eq!(names, ["at 10", "later 20", "later 30"]);
+        assert_eq!(names, ["at 30", "later 60", "later 90"]);
         for (name, at) in log.iter() {
             let due: u64 = name.rsplit(' ').next().unwrap().parse().unwrap();
             assert!(*at >= Duration::from_millis(due), "{name} ran early, at {at:?}");

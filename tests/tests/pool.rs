@@ -255,3 +255,43 @@ fn blocking_calls_on_a_runtime_thread_panic_with_advice() {
     });
     assert!(message.contains("map_async"), "{message}");
 }
+
+#[test]
+fn every_result_is_dropped_exactly_once_whether_the_map_succeeds_or_fails() {
+    quiet_panics();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::new(3).unwrap();
+    let d = drops.clone();
+    let out = pool
+        .map(move |_: u32| weft_tests::DropCounter::new(&d), 0..1000u32, Some(64))
+        .unwrap();
+    assert_eq!(out.len(), 1000);
+    assert_eq!(drops.load(SeqCst), 0);
+    drop(out);
+    assert_eq!(drops.load(SeqCst), 1000);
+
+    // A failure in one chunk: the results already made, in every chunk, are
+    // dropped once; none leaks.
+    drops.store(0, SeqCst);
+    let made = Arc::new(AtomicUsize::new(0));
+    let (d, m) = (drops.clone(), made.clone());
+    let err = pool
+        .map(
+            move |x: u32| {
+                if x == 500 {
+                    panic!("expected 500");
+                }
+                m.fetch_add(1, SeqCst);
+                weft_tests::DropCounter::new(&d)
+            },
+            0..1000u32,
+            Some(64),
+        )
+        .unwrap_err();
+    assert!(matches!(err, PoolError::Panicked { item: 500, .. }));
+    assert_eq!(drops.load(SeqCst), made.load(SeqCst));
+
+    // An empty map of a closed pool is still refused.
+    pool.close();
+    assert_eq!(pool.map(|x: u8| x, Vec::new(), None), Err(PoolError::Closed));
+}

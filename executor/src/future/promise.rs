@@ -35,7 +35,9 @@ enum Listener<T> {
 
 pub(super) struct Inner<T> {
     core: Core<Outcome<T>, Listener<T>>,
-    /// The runtime whose loop runs done callbacks; `None`: run them inline.
+    /// The runtime whose loop runs done callbacks, when the promise was
+    /// made for one; `None`: the runtime current where each callback is
+    /// added, if any.
     scheduler: Option<scheduler::Handle>,
     /// Set for a task's promise: cancelling the promise cancels the task.
     task: OnceLock<AbortHandle>,
@@ -67,14 +69,15 @@ pub(super) struct Inner<T> {
 /// needs no `Clone`.
 ///
 /// **Done callbacks** run exactly once, after completion, in the order they
-/// were added. A promise created inside a runtime (or with
-/// [`Promise::new_in`]) schedules them on that runtime's loop like
-/// `call_soon`, so a promise settled by a GPU driver thread or an MPI
-/// progress thread runs no user code there (if that runtime has shut down,
-/// they run on the settling thread instead); one created outside any runtime,
-/// or a callback added with
+/// were added. A callback is scheduled on a runtime's loop like `call_soon`:
+/// the runtime the promise was made for ([`Promise::new_in`],
+/// `Handle::create_future`, a [`Task`](super::Task)'s promise), else the
+/// runtime current where the callback was added. So a promise settled by a
+/// GPU driver thread or an MPI progress thread runs no user code there (if
+/// that runtime has shut down, the callback runs on the settling thread
+/// instead). A callback added with no runtime around, or with
 /// [`add_done_callback_inline`](Self::add_done_callback_inline), runs on
-/// the thread that settles it. Adding a callback to a promise that is
+/// the thread that settles the promise. Adding a callback to a promise that is
 /// already done schedules it at once, as asyncio does.
 ///
 /// **Cancellation follows asyncio.** `cancel()` settles the promise as
@@ -111,10 +114,12 @@ pub struct CallbackId {
 }
 
 impl<T> Promise<T> {
-    /// A pending promise whose done callbacks run on the current runtime's
-    /// loop, or inline (on the settling thread) when there is no runtime.
+    /// A pending promise. Its done callbacks run on the loop of the runtime
+    /// that is current where each is added, or inline (on the settling
+    /// thread) if none is. Making one costs one allocation and touches no
+    /// shared state.
     pub fn new() -> Promise<T> {
-        Promise::with_scheduler(context::with_current(Clone::clone).ok())
+        Promise::with_scheduler(None)
     }
 
     /// A pending promise whose done callbacks run on `handle`'s loop.
@@ -253,8 +258,14 @@ impl<T> Promise<T> {
     where
         T: Send + Sync + 'static,
     {
+        // The loop is chosen now, on the adding thread: the settling thread
+        // may be one with no runtime at all (a GPU or MPI completion).
+        let target = match &self.inner.scheduler {
+            Some(scheduler) => Some(scheduler.clone()),
+            None => context::with_current(Clone::clone).ok(),
+        };
         let listener = Listener::Callback(Box::new(move |inner: &Arc<Inner<T>>| {
-            Inner::dispatch(inner, run, inline)
+            Inner::dispatch(inner, run, inline, target)
         }));
         match self.inner.core.add(listener) {
             Ok(key) => self.callback_id(key),
@@ -436,12 +447,12 @@ impl<T> Inner<T> {
 
 impl<T: Send + Sync + 'static> Inner<T> {
     /// Runs or schedules one done callback of a settled promise.
-    fn dispatch(me: &Arc<Inner<T>>, run: DoneCallback<T>, inline: bool) {
+    fn dispatch(me: &Arc<Inner<T>>, run: DoneCallback<T>, inline: bool, target: Option<scheduler::Handle>) {
         let promise = Promise {
             inner: me.clone(),
             waiter: None,
         };
-        match &me.scheduler {
+        match &target {
             Some(scheduler) if !inline => {
                 // A runtime that has shut down hands the callback back: it
                 // runs here rather than never.

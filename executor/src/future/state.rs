@@ -53,10 +53,32 @@ pub(crate) struct Core<T, L> {
     listeners: Mutex<Listeners<L>>,
 }
 
+/// The listeners in the order they were added. The first lives inline, so
+/// the common case (one awaiter) allocates nothing; `rest` holds the others.
 struct Listeners<L> {
     next_key: Key,
-    entries: Vec<(Key, L)>,
+    first: Option<(Key, L)>,
+    rest: Vec<(Key, L)>,
 }
+
+impl<L> Listeners<L> {
+    fn find(&mut self, key: Key) -> Option<&mut L> {
+        if let Some((k, listener)) = &mut self.first {
+            if *k == key {
+                return Some(listener);
+            }
+        }
+        self.rest.iter_mut().find(|(k, _)| *k == key).map(|(_, l)| l)
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+}
+
+/// The listeners a settler took, in the order they were added.
+pub(crate) type Taken<L> =
+    std::iter::Map<std::iter::Chain<std::option::IntoIter<(Key, L)>, std::vec::IntoIter<(Key, L)>>, fn((Key, L)) -> L>;
 
 // SAFETY: the outcome is written by one thread (rule 1) before `COMPLETE` is
 // published with `Release`, and only read after `COMPLETE` is observed with
@@ -74,7 +96,8 @@ impl<T, L> Core<T, L> {
             outcome: UnsafeCell::new(None),
             listeners: Mutex::new(Listeners {
                 next_key: 0,
-                entries: Vec::new(),
+                first: None,
+                rest: Vec::new(),
             }),
         }
     }
@@ -103,7 +126,7 @@ impl<T, L> Core<T, L> {
     /// Settles the core with `outcome` and returns the listeners to notify,
     /// in the order they were added; or gives `outcome` back if another
     /// settler won.
-    pub(crate) fn complete(&self, outcome: T) -> Result<Vec<L>, T> {
+    pub(crate) fn complete(&self, outcome: T) -> Result<Taken<L>, T> {
         if self.state.fetch_or(CLAIMED, AcqRel) & CLAIMED != 0 {
             return Err(outcome);
         }
@@ -111,16 +134,16 @@ impl<T, L> Core<T, L> {
         // writer, and no reader looks before `COMPLETE`.
         self.outcome.with_mut(|ptr| unsafe { *ptr = Some(outcome) });
         let prev = self.state.fetch_or(COMPLETE, AcqRel);
-        if prev & LISTENING == 0 {
-            return Ok(Vec::new());
-        }
-        // Rule 4: every listener pushed before our `COMPLETE` is in the list
-        // once we hold the lock.
-        let mut listeners = lock(&self.listeners);
-        Ok(std::mem::take(&mut listeners.entries)
-            .into_iter()
-            .map(|(_, l)| l)
-            .collect())
+        let (first, rest) = if prev & LISTENING == 0 {
+            (None, Vec::new())
+        } else {
+            // Rule 4: every listener pushed before our `COMPLETE` is in the
+            // list once we hold the lock.
+            let mut listeners = lock(&self.listeners);
+            (listeners.first.take(), std::mem::take(&mut listeners.rest))
+        };
+        let value: fn((Key, L)) -> L = |(_, listener)| listener;
+        Ok(first.into_iter().chain(rest).map(value))
     }
 
     /// Adds a listener and returns its key; gives it back if the core is
@@ -133,23 +156,31 @@ impl<T, L> Core<T, L> {
         }
         let key = listeners.next_key;
         listeners.next_key += 1;
-        listeners.entries.push((key, listener));
+        // The inline slot only while it is the earliest: order is kept.
+        if listeners.first.is_none() && listeners.rest.is_empty() {
+            listeners.first = Some((key, listener));
+        } else {
+            listeners.rest.push((key, listener));
+        }
         Ok(key)
     }
 
     /// Removes the listener `key`, if the settler has not taken it.
     pub(crate) fn remove(&self, key: Key) -> Option<L> {
         let mut listeners = lock(&self.listeners);
-        let at = listeners.entries.iter().position(|(k, _)| *k == key)?;
-        Some(listeners.entries.remove(at).1)
+        if listeners.first.as_ref().is_some_and(|(k, _)| *k == key) {
+            return listeners.first.take().map(|(_, l)| l);
+        }
+        let at = listeners.rest.iter().position(|(k, _)| *k == key)?;
+        Some(listeners.rest.remove(at).1)
     }
 
     /// Runs `f` on the listener `key` in place (to swap a waker); false if
     /// the settler already took it.
     pub(crate) fn update(&self, key: Key, f: impl FnOnce(&mut L)) -> bool {
         let mut listeners = lock(&self.listeners);
-        match listeners.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, listener)) => {
+        match listeners.find(key) {
+            Some(listener) => {
                 f(listener);
                 true
             }
@@ -159,7 +190,7 @@ impl<T, L> Core<T, L> {
 
     /// Listeners waiting right now.
     pub(crate) fn listener_count(&self) -> usize {
-        lock(&self.listeners).entries.len()
+        lock(&self.listeners).len()
     }
 }
 
@@ -176,8 +207,11 @@ mod tests {
         core.add(3).unwrap();
         assert_eq!(core.remove(a), Some(1));
         assert!(!core.update(a, |_| {}));
-        assert_eq!(core.complete("done".to_owned()).unwrap(), vec![2, 3]);
-        assert_eq!(core.complete("again".to_owned()), Err("again".to_owned()));
+        assert_eq!(
+            core.complete("done".to_owned()).unwrap().collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(core.complete("again".to_owned()).err(), Some("again".to_owned()));
         assert_eq!(core.outcome().map(String::as_str), Some("done"));
         assert_eq!(core.add(4), Err(4));
         assert_eq!(core.listener_count(), 0);
@@ -186,7 +220,7 @@ mod tests {
     #[test]
     fn completing_with_no_listeners_never_locks() {
         let core = Core::<Vec<u8>, ()>::new();
-        assert!(core.complete(vec![1, 2, 3]).unwrap().is_empty());
+        assert_eq!(core.complete(vec![1, 2, 3]).unwrap().count(), 0);
         assert_eq!(core.outcome(), Some(&vec![1, 2, 3]));
     }
 }

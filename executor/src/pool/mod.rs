@@ -8,9 +8,10 @@
 //! the worker goes on with the next item.
 //!
 //! Results travel back through a *sink* per call (`sink.rs`): a
-//! [`Promise`] for `apply_async`, an ordered collector for `map` and
-//! `map_async`, a buffer that an [`Imap`] iterator or stream drains for
-//! `imap` and `imap_unordered`. A job dropped unrun (the pool was
+//! [`Promise`] for `apply_async`; for `map` and `map_async`, one output
+//! vector that each chunk writes in place over its own range (`output.rs`),
+//! so results are written once and never gathered; for `imap` and
+//! `imap_unordered`, a buffer that an [`Imap`] iterator or stream drains. A job dropped unrun (the pool was
 //! terminated) tells its sink so, and nobody waits forever.
 //!
 //! | multiprocessing | Weft |
@@ -40,13 +41,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod output;
 mod sink;
 
 pub use sink::Imap;
 
 use crate::context;
 use crate::future::{Exception, Promise};
-use sink::{Collect, Completion, CompletionSender, Dropped, ImapSink, Sink};
+use sink::{Collect, Completion, CompletionSender, ImapSink};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -358,9 +360,25 @@ impl Pool {
         T: Send + 'static,
         R: Send + 'static,
     {
+        if lock(&self.shared.queue).state != State::Running {
+            return Err(PoolError::Closed);
+        }
         let chunks = self.chunk(items, chunksize)?;
-        let sink = Arc::new(Collect::new(chunks.count, finish));
-        self.submit_chunks(f, chunks, sink, MapMode::StopAtFirstError)
+        if chunks.count == 0 {
+            finish(Ok(Vec::new()));
+            return Ok(());
+        }
+        let sink = Arc::new(Collect::new(chunks.len, chunks.count, finish));
+        let f = Arc::new(f);
+        self.submit_chunks(chunks, |chunk, first, items| {
+            Box::new(MapChunk {
+                f: f.clone(),
+                chunk,
+                first,
+                items: Some(items),
+                sink: sink.clone(),
+            })
+        })
     }
 
     /// Applies `f` to every item and yields the results lazily, in input
@@ -413,7 +431,16 @@ impl Pool {
         // Explicit chunk size 1 by default, as Python's imap.
         let chunks = self.chunk(items, Some(chunksize.unwrap_or(1)))?;
         let sink = Arc::new(ImapSink::new(chunks.count, ordered));
-        self.submit_chunks(f, chunks, sink.clone(), MapMode::EveryItem)?;
+        let f = Arc::new(f);
+        self.submit_chunks(chunks, |chunk, first, items| {
+            Box::new(ImapChunk {
+                f: f.clone(),
+                chunk,
+                first,
+                items: Some(items),
+                sink: sink.clone(),
+            })
+        })?;
         Ok(Imap::new(sink))
     }
 
@@ -444,43 +471,19 @@ impl Pool {
         }
     }
 
-    fn submit_chunks<F, T, R, S, It>(
+    /// Cuts every chunk, makes its job, and queues them all in one go. (On
+    /// a machine with as many workers as cores, cutting while the workers
+    /// compute only adds a thread competing for the cores: measured slower.)
+    fn submit_chunks<It: Iterator>(
         &self,
-        f: F,
         chunks: Chunks<It>,
-        sink: Arc<S>,
-        mode: MapMode,
-    ) -> Result<(), PoolError>
-    where
-        It: Iterator<Item = T>,
-        F: Fn(T) -> R + Send + Sync + 'static,
-        T: Send + 'static,
-        R: Send + 'static,
-        S: Sink<R> + 'static,
-    {
-        if chunks.count == 0 {
-            // Nothing to run: settle the sink now.
-            sink.finish_empty();
-            return Ok(());
-        }
-        // Cut every chunk first, then queue them in one go: on a machine
-        // with as many workers as cores, cutting while workers compute only
-        // adds a thread competing for the cores (measured: slower).
-        let f = Arc::new(f);
+        job: impl Fn(usize, usize, Vec<It::Item>) -> Box<dyn Job>,
+    ) -> Result<(), PoolError> {
         let jobs: Vec<Box<dyn Job>> = chunks
             .enumerate()
-            .map(|(chunk, (first, items))| {
-                Box::new(ChunkJob {
-                    f: f.clone(),
-                    chunk,
-                    first,
-                    items: Some(items),
-                    sink: sink.clone(),
-                    mode,
-                }) as Box<dyn Job>
-            })
+            .map(|(chunk, (first, items))| job(chunk, first, items))
             .collect();
-        // Refused (closed): the jobs are dropped, which settles the sink as
+        // Refused (closed): the jobs are dropped, which settles their sink as
         // terminated, and the caller gets `Closed`.
         self.submit(jobs)
     }
@@ -572,6 +575,8 @@ enum Source<I: Iterator> {
 struct Chunks<I: Iterator> {
     items: Source<I>,
     size: usize,
+    /// How many items there are.
+    len: usize,
     /// How many chunks there will be.
     count: usize,
     first: usize,
@@ -582,6 +587,7 @@ impl<I: Iterator> Chunks<I> {
         Chunks {
             items,
             size,
+            len,
             count: len.div_ceil(size),
             first: 0,
         }
@@ -679,87 +685,153 @@ impl<F, D> Drop for ApplyJob<F, D> {
 /// Items a chunk runs between two looks at the terminate flag.
 const TERMINATE_CHECK: usize = 256;
 
-/// How a chunk treats a failing item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MapMode {
-    /// `map`: the first failure fails the chunk; later items are skipped.
-    StopAtFirstError,
-    /// `imap`: every item gets its own result.
-    EveryItem,
+/// Runs `f` on `items` in order, handing each result to `out`, until the
+/// items run out (`None`), the pool is terminated, or an item panics (its
+/// error; the items after it stay in `items`). `ran` counts the items taken
+/// so far, across calls, so an error can name its item.
+///
+/// One `catch_unwind` covers a whole run of items, and the terminate flag is
+/// read every [`TERMINATE_CHECK`] items, so the per-item loop stays tight.
+fn run_items<T, R>(
+    items: &mut std::vec::IntoIter<T>,
+    first: usize,
+    ran: &mut usize,
+    f: &impl Fn(T) -> R,
+    terminated: &AtomicBool,
+    mut out: impl FnMut(R),
+) -> Option<PoolError> {
+    let run = panic::catch_unwind(AssertUnwindSafe(|| {
+        loop {
+            if terminated.load(Relaxed) {
+                return Some(PoolError::Terminated);
+            }
+            let mut block = 0;
+            for item in items.by_ref().take(TERMINATE_CHECK) {
+                *ran += 1;
+                out(f(item));
+                block += 1;
+            }
+            if block < TERMINATE_CHECK {
+                return None;
+            }
+        }
+    }));
+    match run {
+        Ok(end) => end,
+        // The item that panicked was the last one taken.
+        Err(payload) => Some(panicked(first + *ran - 1, payload)),
+    }
 }
 
-/// One chunk of a map.
-struct ChunkJob<F, T, S: Dropped> {
+/// One chunk of a `map`: its results go straight into the map's output
+/// vector; the first failure ends the chunk (the map fails).
+struct MapChunk<F, T, R: Send> {
     f: Arc<F>,
     chunk: usize,
     first: usize,
     items: Option<Vec<T>>,
-    sink: Arc<S>,
-    mode: MapMode,
+    sink: Arc<Collect<R>>,
 }
 
-impl<F, T, R, S> Job for ChunkJob<F, T, S>
+impl<F, T, R> Job for MapChunk<F, T, R>
 where
     F: Fn(T) -> R + Send + Sync,
     T: Send,
-    S: Sink<R>,
+    R: Send,
 {
     fn run(mut self: Box<Self>, shared: &Shared) {
         let Some(items) = self.items.take() else { return };
-        let f = &*self.f;
-        let mut items = items.into_iter();
-        let mut values = Vec::with_capacity(items.len());
-        // `imap`: one result per item, so failures are kept in place.
-        let mut results: Vec<Result<R, PoolError>> = Vec::new();
-        // One `catch_unwind` per run of items, not per item (after a panic
-        // the run starts again after the item that panicked), and a look at
-        // the terminate flag every `TERMINATE_CHECK` items: the inner loop
-        // is a plain `extend` the compiler can keep tight.
-        let failure = loop {
-            let run = panic::catch_unwind(AssertUnwindSafe(|| {
-                loop {
-                    if shared.terminated.load(Relaxed) {
-                        return Err(PoolError::Terminated);
-                    }
-                    let before = values.len();
-                    values.extend(items.by_ref().take(TERMINATE_CHECK).map(f));
-                    if values.len() - before < TERMINATE_CHECK {
-                        return Ok(());
-                    }
+        let len = items.len();
+        // SAFETY: `items` was taken once, so this is the chunk's only
+        // writer, over its own range.
+        let mut writer = unsafe { self.sink.writer(self.first, len) };
+        let mut ran = 0;
+        let failure = run_items(
+            &mut items.into_iter(),
+            self.first,
+            &mut ran,
+            &*self.f,
+            &shared.terminated,
+            |value| writer.push(value),
+        );
+        // The writer must be gone before the report: the last report hands
+        // the buffer on.
+        let outcome = match failure {
+            None => {
+                if writer.finish() {
+                    Ok(())
+                } else {
+                    Err(PoolError::Terminated)
                 }
-            }));
-            let err = match run {
-                Ok(Ok(())) => break None,
-                Ok(Err(terminated)) => break Some(terminated),
-                // `extend` keeps the length of what it pushed when a call
-                // unwinds, so the item that panicked is the next index.
-                Err(payload) => panicked(self.first + results.len() + values.len(), payload),
-            };
-            if self.mode == MapMode::StopAtFirstError {
-                break Some(err);
             }
-            results.extend(values.drain(..).map(Ok));
-            results.push(Err(err));
+            Some(err) => {
+                // Drops the results it holds.
+                drop(writer);
+                Err(err)
+            }
         };
-        match self.mode {
-            MapMode::StopAtFirstError => self.sink.chunk_done(self.chunk, failure.map_or(Ok(values), Err)),
-            MapMode::EveryItem => {
-                results.extend(values.into_iter().map(Ok));
-                if let Some(err) = failure {
-                    // Terminated: every item not run.
-                    results.extend((0..items.len()).map(|_| Err(err.clone())));
-                }
-                self.sink.items_done(self.chunk, self.first, results);
-            }
+        self.sink.report(self.chunk, self.first, len, outcome);
+    }
+}
+
+impl<F, T, R: Send> Drop for MapChunk<F, T, R> {
+    fn drop(&mut self) {
+        if let Some(items) = self.items.take() {
+            // Dropped unrun: the pool was terminated.
+            self.sink
+                .report(self.chunk, self.first, items.len(), Err(PoolError::Terminated));
         }
     }
 }
 
-impl<F, T, S: Dropped> Drop for ChunkJob<F, T, S> {
+/// One chunk of an `imap`: one result per item, failures in place.
+struct ImapChunk<F, T, R: Send> {
+    f: Arc<F>,
+    chunk: usize,
+    first: usize,
+    items: Option<Vec<T>>,
+    sink: Arc<ImapSink<R>>,
+}
+
+impl<F, T, R> Job for ImapChunk<F, T, R>
+where
+    F: Fn(T) -> R + Send + Sync,
+    T: Send,
+    R: Send,
+{
+    fn run(mut self: Box<Self>, shared: &Shared) {
+        let Some(items) = self.items.take() else { return };
+        let mut results: Vec<Result<R, PoolError>> = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        let mut ran = 0;
+        loop {
+            let failure = run_items(
+                &mut items,
+                self.first,
+                &mut ran,
+                &*self.f,
+                &shared.terminated,
+                |value| results.push(Ok(value)),
+            );
+            match failure {
+                None => break,
+                Some(PoolError::Terminated) => {
+                    // Every item not run.
+                    results.extend((0..items.len()).map(|_| Err(PoolError::Terminated)));
+                    break;
+                }
+                Some(err) => results.push(Err(err)),
+            }
+        }
+        self.sink.items_done(self.chunk, results);
+    }
+}
+
+impl<F, T, R: Send> Drop for ImapChunk<F, T, R> {
     fn drop(&mut self) {
         if let Some(items) = self.items.take() {
             // Dropped unrun: the pool was terminated.
-            self.sink.dropped(self.chunk, self.first, items.len());
+            self.sink.dropped(self.chunk, items.len());
         }
     }
 }

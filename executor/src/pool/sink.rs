@@ -1,6 +1,7 @@
 //! Where a pool call's results go: a blocking [`Completion`], an ordered
 //! [`Collect`]or for `map`, and the [`ImapSink`] an [`Imap`] drains.
 
+use super::output::{ChunkWriter, MapOutput};
 use super::{PoolError, lock};
 use futures_core::Stream;
 use std::collections::VecDeque;
@@ -8,24 +9,6 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
-
-/// What every sink does when a chunk is dropped unrun, or there were no
-/// chunks at all. (Not generic over the result type, so a job's `Drop` can
-/// call it.)
-pub(super) trait Dropped: Send + Sync {
-    /// Chunk `chunk` (items `first..first + len`) will never run.
-    fn dropped(&self, chunk: usize, first: usize, len: usize);
-    /// The call had no items.
-    fn finish_empty(&self);
-}
-
-/// Receives the results of a map's chunks.
-pub(super) trait Sink<R>: Dropped {
-    /// A `map` chunk finished: all its values, or its first error.
-    fn chunk_done(&self, chunk: usize, values: Result<Vec<R>, PoolError>);
-    /// An `imap` chunk finished: one result per item.
-    fn items_done(&self, chunk: usize, first: usize, results: Vec<Result<R, PoolError>>);
-}
 
 /// A one-shot slot a blocking caller waits on. The sending side settles it
 /// as [`PoolError::Terminated`] if dropped unset.
@@ -80,75 +63,87 @@ impl<R> Drop for CompletionSender<R> {
 
 type Finish<R> = Box<dyn FnOnce(Result<Vec<R>, PoolError>) + Send>;
 
-/// Gathers a map's chunks in order and calls `finish` once with the whole
-/// result, on the thread that delivers the last chunk.
+/// Gathers a map's results: chunks write them in place into one
+/// [`MapOutput`], report when done, and the last report calls `finish` once
+/// with the whole result, on the thread that made it.
 pub(super) struct Collect<R> {
+    output: MapOutput<R>,
     state: Mutex<CollectState<R>>,
 }
 
+/// A chunk's report: its range (`first`, `len`) and how it ended.
+type Report = (usize, usize, Result<(), PoolError>);
+
 struct CollectState<R> {
-    chunks: Vec<Option<Result<Vec<R>, PoolError>>>,
+    /// Per chunk, once reported.
+    reports: Vec<Option<Report>>,
     remaining: usize,
     finish: Option<Finish<R>>,
 }
 
 impl<R: Send> Collect<R> {
-    pub(super) fn new(chunks: usize, finish: impl FnOnce(Result<Vec<R>, PoolError>) + Send + 'static) -> Collect<R> {
+    /// A collector for `len` results in `chunks` chunks.
+    pub(super) fn new(
+        len: usize,
+        chunks: usize,
+        finish: impl FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
+    ) -> Collect<R> {
         Collect {
+            output: MapOutput::new(len),
             state: Mutex::new(CollectState {
-                chunks: (0..chunks).map(|_| None).collect(),
+                reports: (0..chunks).map(|_| None).collect(),
                 remaining: chunks,
                 finish: Some(Box::new(finish)),
             }),
         }
     }
 
-    fn settle(&self, chunk: usize, values: Result<Vec<R>, PoolError>) {
-        let (chunks, finish) = {
+    /// The writer of chunk `first..first + len`.
+    ///
+    /// # Safety
+    ///
+    /// Called at most once per chunk (its job owns its items once), with the
+    /// chunk's own range.
+    pub(super) unsafe fn writer(&self, first: usize, len: usize) -> ChunkWriter<'_, R> {
+        // SAFETY: the caller's contract is rule 2 of `output.rs`: one writer
+        // per chunk, and chunks' ranges are disjoint by construction.
+        unsafe { self.output.writer(first, len) }
+    }
+
+    /// Chunk `chunk` (items `first..first + len`) is over: its writer was
+    /// finished (`Ok`) or dropped (`Err`), or it never ran.
+    pub(super) fn report(&self, chunk: usize, first: usize, len: usize, outcome: Result<(), PoolError>) {
+        let (reports, finish) = {
             let mut state = lock(&self.state);
-            if state.chunks[chunk].is_some() {
+            if state.reports[chunk].is_some() {
                 return;
             }
-            state.chunks[chunk] = Some(values);
+            state.reports[chunk] = Some((first, len, outcome));
             state.remaining -= 1;
             if state.remaining > 0 {
                 return;
             }
-            (std::mem::take(&mut state.chunks), state.finish.take())
+            (std::mem::take(&mut state.reports), state.finish.take())
         };
         let Some(finish) = finish else { return };
+        let reports: Vec<_> = reports
+            .into_iter()
+            .map(|r| r.expect("weft bug: a map finished with a chunk unreported"))
+            .collect();
         // The earliest failing chunk holds the first failing item by index.
-        let mut all = Vec::with_capacity(chunks.iter().flatten().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
-        for chunk in chunks {
-            match chunk.expect("weft bug: a map finished with a chunk missing") {
-                Ok(values) => all.extend(values),
-                Err(err) => return finish(Err(err)),
-            }
+        let first_error = reports.iter().find_map(|(_, _, outcome)| outcome.clone().err());
+        let ranges: Vec<_> = reports
+            .iter()
+            .map(|(first, len, o)| (*first, *len, o.is_ok()))
+            .collect();
+        // SAFETY: every chunk has reported, so every writer is gone, and
+        // `ranges` lists each chunk with whether its writer finished.
+        let values = unsafe { self.output.take_vec(&ranges) };
+        match (values, first_error) {
+            (Some(values), _) => finish(Ok(values)),
+            (None, Some(err)) => finish(Err(err)),
+            (None, None) => unreachable!("weft bug: a map with every chunk done but no result"),
         }
-        finish(Ok(all));
-    }
-}
-
-impl<R: Send> Dropped for Collect<R> {
-    fn dropped(&self, chunk: usize, _first: usize, _len: usize) {
-        self.settle(chunk, Err(PoolError::Terminated));
-    }
-
-    fn finish_empty(&self) {
-        let finish = lock(&self.state).finish.take();
-        if let Some(finish) = finish {
-            finish(Ok(Vec::new()));
-        }
-    }
-}
-
-impl<R: Send> Sink<R> for Collect<R> {
-    fn chunk_done(&self, chunk: usize, values: Result<Vec<R>, PoolError>) {
-        self.settle(chunk, values);
-    }
-
-    fn items_done(&self, chunk: usize, _first: usize, results: Vec<Result<R, PoolError>>) {
-        self.settle(chunk, results.into_iter().collect());
     }
 }
 
@@ -228,24 +223,14 @@ impl<R> ImapState<R> {
     }
 }
 
-impl<R: Send> Dropped for ImapSink<R> {
-    fn dropped(&self, chunk: usize, _first: usize, len: usize) {
+impl<R: Send> ImapSink<R> {
+    /// Chunk `chunk` of `len` items will never run.
+    pub(super) fn dropped(&self, chunk: usize, len: usize) {
         self.deliver(chunk, (0..len).map(|_| Err(PoolError::Terminated)).collect());
     }
 
-    fn finish_empty(&self) {}
-}
-
-impl<R: Send> Sink<R> for ImapSink<R> {
-    fn chunk_done(&self, chunk: usize, values: Result<Vec<R>, PoolError>) {
-        let results = match values {
-            Ok(values) => values.into_iter().map(Ok).collect(),
-            Err(err) => vec![Err(err)],
-        };
-        self.deliver(chunk, results);
-    }
-
-    fn items_done(&self, chunk: usize, _first: usize, results: Vec<Result<R, PoolError>>) {
+    /// Chunk `chunk` finished, one result per item.
+    pub(super) fn items_done(&self, chunk: usize, results: Vec<Result<R, PoolError>>) {
         self.deliver(chunk, results);
     }
 }
