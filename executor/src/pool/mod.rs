@@ -369,16 +369,7 @@ impl Pool {
             return Ok(());
         }
         let sink = Arc::new(Collect::new(chunks.len, chunks.count, finish));
-        let f = Arc::new(f);
-        self.submit_chunks(chunks, |chunk, first, items| {
-            Box::new(MapChunk {
-                f: f.clone(),
-                chunk,
-                first,
-                items: Some(items),
-                sink: sink.clone(),
-            })
-        })
+        self.submit_chunks(f, chunks, &sink)
     }
 
     /// Applies `f` to every item and yields the results lazily, in input
@@ -431,16 +422,7 @@ impl Pool {
         // Explicit chunk size 1 by default, as Python's imap.
         let chunks = self.chunk(items, Some(chunksize.unwrap_or(1)))?;
         let sink = Arc::new(ImapSink::new(chunks.count, ordered));
-        let f = Arc::new(f);
-        self.submit_chunks(chunks, |chunk, first, items| {
-            Box::new(ImapChunk {
-                f: f.clone(),
-                chunk,
-                first,
-                items: Some(items),
-                sink: sink.clone(),
-            })
-        })?;
+        self.submit_chunks(f, chunks, &sink)?;
         Ok(Imap::new(sink))
     }
 
@@ -474,14 +456,24 @@ impl Pool {
     /// Cuts every chunk, makes its job, and queues them all in one go. (On
     /// a machine with as many workers as cores, cutting while the workers
     /// compute only adds a thread competing for the cores: measured slower.)
-    fn submit_chunks<It: Iterator>(
-        &self,
-        chunks: Chunks<It>,
-        job: impl Fn(usize, usize, Vec<It::Item>) -> Box<dyn Job>,
-    ) -> Result<(), PoolError> {
+    fn submit_chunks<F, It, S>(&self, f: F, chunks: Chunks<It>, sink: &Arc<S>) -> Result<(), PoolError>
+    where
+        It: Iterator,
+        S: ChunkSink,
+        Chunk<F, It::Item, S>: Job + 'static,
+    {
+        let f = Arc::new(f);
         let jobs: Vec<Box<dyn Job>> = chunks
             .enumerate()
-            .map(|(chunk, (first, items))| job(chunk, first, items))
+            .map(|(chunk, (first, items))| {
+                Box::new(Chunk {
+                    f: f.clone(),
+                    chunk,
+                    first,
+                    items: Some(items),
+                    sink: sink.clone(),
+                }) as Box<dyn Job>
+            })
             .collect();
         // Refused (closed): the jobs are dropped, which settles their sink as
         // terminated, and the caller gets `Closed`.
@@ -723,17 +715,46 @@ fn run_items<T, R>(
     }
 }
 
-/// One chunk of a `map`: its results go straight into the map's output
-/// vector; the first failure ends the chunk (the map fails).
-struct MapChunk<F, T, R: Send> {
+/// One chunk of a map: `chunksize` consecutive items and where their
+/// results go. For `map` (`S` = [`Collect`]) the results are written
+/// straight into the map's output vector and the first failure ends the
+/// chunk; for `imap` (`S` = [`ImapSink`]) every item gets its own result.
+struct Chunk<F, T, S: ChunkSink> {
     f: Arc<F>,
     chunk: usize,
     first: usize,
+    /// Taken when the chunk runs; still here if it is dropped unrun.
     items: Option<Vec<T>>,
-    sink: Arc<Collect<R>>,
+    sink: Arc<S>,
 }
 
-impl<F, T, R> Job for MapChunk<F, T, R>
+/// What a chunk's sink hears when the chunk is dropped unrun (the pool was
+/// terminated).
+trait ChunkSink {
+    fn unrun(&self, chunk: usize, first: usize, len: usize);
+}
+
+impl<R: Send> ChunkSink for Collect<R> {
+    fn unrun(&self, chunk: usize, first: usize, len: usize) {
+        self.report(chunk, first, len, Err(PoolError::Terminated));
+    }
+}
+
+impl<R: Send> ChunkSink for ImapSink<R> {
+    fn unrun(&self, chunk: usize, _first: usize, len: usize) {
+        self.dropped(chunk, len);
+    }
+}
+
+impl<F, T, S: ChunkSink> Drop for Chunk<F, T, S> {
+    fn drop(&mut self) {
+        if let Some(items) = self.items.take() {
+            self.sink.unrun(self.chunk, self.first, items.len());
+        }
+    }
+}
+
+impl<F, T, R> Job for Chunk<F, T, Collect<R>>
 where
     F: Fn(T) -> R + Send + Sync,
     T: Send,
@@ -774,26 +795,7 @@ where
     }
 }
 
-impl<F, T, R: Send> Drop for MapChunk<F, T, R> {
-    fn drop(&mut self) {
-        if let Some(items) = self.items.take() {
-            // Dropped unrun: the pool was terminated.
-            self.sink
-                .report(self.chunk, self.first, items.len(), Err(PoolError::Terminated));
-        }
-    }
-}
-
-/// One chunk of an `imap`: one result per item, failures in place.
-struct ImapChunk<F, T, R: Send> {
-    f: Arc<F>,
-    chunk: usize,
-    first: usize,
-    items: Option<Vec<T>>,
-    sink: Arc<ImapSink<R>>,
-}
-
-impl<F, T, R> Job for ImapChunk<F, T, R>
+impl<F, T, R> Job for Chunk<F, T, ImapSink<R>>
 where
     F: Fn(T) -> R + Send + Sync,
     T: Send,
@@ -824,14 +826,5 @@ where
             }
         }
         self.sink.items_done(self.chunk, results);
-    }
-}
-
-impl<F, T, R: Send> Drop for ImapChunk<F, T, R> {
-    fn drop(&mut self) {
-        if let Some(items) = self.items.take() {
-            // Dropped unrun: the pool was terminated.
-            self.sink.dropped(self.chunk, items.len());
-        }
     }
 }
