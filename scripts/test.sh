@@ -3,8 +3,9 @@
 #
 #   1. unit, integration and doc tests of the whole workspace;
 #   2. the loom models of the concurrency cores (task state machine, parkers,
-#      idle protocol, standby, readiness word, completion notifier);
-#   3. the unsafe code under Miri: the executor's unit tests, and the
+#      idle protocol, standby, readiness word, completion notifier, promise
+#      core, semaphore and mutex);
+#   3. the unsafe code under Miri: the executor's and weft-sync's unit tests, and the
 #      reactor's timeout (or a line saying Miri is unavailable here).
 #
 # Usage: scripts/test.sh        (from anywhere; it finds the repository)
@@ -23,9 +24,9 @@ step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the
 # normal build's cache.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
-    cargo test -p weft-executor -p weft-io --lib --release --target-dir target/loom -- loom
+    cargo test -p weft-executor -p weft-io -p weft-sync --lib --release --target-dir target/loom -- loom
 
-step "Miri: weft-executor unit tests"
+step "Miri: weft-executor, weft-io and weft-sync unit tests"
 if cargo +nightly miri --version >/dev/null 2>&1; then
     # The task machinery, parkers and queues: Stacked Borrows, leak checks on.
     cargo +nightly miri test -p weft-executor --lib -- --skip runtime_tests::
@@ -37,6 +38,8 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # The reactor's unsafe code: the pin projection of `Timeout`, driven
     # through a real (Miri-emulated) epoll loop.
     cargo +nightly miri test -p weft-io --lib -- time::timeout
+    # weft-sync: the semaphore core and the mutex's cell.
+    cargo +nightly miri test -p weft-sync --lib
 else
     echo "skipped: Miri is not installed and could not be installed on this machine"
 fi

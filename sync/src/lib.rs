@@ -1,11 +1,53 @@
 //! # weft-sync: runtime-agnostic synchronisation
 //!
-//! This crate will hold Weft's locks, semaphores, events and channels: the
-//! vocabulary of Tokio (`Mutex`, `RwLock`, `Semaphore`, `Notify`, mpsc,
-//! oneshot, broadcast, watch) and of Python's `threading` and `asyncio`
-//! (`Lock`, `Condition`, `Event`, `Barrier`, `Queue`), built on one
-//! model-checked core.
+//! ```
+//! use std::sync::Arc;
+//! use weft_sync::{Mutex, Semaphore};
 //!
-//! It needs nothing from a runtime but `std::task::Waker`, so it works on
-//! Weft, on Tokio, on smol or under a bare `block_on`. It depends on no other
-//! Weft crate. Until its issue lands it is empty on purpose.
+//! // Any executor works: this is the `futures` crate's `block_on`.
+//! futures::executor::block_on(async {
+//!     let pool = Arc::new(Semaphore::new(3)); // three connections
+//!     let log = Mutex::new(Vec::new());
+//!     for client in 0..5 {
+//!         let _permit = pool.acquire().await.unwrap();
+//!         log.lock().await.push(client);
+//!     }
+//!     assert_eq!(*log.lock().await, [0, 1, 2, 3, 4]);
+//! });
+//! ```
+//!
+//! Weft's locks, semaphores, events and channels: the vocabulary of Tokio
+//! (`Mutex`, `RwLock`, `Semaphore`, `Notify`, mpsc, oneshot, broadcast,
+//! watch) and of Python's `threading` and `asyncio` (`Lock`, `Condition`,
+//! `Event`, `Barrier`, `Queue`), built on one model-checked core. It needs
+//! nothing from a runtime but `std::task::Waker`, so it works on Weft, on
+//! Tokio, on smol or under a bare `block_on`, and it depends on no other
+//! Weft crate.
+//!
+//! ## What is here, and where
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `waitlist.rs` | a FIFO of waiters with O(1) removal, so a cancelled waiter leaves at once |
+//! | `semaphore.rs` | [`Semaphore`], the core: FIFO permits, cancel-safe acquires, close (its module doc states the rules) |
+//! | `mutex.rs` | [`Mutex`]: a one-permit semaphore around a value |
+//! | `loom.rs` | the shim that lets the loom models check the shipping code |
+//!
+//! Still to come (issue 5): `RwLock`, `BoundedSemaphore`, `Notify`, `Event`,
+//! `Condition`, `Barrier`, `OnceCell`, and the channels.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+mod loom;
+mod mutex;
+mod semaphore;
+mod waitlist;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+pub use mutex::{Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use semaphore::{
+    Acquire, AcquireError, AcquireOwned, MAX_PERMITS, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
+};

@@ -1,0 +1,70 @@
+//! The one door through which the crate's cores reach atomics, locks and
+//! cells: `loom`'s under `--cfg loom` (so the loom models check the code
+//! that ships), `std`'s otherwise. (`Arc` is always `std`'s: it is part of
+//! the public API, in `acquire_owned` and `lock_owned`.)
+
+#[cfg(loom)]
+pub(crate) use loom::{
+    cell::UnsafeCell,
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+/// Threads, for the loom models.
+#[cfg(all(loom, test))]
+pub(crate) use loom::thread;
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{
+    Mutex, MutexGuard,
+    atomic::{AtomicUsize, Ordering},
+};
+
+#[cfg(not(loom))]
+pub(crate) use self::std_cell::UnsafeCell;
+
+#[cfg(not(loom))]
+mod std_cell {
+    /// `std::cell::UnsafeCell` with loom's access API.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        /// Runs `f` with a shared pointer to the value; the caller upholds
+        /// the aliasing rules its module documents.
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with a unique pointer to the value; the caller upholds
+        /// the aliasing rules its module documents.
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: no user code runs while one of the
+/// crate's own locks is held, so a poisoned lock means a bug in this crate
+/// already panicked, and the data behind it is still consistent.
+#[inline]
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

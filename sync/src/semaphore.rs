@@ -1,0 +1,725 @@
+//! [`Semaphore`]: the core every lock in this crate is built on.
+//!
+//! # State
+//!
+//! - `permits`: the permits nobody holds or is owed, shifted left by one,
+//!   with bit 0 set once the semaphore is closed.
+//! - `waiting`: how many acquirers sit in the wait list. Readable without
+//!   the lock, so that the fast paths know whether someone is queued.
+//! - the wait list (under the lock): acquirers in arrival order, each with
+//!   the permits it still needs, its waker and a shared `WaitState`.
+//!
+//! # Rules
+//!
+//! 1. **FIFO.** Permits released while someone waits go to the oldest waiter
+//!    first, under the lock; a newcomer takes permits from `permits` only
+//!    while `waiting` is zero. A large request at the front is served
+//!    before smaller ones behind it (it collects permits as they come), so
+//!    no waiter starves.
+//! 2. **No lost permits.** A releaser that sees no waiter adds to `permits`
+//!    and then looks at `waiting` again; an acquirer that queues increments
+//!    `waiting` and then looks at `permits` again (both `SeqCst`). At least
+//!    one of them sees the other, and whoever does moves the permits to the
+//!    queue under the lock.
+//! 3. **A waiter leaves the list exactly once**: popped by a releaser that
+//!    filled its request (state `ASSIGNED`), by `close` (state `CLOSED`), or
+//!    by its own future when dropped while still `QUEUED`. Only the lock
+//!    holder changes the state, so the dropping future knows which happened.
+//! 4. **Cancel safety.** A future dropped while queued gives back the
+//!    permits it had collected; one dropped after being `ASSIGNED` but
+//!    before it saw so releases the whole request. Either way the permits go
+//!    to the next waiter: nothing is lost and no ghost waiter remains.
+
+use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::waitlist::{WaitKey, WaitList};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+const CLOSED: usize = 1;
+const SHIFT: usize = 1;
+
+/// The most permits a semaphore can hold.
+pub const MAX_PERMITS: usize = usize::MAX >> 3;
+
+const QUEUED: usize = 0;
+const ASSIGNED: usize = 1;
+const CLOSED_WAITER: usize = 2;
+
+/// A counting semaphore for async code: Tokio's `Semaphore`, Python's
+/// `asyncio.Semaphore`. FIFO-fair, cancel-safe, closable.
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_sync::Semaphore;
+///
+/// futures::executor::block_on(async {
+///     let sem = Arc::new(Semaphore::new(2));
+///     let a = sem.acquire().await.unwrap();
+///     let _b = sem.acquire().await.unwrap();
+///     assert!(sem.try_acquire().is_err()); // none left
+///     drop(a);
+///     let _c = sem.try_acquire().unwrap();
+///     let owned = sem.clone().acquire_many_owned(0).await.unwrap(); // a permit that can move
+///     drop(owned);
+/// });
+/// ```
+pub struct Semaphore {
+    permits: AtomicUsize,
+    waiting: AtomicUsize,
+    waiters: Mutex<Waiters>,
+}
+
+struct Waiters {
+    list: WaitList<Waiter>,
+    closed: bool,
+}
+
+struct Waiter {
+    /// Permits it still needs.
+    needed: usize,
+    waker: Option<Waker>,
+    state: Arc<AtomicUsize>,
+}
+
+/// Why an acquire failed: the semaphore was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireError(());
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the semaphore is closed")
+    }
+}
+
+impl std::error::Error for AcquireError {}
+
+/// Why a `try_acquire` failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryAcquireError {
+    /// The semaphore is closed.
+    Closed,
+    /// Not enough permits right now (or others are already waiting).
+    NoPermits,
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::Closed => f.write_str("the semaphore is closed"),
+            TryAcquireError::NoPermits => f.write_str("no permits available"),
+        }
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+
+impl Semaphore {
+    /// A semaphore with `permits` permits.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`MAX_PERMITS`].
+    #[track_caller]
+    pub fn new(permits: usize) -> Semaphore {
+        assert!(
+            permits <= MAX_PERMITS,
+            "weft_sync::Semaphore::new: {permits} permits is more than MAX_PERMITS ({MAX_PERMITS})"
+        );
+        Semaphore {
+            permits: AtomicUsize::new(permits << SHIFT),
+            waiting: AtomicUsize::new(0),
+            waiters: Mutex::new(Waiters {
+                list: WaitList::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    /// Permits available right now.
+    pub fn available_permits(&self) -> usize {
+        self.permits.load(Acquire) >> SHIFT
+    }
+
+    /// True once [`close`](Self::close)d.
+    pub fn is_closed(&self) -> bool {
+        self.permits.load(Acquire) & CLOSED != 0
+    }
+
+    /// Waits for one permit. Cancel-safe: dropping the future gives back any
+    /// permit it was handed, and its place in the queue is lost.
+    pub fn acquire(&self) -> Acquire<'_> {
+        self.acquire_many(1)
+    }
+
+    /// Waits for `n` permits at once (they are collected in FIFO order, so a
+    /// large request is not starved by small ones). Cancel-safe.
+    pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
+        Acquire {
+            sem: self,
+            wait: Wait::new(n),
+        }
+    }
+
+    /// [`acquire`](Self::acquire) for a permit that owns an `Arc` of the
+    /// semaphore (to move into a task). Cancel-safe.
+    pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
+        self.acquire_many_owned(1)
+    }
+
+    /// [`acquire_many`](Self::acquire_many) with an owned permit.
+    /// Cancel-safe.
+    pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
+        AcquireOwned {
+            sem: self,
+            wait: Wait::new(n),
+        }
+    }
+
+    /// Takes one permit if one is free and nobody is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::NoPermits`] or [`TryAcquireError::Closed`].
+    pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_acquire_many(1)
+    }
+
+    /// Takes `n` permits if they are free and nobody is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::NoPermits`] or [`TryAcquireError::Closed`].
+    pub fn try_acquire_many(&self, n: usize) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_take(n)?;
+        Ok(SemaphorePermit { sem: self, n })
+    }
+
+    /// [`try_acquire_many`](Self::try_acquire_many) with an owned permit.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::NoPermits`] or [`TryAcquireError::Closed`].
+    pub fn try_acquire_many_owned(self: Arc<Self>, n: usize) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        self.try_take(n)?;
+        Ok(OwnedSemaphorePermit { sem: self, n })
+    }
+
+    /// The fast path: `n` permits from the counter, only while nobody waits
+    /// (rule 1).
+    fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        let mut current = self.permits.load(Acquire);
+        loop {
+            if current & CLOSED != 0 {
+                return Err(TryAcquireError::Closed);
+            }
+            if current >> SHIFT < n || self.waiting.load(SeqCst) != 0 {
+                return Err(TryAcquireError::NoPermits);
+            }
+            match self
+                .permits
+                .compare_exchange_weak(current, current - (n << SHIFT), AcqRel, Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Adds `n` permits (a release). Waiters are served first, oldest first.
+    ///
+    /// # Panics
+    ///
+    /// If the total would exceed [`MAX_PERMITS`].
+    #[track_caller]
+    pub fn add_permits(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.waiting.load(SeqCst) == 0 {
+            let before = self.permits.fetch_add(n << SHIFT, SeqCst) >> SHIFT;
+            assert!(
+                before + n <= MAX_PERMITS,
+                "weft_sync::Semaphore::add_permits: more than MAX_PERMITS ({MAX_PERMITS}) permits"
+            );
+            // Rule 2: an acquirer may have queued meanwhile.
+            if self.waiting.load(SeqCst) == 0 {
+                return;
+            }
+            self.distribute(0);
+        } else {
+            self.distribute(n);
+        }
+    }
+
+    /// Hands `released` plus whatever sits in the counter to the waiters in
+    /// FIFO order, under the lock; what is left goes back to the counter.
+    fn distribute(&self, released: usize) {
+        let mut wakers = Vec::new();
+        {
+            let mut waiters = lock(&self.waiters);
+            self.distribute_locked(&mut waiters, released, &mut wakers);
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    fn distribute_locked(&self, waiters: &mut Waiters, released: usize, wakers: &mut Vec<Waker>) {
+        // Take the counter's permits too (rule 2), keeping the closed bit.
+        let mut pool = released + (self.permits.fetch_and(CLOSED, AcqRel) >> SHIFT);
+        while pool > 0 {
+            let Some(front) = waiters.list.front_mut() else { break };
+            let given = front.needed.min(pool);
+            front.needed -= given;
+            pool -= given;
+            if front.needed > 0 {
+                break;
+            }
+            let waiter = waiters.list.pop_front().expect("front exists");
+            self.waiting.fetch_sub(1, SeqCst);
+            waiter.state.store(ASSIGNED, Release);
+            if let Some(waker) = waiter.waker {
+                wakers.push(waker);
+            }
+        }
+        if pool > 0 {
+            let before = self.permits.fetch_add(pool << SHIFT, AcqRel) >> SHIFT;
+            assert!(
+                before + pool <= MAX_PERMITS,
+                "weft_sync::Semaphore::add_permits: more than MAX_PERMITS ({MAX_PERMITS}) permits"
+            );
+        }
+    }
+
+    /// Closes the semaphore: pending and future acquires fail with
+    /// [`AcquireError`]; permits already held stay valid and can still be
+    /// released.
+    pub fn close(&self) {
+        let mut wakers = Vec::new();
+        {
+            let mut waiters = lock(&self.waiters);
+            waiters.closed = true;
+            self.permits.fetch_or(CLOSED, AcqRel);
+            while let Some(waiter) = waiters.list.pop_front() {
+                self.waiting.fetch_sub(1, SeqCst);
+                waiter.state.store(CLOSED_WAITER, Release);
+                if let Some(waker) = waiter.waker {
+                    wakers.push(waker);
+                }
+            }
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Acquirers queued right now.
+    pub fn waiters(&self) -> usize {
+        self.waiting.load(SeqCst)
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("available_permits", &self.available_permits())
+            .field("waiters", &self.waiters())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// The state of one acquire, shared by [`Acquire`] and [`AcquireOwned`].
+struct Wait {
+    n: usize,
+    /// Set while queued (rule 3).
+    queued: Option<(WaitKey, Arc<AtomicUsize>)>,
+    finished: bool,
+}
+
+impl Wait {
+    fn new(n: usize) -> Wait {
+        Wait {
+            n,
+            queued: None,
+            finished: false,
+        }
+    }
+
+    fn poll(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
+        assert!(!self.finished, "weft_sync: an acquire future polled after it completed");
+        let Some((key, state)) = &self.queued else {
+            return self.poll_first(sem, cx);
+        };
+        match state.load(Acquire) {
+            ASSIGNED => {}
+            CLOSED_WAITER => {
+                self.queued = None;
+                self.finished = true;
+                return Poll::Ready(Err(AcquireError(())));
+            }
+            _ => {
+                let mut waiters = lock(&sem.waiters);
+                // Decided under the lock (rule 3): still queued, or not.
+                if state.load(Acquire) == QUEUED {
+                    let waiter = waiters
+                        .list
+                        .get_mut(*key)
+                        .expect("weft-sync bug: a queued waiter is missing");
+                    match &mut waiter.waker {
+                        Some(waker) => waker.clone_from(cx.waker()),
+                        none => *none = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
+                drop(waiters);
+                return self.poll(sem, cx);
+            }
+        }
+        self.queued = None;
+        self.finished = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_first(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
+        match sem.try_take(self.n) {
+            Ok(()) => {
+                self.finished = true;
+                return Poll::Ready(Ok(()));
+            }
+            Err(TryAcquireError::Closed) => {
+                self.finished = true;
+                return Poll::Ready(Err(AcquireError(())));
+            }
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        let mut wakers: Vec<Waker> = Vec::new();
+        let result = {
+            let mut waiters = lock(&sem.waiters);
+            if waiters.closed {
+                self.finished = true;
+                return Poll::Ready(Err(AcquireError(())));
+            }
+            let state = Arc::new(AtomicUsize::new(QUEUED));
+            let key = waiters.list.push_back(Waiter {
+                needed: self.n,
+                waker: Some(cx.waker().clone()),
+                state: state.clone(),
+            });
+            sem.waiting.fetch_add(1, SeqCst);
+            // Rule 2: permits released before we counted ourselves in are
+            // in the counter; move them to the queue (which may be us).
+            sem.distribute_locked(&mut waiters, 0, &mut wakers);
+            if state.load(Acquire) == ASSIGNED {
+                // Served at once; our own waker need not be woken.
+                wakers.retain(|w| !w.will_wake(cx.waker()));
+                self.finished = true;
+                Poll::Ready(Ok(()))
+            } else {
+                self.queued = Some((key, state));
+                Poll::Pending
+            }
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+        result
+    }
+
+    /// Rule 4: a dropped acquire gives back what it got.
+    fn cancel(&mut self, sem: &Semaphore) {
+        let Some((key, state)) = self.queued.take() else { return };
+        let mut wakers = Vec::new();
+        {
+            let mut waiters = lock(&sem.waiters);
+            let give_back = match state.load(Acquire) {
+                QUEUED => {
+                    let waiter = waiters.list.remove(key);
+                    sem.waiting.fetch_sub(1, SeqCst);
+                    self.n - waiter.needed
+                }
+                ASSIGNED => self.n,
+                _ => 0,
+            };
+            if give_back > 0 {
+                sem.distribute_locked(&mut waiters, give_back, &mut wakers);
+            }
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// The future of [`Semaphore::acquire`] and
+/// [`acquire_many`](Semaphore::acquire_many).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Acquire<'a> {
+    sem: &'a Semaphore,
+    wait: Wait,
+}
+
+impl<'a> Future for Acquire<'a> {
+    type Output = Result<SemaphorePermit<'a>, AcquireError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let sem = this.sem;
+        this.wait
+            .poll(sem, cx)
+            .map(|r| r.map(|()| SemaphorePermit { sem, n: this.wait.n }))
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        self.wait.cancel(self.sem);
+    }
+}
+
+impl fmt::Debug for Acquire<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire").field("permits", &self.wait.n).finish()
+    }
+}
+
+/// The future of [`Semaphore::acquire_owned`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct AcquireOwned {
+    sem: Arc<Semaphore>,
+    wait: Wait,
+}
+
+impl Future for AcquireOwned {
+    type Output = Result<OwnedSemaphorePermit, AcquireError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.wait.poll(&this.sem, cx).map(|r| {
+            r.map(|()| OwnedSemaphorePermit {
+                sem: this.sem.clone(),
+                n: this.wait.n,
+            })
+        })
+    }
+}
+
+impl Drop for AcquireOwned {
+    fn drop(&mut self) {
+        self.wait.cancel(&self.sem);
+    }
+}
+
+impl fmt::Debug for AcquireOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireOwned").field("permits", &self.wait.n).finish()
+    }
+}
+
+/// Permits borrowed from a [`Semaphore`]; released when dropped.
+#[must_use = "the permits are released as soon as this is dropped"]
+pub struct SemaphorePermit<'a> {
+    sem: &'a Semaphore,
+    n: usize,
+}
+
+impl SemaphorePermit<'_> {
+    /// Keeps the permits out of the semaphore for good.
+    pub fn forget(mut self) {
+        self.n = 0;
+    }
+
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.n
+    }
+}
+
+impl Drop for SemaphorePermit<'_> {
+    fn drop(&mut self) {
+        self.sem.add_permits(self.n);
+    }
+}
+
+impl fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit").field("permits", &self.n).finish()
+    }
+}
+
+/// Permits that own an `Arc` of their [`Semaphore`]; released when dropped.
+#[must_use = "the permits are released as soon as this is dropped"]
+pub struct OwnedSemaphorePermit {
+    sem: Arc<Semaphore>,
+    n: usize,
+}
+
+impl OwnedSemaphorePermit {
+    /// Keeps the permits out of the semaphore for good.
+    pub fn forget(mut self) {
+        self.n = 0;
+    }
+
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.n
+    }
+
+    /// The semaphore the permits came from.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.sem
+    }
+}
+
+impl Drop for OwnedSemaphorePermit {
+    fn drop(&mut self) {
+        self.sem.add_permits(self.n);
+    }
+}
+
+impl fmt::Debug for OwnedSemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSemaphorePermit")
+            .field("permits", &self.n)
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Semaphore, TryAcquireError};
+    use futures::FutureExt;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    /// A waker that counts its wakes.
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn waiters_are_served_in_arrival_order_and_newcomers_do_not_barge() {
+        let sem = Semaphore::new(1);
+        let held = sem.try_acquire().unwrap();
+        let (w1, waker1) = counting();
+        let (_w2, waker2) = counting();
+        let mut a = pin!(sem.acquire());
+        let mut b = pin!(sem.acquire());
+        assert!(a.as_mut().poll(&mut Context::from_waker(&waker1)).is_pending());
+        assert!(b.as_mut().poll(&mut Context::from_waker(&waker2)).is_pending());
+        assert_eq!(sem.waiters(), 2);
+        drop(held);
+        assert_eq!(w1.0.load(SeqCst), 1, "the first waiter was woken");
+        // The permit is owed to `a`: a newcomer cannot take it.
+        assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+        let Poll::Ready(Ok(permit_a)) = a.as_mut().poll(&mut Context::from_waker(&waker1)) else {
+            panic!("a holds the permit")
+        };
+        assert!(b.as_mut().poll(&mut Context::from_waker(&waker2)).is_pending());
+        drop(permit_a);
+        assert!(b.as_mut().poll(&mut Context::from_waker(&waker2)).is_ready());
+    }
+
+    #[test]
+    fn a_large_request_at_the_front_collects_permits_and_is_not_starved() {
+        let sem = Semaphore::new(0);
+        let (_w, waker) = counting();
+        let mut big = pin!(sem.acquire_many(3));
+        assert!(big.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        let mut small = pin!(sem.acquire());
+        assert!(small.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        sem.add_permits(2);
+        // Both permits went to the front request, not to the small one.
+        assert!(small.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        sem.add_permits(2);
+        let Poll::Ready(Ok(p)) = big.as_mut().poll(&mut Context::from_waker(&waker)) else {
+            panic!()
+        };
+        assert_eq!(p.num_permits(), 3);
+        assert!(small.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
+    }
+
+    #[test]
+    fn a_cancelled_acquire_leaves_no_ghost_and_passes_its_permits_on() {
+        let sem = Semaphore::new(0);
+        let (_w, waker) = counting();
+        {
+            let mut partial = Box::pin(sem.acquire_many(2));
+            assert!(partial.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+            sem.add_permits(1); // collected by `partial`
+            assert_eq!(sem.available_permits(), 0);
+        } // dropped: gives its one permit back
+        assert_eq!(sem.waiters(), 0);
+        assert_eq!(sem.available_permits(), 1);
+
+        // Assigned but never polled again: the whole request goes on.
+        let (w_next, waker_next) = counting();
+        let mut first = Box::pin(sem.acquire_many(2));
+        assert!(first.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        let mut next = pin!(sem.acquire_many(2));
+        assert!(next.as_mut().poll(&mut Context::from_waker(&waker_next)).is_pending());
+        sem.add_permits(1); // `first` now has both
+        drop(first);
+        assert_eq!(w_next.0.load(SeqCst), 1);
+        assert!(next.as_mut().poll(&mut Context::from_waker(&waker_next)).is_ready());
+    }
+
+    #[test]
+    fn close_fails_waiters_and_newcomers_but_held_permits_still_release() {
+        let sem = Semaphore::new(1);
+        let held = sem.try_acquire().unwrap();
+        let (w, waker) = counting();
+        let mut waiting = pin!(sem.acquire());
+        assert!(waiting.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        sem.close();
+        assert_eq!(w.0.load(SeqCst), 1);
+        assert!(matches!(
+            waiting.as_mut().poll(&mut Context::from_waker(&waker)),
+            Poll::Ready(Err(_))
+        ));
+        assert!(sem.acquire().now_or_never().unwrap().is_err());
+        assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);
+        drop(held);
+        assert!(sem.is_closed());
+        assert_eq!(sem.available_permits(), 1);
+    }
+
+    #[test]
+    fn many_threads_share_permits_without_losing_any() {
+        let sem = Arc::new(Semaphore::new(3));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let sem = sem.clone();
+                let inside = inside.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let permit = futures::executor::block_on(sem.acquire()).unwrap();
+                        assert!(inside.fetch_add(1, SeqCst) < 3);
+                        inside.fetch_sub(1, SeqCst);
+                        drop(permit);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sem.available_permits(), 3);
+        assert_eq!(sem.waiters(), 0);
+    }
+}
