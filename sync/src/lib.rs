@@ -31,16 +31,18 @@
 //! | `waitlist.rs` | a FIFO of waiters with O(1) removal, so a cancelled waiter leaves at once |
 //! | `semaphore.rs` | [`Semaphore`], the core: FIFO permits, cancel-safe acquires, close (its module doc states the rules) |
 //! | `mutex.rs` | [`Mutex`]: a one-permit semaphore around a value |
+//! | `notify.rs` | [`Notify`] (wake one, wake all, cancel-safe) and asyncio's [`Event`] on it |
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
-//! Still to come (issue 5): `RwLock`, `BoundedSemaphore`, `Notify`, `Event`,
-//! `Condition`, `Barrier`, `OnceCell`, and the channels.
+//! Still to come (issue 5): `RwLock`, `BoundedSemaphore`, `Condition`,
+//! `Barrier`, `OnceCell`, and the channels.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod loom;
 mod mutex;
+mod notify;
 mod semaphore;
 mod waitlist;
 
@@ -48,6 +50,7 @@ mod waitlist;
 mod loom_tests;
 
 pub use mutex::{Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use notify::{Event, Notified, Notify};
 pub use semaphore::{
     Acquire, AcquireError, AcquireOwned, MAX_PERMITS, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
 };

@@ -5,7 +5,7 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-sync --lib --release loom`.
 
 use crate::loom::thread;
-use crate::{Mutex, Semaphore};
+use crate::{Mutex, Notify, Semaphore};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -85,5 +85,44 @@ fn mutex_hand_off() {
         *loom::future::block_on(counter.lock()) += 1;
         other.join().unwrap();
         assert_eq!(*counter.try_lock().unwrap(), 2);
+    });
+}
+
+/// `notify_one` from another thread races the first poll of a `Notified`:
+/// the notification is never lost (it is the waiter's, or the permit).
+#[test]
+fn notify_one_races_a_waiter() {
+    loom::model(|| {
+        let notify = Arc::new(Notify::new());
+        let notifier = {
+            let notify = notify.clone();
+            thread::spawn(move || notify.notify_one())
+        };
+        loom::future::block_on(notify.notified());
+        notifier.join().unwrap();
+    });
+}
+
+/// A waiter chosen by `notify_one` and dropped before it looks passes the
+/// notification to the next waiter, whichever order things happen in.
+#[test]
+fn a_dropped_chosen_waiter_passes_on() {
+    loom::model(|| {
+        let notify = Arc::new(Notify::new());
+        let dropper = {
+            let notify = notify.clone();
+            thread::spawn(move || {
+                let mut first = pin!(notify.notified());
+                first.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready()
+            })
+        };
+        notify.notify_one();
+        let consumed = dropper.join().unwrap();
+        // Unless the first waiter saw the notification (its poll returned
+        // ready), it is still there for the next one: chosen-and-dropped
+        // passes it on, never chosen leaves the permit.
+        if !consumed {
+            loom::future::block_on(notify.notified());
+        }
     });
 }

@@ -1,0 +1,406 @@
+//! [`Notify`]: wake one waiting task or all of them; the building block of
+//! [`Event`](crate::Event) and, later, the condition variable and channels.
+//!
+//! # State
+//!
+//! `state` holds a *generation* (bumped by every `notify_waiters`) shifted
+//! left by one, and bit 0, a stored *permit* left by a `notify_one` that
+//! found nobody waiting. The wait list (under the lock) holds waiters in
+//! arrival order, each with a shared `WaitState`.
+//!
+//! # Rules
+//!
+//! 1. **A `Notified` counts from its creation.** It records the generation
+//!    when `notified()` is called; a `notify_waiters` after that completes
+//!    it even if it was never polled, so "create, check a condition, await"
+//!    cannot miss a wakeup.
+//! 2. **`notify_one` wakes the oldest waiter, or leaves one permit** (never
+//!    more than one) that the next `Notified` consumes. It runs under the
+//!    lock, and a waiter checks for the permit under the same lock before it
+//!    queues, so the two cannot pass each other.
+//! 3. **A waiter leaves the list once**: popped by a notifier (its state
+//!    says which kind), or removed by its own future when dropped while
+//!    still waiting.
+//! 4. **Cancel safety.** A `Notified` dropped after `notify_one` chose it
+//!    but before it saw so passes the notification on (to the next waiter,
+//!    or as the permit): a `notify_one` is never lost.
+
+use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::waitlist::{WaitKey, WaitList};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+const PERMIT: usize = 1;
+const GENERATION: usize = 2;
+
+const WAITING: usize = 0;
+const NOTIFIED_ONE: usize = 1;
+const NOTIFIED_ALL: usize = 2;
+
+/// Wakes tasks: Tokio's `Notify`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_sync::Notify;
+///
+/// futures::executor::block_on(async {
+///     let notify = Arc::new(Notify::new());
+///     notify.notify_one(); // nobody waits: a permit is stored
+///     notify.notified().await; // consumed at once
+///
+///     let waiter = notify.notified(); // counts from here (rule 1)
+///     notify.notify_waiters();
+///     waiter.await; // completes even though it was not polled before
+/// });
+/// ```
+pub struct Notify {
+    state: AtomicUsize,
+    waiters: Mutex<WaitList<Waiter>>,
+}
+
+struct Waiter {
+    waker: Option<Waker>,
+    state: Arc<AtomicUsize>,
+}
+
+impl Notify {
+    /// A `Notify` with no permit and no waiter.
+    pub fn new() -> Notify {
+        Notify {
+            state: AtomicUsize::new(0),
+            waiters: Mutex::new(WaitList::new()),
+        }
+    }
+
+    /// A future that completes at the next `notify_one` that chooses it, or
+    /// the next `notify_waiters` (counted from this call, rule 1).
+    /// Cancel-safe: dropping it passes on a `notify_one` it had received.
+    pub fn notified(&self) -> Notified<'_> {
+        Notified {
+            notify: self,
+            generation: self.state.load(SeqCst) & !PERMIT,
+            queued: None,
+            done: false,
+        }
+    }
+
+    /// Wakes the oldest waiting task, or, if none waits, stores a permit for
+    /// the next `notified()` (at most one is stored).
+    pub fn notify_one(&self) {
+        let waker = {
+            let mut waiters = lock(&self.waiters);
+            self.notify_one_locked(&mut waiters)
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn notify_one_locked(&self, waiters: &mut WaitList<Waiter>) -> Option<Waker> {
+        match waiters.pop_front() {
+            Some(waiter) => {
+                waiter.state.store(NOTIFIED_ONE, Release);
+                waiter.waker
+            }
+            None => {
+                self.state.fetch_or(PERMIT, SeqCst);
+                None
+            }
+        }
+    }
+
+    /// Wakes every task waiting now, and completes every `Notified` created
+    /// before this call; stores no permit.
+    pub fn notify_waiters(&self) {
+        let mut wakers = Vec::new();
+        {
+            let mut waiters = lock(&self.waiters);
+            self.state.fetch_add(GENERATION, SeqCst);
+            while let Some(waiter) = waiters.pop_front() {
+                waiter.state.store(NOTIFIED_ALL, Release);
+                wakers.extend(waiter.waker);
+            }
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify::new()
+    }
+}
+
+impl fmt::Debug for Notify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notify")
+            .field("permit", &(self.state.load(Relaxed) & PERMIT != 0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Notify::notified`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Notified<'a> {
+    notify: &'a Notify,
+    generation: usize,
+    queued: Option<(WaitKey, Arc<AtomicUsize>)>,
+    done: bool,
+}
+
+impl Notified<'_> {
+    /// Takes the stored permit, or sees a `notify_waiters` since creation.
+    fn try_complete(&self) -> bool {
+        let mut state = self.notify.state.load(SeqCst);
+        loop {
+            if state & !PERMIT != self.generation {
+                return true;
+            }
+            if state & PERMIT == 0 {
+                return false;
+            }
+            match self
+                .notify
+                .state
+                .compare_exchange(state, state & !PERMIT, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+}
+
+impl Future for Notified<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(());
+        }
+        if let Some((key, state)) = &this.queued {
+            if state.load(Acquire) != WAITING {
+                this.queued = None;
+                this.done = true;
+                return Poll::Ready(());
+            }
+            let mut waiters = lock(&this.notify.waiters);
+            // Rule 3: decided under the lock.
+            if state.load(Acquire) == WAITING {
+                let waiter = waiters
+                    .get_mut(*key)
+                    .expect("weft-sync bug: a queued waiter is missing");
+                match &mut waiter.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    none => *none = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            drop(waiters);
+            this.queued = None;
+            this.done = true;
+            return Poll::Ready(());
+        }
+        if this.try_complete() {
+            this.done = true;
+            return Poll::Ready(());
+        }
+        let mut waiters = lock(&this.notify.waiters);
+        // Rule 2: the permit and the generation, again, under the lock.
+        if this.try_complete() {
+            this.done = true;
+            return Poll::Ready(());
+        }
+        let state = Arc::new(AtomicUsize::new(WAITING));
+        let key = waiters.push_back(Waiter {
+            waker: Some(cx.waker().clone()),
+            state: state.clone(),
+        });
+        this.queued = Some((key, state));
+        Poll::Pending
+    }
+}
+
+impl Drop for Notified<'_> {
+    fn drop(&mut self) {
+        let Some((key, state)) = self.queued.take() else { return };
+        let waker: Option<Waker> = {
+            let mut waiters = lock(&self.notify.waiters);
+            match state.load(Acquire) {
+                WAITING => {
+                    waiters.remove(key);
+                    None
+                }
+                // Rule 4: chosen by `notify_one` and never seen: pass it on.
+                NOTIFIED_ONE => self.notify.notify_one_locked(&mut waiters),
+                _ => None,
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl fmt::Debug for Notified<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notified")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An asyncio-style event: a flag that tasks can wait for (Python's
+/// `asyncio.Event`, `threading.Event` for tasks).
+///
+/// ```
+/// use weft_sync::Event;
+///
+/// futures::executor::block_on(async {
+///     let ready = Event::new();
+///     assert!(!ready.is_set());
+///     ready.set();
+///     ready.wait().await; // returns at once while set
+///     ready.clear();
+///     assert!(!ready.is_set());
+/// });
+/// ```
+pub struct Event {
+    flag: AtomicUsize,
+    notify: Notify,
+}
+
+impl Event {
+    /// An event that is not set.
+    pub fn new() -> Event {
+        Event {
+            flag: AtomicUsize::new(0),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Sets the flag and wakes every waiting task.
+    pub fn set(&self) {
+        self.flag.store(1, SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Clears the flag; later `wait`s block until the next `set`.
+    pub fn clear(&self) {
+        self.flag.store(0, SeqCst);
+    }
+
+    /// True while set.
+    pub fn is_set(&self) -> bool {
+        self.flag.load(SeqCst) == 1
+    }
+
+    /// Waits until the flag is set (returns at once if it is). Cancel-safe.
+    pub async fn wait(&self) {
+        // Created before the check (rule 1 of `Notify`): a `set` between the
+        // check and the await still completes it.
+        let notified = self.notify.notified();
+        if self.is_set() {
+            return;
+        }
+        // Woken by a `set`. A `clear` right after it goes unnoticed, as in
+        // asyncio: the wait still returns.
+        notified.await;
+    }
+}
+
+impl Default for Event {
+    fn default() -> Event {
+        Event::new()
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event").field("set", &self.is_set()).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Event, Notify};
+    use futures::FutureExt;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    #[test]
+    fn notify_one_wakes_the_oldest_or_stores_one_permit() {
+        let n = Notify::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut a = pin!(n.notified());
+        let mut b = pin!(n.notified());
+        assert!(a.as_mut().poll(&mut cx).is_pending());
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        n.notify_one();
+        assert!(a.as_mut().poll(&mut cx).is_ready());
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        n.notify_one();
+        assert!(b.as_mut().poll(&mut cx).is_ready());
+        // Two notifications with nobody waiting store one permit.
+        n.notify_one();
+        n.notify_one();
+        assert!(n.notified().now_or_never().is_some());
+        assert!(n.notified().now_or_never().is_none());
+    }
+
+    #[test]
+    fn a_dropped_chosen_waiter_passes_the_notification_on() {
+        let n = Notify::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(n.notified());
+        let mut second = pin!(n.notified());
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        n.notify_one(); // chooses `first`
+        drop(first); // never saw it
+        assert!(second.as_mut().poll(&mut cx).is_ready());
+        // A dropped waiter that was not chosen leaves nothing behind.
+        let mut idle = Box::pin(n.notified());
+        assert!(idle.as_mut().poll(&mut cx).is_pending());
+        drop(idle);
+        n.notify_one();
+        assert!(
+            n.notified().now_or_never().is_some(),
+            "the permit was stored, not given to a ghost"
+        );
+    }
+
+    #[test]
+    fn notify_waiters_completes_every_notified_made_before_it() {
+        let n = Notify::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut polled = pin!(n.notified());
+        assert!(polled.as_mut().poll(&mut cx).is_pending());
+        let unpolled = n.notified();
+        n.notify_waiters();
+        let later = n.notified();
+        assert!(polled.as_mut().poll(&mut cx).is_ready());
+        assert!(unpolled.now_or_never().is_some());
+        assert!(later.now_or_never().is_none(), "no permit is stored");
+    }
+
+    #[test]
+    fn event_set_clear_wait() {
+        let e = Event::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut w = pin!(e.wait());
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        e.set();
+        assert!(w.as_mut().poll(&mut cx).is_ready());
+        assert!(e.wait().now_or_never().is_some());
+        e.clear();
+        assert!(e.wait().now_or_never().is_none());
+    }
+}
