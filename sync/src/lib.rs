@@ -32,25 +32,44 @@
 //! | `semaphore.rs` | [`Semaphore`], the core: FIFO permits, cancel-safe acquires, close (its module doc states the rules) |
 //! | `mutex.rs` | [`Mutex`]: a one-permit semaphore around a value |
 //! | `notify.rs` | [`Notify`] (wake one, wake all, cancel-safe) and asyncio's [`Event`] on it |
+//! | `rwlock.rs` | [`RwLock`]: readers take one permit, writers all of them (FIFO, so writers do not starve) |
+//! | `bounded.rs` | [`BoundedSemaphore`]: threading's, where releasing more than was acquired is an error |
+//! | `condition.rs` | [`Condition`], [`Barrier`], [`OnceCell`] |
+//!
+//! ## Why there is no `RLock`
+//!
+//! A reentrant lock lets its *owner* lock it again. Python's `RLock` is
+//! owned by a thread; in async code the owner would be a task, which
+//! migrates between threads and has no identity a library without a runtime
+//! can see. A reentrant async lock also hides the real problem it papers
+//! over: a function that locks and calls another that locks the same state.
+//! Lock once at the top and pass the guard (`&mut T`) down instead; for
+//! recursive code, take the guard as a parameter.
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
-//! Still to come (issue 5): `RwLock`, `BoundedSemaphore`, `Condition`,
-//! `Barrier`, `OnceCell`, and the channels.
+//! Still to come (issue 5): the channels (mpsc, oneshot, broadcast, watch,
+//! asyncio's `Queue`) and alternation over them.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+mod bounded;
+mod condition;
 mod loom;
 mod mutex;
 mod notify;
+mod rwlock;
 mod semaphore;
 mod waitlist;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use bounded::{BoundedSemaphore, ReleaseError};
+pub use condition::{Barrier, BarrierWaitResult, Condition, OnceCell};
 pub use mutex::{Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
 pub use notify::{Event, Notified, Notify};
+pub use rwlock::{MAX_READERS, RwLock, RwLockReadGuard, RwLockWriteGuard, TryRwLockError};
 pub use semaphore::{
     Acquire, AcquireError, AcquireOwned, MAX_PERMITS, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
 };

@@ -153,6 +153,13 @@ pub struct MutexGuard<'a, T: ?Sized> {
     _value: PhantomData<&'a mut T>,
 }
 
+impl<'a, T: ?Sized> MutexGuard<'a, T> {
+    /// The mutex this guard locks (a condition variable relocks it).
+    pub(crate) fn mutex(&self) -> &'a Mutex<T> {
+        self.lock
+    }
+}
+
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     type Target = T;
 

@@ -112,6 +112,25 @@ impl Notify {
         }
     }
 
+    /// Wakes up to `n` of the tasks waiting now (oldest first) and stores
+    /// no permit: a condition variable's `notify(n)`, where a notification
+    /// nobody waits for is dropped. Waiters registered with
+    /// [`Notified::enable`] count as waiting.
+    pub fn notify_waiting(&self, n: usize) {
+        let mut wakers = Vec::new();
+        {
+            let mut waiters = lock(&self.waiters);
+            for _ in 0..n {
+                let Some(waiter) = waiters.pop_front() else { break };
+                waiter.state.store(NOTIFIED_ONE, Release);
+                wakers.extend(waiter.waker);
+            }
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
     /// Wakes every task waiting now, and completes every `Notified` created
     /// before this call; stores no permit.
     pub fn notify_waiters(&self) {
@@ -154,6 +173,28 @@ pub struct Notified<'a> {
 }
 
 impl Notified<'_> {
+    /// Queues this waiter now, before it is first polled, so that a
+    /// `notify_one` or `notify_waiting` from here on can choose it (a
+    /// condition variable enables its waiter before it unlocks the mutex).
+    /// Does nothing if it already completed or is queued.
+    pub fn enable(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        if this.done || this.queued.is_some() {
+            return;
+        }
+        let mut waiters = lock(&this.notify.waiters);
+        if this.try_complete() {
+            this.done = true;
+            return;
+        }
+        let state = Arc::new(AtomicUsize::new(WAITING));
+        let key = waiters.push_back(Waiter {
+            waker: None,
+            state: state.clone(),
+        });
+        this.queued = Some((key, state));
+    }
+
     /// Takes the stored permit, or sees a `notify_waiters` since creation.
     fn try_complete(&self) -> bool {
         let mut state = self.notify.state.load(SeqCst);
