@@ -35,6 +35,7 @@
 //! | `rwlock.rs` | [`RwLock`]: readers take one permit, writers all of them (FIFO, so writers do not starve) |
 //! | `bounded.rs` | [`BoundedSemaphore`]: threading's, where releasing more than was acquired is an error |
 //! | `condition.rs` | [`Condition`], [`Barrier`], [`OnceCell`] |
+//! | `mpsc.rs` | [`mpsc::channel`] (bounded: its slots are a semaphore) and [`mpsc::unbounded_channel`] |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -47,8 +48,8 @@
 //! recursive code, take the guard as a parameter.
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
-//! Still to come (issue 5): the channels (mpsc, oneshot, broadcast, watch,
-//! asyncio's `Queue`) and alternation over them.
+//! Still to come (issue 5): oneshot, broadcast, watch, asyncio's `Queue`,
+//! and alternation over channel operations.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -56,6 +57,7 @@
 mod bounded;
 mod condition;
 mod loom;
+pub mod mpsc;
 mod mutex;
 mod notify;
 mod rwlock;

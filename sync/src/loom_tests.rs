@@ -5,7 +5,7 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-sync --lib --release loom`.
 
 use crate::loom::thread;
-use crate::{Mutex, Notify, Semaphore};
+use crate::{Mutex, Notify, Semaphore, mpsc};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -124,5 +124,30 @@ fn a_dropped_chosen_waiter_passes_on() {
         if !consumed {
             loom::future::block_on(notify.notified());
         }
+    });
+}
+
+/// A bounded channel of capacity 1: a sender that must wait for the slot
+/// races the receiver; every message arrives, in order, and the channel
+/// ends when the sender is gone.
+#[test]
+fn mpsc_bounded_send_recv_close() {
+    loom::model(|| {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sender = thread::spawn(move || {
+            loom::future::block_on(async {
+                tx.send(1).await.unwrap();
+                tx.send(2).await.unwrap();
+            })
+        });
+        let got = loom::future::block_on(async {
+            let mut got = Vec::new();
+            while let Some(v) = rx.recv().await {
+                got.push(v);
+            }
+            got
+        });
+        sender.join().unwrap();
+        assert_eq!(got, [1, 2]);
     });
 }
