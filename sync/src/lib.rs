@@ -36,6 +36,7 @@
 //! | `bounded.rs` | [`BoundedSemaphore`]: threading's, where releasing more than was acquired is an error |
 //! | `condition.rs` | [`Condition`], [`Barrier`], [`OnceCell`] |
 //! | `mpsc.rs` | [`mpsc::channel`] (bounded: its slots are a semaphore) and [`mpsc::unbounded_channel`] |
+//! | `oneshot.rs` | [`oneshot::channel`]: one value |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -48,8 +49,8 @@
 //! recursive code, take the guard as a parameter.
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
-//! Still to come (issue 5): oneshot, broadcast, watch, asyncio's `Queue`,
-//! and alternation over channel operations.
+//! Still to come (issue 5): broadcast, watch, asyncio's `Queue`, and
+//! alternation over channel operations.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -60,6 +61,7 @@ mod loom;
 pub mod mpsc;
 mod mutex;
 mod notify;
+pub mod oneshot;
 mod rwlock;
 mod semaphore;
 mod waitlist;

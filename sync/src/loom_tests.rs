@@ -5,7 +5,7 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-sync --lib --release loom`.
 
 use crate::loom::thread;
-use crate::{Mutex, Notify, Semaphore, mpsc};
+use crate::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -149,5 +149,24 @@ fn mpsc_bounded_send_recv_close() {
         });
         sender.join().unwrap();
         assert_eq!(got, [1, 2]);
+    });
+}
+
+/// A oneshot send (or a sender dropped unsent) races the receiver's await:
+/// the receiver always finishes, with the value or the error.
+#[test]
+fn oneshot_send_or_drop_races_recv() {
+    loom::model(|| {
+        let (tx, rx) = oneshot::channel::<u8>();
+        let sender = thread::spawn(move || tx.send(5).is_ok());
+        let got = loom::future::block_on(rx);
+        assert!(sender.join().unwrap());
+        assert_eq!(got, Ok(5));
+    });
+    loom::model(|| {
+        let (tx, rx) = oneshot::channel::<u8>();
+        let dropper = thread::spawn(move || drop(tx));
+        assert!(loom::future::block_on(rx).is_err());
+        dropper.join().unwrap();
     });
 }
