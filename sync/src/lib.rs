@@ -37,6 +37,7 @@
 //! | `condition.rs` | [`Condition`], [`Barrier`], [`OnceCell`] |
 //! | `mpsc.rs` | [`mpsc::channel`] (bounded: its slots are a semaphore) and [`mpsc::unbounded_channel`] |
 //! | `oneshot.rs` | [`oneshot::channel`]: one value |
+//! | `broadcast.rs` | [`broadcast::channel`]: every receiver sees every message; a slow one is told it lagged |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -49,13 +50,14 @@
 //! recursive code, take the guard as a parameter.
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
-//! Still to come (issue 5): broadcast, watch, asyncio's `Queue`, and
-//! alternation over channel operations.
+//! Still to come (issue 5): watch, asyncio's `Queue`, and alternation over
+//! channel operations.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 mod bounded;
+pub mod broadcast;
 mod condition;
 mod loom;
 pub mod mpsc;
