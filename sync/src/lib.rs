@@ -38,6 +38,9 @@
 //! | `mpsc.rs` | [`mpsc::channel`] (bounded: its slots are a semaphore) and [`mpsc::unbounded_channel`] |
 //! | `oneshot.rs` | [`oneshot::channel`]: one value |
 //! | `broadcast.rs` | [`broadcast::channel`]: every receiver sees every message; a slow one is told it lagged |
+//! | `watch.rs` | [`watch::channel`]: one value, watched for changes |
+//! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`) on two semaphores |
+//! | `alt.rs` | [`alt::alt`]: the first ready of several operations, chosen fairly |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -50,12 +53,14 @@
 //! recursive code, take the guard as a parameter.
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
-//! Still to come (issue 5): watch, asyncio's `Queue`, and alternation over
-//! channel operations.
+//! Every wait in the crate (acquire, lock, receive, `notified`) is
+//! cancel-safe: dropping it leaves no waiter behind and passes on anything
+//! it had been handed. Each method's docs say so, or say what is lost.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+pub mod alt;
 mod bounded;
 pub mod broadcast;
 mod condition;
@@ -64,9 +69,11 @@ pub mod mpsc;
 mod mutex;
 mod notify;
 pub mod oneshot;
+mod queue;
 mod rwlock;
 mod semaphore;
 mod waitlist;
+pub mod watch;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -75,6 +82,7 @@ pub use bounded::{BoundedSemaphore, ReleaseError};
 pub use condition::{Barrier, BarrierWaitResult, Condition, OnceCell};
 pub use mutex::{Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
 pub use notify::{Event, Notified, Notify};
+pub use queue::{Queue, QueueEmpty, QueueFull, TaskDoneError};
 pub use rwlock::{MAX_READERS, RwLock, RwLockReadGuard, RwLockWriteGuard, TryRwLockError};
 pub use semaphore::{
     Acquire, AcquireError, AcquireOwned, MAX_PERMITS, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,

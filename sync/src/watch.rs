@@ -1,0 +1,270 @@
+//! A single value that many tasks watch for changes: [`channel`], Tokio's
+//! `watch`.
+//!
+//! # Rule
+//!
+//! The value and its *version* (bumped by every send) live under one lock;
+//! a change is announced with [`Notify::notify_waiters`], and
+//! [`Receiver::changed`] creates its `Notified` before it compares versions,
+//! so a send between the comparison and the wait still wakes it.
+
+use crate::loom::{AtomicUsize, Ordering::*};
+use crate::notify::Notify;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+struct Shared<T> {
+    value: RwLock<(T, u64)>,
+    changed: Notify,
+    receivers: AtomicUsize,
+    senders_gone: AtomicUsize,
+}
+
+/// A watch channel holding `initial`.
+///
+/// ```
+/// futures::executor::block_on(async {
+///     let (tx, mut rx) = weft_sync::watch::channel("starting");
+///     assert_eq!(*rx.borrow(), "starting");
+///     tx.send("ready").unwrap();
+///     rx.changed().await.unwrap();
+///     assert_eq!(*rx.borrow_and_update(), "ready");
+///     drop(tx);
+///     assert!(rx.changed().await.is_err()); // the sender is gone
+/// });
+/// ```
+pub fn channel<T>(initial: T) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        value: RwLock::new((initial, 0)),
+        changed: Notify::new(),
+        receivers: AtomicUsize::new(1),
+        senders_gone: AtomicUsize::new(0),
+    });
+    (Sender { shared: shared.clone() }, Receiver { shared, seen: 0 })
+}
+
+/// No receiver is left; the value comes back.
+#[derive(PartialEq, Eq, Clone)]
+pub struct SendError<T>(pub T);
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no receiver is left")
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// The sender is gone: no change will come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvError(());
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the watch sender is gone")
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+fn read<T>(lock: &RwLock<(T, u64)>) -> RwLockReadGuard<'_, (T, u64)> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The sending half.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Replaces the value and wakes every receiver waiting in `changed`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the value if no receiver is left.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        if self.shared.receivers.load(Acquire) == 0 {
+            return Err(SendError(value));
+        }
+        self.send_replace(value);
+        Ok(())
+    }
+
+    /// Replaces the value whether or not anyone watches, and returns the old
+    /// one.
+    pub fn send_replace(&self, value: T) -> T {
+        let old = {
+            let mut slot = self.shared.value.write().unwrap_or_else(|p| p.into_inner());
+            slot.1 += 1;
+            std::mem::replace(&mut slot.0, value)
+        };
+        self.shared.changed.notify_waiters();
+        old
+    }
+
+    /// The current value.
+    pub fn borrow(&self) -> Ref<'_, T> {
+        Ref {
+            guard: read(&self.shared.value),
+        }
+    }
+
+    /// A new receiver that has seen the current value.
+    pub fn subscribe(&self) -> Receiver<T> {
+        self.shared.receivers.fetch_add(1, AcqRel);
+        Receiver {
+            seen: read(&self.shared.value).1,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Receivers right now.
+    pub fn receiver_count(&self) -> usize {
+        self.shared.receivers.load(Acquire)
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.shared.senders_gone.store(1, Release);
+        self.shared.changed.notify_waiters();
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+/// A receiving half: reads the current value and waits for changes.
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+    /// The version this receiver has seen.
+    seen: u64,
+}
+
+impl<T> Receiver<T> {
+    /// The current value (not marking it seen).
+    pub fn borrow(&self) -> Ref<'_, T> {
+        Ref {
+            guard: read(&self.shared.value),
+        }
+    }
+
+    /// The current value, marking it seen.
+    pub fn borrow_and_update(&mut self) -> Ref<'_, T> {
+        let guard = read(&self.shared.value);
+        self.seen = guard.1;
+        Ref { guard }
+    }
+
+    /// True if the value changed since this receiver last marked it seen.
+    pub fn has_changed(&self) -> bool {
+        read(&self.shared.value).1 != self.seen
+    }
+
+    /// Waits until the value changes (compared with the version last
+    /// seen), and marks it seen. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] if the sender is gone and there is no unseen change.
+    pub async fn changed(&mut self) -> Result<(), RecvError> {
+        loop {
+            // The rule: `Notified` first, then the comparison.
+            let notified = self.shared.changed.notified();
+            let version = read(&self.shared.value).1;
+            if version != self.seen {
+                self.seen = version;
+                return Ok(());
+            }
+            if self.shared.senders_gone.load(Acquire) == 1 {
+                return Err(RecvError(()));
+            }
+            notified.await;
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Receiver<T> {
+        self.shared.receivers.fetch_add(1, AcqRel);
+        Receiver {
+            shared: self.shared.clone(),
+            seen: self.seen,
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.shared.receivers.fetch_sub(1, AcqRel);
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read lock on a watch channel's value; keep it short (senders wait for
+/// it).
+pub struct Ref<'a, T> {
+    guard: RwLockReadGuard<'a, (T, u64)>,
+}
+
+impl<T> Deref for Ref<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.guard.0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Ref<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::channel;
+    use futures::FutureExt;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    #[test]
+    fn receivers_see_the_latest_value_and_changes_coalesce() {
+        let (tx, mut rx) = channel(0);
+        let mut other = tx.subscribe();
+        let mut cx = Context::from_waker(Waker::noop());
+        {
+            let mut waiting = pin!(other.changed());
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+            tx.send(1).unwrap();
+            tx.send(2).unwrap();
+            assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        }
+        assert!(rx.has_changed());
+        assert!(rx.changed().now_or_never().unwrap().is_ok());
+        assert_eq!(*rx.borrow(), 2, "only the latest value is kept");
+        assert!(rx.changed().now_or_never().is_none(), "nothing new");
+        drop(other);
+        drop(rx);
+        assert!(tx.send(3).is_err());
+        assert_eq!(tx.send_replace(4), 2);
+    }
+}
