@@ -109,7 +109,9 @@ impl Report {
     /// The columns of one row: Weft, Tokio and smol, unless the row measures
     /// Weft against libraries that are none of them (rayon, in suite
     /// `promise`), which then take their place. Weft comes first: it is the
-    /// anchor of the ratios.
+    /// anchor of the ratios. A row with no Weft series at all (suite `sync`,
+    /// where every column is a library on one Weft runtime) keeps only its
+    /// own columns, in the order they were recorded: the first is the anchor.
     fn columns(&self, workload: &str, metric: &str) -> Vec<&'static str> {
         let mut others: Vec<&'static str> = Vec::new();
         for s in &self.series {
@@ -123,6 +125,8 @@ impl Report {
         }
         if others.is_empty() {
             RUNTIMES.to_vec()
+        } else if self.find(workload, RUNTIMES[0], metric).is_none() {
+            others
         } else {
             std::iter::once(RUNTIMES[0]).chain(others).collect()
         }
@@ -251,8 +255,9 @@ fn write_header(out: &mut String, columns: &[&str]) {
 }
 
 /// Writes one line of the table: the workload, the metric, a value per
-/// column and a ratio per column after the first, each ratio as wide as its
-/// header (`weft/tokio`) and a space.
+/// column (13 wide, or as wide as a longer column name) and a ratio per
+/// column after the first, each ratio as wide as its header (`weft/tokio`)
+/// and a space.
 fn write_row(
     out: &mut String,
     workload: &str,
@@ -262,8 +267,9 @@ fn write_row(
     ratios: impl Iterator<Item = String>,
 ) {
     let _ = write!(out, "{workload:<26} {metric:>9}");
-    for value in values {
-        let _ = write!(out, " {value:>13}");
+    for (column, value) in columns.iter().zip(values) {
+        let width = column.len().max(13);
+        let _ = write!(out, " {value:>width$}");
     }
     for (column, ratio) in columns[1..].iter().zip(ratios) {
         let width = columns[0].len() + 1 + column.len() + 1;
@@ -337,5 +343,31 @@ mod tests {
         assert!(lines[4].starts_with('b') && lines[4].ends_with(" 0.50x"));
         assert_eq!(lines.len(), 5);
         assert_eq!(Report::new("empty").table().trim_end(), runtimes);
+    }
+
+    #[test]
+    fn rows_without_weft_are_anchored_on_their_first_column_and_long_names_widen_theirs() {
+        let mut report = Report::new("sync");
+        report.record("m", "weft-sync", "lock_ns", 1.0);
+        report.record("m", "tokio::sync", "lock_ns", 2.0);
+        report.record("m", "async-broadcast", "lock_ns", 4.0);
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "{:<26} {:>9} {:>13} {:>13} {:>15} {:>22} {:>26}",
+                "workload",
+                "metric",
+                "weft-sync",
+                "tokio::sync",
+                "async-broadcast",
+                "weft-sync/tokio::sync",
+                "weft-sync/async-broadcast"
+            )
+        );
+        assert_eq!(lines[1].len(), lines[0].len());
+        assert!(lines[1].ends_with(" 0.50x 0.25x"));
+        assert_eq!(lines.len(), 2);
     }
 }

@@ -87,7 +87,8 @@ mod tests {
     #[test]
     fn ready_branches_are_chosen_fairly() {
         let mut wins = [0usize; 3];
-        for _ in 0..3000 {
+        let rounds = if cfg!(miri) { 300 } else { 3000 };
+        for _ in 0..rounds {
             let branches: Vec<Branch<'_, usize>> = (0..3usize)
                 .map(|i| Box::pin(async move { i }) as Branch<'_, usize>)
                 .collect();
@@ -96,7 +97,7 @@ mod tests {
             wins[i] += 1;
         }
         for w in wins {
-            assert!(w > 700, "{wins:?}");
+            assert!(w > rounds * 7 / 30, "{wins:?}");
         }
     }
 
