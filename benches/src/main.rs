@@ -1,7 +1,7 @@
 //! Weft's benchmark suites, side by side with Tokio and smol in one run.
 //!
 //! ```text
-//! cargo run --release -p weft-benches -- sched|echo|timers|promise [--quick] [--reps N]
+//! cargo run --release -p weft-benches -- sched|echo|timers|promise|sync [--quick] [--reps N]
 //! ```
 //!
 //! Each suite runs every workload on every runtime, interleaved (one
@@ -16,6 +16,12 @@
 //! ```
 //!
 //! Metrics ending in `_ns` are lower-is-better.
+//!
+//! Suite `sync` compares libraries rather than runtimes: weft-sync,
+//! `tokio::sync` and smol-rs' crates, all on one Weft runtime. Its
+//! `"runtime"` fields name the library (`weft-sync`, `tokio::sync`,
+//! `async-lock`, `async-channel`, `async-broadcast`) and weft-sync is the
+//! anchor of its ratios.
 
 mod echo;
 mod load;
@@ -23,6 +29,7 @@ mod promise;
 mod report;
 mod runtimes;
 mod sched;
+mod sync;
 mod timers;
 
 use std::process::ExitCode;
@@ -49,13 +56,16 @@ const USAGE: &str =
   --reps N         timed repetitions per workload and runtime (default 30)
   --workers N      worker threads of every runtime (default 2)
   --filter NAME    only workloads whose name contains NAME
-  --runtime NAME   only one runtime (for profiling; prints no ratios)
+  --runtime NAME   only one runtime (for profiling; prints no ratios); in suite
+                   sync, only that runtime's library (smol: the smol-rs crates)
 
 suites:
   sched   Tokio's rt_multi_threaded scheduler workloads
   echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections
   timers  100k sleeps of random 1-100 ms: lateness
-  promise Promise set/await and done callbacks vs oneshots; Pool::map vs rayon";
+  promise Promise set/await and done callbacks vs oneshots; Pool::map vs rayon
+  sync    weft-sync's Mutex, Semaphore, mpsc, oneshot and broadcast vs tokio::sync
+          and async-lock/async-channel/async-broadcast, all on one Weft runtime";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -120,6 +130,7 @@ fn main() -> ExitCode {
         "echo" => echo::run(&opts),
         "timers" => timers::run(&opts),
         "promise" => promise::run(&opts),
+        "sync" => sync::run(&opts),
         other => {
             eprintln!("unknown suite {other:?}\n\n{USAGE}");
             return ExitCode::from(2);

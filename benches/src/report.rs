@@ -367,7 +367,8 @@ mod tests {
             )
         );
         assert_eq!(lines[1].len(), lines[0].len());
-        assert!(lines[1].ends_with(" 0.50x 0.25x"));
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(cells, ["m", "ns", "1.0", "2.0", "4.0", "0.50x", "0.25x"]);
         assert_eq!(lines.len(), 2);
     }
 }
