@@ -16,6 +16,7 @@
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
+use crate::wake_list::WakeList;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
@@ -170,7 +171,7 @@ impl<T: Clone> Sender<T> {
     ///
     /// [`SendError`] with the message if no receiver is left.
     pub fn send(&self, value: T) -> Result<usize, SendError<T>> {
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         let (receivers, evicted) = {
             let mut state = lock(&self.shared.state);
             if state.receivers == 0 {
@@ -189,9 +190,7 @@ impl<T: Clone> Sender<T> {
             (state.receivers, evicted)
         };
         drop(evicted);
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
         Ok(receivers)
     }
 
@@ -229,7 +228,7 @@ impl<T> Drop for Sender<T> {
         if self.shared.senders.fetch_sub(1, AcqRel) != 1 {
             return;
         }
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         {
             let mut state = lock(&self.shared.state);
             state.senders_gone = true;
@@ -237,9 +236,7 @@ impl<T> Drop for Sender<T> {
                 wakers.push(waker);
             }
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
     }
 }
 

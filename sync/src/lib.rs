@@ -73,6 +73,7 @@ mod queue;
 mod rwlock;
 mod semaphore;
 mod waitlist;
+mod wake_list;
 pub mod watch;
 
 #[cfg(all(test, loom))]

@@ -197,3 +197,50 @@ fn broadcast_lag() {
         assert_eq!(seen, 2);
     });
 }
+
+/// The receiver closes (and drops) while the sender sends: the value is
+/// owned by exactly one side, and dropped exactly once.
+#[test]
+fn oneshot_close_races_send() {
+    struct Counted(Arc<loom::sync::atomic::AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    loom::model(|| {
+        let drops = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let (tx, mut rx) = oneshot::channel::<Counted>();
+        let value = Counted(drops.clone());
+        let sender = thread::spawn(move || {
+            // Given back on failure, then dropped here.
+            let _ = tx.send(value);
+        });
+        rx.close();
+        let got = rx.try_recv();
+        drop(got);
+        drop(rx);
+        sender.join().unwrap();
+        assert_eq!(drops.load(loom::sync::atomic::Ordering::SeqCst), 1);
+    });
+}
+
+/// The receiver replaces its waker while the sender sends: it is woken (or
+/// sees the value) whichever waker was current.
+#[test]
+fn oneshot_waker_swap_races_send() {
+    loom::model(|| {
+        let (tx, mut rx) = oneshot::channel::<u8>();
+        let sender = thread::spawn(move || tx.send(1).unwrap());
+        let first = Context::from_waker(Waker::noop());
+        let mut rx_pinned = std::pin::Pin::new(&mut rx);
+        let mut cx = first;
+        if let Poll::Ready(v) = rx_pinned.as_mut().poll(&mut cx) {
+            assert_eq!(v, Ok(1));
+        } else {
+            // A different waker now: block_on's.
+            assert_eq!(loom::future::block_on(rx_pinned), Ok(1));
+        }
+        sender.join().unwrap();
+    });
+}

@@ -27,6 +27,7 @@
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
+use crate::wake_list::WakeList;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -117,7 +118,7 @@ impl Notify {
     /// nobody waits for is dropped. Waiters registered with
     /// [`Notified::enable`] count as waiting.
     pub fn notify_waiting(&self, n: usize) {
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&self.waiters);
             for _ in 0..n {
@@ -126,15 +127,13 @@ impl Notify {
                 wakers.extend(waiter.waker);
             }
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
     }
 
     /// Wakes every task waiting now, and completes every `Notified` created
     /// before this call; stores no permit.
     pub fn notify_waiters(&self) {
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&self.waiters);
             self.state.fetch_add(GENERATION, SeqCst);
@@ -143,9 +142,7 @@ impl Notify {
                 wakers.extend(waiter.waker);
             }
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
     }
 }
 

@@ -1,29 +1,110 @@
 //! A channel for one value: [`channel`], Tokio's `oneshot`.
 //!
-//! # Rule
+//! One allocation holds the value, the receiver's waker, the sender's
+//! waker (for [`Sender::closed`]) and one atomic state word. A round trip
+//! is three atomic operations and no lock.
 //!
-//! One lock guards the slot, the receiver's waker and the two "gone"
-//! flags: the sender stores its value (or marks itself gone) and takes the
-//! waker under it, the receiver checks and registers under it, so the value
-//! or the closing can never slip past a sleeping receiver.
+//! # The state word
+//!
+//! | bit | set when | by |
+//! | --- | --- | --- |
+//! | `RX_WAKER` | the receiver's waker is published | receiver (cleared by it to replace the waker) |
+//! | `TX_WAKER` | the sender's waker is published | sender (cleared by it to replace the waker) |
+//! | `SENT` | the value is written | sender |
+//! | `TX_GONE` | the sender dropped without sending | sender |
+//! | `RX_CLOSED` | the receiver closed or dropped | receiver |
+//!
+//! `SENT`, `TX_GONE` and `RX_CLOSED` are never cleared.
+//!
+//! # Rules
+//!
+//! 1. **The value cell** is written only by the sender, before it sets
+//!    `SENT`. From then on it belongs to the receiver, unless `RX_CLOSED`
+//!    was already set when the sender set `SENT`: then the receiver will
+//!    never read it and the sender takes it back. A receiver that closes
+//!    after `SENT` drops it.
+//! 2. **A waker cell** is written only by its owner (the receiver for
+//!    `rx_waker`, the sender for `tx_waker`), only while its bit is clear.
+//!    Setting the bit publishes it: the other side may then read it, only
+//!    through `wake_by_ref`, never taking it. To replace its waker, the
+//!    owner first clears the bit (and if the other side finished
+//!    meanwhile, it sees so in the value it read and does not wait).
+//! 3. **Waking.** The sender, after setting `SENT` or `TX_GONE`, wakes the
+//!    receiver's published waker; the receiver, after setting `RX_CLOSED`,
+//!    wakes the sender's. Whoever publishes a waker looks at the state it
+//!    replaced: if the other side had already finished, it does not sleep.
+//! 4. Both waker cells and the value are dropped with the allocation.
 
-use crate::loom::{Mutex, lock};
+use crate::loom::{AtomicUsize, Ordering::*, UnsafeCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+const RX_WAKER: usize = 0b00001;
+const TX_WAKER: usize = 0b00010;
+const SENT: usize = 0b00100;
+const TX_GONE: usize = 0b01000;
+const RX_CLOSED: usize = 0b10000;
+
 struct Inner<T> {
-    state: Mutex<State<T>>,
+    state: AtomicUsize,
+    value: UnsafeCell<Option<T>>,
+    rx_waker: UnsafeCell<Option<Waker>>,
+    tx_waker: UnsafeCell<Option<Waker>>,
 }
 
-struct State<T> {
-    value: Option<T>,
-    rx_waker: Option<Waker>,
-    tx_waker: Option<Waker>,
-    tx_gone: bool,
-    rx_gone: bool,
+// SAFETY: the rules above: the value moves from the sender's thread to the
+// receiver's (needs `Send`), and each cell is written by one side at a time
+// with the state word's Acquire/Release ordering between the two.
+unsafe impl<T: Send> Sync for Inner<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Inner<T> {}
+
+impl<T> Inner<T> {
+    /// Publishes a new waker in `cell` under `bit` (rule 2). Returns the
+    /// state as it was when published, so the caller can see whether the
+    /// other side finished (`done` bits).
+    ///
+    /// # Safety
+    ///
+    /// Only the owner of `cell` may call this.
+    unsafe fn publish(&self, cell: &UnsafeCell<Option<Waker>>, bit: usize, done: usize, cx: &Context<'_>) -> usize {
+        let state = self.state.load(Acquire);
+        if state & bit != 0 {
+            // SAFETY: published wakers may be read by both sides (rule 2).
+            let same = cell.with(|ptr| unsafe { (*ptr).as_ref() }.is_some_and(|w| w.will_wake(cx.waker())));
+            if same {
+                return state;
+            }
+            // Take the cell back before writing it.
+            let state = self.state.fetch_and(!bit, AcqRel);
+            if state & done != 0 {
+                return state;
+            }
+        } else if state & done != 0 {
+            return state;
+        }
+        // SAFETY: the bit is clear, so the owner alone touches the cell.
+        cell.with_mut(|ptr| unsafe { *ptr = Some(cx.waker().clone()) });
+        self.state.fetch_or(bit, AcqRel)
+    }
+
+    /// Wakes the waker published in `cell` (rule 3).
+    ///
+    /// # Safety
+    ///
+    /// `state & bit` must have been observed set; only the other side of
+    /// the owner may call this.
+    unsafe fn wake_published(&self, cell: &UnsafeCell<Option<Waker>>) {
+        cell.with(|ptr| {
+            // SAFETY: published: readable by the other side (rule 2).
+            if let Some(waker) = unsafe { (*ptr).as_ref() } {
+                waker.wake_by_ref();
+            }
+        });
+    }
 }
 
 /// A channel that carries exactly one value.
@@ -41,19 +122,16 @@ struct State<T> {
 /// ```
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
-        state: Mutex::new(State {
-            value: None,
-            rx_waker: None,
-            tx_waker: None,
-            tx_gone: false,
-            rx_gone: false,
-        }),
+        state: AtomicUsize::new(0),
+        value: UnsafeCell::new(None),
+        rx_waker: UnsafeCell::new(None),
+        tx_waker: UnsafeCell::new(None),
     });
     (
         Sender {
             inner: Some(inner.clone()),
         },
-        Receiver { inner },
+        Receiver { inner, done: false },
     )
 }
 
@@ -71,24 +149,30 @@ impl<T> Sender<T> {
     /// The value, if the receiver is gone or closed.
     pub fn send(mut self, value: T) -> Result<(), T> {
         let inner = self.inner.take().expect("weft-sync bug: a oneshot sender used twice");
-        let waker = {
-            let mut state = lock(&inner.state);
-            if state.rx_gone {
-                return Err(value);
-            }
-            state.value = Some(value);
-            state.tx_gone = true;
-            state.rx_waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        if inner.state.load(Acquire) & RX_CLOSED != 0 {
+            return Err(value);
+        }
+        // SAFETY: rule 1: `SENT` is not set, so the sender owns the cell.
+        inner.value.with_mut(|ptr| unsafe { *ptr = Some(value) });
+        let prev = inner.state.fetch_or(SENT, AcqRel);
+        if prev & RX_CLOSED != 0 {
+            // Rule 1: closed before `SENT`: the receiver never reads it.
+            // SAFETY: as the rule says, the value is ours again.
+            let value = inner.value.with_mut(|ptr| unsafe { (*ptr).take() });
+            return Err(value.expect("weft-sync bug: the oneshot value vanished"));
+        }
+        if prev & RX_WAKER != 0 {
+            // SAFETY: rule 3: the bit was set, and we are the sender.
+            unsafe { inner.wake_published(&inner.rx_waker) };
         }
         Ok(())
     }
 
     /// True once the receiver is gone or closed.
     pub fn is_closed(&self) -> bool {
-        self.inner.as_ref().is_none_or(|inner| lock(&inner.state).rx_gone)
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.state.load(Acquire) & RX_CLOSED != 0)
     }
 
     /// Completes when the receiver is gone or closed (to stop work nobody
@@ -98,15 +182,13 @@ impl<T> Sender<T> {
             let Some(inner) = &self.inner else {
                 return Poll::Ready(());
             };
-            let mut state = lock(&inner.state);
-            if state.rx_gone {
-                return Poll::Ready(());
+            // SAFETY: the sender owns `tx_waker` (rule 2).
+            let state = unsafe { inner.publish(&inner.tx_waker, TX_WAKER, RX_CLOSED, cx) };
+            if state & RX_CLOSED != 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            match &mut state.tx_waker {
-                Some(waker) => waker.clone_from(cx.waker()),
-                none => *none = Some(cx.waker().clone()),
-            }
-            Poll::Pending
         })
         .await;
     }
@@ -115,13 +197,10 @@ impl<T> Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let Some(inner) = self.inner.take() else { return };
-        let waker = {
-            let mut state = lock(&inner.state);
-            state.tx_gone = true;
-            state.rx_waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        let prev = inner.state.fetch_or(TX_GONE, AcqRel);
+        if prev & RX_WAKER != 0 {
+            // SAFETY: rule 3: the bit was set, and we are the sender.
+            unsafe { inner.wake_published(&inner.rx_waker) };
         }
     }
 }
@@ -168,32 +247,54 @@ impl std::error::Error for TryRecvError {}
 /// future drops nothing but the receiver.
 pub struct Receiver<T> {
     inner: Arc<Inner<T>>,
+    /// The value was taken, or the end reported, or the receiver closed
+    /// before anything was sent (a later `SENT` is the sender's, rule 1).
+    done: bool,
 }
 
 impl<T> Receiver<T> {
+    /// Rule 1: takes the value once `SENT` was observed.
+    fn take_value(&mut self) -> Option<T> {
+        self.done = true;
+        // SAFETY: rule 1: after `SENT` (observed with Acquire) the value
+        // belongs to the receiver; `done` makes this the only take.
+        self.inner.value.with_mut(|ptr| unsafe { (*ptr).take() })
+    }
+
     /// The value if it was sent.
     ///
     /// # Errors
     ///
     /// [`TryRecvError::Empty`] or [`TryRecvError::Closed`].
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut state = lock(&self.inner.state);
-        match state.value.take() {
-            Some(value) => Ok(value),
-            None if state.tx_gone => Err(TryRecvError::Closed),
-            None => Err(TryRecvError::Empty),
+        if self.done {
+            return Err(TryRecvError::Closed);
         }
+        let state = self.inner.state.load(Acquire);
+        if state & SENT != 0 {
+            return self.take_value().ok_or(TryRecvError::Closed);
+        }
+        if state & (TX_GONE | RX_CLOSED) != 0 {
+            self.done = true;
+            return Err(TryRecvError::Closed);
+        }
+        Err(TryRecvError::Empty)
     }
 
     /// Closes the channel: a later `send` fails and gives its value back.
+    /// A value already sent can still be received.
     pub fn close(&mut self) {
-        let waker = {
-            let mut state = lock(&self.inner.state);
-            state.rx_gone = true;
-            state.tx_waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        let prev = self.inner.state.fetch_or(RX_CLOSED, AcqRel);
+        if prev & RX_CLOSED != 0 {
+            return;
+        }
+        if prev & SENT == 0 {
+            // Rule 1: anything sent from now on goes back to the sender.
+            self.done = true;
+        }
+        if prev & TX_WAKER != 0 && prev & (SENT | TX_GONE) == 0 {
+            // SAFETY: rule 3: the bit was set, and we are the receiver.
+            unsafe { self.inner.wake_published(&self.inner.tx_waker) };
         }
     }
 }
@@ -201,17 +302,19 @@ impl<T> Receiver<T> {
 impl<T> Future for Receiver<T> {
     type Output = Result<T, RecvError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = lock(&self.inner.state);
-        if let Some(value) = state.value.take() {
-            return Poll::Ready(Ok(value));
-        }
-        if state.tx_gone {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.done {
             return Poll::Ready(Err(RecvError(())));
         }
-        match &mut state.rx_waker {
-            Some(waker) => waker.clone_from(cx.waker()),
-            none => *none = Some(cx.waker().clone()),
+        // SAFETY: the receiver owns `rx_waker` (rule 2).
+        let state = unsafe { this.inner.publish(&this.inner.rx_waker, RX_WAKER, SENT | TX_GONE, cx) };
+        if state & SENT != 0 {
+            return Poll::Ready(this.take_value().ok_or(RecvError(())));
+        }
+        if state & TX_GONE != 0 {
+            this.done = true;
+            return Poll::Ready(Err(RecvError(())));
         }
         Poll::Pending
     }
@@ -220,9 +323,11 @@ impl<T> Future for Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.close();
-        // A value sent but never read is dropped here, outside the lock.
-        let value = lock(&self.inner.state).value.take();
-        drop(value);
+        // Still not done after closing means `SENT` came first (rule 1):
+        // the value is ours to drop, here rather than with the allocation.
+        if !self.done {
+            drop(self.take_value());
+        }
     }
 }
 

@@ -32,6 +32,7 @@
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
+use crate::wake_list::WakeList;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -257,17 +258,15 @@ impl Semaphore {
     /// Hands `released` plus whatever sits in the counter to the waiters in
     /// FIFO order, under the lock; what is left goes back to the counter.
     fn distribute(&self, released: usize) {
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&self.waiters);
             self.distribute_locked(&mut waiters, released, &mut wakers);
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
     }
 
-    fn distribute_locked(&self, waiters: &mut Waiters, released: usize, wakers: &mut Vec<Waker>) {
+    fn distribute_locked(&self, waiters: &mut Waiters, released: usize, wakers: &mut WakeList) {
         // Take the counter's permits too (rule 2), keeping the closed bit.
         let mut pool = released + (self.permits.fetch_and(CLOSED, AcqRel) >> SHIFT);
         while pool > 0 {
@@ -298,7 +297,7 @@ impl Semaphore {
     /// [`AcquireError`]; permits already held stay valid and can still be
     /// released.
     pub fn close(&self) {
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&self.waiters);
             waiters.closed = true;
@@ -311,9 +310,7 @@ impl Semaphore {
                 }
             }
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
     }
 
     /// Acquirers queued right now.
@@ -396,7 +393,7 @@ impl Wait {
             }
             Err(TryAcquireError::NoPermits) => {}
         }
-        let mut wakers: Vec<Waker> = Vec::new();
+        let mut wakers = WakeList::new();
         let result = {
             let mut waiters = lock(&sem.waiters);
             if waiters.closed {
@@ -404,9 +401,11 @@ impl Wait {
                 return Poll::Ready(Err(AcquireError(())));
             }
             let state = Arc::new(AtomicUsize::new(QUEUED));
+            // No waker yet: if the permits below serve us at once, there is
+            // nobody to wake.
             let key = waiters.list.push_back(Waiter {
                 needed: self.n,
-                waker: Some(cx.waker().clone()),
+                waker: None,
                 state: state.clone(),
             });
             sem.waiting.fetch_add(1, SeqCst);
@@ -414,25 +413,26 @@ impl Wait {
             // in the counter; move them to the queue (which may be us).
             sem.distribute_locked(&mut waiters, 0, &mut wakers);
             if state.load(Acquire) == ASSIGNED {
-                // Served at once; our own waker need not be woken.
-                wakers.retain(|w| !w.will_wake(cx.waker()));
                 self.finished = true;
                 Poll::Ready(Ok(()))
             } else {
+                waiters
+                    .list
+                    .get_mut(key)
+                    .expect("weft-sync bug: a queued waiter is missing")
+                    .waker = Some(cx.waker().clone());
                 self.queued = Some((key, state));
                 Poll::Pending
             }
         };
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
         result
     }
 
     /// Rule 4: a dropped acquire gives back what it got.
     fn cancel(&mut self, sem: &Semaphore) {
         let Some((key, state)) = self.queued.take() else { return };
-        let mut wakers = Vec::new();
+        let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&sem.waiters);
             let give_back = match state.load(Acquire) {
@@ -448,9 +448,7 @@ impl Wait {
                 sem.distribute_locked(&mut waiters, give_back, &mut wakers);
             }
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
     }
 }
 
