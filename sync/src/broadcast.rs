@@ -97,23 +97,7 @@ pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     (Sender { shared }, rx)
 }
 
-/// No receiver is left; the message comes back.
-#[derive(PartialEq, Eq, Clone)]
-pub struct SendError<T>(pub T);
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no receiver is left")
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+pub use crate::error::SendError;
 
 /// Why a receive gave no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,16 +180,7 @@ impl<T: Clone> Sender<T> {
 
     /// A new receiver that sees messages sent from now on.
     pub fn subscribe(&self) -> Receiver<T> {
-        let mut state = lock(&self.shared.state);
-        state.receivers += 1;
-        let id = state.next_receiver_id;
-        state.next_receiver_id += 1;
-        Receiver {
-            shared: self.shared.clone(),
-            next: state.next_seq(),
-            id,
-            waiting: None,
-        }
+        new_receiver(&self.shared)
     }
 
     /// Receivers right now.
@@ -301,16 +276,21 @@ impl<T: Clone> Receiver<T> {
     /// A new receiver that sees messages sent from now on (not the ones
     /// this one has yet to read).
     pub fn resubscribe(&self) -> Receiver<T> {
-        let mut state = lock(&self.shared.state);
-        state.receivers += 1;
-        let id = state.next_receiver_id;
-        state.next_receiver_id += 1;
-        Receiver {
-            shared: self.shared.clone(),
-            next: state.next_seq(),
-            id,
-            waiting: None,
-        }
+        new_receiver(&self.shared)
+    }
+}
+
+/// A receiver positioned after the newest message.
+fn new_receiver<T>(shared: &Arc<Shared<T>>) -> Receiver<T> {
+    let mut state = lock(&shared.state);
+    state.receivers += 1;
+    let id = state.next_receiver_id;
+    state.next_receiver_id += 1;
+    Receiver {
+        shared: shared.clone(),
+        next: state.next_seq(),
+        id,
+        waiting: None,
     }
 }
 

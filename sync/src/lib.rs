@@ -64,6 +64,7 @@ pub mod alt;
 mod bounded;
 pub mod broadcast;
 mod condition;
+mod error;
 mod loom;
 pub mod mpsc;
 mod mutex;

@@ -121,24 +121,7 @@ impl<T> Chan<T> {
     }
 }
 
-/// A message could not be sent: the receiver is gone or closed. Holds the
-/// message.
-#[derive(PartialEq, Eq, Clone)]
-pub struct SendError<T>(pub T);
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the channel is closed")
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+pub use crate::error::SendError;
 
 /// Why `try_send` failed; holds the message.
 #[derive(PartialEq, Eq, Clone)]

@@ -44,23 +44,7 @@ pub fn channel<T>(initial: T) -> (Sender<T>, Receiver<T>) {
     (Sender { shared: shared.clone() }, Receiver { shared, seen: 0 })
 }
 
-/// No receiver is left; the value comes back.
-#[derive(PartialEq, Eq, Clone)]
-pub struct SendError<T>(pub T);
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no receiver is left")
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+pub use crate::error::SendError;
 
 /// The sender is gone: no change will come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
