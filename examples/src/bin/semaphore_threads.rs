@@ -30,9 +30,10 @@
 //! waiting (the output often shows a client running both queries in a
 //! row). Python makes no promise about the order either.
 //!
-//! `weft-sync` will provide semaphores (for threads and for async tasks
-//! alike); until it does, this file carries a small one built from a
-//! `Mutex` and a `Condvar`, so you can see how one works.
+//! These are OS threads, which block, so the semaphore here is a blocking
+//! one: a small one built from a `Mutex` and a `Condvar`, so you can see how
+//! one works. For async tasks use `weft_sync::Semaphore`, which is FIFO-fair
+//! and puts the waiting task, not the thread, to sleep.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,7 +142,8 @@ fn client(id: usize, shared: &Shared) -> Result<(), String> {
 /// A counting semaphore: `acquire` takes one of `permits`, sleeping while
 /// none is left; dropping the [`Permit`] gives it back.
 ///
-/// `weft-sync` will provide this; here is how one works. The count lives
+/// Here is how a blocking one works (`weft_sync::Semaphore` is the async,
+/// FIFO-fair one for tasks). The count lives
 /// under a `Mutex`; a `Condvar` is where threads sleep until the count
 /// rises above zero. `Condvar::wait` releases the mutex while it sleeps and
 /// retakes it before returning, and it may wake spuriously, hence the loop.
