@@ -240,14 +240,22 @@ impl CallbackState {
 /// Dropping it does not cancel the callback.
 ///
 /// ```
-/// let rt = weft_executor::Executor::new()?;
+/// use std::sync::{Arc, Mutex};
+///
+/// // A current-thread runtime runs callbacks only inside `block_on`, so
+/// // nothing below runs before the cancel.
+/// let rt = weft_executor::Builder::new_current_thread().build()?;
 /// let handle = rt.handle();
-/// let (tx, rx) = std::sync::mpsc::channel();
-/// let first = handle.call_soon({ let tx = tx.clone(); move || tx.send(1).unwrap() });
-/// let second = handle.call_soon(move || tx.send(2).unwrap());
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let first = handle.call_soon({ let log = log.clone(); move || log.lock().unwrap().push(1) });
+/// let second = handle.call_soon({ let log = log.clone(); move || log.lock().unwrap().push(2) });
 /// assert!(second.cancel());
-/// assert_eq!(rx.recv().unwrap(), 1);
-/// assert!(rx.recv().is_err()); // the second never ran, and its sender is gone
+/// rt.block_on(async {
+///     while !first.done() {
+///         weft_executor::task::yield_now().await;
+///     }
+/// });
+/// assert_eq!(*log.lock().unwrap(), [1]); // the second never runs
 /// assert!(first.done() && second.cancelled());
 /// # Ok::<(), std::io::Error>(())
 /// ```

@@ -369,7 +369,7 @@ impl Handle {
     /// handle.call_at(Instant::now() + Duration::from_millis(20), push("at"));
     /// handle.call_soon(push("soon 1"));
     /// handle.call_soon(push("soon 2"));
-    /// let never = handle.call_later(Duration::from_millis(5), push("cancelled"));
+    /// let never = handle.call_later(Duration::from_secs(3600), push("cancelled"));
     /// assert!(never.cancel());
     /// rt.block_on(weft::time::sleep(Duration::from_millis(100)));
     /// assert_eq!(*log.lock().unwrap(), ["soon 1", "soon 2", "at", "later"]);
