@@ -17,6 +17,7 @@
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::semaphore::{AcquireError, Semaphore, TryAcquireError};
+use crate::wake_list::set_waker;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
@@ -83,10 +84,7 @@ impl<T> Chan<T> {
         if state.senders_gone || state.rx_closed {
             return Poll::Ready(None);
         }
-        match &mut state.rx_waker {
-            Some(waker) => waker.clone_from(cx.waker()),
-            none => *none = Some(cx.waker().clone()),
-        }
+        set_waker(&mut state.rx_waker, cx.waker());
         Poll::Pending
     }
 

@@ -32,7 +32,7 @@
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
-use crate::wake_list::WakeList;
+use crate::wake_list::{WakeList, set_waker};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -366,10 +366,7 @@ impl Wait {
                         .list
                         .get_mut(*key)
                         .expect("weft-sync bug: a queued waiter is missing");
-                    match &mut waiter.waker {
-                        Some(waker) => waker.clone_from(cx.waker()),
-                        none => *none = Some(cx.waker().clone()),
-                    }
+                    set_waker(&mut waiter.waker, cx.waker());
                     return Poll::Pending;
                 }
                 drop(waiters);

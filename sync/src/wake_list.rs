@@ -49,3 +49,13 @@ impl Extend<Waker> for WakeList {
         }
     }
 }
+
+/// Stores `waker` in `slot`, cloning only if the slot does not already hold
+/// one that wakes the same task.
+#[inline]
+pub(crate) fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(current) => current.clone_from(waker),
+        none => *none = Some(waker.clone()),
+    }
+}
