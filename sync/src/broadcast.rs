@@ -3,45 +3,75 @@
 //!
 //! # Rules
 //!
-//! 1. **A ring of the last `capacity` messages**, each with its sequence
-//!    number, under one lock with the waiting receivers' wakers. Sending
-//!    pushes (dropping the oldest when full) and wakes every waiter.
-//! 2. **Each receiver keeps the sequence number it reads next.** If the
-//!    oldest message kept is newer than that, the receiver has *lagged*: it
-//!    gets [`RecvError::Lagged`] with how many it missed, jumps to the
-//!    oldest kept message, and carries on.
-//! 3. **A waiting receiver is in the wait list under its own id**, so a
+//! 1. **A ring of `capacity` slots, each under its own read-write lock**,
+//!    holding one message and its sequence number (message `s` lives in
+//!    slot `s % capacity`). Receivers clone from a slot under its read lock
+//!    (so they do not exclude each other) and never touch the sender's lock
+//!    while messages are there to read.
+//! 2. **The tail lock orders senders and parks receivers.** A sender takes
+//!    it, writes the next sequence number's slot (under that slot's write
+//!    lock), advances `next_seq`, and wakes every waiting receiver. A
+//!    receiver takes it only when its slot does not hold the message it
+//!    wants: under it, `next_seq` says whether that message is not sent yet
+//!    (wait, with the waker registered under the same lock, so no send can
+//!    slip between the check and the sleep), was overwritten (lagged), or
+//!    is there now (read again).
+//! 3. **Each receiver keeps the sequence number it reads next.** If the
+//!    oldest message kept (`next_seq - capacity`) is newer than that, the
+//!    receiver has *lagged*: it gets [`RecvError::Lagged`] with how many it
+//!    missed, jumps to the oldest kept message, and carries on.
+//! 4. **A waiting receiver is in the wait list under its own id**, so a
 //!    stale key (the list was drained by a send, and the slot reused by
 //!    another receiver) is never mistaken for its entry.
 
-use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering::*, RwLock, lock};
+use crate::padded::Padded;
 use crate::waitlist::{WaitKey, WaitList};
 use crate::wake_list::WakeList;
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 struct Shared<T> {
-    state: Mutex<State<T>>,
+    slots: Box<[RwLock<Slot<T>>]>,
+    tail: Padded<Mutex<Tail>>,
+    /// `Tail::next_seq`, published for receivers that need not wait. On
+    /// its own cache line: receivers read it while the sender takes the
+    /// tail lock.
+    sent: Padded<AtomicU64>,
     senders: AtomicUsize,
 }
 
-struct State<T> {
-    ring: VecDeque<T>,
-    /// Sequence number of `ring[0]`.
-    first_seq: u64,
-    capacity: usize,
+/// One message of the ring (rule 1).
+struct Slot<T> {
+    /// The sequence number of `value`; `u64::MAX` before the first write.
+    seq: u64,
+    value: Option<T>,
+}
+
+/// What the tail lock guards (rule 2).
+struct Tail {
+    /// The sequence number the next message gets.
+    next_seq: u64,
+    /// Its slot.
+    next_index: usize,
     receivers: usize,
     senders_gone: bool,
     waiters: WaitList<(u64, Waker)>,
     next_receiver_id: u64,
 }
 
-impl<T> State<T> {
-    fn next_seq(&self) -> u64 {
-        self.first_seq + self.ring.len() as u64
+impl<T> Shared<T> {
+    /// The slot of message `seq`. Receivers and the tail track slot
+    /// indices as they go and call this only to start or after a lag (it
+    /// divides).
+    fn index(&self, seq: u64) -> usize {
+        (seq % self.slots.len() as u64) as usize
+    }
+
+    fn capacity(&self) -> u64 {
+        self.slots.len() as u64
     }
 }
 
@@ -77,20 +107,29 @@ pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         "weft_sync::broadcast::channel: the capacity must be at least 1"
     );
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            ring: VecDeque::with_capacity(capacity),
-            first_seq: 0,
-            capacity,
+        slots: (0..capacity)
+            .map(|_| {
+                RwLock::new(Slot {
+                    seq: u64::MAX,
+                    value: None,
+                })
+            })
+            .collect(),
+        tail: Padded(Mutex::new(Tail {
+            next_seq: 0,
+            next_index: 0,
             receivers: 1,
             senders_gone: false,
             waiters: WaitList::new(),
             next_receiver_id: 1,
-        }),
+        })),
+        sent: Padded(AtomicU64::new(0)),
         senders: AtomicUsize::new(1),
     });
     let rx = Receiver {
         shared: shared.clone(),
         next: 0,
+        index: 0,
         id: 0,
         waiting: None,
     };
@@ -157,22 +196,25 @@ impl<T: Clone> Sender<T> {
     pub fn send(&self, value: T) -> Result<usize, SendError<T>> {
         let mut wakers = WakeList::new();
         let (receivers, evicted) = {
-            let mut state = lock(&self.shared.state);
-            if state.receivers == 0 {
+            let mut tail = lock(&self.shared.tail);
+            if tail.receivers == 0 {
                 return Err(SendError(value));
             }
-            let evicted = if state.ring.len() == state.capacity {
-                state.first_seq += 1;
-                state.ring.pop_front()
-            } else {
-                None
+            let seq = tail.next_seq;
+            let evicted = {
+                let mut slot = write(&self.shared.slots[tail.next_index]);
+                slot.seq = seq;
+                slot.value.replace(value)
             };
-            state.ring.push_back(value);
-            while let Some((_, waker)) = state.waiters.pop_front() {
+            tail.next_seq += 1;
+            tail.next_index = next_index(tail.next_index, self.shared.slots.len());
+            self.shared.sent.store(tail.next_seq, Release);
+            while let Some((_, waker)) = tail.waiters.pop_front() {
                 wakers.push(waker);
             }
-            (state.receivers, evicted)
+            (tail.receivers, evicted)
         };
+        // The overwritten message is dropped outside every lock.
         drop(evicted);
         wakers.wake_all();
         Ok(receivers)
@@ -185,7 +227,7 @@ impl<T: Clone> Sender<T> {
 
     /// Receivers right now.
     pub fn receiver_count(&self) -> usize {
-        lock(&self.shared.state).receivers
+        lock(&self.shared.tail).receivers
     }
 }
 
@@ -205,9 +247,9 @@ impl<T> Drop for Sender<T> {
         }
         let mut wakers = WakeList::new();
         {
-            let mut state = lock(&self.shared.state);
-            state.senders_gone = true;
-            while let Some((_, waker)) = state.waiters.pop_front() {
+            let mut tail = lock(&self.shared.tail);
+            tail.senders_gone = true;
+            while let Some((_, waker)) = tail.waiters.pop_front() {
                 wakers.push(waker);
             }
         }
@@ -226,8 +268,10 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
     /// The sequence number it reads next.
     next: u64,
+    /// Its slot.
+    index: usize,
     id: u64,
-    /// Its entry in the wait list, while waiting (rule 3).
+    /// Its entry in the wait list, while waiting (rule 4).
     waiting: Option<WaitKey>,
 }
 
@@ -248,8 +292,7 @@ impl<T: Clone> Receiver<T> {
     /// [`TryRecvError::Empty`], [`TryRecvError::Lagged`] or
     /// [`TryRecvError::Closed`].
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut state = lock(&self.shared.state);
-        match take(&mut self.next, &mut state) {
+        match self.next_or_wait(None) {
             Some(Ok(value)) => Ok(value),
             Some(Err(RecvError::Lagged(n))) => Err(TryRecvError::Lagged(n)),
             Some(Err(RecvError::Closed)) => Err(TryRecvError::Closed),
@@ -258,19 +301,59 @@ impl<T: Clone> Receiver<T> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
-        let mut state = lock(&self.shared.state);
-        if let Some(result) = take(&mut self.next, &mut state) {
-            return Poll::Ready(result);
+        match self.next_or_wait(Some(cx.waker())) {
+            Some(result) => Poll::Ready(result),
+            None => Poll::Pending,
         }
-        let registered = self
-            .waiting
-            .and_then(|key| state.waiters.get_mut(key))
-            .filter(|(id, _)| *id == self.id);
-        match registered {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => self.waiting = Some(state.waiters.push_back((self.id, cx.waker().clone()))),
+    }
+
+    /// The next message, a lag report or the end; `None` if nothing is
+    /// sent yet, after registering `waker` if given (rule 2).
+    fn next_or_wait(&mut self, waker: Option<&Waker>) -> Option<Result<T, RecvError>> {
+        loop {
+            // Rule 1: the fast path reads the slot alone.
+            let overwritten = {
+                let slot = read(&self.shared.slots[self.index]);
+                if slot.seq == self.next {
+                    self.next += 1;
+                    self.index = next_index(self.index, self.shared.slots.len());
+                    return Some(Ok(slot.value.clone().expect("weft-sync bug: a written slot is empty")));
+                }
+                slot.seq != u64::MAX && slot.seq > self.next
+            };
+            // Written after our look (the sender publishes `sent` after the
+            // slot): read again, with no need for the tail lock (rule 2). A
+            // slot already holding a newer message means a lag, which the
+            // tail decides (a sender may be between the two writes).
+            let sent = self.shared.sent.load(Acquire);
+            if !overwritten && self.next < sent {
+                if let Some(missed) = lagged(&mut self.next, &mut self.index, &self.shared, sent) {
+                    return Some(Err(RecvError::Lagged(missed)));
+                }
+                continue;
+            }
+            let mut tail = lock(&self.shared.tail);
+            if let Some(missed) = lagged(&mut self.next, &mut self.index, &self.shared, tail.next_seq) {
+                return Some(Err(RecvError::Lagged(missed)));
+            }
+            if self.next < tail.next_seq {
+                // Written after our look at the slot: read it again.
+                continue;
+            }
+            if tail.senders_gone {
+                return Some(Err(RecvError::Closed));
+            }
+            let waker = waker?;
+            let registered = self
+                .waiting
+                .and_then(|key| tail.waiters.get_mut(key))
+                .filter(|(id, _)| *id == self.id);
+            match registered {
+                Some((_, registered)) => registered.clone_from(waker),
+                None => self.waiting = Some(tail.waiters.push_back((self.id, waker.clone()))),
+            }
+            return None;
         }
-        Poll::Pending
     }
 
     /// A new receiver that sees messages sent from now on (not the ones
@@ -282,35 +365,45 @@ impl<T: Clone> Receiver<T> {
 
 /// A receiver positioned after the newest message.
 fn new_receiver<T>(shared: &Arc<Shared<T>>) -> Receiver<T> {
-    let mut state = lock(&shared.state);
-    state.receivers += 1;
-    let id = state.next_receiver_id;
-    state.next_receiver_id += 1;
+    let mut tail = lock(&shared.tail);
+    tail.receivers += 1;
+    let id = tail.next_receiver_id;
+    tail.next_receiver_id += 1;
     Receiver {
         shared: shared.clone(),
-        next: state.next_seq(),
+        next: tail.next_seq,
+        index: tail.next_index,
         id,
         waiting: None,
     }
 }
 
-/// Rule 2: the next message for a receiver at `next`, a lag report, the
-/// end, or `None` (wait).
-fn take<T: Clone>(next: &mut u64, state: &mut State<T>) -> Option<Result<T, RecvError>> {
-    if *next < state.first_seq {
-        let missed = state.first_seq - *next;
-        *next = state.first_seq;
-        return Some(Err(RecvError::Lagged(missed)));
+/// Rule 3: if `sent` messages leave a receiver at `next` behind the ring,
+/// moves it to the oldest message kept and says how many it missed.
+fn lagged<T>(next: &mut u64, index: &mut usize, shared: &Shared<T>, sent: u64) -> Option<u64> {
+    let oldest = sent.saturating_sub(shared.capacity());
+    if *next >= oldest {
+        return None;
     }
-    let index = (*next - state.first_seq) as usize;
-    if let Some(value) = state.ring.get(index) {
-        *next += 1;
-        return Some(Ok(value.clone()));
-    }
-    if state.senders_gone {
-        return Some(Err(RecvError::Closed));
-    }
-    None
+    let missed = oldest - *next;
+    *next = oldest;
+    *index = shared.index(oldest);
+    Some(missed)
+}
+
+/// The slot after `index` in a ring of `len`.
+fn next_index(index: usize, len: usize) -> usize {
+    if index + 1 == len { 0 } else { index + 1 }
+}
+
+fn read<T>(slot: &RwLock<Slot<T>>) -> crate::loom::RwLockReadGuard<'_, Slot<T>> {
+    // Poisoning cannot happen: a panicking clone of `T` runs under the
+    // read lock, which a panic does not poison.
+    slot.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(slot: &RwLock<Slot<T>>) -> crate::loom::RwLockWriteGuard<'_, Slot<T>> {
+    slot.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<T> Unpin for Receiver<T> {}
@@ -330,11 +423,11 @@ impl<T: Clone> futures_core::Stream for Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let mut state = lock(&self.shared.state);
-        state.receivers -= 1;
+        let mut tail = lock(&self.shared.tail);
+        tail.receivers -= 1;
         if let Some(key) = self.waiting.take() {
-            if state.waiters.get_mut(key).is_some_and(|(id, _)| *id == self.id) {
-                state.waiters.remove(key);
+            if tail.waiters.get_mut(key).is_some_and(|(id, _)| *id == self.id) {
+                tail.waiters.remove(key);
             }
         }
     }

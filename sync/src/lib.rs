@@ -35,9 +35,10 @@
 //! | `rwlock.rs` | [`RwLock`]: readers take one permit, writers all of them (FIFO, so writers do not starve) |
 //! | `bounded.rs` | [`BoundedSemaphore`]: threading's, where releasing more than was acquired is an error |
 //! | `condition.rs` | [`Condition`], [`Barrier`], [`OnceCell`] |
-//! | `mpsc.rs` | [`mpsc::channel`] (bounded: its slots are a semaphore) and [`mpsc::unbounded_channel`] |
+//! | `mpsc.rs` | [`mpsc::channel`] (bounded: its slots are a semaphore) and [`mpsc::unbounded_channel`]; the receiver takes messages in batches |
 //! | `oneshot.rs` | [`oneshot::channel`]: one value |
-//! | `broadcast.rs` | [`broadcast::channel`]: every receiver sees every message; a slow one is told it lagged |
+//! | `broadcast.rs` | [`broadcast::channel`]: every receiver sees every message from a ring of slots, each under its own lock; a slow one is told it lagged |
+//! | `padded.rs` | keeps fields that different threads write on separate cache lines |
 //! | `watch.rs` | [`watch::channel`]: one value, watched for changes |
 //! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`) on two semaphores |
 //! | `alt.rs` | [`alt::alt`]: the first ready of several operations, chosen fairly |
@@ -70,6 +71,7 @@ pub mod mpsc;
 mod mutex;
 mod notify;
 pub mod oneshot;
+mod padded;
 mod queue;
 mod rwlock;
 mod semaphore;

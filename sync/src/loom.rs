@@ -7,8 +7,8 @@
 pub(crate) use loom::{
     cell::UnsafeCell,
     sync::{
-        Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
+        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -18,8 +18,8 @@ pub(crate) use loom::thread;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    Mutex, MutexGuard,
-    atomic::{AtomicUsize, Ordering},
+    Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
 #[cfg(not(loom))]

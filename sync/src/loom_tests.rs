@@ -55,6 +55,31 @@ fn a_cancelled_acquire_races_the_release() {
     });
 }
 
+/// Two queued acquirers, one dropped while a release races both: the one
+/// that stays gets the permit (the `WAITERS` bit never strands it in the
+/// counter), and the semaphore ends with it back and nobody queued.
+#[test]
+fn a_dropped_waiter_and_a_release_race_a_second_waiter() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let stayer = {
+            let sem = sem.clone();
+            thread::spawn(move || drop(loom::future::block_on(sem.acquire()).unwrap()))
+        };
+        {
+            let mut acquire = pin!(sem.acquire());
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(permit) = acquire.as_mut().poll(&mut cx) {
+                drop(permit.unwrap());
+            }
+        }
+        sem.add_permits(1);
+        stayer.join().unwrap();
+        assert_eq!(sem.available_permits(), 1);
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
 /// Close races a waiting acquire: it finishes either way (with the permit or
 /// with an error), never hangs.
 #[test]

@@ -7,15 +7,22 @@
 //!    and takes the waker under it; the receiver checks the queue and
 //!    registers its waker under it: a message can never slip between the
 //!    receiver's check and its sleep.
-//! 2. **Capacity is a [`Semaphore`].** A bounded channel's free slots are
+//! 2. **The receiver takes messages in batches.** It owns a second queue;
+//!    when that runs dry it swaps it, under the lock, with the shared one
+//!    (which then reuses the drained queue's memory), so a busy receiver
+//!    takes the lock once per batch, not once per message, and senders
+//!    contend with each other only. Messages in either queue count against
+//!    a bounded channel's capacity until the receiver hands them out.
+//! 3. **Capacity is a [`Semaphore`].** A bounded channel's free slots are
 //!    permits: a sender takes one before it pushes (FIFO among senders,
 //!    cancel-safe), the receiver gives one back for each message it takes.
 //!    Closing the receiver closes the semaphore, so waiting senders fail.
-//! 3. **Closed when every sender is gone**: the last sender to drop marks
+//! 4. **Closed when every sender is gone**: the last sender to drop marks
 //!    it under the lock and wakes the receiver, which then drains what is
 //!    left and gets `None`.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::padded::Padded;
 use crate::semaphore::{AcquireError, Semaphore, TryAcquireError};
 use crate::wake_list::set_waker;
 use std::collections::VecDeque;
@@ -26,9 +33,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 struct Chan<T> {
-    state: Mutex<State<T>>,
+    /// Padded apart from `slots`: senders and the receiver hit both, at
+    /// different moments (see `padded.rs`).
+    state: Padded<Mutex<State<T>>>,
     /// Free slots of a bounded channel; `None` when unbounded.
-    slots: Option<Semaphore>,
+    slots: Padded<Option<Semaphore>>,
     senders: AtomicUsize,
 }
 
@@ -44,13 +53,13 @@ struct State<T> {
 impl<T> Chan<T> {
     fn new(slots: Option<Semaphore>) -> Arc<Chan<T>> {
         Arc::new(Chan {
-            state: Mutex::new(State {
+            state: Padded(Mutex::new(State {
                 queue: VecDeque::new(),
                 rx_waker: None,
                 senders_gone: false,
                 rx_closed: false,
-            }),
-            slots,
+            })),
+            slots: Padded(slots),
             senders: AtomicUsize::new(1),
         })
     }
@@ -72,25 +81,16 @@ impl<T> Chan<T> {
         Ok(())
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut state = lock(&self.state);
-        if let Some(value) = state.queue.pop_front() {
-            drop(state);
-            if let Some(slots) = &self.slots {
-                slots.add_permits(1);
-            }
-            return Poll::Ready(Some(value));
+    /// A slot is free again (rule 3): a message left the receiver's hands.
+    fn free_slots(&self, n: usize) {
+        if let Some(slots) = &*self.slots {
+            slots.add_permits(n);
         }
-        if state.senders_gone || state.rx_closed {
-            return Poll::Ready(None);
-        }
-        set_waker(&mut state.rx_waker, cx.waker());
-        Poll::Pending
     }
 
     fn close_rx(&self) {
         lock(&self.state).rx_closed = true;
-        if let Some(slots) = &self.slots {
+        if let Some(slots) = &*self.slots {
             slots.close();
         }
     }
@@ -103,7 +103,7 @@ impl<T> Chan<T> {
         if self.senders.fetch_sub(1, AcqRel) != 1 {
             return;
         }
-        // Rule 3.
+        // Rule 4.
         let waker = {
             let mut state = lock(&self.state);
             state.senders_gone = true;
@@ -206,7 +206,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         "weft_sync::mpsc::channel: the capacity must be at least 1"
     );
     let chan = Chan::new(Some(Semaphore::new(capacity)));
-    (Sender { chan: chan.clone() }, Receiver { chan })
+    (Sender { chan: chan.clone() }, Receiver::new(chan))
 }
 
 /// A channel with no bound: `send` never waits.
@@ -218,7 +218,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 /// ```
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, Receiver<T>) {
     let chan = Chan::new(None);
-    (UnboundedSender { chan: chan.clone() }, Receiver { chan })
+    (UnboundedSender { chan: chan.clone() }, Receiver::new(chan))
 }
 
 /// The sending half of a bounded channel; clone it for more producers.
@@ -391,13 +391,22 @@ impl<T> fmt::Debug for UnboundedSender<T> {
 /// The receiving half of either channel; a `Stream` of messages.
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
+    /// Messages taken from the shared queue in one batch (rule 2).
+    batch: VecDeque<T>,
 }
 
 impl<T> Receiver<T> {
+    fn new(chan: Arc<Chan<T>>) -> Receiver<T> {
+        Receiver {
+            chan,
+            batch: VecDeque::new(),
+        }
+    }
+
     /// The next message, or `None` once every sender is gone and the queue
     /// is empty. Cancel-safe: a cancelled `recv` takes no message.
     pub async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| self.chan.poll_recv(cx)).await
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Waits for at least one message, then moves up to `limit` into
@@ -409,18 +418,28 @@ impl<T> Receiver<T> {
         let Some(first) = self.recv().await else { return 0 };
         buffer.push(first);
         let mut taken = 1;
-        {
-            let mut state = lock(&self.chan.state);
-            while taken < limit {
-                let Some(value) = state.queue.pop_front() else { break };
-                buffer.push(value);
-                taken += 1;
+        while taken < limit {
+            if self.batch.is_empty() && !self.refill() {
+                break;
             }
+            let more = (limit - taken).min(self.batch.len());
+            buffer.extend(self.batch.drain(..more));
+            taken += more;
         }
-        if let Some(slots) = &self.chan.slots {
-            slots.add_permits(taken - 1);
-        }
+        self.chan.free_slots(taken - 1);
         taken
+    }
+
+    /// Rule 2: swaps the empty batch with the shared queue; false if that
+    /// was empty too.
+    fn refill(&mut self) -> bool {
+        debug_assert!(self.batch.is_empty());
+        let mut state = lock(&self.chan.state);
+        if state.queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut state.queue, &mut self.batch);
+        true
     }
 
     /// A message if one is queued now.
@@ -429,21 +448,53 @@ impl<T> Receiver<T> {
     ///
     /// [`TryRecvError::Empty`] or [`TryRecvError::Disconnected`].
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.chan.poll_recv(&mut cx) {
-            Poll::Ready(Some(value)) => Ok(value),
-            Poll::Ready(None) => Err(TryRecvError::Disconnected),
-            Poll::Pending => {
-                // Do not keep the no-op waker.
-                lock(&self.chan.state).rx_waker = None;
-                Err(TryRecvError::Empty)
-            }
+        if let Some(value) = self.take() {
+            return Ok(value);
         }
+        let state = lock(&self.chan.state);
+        if state.senders_gone || state.rx_closed {
+            Err(TryRecvError::Disconnected)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    /// The next message from the batch or, when that is empty, from the
+    /// shared queue; frees its slot.
+    fn take(&mut self) -> Option<T> {
+        let value = match self.batch.pop_front() {
+            Some(value) => value,
+            None => {
+                if !self.refill() {
+                    return None;
+                }
+                self.batch.pop_front()?
+            }
+        };
+        self.chan.free_slots(1);
+        Some(value)
     }
 
     /// Polls for the next message (the `Stream` method, without the trait).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.chan.poll_recv(cx)
+        if let Some(value) = self.batch.pop_front() {
+            self.chan.free_slots(1);
+            return Poll::Ready(Some(value));
+        }
+        let mut state = lock(&self.chan.state);
+        if !state.queue.is_empty() {
+            std::mem::swap(&mut state.queue, &mut self.batch);
+            drop(state);
+            let value = self.batch.pop_front();
+            self.chan.free_slots(1);
+            return Poll::Ready(value);
+        }
+        if state.senders_gone || state.rx_closed {
+            return Poll::Ready(None);
+        }
+        // Rule 1: registered under the lock the senders push under.
+        set_waker(&mut state.rx_waker, cx.waker());
+        Poll::Pending
     }
 
     /// Closes the channel from this side: senders fail from now on (waiting
@@ -459,6 +510,7 @@ impl<T> Drop for Receiver<T> {
         // Drop the messages nobody will read, outside the lock.
         let queued = std::mem::take(&mut lock(&self.chan.state).queue);
         drop(queued);
+        self.batch.clear();
     }
 }
 
@@ -468,7 +520,7 @@ impl<T> futures_core::Stream for Receiver<T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.chan.poll_recv(cx)
+        self.get_mut().poll_recv(cx)
     }
 }
 
@@ -532,6 +584,26 @@ mod tests {
         permit.send(4);
         assert_eq!(rx.try_recv(), Ok(4));
         assert_eq!(tx.capacity(), 1);
+    }
+
+    #[test]
+    fn a_batch_frees_one_slot_per_message_handed_out_and_keeps_arrival_order() {
+        let (tx, mut rx) = channel(3);
+        for i in 0..3 {
+            tx.try_send(i).unwrap();
+        }
+        // The first receive moves all three into the receiver's batch, but
+        // only the one handed out frees a slot.
+        assert_eq!(rx.try_recv(), Ok(0));
+        assert_eq!(tx.capacity(), 1);
+        tx.try_send(3).unwrap();
+        assert!(matches!(tx.try_send(4), Err(TrySendError::Full(4))));
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_many(&mut out, 10).now_or_never(), Some(3));
+        assert_eq!(out, [1, 2, 3], "the batch first, then the shared queue");
+        assert_eq!(tx.capacity(), 3);
+        drop(tx);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     }
 
     #[test]

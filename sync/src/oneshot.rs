@@ -322,6 +322,11 @@ impl<T> Future for Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
+        if self.done {
+            // The value was taken, the sender's end seen, or `close` already
+            // ran: the sender is finished or told, nothing is left to do.
+            return;
+        }
         self.close();
         // Still not done after closing means `SENT` came first (rule 1):
         // the value is ours to drop, here rather than with the allocation.

@@ -2,25 +2,29 @@
 //!
 //! # State
 //!
-//! - `permits`: the permits nobody holds or is owed, shifted left by one,
-//!   with bit 0 set once the semaphore is closed.
-//! - `waiting`: how many acquirers sit in the wait list. Readable without
-//!   the lock, so that the fast paths know whether someone is queued.
+//! - `permits`: one word: the permits nobody holds or is owed, shifted left
+//!   by two; bit 0 set once the semaphore is closed; bit 1 (`WAITERS`) set
+//!   while the wait list is not empty. Fast paths read and change only this
+//!   word, one compare-and-swap each.
 //! - the wait list (under the lock): acquirers in arrival order, each with
-//!   the permits it still needs, its waker and a shared `WaitState`.
+//!   the permits it still needs, its waker and a pointer to its state word.
 //!
 //! # Rules
 //!
-//! 1. **FIFO.** Permits released while someone waits go to the oldest waiter
-//!    first, under the lock; a newcomer takes permits from `permits` only
-//!    while `waiting` is zero. A large request at the front is served
-//!    before smaller ones behind it (it collects permits as they come), so
-//!    no waiter starves.
-//! 2. **No lost permits.** A releaser that sees no waiter adds to `permits`
-//!    and then looks at `waiting` again; an acquirer that queues increments
-//!    `waiting` and then looks at `permits` again (both `SeqCst`). At least
-//!    one of them sees the other, and whoever does moves the permits to the
-//!    queue under the lock.
+//! 1. **FIFO.** While `WAITERS` is set, released permits go to the oldest
+//!    waiter first, under the lock, and the counter stays at zero; a
+//!    newcomer's compare-and-swap takes from the counter only while
+//!    `WAITERS` is clear. A large request at the front is served before
+//!    smaller ones behind it (it collects permits as they come), so no
+//!    waiter starves.
+//! 2. **No lost permits.** `WAITERS` is set, under the lock, by the same
+//!    atomic swap that takes whatever the counter holds (those permits go
+//!    to the queue), and cleared, under the lock, by the same atomic update
+//!    that puts leftover permits back in the counter once the list is
+//!    empty. A releaser's fast path is a compare-and-swap that fails if
+//!    `WAITERS` is set, and then it serves the queue under the lock. So
+//!    every permit lands either in the counter while nobody waits or with a
+//!    waiter.
 //! 3. **A waiter leaves the list exactly once**: popped by a releaser that
 //!    filled its request (state `ASSIGNED`), by `close` (state `CLOSED`), or
 //!    by its own future when dropped while still `QUEUED`. Only the lock
@@ -29,18 +33,26 @@
 //!    permits it had collected; one dropped after being `ASSIGNED` but
 //!    before it saw so releases the whole request. Either way the permits go
 //!    to the next waiter: nothing is lost and no ghost waiter remains.
+//! 5. **No allocation per waiter.** The waiter's state word lives in its
+//!    own pinned future; the list holds a pointer to it. The pointer is
+//!    only followed under the lock, and an entry is always out of the list
+//!    before its future is freed: a future leaves only by being popped
+//!    (rule 3) or by removing itself under the lock in `Drop`.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
 use crate::wake_list::{WakeList, set_waker};
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomPinned;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 const CLOSED: usize = 1;
-const SHIFT: usize = 1;
+const WAITERS: usize = 2;
+const SHIFT: usize = 2;
 
 /// The most permits a semaphore can hold.
 pub const MAX_PERMITS: usize = usize::MAX >> 3;
@@ -69,7 +81,6 @@ const CLOSED_WAITER: usize = 2;
 /// ```
 pub struct Semaphore {
     permits: AtomicUsize,
-    waiting: AtomicUsize,
     waiters: Mutex<Waiters>,
 }
 
@@ -82,7 +93,23 @@ struct Waiter {
     /// Permits it still needs.
     needed: usize,
     waker: Option<Waker>,
-    state: Arc<AtomicUsize>,
+    /// The state word inside the waiting future (rule 5).
+    state: NonNull<AtomicUsize>,
+}
+
+// SAFETY: `state` points at an `AtomicUsize` (which is `Sync`) and is only
+// followed under the semaphore's lock while the entry is in the list, when
+// its future is alive and pinned (rule 5); the rest is `Send`.
+unsafe impl Send for Waiter {}
+
+impl Waiter {
+    /// Marks this popped waiter as served or failed.
+    fn settle(&self, state: usize) {
+        // SAFETY: the caller holds the lock and has just popped this entry:
+        // until the lock is released its future cannot finish dropping (its
+        // `Drop` takes the lock), so the state word is alive (rule 5).
+        unsafe { self.state.as_ref() }.store(state, Release);
+    }
 }
 
 /// Why an acquire failed: the semaphore was closed.
@@ -131,7 +158,6 @@ impl Semaphore {
         );
         Semaphore {
             permits: AtomicUsize::new(permits << SHIFT),
-            waiting: AtomicUsize::new(0),
             waiters: Mutex::new(Waiters {
                 list: WaitList::new(),
                 closed: false,
@@ -216,7 +242,7 @@ impl Semaphore {
             if current & CLOSED != 0 {
                 return Err(TryAcquireError::Closed);
             }
-            if current >> SHIFT < n || self.waiting.load(SeqCst) != 0 {
+            if current & WAITERS != 0 || current >> SHIFT < n {
                 return Err(TryAcquireError::NoPermits);
             }
             match self
@@ -239,36 +265,27 @@ impl Semaphore {
         if n == 0 {
             return;
         }
-        if self.waiting.load(SeqCst) == 0 {
-            let before = self.permits.fetch_add(n << SHIFT, SeqCst) >> SHIFT;
-            assert!(
-                before + n <= MAX_PERMITS,
-                "weft_sync::Semaphore::add_permits: more than MAX_PERMITS ({MAX_PERMITS}) permits"
-            );
-            // Rule 2: an acquirer may have queued meanwhile.
-            if self.waiting.load(SeqCst) == 0 {
-                return;
+        let mut current = self.permits.load(Acquire);
+        while current & WAITERS == 0 {
+            // Rule 2: this fails if an acquirer set `WAITERS` meanwhile.
+            let new = add_to_counter(current, n);
+            match self.permits.compare_exchange_weak(current, new, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
             }
-            self.distribute(0);
-        } else {
-            self.distribute(n);
         }
-    }
-
-    /// Hands `released` plus whatever sits in the counter to the waiters in
-    /// FIFO order, under the lock; what is left goes back to the counter.
-    fn distribute(&self, released: usize) {
         let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&self.waiters);
-            self.distribute_locked(&mut waiters, released, &mut wakers);
+            self.distribute_locked(&mut waiters, n, &mut wakers);
         }
         wakers.wake_all();
     }
 
-    fn distribute_locked(&self, waiters: &mut Waiters, released: usize, wakers: &mut WakeList) {
-        // Take the counter's permits too (rule 2), keeping the closed bit.
-        let mut pool = released + (self.permits.fetch_and(CLOSED, AcqRel) >> SHIFT);
+    /// Hands `pool` permits to the waiters in FIFO order, under the lock;
+    /// once the list is empty, clears `WAITERS` and puts what is left in the
+    /// counter, in one atomic update (rule 2).
+    fn distribute_locked(&self, waiters: &mut Waiters, mut pool: usize, wakers: &mut WakeList) {
         while pool > 0 {
             let Some(front) = waiters.list.front_mut() else { break };
             let given = front.needed.min(pool);
@@ -278,18 +295,36 @@ impl Semaphore {
                 break;
             }
             let waiter = waiters.list.pop_front().expect("front exists");
-            self.waiting.fetch_sub(1, SeqCst);
-            waiter.state.store(ASSIGNED, Release);
+            waiter.settle(ASSIGNED);
             if let Some(waker) = waiter.waker {
                 wakers.push(waker);
             }
         }
-        if pool > 0 {
-            let before = self.permits.fetch_add(pool << SHIFT, AcqRel) >> SHIFT;
-            assert!(
-                before + pool <= MAX_PERMITS,
-                "weft_sync::Semaphore::add_permits: more than MAX_PERMITS ({MAX_PERMITS}) permits"
-            );
+        if waiters.list.is_empty() {
+            let mut current = self.permits.load(Acquire);
+            loop {
+                let new = add_to_counter(current & !WAITERS, pool);
+                match self.permits.compare_exchange_weak(current, new, AcqRel, Acquire) {
+                    Ok(_) => break,
+                    Err(actual) => current = actual,
+                }
+            }
+        } else {
+            debug_assert_eq!(pool, 0, "weft-sync bug: permits left while waiters remain");
+        }
+    }
+
+    /// Rule 2: marks the list non-empty and takes what the counter holds,
+    /// in one atomic swap. Under the lock, before queueing the first
+    /// waiter.
+    fn claim_counter(&self) -> usize {
+        let mut current = self.permits.load(Acquire);
+        loop {
+            let new = (current & CLOSED) | WAITERS;
+            match self.permits.compare_exchange_weak(current, new, AcqRel, Acquire) {
+                Ok(_) => return current >> SHIFT,
+                Err(actual) => current = actual,
+            }
         }
     }
 
@@ -303,20 +338,31 @@ impl Semaphore {
             waiters.closed = true;
             self.permits.fetch_or(CLOSED, AcqRel);
             while let Some(waiter) = waiters.list.pop_front() {
-                self.waiting.fetch_sub(1, SeqCst);
-                waiter.state.store(CLOSED_WAITER, Release);
+                waiter.settle(CLOSED_WAITER);
                 if let Some(waker) = waiter.waker {
                     wakers.push(waker);
                 }
             }
+            self.permits.fetch_and(!WAITERS, AcqRel);
         }
         wakers.wake_all();
     }
 
     /// Acquirers queued right now.
     pub fn waiters(&self) -> usize {
-        self.waiting.load(SeqCst)
+        lock(&self.waiters).list.len()
     }
+}
+
+/// `current` with `n` more permits in its counter.
+#[track_caller]
+fn add_to_counter(current: usize, n: usize) -> usize {
+    let before = current >> SHIFT;
+    assert!(
+        before.checked_add(n).is_some_and(|total| total <= MAX_PERMITS),
+        "weft_sync::Semaphore::add_permits: more than MAX_PERMITS ({MAX_PERMITS}) permits"
+    );
+    current + (n << SHIFT)
 }
 
 impl fmt::Debug for Semaphore {
@@ -330,54 +376,66 @@ impl fmt::Debug for Semaphore {
 }
 
 /// The state of one acquire, shared by [`Acquire`] and [`AcquireOwned`].
+/// Pinned once polled: the wait list may point at `state` (rule 5).
 struct Wait {
     n: usize,
-    /// Set while queued (rule 3).
-    queued: Option<(WaitKey, Arc<AtomicUsize>)>,
+    /// `QUEUED`, `ASSIGNED` or `CLOSED_WAITER`; written by whoever pops
+    /// this waiter, under the lock.
+    state: AtomicUsize,
+    /// The list entry, while queued (rule 3).
+    queued: Option<WaitKey>,
     finished: bool,
+    _pinned: PhantomPinned,
 }
 
 impl Wait {
     fn new(n: usize) -> Wait {
         Wait {
             n,
+            state: AtomicUsize::new(QUEUED),
             queued: None,
             finished: false,
+            _pinned: PhantomPinned,
         }
     }
 
-    fn poll(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
-        assert!(!self.finished, "weft_sync: an acquire future polled after it completed");
-        let Some((key, state)) = &self.queued else {
-            return self.poll_first(sem, cx);
+    fn poll(self: Pin<&mut Self>, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
+        // SAFETY: nothing below moves out of `this`; the list's pointer to
+        // `this.state` stays valid because the future is pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        assert!(!this.finished, "weft_sync: an acquire future polled after it completed");
+        let Some(key) = this.queued else {
+            return this.poll_first(sem, cx);
         };
-        match state.load(Acquire) {
-            ASSIGNED => {}
-            CLOSED_WAITER => {
-                self.queued = None;
-                self.finished = true;
-                return Poll::Ready(Err(AcquireError(())));
-            }
-            _ => {
-                let mut waiters = lock(&sem.waiters);
-                // Decided under the lock (rule 3): still queued, or not.
-                if state.load(Acquire) == QUEUED {
-                    let waiter = waiters
-                        .list
-                        .get_mut(*key)
-                        .expect("weft-sync bug: a queued waiter is missing");
-                    set_waker(&mut waiter.waker, cx.waker());
-                    return Poll::Pending;
+        loop {
+            match this.state.load(Acquire) {
+                ASSIGNED => break,
+                CLOSED_WAITER => {
+                    this.queued = None;
+                    this.finished = true;
+                    return Poll::Ready(Err(AcquireError(())));
                 }
-                drop(waiters);
-                return self.poll(sem, cx);
+                _ => {
+                    let mut waiters = lock(&sem.waiters);
+                    // Decided under the lock (rule 3): still queued, or not.
+                    if this.state.load(Acquire) == QUEUED {
+                        let waiter = waiters
+                            .list
+                            .get_mut(key)
+                            .expect("weft-sync bug: a queued waiter is missing");
+                        set_waker(&mut waiter.waker, cx.waker());
+                        return Poll::Pending;
+                    }
+                }
             }
         }
-        self.queued = None;
-        self.finished = true;
+        this.queued = None;
+        this.finished = true;
         Poll::Ready(Ok(()))
     }
 
+    /// The first poll: the fast path, else into the queue. `self` is pinned
+    /// (it is only called from [`Wait::poll`]).
     fn poll_first(&mut self, sem: &Semaphore, cx: &mut Context<'_>) -> Poll<Result<(), AcquireError>> {
         match sem.try_take(self.n) {
             Ok(()) => {
@@ -397,19 +455,21 @@ impl Wait {
                 self.finished = true;
                 return Poll::Ready(Err(AcquireError(())));
             }
-            let state = Arc::new(AtomicUsize::new(QUEUED));
+            let first = waiters.list.is_empty();
             // No waker yet: if the permits below serve us at once, there is
             // nobody to wake.
             let key = waiters.list.push_back(Waiter {
                 needed: self.n,
                 waker: None,
-                state: state.clone(),
+                state: NonNull::from(&self.state),
             });
-            sem.waiting.fetch_add(1, SeqCst);
-            // Rule 2: permits released before we counted ourselves in are
-            // in the counter; move them to the queue (which may be us).
-            sem.distribute_locked(&mut waiters, 0, &mut wakers);
-            if state.load(Acquire) == ASSIGNED {
+            if first {
+                // Rule 2: set `WAITERS`, and move what the counter holds to
+                // the queue (which may serve us at once).
+                let taken = sem.claim_counter();
+                sem.distribute_locked(&mut waiters, taken, &mut wakers);
+            }
+            if self.state.load(Acquire) == ASSIGNED {
                 self.finished = true;
                 Poll::Ready(Ok(()))
             } else {
@@ -418,7 +478,7 @@ impl Wait {
                     .get_mut(key)
                     .expect("weft-sync bug: a queued waiter is missing")
                     .waker = Some(cx.waker().clone());
-                self.queued = Some((key, state));
+                self.queued = Some(key);
                 Poll::Pending
             }
         };
@@ -426,22 +486,25 @@ impl Wait {
         result
     }
 
-    /// Rule 4: a dropped acquire gives back what it got.
+    /// Rule 4: a dropped acquire gives back what it got. Called from the
+    /// owning future's `Drop`, so the entry leaves the list before the
+    /// state word is freed (rule 5).
     fn cancel(&mut self, sem: &Semaphore) {
-        let Some((key, state)) = self.queued.take() else { return };
+        let Some(key) = self.queued.take() else { return };
         let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&sem.waiters);
-            let give_back = match state.load(Acquire) {
+            let give_back = match self.state.load(Acquire) {
                 QUEUED => {
                     let waiter = waiters.list.remove(key);
-                    sem.waiting.fetch_sub(1, SeqCst);
-                    self.n - waiter.needed
+                    Some(self.n - waiter.needed)
                 }
-                ASSIGNED => self.n,
-                _ => 0,
+                ASSIGNED => Some(self.n),
+                _ => None,
             };
-            if give_back > 0 {
+            // Even with nothing to give back, the list may be empty now:
+            // `distribute_locked` then clears `WAITERS` (rule 2).
+            if let Some(give_back) = give_back {
                 sem.distribute_locked(&mut waiters, give_back, &mut wakers);
             }
         }
@@ -460,12 +523,12 @@ pub struct Acquire<'a> {
 impl<'a> Future for Acquire<'a> {
     type Output = Result<SemaphorePermit<'a>, AcquireError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let sem = this.sem;
-        this.wait
-            .poll(sem, cx)
-            .map(|r| r.map(|()| SemaphorePermit { sem, n: this.wait.n }))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let sem = self.sem;
+        let n = self.wait.n;
+        // SAFETY: a pin projection to `wait`, which is never moved out of.
+        let wait = unsafe { self.map_unchecked_mut(|this| &mut this.wait) };
+        wait.poll(sem, cx).map(|r| r.map(|()| SemaphorePermit { sem, n }))
     }
 }
 
@@ -491,12 +554,17 @@ pub struct AcquireOwned {
 impl Future for AcquireOwned {
     type Output = Result<OwnedSemaphorePermit, AcquireError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        this.wait.poll(&this.sem, cx).map(|r| {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `sem` is only read and `wait` is never moved out of: a
+        // pin projection.
+        let this = unsafe { self.get_unchecked_mut() };
+        let n = this.wait.n;
+        // SAFETY: `this` is pinned, so `this.wait` is.
+        let wait = unsafe { Pin::new_unchecked(&mut this.wait) };
+        wait.poll(&this.sem, cx).map(|r| {
             r.map(|()| OwnedSemaphorePermit {
                 sem: this.sem.clone(),
-                n: this.wait.n,
+                n,
             })
         })
     }

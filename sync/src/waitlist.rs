@@ -47,6 +47,16 @@ impl<T> WaitList<T> {
         key
     }
 
+    /// True if no entry is in the list.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// Entries in the list.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// The oldest entry.
     pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
         let head = self.head?;
