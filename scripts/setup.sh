@@ -5,8 +5,9 @@
 #   scripts/setup.sh           stable toolchain with rustfmt and clippy
 #   scripts/setup.sh --miri    also a nightly toolchain with Miri (best effort)
 #
-# System packages that later parts of Weft need (Open MPI, libclang) are
-# installed here too, as they come.
+# System packages: Open MPI and libclang, which weft-mpi needs to build
+# (the `mpi` crate generates its bindings with bindgen) and its tests need to
+# run (`mpirun`). Crates that do not use MPI build without them.
 set -euo pipefail
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -39,5 +40,23 @@ if [ "${1:-}" = "--miri" ] && command -v rustup >/dev/null 2>&1; then
         rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 \
             || rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 \
             || say "could not install Miri; the Miri step will say it was skipped"
+    fi
+fi
+
+# Open MPI (headers, mpicc, mpirun) and libclang with clang's own headers
+# (libclang1 alone fails with "'stddef.h' file not found").
+have_mpi() { command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; }
+have_libclang() {
+    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
+        && ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h >/dev/null 2>&1
+}
+if ! have_mpi || ! have_libclang; then
+    if command -v apt-get >/dev/null 2>&1; then
+        say "installing Open MPI and libclang (for weft-mpi)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev >/dev/null
+    else
+        say "no apt-get here: install Open MPI (mpicc, mpirun) and libclang yourself for weft-mpi"
     fi
 fi

@@ -17,8 +17,21 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 scripts/setup.sh --miri
 export PATH="$HOME/.cargo/bin:$PATH"
 
-step "unit, integration and doc tests"
-cargo test --workspace
+step "unit, integration and doc tests (with the multi-rank MPI tests)"
+# `weft-tests/mpi` adds tests/tests/mpi.rs, which runs weft-mpi's scenarios
+# on 2 and 3 ranks under `mpirun`.
+cargo test --workspace --features weft-tests/mpi
+
+step "MPI examples under mpirun (2 ranks), and as singletons"
+cargo build --release -p weft-examples --features mpi \
+    --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+for example in mpi_pingpong mpi_allreduce mpi_pool_map mpi_overlap; do
+    timeout 300 mpirun -n 2 --oversubscribe "target/release/$example"
+done
+for example in mpi_allreduce mpi_pool_map mpi_overlap; do
+    timeout 300 "target/release/$example"
+done
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the

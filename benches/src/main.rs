@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p weft-benches -- sched|echo|timers|promise|sync [--quick] [--reps N]
+//! cargo run --release -p weft-benches --features mpi -- mpi [--reps N]
 //! ```
 //!
 //! Each suite runs every workload on every runtime, interleaved (one
@@ -25,6 +26,8 @@
 
 mod echo;
 mod load;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod promise;
 mod report;
 mod runtimes;
@@ -73,6 +76,13 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    if suite == "mpi-rank" {
+        // One rank of suite `mpi`, started by it under `mpirun`.
+        #[cfg(feature = "mpi")]
+        return mpi::rank_main(&args.collect::<Vec<_>>());
+        #[cfg(not(feature = "mpi"))]
+        return ExitCode::from(2);
+    }
     let mut opts = Options {
         reps: 30,
         warmup: 3,
@@ -131,6 +141,13 @@ fn main() -> ExitCode {
         "timers" => timers::run(&opts),
         "promise" => promise::run(&opts),
         "sync" => sync::run(&opts),
+        #[cfg(feature = "mpi")]
+        "mpi" => mpi::run(&opts),
+        #[cfg(not(feature = "mpi"))]
+        "mpi" => {
+            eprintln!("suite mpi needs MPI: cargo run --release -p weft-benches --features mpi -- mpi");
+            return ExitCode::from(2);
+        }
         other => {
             eprintln!("unknown suite {other:?}\n\n{USAGE}");
             return ExitCode::from(2);

@@ -30,10 +30,11 @@
 //! one sitting:
 //!
 //! - [`weft_executor`]: tasks, the schedulers and the blocking pool;
-//! - `weft-io`: the reactor, timers and sockets (coming with the reactor);
+//! - `weft-io`: the reactor, timers, sources and sockets;
 //! - `weft-sync`: locks, semaphores and channels for any runtime;
-//! - `weft-gpu`, `weft-mpi`: CUDA work and MPI requests as events in the
-//!   loop, behind features.
+//! - `weft-mpi` (feature `mpi`, as `weft::mpi`): MPI messages, collectives
+//!   and a pool of worker ranks, awaited in the loop;
+//! - `weft-gpu`: CUDA work as events in the loop (to come).
 //!
 //! ## Python's vocabulary
 //!
@@ -90,6 +91,10 @@ pub use weft_executor::coop;
 
 /// A pool of threads for CPU work: Python's `multiprocessing.Pool`.
 pub use weft_executor::pool;
+
+/// MPI requests awaited as loop events (feature `mpi`): see [`weft_mpi`].
+#[cfg(feature = "mpi")]
+pub use weft_mpi as mpi;
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

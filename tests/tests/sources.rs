@@ -87,7 +87,61 @@ impl Source for Device {
     }
 }
 
+/// A source that asks the loop never to sleep and never completes anything
+/// (as MPI's engine does while messages flow).
+#[derive(Default)]
+struct Spinner {
+    polls: AtomicUsize,
+}
+
+impl Source for Spinner {
+    fn poll(&self) -> usize {
+        self.polls.fetch_add(1, SeqCst);
+        0
+    }
+
+    fn has_pending(&self) -> bool {
+        true
+    }
+
+    fn max_sleep(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
 each_flavor! {
+    fn sockets_are_served_while_a_source_keeps_the_loop_spinning(flavor) {
+        // The driver skips the OS poller on most spinning turns
+        // (`POLL_EVENTS_EVERY`); fd events must still arrive promptly.
+        let rt = runtime(flavor);
+        let spinner = Arc::new(Spinner::default());
+        let _registration = rt.reactor().register_source(spinner.clone());
+        let start = Instant::now();
+        rt.block_on(async {
+            let a = weft::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = weft::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b_addr = b.local_addr().unwrap();
+            let echo = weft::spawn(async move {
+                let mut buf = [0u8; 8];
+                for _ in 0..500 {
+                    let (n, from) = b.recv_from(&mut buf).await.unwrap();
+                    b.send_to(&buf[..n], from).await.unwrap();
+                }
+            });
+            let mut buf = [0u8; 8];
+            for i in 0..500u32 {
+                a.send_to(&i.to_le_bytes(), b_addr).await.unwrap();
+                let (n, _) = a.recv_from(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], &i.to_le_bytes());
+            }
+            echo.await.unwrap();
+        });
+        let elapsed = start.elapsed();
+        assert!(spinner.polls.load(SeqCst) > 500, "the source spun the loop");
+        // 1000 datagrams; a lost or long-delayed readiness event would show.
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+
     fn a_source_completes_work_nobody_announces(flavor) {
         let rt = runtime(flavor);
         let device = Arc::new(Device::default());

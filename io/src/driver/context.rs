@@ -54,6 +54,19 @@ impl Handle {
             .ok_or(TryCurrentError(()))
     }
 
+    /// Runs `f` with the reactor current on this thread, if any, without
+    /// cloning the handle (for hot paths that only compare it, with
+    /// [`Handle::id`]).
+    pub fn with_current<R>(f: impl FnOnce(Option<&Handle>) -> R) -> R {
+        let mut f = Some(f);
+        let out = CURRENT.try_with(|current| (f.take().expect("called once"))(current.borrow().as_ref()));
+        match out {
+            Ok(out) => out,
+            // The thread is being torn down: no reactor.
+            Err(_) => (f.take().expect("not called yet"))(None),
+        }
+    }
+
     /// Makes this reactor current on this thread until the guard drops.
     pub fn enter(&self) -> EnterGuard {
         let prev = CURRENT.try_with(|current| current.replace(Some(self.clone()))).ok();

@@ -5,7 +5,12 @@
 //! 1. Work out how long it may sleep: no longer than the caller allows, than
 //!    the next timer, or than any pending [source](crate::source) asks.
 //! 2. Wait in `epoll_wait` / `kevent` for that long, or until
-//!    [`Unparker::unpark`] writes to the `mio::Waker`.
+//!    [`Unparker::unpark`] writes to the `mio::Waker`. While a source keeps
+//!    the loop spinning (it asked for no sleep at all: an MPI exchange in
+//!    full flow), the poller is asked only every
+//!    [`POLL_EVENTS_EVERY`]th turn: a system call per turn would cost more
+//!    than the source's own check, and an fd event waits a few hundred
+//!    nanoseconds more at most.
 //! 3. Deliver readiness events: each token names a registration (with a
 //!    generation tag, so stale events are dropped); the readiness is set and
 //!    the tasks waiting in that direction are woken.
@@ -47,7 +52,13 @@ pub struct Driver {
     /// Reused between turns, so a turn allocates nothing.
     wakers: Vec<Waker>,
     sources: Vec<(u64, Arc<dyn crate::source::Source>)>,
+    /// Turns in a row that a source kept from sleeping (step 2).
+    spin_turns: u32,
 }
+
+/// While sources keep the loop spinning, the OS poller is asked for events
+/// only every this many turns (step 2 of [`Driver::turn`]).
+pub const POLL_EVENTS_EVERY: u32 = 8;
 
 /// A cloneable reference to a reactor, for registering sockets and timers
 /// from any thread.
@@ -108,6 +119,7 @@ impl Driver {
             handle,
             wakers: Vec::with_capacity(64),
             sources: Vec::new(),
+            spin_turns: 0,
         })
     }
 
@@ -135,18 +147,26 @@ impl Driver {
             }
         };
         bound(inner.timers.time_to_next(now));
-        bound(inner.sources.max_wait());
+        let source_wait = inner.sources.max_wait();
+        bound(source_wait);
         if inner.notifier.has_pending() {
             bound(Some(Duration::ZERO));
         }
 
-        match self.poll.poll(&mut self.events, wait) {
-            Ok(()) => {}
-            // A signal arrived: the turn simply ends early.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => self.events.clear(),
-            // epoll_wait/kevent only fail on a broken poller (EBADF,
-            // EINVAL): nothing the loop could do next would work.
-            Err(err) => panic!("Weft's reactor could not wait for events: {err}"),
+        // Step 2, skipped on most turns while a source spins the loop.
+        let spinning = source_wait == Some(Duration::ZERO);
+        self.spin_turns = if spinning { self.spin_turns.wrapping_add(1) } else { 0 };
+        if spinning && self.spin_turns % POLL_EVENTS_EVERY != 0 {
+            self.events.clear();
+        } else {
+            match self.poll.poll(&mut self.events, wait) {
+                Ok(()) => {}
+                // A signal arrived: the turn simply ends early.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+                // epoll_wait/kevent only fail on a broken poller (EBADF,
+                // EINVAL): nothing the loop could do next would work.
+                Err(err) => panic!("Weft's reactor could not wait for events: {err}"),
+            }
         }
 
         {
@@ -259,6 +279,14 @@ impl Handle {
     /// once; a completed one when it fires).
     pub fn pending_timers(&self) -> usize {
         self.inner.timers.len()
+    }
+
+    /// A number that names this reactor among the live ones: two handles
+    /// of one reactor have the same id, and no other live reactor has it
+    /// (it is the address of the reactor's shared state, which a handle
+    /// keeps alive).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// True if both handles refer to the same reactor.

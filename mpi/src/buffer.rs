@@ -1,0 +1,101 @@
+//! The buffers an [`Operation`](crate::Operation) may own.
+
+use mpi::datatype::Equivalence;
+use std::sync::Arc;
+
+/// Element types that any bit pattern is a valid value of, so MPI may
+/// write received bytes into them: the integers and floats. (`bool` and
+/// `char` have MPI equivalents but not every byte a peer sends is a valid
+/// one, so they can be sent but not received.)
+///
+/// # Safety
+///
+/// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self`,
+/// and the type's [`Equivalence`] must describe exactly those bytes.
+pub unsafe trait Plain: Equivalence + Copy + Send + Sync + 'static {}
+
+macro_rules! plain {
+    ($($t:ty),*) => {$(
+        // SAFETY: a primitive number: every bit pattern is valid, and
+        // rsmpi maps it to the MPI type of the same size.
+        unsafe impl Plain for $t {}
+    )*};
+}
+plain!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
+
+/// An owned buffer MPI may read from for as long as an operation is in
+/// flight: `Vec<T>`, `Box<[T]>`, `Arc<[T]>`.
+///
+/// # Safety
+///
+/// Until the value is dropped, the slice [`as_slice`] returns must stay
+/// valid at the same address **even when the value is moved** (its
+/// elements live on the heap, owned by it), must not change, and must be
+/// the same slice on every call: MPI reads it from another thread after
+/// the call returns, and an operation moves its buffers into a shared slot
+/// only once it knows the request is still pending.
+///
+/// [`as_slice`]: SendBuffer::as_slice
+pub unsafe trait SendBuffer: Send + 'static {
+    /// The element type.
+    type Item: Equivalence;
+    /// The elements to send.
+    fn as_slice(&self) -> &[Self::Item];
+}
+
+/// An owned buffer MPI may write into: `Vec<T>` (its length is the
+/// capacity of the receive), `Box<[T]>`.
+///
+/// # Safety
+///
+/// As for [`SendBuffer`], and the slice [`as_mut_slice`] returns must be
+/// writable and reachable only through this value.
+///
+/// [`as_mut_slice`]: RecvBuffer::as_mut_slice
+pub unsafe trait RecvBuffer: SendBuffer
+where
+    Self::Item: Plain,
+{
+    /// The elements to fill.
+    fn as_mut_slice(&mut self) -> &mut [Self::Item];
+}
+
+// SAFETY: the elements live on the heap, owned by the vector; moving the
+// vector does not move them.
+unsafe impl<T: Equivalence + Send + 'static> SendBuffer for Vec<T> {
+    type Item = T;
+    fn as_slice(&self) -> &[T] {
+        self
+    }
+}
+
+// SAFETY: as above; the vector is the only way to reach its elements.
+unsafe impl<T: Plain> RecvBuffer for Vec<T> {
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        self
+    }
+}
+
+// SAFETY: heap elements owned by the box.
+unsafe impl<T: Equivalence + Send + 'static> SendBuffer for Box<[T]> {
+    type Item = T;
+    fn as_slice(&self) -> &[T] {
+        self
+    }
+}
+
+// SAFETY: as above.
+unsafe impl<T: Plain> RecvBuffer for Box<[T]> {
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        self
+    }
+}
+
+// SAFETY: the elements are immutable while any `Arc` exists, and live until
+// the last one (this one, at least) is dropped. Sends only read.
+unsafe impl<T: Equivalence + Send + Sync + 'static> SendBuffer for Arc<[T]> {
+    type Item = T;
+    fn as_slice(&self) -> &[T] {
+        self
+    }
+}

@@ -1,0 +1,651 @@
+//! The progress engine: every request in flight, tested by the loop.
+//!
+//! MPI has no file descriptor to wait on, so the engine is a
+//! [`weft_io::source::Source`]: each turn of the reactor that has requests
+//! pending calls [`Engine::poll`], which tests them all with one
+//! `MPI_Testsome` and wakes the tasks whose requests completed.
+//!
+//! # Rules
+//!
+//! 1. **One lock for every MPI call** (`Engine::mpi`). MPI runs at
+//!    `MPI_THREAD_SERIALIZED`: calls may come from any thread (whichever
+//!    worker turns the loop, whichever task posts), one at a time. The lock
+//!    also guards the arrays of pending requests, so posting a request and
+//!    adding it to the array are one step.
+//! 2. **An eager first test.** A request is tested once right after it is
+//!    posted (most small sends and many receives are complete by then);
+//!    only one that is still pending goes into the array.
+//! 3. **Completions leave the array in O(completed).** `MPI_Testsome`
+//!    returns the indices that finished; they are removed in descending
+//!    order with `swap_remove`, so no pending entry is moved twice and
+//!    nothing scans the array but MPI itself.
+//! 4. **Completions are delivered outside the lock.** Under it an entry is
+//!    only marked finished (so a cancel never touches a freed request);
+//!    outcomes are stored and tasks woken after it is released.
+//! 5. **Receives match in arrival order, at a cost per message.** Every
+//!    receive probes first (`MPI_Improbe`, so the buffer is sized or checked
+//!    before MPI writes: Open MPI 4.1 writes past a buffer that is too
+//!    small). Rather than one probe per waiting receive per turn, which
+//!    would cost O(pending receives) each turn, the engine pulls arrived
+//!    messages with `MPI_Improbe(ANY_SOURCE, ANY_TAG)` (up to
+//!    [`PULL_BATCH`] a turn) and hands each to the oldest waiting receive it
+//!    matches; a message nobody waits for yet is kept, in order, for the
+//!    next receive that matches it. That is MPI's own matching (first
+//!    posted, first matched; messages from one sender in order), done once
+//!    per message. The receive is posted (`MPI_Imrecv` into the waiting
+//!    operation's buffer) right there, under the same lock, so a small
+//!    message is complete before its task is even woken.
+//! 6. **Spin while messages flow, back off when they stop.** MPI moves data
+//!    only inside MPI calls and tells no file descriptor when a message
+//!    lands, so a sleeping loop notices a message only when it wakes. For
+//!    [`SPIN_POLLS`] polls after each post or completion (about a
+//!    millisecond) the engine asks the loop not to sleep at all
+//!    (`max_sleep` is zero): an exchange that keeps going, like a
+//!    ping-pong, stays in that window on both ranks. The window is counted
+//!    in polls, not read from a clock, so that checking it costs a load.
+//!    After it, the reactor's back-off lets the loop sleep up to
+//!    [`MAX_SLEEP`] between polls, so a task that waits a second for a
+//!    message costs a few polls per millisecond, not a core. Inside the
+//!    window the engine says it has work even when nothing is in flight,
+//!    so the loop is awake for the next post; a post made after the window
+//!    wakes it (`SourceHandle::notify`, a system call saved on every hop of
+//!    a busy exchange).
+
+use crate::error::{Error, check};
+use crate::status::Status;
+use mpi::datatype::Equivalence;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use std::collections::VecDeque;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The longest the loop sleeps while requests are pending and none has
+/// completed for a while (the reactor's adaptive back-off stops here).
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(1);
+
+/// Polls the loop makes without sleeping after the last post or completion
+/// (rule 6); a spinning poll takes a few hundred nanoseconds.
+pub(crate) const SPIN_POLLS: u64 = 4096;
+
+/// A raw MPI handle (a pointer under Open MPI) that may cross threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw<T>(pub(crate) T);
+
+// SAFETY: MPI handles name process-wide objects, not thread-local ones; with
+// `MPI_THREAD_SERIALIZED` any thread may use them as long as calls do not
+// overlap, and every call in this crate is made under `Engine::mpi` (rule 1).
+unsafe impl<T> Send for Raw<T> {}
+// SAFETY: as above: shared references only copy the handle out; using it
+// needs the lock.
+unsafe impl<T> Sync for Raw<T> {}
+
+/// Something waiting for one request or probe.
+pub(crate) trait Waiter: Send + Sync {
+    /// Under the lock: the request finished; MPI is done with its buffers.
+    fn mark_finished(&self);
+    /// Outside the lock: store the outcome and wake the task.
+    fn complete(&self, outcome: Result<Status, Error>);
+}
+
+/// Requests that completed this turn, with their outcomes.
+type Done = Vec<(Arc<dyn Waiter>, Result<Status, Error>)>;
+/// Receives that completed (or failed) this turn, with their outcomes.
+type Received = Vec<(Arc<dyn Matcher>, Result<Status, Error>)>;
+
+/// A pending request's bookkeeping, parallel to its handle.
+struct Entry {
+    waiter: Arc<dyn Waiter>,
+    datatype: Raw<ffi::MPI_Datatype>,
+    /// Elements the receive buffer holds (0 for sends and collectives).
+    capacity: usize,
+}
+
+/// Messages pulled with `MPI_Improbe` in one turn at most (rule 5).
+pub(crate) const PULL_BATCH: usize = 64;
+
+/// A receive waiting for a matching message (rule 5).
+pub(crate) struct Probe {
+    pub(crate) source: c_int,
+    pub(crate) tag: c_int,
+    pub(crate) comm: Raw<ffi::MPI_Comm>,
+    pub(crate) waiter: Arc<dyn Matcher>,
+    /// Only look (`probe`): the message stays unclaimed for a receive, and
+    /// the waiter completes with its envelope.
+    pub(crate) peek: bool,
+}
+
+/// A receive waiting for its message (rule 5).
+pub(crate) trait Matcher: Waiter {
+    /// The datatype the receive counts elements in (for its status).
+    fn datatype(&self) -> Raw<ffi::MPI_Datatype>;
+
+    /// Under the lock: `message` matched. Posts its receive (into the
+    /// waiter's buffer, sized or checked against the message first) and
+    /// queues the request with `engine`; returns the outcome if it is
+    /// already complete (or failed), `None` if it is now a pending request.
+    fn receive(
+        self: Arc<Self>,
+        engine: &Engine,
+        state: &mut State,
+        message: Raw<ffi::MPI_Message>,
+        status: &ffi::MPI_Status,
+    ) -> Option<Result<Status, Error>>;
+}
+
+/// A message matched by `MPI_Improbe` that no receive has claimed yet.
+pub(crate) struct Unclaimed {
+    pub(crate) comm: Raw<ffi::MPI_Comm>,
+    pub(crate) message: Raw<ffi::MPI_Message>,
+    pub(crate) status: ffi::MPI_Status,
+}
+
+impl Probe {
+    fn matches(&self, comm: Raw<ffi::MPI_Comm>, status: &ffi::MPI_Status) -> bool {
+        matches(self.source, self.tag, self.comm, comm, status)
+    }
+}
+
+/// Whether a receive for `source`, `tag` on `comm` takes a message with
+/// envelope `status` on `message_comm`.
+fn matches(
+    source: c_int,
+    tag: c_int,
+    comm: Raw<ffi::MPI_Comm>,
+    message_comm: Raw<ffi::MPI_Comm>,
+    status: &ffi::MPI_Status,
+) -> bool {
+    // SAFETY: reading constants MPI initialised.
+    let (any_source, any_tag) = unsafe { (ffi::RSMPI_ANY_SOURCE, ffi::RSMPI_ANY_TAG) };
+    comm == message_comm
+        && (source == any_source || source == status.MPI_SOURCE)
+        && (tag == any_tag || tag == status.MPI_TAG)
+}
+
+/// What the lock guards: the requests in flight (rule 1).
+pub(crate) struct State {
+    requests: Vec<Raw<ffi::MPI_Request>>,
+    entries: Vec<Entry>,
+    indices: Vec<c_int>,
+    statuses: Vec<ffi::MPI_Status>,
+    /// Receives waiting for a message, oldest first (rule 5).
+    probes: VecDeque<Probe>,
+    /// Messages matched but not yet claimed, in arrival order.
+    unclaimed: VecDeque<Unclaimed>,
+}
+
+// SAFETY: `State` holds raw MPI handles (in `Raw`, already `Send`) and
+// statuses (plain integers); it is only reached through the engine's lock.
+unsafe impl Send for State {}
+
+/// The progress engine of this process.
+pub(crate) struct Engine {
+    mpi: Mutex<State>,
+    /// Requests and probes pending; read without the lock by the reactor.
+    pending: AtomicUsize,
+    /// Requests completed by the loop (not by the eager test), for tests
+    /// and metrics.
+    completed_by_loop: AtomicUsize,
+    /// Polls since the last post or completion (rule 6).
+    quiet_polls: AtomicU64,
+}
+
+impl Engine {
+    pub(crate) fn new() -> Engine {
+        Engine {
+            mpi: Mutex::new(State {
+                requests: Vec::new(),
+                entries: Vec::new(),
+                indices: Vec::new(),
+                statuses: Vec::new(),
+                probes: VecDeque::new(),
+                unclaimed: VecDeque::new(),
+            }),
+            pending: AtomicUsize::new(0),
+            completed_by_loop: AtomicUsize::new(0),
+            quiet_polls: AtomicU64::new(SPIN_POLLS),
+        }
+    }
+
+    /// Takes the MPI lock (rule 1).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.mpi.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rule 6: true while the loop is asked not to sleep.
+    pub(crate) fn spinning(&self) -> bool {
+        self.quiet_polls.load(SeqCst) < SPIN_POLLS
+    }
+
+    /// Rule 6: activity (a post, a completion): spin for a while. Returns
+    /// whether the loop was past its window, and so may be asleep. `SeqCst`,
+    /// with the loop's reads of `pending` and of the window: a post counts
+    /// itself pending and then looks at the window; the loop looks at
+    /// `pending` and then at the window before sleeping; one of them sees
+    /// the other.
+    pub(crate) fn active(&self) -> bool {
+        self.quiet_polls.swap(0, SeqCst) >= SPIN_POLLS
+    }
+
+    /// Requests and probes in flight.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Acquire)
+    }
+
+    /// Requests completed by a loop turn rather than by the eager test.
+    pub(crate) fn completed_by_loop(&self) -> usize {
+        self.completed_by_loop.load(Relaxed)
+    }
+
+    /// Rule 2: tests a just-posted request once (under the lock); its
+    /// outcome if it is complete, `None` if it is still pending.
+    pub(crate) fn test_once(
+        &self,
+        request: &mut Raw<ffi::MPI_Request>,
+        datatype: Raw<ffi::MPI_Datatype>,
+        capacity: usize,
+    ) -> Option<Result<Status, Error>> {
+        let mut flag: c_int = 0;
+        let mut status = empty_status();
+        // SAFETY: the caller holds the lock (rule 1); `request` is the live
+        // handle just returned by an `MPI_I*` call.
+        let rc = unsafe { ffi::MPI_Test(&mut request.0, &mut flag, &mut status) };
+        if rc != ffi::MPI_SUCCESS as c_int {
+            // MPI_Test reports a failed request through its return code and
+            // frees it (the handle is MPI_REQUEST_NULL now).
+            return Some(Err(with_capacity(Error::from_code(rc), capacity)));
+        }
+        (flag != 0).then(|| outcome(&status, datatype))
+    }
+
+    /// Queues a pending request for the loop to test (rule 3's array).
+    pub(crate) fn push(
+        &self,
+        state: &mut State,
+        request: Raw<ffi::MPI_Request>,
+        datatype: Raw<ffi::MPI_Datatype>,
+        capacity: usize,
+        waiter: Arc<dyn Waiter>,
+    ) {
+        state.requests.push(request);
+        state.entries.push(Entry {
+            waiter,
+            datatype,
+            capacity,
+        });
+        self.pending.fetch_add(1, SeqCst);
+    }
+
+    /// [`test_once`](Self::test_once), then [`push`](Self::push) if
+    /// pending: for a request whose buffers already sit in `waiter`.
+    pub(crate) fn track(
+        &self,
+        state: &mut State,
+        mut request: Raw<ffi::MPI_Request>,
+        datatype: Raw<ffi::MPI_Datatype>,
+        capacity: usize,
+        waiter: Arc<dyn Waiter>,
+    ) -> Option<Result<Status, Error>> {
+        let outcome = self.test_once(&mut request, datatype, capacity);
+        if outcome.is_none() {
+            self.push(state, request, datatype, capacity, waiter);
+        }
+        outcome
+    }
+
+    /// Starts a receive (rule 5): with the oldest unclaimed message it
+    /// matches, else one MPI matches now (only if no older receive waits,
+    /// which might want it), else it waits in line. Returns the outcome if
+    /// the receive is already complete, `None` if it is pending.
+    pub(crate) fn receive(&self, state: &mut State, probe: Probe) -> Option<Result<Status, Error>> {
+        let found = match state.unclaimed.iter().position(|u| probe.matches(u.comm, &u.status)) {
+            Some(i) if probe.peek => {
+                let u = &state.unclaimed[i];
+                return Some(Ok(Status::from_raw(&u.status, probe.waiter.datatype())));
+            }
+            Some(i) => {
+                let u = state.unclaimed.remove(i).expect("index in range");
+                Some((u.message, u.status))
+            }
+            None if state.probes.is_empty() => match improbe(probe.source, probe.tag, probe.comm) {
+                Ok(found) => found,
+                Err(err) => return Some(Err(err)),
+            },
+            None => None,
+        };
+        match found {
+            Some((message, status)) if probe.peek => {
+                // Newest of all: it goes behind every unclaimed message.
+                state.unclaimed.push_back(Unclaimed {
+                    comm: probe.comm,
+                    message,
+                    status,
+                });
+                Some(Ok(Status::from_raw(&status, probe.waiter.datatype())))
+            }
+            Some((message, status)) => probe.waiter.receive(self, state, message, &status),
+            None => {
+                state.probes.push_back(probe);
+                self.pending.fetch_add(1, SeqCst);
+                None
+            }
+        }
+    }
+
+    /// A waiting receive was dropped: takes it out of line. True if it was
+    /// still waiting (no message matched it).
+    pub(crate) fn abandon(&self, state: &mut State, waiter: *const ()) -> bool {
+        match state
+            .probes
+            .iter()
+            .position(|p| Arc::as_ptr(&p.waiter).cast::<()>() == waiter)
+        {
+            Some(i) => {
+                state.probes.remove(i);
+                self.pending.fetch_sub(1, AcqRel);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The oldest unclaimed message matching `source` and `tag`, without
+    /// claiming it (for `probe`).
+    pub(crate) fn peek_unclaimed(
+        &self,
+        state: &State,
+        source: c_int,
+        tag: c_int,
+        comm: Raw<ffi::MPI_Comm>,
+    ) -> Option<ffi::MPI_Status> {
+        state
+            .unclaimed
+            .iter()
+            .find(|u| matches(source, tag, comm, u.comm, &u.status))
+            .map(|u| u.status)
+    }
+
+    /// One loop turn's work: tests every pending request and probe, then
+    /// delivers what completed (rules 3 and 4). Returns how many completed.
+    pub(crate) fn poll(&self) -> usize {
+        self.quiet_polls.fetch_add(1, Relaxed);
+        let mut done: Done = Vec::new();
+        let mut received: Received = Vec::new();
+        let completed = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let mut completed = 0;
+            if !state.requests.is_empty() {
+                completed += self.test_requests(state, &mut done);
+            }
+            if !state.probes.is_empty() {
+                completed += self.test_probes(state, &mut received);
+            }
+            completed
+        };
+        if completed > 0 {
+            self.active();
+            self.completed_by_loop.fetch_add(done.len() + received.len(), Relaxed);
+        }
+        for (waiter, outcome) in done {
+            waiter.complete(outcome);
+        }
+        for (waiter, outcome) in received {
+            waiter.complete(outcome);
+        }
+        completed
+    }
+
+    /// Tests every pending request; returns how many left the array.
+    fn test_requests(&self, state: &mut State, done: &mut Done) -> usize {
+        let n = state.requests.len();
+        state.indices.resize(n, 0);
+        state.statuses.resize_with(n, empty_status);
+        let mut outcount: c_int = 0;
+        let count = c_int::try_from(n).expect("weft-mpi: more than i32::MAX requests in flight");
+        // SAFETY: the lock is held (rule 1); the arrays hold `n` live
+        // requests and room for `n` indices and statuses. `Raw<T>` is a
+        // transparent copy of the handle, so the request array is an array
+        // of `MPI_Request`.
+        let rc = unsafe {
+            ffi::MPI_Testsome(
+                count,
+                state.requests.as_mut_ptr().cast::<ffi::MPI_Request>(),
+                &mut outcount,
+                state.indices.as_mut_ptr(),
+                state.statuses.as_mut_ptr(),
+            )
+        };
+        let per_status = rc == ffi::MPI_ERR_IN_STATUS as c_int;
+        if rc != ffi::MPI_SUCCESS as c_int && !per_status {
+            // The call itself failed: fail every request (MPI gives no way
+            // to tell which are still alive), but leave the handles alone.
+            let err = Error::from_code(rc);
+            let failed = state.entries.len();
+            state.requests.clear();
+            for entry in state.entries.drain(..) {
+                entry.waiter.mark_finished();
+                done.push((entry.waiter, Err(err.clone())));
+            }
+            self.pending.fetch_sub(failed, AcqRel);
+            return failed;
+        }
+        if outcount == ffi::MPI_UNDEFINED || outcount <= 0 {
+            return 0;
+        }
+        let outcount = outcount as usize;
+        // Statuses are packed in completion order: status k goes with
+        // indices[k]. Pair them, then remove in descending index order.
+        let mut finished: Vec<(usize, ffi::MPI_Status)> = (0..outcount)
+            .map(|k| (state.indices[k] as usize, state.statuses[k]))
+            .collect();
+        finished.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
+        for (index, status) in finished {
+            state.requests.swap_remove(index);
+            let entry = state.entries.swap_remove(index);
+            entry.waiter.mark_finished();
+            let result = if per_status && status.MPI_ERROR != ffi::MPI_SUCCESS as c_int {
+                Err(with_capacity(Error::from_code(status.MPI_ERROR), entry.capacity))
+            } else {
+                outcome(&status, entry.datatype)
+            };
+            done.push((entry.waiter, result));
+        }
+        self.pending.fetch_sub(outcount, AcqRel);
+        outcount
+    }
+
+    /// Rule 5: pulls arrived messages and starts the receive of the oldest
+    /// waiting receive each matches. Returns how many receives left the
+    /// line (their outcomes, when already complete, go to `received`).
+    fn test_probes(&self, state: &mut State, received: &mut Received) -> usize {
+        // SAFETY: reading constants MPI initialised.
+        let (any_source, any_tag) = unsafe { (ffi::RSMPI_ANY_SOURCE, ffi::RSMPI_ANY_TAG) };
+        // Pull on every communicator a receive waits on (a handful).
+        let mut comms: Vec<Raw<ffi::MPI_Comm>> = Vec::new();
+        for probe in &state.probes {
+            if !comms.contains(&probe.comm) {
+                comms.push(probe.comm);
+            }
+        }
+        let mut left = 0;
+        for comm in comms {
+            left += self.pull(state, comm, any_source, any_tag, received);
+        }
+        left
+    }
+
+    /// Rule 5 on one communicator.
+    fn pull(
+        &self,
+        state: &mut State,
+        comm: Raw<ffi::MPI_Comm>,
+        any_source: c_int,
+        any_tag: c_int,
+        received: &mut Received,
+    ) -> usize {
+        let mut left = 0;
+        for _ in 0..PULL_BATCH {
+            if !state.probes.iter().any(|p| p.comm == comm) {
+                break;
+            }
+            match improbe(any_source, any_tag, comm) {
+                Ok(None) => break,
+                Ok(Some((message, status))) => {
+                    // Every peek it matches sees it; then the oldest
+                    // receive it matches takes it, or it waits unclaimed.
+                    while let Some(i) = state.probes.iter().position(|p| p.peek && p.matches(comm, &status)) {
+                        let probe = state.probes.remove(i).expect("index in range");
+                        self.pending.fetch_sub(1, AcqRel);
+                        left += 1;
+                        let seen = Status::from_raw(&status, probe.waiter.datatype());
+                        received.push((probe.waiter, Ok(seen)));
+                    }
+                    match state.probes.iter().position(|p| p.matches(comm, &status)) {
+                        Some(i) => {
+                            let probe = state.probes.remove(i).expect("index in range");
+                            self.pending.fetch_sub(1, AcqRel);
+                            left += 1;
+                            let waiter = probe.waiter.clone();
+                            if let Some(outcome) = probe.waiter.receive(self, state, message, &status) {
+                                received.push((waiter, outcome));
+                            }
+                        }
+                        None => state.unclaimed.push_back(Unclaimed { comm, message, status }),
+                    }
+                }
+                Err(err) => {
+                    // Probing itself failed: fail the receives waiting on
+                    // this communicator.
+                    let (failed, kept): (VecDeque<Probe>, VecDeque<Probe>) =
+                        state.probes.drain(..).partition(|p| p.comm == comm);
+                    state.probes = kept;
+                    left += failed.len();
+                    self.pending.fetch_sub(failed.len(), AcqRel);
+                    for probe in failed {
+                        received.push((probe.waiter, Err(err.clone())));
+                    }
+                    break;
+                }
+            }
+        }
+        left
+    }
+
+    /// Takes every unclaimed message out (to receive and discard them
+    /// before finalizing).
+    pub(crate) fn take_unclaimed(&self) -> Vec<Unclaimed> {
+        self.lock().unclaimed.drain(..).collect()
+    }
+
+    /// Before finalizing: tests until nothing is in flight or `timeout` has
+    /// passed since `start` (a send to a rank that never receives would
+    /// otherwise hang `MPI_Finalize`). Receives still waiting for a message
+    /// posted nothing, so there is nothing of theirs to cancel.
+    pub(crate) fn drain(&self, timeout: Duration, start: Instant) {
+        while !self.lock().requests.is_empty() && start.elapsed() < timeout {
+            self.poll();
+            std::thread::yield_now();
+        }
+    }
+
+    /// Under the lock: receives a matched message into scratch memory and
+    /// drops it (a message matched by `MPI_Improbe` cannot go back to MPI).
+    pub(crate) fn discard_locked(&self, mut message: Raw<ffi::MPI_Message>, status: &ffi::MPI_Status) {
+        let byte = Raw(u8::equivalent_datatype().as_raw());
+        let bytes = Status::from_raw(status, byte).count();
+        let mut scratch = vec![0u8; bytes];
+        let mut out = empty_status();
+        // SAFETY: the caller holds the lock; the message was matched in this
+        // process and is received once; the scratch buffer holds all of it.
+        // Blocking is bounded: the data is already on its way (it matched).
+        unsafe {
+            ffi::MPI_Mrecv(
+                scratch.as_mut_ptr().cast(),
+                c_int::try_from(bytes).unwrap_or(c_int::MAX),
+                byte.0,
+                &mut message.0,
+                &mut out,
+            );
+        }
+    }
+
+    /// The runtime is going away: fails every receive still waiting for a
+    /// message with [`Error::Shutdown`]. Requests MPI already owns stay in
+    /// flight (their buffers stay with them) rather than being freed under
+    /// MPI's feet.
+    pub(crate) fn shutdown(&self) {
+        let waiting: Vec<Probe> = {
+            let mut state = self.lock();
+            let waiting: Vec<Probe> = state.probes.drain(..).collect();
+            self.pending.fetch_sub(waiting.len(), AcqRel);
+            waiting
+        };
+        for probe in waiting {
+            probe.waiter.complete(Err(Error::Shutdown));
+        }
+    }
+}
+
+/// Rule 5: one `MPI_Improbe`. Call under the lock.
+pub(crate) fn improbe(
+    source: c_int,
+    tag: c_int,
+    comm: Raw<ffi::MPI_Comm>,
+) -> Result<Option<(Raw<ffi::MPI_Message>, ffi::MPI_Status)>, Error> {
+    let mut flag: c_int = 0;
+    // SAFETY: reading an immutable handle constant MPI initialised.
+    let mut message = unsafe { ffi::RSMPI_MESSAGE_NULL };
+    let mut status = empty_status();
+    // SAFETY: the caller holds the lock (rule 1); `comm` is a live
+    // communicator; the out-pointers are valid locals.
+    let rc = unsafe { ffi::MPI_Improbe(source, tag, comm.0, &mut flag, &mut message, &mut status) };
+    check(rc)?;
+    Ok((flag != 0).then_some((Raw(message), status)))
+}
+
+/// A status with every field zero (a valid `MPI_Status`: plain integers).
+pub(crate) fn empty_status() -> ffi::MPI_Status {
+    // SAFETY: `MPI_Status` is a C struct of integers; all zeros is valid.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The outcome of a request that completed without an error code.
+fn outcome(status: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Result<Status, Error> {
+    let mut cancelled: c_int = 0;
+    // SAFETY: a local query of a completed request's status.
+    unsafe { ffi::MPI_Test_cancelled(status, &mut cancelled) };
+    if cancelled != 0 {
+        return Err(Error::Cancelled);
+    }
+    Ok(Status::from_raw(status, datatype))
+}
+
+fn with_capacity(err: Error, capacity: usize) -> Error {
+    match err {
+        Error::Truncated { .. } => Error::Truncated { capacity },
+        other => other,
+    }
+}
+
+impl weft_io::source::Source for Engine {
+    fn poll(&self) -> usize {
+        Engine::poll(self)
+    }
+
+    fn has_pending(&self) -> bool {
+        // Rule 6: inside the window the loop keeps polling even with
+        // nothing in flight, so the next post needs no wake-up.
+        self.pending.load(SeqCst) > 0 || self.spinning()
+    }
+
+    fn max_sleep(&self) -> Duration {
+        if self.spinning() { Duration::ZERO } else { MAX_SLEEP }
+    }
+
+    fn shutdown(&self) {
+        Engine::shutdown(self);
+    }
+}

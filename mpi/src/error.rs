@@ -1,0 +1,102 @@
+//! [`Error`]: everything an MPI operation can fail with.
+
+use mpi::ffi;
+use std::fmt;
+use std::os::raw::c_int;
+
+/// Why an MPI operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The MPI library returned an error code (a bad rank or tag, a type
+    /// mismatch, a failed peer...). `class` is the MPI error class
+    /// (`MPI_ERR_RANK`, `MPI_ERR_TAG`, ...), `message` the library's text.
+    Mpi {
+        /// The error code.
+        code: i32,
+        /// Its error class.
+        class: i32,
+        /// What the MPI library says about it.
+        message: String,
+    },
+    /// The message was longer than the receive buffer (`MPI_ERR_TRUNCATE`):
+    /// the buffer held `capacity` elements.
+    Truncated {
+        /// Elements the receive buffer had room for.
+        capacity: usize,
+    },
+    /// The operation was cancelled before it matched a message.
+    Cancelled,
+    /// A buffer holds more elements than MPI can count (`i32::MAX`).
+    TooLarge {
+        /// Elements in the buffer.
+        len: usize,
+    },
+    /// MPI was finalized in this process, or initialised by someone else
+    /// with a thread level Weft cannot use.
+    Unavailable(String),
+    /// No Weft runtime (reactor) to drive the operation: await MPI
+    /// operations inside a Weft runtime.
+    NoRuntime,
+    /// The runtime shut down while the operation was in flight.
+    Shutdown,
+}
+
+impl Error {
+    /// The error for an MPI return code (not `MPI_SUCCESS`).
+    pub(crate) fn from_code(code: c_int) -> Error {
+        let mut class: c_int = 0;
+        let mut buf = vec![0u8; ffi::MPI_MAX_ERROR_STRING as usize + 1];
+        let mut len: c_int = 0;
+        // SAFETY: both are local functions that write into the buffers we
+        // pass, sized as the standard requires; they may be called from any
+        // thread in any thread level (MPI 4.0, section 8.1.2), before or
+        // after a failure.
+        unsafe {
+            ffi::MPI_Error_class(code, &mut class);
+            ffi::MPI_Error_string(code, buf.as_mut_ptr().cast(), &mut len);
+        }
+        if class == ffi::MPI_ERR_TRUNCATE as c_int {
+            return Error::Truncated { capacity: 0 };
+        }
+        buf.truncate(len.max(0) as usize);
+        Error::Mpi {
+            code,
+            class,
+            message: String::from_utf8_lossy(&buf).into_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Mpi { code, message, .. } => write!(f, "MPI error {code}: {message}"),
+            Error::Truncated { capacity } => write!(
+                f,
+                "the message is longer than the receive buffer ({capacity} elements); receive with `recv` to size the buffer from the message"
+            ),
+            Error::Cancelled => f.write_str("the MPI operation was cancelled"),
+            Error::TooLarge { len } => write!(
+                f,
+                "a buffer of {len} elements is more than MPI can count (i32::MAX); split the message"
+            ),
+            Error::Unavailable(why) => write!(f, "MPI is not available: {why}"),
+            Error::NoRuntime => f.write_str(
+                "no Weft runtime here: MPI operations are driven by a runtime's loop; await them inside `Runtime::block_on` or a spawned task",
+            ),
+            Error::Shutdown => f.write_str("the Weft runtime shut down while the MPI operation was in flight"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Ok(())` for `MPI_SUCCESS`, the error otherwise.
+pub(crate) fn check(code: c_int) -> Result<(), Error> {
+    if code == ffi::MPI_SUCCESS as c_int {
+        Ok(())
+    } else {
+        Err(Error::from_code(code))
+    }
+}

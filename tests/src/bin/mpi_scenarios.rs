@@ -1,0 +1,270 @@
+//! Rank programs for weft-mpi's multi-rank tests (`tests/mpirun.rs` runs
+//! them under `mpirun -n 2` and `-n 3`): `mpi-scenarios <name>`. Each
+//! asserts what it checks and exits 0; a failed assertion aborts the job
+//! (a panicking rank calls `MPI_Abort`), which `mpirun` reports as a
+//! failure.
+
+use std::time::Duration;
+use weft::mpi::pool::{MpiPool, PoolError, Registry};
+use weft::mpi::{ANY_SOURCE, ANY_TAG, Communicator, Error, Mpi, ReduceOp};
+
+fn main() {
+    let scenario = std::env::args().nth(1).expect("usage: mpi-scenarios <scenario>");
+    let mpi = Mpi::init().expect("MPI initialises");
+    let world = mpi.world();
+    let rt = weft::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        match scenario.as_str() {
+            "point_to_point" => point_to_point(&world).await,
+            "any_source" => any_source(&world).await,
+            "truncate" => truncate(&world).await,
+            "cancel" => cancel(&world).await,
+            "many" => many(&world).await,
+            "collectives" => collectives(&world).await,
+            "bad_input" => bad_input(&world).await,
+            "pool_map" => pool_map(&world).await,
+            "pool_death" => pool_death(&world).await,
+            other => panic!("no scenario {other}"),
+        }
+    });
+    println!("ok {scenario} rank {}", world.rank());
+}
+
+/// Typed messages both ways, owned (zero-copy) sends, tags and probe.
+async fn point_to_point(world: &Communicator) {
+    let (rank, size) = (world.rank(), world.size());
+    assert!(size >= 2, "run with at least 2 ranks");
+    if rank == 0 {
+        world.send(&[1.5f64, -2.0, 3.25], 1, 10).await.unwrap();
+        let big: Vec<u32> = (0..300_000).collect(); // 1.2 MB: rendezvous
+        let (back, _) = world.isend(big, 1, 11).await.unwrap();
+        assert_eq!(back.len(), 300_000, "the owned buffer comes back");
+        world.send::<u8>(&[], 1, 12).await.unwrap();
+        // The done-callback API of Weft's own future, on an MPI send.
+        let promise = world.isend(vec![5u16; 4], 1, 13).into_promise();
+        let (tx, rx) = std::sync::mpsc::channel();
+        promise.add_done_callback_inline(move |p| tx.send(p.result().is_ok()).unwrap());
+        let completed = promise.await.unwrap();
+        assert_eq!(completed.take_buffers(), Some(vec![5u16; 4]));
+        assert!(rx.recv().unwrap(), "the done callback ran");
+        let (reply, status) = world.recv::<i64>(1, ANY_TAG).await.unwrap();
+        assert_eq!((reply, status.source(), status.tag()), (vec![-7], 1, 99));
+    } else if rank == 1 {
+        let status = world.probe::<f64>(0, 10).await.unwrap();
+        assert_eq!((status.source(), status.tag(), status.count()), (0, 10, 3));
+        let (floats, _) = world.recv::<f64>(0, 10).await.unwrap();
+        assert_eq!(floats, [1.5, -2.0, 3.25]);
+        let (ints, status) = world.recv_into(vec![0u32; 400_000], 0, 11).await.unwrap();
+        assert_eq!(status.count(), 300_000);
+        assert!(ints[..300_000].iter().enumerate().all(|(i, &v)| v == i as u32));
+        let (empty, status) = world.recv::<u8>(0, 12).await.unwrap();
+        assert!(empty.is_empty() && status.count() == 0);
+        assert_eq!(world.recv::<u16>(0, 13).await.unwrap().0, [5; 4]);
+        world.send(&[-7i64], 0, 99).await.unwrap();
+    }
+    world.barrier().await.unwrap();
+}
+
+/// Every other rank sends to rank 0, which receives from any source.
+async fn any_source(world: &Communicator) {
+    let (rank, size) = (world.rank(), world.size());
+    if rank == 0 {
+        let mut seen = Vec::new();
+        for _ in 1..size {
+            let (data, status) = world.recv::<i32>(ANY_SOURCE, 5).await.unwrap();
+            assert_eq!(data, [status.source() * 100]);
+            seen.push(status.source());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..size).collect::<Vec<_>>());
+    } else {
+        world.send(&[rank * 100], 0, 5).await.unwrap();
+    }
+    world.barrier().await.unwrap();
+}
+
+/// A message longer than the receive buffer is an error (and the buffer's
+/// neighbours are untouched); the channel works on afterwards.
+async fn truncate(world: &Communicator) {
+    if world.rank() == 0 {
+        world.send(&vec![7u8; 64 * 1024], 1, 1).await.unwrap();
+        world.send(&[1u32, 2, 3], 1, 2).await.unwrap();
+    } else if world.rank() == 1 {
+        let err = world.recv_into(vec![0u8; 1000], 0, 1).await.unwrap_err();
+        assert_eq!(err, Error::Truncated { capacity: 1000 });
+        let (next, _) = world.recv_into(vec![0u32; 3], 0, 2).await.unwrap();
+        assert_eq!(next, [1, 2, 3]);
+    }
+    world.barrier().await.unwrap();
+}
+
+/// A receive dropped while pending takes no message: a later receive gets
+/// the one sent afterwards.
+async fn cancel(world: &Communicator) {
+    if world.rank() == 1 {
+        let gave_up = weft::time::timeout(Duration::from_millis(50), world.recv::<u64>(0, 3)).await;
+        assert!(gave_up.is_err(), "nothing was sent yet");
+    }
+    world.barrier().await.unwrap();
+    if world.rank() == 0 {
+        world.send(&[42u64], 1, 3).await.unwrap();
+    } else if world.rank() == 1 {
+        let (data, _) = world.recv::<u64>(0, 3).await.unwrap();
+        assert_eq!(data, [42]);
+    }
+    world.barrier().await.unwrap();
+}
+
+/// 10,000 messages in flight at once each way, as concurrent tasks.
+async fn many(world: &Communicator) {
+    const N: u64 = 10_000;
+    let (rank, size) = (world.rank(), world.size());
+    if rank >= 2 {
+        world.barrier().await.unwrap();
+        return;
+    }
+    let peer = 1 - rank;
+    let sends: Vec<_> = (0..N).map(|i| world.isend(vec![i], peer, 4)).collect();
+    let recvs: Vec<_> = (0..N)
+        .map(|_| {
+            let world = world.clone();
+            weft::spawn(async move { world.recv::<u64>(peer, 4).await.unwrap().0[0] })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    let mut sum = 0;
+    for recv in recvs {
+        sum += recv.await.unwrap();
+    }
+    assert_eq!(sum, N * (N - 1) / 2, "every message arrived once ({size} ranks)");
+    world.barrier().await.unwrap();
+}
+
+/// Every collective, checked against what it must compute.
+async fn collectives(world: &Communicator) {
+    let (rank, size) = (world.rank(), world.size());
+    let (r, n) = (rank as u64, size as u64);
+    world.barrier().await.unwrap();
+
+    // A duplicate has its own message space: a message sent on it is not
+    // received on the original.
+    let dup = world.duplicate().await.unwrap();
+    if size > 1 {
+        if rank == 0 {
+            dup.send(&[1u8], 1, 0).await.unwrap();
+            world.send(&[2u8], 1, 0).await.unwrap();
+        } else if rank == 1 {
+            assert_eq!(world.recv::<u8>(0, 0).await.unwrap().0, [2]);
+            assert_eq!(dup.recv::<u8>(0, 0).await.unwrap().0, [1]);
+        }
+    }
+    drop(dup);
+
+    let data = if rank == 0 { vec![9u32, 8, 7] } else { vec![0; 3] };
+    assert_eq!(world.broadcast(data, 0).await.unwrap(), [9, 8, 7]);
+
+    let sum = world.reduce(vec![r, 1], ReduceOp::Sum, 0).await.unwrap();
+    assert_eq!(sum, (rank == 0).then(|| vec![n * (n - 1) / 2, n]));
+
+    let max = world.all_reduce(vec![r as f64], ReduceOp::Max).await.unwrap();
+    assert_eq!(max, [(n - 1) as f64]);
+
+    let gathered = world.gather(vec![r, r * 10], 0).await.unwrap();
+    let expected: Vec<u64> = (0..n).flat_map(|i| [i, i * 10]).collect();
+    assert_eq!(gathered, (rank == 0).then(|| expected.clone()));
+    assert_eq!(world.all_gather(vec![r, r * 10]).await.unwrap(), expected);
+
+    let source = (rank == 0).then(|| (0..n * 2).collect::<Vec<u64>>());
+    assert_eq!(world.scatter(source, 2, 0).await.unwrap(), [r * 2, r * 2 + 1]);
+
+    // Block j of rank i holds i * 100 + j; rank r gets i * 100 + r from each i.
+    let out: Vec<u64> = (0..n).map(|j| r * 100 + j).collect();
+    let got = world.all_to_all(out).await.unwrap();
+    assert_eq!(got, (0..n).map(|i| i * 100 + r).collect::<Vec<_>>());
+}
+
+/// Bad ranks, tags and lengths come back as errors, not aborts.
+async fn bad_input(world: &Communicator) {
+    let size = world.size();
+    let err = world.send(&[1u8], size + 5, 0).await.unwrap_err();
+    assert!(matches!(err, Error::Mpi { .. }), "{err}");
+    let err = world.send(&[1u8], 0, -3).await.unwrap_err();
+    assert!(matches!(err, Error::Mpi { .. }), "{err}");
+    if world.rank() == 0 {
+        // Checked before MPI sees it, so only root calls it here.
+        let err = world.scatter(Some(vec![1u8; 3]), 2, 0).await.unwrap_err();
+        assert!(matches!(err, Error::Mpi { .. }), "{err}");
+    }
+    if size > 1 && world.rank() == 0 {
+        // Not a multiple of the size: no equal blocks.
+        let err = world.all_to_all(vec![1u8; size as usize + 1]).await.unwrap_err();
+        assert!(matches!(err, Error::Mpi { .. }), "{err}");
+    }
+    world.barrier().await.unwrap();
+}
+
+/// The functions every rank registers for the pool scenarios.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register("square", |x: u64| x * x)
+        .register("describe", |(name, n): (String, u32)| format!("{name}:{n}"))
+        .register("fail", |x: u32| -> u32 { panic!("job {x} fails on purpose") })
+        .register("die_on_rank_2", |x: u64| {
+            // A worker that dies in the middle of a map (rank 2 of 3).
+            if std::env::var("OMPI_COMM_WORLD_RANK").as_deref() == Ok("2") {
+                std::process::exit(3);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            x + 1
+        });
+    registry
+}
+
+/// map in order with chunking, submit, a panicking job and an unknown
+/// function as errors; on 1 rank the pool runs jobs itself.
+async fn pool_map(world: &Communicator) {
+    let Some(pool) = MpiPool::start(world, registry()).await.unwrap() else {
+        return; // a worker, released by shutdown
+    };
+    let squares: Vec<u64> = pool.map("square", 0..1000u64, 7).await.unwrap();
+    assert_eq!(squares, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    let text: String = pool.submit("describe", &("job".to_owned(), 7u32)).await.unwrap();
+    assert_eq!(text, "job:7");
+    let err = pool.submit::<u32, u32>("fail", &4).await.unwrap_err();
+    assert!(
+        matches!(&err, PoolError::Job(why) if why.contains("job 4 fails on purpose")),
+        "{err}"
+    );
+    let err = pool.submit::<u32, u32>("nope", &4).await.unwrap_err();
+    assert!(
+        matches!(&err, PoolError::Job(why) if why.contains("no function")),
+        "{err}"
+    );
+    pool.shutdown().await.unwrap();
+}
+
+/// Rank 2 dies in the middle of a map: its jobs fail with WorkerDied, the
+/// map returns (no hang), the other worker keeps serving.
+async fn pool_death(world: &Communicator) {
+    let rank = world.rank();
+    let Some(pool) = MpiPool::start(world, registry()).await.unwrap() else {
+        // Rank 1, released by shutdown: leave without finalizing (a rank
+        // of the job is dead, so MPI_Finalize would wait for it forever).
+        println!("ok pool_death rank {rank}");
+        std::process::exit(0);
+    };
+    let result: Result<Vec<u64>, PoolError> = pool.map("die_on_rank_2", 0..200u64, 5).await;
+    assert_eq!(result.unwrap_err(), PoolError::WorkerDied(2));
+    // The pool still works on the live worker.
+    let after: u64 = pool.submit("square", &9u64).await.unwrap();
+    assert_eq!(after, 81);
+    pool.shutdown().await.unwrap();
+    println!("ok pool_death rank 0");
+    std::process::exit(0);
+}

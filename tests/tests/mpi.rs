@@ -1,0 +1,134 @@
+//! weft-mpi on 2 and 3 ranks: each test runs one scenario of the
+//! `mpi-scenarios` rank program (src/bin/mpi_scenarios.rs) under `mpirun`
+//! and checks that every rank finished it. Built with `--features mpi`
+//! (scripts/test.sh does), which needs Open MPI installed.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one `mpirun` may take before the test kills it and fails.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `scenario` on `ranks` ranks (a singleton if 1) and asserts that
+/// every rank reported success.
+fn run(scenario: &str, ranks: usize) {
+    let stdout = launch(scenario, ranks, &[], true);
+    for rank in 0..ranks {
+        assert!(
+            stdout.contains(&format!("ok {scenario} rank {rank}\n")),
+            "rank {rank} did not finish {scenario}:\n{stdout}"
+        );
+    }
+}
+
+/// Starts the scenario (with extra `mpirun` arguments), waits at most
+/// `LIMIT`, and returns its standard output; `must_succeed` also asserts
+/// a zero exit status.
+fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool) -> String {
+    let program = env!("CARGO_BIN_EXE_mpi-scenarios");
+    let mut command = if ranks == 1 {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("mpirun");
+        c.args(["-n", &ranks.to_string(), "--oversubscribe"]);
+        c.args(mpirun_args);
+        c.arg(program);
+        c
+    };
+    command
+        .arg(scenario)
+        // mpirun refuses root without these (CI runs as root).
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start mpirun ({e}): run scripts/setup.sh --mpi to install Open MPI"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{scenario} on {ranks} ranks hung for {LIMIT:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        status.success() || !must_succeed,
+        "{scenario} on {ranks} ranks failed ({status})\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn point_to_point_typed_owned_and_probed() {
+    run("point_to_point", 2);
+    run("point_to_point", 3);
+}
+
+#[test]
+fn any_source_receives_from_every_rank() {
+    run("any_source", 2);
+    run("any_source", 3);
+}
+
+#[test]
+fn a_message_too_long_for_the_buffer_is_an_error_not_a_crash() {
+    run("truncate", 2);
+}
+
+#[test]
+fn a_cancelled_receive_takes_no_message() {
+    run("cancel", 2);
+}
+
+#[test]
+fn ten_thousand_messages_in_flight() {
+    run("many", 2);
+}
+
+#[test]
+fn collectives_on_two_and_three_ranks_and_a_singleton() {
+    run("collectives", 1);
+    run("collectives", 2);
+    run("collectives", 3);
+}
+
+#[test]
+fn bad_ranks_tags_and_lengths_are_errors() {
+    run("bad_input", 1);
+    run("bad_input", 3);
+}
+
+#[test]
+fn pool_map_submit_and_job_errors() {
+    run("pool_map", 1);
+    run("pool_map", 2);
+    run("pool_map", 3);
+}
+
+#[test]
+fn a_worker_that_dies_mid_map_fails_its_jobs_and_the_pool_goes_on() {
+    // `mpirun` would otherwise kill rank 0 along with the dead rank; the
+    // job's exit status reports rank 2's death, so only the output counts.
+    let stdout = launch("pool_death", 3, &["--mca", "orte_abort_on_non_zero_status", "0"], false);
+    assert!(
+        stdout.contains("ok pool_death rank 0\n"),
+        "rank 0 did not finish:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("ok pool_death rank 1\n"),
+        "rank 1 was not released:\n{stdout}"
+    );
+}
