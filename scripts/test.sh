@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test Weft has, on a fresh machine:
 #
-#   1. unit, integration and doc tests of the whole workspace;
-#   2. the loom models of the concurrency cores (task state machine, parkers,
+#   1. unit, integration and doc tests of the whole workspace, with the
+#      multi-rank MPI tests (weft-mpi's scenarios under `mpirun` on 1 to 3
+#      ranks);
+#   2. the MPI examples under `mpirun -n 2` and as singletons;
+#   3. the loom models of the concurrency cores (task state machine, parkers,
 #      idle protocol, standby, readiness word, completion notifier, promise
-#      core, semaphore and mutex);
-#   3. the unsafe code under Miri: the executor's and weft-sync's unit tests, and the
-#      reactor's timeout (or a line saying Miri is unavailable here).
+#      core, weft-sync's primitives, weft-mpi's wake protocol);
+#   4. the unsafe code under Miri: the executor's and weft-sync's unit tests,
+#      and the reactor's timeout (or a line saying Miri is unavailable here).
+#      weft-mpi's unsafe code is calls into Open MPI, which Miri cannot run;
+#      the mpirun tests exercise it.
 #
 # Usage: scripts/test.sh        (from anywhere; it finds the repository)
 set -euo pipefail
@@ -37,7 +42,7 @@ step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the
 # normal build's cache.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
-    cargo test -p weft-executor -p weft-io -p weft-sync --lib --release --target-dir target/loom -- loom
+    cargo test -p weft-executor -p weft-io -p weft-sync -p weft-mpi --lib --release --target-dir target/loom -- loom
 
 step "Miri: weft-executor, weft-io and weft-sync unit tests"
 if cargo +nightly miri --version >/dev/null 2>&1; then

@@ -38,7 +38,7 @@
 //! 6. **Spin while messages flow, back off when they stop.** MPI moves data
 //!    only inside MPI calls and tells no file descriptor when a message
 //!    lands, so a sleeping loop notices a message only when it wakes. For
-//!    [`SPIN_POLLS`] polls after each post or completion (about a
+//!    [`SPIN_POLLS`](crate::window::SPIN_POLLS) polls after each post or completion (about a
 //!    millisecond) the engine asks the loop not to sleep at all
 //!    (`max_sleep` is zero): an exchange that keeps going, like a
 //!    ping-pong, stays in that window on both ranks. The window is counted
@@ -50,15 +50,24 @@
 //!    so the loop is awake for the next post; a post made after the window
 //!    wakes it (`SourceHandle::notify`, a system call saved on every hop of
 //!    a busy exchange).
+//! 7. **An awaiting task helps for a moment.** While the window of rule 6
+//!    is open (messages are flowing), a task that polls a pending operation
+//!    first runs the engine's poll itself, under the same lock, for at most
+//!    [`TASK_SPIN`], and returns `Pending` only if its operation is still
+//!    not done. A reply that arrives within that time costs no trip through
+//!    the loop (no park, no wake, no reschedule: most of an awaited hop's
+//!    price); other tasks on that worker wait at most that long, about what
+//!    one system call costs. Outside the window a task never spins.
 
 use crate::error::{Error, check};
 use crate::status::Status;
+use crate::window::Window;
 use mpi::datatype::Equivalence;
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use std::collections::VecDeque;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -66,9 +75,8 @@ use std::time::{Duration, Instant};
 /// completed for a while (the reactor's adaptive back-off stops here).
 pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(1);
 
-/// Polls the loop makes without sleeping after the last post or completion
-/// (rule 6); a spinning poll takes a few hundred nanoseconds.
-pub(crate) const SPIN_POLLS: u64 = 4096;
+/// The longest a task runs the engine itself before parking (rule 7).
+pub(crate) const TASK_SPIN: Duration = Duration::from_micros(3);
 
 /// A raw MPI handle (a pointer under Open MPI) that may cross threads.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -183,13 +191,12 @@ unsafe impl Send for State {}
 /// The progress engine of this process.
 pub(crate) struct Engine {
     mpi: Mutex<State>,
-    /// Requests and probes pending; read without the lock by the reactor.
-    pending: AtomicUsize,
+    /// Work in flight and the spin window (rules 6 and 7), read without
+    /// the lock by the reactor: `window.rs` states the protocol.
+    window: Window,
     /// Requests completed by the loop (not by the eager test), for tests
     /// and metrics.
     completed_by_loop: AtomicUsize,
-    /// Polls since the last post or completion (rule 6).
-    quiet_polls: AtomicU64,
 }
 
 impl Engine {
@@ -203,9 +210,8 @@ impl Engine {
                 probes: VecDeque::new(),
                 unclaimed: VecDeque::new(),
             }),
-            pending: AtomicUsize::new(0),
+            window: Window::new(),
             completed_by_loop: AtomicUsize::new(0),
-            quiet_polls: AtomicU64::new(SPIN_POLLS),
         }
     }
 
@@ -214,24 +220,39 @@ impl Engine {
         self.mpi.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rule 6: true while the loop is asked not to sleep.
-    pub(crate) fn spinning(&self) -> bool {
-        self.quiet_polls.load(SeqCst) < SPIN_POLLS
+    /// Rule 7: polls the engine until `done` says so or [`TASK_SPIN`]
+    /// passes, only while the window of rule 6 is open.
+    pub(crate) fn spin_until(&self, done: impl Fn() -> bool) {
+        if !self.spinning() {
+            return;
+        }
+        // Not counted as the loop's polls (rule 6 counts those). The clock
+        // is read every 16 polls only: reading it costs as much as a poll.
+        let start = Instant::now();
+        let mut polls = 0u32;
+        while !done() {
+            if polls % 16 == 15 && start.elapsed() >= TASK_SPIN {
+                break;
+            }
+            self.poll_inner();
+            polls += 1;
+        }
     }
 
-    /// Rule 6: activity (a post, a completion): spin for a while. Returns
-    /// whether the loop was past its window, and so may be asleep. `SeqCst`,
-    /// with the loop's reads of `pending` and of the window: a post counts
-    /// itself pending and then looks at the window; the loop looks at
-    /// `pending` and then at the window before sleeping; one of them sees
-    /// the other.
+    /// Rule 6: true while the loop is asked not to sleep.
+    pub(crate) fn spinning(&self) -> bool {
+        self.window.spinning()
+    }
+
+    /// Rule 6: a post or completion reopens the window; true if it had
+    /// closed, so a poster must wake the loop (`window.rs`).
     pub(crate) fn active(&self) -> bool {
-        self.quiet_polls.swap(0, SeqCst) >= SPIN_POLLS
+        self.window.active()
     }
 
     /// Requests and probes in flight.
     pub(crate) fn pending(&self) -> usize {
-        self.pending.load(Acquire)
+        self.window.pending()
     }
 
     /// Requests completed by a loop turn rather than by the eager test.
@@ -275,7 +296,7 @@ impl Engine {
             datatype,
             capacity,
         });
-        self.pending.fetch_add(1, SeqCst);
+        self.window.add_pending();
     }
 
     /// [`test_once`](Self::test_once), then [`push`](Self::push) if
@@ -309,7 +330,9 @@ impl Engine {
                 let u = state.unclaimed.remove(i).expect("index in range");
                 Some((u.message, u.status))
             }
-            None if state.probes.is_empty() => match improbe(probe.source, probe.tag, probe.comm) {
+            // While the window is open the awaiting task is about to poll
+            // the engine itself (rule 7), whose pull does the same probe.
+            None if state.probes.is_empty() && !self.spinning() => match improbe(probe.source, probe.tag, probe.comm) {
                 Ok(found) => found,
                 Err(err) => return Some(Err(err)),
             },
@@ -328,7 +351,7 @@ impl Engine {
             Some((message, status)) => probe.waiter.receive(self, state, message, &status),
             None => {
                 state.probes.push_back(probe);
-                self.pending.fetch_add(1, SeqCst);
+                self.window.add_pending();
                 None
             }
         }
@@ -344,7 +367,7 @@ impl Engine {
         {
             Some(i) => {
                 state.probes.remove(i);
-                self.pending.fetch_sub(1, AcqRel);
+                self.window.sub_pending(1);
                 true
             }
             None => false,
@@ -370,18 +393,35 @@ impl Engine {
     /// One loop turn's work: tests every pending request and probe, then
     /// delivers what completed (rules 3 and 4). Returns how many completed.
     pub(crate) fn poll(&self) -> usize {
-        self.quiet_polls.fetch_add(1, Relaxed);
-        let mut done: Done = Vec::new();
-        let mut received: Received = Vec::new();
+        self.window.polled();
+        self.poll_inner()
+    }
+
+    fn poll_inner(&self) -> usize {
+        std::thread_local! {
+            /// Completion lists reused from poll to poll on this thread, so a
+            /// turn that completes something allocates nothing.
+            static SCRATCH: std::cell::RefCell<(Done, Received)> = const {
+                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            };
+        }
+        // A poll nested in another on this thread (a done callback run
+        // inline that polls) gets lists of its own.
+        let mut scratch = SCRATCH
+            .try_with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).ok())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let (done, received) = &mut scratch;
         let completed = {
             let mut state = self.lock();
             let state = &mut *state;
             let mut completed = 0;
             if !state.requests.is_empty() {
-                completed += self.test_requests(state, &mut done);
+                completed += self.test_requests(state, done);
             }
             if !state.probes.is_empty() {
-                completed += self.test_probes(state, &mut received);
+                completed += self.test_probes(state, received);
             }
             completed
         };
@@ -389,12 +429,17 @@ impl Engine {
             self.active();
             self.completed_by_loop.fetch_add(done.len() + received.len(), Relaxed);
         }
-        for (waiter, outcome) in done {
+        for (waiter, outcome) in done.drain(..) {
             waiter.complete(outcome);
         }
-        for (waiter, outcome) in received {
+        for (waiter, outcome) in received.drain(..) {
             waiter.complete(outcome);
         }
+        let _ = SCRATCH.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = scratch;
+            }
+        });
         completed
     }
 
@@ -429,7 +474,7 @@ impl Engine {
                 entry.waiter.mark_finished();
                 done.push((entry.waiter, Err(err.clone())));
             }
-            self.pending.fetch_sub(failed, AcqRel);
+            self.window.sub_pending(failed);
             return failed;
         }
         if outcount == ffi::MPI_UNDEFINED || outcount <= 0 {
@@ -453,7 +498,7 @@ impl Engine {
             };
             done.push((entry.waiter, result));
         }
-        self.pending.fetch_sub(outcount, AcqRel);
+        self.window.sub_pending(outcount);
         outcount
     }
 
@@ -498,7 +543,7 @@ impl Engine {
                     // receive it matches takes it, or it waits unclaimed.
                     while let Some(i) = state.probes.iter().position(|p| p.peek && p.matches(comm, &status)) {
                         let probe = state.probes.remove(i).expect("index in range");
-                        self.pending.fetch_sub(1, AcqRel);
+                        self.window.sub_pending(1);
                         left += 1;
                         let seen = Status::from_raw(&status, probe.waiter.datatype());
                         received.push((probe.waiter, Ok(seen)));
@@ -506,7 +551,7 @@ impl Engine {
                     match state.probes.iter().position(|p| p.matches(comm, &status)) {
                         Some(i) => {
                             let probe = state.probes.remove(i).expect("index in range");
-                            self.pending.fetch_sub(1, AcqRel);
+                            self.window.sub_pending(1);
                             left += 1;
                             let waiter = probe.waiter.clone();
                             if let Some(outcome) = probe.waiter.receive(self, state, message, &status) {
@@ -523,7 +568,7 @@ impl Engine {
                         state.probes.drain(..).partition(|p| p.comm == comm);
                     state.probes = kept;
                     left += failed.len();
-                    self.pending.fetch_sub(failed.len(), AcqRel);
+                    self.window.sub_pending(failed.len());
                     for probe in failed {
                         received.push((probe.waiter, Err(err.clone())));
                     }
@@ -580,7 +625,7 @@ impl Engine {
         let waiting: Vec<Probe> = {
             let mut state = self.lock();
             let waiting: Vec<Probe> = state.probes.drain(..).collect();
-            self.pending.fetch_sub(waiting.len(), AcqRel);
+            self.window.sub_pending(waiting.len());
             waiting
         };
         for probe in waiting {
@@ -638,7 +683,7 @@ impl weft_io::source::Source for Engine {
     fn has_pending(&self) -> bool {
         // Rule 6: inside the window the loop keeps polling even with
         // nothing in flight, so the next post needs no wake-up.
-        self.pending.load(SeqCst) > 0 || self.spinning()
+        self.window.has_work()
     }
 
     fn max_sleep(&self) -> Duration {

@@ -38,6 +38,7 @@
 //! | --- | --- |
 //! | `env.rs` | [`Mpi`]: initialise at `MPI_THREAD_SERIALIZED` and finalize once per process; why that level |
 //! | `engine.rs` | the progress engine: pending requests, `MPI_Testsome` per loop turn, eager first test, the one MPI lock (its rules) |
+//! | `window.rs` | the engine's wake protocol (spin while messages flow, wake a sleeping loop on a post), loom-checked |
 //! | `op.rs` | [`Operation`]: a request as a future that owns its buffers; cancel on drop; the [`Promise`](weft_executor::future::Promise) seam |
 //! | `comm.rs` | [`Communicator`]: send, recv, probe, collectives |
 //! | `buffer.rs` | what an operation may own: [`SendBuffer`], [`RecvBuffer`], [`Plain`] |
@@ -62,9 +63,11 @@ mod comm;
 mod engine;
 mod env;
 mod error;
+mod loom;
 mod op;
 pub mod pool;
 mod status;
+mod window;
 
 pub use buffer::{Plain, RecvBuffer, SendBuffer};
 pub use comm::{ANY_SOURCE, ANY_TAG, Communicator, Peer, ReduceOp, Tag};

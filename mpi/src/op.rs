@@ -38,15 +38,17 @@ pub(crate) struct Slot<B> {
     /// A receive: until a message matches, dropping the operation takes it
     /// out of the engine's line.
     receive: bool,
-    done: Mutex<Done>,
-    /// The buffers MPI reads or writes; not touched until `finished`.
-    buffers: Mutex<Option<B>>,
+    /// The outcome, the waker, and the buffers (one lock for all: a hop
+    /// of a ping-pong takes it a handful of times).
+    done: Mutex<Done<B>>,
 }
 
 /// What settles an operation's promise (see [`Operation::into_promise`]).
 type Settle = Box<dyn FnOnce(&Result<Status, Error>) + Send>;
 
-struct Done {
+struct Done<B> {
+    /// The buffers MPI reads or writes; not touched until `finished`.
+    buffers: Option<B>,
     outcome: Option<Result<Status, Error>>,
     waker: Option<Waker>,
     /// Set by [`Operation::into_promise`].
@@ -59,11 +61,11 @@ impl<B> Slot<B> {
             finished: AtomicBool::new(false),
             receive,
             done: Mutex::new(Done {
+                buffers: Some(buffers),
                 outcome: None,
                 waker: None,
                 resolver: None,
             }),
-            buffers: Mutex::new(Some(buffers)),
         })
     }
 
@@ -71,11 +73,14 @@ impl<B> Slot<B> {
     /// They stay valid while the slot lives: the buffers do not move until
     /// [`Operation`] takes them back, after `finished`.
     pub(crate) fn with_buffers<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
-        let mut buffers = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-        f(buffers.as_mut().expect("weft-mpi bug: buffers taken before posting"))
+        let mut done = self.lock_done();
+        f(done
+            .buffers
+            .as_mut()
+            .expect("weft-mpi bug: buffers taken before posting"))
     }
 
-    fn lock_done(&self) -> std::sync::MutexGuard<'_, Done> {
+    fn lock_done(&self) -> std::sync::MutexGuard<'_, Done<B>> {
         self.done.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -176,9 +181,7 @@ impl<B: Send + 'static> Operation<B> {
             OpState::Slot(slot) => {
                 let taker = slot.clone();
                 let take = move |outcome: &Result<Status, Error>| {
-                    outcome
-                        .clone()
-                        .map(|status| (taker.buffers.lock().unwrap_or_else(|p| p.into_inner()).take(), status))
+                    outcome.clone().map(|status| (taker.lock_done().buffers.take(), status))
                 };
                 let mut done = slot.lock_done();
                 match done.outcome.clone() {
@@ -213,10 +216,16 @@ impl<B: Send + 'static> Future for Operation<B> {
             OpState::Taken => panic!("weft-mpi: an MPI operation polled after it completed"),
             OpState::Slot(slot) => slot,
         };
-        let outcome = {
+        // Engine rule 7: while messages flow, make progress here for a
+        // moment before parking, so a reply a microsecond away needs no
+        // trip through the loop.
+        if !slot.finished.load(Acquire) {
+            this.shared.engine.spin_until(|| slot.finished.load(Acquire));
+        }
+        let (outcome, buffers) = {
             let mut done = slot.lock_done();
             match done.outcome.clone() {
-                Some(outcome) => outcome,
+                Some(outcome) => (outcome, done.buffers.take()),
                 None => {
                     match &mut done.waker {
                         Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -231,12 +240,7 @@ impl<B: Send + 'static> Future for Operation<B> {
         };
         let status = outcome?;
         debug_assert!(slot.finished.load(Acquire));
-        let buffers = slot
-            .buffers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .expect("weft-mpi bug: an operation's buffers were taken twice");
+        let buffers = buffers.expect("weft-mpi bug: an operation's buffers were taken twice");
         Poll::Ready(Ok((buffers, status)))
     }
 }
