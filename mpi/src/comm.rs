@@ -1,7 +1,7 @@
 //! [`Communicator`]: point-to-point and collective operations, awaited.
 
 use crate::buffer::{Plain, RecvBuffer, SendBuffer};
-use crate::engine::{Probe, Raw, empty_status};
+use crate::engine::{Probe, Raw, Waiter, empty_status};
 use crate::env::Shared;
 use crate::error::{Error, check};
 use crate::op::{Operation, RecvTarget, Slot};
@@ -137,12 +137,22 @@ struct Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        let _mpi = self.shared.engine.lock();
-        let mut raw = self.raw.0;
-        // SAFETY: the lock is held; no clone of the communicator is left
-        // to use the handle, and MPI has not been finalized (we hold
-        // `Shared`). Pending operations on it hold a clone, so none are.
-        unsafe { ffi::MPI_Comm_free(&mut raw) };
+        let waiting = {
+            let mut state = self.shared.engine.lock();
+            // Receives still waiting on it fail; messages pulled for it are
+            // received and dropped: nothing refers to the handle after this.
+            let waiting = self.shared.engine.forget_comm(&mut state, self.raw);
+            let mut raw = self.raw.0;
+            // SAFETY: the lock is held; no clone of the communicator is left
+            // and no receive waits on it; MPI has not been finalized (we
+            // hold `Shared`). Requests already posted on it complete
+            // normally: MPI frees a communicator only when they are done.
+            unsafe { ffi::MPI_Comm_free(&mut raw) };
+            waiting
+        };
+        for waiter in waiting {
+            waiter.complete(Err(Error::Cancelled));
+        }
     }
 }
 
@@ -402,11 +412,36 @@ impl Communicator {
         Ok((flag != 0).then(|| Status::from_raw(&status, datatype::<T>())))
     }
 
+    /// A receive's source and tag must be ones a message can carry: the
+    /// engine matches receives itself, so a bad one would wait forever
+    /// rather than fail inside MPI.
+    fn check_envelope(&self, source: Peer, tag: Tag) -> Result<(), Error> {
+        if let Peer::Rank(rank) = source {
+            if !(0..self.size).contains(&rank) {
+                return Err(Error::Mpi {
+                    code: ffi::MPI_ERR_RANK as i32,
+                    class: ffi::MPI_ERR_RANK as i32,
+                    message: format!("weft-mpi: no rank {rank} in a communicator of {} ranks", self.size),
+                });
+            }
+        }
+        if let Tag::Value(tag) = tag {
+            if tag < 0 {
+                return Err(Error::Mpi {
+                    code: ffi::MPI_ERR_TAG as i32,
+                    class: ffi::MPI_ERR_TAG as i32,
+                    message: format!("weft-mpi: tag {tag} is negative; tags are 0 to MPI_TAG_UB"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a receive (or, with `peek`, a probe) into `target`: the
     /// engine matches it against arrived messages now or as they come, and
     /// posts its `MPI_Imrecv` the moment one matches (engine rule 5).
     fn receive<X: RecvTarget>(&self, target: X, source: Peer, tag: Tag, peek: bool) -> Operation<X> {
-        if let Err(err) = self.shared.register() {
+        if let Err(err) = self.shared.register().and_then(|()| self.check_envelope(source, tag)) {
             return Operation::failed(self.shared.clone(), target, err);
         }
         let slot = Slot::new(target, true);
@@ -422,10 +457,7 @@ impl Communicator {
             self.shared.engine.receive(&mut state, probe)
         };
         match outcome {
-            Some(outcome) => {
-                use crate::engine::Waiter;
-                slot.complete(outcome);
-            }
+            Some(outcome) => slot.complete(outcome),
             // Waiting in line or in flight: as for a queued request.
             None => {
                 if self.shared.engine.active() {
@@ -440,6 +472,10 @@ impl Communicator {
     //
     // Every rank must call the same collectives in the same order (MPI's
     // rule); each is posted at once and awaited like any other request.
+    // Every rank must also pass the same lengths: each collective first
+    // checks that they agree (`agree`, one small all-reduce), so a rank
+    // that passes another length gets an error on every rank, never a
+    // write past a buffer.
 
     /// Waits until every rank has entered the barrier (`MPI_Ibarrier`).
     ///
@@ -468,6 +504,7 @@ impl Communicator {
         B::Item: Plain,
     {
         let n = count(buffer.as_slice().len())?;
+        self.agree(buffer.as_slice().len(), "broadcast").await?;
         let dt = datatype::<B::Item>();
         self.post(buffer, dt, 0, |b, comm, request| {
             // SAFETY: the MPI lock is held; the buffer stays put until done.
@@ -495,6 +532,7 @@ impl Communicator {
     pub async fn reduce<T: Plain>(&self, data: Vec<T>, op: ReduceOp, root: i32) -> Result<Option<Vec<T>>, Error> {
         let at_root = self.rank == root;
         let n = count(data.len())?;
+        self.agree(data.len(), "reduce").await?;
         let len = if at_root { data.len() } else { 0 };
         let out = self
             .collective(data, len, |send, recv, dt, comm, request| {
@@ -513,6 +551,7 @@ impl Communicator {
     /// An MPI error, or [`Error::TooLarge`].
     pub async fn all_reduce<T: Plain>(&self, data: Vec<T>, op: ReduceOp) -> Result<Vec<T>, Error> {
         let n = count(data.len())?;
+        self.agree(data.len(), "all_reduce").await?;
         let len = data.len();
         self.collective(data, len, |send, recv, dt, comm, request| {
             // SAFETY: inside `collective` (its contract).
@@ -530,6 +569,7 @@ impl Communicator {
     pub async fn gather<T: Plain>(&self, data: Vec<T>, root: i32) -> Result<Option<Vec<T>>, Error> {
         let at_root = self.rank == root;
         let n = count(data.len())?;
+        self.agree(data.len(), "gather").await?;
         let total = if at_root { data.len() * self.size as usize } else { 0 };
         let out = self
             .collective(data, total, |send, recv, dt, comm, request| {
@@ -548,6 +588,7 @@ impl Communicator {
     /// An MPI error, or [`Error::TooLarge`].
     pub async fn all_gather<T: Plain>(&self, data: Vec<T>) -> Result<Vec<T>, Error> {
         let n = count(data.len())?;
+        self.agree(data.len(), "all_gather").await?;
         let total = data.len() * self.size as usize;
         self.collective(data, total, |send, recv, dt, comm, request| {
             // SAFETY: inside `collective` (its contract).
@@ -566,10 +607,22 @@ impl Communicator {
     /// here, before MPI could read past it), or another MPI error.
     pub async fn scatter<T: Plain>(&self, data: Option<Vec<T>>, per_rank: usize, root: i32) -> Result<Vec<T>, Error> {
         let data = data.unwrap_or_default();
-        if self.rank == root && data.len() != per_rank * self.size as usize {
+        let n = count(per_rank)?;
+        // Root's data must hold `size * per_rank`: root votes "no" (an
+        // impossible length) if it does not, so every rank fails together.
+        let valid = self.rank != root || data.len() == per_rank * self.size as usize;
+        let vote = if valid { per_rank } else { usize::MAX };
+        if let Err(err) = self.agree(vote, "scatter").await {
+            return Err(if valid {
+                err
+            } else {
+                bad_length("scatter", data.len(), per_rank * self.size as usize)
+            });
+        }
+        if !valid {
+            // A singleton agrees with itself.
             return Err(bad_length("scatter", data.len(), per_rank * self.size as usize));
         }
-        let n = count(per_rank)?;
         self.collective(data, per_rank, |send, recv, dt, comm, request| {
             // SAFETY: inside `collective` (its contract); root's data holds
             // `size * n` elements (checked above).
@@ -588,7 +641,9 @@ impl Communicator {
     /// another MPI error.
     pub async fn all_to_all<T: Plain>(&self, data: Vec<T>) -> Result<Vec<T>, Error> {
         let size = self.size as usize;
+        self.agree(data.len(), "all_to_all").await?;
         if data.len() % size != 0 {
+            // Every rank has the same length (agreed): all fail alike.
             return Err(bad_length("all_to_all", data.len(), data.len().div_ceil(size) * size));
         }
         let len = data.len();
@@ -598,6 +653,47 @@ impl Communicator {
             unsafe { ffi::MPI_Ialltoall(send, n, dt, recv, n, dt, comm, request) }
         })
         .await
+    }
+
+    /// Checks that every rank passed the same `n` to a collective (MPI's
+    /// rule, which a peer could otherwise break to make MPI write past a
+    /// buffer): an all-reduce of (n, !n) by maximum gives the largest and
+    /// the smallest at once. Every rank gets the same answer, so on a
+    /// mismatch all fail together and none is left waiting.
+    async fn agree(&self, n: usize, what: &str) -> Result<(), Error> {
+        if self.size == 1 {
+            return Ok(());
+        }
+        let local = vec![n as u64, !(n as u64)];
+        let dt = datatype::<u64>();
+        let ((_, out), _) = self
+            .post((local, vec![0u64; 2]), dt, 0, |(send, recv), comm, request| {
+                // SAFETY: the MPI lock is held (inside `post`); both vectors
+                // hold two elements on the heap, which stay put until done.
+                unsafe {
+                    ffi::MPI_Iallreduce(
+                        send.as_ptr().cast(),
+                        recv.as_mut_ptr().cast(),
+                        2,
+                        dt.0,
+                        ReduceOp::Max.raw(),
+                        comm,
+                        request,
+                    )
+                }
+            })
+            .await?;
+        let (largest, smallest) = (out[0], !out[1]);
+        if largest != smallest {
+            return Err(Error::Mpi {
+                code: ffi::MPI_ERR_COUNT as i32,
+                class: ffi::MPI_ERR_COUNT as i32,
+                message: format!(
+                    "weft-mpi {what}: ranks passed different lengths ({smallest} to {largest}); every rank must pass the same"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// One collective with a send buffer (`data`) and a receive buffer of
@@ -686,10 +782,4 @@ where
 /// The datatype MPI counts bytes in.
 pub(crate) fn byte_datatype() -> Raw<ffi::MPI_Datatype> {
     datatype::<u8>()
-}
-
-/// Receives a matched message into scratch memory and drops it.
-pub(crate) fn discard(shared: &Shared, message: Raw<ffi::MPI_Message>, status: ffi::MPI_Status) {
-    let _mpi = shared.engine.lock();
-    shared.engine.discard_locked(message, &status);
 }

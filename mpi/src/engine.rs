@@ -182,6 +182,8 @@ pub(crate) struct State {
     probes: VecDeque<Probe>,
     /// Messages matched but not yet claimed, in arrival order.
     unclaimed: VecDeque<Unclaimed>,
+    /// MPI was finalized: no call may be made.
+    finalized: bool,
 }
 
 // SAFETY: `State` holds raw MPI handles (in `Raw`, already `Send`) and
@@ -197,6 +199,9 @@ pub(crate) struct Engine {
     /// Requests completed by the loop (not by the eager test), for tests
     /// and metrics.
     completed_by_loop: AtomicUsize,
+    /// Reactors polling the engine; receives are failed on shutdown only
+    /// when the last one goes.
+    reactors: AtomicUsize,
 }
 
 impl Engine {
@@ -209,9 +214,11 @@ impl Engine {
                 statuses: Vec::new(),
                 probes: VecDeque::new(),
                 unclaimed: VecDeque::new(),
+                finalized: false,
             }),
             window: Window::new(),
             completed_by_loop: AtomicUsize::new(0),
+            reactors: AtomicUsize::new(0),
         }
     }
 
@@ -221,11 +228,15 @@ impl Engine {
     }
 
     /// Rule 7: polls the engine until `done` says so or [`TASK_SPIN`]
-    /// passes, only while the window of rule 6 is open.
-    pub(crate) fn spin_until(&self, done: impl Fn() -> bool) {
+    /// passes, only while the window of rule 6 is open. True if a
+    /// completion here reopened a closed window: the caller must wake the
+    /// loop (it may be asleep with other work now pending).
+    #[must_use]
+    pub(crate) fn spin_until(&self, done: impl Fn() -> bool) -> bool {
         if !self.spinning() {
-            return;
+            return false;
         }
+        let mut reopened = false;
         // Not counted as the loop's polls (rule 6 counts those). The clock
         // is read every 16 polls only: reading it costs as much as a poll.
         let start = Instant::now();
@@ -234,9 +245,10 @@ impl Engine {
             if polls % 16 == 15 && start.elapsed() >= TASK_SPIN {
                 break;
             }
-            self.poll_inner();
+            reopened |= self.poll_inner().1;
             polls += 1;
         }
+        reopened
     }
 
     /// Rule 6: true while the loop is asked not to sleep.
@@ -253,6 +265,11 @@ impl Engine {
     /// Requests and probes in flight.
     pub(crate) fn pending(&self) -> usize {
         self.window.pending()
+    }
+
+    /// One more reactor polls the engine.
+    pub(crate) fn add_reactor(&self) {
+        self.reactors.fetch_add(1, AcqRel);
     }
 
     /// Requests completed by a loop turn rather than by the eager test.
@@ -330,6 +347,14 @@ impl Engine {
                 let u = state.unclaimed.remove(i).expect("index in range");
                 Some((u.message, u.status))
             }
+            // A peek looks without claiming (`MPI_Iprobe`): claiming a
+            // message for a look would put it ahead of older ones from the
+            // same sender that no one has pulled yet.
+            None if probe.peek => match iprobe(probe.source, probe.tag, probe.comm) {
+                Ok(Some(status)) => return Some(Ok(Status::from_raw(&status, probe.waiter.datatype()))),
+                Ok(None) => None,
+                Err(err) => return Some(Err(err)),
+            },
             // While the window is open the awaiting task is about to poll
             // the engine itself (rule 7), whose pull does the same probe.
             None if state.probes.is_empty() && !self.spinning() => match improbe(probe.source, probe.tag, probe.comm) {
@@ -339,15 +364,6 @@ impl Engine {
             None => None,
         };
         match found {
-            Some((message, status)) if probe.peek => {
-                // Newest of all: it goes behind every unclaimed message.
-                state.unclaimed.push_back(Unclaimed {
-                    comm: probe.comm,
-                    message,
-                    status,
-                });
-                Some(Ok(Status::from_raw(&status, probe.waiter.datatype())))
-            }
             Some((message, status)) => probe.waiter.receive(self, state, message, &status),
             None => {
                 state.probes.push_back(probe);
@@ -394,10 +410,12 @@ impl Engine {
     /// delivers what completed (rules 3 and 4). Returns how many completed.
     pub(crate) fn poll(&self) -> usize {
         self.window.polled();
-        self.poll_inner()
+        self.poll_inner().0
     }
 
-    fn poll_inner(&self) -> usize {
+    /// The work of a poll; also says whether a completion reopened a closed
+    /// window (the loop may be asleep: a poll off the loop must wake it).
+    fn poll_inner(&self) -> (usize, bool) {
         std::thread_local! {
             /// Completion lists reused from poll to poll on this thread, so a
             /// turn that completes something allocates nothing.
@@ -416,6 +434,9 @@ impl Engine {
         let completed = {
             let mut state = self.lock();
             let state = &mut *state;
+            if state.finalized {
+                return (0, false);
+            }
             let mut completed = 0;
             if !state.requests.is_empty() {
                 completed += self.test_requests(state, done);
@@ -425,8 +446,8 @@ impl Engine {
             }
             completed
         };
+        let reopened = completed > 0 && self.active();
         if completed > 0 {
-            self.active();
             self.completed_by_loop.fetch_add(done.len() + received.len(), Relaxed);
         }
         for (waiter, outcome) in done.drain(..) {
@@ -440,7 +461,7 @@ impl Engine {
                 *s = scratch;
             }
         });
-        completed
+        (completed, reopened)
     }
 
     /// Tests every pending request; returns how many left the array.
@@ -465,17 +486,9 @@ impl Engine {
         };
         let per_status = rc == ffi::MPI_ERR_IN_STATUS as c_int;
         if rc != ffi::MPI_SUCCESS as c_int && !per_status {
-            // The call itself failed: fail every request (MPI gives no way
-            // to tell which are still alive), but leave the handles alone.
-            let err = Error::from_code(rc);
-            let failed = state.entries.len();
-            state.requests.clear();
-            for entry in state.entries.drain(..) {
-                entry.waiter.mark_finished();
-                done.push((entry.waiter, Err(err.clone())));
-            }
-            self.window.sub_pending(failed);
-            return failed;
+            // The call itself failed and says nothing of which requests are
+            // alive: ask each one (a live request's buffers must stay).
+            return self.test_each(state, done);
         }
         if outcount == ffi::MPI_UNDEFINED || outcount <= 0 {
             return 0;
@@ -500,6 +513,35 @@ impl Engine {
         }
         self.window.sub_pending(outcount);
         outcount
+    }
+
+    /// After a failed `MPI_Testsome`: `MPI_Test` on each request; the ones
+    /// that finished (or failed) leave the array, the live ones stay.
+    fn test_each(&self, state: &mut State, done: &mut Done) -> usize {
+        let mut left = 0;
+        let mut i = 0;
+        while i < state.requests.len() {
+            let mut flag: c_int = 0;
+            let mut status = empty_status();
+            // SAFETY: the lock is held; the request is live (in the array).
+            let rc = unsafe { ffi::MPI_Test(&mut state.requests[i].0, &mut flag, &mut status) };
+            if rc == ffi::MPI_SUCCESS as c_int && flag == 0 {
+                i += 1;
+                continue;
+            }
+            state.requests.swap_remove(i);
+            let entry = state.entries.swap_remove(i);
+            entry.waiter.mark_finished();
+            let result = if rc != ffi::MPI_SUCCESS as c_int {
+                Err(with_capacity(Error::from_code(rc), entry.capacity))
+            } else {
+                outcome(&status, entry.datatype)
+            };
+            done.push((entry.waiter, result));
+            left += 1;
+        }
+        self.window.sub_pending(left);
+        left
     }
 
     /// Rule 5: pulls arrived messages and starts the receive of the oldest
@@ -551,12 +593,14 @@ impl Engine {
                     match state.probes.iter().position(|p| p.matches(comm, &status)) {
                         Some(i) => {
                             let probe = state.probes.remove(i).expect("index in range");
-                            self.window.sub_pending(1);
                             left += 1;
                             let waiter = probe.waiter.clone();
                             if let Some(outcome) = probe.waiter.receive(self, state, message, &status) {
                                 received.push((waiter, outcome));
                             }
+                            // After the receive counted its request, if any:
+                            // the count never dips to zero with work left.
+                            self.window.sub_pending(1);
                         }
                         None => state.unclaimed.push_back(Unclaimed { comm, message, status }),
                     }
@@ -580,9 +624,9 @@ impl Engine {
     }
 
     /// Takes every unclaimed message out (to receive and discard them
-    /// before finalizing).
-    pub(crate) fn take_unclaimed(&self) -> Vec<Unclaimed> {
-        self.lock().unclaimed.drain(..).collect()
+    /// before finalizing). Under the lock.
+    pub(crate) fn take_unclaimed_locked(&self, state: &mut State) -> Vec<Unclaimed> {
+        state.unclaimed.drain(..).collect()
     }
 
     /// Before finalizing: tests until nothing is in flight or `timeout` has
@@ -599,22 +643,58 @@ impl Engine {
     /// Under the lock: receives a matched message into scratch memory and
     /// drops it (a message matched by `MPI_Improbe` cannot go back to MPI).
     pub(crate) fn discard_locked(&self, mut message: Raw<ffi::MPI_Message>, status: &ffi::MPI_Status) {
-        let byte = Raw(u8::equivalent_datatype().as_raw());
-        let bytes = Status::from_raw(status, byte).count();
-        let mut scratch = vec![0u8; bytes];
+        // Counted in 8-byte units so that messages past 2 GiB still fit a
+        // count MPI can take; the scratch holds all of it.
+        let bytes = crate::status::message_bytes(status).unwrap_or(0);
+        let words = bytes.div_ceil(8);
+        let mut scratch = vec![0u64; words];
         let mut out = empty_status();
+        let word = Raw(u64::equivalent_datatype().as_raw());
         // SAFETY: the caller holds the lock; the message was matched in this
-        // process and is received once; the scratch buffer holds all of it.
-        // Blocking is bounded: the data is already on its way (it matched).
+        // process and is received once; the scratch buffer holds all of its
+        // bytes. Blocking is bounded: the data is already on its way.
         unsafe {
             ffi::MPI_Mrecv(
                 scratch.as_mut_ptr().cast(),
-                c_int::try_from(bytes).unwrap_or(c_int::MAX),
-                byte.0,
+                c_int::try_from(words).unwrap_or(c_int::MAX),
+                word.0,
                 &mut message.0,
                 &mut out,
             );
         }
+    }
+
+    /// A communicator is being freed: fails the receives waiting on it and
+    /// receives and drops the messages pulled for it. Under the lock.
+    pub(crate) fn forget_comm(&self, state: &mut State, comm: Raw<ffi::MPI_Comm>) -> Vec<Arc<dyn Matcher>> {
+        let (gone, kept): (VecDeque<Probe>, VecDeque<Probe>) = state.probes.drain(..).partition(|p| p.comm == comm);
+        state.probes = kept;
+        self.window.sub_pending(gone.len());
+        let (stale, kept): (VecDeque<Unclaimed>, VecDeque<Unclaimed>) =
+            state.unclaimed.drain(..).partition(|u| u.comm == comm);
+        state.unclaimed = kept;
+        for u in stale {
+            self.discard_locked(u.message, &u.status);
+        }
+        gone.into_iter().map(|p| p.waiter).collect()
+    }
+
+    /// Before the engine goes away with MPI still live: requests that did
+    /// not finish in time keep their buffers forever (leaked) rather than
+    /// freeing memory MPI may still write. Under the lock.
+    pub(crate) fn abandon_in_flight(&self, state: &mut State) {
+        let n = state.entries.len();
+        state.requests.clear();
+        for entry in state.entries.drain(..) {
+            std::mem::forget(entry.waiter);
+        }
+        self.window.sub_pending(n);
+    }
+
+    /// MPI is finalized from now on: polls do nothing (a reactor may still
+    /// hold the engine for a moment). Under the lock.
+    pub(crate) fn set_finalized(&self, state: &mut State) {
+        state.finalized = true;
     }
 
     /// The runtime is going away: fails every receive still waiting for a
@@ -622,6 +702,10 @@ impl Engine {
     /// flight (their buffers stay with them) rather than being freed under
     /// MPI's feet.
     pub(crate) fn shutdown(&self) {
+        if self.reactors.fetch_sub(1, AcqRel) > 1 {
+            // Other runtimes still poll the engine.
+            return;
+        }
         let waiting: Vec<Probe> = {
             let mut state = self.lock();
             let waiting: Vec<Probe> = state.probes.drain(..).collect();
@@ -649,6 +733,16 @@ pub(crate) fn improbe(
     let rc = unsafe { ffi::MPI_Improbe(source, tag, comm.0, &mut flag, &mut message, &mut status) };
     check(rc)?;
     Ok((flag != 0).then_some((Raw(message), status)))
+}
+
+/// One `MPI_Iprobe` (a look, no claim). Call under the lock.
+fn iprobe(source: c_int, tag: c_int, comm: Raw<ffi::MPI_Comm>) -> Result<Option<ffi::MPI_Status>, Error> {
+    let mut flag: c_int = 0;
+    let mut status = empty_status();
+    // SAFETY: the caller holds the lock (rule 1); `comm` is a live
+    // communicator; the out-pointers are valid locals.
+    check(unsafe { ffi::MPI_Iprobe(source, tag, comm.0, &mut flag, &mut status) })?;
+    Ok((flag != 0).then_some(status))
 }
 
 /// A status with every field zero (a valid `MPI_Status`: plain integers).

@@ -123,8 +123,9 @@ impl Mpi {
     }
 
     /// The wall-clock time MPI measures, in seconds (`MPI_Wtime`).
-    pub fn wtime() -> f64 {
-        // SAFETY: MPI_Wtime reads a clock and may be called from any thread.
+    pub fn wtime(&self) -> f64 {
+        let _mpi = self.shared.engine.lock();
+        // SAFETY: the lock is held (every MPI call takes it).
         unsafe { ffi::MPI_Wtime() }
     }
 }
@@ -212,6 +213,7 @@ impl Shared {
         let reactor = weft_io::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         if !sources.iter().any(|s| s.reactor().ptr_eq(&reactor)) {
+            self.engine.add_reactor();
             sources.push(reactor.register_source(self.engine.clone()));
             if sources.len() == 1 {
                 self.first_reactor.store(reactor.id(), Release);
@@ -230,14 +232,13 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Take the engine off every loop first: nobody polls it after this.
+        // No `Mpi::init` may start on a half-finalized MPI while this runs.
+        let _live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        // Take the engine off every loop first.
         drop(std::mem::take(
             &mut *self.sources.lock().unwrap_or_else(|p| p.into_inner()),
         ));
-        if !self.owns_mpi {
-            return;
-        }
-        if std::thread::panicking() {
+        if self.owns_mpi && std::thread::panicking() {
             // Finalizing would wait for the other ranks, which may be
             // waiting for this one: end the job instead.
             let _mpi = self.engine.lock();
@@ -245,20 +246,26 @@ impl Drop for Shared {
             unsafe { ffi::MPI_Abort(self.world.0, 134) };
         }
         self.engine.drain(Duration::from_secs(1), Instant::now());
-        // Messages pulled but never claimed must be received before MPI
-        // ends (a matched message cannot go back).
-        for unclaimed in self.engine.take_unclaimed() {
-            crate::comm::discard(self, unclaimed.message, unclaimed.status);
+        let mut state = self.engine.lock();
+        // Messages pulled but never claimed must be received (a matched
+        // message cannot go back to MPI); requests still in flight keep
+        // their buffers for good rather than free memory MPI may write.
+        for unclaimed in self.engine.take_unclaimed_locked(&mut state) {
+            self.engine.discard_locked(unclaimed.message, &unclaimed.status);
         }
-        let _mpi = self.engine.lock();
-        FINALIZED.store(true, Release);
+        self.engine.abandon_in_flight(&mut state);
         let mut world = self.world.0;
         // SAFETY: the lock is held; no operation uses the duplicate any more
-        // (they all hold this `Shared`); MPI_Finalize is the last call.
-        unsafe {
-            ffi::MPI_Comm_free(&mut world);
-            ffi::MPI_Finalize();
+        // (they all hold this `Shared`).
+        unsafe { ffi::MPI_Comm_free(&mut world) };
+        if !self.owns_mpi {
+            return;
         }
+        // A reactor that still holds the engine polls nothing from now on.
+        self.engine.set_finalized(&mut state);
+        FINALIZED.store(true, Release);
+        // SAFETY: the lock is held; this is the last MPI call.
+        unsafe { ffi::MPI_Finalize() };
     }
 }
 

@@ -220,7 +220,12 @@ impl<B: Send + 'static> Future for Operation<B> {
         // moment before parking, so a reply a microsecond away needs no
         // trip through the loop.
         if !slot.finished.load(Acquire) {
-            this.shared.engine.spin_until(|| slot.finished.load(Acquire));
+            // Posted under one runtime, awaited under another: make sure
+            // this one polls the engine too.
+            let _ = this.shared.register();
+            if this.shared.engine.spin_until(|| slot.finished.load(Acquire)) {
+                this.shared.notify();
+            }
         }
         let (outcome, buffers) = {
             let mut done = slot.lock_done();
@@ -324,7 +329,13 @@ impl<B: RecvTarget> Matcher for Slot<B> {
         mut message: Raw<ffi::MPI_Message>,
         status: &ffi::MPI_Status,
     ) -> Option<Result<Status, Error>> {
-        let bytes = Status::from_raw(status, crate::comm::byte_datatype()).count();
+        let bytes = match crate::status::message_bytes(status) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                engine.discard_locked(message, status);
+                return Some(Err(err));
+            }
+        };
         let (room, datatype) = self.with_buffers(|b| (b.room(bytes), b.datatype()));
         let (ptr, count, capacity) = match room {
             Ok(room) => room,

@@ -396,6 +396,11 @@ impl MpiPool {
                 let _ = resolver.set_result(Err(PoolError::Shutdown));
                 return promise;
             }
+            if !any_live(&d, self.comm.size()) {
+                let last = d.dead.last().copied().unwrap_or(1);
+                let _ = resolver.set_result(Err(PoolError::WorkerDied(last)));
+                return promise;
+            }
             let id = d.next_id;
             d.next_id += 1;
             d.queue.push_back(Queued {
@@ -420,6 +425,8 @@ impl MpiPool {
         loop {
             let busy = {
                 let d = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+                // Chunks queued with no live worker fail (worker_gone), so
+                // this ends once every live worker has answered.
                 !d.queue.is_empty() || d.in_flight.values().any(|jobs| !jobs.is_empty())
             };
             if !busy {
@@ -454,10 +461,12 @@ fn decode<R: DeserializeOwned>(result: &Result<Vec<u8>, String>) -> Result<R, Po
 }
 
 /// Rule 2: hands queued chunks to live workers with room, least loaded
-/// first.
-fn pump(comm: &Communicator, dispatch: &Mutex<Dispatch>) {
+/// first. Taking a chunk off the queue and recording it at its worker is
+/// one step under the lock, so a worker's death (which fails what is
+/// recorded there) can never miss a chunk in between.
+fn pump(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>) {
     loop {
-        let (rank, queued) = {
+        let (rank, id, bytes) = {
             let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
             if d.queue.is_empty() {
                 return;
@@ -472,36 +481,73 @@ fn pump(comm: &Communicator, dispatch: &Mutex<Dispatch>) {
                 return;
             };
             let queued = d.queue.pop_front().expect("not empty");
-            (rank, queued)
-        };
-        let message = JobMsg {
-            id: queued.id,
-            name: queued.name,
-            args: queued.args,
-        };
-        let bytes = postcard::to_allocvec(&message).expect("a job serialises");
-        {
-            let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            let message = JobMsg {
+                id: queued.id,
+                name: queued.name,
+                args: queued.args,
+            };
+            let bytes = postcard::to_allocvec(&message).expect("a job serialises");
             d.in_flight
                 .get_mut(&rank)
                 .expect("a worker's table")
                 .insert(message.id, queued.resolver);
-        }
-        // The send owns its buffer; its completion needs no await (a
-        // failure shows up as the worker never answering, or dying).
+            (rank, message.id, bytes)
+        };
         let op = comm.isend(bytes, rank, TAG_JOB);
+        let dispatch = dispatch.clone();
+        // Detached: a send that fails takes its chunk back and fails it.
         drop(weft_executor::spawn(async move {
-            let _ = op.await;
+            if let Err(err) = op.await {
+                let resolver = dispatch
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .in_flight
+                    .get_mut(&rank)
+                    .and_then(|jobs| jobs.remove(&id));
+                if let Some(resolver) = resolver {
+                    let _ = resolver.set_result(Err(PoolError::Mpi(err)));
+                }
+            }
         }));
     }
 }
 
+/// True if some worker rank is alive.
+fn any_live(d: &Dispatch, size: i32) -> bool {
+    (1..size).any(|r| !d.dead.contains(&r))
+}
+
+/// Fails every chunk queued or in flight with `err` (the pool cannot go
+/// on: no live worker, or rank 0 cannot receive).
+fn fail_all(dispatch: &Mutex<Dispatch>, err: &PoolError) {
+    let failed: Vec<Resolver<ChunkOutcome>> = {
+        let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed: Vec<_> = d.queue.drain(..).map(|q| q.resolver).collect();
+        for jobs in d.in_flight.values_mut() {
+            failed.extend(jobs.drain().map(|(_, r)| r));
+        }
+        failed
+    };
+    for resolver in failed {
+        let _ = resolver.set_result(Err(err.clone()));
+    }
+}
+
 /// Rank 0's collector: every result message, from any worker.
-async fn collect(comm: &Communicator, dispatch: &Mutex<Dispatch>) {
+async fn collect(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>) {
     loop {
-        let Ok((bytes, status)) = comm.recv::<u8>(crate::ANY_SOURCE, TAG_RESULT).await else {
-            return;
+        let (bytes, status) = match comm.recv::<u8>(crate::ANY_SOURCE, TAG_RESULT).await {
+            Ok(received) => received,
+            Err(err) => {
+                // Rank 0 cannot receive results any more: nothing queued or
+                // in flight could ever finish.
+                fail_all(dispatch, &PoolError::Mpi(err));
+                return;
+            }
         };
+        // A result that does not decode cannot be matched to its chunk; it
+        // came from a rank running a different build (a registry mismatch
+        // shows as job errors instead).
         let Ok(message) = postcard::from_bytes::<ResultMsg>(&bytes) else {
             continue;
         };
@@ -519,31 +565,29 @@ async fn collect(comm: &Communicator, dispatch: &Mutex<Dispatch>) {
 }
 
 /// Rule 3: a worker's connection closed.
-fn worker_gone(dispatch: &Mutex<Dispatch>, comm: &Communicator, rank: i32) {
-    let failed: Vec<Resolver<ChunkOutcome>> = {
+fn worker_gone(dispatch: &Arc<Mutex<Dispatch>>, comm: &Communicator, rank: i32) {
+    let (failed, none_left) = {
         let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
         if d.closed {
             return;
         }
         d.dead.push(rank);
-        d.in_flight
+        let failed: Vec<Resolver<ChunkOutcome>> = d
+            .in_flight
             .get_mut(&rank)
             .map(|jobs| jobs.drain().map(|(_, r)| r).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (failed, !any_live(&d, comm.size()))
     };
     for resolver in failed {
         let _ = resolver.set_result(Err(PoolError::WorkerDied(rank)));
     }
-    // Queued chunks go to the live workers; with none left they fail.
-    let stranded: Vec<Queued> = {
-        let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
-        let live = (1..comm.size()).any(|r| !d.dead.contains(&r));
-        if live { Vec::new() } else { d.queue.drain(..).collect() }
-    };
-    for queued in stranded {
-        let _ = queued.resolver.set_result(Err(PoolError::WorkerDied(rank)));
+    if none_left {
+        // Queued chunks have nowhere to go.
+        fail_all(dispatch, &PoolError::WorkerDied(rank));
+    } else {
+        pump(comm, dispatch);
     }
-    pump(comm, dispatch);
 }
 
 /// A worker rank: connect to rank 0, then run chunks until told to stop.

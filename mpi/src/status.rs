@@ -1,6 +1,7 @@
 //! [`Status`]: what a completed receive (or probe) says about its message.
 
 use crate::engine::Raw;
+use crate::error::Error;
 use mpi::ffi;
 use std::os::raw::c_int;
 
@@ -16,16 +17,12 @@ impl Status {
     /// Reads a raw status; `count` in elements of `datatype`. Call under
     /// the MPI lock.
     pub(crate) fn from_raw(raw: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Status {
-        let mut count: c_int = 0;
-        // SAFETY: a local query of a status MPI filled in; the caller holds
-        // the MPI lock.
-        unsafe { ffi::MPI_Get_count(raw, datatype.0, &mut count) };
         Status {
             source: raw.MPI_SOURCE,
             tag: raw.MPI_TAG,
-            // MPI_UNDEFINED (negative) when the byte count is not a whole
-            // number of elements: report what fits.
-            count: usize::try_from(count).unwrap_or(0),
+            // Unknown (not a whole number of elements): report none, which
+            // never over-states what was written.
+            count: elements(raw, datatype).unwrap_or(0),
         }
     }
 
@@ -43,4 +40,33 @@ impl Status {
     pub fn count(&self) -> usize {
         self.count
     }
+}
+
+/// Elements of `datatype` (a basic type: the only kind weft-mpi receives)
+/// in a status, with a 64-bit count so that messages past 2 GiB measure
+/// right. Call under the MPI lock.
+fn elements(raw: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Option<usize> {
+    let mut count: ffi::MPI_Count = 0;
+    // SAFETY: a local query of a status MPI filled in; the caller holds the
+    // MPI lock.
+    let rc = unsafe { ffi::MPI_Get_elements_x(raw, datatype.0, &mut count) };
+    if rc != ffi::MPI_SUCCESS as c_int {
+        return None;
+    }
+    // MPI_UNDEFINED (negative): not a whole number of elements.
+    usize::try_from(count).ok()
+}
+
+/// The length in bytes of the message a status describes.
+///
+/// # Errors
+///
+/// An MPI error if MPI cannot say (which would leave a receive unable to
+/// size its buffer safely).
+pub(crate) fn message_bytes(raw: &ffi::MPI_Status) -> Result<usize, Error> {
+    elements(raw, crate::comm::byte_datatype()).ok_or_else(|| Error::Mpi {
+        code: ffi::MPI_ERR_COUNT as i32,
+        class: ffi::MPI_ERR_COUNT as i32,
+        message: "weft-mpi: MPI could not measure a matched message".into(),
+    })
 }

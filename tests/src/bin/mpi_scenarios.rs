@@ -195,16 +195,28 @@ async fn bad_input(world: &Communicator) {
     assert!(matches!(err, Error::Mpi { .. }), "{err}");
     let err = world.send(&[1u8], 0, -3).await.unwrap_err();
     assert!(matches!(err, Error::Mpi { .. }), "{err}");
-    if world.rank() == 0 {
-        // Checked before MPI sees it, so only root calls it here.
-        let err = world.scatter(Some(vec![1u8; 3]), 2, 0).await.unwrap_err();
-        assert!(matches!(err, Error::Mpi { .. }), "{err}");
-    }
-    if size > 1 && world.rank() == 0 {
-        // Not a multiple of the size: no equal blocks.
+    // Root's data is too short for 2 per rank: every rank fails, none hangs.
+    let data = (world.rank() == 0).then(|| vec![1u8; 3]);
+    let err = world.scatter(data, 2, 0).await.unwrap_err();
+    assert!(matches!(err, Error::Mpi { .. }), "{err}");
+    if size > 1 {
+        // Not a multiple of the size: no equal blocks, on every rank.
         let err = world.all_to_all(vec![1u8; size as usize + 1]).await.unwrap_err();
         assert!(matches!(err, Error::Mpi { .. }), "{err}");
+        // Ranks disagree on the length: an error everywhere, not a write
+        // past a buffer.
+        let mine = if world.rank() == 0 { 3 } else { 2 };
+        let err = world.all_reduce(vec![1u32; mine], ReduceOp::Sum).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Mpi { message, .. } if message.contains("different lengths")),
+            "{err}"
+        );
     }
+    // A receive from a rank that does not exist fails at once.
+    let err = world.recv::<u8>(size + 3, 0).await.unwrap_err();
+    assert!(matches!(err, Error::Mpi { .. }), "{err}");
+    let err = world.recv::<u8>(0, -2).await.unwrap_err();
+    assert!(matches!(err, Error::Mpi { .. }), "{err}");
     world.barrier().await.unwrap();
 }
 
