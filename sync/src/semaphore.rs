@@ -105,9 +105,11 @@ unsafe impl Send for Waiter {}
 impl Waiter {
     /// Marks this popped waiter as served or failed.
     fn settle(&self, state: usize) {
-        // SAFETY: the caller holds the lock and has just popped this entry:
-        // until the lock is released its future cannot finish dropping (its
-        // `Drop` takes the lock), so the state word is alive (rule 5).
+        // SAFETY: the caller holds the lock and has just popped this entry,
+        // and this store is the last use of the pointer. Until the store
+        // the future still sees `QUEUED`, so it can only be dropping by way
+        // of `cancel`, which takes this lock first: the state word is alive
+        // (rule 5).
         unsafe { self.state.as_ref() }.store(state, Release);
     }
 }
