@@ -15,10 +15,13 @@
 //! 2. **An eager first test.** A request is tested once right after it is
 //!    posted (most small sends and many receives are complete by then);
 //!    only one that is still pending goes into the array.
-//! 3. **Completions leave the array in O(completed).** `MPI_Testsome`
-//!    returns the indices that finished; they are removed in descending
-//!    order with `swap_remove`, so no pending entry is moved twice and
-//!    nothing scans the array but MPI itself.
+//! 3. **A turn costs O(completed), not O(pending).** `MPI_Testsome` scans
+//!    every request it is given, so a turn gives it at most [`TEST_BATCH`]
+//!    of them, a window that moves round the array from turn to turn (with
+//!    10,000 in flight, each is tested every 40 turns, a few tens of
+//!    microseconds while the loop spins). The indices that finished leave
+//!    by `swap_remove` in descending order, so no pending entry is moved
+//!    twice and nothing else scans the array.
 //! 4. **Completions are delivered outside the lock.** Under it an entry is
 //!    only marked finished (so a cancel never touches a freed request);
 //!    outcomes are stored and tasks woken after it is released.
@@ -111,6 +114,9 @@ struct Entry {
     capacity: usize,
 }
 
+/// Requests tested in one turn at most (rule 3).
+pub(crate) const TEST_BATCH: usize = 256;
+
 /// Messages pulled with `MPI_Improbe` in one turn at most (rule 5).
 pub(crate) const PULL_BATCH: usize = 64;
 
@@ -178,12 +184,74 @@ pub(crate) struct State {
     entries: Vec<Entry>,
     indices: Vec<c_int>,
     statuses: Vec<ffi::MPI_Status>,
-    /// Receives waiting for a message, oldest first (rule 5).
+    /// Receives waiting for a message, oldest first (rule 5). Changed only
+    /// through `enqueue`/`dequeue`/`take_where`, which keep the counts
+    /// below, so a turn never scans the line to learn them.
     probes: VecDeque<Probe>,
+    /// Receives waiting, per communicator (a handful of entries).
+    waiting_on: Vec<(Raw<ffi::MPI_Comm>, usize)>,
+    /// Peeks (`probe`) among them.
+    peeks: usize,
+    /// Where the next turn's `MPI_Testsome` starts (rule 3).
+    cursor: usize,
     /// Messages matched but not yet claimed, in arrival order.
     unclaimed: VecDeque<Unclaimed>,
     /// MPI was finalized: no call may be made.
     finalized: bool,
+}
+
+impl State {
+    fn count(&mut self, probe: &Probe, delta: isize) {
+        if probe.peek {
+            self.peeks = self.peeks.wrapping_add_signed(delta);
+        }
+        match self.waiting_on.iter().position(|(c, _)| *c == probe.comm) {
+            Some(i) => {
+                self.waiting_on[i].1 = self.waiting_on[i].1.wrapping_add_signed(delta);
+                if self.waiting_on[i].1 == 0 {
+                    self.waiting_on.swap_remove(i);
+                }
+            }
+            None => self.waiting_on.push((probe.comm, 1)),
+        }
+    }
+
+    fn enqueue(&mut self, probe: Probe) {
+        self.count(&probe, 1);
+        self.probes.push_back(probe);
+    }
+
+    fn dequeue(&mut self, i: usize) -> Probe {
+        let probe = self
+            .probes
+            .remove(i)
+            .expect("weft-mpi bug: no waiting receive at that index");
+        self.count(&probe, -1);
+        probe
+    }
+
+    /// Takes every waiting receive `f` selects (rare paths: a communicator
+    /// freed, a probe failing, shutdown).
+    fn take_where(&mut self, f: impl Fn(&Probe) -> bool) -> Vec<Probe> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.probes.len());
+        for probe in self.probes.drain(..) {
+            if f(&probe) {
+                taken.push(probe)
+            } else {
+                kept.push_back(probe)
+            }
+        }
+        self.probes = kept;
+        for probe in &taken {
+            self.count(probe, -1);
+        }
+        taken
+    }
+
+    fn waiting_on(&self, comm: Raw<ffi::MPI_Comm>) -> usize {
+        self.waiting_on.iter().find(|(c, _)| *c == comm).map_or(0, |(_, n)| *n)
+    }
 }
 
 // SAFETY: `State` holds raw MPI handles (in `Raw`, already `Send`) and
@@ -213,6 +281,9 @@ impl Engine {
                 indices: Vec::new(),
                 statuses: Vec::new(),
                 probes: VecDeque::new(),
+                waiting_on: Vec::new(),
+                peeks: 0,
+                cursor: 0,
                 unclaimed: VecDeque::new(),
                 finalized: false,
             }),
@@ -366,7 +437,7 @@ impl Engine {
         match found {
             Some((message, status)) => probe.waiter.receive(self, state, message, &status),
             None => {
-                state.probes.push_back(probe);
+                state.enqueue(probe);
                 self.window.add_pending();
                 None
             }
@@ -466,19 +537,28 @@ impl Engine {
 
     /// Tests every pending request; returns how many left the array.
     fn test_requests(&self, state: &mut State, done: &mut Done) -> usize {
-        let n = state.requests.len();
+        // Rule 3: at most TEST_BATCH requests a turn, a window that moves
+        // round the array, so a turn's cost does not grow with the number
+        // in flight (MPI_Testsome scans what it is given).
+        let len = state.requests.len();
+        if state.cursor >= len {
+            state.cursor = 0;
+        }
+        let start = state.cursor;
+        let n = (len - start).min(TEST_BATCH);
+        state.cursor = start + n;
         state.indices.resize(n, 0);
         state.statuses.resize_with(n, empty_status);
         let mut outcount: c_int = 0;
-        let count = c_int::try_from(n).expect("weft-mpi: more than i32::MAX requests in flight");
-        // SAFETY: the lock is held (rule 1); the arrays hold `n` live
-        // requests and room for `n` indices and statuses. `Raw<T>` is a
-        // transparent copy of the handle, so the request array is an array
-        // of `MPI_Request`.
+        let count = c_int::try_from(n).expect("TEST_BATCH fits a C int");
+        // SAFETY: the lock is held (rule 1); `requests[start..start + n]`
+        // are live requests, and the arrays have room for `n` indices and
+        // statuses. `Raw<T>` is a transparent copy of the handle, so the
+        // request array is an array of `MPI_Request`.
         let rc = unsafe {
             ffi::MPI_Testsome(
                 count,
-                state.requests.as_mut_ptr().cast::<ffi::MPI_Request>(),
+                state.requests[start..].as_mut_ptr().cast::<ffi::MPI_Request>(),
                 &mut outcount,
                 state.indices.as_mut_ptr(),
                 state.statuses.as_mut_ptr(),
@@ -497,7 +577,7 @@ impl Engine {
         // Statuses are packed in completion order: status k goes with
         // indices[k]. Pair them, then remove in descending index order.
         let mut finished: Vec<(usize, ffi::MPI_Status)> = (0..outcount)
-            .map(|k| (state.indices[k] as usize, state.statuses[k]))
+            .map(|k| (start + state.indices[k] as usize, state.statuses[k]))
             .collect();
         finished.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
         for (index, status) in finished {
@@ -551,12 +631,7 @@ impl Engine {
         // SAFETY: reading constants MPI initialised.
         let (any_source, any_tag) = unsafe { (ffi::RSMPI_ANY_SOURCE, ffi::RSMPI_ANY_TAG) };
         // Pull on every communicator a receive waits on (a handful).
-        let mut comms: Vec<Raw<ffi::MPI_Comm>> = Vec::new();
-        for probe in &state.probes {
-            if !comms.contains(&probe.comm) {
-                comms.push(probe.comm);
-            }
-        }
+        let comms: Vec<Raw<ffi::MPI_Comm>> = state.waiting_on.iter().map(|(c, _)| *c).collect();
         let mut left = 0;
         for comm in comms {
             left += self.pull(state, comm, any_source, any_tag, received);
@@ -575,7 +650,7 @@ impl Engine {
     ) -> usize {
         let mut left = 0;
         for _ in 0..PULL_BATCH {
-            if !state.probes.iter().any(|p| p.comm == comm) {
+            if state.waiting_on(comm) == 0 {
                 break;
             }
             match improbe(any_source, any_tag, comm) {
@@ -583,8 +658,11 @@ impl Engine {
                 Ok(Some((message, status))) => {
                     // Every peek it matches sees it; then the oldest
                     // receive it matches takes it, or it waits unclaimed.
-                    while let Some(i) = state.probes.iter().position(|p| p.peek && p.matches(comm, &status)) {
-                        let probe = state.probes.remove(i).expect("index in range");
+                    while state.peeks > 0 {
+                        let Some(i) = state.probes.iter().position(|p| p.peek && p.matches(comm, &status)) else {
+                            break;
+                        };
+                        let probe = state.dequeue(i);
                         self.window.sub_pending(1);
                         left += 1;
                         let seen = Status::from_raw(&status, probe.waiter.datatype());
@@ -592,7 +670,7 @@ impl Engine {
                     }
                     match state.probes.iter().position(|p| p.matches(comm, &status)) {
                         Some(i) => {
-                            let probe = state.probes.remove(i).expect("index in range");
+                            let probe = state.dequeue(i);
                             left += 1;
                             let waiter = probe.waiter.clone();
                             if let Some(outcome) = probe.waiter.receive(self, state, message, &status) {
@@ -608,9 +686,7 @@ impl Engine {
                 Err(err) => {
                     // Probing itself failed: fail the receives waiting on
                     // this communicator.
-                    let (failed, kept): (VecDeque<Probe>, VecDeque<Probe>) =
-                        state.probes.drain(..).partition(|p| p.comm == comm);
-                    state.probes = kept;
+                    let failed = state.take_where(|p| p.comm == comm);
                     left += failed.len();
                     self.window.sub_pending(failed.len());
                     for probe in failed {
@@ -667,8 +743,7 @@ impl Engine {
     /// A communicator is being freed: fails the receives waiting on it and
     /// receives and drops the messages pulled for it. Under the lock.
     pub(crate) fn forget_comm(&self, state: &mut State, comm: Raw<ffi::MPI_Comm>) -> Vec<Arc<dyn Matcher>> {
-        let (gone, kept): (VecDeque<Probe>, VecDeque<Probe>) = state.probes.drain(..).partition(|p| p.comm == comm);
-        state.probes = kept;
+        let gone = state.take_where(|p| p.comm == comm);
         self.window.sub_pending(gone.len());
         let (stale, kept): (VecDeque<Unclaimed>, VecDeque<Unclaimed>) =
             state.unclaimed.drain(..).partition(|u| u.comm == comm);
@@ -708,7 +783,7 @@ impl Engine {
         }
         let waiting: Vec<Probe> = {
             let mut state = self.lock();
-            let waiting: Vec<Probe> = state.probes.drain(..).collect();
+            let waiting: Vec<Probe> = state.take_where(|_| true);
             self.window.sub_pending(waiting.len());
             waiting
         };
