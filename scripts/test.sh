@@ -4,14 +4,18 @@
 #   1. unit, integration and doc tests of the whole workspace, with the
 #      multi-rank MPI tests (weft-mpi's scenarios under `mpirun` on 1 to 3
 #      ranks);
-#   2. the MPI examples under `mpirun -n 2` and as singletons;
+#   2. the MPI examples under `mpirun -n 2` and as singletons; the GPU
+#      examples as they run here (`skipped: no CUDA driver` on a machine
+#      without one) and against weft-gpu's CPU stand-in for the driver;
 #   3. the loom models of the concurrency cores (task state machine, parkers,
 #      idle protocol, standby, readiness word, completion notifier, promise
-#      core, weft-sync's primitives, weft-mpi's wake protocol);
+#      core, weft-sync's primitives, weft-mpi's and weft-gpu's wake
+#      protocols);
 #   4. the unsafe code under Miri: the executor's and weft-sync's unit tests,
 #      and the reactor's timeout (or a line saying Miri is unavailable here).
-#      weft-mpi's unsafe code is calls into Open MPI, which Miri cannot run;
-#      the mpirun tests exercise it.
+#      weft-mpi's and weft-gpu's unsafe code is calls into Open MPI and the
+#      CUDA driver, which Miri cannot run; the mpirun tests and the CUDA
+#      stand-in tests exercise it.
 #
 # Usage: scripts/test.sh        (from anywhere; it finds the repository)
 set -euo pipefail
@@ -38,11 +42,28 @@ for example in mpi_allreduce mpi_pool_map mpi_overlap; do
     timeout 300 "target/release/$example"
 done
 
+step "GPU examples: as they run here, then against the CPU stand-in driver"
+cargo build --release -p weft-examples --bin gpu_vector_add --bin gpu_pipeline --bin gpu_latency
+for example in gpu_vector_add gpu_pipeline gpu_latency; do
+    timeout 300 "target/release/$example"
+done
+# The stand-in (gpu/stand-in/libcuda.rs) as libcuda.so on LD_LIBRARY_PATH:
+# the examples' whole path (copies, kernels, host functions, both wake
+# modes) runs without a GPU. Its timings say nothing about a real GPU.
+mkdir -p target/cuda-stand-in
+rustc --edition 2024 --crate-type cdylib --crate-name cuda -C opt-level=2 \
+    -C link-arg=-Wl,-soname,libcuda.so gpu/stand-in/libcuda.rs -o target/cuda-stand-in/libcuda.so
+for mode in host poll; do
+    LD_LIBRARY_PATH="$PWD/target/cuda-stand-in" WEFT_GPU_WAKE=$mode timeout 300 target/release/gpu_vector_add 262144
+    LD_LIBRARY_PATH="$PWD/target/cuda-stand-in" WEFT_GPU_WAKE=$mode timeout 300 target/release/gpu_pipeline 32
+done
+LD_LIBRARY_PATH="$PWD/target/cuda-stand-in" timeout 300 target/release/gpu_latency 300
+
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the
 # normal build's cache.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
-    cargo test -p weft-executor -p weft-io -p weft-sync -p weft-mpi --lib --release --target-dir target/loom -- loom
+    cargo test -p weft-executor -p weft-io -p weft-sync -p weft-mpi -p weft-gpu --lib --release --target-dir target/loom -- loom
 
 step "Miri: weft-executor, weft-io and weft-sync unit tests"
 if cargo +nightly miri --version >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p weft-benches -- sched|echo|timers|promise|sync [--quick] [--reps N]
 //! cargo run --release -p weft-benches --features mpi -- mpi [--reps N]
+//! cargo run --release -p weft-benches -- gpu [--reps N]
 //! ```
 //!
 //! Each suite runs every workload on every runtime, interleaved (one
@@ -25,6 +26,7 @@
 //! anchor of its ratios.
 
 mod echo;
+mod gpu;
 mod load;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -68,7 +70,9 @@ suites:
   timers  100k sleeps of random 1-100 ms: lateness
   promise Promise set/await and done callbacks vs oneshots; Pool::map vs rayon
   sync    weft-sync's Mutex, Semaphore, mpsc, oneshot and broadcast vs tokio::sync
-          and async-lock/async-channel/async-broadcast, all on one Weft runtime";
+          and async-lock/async-channel/async-broadcast, all on one Weft runtime
+  gpu     an awaited empty kernel vs spinning cuStreamSynchronize (median, p99),
+          CPU while awaiting 10 ms kernels (skipped without a CUDA driver)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         "timers" => timers::run(&opts),
         "promise" => promise::run(&opts),
         "sync" => sync::run(&opts),
+        "gpu" => gpu::run(&opts),
         #[cfg(feature = "mpi")]
         "mpi" => mpi::run(&opts),
         #[cfg(not(feature = "mpi"))]

@@ -34,7 +34,9 @@
 //! - `weft-sync`: locks, semaphores and channels for any runtime;
 //! - `weft-mpi` (feature `mpi`, as `weft::mpi`): MPI messages, collectives
 //!   and a pool of worker ranks, awaited in the loop;
-//! - `weft-gpu`: CUDA work as events in the loop (to come).
+//! - `weft-gpu` (feature `gpu`, as `weft::gpu`): CUDA copies, kernel
+//!   launches and events awaited in the loop; builds without CUDA and
+//!   answers `GpuError::NoDriver` on a machine without a driver.
 //!
 //! ## Python's vocabulary
 //!
@@ -91,6 +93,11 @@ pub use weft_executor::coop;
 
 /// A pool of threads for CPU work: Python's `multiprocessing.Pool`.
 pub use weft_executor::pool;
+
+/// CUDA copies and launches awaited as loop events (feature `gpu`): see
+/// [`weft_gpu`].
+#[cfg(feature = "gpu")]
+pub use weft_gpu as gpu;
 
 /// MPI requests awaited as loop events (feature `mpi`): see [`weft_mpi`].
 #[cfg(feature = "mpi")]

@@ -14,7 +14,8 @@
 //! - While completions keep arriving, the loop does not sleep at all: it
 //!   polls the source every turn (completions tend to come in bursts).
 //! - After a poll finds nothing, it stays eager for [`EAGER_TURNS`] more
-//!   turns, then lets the loop sleep 1 ms, 2 ms, 4 ms... up to the source's
+//!   turns (or the source's [`eager_turns`](Source::eager_turns)), then
+//!   lets the loop sleep 1 ms, 2 ms, 4 ms... up to the source's
 //!   [`max_sleep`](Source::max_sleep) (default [`DEFAULT_MAX_SLEEP`]).
 //! - With nothing pending, the source does not bound the sleep at all.
 //!
@@ -60,6 +61,16 @@ pub trait Source: Send + Sync + 'static {
         DEFAULT_MAX_SLEEP
     }
 
+    /// Turns the loop keeps polling without sleeping after a poll finds
+    /// nothing (default [`EAGER_TURNS`]). A source whose completions are
+    /// *signalled* (a host callback wakes the loop through the
+    /// [`Notifier`]) and that polls only as a watchdog returns 0: the loop
+    /// then sleeps up to [`max_sleep`](Source::max_sleep) at once instead
+    /// of spinning.
+    fn eager_turns(&self) -> u32 {
+        EAGER_TURNS
+    }
+
     /// The reactor is shutting down and will never poll again: fail or
     /// abandon pending work, waking its tasks. Called once, on the loop's
     /// thread; the source is then dropped by the reactor.
@@ -90,7 +101,7 @@ impl Sources {
         self.entries()
             .iter()
             .filter(|e| e.source.has_pending())
-            .map(|e| backoff(e.idle_polls, e.source.max_sleep()))
+            .map(|e| backoff(e.idle_polls, e.source.eager_turns(), e.source.max_sleep()))
             .min()
     }
 
@@ -160,12 +171,13 @@ impl Sources {
     }
 }
 
-/// How long the loop may sleep after `idle_polls` empty polls.
-fn backoff(idle_polls: u32, max: Duration) -> Duration {
-    if idle_polls < EAGER_TURNS {
+/// How long the loop may sleep after `idle_polls` empty polls of a source
+/// that stays eager for `eager` turns.
+fn backoff(idle_polls: u32, eager: u32, max: Duration) -> Duration {
+    if idle_polls < eager {
         return Duration::ZERO;
     }
-    let doublings = (idle_polls - EAGER_TURNS).min(20);
+    let doublings = (idle_polls - eager).min(20);
     Duration::from_millis(1u64 << doublings).min(max)
 }
 
@@ -221,12 +233,21 @@ mod tests {
     #[test]
     fn backoff_stays_eager_then_doubles_up_to_the_bound() {
         let max = Duration::from_millis(10);
-        assert_eq!(backoff(0, max), Duration::ZERO);
-        assert_eq!(backoff(EAGER_TURNS - 1, max), Duration::ZERO);
-        assert_eq!(backoff(EAGER_TURNS, max), Duration::from_millis(1));
-        assert_eq!(backoff(EAGER_TURNS + 1, max), Duration::from_millis(2));
-        assert_eq!(backoff(EAGER_TURNS + 3, max), Duration::from_millis(8));
-        assert_eq!(backoff(EAGER_TURNS + 4, max), max);
-        assert_eq!(backoff(u32::MAX, max), max);
+        let e = EAGER_TURNS;
+        assert_eq!(backoff(0, e, max), Duration::ZERO);
+        assert_eq!(backoff(e - 1, e, max), Duration::ZERO);
+        assert_eq!(backoff(e, e, max), Duration::from_millis(1));
+        assert_eq!(backoff(e + 1, e, max), Duration::from_millis(2));
+        assert_eq!(backoff(e + 3, e, max), Duration::from_millis(8));
+        assert_eq!(backoff(e + 4, e, max), max);
+        assert_eq!(backoff(u32::MAX, e, max), max);
+    }
+
+    #[test]
+    fn a_signalled_source_never_spins() {
+        let max = Duration::from_micros(500);
+        assert_eq!(backoff(0, 0, max), max);
+        assert_eq!(backoff(0, 0, Duration::from_millis(4)), Duration::from_millis(1));
+        assert_eq!(backoff(2, 0, Duration::from_millis(4)), Duration::from_millis(4));
     }
 }

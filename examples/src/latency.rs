@@ -1,0 +1,121 @@
+//! The GPU latency measurements, shared by the `gpu_latency` example and
+//! the `gpu` benchmark suite (which includes this file by path).
+//!
+//! - *Awaited* launch latency: launch the empty kernel and await it, one
+//!   at a time, on a Weft runtime.
+//! - *Spin* latency, the baseline: launch the empty kernel and block in
+//!   `cuStreamSynchronize` (which spins under CUDA's default scheduling
+//!   when there are fewer contexts than cores), on a plain thread.
+//! - *CPU while awaiting*: the process's CPU time while a task awaits
+//!   10 ms kernels, as a share of one core.
+
+use std::time::{Duration, Instant};
+use weft::gpu::{Gpu, GpuError, LaunchConfig};
+
+/// Latencies of one way of waiting.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    /// Sorted.
+    pub samples: Vec<Duration>,
+}
+
+impl Latencies {
+    fn new(mut samples: Vec<Duration>) -> Latencies {
+        samples.sort();
+        Latencies { samples }
+    }
+
+    /// The `q` quantile (0..=1).
+    pub fn quantile(&self, q: f64) -> Duration {
+        let i = ((self.samples.len() - 1) as f64 * q).round() as usize;
+        self.samples[i]
+    }
+
+    /// The median.
+    pub fn median(&self) -> Duration {
+        self.quantile(0.5)
+    }
+
+    /// The 99th percentile.
+    pub fn p99(&self) -> Duration {
+        self.quantile(0.99)
+    }
+}
+
+/// `iters` empty kernels, each launched and synchronized with a blocking
+/// (spinning) `cuStreamSynchronize`.
+pub fn spin_sync(gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
+    let stream = gpu.stream()?;
+    let empty = gpu.load_ptx(weft::gpu::demo::PTX)?.kernel("empty")?;
+    let cfg = LaunchConfig::for_num_elems(1);
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..iters + iters / 10 {
+        let start = Instant::now();
+        let mut launch = stream.cuda().launch_builder(empty.cuda());
+        // SAFETY: empty() takes no arguments and touches nothing.
+        unsafe { launch.launch(cfg) }.map_err(|e| GpuError::Driver {
+            call: "launch",
+            name: format!("{:?}", e.0),
+            message: String::new(),
+        })?;
+        stream.cuda().synchronize().map_err(|e| GpuError::Driver {
+            call: "synchronize",
+            name: format!("{:?}", e.0),
+            message: String::new(),
+        })?;
+        if i >= iters / 10 {
+            samples.push(start.elapsed()); // after a 10% warm-up
+        }
+    }
+    Ok(Latencies::new(samples))
+}
+
+/// `iters` empty kernels, each launched and awaited on `rt`.
+pub fn awaited(rt: &weft::Runtime, gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
+    rt.block_on(async {
+        let stream = gpu.stream()?;
+        let empty = gpu.load_ptx(weft::gpu::demo::PTX)?.kernel("empty")?;
+        let cfg = LaunchConfig::for_num_elems(1);
+        let mut samples = Vec::with_capacity(iters);
+        for i in 0..iters + iters / 10 {
+            let start = Instant::now();
+            // SAFETY: empty() takes no arguments and touches nothing.
+            unsafe { stream.launch(&empty).run(cfg) }.await?;
+            if i >= iters / 10 {
+                samples.push(start.elapsed());
+            }
+        }
+        Ok(Latencies::new(samples))
+    })
+}
+
+/// The process's CPU time (user + system) so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The share of one core the process uses while a task awaits `kernels`
+/// spin kernels of `each`, one after another.
+pub fn cpu_while_awaiting(rt: &weft::Runtime, gpu: &Gpu, kernels: usize, each: Duration) -> Result<f64, GpuError> {
+    rt.block_on(async {
+        let stream = gpu.stream()?;
+        let spin = gpu.load_ptx(weft::gpu::demo::PTX)?.kernel("spin")?;
+        let ns = each.as_nanos() as u64;
+        let cfg = LaunchConfig::for_num_elems(1);
+        // SAFETY: spin(unsigned long long ns) touches no memory.
+        unsafe { stream.launch(&spin).arg(&ns).run(cfg) }.await?; // warm-up
+        let (cpu0, wall0) = (cpu_time(), Instant::now());
+        for _ in 0..kernels {
+            // SAFETY: as above.
+            unsafe { stream.launch(&spin).arg(&ns).run(cfg) }.await?;
+        }
+        Ok((cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64())
+    })
+}
