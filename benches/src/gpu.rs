@@ -16,7 +16,7 @@
 
 #[path = "../../examples/src/latency.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod latency;
+pub(crate) mod latency;
 
 use crate::Options;
 use crate::report::Report;

@@ -14,6 +14,7 @@
 //! blocking; idle CPU < 10 % of a core.
 
 use crate::Options;
+use crate::gpu::latency::cpu_time;
 use crate::report::Report;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -161,18 +162,6 @@ async fn idle_receive(world: &Communicator) -> f64 {
     world.recv::<u8>(1, 9).await.expect("recv");
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
     100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
-}
-
-/// User plus system CPU time of this process, all threads.
-fn cpu_time() -> Duration {
-    // SAFETY: `getrusage` fills the struct we pass; zeroed is a valid value.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// Blocking 8 B ping-pong with MPI initialised at `level`.

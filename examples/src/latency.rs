@@ -53,21 +53,22 @@ pub fn spin_sync(gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
         let start = Instant::now();
         let mut launch = stream.cuda().launch_builder(empty.cuda());
         // SAFETY: empty() takes no arguments and touches nothing.
-        unsafe { launch.launch(cfg) }.map_err(|e| GpuError::Driver {
-            call: "launch",
-            name: format!("{:?}", e.0),
-            message: String::new(),
-        })?;
-        stream.cuda().synchronize().map_err(|e| GpuError::Driver {
-            call: "synchronize",
-            name: format!("{:?}", e.0),
-            message: String::new(),
-        })?;
+        unsafe { launch.launch(cfg) }.map_err(refused("launch"))?;
+        stream.cuda().synchronize().map_err(refused("synchronize"))?;
         if i >= iters / 10 {
             samples.push(start.elapsed()); // after a 10% warm-up
         }
     }
     Ok(Latencies::new(samples))
+}
+
+/// Turns a cudarc error from `call` into a [`GpuError`].
+fn refused(call: &'static str) -> impl Fn(weft::gpu::cudarc::driver::DriverError) -> GpuError {
+    move |e| GpuError::Driver {
+        call,
+        name: format!("{:?}", e.0),
+        message: String::new(),
+    }
 }
 
 /// `iters` empty kernels, each launched and awaited on `rt`.
@@ -89,7 +90,8 @@ pub fn awaited(rt: &weft::Runtime, gpu: &Gpu, iters: usize) -> Result<Latencies,
     })
 }
 
-/// The process's CPU time (user + system) so far.
+/// The process's CPU time (user + system, all threads) so far. (Suite
+/// `mpi` of the benchmarks uses it too.)
 pub fn cpu_time() -> Duration {
     // SAFETY: `getrusage` fills the zeroed struct we own.
     let usage = unsafe {

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use weft_gpu::{Gpu, GpuError, LaunchConfig, WakeMode};
+use weft_gpu::{Gpu, GpuError, LaunchConfig, Stream, WakeMode};
 
 /// The stand-in's test hooks.
 struct Hooks {
@@ -74,6 +74,26 @@ fn runtime() -> weft::Runtime {
 
 const MODES: [WakeMode; 2] = [WakeMode::HostFunction, WakeMode::EventPolling];
 
+/// Runs `body` in each wake mode, on a device and a runtime of its own, with
+/// a fresh stream; returns the devices (for their stats).
+fn in_each_mode<F, Fut>(body: F) -> Vec<(WakeMode, Gpu)>
+where
+    F: Fn(WakeMode, Gpu, Stream) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    MODES
+        .into_iter()
+        .map(|mode| {
+            let gpu = open(mode);
+            runtime().block_on(async {
+                let stream = gpu.stream().unwrap();
+                body(mode, gpu.clone(), stream).await
+            });
+            (mode, gpu)
+        })
+        .collect()
+}
+
 #[test]
 fn opens_and_refuses_a_missing_device() {
     let _turn = serial();
@@ -90,31 +110,28 @@ fn opens_and_refuses_a_missing_device() {
 #[test]
 fn copy_kernel_copy_round_trip_in_both_modes() {
     let _turn = serial();
-    for mode in MODES {
-        let gpu = open(mode);
-        let rt = runtime();
-        rt.block_on(async {
-            let stream = gpu.stream().unwrap();
-            let kernel = gpu.load_ptx(weft_gpu::demo::PTX).unwrap().kernel("add_one").unwrap();
-            let n = 4096u32;
-            let mut dev = stream.alloc_zeros::<u32>(n as usize).unwrap();
-            let host = gpu.pinned_from_slice(&(0..n).collect::<Vec<_>>()).unwrap();
-            let host = stream.copy_to_device(host, &mut dev).await.unwrap();
-            for _ in 0..3 {
-                // SAFETY: add_one(u32 *buf, u32 n) stays inside buf[0..n].
-                unsafe {
-                    stream
-                        .launch(&kernel)
-                        .arg(&mut dev)
-                        .arg(&n)
-                        .run(LaunchConfig::for_num_elems(n))
-                }
-                .await
-                .unwrap();
+    let gpus = in_each_mode(|mode, gpu, stream| async move {
+        let kernel = gpu.load_ptx(weft_gpu::demo::PTX).unwrap().kernel("add_one").unwrap();
+        let n = 4096u32;
+        let mut dev = stream.alloc_zeros::<u32>(n as usize).unwrap();
+        let host = gpu.pinned_from_slice(&(0..n).collect::<Vec<_>>()).unwrap();
+        let host = stream.copy_to_device(host, &mut dev).await.unwrap();
+        for _ in 0..3 {
+            // SAFETY: add_one(u32 *buf, u32 n) stays inside buf[0..n].
+            unsafe {
+                stream
+                    .launch(&kernel)
+                    .arg(&mut dev)
+                    .arg(&n)
+                    .run(LaunchConfig::for_num_elems(n))
             }
-            let host = stream.copy_to_host(&dev, host).await.unwrap();
-            assert!(host.iter().enumerate().all(|(i, &v)| v == i as u32 + 3), "{mode:?}");
-        });
+            .await
+            .unwrap();
+        }
+        let host = stream.copy_to_host(&dev, host).await.unwrap();
+        assert!(host.iter().enumerate().all(|(i, &v)| v == i as u32 + 3), "{mode:?}");
+    });
+    for (mode, gpu) in gpus {
         let stats = gpu.stats();
         assert_eq!(stats.submitted, 5, "{mode:?}: {stats:?}");
         assert_eq!(stats.completed, 5, "{mode:?}: {stats:?}");
@@ -242,29 +259,24 @@ fn a_device_fault_fails_the_awaiting_task_within_a_poll_interval() {
 #[test]
 fn dropping_or_forgetting_an_operation_in_flight_is_safe() {
     let _turn = serial();
-    for mode in MODES {
-        let gpu = open(mode);
-        let rt = runtime();
-        rt.block_on(async {
-            let stream = gpu.stream().unwrap();
-            let mut dev = stream.alloc_zeros::<u32>(1024).unwrap();
-            {
-                let _hold = Hold::on();
-                let src = gpu.pinned_from_slice(&[5u32; 1024]).unwrap();
-                drop(stream.copy_to_device(src, &mut dev));
-                let dst = gpu.pinned_zeroed::<u32>(1024).unwrap();
-                std::mem::forget(stream.copy_to_host(&dev, dst));
-                // The device has touched neither buffer yet; the stand-in
-                // counts a violation if either was freed now.
-            }
-            stream.synchronize().await.unwrap();
-            let back = stream
-                .copy_to_host(&dev, gpu.pinned_zeroed(1024).unwrap())
-                .await
-                .unwrap();
-            assert!(back.iter().all(|&v| v == 5));
-        });
-    }
+    in_each_mode(|_, gpu, stream| async move {
+        let mut dev = stream.alloc_zeros::<u32>(1024).unwrap();
+        {
+            let _hold = Hold::on();
+            let src = gpu.pinned_from_slice(&[5u32; 1024]).unwrap();
+            drop(stream.copy_to_device(src, &mut dev));
+            let dst = gpu.pinned_zeroed::<u32>(1024).unwrap();
+            std::mem::forget(stream.copy_to_host(&dev, dst));
+            // The device has touched neither buffer yet; the stand-in
+            // counts a violation if either was freed now.
+        }
+        stream.synchronize().await.unwrap();
+        let back = stream
+            .copy_to_host(&dev, gpu.pinned_zeroed(1024).unwrap())
+            .await
+            .unwrap();
+        assert!(back.iter().all(|&v| v == 5));
+    });
     assert_eq!((hooks().violations)(), 0);
 }
 
@@ -316,34 +328,30 @@ fn promises_carry_done_callbacks_and_the_buffer() {
 #[test]
 fn events_are_awaitable_and_order_other_streams() {
     let _turn = serial();
-    for mode in MODES {
-        let gpu = open(mode);
-        let rt = runtime();
-        rt.block_on(async {
-            let (a, b) = (gpu.stream().unwrap(), gpu.stream().unwrap());
-            let kernel = gpu.load_ptx(weft_gpu::demo::PTX).unwrap().kernel("add_one").unwrap();
-            let mut dev = a.alloc_zeros::<u32>(256).unwrap();
-            let n = 256u32;
-            let hold = Hold::on();
-            // SAFETY: add_one stays inside dev[0..n].
-            drop(unsafe {
-                a.launch(&kernel)
-                    .arg(&mut dev)
-                    .arg(&n)
-                    .run(LaunchConfig::for_num_elems(n))
-            });
-            let event = a.record_event().unwrap();
-            assert!(!event.is_done().unwrap());
-            b.wait_event(&event).unwrap();
-            drop(hold);
-            event.wait().await.unwrap();
-            event.wait().await.unwrap(); // again: already complete
-            assert!(event.is_done().unwrap());
-            // Stream b saw a's kernel before its copy.
-            let back = b.copy_to_host(&dev, gpu.pinned_zeroed(256).unwrap()).await.unwrap();
-            assert!(back.iter().all(|&v| v == 1), "{mode:?}");
+    in_each_mode(|mode, gpu, a| async move {
+        let b = gpu.stream().unwrap();
+        let kernel = gpu.load_ptx(weft_gpu::demo::PTX).unwrap().kernel("add_one").unwrap();
+        let mut dev = a.alloc_zeros::<u32>(256).unwrap();
+        let n = 256u32;
+        let hold = Hold::on();
+        // SAFETY: add_one stays inside dev[0..n].
+        drop(unsafe {
+            a.launch(&kernel)
+                .arg(&mut dev)
+                .arg(&n)
+                .run(LaunchConfig::for_num_elems(n))
         });
-    }
+        let event = a.record_event().unwrap();
+        assert!(!event.is_done().unwrap());
+        b.wait_event(&event).unwrap();
+        drop(hold);
+        event.wait().await.unwrap();
+        event.wait().await.unwrap(); // again: already complete
+        assert!(event.is_done().unwrap());
+        // Stream b saw a's kernel before its copy.
+        let back = b.copy_to_host(&dev, gpu.pinned_zeroed(256).unwrap()).await.unwrap();
+        assert!(back.iter().all(|&v| v == 1), "{mode:?}");
+    });
 }
 
 #[test]
