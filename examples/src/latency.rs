@@ -45,9 +45,7 @@ impl Latencies {
 /// `iters` empty kernels, each launched and synchronized with a blocking
 /// (spinning) `cuStreamSynchronize`.
 pub fn spin_sync(gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
-    let stream = gpu.stream()?;
-    let empty = gpu.load_ptx(weft::gpu::demo::PTX)?.kernel("empty")?;
-    let cfg = LaunchConfig::for_num_elems(1);
+    let (stream, empty, cfg) = empty_kernel(gpu)?;
     let mut samples = Vec::with_capacity(iters);
     for i in 0..iters + iters / 10 {
         let start = Instant::now();
@@ -62,6 +60,12 @@ pub fn spin_sync(gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
     Ok(Latencies::new(samples))
 }
 
+/// A stream, the `empty` kernel and a one-thread launch.
+fn empty_kernel(gpu: &Gpu) -> Result<(weft::gpu::Stream, weft::gpu::Kernel, LaunchConfig), GpuError> {
+    let empty = gpu.load_ptx(weft::gpu::demo::PTX)?.kernel("empty")?;
+    Ok((gpu.stream()?, empty, LaunchConfig::for_num_elems(1)))
+}
+
 /// Turns a cudarc error from `call` into a [`GpuError`].
 fn refused(call: &'static str) -> impl Fn(weft::gpu::cudarc::driver::DriverError) -> GpuError {
     move |e| GpuError::Driver {
@@ -74,9 +78,7 @@ fn refused(call: &'static str) -> impl Fn(weft::gpu::cudarc::driver::DriverError
 /// `iters` empty kernels, each launched and awaited on `rt`.
 pub fn awaited(rt: &weft::Runtime, gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
     rt.block_on(async {
-        let stream = gpu.stream()?;
-        let empty = gpu.load_ptx(weft::gpu::demo::PTX)?.kernel("empty")?;
-        let cfg = LaunchConfig::for_num_elems(1);
+        let (stream, empty, cfg) = empty_kernel(gpu)?;
         let mut samples = Vec::with_capacity(iters);
         for i in 0..iters + iters / 10 {
             let start = Instant::now();

@@ -65,36 +65,19 @@ impl Stream {
         src: PinnedBuffer<T>,
         dst: &mut DeviceBuffer<T>,
     ) -> GpuOp<PinnedBuffer<T>> {
-        if src.len() > dst.len() {
-            return GpuOp::failed(GpuError::InvalidArgument(format!(
-                "copying {} values to a device buffer of {}",
-                src.len(),
-                dst.len()
-            )));
-        }
-        let tracker = match self.gpu.tracker() {
-            Ok(t) => t,
-            Err(e) => return GpuOp::failed(e),
-        };
-        if let Err(e) = self.gpu.context().bind_to_thread() {
-            return GpuOp::failed(GpuError::driver("copy to device", e));
-        }
-        let slot = Slot::new(src);
-        let enqueued = {
+        let device_len = dst.len();
+        self.copy("copy to device", src, device_len, |host| {
             let (dptr, _record) = dst.device_ptr_mut(&self.inner);
-            slot.with_payload(|src| {
-                // SAFETY: `src` is pinned and lives in the slot, which the
-                // tracker keeps until the device is done; `dst` holds at
-                // least `src.len()` values, and its memory is freed in
-                // stream order. The guard `_record` records the write for
-                // cudarc's cross-stream tracking.
-                unsafe {
-                    cudarc::driver::sys::cuMemcpyHtoDAsync_v2(dptr, src.addr(), src.bytes(), self.inner.cu_stream())
-                }
-                .result()
-            })
-        };
-        self.finish_submit(tracker, slot, enqueued, "copy to device")
+            // SAFETY: `host` is pinned and lives in the operation's slot,
+            // which the tracker keeps until the device is done; `dst` holds
+            // at least `host.len()` values (checked by `copy`), and its
+            // memory is freed in stream order. The guard `_record` records
+            // the write for cudarc's cross-stream tracking.
+            unsafe {
+                cudarc::driver::sys::cuMemcpyHtoDAsync_v2(dptr, host.addr(), host.bytes(), self.inner.cu_stream())
+            }
+            .result()
+        })
     }
 
     /// Copies the start of `src` into `dst` (as many values as `dst`
@@ -105,11 +88,29 @@ impl Stream {
         src: &DeviceBuffer<T>,
         dst: PinnedBuffer<T>,
     ) -> GpuOp<PinnedBuffer<T>> {
-        if dst.len() > src.len() {
+        self.copy("copy to host", dst, src.len(), |host| {
+            let (dptr, _record) = src.device_ptr(&self.inner);
+            // SAFETY: as in `copy_to_device`, with the roles swapped.
+            unsafe {
+                cudarc::driver::sys::cuMemcpyDtoHAsync_v2(host.addr(), dptr, host.bytes(), self.inner.cu_stream())
+            }
+            .result()
+        })
+    }
+
+    /// A copy between `host` (moved into the operation's slot first) and a
+    /// device buffer of `device_len` values, enqueued by `enqueue`.
+    fn copy<T: DeviceRepr + Send>(
+        &self,
+        call: &'static str,
+        host: PinnedBuffer<T>,
+        device_len: usize,
+        enqueue: impl FnOnce(&PinnedBuffer<T>) -> Result<(), cudarc::driver::DriverError>,
+    ) -> GpuOp<PinnedBuffer<T>> {
+        if host.len() > device_len {
             return GpuOp::failed(GpuError::InvalidArgument(format!(
-                "copying {} values from a device buffer of {}",
-                dst.len(),
-                src.len()
+                "{call}: {} values in the host buffer, {device_len} in the device buffer",
+                host.len()
             )));
         }
         let tracker = match self.gpu.tracker() {
@@ -117,20 +118,11 @@ impl Stream {
             Err(e) => return GpuOp::failed(e),
         };
         if let Err(e) = self.gpu.context().bind_to_thread() {
-            return GpuOp::failed(GpuError::driver("copy to host", e));
+            return GpuOp::failed(GpuError::driver(call, e));
         }
-        let slot = Slot::new(dst);
-        let enqueued = {
-            let (dptr, _record) = src.device_ptr(&self.inner);
-            slot.with_payload(|dst| {
-                // SAFETY: as in `copy_to_device`, with the roles swapped.
-                unsafe {
-                    cudarc::driver::sys::cuMemcpyDtoHAsync_v2(dst.addr(), dptr, dst.bytes(), self.inner.cu_stream())
-                }
-                .result()
-            })
-        };
-        self.finish_submit(tracker, slot, enqueued, "copy to host")
+        let slot = Slot::new(host);
+        let enqueued = slot.with_payload(enqueue);
+        self.finish_submit(tracker, slot, enqueued, call)
     }
 
     /// Starts a kernel launch: add the arguments with [`Launch::arg`], then
