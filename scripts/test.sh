@@ -4,7 +4,9 @@
 #   1. unit, integration and doc tests of the whole workspace, with the
 #      multi-rank MPI tests (weft-mpi's scenarios under `mpirun` on 1 to 3
 #      ranks);
-#   2. the MPI examples under `mpirun -n 2` and as singletons; the GPU
+#      then the tracing tests, which need feature `tracing`;
+#   2. the HTTP examples (hyper on Weft) in their self-checking `--demo`
+#      mode; the MPI examples under `mpirun -n 2` and as singletons; the GPU
 #      examples as they run here (`skipped: no CUDA driver` on a machine
 #      without one) and against weft-gpu's CPU stand-in for the driver;
 #   3. the loom models of the concurrency cores (task state machine, parkers,
@@ -12,7 +14,9 @@
 #      core, weft-sync's primitives, weft-mpi's and weft-gpu's wake
 #      protocols);
 #   4. the unsafe code under Miri: the executor's and weft-sync's unit tests,
-#      and the reactor's timeout (or a line saying Miri is unavailable here).
+#      the tracing wrapper of a task's future, the reactor's timeout, and the
+#      reads into hyper's and Tokio's uninitialised buffers with the
+#      adapters' pin projections (or a line saying Miri is unavailable here).
 #      weft-mpi's and weft-gpu's unsafe code is calls into Open MPI and the
 #      CUDA driver, which Miri cannot run; the mpirun tests and the CUDA
 #      stand-in tests exercise it.
@@ -30,6 +34,15 @@ step "unit, integration and doc tests (with the multi-rank MPI tests)"
 # `weft-tests/mpi` adds tests/tests/mpi.rs, which runs weft-mpi's scenarios
 # on 2 and 3 ranks under `mpirun`.
 cargo test --workspace --features weft-tests/mpi
+
+step "tracing (feature \`tracing\`): the spans and events as a subscriber sees them"
+cargo test -p weft-executor -p weft --features weft/tracing --test trace
+
+step "HTTP examples: hyper on Weft, each asking itself over its own paths"
+cargo build --release -p weft-examples --bin http_hello --bin http_proxy
+for example in http_hello http_proxy; do
+    timeout 60 "target/release/$example" --demo
+done
 
 step "MPI examples under mpirun (2 ranks), and as singletons"
 cargo build --release -p weft-examples --features mpi \
@@ -74,9 +87,17 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # executor/src/runtime_tests.rs.
     MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
         cargo +nightly miri test -p weft-executor --lib -- runtime_tests::
+    # The tracing wrapper around a task's future (`Traced`: structural
+    # pinning, drop in place), polled to completion and cancelled.
+    MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
+        cargo +nightly miri test -p weft-executor --features tracing --test trace -- \
+        a_cancelled_future a_task_is_entered
     # The reactor's unsafe code: the pin projection of `Timeout`, driven
     # through a real (Miri-emulated) epoll loop.
     cargo +nightly miri test -p weft-io --lib -- time::timeout
+    # Reads into hyper's and Tokio's uninitialised buffers, and the
+    # adapters' pin projections.
+    cargo +nightly miri test -p weft-io --features hyper,tokio-compat --lib -- compat
     # weft-sync: the semaphore core and the mutex's cell.
     cargo +nightly miri test -p weft-sync --lib
 else

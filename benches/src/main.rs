@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p weft-benches -- sched|echo|timers|promise|sync [--quick] [--reps N]
+//! cargo run --release -p weft-benches -- http [--quick] [--reps N] [--filter c50] [--runtime NAME]
 //! cargo run --release -p weft-benches --features mpi -- mpi [--reps N]
 //! cargo run --release -p weft-benches -- gpu [--reps N]
 //! ```
@@ -17,7 +18,17 @@
 //!   "metric":"time_ns","median":123.0,"p99":150.0}]}
 //! ```
 //!
-//! Metrics ending in `_ns` are lower-is-better.
+//! Metrics ending in `_ns` are lower-is-better; metrics ending in `_per_s`
+//! are higher-is-better.
+//!
+//! Suite `http` serves hyper's hello-world from each runtime (one thread
+//! each) and loads it with wrk (`wrk -t1 -cN -d10s`, N = 10, 50, 100, 500),
+//! which it installs with `apt-get` when it is missing; the servers and wrk
+//! are pinned to different CPUs where the machine has two. It records
+//! `requests_per_s` and wrk's latency percentiles (`latency_ns`, p50 and
+//! p99) per connection count (workloads `c10` … `c500`). Runs are 10 s (2 s
+//! with `--quick`, at 50 and 500 connections only), 3 repetitions unless
+//! `--reps` says otherwise; see the module's docs for the details.
 //!
 //! Suite `sync` compares libraries rather than runtimes: weft-sync,
 //! `tokio::sync` and smol-rs' crates, all on one Weft runtime. Its
@@ -27,6 +38,7 @@
 
 mod echo;
 mod gpu;
+mod http;
 mod load;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -36,6 +48,7 @@ mod runtimes;
 mod sched;
 mod sync;
 mod timers;
+mod wrk;
 
 use std::process::ExitCode;
 
@@ -44,6 +57,10 @@ use std::process::ExitCode;
 pub(crate) struct Options {
     /// Timed repetitions of each (workload, runtime) pair.
     pub(crate) reps: usize,
+    /// Whether `--reps` chose `reps` (suite `http` has its own default).
+    pub(crate) reps_given: bool,
+    /// A `--quick` smoke run.
+    pub(crate) quick: bool,
     /// Untimed repetitions first.
     pub(crate) warmup: usize,
     /// Worker threads of each runtime.
@@ -57,8 +74,8 @@ pub(crate) struct Options {
 const USAGE: &str =
     "usage: weft-benches <suite> [--quick] [--reps N] [--workers N] [--filter NAME] [--runtime weft|tokio|smol]
 
-  --quick          3 repetitions (a smoke run)
-  --reps N         timed repetitions per workload and runtime (default 30)
+  --quick          3 repetitions (a smoke run; http: 2 s runs at 50 and 500 connections)
+  --reps N         timed repetitions per workload and runtime (default 30; http: 3)
   --workers N      worker threads of every runtime (default 2)
   --filter NAME    only workloads whose name contains NAME
   --runtime NAME   only one runtime (for profiling; prints no ratios); in suite
@@ -69,6 +86,9 @@ suites:
   echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections
   timers  100k sleeps of random 1-100 ms: lateness
   promise Promise set/await and done callbacks vs oneshots; Pool::map vs rayon
+  http    hyper hello-world on each runtime (one thread, pinned) under wrk -t1
+          at 10, 50, 100 and 500 connections: req/s, latency p50/p99
+          (installs Debian's wrk when it is missing)
   sync    weft-sync's Mutex, Semaphore, mpsc, oneshot and broadcast vs tokio::sync
           and async-lock/async-channel/async-broadcast, all on one Weft runtime
   gpu     an awaited empty kernel vs spinning cuStreamSynchronize (median, p99),
@@ -89,6 +109,8 @@ fn main() -> ExitCode {
     }
     let mut opts = Options {
         reps: 30,
+        reps_given: false,
+        quick: false,
         warmup: 3,
         workers: 2,
         filter: None,
@@ -106,9 +128,13 @@ fn main() -> ExitCode {
             "--quick" => {
                 opts.reps = 3;
                 opts.warmup = 1;
+                opts.quick = true;
             }
             "--reps" => match number("--reps") {
-                Some(n) => opts.reps = n,
+                Some(n) => {
+                    opts.reps = n;
+                    opts.reps_given = true;
+                }
                 None => return ExitCode::from(2),
             },
             "--workers" => match number("--workers") {
@@ -142,6 +168,7 @@ fn main() -> ExitCode {
     let report = match suite.as_str() {
         "sched" => sched::run(&opts),
         "echo" => echo::run(&opts),
+        "http" => http::run(&opts),
         "timers" => timers::run(&opts),
         "promise" => promise::run(&opts),
         "sync" => sync::run(&opts),

@@ -111,6 +111,7 @@ pub(crate) fn call_soon(
                 finished: false,
             },
             Id::next(),
+            crate::trace::SpawnMeta::new(Some("weft.call_soon")),
         ));
     }
     Ok(())

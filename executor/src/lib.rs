@@ -25,7 +25,7 @@
 //!
 //! | file | what |
 //! | --- | --- |
-//! | `task/` | the task: one allocation, one atomic state word (`task/mod.rs` states the rules), `JoinHandle`, `AbortHandle`, `JoinError` |
+//! | `task/` | the task: one allocation, one atomic state word (`task/mod.rs` states the rules), `JoinHandle`, `AbortHandle`, `JoinError`, the spawn [`task::Builder`] |
 //! | `scheduler/multi_thread/` | workers with local queues, LIFO slots and stealing (`worker.rs`), who parks and who searches (`idle.rs`) |
 //! | `scheduler/current_thread.rs` | everything on the thread in `block_on` |
 //! | `scheduler/inject.rs` | the injection queue for work from other threads |
@@ -37,6 +37,7 @@
 //! | `pool/` | [`pool::Pool`], multiprocessing's `Pool` on threads |
 //! | `context.rs` | the thread-locals: current runtime, current task |
 //! | `metrics.rs` | counters you can read while it runs |
+//! | `trace.rs` | feature `tracing`: a span per task and events for wakes, parks and steals ([`trace`] lists them) |
 //!
 //! For the path of a wakeup from the operating system to `poll`, read
 //! `docs/ARCHITECTURE.md` at the repository root.
@@ -56,6 +57,7 @@ pub mod park;
 pub mod pool;
 mod scheduler;
 pub mod task;
+pub mod trace;
 
 #[cfg(all(test, not(loom)))]
 mod runtime_tests;
@@ -71,6 +73,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trace::SpawnMeta;
 
 /// Which scheduler a runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +270,9 @@ impl Builder {
             .driver
             .take()
             .unwrap_or_else(|| Box::new(park::ThreadParker::new()));
+        // The runtime's threads report to the subscriber of the thread that
+        // builds it (see `trace`).
+        let dispatch = trace::ThreadDispatch::capture();
         let prefix: Arc<str> = self.thread_name.as_str().into();
         let blocking_prefix = prefix.clone();
         let pool = blocking::BlockingPool::new(blocking::PoolConfig {
@@ -276,6 +282,7 @@ impl Builder {
             stack_size: self.thread_stack_size,
             on_thread_start: self.on_thread_start.clone(),
             on_thread_stop: self.on_thread_stop.clone(),
+            dispatch: dispatch.clone(),
         });
         let config = scheduler::Config {
             event_interval: self.event_interval,
@@ -294,6 +301,7 @@ impl Builder {
                 let spec = scheduler::multi_thread::ThreadSpec {
                     name: Arc::new(move |i| format!("{prefix}-worker-{i}")),
                     stack_size: self.thread_stack_size,
+                    dispatch,
                 };
                 let (threads, handle) = scheduler::multi_thread::launch(workers, driver, spawner, config, &spec)?;
                 (
@@ -367,6 +375,7 @@ impl Executor {
     }
 
     /// Spawns a task; see [`Handle::spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -377,6 +386,7 @@ impl Executor {
 
     /// Runs a blocking closure on the blocking pool; see
     /// [`Handle::spawn_blocking`].
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, func: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -524,25 +534,30 @@ impl Handle {
     ///
     /// The task starts running soon, on a worker, whether or not the handle
     /// is awaited. Spawning onto a runtime that is shut down returns a handle
-    /// that reports [`JoinError::is_cancelled`].
+    /// that reports [`JoinError::is_cancelled`]. To name the task, use
+    /// [`task::Builder::spawn_on`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.spawn(future, task::Id::next())
+        self.inner.spawn(future, task::Id::next(), SpawnMeta::new(None))
     }
 
     /// Runs `func` on the blocking pool and returns a [`JoinHandle`] for its
     /// result. For code that blocks (file I/O, a C library, heavy CPU work)
     /// and would stall a worker. A panic in `func` is reported through the
     /// handle.
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, func: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.blocking_spawner().spawn_blocking(&self.inner, func)
+        self.inner
+            .blocking_spawner()
+            .spawn_blocking(&self.inner, func, SpawnMeta::new(None))
     }
 
     /// Runs `future` to completion on the current thread; see
@@ -610,7 +625,9 @@ impl Handle {
     /// completes: the building block of the runtime's `call_later` and
     /// `call_at`, where the trigger is a timer. `trigger` waits in a small
     /// task of its own; cancelling the handle cancels that task too, so a
-    /// cancelled timer callback holds no timer.
+    /// cancelled timer callback holds no timer. That task is named
+    /// `weft.call_soon_after` in its tracing span.
+    #[track_caller]
     pub fn call_soon_after<D>(&self, trigger: D, f: impl FnOnce() + Send + 'static) -> CallbackHandle
     where
         D: Future<Output = ()> + Send + 'static,
@@ -624,18 +641,20 @@ impl Handle {
                 let _ = callback::call_soon(&scheduler, Box::new(f), guard.0.take());
             },
             task::Id::next(),
+            SpawnMeta::new(Some("weft.call_soon_after")),
         );
         CallbackHandle::with_trigger(state, waiter.abort_handle())
     }
 
     /// Spawns `future` as a [`future::Task`] on this runtime: asyncio's
     /// `loop.create_task`.
+    #[track_caller]
     pub fn create_task<F>(&self, future: F) -> future::Task<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + Sync + 'static,
     {
-        future::spawn_task(&self.inner, future)
+        future::spawn_task(&self.inner, future, SpawnMeta::new(None))
     }
 
     /// A pending [`future::Promise`] whose done callbacks run on this
@@ -666,7 +685,8 @@ impl fmt::Debug for EnterGuard<'_> {
     }
 }
 
-/// Spawns a task on the current runtime; see [`Handle::spawn`].
+/// Spawns a task on the current runtime; see [`Handle::spawn`]. To name the
+/// task, use [`task::Builder`].
 ///
 /// # Panics
 ///
@@ -678,9 +698,20 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match context::with_current(|h| h.spawn(future, task::Id::next())) {
+    spawn_current(future, SpawnMeta::new(None), "weft::spawn()")
+}
+
+/// Spawns on the current runtime, or panics naming `what` (the public
+/// function the user called).
+#[track_caller]
+pub(crate) fn spawn_current<F>(future: F, meta: SpawnMeta<'_>, what: &str) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match context::with_current(|h| h.spawn(future, task::Id::next(), meta)) {
         Ok(join) => join,
-        Err(err) => panic!("weft::spawn(): {err}"),
+        Err(err) => panic!("{what}: {err}"),
     }
 }
 
@@ -696,8 +727,19 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    match context::with_current(|h| h.blocking_spawner().spawn_blocking(h, func)) {
+    spawn_blocking_current(func, SpawnMeta::new(None), "weft::spawn_blocking()")
+}
+
+/// Runs `func` on the current runtime's blocking pool, or panics naming
+/// `what` (the public function the user called).
+#[track_caller]
+pub(crate) fn spawn_blocking_current<F, R>(func: F, meta: SpawnMeta<'_>, what: &str) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match context::with_current(|h| h.blocking_spawner().spawn_blocking(h, func, meta)) {
         Ok(join) => join,
-        Err(err) => panic!("weft::spawn_blocking(): {err}"),
+        Err(err) => panic!("{what}: {err}"),
     }
 }

@@ -288,3 +288,25 @@ fn a_failing_map_drops_every_result_it_made() {
     assert!(result.is_err());
     assert_eq!(drops.load(SeqCst), made.load(SeqCst));
 }
+
+#[test]
+fn a_task_builder_spawns_on_every_path() {
+    use crate::task::Builder as TaskBuilder;
+    for rt in executors() {
+        let handle = rt.handle().clone();
+        let on = TaskBuilder::new().name("on").spawn_on(async { 1 }, &handle);
+        let blocking_on = TaskBuilder::new().name("blocking-on").spawn_blocking_on(|| 2, &handle);
+        let sum = rt.block_on(async {
+            let here = TaskBuilder::new().name("here").spawn(async { 3 });
+            let blocking = TaskBuilder::new().spawn_blocking(|| 4);
+            here.await.unwrap() + blocking.await.unwrap() + on.await.unwrap() + blocking_on.await.unwrap()
+        });
+        assert_eq!(sum, 10);
+    }
+}
+
+#[test]
+#[should_panic(expected = "weft::task::Builder::spawn(): there is no Weft runtime")]
+fn a_task_builder_outside_a_runtime_names_itself_in_the_panic() {
+    drop(crate::task::Builder::new().name("orphan").spawn(async {}));
+}

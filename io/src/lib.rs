@@ -43,16 +43,20 @@
 //! | [`source`] | work with no file descriptor (MPI, CUDA events) polled by the loop, and the completion notifier |
 //! | [`net`] | TCP, UDP and Unix sockets |
 //! | [`io`] | `AsyncRead`/`AsyncWrite` helpers: `read_exact`, `write_all`, `copy`, `BufReader` |
+//! | [`compat`] | hyper's and Tokio's I/O traits on the sockets, a hyper timer, adapters (features `hyper`, `tokio-compat`) |
+//! | [`signal`] | Ctrl-C and Unix signals, delivered through the reactor |
 //! | [`coop`] | the executor's cooperative budget, which every operation spends |
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations, clippy::undocumented_unsafe_blocks)]
 
+pub mod compat;
 pub mod coop;
 pub mod driver;
 pub mod io;
 mod loom;
 pub mod net;
+pub mod signal;
 pub mod source;
 pub mod time;
 

@@ -55,6 +55,8 @@
 
 mod driver;
 pub mod future;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod runtime;
 
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
@@ -72,6 +74,23 @@ pub use weft_io::time;
 /// Async I/O helpers: `AsyncReadExt`, `AsyncWriteExt`, `BufReader`, `copy`.
 pub use weft_io::io;
 
+/// Other crates' I/O traits on Weft's types: hyper's (feature `hyper`,
+/// and see [`hyper`](crate::hyper)) and Tokio's (feature `tokio-compat`).
+pub use weft_io::compat;
+
+/// Unix signals and Ctrl-C, delivered through the reactor.
+pub use weft_io::signal;
+
+/// Runtime-agnostic locks, semaphores, events and channels: see
+/// [`weft_sync`].
+pub use weft_sync as sync;
+
+/// Runs an `async fn main` on a Weft runtime: see [`weft_macros::main`].
+pub use weft_macros::main;
+
+/// Runs an `async fn` test on a Weft runtime: see [`weft_macros::test`].
+pub use weft_macros::test;
+
 /// Work with no file descriptor polled by the loop, and the completion
 /// notifier that hands results from other threads to the loop.
 pub use weft_io::source;
@@ -80,13 +99,11 @@ pub use weft_io::source;
 /// sources, gives the completion notifier.
 pub use weft_io::Handle as ReactorHandle;
 
-/// Tasks: spawning, joining, cancelling, yielding, and task ids.
-pub mod task {
-    pub use weft_executor::coop::{consume_budget, unconstrained};
-    pub use weft_executor::task::{
-        AbortHandle, Id, JoinError, JoinHandle, id, spawn, spawn_blocking, try_id, yield_now,
-    };
-}
+pub mod task;
+
+/// The tracing vocabulary (feature `tracing`): which spans and events Weft
+/// emits, with what fields.
+pub use weft_executor::trace;
 
 /// The cooperative budget that keeps a task from starving its worker.
 pub use weft_executor::coop;

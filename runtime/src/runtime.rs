@@ -186,6 +186,7 @@ impl Runtime {
     }
 
     /// Spawns a task and returns its [`JoinHandle`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -195,6 +196,7 @@ impl Runtime {
     }
 
     /// Runs a blocking closure on the blocking pool.
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, func: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -282,7 +284,7 @@ impl Drop for Runtime {
 /// A cloneable reference to a runtime, usable from any thread.
 #[derive(Clone)]
 pub struct Handle {
-    exec: weft_executor::Handle,
+    pub(crate) exec: weft_executor::Handle,
     io: weft_io::Handle,
 }
 
@@ -310,6 +312,7 @@ impl Handle {
     }
 
     /// Spawns a task on this runtime.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -319,6 +322,7 @@ impl Handle {
     }
 
     /// Runs a blocking closure on this runtime's blocking pool.
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, func: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -388,6 +392,7 @@ impl Handle {
     /// Schedules `f` to run on the loop once `delay` has passed:
     /// asyncio's `loop.call_later`. Cancelling the handle before then frees
     /// the timer.
+    #[track_caller]
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
         let _io = self.io.enter();
         self.exec.call_soon_after(weft_io::time::sleep(delay), f)
@@ -395,6 +400,7 @@ impl Handle {
 
     /// Schedules `f` to run on the loop at `when`: asyncio's
     /// `loop.call_at` (with a monotonic [`Instant`] for the loop's clock).
+    #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + Send + 'static) -> CallbackHandle {
         let _io = self.io.enter();
         self.exec.call_soon_after(weft_io::time::sleep_until(when), f)
@@ -402,6 +408,7 @@ impl Handle {
 
     /// Spawns `future` as a [`Task`](crate::future::Task), a task whose
     /// handle has the promise API: asyncio's `loop.create_task`.
+    #[track_caller]
     pub fn create_task<F>(&self, future: F) -> crate::future::Task<F::Output>
     where
         F: Future + Send + 'static,

@@ -178,6 +178,81 @@ impl<T> Receiver<T> {
     }
 }
 
+impl<T: Clone + Send + Sync + 'static> Receiver<T> {
+    /// This receiver as a [`Stream`](futures_core::Stream) of values: the
+    /// current one first if this receiver has not seen it, then one item
+    /// per [`changed`](Receiver::changed) (values set in quick succession
+    /// coalesce into the latest), ending when the sender is gone.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    ///
+    /// futures::executor::block_on(async {
+    ///     let (tx, rx) = weft_sync::watch::channel(0);
+    ///     let mut values = rx.into_stream();
+    ///     tx.send(1).unwrap();
+    ///     assert_eq!(values.next().await, Some(1));
+    ///     tx.send(2).unwrap();
+    ///     drop(tx);
+    ///     assert_eq!(values.next().await, Some(2));
+    ///     assert_eq!(values.next().await, None);
+    /// });
+    /// ```
+    pub fn into_stream(self) -> WatchStream<T> {
+        WatchStream {
+            waiting: None,
+            receiver: Some(self),
+        }
+    }
+}
+
+/// A watch [`Receiver`] as a [`Stream`](futures_core::Stream) of values;
+/// made by [`Receiver::into_stream`].
+pub struct WatchStream<T> {
+    /// Between changes: the receiver, idle.
+    receiver: Option<Receiver<T>>,
+    /// While waiting for a change: the wait, which owns the receiver.
+    #[allow(clippy::type_complexity)]
+    waiting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = (bool, Receiver<T>)> + Send + Sync>>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> futures_core::Stream for WatchStream<T> {
+    type Item = T;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        if let Some(mut receiver) = self.receiver.take() {
+            if receiver.has_changed() {
+                let value = receiver.borrow_and_update().clone();
+                self.receiver = Some(receiver);
+                return std::task::Poll::Ready(Some(value));
+            }
+            self.waiting = Some(Box::pin(async move {
+                let changed = receiver.changed().await.is_ok();
+                (changed, receiver)
+            }));
+        }
+        let Some(waiting) = self.waiting.as_mut() else {
+            return std::task::Poll::Ready(None); // ended
+        };
+        let (changed, mut receiver) = std::task::ready!(waiting.as_mut().poll(cx));
+        self.waiting = None;
+        if !changed {
+            return std::task::Poll::Ready(None);
+        }
+        let value = receiver.borrow_and_update().clone();
+        self.receiver = Some(receiver);
+        std::task::Poll::Ready(Some(value))
+    }
+}
+
+impl<T> fmt::Debug for WatchStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchStream")
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Receiver<T> {
         self.shared.receivers.fetch_add(1, AcqRel);

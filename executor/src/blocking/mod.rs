@@ -25,6 +25,7 @@ use crate::context;
 use crate::latch::ExitLatch;
 use crate::scheduler;
 use crate::task::{Id, JoinHandle, Notified, Task, new_task};
+use crate::trace::{self, SpawnMeta, ThreadDispatch};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -40,6 +41,8 @@ pub(crate) struct PoolConfig {
     pub(crate) stack_size: Option<usize>,
     pub(crate) on_thread_start: Option<scheduler::Callback>,
     pub(crate) on_thread_stop: Option<scheduler::Callback>,
+    /// The tracing subscriber the pool's threads use.
+    pub(crate) dispatch: ThreadDispatch,
 }
 
 /// The pool, owned by the executor (which shuts it down).
@@ -166,13 +169,16 @@ impl BlockingPool {
 
 impl Spawner {
     /// Queues `func` to run on a pool thread; `handle` becomes the current
-    /// runtime of a thread started for it.
-    pub(crate) fn spawn_blocking<F, R>(&self, handle: &scheduler::Handle, func: F) -> JoinHandle<R>
+    /// runtime of a thread started for it. `meta` names the job and its
+    /// spawning line for its tracing span.
+    pub(crate) fn spawn_blocking<F, R>(&self, handle: &scheduler::Handle, func: F, meta: SpawnMeta<'_>) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (task, notified, join) = new_task(BlockingTask::new(func), BlockingSchedule, Id::next());
+        let id = Id::next();
+        let future = trace::task(BlockingTask::new(func), trace::Kind::Blocking, id, meta);
+        let (task, notified, join) = new_task(future, BlockingSchedule, id);
         let job = Job { task, notified };
         let mut shared = lock(&self.inner.shared);
         if shared.shutdown {
@@ -211,6 +217,9 @@ impl Spawner {
         let handle = handle.clone();
         let thread = builder.spawn(move || {
             let _exit = exit_token;
+            // Dropped before `_exit`: the thread's last event is delivered
+            // before shutdown sees it gone.
+            let _dispatch = inner.config.dispatch.enter();
             CURRENT_POOL.with(|p| p.set(Arc::as_ptr(&inner)));
             let _current = context::set_current(&handle);
             drop(handle);

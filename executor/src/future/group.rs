@@ -28,8 +28,9 @@
 
 use super::promise::{CallbackId, Promise, Shield, shield};
 use super::set::FutureSet;
+use crate::Handle;
 use crate::task::{AbortHandle, JoinError, JoinHandle};
-use crate::{Handle, context};
+use crate::trace::SpawnMeta;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -218,6 +219,7 @@ impl TaskTracker {
     }
 
     /// Spawns `future` on `handle`'s runtime and tracks it.
+    #[track_caller]
     pub fn spawn_on<F>(&self, future: F, handle: &Handle) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -358,13 +360,12 @@ impl<T: Send + 'static> TaskGroup<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        match context::with_current(|h| h.spawn(future, crate::task::Id::next())) {
-            Ok(join) => self.insert(join),
-            Err(err) => panic!("weft::future::TaskGroup::spawn(): {err}"),
-        }
+        let join = crate::spawn_current(future, SpawnMeta::new(None), "weft::future::TaskGroup::spawn()");
+        self.insert(join)
     }
 
     /// Spawns `future` on `handle`'s runtime as a member of the group.
+    #[track_caller]
     pub fn spawn_on<F>(&mut self, future: F, handle: &Handle) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,
@@ -424,6 +425,21 @@ impl<T: Send + 'static> TaskGroup<T> {
 impl<T: Send + 'static> Default for TaskGroup<T> {
     fn default() -> TaskGroup<T> {
         TaskGroup::new()
+    }
+}
+
+/// A group is a [`Stream`](futures_core::Stream) of its members' outcomes,
+/// in completion order ([`join_next`](TaskGroup::join_next) as a stream),
+/// ending when it is empty.
+impl<T: Send + 'static> futures_core::Stream for TaskGroup<T> {
+    type Item = Result<T, JoinError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_join_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), Some(self.len()))
     }
 }
 

@@ -4,6 +4,7 @@
 use super::error::{Exception, PromiseError};
 use super::promise::Promise;
 use crate::task::{AbortHandle, Id};
+use crate::trace::SpawnMeta;
 use crate::{context, scheduler};
 use std::fmt;
 use std::future::Future;
@@ -58,13 +59,14 @@ where
     F: Future + Send + 'static,
     F::Output: Send + Sync + 'static,
 {
-    match context::with_current(|h| spawn_task(h, future)) {
+    let meta = SpawnMeta::new(None);
+    match context::with_current(|h| spawn_task(h, future, meta)) {
         Ok(task) => task,
         Err(err) => panic!("weft::future::create_task(): {err}"),
     }
 }
 
-pub(crate) fn spawn_task<F>(handle: &scheduler::Handle, future: F) -> Task<F::Output>
+pub(crate) fn spawn_task<F>(handle: &scheduler::Handle, future: F, meta: SpawnMeta<'_>) -> Task<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + Sync + 'static,
@@ -74,7 +76,7 @@ where
         future,
         promise: Some(promise.clone()),
     };
-    let join = handle.spawn(body, Id::next());
+    let join = handle.spawn(body, Id::next(), meta);
     let abort = join.abort_handle();
     // Bound before anyone else sees the promise: every `cancel` reaches
     // the task.

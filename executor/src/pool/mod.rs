@@ -176,11 +176,16 @@ impl Pool {
             threads: Mutex::new(Vec::with_capacity(workers)),
             size: workers,
         };
+        // The threads report to the subscriber of the thread that creates
+        // the pool (see `crate::trace`).
+        let dispatch = crate::trace::ThreadDispatch::capture();
         for i in 0..workers {
             let shared = shared.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("weft-pool-{i}"))
-                .spawn(move || worker_loop(&shared));
+            let dispatch = dispatch.clone();
+            let spawned = thread::Builder::new().name(format!("weft-pool-{i}")).spawn(move || {
+                let _dispatch = dispatch.enter();
+                worker_loop(&shared);
+            });
             match spawned {
                 Ok(thread) => lock(&pool.threads).push(thread),
                 // Dropping `pool` terminates and joins the threads started.

@@ -25,6 +25,7 @@ use crate::metrics::{Counter, WorkerCounters};
 use crate::park::{Park, Unpark};
 use crate::scheduler::{self, Config, Inject, PANIC_SHUTDOWN, PanicSignal};
 use crate::task::{Id, JoinHandle, Notified, Schedule, Task, list::OwnedTasks};
+use crate::trace;
 use crate::{RuntimeMetrics, UnhandledPanic};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -336,8 +337,12 @@ impl Context {
         };
         if timeout.is_none() {
             self.handle.counters.parks.incr();
+            trace::park(0);
         }
         driver.park(timeout);
+        if timeout.is_none() {
+            trace::unpark(0, true);
+        }
         if let Some(core) = self.core.borrow_mut().as_mut() {
             core.driver = Some(driver);
         }

@@ -16,6 +16,7 @@ use crate::blocking;
 use crate::callback::ReadyQueue;
 use crate::task::Schedule;
 use crate::task::{Id, JoinHandle};
+use crate::trace::{self, SpawnMeta};
 use crate::{Flavor, RuntimeMetrics, UnhandledPanic};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::*};
@@ -52,11 +53,14 @@ pub(crate) struct Config {
 pub(crate) type Callback = Arc<dyn Fn() + Send + Sync>;
 
 impl Handle {
-    pub(crate) fn spawn<F>(&self, future: F, id: Id) -> JoinHandle<F::Output>
+    /// Spawns `future` as task `id`; `meta` names it and its spawning line
+    /// for its tracing span.
+    pub(crate) fn spawn<F>(&self, future: F, id: Id, meta: SpawnMeta<'_>) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let future = trace::task(future, trace::Kind::Task, id, meta);
         match self {
             Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, id),
             Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, id),

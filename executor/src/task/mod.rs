@@ -69,6 +69,7 @@
 //!    any reference may read them.
 
 mod abort;
+mod builder;
 pub(crate) mod core;
 mod error;
 mod harness;
@@ -86,6 +87,7 @@ mod loom_tests;
 mod tests;
 
 pub use self::abort::AbortHandle;
+pub use self::builder::Builder;
 pub use self::error::JoinError;
 pub use self::id::Id;
 pub use self::join::JoinHandle;

@@ -7,6 +7,8 @@ use super::core::Header;
 use super::raw::RawTask;
 use super::state::TransitionToNotified;
 use crate::context;
+#[cfg(feature = "tracing")]
+use crate::trace;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
@@ -48,7 +50,11 @@ impl Deref for WakerRef<'_> {
 /// `yield_now` and the cooperative budget.
 pub(crate) fn wake_after_poll(waker: &Waker) {
     let ours = std::ptr::eq(waker.vtable(), &WAKER_VTABLE) && context::defer_wake(waker.data());
-    if !ours {
+    if ours {
+        // The deferred wake stands for a `wake_by_ref`: report it as one.
+        #[cfg(feature = "tracing")]
+        trace::wake(raw_task(waker.data()).header().id, "wake_by_ref");
+    } else {
         waker.wake_by_ref();
     }
 }
@@ -71,6 +77,9 @@ unsafe fn drop_waker(ptr: *const ()) {
 
 unsafe fn wake_by_val(ptr: *const ()) {
     let raw = raw_task(ptr);
+    // Before the transition, which may hand the waker's reference away.
+    #[cfg(feature = "tracing")]
+    trace::wake(raw.header().id, "wake");
     match raw.state().transition_to_notified_by_val() {
         // The waker's reference became the Notified's.
         TransitionToNotified::Submit => raw.schedule(),
@@ -81,6 +90,8 @@ unsafe fn wake_by_val(ptr: *const ()) {
 
 unsafe fn wake_by_ref(ptr: *const ()) {
     let raw = raw_task(ptr);
+    #[cfg(feature = "tracing")]
+    trace::wake(raw.header().id, "wake_by_ref");
     match raw.state().transition_to_notified_by_ref() {
         // The transition took a new reference for the Notified.
         TransitionToNotified::Submit => raw.schedule(),

@@ -13,7 +13,9 @@
 //!    nanoseconds more at most.
 //! 3. Deliver readiness events: each token names a registration (with a
 //!    generation tag, so stale events are dropped); the readiness is set and
-//!    the tasks waiting in that direction are woken.
+//!    the tasks waiting in that direction are woken. An event on the signal
+//!    self-pipe's token drains the pipe and wakes the listeners of the
+//!    signals delivered (see [`crate::signal`]).
 //! 4. Fire the timers that are due, in deadline order.
 //! 5. Deliver completions queued by other threads (the
 //!    [`Notifier`](crate::source::Notifier)).
@@ -30,6 +32,8 @@ pub(crate) mod context;
 pub(crate) mod registration;
 pub(crate) mod scheduled_io;
 
+#[cfg(unix)]
+use self::registration::SIGNAL_TOKEN;
 use self::registration::{Registrations, WAKER_TOKEN};
 use self::scheduled_io::Ready;
 use crate::source::{Notifier, Sources};
@@ -74,6 +78,10 @@ pub(crate) struct Inner {
     pub(crate) timers: Timers,
     pub(crate) sources: Sources,
     pub(crate) notifier: Notifier,
+    /// This reactor's watch on the signal self-pipe, made with its first
+    /// signal listener.
+    #[cfg(unix)]
+    pub(crate) signals: crate::signal::ReactorSignals,
     shutdown: AtomicBool,
 }
 
@@ -110,6 +118,8 @@ impl Driver {
                 waker,
                 timers: Timers::new(Instant::now()),
                 sources: Sources::default(),
+                #[cfg(unix)]
+                signals: Default::default(),
                 shutdown: AtomicBool::new(false),
             }),
         };
@@ -169,16 +179,27 @@ impl Driver {
             }
         }
 
+        #[cfg(unix)]
+        let mut signalled = false;
         {
             let registrations = inner.registrations();
             for event in self.events.iter() {
                 if event.token() == WAKER_TOKEN {
                     continue;
                 }
+                #[cfg(unix)]
+                if event.token() == SIGNAL_TOKEN {
+                    signalled = true;
+                    continue;
+                }
                 if let Some(slot) = registrations.get(event.token()) {
                     slot.io.set_readiness(Ready::from_event(event), &mut self.wakers);
                 }
             }
+        }
+        #[cfg(unix)]
+        if signalled {
+            inner.signals.deliver(&mut self.wakers);
         }
         self.wake_all();
 
@@ -225,8 +246,9 @@ impl Driver {
     /// on (with an error saying why), pending timers wake their tasks
     /// (which then panic, naming the cause), queued completions are
     /// delivered, later completions are delivered on the thread that
-    /// completes them, and every source is told ([`Source::shutdown`]) and
-    /// dropped.
+    /// completes them, every source is told ([`Source::shutdown`]) and
+    /// dropped, and this reactor's signal listeners are woken and report the
+    /// end of their stream.
     ///
     /// [`Source::shutdown`]: crate::source::Source::shutdown
     pub fn shutdown(&mut self) {
@@ -237,6 +259,8 @@ impl Driver {
         for slot in inner.registrations().iter() {
             slot.io.shutdown(&mut self.wakers);
         }
+        #[cfg(unix)]
+        inner.signals.shutdown(self.handle.id(), &mut self.wakers);
         self.wake_all();
         inner.timers.shutdown(&mut self.wakers);
         self.wake_all();

@@ -24,6 +24,11 @@ const GEN_MASK: usize = (1 << GEN_BITS) - 1;
 /// ever gets it (indices would have to reach `usize::MAX >> 16`).
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 
+/// The token of the reactor's watch on the signal self-pipe
+/// ([`crate::signal`], rule 6); reserved as [`WAKER_TOKEN`] is.
+#[cfg(unix)]
+pub(crate) const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+
 /// One slab slot.
 pub(crate) struct Slot {
     generation: usize,

@@ -11,6 +11,12 @@
 //! `SocketAddr` or an IP literal (`"127.0.0.1:8080"`), or resolve names on the
 //! blocking pool first.
 //!
+//! With feature `hyper`, the byte streams (and their halves, each in its
+//! direction) also implement `hyper::rt::Read` and `hyper::rt::Write`, so
+//! hyper's connection builders take them as they are; with feature
+//! `tokio-compat`, Tokio's `AsyncRead` and `AsyncWrite` (see
+//! [`crate::compat`]).
+//!
 //! Errors are `io::Error`s, as the OS reports them: an accept that finds the
 //! process out of file descriptors returns `EMFILE`, and the caller decides
 //! how to back off (the examples sleep briefly).
@@ -63,6 +69,42 @@ macro_rules! byte_stream_read {
                 $io.poll_read_vectored(cx, bufs)
             }
         }
+
+        #[cfg(feature = "hyper")]
+        impl hyper::rt::Read for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                mut buf: hyper::rt::ReadBufCursor<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let $this = &*self;
+                // SAFETY: `poll_read_uninit` only writes bytes into the
+                // slice (the kernel's `read`), never de-initialises any.
+                let unfilled = unsafe { buf.as_mut() };
+                let n = std::task::ready!(crate::compat::poll_read_uninit(&$io, cx, unfilled))?;
+                // SAFETY: the kernel initialised the first `n` bytes.
+                unsafe { buf.advance(n) };
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+
+        #[cfg(feature = "tokio-compat")]
+        impl tokio::io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let $this = &*self;
+                // SAFETY: as for `hyper::rt::Read` above: only written to.
+                let unfilled = unsafe { buf.unfilled_mut() };
+                let n = std::task::ready!(crate::compat::poll_read_uninit(&$io, cx, unfilled))?;
+                // SAFETY: the kernel initialised the first `n` unfilled bytes.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
     };
 }
 
@@ -103,6 +145,80 @@ macro_rules! byte_stream_write {
             ) -> std::task::Poll<std::io::Result<()>> {
                 let $this = &*self;
                 crate::net::shutdown_write($io.get_ref().shutdown(std::net::Shutdown::Write))
+            }
+        }
+
+        #[cfg(feature = "hyper")]
+        impl hyper::rt::Write for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                futures_io::AsyncWrite::poll_write(self, cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                futures_io::AsyncWrite::poll_write_vectored(self, cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                futures_io::AsyncWrite::poll_flush(self, cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                futures_io::AsyncWrite::poll_close(self, cx)
+            }
+        }
+
+        #[cfg(feature = "tokio-compat")]
+        impl tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                futures_io::AsyncWrite::poll_write(self, cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                futures_io::AsyncWrite::poll_write_vectored(self, cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                futures_io::AsyncWrite::poll_flush(self, cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                futures_io::AsyncWrite::poll_close(self, cx)
             }
         }
     };

@@ -119,8 +119,9 @@ impl Timers {
         }
     }
 
-    fn cancel(&self, key: Key) {
-        self.wheel().remove(key);
+    /// Cancels a pending timer; returns its waker if it had not fired.
+    fn cancel(&self, key: Key) -> Option<Waker> {
+        self.wheel().remove(key)
     }
 
     fn is_shutdown(&self) -> bool {

@@ -63,9 +63,33 @@ impl Sleep {
     }
 
     /// Moves the deadline (earlier or later), reusing this future.
+    ///
+    /// A task already waiting on this sleep keeps waiting, for the new
+    /// deadline: the timer moves in the wheel with its waker, so the task
+    /// is woken at the new deadline (at once if it has passed) without
+    /// being polled in between. hyper's header-read timeout relies on
+    /// this, through [`WeftTimer`](crate::compat::hyper::WeftTimer)'s
+    /// `reset`.
     pub fn reset(&mut self, deadline: Instant) {
-        self.cancel();
         self.deadline = deadline;
+        let (Some(key), Some(handle)) = (self.entry.take(), &self.handle) else {
+            return;
+        };
+        // Not pending any more: it fired, and its task will poll and
+        // register the new deadline then.
+        let Some(waker) = handle.inner.timers.cancel(key) else {
+            return;
+        };
+        match handle.inner.timers.register(deadline, &waker) {
+            (Some(key), wake_loop) => {
+                if wake_loop {
+                    handle.inner.wake();
+                }
+                self.entry = Some(key);
+            }
+            // The new deadline has passed: the task polls and completes.
+            (None, _) => waker.wake(),
+        }
     }
 
     /// Polls for the deadline without spending cooperative budget: for
@@ -122,7 +146,7 @@ impl Sleep {
 
     fn cancel(&mut self) {
         if let (Some(key), Some(handle)) = (self.entry.take(), &self.handle) {
-            handle.inner.timers.cancel(key);
+            drop(handle.inner.timers.cancel(key));
         }
     }
 }
@@ -174,6 +198,47 @@ mod tests {
             drop(sleep);
             assert_eq!(handle.pending_timers(), 0);
         });
+    }
+
+    #[test]
+    fn reset_moves_a_waiting_sleep_without_a_poll() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let mut driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        let _enter = handle.enter();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut sleep = Box::pin(sleep(Duration::from_secs(60)));
+        assert!(sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        // Brought forward while the task waits: the waker moves with it.
+        let start = Instant::now();
+        sleep.as_mut().get_mut().reset(start + Duration::from_millis(5));
+        assert_eq!(handle.pending_timers(), 1);
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the moved timer never woke its task"
+            );
+            driver.turn(Some(Duration::from_millis(50)));
+        }
+        assert!(start.elapsed() >= Duration::from_millis(5));
+        assert!(sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
+        // Reset into the past while waiting: woken at once.
+        let mut sleep = Box::pin(super::sleep(Duration::from_secs(60)));
+        assert!(sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        sleep
+            .as_mut()
+            .get_mut()
+            .reset(Instant::now() - Duration::from_millis(1));
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(handle.pending_timers(), 0);
     }
 
     #[test]

@@ -140,13 +140,12 @@ impl Wheel {
         }
     }
 
-    /// Cancels a pending entry (O(1)); a stale key is ignored.
-    pub(crate) fn remove(&mut self, key: Key) {
-        if self.entry(key).is_none() {
-            return;
-        }
+    /// Cancels a pending entry (O(1)) and returns its waker; a stale key
+    /// is ignored (`None`).
+    pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
+        self.entry(key)?;
         self.unfile(key.index);
-        self.entries.remove(key.index);
+        self.entries.remove(key.index).waker
     }
 
     /// The tick of the earliest pending entry's slot: the wheel has nothing

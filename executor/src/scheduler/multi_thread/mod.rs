@@ -72,6 +72,8 @@ pub(crate) struct MultiThread {
 pub(crate) struct ThreadSpec {
     pub(crate) name: Arc<dyn Fn(usize) -> String + Send + Sync>,
     pub(crate) stack_size: Option<usize>,
+    /// The tracing subscriber the workers use.
+    pub(crate) dispatch: crate::trace::ThreadDispatch,
 }
 
 /// Starts `num_workers` workers driving `driver`.
@@ -124,8 +126,12 @@ pub(crate) fn launch(
         }
         let worker_handle = handle.clone();
         let exit_token = exited.token();
+        let dispatch = spec.dispatch.clone();
         let spawned = builder.spawn(move || {
             let _exit = exit_token;
+            // Dropped before `_exit`: the worker's last event is delivered
+            // before shutdown sees it gone.
+            let _dispatch = dispatch.enter();
             run_worker(worker_handle, index, core, parker);
         });
         match spawned {

@@ -42,6 +42,7 @@ use crate::metrics::WorkerCounters;
 use crate::park::{Parker, SharedDriver, Unparker};
 use crate::scheduler::Inject;
 use crate::task::{Notified, list::OwnedTasks};
+use crate::trace;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use std::cell::RefCell;
@@ -258,9 +259,14 @@ impl Context {
                 }
             };
             if let Some(task) = stolen {
+                let tasks = 1 + core.run_queue.len() as u64;
                 let counters = self.counters();
                 counters.steal_operations.incr();
-                counters.steals.add(1 + core.run_queue.len() as u64);
+                counters.steals.add(tasks);
+                // A subscriber is user code: never run it under a borrow of
+                // the core.
+                drop(core);
+                trace::steal(self.index, victim, tasks);
                 return Some(task);
             }
         }
@@ -369,6 +375,7 @@ impl Context {
         let mut idle_watches = 0;
         loop {
             self.counters().parks.incr();
+            trace::park(self.index);
             self.core.borrow_mut().is_parked = true;
             // Into the driver if it is free; otherwise onto the condition
             // variable, where one worker (the standby) watches over the
@@ -384,6 +391,7 @@ impl Context {
                 slept_untimed = sleep.is_none();
                 sleep
             });
+            trace::unpark(self.index, ran_driver);
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();

@@ -1,0 +1,380 @@
+//! Suite `http`: the same hyper 1.x HTTP/1.1 hello-world server on each
+//! runtime, driven by wrk (see [`crate::wrk`]) over loopback at 10, 50, 100
+//! and 500 keep-alive connections (`wrk -t1 -cN -d10s`).
+//!
+//! # What runs where
+//!
+//! - **One server thread per runtime**, each a current-thread runtime that
+//!   runs its reactor and every connection's task on that one thread: Weft's
+//!   `Builder::new_current_thread()`, Tokio's `new_current_thread()` (with
+//!   hyper-util's `TokioIo` and `TokioTimer`), and an `async_executor::Executor`
+//!   run by `async_io::block_on` (so that thread drives async-io's reactor,
+//!   as `smol::block_on` does), with smol-hyper's `FuturesIo` and `SmolTimer`.
+//!   `--workers` does not apply.
+//! - **Every server does the same work**: a listener with a 4096 backlog,
+//!   `TCP_NODELAY` on each accepted socket, one task per connection serving
+//!   `hyper::server::conn::http1` with keep-alive and the runtime's timer
+//!   (so hyper's default 30 s header-read timeout is armed for every request,
+//!   and each runtime's timer is on the path), and one `service_fn` answering
+//!   every request with `Hello, world!`.
+//! - **Pinning, where possible**: the bench process pins its main thread to
+//!   the second CPU it may use before it starts any server, so every server
+//!   thread inherits that CPU; wrk runs under `taskset -c` on the first. With
+//!   one CPU, or without `taskset`, nothing is pinned, and the suite says so.
+//!
+//! Repetitions (3 unless `--reps` says otherwise) interleave the runtimes:
+//! each repetition runs every runtime in turn, each run after an untimed
+//! warm-up run of wrk with the same connections. `--quick` runs 2 s instead
+//! of 10 s at 50 and 500 connections only.
+//!
+//! # What it records
+//!
+//! Per workload (`c10`, `c50`, `c100`, `c500`) and runtime:
+//! `requests_per_s` (the median and p99 of the repetitions' rates; higher is
+//! better) and `latency_ns` (its "median" is the median of the
+//! repetitions' p50 latencies as wrk measured them, its "p99" the median of
+//! their p99s), and `server_cpu_ns`: the CPU time the bench process (the
+//! server; wrk is a child and not counted, the other servers sit idle)
+//! spent per request. With wrk on one core, the rate is often wrk's limit
+//! as much as the server's; the CPU per request is the server's alone.
+//! Each run's p90, p99.9 and mean latencies go to stderr with its rate. Any socket error or non-2xx/3xx response in a run ends the
+//! suite with an error.
+
+use crate::Options;
+use crate::report::{Report, percentile};
+use crate::wrk::{self, Wrk};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Connection counts of a full run, and of a `--quick` one.
+const CONNECTIONS: [usize; 4] = [10, 50, 100, 500];
+const QUICK_CONNECTIONS: [usize; 2] = [50, 500];
+/// Seconds of each timed wrk run, and of the warm-up run before it.
+const SECONDS: (u32, u32) = (10, 2);
+const QUICK_SECONDS: (u32, u32) = (2, 1);
+/// Repetitions unless `--reps` is given.
+const DEFAULT_REPS: usize = 3;
+/// The listen backlog of every server (the kernel caps it at
+/// `net.core.somaxconn`): 500 connections arrive at once.
+const BACKLOG: i32 = 4096;
+/// How long an acceptor waits after a failed `accept` (out of file
+/// descriptors) before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// The body of every response.
+const HELLO: &[u8] = b"Hello, world!";
+
+/// A server: the runtime's name and a function that serves the listener
+/// on a runtime of one thread, forever.
+type Server = (&'static str, fn(std::net::TcpListener));
+
+/// Every server, Weft's first (the anchor of the ratios).
+const SERVERS: [Server; 3] = [("weft", weft_server), ("tokio", tokio_server), ("smol", smol_server)];
+
+/// Runs the suite: pins, finds wrk, starts the servers, then loads each in
+/// turn at every connection count.
+pub(crate) fn run(opts: &Options) -> Report {
+    let mut report = Report::new("http");
+    let connections: &[usize] = if opts.quick { &QUICK_CONNECTIONS } else { &CONNECTIONS };
+    let (secs, warmup_secs) = if opts.quick { QUICK_SECONDS } else { SECONDS };
+    let reps = if opts.reps_given { opts.reps } else { DEFAULT_REPS };
+
+    // Pin first: threads inherit the CPUs of the thread that starts them.
+    let placement = place();
+    println!("http: {}", placement.note);
+    let most = connections.iter().copied().max().unwrap_or(0);
+    if let Err(err) = raise_fd_limit(4 * most as u64 + 1024) {
+        println!("http: {err}; the runs at {most} connections may fail");
+    }
+    let wrk = Wrk::new(placement.wrk_cpu).unwrap_or_else(|err| fail(&err));
+    let servers: Vec<(&'static str, SocketAddr)> = SERVERS
+        .iter()
+        .filter(|(name, _)| opts.runtime.as_deref().is_none_or(|only| only == *name))
+        .map(|&(name, serve)| (name, start(name, serve)))
+        .collect();
+
+    for &conns in connections {
+        let workload = format!("c{conns}");
+        if opts.filter.as_deref().is_some_and(|f| !workload.contains(f)) {
+            continue;
+        }
+        eprintln!("{workload}: wrk -t1 -c{conns} -d{secs}s, {reps} repetition(s) of each runtime");
+        let mut runs: Vec<Vec<(wrk::Run, f64)>> = vec![Vec::new(); servers.len()];
+        for _ in 0..reps {
+            for (i, &(name, addr)) in servers.iter().enumerate() {
+                let against = |what: &str, secs| {
+                    wrk.run(addr, conns, secs)
+                        .unwrap_or_else(|err| fail(&format!("{what} against {name} at {conns} connections: {err}")))
+                };
+                against("the warm-up", warmup_secs);
+                let cpu_before = process_cpu_ns();
+                let run = against("the run", secs);
+                // wrk is a child process, not counted; the other servers are
+                // idle: what this process spent is the server's work.
+                let cpu_per_request = (process_cpu_ns() - cpu_before) / run.requests.max(1.0);
+                let [p50, p90, p99, p999] = run.latency_us;
+                eprintln!(
+                    "  {name:<6} {:>9.0} req/s   latency µs: p50 {p50:.0}  p90 {p90:.0}  p99 {p99:.0}  p99.9 {p999:.0}  mean {:.0}   server CPU {cpu_per_request:.0} ns/req",
+                    run.requests_per_s(),
+                    run.latency_mean_us,
+                );
+                runs[i].push((run, cpu_per_request));
+            }
+        }
+        for (&(name, _), runs) in servers.iter().zip(&runs) {
+            for (run, cpu_per_request) in runs {
+                report.record(&workload, name, "requests_per_s", run.requests_per_s());
+                report.record(&workload, name, "server_cpu_ns", *cpu_per_request);
+            }
+            let ns = |i: usize| -> Vec<f64> { runs.iter().map(|(run, _)| run.latency_us[i] * 1e3).collect() };
+            report.record_summary(
+                &workload,
+                name,
+                "latency_ns",
+                percentile(&ns(0), 50.0),
+                percentile(&ns(2), 50.0),
+            );
+        }
+    }
+    report
+}
+
+/// CPU time (user and system) this process has used, in nanoseconds.
+fn process_cpu_ns() -> f64 {
+    // SAFETY: an all-zero `rusage` is a valid value of a plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `getrusage` only writes the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// Prints why the suite cannot go on and exits with a failure.
+fn fail(message: &str) -> ! {
+    eprintln!("\nhttp: {message}");
+    std::process::exit(1)
+}
+
+// ----- The service ------------------------------------------------------------
+
+/// The one service of every server: `Hello, world!` for every request.
+async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(HELLO))))
+}
+
+/// Serves one connection: HTTP/1.1 with keep-alive (hyper's default) and the
+/// runtime's `timer`, until the client closes it.
+async fn serve<I, T>(io: I, timer: T)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    T: hyper::rt::Timer + Send + Sync + 'static,
+{
+    let mut http = http1::Builder::new();
+    http.timer(timer);
+    // An error is a client that went away mid-request: wrk stops with
+    // requests in flight. wrk counts its own errors.
+    let _ = http.serve_connection(io, service_fn(hello)).await;
+}
+
+/// Binds a listener on an ephemeral loopback port and starts a thread that
+/// serves it with `serve`; returns the address.
+fn start(name: &'static str, serve: fn(std::net::TcpListener)) -> SocketAddr {
+    let listener = listener().unwrap_or_else(|err| fail(&format!("could not bind the {name} server: {err}")));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|err| fail(&format!("the {name} server has no address: {err}")));
+    // The thread serves until the process exits.
+    std::thread::Builder::new()
+        .name(format!("http-{name}"))
+        .spawn(move || serve(listener))
+        .unwrap_or_else(|err| fail(&format!("could not start the {name} server's thread: {err}")));
+    addr
+}
+
+/// A non-blocking listener on `127.0.0.1:0` with `SO_REUSEADDR` and a
+/// backlog of [`BACKLOG`], made the same way for every runtime, which takes
+/// it over.
+fn listener() -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+// ----- The servers ------------------------------------------------------------
+
+/// Weft: a current-thread runtime; its `TcpStream` is hyper I/O as it is,
+/// and `weft::hyper::WeftTimer` is the timer.
+fn weft_server(listener: std::net::TcpListener) {
+    use weft::hyper::WeftTimer;
+    let rt = weft::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|err| fail(&format!("could not build the weft runtime: {err}")));
+    rt.block_on(async {
+        let listener = weft::net::TcpListener::from_std(listener)
+            .unwrap_or_else(|err| fail(&format!("weft could not take the listener: {err}")));
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    drop(weft::spawn(serve(stream, WeftTimer::new())));
+                }
+                Err(_) => weft::time::sleep(ACCEPT_BACKOFF).await,
+            }
+        }
+    })
+}
+
+/// Tokio: a current-thread runtime, hyper-util's `TokioIo` and `TokioTimer`.
+fn tokio_server(listener: std::net::TcpListener) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| fail(&format!("could not build the tokio runtime: {err}")));
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .unwrap_or_else(|err| fail(&format!("tokio could not take the listener: {err}")));
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    drop(tokio::spawn(serve(TokioIo::new(stream), TokioTimer::new())));
+                }
+                Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
+            }
+        }
+    })
+}
+
+/// smol: an `async_executor::Executor` run by `async_io::block_on` on this
+/// thread (which then drives async-io's reactor too), smol-hyper's
+/// `FuturesIo` and `SmolTimer`.
+fn smol_server(listener: std::net::TcpListener) {
+    use smol_hyper::rt::{FuturesIo, SmolTimer};
+    let ex = async_executor::Executor::new();
+    async_io::block_on(ex.run(async {
+        let listener = async_net::TcpListener::try_from(listener)
+            .unwrap_or_else(|err| fail(&format!("smol could not take the listener: {err}")));
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    ex.spawn(serve(FuturesIo::new(stream), SmolTimer::new())).detach();
+                }
+                Err(_) => {
+                    async_io::Timer::after(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }))
+}
+
+// ----- Placement ----------------------------------------------------------------
+
+/// Where wrk runs, and a line that says where everything runs.
+struct Placement {
+    /// The CPU wrk is pinned to (with `taskset`), if any.
+    wrk_cpu: Option<usize>,
+    note: String,
+}
+
+/// Pins this thread (and so every thread it starts from now on: the
+/// servers') to the second CPU this process may use, and picks the first
+/// for wrk; or, with one CPU or no `taskset`, pins nothing.
+fn place() -> Placement {
+    let unpinned = |why: String| Placement {
+        wrk_cpu: None,
+        note: format!("not pinned ({why}): servers and wrk share the CPUs"),
+    };
+    let cpus = match allowed_cpus() {
+        Ok(cpus) => cpus,
+        Err(err) => return unpinned(err),
+    };
+    if cpus.len() < 2 {
+        return unpinned(format!("only {} CPU available", cpus.len()));
+    }
+    if !wrk::on_path("taskset") {
+        return unpinned("taskset is not on PATH".to_owned());
+    }
+    let (wrk_cpu, server_cpu) = (cpus[0], cpus[1]);
+    if let Err(err) = pin_this_thread(server_cpu) {
+        return unpinned(err);
+    }
+    Placement {
+        wrk_cpu: Some(wrk_cpu),
+        note: format!(
+            "servers pinned to CPU {server_cpu}, wrk to CPU {wrk_cpu} (of {})",
+            cpus.len()
+        ),
+    }
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Result<Vec<usize>, String> {
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is
+    // the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `sched_getaffinity` writes at most `size_of::<cpu_set_t>()`
+    // bytes into `set`, which is that large.
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Err(format!("sched_getaffinity: {}", std::io::Error::last_os_error()));
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below `CPU_SETSIZE`, the size of the set in bits.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to `cpu`. Threads it starts later inherit that.
+fn pin_this_thread(cpu: usize) -> Result<(), String> {
+    // SAFETY: as in `allowed_cpus`: all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` came from `allowed_cpus`, so it is below `CPU_SETSIZE`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes of
+    // `set`; pid 0 is the calling thread.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(format!("sched_setaffinity: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Raises this process's soft limit on open files to at least `needed`
+/// (within the hard limit). wrk, started from here, inherits it.
+fn raise_fd_limit(needed: u64) -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` into `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    limit.rlim_cur = needed.min(limit.rlim_max);
+    // SAFETY: `setrlimit` reads one `rlimit` from `limit`.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+    }
+    if limit.rlim_cur < needed {
+        return Err(format!(
+            "the open-file limit is {} (hard limit), below the {needed} wanted",
+            limit.rlim_cur
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Other crates' I/O and timer traits, on Weft's types.
+//!
+//! Weft's own vocabulary is `futures-io` ([`crate::io`]). Two features add
+//! the traits that much of the ecosystem is written against:
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `hyper` | `hyper::rt::Read` and `hyper::rt::Write` on [`TcpStream`](crate::net::TcpStream), [`UnixStream`](crate::net::UnixStream) and their halves; `hyper::rt::Sleep` on [`time::Sleep`](crate::time::Sleep); [`hyper::WeftTimer`] (`hyper::rt::Timer`, with an in-place `reset`); [`hyper::HyperIo`], which turns a `futures-io` stream into a hyper one and back |
+//! | `tokio-compat` | Tokio's `AsyncRead` and `AsyncWrite` on the same streams; [`tokio::Compat`], which turns any `futures-io` reader or writer into a Tokio one and back |
+//!
+//! The impls on the sockets read straight into the caller's uninitialised
+//! buffer (hyper's `ReadBufCursor`, Tokio's `ReadBuf`), so they cost what
+//! the `futures-io` ones cost: one `read(2)` once the socket is ready,
+//! with the same readiness tracking and cooperative budget.
+//!
+//! What the features cannot do: a crate that calls `tokio::spawn`,
+//! `tokio::time::sleep` or `tokio::net` needs Tokio's runtime and panics
+//! outside one. Only crates written against the I/O *traits* (codecs, TLS
+//! wrappers, compression streams, `tokio::io::copy`) run on Weft.
+
+#[cfg(feature = "hyper")]
+pub mod hyper;
+#[cfg(feature = "tokio-compat")]
+pub mod tokio;
+
+#[cfg(any(feature = "hyper", feature = "tokio-compat"))]
+pub(crate) use self::uninit::poll_read_uninit;
+
+#[cfg(any(feature = "hyper", feature = "tokio-compat"))]
+mod uninit {
+    use crate::driver::Direction;
+    use crate::driver::registration::Registered;
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    use std::task::{Context, Poll};
+
+    /// Reads into `buf` (whose bytes need not be initialised) once the
+    /// socket is readable: the `futures-io` read path, minus zeroing.
+    pub(crate) fn poll_read_uninit<E: mio::event::Source + AsRawFd>(
+        io: &Registered<E>,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        io.poll_transfer(cx, Direction::Read, len, |socket| {
+            // SAFETY: `buf` is valid for writes of `len` bytes for the whole
+            // call, and `read(2)` writes at most `len` bytes into it; it does
+            // not need the bytes initialised.
+            let n = unsafe { libc::read(socket.as_raw_fd(), buf.as_mut_ptr().cast(), len) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
+    }
+}
