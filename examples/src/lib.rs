@@ -19,6 +19,47 @@ pub async fn accept_backoff(server: &str, err: &io::Error) {
     weft::time::sleep(ACCEPT_BACKOFF).await;
 }
 
+/// The HTTP examples' entry: with `--demo`, spawns `serve` on a free
+/// loopback port and returns what `demo` (given that port's address)
+/// returns; otherwise serves on `127.0.0.1:PORT` (the first argument, or
+/// `default_port`) until Ctrl-C.
+pub async fn serve_or_demo<S, D>(
+    name: &str,
+    default_port: u16,
+    serve: impl FnOnce(weft::net::TcpListener) -> S,
+    demo: impl FnOnce(std::net::SocketAddr) -> D,
+) -> io::Result<()>
+where
+    S: std::future::Future<Output = ()> + Send + 'static,
+    D: std::future::Future<Output = io::Result<()>>,
+{
+    let is_demo = std::env::args().nth(1).as_deref() == Some("--demo");
+    let port = if is_demo { 0 } else { port_from_args(name, default_port) };
+    let listener = weft::net::TcpListener::bind(("127.0.0.1", port))?;
+    let addr = listener.local_addr()?;
+    if is_demo {
+        weft::spawn(serve(listener));
+        return demo(addr).await;
+    }
+    println!("{name}: listening on http://{addr} (Ctrl-C to stop)");
+    let serving = std::pin::pin!(serve(listener));
+    futures::future::select(std::pin::pin!(weft::signal::ctrl_c()), serving).await;
+    println!("{name}: Ctrl-C, stopping");
+    Ok(())
+}
+
+/// A response's body, read whole, as text.
+pub async fn body_text(response: hyper::Response<hyper::body::Incoming>) -> io::Result<String> {
+    use http_body_util::BodyExt;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(io::Error::other)?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The port from the first argument, or `default`; exits with a usage
 /// message (status 2) on anything else, and prints it (status 0) for
 /// `--help`.

@@ -24,7 +24,7 @@
 //! - `#[weft::main]`.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, service::service_fn};
 use std::convert::Infallible;
@@ -42,26 +42,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[weft::main]
 async fn main() -> io::Result<()> {
-    let demo = std::env::args().nth(1).as_deref() == Some("--demo");
-    let port = if demo {
-        0
-    } else {
-        weft_examples::port_from_args("http_hello", 3000)
-    };
-    let listener = TcpListener::bind(("127.0.0.1", port))?;
-    let addr = listener.local_addr()?;
-    if demo {
-        weft::spawn(accept_loop(listener));
-        return ask_twice(addr).await;
-    }
-    println!("http_hello: listening on http://{addr} (HTTP/1.1 and HTTP/2; Ctrl-C to stop)");
-    let ctrl_c = weft::signal::ctrl_c();
-    futures::pin_mut!(ctrl_c);
-    let serve = accept_loop(listener);
-    futures::pin_mut!(serve);
-    futures::future::select(ctrl_c, serve).await;
-    println!("http_hello: Ctrl-C, stopping");
-    Ok(())
+    weft_examples::serve_or_demo("http_hello", 3000, accept_loop, ask_twice).await
 }
 
 /// The handler: every request gets the same greeting, naming its protocol.
@@ -131,32 +112,25 @@ async fn ask_twice(addr: SocketAddr) -> io::Result<()> {
             .body(Full::new(Bytes::new()))
     };
 
+    // HTTP/1.1, then HTTP/2 over cleartext.
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(stream)
         .await
         .map_err(io::Error::other)?;
     weft::spawn(connection);
-    let response = sender
-        .send_request(request().unwrap())
-        .await
-        .map_err(io::Error::other)?;
-    print_response(response).await?;
+    print_response(sender.send_request(request().unwrap()).await).await?;
 
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, connection) = hyper::client::conn::http2::handshake(WeftExecutor::new(), stream)
         .await
         .map_err(io::Error::other)?;
     weft::spawn(connection);
-    let response = sender
-        .send_request(request().unwrap())
-        .await
-        .map_err(io::Error::other)?;
-    print_response(response).await
+    print_response(sender.send_request(request().unwrap()).await).await
 }
 
-async fn print_response(response: Response<Incoming>) -> io::Result<()> {
-    let (head, body) = response.into_parts();
-    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
-    print!("{:?} {}: {}", head.version, head.status, String::from_utf8_lossy(&body));
+async fn print_response(response: hyper::Result<Response<Incoming>>) -> io::Result<()> {
+    let response = response.map_err(io::Error::other)?;
+    let (version, status) = (response.version(), response.status());
+    print!("{version:?} {status}: {}", weft_examples::body_text(response).await?);
     Ok(())
 }

@@ -41,26 +41,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 #[weft::main]
 async fn main() -> io::Result<()> {
-    let demo = std::env::args().nth(1).as_deref() == Some("--demo");
-    let port = if demo {
-        0
-    } else {
-        weft_examples::port_from_args("http_proxy", 8100)
-    };
-    let listener = TcpListener::bind(("127.0.0.1", port))?;
-    let proxy = listener.local_addr()?;
-    if demo {
-        weft::spawn(accept_loop(listener));
-        return demo_requests(proxy).await;
-    }
-    println!("http_proxy: listening on http://{proxy} (Ctrl-C to stop)");
-    let ctrl_c = weft::signal::ctrl_c();
-    futures::pin_mut!(ctrl_c);
-    let serve = accept_loop(listener);
-    futures::pin_mut!(serve);
-    futures::future::select(ctrl_c, serve).await;
-    println!("http_proxy: Ctrl-C, stopping");
-    Ok(())
+    weft_examples::serve_or_demo("http_proxy", 8100, accept_loop, demo_requests).await
 }
 
 async fn accept_loop(listener: TcpListener) {
@@ -205,13 +186,7 @@ async fn demo_requests(proxy: SocketAddr) -> io::Result<()> {
         .body(Empty::<Bytes>::new())
         .map_err(io::Error::other)?;
     let response = sender.send_request(request).await.map_err(io::Error::other)?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(io::Error::other)?
-        .to_bytes();
-    print!("forwarded: {}", String::from_utf8_lossy(&body));
+    print!("forwarded: {}", weft_examples::body_text(response).await?);
 
     // Tunnelled: CONNECT, then HTTP/1 to the origin inside the tunnel.
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TcpStream::connect(proxy).await?)
@@ -233,12 +208,6 @@ async fn demo_requests(proxy: SocketAddr) -> io::Result<()> {
         .body(Empty::<Bytes>::new())
         .map_err(io::Error::other)?;
     let response = sender.send_request(request).await.map_err(io::Error::other)?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(io::Error::other)?
-        .to_bytes();
-    print!("tunnelled: {}", String::from_utf8_lossy(&body));
+    print!("tunnelled: {}", weft_examples::body_text(response).await?);
     Ok(())
 }

@@ -149,44 +149,19 @@ macro_rules! byte_stream_write {
         }
 
         #[cfg(feature = "hyper")]
-        impl hyper::rt::Write for $ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                futures_io::AsyncWrite::poll_write(self, cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                futures_io::AsyncWrite::poll_write_vectored(self, cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                true
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                futures_io::AsyncWrite::poll_flush(self, cx)
-            }
-
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                futures_io::AsyncWrite::poll_close(self, cx)
-            }
-        }
+        crate::net::write_through_futures_io!(hyper::rt::Write, $ty);
 
         #[cfg(feature = "tokio-compat")]
-        impl tokio::io::AsyncWrite for $ty {
+        crate::net::write_through_futures_io!(tokio::io::AsyncWrite, $ty);
+    };
+}
+
+/// Implements another crate's write trait (hyper's `rt::Write`, Tokio's
+/// `AsyncWrite`: the same five methods) by the `futures-io` impl.
+#[cfg(any(feature = "hyper", feature = "tokio-compat"))]
+macro_rules! write_through_futures_io {
+    ($trait:path, $ty:ty) => {
+        impl $trait for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -232,6 +207,8 @@ macro_rules! byte_stream {
     };
 }
 
+#[cfg(any(feature = "hyper", feature = "tokio-compat"))]
+pub(crate) use write_through_futures_io;
 pub(crate) use {byte_stream, byte_stream_read, byte_stream_write};
 
 /// Resolves `addr` and tries `f` on each address in turn; returns the first
