@@ -79,11 +79,10 @@ fn every_weft_spawn_path_records_the_callers_line() {
         expected.push(line!() - 1);
         joins.push(weft::task::Builder::new().name("named").spawn_on(async {}, &handle));
         expected.push(line!() - 1);
-        joins.push(
-            weft::task::Builder::new()
-                .name("named")
-                .spawn_blocking_on(|| {}, &handle),
-        );
+        // (A location names the line of the method's name, so each call
+        // is kept on one line.)
+        let named = weft::task::Builder::new().name("named");
+        joins.push(named.spawn_blocking_on(|| {}, &handle));
         expected.push(line!() - 1);
         rt.block_on(async {
             weft::spawn(async {}).await.unwrap();
