@@ -65,59 +65,23 @@ impl fmt::Debug for WeftTimer {
 
 impl hyper::rt::Sleep for Sleep {}
 
-/// An adapter between `futures-io` streams and hyper's I/O traits, both
-/// ways.
-///
-/// - Around a `futures-io` stream (a TLS stream from `futures-rustls`,
-///   a [`BufReader`](crate::io::BufReader), a test double), it is a hyper
-///   connection: `hyper::rt::Read` + `hyper::rt::Write`.
-/// - Around a hyper stream (`hyper::upgrade::Upgraded` after a `CONNECT` or
-///   a WebSocket upgrade), it is a `futures-io` stream, for
-///   [`crate::io::copy`] and the extension traits.
-///
-/// Weft's own sockets need no adapter.
-///
-/// Reading a `futures-io` stream through hyper's `ReadBufCursor` zeroes the
-/// part of hyper's buffer that the read may fill first (`futures-io` takes
-/// `&mut [u8]`, which must be initialised); Weft's sockets skip that.
-pub struct HyperIo<T> {
-    inner: T,
-}
-
-impl<T> HyperIo<T> {
-    /// Wraps `inner`.
-    pub fn new(inner: T) -> HyperIo<T> {
-        HyperIo { inner }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
-    /// The wrapped stream, mutably.
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
-    /// Unwraps the stream.
-    pub fn into_inner(self) -> T {
-        self.inner
-    }
-
-    fn pinned(self: Pin<&mut Self>) -> Pin<&mut T> {
-        // SAFETY: structural pinning of `inner`: `HyperIo` never moves it
-        // out of a pinned `self` (only `into_inner`, which takes `self` by
-        // value and so needs an unpinned or `Unpin` wrapper), has no `Drop`
-        // impl, and is `Unpin` only when `T` is (the auto trait).
-        unsafe { self.map_unchecked_mut(|this| &mut this.inner) }
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for HyperIo<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HyperIo").field(&self.inner).finish()
-    }
+crate::compat::adapter! {
+    /// An adapter between `futures-io` streams and hyper's I/O traits, both
+    /// ways.
+    ///
+    /// - Around a `futures-io` stream (a TLS stream from `futures-rustls`,
+    ///   a [`BufReader`](crate::io::BufReader), a test double), it is a hyper
+    ///   connection: `hyper::rt::Read` + `hyper::rt::Write`.
+    /// - Around a hyper stream (`hyper::upgrade::Upgraded` after a `CONNECT` or
+    ///   a WebSocket upgrade), it is a `futures-io` stream, for
+    ///   [`crate::io::copy`] and the extension traits.
+    ///
+    /// Weft's own sockets need no adapter.
+    ///
+    /// Reading a `futures-io` stream through hyper's `ReadBufCursor` zeroes the
+    /// part of hyper's buffer that the read may fill first (`futures-io` takes
+    /// `&mut [u8]`, which must be initialised); Weft's sockets skip that.
+    HyperIo
 }
 
 impl<T: futures_io::AsyncRead> hyper::rt::Read for HyperIo<T> {

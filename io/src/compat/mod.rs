@@ -26,6 +26,59 @@ pub mod tokio;
 #[cfg(any(feature = "hyper", feature = "tokio-compat"))]
 pub(crate) use self::uninit::poll_read_uninit;
 
+/// The wrapper type both adapters are (`hyper::HyperIo`,
+/// `tokio::Compat`): the wrapped value, its accessors and its pin
+/// projection. The caller writes the doc comment and the trait impls; each
+/// adapter is its own type because one type cannot get `futures-io` from
+/// two families at once (the impls would overlap).
+#[cfg(any(feature = "hyper", feature = "tokio-compat"))]
+macro_rules! adapter {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name<T> {
+            inner: T,
+        }
+
+        impl<T> $name<T> {
+            /// Wraps `inner`.
+            pub fn new(inner: T) -> $name<T> {
+                $name { inner }
+            }
+
+            /// The wrapped value.
+            pub fn get_ref(&self) -> &T {
+                &self.inner
+            }
+
+            /// The wrapped value, mutably.
+            pub fn get_mut(&mut self) -> &mut T {
+                &mut self.inner
+            }
+
+            /// Unwraps the value.
+            pub fn into_inner(self) -> T {
+                self.inner
+            }
+
+            fn pinned(self: std::pin::Pin<&mut Self>) -> std::pin::Pin<&mut T> {
+                // SAFETY: structural pinning of `inner`: the wrapper never
+                // moves it out of a pinned `self` (`into_inner` takes `self`
+                // by value), has no `Drop` impl, and is `Unpin` only when `T`
+                // is (the auto trait).
+                unsafe { self.map_unchecked_mut(|this| &mut this.inner) }
+            }
+        }
+
+        impl<T: std::fmt::Debug> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.inner).finish()
+            }
+        }
+    };
+}
+#[cfg(any(feature = "hyper", feature = "tokio-compat"))]
+pub(crate) use adapter;
+
 #[cfg(any(feature = "hyper", feature = "tokio-compat"))]
 mod uninit {
     use crate::driver::Direction;

@@ -32,55 +32,19 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-/// Turns a `futures-io` reader, writer or buffered reader into a Tokio one,
-/// and a Tokio one into a `futures-io` one (whichever traits the wrapped
-/// type has, the wrapper has the other family's).
-///
-/// Reading a `futures-io` stream into Tokio's `ReadBuf` initialises the
-/// buffer's unfilled part once (Tokio's `ReadBuf` remembers how much is
-/// initialised, so a reused buffer is zeroed only the first time).
-pub struct Compat<T> {
-    inner: T,
-}
-
-impl<T> Compat<T> {
-    /// Wraps `inner`.
-    pub fn new(inner: T) -> Compat<T> {
-        Compat { inner }
-    }
-
-    /// The wrapped value.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
-    /// The wrapped value, mutably.
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
-    /// Unwraps the value.
-    pub fn into_inner(self) -> T {
-        self.inner
-    }
-
-    fn pinned(self: Pin<&mut Self>) -> Pin<&mut T> {
-        // SAFETY: structural pinning of `inner`: `Compat` never moves it out
-        // of a pinned `self` (`into_inner` takes `self` by value), has no
-        // `Drop` impl, and is `Unpin` only when `T` is (the auto trait).
-        unsafe { self.map_unchecked_mut(|this| &mut this.inner) }
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Compat<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Compat").field(&self.inner).finish()
-    }
+crate::compat::adapter! {
+    /// Turns a `futures-io` reader, writer or buffered reader into a Tokio one,
+    /// and a Tokio one into a `futures-io` one (whichever traits the wrapped
+    /// type has, the wrapper has the other family's).
+    ///
+    /// Reading a `futures-io` stream into Tokio's `ReadBuf` initialises the
+    /// buffer's unfilled part once (Tokio's `ReadBuf` remembers how much is
+    /// initialised, so a reused buffer is zeroed only the first time).
+    Compat
 }
 
 impl<T: futures_io::AsyncRead> tokio::io::AsyncRead for Compat<T> {

@@ -18,7 +18,7 @@
 //!    signals delivered (see [`crate::signal`]).
 //! 4. Fire the timers that are due, in deadline order.
 //! 5. Deliver completions queued by other threads (the
-//!    [`Notifier`](crate::source::Notifier)).
+//!    [`Notifier`]).
 //! 6. Poll the sources that have work pending.
 //!
 //! Wakers are collected while locks are held and woken after they are

@@ -1,6 +1,6 @@
 //! Timers: [`sleep`], [`sleep_until`], [`timeout`], [`interval`].
 //!
-//! Every reactor keeps one [timing wheel](wheel) with a one-millisecond tick.
+//! Every reactor keeps one timing wheel (`wheel.rs`) with a one-millisecond tick.
 //! A deadline is rounded *up* to a whole tick and a timer fires only once
 //! that tick has fully passed, so a timer never fires before its deadline;
 //! it fires at most about a tick (plus scheduling) after it. Timers that come
