@@ -44,7 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
 
-        // The client: a ping every 2 ms until told to stop.
+        // The client: a ping every 2 ms until told to stop, and at least
+        // one (a singleton's exchange with itself can end before the
+        // first ping would).
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = {
             let stop = stop.clone();
@@ -52,11 +54,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
                 let mut rtts = Vec::new();
                 let mut byte = [0u8; 1];
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                loop {
                     let start = Instant::now();
                     stream.write_all(b"x").await?;
                     stream.read_exact(&mut byte).await?;
                     rtts.push(start.elapsed());
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
                     weft::time::sleep(Duration::from_millis(2)).await;
                 }
                 Ok::<_, std::io::Error>(rtts)
