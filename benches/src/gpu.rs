@@ -61,7 +61,7 @@ pub(crate) fn run(opts: &Options) -> Report {
 fn configs() -> Result<Vec<(&'static str, Gpu)>, GpuError> {
     Ok(vec![
         ("weft", Gpu::open(0)?),
-        ("weft-no-spin", Gpu::builder().spin_turns(0).open()?),
+        ("weft-no-spin", Gpu::builder().spin_window(Duration::ZERO).open()?),
         ("weft-polling", Gpu::builder().wake_mode(WakeMode::EventPolling).open()?),
     ])
 }

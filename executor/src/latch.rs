@@ -5,7 +5,8 @@
 //! group holds an [`ExitToken`]; dropping it (when the thread's closure
 //! returns, or unwinds) counts the thread out.
 
-use std::sync::{Arc, Condvar, Mutex};
+use crate::loom::{Condvar, Mutex, MutexGuard, lock, wait, wait_timeout};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Counts the live threads of a group.
@@ -50,14 +51,9 @@ impl ExitLatch {
                     if now >= deadline {
                         return false;
                     }
-                    let (guard, _) = self
-                        .inner
-                        .all_gone
-                        .wait_timeout(live, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner());
-                    guard
+                    wait_timeout(&self.inner.all_gone, live, deadline - now).0
                 }
-                _ => self.inner.all_gone.wait(live).unwrap_or_else(|p| p.into_inner()),
+                _ => wait(&self.inner.all_gone, live),
             };
         }
         true
@@ -65,8 +61,8 @@ impl ExitLatch {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        lock(&self.live)
     }
 }
 

@@ -59,7 +59,9 @@ mod std_cell {
     }
 }
 
-/// Locks a mutex, ignoring poisoning.
+/// Locks a mutex, ignoring poisoning: the executor's one way to take its
+/// own locks (and, through [`wait`] and [`wait_timeout`], to wait on its
+/// condition variables).
 ///
 /// The executor never runs user code while holding one of its own locks, so a
 /// poisoned lock can only mean a bug in Weft that already panicked; the data
@@ -67,8 +69,31 @@ mod std_cell {
 /// carrying on is sound and keeps one panic from cascading into every thread.
 #[inline]
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes the value out of a mutex, ignoring poisoning (as [`lock`]).
+#[inline]
+pub(crate) fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits on `condvar`, ignoring poisoning (as [`lock`]).
+#[inline]
+pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits on `condvar` for at most `timeout`, ignoring poisoning (as
+/// [`lock`]). True if it timed out.
+#[inline]
+pub(crate) fn wait_timeout<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: std::time::Duration,
+) -> (MutexGuard<'a, T>, bool) {
+    let (guard, result) = condvar
+        .wait_timeout(guard, timeout)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (guard, result.timed_out())
 }

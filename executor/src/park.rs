@@ -38,7 +38,7 @@
 //! worker parks first takes it (`try_lock`) and waits for I/O and timers; the
 //! others sleep on their condition variables.
 
-use crate::loom::{AtomicUsize, Condvar, Mutex, Ordering::SeqCst, lock};
+use crate::loom::{AtomicUsize, Condvar, Mutex, Ordering::SeqCst, lock, wait, wait_timeout};
 use std::cell::RefCell;
 use std::fmt;
 use std::task::{Wake, Waker};
@@ -279,7 +279,7 @@ impl Inner {
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
         loop {
             guard = match deadline {
-                None | Some(None) => self.condvar.wait(guard).unwrap_or_else(|p| p.into_inner()),
+                None | Some(None) => wait(&self.condvar, guard),
                 Some(Some(deadline)) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -289,10 +289,7 @@ impl Inner {
                         self.state.swap(EMPTY, SeqCst);
                         return;
                     }
-                    self.condvar
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                    wait_timeout(&self.condvar, guard, deadline - now).0
                 }
             };
             if self.consume_token() {

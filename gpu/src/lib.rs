@@ -85,6 +85,7 @@ pub use crate::tracker::GpuStats;
 pub use cudarc;
 pub use cudarc::driver::{DeviceRepr, LaunchConfig, ValidAsZeroBits};
 
+use crate::loom::lock;
 use crate::tracker::{Counters, EventPool, Settings, Tracker};
 use cudarc::driver::{CudaContext, CudaModule, CudaStream};
 use std::fmt;
@@ -121,7 +122,7 @@ pub fn device_count() -> Result<usize, GpuError> {
 pub enum WakeMode {
     /// A CUDA host function enqueued after each operation wakes the loop
     /// through io's completion notifier. After new work the loop polls
-    /// for a few turns first ([`GpuBuilder::spin_turns`]), which catches
+    /// for a brief spin window first ([`GpuBuilder::spin_window`]), which catches
     /// short work as fast as polling does; then it sleeps until a host
     /// function wakes it. Since a faulted stream never runs its host
     /// functions, the loop also polls every poll interval while work is in
@@ -141,16 +142,16 @@ pub enum WakeMode {
 /// [`WakeMode::EventPolling`].
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
-/// The default [`GpuBuilder::spin_turns`]: as many turns as the reactor
-/// stays eager for any source after new work.
-pub const DEFAULT_SPIN_TURNS: u32 = weft_io::source::EAGER_TURNS;
+/// The default [`GpuBuilder::spin_window`]: the reactor's spin window for
+/// any source after new work.
+pub const DEFAULT_SPIN_WINDOW: Duration = weft_io::source::DEFAULT_SPIN_WINDOW;
 
 /// Opens a [`Gpu`] with settings; see [`Gpu::builder`].
 #[derive(Debug, Clone)]
 pub struct GpuBuilder {
     ordinal: usize,
     mode: WakeMode,
-    spin_turns: u32,
+    spin_window: Duration,
     interval: Duration,
 }
 
@@ -167,12 +168,13 @@ impl GpuBuilder {
         self
     }
 
-    /// In [`WakeMode::HostFunction`], how many loop turns poll the events
-    /// after new work before the loop sleeps until a host function wakes
-    /// it (default [`DEFAULT_SPIN_TURNS`]; 0: never poll, rely on host
-    /// functions and the watchdog alone).
-    pub fn spin_turns(mut self, turns: u32) -> Self {
-        self.spin_turns = turns;
+    /// In [`WakeMode::HostFunction`], how long the loop polls the events
+    /// after new work (or a completion) before it sleeps until a host
+    /// function wakes it (default [`DEFAULT_SPIN_WINDOW`];
+    /// `Duration::ZERO`: never spin, rely on host functions and the
+    /// watchdog alone).
+    pub fn spin_window(mut self, window: Duration) -> Self {
+        self.spin_window = window;
         self
     }
 
@@ -198,7 +200,7 @@ impl GpuBuilder {
             inner: Arc::new(Inner {
                 settings: Settings {
                     mode: self.mode,
-                    spin_turns: self.spin_turns,
+                    spin_window: self.spin_window,
                     interval: self.interval,
                     ctx,
                     pool: Arc::new(EventPool::default()),
@@ -238,7 +240,7 @@ impl Gpu {
         GpuBuilder {
             ordinal: 0,
             mode: WakeMode::HostFunction,
-            spin_turns: DEFAULT_SPIN_TURNS,
+            spin_window: DEFAULT_SPIN_WINDOW,
             interval: DEFAULT_POLL_INTERVAL,
         }
     }
@@ -353,7 +355,7 @@ impl Gpu {
     pub(crate) fn tracker(&self) -> Result<Arc<Tracker>, GpuError> {
         weft_io::Handle::with_current(|reactor| {
             let reactor = reactor.ok_or(GpuError::NoRuntime)?;
-            let mut trackers = self.inner.trackers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut trackers = lock(&self.inner.trackers);
             if let Some(t) = trackers.iter().find(|t| t.reactor() == reactor.id() && !t.is_closed()) {
                 return Ok(t.clone());
             }

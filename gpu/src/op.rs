@@ -12,6 +12,7 @@
 //! Safe code cannot free, move or reuse a host buffer the GPU still uses.
 
 use crate::error::GpuError;
+use crate::loom::lock;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -60,7 +61,7 @@ impl<T> Slot<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -245,7 +246,7 @@ pub struct Completed<T>(Arc<Mutex<Option<T>>>);
 impl<T> Completed<T> {
     /// Takes the payload; `None` if a clone took it already.
     pub fn take(&self) -> Option<T> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        lock(&self.0).take()
     }
 }
 

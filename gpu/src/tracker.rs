@@ -14,7 +14,7 @@
 //! - [`WakeMode::HostFunction`]: a host function enqueued after each event
 //!   raises the tracker's [`Signal`] and wakes the loop through io's
 //!   completion notifier. After new work (or a completion) the loop first
-//!   polls for a few turns (`spin_turns`, as CUDA.jl spins before it
+//!   polls for a brief spin window (`spin_window`, as CUDA.jl spins before it
 //!   yields), which catches short work at polling latency; then it
 //!   sleeps, and the tracker queries only when signalled, or every poll
 //!   interval as a watchdog, because a faulted stream never runs its host
@@ -28,17 +28,18 @@
 
 use crate::WakeMode;
 use crate::error::GpuError;
+use crate::loom::lock;
 use crate::op::Finish;
 use crate::signal::Signal;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream, DriverError};
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_io::Handle;
-use weft_io::source::{EAGER_TURNS, Notifier, Source, SourceHandle};
+use weft_io::source::{DEFAULT_SPIN_WINDOW, Notifier, Source, SourceHandle};
 
 /// Events kept for reuse (creating one is a driver call).
 #[derive(Default)]
@@ -63,10 +64,6 @@ impl EventPool {
             events.push(event);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What the host functions of one tracker share: the signal and the way to
@@ -178,10 +175,12 @@ pub(crate) struct Tracker {
     pool: Arc<EventPool>,
     counters: Arc<Counters>,
     host: Arc<HostSignal>,
-    /// Host-function mode: polls after new work (or a completion) that
+    /// Host-function mode: how long after new work (or a completion) polls
     /// query events even unsignalled (the brief spin).
-    spin_turns: u32,
-    eager_left: AtomicU32,
+    spin_window: Duration,
+    /// The end of the current spin, in nanoseconds since `epoch`.
+    spin_until: AtomicU64,
+    epoch: Instant,
     work: Mutex<Work>,
     pending: AtomicUsize,
     closed: AtomicBool,
@@ -191,7 +190,7 @@ pub(crate) struct Tracker {
 /// How the tracker finds the device's settings.
 pub(crate) struct Settings {
     pub(crate) mode: WakeMode,
-    pub(crate) spin_turns: u32,
+    pub(crate) spin_window: Duration,
     pub(crate) interval: Duration,
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) pool: Arc<EventPool>,
@@ -212,8 +211,9 @@ impl Tracker {
                 signal: Signal::default(),
                 notifier: reactor.notifier().clone(),
             }),
-            spin_turns: settings.spin_turns,
-            eager_left: AtomicU32::new(0),
+            spin_window: settings.spin_window,
+            spin_until: AtomicU64::new(0),
+            epoch: Instant::now(),
             work: Mutex::default(),
             pending: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -263,14 +263,14 @@ impl Tracker {
             was_idle = self.pending.fetch_add(1, AcqRel) == 0;
         }
         self.counters.submitted.fetch_add(1, Relaxed);
-        self.eager_left.store(self.spin_turns, Relaxed);
+        self.spin();
         // After the push: the host function cannot run before the
         // operation is in the queue its poll looks at.
         self.signal_after(stream);
         // A loop asleep with no work pending sleeps without a deadline:
         // wake it so the watchdog (or the polling) starts. A spinning mode
         // also wants the loop eager again after new work.
-        if was_idle || self.mode == WakeMode::EventPolling || self.spin_turns > 0 {
+        if was_idle || self.mode == WakeMode::EventPolling || !self.spin_window.is_zero() {
             self.wake(false);
         }
     }
@@ -308,12 +308,25 @@ impl Tracker {
             self.pending.fetch_add(1, AcqRel);
         }
         self.counters.submitted.fetch_add(1, Relaxed);
-        self.eager_left.store(self.spin_turns, Relaxed);
+        self.spin();
         // The event's host function (if any) may have run before the push;
         // then nothing will signal again. A query settles it: not complete
         // means the host function is still to run.
         let signal = !matches!(event.try_is_complete(), Ok(false));
         self.wake(signal);
+    }
+
+    /// Opens the spin window from now (host-function mode's polls query
+    /// events unsignalled until it ends).
+    fn spin(&self) {
+        let until = self
+            .nanos(Instant::now())
+            .saturating_add(self.spin_window.as_nanos() as u64);
+        self.spin_until.store(until, Relaxed);
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Wakes the loop; `signal` also makes the next poll query.
@@ -397,11 +410,8 @@ impl Source for Tracker {
         }
         if self.mode == WakeMode::HostFunction {
             let signalled = self.host.signal.take();
-            let spinning = self
-                .eager_left
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-                .is_ok();
             let now = Instant::now();
+            let spinning = self.nanos(now) < self.spin_until.load(Relaxed);
             let mut work = lock(&self.work);
             let due = work.next_watch.is_none_or(|at| now >= at);
             if !signalled && !due && !spinning {
@@ -417,7 +427,7 @@ impl Source for Tracker {
             let completed = self.check();
             if completed > 0 {
                 // Completions come in bursts: spin a little again.
-                self.eager_left.store(self.spin_turns, Relaxed);
+                self.spin();
             }
             return completed;
         }
@@ -432,10 +442,10 @@ impl Source for Tracker {
         self.interval
     }
 
-    fn eager_turns(&self) -> u32 {
+    fn spin_window(&self) -> Duration {
         match self.mode {
-            WakeMode::HostFunction => self.spin_turns,
-            WakeMode::EventPolling => EAGER_TURNS,
+            WakeMode::HostFunction => self.spin_window,
+            WakeMode::EventPolling => DEFAULT_SPIN_WINDOW,
         }
     }
 

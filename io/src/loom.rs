@@ -1,23 +1,37 @@
 //! The one door through which the reactor's concurrency cores (the
 //! readiness word, the completion notifier) reach atomics and locks: loom's
 //! under `--cfg loom`, so those cores are model-checked as they ship, and
-//! `std`'s otherwise.
+//! `std`'s otherwise. The crate's other locks come through here too, so
+//! that [`lock`], [`read`] and [`write`] serve every one of them.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    Mutex, MutexGuard,
+    Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    Mutex, MutexGuard,
+    Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-/// Locks, ignoring poisoning: no user code runs under these locks, so a
-/// poisoned lock means an earlier bug already reported, and the data is
-/// consistent.
+use std::sync::PoisonError;
+
+/// Locks `mutex`, ignoring poisoning: the reactor's one way to take its own
+/// locks (with [`read`] and [`write`] for its read-write locks). No user
+/// code runs under these locks, so a poisoned lock means an earlier bug
+/// already reported, and the data is consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Read-locks `lock`, ignoring poisoning (as [`lock`]).
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks `lock`, ignoring poisoning (as [`lock`]).
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

@@ -63,6 +63,7 @@
 //!    one system call costs. Outside the window a task never spins.
 
 use crate::error::{Error, check};
+use crate::loom::lock;
 use crate::status::Status;
 use crate::window::Window;
 use mpi::datatype::Equivalence;
@@ -295,7 +296,7 @@ impl Engine {
 
     /// Takes the MPI lock (rule 1).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.mpi.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.mpi)
     }
 
     /// Rule 7: polls the engine until `done` says so or [`TASK_SPIN`]

@@ -16,6 +16,7 @@
 use crate::comm::Communicator;
 use crate::engine::{Engine, Raw};
 use crate::error::{Error, check};
+use crate::loom::lock;
 use mpi::ffi;
 use std::fmt;
 use std::os::raw::c_int;
@@ -73,7 +74,7 @@ impl Mpi {
     /// initialised by other code at a thread level below `SERIALIZED`; an
     /// MPI error if `MPI_Init_thread` fails.
     pub fn init() -> Result<Mpi, Error> {
-        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = lock(&LIVE);
         if let Some(shared) = live.upgrade() {
             return Ok(Mpi { shared });
         }
@@ -211,7 +212,7 @@ impl Shared {
             Some(false) => {}
         }
         let reactor = weft_io::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sources = lock(&self.sources);
         if !sources.iter().any(|s| s.reactor().ptr_eq(&reactor)) {
             self.engine.add_reactor();
             sources.push(reactor.register_source(self.engine.clone()));
@@ -224,7 +225,7 @@ impl Shared {
 
     /// Wakes the loops polling the engine (new work while they may sleep).
     pub(crate) fn notify(&self) {
-        for source in self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for source in lock(&self.sources).iter() {
             source.notify();
         }
     }
@@ -233,11 +234,9 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // No `Mpi::init` may start on a half-finalized MPI while this runs.
-        let _live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let _live = lock(&LIVE);
         // Take the engine off every loop first.
-        drop(std::mem::take(
-            &mut *self.sources.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        drop(std::mem::take(&mut *lock(&self.sources)));
         if self.owns_mpi && std::thread::panicking() {
             // Finalizing would wait for the other ranks, which may be
             // waiting for this one: end the job instead.

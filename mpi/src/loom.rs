@@ -10,3 +10,13 @@ pub(crate) use loom::{sync::atomic::AtomicBool, thread};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks `mutex`, ignoring poisoning: the crate's one way to take its own
+/// locks (which are `std`'s under every cfg: the loom models here check
+/// atomics only). No user code runs under them, so a poisoned lock means a
+/// bug here already panicked, and the data behind it is consistent.
+pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -19,6 +19,7 @@ use crate::engine::{Engine, Matcher, Raw, State, Waiter};
 use crate::env::Shared;
 use crate::error::Error;
 use crate::error::check;
+use crate::loom::lock;
 use crate::status::Status;
 use mpi::ffi;
 use std::fmt;
@@ -81,7 +82,7 @@ impl<B> Slot<B> {
     }
 
     fn lock_done(&self) -> std::sync::MutexGuard<'_, Done<B>> {
-        self.done.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.done)
     }
 }
 
@@ -285,7 +286,7 @@ impl<B> Completed<B> {
 
     /// Takes the buffers back; `None` if a clone took them already.
     pub fn take_buffers(&self) -> Option<B> {
-        self.buffers.lock().unwrap_or_else(|p| p.into_inner()).take()
+        lock(&self.buffers).take()
     }
 }
 

@@ -48,6 +48,7 @@
 
 use crate::comm::Communicator;
 use crate::error::Error;
+use crate::loom::lock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, VecDeque};
@@ -391,7 +392,7 @@ impl MpiPool {
             return promise;
         }
         {
-            let mut d = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = lock(&self.dispatch);
             if d.closed {
                 let _ = resolver.set_result(Err(PoolError::Shutdown));
                 return promise;
@@ -424,7 +425,7 @@ impl MpiPool {
     pub async fn shutdown(self) -> Result<(), PoolError> {
         loop {
             let busy = {
-                let d = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+                let d = lock(&self.dispatch);
                 // Chunks queued with no live worker fail (worker_gone), so
                 // this ends once every live worker has answered.
                 !d.queue.is_empty() || d.in_flight.values().any(|jobs| !jobs.is_empty())
@@ -435,7 +436,7 @@ impl MpiPool {
             weft_io::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         let live: Vec<i32> = {
-            let mut d = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = lock(&self.dispatch);
             d.closed = true;
             for queued in d.queue.drain(..) {
                 let _ = queued.resolver.set_result(Err(PoolError::Shutdown));
@@ -467,7 +468,7 @@ fn decode<R: DeserializeOwned>(result: &Result<Vec<u8>, String>) -> Result<R, Po
 fn pump(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>) {
     loop {
         let (rank, id, bytes) = {
-            let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = lock(dispatch);
             if d.queue.is_empty() {
                 return;
             }
@@ -498,9 +499,7 @@ fn pump(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>) {
         // Detached: a send that fails takes its chunk back and fails it.
         drop(weft_executor::spawn(async move {
             if let Err(err) = op.await {
-                let resolver = dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                let resolver = lock(&dispatch)
                     .in_flight
                     .get_mut(&rank)
                     .and_then(|jobs| jobs.remove(&id));
@@ -521,7 +520,7 @@ fn any_live(d: &Dispatch, size: i32) -> bool {
 /// on: no live worker, or rank 0 cannot receive).
 fn fail_all(dispatch: &Mutex<Dispatch>, err: &PoolError) {
     let failed: Vec<Resolver<ChunkOutcome>> = {
-        let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = lock(dispatch);
         let mut failed: Vec<_> = d.queue.drain(..).map(|q| q.resolver).collect();
         for jobs in d.in_flight.values_mut() {
             failed.extend(jobs.drain().map(|(_, r)| r));
@@ -552,7 +551,7 @@ async fn collect(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>) {
             continue;
         };
         let resolver = {
-            let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = lock(dispatch);
             d.in_flight
                 .get_mut(&status.source())
                 .and_then(|jobs| jobs.remove(&message.id))
@@ -567,7 +566,7 @@ async fn collect(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>) {
 /// Rule 3: a worker's connection closed.
 fn worker_gone(dispatch: &Arc<Mutex<Dispatch>>, comm: &Communicator, rank: i32) {
     let (failed, none_left) = {
-        let mut d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = lock(dispatch);
         if d.closed {
             return;
         }

@@ -24,7 +24,7 @@
 //!    stale key (the list was drained by a send, and the slot reused by
 //!    another receiver) is never mistaken for its entry.
 
-use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering::*, RwLock, lock};
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering::*, RwLock, lock, read, write};
 use crate::padded::Padded;
 use crate::waitlist::{WaitKey, WaitList};
 use crate::wake_list::WakeList;
@@ -394,16 +394,6 @@ fn lagged<T>(next: &mut u64, index: &mut usize, shared: &Shared<T>, sent: u64) -
 /// The slot after `index` in a ring of `len`.
 fn next_index(index: usize, len: usize) -> usize {
     if index + 1 == len { 0 } else { index + 1 }
-}
-
-fn read<T>(slot: &RwLock<Slot<T>>) -> crate::loom::RwLockReadGuard<'_, Slot<T>> {
-    // Poisoning cannot happen: a panicking clone of `T` runs under the
-    // read lock, which a panic does not poison.
-    slot.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(slot: &RwLock<Slot<T>>) -> crate::loom::RwLockWriteGuard<'_, Slot<T>> {
-    slot.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<T> Unpin for Receiver<T> {}

@@ -2,6 +2,7 @@
 //! primitives of Python's `asyncio`/`threading`, built on [`Notify`] and
 //! the crate's [`Mutex`].
 
+use crate::loom::lock;
 use crate::mutex::{Mutex, MutexGuard};
 use crate::notify::Notify;
 use std::fmt;
@@ -106,7 +107,7 @@ impl Condition {
 /// ```
 pub struct Barrier {
     parties: usize,
-    state: std::sync::Mutex<BarrierState>,
+    state: crate::loom::Mutex<BarrierState>,
     notify: Notify,
 }
 
@@ -133,7 +134,7 @@ impl Barrier {
     pub fn new(parties: usize) -> Barrier {
         Barrier {
             parties: parties.max(1),
-            state: std::sync::Mutex::new(BarrierState {
+            state: crate::loom::Mutex::new(BarrierState {
                 arrived: 0,
                 generation: 0,
             }),
@@ -147,7 +148,7 @@ impl Barrier {
     /// counts as arrived for this round.
     pub async fn wait(&self) -> BarrierWaitResult {
         let notified = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = lock(&self.state);
             state.arrived += 1;
             if state.arrived == self.parties {
                 state.arrived = 0;
@@ -172,7 +173,7 @@ impl Barrier {
 
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = lock(&self.state);
         f.debug_struct("Barrier")
             .field("parties", &self.parties)
             .field("arrived", &state.arrived)

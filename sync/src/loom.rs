@@ -58,13 +58,25 @@ mod std_cell {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: no user code runs while one of the
-/// crate's own locks is held, so a poisoned lock means a bug in this crate
-/// already panicked, and the data behind it is still consistent.
+/// Locks a mutex, ignoring poisoning: the crate's one way to take its own
+/// locks (with [`read`] and [`write`] for its read-write locks). No user
+/// code runs while one of the crate's own locks is held, except a clone of
+/// a broadcast or watch value under a *read* lock, which a panic does not
+/// poison; so a poisoned lock means a bug in this crate already panicked,
+/// and the data behind it is still consistent.
 #[inline]
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Read-locks `lock`, ignoring poisoning (as [`lock`]).
+#[inline]
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Write-locks `lock`, ignoring poisoning (as [`lock`]).
+#[inline]
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

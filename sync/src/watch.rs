@@ -8,11 +8,11 @@
 //! [`Receiver::changed`] creates its `Notified` before it compares versions,
 //! so a send between the comparison and the wait still wakes it.
 
-use crate::loom::{AtomicUsize, Ordering::*};
+use crate::loom::{AtomicUsize, Ordering::*, RwLock, RwLockReadGuard, read, write};
 use crate::notify::Notify;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
 struct Shared<T> {
     value: RwLock<(T, u64)>,
@@ -58,10 +58,6 @@ impl fmt::Display for RecvError {
 
 impl std::error::Error for RecvError {}
 
-fn read<T>(lock: &RwLock<(T, u64)>) -> RwLockReadGuard<'_, (T, u64)> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The sending half.
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,
@@ -85,7 +81,7 @@ impl<T> Sender<T> {
     /// one.
     pub fn send_replace(&self, value: T) -> T {
         let old = {
-            let mut slot = self.shared.value.write().unwrap_or_else(|p| p.into_inner());
+            let mut slot = write(&self.shared.value);
             slot.1 += 1;
             std::mem::replace(&mut slot.0, value)
         };

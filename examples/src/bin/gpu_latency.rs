@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = weft::Builder::new_multi_thread().build()?;
     let configs = [
         ("host function", Gpu::builder()),
-        ("host fn, no spin", Gpu::builder().spin_turns(0)),
+        ("host fn, no spin", Gpu::builder().spin_window(Duration::ZERO)),
         ("event polling", Gpu::builder().wake_mode(WakeMode::EventPolling)),
     ];
     for (label, builder) in configs {

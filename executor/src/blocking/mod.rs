@@ -23,13 +23,14 @@ use self::task::{BlockingSchedule, BlockingTask};
 use crate::RuntimeMetrics;
 use crate::context;
 use crate::latch::ExitLatch;
+use crate::loom::{Condvar, Mutex, lock, wait_timeout};
 use crate::scheduler;
 use crate::task::{Id, JoinHandle, Notified, Task, new_task};
 use crate::trace::{self, SpawnMeta, ThreadDispatch};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -104,10 +105,6 @@ impl Job {
 std::thread_local! {
     /// The pool whose thread this is (for the drop-from-inside check).
     static CURRENT_POOL: std::cell::Cell<*const Inner> = const { std::cell::Cell::new(std::ptr::null()) };
-}
-
-fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl BlockingPool {
@@ -267,10 +264,7 @@ impl Inner {
             sleeper.notified.store(false, std::sync::atomic::Ordering::Relaxed);
             shared.idle.push(sleeper.clone());
             loop {
-                let (guard, wait) = sleeper
-                    .condvar
-                    .wait_timeout(shared, self.config.keep_alive)
-                    .unwrap_or_else(|p| p.into_inner());
+                let (guard, timed_out) = wait_timeout(&sleeper.condvar, shared, self.config.keep_alive);
                 shared = guard;
                 if sleeper.notified.load(std::sync::atomic::Ordering::Relaxed) {
                     continue 'work;
@@ -278,7 +272,7 @@ impl Inner {
                 if shared.shutdown {
                     break 'work;
                 }
-                if wait.timed_out() {
+                if timed_out {
                     // Unused for a whole keep-alive: retire.
                     shared.idle.retain(|s| !Arc::ptr_eq(s, &sleeper));
                     shared.num_threads -= 1;

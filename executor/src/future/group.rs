@@ -29,12 +29,13 @@
 use super::promise::{CallbackId, Promise, Shield, shield};
 use super::set::FutureSet;
 use crate::Handle;
+use crate::loom::{Mutex, MutexGuard, lock};
 use crate::task::{AbortHandle, JoinError, JoinHandle};
 use crate::trace::SpawnMeta;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A signal to stop, shared by clones and inherited by child tokens.
@@ -200,8 +201,8 @@ impl TaskTracker {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, TrackerState> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> MutexGuard<'_, TrackerState> {
+        lock(&self.inner.state)
     }
 
     /// Spawns `future` on the current runtime and tracks it.

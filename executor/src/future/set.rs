@@ -10,11 +10,12 @@
 //! `poll_next` pops indices and polls only those futures: a set of ten
 //! thousand promises where one settles costs one poll, not ten thousand.
 
+use crate::loom::{Mutex, lock};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 /// Futures polled in a row before `poll_next` yields to its caller's
@@ -51,10 +52,6 @@ struct ChildWaker {
     list: Arc<ReadyList>,
 }
 
-fn lock(list: &ReadyList) -> MutexGuard<'_, ReadyInner> {
-    list.inner.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Wake for ChildWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -65,7 +62,7 @@ impl Wake for ChildWaker {
             return;
         }
         let parent = {
-            let mut inner = lock(&self.list);
+            let mut inner = lock(&self.list.inner);
             inner.indices.push_back(self.index);
             inner.parent.clone()
         };
@@ -142,14 +139,14 @@ impl<F: Future> FutureSet<F> {
             return Poll::Ready(None);
         }
         {
-            let mut inner = lock(&self.ready);
+            let mut inner = lock(&self.ready.inner);
             match &mut inner.parent {
                 Some(parent) => parent.clone_from(cx.waker()),
                 none => *none = Some(cx.waker().clone()),
             }
         }
         for _ in 0..POLL_BUDGET {
-            let Some(index) = lock(&self.ready).indices.pop_front() else {
+            let Some(index) = lock(&self.ready.inner).indices.pop_front() else {
                 return Poll::Pending;
             };
             // A stale wake of a slot that finished (or was reused) costs one
@@ -174,7 +171,7 @@ impl<F: Future> FutureSet<F> {
     pub(crate) fn drain(&mut self) -> Vec<(usize, Pin<Box<F>>)> {
         self.len = 0;
         self.free.clear();
-        lock(&self.ready).indices.clear();
+        lock(&self.ready.inner).indices.clear();
         std::mem::take(&mut self.slots)
             .into_iter()
             .enumerate()

@@ -48,13 +48,14 @@ pub use sink::Imap;
 
 use crate::context;
 use crate::future::{Exception, Promise};
+use crate::loom::{Condvar, Mutex, lock, wait};
 use sink::{Collect, Completion, CompletionSender, ImapSink};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 /// Why a pool call gave no result.
@@ -144,10 +145,6 @@ enum State {
 /// One unit of pool work. Dropping it unrun must tell its sink.
 trait Job: Send {
     fn run(self: Box<Self>, shared: &Shared);
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pool {
@@ -624,7 +621,7 @@ fn worker_loop(shared: &Shared) {
                 if queue.state == State::Closed {
                     return;
                 }
-                queue = shared.available.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue = wait(&shared.available, queue);
             }
         };
         shared.busy.fetch_add(1, Relaxed);

@@ -1,13 +1,14 @@
 //! Where a pool call's results go: a blocking [`Completion`], an ordered
 //! [`Collect`]or for `map`, and the [`ImapSink`] an [`Imap`] drains.
 
+use super::PoolError;
 use super::output::{ChunkWriter, MapOutput};
-use super::{PoolError, lock};
+use crate::loom::{Condvar, Mutex, lock, wait};
 use futures_core::Stream;
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 /// A one-shot slot a blocking caller waits on. The sending side settles it
@@ -41,7 +42,7 @@ impl<R> Completion<R> {
             if let Some(result) = slot.take() {
                 return result;
             }
-            slot = self.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
+            slot = wait(&self.ready, slot);
         }
     }
 }
@@ -316,7 +317,7 @@ impl<R: Send> Iterator for Imap<R> {
                     return self.current.next();
                 }
                 Ok(None) => return None,
-                Err(()) => state = self.sink.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Err(()) => state = wait(&self.sink.ready, state),
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::blocking;
 use crate::callback::ReadyQueue;
 use crate::context;
 use crate::coop;
+use crate::loom::{Mutex, lock};
 use crate::metrics::{Counter, WorkerCounters};
 use crate::park::{Park, Unpark};
 use crate::scheduler::{self, Config, Inject, PANIC_SHUTDOWN, PanicSignal};
@@ -31,8 +32,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -71,10 +72,6 @@ struct Core {
 pub(crate) struct Context {
     handle: Arc<Handle>,
     core: RefCell<Option<Box<Core>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Handle {

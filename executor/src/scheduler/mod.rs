@@ -14,13 +14,14 @@ pub(crate) use inject::Inject;
 
 use crate::blocking;
 use crate::callback::ReadyQueue;
+use crate::loom::{Mutex, lock};
 use crate::task::Schedule;
 use crate::task::{Id, JoinHandle};
 use crate::trace::{self, SpawnMeta};
 use crate::{Flavor, RuntimeMetrics, UnhandledPanic};
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
 
 /// A cloneable reference to a running scheduler.
@@ -153,7 +154,7 @@ impl PanicSignal {
         if self.fired.swap(true, AcqRel) {
             return;
         }
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
         for waker in waiters {
             waker.wake();
         }
@@ -168,7 +169,7 @@ impl PanicSignal {
         if self.is_fired() {
             return Poll::Ready(());
         }
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = lock(&self.waiters);
         if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
             waiters.push(cx.waker().clone());
         }

@@ -1,10 +1,10 @@
 //! `JoinError`: why a task has no output.
 
 use super::Id;
+use crate::loom::{Mutex, into_inner, lock};
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::sync::Mutex;
 
 /// A task did not produce its output: it was cancelled, or it panicked.
 ///
@@ -75,7 +75,7 @@ impl JoinError {
     /// The panic payload, or the error back if it is a cancellation.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(payload) => Ok(payload.into_inner().unwrap_or_else(|p| p.into_inner())),
+            Repr::Panic(payload) => Ok(into_inner(payload)),
             Repr::Cancelled => Err(self),
         }
     }
@@ -89,7 +89,7 @@ impl JoinError {
         let Repr::Panic(payload) = &self.repr else {
             return None;
         };
-        let payload = payload.lock().unwrap_or_else(|p| p.into_inner());
+        let payload = lock(payload);
         if let Some(s) = payload.downcast_ref::<&'static str>() {
             Some((*s).to_owned())
         } else {

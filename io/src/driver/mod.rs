@@ -35,18 +35,18 @@ pub(crate) mod scheduled_io;
 #[cfg(unix)]
 use self::registration::SIGNAL_TOKEN;
 use self::registration::{Registrations, WAKER_TOKEN};
-use self::scheduled_io::Ready;
+use crate::loom::{RwLock, RwLockReadGuard, RwLockWriteGuard, read, write};
 use crate::source::{Notifier, Sources};
 use crate::time::Timers;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 pub use self::context::{EnterGuard, TryCurrentError};
-pub use self::scheduled_io::{Direction, Ready as Readiness};
+pub use self::scheduled_io::{Direction, Readiness};
 
 /// The reactor's loop state; owned by the thread that runs the loop.
 pub struct Driver {
@@ -56,8 +56,8 @@ pub struct Driver {
     /// Reused between turns, so a turn allocates nothing.
     wakers: Vec<Waker>,
     sources: Vec<(u64, Arc<dyn crate::source::Source>)>,
-    /// Turns in a row that a source kept from sleeping (step 2).
-    spin_turns: u32,
+    /// Turns in a row that a spinning source kept from sleeping (step 2).
+    spinning_turns: u32,
 }
 
 /// While sources keep the loop spinning, the OS poller is asked for events
@@ -129,7 +129,7 @@ impl Driver {
             handle,
             wakers: Vec::with_capacity(64),
             sources: Vec::new(),
-            spin_turns: 0,
+            spinning_turns: 0,
         })
     }
 
@@ -157,7 +157,7 @@ impl Driver {
             }
         };
         bound(inner.timers.time_to_next(now));
-        let source_wait = inner.sources.max_wait();
+        let source_wait = inner.sources.max_wait(now);
         bound(source_wait);
         if inner.notifier.has_pending() {
             bound(Some(Duration::ZERO));
@@ -165,8 +165,12 @@ impl Driver {
 
         // Step 2, skipped on most turns while a source spins the loop.
         let spinning = source_wait == Some(Duration::ZERO);
-        self.spin_turns = if spinning { self.spin_turns.wrapping_add(1) } else { 0 };
-        if spinning && self.spin_turns % POLL_EVENTS_EVERY != 0 {
+        self.spinning_turns = if spinning {
+            self.spinning_turns.wrapping_add(1)
+        } else {
+            0
+        };
+        if spinning && self.spinning_turns % POLL_EVENTS_EVERY != 0 {
             self.events.clear();
         } else {
             match self.poll.poll(&mut self.events, wait) {
@@ -193,7 +197,7 @@ impl Driver {
                     continue;
                 }
                 if let Some(slot) = registrations.get(event.token()) {
-                    slot.io.set_readiness(Ready::from_event(event), &mut self.wakers);
+                    slot.io.set_readiness(Readiness::from_event(event), &mut self.wakers);
                 }
             }
         }
@@ -325,11 +329,11 @@ impl Inner {
     }
 
     fn registrations(&self) -> RwLockReadGuard<'_, Registrations> {
-        self.registrations.read().unwrap_or_else(|p| p.into_inner())
+        read(&self.registrations)
     }
 
     pub(crate) fn registrations_mut(&self) -> RwLockWriteGuard<'_, Registrations> {
-        self.registrations.write().unwrap_or_else(|p| p.into_inner())
+        write(&self.registrations)
     }
 
     pub(crate) fn wake(&self) {

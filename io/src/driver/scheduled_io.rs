@@ -35,21 +35,21 @@ use std::task::{Context, Poll, Waker};
 
 /// Readiness of an I/O object, as the reactor last reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Ready(usize);
+pub struct Readiness(usize);
 
-impl Ready {
+impl Readiness {
     /// Nothing.
-    pub const EMPTY: Ready = Ready(0);
+    pub const EMPTY: Readiness = Readiness(0);
     /// Data can be read (or a connection accepted).
-    pub const READABLE: Ready = Ready(1 << 0);
+    pub const READABLE: Readiness = Readiness(1 << 0);
     /// Data can be written.
-    pub const WRITABLE: Ready = Ready(1 << 1);
+    pub const WRITABLE: Readiness = Readiness(1 << 1);
     /// The peer closed its writing half: reads will return end of stream.
-    pub const READ_CLOSED: Ready = Ready(1 << 2);
+    pub const READ_CLOSED: Readiness = Readiness(1 << 2);
     /// The peer closed its reading half: writes will fail.
-    pub const WRITE_CLOSED: Ready = Ready(1 << 3);
+    pub const WRITE_CLOSED: Readiness = Readiness(1 << 3);
     /// An error is pending on the socket.
-    pub const ERROR: Ready = Ready(1 << 4);
+    pub const ERROR: Readiness = Readiness(1 << 4);
 
     const ALL: usize = 0b1_1111;
 
@@ -59,33 +59,33 @@ impl Ready {
     }
 
     /// True if `self` has any bit of `other`.
-    pub fn intersects(self, other: Ready) -> bool {
+    pub fn intersects(self, other: Readiness) -> bool {
         self.0 & other.0 != 0
     }
 
     /// The union.
-    pub fn union(self, other: Ready) -> Ready {
-        Ready(self.0 | other.0)
+    pub fn union(self, other: Readiness) -> Readiness {
+        Readiness(self.0 | other.0)
     }
 
-    pub(crate) fn from_event(event: &mio::event::Event) -> Ready {
+    pub(crate) fn from_event(event: &mio::event::Event) -> Readiness {
         let mut ready = 0;
         if event.is_readable() {
-            ready |= Ready::READABLE.0;
+            ready |= Readiness::READABLE.0;
         }
         if event.is_writable() {
-            ready |= Ready::WRITABLE.0;
+            ready |= Readiness::WRITABLE.0;
         }
         if event.is_read_closed() {
-            ready |= Ready::READ_CLOSED.0;
+            ready |= Readiness::READ_CLOSED.0;
         }
         if event.is_write_closed() {
-            ready |= Ready::WRITE_CLOSED.0;
+            ready |= Readiness::WRITE_CLOSED.0;
         }
         if event.is_error() {
-            ready |= Ready::ERROR.0;
+            ready |= Readiness::ERROR.0;
         }
-        Ready(ready)
+        Readiness(ready)
     }
 }
 
@@ -101,18 +101,18 @@ pub enum Direction {
 impl Direction {
     /// The readiness that lets an operation in this direction proceed: its
     /// own bit, or closure, or an error (which the operation then reports).
-    fn mask(self) -> Ready {
+    fn mask(self) -> Readiness {
         match self {
-            Direction::Read => Ready(Ready::READABLE.0 | Ready::READ_CLOSED.0 | Ready::ERROR.0),
-            Direction::Write => Ready(Ready::WRITABLE.0 | Ready::WRITE_CLOSED.0 | Ready::ERROR.0),
+            Direction::Read => Readiness(Readiness::READABLE.0 | Readiness::READ_CLOSED.0 | Readiness::ERROR.0),
+            Direction::Write => Readiness(Readiness::WRITABLE.0 | Readiness::WRITE_CLOSED.0 | Readiness::ERROR.0),
         }
     }
 
     /// The bits an operation that hit `WouldBlock` may clear (invariant 3).
     fn clearable(self) -> usize {
         match self {
-            Direction::Read => Ready::READABLE.0,
-            Direction::Write => Ready::WRITABLE.0,
+            Direction::Read => Readiness::READABLE.0,
+            Direction::Write => Readiness::WRITABLE.0,
         }
     }
 }
@@ -125,7 +125,7 @@ pub(crate) struct ReadyEvent {
 
 const SHUTDOWN: usize = 1 << 5;
 const TICK_SHIFT: usize = 6;
-const READY_MASK: usize = Ready::ALL;
+const READY_MASK: usize = Readiness::ALL;
 
 /// The shared state of one registration.
 #[derive(Default)]
@@ -143,7 +143,7 @@ struct Waiters {
 impl ScheduledIo {
     /// The reactor delivers an event: sets its readiness, bumps the tick,
     /// and collects the wakers of the directions it makes ready.
-    pub(crate) fn set_readiness(&self, ready: Ready, wakers: &mut Vec<Waker>) {
+    pub(crate) fn set_readiness(&self, ready: Readiness, wakers: &mut Vec<Waker>) {
         let _ = self.readiness.fetch_update(AcqRel, Acquire, |curr| {
             let tick = (curr >> TICK_SHIFT).wrapping_add(1);
             Some((tick << TICK_SHIFT) | (curr & SHUTDOWN) | (curr & READY_MASK) | ready.0)
@@ -151,7 +151,7 @@ impl ScheduledIo {
         self.take_wakers(ready, wakers);
     }
 
-    fn take_wakers(&self, ready: Ready, wakers: &mut Vec<Waker>) {
+    fn take_wakers(&self, ready: Readiness, wakers: &mut Vec<Waker>) {
         let mut waiters = lock(&self.waiters);
         if ready.intersects(Direction::Read.mask()) {
             wakers.append(&mut waiters.readers);
@@ -204,7 +204,7 @@ impl ScheduledIo {
         if curr & SHUTDOWN != 0 {
             return Err(reactor_gone());
         }
-        let ready = Ready(curr & READY_MASK);
+        let ready = Readiness(curr & READY_MASK);
         Ok(ready.intersects(direction.mask()).then_some(ReadyEvent {
             tick: curr >> TICK_SHIFT,
         }))
@@ -240,7 +240,7 @@ impl std::fmt::Debug for ScheduledIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let curr = self.readiness.load(Relaxed);
         f.debug_struct("ScheduledIo")
-            .field("ready", &Ready(curr & READY_MASK))
+            .field("ready", &Readiness(curr & READY_MASK))
             .field("tick", &(curr >> TICK_SHIFT))
             .field("shutdown", &(curr & SHUTDOWN != 0))
             .finish()
@@ -270,7 +270,7 @@ mod loom_tests {
             let reactor_io = io.clone();
             let reactor = loom::thread::spawn(move || {
                 let mut wakers = Vec::new();
-                reactor_io.set_readiness(Ready::READABLE, &mut wakers);
+                reactor_io.set_readiness(Readiness::READABLE, &mut wakers);
                 wakers.into_iter().for_each(Waker::wake);
             });
             let flag = Arc::new(Flag(Counter::new(0)));
@@ -290,10 +290,10 @@ mod loom_tests {
     fn a_clear_never_erases_a_newer_event() {
         loom::model(|| {
             let io = Arc::new(ScheduledIo::default());
-            io.set_readiness(Ready::READABLE, &mut Vec::new());
+            io.set_readiness(Readiness::READABLE, &mut Vec::new());
             let seen = io.ready_event(Direction::Read).unwrap().unwrap();
             let reactor_io = io.clone();
-            let reactor = loom::thread::spawn(move || reactor_io.set_readiness(Ready::READABLE, &mut Vec::new()));
+            let reactor = loom::thread::spawn(move || reactor_io.set_readiness(Readiness::READABLE, &mut Vec::new()));
             io.clear_readiness(seen, Direction::Read);
             reactor.join().unwrap();
             assert!(

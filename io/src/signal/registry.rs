@@ -5,12 +5,13 @@
 
 use crate::driver::Handle;
 use crate::driver::registration::SIGNAL_TOKEN;
+use crate::loom::{Mutex, lock};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::raw::c_int;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{LazyLock, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 /// One slot per signal number `0..TABLE_LEN` (slot 0 is never used). That
@@ -57,12 +58,7 @@ struct Listener {
 }
 
 static GLOBALS: OnceLock<Globals> = OnceLock::new();
-static GLOBALS_INIT: Mutex<()> = Mutex::new(());
-
-/// Locks, ignoring poisoning: no user code runs under these locks.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+static GLOBALS_INIT: LazyLock<Mutex<()>> = LazyLock::new(|| Mutex::new(()));
 
 /// The value of `cell`, made by `init` the first time one succeeds. `init`
 /// runs under `guard`, so two callers never both make one.

@@ -9,14 +9,20 @@
 //! # The polling policy
 //!
 //! Polling has a price (a library call per turn, a loop that cannot sleep),
-//! so the reactor adapts, per source:
+//! so the reactor adapts, per source, by time:
 //!
-//! - While completions keep arriving, the loop does not sleep at all: it
-//!   polls the source every turn (completions tend to come in bursts).
-//! - After a poll finds nothing, it stays eager for [`EAGER_TURNS`] more
-//!   turns (or the source's [`eager_turns`](Source::eager_turns)), then
-//!   lets the loop sleep 1 ms, 2 ms, 4 ms... up to the source's
-//!   [`max_sleep`](Source::max_sleep) (default [`DEFAULT_MAX_SLEEP`]).
+//! - For the source's **spin window** ([`Source::spin_window`], default
+//!   [`DEFAULT_SPIN_WINDOW`]) after its last progress (a poll that
+//!   completed something, or new work announced with
+//!   [`SourceHandle::notify`]), the loop does not sleep at all: it polls
+//!   the source every turn, since completions come in bursts and an
+//!   exchange in full flow answers within microseconds.
+//! - After the window, the loop sleeps between polls: [`FIRST_SLEEP`] first,
+//!   doubling with each poll that finds nothing, up to the source's
+//!   [`max_sleep`](Source::max_sleep) (default [`DEFAULT_MAX_SLEEP`]). The
+//!   reactor sleeps to the exact instant (below a millisecond where the
+//!   platform allows; see [`crate::driver`]), so a sub-millisecond
+//!   `max_sleep` is honoured.
 //! - With nothing pending, the source does not bound the sleep at all.
 //!
 //! A source that gets new work while the loop sleeps should wake the loop
@@ -31,12 +37,19 @@ mod notifier;
 pub use self::notifier::{Abandoned, Completer, Completion, Notifier};
 
 use crate::driver::Handle;
+use crate::loom::{Mutex, MutexGuard, lock};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Turns a source stays eager after its last completion.
-pub const EAGER_TURNS: u32 = 64;
+/// How long the loop polls a source without sleeping after its last
+/// progress, unless the source says otherwise ([`Source::spin_window`]).
+pub const DEFAULT_SPIN_WINDOW: Duration = Duration::from_micros(50);
+
+/// The loop's first sleep between polls once a source's spin window has
+/// passed; each poll that finds nothing doubles it, up to the source's
+/// [`max_sleep`](Source::max_sleep).
+pub const FIRST_SLEEP: Duration = Duration::from_micros(50);
 
 /// The longest a pending source lets the loop sleep, unless it says
 /// otherwise.
@@ -56,19 +69,20 @@ pub trait Source: Send + Sync + 'static {
     fn has_pending(&self) -> bool;
 
     /// The longest the loop may sleep while work is pending, once
-    /// completions have stopped arriving.
+    /// completions have stopped arriving (may be below a millisecond).
     fn max_sleep(&self) -> Duration {
         DEFAULT_MAX_SLEEP
     }
 
-    /// Turns the loop keeps polling without sleeping after a poll finds
-    /// nothing (default [`EAGER_TURNS`]). A source whose completions are
-    /// *signalled* (a host callback wakes the loop through the
-    /// [`Notifier`]) and that polls only as a watchdog returns 0: the loop
-    /// then sleeps up to [`max_sleep`](Source::max_sleep) at once instead
-    /// of spinning.
-    fn eager_turns(&self) -> u32 {
-        EAGER_TURNS
+    /// How long after its last progress the loop keeps polling this source
+    /// without sleeping (default [`DEFAULT_SPIN_WINDOW`]). A source whose
+    /// completions are *signalled* (a host callback wakes the loop through
+    /// the [`Notifier`]) and that polls only as a watchdog returns
+    /// `Duration::ZERO`: the loop then sleeps from the first poll on.
+    /// Read at every turn: a source may change it (a setting, or what it
+    /// learned about its work).
+    fn spin_window(&self) -> Duration {
+        DEFAULT_SPIN_WINDOW
     }
 
     /// The reactor is shutting down and will never poll again: fail or
@@ -87,21 +101,23 @@ pub(crate) struct Sources {
 struct Entry {
     id: u64,
     source: Arc<dyn Source>,
-    /// Polls in a row that found nothing.
+    /// When the source last made progress (or got new work).
+    progress: Instant,
+    /// Polls in a row that found nothing after the spin window.
     idle_polls: u32,
 }
 
 impl Sources {
     fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.entries)
     }
 
-    /// The longest the loop may sleep given the sources' state.
-    pub(crate) fn max_wait(&self) -> Option<Duration> {
+    /// The longest the loop may sleep at `now` given the sources' state.
+    pub(crate) fn max_wait(&self, now: Instant) -> Option<Duration> {
         self.entries()
             .iter()
             .filter(|e| e.source.has_pending())
-            .map(|e| backoff(e.idle_polls, e.source.eager_turns(), e.source.max_sleep()))
+            .map(|e| e.sleep(now))
             .min()
     }
 
@@ -127,24 +143,21 @@ impl Sources {
             // the panic hook has already reported it.
             let completed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.poll())).unwrap_or(0);
             if let Some(entry) = self.entries().iter_mut().find(|e| e.id == id) {
-                entry.idle_polls = if completed > 0 {
-                    0
-                } else {
-                    entry.idle_polls.saturating_add(1)
-                };
+                entry.polled(completed, Instant::now());
             }
         }
     }
 
     fn add(&self, source: Arc<dyn Source>) -> u64 {
         let id = {
-            let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = lock(&self.next_id);
             *next += 1;
             *next
         };
         self.entries().push(Entry {
             id,
             source,
+            progress: Instant::now(),
             idle_polls: 0,
         });
         id
@@ -154,10 +167,10 @@ impl Sources {
         self.entries().retain(|e| e.id != id);
     }
 
-    /// New work arrived: poll eagerly again.
+    /// New work arrived: spin again.
     fn kick(&self, id: u64) {
         if let Some(entry) = self.entries().iter_mut().find(|e| e.id == id) {
-            entry.idle_polls = 0;
+            entry.progressed(Instant::now());
         }
     }
 
@@ -171,14 +184,34 @@ impl Sources {
     }
 }
 
-/// How long the loop may sleep after `idle_polls` empty polls of a source
-/// that stays eager for `eager` turns.
-fn backoff(idle_polls: u32, eager: u32, max: Duration) -> Duration {
-    if idle_polls < eager {
-        return Duration::ZERO;
+impl Entry {
+    /// The longest the loop may sleep at `now` for this source (the policy
+    /// in the module docs).
+    fn sleep(&self, now: Instant) -> Duration {
+        if now.saturating_duration_since(self.progress) < self.source.spin_window() {
+            return Duration::ZERO;
+        }
+        backoff(self.idle_polls, self.source.max_sleep())
     }
-    let doublings = (idle_polls - eager).min(20);
-    Duration::from_millis(1u64 << doublings).min(max)
+
+    fn progressed(&mut self, now: Instant) {
+        self.progress = now;
+        self.idle_polls = 0;
+    }
+
+    fn polled(&mut self, completed: usize, now: Instant) {
+        if completed > 0 {
+            self.progressed(now);
+        } else if now.saturating_duration_since(self.progress) >= self.source.spin_window() {
+            self.idle_polls = self.idle_polls.saturating_add(1);
+        }
+    }
+}
+
+/// The sleep after `idle_polls` empty polls past the spin window:
+/// [`FIRST_SLEEP`], doubled per empty poll, at most `max`.
+fn backoff(idle_polls: u32, max: Duration) -> Duration {
+    FIRST_SLEEP.saturating_mul(1 << idle_polls.min(24)).min(max)
 }
 
 impl Handle {
@@ -231,23 +264,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_stays_eager_then_doubles_up_to_the_bound() {
-        let max = Duration::from_millis(10);
-        let e = EAGER_TURNS;
-        assert_eq!(backoff(0, e, max), Duration::ZERO);
-        assert_eq!(backoff(e - 1, e, max), Duration::ZERO);
-        assert_eq!(backoff(e, e, max), Duration::from_millis(1));
-        assert_eq!(backoff(e + 1, e, max), Duration::from_millis(2));
-        assert_eq!(backoff(e + 3, e, max), Duration::from_millis(8));
-        assert_eq!(backoff(e + 4, e, max), max);
-        assert_eq!(backoff(u32::MAX, e, max), max);
+    fn backoff_doubles_from_the_first_sleep_up_to_the_bound() {
+        let max = Duration::from_millis(1);
+        assert_eq!(backoff(0, max), FIRST_SLEEP);
+        assert_eq!(backoff(1, max), FIRST_SLEEP * 2);
+        assert_eq!(backoff(3, max), FIRST_SLEEP * 8);
+        assert_eq!(backoff(10, max), max);
+        assert_eq!(backoff(u32::MAX, max), max);
+        // A sub-millisecond bound is honoured as it is.
+        assert_eq!(
+            backoff(u32::MAX, Duration::from_micros(120)),
+            Duration::from_micros(120)
+        );
+    }
+
+    struct Idle(Duration);
+    impl Source for Idle {
+        fn poll(&self) -> usize {
+            0
+        }
+        fn has_pending(&self) -> bool {
+            true
+        }
+        fn spin_window(&self) -> Duration {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_loop_spins_for_the_window_after_progress_then_backs_off() {
+        let start = Instant::now();
+        let mut entry = Entry {
+            id: 1,
+            source: Arc::new(Idle(Duration::from_millis(5))),
+            progress: start,
+            idle_polls: 0,
+        };
+        let ms = Duration::from_millis;
+        // Inside the window: no sleep, and empty polls do not count.
+        entry.polled(0, start + ms(1));
+        assert_eq!(entry.sleep(start + ms(4)), Duration::ZERO);
+        assert_eq!(entry.idle_polls, 0);
+        // Past it: the back-off starts, and doubles per empty poll.
+        assert_eq!(entry.sleep(start + ms(5)), FIRST_SLEEP);
+        entry.polled(0, start + ms(6));
+        assert_eq!(entry.sleep(start + ms(6)), FIRST_SLEEP * 2);
+        // Progress opens the window again.
+        entry.polled(3, start + ms(7));
+        assert_eq!(entry.sleep(start + ms(8)), Duration::ZERO);
+        assert_eq!(entry.sleep(start + ms(12)), FIRST_SLEEP);
     }
 
     #[test]
     fn a_signalled_source_never_spins() {
-        let max = Duration::from_micros(500);
-        assert_eq!(backoff(0, 0, max), max);
-        assert_eq!(backoff(0, 0, Duration::from_millis(4)), Duration::from_millis(1));
-        assert_eq!(backoff(2, 0, Duration::from_millis(4)), Duration::from_millis(4));
+        let start = Instant::now();
+        let entry = Entry {
+            id: 1,
+            source: Arc::new(Idle(Duration::ZERO)),
+            progress: start,
+            idle_polls: 0,
+        };
+        assert_eq!(entry.sleep(start), FIRST_SLEEP);
     }
 }

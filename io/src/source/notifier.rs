@@ -18,7 +18,7 @@
 //! completion waits for a wakeup that was never sent.
 
 use crate::driver::Handle;
-use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering::*};
+use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering::*, lock};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -76,7 +76,7 @@ impl Notifier {
     /// thread that will finish the work, the [`Completion`] is awaited.
     pub fn completion<T: Send + 'static>(&self) -> (Completer<T>, Completion<T>) {
         let slot = Arc::new(Slot {
-            state: std::sync::Mutex::new(SlotState::Waiting(None)),
+            state: Mutex::new(SlotState::Waiting(None)),
         });
         (
             Completer {
@@ -145,7 +145,7 @@ impl Notifier {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Vec<Job>> {
-        crate::loom::lock(&self.queue)
+        lock(&self.queue)
     }
 }
 
@@ -169,7 +169,7 @@ impl fmt::Debug for Notifier {
 
 /// The one-shot state of a completion.
 struct Slot<T> {
-    state: std::sync::Mutex<SlotState<T>>,
+    state: Mutex<SlotState<T>>,
 }
 
 enum SlotState<T> {
@@ -186,7 +186,7 @@ enum SlotState<T> {
 impl<T: Send> Deliver for Slot<T> {
     fn deliver(&self) {
         let waker = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = lock(&self.state);
             match std::mem::replace(&mut *state, SlotState::Taken) {
                 SlotState::Stored(value, waker) => {
                     *state = SlotState::Delivered(value);
@@ -206,7 +206,7 @@ impl<T: Send> Deliver for Slot<T> {
 
 impl<T> Slot<T> {
     fn store(&self, value: Option<T>) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         if let SlotState::Waiting(waker) = &mut *state {
             let waker = waker.take();
             *state = SlotState::Stored(value, waker);
@@ -257,10 +257,7 @@ pub struct Completion<T> {
 impl<T> Completion<T> {
     /// True once the result has been delivered (awaiting will not wait).
     pub fn is_done(&self) -> bool {
-        matches!(
-            *self.slot.state.lock().unwrap_or_else(|p| p.into_inner()),
-            SlotState::Delivered(_) | SlotState::Taken
-        )
+        matches!(*lock(&self.slot.state), SlotState::Delivered(_) | SlotState::Taken)
     }
 }
 
@@ -268,7 +265,7 @@ impl<T> Future for Completion<T> {
     type Output = Result<T, Abandoned>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.slot.state);
         match &mut *state {
             SlotState::Waiting(waker) | SlotState::Stored(_, waker) => {
                 match waker {

@@ -33,9 +33,9 @@ pub use self::sleep::{Sleep, sleep, sleep_until};
 pub use self::timeout::{Elapsed, Timeout, timeout, timeout_at};
 
 use self::wheel::{Key, Wheel};
+use crate::loom::{Mutex, MutexGuard, lock};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ impl Timers {
     }
 
     fn wheel(&self) -> MutexGuard<'_, Wheel> {
-        self.wheel.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.wheel)
     }
 
     fn nanos_since_start(&self, instant: Instant) -> u64 {
