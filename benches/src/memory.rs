@@ -431,7 +431,7 @@ fn smol_server(rt: &Smol) -> io::Result<SocketAddr> {
     rt.ex
         .spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                    ex.spawn(async move {
+                ex.spawn(async move {
                     let mut buf = [0u8; READ_BUF];
                     PARKED.fetch_add(1, Release);
                     while let Ok(1..) = stream.read(&mut buf).await {}
