@@ -3,7 +3,7 @@
 //!
 //! The suite re-executes its own binary once per (workload, runtime,
 //! repetition) as `weft-benches memory-child <workload> <runtime> <workers>
-//! <n>`; the child builds only that runtime (with `workers` workers, its
+//! <n> <heap-shift>`; the child builds only that runtime (with `workers` workers, its
 //! reactor and timers enabled), holds `n` idle items, and prints the growth
 //! of its resident set (`/proc/self/statm`) per item. So no runtime pays for
 //! another's heap, arenas or fragments.
@@ -22,9 +22,13 @@
 //!
 //! - `idle_task`: a spawned task (its `JoinHandle` dropped) awaiting a
 //!   `futures::channel::oneshot::Receiver<()>`, the same runtime-agnostic
-//!   channel and the same `async` block for all three. The channels are
-//!   created before the first reading, so the figure is the task alone: its
-//!   allocation and whatever the scheduler keeps per task. 100,000 tasks.
+//!   channel and the same 24-byte `async` block for all three (it counts
+//!   itself in a static, which costs it no space). Each task's channel is
+//!   created just before its spawn, as a program would, so the figure is the
+//!   task (its allocation and whatever the scheduler keeps per task) plus
+//!   the channel's one allocation, the same for all three (an 80-byte chunk
+//!   with glibc); the senders wait in a vector written before the first
+//!   reading. 100,000 tasks.
 //! - `idle_tcp_conn`: a server-side TCP connection accepted by the runtime's
 //!   own listener, with its serving task blocked in `read` on a 32-byte
 //!   buffer (the task's own state). The clients are plain blocking
@@ -39,6 +43,17 @@
 //!   once, so it is registered with the timer, and then kept. Sleeps are held
 //!   and polled by one task per batch of [`BATCH`], so a figure carries a
 //!   thousandth of a task. 100,000 sleeps.
+//!
+//! Each repetition first shifts the child's heap by a different multiple of
+//! 16 bytes (a small allocation it keeps, made before the runtime is
+//! built; eight repetitions cover every offset modulo 128), and the table
+//! shows the median. The shift matters for Tokio: its task cells are
+//! aligned to 128 bytes, which glibc's `memalign` carves out of a larger
+//! chunk, and how much of the rest later allocations reuse depends on where
+//! the heap's top sits modulo 128 when the burst begins. Its figure flips
+//! between two values with something as small as the length of the
+//! program's path in `argv[0]`; without the shifts, the suite would report
+//! one of them by accident.
 //!
 //! `--quick` measures a fifth as many items. Linux only (it reads
 //! `/proc/self/statm`).
@@ -72,7 +87,7 @@ const RESULT_PREFIX: &str = "memory-child bytes_per_item=";
 
 pub(crate) fn run(opts: &Options) -> Report {
     let mut report = Report::new("memory");
-    let reps = opts.reps.clamp(1, 5);
+    let reps = opts.reps.clamp(1, HEAP_SHIFTS);
     let items = if opts.quick { ITEMS / 5 } else { ITEMS };
     for workload in WORKLOADS {
         if opts.filter.as_deref().is_some_and(|f| !workload.contains(f)) {
@@ -84,12 +99,12 @@ pub(crate) fn run(opts: &Options) -> Report {
             items
         };
         eprint!("{workload} (n = {n}) ");
-        for _ in 0..reps {
+        for shift in 0..reps {
             for runtime in [Weft::NAME, Tokio::NAME, Smol::NAME] {
                 if opts.runtime.as_deref().is_some_and(|only| only != runtime) {
                     continue;
                 }
-                let bytes = run_child(workload, runtime, opts.workers, n).unwrap_or_else(|err| {
+                let bytes = run_child(workload, runtime, opts.workers, n, shift).unwrap_or_else(|err| {
                     panic!("suite memory: the {runtime} child for {workload} failed: {err}");
                 });
                 report.record(workload, runtime, "bytes", bytes);
@@ -101,10 +116,17 @@ pub(crate) fn run(opts: &Options) -> Report {
 }
 
 /// Runs one child process and returns its bytes per item.
-fn run_child(workload: &str, runtime: &str, workers: usize, n: usize) -> io::Result<f64> {
+fn run_child(workload: &str, runtime: &str, workers: usize, n: usize, shift: usize) -> io::Result<f64> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
-        .args(["memory-child", workload, runtime, &workers.to_string(), &n.to_string()])
+        .args([
+            "memory-child",
+            workload,
+            runtime,
+            &workers.to_string(),
+            &n.to_string(),
+            &shift.to_string(),
+        ])
         .stdin(Stdio::null())
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -122,24 +144,26 @@ fn run_child(workload: &str, runtime: &str, workers: usize, n: usize) -> io::Res
         .ok_or_else(|| io::Error::other(format!("no result line in the child's output: {stdout:?}")))
 }
 
-/// How many connections fit this process's descriptor limit (raised to
-/// its hard limit): two descriptors per connection, with room to spare.
+/// How many connections to measure: as many as fit this process's
+/// descriptor limit (raised to its hard limit), with the warm-up's tenth on
+/// top, two descriptors per connection and room to spare.
 fn conn_count(quick: bool) -> usize {
     let limit = raise_fd_limit();
-    let fit = (limit.saturating_sub(256) / 2 / CONN_BATCH * CONN_BATCH).clamp(CONN_BATCH, MAX_CONNS);
+    let fit = (limit.saturating_sub(256) / 2 * 10 / 11 / CONN_BATCH * CONN_BATCH).clamp(CONN_BATCH, MAX_CONNS);
     if quick { (fit / 4).max(CONN_BATCH) } else { fit }
 }
 
-/// The child: `memory-child <workload> <runtime> <workers> <n>`.
+/// The child: `memory-child <workload> <runtime> <workers> <n> <heap-shift>`.
 pub(crate) fn child_main(args: &[String]) -> ExitCode {
-    let [workload, runtime, workers, n] = args else {
-        eprintln!("usage: weft-benches memory-child <workload> <runtime> <workers> <n>");
+    let [workload, runtime, workers, n, shift] = args else {
+        eprintln!("usage: weft-benches memory-child <workload> <runtime> <workers> <n> <heap-shift>");
         return ExitCode::from(2);
     };
-    let (Ok(workers), Ok(n)) = (workers.parse::<usize>(), n.parse::<usize>()) else {
-        eprintln!("memory-child: <workers> and <n> are numbers");
+    let (Ok(workers), Ok(n), Ok(shift)) = (workers.parse::<usize>(), n.parse::<usize>(), shift.parse::<usize>()) else {
+        eprintln!("memory-child: <workers>, <n> and <heap-shift> are numbers");
         return ExitCode::from(2);
     };
+    let _heap_shift = shift_heap(shift);
     if resident_bytes().is_err() {
         eprintln!("suite memory reads /proc/self/statm, which this system lacks (Linux only)");
         return ExitCode::FAILURE;
@@ -182,6 +206,22 @@ pub(crate) fn child_main(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Heap offsets the repetitions cycle through (multiples of 16 bytes modulo
+/// 128).
+const HEAP_SHIFTS: usize = 8;
+
+/// Moves the heap's top by `16 * (shift % 8)` bytes modulo 128, with one
+/// allocation that the caller keeps: glibc rounds a request of `c - 8`
+/// bytes to a chunk of `c` (a multiple of 16, at least 32).
+fn shift_heap(shift: usize) -> Option<Box<[u8]>> {
+    let chunk = match shift % HEAP_SHIFTS {
+        0 => return None,
+        1 => 128 + 16,
+        k => 16 * k,
+    };
+    Some(std::hint::black_box(vec![0u8; chunk - 8]).into_boxed_slice())
 }
 
 /// The resident set of this process, in bytes.
@@ -237,23 +277,29 @@ fn wait_for(counter: &AtomicUsize, target: usize, what: &str) -> io::Result<()> 
 }
 
 /// Builds `warm` items, reads the resident set, builds `n` more, reads it
-/// again: `build(count, parked_so_far)` builds `count` items and returns once
-/// they are parked. Returns the growth per item.
-fn measure(warm: usize, n: usize, mut build: impl FnMut(usize, usize) -> io::Result<()>) -> io::Result<f64> {
+/// again; returns the growth per item. `build(count, so_far)` builds items
+/// `so_far..so_far + count` (at most `batch` at once) and returns once they
+/// are parked.
+fn measure(
+    warm: usize,
+    n: usize,
+    batch: usize,
+    mut build: impl FnMut(usize, usize) -> io::Result<()>,
+) -> io::Result<f64> {
     let mut built = 0;
-    while built < warm {
-        let k = BATCH.min(warm - built);
-        build(k, built)?;
-        built += k;
-    }
-    // Let the workers settle into their idle state before the first reading.
+    let mut build_to = |target: usize| -> io::Result<()> {
+        while built < target {
+            let count = batch.min(target - built);
+            build(count, built)?;
+            built += count;
+        }
+        Ok(())
+    };
+    build_to(warm)?;
+    // Let the workers settle into their idle state before each reading.
     std::thread::sleep(Duration::from_millis(50));
     let before = resident_bytes()?;
-    while built < warm + n {
-        let k = BATCH.min(warm + n - built);
-        build(k, built)?;
-        built += k;
-    }
+    build_to(warm + n)?;
     std::thread::sleep(Duration::from_millis(50));
     let after = resident_bytes()?;
     Ok(after.saturating_sub(before) as f64 / n as f64)
@@ -283,7 +329,7 @@ fn idle_tasks<R: Rt>(rt: &R, n: usize) -> io::Result<f64> {
     let warm = n / 10;
     // Written before the first reading, so that keeping a sender costs nothing.
     let mut senders: Vec<Option<oneshot::Sender<()>>> = (0..warm + n).map(|_| None).collect();
-    let bytes = measure(warm, n, |count, so_far| {
+    let bytes = measure(warm, n, BATCH, |count, so_far| {
         for slot in &mut senders[so_far..so_far + count] {
             let (tx, rx) = oneshot::channel::<()>();
             *slot = Some(tx);
@@ -311,7 +357,7 @@ where
     let warm = n / 10;
     let base = Instant::now() + Duration::from_secs(3600);
     let mut stops = Vec::with_capacity((warm + n) / BATCH + 2);
-    let bytes = measure(warm, n, |count, so_far| {
+    let bytes = measure(warm, n, BATCH, |count, so_far| {
         let (stop, stopped) = oneshot::channel::<()>();
         stops.push(stop);
         ctx.spawn_detached(async move {
@@ -357,33 +403,15 @@ fn idle_conns<R: Rt>(rt: &R, n: usize, start: StartServer<R>) -> io::Result<f64>
     let addr = start(rt)?;
     // The clients' vector is allocated and written before the first reading.
     let mut clients: Vec<Option<std::net::TcpStream>> = (0..warm + n).map(|_| None).collect();
-    let mut next = 0;
-    let mut connect = |count: usize| -> io::Result<()> {
-        for _ in 0..count {
-            let stream = std::net::TcpStream::connect(addr)?;
-            clients[next] = Some(stream);
-            next += 1;
+    let bytes = measure(warm, n, CONN_BATCH, |count, so_far| {
+        for client in &mut clients[so_far..so_far + count] {
+            *client = Some(std::net::TcpStream::connect(addr)?);
         }
-        wait_for(&PARKED, next, "connections accepted")
-    };
-    let mut built = 0;
-    while built < warm {
-        let k = CONN_BATCH.min(warm - built);
-        connect(k)?;
-        built += k;
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let before = resident_bytes()?;
-    while built < warm + n {
-        let k = CONN_BATCH.min(warm + n - built);
-        connect(k)?;
-        built += k;
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let after = resident_bytes()?;
+        wait_for(&PARKED, so_far + count, "connections accepted")
+    })?;
     check_none_ended("connections")?;
     drop(clients);
-    Ok(after.saturating_sub(before) as f64 / n as f64)
+    Ok(bytes)
 }
 
 /// Bytes each serving task reads into (part of the task's own state).
