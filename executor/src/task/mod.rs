@@ -47,6 +47,10 @@
 //!    to the `JoinHandle` while `JOIN_INTEREST` is set, and to whoever clears
 //!    `JOIN_INTEREST` (the handle on drop) otherwise; if the handle was
 //!    dropped before completion, the completing thread drops the output.
+//!    The stage has no tag: without `COMPLETE` it holds the future, with it
+//!    the outcome, so the `RUNNING` holder that drops the future stores an
+//!    outcome on every path before it sets `COMPLETE`. Whoever frees the cell
+//!    drops what the stage holds then.
 //! 2. **At most one `Notified`** exists at a time. A wake sets `NOTIFIED`
 //!    and makes one only if the task is idle (neither running nor complete);
 //!    a wake while running just sets the bit, and the poller, seeing it when
