@@ -6,6 +6,11 @@
 //!   over all sleeps of all repetitions), the wall time of the whole batch
 //!   (`time_ns`) and the process's CPU time per fired timer
 //!   (`cpu_ns_per_timer`: spawning, registering, firing and waking).
+//! - `loop_1k_1_20ms`: 1,000 tasks each sleeping a random 1–20 ms, again and
+//!   again, for a second: a server's timeouts, sparser than the burst above
+//!   (about one deadline every 10 µs). Records lateness (p50, p99) and the
+//!   process's CPU time per sleep (`cpu_ns_per_timer`), where waking the loop
+//!   once per deadline instead of once per millisecond would show.
 //! - `interval_1ms`: one task ticking a 1 ms interval (each runtime's own)
 //!   1,000 times; records how late each tick came against its schedule
 //!   (`start + k ms`), p50 and p99.
@@ -100,6 +105,39 @@ pub(crate) fn run(opts: &Options) -> Report {
     }
     eprintln!("done");
 
+    let workload = "loop_1k_1_20ms";
+    eprint!("{workload} ");
+    let mut late: Vec<Histogram<u64>> = (0..3).map(|_| Histogram::new(3).expect("histogram")).collect();
+    for rep in 0..reps {
+        if on(Weft::NAME) {
+            let (cpu, h) = sleep_loops(&weft, rep as u64);
+            report.record(workload, Weft::NAME, "cpu_ns_per_timer", cpu);
+            late[0].add(&h).expect("compatible histograms");
+        }
+        if on(Tokio::NAME) {
+            let (cpu, h) = sleep_loops(&tokio, rep as u64);
+            report.record(workload, Tokio::NAME, "cpu_ns_per_timer", cpu);
+            late[1].add(&h).expect("compatible histograms");
+        }
+        if on(Smol::NAME) {
+            let (cpu, h) = sleep_loops(&smol, rep as u64);
+            report.record(workload, Smol::NAME, "cpu_ns_per_timer", cpu);
+            late[2].add(&h).expect("compatible histograms");
+        }
+    }
+    for (i, name) in [Weft::NAME, Tokio::NAME, Smol::NAME].into_iter().enumerate() {
+        if !late[i].is_empty() {
+            report.record_summary(
+                workload,
+                name,
+                "lateness_ns",
+                late[i].value_at_quantile(0.5) as f64,
+                late[i].value_at_quantile(0.99) as f64,
+            );
+        }
+    }
+    eprintln!("done");
+
     let workload = "interval_1ms";
     eprint!("{workload} ");
     let mut late: Vec<Histogram<u64>> = (0..3).map(|_| Histogram::new(3).expect("histogram")).collect();
@@ -153,6 +191,50 @@ const TICK: Duration = Duration::from_millis(1);
 
 /// Ticks of an interval per repetition.
 const TICKS: u32 = 1_000;
+
+/// `loop_1k_1_20ms`: 1,000 tasks sleeping 1–20 ms in a loop for a second;
+/// returns the process's CPU time per sleep and the lateness of every sleep.
+fn sleep_loops<R: Rt>(rt: &R, seed: u64) -> (f64, Histogram<u64>) {
+    const TASKS: u64 = 1_000;
+    const RUN: Duration = Duration::from_secs(1);
+    let ctx = rt.ctx();
+    let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let sleeps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cpu0 = cpu_time();
+    let end = Instant::now() + RUN;
+    let handles: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (lateness, sleeps) = (lateness.clone(), sleeps.clone());
+            ctx.spawn(async move {
+                let mut x = (seed * TASKS + t).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut local = Histogram::<u64>::new(3).expect("histogram");
+                let mut n = 0;
+                while Instant::now() < end {
+                    x ^= x >> 12;
+                    x ^= x << 25;
+                    x ^= x >> 27;
+                    let d = Duration::from_micros(1_000 + x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 19_000);
+                    let deadline = Instant::now() + d;
+                    R::Ctx::sleep_until(deadline).await;
+                    let late = Instant::now().saturating_duration_since(deadline);
+                    let _ = local.record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
+                    n += 1;
+                }
+                lateness.lock().unwrap().add(&local).expect("compatible histograms");
+                sleeps.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })
+        })
+        .collect();
+    rt.block_on(async {
+        for h in handles {
+            h.await;
+        }
+    });
+    let cpu = cpu_time() - cpu0;
+    let n = sleeps.load(std::sync::atomic::Ordering::Relaxed).max(1);
+    let histogram = lateness.lock().unwrap().clone();
+    (cpu.as_nanos() as f64 / n as f64, histogram)
+}
 
 /// The batch's delays: 1 to 100 ms, from a fixed seed per repetition.
 fn delays(seed: u64) -> Vec<Duration> {
