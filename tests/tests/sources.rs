@@ -286,6 +286,10 @@ fn a_sub_millisecond_max_sleep_is_honoured() {
     let polls = source.polls.load(SeqCst) - before;
     let per_ms = polls as f64 / start.elapsed().as_secs_f64() / 1000.0;
     source.pending.store(false, SeqCst);
-    assert!(per_ms > 2.0, "{polls} polls in {:?}: {per_ms:.1} per ms", start.elapsed());
+    assert!(
+        per_ms > 2.0,
+        "{polls} polls in {:?}: {per_ms:.1} per ms",
+        start.elapsed()
+    );
     assert!(per_ms < 50.0, "{polls} polls in {:?}: the loop spun", start.elapsed());
 }
