@@ -206,3 +206,53 @@ fn a_hand_off_is_counted_and_an_idle_runtime_goes_quiet() {
         "leaving the driver to block never woke the other worker"
     );
 }
+
+#[test]
+fn a_task_woken_or_spawned_just_before_its_worker_blocks_runs_elsewhere() {
+    // The task a running task wakes or spawns goes to its worker's LIFO
+    // slot, to run next. If the waking task then blocks its thread, the
+    // slot's task is rescued by the idle worker within a few watch
+    // intervals instead of waiting for the whole block (tokio#4941).
+    let _serial = serial();
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    for round in 0..6 {
+        let spawned = round % 2 == 0;
+        let (ran_tx, ran_rx) = mpsc::channel::<Instant>();
+        let blocker = rt.spawn(async move {
+            // Let the runtime settle: the other worker parks (and goes
+            // quiet on odd rounds, so the rescue cannot rely on a timed
+            // watch already running).
+            weft::time::sleep(Duration::from_millis(if round % 4 < 2 { 5 } else { 60 })).await;
+            let start = Instant::now();
+            if spawned {
+                drop(weft::spawn(async move {
+                    ran_tx.send(Instant::now()).unwrap();
+                }));
+            } else {
+                let (tx, rx) = weft::sync::oneshot::channel::<()>();
+                drop(weft::spawn(async move {
+                    let _ = rx.await;
+                    ran_tx.send(Instant::now()).unwrap();
+                }));
+                // Let the receiver park on the channel, then wake it.
+                weft::task::yield_now().await;
+                weft::task::yield_now().await;
+                let _ = tx.send(());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            start
+        });
+        let ran = ran_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the task never ran");
+        let start = rt.block_on(blocker).unwrap();
+        let waited = ran.saturating_duration_since(start);
+        assert!(
+            waited < Duration::from_millis(50),
+            "round {round} ({}): the task waited {waited:?} behind a blocked worker",
+            if spawned { "spawned" } else { "woken" }
+        );
+    }
+    let rescues: u64 = rt.metrics().workers.iter().map(|w| w.lifo_rescues).sum();
+    assert!(rescues >= 1, "no LIFO rescue was counted");
+}

@@ -86,7 +86,7 @@ mod waker;
 mod yield_now;
 
 #[cfg(all(test, loom))]
-mod loom_tests;
+pub(crate) mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -236,6 +236,25 @@ impl<S: 'static> Task<S> {
         let raw = self.raw;
         std::mem::forget(self);
         raw.shutdown();
+    }
+}
+
+impl<S: 'static> Notified<S> {
+    /// Gives up this notification as a pointer, keeping its reference count
+    /// (for a slot that stores tasks in an atomic pointer).
+    pub(crate) fn into_header_ptr(self) -> NonNull<Header> {
+        self.0.into_header_ptr()
+    }
+
+    /// Rebuilds a notification from [`into_header_ptr`](Self::into_header_ptr).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `into_header_ptr` of a `Notified<S>` whose reference
+    /// nobody else has taken back.
+    pub(crate) unsafe fn from_header_ptr(ptr: NonNull<Header>) -> Notified<S> {
+        // SAFETY: forwarded to the caller.
+        Notified(unsafe { Task::from_header_ptr(ptr) })
     }
 }
 

@@ -264,7 +264,7 @@ impl Standby {
     }
 
     /// True while a worker is in the driver.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(super) fn is_held(&self) -> bool {
         Word(self.state.load(Acquire)).held()
     }

@@ -22,7 +22,9 @@
 //! back of the local queue. At most [`MAX_LIFO_POLLS`] LIFO tasks run in a row
 //! before the slot is disabled for the rest of that chain, so two tasks that
 //! wake each other cannot starve the queue. Tasks that yield never use it.
-//! The slot is not stealable: only its worker touches it.
+//! Searching workers never steal from the slot; only a *rescue* takes it,
+//! when its worker has stayed inside one poll for a whole watch interval
+//! (see [`lifo`](super::lifo) and `Context::rescue`).
 //!
 //! # Who touches what
 //!
@@ -35,7 +37,8 @@
 
 use super::Handle;
 use super::idle::Idle;
-use super::standby::{Decision, HandOff, Standby};
+use super::lifo::LifoSlot;
+use super::standby::{Decision, HandOff, Standby, WATCH_INTERVAL};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
@@ -47,6 +50,7 @@ use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A task reference waiting to run.
 pub(super) type Runnable = Notified<Arc<Handle>>;
@@ -83,18 +87,33 @@ pub(crate) struct Shared {
     pub(super) exited: AtomicUsize,
     /// Who takes over the driver if its holder does not come back.
     pub(super) standby: Standby,
+    /// Per worker: its poll count and the time when a watcher last looked
+    /// (`Context::rescue`).
+    pub(super) watched: Box<[Watched]>,
+    /// When the runtime started: the watchers' clock.
+    pub(super) epoch: Instant,
+}
+
+/// What the watchers last saw of a worker (`Context::rescue`).
+#[derive(Default)]
+pub(super) struct Watched {
+    polls: AtomicUsize,
+    at_micros: AtomicUsize,
 }
 
 /// The face a worker shows other threads.
 pub(super) struct Remote {
     pub(super) steal: Stealer<Runnable>,
     pub(super) unpark: Unparker,
+    /// Its LIFO slot, which a rescue may take (`lifo.rs`).
+    pub(super) lifo: Arc<LifoSlot<Arc<Handle>>>,
 }
 
 /// What only the worker thread touches.
 pub(super) struct Core {
     tick: u32,
-    lifo_slot: Option<Runnable>,
+    /// This worker's LIFO slot (shared with its `Remote`, for rescues).
+    lifo: Arc<LifoSlot<Arc<Handle>>>,
     /// False while a LIFO chain has hit `MAX_LIFO_POLLS`.
     lifo_enabled: bool,
     run_queue: Worker<Runnable>,
@@ -108,10 +127,10 @@ pub(super) struct Core {
 }
 
 impl Core {
-    pub(super) fn new(run_queue: Worker<Runnable>, seed: u64) -> Core {
+    pub(super) fn new(run_queue: Worker<Runnable>, lifo: Arc<LifoSlot<Arc<Handle>>>, seed: u64) -> Core {
         Core {
             tick: 0,
-            lifo_slot: None,
+            lifo,
             lifo_enabled: true,
             run_queue,
             is_searching: false,
@@ -122,11 +141,11 @@ impl Core {
     }
 
     fn has_tasks(&self) -> bool {
-        self.lifo_slot.is_some() || !self.run_queue.is_empty()
+        self.lifo.is_occupied() || !self.run_queue.is_empty()
     }
 
     fn next_local_task(&mut self) -> Option<Runnable> {
-        self.lifo_slot.take().or_else(|| self.run_queue.pop())
+        self.lifo.take().or_else(|| self.run_queue.pop())
     }
 
     /// Pushes to the back of the local queue; a full queue first moves its
@@ -301,7 +320,7 @@ impl Context {
             loop {
                 let task = {
                     let mut core = self.core.borrow_mut();
-                    let Some(task) = core.lifo_slot.take() else {
+                    let Some(task) = core.lifo.take() else {
                         core.lifo_enabled = true;
                         return;
                     };
@@ -344,7 +363,7 @@ impl Context {
             core.push_back(task, self.shared(), self.counters());
             true
         } else {
-            match core.lifo_slot.replace(task) {
+            match core.lifo.put(task) {
                 Some(prev) => {
                     core.push_back(prev, self.shared(), self.counters());
                     true
@@ -353,8 +372,9 @@ impl Context {
             }
         };
         // A queued task can be stolen, so a parked worker may help; a task
-        // in the LIFO slot cannot. A parked worker (that is, one whose driver
-        // is waking tasks) runs them itself when it returns.
+        // in the LIFO slot is only ever rescued (`lifo.rs`). A parked worker
+        // (that is, one whose driver is waking tasks) runs them itself when
+        // it returns.
         let notify = pushed_to_queue && !core.is_parked;
         drop(core);
         if notify {
@@ -391,21 +411,38 @@ impl Context {
             // `standby`). A pending token skips both: something may be
             // queued for us.
             let mut ran_driver = false;
+            // A timed watch as the standby (rule 3 of `standby` counts them).
             let mut watched = false;
+            // A watch interval passed: time to look for a stuck worker.
+            let mut look = false;
             if !self.parker.take_token() {
                 match shared.standby.enter_or_sleep(self.index, watches) {
                     Decision::Enter => {
-                        shared.driver.with(|driver| self.parker.park_driver(driver, None));
+                        // While another worker runs tasks, wake up every
+                        // watch interval to see whether it is stuck in one
+                        // (`rescue`); with every other worker parked, sleep
+                        // until there is something to do.
+                        let others_run = shared.idle.num_parked() < shared.remotes.len();
+                        let timeout = others_run.then_some(WATCH_INTERVAL);
+                        shared.driver.with(|driver| self.parker.park_driver(driver, timeout));
                         shared.standby.leave();
                         ran_driver = true;
+                        look = others_run;
                     }
                     Decision::Sleep { timeout, standby } => {
                         self.parker.park(timeout);
                         watched = standby && timeout.is_some();
+                        look = watched;
                     }
                 }
             }
             trace::unpark(self.index, ran_driver);
+            if look && !self.core.borrow().has_tasks() {
+                if let Some(task) = self.rescue() {
+                    let mut core = self.core.borrow_mut();
+                    core.push_back(task, shared, self.counters());
+                }
+            }
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();
@@ -443,6 +480,33 @@ impl Context {
         }
     }
 
+    /// Takes the LIFO task of a worker that has stayed inside one poll since
+    /// a watcher last looked, at least half a watch interval ago: that
+    /// worker is blocked (or computing), and the task it woke last would
+    /// otherwise wait for it, however idle the rest of the runtime.
+    fn rescue(&self) -> Option<Runnable> {
+        let shared = self.shared();
+        let now = shared.epoch.elapsed().as_micros() as usize;
+        let min_gap = WATCH_INTERVAL.as_micros() as usize / 2;
+        for (index, remote) in shared.remotes.iter().enumerate() {
+            if index == self.index {
+                continue;
+            }
+            let watched = &shared.watched[index];
+            let polls = shared.counters[index].polls.get() as usize;
+            let seen = watched.polls.swap(polls, Relaxed);
+            let at = watched.at_micros.swap(now, Relaxed);
+            let stuck = polls == seen && now.saturating_sub(at) >= min_gap;
+            if stuck && remote.lifo.is_occupied() && !shared.idle.is_parked(index) {
+                if let Some(task) = remote.lifo.take() {
+                    self.counters().lifo_rescues.incr();
+                    return Some(task);
+                }
+            }
+        }
+        None
+    }
+
     /// Rule 4 of `standby`: this worker leaves its parker to run code; if
     /// the driver might be left unwatched, wake a worker to watch it.
     fn hand_off(&self) {
@@ -468,8 +532,8 @@ impl Context {
         shared.owned.shutdown_all(self.index);
         let mut queued = Vec::new();
         {
-            let mut core = self.core.borrow_mut();
-            queued.extend(core.lifo_slot.take());
+            let core = self.core.borrow();
+            queued.extend(core.lifo.take());
             while let Some(task) = core.run_queue.pop() {
                 queued.push(task);
             }
