@@ -57,6 +57,8 @@ mod driver;
 pub mod future;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "web")]
+pub mod web;
 pub mod runtime;
 
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};

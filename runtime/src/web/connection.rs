@@ -1,0 +1,370 @@
+//! One connection of [`serve`](super::serve): hyper-util's HTTP/1 + HTTP/2
+//! server on a Weft `TcpStream`, a tower service called through hyper, and
+//! the connection's watchdog.
+//!
+//! # The watchdog's rules
+//!
+//! Each connection counts its requests in an [`Activity`]: a request is
+//! *in flight* from the moment hyper hands it to the service until its
+//! response body has been sent or dropped (the [`InFlight`] guard rides in
+//! the response body, so a streaming response counts until its last byte).
+//! The watchdog, raced against the connection, ends it:
+//!
+//! 1. **silent**: no request has reached the service `header_read_timeout`
+//!    after the connection opened. hyper's own header-read timeout starts
+//!    only once hyper-util's auto server has read enough bytes to tell
+//!    HTTP/1 from HTTP/2; a client that sends nothing, or a few bytes of
+//!    the HTTP/2 preface, would otherwise hold the connection forever. The
+//!    connection is dropped (closed at once: nothing is in flight).
+//! 2. **idle**: with an `idle_timeout`, no request has been in flight for
+//!    that long. The connection is shut down gracefully: HTTP/2 sends
+//!    GOAWAY, HTTP/1 closes between requests.
+//!
+//! A graceful shutdown of the server (its stop [`Event`]) shuts every
+//! connection down gracefully the same way: requests in flight finish,
+//! then the connection closes.
+
+use super::PeerAddr;
+use crate::hyper::{WeftExecutor, WeftTimer};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tower_service::Service;
+use weft_io::net::TcpStream;
+use weft_sync::Event;
+
+/// The timeouts every connection of one server shares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// hyper's HTTP/1 header-read timeout (for every request head, and the
+    /// idle time before the next one), and the watchdog's limit on a
+    /// connection's first request (rule 1).
+    pub(crate) header_read_timeout: Option<Duration>,
+    /// How long a connection may have no request in flight (rule 2).
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// What one connection's requests are doing; see the module docs.
+///
+/// `in_flight` counts [`InFlight`] guards; `last_change_ns` is when a
+/// request last started or finished, in nanoseconds since `opened` (0:
+/// none yet). Both are only hints for the watchdog, which re-reads them
+/// after every sleep, so relaxed ordering is enough.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    last_change_ns: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_change_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        // At least 1: 0 means "no request yet".
+        let ns = self.opened.elapsed().as_nanos().clamp(1, u64::MAX as u128) as u64;
+        self.last_change_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// When the watchdog should next look, or its verdict if the time has
+    /// come.
+    fn next_deadline(&self, limits: Limits, now: Instant) -> Result<Option<Instant>, Verdict> {
+        let last = self.last_change_ns.load(Ordering::Relaxed);
+        if last == 0 {
+            // Rule 1, or rule 2 counted from the opening if only an idle
+            // timeout is set.
+            let (limit, verdict) = match (limits.header_read_timeout, limits.idle_timeout) {
+                (Some(limit), _) => (limit, Verdict::Silent),
+                (None, Some(limit)) => (limit, Verdict::Idle),
+                (None, None) => return Ok(None),
+            };
+            let deadline = self.opened + limit;
+            return if now >= deadline { Err(verdict) } else { Ok(Some(deadline)) };
+        }
+        let Some(idle) = limits.idle_timeout else {
+            return Ok(None);
+        };
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Ok(Some(now + idle));
+        }
+        let deadline = self.opened + Duration::from_nanos(last) + idle;
+        if now >= deadline { Err(Verdict::Idle) } else { Ok(Some(deadline)) }
+    }
+}
+
+/// How the watchdog ends a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Rule 1: drop it.
+    Silent,
+    /// Rule 2: shut it down gracefully.
+    Idle,
+}
+
+/// One request in flight on a connection, from the service call until its
+/// response body is dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a response served by [`serve`](super::serve): the
+    /// service's body, carrying the request's in-flight mark until it is
+    /// dropped (see the module docs of `connection.rs`).
+    #[derive(Debug)]
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A tower service as hyper's: cloned for each request (hyper calls with
+/// `&self`, tower with `&mut self` after `poll_ready`), with the peer's
+/// address in the request's extensions and the request counted in flight.
+#[derive(Debug)]
+struct HyperService<S> {
+    service: S,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> hyper::service::Service<http::Request<Incoming>> for HyperService<S>
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone,
+{
+    type Response = http::Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = ServiceFuture<S, http::Request<Incoming>>;
+
+    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(PeerAddr(self.peer));
+        ServiceFuture {
+            state: CallState::Ready {
+                service: self.service.clone(),
+                request: Some(request),
+            },
+            in_flight: Some(InFlight::start(&self.activity)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// tower's `oneshot`: wait until the service is ready, then call it.
+    struct ServiceFuture<S: Service<R>, R> {
+        #[pin]
+        state: CallState<S, R>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = CallStateProj]
+    enum CallState<S: Service<R>, R> {
+        Ready { service: S, request: Option<R> },
+        Called { #[pin] future: S::Future },
+    }
+}
+
+impl<S, R, B> Future for ServiceFuture<S, R>
+where
+    S: Service<R, Response = http::Response<B>>,
+{
+    type Output = Result<http::Response<TrackedBody<B>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                CallStateProj::Ready { service, request } => {
+                    ready!(service.poll_ready(cx))?;
+                    let request = request.take().expect("ServiceFuture polled after it called the service");
+                    let future = service.call(request);
+                    this.state.set(CallState::Called { future });
+                }
+                CallStateProj::Called { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    let in_flight = this.in_flight.take();
+                    return Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, in_flight })));
+                }
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes, the watchdog ends it,
+/// or (after `stop` is set) it has finished its requests in flight.
+pub(crate) async fn serve_connection<S, B>(stream: TcpStream, peer: SocketAddr, service: S, limits: Limits, stop: Arc<Event>)
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<super::BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<super::BoxError>,
+{
+    // Small responses go out at once; a failure here only costs latency.
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let mut builder = auto::Builder::new(WeftExecutor::new());
+    builder
+        .http1()
+        .timer(WeftTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(WeftTimer::new());
+    let hyper_service = HyperService {
+        service,
+        peer,
+        activity: activity.clone(),
+    };
+    let mut connection = pin!(builder.serve_connection_with_upgrades(stream, hyper_service));
+    let ending = first_of(stop.wait(), watchdog(&activity, limits));
+    // An error ends the connection and concerns only its client (a reset,
+    // a malformed request that hyper has answered with 400, a header-read
+    // timeout): nothing to report to the server.
+    let verdict = match first_of(connection.as_mut(), ending).await {
+        Either::Left(_closed) => return,
+        Either::Right(Either::Left(())) => Verdict::Idle,
+        Either::Right(Either::Right(verdict)) => verdict,
+    };
+    if verdict == Verdict::Idle {
+        connection.as_mut().graceful_shutdown();
+        let _ = connection.await;
+    }
+}
+
+/// Sleeps until the connection breaks a rule of the module docs.
+async fn watchdog(activity: &Activity, limits: Limits) -> Verdict {
+    let mut sleep: Option<weft_io::time::Sleep> = None;
+    loop {
+        match activity.next_deadline(limits, Instant::now()) {
+            Err(verdict) => return verdict,
+            Ok(None) => std::future::pending::<()>().await,
+            Ok(Some(deadline)) => match &mut sleep {
+                Some(sleep) => {
+                    sleep.reset(deadline);
+                    sleep.await;
+                }
+                None => sleep.insert(weft_io::time::sleep_until(deadline)).await,
+            },
+        }
+    }
+}
+
+/// Which of two futures finished first.
+pub(crate) enum Either<L, R> {
+    Left(L),
+    Right(R),
+}
+
+/// Polls both futures (`a` first) until one finishes; drops the other.
+pub(crate) async fn first_of<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(out));
+        }
+        b.as_mut().poll(cx).map(Either::Right)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        header_read_timeout: Some(Duration::from_secs(10)),
+        idle_timeout: Some(Duration::from_secs(60)),
+    };
+
+    #[test]
+    fn a_connection_without_a_request_is_silent_after_the_header_read_timeout() {
+        let activity = Arc::new(Activity::new());
+        let opened = activity.opened;
+        assert_eq!(activity.next_deadline(LIMITS, opened), Ok(Some(opened + Duration::from_secs(10))));
+        assert_eq!(
+            activity.next_deadline(LIMITS, opened + Duration::from_secs(10)),
+            Err(Verdict::Silent)
+        );
+        // Without a header-read timeout, the idle timeout counts from the
+        // opening.
+        let idle_only = Limits {
+            header_read_timeout: None,
+            ..LIMITS
+        };
+        assert_eq!(
+            activity.next_deadline(idle_only, opened + Duration::from_secs(60)),
+            Err(Verdict::Idle)
+        );
+        let neither = Limits {
+            header_read_timeout: None,
+            idle_timeout: None,
+        };
+        assert_eq!(activity.next_deadline(neither, opened + Duration::from_secs(3600)), Ok(None));
+    }
+
+    #[test]
+    fn a_request_in_flight_is_never_idle_and_idleness_counts_from_its_end() {
+        let activity = Arc::new(Activity::new());
+        let opened = activity.opened;
+        let request = InFlight::start(&activity);
+        let late = opened + Duration::from_secs(600);
+        assert_eq!(activity.next_deadline(LIMITS, late), Ok(Some(late + Duration::from_secs(60))));
+        drop(request);
+        let finished = opened + Duration::from_nanos(activity.last_change_ns.load(Ordering::Relaxed));
+        let deadline = finished + Duration::from_secs(60);
+        assert_eq!(activity.next_deadline(LIMITS, finished), Ok(Some(deadline)));
+        assert_eq!(activity.next_deadline(LIMITS, deadline), Err(Verdict::Idle));
+        // No idle timeout: a connection that has had a request lives on.
+        let no_idle = Limits {
+            idle_timeout: None,
+            ..LIMITS
+        };
+        assert_eq!(activity.next_deadline(no_idle, late), Ok(None));
+    }
+}
