@@ -49,9 +49,10 @@
 //!     let listener = weft::net::TcpListener::bind("127.0.0.1:0")?;
 //!     let addr = listener.local_addr()?;
 //!     let (stop, stopped) = weft::sync::oneshot::channel::<()>();
-//!     let server = weft::spawn(weft::web::serve(listener, Hello).with_graceful_shutdown(async {
+//!     let server = weft::web::serve(listener, Hello).with_graceful_shutdown(async {
 //!         let _ = stopped.await;
-//!     }));
+//!     });
+//!     let server = weft::spawn(std::future::IntoFuture::into_future(server));
 //!
 //!     // hyper-util's pooled client over Weft's connector.
 //!     let client = weft::web::client_builder().build(weft::web::WeftConnector::new());
@@ -61,7 +62,7 @@
 //!     assert_eq!(body, "hello");
 //!
 //!     drop(client); // its idle connection, so the drain below is quick
-//!     stop.send(());
+//!     let _ = stop.send(());
 //!     server.await.unwrap()
 //! })?;
 //! # Ok::<(), std::io::Error>(())
