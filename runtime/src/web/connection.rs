@@ -85,11 +85,20 @@ impl Activity {
     fn next_deadline(&self, limits: Limits, now: Instant) -> Result<Option<Instant>, Verdict> {
         let last = self.last_change_ns.load(Ordering::Relaxed);
         if last == 0 {
-            // Rule 1, or rule 2 counted from the opening if only an idle
-            // timeout is set.
-            let (limit, verdict) = match (limits.header_read_timeout, limits.idle_timeout) {
-                (Some(limit), _) => (limit, Verdict::Silent),
-                (None, Some(limit)) => (limit, Verdict::Idle),
+            // No request yet: rule 1, or rule 2 counted from the opening,
+            // whichever comes first. (Once a request has come, deadlines
+            // only move later, so a sleep to this one is never too long.)
+            let silent = limits.header_read_timeout.map(|limit| (limit, Verdict::Silent));
+            let idle = limits.idle_timeout.map(|limit| (limit, Verdict::Idle));
+            let (limit, verdict) = match (silent, idle) {
+                (Some(silent), Some(idle)) => {
+                    if idle.0 < silent.0 {
+                        idle
+                    } else {
+                        silent
+                    }
+                }
+                (Some(first), None) | (None, Some(first)) => first,
                 (None, None) => return Ok(None),
             };
             let deadline = self.opened + limit;
@@ -339,6 +348,16 @@ mod tests {
         };
         assert_eq!(
             activity.next_deadline(idle_only, opened + Duration::from_secs(60)),
+            Err(Verdict::Idle)
+        );
+        // An idle timeout shorter than the header-read timeout comes first.
+        let short_idle = Limits {
+            idle_timeout: Some(Duration::from_secs(2)),
+            ..LIMITS
+        };
+        assert_eq!(activity.next_deadline(short_idle, opened), Ok(Some(opened + Duration::from_secs(2))));
+        assert_eq!(
+            activity.next_deadline(short_idle, opened + Duration::from_secs(2)),
             Err(Verdict::Idle)
         );
         let neither = Limits {
