@@ -71,6 +71,14 @@ impl Client {
         }
     }
 
+    /// Whether the connection has closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Client::Http1(sender) => sender.is_closed(),
+            Client::Http2(sender) => sender.is_closed(),
+        }
+    }
+
     /// `GET path`, answered with its status and body.
     pub(crate) async fn get(&mut self, path: &str) -> (http::StatusCode, String) {
         let response = self.send(get(path)).await.unwrap();
