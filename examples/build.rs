@@ -5,7 +5,8 @@
 fn main() {
     #[cfg(feature = "web")]
     {
-        let protoc = protoc_bin_vendored::protoc_bin_path().expect("protoc-bin-vendored has a protoc for this platform");
+        let protoc =
+            protoc_bin_vendored::protoc_bin_path().expect("protoc-bin-vendored has a protoc for this platform");
         let mut config = tonic_prost_build::Config::new();
         config.protoc_executable(protoc);
         tonic_prost_build::configure()

@@ -57,9 +57,9 @@ mod driver;
 pub mod future;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod runtime;
 #[cfg(feature = "web")]
 pub mod web;
-pub mod runtime;
 
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{

@@ -22,10 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tower::ServiceBuilder;
+use web_common::{Client, assert_no_tokio, get as get_request, post as post_request, within};
 use weft::web::{BoxError, PeerAddr, RequestTimeoutLayer, TimeoutLayer};
 use weft_sync::Event;
 use weft_tests::{each_flavor, runtime};
-use web_common::{Client, assert_no_tokio, get as get_request, post as post_request, within};
 
 /// The application's state.
 #[derive(Clone, Default)]
@@ -162,10 +162,12 @@ fn start() -> Server {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = weft_sync::oneshot::channel::<()>();
     let task = weft::spawn(
-        weft::web::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        })
-        .into_future(),
+        weft::web::serve(listener, router(app.clone()))
+            .insert_peer_addr(true)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
     );
     Server {
         addr,
@@ -179,13 +181,20 @@ fn start() -> Server {
 async fn exercise_the_router(h2: bool) {
     let server = start();
     let mut client = Client::connect(server.addr, h2).await;
-    let version = if h2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
+    let version = if h2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
 
     let response = client.send(get_request("/")).await.unwrap();
     assert_eq!(response.version(), version);
     assert_eq!(response.headers()["x-axum-middleware"], "on");
     assert_eq!(response.headers()["server"], "weft");
-    assert_eq!(web_common::text(response).await, (StatusCode::OK, "Hello from axum on Weft".to_owned()));
+    assert_eq!(
+        web_common::text(response).await,
+        (StatusCode::OK, "Hello from axum on Weft".to_owned())
+    );
 
     // Path and query extractors, a JSON answer, in the nested router.
     let (status, body) = client.get("/api/users/7?greeting=hi").await;
@@ -236,7 +245,10 @@ async fn exercise_the_router(h2: bool) {
         (StatusCode::OK, "1000 bytes".to_owned())
     );
     let request = post_request("/upload", "application/octet-stream", vec![7u8; 5000]);
-    assert_eq!(client.send(request).await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        client.send(request).await.unwrap().status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 }
 
 each_flavor! {

@@ -18,10 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use web_common::{Client, NOT_A_HANG, assert_no_tokio, raw_exchange, read_until_closed, within};
 use weft::io::{AsyncReadExt, AsyncWriteExt};
 use weft::net::TcpStream;
 use weft_tests::{each_flavor, runtime};
-use web_common::{Client, NOT_A_HANG, assert_no_tokio, raw_exchange, read_until_closed, within};
 
 /// The header-read timeout of the servers here.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(500);
@@ -319,7 +319,10 @@ fn raise_fd_limit(needed: u64) -> Result<(), String> {
         return Ok(());
     }
     if limit.rlim_max < needed {
-        return Err(format!("the open-file hard limit is {}, below {needed}", limit.rlim_max));
+        return Err(format!(
+            "the open-file hard limit is {}, below {needed}",
+            limit.rlim_max
+        ));
     }
     limit.rlim_cur = needed;
     // SAFETY: `setrlimit` reads one `rlimit` from `limit`.

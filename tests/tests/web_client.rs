@@ -18,9 +18,9 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use web_common::{assert_no_tokio, within};
 use weft::web::{PeerAddr, WeftConnector, client_builder};
 use weft_tests::{each_flavor, runtime};
-use web_common::{assert_no_tokio, within};
 
 /// The client addresses the server has seen: one per connection.
 #[derive(Clone, Default)]
@@ -40,11 +40,13 @@ fn start(idle_timeout: Option<Duration>, gate_size: usize) -> (SocketAddr, Peers
     let router = Router::new()
         .route(
             "/",
-            get(|State(peers): State<Peers>, Extension(PeerAddr(peer)): Extension<PeerAddr>| async move {
-                assert_no_tokio();
-                peers.0.lock().unwrap().insert(peer);
-                "hello"
-            }),
+            get(
+                |State(peers): State<Peers>, Extension(PeerAddr(peer)): Extension<PeerAddr>| async move {
+                    assert_no_tokio();
+                    peers.0.lock().unwrap().insert(peer);
+                    "hello"
+                },
+            ),
         )
         .route(
             "/gate",
@@ -61,7 +63,12 @@ fn start(idle_timeout: Option<Duration>, gate_size: usize) -> (SocketAddr, Peers
         .with_state(peers.clone());
     let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    weft::spawn(weft::web::serve(listener, router).idle_timeout(idle_timeout).into_future());
+    weft::spawn(
+        weft::web::serve(listener, router)
+            .idle_timeout(idle_timeout)
+            .insert_peer_addr(true)
+            .into_future(),
+    );
     (addr, peers)
 }
 

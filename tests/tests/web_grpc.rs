@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tonic::{Code, Request, Response, Status};
+use web_common::{assert_no_tokio, within};
 use weft::web::{GrpcTimeout, WeftConnector, client_builder};
 use weft_tests::{each_flavor, runtime};
-use web_common::{assert_no_tokio, within};
 
 /// Counts handler futures and streams dropped before they finished: the
 /// calls a deadline cancelled.
@@ -73,10 +73,7 @@ impl Echo for EchoService {
 
     type ServerStreamingEchoStream = ResponseStream;
 
-    async fn server_streaming_echo(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<ResponseStream>, Status> {
+    async fn server_streaming_echo(&self, request: Request<EchoRequest>) -> Result<Response<ResponseStream>, Status> {
         assert_no_tokio();
         let request = request.into_inner();
         let unfinished = Unfinished(Some(self.cancelled.clone()));

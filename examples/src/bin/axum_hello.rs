@@ -91,13 +91,18 @@ async fn count_hits(State(state): State<AppState>, request: Request, next: Next)
 #[weft::main]
 async fn main() -> io::Result<()> {
     let is_demo = std::env::args().nth(1).as_deref() == Some("--demo");
-    let port = if is_demo { 0 } else { weft_examples::port_from_args("axum_hello", 3000) };
+    let port = if is_demo {
+        0
+    } else {
+        weft_examples::port_from_args("axum_hello", 3000)
+    };
     let listener = weft::net::TcpListener::bind(("127.0.0.1", port))?;
     let addr = listener.local_addr()?;
     let router = app(AppState::default());
     let server = weft::web::serve(listener, router)
         .header_read_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(60))
+        .insert_peer_addr(true)
         .with_graceful_shutdown(async {
             let _ = weft::signal::ctrl_c().await;
             println!("axum_hello: Ctrl-C: finishing the requests in flight");
@@ -114,9 +119,7 @@ async fn main() -> io::Result<()> {
 
 /// The routes, with their middleware and state.
 fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/users/{id}", get(user))
-        .route("/echo", post(echo));
+    let api = Router::new().route("/users/{id}", get(user)).route("/echo", post(echo));
     Router::new()
         .route("/", get(|| async { "Hello, world!\n" }))
         .route("/json", get(json))
@@ -134,14 +137,21 @@ fn app(state: AppState) -> Router {
 /// request.
 async fn demo(addr: SocketAddr, server: weft::JoinHandle<io::Result<()>>) -> io::Result<()> {
     let http1 = client_builder().build::<_, Full<Bytes>>(WeftConnector::new());
-    let http2 = client_builder().http2_only(true).build::<_, Full<Bytes>>(WeftConnector::new());
+    let http2 = client_builder()
+        .http2_only(true)
+        .build::<_, Full<Bytes>>(WeftConnector::new());
     let base = format!("http://{addr}");
     let big = Bytes::from(vec![b' '; 100 * 1024]);
     let asks: [(&str, &str, Bytes, StatusCode); 7] = [
         ("GET", "/", Bytes::new(), StatusCode::OK),
         ("GET", "/json", Bytes::new(), StatusCode::OK),
         ("GET", "/api/users/7?greeting=hi", Bytes::new(), StatusCode::OK),
-        ("POST", "/api/echo", Bytes::from_static(br#"{"ping":[1,2,3]}"#), StatusCode::OK),
+        (
+            "POST",
+            "/api/echo",
+            Bytes::from_static(br#"{"ping":[1,2,3]}"#),
+            StatusCode::OK,
+        ),
         ("GET", "/peer", Bytes::new(), StatusCode::OK),
         ("GET", "/no/such/page", Bytes::new(), StatusCode::NOT_FOUND),
         ("POST", "/api/echo", big, StatusCode::PAYLOAD_TOO_LARGE),
@@ -189,10 +199,19 @@ async fn demo(addr: SocketAddr, server: weft::JoinHandle<io::Result<()>>) -> io:
 }
 
 async fn body_text(response: hyper::Response<hyper::body::Incoming>) -> io::Result<String> {
-    let body = response.into_body().collect().await.map_err(io::Error::other)?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(io::Error::other)?
+        .to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn check(ok: bool, what: &str) -> io::Result<()> {
-    if ok { Ok(()) } else { Err(io::Error::other(format!("axum_hello --demo: unexpected {what}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("axum_hello --demo: unexpected {what}")))
+    }
 }

@@ -74,7 +74,11 @@ impl Echo for EchoService {
 #[weft::main]
 async fn main() -> io::Result<()> {
     let is_demo = std::env::args().nth(1).as_deref() == Some("--demo");
-    let port = if is_demo { 0 } else { weft_examples::port_from_args("grpc_echo", 50051) };
+    let port = if is_demo {
+        0
+    } else {
+        weft_examples::port_from_args("grpc_echo", 50051)
+    };
     let listener = weft::net::TcpListener::bind(("127.0.0.1", port))?;
     let addr = listener.local_addr()?;
     // At most a minute per call, shorter if the client says so.
@@ -115,7 +119,11 @@ async fn demo(addr: SocketAddr) -> io::Result<()> {
         repeat: 4,
         delay_ms: 50,
     };
-    let mut stream = client.server_streaming_echo(request).await.map_err(failed)?.into_inner();
+    let mut stream = client
+        .server_streaming_echo(request)
+        .await
+        .map_err(failed)?
+        .into_inner();
     let mut count = 0;
     while let Some(answer) = stream.next().await {
         println!("stream: {}", answer.map_err(failed)?.message);

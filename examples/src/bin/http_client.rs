@@ -51,7 +51,10 @@ async fn main() -> io::Result<()> {
             let client = client_builder().build(connector());
             let uris = urls
                 .iter()
-                .map(|url| url.parse::<Uri>().map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {err}"))))
+                .map(|url| {
+                    url.parse::<Uri>()
+                        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {err}")))
+                })
                 .collect::<io::Result<Vec<_>>>()?;
             for (uri, outcome) in fetch_all(&client, uris).await {
                 match outcome {
@@ -145,6 +148,6 @@ fn start_server(peers: Arc<Mutex<HashSet<SocketAddr>>>) -> io::Result<SocketAddr
             Ok::<_, Infallible>(Response::new(body))
         }
     });
-    weft::spawn(weft::web::serve(listener, service).into_future());
+    weft::spawn(weft::web::serve(listener, service).insert_peer_addr(true).into_future());
     Ok(addr)
 }

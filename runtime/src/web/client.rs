@@ -122,7 +122,9 @@ fn host_and_port(uri: &Uri) -> io::Result<(String, u16)> {
             )));
         }
     }
-    let host = uri.host().ok_or_else(|| invalid(format!("the URI `{uri}` has no host")))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| invalid(format!("the URI `{uri}` has no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_owned(), uri.port_u16().unwrap_or(80)))
 }

@@ -4,11 +4,13 @@
 //!
 //! # The watchdog's rules
 //!
-//! Each connection counts its requests in an [`Activity`]: a request is
-//! *in flight* from the moment hyper hands it to the service until its
-//! response body has been sent or dropped (the [`InFlight`] guard rides in
-//! the response body, so a streaming response counts until its last byte).
-//! The watchdog, raced against the connection, ends it:
+//! Each connection notes in an [`Activity`] that its first request has
+//! reached the service and, when the server has an idle timeout, counts its
+//! requests in flight: a request is *in flight* from the moment hyper hands
+//! it to the service until its response body has been sent or dropped (the
+//! [`InFlight`] guard rides in the response body, so a streaming response
+//! counts until its last byte). The watchdog, raced against the connection
+//! in the connection's task ([`Ending`]), ends it:
 //!
 //! 1. **silent**: no request has reached the service `header_read_timeout`
 //!    after the connection opened. hyper's own header-read timeout starts
@@ -20,26 +22,37 @@
 //!    that long. The connection is shut down gracefully: HTTP/2 sends
 //!    GOAWAY, HTTP/1 closes between requests.
 //!
-//! A graceful shutdown of the server (its stop [`Event`]) shuts every
-//! connection down gracefully the same way: requests in flight finish,
-//! then the connection closes.
+//! A graceful shutdown of the server ([`Connections::stop_all`]) shuts
+//! every connection down gracefully the same way: requests in flight
+//! finish, then the connection closes.
+//!
+//! # Cost per request
+//!
+//! The race polls [`Ending`] at every wakeup of the connection's task, so
+//! it is kept cheap: one `AtomicWaker` registration and one flag load (no
+//! lock shared between connections); once a connection has had its first
+//! request and there is no idle timeout, no clock read either. Requests are
+//! counted only when there is an idle timeout, and the peer's address is
+//! put in the request's extensions (an allocation) only when asked for.
 
 use super::PeerAddr;
 use crate::hyper::{WeftExecutor, WeftTimer};
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::server::conn::auto;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tower_service::Service;
 use weft_io::net::TcpStream;
-use weft_sync::Event;
+use weft_io::time::Sleep;
 
 /// The timeouts every connection of one server shares.
 #[derive(Clone, Copy, Debug)]
@@ -50,41 +63,50 @@ pub(crate) struct Limits {
     pub(crate) header_read_timeout: Option<Duration>,
     /// How long a connection may have no request in flight (rule 2).
     pub(crate) idle_timeout: Option<Duration>,
+    /// Whether each request gets a [`PeerAddr`] extension.
+    pub(crate) insert_peer_addr: bool,
 }
 
 /// What one connection's requests are doing; see the module docs.
 ///
-/// `in_flight` counts [`InFlight`] guards; `last_change_ns` is when a
-/// request last started or finished, in nanoseconds since `opened` (0:
-/// none yet). Both are only hints for the watchdog, which re-reads them
-/// after every sleep, so relaxed ordering is enough.
+/// `started` is set by the first request; `in_flight` counts [`InFlight`]
+/// guards and `last_finished_ns` is when one last ended, in nanoseconds
+/// since `opened` (0: none yet); both only with an idle timeout. They are
+/// hints for the watchdog, which re-reads them after every sleep, so
+/// relaxed ordering is enough.
 #[derive(Debug)]
 pub(crate) struct Activity {
     opened: Instant,
+    started: AtomicBool,
     in_flight: AtomicUsize,
-    last_change_ns: AtomicU64,
+    last_finished_ns: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Activity {
         Activity {
             opened: Instant::now(),
+            started: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            last_change_ns: AtomicU64::new(0),
+            last_finished_ns: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
-        // At least 1: 0 means "no request yet".
-        let ns = self.opened.elapsed().as_nanos().clamp(1, u64::MAX as u128) as u64;
-        self.last_change_ns.store(ns, Ordering::Relaxed);
+    fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Notes a request: cheap when already noted (a load, no store).
+    fn start(&self) {
+        if !self.started() {
+            self.started.store(true, Ordering::Relaxed);
+        }
     }
 
     /// When the watchdog should next look, or its verdict if the time has
     /// come.
     fn next_deadline(&self, limits: Limits, now: Instant) -> Result<Option<Instant>, Verdict> {
-        let last = self.last_change_ns.load(Ordering::Relaxed);
-        if last == 0 {
+        if !self.started() {
             // No request yet: rule 1, or rule 2 counted from the opening,
             // whichever comes first. (Once a request has come, deadlines
             // only move later, so a sleep to this one is never too long.)
@@ -102,16 +124,26 @@ impl Activity {
                 (None, None) => return Ok(None),
             };
             let deadline = self.opened + limit;
-            return if now >= deadline { Err(verdict) } else { Ok(Some(deadline)) };
+            return if now >= deadline {
+                Err(verdict)
+            } else {
+                Ok(Some(deadline))
+            };
         }
         let Some(idle) = limits.idle_timeout else {
             return Ok(None);
         };
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        let last = self.last_finished_ns.load(Ordering::Relaxed);
+        // A request in flight, or one whose end is not visible here yet.
+        if self.in_flight.load(Ordering::Relaxed) > 0 || last == 0 {
             return Ok(Some(now + idle));
         }
         let deadline = self.opened + Duration::from_nanos(last) + idle;
-        if now >= deadline { Err(Verdict::Idle) } else { Ok(Some(deadline)) }
+        if now >= deadline {
+            Err(Verdict::Idle)
+        } else {
+            Ok(Some(deadline))
+        }
     }
 }
 
@@ -132,15 +164,18 @@ pub(crate) struct InFlight(Arc<Activity>);
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
+        activity.start();
         InFlight(activity.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let activity = &self.0;
+        // At least 1: 0 means "none yet".
+        let ns = activity.opened.elapsed().as_nanos().clamp(1, u64::MAX as u128) as u64;
+        activity.last_finished_ns.store(ns, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -175,12 +210,15 @@ impl<B: Body> Body for TrackedBody<B> {
 
 /// A tower service as hyper's: cloned for each request (hyper calls with
 /// `&self`, tower with `&mut self` after `poll_ready`), with the peer's
-/// address in the request's extensions and the request counted in flight.
+/// address in the request's extensions if asked for, and the request noted
+/// in the connection's [`Activity`].
 #[derive(Debug)]
 struct HyperService<S> {
     service: S,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     activity: Arc<Activity>,
+    /// Whether to count requests in flight (there is an idle timeout).
+    count_in_flight: bool,
 }
 
 impl<S, B> hyper::service::Service<http::Request<Incoming>> for HyperService<S>
@@ -192,13 +230,21 @@ where
     type Future = ServiceFuture<S, http::Request<Incoming>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
-        request.extensions_mut().insert(PeerAddr(self.peer));
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(PeerAddr(peer));
+        }
+        let in_flight = if self.count_in_flight {
+            Some(InFlight::start(&self.activity))
+        } else {
+            self.activity.start();
+            None
+        };
         ServiceFuture {
             state: CallState::Ready {
                 service: self.service.clone(),
                 request: Some(request),
             },
-            in_flight: Some(InFlight::start(&self.activity)),
+            in_flight,
         }
     }
 }
@@ -232,7 +278,9 @@ where
             match this.state.as_mut().project() {
                 CallStateProj::Ready { service, request } => {
                     ready!(service.poll_ready(cx))?;
-                    let request = request.take().expect("ServiceFuture polled after it called the service");
+                    let request = request
+                        .take()
+                        .expect("ServiceFuture polled after it called the service");
                     let future = service.call(request);
                     this.state.set(CallState::Called { future });
                 }
@@ -247,9 +295,15 @@ where
 }
 
 /// Serves one accepted connection until it closes, the watchdog ends it,
-/// or (after `stop` is set) it has finished its requests in flight.
-pub(crate) async fn serve_connection<S, B>(stream: TcpStream, peer: SocketAddr, service: S, limits: Limits, stop: Arc<Event>)
-where
+/// or (after [`Connections::stop_all`]) it has finished its requests in
+/// flight.
+pub(crate) async fn serve_connection<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    limits: Limits,
+    connections: Arc<Connections>,
+) where
     S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<super::BoxError>,
@@ -267,39 +321,158 @@ where
     builder.http2().timer(WeftTimer::new());
     let hyper_service = HyperService {
         service,
-        peer,
+        peer: limits.insert_peer_addr.then_some(peer),
         activity: activity.clone(),
+        count_in_flight: limits.idle_timeout.is_some(),
     };
     let mut connection = pin!(builder.serve_connection_with_upgrades(stream, hyper_service));
-    let ending = first_of(stop.wait(), watchdog(&activity, limits));
+    let registration = connections.register();
+    let ending = Ending {
+        signal: registration.signal.clone(),
+        activity,
+        limits,
+        sleep: None,
+        watching: true,
+    };
     // An error ends the connection and concerns only its client (a reset,
     // a malformed request that hyper has answered with 400, a header-read
     // timeout): nothing to report to the server.
     let verdict = match first_of(connection.as_mut(), ending).await {
         Either::Left(_closed) => return,
-        Either::Right(Either::Left(())) => Verdict::Idle,
-        Either::Right(Either::Right(verdict)) => verdict,
+        Either::Right(verdict) => verdict,
     };
     if verdict == Verdict::Idle {
         connection.as_mut().graceful_shutdown();
         let _ = connection.await;
     }
+    drop(registration);
 }
 
-/// Sleeps until the connection breaks a rule of the module docs.
-async fn watchdog(activity: &Activity, limits: Limits) -> Verdict {
-    let mut sleep: Option<weft_io::time::Sleep> = None;
-    loop {
-        match activity.next_deadline(limits, Instant::now()) {
-            Err(verdict) => return verdict,
-            Ok(None) => std::future::pending::<()>().await,
-            Ok(Some(deadline)) => match &mut sleep {
-                Some(sleep) => {
-                    sleep.reset(deadline);
-                    sleep.await;
+/// The connections of one server, for [`stop_all`](Connections::stop_all).
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    registry: Mutex<Registry>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    stopping: bool,
+    next_key: u64,
+    signals: HashMap<u64, Arc<ConnectionSignal>>,
+}
+
+/// What the server and one connection's task share.
+#[derive(Debug, Default)]
+struct ConnectionSignal {
+    /// Set by `stop_all`: shut down gracefully.
+    stop: AtomicBool,
+    /// The connection task's waker.
+    waker: AtomicWaker,
+}
+
+impl Connections {
+    /// Adds a connection; it leaves when the registration is dropped. A
+    /// connection that arrives after `stop_all` is told to stop at once.
+    fn register(self: &Arc<Connections>) -> Registration {
+        let signal = Arc::new(ConnectionSignal::default());
+        let mut registry = lock(&self.registry);
+        if registry.stopping {
+            signal.stop.store(true, Ordering::Release);
+        }
+        let key = registry.next_key;
+        registry.next_key += 1;
+        registry.signals.insert(key, signal.clone());
+        Registration {
+            connections: self.clone(),
+            key,
+            signal,
+        }
+    }
+
+    /// Tells every connection, now and later, to shut down gracefully.
+    pub(crate) fn stop_all(&self) {
+        let signals: Vec<Arc<ConnectionSignal>> = {
+            let mut registry = lock(&self.registry);
+            registry.stopping = true;
+            registry.signals.values().cloned().collect()
+        };
+        for signal in signals {
+            signal.stop.store(true, Ordering::Release);
+            signal.waker.wake();
+        }
+    }
+}
+
+/// A connection's place in [`Connections`].
+struct Registration {
+    connections: Arc<Connections>,
+    key: u64,
+    signal: Arc<ConnectionSignal>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.connections.registry).signals.remove(&self.key);
+    }
+}
+
+/// Locks, ignoring poisoning: the registry holds no invariant a panic
+/// could break half-way (this crate's one lock helper).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The connection's end, raced against it: the server's stop, or the
+/// watchdog's verdict (the module docs' rules).
+struct Ending {
+    signal: Arc<ConnectionSignal>,
+    activity: Arc<Activity>,
+    limits: Limits,
+    sleep: Option<Sleep>,
+    /// False once no rule can apply any more (a request has come, and
+    /// there is no idle timeout).
+    watching: bool,
+}
+
+impl std::future::Future for Ending {
+    type Output = Verdict;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
+        let this = &mut *self;
+        this.signal.waker.register(cx.waker());
+        if this.signal.stop.load(Ordering::Acquire) {
+            return Poll::Ready(Verdict::Idle);
+        }
+        if !this.watching {
+            return Poll::Pending;
+        }
+        if this.activity.started() && this.limits.idle_timeout.is_none() {
+            // Rule 1 is met and rule 2 is off: nothing left to watch.
+            this.watching = false;
+            this.sleep = None;
+            return Poll::Pending;
+        }
+        loop {
+            let sleeping = this
+                .sleep
+                .as_mut()
+                .is_some_and(|sleep| Pin::new(sleep).poll(cx).is_pending());
+            if sleeping {
+                return Poll::Pending;
+            }
+            // The deadline has come (or none was set yet): look again.
+            match this.activity.next_deadline(this.limits, Instant::now()) {
+                Err(verdict) => return Poll::Ready(verdict),
+                Ok(None) => {
+                    this.watching = false;
+                    this.sleep = None;
+                    return Poll::Pending;
                 }
-                None => sleep.insert(weft_io::time::sleep_until(deadline)).await,
-            },
+                Ok(Some(deadline)) => match &mut this.sleep {
+                    Some(sleep) => sleep.reset(deadline),
+                    None => this.sleep = Some(weft_io::time::sleep_until(deadline)),
+                },
+            }
         }
     }
 }
@@ -329,13 +502,17 @@ mod tests {
     const LIMITS: Limits = Limits {
         header_read_timeout: Some(Duration::from_secs(10)),
         idle_timeout: Some(Duration::from_secs(60)),
+        insert_peer_addr: false,
     };
 
     #[test]
     fn a_connection_without_a_request_is_silent_after_the_header_read_timeout() {
         let activity = Arc::new(Activity::new());
         let opened = activity.opened;
-        assert_eq!(activity.next_deadline(LIMITS, opened), Ok(Some(opened + Duration::from_secs(10))));
+        assert_eq!(
+            activity.next_deadline(LIMITS, opened),
+            Ok(Some(opened + Duration::from_secs(10)))
+        );
         assert_eq!(
             activity.next_deadline(LIMITS, opened + Duration::from_secs(10)),
             Err(Verdict::Silent)
@@ -355,7 +532,10 @@ mod tests {
             idle_timeout: Some(Duration::from_secs(2)),
             ..LIMITS
         };
-        assert_eq!(activity.next_deadline(short_idle, opened), Ok(Some(opened + Duration::from_secs(2))));
+        assert_eq!(
+            activity.next_deadline(short_idle, opened),
+            Ok(Some(opened + Duration::from_secs(2)))
+        );
         assert_eq!(
             activity.next_deadline(short_idle, opened + Duration::from_secs(2)),
             Err(Verdict::Idle)
@@ -363,8 +543,12 @@ mod tests {
         let neither = Limits {
             header_read_timeout: None,
             idle_timeout: None,
+            ..LIMITS
         };
-        assert_eq!(activity.next_deadline(neither, opened + Duration::from_secs(3600)), Ok(None));
+        assert_eq!(
+            activity.next_deadline(neither, opened + Duration::from_secs(3600)),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -373,9 +557,12 @@ mod tests {
         let opened = activity.opened;
         let request = InFlight::start(&activity);
         let late = opened + Duration::from_secs(600);
-        assert_eq!(activity.next_deadline(LIMITS, late), Ok(Some(late + Duration::from_secs(60))));
+        assert_eq!(
+            activity.next_deadline(LIMITS, late),
+            Ok(Some(late + Duration::from_secs(60)))
+        );
         drop(request);
-        let finished = opened + Duration::from_nanos(activity.last_change_ns.load(Ordering::Relaxed));
+        let finished = opened + Duration::from_nanos(activity.last_finished_ns.load(Ordering::Relaxed));
         let deadline = finished + Duration::from_secs(60);
         assert_eq!(activity.next_deadline(LIMITS, finished), Ok(Some(deadline)));
         assert_eq!(activity.next_deadline(LIMITS, deadline), Err(Verdict::Idle));

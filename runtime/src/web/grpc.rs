@@ -147,7 +147,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let expired = this.deadline.as_mut().is_some_and(|deadline| Pin::new(deadline).poll(cx).is_ready());
+        let expired = this
+            .deadline
+            .as_mut()
+            .is_some_and(|deadline| Pin::new(deadline).poll(cx).is_ready());
         if expired {
             return Poll::Ready(Ok(deadline_exceeded()));
         }
@@ -161,9 +164,14 @@ where
 
 /// gRPC's trailers-only answer for a call past its deadline.
 fn deadline_exceeded<B>() -> http::Response<GrpcTimeoutBody<B>> {
-    let mut response = http::Response::new(GrpcTimeoutBody { state: BodyState::Ended });
+    let mut response = http::Response::new(GrpcTimeoutBody {
+        state: BodyState::Ended,
+    });
     let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
     add_deadline_status(headers);
     response
 }
@@ -207,7 +215,9 @@ impl<B: http_body::Body> http_body::Body for GrpcTimeoutBody<B> {
         };
         // The deadline first: a stream that always has a frame ready must
         // still end on time.
-        let expired = deadline.as_mut().is_some_and(|deadline| Pin::new(deadline).poll(cx).is_ready());
+        let expired = deadline
+            .as_mut()
+            .is_some_and(|deadline| Pin::new(deadline).poll(cx).is_ready());
         if expired {
             // Drops the service's body: the rest of the stream is not sent.
             this.state.set(BodyState::Ended);
@@ -228,7 +238,10 @@ impl<B: http_body::Body> http_body::Body for GrpcTimeoutBody<B> {
     fn size_hint(&self) -> http_body::SizeHint {
         match &self.state {
             // The deadline may cut it short: only the upper bound holds.
-            BodyState::Streaming { inner, deadline: Some(_) } => {
+            BodyState::Streaming {
+                inner,
+                deadline: Some(_),
+            } => {
                 let mut hint = http_body::SizeHint::new();
                 if let Some(upper) = inner.size_hint().upper() {
                     hint.set_upper(upper);

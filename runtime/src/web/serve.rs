@@ -1,7 +1,7 @@
 //! `serve`: axum's `serve` on Weft.
 
 use super::BoxError;
-use super::connection::{Either, Limits, first_of, serve_connection};
+use super::connection::{Connections, Either, Limits, first_of, serve_connection};
 use bytes::Bytes;
 use http_body::Body;
 use hyper::body::Incoming;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_service::Service;
 use weft_io::net::TcpListener;
-use weft_sync::{Event, mpsc};
+use weft_sync::mpsc;
 
 /// hyper's default header-read timeout, which [`serve`] keeps.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,10 +29,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 ///
 /// `service` is any tower service of `http::Request<hyper::body::Incoming>`
 /// that is `Clone` (it is cloned per connection and per request): an axum
-/// `Router`, a tonic server, a `tower::ServiceBuilder` stack. Each request
-/// carries the client's address as a [`PeerAddr`](super::PeerAddr)
-/// extension. A service error closes that request's connection, as in
-/// hyper.
+/// `Router`, a tonic server, a `tower::ServiceBuilder` stack. With
+/// [`insert_peer_addr`](Serve::insert_peer_addr), each request carries the
+/// client's address as a [`PeerAddr`](super::PeerAddr) extension. A service
+/// error closes that request's connection, as in hyper.
 ///
 /// Await the returned [`Serve`] (inside a Weft runtime) to run the server;
 /// it runs until the process ends, or, with
@@ -61,6 +61,7 @@ where
         limits: Limits {
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: None,
+            insert_peer_addr: false,
         },
     }
 }
@@ -96,6 +97,15 @@ impl<S> Serve<S> {
         self
     }
 
+    /// Puts the client's address in each request's extensions, as a
+    /// [`PeerAddr`](super::PeerAddr) (axum's `ConnectInfo`; extract it with
+    /// `Extension<PeerAddr>`). Off by default: it costs an allocation per
+    /// request.
+    pub fn insert_peer_addr(mut self, insert: bool) -> Self {
+        self.limits.insert_peer_addr = insert;
+        self
+    }
+
     /// The address the server listens on.
     ///
     /// # Errors
@@ -127,6 +137,7 @@ impl<S> fmt::Debug for Serve<S> {
             .field("listener", &self.listener)
             .field("header_read_timeout", &self.limits.header_read_timeout)
             .field("idle_timeout", &self.limits.idle_timeout)
+            .field("insert_peer_addr", &self.limits.insert_peer_addr)
             .finish_non_exhaustive()
     }
 }
@@ -205,8 +216,8 @@ where
         service,
         limits,
     } = serve;
-    // Set once, when the drain begins; every connection waits on it.
-    let stop = Arc::new(Event::new());
+    // Told to stop, all at once, when the drain begins.
+    let connections = Arc::new(Connections::default());
     // Every connection task holds a sender; `recv` answers `None` once the
     // last one has finished.
     let (open, mut all_closed) = mpsc::unbounded_channel::<std::convert::Infallible>();
@@ -218,9 +229,9 @@ where
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (service, stop, open) = (service.clone(), stop.clone(), open.clone());
+                let (service, connections, open) = (service.clone(), connections.clone(), open.clone());
                 drop(crate::spawn(async move {
-                    serve_connection(stream, peer, service, limits, stop).await;
+                    serve_connection(stream, peer, service, limits, connections).await;
                     drop(open);
                 }));
             }
@@ -236,7 +247,7 @@ where
         }
     }
     drop(listener);
-    stop.set();
+    connections.stop_all();
     drop(open);
     let _ = all_closed.recv().await;
     Ok(())

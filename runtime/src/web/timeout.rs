@@ -268,7 +268,10 @@ mod tests {
 
             let mut fast = RequestTimeoutLayer::new(Duration::from_secs(30)).layer(Slow(Duration::from_millis(1)));
             let response = call(&mut fast).await.unwrap();
-            assert_eq!((response.status(), response.body().as_str()), (http::StatusCode::OK, "done"));
+            assert_eq!(
+                (response.status(), response.body().as_str()),
+                (http::StatusCode::OK, "done")
+            );
             let layer = RequestTimeoutLayer::new(Duration::from_millis(20));
             let response = call(&mut layer.layer(Slow(Duration::from_secs(30)))).await.unwrap();
             assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);

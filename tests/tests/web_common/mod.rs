@@ -58,7 +58,10 @@ impl Client {
     }
 
     /// Sends `request` (waiting until the connection can take it).
-    pub(crate) async fn send(&mut self, request: http::Request<Full<Bytes>>) -> hyper::Result<http::Response<Incoming>> {
+    pub(crate) async fn send(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> hyper::Result<http::Response<Incoming>> {
         match self {
             Client::Http1(sender) => {
                 sender.ready().await?;
