@@ -29,8 +29,8 @@
 //! # Cost per request
 //!
 //! The race polls [`Ending`] at every wakeup of the connection's task, so
-//! it is kept cheap: one `AtomicWaker` registration and one flag load (no
-//! lock shared between connections); once a connection has had its first
+//! it is kept cheap: a waker comparison and one flag load (no lock shared
+//! between connections, no atomic write); once a connection has had its first
 //! request and there is no idle timeout, no clock read either. Requests are
 //! counted only when there is an idle timeout, and the peer's address is
 //! put in the request's extensions (an allocation) only when asked for.
@@ -48,7 +48,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 use tower_service::Service;
 use weft_io::net::TcpStream;
@@ -333,6 +333,7 @@ pub(crate) async fn serve_connection<S, B>(
         limits,
         sleep: None,
         watching: true,
+        registered: None,
     };
     // An error ends the connection and concerns only its client (a reset,
     // a malformed request that hyper has answered with 400, a header-read
@@ -432,6 +433,8 @@ struct Ending {
     /// False once no rule can apply any more (a request has come, and
     /// there is no idle timeout).
     watching: bool,
+    /// The waker last registered in `signal`.
+    registered: Option<Waker>,
 }
 
 impl std::future::Future for Ending {
@@ -439,7 +442,15 @@ impl std::future::Future for Ending {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
         let this = &mut *self;
-        this.signal.waker.register(cx.waker());
+        // `stop_all` sets the flag, then wakes the registered waker once;
+        // this registers, then reads the flag: a stop is never missed. The
+        // task's waker rarely changes, and the one wake needs no fresh
+        // registration, so registering again only when it has changed
+        // keeps this off the atomics on every wakeup.
+        if !this.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+            this.signal.waker.register(cx.waker());
+            this.registered = Some(cx.waker().clone());
+        }
         if this.signal.stop.load(Ordering::Acquire) {
             return Poll::Ready(Verdict::Idle);
         }
