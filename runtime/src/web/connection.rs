@@ -447,7 +447,11 @@ impl std::future::Future for Ending {
         // task's waker rarely changes, and the one wake needs no fresh
         // registration, so registering again only when it has changed
         // keeps this off the atomics on every wakeup.
-        if !this.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
             this.signal.waker.register(cx.waker());
             this.registered = Some(cx.waker().clone());
         }

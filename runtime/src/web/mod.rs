@@ -55,7 +55,7 @@
 //!     let server = weft::spawn(std::future::IntoFuture::into_future(server));
 //!
 //!     // hyper-util's pooled client over Weft's connector.
-//!     let client = weft::web::client_builder().build(weft::web::WeftConnector::new());
+//!     let client = weft::web::client_builder().build::<_, http_body_util::Empty<Bytes>>(weft::web::WeftConnector::new());
 //!     let uri: hyper::Uri = format!("http://{addr}/").parse().unwrap();
 //!     let response = client.get(uri).await.unwrap();
 //!     let body = response.into_body().collect().await.unwrap().to_bytes();
