@@ -567,6 +567,21 @@ mod tests {
     }
 
     #[test]
+    fn stop_all_reaches_connections_before_and_after_it_and_forgets_closed_ones() {
+        let connections = Arc::new(Connections::default());
+        let early = connections.register();
+        let closed = connections.register();
+        drop(closed);
+        assert_eq!(lock(&connections.registry).signals.len(), 1);
+        connections.stop_all();
+        assert!(early.signal.stop.load(Ordering::Acquire));
+        let late = connections.register();
+        assert!(late.signal.stop.load(Ordering::Acquire), "a connection after the stop");
+        drop((early, late));
+        assert!(lock(&connections.registry).signals.is_empty());
+    }
+
+    #[test]
     fn a_request_in_flight_is_never_idle_and_idleness_counts_from_its_end() {
         let activity = Arc::new(Activity::new());
         let opened = activity.opened;
