@@ -43,8 +43,20 @@ impl Drop for OnDrop {
 /// A server on a fresh port with the given idle timeout.
 fn start(idle_timeout: Option<Duration>, header_read_timeout: Duration) -> (SocketAddr, Dropped) {
     let dropped = Dropped::default();
+    let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = weft::web::serve(listener, router(&dropped))
+        .header_read_timeout(header_read_timeout)
+        .idle_timeout(idle_timeout);
+    weft::spawn(server.into_future());
+    (addr, dropped)
+}
+
+/// `/` answers `ok`, `/upload` takes at most [`BODY_LIMIT`] bytes,
+/// `/stream` streams until dropped (counted in `dropped`).
+fn router(dropped: &Dropped) -> Router {
     let streams = dropped.clone();
-    let router = Router::new()
+    Router::new()
         .route(
             "/",
             get(|| async {
@@ -72,14 +84,7 @@ fn start(idle_timeout: Option<Duration>, header_read_timeout: Duration) -> (Sock
                 Body::from_stream(chunks)
             }),
         )
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = weft::web::serve(listener, router)
-        .header_read_timeout(header_read_timeout)
-        .idle_timeout(idle_timeout);
-    weft::spawn(server.into_future());
-    (addr, dropped)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// A keep-alive client that asks every 50 ms while `work` runs: the
@@ -238,6 +243,37 @@ each_flavor! {
                 .await;
             })
             .await;
+        });
+    }
+
+    fn dropping_the_server_closes_the_connections_its_drain_waits_for(flavor) {
+        runtime(flavor).block_on(async {
+            let dropped = Dropped::default();
+            let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let streaming = Arc::new(weft_sync::Event::new());
+            // A client in the middle of a response that never ends: a
+            // graceful drain would wait for it forever.
+            let client = {
+                let streaming = streaming.clone();
+                weft::spawn(async move {
+                    let mut stream = TcpStream::connect(addr).await.unwrap();
+                    stream.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+                    let mut buf = [0u8; 16 * 1024];
+                    assert!(stream.read(&mut buf).await.unwrap() > 0);
+                    streaming.set();
+                    read_until_closed(&mut stream).await;
+                })
+            };
+            let server = weft::web::serve(listener, router(&dropped)).with_graceful_shutdown(async move {
+                streaming.wait().await;
+            });
+            // The stop comes at once; the drain is given 500 ms, then the
+            // server's future is dropped.
+            let drained = weft::time::timeout(Duration::from_millis(500), server).await;
+            assert!(drained.is_err(), "the drain finished although a response never ends");
+            within("the client to see its connection closed", client).await.unwrap();
+            assert_eq!(dropped.0.load(Ordering::SeqCst), 1, "the endless body was dropped");
         });
     }
 

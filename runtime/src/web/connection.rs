@@ -24,7 +24,9 @@
 //!
 //! A graceful shutdown of the server ([`Connections::stop_all`]) shuts
 //! every connection down gracefully the same way: requests in flight
-//! finish, then the connection closes.
+//! finish, then the connection closes. Dropping the server's future
+//! ([`Connections::abort_all`]) closes every connection at once, in the
+//! middle of a drain or not.
 //!
 //! # Cost per request
 //!
@@ -46,7 +48,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
@@ -344,12 +346,14 @@ pub(crate) async fn serve_connection<S, B>(
     };
     if verdict == Verdict::Idle {
         connection.as_mut().graceful_shutdown();
-        let _ = connection.await;
+        // The drain, unless the server gives up on it (`abort_all`).
+        let _ = first_of(connection, Aborted(&registration.signal)).await;
     }
     drop(registration);
 }
 
-/// The connections of one server, for [`stop_all`](Connections::stop_all).
+/// The connections of one server, for [`stop_all`](Connections::stop_all)
+/// and [`abort_all`](Connections::abort_all).
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     registry: Mutex<Registry>,
@@ -357,29 +361,37 @@ pub(crate) struct Connections {
 
 #[derive(Debug, Default)]
 struct Registry {
-    stopping: bool,
+    /// What connections registering now are told: [`SERVING`], [`STOP`]
+    /// or [`ABORT`].
+    level: u8,
     next_key: u64,
     signals: HashMap<u64, Arc<ConnectionSignal>>,
 }
 
+/// A connection's [`ConnectionSignal`] level: serve on.
+const SERVING: u8 = 0;
+/// Shut down gracefully (`stop_all`).
+const STOP: u8 = 1;
+/// Close now (`abort_all`).
+const ABORT: u8 = 2;
+
 /// What the server and one connection's task share.
 #[derive(Debug, Default)]
 struct ConnectionSignal {
-    /// Set by `stop_all`: shut down gracefully.
-    stop: AtomicBool,
+    /// [`SERVING`], then [`STOP`] and/or [`ABORT`]; it only rises.
+    level: AtomicU8,
     /// The connection task's waker.
     waker: AtomicWaker,
 }
 
 impl Connections {
     /// Adds a connection; it leaves when the registration is dropped. A
-    /// connection that arrives after `stop_all` is told to stop at once.
+    /// connection that arrives after `stop_all` (or `abort_all`) is told at
+    /// once.
     fn register(self: &Arc<Connections>) -> Registration {
         let signal = Arc::new(ConnectionSignal::default());
         let mut registry = lock(&self.registry);
-        if registry.stopping {
-            signal.stop.store(true, Ordering::Release);
-        }
+        signal.level.store(registry.level, Ordering::Release);
         let key = registry.next_key;
         registry.next_key += 1;
         registry.signals.insert(key, signal.clone());
@@ -392,13 +404,23 @@ impl Connections {
 
     /// Tells every connection, now and later, to shut down gracefully.
     pub(crate) fn stop_all(&self) {
+        self.raise(STOP);
+    }
+
+    /// Tells every connection, now and later, to close at once, even in
+    /// the middle of a graceful shutdown: the server's future was dropped.
+    pub(crate) fn abort_all(&self) {
+        self.raise(ABORT);
+    }
+
+    fn raise(&self, level: u8) {
         let signals: Vec<Arc<ConnectionSignal>> = {
             let mut registry = lock(&self.registry);
-            registry.stopping = true;
+            registry.level = registry.level.max(level);
             registry.signals.values().cloned().collect()
         };
         for signal in signals {
-            signal.stop.store(true, Ordering::Release);
+            signal.level.fetch_max(level, Ordering::AcqRel);
             signal.waker.wake();
         }
     }
@@ -421,6 +443,25 @@ impl Drop for Registration {
 /// could break half-way (this crate's one lock helper).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Completes once the connection is told to close at once (`abort_all`);
+/// raced against a graceful shutdown's drain.
+struct Aborted<'a>(&'a ConnectionSignal);
+
+impl std::future::Future for Aborted<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered at every poll: the drain is short and rare, and
+        // `Ending` may have used up the one wake of the earlier level.
+        self.0.waker.register(cx.waker());
+        if self.0.level.load(Ordering::Acquire) >= ABORT {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// The connection's end, raced against it: the server's stop, or the
@@ -455,8 +496,10 @@ impl std::future::Future for Ending {
             this.signal.waker.register(cx.waker());
             this.registered = Some(cx.waker().clone());
         }
-        if this.signal.stop.load(Ordering::Acquire) {
-            return Poll::Ready(Verdict::Idle);
+        match this.signal.level.load(Ordering::Acquire) {
+            SERVING => {}
+            STOP => return Poll::Ready(Verdict::Idle),
+            _ => return Poll::Ready(Verdict::Silent),
         }
         if !this.watching {
             return Poll::Pending;
@@ -574,9 +617,19 @@ mod tests {
         drop(closed);
         assert_eq!(lock(&connections.registry).signals.len(), 1);
         connections.stop_all();
-        assert!(early.signal.stop.load(Ordering::Acquire));
+        assert_eq!(early.signal.level.load(Ordering::Acquire), STOP);
         let late = connections.register();
-        assert!(late.signal.stop.load(Ordering::Acquire), "a connection after the stop");
+        assert_eq!(
+            late.signal.level.load(Ordering::Acquire),
+            STOP,
+            "a connection after the stop"
+        );
+        connections.abort_all();
+        assert_eq!(early.signal.level.load(Ordering::Acquire), ABORT);
+        assert_eq!(connections.register().signal.level.load(Ordering::Acquire), ABORT);
+        // A stop after an abort does not lower it.
+        connections.stop_all();
+        assert_eq!(late.signal.level.load(Ordering::Acquire), ABORT);
         drop((early, late));
         assert!(lock(&connections.registry).signals.is_empty());
     }

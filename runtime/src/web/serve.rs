@@ -39,7 +39,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown), until a
 /// signal and the requests in flight have finished. Before awaiting, set
 /// [`header_read_timeout`](Serve::header_read_timeout) (30 s unless set)
-/// and [`idle_timeout`](Serve::idle_timeout) (none unless set).
+/// and [`idle_timeout`](Serve::idle_timeout) (none unless set). Dropping
+/// the running future closes every connection it has accepted.
 ///
 /// Errors of one connection (a malformed request, which hyper answers with
 /// `400`; a client that vanishes; a header-read timeout) end that
@@ -122,7 +123,8 @@ impl<S> Serve<S> {
     ///
     /// The drain waits for every request in flight; bound it with
     /// [`weft::time::timeout`](crate::time::timeout) around the server if
-    /// a response may stream forever.
+    /// a response may stream forever: dropping the server's future (here,
+    /// or anywhere) closes every connection it still has at once.
     pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<S, F>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -216,8 +218,10 @@ where
         service,
         limits,
     } = serve;
-    // Told to stop, all at once, when the drain begins.
+    // Told to stop, all at once, when the drain begins; told to close at
+    // once if this future is dropped (say, by a timeout around the drain).
     let connections = Arc::new(Connections::default());
+    let _abort_on_drop = AbortOnDrop(connections.clone());
     // Every connection task holds a sender; `recv` answers `None` once the
     // last one has finished.
     let (open, mut all_closed) = mpsc::unbounded_channel::<std::convert::Infallible>();
@@ -251,6 +255,15 @@ where
     drop(open);
     let _ = all_closed.recv().await;
     Ok(())
+}
+
+/// Closes every connection of a server whose future is dropped.
+struct AbortOnDrop(Arc<Connections>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort_all();
+    }
 }
 
 /// Errors of `accept` that concern one connection, not the listener.
