@@ -84,6 +84,12 @@ pub(crate) struct Activity {
     last_finished_ns: AtomicU64,
 }
 
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity::new()
+    }
+}
+
 impl Activity {
     fn new() -> Activity {
         Activity {
@@ -161,19 +167,19 @@ enum Verdict {
 /// One request in flight on a connection, from the service call until its
 /// response body is dropped.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<ConnectionSignal>);
 
 impl InFlight {
-    fn start(activity: &Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.start();
-        InFlight(activity.clone())
+    fn start(shared: &Arc<ConnectionSignal>) -> InFlight {
+        shared.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.activity.start();
+        InFlight(shared.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let activity = &self.0.activity;
         // At least 1: 0 means "none yet".
         let ns = activity.opened.elapsed().as_nanos().clamp(1, u64::MAX as u128) as u64;
         activity.last_finished_ns.store(ns, Ordering::Relaxed);
@@ -218,9 +224,13 @@ impl<B: Body> Body for TrackedBody<B> {
 struct HyperService<S> {
     service: S,
     peer: Option<SocketAddr>,
-    activity: Arc<Activity>,
+    /// The connection's state, shared with its watchdog and the server.
+    shared: Arc<ConnectionSignal>,
     /// Whether to count requests in flight (there is an idle timeout).
     count_in_flight: bool,
+    /// Whether a request has been noted in `shared` (kept here, in memory
+    /// hyper has just touched, so that later requests skip `shared`).
+    noted: AtomicBool,
 }
 
 impl<S, B> hyper::service::Service<http::Request<Incoming>> for HyperService<S>
@@ -236,9 +246,12 @@ where
             request.extensions_mut().insert(PeerAddr(peer));
         }
         let in_flight = if self.count_in_flight {
-            Some(InFlight::start(&self.activity))
+            Some(InFlight::start(&self.shared))
         } else {
-            self.activity.start();
+            if !self.noted.load(Ordering::Relaxed) {
+                self.noted.store(true, Ordering::Relaxed);
+                self.shared.activity.start();
+            }
             None
         };
         ServiceFuture {
@@ -314,7 +327,7 @@ pub(crate) async fn serve_connection<S, B>(
 {
     // Small responses go out at once; a failure here only costs latency.
     let _ = stream.set_nodelay(true);
-    let activity = Arc::new(Activity::new());
+    let registration = connections.register();
     let mut builder = auto::Builder::new(WeftExecutor::new());
     builder
         .http1()
@@ -324,14 +337,13 @@ pub(crate) async fn serve_connection<S, B>(
     let hyper_service = HyperService {
         service,
         peer: limits.insert_peer_addr.then_some(peer),
-        activity: activity.clone(),
+        shared: registration.signal.clone(),
         count_in_flight: limits.idle_timeout.is_some(),
+        noted: AtomicBool::new(false),
     };
     let mut connection = pin!(builder.serve_connection_with_upgrades(stream, hyper_service));
-    let registration = connections.register();
     let ending = Ending {
         signal: registration.signal.clone(),
-        activity,
         limits,
         sleep: None,
         watching: true,
@@ -375,13 +387,17 @@ const STOP: u8 = 1;
 /// Close now (`abort_all`).
 const ABORT: u8 = 2;
 
-/// What the server and one connection's task share.
+/// What the server, one connection's task and its requests share: one
+/// allocation, so that the state a request or a wakeup reads is in one
+/// place.
 #[derive(Debug, Default)]
-struct ConnectionSignal {
+pub(crate) struct ConnectionSignal {
     /// [`SERVING`], then [`STOP`] and/or [`ABORT`]; it only rises.
     level: AtomicU8,
     /// The connection task's waker.
     waker: AtomicWaker,
+    /// The requests, for the watchdog.
+    activity: Activity,
 }
 
 impl Connections {
@@ -468,7 +484,6 @@ impl std::future::Future for Aborted<'_> {
 /// watchdog's verdict (the module docs' rules).
 struct Ending {
     signal: Arc<ConnectionSignal>,
-    activity: Arc<Activity>,
     limits: Limits,
     sleep: Option<Sleep>,
     /// False once no rule can apply any more (a request has come, and
@@ -504,7 +519,8 @@ impl std::future::Future for Ending {
         if !this.watching {
             return Poll::Pending;
         }
-        if this.activity.started() && this.limits.idle_timeout.is_none() {
+        let activity = &this.signal.activity;
+        if activity.started() && this.limits.idle_timeout.is_none() {
             // Rule 1 is met and rule 2 is off: nothing left to watch.
             this.watching = false;
             this.sleep = None;
@@ -519,7 +535,7 @@ impl std::future::Future for Ending {
                 return Poll::Pending;
             }
             // The deadline has come (or none was set yet): look again.
-            match this.activity.next_deadline(this.limits, Instant::now()) {
+            match activity.next_deadline(this.limits, Instant::now()) {
                 Err(verdict) => return Poll::Ready(verdict),
                 Ok(None) => {
                     this.watching = false;
@@ -636,9 +652,10 @@ mod tests {
 
     #[test]
     fn a_request_in_flight_is_never_idle_and_idleness_counts_from_its_end() {
-        let activity = Arc::new(Activity::new());
+        let shared = Arc::new(ConnectionSignal::default());
+        let activity = &shared.activity;
         let opened = activity.opened;
-        let request = InFlight::start(&activity);
+        let request = InFlight::start(&shared);
         let late = opened + Duration::from_secs(600);
         assert_eq!(
             activity.next_deadline(LIMITS, late),
