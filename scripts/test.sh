@@ -6,7 +6,9 @@
 #      ranks);
 #      then the tracing tests, which need feature `tracing`;
 #   2. the HTTP examples (hyper on Weft) in their self-checking `--demo`
-#      mode; the MPI examples under `mpirun -n 2` and as singletons; the GPU
+#      mode; the web stack (feature `web`: axum, hyper-util's client,
+#      tonic on Weft, no Tokio runtime): its tests and examples, in a step
+#      of their own so that only it builds axum, tonic and prost; the MPI examples under `mpirun -n 2` and as singletons; the GPU
 #      examples as they run here (`skipped: no CUDA driver` on a machine
 #      without one) and against weft-gpu's CPU stand-in for the driver;
 #   3. the loom models of the concurrency cores (task state machine, parkers,
@@ -42,6 +44,17 @@ step "HTTP examples: hyper on Weft, each asking itself over its own paths"
 cargo build --release -p weft-examples --bin http_hello --bin http_proxy
 for example in http_hello http_proxy; do
     timeout 60 "target/release/$example" --demo
+done
+
+step "web stack (feature \`web\`): axum, hyper-util's client and tonic on Weft, no Tokio runtime"
+# The heavy dependencies (axum, tonic, prost, a vendored protoc) are built
+# here only, in the debug profile the tests share with the examples.
+cargo test -p weft --features web --lib -- web
+cargo test -p weft --features web --doc -- web
+cargo test -p weft-tests --features web --test web_axum --test web_bad_input --test web_client --test web_grpc
+cargo build -p weft-examples --features web --bin axum_hello --bin http_client --bin grpc_echo
+for example in axum_hello http_client grpc_echo; do
+    timeout 60 "target/debug/$example" --demo
 done
 
 step "MPI examples under mpirun (2 ranks), and as singletons"

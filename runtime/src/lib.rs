@@ -58,6 +58,8 @@ pub mod future;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod runtime;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{
