@@ -37,34 +37,58 @@
 //!
 //! - [`Gpu`]: an opened device ([`Gpu::open`] returns
 //!   [`GpuError::NoDriver`] on a machine without CUDA, never a panic).
-//! - [`Stream`]: where work is enqueued, in order. [`Stream::copy_to_device`]
-//!   and [`Stream::copy_to_host`] take a [`PinnedBuffer`] by value and
-//!   give it back when the copy is done, so safe code cannot touch (or
-//!   free) a buffer the device is using; [`Stream::launch`] runs a
-//!   [`Kernel`] from PTX ([`Gpu::load_ptx`]) or CUDA C compiled by NVRTC
-//!   ([`Gpu::compile`]); [`Stream::synchronize`] and [`Event::wait`] await
-//!   the stream's progress.
+//!   It compiles CUDA C with NVRTC ([`Gpu::compile_with`] and
+//!   [`CompileOptions`]: architecture, include paths, defines, line info)
+//!   and loads PTX ([`Gpu::load_ptx`]); the calls that take milliseconds
+//!   have `_async` variants that run on the blocking pool (see [`Gpu`]).
+//! - [`Stream`]: where work is enqueued, in order. Copies take a
+//!   [`HostBuffer`] ([`PinnedBuffer`], your own `Vec` as a
+//!   [`RegisteredBuffer`], or a [`HostRange`] of either) by value and give
+//!   it back when the copy is done, so safe code cannot touch (or free) a
+//!   buffer the device is using; ordinary slices are staged through pinned
+//!   memory ([`Stream::copy_from_slice`], [`Stream::copy_to_slice`]).
+//!   [`DeviceBuffer`]s, and their views ([`DeviceBuffer::slice`]), are
+//!   kept alive by every operation that uses them and ordered across
+//!   streams, so dropping one early is safe. [`Stream::launch`] runs a
+//!   [`Kernel`] (arguments checked against the kernel's parameters where
+//!   the driver can say); [`Stream::fill`], [`Stream::copy_device`],
+//!   [`Stream::synchronize`], and [`Event`]s ([`Event::wait`],
+//!   [`Event::elapsed`]) complete the set.
 //! - [`GpuOp`]: the future all of these return. Dropping it in flight is
 //!   safe; [`GpuOp::into_promise`] turns it into a Weft promise with done
 //!   callbacks.
+//! - [`GpuError`]: what fails, with one story for device faults (every call
+//!   on a faulted context is [`GpuError::is_fault`]; open the device again
+//!   to go on).
 //!
 //! ## How a completion reaches the task
 //!
 //! Each operation is followed on its stream by a pooled event. The loop's
 //! tracker for the device (a `weft-io` source) learns that an event may
-//! have completed in one of two ways ([`WakeMode`]): a CUDA host function
-//! that wakes the loop through io's completion notifier (the default), or
-//! polling. Either way it asks the event itself, so a device fault becomes
-//! [`GpuError::Fault`] on the awaiting task within one poll interval.
-//! `docs/ARCHITECTURE.md` walks the whole path.
+//! have completed in one of two ways ([`WakeMode`]): polling, with the
+//! reactor's spin window and then sub-millisecond sleeps (the default), or
+//! a CUDA host function that wakes the loop through io's completion
+//! notifier. Either way it asks the event itself, so a device fault becomes
+//! [`GpuError::Fault`] on the awaiting task. `docs/ARCHITECTURE.md` walks
+//! the whole path.
+//!
+//! ## Nothing the loop runs blocks on the device
+//!
+//! Enqueueing, querying and stream-ordered frees never wait for the
+//! device. The driver calls that do (`cuMemFreeHost`, `cuMemFree` without
+//! memory pools, `cuMemHostUnregister`, `cuModuleUnload`, releasing the
+//! context) run on a reclaimer thread per device; dropped pinned buffers go
+//! back to a pool first. The one exception is documented: dropping a
+//! runtime with work in flight waits for that work.
 //!
 //! ## Testing without a GPU
 //!
 //! The crate builds without CUDA (cudarc loads the driver at run time).
 //! Its tests load a CPU stand-in for the driver (`stand-in/libcuda.rs`,
-//! built by `build.rs`) that implements the entry points Weft calls with
-//! asynchronous streams, events, sticky faults and memory checks, so the
-//! logic around the driver is tested on machines with no GPU.
+//! built by `build.rs`), at least as strict as the real one: contexts that
+//! must be current, sticky faults, frees that wait for the device, host
+//! functions that may not call CUDA, memory checks, and only Weft's demo
+//! kernels run (anything else is refused, loudly).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]

@@ -2,8 +2,11 @@
 //! stream, and what awaiting costs in CPU.
 //!
 //! ```text
-//! cargo run --release -p weft-examples --bin gpu_latency -- [ITERS]
+//! cargo run --release -p weft-examples --bin gpu_latency -- [ITERS] [--json PATH]
 //! ```
+//!
+//! With `--json PATH` it also writes the figures and the pass/fail of each
+//! target there (`scripts/gpu-check.sh` collects it).
 //!
 //! For each way of waking the loop (event polling with sub-millisecond
 //! sleeps, the default; host functions after a brief spin; host functions
@@ -19,12 +22,18 @@ use weft::gpu::{Gpu, WakeMode};
 use weft_examples::latency;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let iters: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|_| format!("usage: gpu_latency [ITERS]; `{arg}` is not a number"))?,
-        None => 2000,
-    };
+    let mut args = std::env::args().skip(1);
+    let (mut iters, mut json) = (2000usize, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => json = Some(args.next().ok_or("usage: gpu_latency [ITERS] [--json PATH]")?),
+            n => {
+                iters = n
+                    .parse()
+                    .map_err(|_| format!("usage: gpu_latency [ITERS] [--json PATH]; `{n}` is not a number"))?
+            }
+        }
+    }
     let Some(gpu) = weft_examples::open_gpu("gpu_latency") else {
         return Ok(());
     };
@@ -45,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .spin_window(Duration::ZERO),
         ),
     ];
+    let mut modes = Vec::new();
     for (label, builder) in configs {
         let gpu = builder.open()?;
         let awaited = latency::awaited(&rt, &gpu, iters)?;
@@ -52,13 +62,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let median = awaited.median().as_secs_f64() / spin.median().as_secs_f64();
         let p99 = awaited.p99().as_secs_f64() / spin.p99().as_secs_f64();
         println!(
-            "awaited, {:<18} median {:>9.1?} ({median:.2}x spin, target <= 1.2x)  p99 {:>9.1?} ({p99:.2}x, target <= 2x)  \
+            "awaited, {:<18} median {:>9.1?} ({median:.2}x spin, target <= 1.2x)  p99 {:>9.1?} ({p99:.2}x)  \
              CPU while awaiting 10 ms kernels: {:.1}% of a core (target < 5%)",
             format!("{label}:"),
             awaited.median(),
             awaited.p99(),
             cpu * 100.0
         );
+        modes.push(format!(
+            "{{\"mode\":\"{label}\",\"p50_ns\":{},\"p99_ns\":{},\"p50_vs_spin\":{median:.3},\
+             \"cpu_percent_10ms\":{:.2},\"p50_target_met\":{},\"cpu_target_met\":{}}}",
+            awaited.median().as_nanos(),
+            awaited.p99().as_nanos(),
+            cpu * 100.0,
+            median <= 1.2,
+            cpu < 0.05
+        ));
+    }
+    if let Some(path) = json {
+        let name = gpu.name().unwrap_or_default().replace('"', "'");
+        let text = format!(
+            "{{\"device\":\"{name}\",\"spin_p50_ns\":{},\"spin_p99_ns\":{},\"iters\":{iters},\"modes\":[{}]}}\n",
+            spin.median().as_nanos(),
+            spin.p99().as_nanos(),
+            modes.join(",")
+        );
+        std::fs::write(&path, text)?;
     }
     Ok(())
 }
