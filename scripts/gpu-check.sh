@@ -5,7 +5,7 @@
 #
 #   scripts/gpu-check.sh --bundle DIR   (here, with Rust) builds the GPU test
 #       binaries, the GPU examples and the benchmark binary in release mode
-#       and copies them, this script and the demo PTX into DIR (about 60 MB;
+#       and copies them, this script and the demo PTX into DIR (about 25 MB;
 #       add --with-nvrtc to also carry NVRTC and the CUDA headers from
 #       target/cuda-venv, which scripts/test.sh installs: about 100 MB more);
 #   cd DIR && ./gpu-check.sh --run      (on the GPU machine) runs, in under
@@ -52,6 +52,10 @@ bundle() {
     for t in device nvrtc; do
         [ -x "$dir/tests/$t" ] || { echo "gpu-check: the $t test binary was not built" >&2; exit 1; }
     done
+    # Debug info is most of the size; the figures do not need it.
+    if command -v strip >/dev/null; then
+        strip --strip-debug "$dir"/bin/* "$dir"/tests/*
+    fi
     cp gpu/ptx/demo.ptx "$dir/ptx/"
     cp scripts/gpu-check.sh "$dir/"
     if [ "$with_nvrtc" = 1 ]; then
@@ -104,7 +108,7 @@ run() {
     for mode in host poll; do
         step "gpu_pipeline-$mode" 60 env WEFT_GPU_WAKE=$mode bin/gpu_pipeline
     done
-    step suite-gpu 120 bin/weft-benches gpu --reps 3
+    step suite-gpu 120 env CARGO_TARGET_DIR="$PWD/target" bin/weft-benches gpu --reps 3
     [ -f target/bench/gpu.json ] && cp target/bench/gpu.json out/suite-gpu.json
     local latency="null" p50="null" cpu="null"
     if [ -s out/latency.json ]; then

@@ -553,3 +553,43 @@ impl fmt::Debug for Tracker {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::Gpu;
+    use crate::op::{Finish, GpuOp, Slot};
+    use std::sync::Arc;
+    use weft_io::source::Source;
+
+    /// Loads the CPU stand-in driver (built by build.rs) before any CUDA
+    /// call, so cudarc's `dlopen("libcuda.so")` finds it.
+    fn stand_in() {
+        // SAFETY: our own library with no initializers, kept loaded for the
+        // life of the test process.
+        let lib = unsafe { libloading::Library::new(concat!(env!("OUT_DIR"), "/libcuda.so")) };
+        std::mem::forget(lib.expect("the stand-in loads"));
+    }
+
+    /// Work submitted to a tracker whose reactor already shut down is
+    /// finished by the device's reclaimer thread instead of never.
+    #[test]
+    fn work_submitted_after_the_reactor_shut_down_is_finished_by_the_reclaimer() {
+        stand_in();
+        let gpu = Gpu::open(0).unwrap();
+        let rt = weft::Runtime::new().unwrap();
+        rt.block_on(async {
+            let stream = gpu.stream().unwrap();
+            let tracker = gpu.tracker().unwrap();
+            tracker.shutdown(); // as the reactor does when it goes
+            gpu.device().bind("test").unwrap();
+            let slot = Slot::new(7u32);
+            assert!(
+                tracker
+                    .submit(stream.core(), slot.clone() as Arc<dyn Finish>, "test".into())
+                    .is_some()
+            );
+            assert_eq!(GpuOp::pending(slot).await.unwrap(), 7);
+        });
+        assert_eq!(gpu.stats().orphans, 1);
+    }
+}

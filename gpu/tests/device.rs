@@ -12,6 +12,7 @@
 mod common;
 
 use common::*;
+use std::future::Future;
 use std::time::Duration;
 use weft_gpu::{Gpu, GpuError, LaunchConfig, WakeMode};
 
@@ -252,6 +253,7 @@ fn a_faulted_context_is_one_state_and_open_gives_a_working_one() {
         // SAFETY: deliberately not: oob_write writes 4 GiB past `dev`.
         let bad = unsafe { s.launch(&oob).arg(&mut dev).arg(&n).run(LaunchConfig::for_num_elems(1)) };
         let err = bad.await.unwrap_err();
+        row("a kernel in flight faults (oob_write)", &err);
         assert!(err.is_fault(), "{err:?}");
         assert!(err.to_string().contains("oob_write"), "{err}");
         assert!(gpu.is_faulted());
@@ -265,6 +267,7 @@ fn a_faulted_context_is_one_state_and_open_gives_a_working_one() {
             ("load a module", gpu.load_ptx(weft_gpu::demo::PTX).unwrap_err()),
         ];
         for (call, err) in calls {
+            row(&format!("after the fault: {call}"), &err);
             assert!(err.is_fault(), "{call}: {err:?}");
             match &err {
                 GpuError::Fault { call: named, name, .. } => {
@@ -275,6 +278,7 @@ fn a_faulted_context_is_one_state_and_open_gives_a_working_one() {
             }
         }
         let err = s.copy_to_device(vec_buffer(), &mut dev).await.unwrap_err();
+        row("after the fault: copy to device", &err);
         assert!(err.is_fault() && err.to_string().starts_with("copy to device"), "{err}");
         // SAFETY: never reaches the device.
         let err = unsafe { s.launch(&oob).arg(&mut dev).arg(&n).run(LaunchConfig::for_num_elems(1)) }
@@ -375,5 +379,70 @@ fn saxpy_from_the_demo_ptx() {
         let mut y = vec![0f32; n as usize];
         s.copy_to_slice(&dy, &mut y).await.unwrap();
         assert!(y.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32 + 1.0));
+    });
+}
+
+/// One row of the error table (`--nocapture` shows it): case, variant,
+/// `is_fault`, message.
+fn row(case: &str, err: &GpuError) {
+    let variant = format!("{err:?}");
+    let variant = variant.split([' ', '(', '{']).next().unwrap_or("");
+    println!("| {case} | {variant} | {} | {err} |", err.is_fault());
+}
+
+/// The errors a user can cause without a fault, each with its variant and
+/// a message that names the call.
+#[test]
+fn errors_a_user_can_cause_name_the_call() {
+    let _turn = serial();
+    let gpu = open(WakeMode::EventPolling);
+    let err = Gpu::open(3).unwrap_err();
+    row("open a device that does not exist", &err);
+    assert_eq!(err.driver_name(), Some("CUDA_ERROR_INVALID_DEVICE"));
+    let rt = runtime();
+    let s = rt.block_on(async { gpu.stream().unwrap() });
+    let mut op = s.synchronize();
+    let poll = std::pin::Pin::new(&mut op).poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    let std::task::Poll::Ready(Err(err)) = poll else {
+        panic!("{poll:?}")
+    };
+    row("await GPU work outside a runtime", &err);
+    assert_eq!(err, GpuError::NoRuntime);
+    rt.block_on(async {
+        let mut small = s.alloc_zeros::<u32>(4).unwrap();
+        let err = s
+            .copy_to_device(gpu.pinned_zeroed::<u32>(8).unwrap(), &mut small)
+            .await
+            .unwrap_err();
+        row("copy 8 values into a buffer of 4", &err);
+        assert!(matches!(err, GpuError::InvalidArgument(_)));
+        let module = gpu.load_ptx(weft_gpu::demo::PTX).unwrap();
+        let err = module.kernel("no_such_kernel").unwrap_err();
+        row("a kernel the module does not have", &err);
+        assert_eq!(err.driver_name(), Some("CUDA_ERROR_NOT_FOUND"));
+        let err = gpu.load_ptx("not PTX at all").unwrap_err();
+        row("load text that is not PTX", &err);
+        assert!(matches!(err, GpuError::Driver { .. }));
+        let add_one = module.kernel("add_one").unwrap();
+        if add_one.param_sizes().unwrap().is_some() {
+            // SAFETY: refused before the launch.
+            let err = unsafe { s.launch(&add_one).arg(&mut small).run(LaunchConfig::for_num_elems(4)) }
+                .await
+                .unwrap_err();
+            row("launch with a missing argument", &err);
+            assert!(matches!(err, GpuError::InvalidArgument(_)));
+        }
+        let mut wide = s.alloc_zeros::<f64>(4).unwrap();
+        let err = s.fill(&mut wide, 1.0f64).await.unwrap_err();
+        row("fill with an 8-byte value", &err);
+        let (a, b) = (s.record_event().unwrap(), s.record_event().unwrap());
+        let err = a.elapsed(&b).await.unwrap_err();
+        row("time events recorded without timing", &err);
+        assert!(matches!(err, GpuError::InvalidArgument(_)));
+        if weft_gpu::nvrtc_present() {
+            let err = gpu.compile("__global__ void k( { }").unwrap_err();
+            row("compile bad CUDA C", &err);
+            assert!(matches!(err, GpuError::Compile { .. }));
+        }
     });
 }

@@ -583,3 +583,62 @@ fn weft_gpu_wake_overrides_every_builder() {
     assert_eq!(host.unwrap(), WakeMode::HostFunction);
     assert!(matches!(bad, Err(GpuError::InvalidArgument(_))));
 }
+
+/// Issue 18.4: work submitted while the runtime shuts down (here, from a
+/// task's destructor, after the reactor has shut its sources down) is
+/// still finished, by the device's reclaimer thread, once the device is
+/// done: never left unpolled.
+#[test]
+fn work_submitted_during_shutdown_still_completes() {
+    let _turn = serial();
+    let gpu = open(WakeMode::EventPolling);
+    let (tx, rx) = std::sync::mpsc::channel();
+    struct SubmitOnDrop(Stream, std::sync::mpsc::Sender<weft_gpu::GpuOp<()>>);
+    impl Drop for SubmitOnDrop {
+        fn drop(&mut self) {
+            let _ = self.1.send(self.0.synchronize());
+        }
+    }
+    let rt = runtime();
+    let stream = rt.block_on(async { gpu.stream().unwrap() });
+    rt.block_on(async {
+        // A tracker for this reactor, with work done.
+        stream.synchronize().await.unwrap();
+    });
+    let guard = SubmitOnDrop(stream, tx);
+    let hold = Hold::on();
+    rt.spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
+    });
+    // The shutdown waits for the device, so the device must go on.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(hold);
+    });
+    drop(rt);
+    release.join().unwrap();
+    let op = rx.recv_timeout(Duration::from_secs(10)).expect("the destructor ran");
+    // Finished by the reactor's shutdown or, if it came after, by the
+    // reclaimer: either way, never left hanging.
+    match futures_block_on(op) {
+        Ok(()) => println!("finished; orphans: {}", gpu.stats().orphans),
+        Err(GpuError::NoRuntime) => println!("note: the task was dropped outside its runtime's context"),
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+/// Polls a future to completion on this thread (no runtime), with a
+/// generous bound so a hang fails instead of blocking the suite.
+fn futures_block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the operation never completed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
