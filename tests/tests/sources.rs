@@ -242,3 +242,50 @@ each_flavor! {
         assert!(ran.load(SeqCst));
     }
 }
+
+/// A source that never completes and asks for at most `max_sleep` between
+/// polls, with no spin window.
+struct Watchdog {
+    max_sleep: Duration,
+    polls: AtomicUsize,
+    pending: AtomicBool,
+}
+
+impl Source for Watchdog {
+    fn poll(&self) -> usize {
+        self.polls.fetch_add(1, SeqCst);
+        0
+    }
+    fn has_pending(&self) -> bool {
+        self.pending.load(SeqCst)
+    }
+    fn max_sleep(&self) -> Duration {
+        self.max_sleep
+    }
+    fn spin_window(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+#[test]
+fn a_sub_millisecond_max_sleep_is_honoured() {
+    // The loop sleeps to the exact instant a source asks for: a source
+    // that wants a look every 200 µs gets about five a millisecond, where a
+    // loop sleeping in whole milliseconds would give it one.
+    let rt = weft::Builder::new_current_thread().build().unwrap();
+    let source = Arc::new(Watchdog {
+        max_sleep: Duration::from_micros(200),
+        polls: AtomicUsize::new(0),
+        pending: AtomicBool::new(true),
+    });
+    let _handle = rt.reactor().register_source(source.clone());
+    rt.block_on(weft::time::sleep(Duration::from_millis(10)));
+    let before = source.polls.load(SeqCst);
+    let start = Instant::now();
+    rt.block_on(weft::time::sleep(Duration::from_millis(100)));
+    let polls = source.polls.load(SeqCst) - before;
+    let per_ms = polls as f64 / start.elapsed().as_secs_f64() / 1000.0;
+    source.pending.store(false, SeqCst);
+    assert!(per_ms > 2.0, "{polls} polls in {:?}: {per_ms:.1} per ms", start.elapsed());
+    assert!(per_ms < 50.0, "{polls} polls in {:?}: the loop spun", start.elapsed());
+}

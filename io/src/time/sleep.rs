@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// Waits until `duration` has passed.
 ///
 /// Like `asyncio.sleep(seconds)`. The future completes no earlier than
-/// `duration` after this call, and usually within a millisecond after.
+/// `duration` after this call, and usually within tens of microseconds
+/// after (the time a thread takes to wake).
 ///
 /// # Panics
 ///
@@ -80,16 +81,16 @@ impl Sleep {
         let Some(waker) = handle.inner.timers.cancel(key) else {
             return;
         };
-        match handle.inner.timers.register(deadline, &waker) {
-            (Some(key), wake_loop) => {
-                if wake_loop {
-                    handle.inner.wake();
-                }
-                self.entry = Some(key);
-            }
+        if Instant::now() >= deadline {
             // The new deadline has passed: the task polls and completes.
-            (None, _) => waker.wake(),
+            waker.wake();
+            return;
         }
+        let (key, wake_loop) = handle.inner.timers.register(deadline, &waker);
+        if wake_loop {
+            handle.inner.wake();
+        }
+        self.entry = Some(key);
     }
 
     /// Polls for the deadline without spending cooperative budget: for
@@ -123,16 +124,14 @@ impl Sleep {
             return Poll::Ready(());
         }
         match self.entry {
-            None => match timers.register(self.deadline, cx.waker()) {
-                (Some(key), wake_loop) => {
-                    if wake_loop {
-                        handle.inner.wake();
-                    }
-                    self.entry = Some(key);
-                    Poll::Pending
+            None => {
+                let (key, wake_loop) = timers.register(self.deadline, cx.waker());
+                if wake_loop {
+                    handle.inner.wake();
                 }
-                (None, _) => Poll::Ready(()),
-            },
+                self.entry = Some(key);
+                Poll::Pending
+            }
             Some(key) => {
                 if timers.poll_fired(key, cx.waker()) {
                     self.entry = None;

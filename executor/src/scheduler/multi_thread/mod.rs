@@ -89,7 +89,7 @@ pub(crate) fn launch(
     let mut locals = Vec::with_capacity(num_workers);
     for i in 0..num_workers {
         let run_queue = Worker::new_fifo();
-        let parker = Parker::new(Some(driver.clone()));
+        let parker = Parker::new(Some(driver.unparker()));
         remotes.push(Remote {
             steal: run_queue.stealer(),
             unpark: parker.unparker(),

@@ -35,7 +35,7 @@
 
 use super::Handle;
 use super::idle::Idle;
-use super::standby::{IDLE_WATCHES, Standby};
+use super::standby::{Decision, HandOff, Standby};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
@@ -200,9 +200,18 @@ impl Context {
 
     /// Polls the driver without blocking and looks for shutdown.
     fn maintenance(&self) {
-        self.core.borrow_mut().is_parked = true;
-        // Only polls if no other worker is blocked in the driver.
-        let _ = self.parker.park(Some(std::time::Duration::ZERO));
+        let shared = self.shared();
+        // Only polls if no other worker is in the driver.
+        if shared.standby.try_enter(self.index) {
+            self.core.borrow_mut().is_parked = true;
+            shared
+                .driver
+                .with(|driver| self.parker.park_driver(driver, Some(std::time::Duration::ZERO)));
+            shared.standby.leave();
+            // Back to running tasks: the driver must stay watched (rule 4
+            // of `standby`).
+            self.hand_off();
+        }
         let mut core = self.core.borrow_mut();
         core.is_parked = false;
         core.is_shutdown = self.shared().inject.is_closed();
@@ -372,53 +381,49 @@ impl Context {
                 self.handle.notify_if_work_pending();
             }
         }
-        let mut idle_watches = 0;
+        let mut watches = 0;
         loop {
             self.counters().parks.incr();
             trace::park(self.index);
             self.core.borrow_mut().is_parked = true;
             // Into the driver if it is free; otherwise onto the condition
-            // variable, where one worker (the standby) watches over the
-            // driver with a timeout (see `standby`).
-            let mut standby = false;
-            let mut slept_untimed = false;
-            let ran_driver = self.parker.park_or_watch(|| {
-                standby = shared.standby.claim(self.index);
-                if !standby {
-                    return None;
+            // variable, as the standby (timed) or untimed (rules 1 to 3 of
+            // `standby`). A pending token skips both: something may be
+            // queued for us.
+            let mut ran_driver = false;
+            let mut watched = false;
+            if !self.parker.take_token() {
+                match shared.standby.enter_or_sleep(self.index, watches) {
+                    Decision::Enter => {
+                        shared.driver.with(|driver| self.parker.park_driver(driver, None));
+                        shared.standby.leave();
+                        ran_driver = true;
+                    }
+                    Decision::Sleep { timeout, standby } => {
+                        self.parker.park(timeout);
+                        watched = standby && timeout.is_some();
+                    }
                 }
-                let sleep = shared.standby.sleep();
-                slept_untimed = sleep.is_none();
-                sleep
-            });
+            }
             trace::unpark(self.index, ran_driver);
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();
-            let has_tasks = core.has_tasks();
-            if ran_driver || has_tasks || core.is_shutdown {
-                // Now in (or just out of) the driver, or leaving: if we were
-                // the standby, in this turn or an earlier one, the role is
-                // free (a no-op otherwise).
-                shared.standby.release(self.index);
-            }
             if core.is_shutdown {
+                drop(core);
+                self.hand_off();
                 return;
             }
-            if has_tasks {
+            if core.has_tasks() {
                 // The driver woke tasks on this thread while it was parked.
                 // If we are still on the sleepers list nobody picked us, so
                 // we are not a searcher; otherwise we were picked, and are.
                 core.is_searching = !shared.idle.unpark_worker_by_id(self.index);
                 let more = core.run_queue.len() > 1;
                 drop(core);
-                if ran_driver {
-                    // We leave the driver to run tasks: an untimed standby
-                    // must start watching again (rule 3 of `standby`).
-                    if let Some(standby) = shared.standby.driver_left() {
-                        shared.remotes[standby].unpark.unpark();
-                    }
-                }
+                // We leave to run tasks, which may block this thread: the
+                // driver must stay watched (rule 4 of `standby`).
+                self.hand_off();
                 if more {
                     self.handle.notify_parked_local();
                 }
@@ -426,25 +431,30 @@ impl Context {
             }
             drop(core);
             if !shared.idle.is_parked(self.index) {
-                // Picked by a notifier: search.
-                shared.standby.release(self.index);
+                // Picked by a notifier: leave to search.
+                self.hand_off();
                 self.core.borrow_mut().is_searching = true;
                 return;
             }
-            // Woken for nothing: spuriously, by the standby's timeout, or to
-            // switch the standby back to timed sleep. Park again.
-            if standby {
-                if slept_untimed {
-                    // Back from untimed sleep: count afresh (rule 2).
-                    idle_watches = 0;
-                } else {
-                    idle_watches += 1;
-                    if idle_watches >= IDLE_WATCHES {
-                        idle_watches = 0;
-                        shared.standby.go_untimed();
-                    }
-                }
-            }
+            // Woken for nothing (a timeout, a hand-off, an event that woke
+            // no task here): round again. Rule 3 of `standby` counts the
+            // standby's timed watches that found the driver held.
+            watches = if watched { watches + 1 } else { 0 };
+        }
+    }
+
+    /// Rule 4 of `standby`: this worker leaves its parker to run code; if
+    /// the driver might be left unwatched, wake a worker to watch it.
+    fn hand_off(&self) {
+        let shared = self.shared();
+        let target = match shared.standby.hand_off(self.index) {
+            HandOff::Nobody => return,
+            HandOff::Standby(index) => Some(index),
+            HandOff::AnySleeper => shared.idle.sleeper_other_than(self.index),
+        };
+        if let Some(index) = target {
+            self.counters().driver_hand_offs.incr();
+            shared.remotes[index].unpark.unpark();
         }
     }
 

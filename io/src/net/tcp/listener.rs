@@ -37,7 +37,7 @@ pub const DEFAULT_BACKLOG: u32 = 4096;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct TcpListener {
-    io: Registered<mio::net::TcpListener>,
+    pub(crate) io: Registered<mio::net::TcpListener>,
 }
 
 impl TcpListener {
@@ -118,7 +118,8 @@ impl TcpListener {
     /// or system is out of descriptors, in which case the connection stays
     /// queued and the caller should back off briefly before trying again.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+        let (stream, addr) = self.io.op(Direction::Read, |l| l.accept()).await?;
+        TcpStream::from_mio_with(self.io.reactor(), stream).map(|s| (s, addr))
     }
 
     /// Polls for a connection; see [`accept`](TcpListener::accept).
@@ -129,7 +130,10 @@ impl TcpListener {
 
     /// The connections, as a `Stream` (it never ends; errors are items).
     pub fn incoming(&self) -> TcpIncoming<'_> {
-        TcpIncoming { listener: self }
+        TcpIncoming {
+            listener: self,
+            key: None,
+        }
     }
 
     /// The address the listener is bound to.
@@ -178,13 +182,23 @@ impl std::os::fd::AsRawFd for TcpListener {
 #[must_use = "streams do nothing unless polled"]
 pub struct TcpIncoming<'a> {
     listener: &'a TcpListener,
+    /// This stream's place among the listener's waiters.
+    key: Option<usize>,
 }
 
 impl Stream for TcpIncoming<'_> {
     type Item = io::Result<TcpStream>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let (stream, _) = ready!(self.listener.poll_accept(cx))?;
-        Poll::Ready(Some(Ok(stream)))
+        let this = self.get_mut();
+        let io = &this.listener.io;
+        let (stream, _) = ready!(io.poll_keyed(cx, Direction::Read, &mut this.key, |l| l.accept()))?;
+        Poll::Ready(Some(TcpStream::from_mio_with(io.reactor(), stream)))
+    }
+}
+
+impl Drop for TcpIncoming<'_> {
+    fn drop(&mut self) {
+        self.listener.io.leave(&mut self.key);
     }
 }
