@@ -182,8 +182,9 @@ pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + '
 pub enum WakeMode {
     /// The default. No host functions: for the spin window after new work
     /// (or a completion) the loop polls the events every turn, then sleeps
-    /// between polls, from 50 µs doubling up to the poll interval
-    /// (sub-millisecond by default). An awaited empty kernel completes at
+    /// between polls, from 50 µs doubling, for at most a quarter of the
+    /// time since the last progress and at most the poll interval: work
+    /// that runs for T is noticed within about T/4. An awaited empty kernel completes at
     /// polling latency, and a long kernel costs one `cuEventQuery` per
     /// sleep. HPX and pika wait on GPUs this way: a host function after
     /// every operation blocks its stream until the driver's single callback
@@ -199,8 +200,9 @@ pub enum WakeMode {
 }
 
 /// The default poll interval in [`WakeMode::EventPolling`]: the longest
-/// sleep between polls while work is in flight.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_micros(250);
+/// sleep between polls while work is in flight (sleeps are shorter, down
+/// to 50 µs, while the work in flight is young; see [`WakeMode`]).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The default watchdog interval in [`WakeMode::HostFunction`]: how long a
 /// fault can go unnoticed.

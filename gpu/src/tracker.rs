@@ -14,10 +14,12 @@
 //!
 //! - [`WakeMode::EventPolling`] (the default): no host functions. For the
 //!   spin window after new work or a completion the loop polls every turn;
-//!   then it sleeps between polls from 50 µs, doubling, up to the poll
-//!   interval (sub-millisecond by default), as io's source policy says.
-//!   Short kernels are caught while spinning, at polling latency; long
-//!   ones cost one query per sleep.
+//!   then it sleeps between polls from 50 µs, doubling, as io's source
+//!   policy says, up to the tracker's `max_sleep`: a quarter of the time
+//!   since the last progress, at most the poll interval (1 ms by default).
+//!   Short kernels are caught while spinning, at polling latency; a kernel
+//!   that runs for T is noticed within about T/4 (at most the interval),
+//!   and costs a number of queries that grows with log T, then T/interval.
 //! - [`WakeMode::HostFunction`]: a host function enqueued after each event
 //!   raises the tracker's [`Signal`] and wakes the loop through io's
 //!   completion notifier. After the spin window the tracker queries only
@@ -50,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_io::Handle;
-use weft_io::source::{Notifier, Source, SourceHandle};
+use weft_io::source::{FIRST_SLEEP, Notifier, Source, SourceHandle};
 
 /// What the host functions of one tracker share: the signal and the way to
 /// wake the loop. Holds nothing whose drop calls CUDA, because the last
@@ -201,6 +203,8 @@ pub(crate) struct Tracker {
     host: Arc<HostSignal>,
     /// The end of the current spin, in nanoseconds since `epoch`.
     spin_until: AtomicU64,
+    /// The last new work or completion, in nanoseconds since `epoch`.
+    last_progress: AtomicU64,
     epoch: Instant,
     work: Mutex<Work>,
     pending: AtomicUsize,
@@ -222,6 +226,7 @@ impl Tracker {
                 notifier: reactor.notifier().clone(),
             }),
             spin_until: AtomicU64::new(0),
+            last_progress: AtomicU64::new(0),
             epoch: Instant::now(),
             work: Mutex::default(),
             pending: AtomicUsize::new(0),
@@ -385,9 +390,9 @@ impl Tracker {
 
     /// Opens the spin window from now.
     fn spin(&self) {
-        let until = self
-            .nanos(Instant::now())
-            .saturating_add(self.settings.spin_window.as_nanos() as u64);
+        let now = self.nanos(Instant::now());
+        self.last_progress.store(now, Relaxed);
+        let until = now.saturating_add(self.settings.spin_window.as_nanos() as u64);
         self.spin_until.store(until, Relaxed);
     }
 
@@ -506,8 +511,22 @@ impl Source for Tracker {
         self.pending.load(Acquire) > 0
     }
 
+    /// Event polling sleeps at most a quarter of the time since the last
+    /// progress, and never more than the poll interval: work is noticed at
+    /// most about a quarter of its run time late, and a long kernel costs
+    /// a number of polls that grows with the logarithm of its length (see
+    /// the module docs). The watchdog of host-function mode polls every
+    /// interval.
     fn max_sleep(&self) -> Duration {
-        self.settings.interval
+        match self.settings.mode {
+            WakeMode::HostFunction => self.settings.interval,
+            WakeMode::EventPolling => {
+                let since = self
+                    .nanos(Instant::now())
+                    .saturating_sub(self.last_progress.load(Relaxed));
+                Duration::from_nanos(since / 4).clamp(FIRST_SLEEP, self.settings.interval)
+            }
+        }
     }
 
     fn spin_window(&self) -> Duration {
