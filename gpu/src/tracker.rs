@@ -578,6 +578,7 @@ mod tests {
     use crate::Gpu;
     use crate::op::{Finish, GpuOp, Slot};
     use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
     use weft_io::source::Source;
 
     /// Loads the CPU stand-in driver (built by build.rs) before any CUDA
@@ -610,5 +611,32 @@ mod tests {
             assert_eq!(GpuOp::pending(slot).await.unwrap(), 7);
         });
         assert_eq!(gpu.stats().orphans, 1);
+    }
+
+    /// Event polling's sleep bound: a quarter of the time since the last
+    /// progress, from 50 µs up to the poll interval.
+    #[test]
+    fn event_polling_sleeps_a_quarter_of_the_time_since_progress() {
+        use std::time::{Duration, Instant};
+        stand_in();
+        let gpu = Gpu::open(0).unwrap();
+        let rt = weft::Runtime::new().unwrap();
+        rt.block_on(async {
+            let tracker = gpu.tracker().unwrap();
+            // Its clock starts at its creation: let some time pass.
+            std::thread::sleep(Duration::from_millis(60));
+            let back = |ago: Duration| {
+                let now = tracker.nanos(Instant::now());
+                tracker
+                    .last_progress
+                    .store(now.saturating_sub(ago.as_nanos() as u64), Relaxed);
+                tracker.max_sleep()
+            };
+            let ms = Duration::from_millis;
+            assert_eq!(back(Duration::ZERO), weft_io::source::FIRST_SLEEP);
+            let quarter = back(ms(2));
+            assert!(quarter >= ms(2) / 4 && quarter < ms(2) / 4 + ms(1) / 10, "{quarter:?}");
+            assert_eq!(back(ms(40)), gpu.poll_interval());
+        });
     }
 }
