@@ -324,7 +324,9 @@ fn spawn_reclaimer(ctx: RawCtx, jobs: mpsc::Receiver<Job>) {
 impl Drop for Device {
     /// Everything made in the context is gone (they hold the `Device`):
     /// the reclaimer frees the pooled pinned memory, destroys the free
-    /// stream and releases the context, off this thread.
+    /// stream and releases the context, off this thread. These are the
+    /// only driver errors with nowhere to go (no handle is left to ask
+    /// `Gpu::stats`): the context is released either way.
     fn drop(&mut self) {
         let ctx = self.ctx;
         let (cu_device, primary) = (self.cu_device, self.primary);

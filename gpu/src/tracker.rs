@@ -543,7 +543,11 @@ impl Source for Tracker {
             self.closed.store(true, Release);
             std::mem::take(&mut *work)
         };
-        let _ = self.device.bind_raw();
+        if let Err(e) = self.device.bind_raw() {
+            // The waits below fail too, and finish their operations with
+            // this error (their payloads leaked): nothing waits forever.
+            self.device.background_error("bind the context for shutdown", e);
+        }
         let all = work
             .streams
             .into_iter()
