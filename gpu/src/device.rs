@@ -93,6 +93,9 @@ pub(crate) struct Device {
     free_stream: CUstream,
     pub(crate) pinned: PinnedPool,
     pub(crate) events: EventPool,
+    /// The context was released early, after a fault (see
+    /// [`Device::release_if_faulted`]).
+    released: std::sync::atomic::AtomicBool,
     reclaimer: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
@@ -173,6 +176,7 @@ impl Device {
                 free_stream,
                 pinned: PinnedPool::new(pinned_pool_limit),
                 events: EventPool::default(),
+                released: std::sync::atomic::AtomicBool::new(false),
                 reclaimer: Mutex::new(Some(tx)),
             });
             spawn_reclaimer(ctx, rx);
@@ -246,11 +250,31 @@ impl Device {
         lock(&self.last_background_error).clone()
     }
 
-    /// Binds and runs `f`, counting its error: for drops.
+    /// Binds and runs `f`, counting its error: for drops. On a faulted
+    /// context it does nothing: the handles and memory of a dead context
+    /// go with it.
     pub(crate) fn in_background(&self, what: &str, f: impl FnOnce() -> Result<(), DriverError>) {
+        if self.fault().is_some() {
+            return;
+        }
         if let Err(e) = self.bind_raw().and_then(|()| f()) {
             self.background_error(what, e);
         }
+    }
+
+    /// The last `Gpu` handle of a faulted context is gone: release the
+    /// context now, so the driver can make the primary context fresh
+    /// again, rather than when the last buffer of it goes (buffers of
+    /// operations in flight at the fault are leaked, and would hold it
+    /// forever). Nothing of a dead context makes driver calls afterwards
+    /// (`in_background`, `DeviceAlloc`'s and modules' drops check the
+    /// fault first).
+    pub(crate) fn release_if_faulted(&self) {
+        if self.fault().is_none() || self.released.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (ctx, cu_device, primary) = (self.ctx, self.cu_device, self.primary);
+        self.reclaim(Box::new(move || release_context(ctx, cu_device, primary)));
     }
 
     /// The stream device memory is freed on.
@@ -333,6 +357,11 @@ impl Drop for Device {
         let free_stream = RawStream(self.free_stream);
         let pooled = self.pinned.drain();
         let events = self.events.drain();
+        if self.released.load(std::sync::atomic::Ordering::Acquire) {
+            // Released after a fault: its handles went with it.
+            drop(lock(&self.reclaimer).take());
+            return;
+        }
         let job: Job = Box::new(move || {
             let free_stream = free_stream;
             let _ = make_current(ctx);
@@ -346,19 +375,25 @@ impl Drop for Device {
                 let _ = unsafe { sys::cuMemFreeHost(block.0) };
             }
             // SAFETY: the free stream was made at open and is used by no
-            // one now; then the context goes, released once.
-            unsafe {
-                let _ = sys::cuStreamDestroy_v2(free_stream.0);
-                if primary {
-                    let _ = sys::cuDevicePrimaryCtxRelease_v2(cu_device);
-                } else {
-                    let _ = sys::cuCtxDestroy_v2(ctx.0);
-                }
-            }
+            // one now.
+            let _ = unsafe { sys::cuStreamDestroy_v2(free_stream.0) };
+            release_context(ctx, cu_device, primary);
         });
         self.reclaim(job);
         // Closing the channel ends the thread after the last job.
         drop(lock(&self.reclaimer).take());
+    }
+}
+
+/// Releases the primary context (or destroys our own), once.
+fn release_context(ctx: RawCtx, cu_device: CUdevice, primary: bool) {
+    // SAFETY: called once per context, when nothing will use it again.
+    unsafe {
+        let _ = if primary {
+            sys::cuDevicePrimaryCtxRelease_v2(cu_device)
+        } else {
+            sys::cuCtxDestroy_v2(ctx.0)
+        };
     }
 }
 

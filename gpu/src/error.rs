@@ -11,9 +11,11 @@
 //!
 //! To recover, open the device again ([`Gpu::open`](crate::Gpu::open)):
 //! while handles to the dead context live, it gives a new context (its own
-//! memory, modules and streams); once every handle of the dead one is
-//! dropped, the driver's primary context is fresh again. If the driver
-//! cannot give a working context, `Gpu::open` returns the fault.
+//! memory, modules and streams); once every `Gpu`, `Stream` and `Event` of
+//! the dead one is dropped, Weft releases it (buffers of it may live on;
+//! they make no driver call), and the driver's primary context is fresh
+//! again for the next `Gpu::open`. If the driver cannot give a working
+//! context, `Gpu::open` returns the fault.
 
 use cudarc::driver::DriverError;
 use cudarc::driver::sys::CUresult;

@@ -44,6 +44,12 @@ impl RawEvent {
         self.handle
     }
 
+    /// The handle, no longer destroyed by this value's drop (which still
+    /// lets go of the device).
+    fn into_handle(mut self) -> CUevent {
+        std::mem::replace(&mut self.handle, std::ptr::null_mut())
+    }
+
     /// Records the event after the work enqueued so far on `stream`.
     pub(crate) fn record(&self, stream: CUstream) -> Result<(), DriverError> {
         // SAFETY: live handles of the bound context.
@@ -64,6 +70,9 @@ impl RawEvent {
 impl Drop for RawEvent {
     fn drop(&mut self) {
         let handle = self.handle;
+        if handle.is_null() {
+            return; // handed to the pool
+        }
         // Non-blocking: the driver releases it once recorded work is done.
         // SAFETY: our handle, destroyed once.
         self.device
@@ -107,8 +116,7 @@ impl EventPool {
         if let Ok(event) = Arc::try_unwrap(event) {
             let mut events = lock(&self.events);
             if events.len() < POOL_MAX && !event.timing {
-                events.push(EventHandle(event.handle));
-                std::mem::forget(event); // the pool owns the handle now
+                events.push(EventHandle(event.into_handle())); // the pool owns it now
             }
         }
     }

@@ -340,6 +340,7 @@ impl Drop for Inner {
         for tracker in lock(&self.trackers).drain(..) {
             tracker.detach();
         }
+        self.device.release_if_faulted();
     }
 }
 

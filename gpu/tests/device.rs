@@ -293,9 +293,27 @@ fn a_faulted_context_is_one_state_and_open_gives_a_working_one() {
     let fresh = Gpu::open(0).expect("a working context after a fault");
     assert!(!fresh.is_faulted());
     round_trip(&rt, &fresh);
+    assert!(!fresh.is_primary_context());
+    // Once every handle of the dead context is gone, the driver's primary
+    // context is fresh again (its release happens on the reclaimer thread,
+    // so give it a moment).
     drop(gpu);
     drop(fresh);
     drop(rt);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let primary = loop {
+        let gpu = Gpu::open(0).unwrap();
+        if gpu.is_primary_context() || std::time::Instant::now() > deadline {
+            break gpu;
+        }
+        drop(gpu);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        primary.is_primary_context(),
+        "the primary context is released once unused"
+    );
+    round_trip(&runtime(), &primary);
 }
 
 /// A pinned buffer from a working context (the faulted one makes none).
