@@ -1,7 +1,9 @@
 //! `docs/ARCHITECTURE.md` cannot drift from the code: every file path it
 //! names exists, and every `Type::method` (or `Type::field`,
 //! `Enum::Variant`, `module::function`, `file.rs::function`) it names is
-//! defined where it says.
+//! defined where it says: when the paragraph that names it also names a
+//! file that defines the type (two `Context`s exist, say), the item must be
+//! in that file.
 //!
 //! The check reads the workspace's Rust sources with a small scanner (brace
 //! depth and the nearest enclosing `impl`/`struct`/`enum`/`trait`), not a
@@ -42,9 +44,9 @@ fn sources(root: &Path) -> Vec<PathBuf> {
 /// functions of each file.
 #[derive(Default)]
 struct Index {
-    /// Type name → names defined in its `impl`, `struct`, `enum` and
-    /// `trait` blocks (methods, fields, variants, associated constants).
-    members: HashMap<String, HashSet<String>>,
+    /// Type name → file → names defined in its `impl`, `struct`, `enum`
+    /// and `trait` blocks there (methods, fields, variants, constants).
+    members: HashMap<String, HashMap<PathBuf, HashSet<String>>>,
     /// File (relative path) → functions and macros defined in it.
     functions: HashMap<PathBuf, HashSet<String>>,
 }
@@ -104,18 +106,71 @@ fn impl_target(header: &str) -> Option<String> {
 }
 
 impl Index {
+    fn add(&mut self, ty: &str, file: &Path, name: &str) {
+        self.members
+            .entry(ty.to_string())
+            .or_default()
+            .entry(file.to_path_buf())
+            .or_default()
+            .insert(name.to_string());
+    }
+
+    /// True if `ty` defines `name` in one of `files` (in any file, if none
+    /// of `files` defines `ty`).
+    fn has(&self, ty: &str, name: &str, files: &HashSet<PathBuf>) -> bool {
+        let Some(by_file) = self.members.get(ty) else {
+            return false;
+        };
+        let named: Vec<_> = by_file.iter().filter(|(f, _)| files.contains(*f)).collect();
+        if named.is_empty() {
+            by_file.values().any(|names| names.contains(name))
+        } else {
+            named.iter().any(|(_, names)| names.contains(name))
+        }
+    }
+
     fn build(root: &Path) -> Index {
         let mut index = Index::default();
         for file in sources(root) {
             let text = std::fs::read_to_string(root.join(&file)).unwrap();
-            let functions = index.functions.entry(file.clone()).or_default();
+            let mut functions = HashSet::new();
             // (depth at which the block's body lives, type name)
             let mut blocks: Vec<(usize, String)> = Vec::new();
             let mut depth = 0usize;
             let mut pending: Option<String> = None;
+            // Test code is not what the document describes: from a
+            // `#[cfg(...test...)]` module's opening line to its end, nothing
+            // is indexed.
+            let mut test_cfg = false;
+            let mut test_depth: Option<usize> = None;
             for raw in text.lines() {
                 let line = raw.split("//").next().unwrap_or("");
                 let trimmed = without_visibility(line.trim_start());
+                if trimmed.starts_with("#[cfg(") && trimmed.contains("test") {
+                    test_cfg = true;
+                } else if test_cfg && trimmed.starts_with("mod ") && test_depth.is_none() {
+                    if trimmed.ends_with(';') {
+                        test_cfg = false;
+                    } else {
+                        test_depth = Some(depth);
+                    }
+                } else if !trimmed.starts_with("#[") && !trimmed.is_empty() {
+                    test_cfg = false;
+                }
+                if let Some(d) = test_depth {
+                    for c in line.chars() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => depth = depth.saturating_sub(1),
+                            _ => {}
+                        }
+                    }
+                    if depth == d && line.contains('}') {
+                        test_depth = None;
+                        test_cfg = false;
+                    }
+                    continue;
+                }
                 let words: Vec<&str> = trimmed.split_whitespace().collect();
                 let is_item = |kw: &str| {
                     words
@@ -135,7 +190,8 @@ impl Index {
                 if let Some(name) = ident_after(line, "fn ") {
                     functions.insert(name.to_string());
                     if let Some((_, ty)) = blocks.last() {
-                        index.members.entry(ty.clone()).or_default().insert(name.to_string());
+                        let ty = ty.clone();
+                        index.add(&ty, &file, name);
                     }
                 }
                 if let Some(name) = ident_after(line, "macro_rules! ") {
@@ -153,11 +209,8 @@ impl Index {
                             .find(|c: char| !(c.is_alphanumeric() || c == '_'))
                             .unwrap_or(item.len());
                         if end > 0 {
-                            index
-                                .members
-                                .entry(ty.clone())
-                                .or_default()
-                                .insert(item[..end].to_string());
+                            let ty = ty.clone();
+                            index.add(&ty, &file, &item[..end]);
                         }
                     }
                 }
@@ -180,6 +233,7 @@ impl Index {
                     }
                 }
             }
+            index.functions.insert(file.clone(), functions);
         }
         index
     }
@@ -219,15 +273,27 @@ const FOREIGN: &[&str] = &[
     "Waker",
 ];
 
-fn resolve_path(span: &str, root: &Path, files: &[PathBuf]) -> bool {
+/// The files a path span may mean (a path from the root, or a suffix of
+/// one: `task/mod.rs`); empty if none exists. A directory matches the files
+/// under it.
+fn resolve_path(span: &str, root: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
     let span = span.trim_end_matches('/');
-    if root.join(span).exists() {
-        return true;
+    let matches: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| {
+            let f = f.to_string_lossy();
+            f == span
+                || f.ends_with(&format!("/{span}"))
+                || f.starts_with(&format!("{span}/"))
+                || f.contains(&format!("/{span}/"))
+        })
+        .cloned()
+        .collect();
+    if matches.is_empty() && root.join(span).exists() {
+        // A file that is not Rust (a script, a document): it exists.
+        return vec![PathBuf::from(span)];
     }
-    files.iter().any(|f| {
-        let f = f.to_string_lossy();
-        f.ends_with(&format!("/{span}")) || f.contains(&format!("/{span}/"))
-    })
+    matches
 }
 
 #[test]
@@ -238,48 +304,57 @@ fn every_path_and_item_architecture_names_exists() {
     let index = Index::build(&root);
     let mut missing = Vec::new();
     let mut checked = 0;
-    for span in spans(&doc) {
-        let span = span.trim_end_matches("()").to_string();
-        if looks_like_path(&span) {
-            checked += 1;
-            if !resolve_path(&span, &root, &files) {
-                missing.push(format!("path `{span}`"));
+    for paragraph in doc.split("\n\n") {
+        let paragraph_spans = spans(paragraph);
+        let named_files: HashSet<PathBuf> = paragraph_spans
+            .iter()
+            .filter(|s| looks_like_path(s))
+            .flat_map(|s| resolve_path(s, &root, &files))
+            .collect();
+        for span in paragraph_spans {
+            let span = span.trim_end_matches("()").to_string();
+            if looks_like_path(&span) {
+                checked += 1;
+                if resolve_path(&span, &root, &files).is_empty() {
+                    missing.push(format!("path `{span}`"));
+                }
+                continue;
             }
-            continue;
-        }
-        let Some((owner, name)) = span.rsplit_once("::") else {
-            continue;
-        };
-        if span.contains(' ') || span.contains('(') || span.contains('<') || name.is_empty() {
-            continue;
-        }
-        let first = span.split("::").next().unwrap();
-        if FOREIGN.contains(&first) {
-            continue;
-        }
-        let owner = owner.rsplit("::").next().unwrap();
-        checked += 1;
-        let found = if owner.ends_with(".rs") {
-            // `task/waker.rs::wake_by_val`
-            files
-                .iter()
-                .filter(|f| f.to_string_lossy().ends_with(owner))
-                .any(|f| index.functions.get(f).is_some_and(|fns| fns.contains(name)))
-        } else if owner.chars().next().is_some_and(char::is_uppercase) {
-            // `Type::method`, `Type::field`, `Enum::Variant`
-            index.members.get(owner).is_some_and(|m| m.contains(name))
-        } else {
-            // `module::function`: a function in `module.rs` or `module/mod.rs`
-            files
-                .iter()
-                .filter(|f| {
-                    let f = f.to_string_lossy();
-                    f.ends_with(&format!("/{owner}.rs")) || f.ends_with(&format!("/{owner}/mod.rs"))
-                })
-                .any(|f| index.functions.get(f).is_some_and(|fns| fns.contains(name)))
-        };
-        if !found {
-            missing.push(format!("item `{span}`"));
+            let Some((owner, name)) = span.rsplit_once("::") else {
+                continue;
+            };
+            if span.contains(' ') || span.contains('(') || span.contains('<') || name.is_empty() {
+                continue;
+            }
+            let first = span.split("::").next().unwrap();
+            if FOREIGN.contains(&first) {
+                continue;
+            }
+            let owner = owner.rsplit("::").next().unwrap();
+            checked += 1;
+            let found = if owner.ends_with(".rs") {
+                // `task/waker.rs::wake_by_val`
+                files
+                    .iter()
+                    .filter(|f| f.to_string_lossy().ends_with(owner))
+                    .any(|f| index.functions.get(f).is_some_and(|fns| fns.contains(name)))
+            } else if owner.chars().next().is_some_and(char::is_uppercase) {
+                // `Type::method`, `Type::field`, `Enum::Variant`
+                index.has(owner, name, &named_files)
+            } else {
+                // `module::function`: a function in `module.rs` or in the
+                // module's directory
+                files
+                    .iter()
+                    .filter(|f| {
+                        let f = f.to_string_lossy();
+                        f.ends_with(&format!("/{owner}.rs")) || f.contains(&format!("/{owner}/"))
+                    })
+                    .any(|f| index.functions.get(f).is_some_and(|fns| fns.contains(name)))
+            };
+            if !found {
+                missing.push(format!("item `{span}`"));
+            }
         }
     }
     assert!(
@@ -299,7 +374,7 @@ fn the_scanner_finds_what_it_should_and_misses_what_is_absent() {
     // in impls (generic ones too), trait impls, fields, variants, and
     // reject names that are not there.
     let index = Index::build(&root());
-    let has = |ty: &str, name: &str| index.members.get(ty).is_some_and(|m| m.contains(name));
+    let has = |ty: &str, name: &str| index.has(ty, name, &HashSet::new());
     assert!(has("Driver", "turn"));
     assert!(has("Standby", "enter_or_sleep"));
     assert!(has("Registered", "poll_keyed"), "an impl with bounds");
@@ -307,4 +382,9 @@ fn the_scanner_finds_what_it_should_and_misses_what_is_absent() {
     assert!(has("HandOff", "AnySleeper"), "a variant");
     assert!(!has("Driver", "no_such_method"));
     assert!(!has("NoSuchType", "turn"));
+    // Two `Context`s: named next to its file, only that one counts.
+    let worker: HashSet<PathBuf> = [PathBuf::from("executor/src/scheduler/multi_thread/worker.rs")].into();
+    let current: HashSet<PathBuf> = [PathBuf::from("executor/src/scheduler/current_thread.rs")].into();
+    assert!(index.has("Context", "rescue", &worker));
+    assert!(!index.has("Context", "rescue", &current));
 }

@@ -289,6 +289,12 @@ fn a_sub_millisecond_max_sleep_is_honoured() {
     assert!(gaps.len() > 20, "only {} polls in 100 ms", at.len());
     gaps.sort();
     let median = gaps[gaps.len() / 2];
-    assert!(median >= Duration::from_micros(150), "the loop spun: median gap {median:?}");
-    assert!(median < Duration::from_micros(700), "median gap {median:?}: the sleep was rounded up");
+    assert!(
+        median >= Duration::from_micros(150),
+        "the loop spun: median gap {median:?}"
+    );
+    assert!(
+        median < Duration::from_micros(700),
+        "median gap {median:?}: the sleep was rounded up"
+    );
 }

@@ -121,11 +121,18 @@ fn a_timer_fires_on_time_while_the_worker_that_left_the_driver_is_blocked() {
     for (blockers, timer) in cases {
         for order in orders {
             let order: Vec<usize> = order.iter().copied().filter(|&i| i <= blockers.len()).collect();
-            let late = scenario(blockers, timer, &order);
+            // A stall is deterministic (the old code was 310 ms late every
+            // time); a wakeup delayed by a busy machine is not. So a late
+            // timer is measured again, twice, before it counts.
+            let late = (0..3)
+                .map(|_| scenario(blockers, timer, &order))
+                .find(|late| *late <= MAX_LATE)
+                .unwrap_or(Duration::MAX);
             report.push(format!("{blockers:?} timer {timer:?} order {order:?}: {late:?} late"));
             assert!(
                 late <= MAX_LATE,
-                "a timer fired {late:?} late while one worker was blocked and the other idle:\n{}",
+                "a timer fired more than {MAX_LATE:?} late, three times, while one worker was blocked and the \
+                 other idle:\n{}",
                 report.join("\n")
             );
         }

@@ -101,10 +101,6 @@ pub struct Unparker {
 /// Events fetched per `epoll_wait`; more wait for the next turn.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// A wait so long it is "until woken" in practice, for a caller's timeout
-/// beyond what `Instant` can hold.
-const FAR: Duration = Duration::from_secs(86_400 * 365);
-
 impl Driver {
     /// A reactor on a new OS poller.
     ///
@@ -164,7 +160,7 @@ impl Driver {
         let inner = self.handle.inner.clone();
         let now = Instant::now();
         // Step 1: the earliest instant anything asks to be looked at.
-        let mut until: Option<Instant> = max_wait.map(|w| now.checked_add(w).unwrap_or(now + FAR));
+        let mut until: Option<Instant> = max_wait.map(|w| crate::time::after(now, w));
         let mut bound = |at: Option<Instant>| {
             if let Some(at) = at {
                 until = Some(until.map_or(at, |u| u.min(at)));

@@ -53,6 +53,14 @@ pub(crate) struct Timers {
     shutdown: AtomicBool,
 }
 
+/// `at + duration`, or, when that is beyond what `Instant` can hold, thirty
+/// years after `at`: "never", in practice. The one place that decides what
+/// an overlong wait means.
+pub(crate) fn after(at: Instant, duration: Duration) -> Instant {
+    at.checked_add(duration)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
+}
+
 impl Timers {
     pub(crate) fn new(start: Instant) -> Timers {
         Timers {
@@ -91,16 +99,22 @@ impl Timers {
 
     /// Registers a timer for `deadline` (which the caller found still
     /// ahead). The flag says the loop must be woken: it plans to look at
-    /// the timers only after this one is due.
-    fn register(&self, deadline: Instant, waker: &Waker) -> (Key, bool) {
+    /// the timers only after this one is due. `None` once the reactor has
+    /// shut down: the flag is read under the wheel's lock, which the
+    /// shutdown takes to set it and drain, so no timer can slip into a
+    /// wheel nobody will ever fire.
+    fn register(&self, deadline: Instant, waker: &Waker) -> Option<(Key, bool)> {
         let deadline_ns = self.nanos_since_start(deadline);
         let mut wheel = self.wheel();
+        if self.is_shutdown() {
+            return None;
+        }
         let key = wheel.insert(deadline_ns, waker.clone());
         let wake = deadline_ns < self.next_wake.load(Acquire);
         if wake {
             self.next_wake.store(deadline_ns, Release);
         }
-        (key, wake)
+        Some((key, wake))
     }
 
     /// True if the timer fired (the wheel removed its entry when it fired);
@@ -124,10 +138,12 @@ impl Timers {
         self.shutdown.load(Acquire)
     }
 
-    /// Wakes every pending timer's task; they find the reactor gone.
+    /// Wakes every pending timer's task; they find the reactor gone. The
+    /// flag is set under the wheel's lock (see [`register`](Self::register)).
     pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
+        let mut wheel = self.wheel();
         self.shutdown.store(true, Release);
-        self.wheel().drain(wakers);
+        wheel.drain(wakers);
     }
 
     /// Pending timers.

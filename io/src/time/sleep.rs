@@ -9,6 +9,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+/// What a timer polled after its runtime shut down panics with.
+const SHUT_DOWN: &str = "this Weft timer's runtime has shut down, so the timer can never fire; \
+                         keep the runtime alive while its timers are in use";
+
 /// Waits until `duration` has passed.
 ///
 /// Like `asyncio.sleep(seconds)`. The future completes no earlier than
@@ -22,11 +26,7 @@ use std::time::{Duration, Instant};
 /// shut down.
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    // A deadline beyond what `Instant` can hold is "never" in practice.
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30));
-    sleep_until(deadline)
+    sleep_until(super::after(Instant::now(), duration))
 }
 
 /// Waits until `deadline`.
@@ -86,11 +86,16 @@ impl Sleep {
             waker.wake();
             return;
         }
-        let (key, wake_loop) = handle.inner.timers.register(deadline, &waker);
-        if wake_loop {
-            handle.inner.wake();
+        match handle.inner.timers.register(deadline, &waker) {
+            Some((key, wake_loop)) => {
+                if wake_loop {
+                    handle.inner.wake();
+                }
+                self.entry = Some(key);
+            }
+            // The reactor shut down meanwhile: the task polls and learns it.
+            None => waker.wake(),
         }
-        self.entry = Some(key);
     }
 
     /// Polls for the deadline without spending cooperative budget: for
@@ -108,10 +113,7 @@ impl Sleep {
         let handle = self.handle.as_ref().expect("set just above");
         let timers = &handle.inner.timers;
         if timers.is_shutdown() {
-            panic!(
-                "this Weft timer's runtime has shut down, so the timer can never fire; \
-                 keep the runtime alive while its timers are in use"
-            );
+            panic!("{SHUT_DOWN}");
         }
         if Instant::now() >= self.deadline {
             // Usually the wheel fired the entry and removed it already. If
@@ -125,7 +127,10 @@ impl Sleep {
         }
         match self.entry {
             None => {
-                let (key, wake_loop) = timers.register(self.deadline, cx.waker());
+                let Some((key, wake_loop)) = timers.register(self.deadline, cx.waker()) else {
+                    // Shut down between the check above and the wheel's lock.
+                    panic!("{SHUT_DOWN}");
+                };
                 if wake_loop {
                     handle.inner.wake();
                 }

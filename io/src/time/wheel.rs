@@ -664,3 +664,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "wheel_model.rs"]
+mod model_tests;

@@ -6,14 +6,19 @@
 //! task may then block its thread (a blocking call, a long computation). If
 //! every other worker slept untimed on its condition variable, nobody would
 //! watch the sockets and timers of the runtime until that task returned
-//! (tokio#4730). Waking a sleeper every time a worker leaves the driver
-//! would prevent that, but costs a wakeup per batch of events; so instead
-//! one sleeping worker, the *standby*, sleeps with a short timeout
-//! ([`WATCH_INTERVAL`]) and, on waking, enters the driver if it is free. A
-//! worker stuck in a task thus stalls I/O for at most about one interval.
-//! An idle runtime must go quiet, so after [`IDLE_WATCHES`] watches in a row
-//! that found the driver held, the standby sleeps untimed; the worker that
-//! next leaves the driver to run tasks wakes it (a *hand-off*).
+//! (tokio#4730). So a worker that leaves the driver to run tasks wakes a
+//! sleeping worker to take its place (a *hand-off*), unless one already
+//! watches: the *standby*, a sleeping worker that sleeps with a short
+//! timeout ([`WATCH_INTERVAL`]) and, on waking, enters the driver if it is
+//! free. Which is cheaper depends on how often events come: a hand-off costs
+//! a wakeup per batch of events, a timed standby one per interval. So the
+//! standby watches with a timeout only while hand-offs come more often than
+//! every [`BUSY_HAND_OFFS`], and then until [`IDLE_WATCHES`] watches in a
+//! row found the driver held; otherwise it sleeps untimed, and an idle
+//! runtime goes quiet. Either way a worker stuck in a task stalls the
+//! sockets and timers of the others for at most about one interval; the
+//! tasks it woke last are rescued from its LIFO slot within about two
+//! (`lifo.rs`).
 //!
 //! # The word
 //!
@@ -43,7 +48,12 @@
 //! 3. **Quiet when idle.** After [`IDLE_WATCHES`] timed sleeps in a row that
 //!    found the driver held, the standby sleeps untimed, marking `UNTIMED`
 //!    in the same read-modify-write in which it sees `HELD`. So `UNTIMED` is
-//!    only ever set while some worker is in the driver.
+//!    only ever set while some worker is in the driver. A worker starts
+//!    that count (when it parks, and when a hand-off wakes it) from zero
+//!    only while workers leave the driver to run tasks more often than
+//!    every [`BUSY_HAND_OFFS`]; otherwise from [`IDLE_WATCHES`], so it sleeps
+//!    untimed at once. (The count only sets the cost, never the safety:
+//!    rule 4 covers an untimed standby.)
 //! 4. **Hand-off.** A worker that leaves its parker to run code (tasks it
 //!    found, a search it was picked for, shutdown) after having held the
 //!    driver or the standby role calls [`hand_off`]: it gives up the role if
@@ -89,8 +99,8 @@
 //! [`leave`]: Standby::leave
 //! [`hand_off`]: Standby::hand_off
 
-use crate::loom::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
-use std::time::Duration;
+use crate::loom::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 /// How long the standby sleeps before it checks the driver.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(2);
@@ -99,6 +109,12 @@ pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(2);
 /// sleeps untimed (rule 3).
 pub(super) const IDLE_WATCHES: u32 = 16;
 
+/// While workers leave the driver to run tasks more often than this, the
+/// standby watches with a timeout (a hand-off per leave would cost more
+/// than a watch per interval); when leaves are further apart it sleeps
+/// untimed at once (rule 3).
+pub(super) const BUSY_HAND_OFFS: Duration = Duration::from_millis(4);
+
 const HELD: usize = 1 << 0;
 const UNTIMED: usize = 1 << 1;
 const STANDBY_SHIFT: usize = 2;
@@ -106,6 +122,12 @@ const STANDBY_SHIFT: usize = 2;
 /// The standby word; see the module docs.
 pub(super) struct Standby {
     state: AtomicUsize,
+    /// When a worker last left the driver to run tasks, and how long
+    /// before that the previous one did, in microseconds since `epoch`
+    /// (rule 3's measure of how busy the runtime is).
+    last_leave: AtomicUsize,
+    leave_gap: AtomicUsize,
+    epoch: Instant,
 }
 
 /// What a parking worker does (rule 1).
@@ -161,7 +183,26 @@ impl Standby {
     pub(super) fn new() -> Standby {
         Standby {
             state: AtomicUsize::new(0),
+            last_leave: AtomicUsize::new(0),
+            leave_gap: AtomicUsize::new(usize::MAX),
+            epoch: Instant::now(),
         }
+    }
+
+    /// A worker left the driver to run tasks (rule 3's measure).
+    pub(super) fn record_leave(&self) {
+        let now = self.epoch.elapsed().as_micros() as usize;
+        let previous = self.last_leave.swap(now, Relaxed);
+        self.leave_gap.store(now.wrapping_sub(previous), Relaxed);
+    }
+
+    /// Where a worker about to sleep starts counting its watches as the
+    /// standby: from zero (watch with a timeout) while workers leave the
+    /// driver more often than every [`BUSY_HAND_OFFS`], or at
+    /// [`IDLE_WATCHES`] (sleep untimed at once) otherwise (rule 3).
+    pub(super) fn first_watches(&self) -> u32 {
+        let busy = self.leave_gap.load(Relaxed) < BUSY_HAND_OFFS.as_micros() as usize;
+        if busy { 0 } else { IDLE_WATCHES }
     }
 
     fn update<R>(&self, mut f: impl FnMut(Word) -> (Word, R)) -> R {

@@ -144,6 +144,13 @@ impl Core {
         self.lifo.is_occupied() || !self.run_queue.is_empty()
     }
 
+    /// More than the task this worker will run next: the others could run
+    /// elsewhere (the LIFO task counts: with it, one queued task is already
+    /// one too many, since the LIFO task runs first and may block).
+    fn more_than_one_task(&self) -> bool {
+        usize::from(self.lifo.is_occupied()) + self.run_queue.len() > 1
+    }
+
     fn next_local_task(&mut self) -> Option<Runnable> {
         self.lifo.take().or_else(|| self.run_queue.pop())
     }
@@ -237,7 +244,7 @@ impl Context {
         // Tasks the driver woke went to our queue without notifying anyone
         // (we were "parked"); if there is more than we will run next, let
         // a parked worker come and steal.
-        let more = core.run_queue.len() > 1;
+        let more = core.more_than_one_task();
         drop(core);
         if more {
             self.handle.notify_parked_local();
@@ -401,7 +408,7 @@ impl Context {
                 self.handle.notify_if_work_pending();
             }
         }
-        let mut watches = 0;
+        let mut watches = shared.standby.first_watches();
         loop {
             self.counters().parks.incr();
             trace::park(self.index);
@@ -415,6 +422,8 @@ impl Context {
             let mut watched = false;
             // A watch interval passed: time to look for a stuck worker.
             let mut look = false;
+            // Woken from an untimed sleep as the standby (by a hand-off).
+            let mut woke_untimed = false;
             if !self.parker.take_token() {
                 match shared.standby.enter_or_sleep(self.index, watches) {
                     Decision::Enter => {
@@ -433,6 +442,7 @@ impl Context {
                         self.parker.park(timeout);
                         watched = standby && timeout.is_some();
                         look = watched;
+                        woke_untimed = standby && timeout.is_none();
                     }
                 }
             }
@@ -456,8 +466,11 @@ impl Context {
                 // If we are still on the sleepers list nobody picked us, so
                 // we are not a searcher; otherwise we were picked, and are.
                 core.is_searching = !shared.idle.unpark_worker_by_id(self.index);
-                let more = core.run_queue.len() > 1;
+                let more = core.more_than_one_task();
                 drop(core);
+                if ran_driver {
+                    shared.standby.record_leave();
+                }
                 // We leave to run tasks, which may block this thread: the
                 // driver must stay watched (rule 4 of `standby`).
                 self.hand_off();
@@ -475,8 +488,16 @@ impl Context {
             }
             // Woken for nothing (a timeout, a hand-off, an event that woke
             // no task here): round again. Rule 3 of `standby` counts the
-            // standby's timed watches that found the driver held.
-            watches = if watched { watches + 1 } else { 0 };
+            // standby's timed watches that found the driver held; a standby
+            // woken from untimed sleep by a hand-off starts over only while
+            // workers leave the driver often.
+            watches = if woke_untimed {
+                shared.standby.first_watches()
+            } else if watched {
+                watches + 1
+            } else {
+                0
+            };
         }
     }
 
