@@ -460,6 +460,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bounded_release_is_judged_by_the_count_even_while_a_waiter_is_being_served() {
+        let sem = BoundedSemaphore::new(1);
+        sem.try_acquire().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut waiting = pin!(sem.acquire());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        // The permit goes to the waiter, which has not looked yet: one
+        // permit is out, none is in, so a release is valid (Python: value
+        // 0 < 1).
+        sem.release().unwrap();
+        assert!(sem.release().is_ok(), "a valid release was refused");
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        // Now the semaphore holds its bound again: the next one is refused.
+        assert!(sem.release().is_err());
+        assert_eq!(sem.available_permits(), 1);
+        let none = BoundedSemaphore::new(0);
+        assert!(none.release().is_err());
+    }
+
+    #[test]
     fn a_bounded_semaphore_refuses_extra_releases() {
         let sem = BoundedSemaphore::new(2);
         assert!(sem.release().is_err());

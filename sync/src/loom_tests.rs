@@ -5,7 +5,7 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-sync --lib --release loom`.
 
 use crate::loom::thread;
-use crate::{Barrier, Mutex, Notify, Semaphore, broadcast, mpsc, oneshot};
+use crate::{Barrier, BoundedSemaphore, Mutex, Notify, Semaphore, broadcast, mpsc, oneshot};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -344,5 +344,27 @@ fn try_recv_races_send_and_close() {
         sender.join().unwrap();
         assert_eq!(got, Some(1), "Disconnected with the message queued");
         assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    });
+}
+
+/// A bounded semaphore's release races an acquire that may queue: the
+/// release is judged by the semaphore's count in the step that adds the
+/// permit, so it is accepted (one permit was out), the acquire gets it, and
+/// the bound holds afterwards (the releases after both are one accepted,
+/// one refused).
+#[test]
+fn bounded_release_races_a_queued_acquire() {
+    loom::model(|| {
+        let sem = Arc::new(BoundedSemaphore::new(1));
+        sem.try_acquire().unwrap();
+        let acquirer = {
+            let sem = sem.clone();
+            thread::spawn(move || loom::future::block_on(sem.acquire()).unwrap())
+        };
+        assert!(sem.release().is_ok(), "a valid release was refused");
+        acquirer.join().unwrap();
+        assert!(sem.release().is_ok());
+        assert!(sem.release().is_err(), "the bound was passed");
+        assert_eq!(sem.available_permits(), 1);
     });
 }

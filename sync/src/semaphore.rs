@@ -297,6 +297,45 @@ impl Semaphore {
         wakers.wake_all();
     }
 
+    /// Adds one permit unless the semaphore already holds `bound` of them
+    /// ([`BoundedSemaphore::release`](crate::BoundedSemaphore::release));
+    /// false if it does. The check and the add are one step: one
+    /// compare-and-swap on the counter while nobody waits, or, with waiters
+    /// queued (so the counter is empty, rule 1), the hand-over to the
+    /// oldest under the lock, after checking `WAITERS` again there.
+    pub(crate) fn add_permit_within(&self, bound: usize) -> bool {
+        loop {
+            let mut current = self.permits.load(Acquire);
+            while current & WAITERS == 0 {
+                if current >> SHIFT >= bound {
+                    return false;
+                }
+                match self
+                    .permits
+                    .compare_exchange_weak(current, current + (1 << SHIFT), AcqRel, Acquire)
+                {
+                    Ok(_) => return true,
+                    Err(actual) => current = actual,
+                }
+            }
+            let mut wakers = WakeList::new();
+            {
+                let mut waiters = lock(&self.waiters);
+                // `WAITERS` changes only under this lock (rule 2): if it is
+                // still set, the list is not empty and the counter is.
+                if self.permits.load(Acquire) & WAITERS == 0 {
+                    continue;
+                }
+                if bound == 0 {
+                    return false;
+                }
+                self.distribute_locked(&mut waiters, 1, &mut wakers);
+            }
+            wakers.wake_all();
+            return true;
+        }
+    }
+
     /// Hands `pool` permits to the waiters in FIFO order, under the lock,
     /// popping every waiter whose request is filled (rule 3: also one that
     /// needs nothing more, with `pool` empty); once the list is empty,
