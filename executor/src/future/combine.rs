@@ -462,3 +462,32 @@ pub async fn race2<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Out
     })
     .await
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{ReturnWhen, wait_until};
+    use crate::future::Promise;
+    use futures::FutureExt;
+
+    /// Rule 3 of `promise.rs`, through the hand-back waker (a static waker
+    /// built from raw parts: Miri runs this): the pending promises come
+    /// back registered nowhere, and one that settles during the hand-back
+    /// is reported done.
+    #[test]
+    fn the_hand_back_withdraws_every_registration() {
+        let promises: Vec<Promise<u8>> = (0..4).map(|_| Promise::new()).collect();
+        promises[2].set_result(2).unwrap();
+        let (done, pending) = wait_until(
+            promises.clone(),
+            ReturnWhen::FirstCompleted,
+            None::<std::future::Pending<()>>,
+        )
+        .now_or_never()
+        .expect("one is done");
+        assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(pending.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 1, 3]);
+        assert!(promises.iter().all(|p| p.listener_count() == 0));
+        drop(pending);
+        assert!(promises.iter().all(|p| !p.cancelled()), "a hand-back cancelled on drop");
+    }
+}
