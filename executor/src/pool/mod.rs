@@ -31,7 +31,9 @@
 //!    results dropped because their chunk failed) are contained one value
 //!    at a time, so the job still reports its real outcome. A panic in a
 //!    destructor is printed by the panic hook and otherwise ignored; the
-//!    worker goes on with the next job, and the pool keeps its size.
+//!    worker goes on with the next job, and the pool keeps its size. The
+//!    same holds for the jobs `terminate` drops unrun, on its caller's
+//!    thread.
 //!
 //! | multiprocessing | Weft |
 //! | --- | --- |
@@ -510,6 +512,9 @@ impl Pool {
                 }) as Box<dyn Job>
             })
             .collect();
+        // The jobs hold every reference from here, so the function is
+        // dropped with the last job: on a worker, contained (rule 2).
+        drop(f);
         // Refused (closed): the jobs are dropped, which settles their sink as
         // terminated, and the caller gets `Closed`.
         self.submit(jobs)
@@ -541,8 +546,9 @@ impl Pool {
         };
         self.shared.available.notify_all();
         // Outside the lock: dropping a job settles its sink, which may run
-        // inline callbacks.
-        drop(dropped);
+        // inline callbacks. Each job's user drops are contained (rule 2), so
+        // a destructor that panics cannot stop the rest or `Drop for Pool`.
+        drop_each_contained(dropped);
     }
 
     /// Waits for every worker to exit (Python's `join`).
@@ -792,6 +798,9 @@ impl<F, T, S: ChunkSink> Drop for Chunk<F, T, S> {
     fn drop(&mut self) {
         if let Some(items) = self.items.take() {
             self.sink.unrun(self.chunk, self.first, items.len());
+            // Rule 2, also on the thread that terminates: one at a time, so
+            // two destructors that panic cannot abort the process.
+            drop_each_contained(items);
         }
     }
 }

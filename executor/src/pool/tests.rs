@@ -277,6 +277,41 @@ fn a_closure_whose_drop_panics_does_not_kill_the_worker() {
         )
     });
     assert_eq!(squares, Ok(vec![0, 1, 4]));
-    assert_eq!(drops.load(SeqCst), 1);
+    // The closure is dropped after the map returned, when its last chunk's
+    // job ends; the next job on the one worker runs after that.
     assert_alive(&pool);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn terminate_drops_queued_items_whose_drop_panics_one_at_a_time() {
+    let pool = one_worker();
+    let drops = Arc::new(AtomicUsize::new(0));
+    // The only worker is held, so the map's chunk stays queued.
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let held = pool
+        .apply_async(move || {
+            started.send(()).unwrap();
+            let _ = gate.recv();
+        })
+        .unwrap();
+    running.recv_timeout(NOT_A_HANG).expect("the worker started");
+    let items: Vec<_> = (0..3)
+        .map(|index| Bomb {
+            index,
+            armed: index > 0,
+            drops: drops.clone(),
+        })
+        .collect();
+    let queued = pool.map_async(|b: Bomb| b.index, items, Some(3)).unwrap();
+    // Terminate drops the queued chunk here: two destructors panic, one
+    // after the other (inside one `Vec` drop, the second would abort).
+    pool.terminate();
+    assert_eq!(drops.load(SeqCst), 3, "every queued item was dropped once");
+    assert!(queued.cancelled(), "a terminated map_async is cancelled");
+    // The running job finishes its item; the pool then shuts down.
+    go.send(()).unwrap();
+    assert!(held.wait_timeout(NOT_A_HANG).is_ok());
+    pool.join().unwrap();
 }
