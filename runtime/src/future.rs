@@ -35,7 +35,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
-use weft_io::time::{Elapsed, Sleep, Timeout, sleep};
+use weft_io::time::{Elapsed, Sleep, sleep};
 
 pub use weft_executor::future::*;
 
@@ -56,16 +56,51 @@ where
     wait_until(futures, return_when, timeout.into().map(sleep))
 }
 
-/// Runs `future` for at most `timeout`: asyncio's `wait_for`. On timeout the
-/// future is dropped, which cancels it (a [`Promise`] or [`Task`] becomes
-/// cancelled; wrap it in [`shield`] to keep it).
+/// Runs `future` for at most `timeout`: asyncio's `wait_for`. When the time
+/// is up it *cancels* what it waited for ([`Cancel`]: a [`Promise`] becomes
+/// cancelled, a [`Task`] is cancelled) and returns `Err(Elapsed)`; wrap it
+/// in [`shield`] to keep it. That is its one difference from
+/// [`weft::time::timeout`](crate::time::timeout), which only stops waiting,
+/// as dropping any await does in Weft (see the table in
+/// [`weft_executor::future`]). Dropping the `wait_for` itself cancels
+/// nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::future::{Promise, create_task, shield, wait_for};
+///
+/// let rt = weft::Runtime::new()?;
+/// rt.block_on(async {
+///     let slow = create_task(weft::time::sleep(Duration::from_secs(60)));
+///     assert!(wait_for(slow, Duration::from_millis(5)).await.is_err()); // and it is cancelled
+///
+///     let kept = Promise::<u8>::new();
+///     assert!(wait_for(shield(kept.clone()), Duration::from_millis(5)).await.is_err());
+///     assert!(!kept.cancelled());
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Panics
 ///
 /// Outside a Weft runtime.
 #[track_caller]
-pub fn wait_for<F: IntoFuture>(future: F, timeout: Duration) -> Timeout<F::IntoFuture> {
-    weft_io::time::timeout(timeout, future)
+pub fn wait_for<F>(future: F, timeout: Duration) -> impl Future<Output = Result<<F::IntoFuture as Future>::Output, Elapsed>>
+where
+    F: IntoFuture,
+    F::IntoFuture: Cancel + Unpin,
+{
+    let sleep = sleep(timeout);
+    let mut future = future.into_future();
+    async move {
+        match weft_io::time::timeout_at(sleep.deadline(), &mut future).await {
+            Ok(output) => Ok(output),
+            Err(elapsed) => {
+                future.cancel();
+                Err(elapsed)
+            }
+        }
+    }
 }
 
 /// The futures' outputs in completion order, each with its input index,

@@ -432,13 +432,13 @@ impl Handle {
         self.exec.call_soon_after(weft_io::time::sleep_until(when), f)
     }
 
-    /// Spawns `future` as a [`Task`](crate::future::Task), a task whose
-    /// handle has the promise API: asyncio's `loop.create_task`.
+    /// Spawns `future` as a [`Task`](crate::future::Task): asyncio's
+    /// `loop.create_task` (the same as [`spawn`](Self::spawn)).
     #[track_caller]
     pub fn create_task<F>(&self, future: F) -> crate::future::Task<F::Output>
     where
         F: Future + Send + 'static,
-        F::Output: Send + Sync + 'static,
+        F::Output: Send + 'static,
     {
         self.exec.create_task(future)
     }
