@@ -664,6 +664,14 @@ impl Handle {
     }
 }
 
+/// So that the `*_on(handle)` functions take this handle or the full
+/// runtime's (`weft::Handle`, which is `AsRef` of this one).
+impl AsRef<Handle> for Handle {
+    fn as_ref(&self) -> &Handle {
+        self
+    }
+}
+
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")

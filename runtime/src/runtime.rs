@@ -460,6 +460,15 @@ impl Handle {
     }
 }
 
+/// The executor's part of the handle, for the functions of
+/// `weft_executor` that take one (`Promise::new_in`, `TaskGroup::spawn_on`):
+/// they accept a `weft::Handle` directly.
+impl AsRef<weft_executor::Handle> for Handle {
+    fn as_ref(&self) -> &weft_executor::Handle {
+        &self.exec
+    }
+}
+
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")

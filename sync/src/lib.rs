@@ -43,6 +43,7 @@
 //! | `watch.rs` | [`watch::channel`]: one value, watched for changes |
 //! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`) on two semaphores |
 //! | `alt.rs` | [`alt::alt`]: the first ready of several operations, chosen fairly |
+//! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -53,7 +54,6 @@
 //! over: a function that locks and calls another that locks the same state.
 //! Lock once at the top and pass the guard (`&mut T`) down instead; for
 //! recursive code, take the guard as a parameter.
-//! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
 //! Every wait in the crate (acquire, lock, receive, `notified`) is
 //! cancel-safe: dropping it leaves no waiter behind and passes on anything

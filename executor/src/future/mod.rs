@@ -38,12 +38,13 @@
 //! - `state.rs`: the promise core: a state word, a write-once outcome and a
 //!   listener list, with the rules that make every done callback run exactly
 //!   once (model-checked in `loom_tests.rs`).
-//! - `promise.rs`: [`Promise`], [`Resolver`], blocking `wait`, [`shield`].
+//! - `promise.rs`: [`Promise`], [`Resolver`], blocking `wait`.
 //!   Done callbacks go to the runtime's ready queue (`callback.rs` at the
 //!   crate root), the same FIFO `call_soon` uses.
 //! - `task.rs`: [`Task`], the name asyncio users know for the
 //!   `JoinHandle` (whose done callbacks live in `crate::task`).
-//! - `cancel.rs`: [`Cancel`], what `wait_for` cancels on timeout.
+//! - `cancel.rs`: [`Cancel`], what `wait_for` cancels on timeout, and
+//!   [`shield`], what protects from it.
 //! - `set.rs`: the engine of every combinator: futures polled in place, each
 //!   with its own waker.
 //! - `combine.rs`: [`gather`], [`wait_until`], [`as_completed`], [`race`].
@@ -61,12 +62,12 @@ mod task;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use cancel::{Cancel, Shield, shield};
 pub use combine::{
     AsCompleted, Either, Gather, GatherAll, Race, ReturnWhen, Wait, WaitOutcome, as_completed, gather, race, race2,
     wait_until,
 };
-pub use cancel::Cancel;
 pub use error::{Exception, PromiseError};
 pub use group::{CancellationToken, DropGuard, TaskGroup, TaskTracker, WaitForCancellation};
-pub use promise::{CallbackId, Promise, Resolver, Shield, shield};
+pub use promise::{CallbackId, Promise, Resolver};
 pub use task::{Task, create_task};

@@ -30,8 +30,8 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -193,9 +193,10 @@ impl<T> Promise<T> {
         Promise::with_scheduler(None)
     }
 
-    /// A pending promise whose done callbacks run on `handle`'s loop.
-    pub fn new_in(handle: &crate::Handle) -> Promise<T> {
-        Promise::with_scheduler(Some(handle.inner.clone()))
+    /// A pending promise whose done callbacks run on `handle`'s loop
+    /// (`handle`: a `weft::Handle` or this crate's [`Handle`](crate::Handle)).
+    pub fn new_in(handle: impl AsRef<crate::Handle>) -> Promise<T> {
+        Promise::with_scheduler(Some(handle.as_ref().inner.clone()))
     }
 
     /// A pending promise and the [`Resolver`] that settles it; dropping the
@@ -364,13 +365,12 @@ impl<T> Promise<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn settled(&self) -> Result<&T, PromiseError> {
-        let mut observer = Shield {
-            promise: Promise {
-                inner: self.inner.clone(),
-                waiter: None,
-            },
+        // An observer of its own; dropping it only withdraws its waker.
+        let mut observer = Promise {
+            inner: self.inner.clone(),
+            waiter: None,
         };
-        std::future::poll_fn(|cx| observer.promise.poll_done(cx)).await;
+        std::future::poll_fn(|cx| observer.poll_done(cx)).await;
         self.result()
     }
 
@@ -521,7 +521,6 @@ impl<T> Inner<T> {
         }
         Ok(())
     }
-
 }
 
 impl<T: Send + Sync + 'static> Inner<T> {
@@ -670,45 +669,5 @@ impl<T> Drop for Resolver<T> {
 impl<T> fmt::Debug for Resolver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver").field("done", &self.is_done()).finish()
-    }
-}
-
-/// Awaits `promise`, but shields it from `wait_for`'s cancellation
-/// (asyncio's `shield`): when the time is up, `wait_for` cancels what it
-/// waited for, and for a shield that is nothing ([`Cancel::cancel`] on a
-/// [`Shield`] cancels nothing), so the promise stays pending for its other
-/// observers. (Dropping an await never cancels a promise, shielded or not.)
-///
-/// ```
-/// use weft_executor::future::{Cancel, Promise, shield};
-///
-/// let shared = Promise::<u8>::new();
-/// let shielded = shield(shared.clone());
-/// assert!(!shielded.cancel()); // what wait_for does on timeout
-/// assert!(!shared.done());
-/// ```
-pub fn shield<T>(promise: Promise<T>) -> Shield<T> {
-    Shield { promise }
-}
-
-/// The future of [`shield`].
-#[must_use = "futures do nothing unless awaited"]
-#[derive(Debug)]
-pub struct Shield<T> {
-    promise: Promise<T>,
-}
-
-impl<T: Clone> Future for Shield<T> {
-    type Output = Result<T, PromiseError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.promise).poll(cx)
-    }
-}
-
-impl<T> Drop for Shield<T> {
-    fn drop(&mut self) {
-        // Unregister quietly, so the promise's own drop does not cancel.
-        self.promise.withdraw();
     }
 }

@@ -216,7 +216,8 @@ impl<T: Future, S> Core<T, S> {
         }
     }
 
-    /// Moves the outcome out, leaving `Consumed`.
+    /// Moves the outcome out, leaving `Consumed` (a cancellation, which has
+    /// nothing to move, stays: `cancelled()` still answers after an await).
     ///
     /// # Safety
     ///
@@ -226,7 +227,11 @@ impl<T: Future, S> Core<T, S> {
             // SAFETY: the task is complete, so `outcome` is the live field
             // (it was stored before COMPLETE was set), and the caller has
             // exclusive access to it.
-            std::mem::replace(unsafe { &mut *(*ptr).outcome }, Outcome::Consumed)
+            let outcome = unsafe { &mut *(*ptr).outcome };
+            match outcome {
+                Outcome::Cancelled => Outcome::Cancelled,
+                _ => std::mem::replace(outcome, Outcome::Consumed),
+            }
         })
     }
 
@@ -239,7 +244,8 @@ impl<T: Future, S> Core<T, S> {
     /// pointer only while nobody writes the stage (rule 1).
     pub(super) unsafe fn outcome_ptr(&self) -> *const Outcome<T::Output> {
         // SAFETY: forwarded to the caller; no reference is formed here.
-        self.stage.with(|ptr| unsafe { std::ptr::addr_of!((*ptr).outcome) }.cast::<Outcome<T::Output>>())
+        self.stage
+            .with(|ptr| unsafe { std::ptr::addr_of!((*ptr).outcome) }.cast::<Outcome<T::Output>>())
     }
 
     /// Drops whichever field of the stage is live, as the cell is freed.

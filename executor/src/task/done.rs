@@ -204,10 +204,8 @@ impl<T> DoneList<T> {
                 drop(state);
                 // SAFETY: closed means the outcome is stored, and the handle
                 // (which the caller borrows) cannot take it (rule 4).
-                let done = DoneTask {
-                    id: header.id,
-                    outcome: unsafe { &*outcome() },
-                };
+                let outcome = unsafe { &*outcome() };
+                let done = DoneTask { id: header.id, outcome };
                 run_contained(callback, &done);
                 return key;
             }

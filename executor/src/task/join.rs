@@ -112,7 +112,8 @@ impl<T> JoinHandle<T> {
     /// True if the task finished by being cancelled (aborted, or its
     /// runtime shut down).
     pub fn cancelled(&self) -> bool {
-        self.outcome().is_some_and(|outcome| matches!(outcome, Outcome::Cancelled))
+        self.outcome()
+            .is_some_and(|outcome| matches!(outcome, Outcome::Cancelled))
     }
 
     /// The task's output, borrowed in place, or why there is none:

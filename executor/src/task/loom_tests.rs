@@ -216,6 +216,45 @@ fn the_join_waker_races_completion() {
     });
 }
 
+/// A handle that swaps its waker (polled from another task) while the task
+/// completes and the runtime hands the waker field back: the swap must see
+/// the completion, whichever order the bits change in. (Found by racing
+/// `race(&mut a, &mut b)` then awaiting the loser: the swap asserted
+/// JOIN_WAKER after the runtime had cleared it.)
+#[test]
+fn swapping_the_join_waker_races_completion() {
+    use std::task::Wake;
+    struct Flag(AtomicUsize);
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    loom::model(|| {
+        let s = sched();
+        let mut join = s.spawn(async { 7 });
+        let first = std::sync::Arc::new(Flag(AtomicUsize::new(0)));
+        let second = std::sync::Arc::new(Flag(AtomicUsize::new(0)));
+        let polled = Pin::new(&mut join).poll(&mut Context::from_waker(&Waker::from(first.clone())));
+        assert!(polled.is_pending(), "the task has not run yet");
+        let s2 = s.clone();
+        let runner = thread::spawn(move || s2.run_all());
+        let again = Pin::new(&mut join).poll(&mut Context::from_waker(&Waker::from(second.clone())));
+        runner.join().unwrap();
+        match again {
+            Poll::Ready(v) => assert_eq!(v.unwrap(), 7),
+            Poll::Pending => {
+                // The second waker replaced the first and is the one woken.
+                assert_eq!(second.0.load(SeqCst), 1);
+                assert!(matches!(
+                    Pin::new(&mut join).poll(&mut Context::from_waker(&Waker::noop())),
+                    Poll::Ready(Ok(7))
+                ));
+            }
+        }
+    });
+}
+
 #[test]
 fn shutdown_races_a_running_poll() {
     loom::model(|| {
@@ -319,7 +358,11 @@ fn a_done_callback_added_while_the_task_completes_runs_exactly_once() {
         adder.join().unwrap();
         assert_eq!(ran.load(SeqCst), 1, "the callback ran exactly once");
         let join = std::sync::Arc::try_unwrap(join).expect("the adder dropped its clone");
-        assert_eq!(block_on_join(&s, join).unwrap(), 7, "the callback did not take the output");
+        assert_eq!(
+            block_on_join(&s, join).unwrap(),
+            7,
+            "the callback did not take the output"
+        );
     });
 }
 
