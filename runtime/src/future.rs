@@ -227,7 +227,8 @@ impl<F: Future> AsCompletedTimeout<F> {
         }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(Err(elapsed)) => {
-                // Dropping the set cancels what is still pending.
+                // Dropping the set stops watching what is still pending (a
+                // task runs on, a promise stays pending).
                 self.inner = None;
                 Poll::Ready(Some(Err(elapsed)))
             }
