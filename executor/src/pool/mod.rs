@@ -694,13 +694,18 @@ impl Pool {
         if lock(&self.shared.queue).state == State::Running {
             return Err(PoolError::Running);
         }
+        self.join_threads();
+        Ok(())
+    }
+
+    /// Joins the worker threads not joined yet.
+    fn join_threads(&self) {
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             // A panic cannot end a worker (rule 2: every job runs inside an
             // unwind boundary), so this only waits for it to return.
             let _ = thread.join();
         }
-        Ok(())
     }
 
     /// Waits, without blocking the thread, until every worker has left
@@ -726,9 +731,10 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
         // Rule 3: a runtime's thread does not wait for the items the
-        // workers are running; they finish them and exit on their own.
+        // workers are running; they finish them and exit on their own
+        // (their handles are dropped, which detaches them).
         if !context::is_entered() {
-            let _ = self.join();
+            self.join_threads();
         }
     }
 }
