@@ -532,3 +532,28 @@ fn a_stream_dropped_mid_way_loses_nothing_else_and_its_next_is_cancel_safe() {
     // The pool is intact after its consumer left.
     assert_eq!(pool.map(|x: u8| x, 0..3u8, None), Ok(vec![0, 1, 2]));
 }
+
+#[test]
+fn a_stream_and_join_async_can_be_awaited_in_spawned_tasks() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let p = pool.clone();
+    let rt = weft::Runtime::new().unwrap();
+    let sum = rt.block_on(async move {
+        // `weft::spawn` needs `Send` futures: these hold the stream and
+        // the pool across awaits.
+        let mut stream = p.imap_stream(|x: u64| x * 3, 0..100u64, Some(7)).unwrap();
+        let sum = weft::spawn(async move {
+            let mut sum = 0;
+            while let Some(result) = stream.next().await {
+                sum += result.unwrap();
+            }
+            sum
+        });
+        let sum = sum.await.unwrap();
+        p.close();
+        weft::spawn(async move { p.join_async().await }).await.unwrap().unwrap();
+        sum
+    });
+    assert_eq!(sum, 3 * (0..100u64).sum::<u64>());
+    pool.join().unwrap();
+}
