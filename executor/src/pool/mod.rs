@@ -720,8 +720,9 @@ impl Pool {
         if lock(&self.shared.queue).state == State::Running {
             return Err(PoolError::Running);
         }
-        // `settled` observes without cancelling: never cancelled (its
-        // resolver lives in `Shared` until the last worker settles it).
+        // `settled` observes without cancelling, and the promise can only
+        // settle as done: its resolver lives in `Shared` until the last
+        // worker out settles it.
         let _ = self.shared.exited.settled().await;
         Ok(())
     }
