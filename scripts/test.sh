@@ -6,7 +6,9 @@
 #      ranks);
 #      then the tracing tests, which need feature `tracing`;
 #   2. the HTTP examples (hyper on Weft) in their self-checking `--demo`
-#      mode; the MPI examples under `mpirun -n 2` and as singletons; the GPU
+#      mode; the MPI examples under `mpirun -n 2` (over shared memory and
+#      over TCP), as singletons, and with each rank in its own network
+#      namespace (scripts/mpi_netns.sh, or a line saying it cannot); the GPU
 #      examples as they run here (`skipped: no CUDA driver` on a machine
 #      without one) and against weft-gpu's CPU stand-in for the driver;
 #   3. the loom models of the concurrency cores (task state machine, parkers,
@@ -44,16 +46,24 @@ for example in http_hello http_proxy; do
     timeout 60 "target/release/$example" --demo
 done
 
-step "MPI examples under mpirun (2 ranks), and as singletons"
+step "MPI examples under mpirun (2 ranks; shared memory, TCP, network namespaces), and as singletons"
 cargo build --release -p weft-examples --features mpi \
     --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 for example in mpi_pingpong mpi_allreduce mpi_pool_map mpi_overlap; do
     timeout 300 mpirun -n 2 --oversubscribe "target/release/$example"
 done
+# Open MPI's TCP transport, as between hosts.
+for example in mpi_allreduce mpi_pool_map; do
+    timeout 300 mpirun -n 2 --oversubscribe --mca btl tcp,self "target/release/$example"
+done
 for example in mpi_allreduce mpi_pool_map mpi_overlap; do
     timeout 300 "target/release/$example"
 done
+# One rank per network namespace, joined by veth links (needs root and
+# CAP_NET_ADMIN; prints `skipped: ...` otherwise). The scenarios program
+# was built by the tests above.
+scripts/mpi_netns.sh target/release target/debug/mpi-scenarios
 
 step "GPU examples: as they run here, then against the CPU stand-in driver"
 cargo build --release -p weft-examples --bin gpu_vector_add --bin gpu_pipeline --bin gpu_latency

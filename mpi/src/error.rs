@@ -40,6 +40,12 @@ pub enum Error {
     NoRuntime,
     /// The runtime shut down while the operation was in flight.
     Shutdown,
+    /// An object message (`send_obj`, `recv_obj`, `bcast_obj`) did not
+    /// serialise or deserialise as the type asked for (postcard's words).
+    Serialization(String),
+    /// A peer rank died (the job's death notice said so) with the
+    /// operation in flight; MPI cannot complete it.
+    PeerDied(i32),
 }
 
 impl Error {
@@ -86,6 +92,11 @@ impl fmt::Display for Error {
                 "no Weft runtime here: MPI operations are driven by a runtime's loop; await them inside `Runtime::block_on` or a spawned task",
             ),
             Error::Shutdown => f.write_str("the Weft runtime shut down while the MPI operation was in flight"),
+            Error::Serialization(why) => write!(
+                f,
+                "an object message does not match the type it was received as: {why}"
+            ),
+            Error::PeerDied(rank) => write!(f, "rank {rank} died with the MPI operation in flight"),
         }
     }
 }

@@ -36,13 +36,14 @@
 //!    runs a chunk on a blocking thread (`spawn_blocking`), so its loop
 //!    stays free, and sends the results back in one message.
 //! 3. **A dead worker fails its jobs, never hangs the pool.** MPI (Open MPI
-//!    4.1) gives no way to learn that a rank died: a receive from it simply
-//!    never completes. So each worker also opens a TCP connection to rank 0
-//!    at start, in the same loop as the MPI traffic; the connection closing
-//!    is the death notice. Rank 0 then fails that worker's chunks in flight
-//!    with [`PoolError::WorkerDied`] and stops sending it work. (Launch with
+//!    4.1) gives no way to learn that a rank died; the job's death notice
+//!    (`liveness.rs`, on unless [`MpiBuilder::death_notice`] turned it off)
+//!    does. Rank 0 then fails that worker's chunks in flight with
+//!    [`PoolError::WorkerDied`] and stops sending it work. (Launch with
 //!    `mpirun --mca orte_abort_on_non_zero_status 0` so that `mpirun` does
 //!    not kill rank 0 along with the dead rank.)
+//!
+//! [`MpiBuilder::death_notice`]: crate::MpiBuilder::death_notice
 //! 4. **With no worker ranks** (a singleton), rank 0 runs the jobs itself,
 //!    on blocking threads.
 
@@ -55,8 +56,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use weft_executor::future::{Promise, Resolver};
-use weft_io::io::AsyncReadExt;
-use weft_io::net::{TcpListener, TcpStream};
 
 /// Chunks in flight at one worker at most: one running, one waiting, so a
 /// worker never idles while its next chunk is on the wire.
@@ -225,30 +224,10 @@ impl MpiPool {
     /// MPI failures, or a worker that cannot reach rank 0 over TCP.
     pub async fn start(comm: &Communicator, registry: Registry) -> Result<Option<MpiPool>, PoolError> {
         let comm = comm.duplicate().await?;
-        // Rule 3: rank 0 listens; every worker connects, so that rank 0
-        // learns of a worker's death when its connection closes.
-        let listener = if comm.rank() == 0 {
-            Some(TcpListener::bind("0.0.0.0:0").map_err(|e| PoolError::Job(format!("cannot listen: {e}")))?)
-        } else {
-            None
-        };
-        let address = match &listener {
-            Some(l) => {
-                let port = l.local_addr().map_err(|e| PoolError::Job(e.to_string()))?.port();
-                format!("{}:{port}", comm.processor_name()).into_bytes()
-            }
-            None => Vec::new(),
-        };
-        let mut padded = address;
-        padded.resize(256, 0);
-        let padded = comm.broadcast(padded, 0).await?;
-        let end = padded.iter().position(|&b| b == 0).unwrap_or(padded.len());
-        let address = String::from_utf8_lossy(&padded[..end]).into_owned();
         if comm.rank() != 0 {
-            serve(&comm, &registry, &address).await?;
+            serve(&comm, &registry).await?;
             return Ok(None);
         }
-        let listener = listener.expect("rank 0 listens");
         let dispatch = Arc::new(Mutex::new(Dispatch {
             queue: VecDeque::new(),
             in_flight: (1..comm.size()).map(|r| (r, HashMap::new())).collect(),
@@ -257,26 +236,16 @@ impl MpiPool {
             closed: false,
         }));
         let mut tasks = Vec::new();
-        // One liveness watcher per worker connection.
-        for _ in 1..comm.size() {
-            let (mut stream, _) = listener
-                .accept()
-                .await
-                .map_err(|e| PoolError::Job(format!("a worker did not connect: {e}")))?;
-            let mut rank = [0u8; 4];
-            stream
-                .read_exact(&mut rank)
-                .await
-                .map_err(|e| PoolError::Job(format!("a worker did not introduce itself: {e}")))?;
-            let rank = i32::from_le_bytes(rank);
+        // Rule 3: the job's death notice tells of every worker that dies.
+        {
             let dispatch = dispatch.clone();
             let comm = comm.clone();
+            let deaths = comm.shared.deaths.clone();
             tasks.push(weft_executor::spawn(async move {
-                let mut byte = [0u8; 1];
-                // Returns only when the worker's process is gone (or it
-                // closed the connection on shutdown).
-                let _ = stream.read(&mut byte).await;
-                worker_gone(&dispatch, &comm, rank);
+                for n in 0.. {
+                    let rank = deaths.nth(n).await;
+                    worker_gone(&dispatch, &comm, rank);
+                }
             }));
         }
         // The collector: results from any worker.
@@ -590,13 +559,7 @@ fn worker_gone(dispatch: &Arc<Mutex<Dispatch>>, comm: &Communicator, rank: i32) 
 }
 
 /// A worker rank: connect to rank 0, then run chunks until told to stop.
-async fn serve(comm: &Communicator, registry: &Registry, address: &str) -> Result<(), PoolError> {
-    let mut stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| PoolError::Job(format!("cannot reach rank 0 at {address}: {e}")))?;
-    weft_io::io::AsyncWriteExt::write_all(&mut stream, &comm.rank().to_le_bytes())
-        .await
-        .map_err(|e| PoolError::Job(e.to_string()))?;
+async fn serve(comm: &Communicator, registry: &Registry) -> Result<(), PoolError> {
     let registry = Arc::new(registry.clone());
     loop {
         let (bytes, status) = comm.recv::<u8>(0, crate::ANY_TAG).await?;

@@ -1,7 +1,10 @@
-//! weft-mpi on 2 and 3 ranks: each test runs one scenario of the
-//! `mpi-scenarios` rank program (src/bin/mpi_scenarios.rs) under `mpirun`
-//! and checks that every rank finished it. Built with `--features mpi`
-//! (scripts/test.sh does), which needs Open MPI installed.
+//! weft-mpi on 1 to 3 ranks: each test runs one scenario of the
+//! `mpi-scenarios` rank program (src/bin/mpi_scenarios.rs, src/mpi/) under
+//! `mpirun` and checks that every rank finished it. Multi-rank scenarios
+//! run over shared memory (Open MPI's default between ranks of one host)
+//! and over the TCP transport (`--mca btl tcp,self`, as between hosts).
+//! Built with `--features mpi` (scripts/test.sh does), which needs Open
+//! MPI installed.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +15,17 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Runs `scenario` on `ranks` ranks (a singleton if 1) and asserts that
 /// every rank reported success.
 fn run(scenario: &str, ranks: usize) {
-    let stdout = launch(scenario, ranks, &[], true);
+    run_with(scenario, ranks, &[]);
+}
+
+/// [`run`] over Open MPI's TCP transport: the ranks exchange messages
+/// through sockets (loopback here), as ranks on different hosts do.
+fn run_tcp(scenario: &str, ranks: usize) {
+    run_with(scenario, ranks, &["--mca", "btl", "tcp,self"]);
+}
+
+fn run_with(scenario: &str, ranks: usize, mpirun_args: &[&str]) {
+    let stdout = launch(scenario, ranks, mpirun_args, true);
     for rank in 0..ranks {
         assert!(
             stdout.contains(&format!("ok {scenario} rank {rank}\n")),
@@ -75,17 +88,20 @@ fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool
 fn point_to_point_typed_owned_and_probed() {
     run("point_to_point", 2);
     run("point_to_point", 3);
+    run_tcp("point_to_point", 2);
 }
 
 #[test]
 fn any_source_receives_from_every_rank() {
     run("any_source", 2);
     run("any_source", 3);
+    run_tcp("any_source", 3);
 }
 
 #[test]
 fn a_message_too_long_for_the_buffer_is_an_error_not_a_crash() {
     run("truncate", 2);
+    run_tcp("truncate", 2);
 }
 
 #[test]
@@ -103,6 +119,7 @@ fn collectives_on_two_and_three_ranks_and_a_singleton() {
     run("collectives", 1);
     run("collectives", 2);
     run("collectives", 3);
+    run_tcp("collectives", 3);
 }
 
 #[test]
@@ -116,6 +133,7 @@ fn pool_map_submit_and_job_errors() {
     run("pool_map", 1);
     run("pool_map", 2);
     run("pool_map", 3);
+    run_tcp("pool_map", 3);
 }
 
 #[test]
@@ -131,4 +149,72 @@ fn a_worker_that_dies_mid_map_fails_its_jobs_and_the_pool_goes_on() {
         stdout.contains("ok pool_death rank 1\n"),
         "rank 1 was not released:\n{stdout}"
     );
+}
+
+#[test]
+fn no_mpi_call_on_a_communicator_freed_after_a_pool() {
+    run("freed_comm_after_pool", 1);
+    run("freed_comm_after_pool", 2);
+    run_tcp("freed_comm_after_pool", 2);
+}
+
+#[test]
+fn no_mpi_call_on_a_communicator_freed_after_a_dropped_receive() {
+    run("freed_comm_after_dropped_recv", 1);
+    run("freed_comm_after_dropped_recv", 2);
+    run_tcp("freed_comm_after_dropped_recv", 2);
+}
+
+#[test]
+fn collectives_dropped_at_every_point_leave_the_ranks_in_step() {
+    run("cancelled_collectives", 1);
+    run("cancelled_collectives", 2);
+    run("cancelled_collectives", 3);
+    run_tcp("cancelled_collectives", 3);
+}
+
+#[test]
+fn collectives_post_in_the_order_they_were_started() {
+    run("collective_order", 2);
+    run("collective_order", 3);
+    run_tcp("collective_order", 2);
+}
+
+#[test]
+fn ranks_that_disagree_on_a_collective_all_fail_and_stay_in_step() {
+    run("disagreeing_collectives", 2);
+    run("disagreeing_collectives", 3);
+    run_tcp("disagreeing_collectives", 3);
+}
+
+#[test]
+fn mpi_initialised_elsewhere_must_be_at_thread_multiple() {
+    run("foreign_serialized", 1);
+    run("foreign_serialized", 2);
+    run("foreign_multiple", 1);
+    run("foreign_multiple", 2);
+}
+
+#[test]
+fn the_last_handle_may_be_dropped_on_another_thread() {
+    run("last_handle_on_another_thread", 1);
+    run("last_handle_on_another_thread", 2);
+}
+
+#[test]
+fn a_rank_that_dies_mid_collective_fails_it_on_every_survivor() {
+    for ranks in [2, 3] {
+        let stdout = launch(
+            "peer_death",
+            ranks,
+            &["--mca", "orte_abort_on_non_zero_status", "0"],
+            false,
+        );
+        for rank in 0..ranks - 1 {
+            assert!(
+                stdout.contains(&format!("ok peer_death rank {rank}\n")),
+                "survivor {rank} did not finish:\n{stdout}"
+            );
+        }
+    }
 }

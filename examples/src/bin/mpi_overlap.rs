@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for _ in 0..ROUNDS {
                 let send = world.isend(outgoing, partner, 1);
                 let (received, _) = world.recv_into(incoming, partner, 1).await?;
-                let (sent, _) = send.await?;
+                let sent = send.await?;
                 (outgoing, incoming) = (sent, received);
             }
         }
