@@ -66,7 +66,7 @@ two_hosts() {
 }
 
 if [ -n "$scenarios" ]; then
-    for scenario in point_to_point collectives cancelled_collectives pool_map freed_comm_after_pool; do
+    for scenario in point_to_point collectives cancelled_collectives pool_map freed_comm_after_pool mpi4py_order; do
         echo "-- $scenario, one rank per network namespace"
         out=$(two_hosts "$scenarios" "$scenario")
         echo "$out"
@@ -75,7 +75,7 @@ if [ -n "$scenarios" ]; then
         done
     done
 fi
-for example in mpi_pingpong mpi_allreduce mpi_pool_map; do
+for example in mpi_allreduce mpi_pool_map mpi_halo; do
     echo "-- $example, one rank per network namespace"
     two_hosts "$bin_dir/$example"
 done

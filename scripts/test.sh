@@ -48,16 +48,18 @@ done
 
 step "MPI examples under mpirun (2 ranks; shared memory, TCP, network namespaces), and as singletons"
 cargo build --release -p weft-examples --features mpi \
-    --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap
+    --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap --bin mpi_halo
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-for example in mpi_pingpong mpi_allreduce mpi_pool_map mpi_overlap; do
+for example in mpi_pingpong mpi_allreduce mpi_pool_map mpi_overlap mpi_halo; do
     timeout 300 mpirun -n 2 --oversubscribe "target/release/$example"
 done
+# More ranks than cores (the halo checks itself against a serial run).
+timeout 300 mpirun -n 4 --oversubscribe target/release/mpi_halo
 # Open MPI's TCP transport, as between hosts.
-for example in mpi_allreduce mpi_pool_map; do
+for example in mpi_allreduce mpi_pool_map mpi_halo; do
     timeout 300 mpirun -n 2 --oversubscribe --mca btl tcp,self "target/release/$example"
 done
-for example in mpi_allreduce mpi_pool_map mpi_overlap; do
+for example in mpi_allreduce mpi_pool_map mpi_overlap mpi_halo; do
     timeout 300 "target/release/$example"
 done
 # One rank per network namespace, joined by veth links (needs root and

@@ -15,6 +15,7 @@
 //! | `idle_recv_cpu` | CPU time of rank 0 (runtime with one worker) while a task awaits a receive that arrives after 1 s | `cpu_pct` |
 //! | `allreduce_8B`, `allreduce_64KiB`, `barrier` | one collective, awaited (with weft-mpi's agreement: riding in the same all-reduce up to 192 B, one more small all-reduce above) against blocking `MPI_Allreduce`/`MPI_Barrier` | `latency_ns` |
 //! | `over_allreduce_8B`, `over_barrier` | the same with 4 ranks on a 2-core machine (oversubscribed: ranks yield instead of spinning) | `latency_ns` |
+//! | `pool_map_chunk1`, `over_pool_map_chunk1` | an `MpiPool` `map` of a trivial job at chunksize 1, per item (mpi4py.futures measured 179 µs at 4 ranks on 2 cores) | `latency_ns` |
 //! | `blocking_8B_<level>` | blocking 8 B one-way latency with MPI initialised at `single`, `funneled`, `serialized`, `multiple`: the numbers behind weft-mpi's choice of thread level | `latency_ns` |
 //!
 //! Targets (issues 6, 16, 17): awaited 8 B ≤ blocking + 0.5 µs; 1 MiB and
@@ -164,8 +165,9 @@ pub(crate) fn rank_main(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// MPI with the default settings, or those in `WEFT_MPI_SPIN_WINDOW_US`
-/// and `WEFT_MPI_MAX_SLEEP_US` (for tuning: the suite reports defaults).
+/// MPI with the default settings, or those in `WEFT_MPI_SPIN_WINDOW_US`,
+/// `WEFT_MPI_MAX_SLEEP_US` and `WEFT_MPI_OVERSUBSCRIBED` (0 or 1), for
+/// tuning: the suite reports the defaults.
 fn init() -> Mpi {
     let us = |name: &str| {
         std::env::var(name)
@@ -179,6 +181,9 @@ fn init() -> Mpi {
     }
     if let Some(max) = us("WEFT_MPI_MAX_SLEEP_US") {
         builder = builder.max_sleep(max);
+    }
+    if let Ok(over) = std::env::var("WEFT_MPI_OVERSUBSCRIBED") {
+        builder = builder.oversubscribed(over == "1");
     }
     builder.init().expect("MPI")
 }
@@ -381,10 +386,11 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
     let mpi = init();
     let world = mpi.world();
     let rank = world.rank();
-    let rt = weft::Builder::new_multi_thread()
-        .worker_threads(mpi.cores_per_rank())
-        .build()
-        .expect("a runtime");
+    let rt = if std::env::var_os("WEFT_BENCH_CURRENT_THREAD").is_some() {
+        weft::Builder::new_current_thread().build().expect("a runtime")
+    } else {
+        weft::mpi::runtime(&mpi).expect("a runtime")
+    };
     let raw = mpi::topology::SimpleCommunicator::world();
     let mut cases = vec![("allreduce_8B", 1usize), ("barrier", 0)];
     if prefix.is_empty() {
@@ -434,8 +440,74 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
                 result(rank, &workload, "weft", "latency_ns", awaited);
                 result(rank, &workload, "blocking", "latency_ns", blocking);
             }
+            if rep >= 1 && len > 0 {
+                // The nonblocking collective itself, waited on at once
+                // (`MPI_Iallreduce` + `MPI_Wait`): what MPI's own
+                // nonblocking path costs, agreement aside.
+                let _mpi = mpi.lock();
+                let nonblocking = iallreduce_wait(len);
+                result(
+                    rank,
+                    &format!("{prefix}i{name}{suffix}"),
+                    "blocking",
+                    "latency_ns",
+                    nonblocking,
+                );
+            }
         }
     }
+    let workload = format!("{prefix}pool_map_chunk1{suffix}");
+    for rep in 0..reps + 1 {
+        if let Some(per_item) = rt.block_on(pool_map_per_item(&world)) {
+            if rep >= 1 {
+                result(rank, &workload, "weft", "latency_ns", per_item);
+            }
+        }
+    }
+}
+
+/// An `MpiPool` `map` of a trivial job, one item per message: the pool's
+/// overhead per item, in ns (rank 0; `None` on workers).
+async fn pool_map_per_item(world: &Communicator) -> Option<f64> {
+    use weft::mpi::pool::{MpiPool, Registry};
+    const ITEMS: u64 = 400;
+    let mut registry = Registry::new();
+    let inc = registry.register("inc", |x: u64| x + 1);
+    let pool = MpiPool::start(world, registry).await.expect("the pool")?;
+    pool.map_chunked(&inc, 0..50u64, 1).await.expect("warm-up");
+    let start = Instant::now();
+    let out = pool.map_chunked(&inc, 0..ITEMS, 1).await.expect("map");
+    assert_eq!(out.len(), ITEMS as usize);
+    let per_item = start.elapsed().as_nanos() as f64 / ITEMS as f64;
+    pool.shutdown().await.expect("shutdown");
+    Some(per_item)
+}
+
+/// `MPI_Iallreduce` of `len` u64 then `MPI_Wait`, per collective (ns).
+/// Call with the MPI lock held.
+fn iallreduce_wait(len: usize) -> f64 {
+    use mpi::ffi;
+    let send = vec![1u64; len];
+    let mut recv = vec![0u64; len];
+    let start = Instant::now();
+    for _ in 0..COLLECTIVES {
+        // SAFETY: MPI is initialised; the caller holds Weft's MPI lock; both
+        // buffers hold `len` elements and outlive the wait.
+        unsafe {
+            let mut request = ffi::RSMPI_REQUEST_NULL;
+            ffi::MPI_Iallreduce(
+                send.as_ptr().cast(),
+                recv.as_mut_ptr().cast(),
+                len as i32,
+                ffi::RSMPI_UINT64_T,
+                ffi::RSMPI_SUM,
+                ffi::RSMPI_COMM_WORLD,
+                &mut request,
+            );
+            ffi::MPI_Wait(&mut request, std::ptr::null_mut());
+        }
+    }
+    start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
 }
 
 /// Blocking 8 B ping-pong with MPI initialised at `level`.

@@ -97,9 +97,7 @@ impl Communicator {
         T: Send + 'static,
         F: FnOnce(Unit<D>, Status) -> Result<T, Error> + Send + 'static,
     {
-        if let Err(err) = self.shared.register() {
-            return Request::ready(Err(err));
-        }
+        self.shared.register_if_running();
         let record = if problem.is_some() { record.invalid() } else { record };
         let agreement = self.shared.agreement;
         let mut all: Vec<Stage<Unit<D>>> = Vec::with_capacity(stages.len() + 1);

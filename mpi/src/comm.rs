@@ -384,6 +384,16 @@ impl Communicator {
         self.isend_then(buffer, dest.into(), tag.into(), |b, _| Ok(b))
     }
 
+    /// Posts a send and leaves it to the engine (no request to await), with
+    /// or without a runtime here: a loop that polls the engine completes
+    /// it, or finalizing does. Only errors found while posting come back.
+    pub(crate) fn isend_detached<B: SendBuffer>(&self, buffer: B, dest: i32, tag: i32) -> Result<(), Error> {
+        match self.isend_then(buffer, Peer::Rank(dest), Tag::Value(tag), |_, _| Ok(())) {
+            request if request.is_done() => request.ready_output().unwrap_or(Ok(())),
+            _ => Ok(()),
+        }
+    }
+
     /// `isend` whose request's output `finish` makes from the buffer.
     fn isend_then<B, T, F>(&self, buffer: B, dest: Peer, tag: Tag, finish: F) -> Request<T>
     where
@@ -391,11 +401,8 @@ impl Communicator {
         T: Send + 'static,
         F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
     {
-        let checked = self
-            .shared
-            .register()
-            .and_then(|()| self.check_send(dest, tag))
-            .and_then(|()| self.check_alive(dest));
+        self.shared.register_if_running();
+        let checked = self.check_send(dest, tag).and_then(|()| self.check_alive(dest));
         if let Err(err) = checked {
             return Request::ready(Err(err));
         }
@@ -577,8 +584,8 @@ impl Communicator {
     {
         // A receive from a rank known dead still takes what it sent before
         // it died (`start_receive`).
-        let checked = self.shared.register().and_then(|()| self.check_receive(source, tag));
-        if let Err(err) = checked {
+        self.shared.register_if_running();
+        if let Err(err) = self.check_receive(source, tag) {
             return Request::ready(Err(err));
         }
         if source == Peer::Null {
@@ -641,10 +648,9 @@ impl Communicator {
         R: Plain,
     {
         let (dest, send_tag, source, recv_tag) = (dest.into(), send_tag.into(), source.into(), recv_tag.into());
+        self.shared.register_if_running();
         let checked = self
-            .shared
-            .register()
-            .and_then(|()| self.check_send(dest, send_tag))
+            .check_send(dest, send_tag)
             .and_then(|()| self.check_receive(source, recv_tag))
             .and_then(|()| self.check_alive(dest))
             .and_then(|()| count(data.as_slice().len()));

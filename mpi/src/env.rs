@@ -107,7 +107,9 @@ impl MpiBuilder {
     /// How long after the last post or completion the loop keeps polling
     /// MPI without sleeping (default [`DEFAULT_SPIN_WINDOW`]): an exchange
     /// that keeps going stays inside it and answers in microseconds; after
-    /// a quiet spell the loop sleeps. Zero: never spin.
+    /// a quiet spell the loop sleeps. Zero: never spin. (Where ranks
+    /// outnumber cores the loop spins, yielding, while work is pending:
+    /// see [`Mpi::oversubscribed`].)
     pub fn spin_window(mut self, window: Duration) -> MpiBuilder {
         self.spin_window = window;
         self
@@ -173,12 +175,12 @@ impl MpiBuilder {
     }
 
     fn apply(&self, shared: &Shared) {
-        shared.engine.set_spin_window(self.spin_window);
-        shared.engine.set_max_sleep(self.max_sleep);
         let over = self
             .oversubscribed
             .unwrap_or(shared.node.local_size > shared.node.cores);
         shared.engine.set_oversubscribed(over);
+        shared.engine.set_spin_window(self.spin_window);
+        shared.engine.set_max_sleep(self.max_sleep);
     }
 }
 
@@ -298,8 +300,9 @@ impl Mpi {
 
     /// True when this node runs more ranks than it has cores, as detected
     /// at [`init`](Self::init) or set with
-    /// [`MpiBuilder::oversubscribed`]: the loop then yields its core
-    /// whenever a poll finds nothing, and tasks never spin.
+    /// [`MpiBuilder::oversubscribed`]: the loop then spins for as long as
+    /// work is pending, yielding its core whenever a poll finds nothing (as
+    /// blocking MPI calls do there), and tasks never spin.
     pub fn oversubscribed(&self) -> bool {
         self.shared.engine.oversubscribed()
     }
@@ -427,7 +430,7 @@ impl MpiThread {
 
 impl Shared {
     fn init(settings: &MpiBuilder) -> Result<Shared, Error> {
-        let engine = Arc::new(Engine::new(settings.spin_window, settings.max_sleep, false));
+        let engine = Arc::new(Engine::new(DEFAULT_SPIN_WINDOW, settings.max_sleep, false));
         let mpi = engine.raw_lock();
         let mut initialized: c_int = 0;
         let mut finalized: c_int = 0;
@@ -505,6 +508,13 @@ impl Shared {
             sources: Mutex::new(Vec::new()),
             first_reactor: AtomicUsize::new(0),
         })
+    }
+
+    /// At a post: the current reactor, if any, polls the engine from now
+    /// on. Posting needs none (MPI holds the request); awaiting does
+    /// (`Request::poll` registers, or fails with [`Error::NoRuntime`]).
+    pub(crate) fn register_if_running(&self) {
+        let _ = self.register();
     }
 
     /// Makes sure the engine is polled by the current reactor.

@@ -35,8 +35,9 @@ pub enum Error {
     /// MPI was finalized in this process, or initialised by someone else
     /// with a thread level Weft cannot use.
     Unavailable(String),
-    /// No Weft runtime (reactor) to drive the operation: await MPI
-    /// operations inside a Weft runtime.
+    /// A request awaited outside any Weft runtime, with nothing to drive
+    /// it: await MPI requests inside a Weft runtime (they may be posted
+    /// anywhere).
     NoRuntime,
     /// The runtime shut down while the operation was in flight.
     Shutdown,

@@ -265,34 +265,39 @@ fn host_ipv4() -> Vec<Ipv4Addr> {
 
 /// Rank 0: every other rank's connection (greeted, acknowledged), by rank.
 fn accept_all(listener: &TcpListener, size: i32) -> Option<Vec<(i32, TcpStream)>> {
-    listener.set_nonblocking(true).ok()?;
     let deadline = Instant::now() + CONNECT;
     let mut peers: Vec<(i32, TcpStream)> = Vec::new();
-    while peers.len() < size as usize - 1 && Instant::now() < deadline {
-        match listener.accept() {
-            Ok((mut stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(CONNECT));
-                let mut hello = [0u8; 12];
-                if stream.read_exact(&mut hello).is_err() || hello[..8] != MAGIC {
-                    continue;
-                }
-                let rank = i32::from_le_bytes(hello[8..].try_into().expect("four bytes"));
-                if !(1..size).contains(&rank)
-                    || peers.iter().any(|(r, _)| *r == rank)
-                    || stream.write_all(&MAGIC).is_err()
-                {
-                    continue;
-                }
-                let _ = stream.set_read_timeout(None);
-                let _ = stream.set_nodelay(true);
-                peers.push((rank, stream));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
-            Err(_) => return None,
+    while peers.len() < size as usize - 1 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
         }
+        let mut fd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the timeout fits an int (at most CONNECT).
+        if unsafe { libc::poll(&mut fd, 1, left.as_millis().max(1) as c_int) } <= 0 {
+            continue;
+        }
+        let Ok((mut stream, _)) = listener.accept() else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(CONNECT));
+        let mut hello = [0u8; 12];
+        if stream.read_exact(&mut hello).is_err() || hello[..8] != MAGIC {
+            continue;
+        }
+        let rank = i32::from_le_bytes(hello[8..].try_into().expect("four bytes"));
+        if !(1..size).contains(&rank) || peers.iter().any(|(r, _)| *r == rank) || stream.write_all(&MAGIC).is_err() {
+            continue;
+        }
+        let _ = stream.set_read_timeout(None);
+        let _ = stream.set_nodelay(true);
+        peers.push((rank, stream));
     }
-    (peers.len() == size as usize - 1).then_some(peers)
+    Some(peers)
 }
 
 /// A rank: the connection to rank 0, at the first advertised address that

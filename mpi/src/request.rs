@@ -520,6 +520,18 @@ impl<T: Send + 'static> Request<T> {
         }
     }
 
+    /// The output of a request complete before it needed a slot, taken;
+    /// `None` otherwise.
+    pub(crate) fn ready_output(mut self) -> Option<Result<T, Error>> {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(output) => Some(output),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
     /// True once the operation has completed (mpi4py's `Request.Test`):
     /// awaiting it then returns at once.
     pub fn is_done(&self) -> bool {
@@ -584,9 +596,15 @@ impl<T: Send + 'static> Future for Request<T> {
         };
         if !slot.is_finished() {
             if let Some(shared) = &this.shared {
-                // Posted under one runtime, awaited under another: make
-                // sure this one polls the engine too.
-                let _ = shared.register();
+                // Posted under one runtime (or none), awaited under
+                // another: make sure this one polls the engine. With no
+                // runtime here nothing would (the request stays with MPI).
+                if let Err(err) = shared.register() {
+                    if slot.outcome().is_none() {
+                        this.state = State::Taken;
+                        return Poll::Ready(Err(err));
+                    }
+                }
                 // Engine rule 7: while messages flow, make progress here
                 // for a moment before parking.
                 if shared.engine.spin_until(|| slot.is_finished()) {

@@ -25,7 +25,7 @@ fn run_tcp(scenario: &str, ranks: usize) {
 }
 
 fn run_with(scenario: &str, ranks: usize, mpirun_args: &[&str]) {
-    let stdout = launch(scenario, ranks, mpirun_args, true);
+    let stdout = launch(scenario, ranks, mpirun_args, true).stdout;
     for rank in 0..ranks {
         assert!(
             stdout.contains(&format!("ok {scenario} rank {rank}\n")),
@@ -34,10 +34,16 @@ fn run_with(scenario: &str, ranks: usize, mpirun_args: &[&str]) {
     }
 }
 
+/// What a run printed.
+struct Printed {
+    stdout: String,
+    stderr: String,
+}
+
 /// Starts the scenario (with extra `mpirun` arguments), waits at most
-/// `LIMIT`, and returns its standard output; `must_succeed` also asserts
-/// a zero exit status.
-fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool) -> String {
+/// `LIMIT`, and returns what it printed; `must_succeed` also asserts a
+/// zero exit status.
+fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool) -> Printed {
     let program = env!("CARGO_BIN_EXE_mpi-scenarios");
     let mut command = if ranks == 1 {
         Command::new(program)
@@ -76,12 +82,12 @@ fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool
     };
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         status.success() || !must_succeed,
-        "{scenario} on {ranks} ranks failed ({status})\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{scenario} on {ranks} ranks failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    stdout
+    Printed { stdout, stderr }
 }
 
 #[test]
@@ -137,10 +143,96 @@ fn pool_map_submit_and_job_errors() {
 }
 
 #[test]
+fn a_pool_worker_runs_one_job_at_a_time_unless_asked() {
+    run("pool_concurrency", 1);
+    run("pool_concurrency", 2);
+    run("pool_concurrency", 3);
+}
+
+#[test]
+fn a_job_registered_with_other_types_on_a_worker_fails_clearly() {
+    run("pool_mismatch", 2);
+    run("pool_mismatch", 3);
+}
+
+#[test]
+fn rank_0_leaving_with_an_error_and_a_pool_alive_ends_every_rank() {
+    for ranks in [2, 3] {
+        let start = Instant::now();
+        let printed = launch("pool_error_exit", ranks, &[], false);
+        for rank in 1..ranks {
+            assert!(
+                printed.stdout.contains(&format!("ok pool_error_exit rank {rank}\n")),
+                "worker {rank} was not released:\n{}",
+                printed.stdout
+            );
+        }
+        assert!(
+            printed.stderr.contains("rank 0 gives up"),
+            "rank 0's error was not printed:\n{}",
+            printed.stderr
+        );
+        // Not a timing test: a hang would take LIMIT.
+        assert!(start.elapsed() < LIMIT / 2, "took {:?}", start.elapsed());
+    }
+}
+
+#[test]
+fn mpi4py_order_post_receive_post_send_wait_send_wait_receive() {
+    run("mpi4py_order", 2);
+    run("mpi4py_order", 3);
+    run_tcp("mpi4py_order", 2);
+}
+
+#[test]
+fn a_collective_progresses_while_its_task_computes() {
+    run("allreduce_overlap", 1);
+    run("allreduce_overlap", 2);
+    run("allreduce_overlap", 3);
+}
+
+#[test]
+fn wait_all_and_wait_any_over_sends_receives_and_collectives() {
+    run("wait_mix", 1);
+    run("wait_mix", 2);
+    run("wait_mix", 3);
+}
+
+#[test]
+fn sendrecv_with_proc_null_at_the_edges() {
+    run("sendrecv_shift", 1);
+    run("sendrecv_shift", 2);
+    run("sendrecv_shift", 3);
+    run_tcp("sendrecv_shift", 3);
+}
+
+#[test]
+fn gatherv_all_gatherv_scatterv_with_varying_lengths() {
+    run("varying", 1);
+    run("varying", 2);
+    run("varying", 3);
+}
+
+#[test]
+fn cartesian_grids_and_shifts() {
+    run("cartesian", 1);
+    run("cartesian", 2);
+    run("cartesian", 3);
+}
+
+#[test]
+fn object_messages_point_to_point_and_broadcast() {
+    run("objects", 1);
+    run("objects", 2);
+    run("objects", 3);
+    run_tcp("objects", 2);
+}
+
+#[test]
 fn a_worker_that_dies_mid_map_fails_its_jobs_and_the_pool_goes_on() {
     // `mpirun` would otherwise kill rank 0 along with the dead rank; the
     // job's exit status reports rank 2's death, so only the output counts.
-    let stdout = launch("pool_death", 3, &["--mca", "orte_abort_on_non_zero_status", "0"], false);
+    let stdout = launch("pool_death", 3, &["--mca", "orte_abort_on_non_zero_status", "0"], false).stdout;
     assert!(
         stdout.contains("ok pool_death rank 0\n"),
         "rank 0 did not finish:\n{stdout}"
@@ -209,7 +301,8 @@ fn a_rank_that_dies_mid_collective_fails_it_on_every_survivor() {
             ranks,
             &["--mca", "orte_abort_on_non_zero_status", "0"],
             false,
-        );
+        )
+        .stdout;
         for rank in 0..ranks - 1 {
             assert!(
                 stdout.contains(&format!("ok peer_death rank {rank}\n")),

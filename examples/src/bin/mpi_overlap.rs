@@ -26,7 +26,8 @@ const ROUNDS: usize = 20;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mpi = Mpi::init()?;
     let world = mpi.world();
-    let rt = weft::Runtime::new()?;
+    // This rank's share of the node's cores.
+    let rt = weft::mpi::runtime(&mpi)?;
     rt.block_on(async {
         let rank = world.rank();
         let port = BASE_PORT + rank as u16;

@@ -42,6 +42,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct Activity {
     epoch: Instant,
     pending: AtomicUsize,
+    /// Of `pending`, the requests MPI holds (not receives waiting for a
+    /// message): they may need polls to make progress at all.
+    requests: AtomicUsize,
     last: AtomicU64,
     kicked: AtomicU64,
     asleep: AtomicBool,
@@ -56,6 +59,7 @@ impl Activity {
         Activity {
             epoch: Instant::now(),
             pending: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
             last: AtomicU64::new(0),
             kicked: AtomicU64::new(0),
             asleep: AtomicBool::new(true),
@@ -84,9 +88,16 @@ impl Activity {
         self.pending.load(SeqCst)
     }
 
-    /// Under the MPI lock: the work in flight now.
-    pub(crate) fn set_pending(&self, n: usize) {
+    /// Under the MPI lock: the work in flight now, `requests` of it held
+    /// by MPI.
+    pub(crate) fn set_pending(&self, n: usize, requests: usize) {
+        self.requests.store(requests, Relaxed);
         self.pending.store(n, SeqCst);
+    }
+
+    /// Requests MPI holds.
+    pub(crate) fn requests(&self) -> usize {
+        self.requests.load(Relaxed)
     }
 
     /// True while the spin window is open at `now`.
@@ -145,20 +156,20 @@ mod tests {
         let a = Activity::new(Duration::from_micros(100));
         assert!(!a.has_work(10 * US), "nothing ever happened: free to sleep");
         assert!(a.touched(20 * US), "the loop said it sleeps: the first post wakes it");
-        a.set_pending(0);
+        a.set_pending(0, 0);
         assert!(a.has_work(60 * US), "inside the window with nothing pending");
         assert!(a.has_work(119 * US));
         assert!(!a.has_work(121 * US), "the window is over");
         a.progressed_on_loop(200 * US);
         assert!(a.has_work(250 * US));
-        a.set_pending(1);
+        a.set_pending(1, 0);
         assert!(a.has_work(10_000 * US), "work in flight keeps the loop polling");
     }
 
     #[test]
     fn a_post_notifies_only_when_the_reactor_may_have_stopped_spinning() {
         let a = Activity::new(Duration::from_micros(100));
-        a.set_pending(1);
+        a.set_pending(1, 0);
         assert!(a.touched(999 * US), "the first post wakes the loop");
         a.progressed_on_loop(1_000 * US);
         assert!(!a.touched(1_010 * US), "a busy exchange: no wake-up");
@@ -173,10 +184,10 @@ mod tests {
     #[test]
     fn with_no_window_a_post_wakes_only_a_loop_that_sleeps_unbounded() {
         let a = Activity::new(Duration::ZERO);
-        a.set_pending(1);
+        a.set_pending(1, 0);
         assert!(a.touched(5 * US), "asleep from the start");
         assert!(!a.touched(6_000 * US), "polling (work pending): no wake-up");
-        a.set_pending(0);
+        a.set_pending(0, 0);
         assert!(!a.has_work(7_000 * US));
         assert!(a.touched(7_001 * US));
     }
@@ -202,7 +213,7 @@ mod loom_tests {
                     thread::spawn(move || {
                         // Under the lock in the engine; the lock only orders
                         // stores of `pending`, one poster here.
-                        activity.set_pending(1);
+                        activity.set_pending(1, 0);
                         if activity.touched(10_000) {
                             woken.store(true, SeqCst);
                         }

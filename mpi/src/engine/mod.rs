@@ -32,14 +32,17 @@
 //!    buffer that is too small); the queue of waiting receives and its
 //!    counts are one private type.
 //! 6. **Spin by time after activity, then sleep.** `activity.rs`: for the
-//!    spin window (a setting, [`MpiBuilder::spin_window`]) after the last
-//!    post or completion the loop polls without sleeping; after it the
+//!    spin window (a setting, [`MpiBuilder::spin_window`]; at least
+//!    [`REQUESTS_SPIN_WINDOW`] while MPI holds requests, which move only
+//!    while polled) after the last post or completion the loop polls
+//!    without sleeping; after it the
 //!    reactor backs off from 50 µs to the longest idle poll interval
 //!    ([`MpiBuilder::max_sleep`]), with sub-millisecond sleeps. A post that
 //!    may find the loop asleep, or backing off, wakes it. Where ranks
-//!    outnumber cores, a poll that finds nothing yields the core
-//!    (`sched_yield`, as Open MPI's own progress loop does then), so a
-//!    spinning rank never starves the rank it waits for.
+//!    outnumber cores, the loop spins for as long as work is pending, and
+//!    a poll that finds nothing yields the core (`sched_yield`, as Open
+//!    MPI's own blocking calls do then), so a spinning rank never starves
+//!    the rank it waits for, and no rank of a collective sleeps.
 //! 7. **An awaiting task helps for a moment.** While the spin window is
 //!    open (messages are flowing, and ranks do not outnumber cores), a
 //!    task that polls a pending operation first runs the engine's poll
@@ -79,6 +82,16 @@ use std::collections::VecDeque;
 use std::os::raw::c_int;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// The spin window while MPI holds requests (rule 6), at least: a
+/// nonblocking collective's rounds and a large transfer's pieces move
+/// only inside MPI calls, so sleeping between polls would slow the work
+/// itself, not only its notice.
+pub(crate) const REQUESTS_SPIN_WINDOW: Duration = Duration::from_millis(1);
+
+/// The spin window where ranks outnumber cores while work is pending
+/// (rule 6): in effect, for as long as it is pending.
+pub(crate) const OVERSUBSCRIBED_SPIN_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest a task runs the engine itself before parking (rule 7).
 pub(crate) const TASK_SPIN: Duration = Duration::from_micros(3);
@@ -475,7 +488,7 @@ impl Engine {
             }
             let result = f(&mut mpi);
             std::mem::swap(&mut mpi.deliver, &mut out);
-            self.activity.set_pending(mpi.pending());
+            self.activity.set_pending(mpi.pending(), mpi.requests.len());
             result
         };
         let delivered = out.len();
@@ -644,7 +657,7 @@ impl Engine {
         }
         self.free_retired(&mut mpi);
         mpi.finalized = true;
-        self.activity.set_pending(0);
+        self.activity.set_pending(0, 0);
     }
 
     /// The death notice says `rank` died (`liveness.rs`, rule 3): fails
@@ -739,7 +752,24 @@ impl weft_io::source::Source for Engine {
     }
 
     fn spin_window(&self) -> Duration {
-        self.activity.window()
+        let window = self.activity.window();
+        if self.activity.pending() == 0 {
+            return window;
+        }
+        if self.oversubscribed() {
+            // Rule 6: where ranks outnumber cores, spin (yielding the core
+            // at every empty poll) for as long as work is pending, as MPI's
+            // own blocking calls do there: a rank asleep between polls
+            // holds up every rank of a collective.
+            return OVERSUBSCRIBED_SPIN_WINDOW;
+        }
+        // Requests MPI holds (a collective's stage, a large transfer) move
+        // only while it is polled: keep spinning longer.
+        if self.activity.requests() > 0 {
+            window.max(REQUESTS_SPIN_WINDOW)
+        } else {
+            window
+        }
     }
 
     fn max_sleep(&self) -> Duration {

@@ -50,9 +50,9 @@ async fn delayed_exchange(world: &Communicator, from: i32, to: i32, tag: i32, va
 /// must not probe the freed communicator.
 pub(crate) async fn freed_comm_after_pool(world: &Communicator) {
     let mut registry = Registry::new();
-    registry.register("square", |x: u64| x * x);
+    let square = registry.register("square", |x: u64| x * x);
     if let Some(pool) = MpiPool::start(world, registry).await.unwrap() {
-        let squares: Vec<u64> = pool.map("square", 0..20u64, 1).await.unwrap();
+        let squares = pool.map_chunked(&square, 0..20u64, 1).await.unwrap();
         assert_eq!(squares[7], 49);
         pool.shutdown().await.unwrap();
     }
