@@ -413,6 +413,12 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_is_the_192_bytes_the_docs_promise() {
+        // `Communicator::all_reduce` and `bcast_obj` name the number.
+        assert_eq!(PAYLOAD, 192);
+    }
+
+    #[test]
     fn agreeing_ranks_pass_and_disagreeing_ones_all_fail() {
         let a = Record::new(7, 3);
         assert!(merged(&[a, a, a]).verdict("x", true).is_ok());

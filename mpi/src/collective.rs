@@ -144,7 +144,7 @@ impl Communicator {
 
     /// Reduces every rank's `data` element-wise with `op`; every rank gets
     /// the result (`MPI_Iallreduce`, mpi4py's `Iallreduce`). Up to
-    /// [`PAYLOAD`](crate::agreement) bytes ride in the agreement itself:
+    /// 192 bytes ride in the agreement itself:
     /// one MPI collective.
     ///
     /// # Errors
@@ -690,7 +690,7 @@ impl Communicator {
     /// Broadcasts any serde value from `root` (mpi4py's lowercase `bcast`):
     /// root passes `Some(value)`, the others `None`; every rank gets root's
     /// value. Its serialised length travels in the agreement, and a value
-    /// of up to [`PAYLOAD`](crate::agreement) bytes travels there too.
+    /// of up to 192 bytes travels there too.
     ///
     /// # Errors
     ///
