@@ -37,9 +37,9 @@
 //! outside the two records.
 
 use crate::buffer::{Plain, Scalar};
-use crate::comm::ReduceOp;
 use crate::engine::Raw;
 use crate::error::{Error, check};
+use crate::op::ReduceOp;
 use mpi::ffi;
 use std::mem::size_of;
 use std::os::raw::{c_int, c_void};

@@ -11,9 +11,9 @@
 
 use crate::agreement::{PAYLOAD, Record, signature};
 use crate::buffer::{Numeric, Plain, RecvBuffer};
-use crate::comm::{Communicator, ReduceOp, count, datatype};
-use crate::engine::Raw;
+use crate::comm::{Communicator, count, datatype};
 use crate::error::{Error, check};
+use crate::op::ReduceOp;
 use crate::request::{Kind, Request, Stage};
 use crate::status::Status;
 use mpi::ffi;
@@ -26,18 +26,19 @@ use std::os::raw::{c_int, c_void};
 /// agreed one), then the collective's own.
 pub(crate) struct Unit<D> {
     records: [Record; 2],
-    data: D,
+    /// The collective's own buffers.
+    pub(crate) data: D,
 }
 
 impl<D> Unit<D> {
-    fn agreed(&self) -> &Record {
+    pub(crate) fn agreed(&self) -> &Record {
         &self.records[1]
     }
 }
 
 /// An error for arguments this rank finds invalid (every rank fails: the
 /// agreement carries the flag).
-fn invalid(what: &str, why: impl std::fmt::Display) -> Error {
+pub(crate) fn invalid(what: &str, why: impl std::fmt::Display) -> Error {
     Error::Mpi {
         code: ffi::MPI_ERR_ARG as i32,
         class: ffi::MPI_ERR_ARG as i32,
@@ -61,7 +62,7 @@ fn room<T>(len: usize) -> Vec<T> {
 ///
 /// MPI wrote `len` elements at the start of `v`'s allocation (a collective
 /// that completed), within its capacity.
-unsafe fn written<T: Plain>(mut v: Vec<T>, len: usize) -> Vec<T> {
+pub(crate) unsafe fn written<T: Plain>(mut v: Vec<T>, len: usize) -> Vec<T> {
     debug_assert!(len <= v.capacity());
     // SAFETY: the caller's promise; `T: Plain` makes any bytes valid.
     unsafe { v.set_len(len) };
@@ -70,7 +71,7 @@ unsafe fn written<T: Plain>(mut v: Vec<T>, len: usize) -> Vec<T> {
 
 impl Communicator {
     /// The signature of a collective call: what every rank must pass alike.
-    fn sig<T>(&self, what: &str, extra: &[u8]) -> u64 {
+    pub(crate) fn sig<T>(&self, what: &str, extra: &[u8]) -> u64 {
         signature(&[
             what.as_bytes(),
             std::any::type_name::<T>().as_bytes(),
@@ -84,7 +85,7 @@ impl Communicator {
     /// itself when there are no further stages). A `problem` this rank
     /// found in its own arguments goes into the agreement, so every rank
     /// fails, and is this rank's error.
-    fn unit<D, T, F>(
+    pub(crate) fn unit<D, T, F>(
         &self,
         record: Record,
         problem: Option<Error>,
@@ -126,7 +127,7 @@ impl Communicator {
         Request::pending(self.shared.clone(), slot)
     }
 
-    fn valid_root(&self, root: i32) -> bool {
+    pub(crate) fn valid_root(&self, root: i32) -> bool {
         (0..self.size()).contains(&root)
     }
 
@@ -483,210 +484,6 @@ impl Communicator {
         })
     }
 
-    /// Gathers every rank's `data`, of any length, to `root`
-    /// (`MPI_Igatherv`, mpi4py's `Gatherv`): `Some(per_rank)` at root, one
-    /// vector per rank in rank order; `None` elsewhere. The lengths are
-    /// exchanged first (so root sizes its buffer from them, and no rank can
-    /// make it overflow).
-    ///
-    /// # Errors
-    ///
-    /// An MPI error, ranks that called another collective, or a total past
-    /// what MPI can count.
-    pub fn gatherv<T: Plain>(&self, data: Vec<T>, root: i32) -> Request<Option<Vec<Vec<T>>>> {
-        self.gathering_v("gatherv", data, Some(root), |v| v)
-    }
-
-    /// Gathers every rank's `data`, of any length, to every rank
-    /// (`MPI_Iallgatherv`): one vector per rank, in rank order.
-    ///
-    /// # Errors
-    ///
-    /// As [`gatherv`](Self::gatherv).
-    pub fn all_gatherv<T: Plain>(&self, data: Vec<T>) -> Request<Vec<Vec<T>>> {
-        self.gathering_v("all_gatherv", data, None, |v| {
-            v.expect("weft-mpi bug: every rank gets an all-gather's result")
-        })
-    }
-
-    fn gathering_v<T: Plain, U: Send + 'static>(
-        &self,
-        what: &'static str,
-        data: Vec<T>,
-        root: Option<i32>,
-        out: fn(Option<Vec<Vec<T>>>) -> U,
-    ) -> Request<U> {
-        let size = self.size() as usize;
-        let at_root = root.is_none_or(|r| r == self.rank());
-        let mut problem = root
-            .filter(|r| !self.valid_root(*r))
-            .map(|r| invalid(what, format!("root {r} is not a rank of {size}")));
-        let mine = count(data.len()).unwrap_or_else(|err| {
-            problem.get_or_insert(err);
-            0
-        });
-        let record = Record::new(self.sig::<T>(what, &root.unwrap_or(-1).to_le_bytes()), 0);
-        let dt = datatype::<T>();
-        // Stage 2: everyone's length, to every rank (so every rank can tell
-        // alike whether the total fits).
-        let lengths: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
-            u.agreed().verdict(what, false)?;
-            let v = &mut u.data;
-            v.counts.resize(size, 0);
-            v.mine = mine;
-            // SAFETY: the MPI lock is held; `mine` and `counts` (one int per
-            // rank) stay put in the slot until the unit ends.
-            check(unsafe {
-                ffi::MPI_Iallgather(
-                    (&raw const v.mine).cast(),
-                    1,
-                    ffi::RSMPI_INT32_T,
-                    v.counts.as_mut_ptr().cast(),
-                    1,
-                    ffi::RSMPI_INT32_T,
-                    comm,
-                    request,
-                )
-            })
-        });
-        let data_stage: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
-            let v = &mut u.data;
-            let total = v.displace().map_err(|err| invalid(what, err))?;
-            if at_root {
-                v.recv.reserve_exact(total);
-            }
-            let (send, recv) = (v.send.as_ptr().cast::<c_void>(), v.recv.as_mut_ptr().cast::<c_void>());
-            // SAFETY: the MPI lock is held; every buffer stays put until the
-            // unit ends; `counts` are what each rank sends (exchanged) and
-            // `displs` their running sums, all fitting a C int (checked by
-            // `displace`, alike on every rank), and `recv` has room for the
-            // total where MPI writes it.
-            check(unsafe {
-                match root {
-                    Some(root) => ffi::MPI_Igatherv(
-                        send,
-                        mine,
-                        dt.get(),
-                        recv,
-                        v.counts.as_ptr(),
-                        v.displs.as_ptr(),
-                        dt.get(),
-                        root,
-                        comm,
-                        request,
-                    ),
-                    None => ffi::MPI_Iallgatherv(
-                        send,
-                        mine,
-                        dt.get(),
-                        recv,
-                        v.counts.as_ptr(),
-                        v.displs.as_ptr(),
-                        dt.get(),
-                        comm,
-                        request,
-                    ),
-                }
-            })
-        });
-        let varying = Varying::new(data);
-        self.unit(record, problem, varying, vec![lengths, data_stage], move |u, _| {
-            Ok(out(at_root.then(|| u.data.split())))
-        })
-    }
-
-    /// Scatters `root`'s blocks, one per rank and of any lengths
-    /// (`MPI_Iscatterv`, mpi4py's `Scatterv`): rank `i` gets block `i`.
-    /// `data` is `Some(blocks)` at root (one per rank), `None` elsewhere.
-    ///
-    /// # Errors
-    ///
-    /// An error on every rank if root's data is not one block per rank or
-    /// past what MPI can count; another MPI error.
-    pub fn scatterv<T: Plain>(&self, data: Option<Vec<Vec<T>>>, root: i32) -> Request<Vec<T>> {
-        const WHAT: &str = "scatterv";
-        let size = self.size() as usize;
-        let at_root = root == self.rank();
-        let mut problem =
-            (!self.valid_root(root)).then(|| invalid(WHAT, format!("root {root} is not a rank of {size}")));
-        let mut varying = Varying::new(Vec::new());
-        if at_root && problem.is_none() {
-            match data {
-                Some(blocks) if blocks.len() == size => {
-                    let lengths: Result<Vec<c_int>, Error> = blocks.iter().map(|b| count(b.len())).collect();
-                    match lengths {
-                        Ok(lengths) => {
-                            varying.counts = lengths;
-                            varying.send = blocks.concat();
-                            if let Err(why) = varying.displace() {
-                                problem = Some(invalid(WHAT, why));
-                            }
-                        }
-                        Err(err) => problem = Some(err),
-                    }
-                }
-                Some(blocks) => {
-                    problem = Some(invalid(
-                        WHAT,
-                        format!("root passed {} blocks for {size} ranks", blocks.len()),
-                    ))
-                }
-                None => problem = Some(invalid(WHAT, "root passed no data")),
-            }
-        }
-        let record = Record::new(self.sig::<T>(WHAT, &root.to_le_bytes()), 0);
-        let dt = datatype::<T>();
-        // Stage 2: each rank's length, from root.
-        let lengths: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
-            u.agreed().verdict(WHAT, false)?;
-            let v = &mut u.data;
-            v.counts.resize(size, 0);
-            // SAFETY: the MPI lock is held; `counts` (one int per rank, read
-            // at root) and `mine` stay put until the unit ends.
-            check(unsafe {
-                ffi::MPI_Iscatter(
-                    v.counts.as_ptr().cast(),
-                    1,
-                    ffi::RSMPI_INT32_T,
-                    (&raw mut v.mine).cast(),
-                    1,
-                    ffi::RSMPI_INT32_T,
-                    root,
-                    comm,
-                    request,
-                )
-            })
-        });
-        let data_stage: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
-            let v = &mut u.data;
-            let mine = usize::try_from(v.mine).map_err(|_| invalid(WHAT, "a negative length"))?;
-            v.recv.reserve_exact(mine);
-            // SAFETY: the MPI lock is held; every buffer stays put until the
-            // unit ends; root's `send` holds the blocks at `displs` with
-            // `counts` (checked at root, before anything was posted), and
-            // this rank's room holds the `mine` elements root sends it.
-            check(unsafe {
-                ffi::MPI_Iscatterv(
-                    v.send.as_ptr().cast(),
-                    v.counts.as_ptr(),
-                    v.displs.as_ptr(),
-                    dt.get(),
-                    v.recv.as_mut_ptr().cast(),
-                    v.mine,
-                    dt.get(),
-                    root,
-                    comm,
-                    request,
-                )
-            })
-        });
-        self.unit(record, problem, varying, vec![lengths, data_stage], move |u, _| {
-            let mine = usize::try_from(u.data.mine).unwrap_or(0);
-            // SAFETY: the collective completed and wrote `mine` elements.
-            Ok(unsafe { written(u.data.recv, mine) })
-        })
-    }
-
     /// Broadcasts any serde value from `root` (mpi4py's lowercase `bcast`):
     /// root passes `Some(value)`, the others `None`; every rank gets root's
     /// value. Its serialised length travels in the agreement, and a value
@@ -737,138 +534,5 @@ impl Communicator {
             };
             postcard::from_bytes(&bytes).map_err(|e| Error::Serialization(e.to_string()))
         })
-    }
-
-    /// A new communicator over the same ranks, with its own message space
-    /// (`MPI_Comm_idup`, collective: every rank must call it): messages on
-    /// it never match receives on this one. Libraries use one to keep
-    /// their traffic apart from the application's (the MPI pool does).
-    ///
-    /// # Errors
-    ///
-    /// An MPI error, or ranks that called another collective here.
-    pub fn duplicate(&self) -> Request<Communicator> {
-        self.duplicate_with("duplicate", &[], None, Ok)
-    }
-
-    /// `duplicate`, then `make` from the new communicator (`what` and
-    /// `extra` join the signature, so every rank must pass them alike;
-    /// a `problem` this rank found fails every rank).
-    pub(crate) fn duplicate_with<T, M>(
-        &self,
-        what: &'static str,
-        extra: &[u8],
-        problem: Option<String>,
-        make: M,
-    ) -> Request<T>
-    where
-        T: Send + 'static,
-        M: FnOnce(Communicator) -> Result<T, Error> + Send + 'static,
-    {
-        let record = Record::new(self.sig::<()>(what, extra), 0);
-        let problem = problem.map(|why| invalid(what, why));
-        let stage: Stage<Unit<NewComm>> = Box::new(move |u, comm, request| {
-            u.agreed().verdict(what, true)?;
-            // SAFETY: the MPI lock is held; MPI writes the new handle into
-            // the slot's buffers, which stay put until the request is done.
-            check(unsafe { ffi::MPI_Comm_idup(comm, &mut u.data.raw.0, request) })
-        });
-        let shared = self.shared.clone();
-        let (rank, size) = (self.rank(), self.size());
-        let new = NewComm {
-            // SAFETY: reading a constant MPI initialised.
-            raw: Raw(unsafe { ffi::RSMPI_COMM_NULL }),
-            engine: self.shared.engine.clone(),
-        };
-        self.unit(record, problem, new, vec![stage], move |u, _| {
-            let raw = u.data.take();
-            let comm = Communicator::owned(shared.clone(), raw, rank, size);
-            shared.engine.with_mpi(|_| {
-                // SAFETY: the lock is held; `raw` is the valid new
-                // communicator (the unit completed).
-                check(unsafe { ffi::MPI_Comm_set_errhandler(raw.0, ffi::RSMPI_ERRORS_RETURN) })
-            })?;
-            make(comm)
-        })
-    }
-}
-
-/// The handle `MPI_Comm_idup` writes; freed by the engine if nobody takes
-/// it (a dropped `duplicate`).
-pub(crate) struct NewComm {
-    raw: Raw<ffi::MPI_Comm>,
-    engine: std::sync::Arc<crate::engine::Engine>,
-}
-
-impl NewComm {
-    fn take(mut self) -> Raw<ffi::MPI_Comm> {
-        // SAFETY: reading a constant MPI initialised.
-        std::mem::replace(&mut self.raw, Raw(unsafe { ffi::RSMPI_COMM_NULL }))
-    }
-}
-
-impl Drop for NewComm {
-    fn drop(&mut self) {
-        // SAFETY: reading a constant MPI initialised.
-        if self.raw != Raw(unsafe { ffi::RSMPI_COMM_NULL }) {
-            self.engine.retire(self.raw);
-        }
-    }
-}
-
-/// The buffers of a collective with lengths that vary by rank.
-pub(crate) struct Varying<T> {
-    send: Vec<T>,
-    recv: Vec<T>,
-    /// This rank's length (sent or received).
-    mine: c_int,
-    /// Every rank's length, and where its block starts.
-    counts: Vec<c_int>,
-    displs: Vec<c_int>,
-}
-
-impl<T: Plain> Varying<T> {
-    fn new(send: Vec<T>) -> Varying<T> {
-        Varying {
-            send,
-            recv: Vec::new(),
-            mine: 0,
-            counts: Vec::new(),
-            displs: Vec::new(),
-        }
-    }
-
-    /// Fills `displs` from `counts`; the total, or why it does not fit
-    /// what MPI can count.
-    fn displace(&mut self) -> Result<usize, String> {
-        self.displs.clear();
-        let mut at: c_int = 0;
-        for &n in &self.counts {
-            if n < 0 {
-                return Err(format!("a rank sent the length {n}"));
-            }
-            self.displs.push(at);
-            at = at
-                .checked_add(n)
-                .ok_or_else(|| "the blocks hold more elements in all than MPI can count (i32::MAX)".to_owned())?;
-        }
-        Ok(at as usize)
-    }
-
-    /// The received blocks, one per rank.
-    fn split(self) -> Vec<Vec<T>> {
-        let total: usize = self.counts.iter().map(|&n| n as usize).sum();
-        // SAFETY: the collective completed and wrote `total` elements (the
-        // sum of the counts, the room reserved for it).
-        let all = unsafe { written(self.recv, total) };
-        let mut at = 0;
-        self.counts
-            .iter()
-            .map(|&n| {
-                let block = all[at..at + n as usize].to_vec();
-                at += n as usize;
-                block
-            })
-            .collect()
     }
 }

@@ -4,6 +4,7 @@
 use crate::buffer::{Plain, RecvBuffer, SendBuffer};
 use crate::engine::{Engine, InFlight, Raw, WaitingReceive};
 use crate::env::Shared;
+use crate::envelope::{Peer, Tag};
 use crate::error::Error;
 use crate::request::{Kind, RecvTarget, Request, SendPart, Setup, Slot, Stage};
 use crate::status::Status;
@@ -15,136 +16,6 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
-
-/// A rank to send to or receive from: mpi4py's `dest` and `source`.
-/// Every method takes `impl Into<Peer>`, so a plain `i32` rank works
-/// everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    /// Any rank (`MPI_ANY_SOURCE`): receives and probes only.
-    Any,
-    /// No rank (`MPI_PROC_NULL`): a send to it or a receive from it
-    /// completes at once and moves nothing (a halo exchange's edge).
-    Null,
-    /// This rank.
-    Rank(i32),
-}
-
-impl From<i32> for Peer {
-    fn from(rank: i32) -> Peer {
-        Peer::Rank(rank)
-    }
-}
-
-/// Which tag a message carries or a receive matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tag {
-    /// Any tag (`MPI_ANY_TAG`): receives and probes only.
-    Any,
-    /// This tag.
-    Value(i32),
-}
-
-impl From<i32> for Tag {
-    fn from(tag: i32) -> Tag {
-        Tag::Value(tag)
-    }
-}
-
-/// Matches a message from any rank (mpi4py's `MPI.ANY_SOURCE`).
-pub const ANY_SOURCE: Peer = Peer::Any;
-/// Matches a message with any tag (mpi4py's `MPI.ANY_TAG`).
-pub const ANY_TAG: Tag = Tag::Any;
-/// No rank: operations with it complete at once (mpi4py's
-/// `MPI.PROC_NULL`).
-pub const PROC_NULL: Peer = Peer::Null;
-
-impl Peer {
-    fn raw(self) -> c_int {
-        // SAFETY: reading constants MPI initialised.
-        unsafe {
-            match self {
-                Peer::Any => ffi::RSMPI_ANY_SOURCE,
-                Peer::Null => ffi::RSMPI_PROC_NULL,
-                Peer::Rank(rank) => rank,
-            }
-        }
-    }
-}
-
-impl Tag {
-    fn raw(self) -> c_int {
-        match self {
-            // SAFETY: reading a constant MPI initialised.
-            Tag::Any => unsafe { ffi::RSMPI_ANY_TAG },
-            Tag::Value(tag) => tag,
-        }
-    }
-}
-
-/// A reduction operation for [`Communicator::reduce`] and
-/// [`all_reduce`](Communicator::all_reduce).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReduceOp {
-    /// `MPI_SUM` (integers wrap).
-    Sum,
-    /// `MPI_PROD` (integers wrap).
-    Prod,
-    /// `MPI_MIN`.
-    Min,
-    /// `MPI_MAX`.
-    Max,
-    /// `MPI_LAND`: 1 if both are non-zero, else 0.
-    LogicalAnd,
-    /// `MPI_LOR`.
-    LogicalOr,
-    /// `MPI_BAND` (integers only).
-    BitAnd,
-    /// `MPI_BOR` (integers only).
-    BitOr,
-    /// `MPI_BXOR` (integers only).
-    BitXor,
-}
-
-impl ReduceOp {
-    const ALL: [ReduceOp; 9] = [
-        ReduceOp::Sum,
-        ReduceOp::Prod,
-        ReduceOp::Min,
-        ReduceOp::Max,
-        ReduceOp::LogicalAnd,
-        ReduceOp::LogicalOr,
-        ReduceOp::BitAnd,
-        ReduceOp::BitOr,
-        ReduceOp::BitXor,
-    ];
-
-    pub(crate) fn raw(self) -> ffi::MPI_Op {
-        // SAFETY: reading constants MPI initialised.
-        unsafe {
-            match self {
-                ReduceOp::Sum => ffi::RSMPI_SUM,
-                ReduceOp::Prod => ffi::RSMPI_PROD,
-                ReduceOp::Min => ffi::RSMPI_MIN,
-                ReduceOp::Max => ffi::RSMPI_MAX,
-                ReduceOp::LogicalAnd => ffi::RSMPI_LAND,
-                ReduceOp::LogicalOr => ffi::RSMPI_LOR,
-                ReduceOp::BitAnd => ffi::RSMPI_BAND,
-                ReduceOp::BitOr => ffi::RSMPI_BOR,
-                ReduceOp::BitXor => ffi::RSMPI_BXOR,
-            }
-        }
-    }
-
-    /// The op's number in an agreement record (never 0).
-    pub(crate) fn code(self) -> u32 {
-        Self::ALL.iter().position(|op| *op == self).expect("every op is listed") as u32 + 1
-    }
-
-    pub(crate) fn from_code(code: u32) -> Option<ReduceOp> {
-        Self::ALL.get((code as usize).checked_sub(1)?).copied()
-    }
-}
 
 /// A communicator usable from any task on any worker (it is `Send`,
 /// `Sync` and cheap to clone): every call is funnelled through the

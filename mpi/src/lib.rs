@@ -48,9 +48,11 @@
 //! | `engine/activity.rs` | when the loop spins, sleeps, or must be woken (time-based spin window), loom-checked |
 //! | `request.rs` | [`Request`]: an operation as a future that owns its buffers; [`Completion`], [`wait_all`], [`wait_any`]; the [`Promise`](weft_executor::future::Promise) seam |
 //! | `comm.rs` | [`Communicator`]: send, receive, `sendrecv`, probe, object messages |
-//! | `collective.rs` | the collectives: barrier, broadcast, reductions, gathers, scatters, their `v` forms, `bcast_obj`, `duplicate` |
+//! | `envelope.rs`, `op.rs` | [`Peer`], [`Tag`] (with `ANY_*` and `PROC_NULL`); [`ReduceOp`] |
+//! | `collective.rs` | the collectives as units: barrier, broadcast, reductions, gathers, scatter, all-to-all, `bcast_obj` |
+//! | `varying.rs` | `gatherv`, `all_gatherv`, `scatterv`: lengths that vary by rank |
 //! | `agreement.rs` | the check every collective starts with (one all-reduce of a fixed record, Weft's own op), which carries small data too |
-//! | `topology.rs` | [`CartComm`]: Cartesian topologies (`cart_create`, `cart_shift`) |
+//! | `topology.rs` | `duplicate`, and [`CartComm`]: Cartesian topologies (`cart_create`, `cart_shift`) |
 //! | `buffer.rs` | what an operation may own: [`SendBuffer`], [`RecvBuffer`], [`Plain`], [`Numeric`] |
 //! | `pool/` | [`pool::MpiPool`]: typed jobs run on worker ranks (mpi4py.futures' role), with a lifecycle and a TCP death notice |
 //! | `status.rs`, `error.rs` | [`Status`], [`Error`] |
@@ -76,19 +78,24 @@ mod collective;
 mod comm;
 mod engine;
 mod env;
+mod envelope;
 mod error;
 mod liveness;
 mod loom;
+mod op;
 pub mod pool;
 mod request;
 mod status;
 mod topology;
+mod varying;
 
 pub use buffer::{Numeric, Plain, RecvBuffer, Scalar, SendBuffer};
-pub use comm::{ANY_SOURCE, ANY_TAG, Communicator, PROC_NULL, Peer, ReduceOp, Tag};
+pub use comm::Communicator;
 pub use env::{DEFAULT_MAX_SLEEP, DEFAULT_SPIN_WINDOW, Mpi, MpiBuilder, MpiLock, Threading};
+pub use envelope::{ANY_SOURCE, ANY_TAG, PROC_NULL, Peer, Tag};
 pub use error::Error;
 pub use mpi::datatype::Equivalence;
+pub use op::ReduceOp;
 pub use request::{Completed, Completion, Request, wait_all, wait_any};
 pub use status::Status;
 pub use topology::{CartComm, dims_create};

@@ -1,4 +1,5 @@
-//! [`CartComm`]: a Cartesian process grid (mpi4py's `Create_cart`,
+//! Communicators made from communicators: [`Communicator::duplicate`],
+//! and [`CartComm`], a Cartesian process grid (mpi4py's `Create_cart`,
 //! `Shift`), for halo exchanges.
 //!
 //! The grid is a duplicate of the communicator (its own message space,
@@ -8,10 +9,17 @@
 //! giving [`PROC_NULL`](crate::PROC_NULL) past a non-periodic edge so the
 //! same exchange code runs on every rank.
 
-use crate::comm::{Communicator, Peer};
-use crate::request::Request;
+use crate::agreement::Record;
+use crate::collective::{Unit, invalid};
+use crate::comm::Communicator;
+use crate::engine::{Engine, Raw};
+use crate::envelope::Peer;
+use crate::error::{Error, check};
+use crate::request::{Request, Stage};
+use mpi::ffi;
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// A communicator whose ranks form a Cartesian grid; derefs to its
 /// [`Communicator`] for every operation.
@@ -24,6 +32,59 @@ pub struct CartComm {
 }
 
 impl Communicator {
+    /// A new communicator over the same ranks, with its own message space
+    /// (`MPI_Comm_idup`, collective: every rank must call it): messages on
+    /// it never match receives on this one. Libraries use one to keep
+    /// their traffic apart from the application's (the MPI pool does).
+    ///
+    /// # Errors
+    ///
+    /// An MPI error, or ranks that called another collective here.
+    pub fn duplicate(&self) -> Request<Communicator> {
+        self.duplicate_with("duplicate", &[], None, Ok)
+    }
+
+    /// `duplicate`, then `make` from the new communicator (`what` and
+    /// `extra` join the signature, so every rank must pass them alike;
+    /// a `problem` this rank found fails every rank).
+    pub(crate) fn duplicate_with<T, M>(
+        &self,
+        what: &'static str,
+        extra: &[u8],
+        problem: Option<String>,
+        make: M,
+    ) -> Request<T>
+    where
+        T: Send + 'static,
+        M: FnOnce(Communicator) -> Result<T, Error> + Send + 'static,
+    {
+        let record = Record::new(self.sig::<()>(what, extra), 0);
+        let problem = problem.map(|why| invalid(what, why));
+        let stage: Stage<Unit<NewComm>> = Box::new(move |u, comm, request| {
+            u.agreed().verdict(what, true)?;
+            // SAFETY: the MPI lock is held; MPI writes the new handle into
+            // the slot's buffers, which stay put until the request is done.
+            check(unsafe { ffi::MPI_Comm_idup(comm, &mut u.data.raw.0, request) })
+        });
+        let shared = self.shared.clone();
+        let (rank, size) = (self.rank(), self.size());
+        let new = NewComm {
+            // SAFETY: reading a constant MPI initialised.
+            raw: Raw(unsafe { ffi::RSMPI_COMM_NULL }),
+            engine: self.shared.engine.clone(),
+        };
+        self.unit(record, problem, new, vec![stage], move |u, _| {
+            let raw = u.data.take();
+            let comm = Communicator::owned(shared.clone(), raw, rank, size);
+            shared.engine.with_mpi(|_| {
+                // SAFETY: the lock is held; `raw` is the valid new
+                // communicator (the unit completed).
+                check(unsafe { ffi::MPI_Comm_set_errhandler(raw.0, ffi::RSMPI_ERRORS_RETURN) })
+            })?;
+            make(comm)
+        })
+    }
+
     /// A Cartesian grid of `dims` over this communicator's ranks (their
     /// product must be its size; [`dims_create`] picks balanced ones),
     /// periodic (wrapping) along the dimensions `periods` marks.
@@ -141,6 +202,29 @@ impl fmt::Debug for CartComm {
             .field("periods", &self.periods)
             .field("coords", &self.coords)
             .finish()
+    }
+}
+
+/// The handle `MPI_Comm_idup` writes; freed by the engine if nobody takes
+/// it (a dropped `duplicate`).
+pub(crate) struct NewComm {
+    raw: Raw<ffi::MPI_Comm>,
+    engine: Arc<Engine>,
+}
+
+impl NewComm {
+    fn take(mut self) -> Raw<ffi::MPI_Comm> {
+        // SAFETY: reading a constant MPI initialised.
+        std::mem::replace(&mut self.raw, Raw(unsafe { ffi::RSMPI_COMM_NULL }))
+    }
+}
+
+impl Drop for NewComm {
+    fn drop(&mut self) {
+        // SAFETY: reading a constant MPI initialised.
+        if self.raw != Raw(unsafe { ffi::RSMPI_COMM_NULL }) {
+            self.engine.retire(self.raw);
+        }
     }
 }
 
