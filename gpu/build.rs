@@ -5,7 +5,8 @@ fn main() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let src = "stand-in/libcuda.rs";
-    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-changed=stand-in");
+    println!("cargo:rerun-if-changed=ptx/demo.ptx");
     let status = std::process::Command::new(rustc)
         .args([
             "--edition",

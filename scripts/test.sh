@@ -6,11 +6,17 @@
 #      ranks);
 #      then the tracing tests, which need feature `tracing`;
 #   2. the HTTP examples (hyper on Weft) in their self-checking `--demo`
-#      mode; the MPI examples under `mpirun -n 2` (over shared memory and
-#      over TCP), as singletons, and with each rank in its own network
-#      namespace (scripts/mpi_netns.sh, or a line saying it cannot); the GPU
+#      mode; the web stack (feature `web`: axum, hyper-util's client,
+#      tonic on Weft, no Tokio runtime): its tests and examples, in a step
+#      of their own so that only it builds axum, tonic and prost; the MPI
+#      examples under `mpirun -n 2` (over shared memory and over TCP), as
+#      singletons, and with each rank in its own network namespace
+#      (scripts/mpi_netns.sh, or a line saying it cannot); the GPU
 #      examples as they run here (`skipped: no CUDA driver` on a machine
 #      without one) and against weft-gpu's CPU stand-in for the driver;
+#      Weft's PTX through NVIDIA's ptxas (sm_50, sm_80, sm_90) and
+#      `Gpu::compile` through NVIDIA's NVRTC, both from PyPI wheels in a
+#      local virtual environment (skipped if PyPI is unreachable);
 #   3. the loom models of the concurrency cores (task state machine, parkers,
 #      idle protocol, standby, readiness word, completion notifier, promise
 #      core, weft-sync's primitives, weft-mpi's and weft-gpu's wake
@@ -46,6 +52,17 @@ for example in http_hello http_proxy; do
     timeout 60 "target/release/$example" --demo
 done
 
+step "web stack (feature \`web\`): axum, hyper-util's client and tonic on Weft, no Tokio runtime"
+# The heavy dependencies (axum, tonic, prost, a vendored protoc) are built
+# here only, in the debug profile the tests share with the examples.
+cargo test -p weft --features web --lib -- web
+cargo test -p weft --features web --doc -- web
+cargo test -p weft-tests --features web --test web_axum --test web_bad_input --test web_client --test web_grpc
+cargo build -p weft-examples --features web --bin axum_hello --bin http_client --bin grpc_echo
+for example in axum_hello http_client grpc_echo; do
+    timeout 60 "target/debug/$example" --demo
+done
+
 step "MPI examples under mpirun (2 ranks; shared memory, TCP, network namespaces), and as singletons"
 cargo build --release -p weft-examples --features mpi \
     --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap --bin mpi_halo
@@ -68,21 +85,48 @@ done
 scripts/mpi_netns.sh target/release target/debug/mpi-scenarios
 
 step "GPU examples: as they run here, then against the CPU stand-in driver"
-cargo build --release -p weft-examples --bin gpu_vector_add --bin gpu_pipeline --bin gpu_latency
-for example in gpu_vector_add gpu_pipeline gpu_latency; do
+cargo build --release -p weft-examples \
+    --bin gpu_vector_add --bin gpu_pipeline --bin gpu_latency --bin gpu_saxpy
+for example in gpu_vector_add gpu_pipeline gpu_latency gpu_saxpy; do
     timeout 300 "target/release/$example"
 done
 # The stand-in (gpu/stand-in/libcuda.rs) as libcuda.so on LD_LIBRARY_PATH:
-# the examples' whole path (copies, kernels, host functions, both wake
-# modes) runs without a GPU. Its timings say nothing about a real GPU.
+# the examples' whole path (copies, kernels, both wake modes) runs without
+# a GPU. Its timings say nothing about a real GPU.
 mkdir -p target/cuda-stand-in
 rustc --edition 2024 --crate-type cdylib --crate-name cuda -C opt-level=2 \
     -C link-arg=-Wl,-soname,libcuda.so gpu/stand-in/libcuda.rs -o target/cuda-stand-in/libcuda.so
-for mode in host poll; do
-    LD_LIBRARY_PATH="$PWD/target/cuda-stand-in" WEFT_GPU_WAKE=$mode timeout 300 target/release/gpu_vector_add 262144
-    LD_LIBRARY_PATH="$PWD/target/cuda-stand-in" WEFT_GPU_WAKE=$mode timeout 300 target/release/gpu_pipeline 32
+STAND_IN="$PWD/target/cuda-stand-in"
+for mode in poll host; do
+    LD_LIBRARY_PATH="$STAND_IN" WEFT_GPU_WAKE=$mode timeout 300 target/release/gpu_vector_add 262144
+    LD_LIBRARY_PATH="$STAND_IN" WEFT_GPU_WAKE=$mode timeout 300 target/release/gpu_pipeline 32
 done
-LD_LIBRARY_PATH="$PWD/target/cuda-stand-in" timeout 300 target/release/gpu_latency 300
+LD_LIBRARY_PATH="$STAND_IN" timeout 300 target/release/gpu_latency 300
+LD_LIBRARY_PATH="$STAND_IN" timeout 300 target/release/gpu_saxpy 65536
+
+step "GPU: Weft's PTX through NVIDIA's ptxas, Gpu::compile through NVIDIA's NVRTC (PyPI wheels, no GPU)"
+# ptxas (nvidia-cuda-nvcc-cu12), libnvrtc (nvidia-cuda-nvrtc-cu12) and the
+# CUDA headers NVRTC programs include (nvidia-cuda-runtime-cu12), in a
+# project-local virtual environment under target/ (never committed).
+CUDA_VENV="$PWD/target/cuda-venv"
+if { [ -x "$CUDA_VENV/bin/pip" ] || python3 -m venv "$CUDA_VENV"; } &&
+    "$CUDA_VENV/bin/pip" install -q --disable-pip-version-check \
+        nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12; then
+    NVIDIA=$(ls -d "$CUDA_VENV"/lib/python3*/site-packages/nvidia | head -1)
+    "$NVIDIA/cuda_nvcc/bin/ptxas" --version | tail -1
+    for ptx in $(git ls-files '*.ptx'); do
+        for arch in sm_50 sm_80 sm_90; do
+            "$NVIDIA/cuda_nvcc/bin/ptxas" -arch=$arch "$ptx" -o /dev/null
+            echo "ptxas -arch=$arch $ptx: ok"
+        done
+    done
+    # gpu/tests/nvrtc.rs: compiles with options and headers, and bad CUDA C
+    # comes back as GpuError::Compile with NVRTC's log.
+    LD_LIBRARY_PATH="$NVIDIA/cuda_nvrtc/lib" cargo test -p weft-gpu --test nvrtc -- --test-threads=1
+    LD_LIBRARY_PATH="$STAND_IN:$NVIDIA/cuda_nvrtc/lib" timeout 300 target/release/gpu_saxpy 65536
+else
+    echo "skipped: PyPI is unreachable, so NVIDIA's ptxas and NVRTC could not be installed"
+fi
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the
@@ -110,7 +154,10 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # Reads into hyper's and Tokio's uninitialised buffers, and the
     # adapters' pin projections.
     cargo +nightly miri test -p weft-io --features hyper,tokio-compat --lib -- compat
-    # weft-sync: the semaphore core and the mutex's cell.
+    # weft-sync: the semaphore core, the mutex's cell, and every wait list
+    # against a waker whose clone panics (waker_panic_tests). The executor
+    # line above runs the pool against lying size_hints and panicking
+    # destructors (pool::tests, pool::output).
     cargo +nightly miri test -p weft-sync --lib
 else
     echo "skipped: Miri is not installed and could not be installed on this machine"

@@ -22,6 +22,18 @@
 //!   thread inherits that CPU; wrk runs under `taskset -c` on the first. With
 //!   one CPU, or without `taskset`, nothing is pinned, and the suite says so.
 //!
+//! # The `axum` rows
+//!
+//! With feature `axum` (`cargo run --release -p weft-benches --features
+//! axum -- http`), workloads `axum-c10` … `axum-c500` load an axum
+//! `Router` whose one route answers `{"message":"Hello, world!"}` as JSON,
+//! on Weft and on Tokio, each on its own current-thread runtime as above:
+//! Weft through `weft::web::serve`, Tokio through what `axum::serve` does
+//! (hyper-util's auto HTTP/1 + HTTP/2 server with `TokioExecutor`, one
+//! `TowerToHyperService` per connection), plus `TokioTimer` and the same
+//! 30 s header-read timeout that `weft::web::serve` keeps, so both servers
+//! do the same work.
+//!
 //! Repetitions (3 unless `--reps` says otherwise) interleave the runtimes:
 //! each repetition runs every runtime in turn, each run after an untimed
 //! warm-up run of wrk with the same connections. `--quick` runs 2 s instead
@@ -93,26 +105,60 @@ pub(crate) fn run(opts: &Options) -> Report {
         println!("http: {err}; the runs at {most} connections may fail");
     }
     let wrk = Wrk::new(placement.wrk_cpu).unwrap_or_else(|err| fail(&err));
-    let servers: Vec<(&'static str, SocketAddr)> = SERVERS
-        .iter()
-        .filter(|(name, _)| opts.runtime.as_deref().is_none_or(|only| only == *name))
-        .map(|&(name, serve)| (name, start(name, serve)))
-        .collect();
-
-    for &conns in connections {
-        let workload = format!("c{conns}");
-        if opts.filter.as_deref().is_some_and(|f| !workload.contains(f)) {
-            continue;
+    let pick = |servers: &[Server]| -> Vec<(&'static str, SocketAddr)> {
+        servers
+            .iter()
+            .filter(|(name, _)| opts.runtime.as_deref().is_none_or(|only| only == *name))
+            .map(|&(name, serve)| (name, start(name, serve)))
+            .collect()
+    };
+    let rows = [("", pick(&SERVERS)), ("axum-", pick(&axum_row::SERVERS))];
+    if axum_row::SERVERS.is_empty() {
+        println!(
+            "http: the axum rows need feature `axum` (cargo run --release -p weft-benches --features axum -- http)"
+        );
+    }
+    let measure = Measure {
+        wrk: &wrk,
+        secs,
+        warmup_secs,
+        reps,
+    };
+    for (prefix, servers) in &rows {
+        for &conns in connections {
+            let workload = format!("{prefix}c{conns}");
+            if servers.is_empty() || opts.filter.as_deref().is_some_and(|f| !workload.contains(f)) {
+                continue;
+            }
+            measure.workload(&mut report, &workload, conns, servers);
         }
+    }
+    report
+}
+
+/// How each workload is run.
+struct Measure<'a> {
+    wrk: &'a Wrk,
+    secs: u32,
+    warmup_secs: u32,
+    reps: usize,
+}
+
+impl Measure<'_> {
+    /// Loads each server in turn, `reps` times, at `conns` connections, and
+    /// records the runs under `workload`.
+    fn workload(&self, report: &mut Report, workload: &str, conns: usize, servers: &[(&'static str, SocketAddr)]) {
+        let (secs, reps) = (self.secs, self.reps);
         eprintln!("{workload}: wrk -t1 -c{conns} -d{secs}s, {reps} repetition(s) of each runtime");
         let mut runs: Vec<Vec<(wrk::Run, f64)>> = vec![Vec::new(); servers.len()];
         for _ in 0..reps {
             for (i, &(name, addr)) in servers.iter().enumerate() {
                 let against = |what: &str, secs| {
-                    wrk.run(addr, conns, secs)
+                    self.wrk
+                        .run(addr, conns, secs)
                         .unwrap_or_else(|err| fail(&format!("{what} against {name} at {conns} connections: {err}")))
                 };
-                against("the warm-up", warmup_secs);
+                against("the warm-up", self.warmup_secs);
                 let cpu_before = process_cpu_ns();
                 let run = against("the run", secs);
                 // wrk is a child process, not counted; the other servers are
@@ -129,12 +175,12 @@ pub(crate) fn run(opts: &Options) -> Report {
         }
         for (&(name, _), runs) in servers.iter().zip(&runs) {
             for (run, cpu_per_request) in runs {
-                report.record(&workload, name, "requests_per_s", run.requests_per_s());
-                report.record(&workload, name, "server_cpu_ns", *cpu_per_request);
+                report.record(workload, name, "requests_per_s", run.requests_per_s());
+                report.record(workload, name, "server_cpu_ns", *cpu_per_request);
             }
             let ns = |i: usize| -> Vec<f64> { runs.iter().map(|(run, _)| run.latency_us[i] * 1e3).collect() };
             report.record_summary(
-                &workload,
+                workload,
                 name,
                 "latency_ns",
                 percentile(&ns(0), 50.0),
@@ -142,7 +188,6 @@ pub(crate) fn run(opts: &Options) -> Report {
             );
         }
     }
-    report
 }
 
 /// CPU time (user and system) this process has used, in nanoseconds.
@@ -279,6 +324,100 @@ fn smol_server(listener: std::net::TcpListener) {
             }
         }
     }))
+}
+
+// ----- The axum rows ----------------------------------------------------------
+
+/// The axum rows' servers (none without feature `axum`).
+#[cfg(not(feature = "axum"))]
+mod axum_row {
+    pub(super) const SERVERS: [super::Server; 0] = [];
+}
+
+/// The axum rows' servers: one JSON route, on Weft and on Tokio.
+#[cfg(feature = "axum")]
+mod axum_row {
+    use super::{ACCEPT_BACKOFF, Server, fail};
+    use axum::{Json, Router, routing::get};
+    use std::time::Duration;
+
+    pub(super) const SERVERS: [Server; 2] = [("weft", weft_server), ("tokio", tokio_server)];
+
+    /// The header-read timeout both servers arm for every request
+    /// (`weft::web::serve`'s default).
+    const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[derive(serde::Serialize)]
+    struct Message {
+        message: &'static str,
+    }
+
+    /// The router of both servers: `GET /` answers JSON.
+    fn router() -> Router {
+        Router::new().route(
+            "/",
+            get(|| async {
+                Json(Message {
+                    message: "Hello, world!",
+                })
+            }),
+        )
+    }
+
+    /// Weft: `weft::web::serve` on a current-thread runtime.
+    fn weft_server(listener: std::net::TcpListener) {
+        let rt = weft::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|err| fail(&format!("could not build the weft runtime: {err}")));
+        rt.block_on(async {
+            let listener = weft::net::TcpListener::from_std(listener)
+                .unwrap_or_else(|err| fail(&format!("weft could not take the listener: {err}")));
+            let served = weft::web::serve(listener, router())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .await;
+            fail(&format!("the weft axum server stopped: {served:?}"))
+        })
+    }
+
+    /// Tokio: `axum::serve`'s loop (hyper-util's auto server with
+    /// `TokioExecutor`, a `TowerToHyperService` per connection), with
+    /// `TokioTimer` and the same header-read timeout.
+    fn tokio_server(listener: std::net::TcpListener) {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        use hyper_util::server::conn::auto::Builder;
+        use hyper_util::service::TowerToHyperService;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| fail(&format!("could not build the tokio runtime: {err}")));
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .unwrap_or_else(|err| fail(&format!("tokio could not take the listener: {err}")));
+            let router = router();
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(_) => {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                drop(tokio::spawn(async move {
+                    let mut builder = Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT);
+                    builder.http2().timer(TokioTimer::new());
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }));
+            }
+        })
+    }
 }
 
 // ----- Placement ----------------------------------------------------------------

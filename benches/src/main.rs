@@ -1,7 +1,7 @@
 //! Weft's benchmark suites, side by side with Tokio and smol in one run.
 //!
 //! ```text
-//! cargo run --release -p weft-benches -- sched|echo|timers|promise|sync [--quick] [--reps N]
+//! cargo run --release -p weft-benches -- sched|echo|timers|promise|sync|memory [--quick] [--reps N]
 //! cargo run --release -p weft-benches -- http [--quick] [--reps N] [--filter c50] [--runtime NAME]
 //! cargo run --release -p weft-benches --features mpi -- mpi [--reps N]
 //! cargo run --release -p weft-benches -- gpu [--reps N]
@@ -40,6 +40,7 @@ mod echo;
 mod gpu;
 mod http;
 mod load;
+mod memory;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod promise;
@@ -85,6 +86,8 @@ suites:
   sched   Tokio's rt_multi_threaded scheduler workloads
   echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections
   timers  100k sleeps of random 1-100 ms: lateness
+  memory  resident bytes per idle task, idle TCP connection (with its serving
+          task) and pending timer; each runtime in its own process
   promise Promise set/await and done callbacks vs oneshots; Pool::map vs rayon
   http    hyper hello-world on each runtime (one thread, pinned) under wrk -t1
           at 10, 50, 100 and 500 connections: req/s, latency p50/p99
@@ -100,6 +103,10 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    if suite == "memory-child" {
+        // One runtime's process of suite `memory`, started by it.
+        return memory::child_main(&args.collect::<Vec<_>>());
+    }
     if suite == "mpi-rank" {
         // One rank of suite `mpi`, started by it under `mpirun`.
         #[cfg(feature = "mpi")]
@@ -171,6 +178,7 @@ fn main() -> ExitCode {
         "http" => http::run(&opts),
         "timers" => timers::run(&opts),
         "promise" => promise::run(&opts),
+        "memory" => memory::run(&opts),
         "sync" => sync::run(&opts),
         "gpu" => gpu::run(&opts),
         #[cfg(feature = "mpi")]

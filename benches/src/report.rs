@@ -203,7 +203,7 @@ impl Report {
 
     pub(crate) fn print(&self) {
         println!(
-            "\n{} (medians, and p50/p99 over every sample for latencies; on _ns metrics lower is better and a ratio below 1.0 favours Weft; \
+            "\n{} (medians, and p50/p99 over every sample for latencies; on _ns and bytes metrics lower is better and a ratio below 1.0 favours Weft; \
              on _per_s metrics higher is better and a ratio above 1.0 favours Weft)\n",
             self.suite
         );
@@ -282,6 +282,9 @@ fn write_row(
 fn display_unit(metric: &str, smallest: f64) -> (&'static str, f64) {
     if metric.ends_with("_per_s") {
         return if smallest >= 1e3 { ("k/s", 1e3) } else { ("/s", 1.0) };
+    }
+    if metric == "bytes" {
+        return ("B", 1.0);
     }
     if !metric.ends_with("_ns") {
         return ("", 1.0);

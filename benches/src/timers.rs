@@ -1,9 +1,22 @@
-//! Suite `timers`: 100k concurrent sleeps with random deadlines 1–100 ms
-//! after each sleep is created (the same delays for every runtime); records
-//! how late each one woke (`lateness_ns`, p50 and p99 over all sleeps of all
-//! repetitions) and the wall time of the whole batch (`time_ns`).
+//! Suite `timers`:
+//!
+//! - `sleep_100k_1_100ms`: 100k concurrent sleeps with random deadlines
+//!   1–100 ms after each sleep is created (the same delays for every
+//!   runtime); records how late each one woke (`lateness_ns`, p50 and p99
+//!   over all sleeps of all repetitions), the wall time of the whole batch
+//!   (`time_ns`) and the process's CPU time per fired timer
+//!   (`cpu_ns_per_timer`: spawning, registering, firing and waking).
+//! - `loop_1k_1_20ms`: 1,000 tasks each sleeping a random 1–20 ms, again and
+//!   again, for a second: a server's timeouts, sparser than the burst above
+//!   (about one deadline every 10 µs). Records lateness (p50, p99) and the
+//!   process's CPU time per sleep (`cpu_ns_per_timer`), where waking the loop
+//!   once per deadline instead of once per millisecond would show.
+//! - `interval_1ms`: one task ticking a 1 ms interval (each runtime's own)
+//!   1,000 times; records how late each tick came against its schedule
+//!   (`start + k ms`), p50 and p99.
 
 use crate::Options;
+use crate::gpu::latency::cpu_time;
 use crate::report::Report;
 use crate::runtimes::{Ctx, Rt, Smol, Tokio, Weft};
 use hdrhistogram::Histogram;
@@ -11,6 +24,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SLEEPS: usize = 100_000;
+
+/// Makes an interval (`$make`, binding it to `$interval`; its first tick is
+/// due at once, at `$start`), awaits `TICKS` more ticks (`$tick` awaits one), and records
+/// how late each came against `start + k * TICK` (every interval is made
+/// with `interval_at(start, TICK)`: its first tick is due at `start`).
+macro_rules! ticks {
+    ($start:ident, $interval:ident = $make:expr, $tick:expr) => {{
+        let mut h = Histogram::<u64>::new(3).expect("histogram");
+        let $start = Instant::now();
+        #[allow(unused_mut)]
+        let mut $interval = $make;
+        $tick.await;
+        for k in 1..=TICKS {
+            $tick.await;
+            let due = $start + TICK * k;
+            let late = Instant::now().saturating_duration_since(due);
+            let _ = h.record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
+        }
+        h
+    }};
+}
 
 pub(crate) fn run(opts: &Options) -> Report {
     let mut report = Report::new("timers");
@@ -25,18 +59,115 @@ pub(crate) fn run(opts: &Options) -> Report {
     for rep in 0..reps {
         let delays = delays(rep as u64);
         if on(Weft::NAME) {
-            let (elapsed, h) = batch(&weft, &delays);
+            let (elapsed, cpu, h) = batch(&weft, &delays);
             report.record(workload, Weft::NAME, "time_ns", elapsed.as_nanos() as f64);
+            report.record(
+                workload,
+                Weft::NAME,
+                "cpu_ns_per_timer",
+                cpu.as_nanos() as f64 / SLEEPS as f64,
+            );
             late[0].add(&h).expect("compatible histograms");
         }
         if on(Tokio::NAME) {
-            let (elapsed, h) = batch(&tokio, &delays);
+            let (elapsed, cpu, h) = batch(&tokio, &delays);
             report.record(workload, Tokio::NAME, "time_ns", elapsed.as_nanos() as f64);
+            report.record(
+                workload,
+                Tokio::NAME,
+                "cpu_ns_per_timer",
+                cpu.as_nanos() as f64 / SLEEPS as f64,
+            );
             late[1].add(&h).expect("compatible histograms");
         }
         if on(Smol::NAME) {
-            let (elapsed, h) = batch(&smol, &delays);
+            let (elapsed, cpu, h) = batch(&smol, &delays);
             report.record(workload, Smol::NAME, "time_ns", elapsed.as_nanos() as f64);
+            report.record(
+                workload,
+                Smol::NAME,
+                "cpu_ns_per_timer",
+                cpu.as_nanos() as f64 / SLEEPS as f64,
+            );
+            late[2].add(&h).expect("compatible histograms");
+        }
+    }
+    for (i, name) in [Weft::NAME, Tokio::NAME, Smol::NAME].into_iter().enumerate() {
+        if !late[i].is_empty() {
+            report.record_summary(
+                workload,
+                name,
+                "lateness_ns",
+                late[i].value_at_quantile(0.5) as f64,
+                late[i].value_at_quantile(0.99) as f64,
+            );
+        }
+    }
+    eprintln!("done");
+
+    let workload = "loop_1k_1_20ms";
+    eprint!("{workload} ");
+    let mut late: Vec<Histogram<u64>> = (0..3).map(|_| Histogram::new(3).expect("histogram")).collect();
+    for rep in 0..reps {
+        if on(Weft::NAME) {
+            let (cpu, h) = sleep_loops(&weft, rep as u64);
+            report.record(workload, Weft::NAME, "cpu_ns_per_timer", cpu);
+            late[0].add(&h).expect("compatible histograms");
+        }
+        if on(Tokio::NAME) {
+            let (cpu, h) = sleep_loops(&tokio, rep as u64);
+            report.record(workload, Tokio::NAME, "cpu_ns_per_timer", cpu);
+            late[1].add(&h).expect("compatible histograms");
+        }
+        if on(Smol::NAME) {
+            let (cpu, h) = sleep_loops(&smol, rep as u64);
+            report.record(workload, Smol::NAME, "cpu_ns_per_timer", cpu);
+            late[2].add(&h).expect("compatible histograms");
+        }
+    }
+    for (i, name) in [Weft::NAME, Tokio::NAME, Smol::NAME].into_iter().enumerate() {
+        if !late[i].is_empty() {
+            report.record_summary(
+                workload,
+                name,
+                "lateness_ns",
+                late[i].value_at_quantile(0.5) as f64,
+                late[i].value_at_quantile(0.99) as f64,
+            );
+        }
+    }
+    eprintln!("done");
+
+    let workload = "interval_1ms";
+    eprint!("{workload} ");
+    let mut late: Vec<Histogram<u64>> = (0..3).map(|_| Histogram::new(3).expect("histogram")).collect();
+    for _ in 0..reps {
+        if on(Weft::NAME) {
+            let h = weft.block_on(
+                weft.ctx()
+                    .spawn(async { ticks!(start, interval = weft::time::interval_at(start, TICK), interval.tick()) }),
+            );
+            late[0].add(&h).expect("compatible histograms");
+        }
+        if on(Tokio::NAME) {
+            let h = tokio.block_on(tokio.ctx().spawn(async {
+                ticks!(
+                    start,
+                    interval = tokio::time::interval_at(start.into(), TICK),
+                    interval.tick()
+                )
+            }));
+            late[1].add(&h).expect("compatible histograms");
+        }
+        if on(Smol::NAME) {
+            let h = smol.block_on(smol.ctx().spawn(async {
+                use futures::StreamExt;
+                ticks!(
+                    start,
+                    interval = async_io::Timer::interval_at(start, TICK),
+                    interval.next()
+                )
+            }));
             late[2].add(&h).expect("compatible histograms");
         }
     }
@@ -55,6 +186,56 @@ pub(crate) fn run(opts: &Options) -> Report {
     report
 }
 
+/// The interval's period.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Ticks of an interval per repetition.
+const TICKS: u32 = 1_000;
+
+/// `loop_1k_1_20ms`: 1,000 tasks sleeping 1–20 ms in a loop for a second;
+/// returns the process's CPU time per sleep and the lateness of every sleep.
+fn sleep_loops<R: Rt>(rt: &R, seed: u64) -> (f64, Histogram<u64>) {
+    const TASKS: u64 = 1_000;
+    const RUN: Duration = Duration::from_secs(1);
+    let ctx = rt.ctx();
+    let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let sleeps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cpu0 = cpu_time();
+    let end = Instant::now() + RUN;
+    let handles: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (lateness, sleeps) = (lateness.clone(), sleeps.clone());
+            ctx.spawn(async move {
+                let mut x = (seed * TASKS + t).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut local = Histogram::<u64>::new(3).expect("histogram");
+                let mut n = 0;
+                while Instant::now() < end {
+                    x ^= x >> 12;
+                    x ^= x << 25;
+                    x ^= x >> 27;
+                    let d = Duration::from_micros(1_000 + x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 19_000);
+                    let deadline = Instant::now() + d;
+                    R::Ctx::sleep_until(deadline).await;
+                    let late = Instant::now().saturating_duration_since(deadline);
+                    let _ = local.record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
+                    n += 1;
+                }
+                lateness.lock().unwrap().add(&local).expect("compatible histograms");
+                sleeps.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })
+        })
+        .collect();
+    rt.block_on(async {
+        for h in handles {
+            h.await;
+        }
+    });
+    let cpu = cpu_time() - cpu0;
+    let n = sleeps.load(std::sync::atomic::Ordering::Relaxed).max(1);
+    let histogram = lateness.lock().unwrap().clone();
+    (cpu.as_nanos() as f64 / n as f64, histogram)
+}
+
 /// The batch's delays: 1 to 100 ms, from a fixed seed per repetition.
 fn delays(seed: u64) -> Vec<Duration> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -69,9 +250,11 @@ fn delays(seed: u64) -> Vec<Duration> {
 }
 
 /// Runs one batch: every sleep is a task that records how late it woke.
-fn batch<R: Rt>(rt: &R, delays: &[Duration]) -> (Duration, Histogram<u64>) {
+/// Returns the wall time, the process's CPU time and the lateness.
+fn batch<R: Rt>(rt: &R, delays: &[Duration]) -> (Duration, Duration, Histogram<u64>) {
     let ctx = rt.ctx();
     let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let cpu0 = cpu_time();
     let start = Instant::now();
     let handles: Vec<_> = delays
         .iter()
@@ -97,8 +280,9 @@ fn batch<R: Rt>(rt: &R, delays: &[Duration]) -> (Duration, Histogram<u64>) {
         }
     });
     let elapsed = start.elapsed();
+    let cpu = cpu_time() - cpu0;
     let histogram = lateness.lock().unwrap().clone();
-    (elapsed, histogram)
+    (elapsed, cpu, histogram)
 }
 
 #[cfg(test)]

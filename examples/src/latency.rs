@@ -43,16 +43,34 @@ impl Latencies {
 }
 
 /// `iters` empty kernels, each launched and synchronized with a blocking
-/// (spinning) `cuStreamSynchronize`.
+/// (spinning) `cuStreamSynchronize`, through the driver API directly.
 pub fn spin_sync(gpu: &Gpu, iters: usize) -> Result<Latencies, GpuError> {
-    let (stream, empty, cfg) = empty_kernel(gpu)?;
+    use weft::gpu::cudarc::driver::sys;
+    let (stream, empty, cfg) = empty_kernel(gpu)?; // binds the context here
     let mut samples = Vec::with_capacity(iters);
     for i in 0..iters + iters / 10 {
         let start = Instant::now();
-        let mut launch = stream.cuda().launch_builder(empty.cuda());
-        // SAFETY: empty() takes no arguments and touches nothing.
-        unsafe { launch.launch(cfg) }.map_err(refused("launch"))?;
-        stream.cuda().synchronize().map_err(refused("synchronize"))?;
+        // SAFETY: empty() takes no arguments and touches nothing; the
+        // stream and kernel are live, their context bound by `stream()`.
+        unsafe {
+            let launched = sys::cuLaunchKernel(
+                empty.cu_function(),
+                cfg.grid_dim.0,
+                cfg.grid_dim.1,
+                cfg.grid_dim.2,
+                cfg.block_dim.0,
+                cfg.block_dim.1,
+                cfg.block_dim.2,
+                0,
+                stream.cu_stream(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            launched.result().map_err(refused("launch"))?;
+            sys::cuStreamSynchronize(stream.cu_stream())
+                .result()
+                .map_err(refused("synchronize"))?;
+        }
         if i >= iters / 10 {
             samples.push(start.elapsed()); // after a 10% warm-up
         }
@@ -66,10 +84,10 @@ fn empty_kernel(gpu: &Gpu) -> Result<(weft::gpu::Stream, weft::gpu::Kernel, Laun
     Ok((gpu.stream()?, empty, LaunchConfig::for_num_elems(1)))
 }
 
-/// Turns a cudarc error from `call` into a [`GpuError`].
+/// Turns a driver error from `call` into a [`GpuError`].
 fn refused(call: &'static str) -> impl Fn(weft::gpu::cudarc::driver::DriverError) -> GpuError {
     move |e| GpuError::Driver {
-        call,
+        call: call.into(),
         name: format!("{:?}", e.0),
         message: String::new(),
     }

@@ -83,24 +83,16 @@ pub fn port_from_args(name: &str, default: u16) -> u16 {
     }
 }
 
-/// Opens GPU 0 for the `gpu_*` examples, in the wake mode named by
-/// `WEFT_GPU_WAKE` (`host`, the default, or `poll`). `None` (after printing
+/// Opens GPU 0 for the `gpu_*` examples (in the wake mode `WEFT_GPU_WAKE`
+/// names, `poll` or `host`, as for every `Gpu`). `None` (after printing
 /// `skipped: no CUDA driver`) on a machine without a CUDA driver; exits
 /// with an error message if the driver refuses.
 pub fn open_gpu(example: &str) -> Option<weft::gpu::Gpu> {
-    use weft::gpu::{Gpu, GpuError, WakeMode};
-    let mode = match std::env::var("WEFT_GPU_WAKE").as_deref() {
-        Ok("poll") => WakeMode::EventPolling,
-        Ok("host") | Err(_) => WakeMode::HostFunction,
-        Ok(other) => {
-            eprintln!("{example}: WEFT_GPU_WAKE must be `host` or `poll`, not `{other}`");
-            std::process::exit(2);
-        }
-    };
-    match Gpu::builder().wake_mode(mode).open() {
+    use weft::gpu::{Gpu, GpuError};
+    match Gpu::open(0) {
         Ok(gpu) => {
             let name = gpu.name().unwrap_or_else(|_| "?".into());
-            println!("{example}: GPU 0 ({name}), completions by {mode:?}");
+            println!("{example}: GPU 0 ({name}), completions by {:?}", gpu.wake_mode());
             Some(gpu)
         }
         Err(GpuError::NoDriver) => {

@@ -435,9 +435,9 @@ impl Executor {
                 return self.shutdown_now();
             }
             panic!(
-                "a Weft runtime was dropped on a thread that runs async tasks; dropping it waits for its \
-                 threads, which would block this one. Drop it from a plain thread, move it into \
-                 `spawn_blocking`, or call `shutdown_background()` instead"
+                "a Weft runtime was dropped (or shut down with `shutdown_timeout`) on a thread that runs \
+                 async tasks; that waits for its threads, which would block this one. Do it from a plain \
+                 thread, move it into `spawn_blocking`, or call `shutdown_background()` instead"
             );
         }
         // A timeout too large to add to `now` (say `Duration::MAX`) is no

@@ -66,6 +66,12 @@ pub struct WorkerMetrics {
     pub overflows: u64,
     /// Tasks scheduled by this worker onto its own queue or LIFO slot.
     pub local_schedules: u64,
+    /// Times the worker, leaving its parker to run tasks, woke another to
+    /// watch the driver (rule 4 of the multi-thread scheduler's standby).
+    pub driver_hand_offs: u64,
+    /// LIFO-slot tasks this worker took from a worker stuck inside one poll
+    /// (`scheduler/multi_thread/lifo.rs`).
+    pub lifo_rescues: u64,
     /// Tasks in its local queue right now.
     pub local_queue_depth: usize,
 }
@@ -80,6 +86,8 @@ pub(crate) struct WorkerCounters {
     pub(crate) parks: Counter,
     pub(crate) overflows: Counter,
     pub(crate) local_schedules: Counter,
+    pub(crate) driver_hand_offs: Counter,
+    pub(crate) lifo_rescues: Counter,
 }
 
 impl WorkerCounters {
@@ -92,6 +100,8 @@ impl WorkerCounters {
             parks: self.parks.get(),
             overflows: self.overflows.get(),
             local_schedules: self.local_schedules.get(),
+            driver_hand_offs: self.driver_hand_offs.get(),
+            lifo_rescues: self.lifo_rescues.get(),
             local_queue_depth,
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! # The parker's state word
 //!
-//! [`Parker`] is what each worker parks on. It holds a token (`NOTIFIED`) and
+//! `Parker` is what each worker parks on. It holds a token (`NOTIFIED`) and
 //! knows where its thread sleeps:
 //!
 //! | state | meaning |
@@ -29,14 +29,18 @@
 //!    releases it only by waiting on the condition variable; `unpark` takes
 //!    the mutex before notifying, so the notification cannot fall between the
 //!    owner's state change and its wait.
-//! 3. The owner enters `PARKED_DRIVER` only while holding the driver's lock,
-//!    and blocks in the driver after that; the driver's own unpark is
+//! 3. The owner enters `PARKED_DRIVER` only while it holds the driver, and
+//!    blocks in the driver after that; the driver's own unpark is
 //!    token-based (an unpark before its park makes the park return), so the
 //!    order of the two does not matter.
 //!
-//! One driver is shared by all workers of a multi-thread runtime: whichever
-//! worker parks first takes it (`try_lock`) and waits for I/O and timers; the
-//! others sleep on their condition variables.
+//! One driver (`SharedDriver`) is shared by all workers of a multi-thread
+//! runtime: one worker at a time waits in it for I/O and timers, while the
+//! others sleep on their condition variables. Who may enter it, and who
+//! watches over it while its holder runs tasks, is the multi-thread
+//! scheduler's business (`scheduler/multi_thread/standby.rs`); a parker
+//! only knows how to block in a driver it was given, or on its condition
+//! variable.
 
 use crate::loom::{AtomicUsize, Condvar, Mutex, Ordering::SeqCst, lock, wait, wait_timeout};
 use std::cell::RefCell;
@@ -108,7 +112,9 @@ impl Default for ThreadParker {
 
 impl Park for ThreadParker {
     fn park(&mut self, timeout: Option<Duration>) {
-        let _ = self.inner.park(timeout, timeout);
+        if !self.inner.consume_token() {
+            self.inner.park_condvar(timeout);
+        }
     }
 
     fn unparker(&self) -> Arc<dyn Unpark> {
@@ -122,7 +128,11 @@ impl fmt::Debug for ThreadParker {
     }
 }
 
-/// A driver shared by several parkers; one of them at a time blocks in it.
+/// A driver shared by the workers of a multi-thread runtime: one of them at
+/// a time blocks in it. *Which* one, and who watches over it meanwhile, is
+/// decided by the scheduler's standby word
+/// (`scheduler/multi_thread/standby.rs`); this lock only guards the driver
+/// itself, so it is uncontended except by shutdown.
 pub(crate) struct SharedDriver {
     driver: Mutex<Box<dyn Park>>,
     unpark: Arc<dyn Unpark>,
@@ -138,8 +148,15 @@ impl SharedDriver {
     }
 
     /// Wakes whichever parker is blocked in the driver.
-    pub(crate) fn unpark(&self) {
-        self.unpark.unpark();
+    pub(crate) fn unparker(&self) -> Arc<dyn Unpark> {
+        self.unpark.clone()
+    }
+
+    /// Runs `f` with the driver. Call it only with the right to the driver
+    /// (the standby word's `HELD` bit): the lock then never waits, except
+    /// for a shutdown in progress.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut dyn Park) -> R) -> R {
+        f(&mut **lock(&self.driver))
     }
 
     /// Shuts the driver down; waits for a parker still inside it to leave.
@@ -149,7 +166,8 @@ impl SharedDriver {
     }
 }
 
-/// The parker of one thread that may also take a turn at the shared driver.
+/// The parker of one thread: a token, a condition variable, and a way to
+/// block in a driver the caller holds.
 pub(crate) struct Parker {
     inner: Arc<Inner>,
 }
@@ -164,7 +182,8 @@ struct Inner {
     state: AtomicUsize,
     mutex: Mutex<()>,
     condvar: Condvar,
-    driver: Option<Arc<SharedDriver>>,
+    /// Wakes the driver this parker may block in (`PARKED_DRIVER`).
+    driver: Option<Arc<dyn Unpark>>,
 }
 
 const EMPTY: usize = 0;
@@ -173,9 +192,10 @@ const PARKED_DRIVER: usize = 2;
 const NOTIFIED: usize = 3;
 
 impl Parker {
-    /// A parker that blocks in `driver` when it is free, and on its own
-    /// condition variable otherwise (or always, without a driver).
-    pub(crate) fn new(driver: Option<Arc<SharedDriver>>) -> Parker {
+    /// A parker that may block in the driver `driver` wakes (see
+    /// [`park_driver`](Self::park_driver)), or only on its own condition
+    /// variable (`None`).
+    pub(crate) fn new(driver: Option<Arc<dyn Unpark>>) -> Parker {
         Parker {
             inner: Arc::new(Inner::new(driver)),
         }
@@ -187,19 +207,25 @@ impl Parker {
         }
     }
 
-    /// Blocks until unparked. With `Some(Duration::ZERO)`, only polls the
-    /// driver, and only if no other thread is blocked in it. True if this
-    /// call ran the driver.
-    pub(crate) fn park(&self, timeout: Option<Duration>) -> bool {
-        self.inner.park(timeout, timeout)
+    /// Consumes a pending token: true if an unpark came since the last
+    /// park, in which case the caller should look for work before parking.
+    pub(crate) fn take_token(&self) -> bool {
+        self.inner.consume_token()
     }
 
-    /// Blocks in the driver if it is free (with no time limit); otherwise
-    /// asks `on_condvar` how long to wait on the condition variable (it is
-    /// called only then: the standby role goes to a worker that could not
-    /// get the driver). True if this call ran the driver.
-    pub(crate) fn park_or_watch(&self, on_condvar: impl FnOnce() -> Option<Duration>) -> bool {
-        self.inner.park_with(None, on_condvar)
+    /// Blocks on the condition variable until unparked (a token already
+    /// pending returns at once) or `timeout` passes.
+    pub(crate) fn park(&self, timeout: Option<Duration>) {
+        if !self.inner.consume_token() {
+            self.inner.park_condvar(timeout);
+        }
+    }
+
+    /// Blocks in `driver` until unparked or `timeout` passes
+    /// (`Some(Duration::ZERO)`: the driver only polls). The caller holds the
+    /// driver (invariant 3), whose unparker this parker was made with.
+    pub(crate) fn park_driver(&self, driver: &mut dyn Park, timeout: Option<Duration>) {
+        self.inner.park_driver(driver, timeout);
     }
 }
 
@@ -210,35 +236,13 @@ impl Unparker {
 }
 
 impl Inner {
-    fn new(driver: Option<Arc<SharedDriver>>) -> Inner {
+    fn new(driver: Option<Arc<dyn Unpark>>) -> Inner {
         Inner {
             state: AtomicUsize::new(EMPTY),
             mutex: Mutex::new(()),
             condvar: Condvar::new(),
             driver,
         }
-    }
-
-    fn park(&self, driver_timeout: Option<Duration>, condvar_timeout: Option<Duration>) -> bool {
-        self.park_with(driver_timeout, || condvar_timeout)
-    }
-
-    fn park_with(&self, driver_timeout: Option<Duration>, condvar_timeout: impl FnOnce() -> Option<Duration>) -> bool {
-        // A pending token: return without touching a lock.
-        if self.consume_token() {
-            return false;
-        }
-        if let Some(shared) = &self.driver {
-            if let Ok(mut driver) = shared.driver.try_lock() {
-                self.park_driver(&mut **driver, driver_timeout);
-                return true;
-            }
-        }
-        let condvar_timeout = condvar_timeout();
-        if condvar_timeout != Some(Duration::ZERO) {
-            self.park_condvar(condvar_timeout);
-        }
-        false
     }
 
     fn consume_token(&self) -> bool {
@@ -259,7 +263,7 @@ impl Inner {
     }
 
     fn park_driver(&self, driver: &mut dyn Park, timeout: Option<Duration>) {
-        // Invariant 3: we hold the driver lock.
+        // Invariant 3: the caller holds the driver.
         if !self.enter_parked(PARKED_DRIVER) {
             return;
         }
@@ -271,6 +275,9 @@ impl Inner {
     }
 
     fn park_condvar(&self, timeout: Option<Duration>) {
+        if timeout == Some(Duration::ZERO) {
+            return;
+        }
         let mut guard = lock(&self.mutex);
         // Invariant 2: we hold the mutex from here until we wait.
         if !self.enter_parked(PARKED_CONDVAR) {
@@ -309,8 +316,8 @@ impl Inner {
                 self.condvar.notify_one();
             }
             PARKED_DRIVER => match &self.driver {
-                Some(shared) => shared.unpark(),
-                None => unreachable!("weft bug: parked on a driver it does not have"),
+                Some(driver) => driver.unpark(),
+                None => unreachable!("weft bug: parked in a driver it cannot wake"),
             },
             actual => unreachable!("weft bug: parker in impossible state {actual}"),
         }
@@ -383,36 +390,31 @@ mod loom_tests {
         });
     }
 
+    /// A parker blocked in a driver (invariant 3) is woken through the
+    /// driver's own unparker, whenever the unpark comes.
     #[test]
-    fn two_parkers_share_one_driver() {
+    fn an_unpark_reaches_a_parker_in_the_driver() {
         loom::model(|| {
             let driver = SharedDriver::new(Box::new(ThreadParker::new()));
-            let a = Parker::new(Some(driver.clone()));
-            let b = Parker::new(Some(driver));
-            let (ua, ub) = (a.unparker(), b.unparker());
-            let th = thread::spawn(move || {
-                b.park(None);
-            });
-            let waker = thread::spawn(move || {
-                ua.unpark();
-                ub.unpark();
-            });
-            a.park(None);
+            let parker = Parker::new(Some(driver.unparker()));
+            let unparker = parker.unparker();
+            let th = thread::spawn(move || unparker.unpark());
+            driver.with(|d| parker.park_driver(d, None));
             th.join().unwrap();
-            waker.join().unwrap();
         });
     }
 
     #[test]
     fn a_zero_timeout_poll_racing_an_unpark_leaves_a_consistent_state() {
         loom::model(|| {
-            let parker = Parker::new(Some(SharedDriver::new(Box::new(ThreadParker::new()))));
+            let driver = SharedDriver::new(Box::new(ThreadParker::new()));
+            let parker = Parker::new(Some(driver.unparker()));
             let unparker = parker.unparker();
             let th = thread::spawn(move || unparker.unpark());
             // A maintenance poll may or may not consume the token (the worker
             // re-checks its queues either way). Whatever it did, the parker
             // must afterwards honour the next unpark.
-            parker.park(Some(Duration::ZERO));
+            driver.with(|d| parker.park_driver(d, Some(Duration::ZERO)));
             th.join().unwrap();
             parker.unparker().unpark();
             parker.park(None);
@@ -429,7 +431,7 @@ mod tests {
     fn park_with_timeout_returns_after_the_timeout() {
         let mut parker = ThreadParker::new();
         let start = Instant::now();
-        parker.park(Some(Duration::from_millis(20)));
+        Park::park(&mut parker, Some(Duration::from_millis(20)));
         assert!(start.elapsed() >= Duration::from_millis(20));
     }
 
@@ -438,7 +440,7 @@ mod tests {
         let mut parker = ThreadParker::new();
         parker.unparker().unpark();
         let start = Instant::now();
-        parker.park(None);
+        Park::park(&mut parker, None);
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 
@@ -455,17 +457,16 @@ mod tests {
     }
 
     #[test]
-    fn the_second_parker_sleeps_while_the_first_holds_the_driver() {
+    fn unpark_from_another_thread_wakes_a_parker_in_the_driver() {
         let driver = SharedDriver::new(Box::new(ThreadParker::new()));
-        let a = Parker::new(Some(driver.clone()));
-        let b = Parker::new(Some(driver));
-        let (ua, ub) = (a.unparker(), b.unparker());
-        let ta = std::thread::spawn(move || a.park(None));
-        let tb = std::thread::spawn(move || b.park(None));
-        std::thread::sleep(Duration::from_millis(10));
-        ua.unpark();
-        ub.unpark();
-        ta.join().unwrap();
-        tb.join().unwrap();
+        let parker = Parker::new(Some(driver.unparker()));
+        let unparker = parker.unparker();
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            unparker.unpark();
+        });
+        driver.with(|d| parker.park_driver(d, None));
+        th.join().unwrap();
+        assert!(!parker.take_token(), "the wake was consumed by the park it ended");
     }
 }

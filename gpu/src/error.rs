@@ -1,6 +1,24 @@
 //! [`GpuError`]: everything a GPU operation can fail with.
+//!
+//! # One fault story
+//!
+//! CUDA's device faults (an illegal address, a trap, a lost device) are
+//! *sticky*: the context is unusable afterwards. Weft treats a faulted
+//! context as one state. The operations in flight at the fault finish with
+//! [`GpuError::Fault`]; so does every later call on any
+//! [`Gpu`](crate::Gpu) of that context, each naming itself in `call`.
+//! [`GpuError::is_fault`] is true for all of them and for nothing else.
+//!
+//! To recover, open the device again ([`Gpu::open`](crate::Gpu::open)):
+//! while handles to the dead context live, it gives a new context (its own
+//! memory, modules and streams); once every `Gpu`, `Stream` and `Event` of
+//! the dead one is dropped, Weft releases it (buffers of it may live on;
+//! they make no driver call), and the driver's primary context is fresh
+//! again for the next `Gpu::open`. If the driver cannot give a working
+//! context, `Gpu::open` returns the fault.
 
 use cudarc::driver::DriverError;
+use cudarc::driver::sys::CUresult;
 use std::fmt;
 
 /// Why a GPU operation failed.
@@ -18,52 +36,95 @@ pub enum GpuError {
     NoRuntime,
     /// A driver call refused the operation when it was submitted.
     Driver {
-        /// The call, as Weft names it ("launch", "copy to device", ...).
-        call: &'static str,
+        /// The call, as Weft names it ("copy to device", "launch kernel
+        /// `add_one` (grid ..., block ...)", ...).
+        call: String,
         /// The driver's error name (`CUDA_ERROR_INVALID_VALUE`, ...).
         name: String,
         /// The driver's description.
         message: String,
     },
-    /// The device failed while running earlier work: an illegal address,
-    /// a kernel that trapped, a lost device. CUDA's faults are *sticky*: the
-    /// context is unusable afterwards, and so is every [`Gpu`](crate::Gpu)
-    /// on it. Host buffers of operations in flight at the fault are leaked,
-    /// not freed, since nothing says the device stopped using them.
+    /// The device faulted (see the module docs): the operation was in
+    /// flight when it happened, or was called on the faulted context
+    /// afterwards. Host and device buffers of operations in flight at the
+    /// fault are leaked, not freed, since nothing says the device stopped
+    /// using them.
     Fault {
+        /// The call that met the fault.
+        call: String,
         /// The driver's error name (`CUDA_ERROR_ILLEGAL_ADDRESS`, ...).
         name: String,
         /// The driver's description.
         message: String,
     },
     /// NVRTC rejected the source; the compiler's log says why.
-    Compile(String),
-    /// An argument the driver would reject, caught before calling it.
+    Compile {
+        /// NVRTC's log, as it printed it (one message per line).
+        log: String,
+    },
+    /// An argument the driver would reject (or misuse), caught before
+    /// calling it.
     InvalidArgument(String),
 }
 
+/// The driver's error codes that mean the context is dead (CUDA's "sticky"
+/// errors: the process must make a new context to use the device again).
+pub(crate) fn is_sticky(code: CUresult) -> bool {
+    use CUresult::*;
+    matches!(
+        code,
+        CUDA_ERROR_ILLEGAL_ADDRESS
+            | CUDA_ERROR_LAUNCH_FAILED
+            | CUDA_ERROR_LAUNCH_TIMEOUT
+            | CUDA_ERROR_HARDWARE_STACK_ERROR
+            | CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | CUDA_ERROR_MISALIGNED_ADDRESS
+            | CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | CUDA_ERROR_INVALID_PC
+            | CUDA_ERROR_ASSERT
+            | CUDA_ERROR_ECC_UNCORRECTABLE
+            | CUDA_ERROR_CONTEXT_IS_DESTROYED
+    )
+}
+
 impl GpuError {
-    /// A driver error returned by `call`, named and described.
-    pub(crate) fn driver(call: &'static str, err: DriverError) -> GpuError {
+    /// A driver error returned by `call`: a fault if the code is sticky.
+    pub(crate) fn from_driver(call: impl Into<String>, err: DriverError) -> GpuError {
         let (name, message) = describe(err);
-        GpuError::Driver { call, name, message }
+        if is_sticky(err.0) {
+            GpuError::Fault {
+                call: call.into(),
+                name,
+                message,
+            }
+        } else {
+            GpuError::Driver {
+                call: call.into(),
+                name,
+                message,
+            }
+        }
     }
 
-    /// An error reported by a query of work already running: a fault.
-    pub(crate) fn fault(err: DriverError) -> GpuError {
-        let (name, message) = describe(err);
-        GpuError::Fault { name, message }
-    }
-
-    /// True for a device fault ([`GpuError::Fault`]).
+    /// True for a device fault ([`GpuError::Fault`]): the context is dead;
+    /// see the module docs for how to recover.
     pub fn is_fault(&self) -> bool {
         matches!(self, GpuError::Fault { .. })
+    }
+
+    /// The driver's error name, for [`GpuError::Driver`] and
+    /// [`GpuError::Fault`].
+    pub fn driver_name(&self) -> Option<&str> {
+        match self {
+            GpuError::Driver { name, .. } | GpuError::Fault { name, .. } => Some(name),
+            _ => None,
+        }
     }
 }
 
 /// The name and text of a driver error. Only called with a driver loaded
 /// (a `DriverError` comes from a driver call), so asking it is safe.
-fn describe(err: DriverError) -> (String, String) {
+pub(crate) fn describe(err: DriverError) -> (String, String) {
     let name = err
         .error_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -86,8 +147,17 @@ impl fmt::Display for GpuError {
             GpuError::Driver { call, name, message } => {
                 write!(f, "{call}: the CUDA driver refused: {name} ({message})")
             }
-            GpuError::Fault { name, message } => write!(f, "the GPU faulted: {name} ({message})"),
-            GpuError::Compile(log) => write!(f, "NVRTC could not compile the kernel source:\n{log}"),
+            GpuError::Fault { call, name, message } => write!(
+                f,
+                "{call}: the GPU context faulted: {name} ({message}); open the device again for a new context"
+            ),
+            GpuError::Compile { log } => {
+                f.write_str("NVRTC could not compile the kernel source:")?;
+                for line in log.lines().filter(|l| !l.trim().is_empty()) {
+                    write!(f, "\n  {line}")?;
+                }
+                Ok(())
+            }
             GpuError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
         }
     }

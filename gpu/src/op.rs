@@ -10,7 +10,13 @@
 //! the buffer back; dropping it early leaves the slot with the tracker,
 //! which drops the buffer (on the loop's thread) once the device is done.
 //! Safe code cannot free, move or reuse a host buffer the GPU still uses.
+//!
+//! Device memory follows the same rule: an operation's slot also *keeps*
+//! a count of every device allocation it reads or writes (`buffer.rs`),
+//! dropped only once the device is done, so dropping a `DeviceBuffer`
+//! while a stream still uses it frees nothing until that stream is done.
 
+use crate::buffer::Span;
 use crate::error::GpuError;
 use crate::loom::lock;
 use std::fmt;
@@ -32,6 +38,8 @@ type Settle<T> = Box<dyn FnOnce(Result<T, GpuError>) + Send>;
 struct State<T> {
     /// What the device uses (host buffers); handed back when done.
     payload: Option<T>,
+    /// Device memory the operation uses; dropped when the device is done.
+    keep: Vec<Span>,
     outcome: Option<Result<(), GpuError>>,
     waker: Option<Waker>,
     settle: Option<Settle<T>>,
@@ -39,9 +47,15 @@ struct State<T> {
 
 impl<T> Slot<T> {
     pub(crate) fn new(payload: T) -> Arc<Slot<T>> {
+        Slot::keeping(payload, Vec::new())
+    }
+
+    /// A slot that also keeps device memory alive until the device is done.
+    pub(crate) fn keeping(payload: T, keep: Vec<Span>) -> Arc<Slot<T>> {
         Arc::new(Slot {
             state: Mutex::new(State {
                 payload: Some(payload),
+                keep,
                 outcome: None,
                 waker: None,
                 settle: None,
@@ -76,11 +90,21 @@ pub(crate) trait Finish: Send + Sync {
 
 impl<T: Send + 'static> Finish for Slot<T> {
     fn finish(&self, outcome: Result<(), GpuError>, leak_payload: bool) {
-        let (waker, settle) = {
+        let keep = {
             let mut state = self.lock();
+            let keep = std::mem::take(&mut state.keep);
             if leak_payload {
                 std::mem::forget(state.payload.take());
+                std::mem::forget(keep);
+                Vec::new()
+            } else {
+                keep
             }
+        };
+        // The device is done with the memory: release it outside the lock.
+        drop(keep);
+        let (waker, settle) = {
+            let mut state = self.lock();
             state.outcome = Some(outcome);
             match state.settle.take() {
                 Some(settle) => {

@@ -3,27 +3,49 @@
 //! (by absolute path) or by examples (`LD_LIBRARY_PATH`); the product never
 //! ships or loads it.
 //!
-//! It implements, with the semantics that matter to Weft, the entry points
-//! cudarc calls for what weft-gpu does:
+//! It implements the entry points weft-gpu calls, and it is meant to be at
+//! least as strict as the real driver, so that code which passes here does
+//! not fail on a GPU:
 //!
+//! - **Contexts.** Every call that needs one fails with
+//!   `CUDA_ERROR_INVALID_CONTEXT` when no context is current on the calling
+//!   thread, or when a stream or event of another context is used. The
+//!   primary context is reference-counted (`cuDevicePrimaryCtxRetain` /
+//!   `Release`): released to zero it is destroyed, and the next retain gets
+//!   a fresh one. `cuCtxCreate` makes independent contexts.
 //! - **Streams are asynchronous.** Each stream has a worker thread that runs
-//!   its work in order; enqueueing returns at once. Host functions run on the
-//!   stream's worker after the earlier work and before the later work (as on
-//!   the real driver, where they run on a driver thread and block the
-//!   stream).
+//!   its work in order; enqueueing returns at once. Host functions run on
+//!   one driver thread for all streams (as on the real driver) and block
+//!   their stream until they have run.
+//! - **Host functions may not call the driver.** Any entry point called
+//!   from a host function fails with `CUDA_ERROR_NOT_PERMITTED`, and counts
+//!   a violation.
 //! - **Events** complete when their stream reaches them; `cuEventQuery`
-//!   answers `CUDA_ERROR_NOT_READY` until then.
-//! - **Faults are sticky**, like a real device fault: a kernel that writes
-//!   outside every live device allocation sets `CUDA_ERROR_ILLEGAL_ADDRESS`;
-//!   from then on queued work is dropped, host functions never run, and
-//!   queries and new calls answer the error.
-//! - **Memory is checked**: page-locked ("pinned") host memory is tracked;
-//!   freeing it while queued copies still use it, or an asynchronous copy
-//!   that meets freed memory, counts a *violation* (and the stand-in leaks
-//!   rather than touch freed memory). Tests assert there are none.
-//! - **Kernels** are CPU functions looked up by name; a module "loaded" from
-//!   PTX text exports the `.entry` names the text declares, so a kernel
-//!   missing from the PTX is `CUDA_ERROR_NOT_FOUND`, as on the real driver.
+//!   answers `CUDA_ERROR_NOT_READY` until then. `cuEventElapsedTime` works
+//!   for events created without `CU_EVENT_DISABLE_TIMING`.
+//! - **Faults are sticky per context**, like a real device fault: a kernel
+//!   that touches memory outside every live device allocation sets
+//!   `CUDA_ERROR_ILLEGAL_ADDRESS`; from then on queued work is dropped, host
+//!   functions never run, and every call on that context answers the error.
+//! - **Blocking frees block.** `cuMemFreeHost`, `cuMemFree`,
+//!   `cuMemHostUnregister` and `cuModuleUnload` wait until every stream of
+//!   the context is idle, as the real driver's implicit synchronization
+//!   does: a loop thread that calls one stalls for as long as the longest
+//!   kernel in flight.
+//! - **Memory is checked.** Device allocations, pinned host memory
+//!   (`cuMemHostAlloc`, with its flags) and registered host memory
+//!   (`cuMemHostRegister`) are tracked; freeing memory that queued work
+//!   still uses, or work that meets freed memory, counts a *violation* (and
+//!   the stand-in leaks rather than touch freed memory). Tests assert there
+//!   are none.
+//! - **Kernels are Weft's demo kernels only.** A module "loaded" from PTX
+//!   text is accepted only if every `.entry` in it is, body and all, one of
+//!   the kernels in `gpu/ptx/demo.ptx`; those run as CPU functions. Any
+//!   other kernel is refused loudly (`CUDA_ERROR_NOT_SUPPORTED`, with a
+//!   message on stderr): the stand-in cannot run arbitrary PTX, and must
+//!   never pretend to. `cuFuncGetParamInfo` (CUDA 12.4) describes each
+//!   demo kernel's parameters; a launch with the wrong number of arguments
+//!   is refused rather than read out of bounds.
 //!
 //! Test hooks (not CUDA entry points) are `weft_standin_*`.
 
@@ -32,9 +54,10 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type CUresult = c_uint;
 type Ptr = *mut c_void;
@@ -43,23 +66,35 @@ const SUCCESS: CUresult = 0;
 const INVALID_VALUE: CUresult = 1;
 const OUT_OF_MEMORY: CUresult = 2;
 const INVALID_DEVICE: CUresult = 101;
+const INVALID_CONTEXT: CUresult = 201;
 const INVALID_HANDLE: CUresult = 400;
 const NOT_FOUND: CUresult = 500;
 const NOT_READY: CUresult = 600;
 const ILLEGAL_ADDRESS: CUresult = 700;
+const HOST_MEMORY_ALREADY_REGISTERED: CUresult = 712;
+const HOST_MEMORY_NOT_REGISTERED: CUresult = 713;
+const NOT_PERMITTED: CUresult = 800;
+const NOT_SUPPORTED: CUresult = 801;
 
-/// The one device's primary context (an opaque, never dereferenced value).
-const CTX: usize = 0x1000;
+/// `CU_EVENT_DISABLE_TIMING`.
+const EVENT_DISABLE_TIMING: c_uint = 0x2;
+
+/// The demo kernels the stand-in can run (the product's own file).
+const DEMO_PTX: &str = include_str!("../ptx/demo.ptx");
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-// ---- global device state -------------------------------------------------
+fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait_timeout(guard, Duration::from_millis(1))
+        .unwrap_or_else(|p| p.into_inner())
+        .0
+}
 
-/// The sticky error (0: none).
-static STICKY: AtomicU32 = AtomicU32::new(0);
-/// Misuses of memory seen (see the module docs).
+// ---- process-wide state ---------------------------------------------------
+
+/// Misuses seen (see the module docs).
 static VIOLATIONS: AtomicU64 = AtomicU64::new(0);
 /// A code the next `cuLaunchHostFunc` returns instead of running (0: none).
 static FAIL_HOST_FUNC: AtomicU32 = AtomicU32::new(0);
@@ -68,17 +103,28 @@ static HOLD: Mutex<bool> = Mutex::new(false);
 static HOLD_CV: Condvar = Condvar::new();
 /// Work items run, across all streams.
 static EXECUTED: AtomicU64 = AtomicU64::new(0);
+/// Calls that blocked until every stream was idle (frees, unloads).
+static BLOCKING_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Pinned allocations made without `CU_MEMHOSTALLOC_PORTABLE`.
+static NON_PORTABLE: AtomicU64 = AtomicU64::new(0);
+/// Pinned host memory freed so far (bytes).
+static PINNED_FREED: AtomicU64 = AtomicU64::new(0);
+/// While set, `cuFuncGetParamInfo` answers `CUDA_ERROR_NOT_SUPPORTED`, as
+/// a driver older than 12.4 would (its symbol is missing there).
+static OLD_DRIVER: AtomicBool = AtomicBool::new(false);
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
 
 thread_local! {
+    /// The context current on this thread (0: none).
     static CURRENT: Cell<usize> = const { Cell::new(0) };
-}
-
-fn sticky() -> CUresult {
-    STICKY.load(SeqCst)
-}
-
-fn fault(code: CUresult) {
-    let _ = STICKY.compare_exchange(0, code, SeqCst, SeqCst);
+    /// True on the driver thread while it runs a host function.
+    static IN_HOST_FUNCTION: Cell<bool> = const { Cell::new(false) };
+    /// The context whose stream work this worker thread is running.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
 }
 
 fn violation(what: &str) {
@@ -86,17 +132,101 @@ fn violation(what: &str) {
     VIOLATIONS.fetch_add(1, SeqCst);
 }
 
-/// Live allocations: base address -> (length, queued work using it).
+// ---- contexts -------------------------------------------------------------
+
+struct Ctx {
+    id: usize,
+    /// The sticky error (0: none).
+    sticky: AtomicU32,
+}
+
+#[derive(Default)]
+struct Contexts {
+    live: Vec<Arc<Ctx>>,
+    next: usize,
+    /// The primary context and its retain count.
+    primary: Option<(Arc<Ctx>, usize)>,
+}
+
+fn contexts() -> &'static Mutex<Contexts> {
+    static C: OnceLock<Mutex<Contexts>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+fn new_ctx(c: &mut Contexts) -> Arc<Ctx> {
+    c.next += 1;
+    let ctx = Arc::new(Ctx {
+        id: 0x1000 * c.next,
+        sticky: AtomicU32::new(0),
+    });
+    c.live.push(ctx.clone());
+    ctx
+}
+
+fn find_ctx(id: usize) -> Option<Arc<Ctx>> {
+    lock(contexts()).live.iter().find(|c| c.id == id).cloned()
+}
+
+/// Puts the context whose work this thread runs in the sticky state `code`.
+fn fault(code: CUresult) {
+    if let Some(ctx) = find_ctx(RUNNING.with(Cell::get)) {
+        let _ = ctx.sticky.compare_exchange(0, code, SeqCst, SeqCst);
+    }
+}
+
+/// The checks at the top of every entry point that works in a context:
+/// not from a host function, a live current context, not faulted.
+fn enter() -> Result<Arc<Ctx>, CUresult> {
+    if IN_HOST_FUNCTION.with(Cell::get) {
+        violation("a host function called the CUDA driver");
+        return Err(NOT_PERMITTED);
+    }
+    let ctx = find_ctx(CURRENT.with(Cell::get)).ok_or(INVALID_CONTEXT)?;
+    match ctx.sticky.load(SeqCst) {
+        0 => Ok(ctx),
+        code => Err(code),
+    }
+}
+
+/// As `enter`, for calls that need no context (device queries).
+fn enter_no_ctx() -> Result<(), CUresult> {
+    if IN_HOST_FUNCTION.with(Cell::get) {
+        violation("a host function called the CUDA driver");
+        return Err(NOT_PERMITTED);
+    }
+    Ok(())
+}
+
+macro_rules! check {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(code) => return code,
+        }
+    };
+}
+
+// ---- memory ---------------------------------------------------------------
+
+/// Live allocations: base address -> (length, queued work using it, flags).
 #[derive(Default)]
 struct Allocations {
-    live: BTreeMap<usize, (usize, usize)>,
+    live: BTreeMap<usize, Alloc>,
+}
+
+#[derive(Clone, Copy)]
+struct Alloc {
+    size: usize,
+    users: usize,
+    /// False for registered memory (the caller owns it).
+    owned: bool,
 }
 
 impl Allocations {
     /// The base of the live allocation that holds `[addr, addr + len)`.
     fn find(&self, addr: usize, len: usize) -> Option<usize> {
-        let (&base, &(size, _)) = self.live.range(..=addr).next_back()?;
-        (addr + len <= base + size).then_some(base)
+        let (&base, a) = self.live.range(..=addr).next_back()?;
+        (addr + len <= base + a.size.max(1)).then_some(base)
     }
 }
 
@@ -105,7 +235,8 @@ fn device_memory() -> &'static Mutex<Allocations> {
     M.get_or_init(Default::default)
 }
 
-fn pinned_memory() -> &'static Mutex<Allocations> {
+/// Pinned and registered host memory.
+fn host_memory() -> &'static Mutex<Allocations> {
     static M: OnceLock<Mutex<Allocations>> = OnceLock::new();
     M.get_or_init(Default::default)
 }
@@ -123,38 +254,47 @@ fn allocate(table: &Mutex<Allocations>, bytes: usize) -> Option<usize> {
     if p == 0 {
         return None;
     }
-    lock(table).live.insert(p, (bytes.max(1), 0));
+    lock(table).live.insert(
+        p,
+        Alloc {
+            size: bytes.max(1),
+            users: 0,
+            owned: true,
+        },
+    );
     Some(p)
 }
 
-/// Frees an allocation, unless queued work still uses it (a violation:
-/// then it leaks, so the work never touches freed memory).
+/// Forgets an allocation and frees it if the stand-in owns it, unless
+/// queued work still uses it (a violation: then it leaks, so the work
+/// never touches freed memory).
 fn release(table: &Mutex<Allocations>, p: usize, what: &str) -> CUresult {
     let mut t = lock(table);
-    match t.live.get(&p) {
-        None => INVALID_VALUE,
-        Some(&(_, users)) if users > 0 => {
-            t.live.remove(&p);
-            drop(t);
-            violation(&format!("{what} freed while {users} queued operation(s) still use it"));
-            SUCCESS
-        }
-        Some(&(size, _)) => {
-            t.live.remove(&p);
-            // SAFETY: `p` came from `allocate` with this size.
-            unsafe { std::alloc::dealloc(p as *mut u8, layout(size)) };
-            SUCCESS
-        }
+    let Some(&a) = t.live.get(&p) else {
+        return INVALID_VALUE;
+    };
+    t.live.remove(&p);
+    drop(t);
+    if a.users > 0 {
+        violation(&format!(
+            "{what} freed while {} queued operation(s) still use it",
+            a.users
+        ));
+    } else if a.owned {
+        // SAFETY: `p` came from `allocate` with this size.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout(a.size)) };
     }
+    SUCCESS
 }
 
-/// Marks a pinned range as used by queued work; false if it is not pinned.
-fn pin_use(addr: usize, len: usize, delta: isize) -> bool {
-    let mut t = lock(pinned_memory());
+/// Marks a host range as used by queued work; false if it is not pinned
+/// or registered.
+fn host_use(addr: usize, len: usize, delta: isize) -> bool {
+    let mut t = lock(host_memory());
     match t.find(addr, len) {
         Some(base) => {
             let entry = t.live.get_mut(&base).expect("found");
-            entry.1 = (entry.1 as isize + delta) as usize;
+            entry.users = (entry.users as isize + delta) as usize;
             true
         }
         None => false,
@@ -170,6 +310,7 @@ fn device_range_live(addr: usize, len: usize) -> bool {
 type Work = Box<dyn FnOnce() + Send>;
 
 struct Stream {
+    ctx: Arc<Ctx>,
     state: Mutex<StreamState>,
     cv: Condvar,
 }
@@ -187,8 +328,9 @@ fn streams() -> &'static Mutex<Vec<Arc<Stream>>> {
     S.get_or_init(Default::default)
 }
 
-fn new_stream() -> Arc<Stream> {
+fn new_stream(ctx: Arc<Ctx>) -> Arc<Stream> {
     let stream = Arc::new(Stream {
+        ctx,
         state: Mutex::new(StreamState::default()),
         cv: Condvar::new(),
     });
@@ -201,14 +343,9 @@ fn new_stream() -> Arc<Stream> {
     stream
 }
 
-/// The legacy default stream (the null handle).
-fn default_stream() -> &'static Arc<Stream> {
-    static S: OnceLock<Arc<Stream>> = OnceLock::new();
-    S.get_or_init(new_stream)
-}
-
 impl Stream {
     fn run(&self) {
+        RUNNING.with(|r| r.set(self.ctx.id));
         loop {
             let work = {
                 let mut st = lock(&self.state);
@@ -250,87 +387,155 @@ impl Stream {
 
     fn synchronize(&self) -> CUresult {
         let mut st = lock(&self.state);
-        while st.done < st.submitted && sticky() == 0 {
-            st = self
-                .cv
-                .wait_timeout(st, Duration::from_millis(1))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        while st.done < st.submitted && self.ctx.sticky.load(SeqCst) == 0 {
+            st = wait(&self.cv, st);
         }
-        sticky()
+        self.ctx.sticky.load(SeqCst)
     }
 }
 
-/// The stream behind a handle.
+/// Waits until every stream of `ctx` is idle: the implicit synchronization
+/// of the driver's blocking calls.
+fn synchronize_context(ctx: &Ctx) -> CUresult {
+    let all: Vec<Arc<Stream>> = lock(streams()).iter().filter(|s| s.ctx.id == ctx.id).cloned().collect();
+    let busy = all.iter().any(|s| !s.idle());
+    for s in all {
+        let code = s.synchronize();
+        if code != 0 {
+            return code;
+        }
+    }
+    if busy {
+        BLOCKING_CALLS.fetch_add(1, SeqCst);
+    }
+    ctx.sticky.load(SeqCst)
+}
+
+/// The stream behind a handle, if it belongs to `ctx`. The null handle is
+/// the context's legacy default stream.
 ///
 /// # Safety
 ///
 /// `s` is null or a live handle from `cuStreamCreate`.
-unsafe fn stream<'a>(s: Ptr) -> &'a Stream {
-    if s.is_null() {
-        default_stream()
+unsafe fn stream(ctx: &Arc<Ctx>, s: Ptr) -> Result<Arc<Stream>, CUresult> {
+    let stream = if s.is_null() {
+        default_stream(ctx)
     } else {
         // SAFETY: the caller promises a live handle made by `Arc::into_raw`.
-        unsafe { &*(s as *const Stream) }
+        unsafe {
+            Arc::increment_strong_count(s as *const Stream);
+            Arc::from_raw(s as *const Stream)
+        }
+    };
+    if stream.ctx.id != ctx.id {
+        return Err(INVALID_CONTEXT);
     }
+    Ok(stream)
 }
 
-/// Enqueues `work` on a stream; it is skipped once the device has faulted.
-unsafe fn enqueue(s: Ptr, work: impl FnOnce() + Send + 'static) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
+/// The legacy default stream of a context.
+fn default_stream(ctx: &Arc<Ctx>) -> Arc<Stream> {
+    static S: OnceLock<Mutex<Vec<Arc<Stream>>>> = OnceLock::new();
+    let mut all = lock(S.get_or_init(Default::default));
+    if let Some(s) = all.iter().find(|s| s.ctx.id == ctx.id) {
+        return s.clone();
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { stream(s) }.push(Box::new(move || {
-        if sticky() == 0 {
+    let s = new_stream(ctx.clone());
+    all.push(s.clone());
+    s
+}
+
+/// Enqueues `work` on a stream; it is skipped once the context has faulted.
+fn enqueue(stream: &Stream, work: impl FnOnce() + Send + 'static) -> CUresult {
+    let ctx = stream.ctx.clone();
+    stream.push(Box::new(move || {
+        if ctx.sticky.load(SeqCst) == 0 {
             work()
         }
     }));
     SUCCESS
 }
 
+// ---- host functions: one driver thread for all streams ---------------------
+
+fn host_thread() -> &'static Mutex<mpsc::Sender<Work>> {
+    static T: OnceLock<Mutex<mpsc::Sender<Work>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("cuda-stand-in-callbacks".into())
+            .spawn(move || {
+                for work in rx {
+                    IN_HOST_FUNCTION.with(|h| h.set(true));
+                    work();
+                    IN_HOST_FUNCTION.with(|h| h.set(false));
+                }
+            })
+            .expect("the callback thread");
+        Mutex::new(tx)
+    })
+}
+
 // ---- events ---------------------------------------------------------------
 
-#[derive(Default)]
 struct Event {
-    /// (times recorded, times its stream reached it)
-    state: Mutex<(u64, u64)>,
+    ctx: usize,
+    timing: bool,
+    /// (times recorded, times its stream reached it, when it last completed)
+    state: Mutex<(u64, u64, u64)>,
     cv: Condvar,
 }
 
 impl Event {
     fn complete(&self, generation: u64) {
         let mut st = lock(&self.state);
-        st.1 = st.1.max(generation);
+        if generation > st.1 {
+            st.1 = generation;
+            st.2 = now_ns();
+        }
         drop(st);
         self.cv.notify_all();
     }
 }
 
-unsafe fn event<'a>(e: Ptr) -> &'a Event {
-    // SAFETY: the caller promises a live handle made by `Arc::into_raw`.
-    unsafe { &*(e as *const Event) }
-}
-
-unsafe fn event_arc(e: Ptr) -> Arc<Event> {
-    // SAFETY: as for `event`; the count taken here is given back by the
-    // new Arc.
-    unsafe {
+/// # Safety
+///
+/// `e` is a live handle from `cuEventCreate`.
+unsafe fn event(ctx: &Ctx, e: Ptr) -> Result<Arc<Event>, CUresult> {
+    if e.is_null() {
+        return Err(INVALID_HANDLE);
+    }
+    // SAFETY: the caller promises a live handle made by `Arc::into_raw`;
+    // the count taken here is given back by the new Arc.
+    let ev = unsafe {
         Arc::increment_strong_count(e as *const Event);
         Arc::from_raw(e as *const Event)
+    };
+    if ev.ctx != ctx.id {
+        return Err(INVALID_CONTEXT);
     }
+    Ok(ev)
 }
 
-// ---- the entry points -----------------------------------------------------
+// ---- the entry points: driver and devices ----------------------------------
 
 #[unsafe(no_mangle)]
 pub extern "C" fn cuInit(_flags: c_uint) -> CUresult {
+    check!(enter_no_ctx());
+    SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuDriverGetVersion(v: *mut c_int) -> CUresult {
+    check!(enter_no_ctx());
+    // SAFETY: out-pointer from the caller.
+    unsafe { *v = 12080 };
     SUCCESS
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuDeviceGetCount(n: *mut c_int) -> CUresult {
+    check!(enter_no_ctx());
     // SAFETY: out-pointer from the caller.
     unsafe { *n = 1 };
     SUCCESS
@@ -338,6 +543,7 @@ pub unsafe extern "C" fn cuDeviceGetCount(n: *mut c_int) -> CUresult {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuDeviceGet(d: *mut c_int, ordinal: c_int) -> CUresult {
+    check!(enter_no_ctx());
     if ordinal != 0 {
         return INVALID_DEVICE;
     }
@@ -348,6 +554,7 @@ pub unsafe extern "C" fn cuDeviceGet(d: *mut c_int, ordinal: c_int) -> CUresult 
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuDeviceGetName(name: *mut c_char, len: c_int, _d: c_int) -> CUresult {
+    check!(enter_no_ctx());
     let text = b"Weft CPU stand-in for CUDA\0";
     let n = text.len().min(len.max(0) as usize);
     // SAFETY: the caller's buffer holds `len` bytes.
@@ -356,28 +563,90 @@ pub unsafe extern "C" fn cuDeviceGetName(name: *mut c_char, len: c_int, _d: c_in
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuDeviceGetAttribute(v: *mut c_int, _attr: c_uint, _d: c_int) -> CUresult {
-    // Every attribute reads 1: memory pools are "supported", so cudarc uses
-    // the stream-ordered cuMemAllocAsync / cuMemFreeAsync, as on an H100.
+pub unsafe extern "C" fn cuDeviceGetAttribute(v: *mut c_int, attr: c_uint, _d: c_int) -> CUresult {
+    check!(enter_no_ctx());
+    let value = match attr {
+        75 => 9, // compute capability major: an sm_90 part (H100)
+        76 => 0, // minor
+        _ => 1,  // everything else "supported", memory pools included
+    };
     // SAFETY: out-pointer from the caller.
-    unsafe { *v = 1 };
+    unsafe { *v = value };
     SUCCESS
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(c: *mut Ptr, _d: c_int) -> CUresult {
+pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(c: *mut Ptr, d: c_int) -> CUresult {
+    check!(enter_no_ctx());
+    if d != 0 {
+        return INVALID_DEVICE;
+    }
+    let mut all = lock(contexts());
+    let ctx = match &mut all.primary {
+        Some((ctx, count)) => {
+            *count += 1;
+            ctx.clone()
+        }
+        None => {
+            let ctx = new_ctx(&mut all);
+            all.primary = Some((ctx.clone(), 1));
+            ctx
+        }
+    };
     // SAFETY: out-pointer from the caller.
-    unsafe { *c = CTX as Ptr };
+    unsafe { *c = ctx.id as Ptr };
     SUCCESS
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn cuDevicePrimaryCtxRelease_v2(_d: c_int) -> CUresult {
+pub extern "C" fn cuDevicePrimaryCtxRelease_v2(d: c_int) -> CUresult {
+    check!(enter_no_ctx());
+    if d != 0 {
+        return INVALID_DEVICE;
+    }
+    let mut all = lock(contexts());
+    let Some((ctx, count)) = &mut all.primary else {
+        return INVALID_CONTEXT;
+    };
+    *count -= 1;
+    if *count == 0 {
+        // Destroyed: the next retain makes a fresh context.
+        let id = ctx.id;
+        all.primary = None;
+        all.live.retain(|c| c.id != id);
+    }
+    SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuCtxCreate_v2(c: *mut Ptr, _flags: c_uint, d: c_int) -> CUresult {
+    check!(enter_no_ctx());
+    if d != 0 {
+        return INVALID_DEVICE;
+    }
+    let ctx = new_ctx(&mut lock(contexts()));
+    // A new context is current on the calling thread (as cuCtxCreate does).
+    CURRENT.with(|cur| cur.set(ctx.id));
+    // SAFETY: out-pointer from the caller.
+    unsafe { *c = ctx.id as Ptr };
+    SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn cuCtxDestroy_v2(c: Ptr) -> CUresult {
+    check!(enter_no_ctx());
+    let mut all = lock(contexts());
+    let before = all.live.len();
+    all.live.retain(|ctx| ctx.id != c as usize);
+    if all.live.len() == before {
+        return INVALID_CONTEXT;
+    }
     SUCCESS
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuCtxGetCurrent(c: *mut Ptr) -> CUresult {
+    check!(enter_no_ctx());
     // SAFETY: out-pointer from the caller.
     unsafe { *c = CURRENT.with(Cell::get) as Ptr };
     SUCCESS
@@ -385,20 +654,18 @@ pub unsafe extern "C" fn cuCtxGetCurrent(c: *mut Ptr) -> CUresult {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn cuCtxSetCurrent(c: Ptr) -> CUresult {
+    check!(enter_no_ctx());
+    if !c.is_null() && find_ctx(c as usize).is_none() {
+        return INVALID_CONTEXT;
+    }
     CURRENT.with(|cur| cur.set(c as usize));
     SUCCESS
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn cuCtxSynchronize() -> CUresult {
-    let all: Vec<Arc<Stream>> = lock(streams()).clone();
-    for s in all {
-        let code = s.synchronize();
-        if code != 0 {
-            return code;
-        }
-    }
-    sticky()
+    let ctx = check!(enter());
+    synchronize_context(&ctx)
 }
 
 #[unsafe(no_mangle)]
@@ -408,10 +675,15 @@ pub unsafe extern "C" fn cuGetErrorString(e: CUresult, s: *mut *const c_char) ->
         INVALID_VALUE => c"invalid argument",
         OUT_OF_MEMORY => c"out of memory",
         INVALID_DEVICE => c"invalid device ordinal",
+        INVALID_CONTEXT => c"invalid device context",
         INVALID_HANDLE => c"invalid resource handle",
         NOT_FOUND => c"named symbol not found",
         NOT_READY => c"device not ready",
         ILLEGAL_ADDRESS => c"an illegal memory access was encountered",
+        HOST_MEMORY_ALREADY_REGISTERED => c"part or all of the requested memory range is already mapped",
+        HOST_MEMORY_NOT_REGISTERED => c"pointer does not correspond to a registered memory region",
+        NOT_PERMITTED => c"operation not permitted",
+        NOT_SUPPORTED => c"operation not supported",
         _ => c"unknown error",
     };
     // SAFETY: out-pointer from the caller; the text is static.
@@ -426,10 +698,15 @@ pub unsafe extern "C" fn cuGetErrorName(e: CUresult, s: *mut *const c_char) -> C
         INVALID_VALUE => c"CUDA_ERROR_INVALID_VALUE",
         OUT_OF_MEMORY => c"CUDA_ERROR_OUT_OF_MEMORY",
         INVALID_DEVICE => c"CUDA_ERROR_INVALID_DEVICE",
+        INVALID_CONTEXT => c"CUDA_ERROR_INVALID_CONTEXT",
         INVALID_HANDLE => c"CUDA_ERROR_INVALID_HANDLE",
         NOT_FOUND => c"CUDA_ERROR_NOT_FOUND",
         NOT_READY => c"CUDA_ERROR_NOT_READY",
         ILLEGAL_ADDRESS => c"CUDA_ERROR_ILLEGAL_ADDRESS",
+        HOST_MEMORY_ALREADY_REGISTERED => c"CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED",
+        HOST_MEMORY_NOT_REGISTERED => c"CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED",
+        NOT_PERMITTED => c"CUDA_ERROR_NOT_PERMITTED",
+        NOT_SUPPORTED => c"CUDA_ERROR_NOT_SUPPORTED",
         _ => c"CUDA_ERROR_UNKNOWN",
     };
     // SAFETY: out-pointer from the caller; the text is static.
@@ -437,521 +714,7 @@ pub unsafe extern "C" fn cuGetErrorName(e: CUresult, s: *mut *const c_char) -> C
     SUCCESS
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamCreate(s: *mut Ptr, _flags: c_uint) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
-    }
-    // SAFETY: out-pointer from the caller.
-    unsafe { *s = Arc::into_raw(new_stream()) as Ptr };
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamDestroy_v2(s: Ptr) -> CUresult {
-    if s.is_null() {
-        return INVALID_HANDLE;
-    }
-    // SAFETY: a handle from `cuStreamCreate`, destroyed once. As on the real
-    // driver, queued work still runs; the worker exits when it is done.
-    let stream = unsafe { Arc::from_raw(s as *const Stream) };
-    lock(&stream.state).closing = true;
-    stream.cv.notify_all();
-    lock(streams()).retain(|other| !Arc::ptr_eq(other, &stream));
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamQuery(s: Ptr) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
-    }
-    // SAFETY: a live handle from the caller.
-    if unsafe { stream(s) }.idle() {
-        SUCCESS
-    } else {
-        NOT_READY
-    }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamSynchronize(s: Ptr) -> CUresult {
-    // SAFETY: a live handle from the caller.
-    unsafe { stream(s) }.synchronize()
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamWaitEvent(s: Ptr, e: Ptr, _flags: c_uint) -> CUresult {
-    // SAFETY: live handles from the caller.
-    let ev = unsafe { event_arc(e) };
-    let target = lock(&ev.state).0;
-    let work = move || {
-        let mut st = lock(&ev.state);
-        while st.1 < target && sticky() == 0 {
-            st = ev
-                .cv
-                .wait_timeout(st, Duration::from_millis(1))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    };
-    // SAFETY: as above.
-    unsafe { enqueue(s, work) }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventCreate(e: *mut Ptr, _flags: c_uint) -> CUresult {
-    // SAFETY: out-pointer from the caller.
-    unsafe { *e = Arc::into_raw(Arc::new(Event::default())) as Ptr };
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventDestroy_v2(e: Ptr) -> CUresult {
-    // SAFETY: a handle from `cuEventCreate`, destroyed once; queued records
-    // hold their own counts.
-    drop(unsafe { Arc::from_raw(e as *const Event) });
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventRecord(e: Ptr, s: Ptr) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
-    }
-    // SAFETY: live handles from the caller.
-    let ev = unsafe { event_arc(e) };
-    let generation = {
-        let mut st = lock(&ev.state);
-        st.0 += 1;
-        st.0
-    };
-    // SAFETY: as above.
-    unsafe { enqueue(s, move || ev.complete(generation)) }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventQuery(e: Ptr) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
-    }
-    // SAFETY: a live handle from the caller.
-    let st = *lock(&unsafe { event(e) }.state);
-    if st.1 >= st.0 { SUCCESS } else { NOT_READY }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventSynchronize(e: Ptr) -> CUresult {
-    // SAFETY: a live handle from the caller.
-    let ev = unsafe { event(e) };
-    let mut st = lock(&ev.state);
-    while st.1 < st.0 && sticky() == 0 {
-        st = ev
-            .cv
-            .wait_timeout(st, Duration::from_millis(1))
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-    }
-    sticky()
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemAlloc_v2(p: *mut u64, bytes: usize) -> CUresult {
-    match allocate(device_memory(), bytes) {
-        // SAFETY: out-pointer from the caller.
-        Some(addr) => unsafe { *p = addr as u64 },
-        None => return OUT_OF_MEMORY,
-    }
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemAllocAsync(p: *mut u64, bytes: usize, _s: Ptr) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
-    }
-    // SAFETY: forwarded.
-    unsafe { cuMemAlloc_v2(p, bytes) }
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn cuMemFree_v2(p: u64) -> CUresult {
-    release(device_memory(), p as usize, "device memory")
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemFreeAsync(p: u64, s: Ptr) -> CUresult {
-    // Stream-ordered: freed when the stream gets there. After a fault the
-    // memory leaks, which is what a dead context amounts to.
-    let work = move || {
-        release(device_memory(), p as usize, "device memory");
-    };
-    // SAFETY: a live handle from the caller.
-    unsafe { enqueue(s, work) }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemHostAlloc(p: *mut Ptr, bytes: usize, _flags: c_uint) -> CUresult {
-    match allocate(pinned_memory(), bytes) {
-        // SAFETY: out-pointer from the caller.
-        Some(addr) => unsafe { *p = addr as Ptr },
-        None => return OUT_OF_MEMORY,
-    }
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn cuMemFreeHost(p: Ptr) -> CUresult {
-    release(pinned_memory(), p as usize, "pinned host memory")
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemsetD8Async(d: u64, value: u8, n: usize, s: Ptr) -> CUresult {
-    let work = move || {
-        if device_range_live(d as usize, n) {
-            // SAFETY: checked live just now; only stream work touches it.
-            unsafe { std::ptr::write_bytes(d as *mut u8, value, n) }
-        } else {
-            fault(ILLEGAL_ADDRESS)
-        }
-    };
-    // SAFETY: a live handle from the caller.
-    unsafe { enqueue(s, work) }
-}
-
-/// An asynchronous copy between pinned host memory and the device (or, for
-/// pageable host memory, a copy done the way the real driver does it).
-unsafe fn copy(host: usize, device: u64, n: usize, s: Ptr, to_device: bool) -> CUresult {
-    let code = sticky();
-    if code != 0 {
-        return code;
-    }
-    let device = device as usize;
-    if !pin_use(host, n, 1) {
-        // Pageable memory: the real driver stages a host-to-device copy at
-        // once and makes a device-to-host copy wait for the stream.
-        if to_device {
-            let staged: Vec<u8> = {
-                // SAFETY: the caller's pageable buffer holds `n` bytes now.
-                unsafe { std::slice::from_raw_parts(host as *const u8, n) }.to_vec()
-            };
-            let work = move || {
-                if device_range_live(device, n) {
-                    // SAFETY: checked live; only stream work touches it.
-                    unsafe { std::ptr::copy_nonoverlapping(staged.as_ptr(), device as *mut u8, n) }
-                } else {
-                    fault(ILLEGAL_ADDRESS)
-                }
-            };
-            // SAFETY: forwarded.
-            return unsafe { enqueue(s, work) };
-        }
-        // SAFETY: forwarded.
-        let code = unsafe { stream(s) }.synchronize();
-        if code != 0 {
-            return code;
-        }
-        if !device_range_live(device, n) {
-            return INVALID_VALUE;
-        }
-        // SAFETY: both ranges are live; the caller's buffer is theirs.
-        unsafe { std::ptr::copy_nonoverlapping(device as *const u8, host as *mut u8, n) };
-        return SUCCESS;
-    }
-    let work = move || {
-        let host_live = lock(pinned_memory()).find(host, n).is_some();
-        if !host_live {
-            violation("an asynchronous copy met freed pinned host memory");
-            return;
-        }
-        if !device_range_live(device, n) {
-            fault(ILLEGAL_ADDRESS);
-        } else if to_device {
-            // SAFETY: both ranges checked live.
-            unsafe { std::ptr::copy_nonoverlapping(host as *const u8, device as *mut u8, n) }
-        } else {
-            // SAFETY: both ranges checked live.
-            unsafe { std::ptr::copy_nonoverlapping(device as *const u8, host as *mut u8, n) }
-        }
-        pin_use(host, n, -1);
-    };
-    // SAFETY: forwarded.
-    let code = unsafe { enqueue(s, work) };
-    if code != 0 {
-        pin_use(host, n, -1);
-    }
-    code
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(d: u64, h: *const c_void, n: usize, s: Ptr) -> CUresult {
-    // SAFETY: forwarded.
-    unsafe { copy(h as usize, d, n, s, true) }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(h: *mut c_void, d: u64, n: usize, s: Ptr) -> CUresult {
-    // SAFETY: forwarded.
-    unsafe { copy(h as usize, d, n, s, false) }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuLaunchHostFunc(s: Ptr, f: Option<unsafe extern "C" fn(Ptr)>, data: Ptr) -> CUresult {
-    let injected = FAIL_HOST_FUNC.swap(0, SeqCst);
-    if injected != 0 {
-        return injected;
-    }
-    let Some(f) = f else { return INVALID_VALUE };
-    let data = data as usize;
-    // SAFETY: running `f(data)` once, after the earlier work, is the
-    // contract of `cuLaunchHostFunc`.
-    let work = move || unsafe { f(data as Ptr) };
-    // SAFETY: a live handle from the caller.
-    unsafe { enqueue(s, work) }
-}
-
-// ---- modules and kernels --------------------------------------------------
-
-/// A CPU kernel: the grid, the block, and the launch's argument bytes (each
-/// argument at its own offset, as listed in `KERNELS`).
-type CpuKernel = fn(grid: [u32; 3], block: [u32; 3], args: &[u8]);
-
-struct Kernel {
-    name: &'static str,
-    /// Argument sizes, in order.
-    params: &'static [usize],
-    run: CpuKernel,
-}
-
-fn arg_u64(args: &[u8], at: usize) -> u64 {
-    u64::from_ne_bytes(args[at..at + 8].try_into().expect("8 bytes"))
-}
-
-fn arg_u32(args: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes(args[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn threads(grid: [u32; 3], block: [u32; 3]) -> u64 {
-    grid.iter().chain(block.iter()).map(|&d| d as u64).product()
-}
-
-/// A device read or write, checked like the hardware's memory protection:
-/// touching no live allocation is an illegal address, and a fault.
-fn device_word(addr: u64) -> Option<*mut u32> {
-    device_range_live(addr as usize, 4).then_some(addr as *mut u32)
-}
-
-fn k_empty(_: [u32; 3], _: [u32; 3], _: &[u8]) {}
-
-/// `spin(u64 ns)`: a kernel that runs for `ns` nanoseconds.
-fn k_spin(_: [u32; 3], _: [u32; 3], args: &[u8]) {
-    std::thread::sleep(Duration::from_nanos(arg_u64(args, 0)));
-}
-
-/// `add_one(u32 *buf, u32 n)`: `buf[i] += 1` for `i < n`.
-fn k_add_one(grid: [u32; 3], block: [u32; 3], args: &[u8]) {
-    let (buf, n) = (arg_u64(args, 0), arg_u32(args, 8) as u64);
-    for i in 0..threads(grid, block).min(n) {
-        match device_word(buf + 4 * i) {
-            // SAFETY: a live device word; only stream work touches it.
-            Some(p) => unsafe { *p = (*p).wrapping_add(1) },
-            None => return fault(ILLEGAL_ADDRESS),
-        }
-    }
-}
-
-/// `vector_add(f32 *a, f32 *b, f32 *c, u32 n)`: `c[i] = a[i] + b[i]`.
-fn k_vector_add(grid: [u32; 3], block: [u32; 3], args: &[u8]) {
-    let (a, b, c, n) = (
-        arg_u64(args, 0),
-        arg_u64(args, 8),
-        arg_u64(args, 16),
-        arg_u32(args, 24) as u64,
-    );
-    for i in 0..threads(grid, block).min(n) {
-        match (device_word(a + 4 * i), device_word(b + 4 * i), device_word(c + 4 * i)) {
-            // SAFETY: live device words; only stream work touches them.
-            (Some(x), Some(y), Some(z)) => unsafe {
-                *z = (f32::from_bits(*x) + f32::from_bits(*y)).to_bits();
-            },
-            _ => return fault(ILLEGAL_ADDRESS),
-        }
-    }
-}
-
-/// `oob_write(u32 *buf, u32 n)`: writes far past the end of `buf` (the
-/// bug the fault tests need).
-fn k_oob_write(_: [u32; 3], _: [u32; 3], args: &[u8]) {
-    let (buf, n) = (arg_u64(args, 0), arg_u32(args, 8) as u64);
-    let target = buf + 4 * (n + (1 << 30));
-    match device_word(target) {
-        // SAFETY: a live device word (never, in practice).
-        Some(p) => unsafe { *p = 1 },
-        None => fault(ILLEGAL_ADDRESS),
-    }
-}
-
-static KERNELS: &[Kernel] = &[
-    Kernel {
-        name: "empty",
-        params: &[],
-        run: k_empty,
-    },
-    Kernel {
-        name: "spin",
-        params: &[8],
-        run: k_spin,
-    },
-    Kernel {
-        name: "add_one",
-        params: &[8, 4],
-        run: k_add_one,
-    },
-    Kernel {
-        name: "vector_add",
-        params: &[8, 8, 8, 4],
-        run: k_vector_add,
-    },
-    Kernel {
-        name: "oob_write",
-        params: &[8, 4],
-        run: k_oob_write,
-    },
-];
-
-/// A loaded module: the `.entry` names its PTX declares.
-struct Module {
-    entries: Vec<String>,
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuModuleLoadData(m: *mut Ptr, image: *const c_void) -> CUresult {
-    if image.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: cudarc passes PTX text, NUL-terminated.
-    let text = unsafe { CStr::from_ptr(image as *const c_char) }.to_string_lossy();
-    let entries: Vec<String> = text
-        .split(".entry")
-        .skip(1)
-        .filter_map(|rest| {
-            let name: String = rest
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            (!name.is_empty()).then_some(name)
-        })
-        .collect();
-    if entries.is_empty() {
-        return INVALID_VALUE; // CUDA answers CUDA_ERROR_INVALID_PTX; close enough
-    }
-    // SAFETY: out-pointer from the caller.
-    unsafe { *m = Box::into_raw(Box::new(Module { entries })) as Ptr };
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuModuleUnload(m: Ptr) -> CUresult {
-    // SAFETY: a handle from `cuModuleLoadData`, unloaded once.
-    drop(unsafe { Box::from_raw(m as *mut Module) });
-    SUCCESS
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuModuleGetFunction(f: *mut Ptr, m: Ptr, name: *const c_char) -> CUresult {
-    // SAFETY: a live module and a NUL-terminated name from the caller.
-    let (module, name) = unsafe { (&*(m as *const Module), CStr::from_ptr(name).to_string_lossy()) };
-    if !module.entries.iter().any(|e| *e == name) {
-        return NOT_FOUND;
-    }
-    match KERNELS.iter().find(|k| k.name == name) {
-        Some(k) => {
-            // SAFETY: out-pointer from the caller; the kernel is static.
-            unsafe { *f = k as *const Kernel as Ptr };
-            SUCCESS
-        }
-        None => NOT_FOUND,
-    }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuLaunchKernel(
-    f: Ptr,
-    gx: c_uint,
-    gy: c_uint,
-    gz: c_uint,
-    bx: c_uint,
-    by: c_uint,
-    bz: c_uint,
-    _shared_mem: c_uint,
-    s: Ptr,
-    params: *mut Ptr,
-    _extra: *mut Ptr,
-) -> CUresult {
-    if f.is_null() || [gx, gy, gz, bx, by, bz].contains(&0) || bx * by * bz > 1024 {
-        return INVALID_VALUE;
-    }
-    // SAFETY: a function handle from `cuModuleGetFunction`.
-    let kernel: &'static Kernel = unsafe { &*(f as *const Kernel) };
-    // The arguments are copied now, as the driver does: the pointers in
-    // `params` are only valid during this call.
-    let mut args = Vec::new();
-    for (i, &size) in kernel.params.iter().enumerate() {
-        // SAFETY: cudarc passes one pointer per kernel parameter, each to a
-        // value of the parameter's size.
-        let bytes = unsafe { std::slice::from_raw_parts(*params.add(i) as *const u8, size) };
-        args.extend_from_slice(bytes);
-    }
-    let run = kernel.run;
-    // SAFETY: a live handle from the caller.
-    unsafe { enqueue(s, move || run([gx, gy, gz], [bx, by, bz], &args)) }
-}
-
-// ---- test hooks -----------------------------------------------------------
-
-/// Clears the sticky error and the violation count (between tests).
-#[unsafe(no_mangle)]
-pub extern "C" fn weft_standin_reset() {
-    STICKY.store(0, SeqCst);
-    VIOLATIONS.store(0, SeqCst);
-    FAIL_HOST_FUNC.store(0, SeqCst);
-    weft_standin_hold(false);
-}
-
-/// Memory misuses seen so far.
-#[unsafe(no_mangle)]
-pub extern "C" fn weft_standin_violations() -> u64 {
-    VIOLATIONS.load(SeqCst)
-}
-
-/// Work items run so far, on all streams.
-#[unsafe(no_mangle)]
-pub extern "C" fn weft_standin_executed() -> u64 {
-    EXECUTED.load(SeqCst)
-}
-
-/// Holds (true) or releases (false) every stream: while held, no stream
-/// starts new work, so tests can keep work in flight as long as they like.
-#[unsafe(no_mangle)]
-pub extern "C" fn weft_standin_hold(on: bool) {
-    *lock(&HOLD) = on;
-    HOLD_CV.notify_all();
-}
-
-/// The next `cuLaunchHostFunc` fails with `code` (a CUresult).
-#[unsafe(no_mangle)]
-pub extern "C" fn weft_standin_fail_next_host_func(code: c_uint) {
-    FAIL_HOST_FUNC.store(code, SeqCst);
-}
-
-/// Puts the device in the sticky fault state `code`, as a kernel fault would.
-#[unsafe(no_mangle)]
-pub extern "C" fn weft_standin_fault(code: c_uint) {
-    fault(code);
-}
+mod hooks;
+mod kernels;
+mod memory;
+mod streams;

@@ -58,6 +58,8 @@ pub mod future;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod runtime;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{
@@ -74,8 +76,9 @@ pub use weft_io::time;
 /// Async I/O helpers: `AsyncReadExt`, `AsyncWriteExt`, `BufReader`, `copy`.
 pub use weft_io::io;
 
-/// Other crates' I/O traits on Weft's types: hyper's (feature `hyper`,
-/// and see [`hyper`](crate::hyper)) and Tokio's (feature `tokio-compat`).
+/// Other crates' I/O traits on Weft's types: hyper's (feature `hyper`, and
+/// see the `weft::hyper` module it adds) and Tokio's (feature
+/// `tokio-compat`).
 pub use weft_io::compat;
 
 /// Unix signals and Ctrl-C, delivered through the reactor.

@@ -175,10 +175,20 @@ impl Runtime {
 
     /// Runs `future` to completion on this thread and returns its output.
     ///
+    /// On a multi-thread runtime the workers run the spawned tasks while
+    /// this thread waits for `future`. On a current-thread runtime the
+    /// thread in `block_on` runs them, between polls of `future`; several
+    /// threads may call `block_on` at once (through [`Handle::block_on`]):
+    /// one drives the runtime, the others wait for their own futures, and
+    /// when the driving one returns another takes over.
+    ///
     /// # Panics
     ///
     /// If this thread already runs a runtime (a worker, or inside another
-    /// `block_on`): `.await` the future there instead.
+    /// `block_on`): `.await` the future there instead. If `future` awaits a
+    /// timer and the runtime is shut down meanwhile (from another thread),
+    /// the timer panics, naming the shutdown (sockets return an error
+    /// instead).
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _io = self.io.enter();
@@ -227,12 +237,27 @@ impl Runtime {
         self.exec().metrics()
     }
 
-    /// Shuts down, waiting at most `timeout` for threads still running.
+    /// Shuts down: every task is cancelled (its future dropped, its
+    /// `JoinHandle` reporting the cancellation), queued blocking jobs are
+    /// cancelled, and the reactor stops (its sockets return an error and its
+    /// timers panic, naming the shutdown, if still awaited elsewhere, for
+    /// instance by another thread in [`Handle::block_on`]). Waits at most
+    /// `timeout` for the workers to finish and for blocking jobs already
+    /// running, then returns, leaving any still running to finish alone.
+    ///
+    /// # Panics
+    ///
+    /// If called from a thread that runs async tasks (a worker, or inside
+    /// `block_on`), where waiting could block the runtime on itself: call it
+    /// from a plain thread, or use [`shutdown_background`](Self::shutdown_background).
     pub fn shutdown_timeout(mut self, timeout: Duration) {
         self.shutdown(|exec| exec.shutdown_timeout(timeout));
     }
 
-    /// Shuts down without waiting for threads still running.
+    /// Shuts down as [`shutdown_timeout`](Self::shutdown_timeout) does, but
+    /// returns at once: the workers cancel the tasks (running their
+    /// destructors) after this returns, and blocking jobs already running
+    /// finish alone. Usable from any thread, including a runtime's own.
     pub fn shutdown_background(mut self) {
         self.shutdown(Executor::shutdown_background);
     }
@@ -331,11 +356,12 @@ impl Handle {
         self.exec.spawn_blocking(func)
     }
 
-    /// Runs `future` to completion on this thread.
+    /// Runs `future` to completion on this thread, as
+    /// [`Runtime::block_on`] does (several threads may do so at once).
     ///
     /// # Panics
     ///
-    /// If this thread already runs a runtime.
+    /// As [`Runtime::block_on`].
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _io = self.io.enter();

@@ -479,3 +479,42 @@ fn an_accepted_connection_joins_the_listeners_reactor() {
     });
     assert_eq!(&client.join().unwrap(), b"hi");
 }
+
+#[test]
+fn racing_a_read_against_a_timeout_in_a_loop_keeps_no_waker_per_round() {
+    // Found in review: every distinct waker that polled a socket stayed
+    // with it until the next event, and `race` gives each child a fresh
+    // waker, so this loop on an idle connection grew without bound (and
+    // each poll scanned the list).
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Outer(Waker);
+    impl Wake for Outer {
+        fn wake(self: Arc<Self>) {
+            self.0.wake_by_ref();
+        }
+    }
+    let rt = runtime(weft::Flavor::MultiThread);
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let outer = std::future::poll_fn(|cx| Poll::Ready(Arc::new(Outer(cx.waker().clone())))).await;
+        let waker = Waker::from(outer.clone());
+        let mut buf = [0u8; 16];
+        for round in 0..10_000 {
+            let raced = weft::future::race2(server.read(&mut buf), weft::time::sleep(Duration::ZERO));
+            let mut raced = std::pin::pin!(raced);
+            // Poll it with a waker we can count, until the timeout wins.
+            let won = std::future::poll_fn(|_| raced.as_mut().poll(&mut Context::from_waker(&waker))).await;
+            assert!(
+                matches!(won, weft::future::Either::Right(())),
+                "round {round}: the idle socket delivered data"
+            );
+        }
+        // What the reactor still holds of the 10,000 rounds: at most the
+        // last read's waker (the poll API's one slot).
+        let retained = Arc::strong_count(&outer) - 2;
+        assert!(retained <= 1, "{retained} wakers of abandoned reads are still alive");
+    });
+}

@@ -220,3 +220,44 @@ fn occupy_a_blocking_thread(rt: &weft::Runtime) -> std::sync::mpsc::Sender<()> {
     started_rx.recv().unwrap();
     release_tx
 }
+
+mod background_shutdown {
+    use super::*;
+
+    each_flavor! {
+        fn shutdown_background_while_another_thread_blocks_on_a_sleep_reports_the_shutdown(flavor) {
+            // Found in review: on a current-thread runtime the thread in
+            // `block_on` held the core, `shutdown_background` did not wait for
+            // it, and nobody shut the reactor down: the sleep never fired and
+            // never reported the shutdown, so that `block_on` hung for good.
+            let rt = runtime(flavor);
+            let handle = rt.handle();
+            let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+            let blocked = std::thread::spawn(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle.block_on(async move {
+                        entered_tx.send(()).unwrap();
+                        weft::time::sleep(Duration::from_secs(60)).await;
+                    })
+                }))
+            });
+            entered_rx.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let start = std::time::Instant::now();
+            rt.shutdown_background();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || done_tx.send(blocked.join()).unwrap());
+            let outcome = done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the thread in block_on still hangs after shutdown_background");
+            let payload = outcome.unwrap().expect_err("a 60 s sleep cannot have completed");
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            assert!(message.contains("shut down"), "the sleep reports the shutdown: {message:?}");
+            assert!(start.elapsed() < Duration::from_secs(10));
+        }
+    }
+}

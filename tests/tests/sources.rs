@@ -242,3 +242,59 @@ each_flavor! {
         assert!(ran.load(SeqCst));
     }
 }
+
+/// A source that never completes and asks for at most `max_sleep` between
+/// polls, with no spin window; it notes when it was polled.
+struct Watchdog {
+    max_sleep: Duration,
+    polled_at: Mutex<Vec<Instant>>,
+    pending: AtomicBool,
+}
+
+impl Source for Watchdog {
+    fn poll(&self) -> usize {
+        self.polled_at.lock().unwrap().push(Instant::now());
+        0
+    }
+    fn has_pending(&self) -> bool {
+        self.pending.load(SeqCst)
+    }
+    fn max_sleep(&self) -> Duration {
+        self.max_sleep
+    }
+    fn spin_window(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+#[test]
+fn a_sub_millisecond_max_sleep_is_honoured() {
+    // The loop sleeps to the exact instant a source asks for: a source
+    // that wants a look every 200 µs gets one about every 200 µs, where a
+    // loop sleeping in whole milliseconds would look once a millisecond.
+    // (The median gap is robust to the thread being descheduled now and
+    // then on a busy machine.)
+    let rt = weft::Builder::new_current_thread().build().unwrap();
+    let source = Arc::new(Watchdog {
+        max_sleep: Duration::from_micros(200),
+        polled_at: Mutex::new(Vec::new()),
+        pending: AtomicBool::new(true),
+    });
+    let _handle = rt.reactor().register_source(source.clone());
+    rt.block_on(weft::time::sleep(Duration::from_millis(100)));
+    source.pending.store(false, SeqCst);
+    let at = source.polled_at.lock().unwrap().clone();
+    // Past the back-off's first doublings.
+    let mut gaps: Vec<Duration> = at.windows(2).skip(10).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() > 20, "only {} polls in 100 ms", at.len());
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median >= Duration::from_micros(150),
+        "the loop spun: median gap {median:?}"
+    );
+    assert!(
+        median < Duration::from_micros(700),
+        "median gap {median:?}: the sleep was rounded up"
+    );
+}

@@ -6,8 +6,8 @@
 //! ```
 //!
 //! `N` is the vector length (default 1,048,576). Prints `skipped: no CUDA
-//! driver` and succeeds on a machine without CUDA. `WEFT_GPU_WAKE=poll`
-//! switches completions from host functions to event polling.
+//! driver` and succeeds on a machine without CUDA. `WEFT_GPU_WAKE=host`
+//! switches completions from event polling to host functions.
 //!
 //! What it shows:
 //!

@@ -275,9 +275,10 @@ impl Context {
                     panic!("{PANIC_SHUTDOWN}");
                 }
                 if handle.owned.is_closed() {
-                    // Shut down while we drive: do the cancelling here, where
-                    // the core is, then hand it back.
-                    self.cancel_all();
+                    // Shut down while we drive: finish the shutdown here,
+                    // where the core is (a `shutdown_background` did not
+                    // wait for it), then hand the core back.
+                    self.finish_shutdown();
                     return None;
                 }
                 let Some(task) = self.next_task() else {
@@ -295,6 +296,26 @@ impl Context {
                 // Let the driver report I/O between bursts of tasks.
                 self.park(Some(Duration::ZERO));
             }
+        }
+    }
+
+    /// The thread that holds the core when the runtime closes finishes its
+    /// shutdown: cancels every task, then shuts the driver down, so that
+    /// the reactor's sockets and timers report the shutdown to whoever still
+    /// awaits them (the future this thread blocks on, say) instead of never
+    /// firing. (A waiting `shutdown` does the same once it gets the core;
+    /// both steps may run twice harmlessly.)
+    fn finish_shutdown(&self) {
+        self.cancel_all();
+        let mut driver = self
+            .core
+            .borrow_mut()
+            .as_mut()
+            .and_then(|core| core.driver.take())
+            .expect("weft bug: the driver is away while its core is held");
+        driver.shutdown();
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.driver = Some(driver);
         }
     }
 

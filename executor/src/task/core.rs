@@ -3,20 +3,28 @@
 //! ```text
 //! Cell<T, S> (repr(C): a pointer to the cell is a pointer to its header)
 //! ├── Header   state word · vtable · id · owned-list links   (type-erased)
-//! ├── Core     scheduler S · stage (future T, or its output)  (typed)
+//! ├── Core     scheduler S · stage (future T, or its outcome) (typed)
 //! └── Trailer  join waker                                     (typed)
 //! ```
 //!
 //! Everything that must be reachable without knowing `T` and `S` (the owned
 //! list, the waker vtable, queues) lives in the header; the rest is reached
 //! through the vtable, whose functions are instantiated per `(T, S)`.
+//!
+//! On a 64-bit target the bookkeeping is 64 bytes (header 40, scheduler 8,
+//! join waker 16), and the stage is as large as the future or the outcome,
+//! whichever is larger, with no tag of its own: the state word's `COMPLETE`
+//! bit says which of the two it holds. A 24-byte future makes an 88-byte
+//! cell.
 
 use super::id::Id;
 use super::raw::Vtable;
 use super::state::State;
 use super::{JoinError, Schedule};
 use crate::loom::UnsafeCell;
+use std::any::Any;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
@@ -49,14 +57,36 @@ pub(crate) struct Pointers {
 /// The typed part: the scheduler and the stage.
 pub(super) struct Core<T: Future, S> {
     pub(super) scheduler: S,
-    /// The future or its output (rule 1).
+    /// The future or its outcome (rule 1).
     stage: UnsafeCell<Stage<T>>,
 }
 
-/// What the task holds, over its life.
-pub(super) enum Stage<T: Future> {
-    Running(T),
-    Finished(Result<T::Output, JoinError>),
+/// What the task holds, over its life: the future until the task is
+/// complete, the outcome from then on (rule 1).
+///
+/// A union, not an enum: which field is live follows from the state word
+/// and from who is asking, so a tag would only make every cell a word
+/// larger (the compiler finds no niche for it in a future). While the task
+/// is not `COMPLETE`, `future` is live, except inside the `RUNNING` holder
+/// between dropping the future and storing the outcome (it stores one on
+/// every path, before it sets `COMPLETE`, and holds a reference
+/// meanwhile). Once `COMPLETE` is set, `outcome` is live.
+union Stage<T: Future> {
+    future: ManuallyDrop<T>,
+    outcome: ManuallyDrop<Outcome<T::Output>>,
+}
+
+/// How a task ended, as it is stored. The `JoinHandle` turns it into its
+/// `Result` (see [`Core::take_output`]): a `JoinError` would repeat the id,
+/// which the header holds, and wrap the panic payload to make it `Sync`.
+pub(super) enum Outcome<T> {
+    /// The future returned this.
+    Finished(T),
+    /// The future (or its destructor) panicked with this payload.
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// The future was dropped before it completed.
+    Cancelled,
+    /// Taken by the `JoinHandle`, or dropped.
     Consumed,
 }
 
@@ -76,7 +106,9 @@ impl<T: Future, S: Schedule> Cell<T, S> {
             },
             core: Core {
                 scheduler,
-                stage: UnsafeCell::new(Stage::Running(future)),
+                stage: UnsafeCell::new(Stage {
+                    future: ManuallyDrop::new(future),
+                }),
             },
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
@@ -98,77 +130,122 @@ impl Header {
 }
 
 impl<T: Future, S> Core<T, S> {
-    /// Polls the future. If it completes, the future is dropped here (inside
-    /// the caller's panic guard) and its output returned.
+    /// Polls the future.
     ///
     /// # Safety
     ///
-    /// The caller holds `RUNNING` (rule 1) and the stage is `Running`.
+    /// The caller holds `RUNNING` (rule 1) and the future is live (the task
+    /// is not complete, and the caller has not dropped it).
     pub(super) unsafe fn poll(&self, cx: &mut Context<'_>) -> Poll<T::Output> {
-        let res = self.stage.with_mut(|ptr| {
-            // SAFETY: rule 1 gives this thread exclusive access to the stage.
-            let Stage::Running(future) = (unsafe { &mut *ptr }) else {
-                unreachable!("weft bug: polled a task whose future is gone");
-            };
+        self.stage.with_mut(|ptr| {
+            // SAFETY: rule 1 gives this thread exclusive access to the stage,
+            // and the caller vouches that `future` is the live field.
+            let future = unsafe { &mut *(*ptr).future };
             // SAFETY: the future lives inside the heap cell and is never moved
-            // out of it: it is dropped in place (`set_stage`) when done.
+            // out of it: it is dropped in place (`drop_future`).
             let future = unsafe { Pin::new_unchecked(future) };
             future.poll(cx)
-        });
-        if res.is_ready() {
-            // SAFETY: as above; we still hold RUNNING.
-            unsafe { self.set_stage(Stage::Consumed) };
-        }
-        res
+        })
     }
 
-    /// Drops the future, or the output if the task is finished. Callers put
-    /// the task's id in scope first, so destructors can ask for it.
+    /// Drops the future in place. From then on the stage holds nothing until
+    /// [`store_output`](Self::store_output), which the caller must call
+    /// before it sets `COMPLETE`, even if this panics (the future then
+    /// counts as dropped: drop glue finishes the other fields while it
+    /// unwinds). Callers put the task's id in scope first, so destructors can
+    /// ask for it.
     ///
     /// # Safety
     ///
-    /// The caller has exclusive access to the stage (rule 1).
-    pub(super) unsafe fn drop_future_or_output(&self) {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.set_stage(Stage::Consumed) };
+    /// As for [`poll`](Self::poll).
+    pub(super) unsafe fn drop_future(&self) {
+        self.stage.with_mut(|ptr| {
+            // SAFETY: exclusive access (rule 1), `future` is live, and it is
+            // never touched again: it is dropped in place, as pinning requires.
+            unsafe { ManuallyDrop::drop(&mut (*ptr).future) }
+        });
     }
 
     /// Stores the task's outcome.
     ///
     /// # Safety
     ///
-    /// The caller has exclusive access to the stage (rule 1) and the stage is
-    /// `Consumed`, so nothing is dropped (and nothing can panic) here.
-    pub(super) unsafe fn store_output(&self, output: Result<T::Output, JoinError>) {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.set_stage(Stage::Finished(output)) };
+    /// The caller holds `RUNNING` (rule 1) and has dropped the future, so the
+    /// stage holds nothing: nothing is dropped (and nothing can panic) here.
+    pub(super) unsafe fn store_output(&self, outcome: Outcome<T::Output>) {
+        // SAFETY: exclusive access (rule 1); writing a union field drops
+        // nothing.
+        self.stage.with_mut(|ptr| unsafe {
+            (*ptr).outcome = ManuallyDrop::new(outcome);
+        });
     }
 
-    /// Takes the outcome out of a finished task.
+    /// Drops the outcome (a detached task, or a handle dropped unread). Callers
+    /// put the task's id in scope first, so destructors can ask for it.
     ///
     /// # Safety
     ///
-    /// The caller owns the output (rule 1: the `JoinHandle` of a complete
-    /// task).
-    pub(super) unsafe fn take_output(&self) -> Result<T::Output, JoinError> {
+    /// The task is complete and the caller owns its output (rule 1).
+    pub(super) unsafe fn drop_output(&self) {
+        // SAFETY: forwarded to the caller. The old outcome is moved out before
+        // it is dropped, so a destructor that panics leaves `Consumed` behind.
+        drop(unsafe { self.replace_output() });
+    }
+
+    /// Takes the outcome out of a finished task; `id` is the task's, for the
+    /// `JoinError`.
+    ///
+    /// # Safety
+    ///
+    /// The task is complete and the caller owns its output (rule 1: the
+    /// `JoinHandle`).
+    pub(super) unsafe fn take_output(&self, id: Id) -> Result<T::Output, JoinError> {
+        // SAFETY: forwarded to the caller.
+        match unsafe { self.replace_output() } {
+            Outcome::Finished(output) => Ok(output),
+            Outcome::Panicked(payload) => Err(JoinError::panic(id, payload)),
+            Outcome::Cancelled => Err(JoinError::cancelled(id)),
+            Outcome::Consumed => panic!(
+                "a Weft JoinHandle was polled after it returned Ready; \
+                 a JoinHandle yields its output once: keep the result of the first poll"
+            ),
+        }
+    }
+
+    /// Moves the outcome out, leaving `Consumed`.
+    ///
+    /// # Safety
+    ///
+    /// The task is complete and the caller owns its output (rule 1).
+    unsafe fn replace_output(&self) -> Outcome<T::Output> {
         self.stage.with_mut(|ptr| {
-            // SAFETY: forwarded to the caller.
-            match std::mem::replace(unsafe { &mut *ptr }, Stage::Consumed) {
-                Stage::Finished(output) => output,
-                _ => panic!(
-                    "a Weft JoinHandle was polled after it returned Ready; \
-                     a JoinHandle yields its output once: keep the result of the first poll"
-                ),
-            }
+            // SAFETY: the task is complete, so `outcome` is the live field
+            // (it was stored before COMPLETE was set), and the caller has
+            // exclusive access to it.
+            std::mem::replace(unsafe { &mut *(*ptr).outcome }, Outcome::Consumed)
         })
     }
 
+    /// Drops whichever field of the stage is live, as the cell is freed.
+    ///
     /// # Safety
     ///
-    /// The caller has exclusive access to the stage (rule 1).
-    unsafe fn set_stage(&self, stage: Stage<T>) {
-        // SAFETY: forwarded to the caller.
-        self.stage.with_mut(|ptr| unsafe { *ptr = stage });
+    /// The caller released the last reference; `complete` is the state
+    /// word's `COMPLETE` bit.
+    pub(super) unsafe fn drop_stage(&self, complete: bool) {
+        self.stage.with_mut(|ptr| {
+            // SAFETY: nothing else can reach the cell. Without COMPLETE the
+            // future is live: every path that drops it stores an outcome and
+            // sets COMPLETE while holding a reference. With COMPLETE, the
+            // outcome is (usually `Consumed` by now).
+            unsafe {
+                if complete {
+                    ManuallyDrop::drop(&mut (*ptr).outcome);
+                } else {
+                    ManuallyDrop::drop(&mut (*ptr).future);
+                }
+            }
+        });
     }
 }
 

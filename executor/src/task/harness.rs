@@ -2,7 +2,7 @@
 //! `JoinHandle`'s side of the protocol. Each step names the rule of
 //! [`crate::task`] that makes it sound.
 
-use super::core::{Cell, Core, Header, Trailer};
+use super::core::{Cell, Core, Header, Outcome, Trailer};
 use super::id::Id;
 use super::raw::RawTask;
 use super::state::{Snapshot, State, TransitionToIdle, TransitionToRunning};
@@ -173,7 +173,7 @@ impl<T: Future, S: Schedule> Harness<T, S> {
             // panicking destructor must not unwind into the scheduler.
             let _id = context::set_current_task_id(Some(self.id()));
             // SAFETY: rule 1 (see above).
-            contain(|| unsafe { self.core().drop_future_or_output() });
+            contain(|| unsafe { self.core().drop_output() });
         } else if snapshot.is_join_waker_set() {
             // Rule 4: JOIN_WAKER is set and the task complete: we may read
             // the waker to wake the handle.
@@ -195,8 +195,12 @@ impl<T: Future, S: Schedule> Harness<T, S> {
 
     /// Frees the cell. The caller released the last reference.
     pub(super) fn dealloc(self) {
+        let complete = self.state().load().is_complete();
         // SAFETY: the reference count reached zero, so nothing else can reach
-        // the cell; it was allocated by `Box` in `Cell::new`.
+        // the cell, and `complete` is read from its state word.
+        unsafe { self.core().drop_stage(complete) };
+        // SAFETY: as above; it was allocated by `Box` in `Cell::new`, and
+        // the stage's live field is dropped (the union drops nothing itself).
         drop(unsafe { Box::from_raw(self.cell.as_ptr()) });
     }
 
@@ -213,7 +217,7 @@ impl<T: Future, S: Schedule> Harness<T, S> {
     pub(super) fn try_read_output(self, dst: &mut Poll<Result<T::Output, JoinError>>, waker: &Waker) {
         if can_read_output(self.header(), self.trailer(), waker) {
             // SAFETY: rule 1: the task is complete and we are its JoinHandle.
-            *dst = Poll::Ready(unsafe { self.core().take_output() });
+            *dst = Poll::Ready(unsafe { self.core().take_output(self.id()) });
         }
     }
 
@@ -226,7 +230,7 @@ impl<T: Future, S: Schedule> Harness<T, S> {
             // output is ours to drop.
             let _id = context::set_current_task_id(Some(self.id()));
             // SAFETY: rule 1 (see above).
-            contain(|| unsafe { self.core().drop_future_or_output() });
+            contain(|| unsafe { self.core().drop_output() });
         }
         if !next.is_join_waker_set() {
             // Rule 4: with JOIN_WAKER clear after our transition, the field is
@@ -259,7 +263,9 @@ enum Polled {
     Pending(bool),
 }
 
-/// Polls the future once, catching a panic.
+/// Polls the future once, catching a panic. When it completes (returns or
+/// panics), the future is dropped here, in the task's id scope, and the
+/// outcome stored.
 fn poll_future<T: Future, S: Schedule>(
     core: &Core<T, S>,
     id: Id,
@@ -268,23 +274,37 @@ fn poll_future<T: Future, S: Schedule>(
 ) -> Polled {
     let _id = context::set_current_task_id(Some(id));
     let polling = context::enter_poll(header.as_ptr() as *const ());
-    // SAFETY: the caller holds RUNNING (rule 1).
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.poll(cx) }));
-    let (output, panicked) = match outcome {
+    // SAFETY: the caller holds RUNNING (rule 1) and the task is not
+    // complete, so the future is live.
+    let polled = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.poll(cx) }));
+    let outcome = match polled {
         Ok(Poll::Pending) => return Polled::Pending(polling.take_deferred_wake()),
-        Ok(Poll::Ready(output)) => (Ok(output), false),
+        Ok(Poll::Ready(output)) => {
+            // SAFETY: as above; the future returned Ready and is dropped
+            // once, here.
+            match panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future() })) {
+                Ok(()) => Outcome::Finished(output),
+                Err(payload) => {
+                    // Its destructor panicked: the task panicked, and the
+                    // output it returned is dropped.
+                    contain(move || drop(output));
+                    Outcome::Panicked(payload)
+                }
+            }
+        }
         Err(payload) => {
             // The future panicked mid-poll; dropping it is still valid. Its
             // destructor may panic too: that payload is dropped, the first
             // one is what the JoinHandle reports.
-            // SAFETY: the caller holds RUNNING (rule 1).
-            contain(|| unsafe { core.drop_future_or_output() });
-            (Err(JoinError::panic(id, payload)), true)
+            // SAFETY: as above; the future is still live.
+            contain(|| unsafe { core.drop_future() });
+            Outcome::Panicked(payload)
         }
     };
-    // SAFETY: RUNNING is held, and the stage is `Consumed` (the future was
-    // dropped on `Ready` by `Core::poll`, or above after a panic).
-    unsafe { core.store_output(output) };
+    let panicked = matches!(outcome, Outcome::Panicked(_));
+    // SAFETY: RUNNING is held, and the future is dropped (above), so the
+    // stage holds nothing.
+    unsafe { core.store_output(outcome) };
     if panicked {
         core.scheduler.unhandled_panic();
     }
@@ -292,17 +312,19 @@ fn poll_future<T: Future, S: Schedule>(
 }
 
 /// Drops the future of a cancelled task and stores the cancellation (or the
-/// panic its destructor raised) as the outcome. The caller holds RUNNING.
+/// panic its destructor raised) as the outcome. The caller holds RUNNING and
+/// the task is not complete.
 fn cancel_task<T: Future, S: Schedule>(core: &Core<T, S>, id: Id) {
     let _id = context::set_current_task_id(Some(id));
-    // SAFETY: the caller holds RUNNING (rule 1).
-    let dropped = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future_or_output() }));
-    let err = match dropped {
-        Ok(()) => JoinError::cancelled(id),
-        Err(payload) => JoinError::panic(id, payload),
+    // SAFETY: the caller holds RUNNING (rule 1) and the task is not complete,
+    // so the future is live.
+    let dropped = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future() }));
+    let outcome = match dropped {
+        Ok(()) => Outcome::Cancelled,
+        Err(payload) => Outcome::Panicked(payload),
     };
-    // SAFETY: RUNNING is held and the stage is `Consumed`.
-    unsafe { core.store_output(Err(err)) };
+    // SAFETY: RUNNING is held and the future is dropped.
+    unsafe { core.store_output(outcome) };
 }
 
 /// The `JoinHandle`'s half of rule 4. True if the task is complete and the

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-struct LoomSched {
+pub(crate) struct LoomSched {
     queue: Mutex<VecDeque<Notified<std::sync::Arc<LoomSched>>>>,
     owned: OwnedTasks<std::sync::Arc<LoomSched>>,
 }
@@ -33,7 +33,7 @@ impl Schedule for std::sync::Arc<LoomSched> {
     }
 }
 
-fn sched() -> std::sync::Arc<LoomSched> {
+pub(crate) fn sched() -> std::sync::Arc<LoomSched> {
     std::sync::Arc::new(LoomSched {
         queue: Mutex::new(VecDeque::new()),
         owned: OwnedTasks::new(1),
@@ -51,6 +51,17 @@ impl LoomSched {
         join
     }
 
+    /// A task bound to this scheduler, returned unscheduled (for a model
+    /// of a queue that holds it); its `JoinHandle` is dropped.
+    pub(crate) fn notified_for_test<F>(self: &std::sync::Arc<Self>, future: F) -> Notified<std::sync::Arc<LoomSched>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (_join, notified) = self.owned.bind(future, self.clone(), Id::next());
+        notified.expect("list open")
+    }
+
     fn run_all(&self) {
         loop {
             let next = lock(&self.queue).pop_front();
@@ -63,7 +74,7 @@ impl LoomSched {
 }
 
 /// Counts drops with a loom atomic, so loom sees the accesses.
-struct DropCount(Arc<AtomicUsize>);
+pub(crate) struct DropCount(pub(crate) Arc<AtomicUsize>);
 impl Drop for DropCount {
     fn drop(&mut self) {
         self.0.fetch_add(1, SeqCst);

@@ -1,7 +1,7 @@
 //! Tasks: the unit the executor schedules.
 //!
-//! A task is one heap allocation (a [`Cell`](core::Cell)) that holds a
-//! [`Header`] (the state word, the vtable, the id and the owned-list links),
+//! A task is one heap allocation (a `Cell`) that holds a
+//! `Header` (the state word, the vtable, the id and the owned-list links),
 //! the scheduler the task belongs to, the future or its output (the *stage*),
 //! and the join waker. Everything that refers to a task holds a counted
 //! pointer to that allocation; nothing else is allocated per task, and waking
@@ -11,9 +11,9 @@
 //!
 //! Each of these holds one count of the reference count in the state word:
 //!
-//! - [`Task`]: the owned-task list's reference, held from spawn until the task
+//! - `Task`: the owned-task list's reference, held from spawn until the task
 //!   completes: it leaves the list just before it is marked complete.
-//! - [`Notified`]: the task is scheduled to run: it sits in a run queue, a
+//! - `Notified`: the task is scheduled to run: it sits in a run queue, a
 //!   LIFO slot or the injector. Running it consumes it.
 //! - [`JoinHandle`]: the user's handle to the output.
 //! - [`AbortHandle`]: a handle that can only cancel.
@@ -47,6 +47,10 @@
 //!    to the `JoinHandle` while `JOIN_INTEREST` is set, and to whoever clears
 //!    `JOIN_INTEREST` (the handle on drop) otherwise; if the handle was
 //!    dropped before completion, the completing thread drops the output.
+//!    The stage has no tag: without `COMPLETE` it holds the future, with it
+//!    the outcome, so the `RUNNING` holder that drops the future stores an
+//!    outcome on every path before it sets `COMPLETE`. Whoever frees the cell
+//!    drops what the stage holds then.
 //! 2. **At most one `Notified`** exists at a time. A wake sets `NOTIFIED`
 //!    and makes one only if the task is idle (neither running nor complete);
 //!    a wake while running just sets the bit, and the poller, seeing it when
@@ -82,7 +86,7 @@ mod waker;
 mod yield_now;
 
 #[cfg(all(test, loom))]
-mod loom_tests;
+pub(crate) mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -232,6 +236,25 @@ impl<S: 'static> Task<S> {
         let raw = self.raw;
         std::mem::forget(self);
         raw.shutdown();
+    }
+}
+
+impl<S: 'static> Notified<S> {
+    /// Gives up this notification as a pointer, keeping its reference count
+    /// (for a slot that stores tasks in an atomic pointer).
+    pub(crate) fn into_header_ptr(self) -> NonNull<Header> {
+        self.0.into_header_ptr()
+    }
+
+    /// Rebuilds a notification from [`into_header_ptr`](Self::into_header_ptr).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `into_header_ptr` of a `Notified<S>` whose reference
+    /// nobody else has taken back.
+    pub(crate) unsafe fn from_header_ptr(ptr: NonNull<Header>) -> Notified<S> {
+        // SAFETY: forwarded to the caller.
+        Notified(unsafe { Task::from_header_ptr(ptr) })
     }
 }
 

@@ -263,6 +263,76 @@ fn a_destructor_that_panics_during_cancellation_is_reported() {
     assert!(err.is_panic());
 }
 
+/// A future that returns `Ready` and then panics as it is dropped; its
+/// output counts its drops.
+struct ReadyThenBomb(Option<DropCounter>);
+impl Future for ReadyThenBomb {
+    type Output = DropCounter;
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<DropCounter> {
+        Poll::Ready(self.0.take().expect("polled once"))
+    }
+}
+impl Drop for ReadyThenBomb {
+    fn drop(&mut self) {
+        panic!("destructor after Ready");
+    }
+}
+
+#[test]
+fn a_destructor_that_panics_after_ready_is_reported_and_the_output_dropped_once() {
+    let s = sched();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut join = s.spawn(ReadyThenBomb(Some(DropCounter(drops.clone()))));
+    s.run_all();
+    assert_eq!(s.panics.load(SeqCst), 1, "the scheduler heard of the panic");
+    assert_eq!(drops.load(SeqCst), 1, "the output was dropped, once");
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a panic")
+    };
+    assert!(err.to_string().contains("destructor after Ready"), "{err}");
+    drop(join);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn a_task_freed_before_it_ran_drops_its_future_once() {
+    // Not bound to any list: when its last reference goes, the cell is freed
+    // with the future still in it.
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = DropCounter(drops.clone());
+    let (task, notified, join) = super::new_task(
+        async move {
+            let _d = d;
+            std::future::pending::<()>().await;
+        },
+        sched(),
+        Id::next(),
+    );
+    drop(join);
+    drop(notified);
+    assert_eq!(drops.load(SeqCst), 0);
+    drop(task);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn a_handle_polled_again_after_ready_panics_with_weft_advice() {
+    let s = sched();
+    let mut join = s.spawn(async { 7 });
+    s.run_all();
+    assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(7))));
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_join(&mut join)));
+    let payload = again.expect_err("a second poll after Ready panics");
+    let msg = match payload.downcast_ref::<&str>() {
+        Some(msg) => (*msg).to_owned(),
+        None => payload.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(
+        msg.contains("Weft JoinHandle was polled after it returned Ready"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn shutdown_cancels_idle_tasks_and_refuses_new_ones() {
     let s = sched();
@@ -455,4 +525,39 @@ fn a_task_that_spends_its_budget_yields_and_resumes() {
     }
     assert_eq!(runs, 3, "300 units at 128 per poll: three polls");
     assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(300))));
+}
+
+#[test]
+fn the_bookkeeping_of_a_task_is_64_bytes_and_the_stage_has_no_tag() {
+    use super::core::Cell;
+    use std::mem::size_of;
+    if size_of::<usize>() != 8 {
+        println!("skipped: the figures are for 64-bit targets");
+        return;
+    }
+    fn cell_size<F: Future>(_: &F) -> usize {
+        size_of::<Cell<F, Arc<TestSched>>>()
+    }
+    // The suite `memory` shape: a 24-byte future awaiting a channel.
+    static POLLS: AtomicUsize = AtomicUsize::new(0);
+    let (_tx, rx) = futures::channel::oneshot::channel::<()>();
+    let idle = async move {
+        POLLS.fetch_add(1, SeqCst);
+        let _ = rx.await;
+        POLLS.fetch_add(1, SeqCst);
+    };
+    assert_eq!(size_of_val(&idle), 24);
+    assert_eq!(cell_size(&idle), 64 + 24);
+    // A large future: the stage is the future (rounded to a word), nothing
+    // more.
+    let big = async {
+        let buf = std::hint::black_box([7u8; 200]);
+        std::future::ready(()).await;
+        buf[199]
+    };
+    assert!(size_of_val(&big) >= 200);
+    assert_eq!(cell_size(&big), 64 + size_of_val(&big).next_multiple_of(8));
+    // A tiny future: the stage is as large as the outcome (a panic payload
+    // and its tag).
+    assert_eq!(cell_size(&async {}), 64 + 24);
 }

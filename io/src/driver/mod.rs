@@ -2,10 +2,13 @@
 //!
 //! [`Driver::turn`] is one turn of the loop:
 //!
-//! 1. Work out how long it may sleep: no longer than the caller allows, than
-//!    the next timer, or than any pending [source](crate::source) asks.
-//! 2. Wait in `epoll_wait` / `kevent` for that long, or until
-//!    [`Unparker::unpark`] writes to the `mio::Waker`. While a source keeps
+//! 1. Work out until when it may sleep: no later than the caller allows,
+//!    than the next timer's exact deadline, or than any pending
+//!    [source](crate::source) asks (which may be below a millisecond).
+//! 2. Wait in `epoll_wait` / `kevent` until then, or until
+//!    [`Unparker::unpark`] writes to the `mio::Waker`. The wait ends at the
+//!    exact instant, not the next millisecond: a `timerfd` on Linux, the
+//!    timeout itself on kqueue (`deadline.rs`). While a source keeps
 //!    the loop spinning (it asked for no sleep at all: an MPI exchange in
 //!    full flow), the poller is asked only every
 //!    [`POLL_EVENTS_EVERY`]th turn: a system call per turn would cost more
@@ -29,12 +32,14 @@
 //! shared by every thread that creates sockets or timers.
 
 pub(crate) mod context;
+mod deadline;
 pub(crate) mod registration;
 pub(crate) mod scheduled_io;
 
+use self::deadline::DeadlineTimer;
 #[cfg(unix)]
 use self::registration::SIGNAL_TOKEN;
-use self::registration::{Registrations, WAKER_TOKEN};
+use self::registration::{Registrations, TIMER_TOKEN, WAKER_TOKEN};
 use crate::loom::{RwLock, RwLockReadGuard, RwLockWriteGuard, read, write};
 use crate::source::{Notifier, Sources};
 use crate::time::Timers;
@@ -58,6 +63,8 @@ pub struct Driver {
     sources: Vec<(u64, Arc<dyn crate::source::Source>)>,
     /// Turns in a row that a spinning source kept from sleeping (step 2).
     spinning_turns: u32,
+    /// Makes the wait of step 2 end at an exact instant.
+    deadline: DeadlineTimer,
 }
 
 /// While sources keep the loop spinning, the OS poller is asked for events
@@ -105,6 +112,7 @@ impl Driver {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let deadline = DeadlineTimer::new(poll.registry(), TIMER_TOKEN)?;
         let handle = Handle {
             inner: Arc::new(Inner {
                 registry,
@@ -130,6 +138,7 @@ impl Driver {
             wakers: Vec::with_capacity(64),
             sources: Vec::new(),
             spinning_turns: 0,
+            deadline,
         })
     }
 
@@ -150,17 +159,18 @@ impl Driver {
     pub fn turn(&mut self, max_wait: Option<Duration>) {
         let inner = self.handle.inner.clone();
         let now = Instant::now();
-        let mut wait = max_wait;
-        let mut bound = |limit: Option<Duration>| {
-            if let Some(limit) = limit {
-                wait = Some(wait.map_or(limit, |w| w.min(limit)));
+        // Step 1: the earliest instant anything asks to be looked at.
+        let mut until: Option<Instant> = max_wait.map(|w| crate::time::after(now, w));
+        let mut bound = |at: Option<Instant>| {
+            if let Some(at) = at {
+                until = Some(until.map_or(at, |u| u.min(at)));
             }
         };
-        bound(inner.timers.time_to_next(now));
+        bound(inner.timers.next_deadline());
         let source_wait = inner.sources.max_wait(now);
-        bound(source_wait);
+        bound(source_wait.map(|w| now + w));
         if inner.notifier.has_pending() {
-            bound(Some(Duration::ZERO));
+            bound(Some(now));
         }
 
         // Step 2, skipped on most turns while a source spins the loop.
@@ -173,7 +183,8 @@ impl Driver {
         if spinning && self.spinning_turns % POLL_EVENTS_EVERY != 0 {
             self.events.clear();
         } else {
-            match self.poll.poll(&mut self.events, wait) {
+            let timeout = self.deadline.arm(until, now);
+            match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 // A signal arrived: the turn simply ends early.
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => self.events.clear(),
@@ -191,13 +202,17 @@ impl Driver {
                 if event.token() == WAKER_TOKEN {
                     continue;
                 }
+                if event.token() == TIMER_TOKEN {
+                    self.deadline.fired();
+                    continue;
+                }
                 #[cfg(unix)]
                 if event.token() == SIGNAL_TOKEN {
                     signalled = true;
                     continue;
                 }
                 if let Some(slot) = registrations.get(event.token()) {
-                    slot.io.set_readiness(Readiness::from_event(event), &mut self.wakers);
+                    slot.state.set_readiness(Readiness::from_event(event), &mut self.wakers);
                 }
             }
         }
@@ -214,9 +229,12 @@ impl Driver {
         inner.sources.poll_pending(&mut self.sources);
     }
 
+    /// Wakes every collected waker. A waker that panics (a user's own:
+    /// Weft's never do) costs no other task its wake: the panic is
+    /// contained here, as a source's is (the panic hook has reported it).
     fn wake_all(&mut self) {
         for waker in self.wakers.drain(..) {
-            waker.wake();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
         }
     }
 
@@ -261,7 +279,7 @@ impl Driver {
             return;
         }
         for slot in inner.registrations().iter() {
-            slot.io.shutdown(&mut self.wakers);
+            slot.state.shutdown(&mut self.wakers);
         }
         #[cfg(unix)]
         inner.signals.shutdown(self.handle.id(), &mut self.wakers);

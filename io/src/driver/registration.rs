@@ -8,11 +8,13 @@
 //! newer registration.
 
 use super::Handle;
-use super::scheduled_io::{Direction, ReadyEvent, ScheduledIo};
+use super::scheduled_io::{Direction, ScheduledIo, Waiter};
 use crate::coop;
 use mio::event::Source;
 use mio::{Interest, Token};
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
@@ -29,10 +31,15 @@ pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 #[cfg(unix)]
 pub(crate) const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 
+/// The token of the reactor's deadline timer (`deadline.rs`); reserved as
+/// [`WAKER_TOKEN`] is.
+pub(crate) const TIMER_TOKEN: Token = Token(usize::MAX - 2);
+
 /// One slab slot.
 pub(crate) struct Slot {
     generation: usize,
-    pub(crate) io: Arc<ScheduledIo>,
+    /// The registration's readiness and waiters.
+    pub(crate) state: Arc<ScheduledIo>,
 }
 
 /// The slab of registrations.
@@ -43,10 +50,10 @@ pub(crate) struct Registrations {
 }
 
 impl Registrations {
-    fn insert(&mut self, io: Arc<ScheduledIo>) -> Token {
+    fn insert(&mut self, state: Arc<ScheduledIo>) -> Token {
         let generation = self.next_generation & GEN_MASK;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let index = self.slab.insert(Slot { generation, io });
+        let index = self.slab.insert(Slot { generation, state });
         Token((index << GEN_BITS) | generation)
     }
 
@@ -81,14 +88,14 @@ impl Registrations {
 pub(crate) struct Registration {
     handle: Handle,
     token: Token,
-    shared: Arc<ScheduledIo>,
+    state: Arc<ScheduledIo>,
 }
 
 impl Registration {
     /// Registers `source` for `interest` with the reactor of `handle`.
     pub(crate) fn new(handle: &Handle, source: &mut impl Source, interest: Interest) -> io::Result<Registration> {
-        let shared = Arc::new(ScheduledIo::default());
-        let token = handle.inner.registrations_mut().insert(shared.clone());
+        let state = Arc::new(ScheduledIo::default());
+        let token = handle.inner.registrations_mut().insert(state.clone());
         if let Err(err) = handle.inner.registry.register(source, token, interest) {
             handle.inner.registrations_mut().remove(token);
             return Err(err);
@@ -96,30 +103,27 @@ impl Registration {
         if handle.inner.is_shutdown() {
             // Registered after the reactor shut down: make every operation
             // fail like those of registrations the shutdown found.
-            shared.shutdown(&mut Vec::new());
+            state.shutdown(&mut Vec::new());
         }
         Ok(Registration {
             handle: handle.clone(),
             token,
-            shared,
+            state,
         })
     }
 
-    /// Ready once the source is ready in `direction`.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, direction: Direction) -> Poll<io::Result<ReadyEvent>> {
-        self.shared.poll_ready(cx, direction)
-    }
-
     /// Runs the non-blocking operation `op` once the source is ready in
-    /// `direction`, until it does not hit `WouldBlock`. Spends one unit of
-    /// the task's cooperative budget (given back if it ends up `Pending`).
+    /// `direction`, until it does not hit `WouldBlock`, for the poll API
+    /// (the direction's single waker slot: see `scheduled_io`). Spends one
+    /// unit of the task's cooperative budget (given back if it ends up
+    /// `Pending`).
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
         op: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        self.poll_op(cx, direction, op, |_| false)
+        self.poll_op(cx, direction, Waiter::Poll, op, |_| false)
     }
 
     /// As [`poll_io`](Self::poll_io) for byte transfers: a transfer shorter
@@ -134,28 +138,34 @@ impl Registration {
         len: usize,
         op: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        self.poll_op(cx, direction, op, |&n| n > 0 && n < len)
+        self.poll_op(cx, direction, Waiter::Poll, op, |&n| n > 0 && n < len)
     }
 
-    /// The loop behind both: `drained` says a successful result proves the
-    /// readiness used up, so it is cleared as if `op` had hit `WouldBlock`.
-    fn poll_op<R>(
+    /// The loop behind every operation: `waiter` says where the task's
+    /// waker goes; `drained` says a successful result proves the readiness
+    /// used up, so it is cleared as if `op` had hit `WouldBlock`.
+    pub(crate) fn poll_op<R>(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
+        mut waiter: Waiter<'_>,
         mut op: impl FnMut() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         let budget = ready!(coop::poll_proceed(cx));
         loop {
-            let event = ready!(self.poll_ready(cx, direction))?;
+            let waiter = match &mut waiter {
+                Waiter::Poll => Waiter::Poll,
+                Waiter::Future(key) => Waiter::Future(key),
+            };
+            let event = ready!(self.state.poll_ready(cx, direction, waiter))?;
             match op() {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.shared.clear_readiness(event, direction);
+                    self.state.clear_readiness(event, direction);
                 }
                 result => {
                     if result.as_ref().is_ok_and(&drained) {
-                        self.shared.clear_readiness(event, direction);
+                        self.state.clear_readiness(event, direction);
                     }
                     budget.made_progress();
                     return Poll::Ready(result);
@@ -164,17 +174,34 @@ impl Registration {
         }
     }
 
+    /// A future's entry leaves the waiter list.
+    pub(crate) fn remove_waiter(&self, key: usize) {
+        self.state.remove_waiter(key);
+    }
+
+    /// Wakers the registration holds right now (for tests).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.state.waiting()
+    }
+
+    /// Entries the futures' slab has room for (for tests).
+    #[cfg(test)]
+    pub(crate) fn waiter_capacity(&self) -> usize {
+        self.state.waiter_capacity()
+    }
+
     /// Runs `op` once without waiting: for the `try_*` methods. A
     /// `WouldBlock` clears the readiness it relied on.
     pub(crate) fn try_io<R>(&self, direction: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
         // Look without registering a waker: a task may be waiting in this
         // direction, and its waker must stay.
-        let Some(event) = self.shared.ready_event(direction)? else {
+        let Some(event) = self.state.ready_event(direction)? else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
         let result = op();
         if matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
-            self.shared.clear_readiness(event, direction);
+            self.state.clear_readiness(event, direction);
         }
         result
     }
@@ -192,7 +219,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared.clear_wakers();
+        self.state.clear_wakers();
         self.handle.inner.registrations_mut().remove(self.token);
     }
 }
@@ -201,7 +228,7 @@ impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registration")
             .field("token", &self.token)
-            .field("io", &self.shared)
+            .field("state", &self.state)
             .finish()
     }
 }
@@ -209,7 +236,8 @@ impl std::fmt::Debug for Registration {
 /// A mio source registered with the reactor: owns the source, deregisters
 /// it before closing it. The building block of every socket type.
 pub(crate) struct Registered<E: Source> {
-    io: Option<E>,
+    /// The mio source; taken out only by `into_inner` and `drop`.
+    source: Option<E>,
     registration: Registration,
 }
 
@@ -219,18 +247,21 @@ impl<E: Source> Registered<E> {
         Registered::new_with(&Handle::try_current()?, io, interest)
     }
 
-    pub(crate) fn new_with(handle: &Handle, mut io: E, interest: Interest) -> io::Result<Registered<E>> {
-        let registration = Registration::new(handle, &mut io, interest)?;
+    pub(crate) fn new_with(handle: &Handle, mut source: E, interest: Interest) -> io::Result<Registered<E>> {
+        let registration = Registration::new(handle, &mut source, interest)?;
         Ok(Registered {
-            io: Some(io),
+            source: Some(source),
             registration,
         })
     }
 
     pub(crate) fn get_ref(&self) -> &E {
-        self.io.as_ref().expect("weft bug: the source is present until drop")
+        self.source
+            .as_ref()
+            .expect("weft bug: the source is present until drop")
     }
 
+    #[cfg(test)]
     pub(crate) fn registration(&self) -> &Registration {
         &self.registration
     }
@@ -271,11 +302,90 @@ impl<E: Source> Registered<E> {
         self.registration.try_io(direction, || op(io))
     }
 
+    /// Runs `op` once the source is ready in `direction`, waiting as the
+    /// holder of `key`, an entry among the source's waiters that the caller
+    /// keeps across polls and gives back with [`leave`](Self::leave) (as
+    /// [`IoOp`] does; a stream of connections does the same).
+    pub(crate) fn poll_keyed<R>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        key: &mut Option<usize>,
+        mut op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.get_ref();
+        self.registration
+            .poll_op(cx, direction, Waiter::Future(key), || op(io), |_| false)
+    }
+
+    /// Gives back a waiter entry taken by [`poll_keyed`](Self::poll_keyed).
+    pub(crate) fn leave(&self, key: &mut Option<usize>) {
+        if let Some(key) = key.take() {
+            self.registration.remove_waiter(key);
+        }
+    }
+
+    /// Runs `op` once the source is ready in `direction`, as a future with
+    /// its own place among the waiters (the async methods' shape; see
+    /// [`IoOp`]).
+    pub(crate) fn op<R, F>(&self, direction: Direction, op: F) -> IoOp<'_, E, F>
+    where
+        F: FnMut(&E) -> io::Result<R> + Unpin,
+    {
+        IoOp {
+            registered: self,
+            direction,
+            key: None,
+            op,
+        }
+    }
+
+    /// Ready once the source is ready in `direction` (without consuming
+    /// the readiness), as [`op`](Self::op).
+    pub(crate) fn ready(&self, direction: Direction) -> IoOp<'_, E, fn(&E) -> io::Result<()>> {
+        self.op(direction, |_| Ok(()))
+    }
+
     /// Deregisters and returns the source (for `into_std`).
     pub(crate) fn into_inner(mut self) -> io::Result<E> {
-        let mut io = self.io.take().expect("weft bug: the source is present until drop");
-        self.registration.deregister(&mut io)?;
-        Ok(io)
+        let mut source = self.source.take().expect("weft bug: the source is present until drop");
+        self.registration.deregister(&mut source)?;
+        Ok(source)
+    }
+}
+
+/// An operation on a registered source awaited as a future: it holds its
+/// own entry in the source's waiter list from its first `Pending` until it
+/// completes or is dropped, so a future given up by `race`, `select` or a
+/// timeout leaves no waker behind (see `scheduled_io`).
+#[must_use = "futures do nothing unless awaited"]
+pub(crate) struct IoOp<'a, E: Source, F> {
+    registered: &'a Registered<E>,
+    direction: Direction,
+    key: Option<usize>,
+    op: F,
+}
+
+impl<E: Source, R, F> Future for IoOp<'_, E, F>
+where
+    F: FnMut(&E) -> io::Result<R> + Unpin,
+{
+    type Output = io::Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let this = self.get_mut();
+        let result = ready!(
+            this.registered
+                .poll_keyed(cx, this.direction, &mut this.key, &mut this.op)
+        );
+        this.registered.leave(&mut this.key);
+        Poll::Ready(result)
+    }
+}
+
+impl<E: Source, F> Drop for IoOp<'_, E, F> {
+    fn drop(&mut self) {
+        self.registered.leave(&mut self.key);
     }
 }
 
@@ -323,10 +433,10 @@ where
 
 impl<E: Source> Drop for Registered<E> {
     fn drop(&mut self) {
-        if let Some(mut io) = self.io.take() {
+        if let Some(mut source) = self.source.take() {
             // Stop events before the descriptor closes (and its number can
             // be reused); an error here only means it is already gone.
-            let _ = self.registration.deregister(&mut io);
+            let _ = self.registration.deregister(&mut source);
         }
     }
 }
@@ -334,7 +444,7 @@ impl<E: Source> Drop for Registered<E> {
 impl<E: Source + std::fmt::Debug> std::fmt::Debug for Registered<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registered")
-            .field("io", &self.io)
+            .field("source", &self.source)
             .field("registration", &self.registration)
             .finish()
     }

@@ -19,16 +19,29 @@
 //!
 //! # Waiters
 //!
-//! A list of wakers per direction, under a mutex: several tasks may wait in
-//! one direction (two receivers on one UDP socket shared through an `Arc`).
-//! A task registers its waker (once: a task polled again finds its waker
-//! there) and then re-checks readiness before returning `Pending`; the
-//! reactor sets readiness before it takes the wakers. So either the task
-//! sees the new readiness, or the reactor sees the task's waker. An event
-//! wakes every waiter of its direction; those that find nothing wait again.
-//! A waiter that gives up (its future is dropped) leaves its waker behind
-//! until the next event, which wakes that task spuriously: harmless, and it
-//! spares registration any per-waiter bookkeeping.
+//! Two kinds of waiter, under one mutex, per registration:
+//!
+//! - **Futures** (the async methods: `accept`, `recv`, `readable`...):
+//!   each waiting future holds a key to its own entry in a slab, made on
+//!   its first `Pending` and removed when the future completes or is
+//!   dropped. Polling it again only swaps the entry's waker (O(1)), so a
+//!   future dropped by `race`, `select` or a timeout leaves nothing behind,
+//!   and several tasks can wait in one direction (two receivers on one UDP
+//!   socket shared through an `Arc`), each woken by an event.
+//! - **The poll API** (`AsyncRead::poll_read`, `poll_accept`...), which has
+//!   no state of its own to keep a key in: one slot per direction, holding
+//!   the waker of the last task that polled (as Tokio's does). A dropped
+//!   read future leaves at most that one waker, which the next poll
+//!   replaces; two tasks polling one direction at once through this API
+//!   wake only the later one, so such sharing must use the async methods.
+//!
+//! A task registers its waker (cloning it first: a clone that panics leaves
+//! the lists as they were) and then re-checks readiness before returning
+//! `Pending`; the reactor sets readiness before it takes the wakers. So
+//! either the task sees the new readiness, or the reactor sees the task's
+//! waker. An event takes the wakers of every waiter of its direction; a
+//! future's entry stays (empty) until the future is dropped or polled
+//! again.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use std::task::{Context, Poll, Waker};
@@ -134,10 +147,90 @@ pub(crate) struct ScheduledIo {
     waiters: Mutex<Waiters>,
 }
 
+/// Who is waiting for a direction: a future with its own entry, or a task
+/// polling through the poll API (see the module docs).
+#[derive(Debug)]
+pub(crate) enum Waiter<'a> {
+    /// The poll API: the direction's single slot.
+    Poll,
+    /// A future's entry; `None` until its first `Pending`.
+    Future(&'a mut Option<usize>),
+}
+
 #[derive(Default)]
 struct Waiters {
-    readers: Vec<Waker>,
-    writers: Vec<Waker>,
+    /// The poll API's slots.
+    poll_reader: Option<Waker>,
+    poll_writer: Option<Waker>,
+    /// The futures' entries.
+    futures: slab::Slab<FutureWaiter>,
+}
+
+struct FutureWaiter {
+    direction: Direction,
+    /// Taken by an event; set again when the future is polled again.
+    waker: Option<Waker>,
+}
+
+impl Waiters {
+    fn poll_slot(&mut self, direction: Direction) -> &mut Option<Waker> {
+        match direction {
+            Direction::Read => &mut self.poll_reader,
+            Direction::Write => &mut self.poll_writer,
+        }
+    }
+
+    /// Stores the waker of `cx` for `waiter`, cloning it first (if the
+    /// clone panics, nothing has changed).
+    fn register(&mut self, cx: &Context<'_>, direction: Direction, waiter: Waiter<'_>) {
+        match waiter {
+            Waiter::Poll => {
+                let slot = self.poll_slot(direction);
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    let waker = cx.waker().clone();
+                    *slot = Some(waker);
+                }
+            }
+            Waiter::Future(key) => match *key {
+                Some(key) => {
+                    let entry = &mut self.futures[key];
+                    if !entry.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        let waker = cx.waker().clone();
+                        entry.waker = Some(waker);
+                    }
+                }
+                None => {
+                    let waker = cx.waker().clone();
+                    *key = Some(self.futures.insert(FutureWaiter {
+                        direction,
+                        waker: Some(waker),
+                    }));
+                }
+            },
+        }
+    }
+
+    /// Takes the wakers of every waiter `wakes` selects.
+    fn take(&mut self, wakes: impl Fn(Direction) -> bool, wakers: &mut Vec<Waker>) {
+        for direction in [Direction::Read, Direction::Write] {
+            if wakes(direction) {
+                wakers.extend(self.poll_slot(direction).take());
+            }
+        }
+        for (_, waiter) in self.futures.iter_mut() {
+            if wakes(waiter.direction) {
+                wakers.extend(waiter.waker.take());
+            }
+        }
+    }
+
+    /// Wakers held right now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.poll_reader.is_some())
+            + usize::from(self.poll_writer.is_some())
+            + self.futures.iter().filter(|(_, w)| w.waker.is_some()).count()
+    }
 }
 
 impl ScheduledIo {
@@ -152,39 +245,28 @@ impl ScheduledIo {
     }
 
     fn take_wakers(&self, ready: Readiness, wakers: &mut Vec<Waker>) {
-        let mut waiters = lock(&self.waiters);
-        if ready.intersects(Direction::Read.mask()) {
-            wakers.append(&mut waiters.readers);
-        }
-        if ready.intersects(Direction::Write.mask()) {
-            wakers.append(&mut waiters.writers);
-        }
+        lock(&self.waiters).take(|direction| ready.intersects(direction.mask()), wakers);
     }
 
     /// The reactor is gone: every operation fails from now on.
     pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
         self.readiness.fetch_or(SHUTDOWN, AcqRel);
-        let mut waiters = lock(&self.waiters);
-        wakers.append(&mut waiters.readers);
-        wakers.append(&mut waiters.writers);
+        lock(&self.waiters).take(|_| true, wakers);
     }
 
     /// Ready (with what was seen) if the object is ready for `direction`;
-    /// otherwise registers the task's waker and returns `Pending`.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, direction: Direction) -> Poll<std::io::Result<ReadyEvent>> {
+    /// otherwise registers the task's waker for `waiter` and returns
+    /// `Pending`.
+    pub(crate) fn poll_ready(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        waiter: Waiter<'_>,
+    ) -> Poll<std::io::Result<ReadyEvent>> {
         if let Some(event) = self.ready_for(direction)? {
             return Poll::Ready(Ok(event));
         }
-        {
-            let mut waiters = lock(&self.waiters);
-            let list = match direction {
-                Direction::Read => &mut waiters.readers,
-                Direction::Write => &mut waiters.writers,
-            };
-            if !list.iter().any(|w| w.will_wake(cx.waker())) {
-                list.push(cx.waker().clone());
-            }
-        }
+        lock(&self.waiters).register(cx, direction, waiter);
         // The reactor may have delivered an event between our look and the
         // registration: look again (see the module docs).
         match self.ready_for(direction)? {
@@ -221,11 +303,30 @@ impl ScheduledIo {
         });
     }
 
-    /// Forgets every waiter (the registration is going away).
+    /// A future that waited leaves (it completed or was dropped): its
+    /// entry goes.
+    pub(crate) fn remove_waiter(&self, key: usize) {
+        let removed = lock(&self.waiters).futures.try_remove(key);
+        debug_assert!(removed.is_some(), "weft bug: a waiter's key outlived its entry");
+    }
+
+    /// Forgets every waiter (the registration is going away: no future
+    /// borrows it any more).
     pub(crate) fn clear_wakers(&self) {
         let mut waiters = lock(&self.waiters);
-        waiters.readers = Vec::new();
-        waiters.writers = Vec::new();
+        *waiters = Waiters::default();
+    }
+
+    /// Wakers held right now (for tests).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        lock(&self.waiters).len()
+    }
+
+    /// Entries the futures' slab has room for (for tests).
+    #[cfg(test)]
+    pub(crate) fn waiter_capacity(&self) -> usize {
+        lock(&self.waiters).futures.capacity()
     }
 }
 
@@ -275,7 +376,7 @@ mod loom_tests {
             });
             let flag = Arc::new(Flag(Counter::new(0)));
             let waker = Waker::from(flag.clone());
-            let first = io.poll_ready(&mut Context::from_waker(&waker), Direction::Read);
+            let first = io.poll_ready(&mut Context::from_waker(&waker), Direction::Read, Waiter::Poll);
             reactor.join().unwrap();
             if first.is_pending() {
                 assert_eq!(flag.0.load(SeqCst), 1, "a task that waited was woken");

@@ -22,6 +22,8 @@
 //! how to back off (the examples sleep briefly).
 
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod udp;
 #[cfg(unix)]
 mod unix;

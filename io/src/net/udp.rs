@@ -33,7 +33,7 @@ use std::task::{Context, Poll};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct UdpSocket {
-    io: Registered<mio::net::UdpSocket>,
+    pub(crate) io: Registered<mio::net::UdpSocket>,
 }
 
 impl UdpSocket {
@@ -96,7 +96,7 @@ impl UdpSocket {
     /// As the OS reports them.
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
         let target = super::each_addr(target, Ok)?;
-        std::future::poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+        self.io.op(Direction::Write, |s| s.send_to(buf, target)).await
     }
 
     /// Polls a [`send_to`](UdpSocket::send_to).
@@ -113,7 +113,7 @@ impl UdpSocket {
     ///
     /// As the OS reports them.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        std::future::poll_fn(|cx| self.poll_recv_from(cx, buf)).await
+        self.io.op(Direction::Read, |s| s.recv_from(buf)).await
     }
 
     /// Polls a [`recv_from`](UdpSocket::recv_from).
@@ -127,7 +127,7 @@ impl UdpSocket {
     ///
     /// As the OS reports them.
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        std::future::poll_fn(|cx| self.io.poll_io(cx, Direction::Read, |s| s.peek_from(buf))).await
+        self.io.op(Direction::Read, |s| s.peek_from(buf)).await
     }
 
     /// Sends `buf` to the connected peer.
@@ -137,7 +137,7 @@ impl UdpSocket {
     /// `NotConnected` without [`connect`](UdpSocket::connect), or as the OS
     /// reports them.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_send(cx, buf)).await
+        self.io.op(Direction::Write, |s| s.send(buf)).await
     }
 
     /// Polls a [`send`](UdpSocket::send).
@@ -152,7 +152,7 @@ impl UdpSocket {
     /// As the OS reports them (a refused earlier send can surface here as
     /// `ConnectionRefused`).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_recv(cx, buf)).await
+        self.io.op(Direction::Read, |s| s.recv(buf)).await
     }
 
     /// Polls a [`recv`](UdpSocket::recv).

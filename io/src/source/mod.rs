@@ -37,7 +37,7 @@ mod notifier;
 pub use self::notifier::{Abandoned, Completer, Completion, Notifier};
 
 use crate::driver::Handle;
-use crate::loom::{Mutex, MutexGuard, lock};
+use crate::loom::{Mutex, lock};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,10 +92,20 @@ pub trait Source: Send + Sync + 'static {
 }
 
 /// The sources of one reactor.
-#[derive(Default)]
 pub(crate) struct Sources {
-    entries: Mutex<Vec<Entry>>,
+    /// The registered sources; `None` once the reactor has shut down (so a
+    /// source added after that is told at once, never left unpolled).
+    entries: Mutex<Option<Vec<Entry>>>,
     next_id: Mutex<u64>,
+}
+
+impl Default for Sources {
+    fn default() -> Sources {
+        Sources {
+            entries: Mutex::new(Some(Vec::new())),
+            next_id: Mutex::new(0),
+        }
+    }
 }
 
 struct Entry {
@@ -108,17 +118,21 @@ struct Entry {
 }
 
 impl Sources {
-    fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
-        lock(&self.entries)
+    /// Runs `f` on the registered sources (none once shut down).
+    fn with_entries<R>(&self, f: impl FnOnce(&mut Vec<Entry>) -> R) -> R {
+        let mut entries = lock(&self.entries);
+        f(entries.as_mut().unwrap_or(&mut Vec::new()))
     }
 
     /// The longest the loop may sleep at `now` given the sources' state.
     pub(crate) fn max_wait(&self, now: Instant) -> Option<Duration> {
-        self.entries()
-            .iter()
-            .filter(|e| e.source.has_pending())
-            .map(|e| e.sleep(now))
-            .min()
+        self.with_entries(|entries| {
+            entries
+                .iter()
+                .filter(|e| e.source.has_pending())
+                .map(|e| e.sleep(now))
+                .min()
+        })
     }
 
     /// Polls every source with work pending. `scratch` is the caller's
@@ -126,62 +140,73 @@ impl Sources {
     pub(crate) fn poll_pending(&self, scratch: &mut Vec<(u64, Arc<dyn Source>)>) {
         // Poll outside the lock: a source may wake tasks, and a woken task's
         // code may register or drop a source.
-        {
-            let entries = self.entries();
-            if entries.is_empty() {
-                return;
-            }
+        self.with_entries(|entries| {
             scratch.extend(
                 entries
                     .iter()
                     .filter(|e| e.source.has_pending())
                     .map(|e| (e.id, e.source.clone())),
-            );
-        }
+            )
+        });
         for (id, source) in scratch.drain(..) {
             // A panicking source must not take the loop's thread with it;
             // the panic hook has already reported it.
             let completed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.poll())).unwrap_or(0);
-            if let Some(entry) = self.entries().iter_mut().find(|e| e.id == id) {
-                entry.polled(completed, Instant::now());
-            }
+            self.with_entries(|entries| {
+                if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+                    entry.polled(completed, Instant::now());
+                }
+            });
         }
     }
 
-    fn add(&self, source: Arc<dyn Source>) -> u64 {
+    /// Adds a source; `Err` gives it back if the reactor has shut down.
+    fn add(&self, source: Arc<dyn Source>) -> Result<u64, Arc<dyn Source>> {
         let id = {
             let mut next = lock(&self.next_id);
             *next += 1;
             *next
         };
-        self.entries().push(Entry {
+        let mut entries = lock(&self.entries);
+        let Some(entries) = entries.as_mut() else {
+            return Err(source);
+        };
+        entries.push(Entry {
             id,
             source,
             progress: Instant::now(),
             idle_polls: 0,
         });
-        id
+        Ok(id)
     }
 
     fn remove(&self, id: u64) {
-        self.entries().retain(|e| e.id != id);
+        self.with_entries(|entries| entries.retain(|e| e.id != id));
     }
 
     /// New work arrived: spin again.
     fn kick(&self, id: u64) {
-        if let Some(entry) = self.entries().iter_mut().find(|e| e.id == id) {
-            entry.progressed(Instant::now());
-        }
+        self.with_entries(|entries| {
+            if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+                entry.progressed(Instant::now());
+            }
+        });
     }
 
     /// Tells every source the loop is gone, then drops them (a source that
     /// holds a handle to the reactor would otherwise keep it alive).
     pub(crate) fn shutdown(&self) {
-        let entries = std::mem::take(&mut *self.entries());
+        let entries = lock(&self.entries).take().unwrap_or_default();
         for entry in entries {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.source.shutdown()));
+            tell_shutdown(&*entry.source);
         }
     }
+}
+
+/// Tells a source the loop is gone; a panic in it is contained (the panic
+/// hook has reported it).
+fn tell_shutdown(source: &dyn Source) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.shutdown()));
 }
 
 impl Entry {
@@ -217,9 +242,20 @@ fn backoff(idle_polls: u32, max: Duration) -> Duration {
 impl Handle {
     /// Adds a source to this reactor's loop; it is polled while it has
     /// work pending, until the returned handle is dropped.
+    ///
+    /// A source registered with a reactor that has shut down is told so at
+    /// once ([`Source::shutdown`], on this thread) and never polled.
     pub fn register_source(&self, source: Arc<dyn Source>) -> SourceHandle {
-        let id = self.inner.sources.add(source);
-        self.inner.wake();
+        let id = match self.inner.sources.add(source) {
+            Ok(id) => {
+                self.inner.wake();
+                id
+            }
+            Err(source) => {
+                tell_shutdown(&*source);
+                0
+            }
+        };
         SourceHandle {
             handle: self.clone(),
             id,

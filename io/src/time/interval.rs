@@ -75,9 +75,8 @@ impl Interval {
         let scheduled = self.sleep.deadline();
         let now = Instant::now();
         // A period too long to add to an `Instant` means "never again".
-        let far = || now + Duration::from_secs(86_400 * 365 * 30);
         let Some(on_schedule) = scheduled.checked_add(self.period) else {
-            self.sleep.reset(far());
+            self.sleep.reset(super::after(now, self.period));
             return Poll::Ready(scheduled);
         };
         let next = if now <= on_schedule {
@@ -85,7 +84,7 @@ impl Interval {
         } else {
             match self.missed {
                 MissedTickBehavior::Burst => on_schedule,
-                MissedTickBehavior::Delay => now.checked_add(self.period).unwrap_or_else(far),
+                MissedTickBehavior::Delay => super::after(now, self.period),
                 MissedTickBehavior::Skip => {
                     let behind = now.duration_since(scheduled).as_nanos();
                     let period = self.period.as_nanos();
@@ -98,9 +97,10 @@ impl Interval {
         Poll::Ready(scheduled)
     }
 
-    /// Restarts the schedule: the next tick is one period from now.
+    /// Restarts the schedule: the next tick is one period from now (or, for
+    /// a period too long for `Instant`, as far off as `sleep` puts "never").
     pub fn reset(&mut self) {
-        self.sleep.reset(Instant::now() + self.period);
+        self.sleep.reset(super::after(Instant::now(), self.period));
     }
 
     /// The period.

@@ -1,10 +1,12 @@
 //! Timers: [`sleep`], [`sleep_until`], [`timeout`], [`interval`].
 //!
-//! Every reactor keeps one timing wheel (`wheel.rs`) with a one-millisecond tick.
-//! A deadline is rounded *up* to a whole tick and a timer fires only once
-//! that tick has fully passed, so a timer never fires before its deadline;
-//! it fires at most about a tick (plus scheduling) after it. Timers that come
-//! due in the same turn fire in the order of their deadlines. Dropping a
+//! Every reactor keeps one timing wheel (`wheel.rs`): millisecond slots, and
+//! within the millisecond at hand, exact deadlines. A timer fires at the
+//! first turn of the loop at or after its deadline, never before; the loop
+//! sleeps to the exact instant of the next deadline (a `timerfd` on Linux, the
+//! kernel's nanosecond timeout on kqueue platforms; see [`crate::driver`]),
+//! so a timer is late only by the time the thread takes to wake. Timers that
+//! come due in the same turn fire in the order of their deadlines. Dropping a
 //! timer cancels it in O(1).
 //!
 //! ```
@@ -39,17 +41,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-const TICK_NS: u64 = 1_000_000;
-
 /// A reactor's clock and timing wheel.
 pub(crate) struct Timers {
     start: Instant,
     wheel: Mutex<Wheel>,
-    /// The tick by which the loop will next look at the timers (`u64::MAX`:
-    /// it waits for a wakeup). A timer registered for an earlier tick must
-    /// wake the loop, or it would fire late. Written under the wheel lock.
+    /// The instant (nanoseconds since `start`) by which the loop will next
+    /// look at the timers (`u64::MAX`: it waits for a wakeup). A timer
+    /// registered for an earlier deadline must wake the loop, or it would
+    /// fire late. Written under the wheel lock.
     next_wake: AtomicU64,
     shutdown: AtomicBool,
+}
+
+/// `at + duration`, or, when that is beyond what `Instant` can hold, thirty
+/// years after `at`: "never", in practice. The one place that decides what
+/// an overlong wait means.
+pub(crate) fn after(at: Instant, duration: Duration) -> Instant {
+    at.checked_add(duration)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
 }
 
 impl Timers {
@@ -70,41 +79,42 @@ impl Timers {
         u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// How long until the next timer needs attention, if any is pending;
-    /// the loop is about to sleep that long at most.
-    pub(crate) fn time_to_next(&self, now: Instant) -> Option<Duration> {
-        let wheel = self.wheel();
-        let next = wheel.next_expiration();
+    /// When the next timer needs attention, if any is pending: the loop
+    /// sleeps until that instant at most.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let mut wheel = self.wheel();
+        let next = wheel.next_deadline();
         self.next_wake.store(next.unwrap_or(u64::MAX), Release);
-        let at = self.start + Duration::from_nanos(next?.saturating_mul(TICK_NS));
-        Some(at.saturating_duration_since(now))
+        Some(self.start + Duration::from_nanos(next?))
     }
 
-    /// Fires every timer whose tick has fully passed at `now`.
+    /// Fires every timer whose deadline is at or before `now`.
     pub(crate) fn fire(&self, now: Instant, wakers: &mut Vec<Waker>) {
-        let now_tick = self.nanos_since_start(now) / TICK_NS;
+        let now_ns = self.nanos_since_start(now);
         let mut wheel = self.wheel();
-        if wheel.next_expiration().is_some_and(|next| next <= now_tick) {
-            wheel.advance(now_tick, wakers);
+        if wheel.next_deadline().is_some_and(|next| next <= now_ns) {
+            wheel.advance(now_ns, wakers);
         }
     }
 
-    /// Registers a timer for `deadline`, or returns `None` if it has
-    /// already passed. The flag says the loop must be woken: it plans to
-    /// look at the timers only after this one is due.
-    fn register(&self, deadline: Instant, waker: &Waker) -> (Option<Key>, bool) {
+    /// Registers a timer for `deadline` (which the caller found still
+    /// ahead). The flag says the loop must be woken: it plans to look at
+    /// the timers only after this one is due. `None` once the reactor has
+    /// shut down: the flag is read under the wheel's lock, which the
+    /// shutdown takes to set it and drain, so no timer can slip into a
+    /// wheel nobody will ever fire.
+    fn register(&self, deadline: Instant, waker: &Waker) -> Option<(Key, bool)> {
         let deadline_ns = self.nanos_since_start(deadline);
-        let tick = deadline_ns.div_ceil(TICK_NS);
         let mut wheel = self.wheel();
-        if tick <= wheel.elapsed() {
-            return (None, false);
+        if self.is_shutdown() {
+            return None;
         }
-        let key = wheel.insert(tick, deadline_ns, waker.clone());
-        let wake = tick < self.next_wake.load(Acquire);
+        let key = wheel.insert(deadline_ns, waker.clone());
+        let wake = deadline_ns < self.next_wake.load(Acquire);
         if wake {
-            self.next_wake.store(tick, Release);
+            self.next_wake.store(deadline_ns, Release);
         }
-        (Some(key), wake)
+        Some((key, wake))
     }
 
     /// True if the timer fired (the wheel removed its entry when it fired);
@@ -128,10 +138,12 @@ impl Timers {
         self.shutdown.load(Acquire)
     }
 
-    /// Wakes every pending timer's task; they find the reactor gone.
+    /// Wakes every pending timer's task; they find the reactor gone. The
+    /// flag is set under the wheel's lock (see [`register`](Self::register)).
     pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
+        let mut wheel = self.wheel();
         self.shutdown.store(true, Release);
-        self.wheel().drain(wakers);
+        wheel.drain(wakers);
     }
 
     /// Pending timers.

@@ -9,10 +9,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+/// What a timer polled after its runtime shut down panics with.
+const SHUT_DOWN: &str = "this Weft timer's runtime has shut down, so the timer can never fire; \
+                         keep the runtime alive while its timers are in use";
+
 /// Waits until `duration` has passed.
 ///
 /// Like `asyncio.sleep(seconds)`. The future completes no earlier than
-/// `duration` after this call, and usually within a millisecond after.
+/// `duration` after this call, and usually within tens of microseconds
+/// after (the time a thread takes to wake).
 ///
 /// # Panics
 ///
@@ -21,11 +26,7 @@ use std::time::{Duration, Instant};
 /// shut down.
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    // A deadline beyond what `Instant` can hold is "never" in practice.
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30));
-    sleep_until(deadline)
+    sleep_until(super::after(Instant::now(), duration))
 }
 
 /// Waits until `deadline`.
@@ -68,7 +69,7 @@ impl Sleep {
     /// deadline: the timer moves in the wheel with its waker, so the task
     /// is woken at the new deadline (at once if it has passed) without
     /// being polled in between. hyper's header-read timeout relies on
-    /// this, through [`WeftTimer`](crate::compat::hyper::WeftTimer)'s
+    /// this, through `WeftTimer`'s (feature `hyper`)
     /// `reset`.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
@@ -80,15 +81,20 @@ impl Sleep {
         let Some(waker) = handle.inner.timers.cancel(key) else {
             return;
         };
+        if Instant::now() >= deadline {
+            // The new deadline has passed: the task polls and completes.
+            waker.wake();
+            return;
+        }
         match handle.inner.timers.register(deadline, &waker) {
-            (Some(key), wake_loop) => {
+            Some((key, wake_loop)) => {
                 if wake_loop {
                     handle.inner.wake();
                 }
                 self.entry = Some(key);
             }
-            // The new deadline has passed: the task polls and completes.
-            (None, _) => waker.wake(),
+            // The reactor shut down meanwhile: the task polls and learns it.
+            None => waker.wake(),
         }
     }
 
@@ -107,10 +113,7 @@ impl Sleep {
         let handle = self.handle.as_ref().expect("set just above");
         let timers = &handle.inner.timers;
         if timers.is_shutdown() {
-            panic!(
-                "this Weft timer's runtime has shut down, so the timer can never fire; \
-                 keep the runtime alive while its timers are in use"
-            );
+            panic!("{SHUT_DOWN}");
         }
         if Instant::now() >= self.deadline {
             // Usually the wheel fired the entry and removed it already. If
@@ -123,16 +126,17 @@ impl Sleep {
             return Poll::Ready(());
         }
         match self.entry {
-            None => match timers.register(self.deadline, cx.waker()) {
-                (Some(key), wake_loop) => {
-                    if wake_loop {
-                        handle.inner.wake();
-                    }
-                    self.entry = Some(key);
-                    Poll::Pending
+            None => {
+                let Some((key, wake_loop)) = timers.register(self.deadline, cx.waker()) else {
+                    // Shut down between the check above and the wheel's lock.
+                    panic!("{SHUT_DOWN}");
+                };
+                if wake_loop {
+                    handle.inner.wake();
                 }
-                (None, _) => Poll::Ready(()),
-            },
+                self.entry = Some(key);
+                Poll::Pending
+            }
             Some(key) => {
                 if timers.poll_fired(key, cx.waker()) {
                     self.entry = None;

@@ -1,30 +1,43 @@
 //! A hierarchical timing wheel: six levels of 64 slots, one tick per
 //! millisecond, so level `l` slots are `64^l` ms wide and the wheel spans
 //! 2^36 ms (about 2.2 years); later deadlines wait in the top level and are
-//! re-filed as the wheel turns.
+//! re-filed as the wheel turns. The slots sort timers by millisecond; the
+//! millisecond at hand is sorted by exact deadline, so a timer fires at its
+//! deadline to the nanosecond of the clock, not at the end of its tick.
 //!
 //! # Invariants
 //!
-//! 1. `elapsed` is the last tick processed: every entry whose tick is at or
-//!    before it has fired.
-//! 2. An entry with tick `t` sits on the level where `t` first differs from
-//!    `elapsed` in a 6-bit digit (level 0 if only the lowest digit differs),
-//!    in slot `(t >> 6 * level) & 63`. So the lowest non-empty level holds the
-//!    earliest entries, and a slot of level `l > 0` is emptied (its entries
-//!    re-filed lower) exactly when `elapsed` reaches the start of its range.
-//! 3. Each slot is a doubly linked list threaded through the entry slab, and
-//!    each level keeps a bitmap of its occupied slots: inserting and
-//!    cancelling are O(1), finding the next expiry is O(levels).
+//! 1. `elapsed` is the current tick: every entry whose tick (its deadline
+//!    in whole ticks, rounded down) is before it has fired.
+//! 2. An entry with tick `t > elapsed` sits on the level where `t` first
+//!    differs from `elapsed` in a 6-bit digit (level 0 if only the lowest
+//!    digit differs), in slot `(t >> 6 * level) & 63`. So the lowest
+//!    non-empty level holds the earliest entries, and a slot of level
+//!    `l > 0` is emptied (its entries re-filed lower) exactly when
+//!    `elapsed` reaches the start of its range.
+//! 3. An entry with tick `t <= elapsed` is in the *current* heap, ordered by
+//!    exact deadline; it fires as soon as the clock passes its deadline.
+//!    When `elapsed` moves on, everything left in the heap fires first (its
+//!    deadlines are all before the new tick).
+//! 4. Each slot is a doubly linked list threaded through the entry slab,
+//!    and each level keeps a bitmap of its occupied slots: inserting and
+//!    cancelling are O(1), finding the next slot is O(levels). A cancelled
+//!    entry in the heap is skipped when it reaches the top (its key names a
+//!    freed or reused slab entry).
 //!
-//! Entries that fire in the same tick fire in the order of their exact
-//! deadlines (sub-millisecond), so timers fire in deadline order.
+//! Entries fire in the order of their exact deadlines.
 
 use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::task::Waker;
 
 const LEVELS: usize = 6;
 const SLOTS: usize = 64;
 const SLOT_BITS: u32 = 6;
+
+/// Nanoseconds per tick (a millisecond).
+pub(crate) const TICK_NS: u64 = 1_000_000;
 
 /// The span of the wheel, in ticks.
 #[cfg(test)]
@@ -42,21 +55,61 @@ const CLAMP: u64 = 63 << (SLOT_BITS as u64 * (LEVELS as u64 - 1));
 /// remove it), so a stale key never reaches a newer entry in the same slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Key {
-    index: usize,
+    index: u32,
     generation: u64,
 }
 
+/// One timer: 48 bytes, so that a pending timer costs less than Tokio's
+/// (the `memory` suite measures it).
 struct Entry {
-    /// The tick the entry fires at: its deadline rounded up to whole ticks.
-    tick: u64,
-    /// The exact deadline, in nanoseconds, to order entries within a tick.
+    /// The exact deadline, in nanoseconds.
     deadline_ns: u64,
     waker: Option<Waker>,
     generation: u64,
-    /// Where it is filed, while pending.
-    place: Option<(usize, usize)>,
-    prev: Option<usize>,
-    next: Option<usize>,
+    /// The neighbours in its slot's list.
+    prev: Link,
+    next: Link,
+    /// Where it is filed.
+    place: Place,
+}
+
+/// An index into the entry slab, or none: four bytes where an
+/// `Option<usize>` takes sixteen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Link(u32);
+
+impl Link {
+    const NONE: Link = Link(u32::MAX);
+
+    fn to(index: usize) -> Link {
+        let index = u32::try_from(index).ok().filter(|&i| i != u32::MAX);
+        Link(index.expect("Weft's timing wheel holds fewer than 2^32 - 1 timers"))
+    }
+
+    fn get(self) -> Option<usize> {
+        (self != Link::NONE).then_some(self.0 as usize)
+    }
+
+    fn take(&mut self) -> Option<usize> {
+        std::mem::replace(self, Link::NONE).get()
+    }
+}
+
+impl Entry {
+    /// The tick the deadline falls in.
+    fn tick(&self) -> u64 {
+        self.deadline_ns / TICK_NS
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// In a slot's list (invariant 2): level, slot.
+    Slot(u8, u8),
+    /// In the current heap (invariant 3).
+    Current,
+    /// Taken out of a slot, about to be placed again.
+    Nowhere,
 }
 
 #[derive(Clone, Copy)]
@@ -78,8 +131,12 @@ pub(crate) struct Wheel {
     levels: [Level; LEVELS],
     entries: Slab<Entry>,
     next_generation: u64,
-    /// Scratch space for firing a slot in deadline order.
-    firing: Vec<(u64, usize)>,
+    /// Invariant 3: (deadline, key) of the entries of ticks at or before
+    /// `elapsed`, earliest on top.
+    current: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// The answer of [`next_deadline`](Wheel::next_deadline) while nothing
+    /// has changed: `None` when it must be worked out again.
+    next: Option<Option<u64>>,
 }
 
 impl Wheel {
@@ -89,13 +146,9 @@ impl Wheel {
             levels: [Level::EMPTY; LEVELS],
             entries: Slab::new(),
             next_generation: 0,
-            firing: Vec::new(),
+            current: BinaryHeap::new(),
+            next: Some(None),
         }
-    }
-
-    /// The last tick processed.
-    pub(crate) fn elapsed(&self) -> u64 {
-        self.elapsed
     }
 
     /// Entries waiting to fire.
@@ -103,26 +156,29 @@ impl Wheel {
         self.entries.len()
     }
 
-    /// Files an entry for `tick`, which must be after `elapsed` (an earlier
-    /// one has already passed: the caller must not wait for it).
-    pub(crate) fn insert(&mut self, tick: u64, deadline_ns: u64, waker: Waker) -> Key {
-        debug_assert!(
-            tick > self.elapsed,
-            "Weft bug: timer filed for a tick already processed"
-        );
+    /// Files an entry for `deadline_ns`. A deadline in a tick already
+    /// reached goes to the current heap and fires at the next
+    /// [`advance`](Self::advance) whose `now` has passed it.
+    pub(crate) fn insert(&mut self, deadline_ns: u64, waker: Waker) -> Key {
         let generation = self.next_generation;
         self.next_generation += 1;
         let index = self.entries.insert(Entry {
-            tick,
             deadline_ns,
             waker: Some(waker),
             generation,
-            place: None,
-            prev: None,
-            next: None,
+            place: Place::Nowhere,
+            prev: Link::NONE,
+            next: Link::NONE,
         });
-        self.file(index);
-        Key { index, generation }
+        self.place(index);
+        if let Some(next) = &mut self.next {
+            // The new entry may come due first; it cannot delay anything.
+            *next = Some(next.map_or(deadline_ns, |n| n.min(deadline_ns)));
+        }
+        Key {
+            index: Link::to(index).0,
+            generation,
+        }
     }
 
     /// True while the entry waits; false once it fired or was cancelled.
@@ -143,71 +199,158 @@ impl Wheel {
     /// Cancels a pending entry (O(1)) and returns its waker; a stale key
     /// is ignored (`None`).
     pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
-        self.entry(key)?;
-        self.unfile(key.index);
-        self.entries.remove(key.index).waker
+        let deadline = self.entry(key)?.deadline_ns;
+        let index = key.index as usize;
+        self.unfile(index);
+        if self.next.is_some_and(|next| next.is_some_and(|n| deadline <= n)) {
+            self.next = None;
+        }
+        self.entries.remove(index).waker
     }
 
-    /// The tick of the earliest pending entry's slot: the wheel has nothing
-    /// to do before it.
-    pub(crate) fn next_expiration(&self) -> Option<u64> {
-        (0..LEVELS).find_map(|level| self.next_slot(level).map(|(_, start)| start))
+    /// The instant (in nanoseconds) before which the wheel has nothing to
+    /// do: the exact deadline of the earliest entry, or the start of a
+    /// higher-level slot whose entries must be re-filed then.
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        if let Some(next) = self.next {
+            return next;
+        }
+        let next = self.work_out_next();
+        self.next = Some(next);
+        next
     }
 
-    /// Fires every pending entry at once, whatever its tick (the reactor is
-    /// shutting down), collecting their wakers.
+    fn work_out_next(&mut self) -> Option<u64> {
+        if let Some(deadline) = self.current_top() {
+            // Invariant 3: the heap holds the earliest ticks.
+            return Some(deadline);
+        }
+        let (level, slot, start) = self.next_slot_any()?;
+        if level > 0 {
+            return Some(start * TICK_NS);
+        }
+        let mut earliest = u64::MAX;
+        let mut next = self.levels[0].heads[slot];
+        while let Some(index) = next {
+            let entry = &self.entries[index];
+            earliest = earliest.min(entry.deadline_ns);
+            next = entry.next.get();
+        }
+        Some(earliest)
+    }
+
+    /// Fires every pending entry at once, whatever its deadline (the
+    /// reactor is shutting down), collecting their wakers.
     pub(crate) fn drain(&mut self, fired: &mut Vec<Waker>) {
         for level in self.levels.iter_mut() {
             *level = Level::EMPTY;
         }
+        self.current.clear();
+        self.next = Some(None);
         fired.extend(self.entries.drain().filter_map(|entry| entry.waker));
     }
 
-    /// Processes every tick up to `now`, collecting the wakers of the
-    /// entries that fire, in deadline order. Fired entries are removed: their
-    /// keys go stale, which is how their owners learn they fired.
-    pub(crate) fn advance(&mut self, now: u64, fired: &mut Vec<Waker>) {
-        while let Some((level, slot, start)) = (0..LEVELS).find_map(|l| self.next_slot(l).map(|(s, t)| (l, s, t))) {
-            if start > now {
+    /// Fires every entry whose deadline is at or before `now_ns`, in
+    /// deadline order, collecting their wakers. Fired entries are removed:
+    /// their keys go stale, which is how their owners learn they fired.
+    pub(crate) fn advance(&mut self, now_ns: u64, fired: &mut Vec<Waker>) {
+        self.next = None;
+        let now_tick = now_ns / TICK_NS;
+        while let Some((level, slot, start)) = self.next_slot_any() {
+            if start > now_tick {
                 break;
             }
-            // Invariant 1 (time moves to the slot's start) before re-filing.
-            self.elapsed = self.elapsed.max(start);
+            // Invariants 1 and 3: time moves to the slot's start; what the
+            // heap holds is from before it, and due.
+            self.move_to(start, fired);
             let mut next = self.levels[level].heads[slot].take();
             self.levels[level].occupied &= !(1 << slot);
-            self.firing.clear();
             while let Some(index) = next {
                 let entry = &mut self.entries[index];
                 next = entry.next.take();
-                entry.prev = None;
-                entry.place = None;
-                if entry.tick <= self.elapsed {
-                    self.firing.push((entry.deadline_ns, index));
-                } else {
-                    // A higher level's slot (or a deadline beyond the wheel's
-                    // range): file it again, lower.
-                    self.file(index);
-                }
-            }
-            self.firing.sort_unstable();
-            for &(_, index) in &self.firing {
-                fired.extend(self.entries.remove(index).waker);
+                entry.prev = Link::NONE;
+                entry.place = Place::Nowhere;
+                self.place(index);
             }
         }
-        self.elapsed = self.elapsed.max(now);
+        self.move_to(now_tick, fired);
+        while let Some(deadline) = self.current_top() {
+            if deadline > now_ns {
+                break;
+            }
+            let Reverse((_, index, _)) = self.current.pop().expect("the top was just seen");
+            fired.extend(self.entries.remove(index).waker);
+        }
+    }
+
+    /// Moves `elapsed` forward to `tick`, firing what the heap holds first.
+    fn move_to(&mut self, tick: u64, fired: &mut Vec<Waker>) {
+        if tick <= self.elapsed {
+            return;
+        }
+        while self.current_top().is_some() {
+            let Reverse((_, index, _)) = self.current.pop().expect("the top was just seen");
+            fired.extend(self.entries.remove(index).waker);
+        }
+        self.elapsed = tick;
+    }
+
+    /// The deadline of the earliest live entry in the heap, dropping
+    /// cancelled ones from the top (invariant 4).
+    fn current_top(&mut self) -> Option<u64> {
+        while let Some(&Reverse((deadline, index, generation))) = self.current.peek() {
+            let live = self
+                .entries
+                .get(index)
+                .is_some_and(|e| e.generation == generation && e.place == Place::Current);
+            if live {
+                return Some(deadline);
+            }
+            self.current.pop();
+        }
+        None
     }
 
     fn entry(&self, key: Key) -> Option<&Entry> {
-        self.entries.get(key.index).filter(|e| e.generation == key.generation)
+        self.entries
+            .get(key.index as usize)
+            .filter(|e| e.generation == key.generation)
     }
 
     fn entry_mut(&mut self, key: Key) -> Option<&mut Entry> {
         self.entries
-            .get_mut(key.index)
+            .get_mut(key.index as usize)
             .filter(|e| e.generation == key.generation)
     }
 
-    /// The level and slot an entry with `tick` belongs in (invariant 2).
+    /// Places an entry that is nowhere: in the heap if its tick has come
+    /// (invariant 3), in its slot otherwise (invariant 2).
+    fn place(&mut self, index: usize) {
+        let entry = &self.entries[index];
+        let tick = entry.tick();
+        if tick <= self.elapsed {
+            let key = (entry.deadline_ns, index, entry.generation);
+            self.entries[index].place = Place::Current;
+            self.current.push(Reverse(key));
+            return;
+        }
+        let (level, slot) = self.place_for(tick);
+        let head = self.levels[level].heads[slot];
+        {
+            let entry = &mut self.entries[index];
+            entry.place = Place::Slot(level as u8, slot as u8);
+            entry.prev = Link::NONE;
+            entry.next = head.map_or(Link::NONE, Link::to);
+        }
+        if let Some(head) = head {
+            self.entries[head].prev = Link::to(index);
+        }
+        self.levels[level].heads[slot] = Some(index);
+        self.levels[level].occupied |= 1 << slot;
+    }
+
+    /// The level and slot an entry with `tick > elapsed` belongs in
+    /// (invariant 2).
     fn place_for(&self, tick: u64) -> (usize, usize) {
         // Far deadlines are filed at the clamp; see `CLAMP`.
         let tick = tick.min(self.elapsed + CLAMP);
@@ -218,40 +361,32 @@ impl Wheel {
         (level, slot)
     }
 
-    fn file(&mut self, index: usize) {
-        let (level, slot) = self.place_for(self.entries[index].tick);
-        let head = self.levels[level].heads[slot];
-        {
-            let entry = &mut self.entries[index];
-            entry.place = Some((level, slot));
-            entry.prev = None;
-            entry.next = head;
-        }
-        if let Some(head) = head {
-            self.entries[head].prev = Some(index);
-        }
-        self.levels[level].heads[slot] = Some(index);
-        self.levels[level].occupied |= 1 << slot;
-    }
-
+    /// Takes an entry out of its slot's list; an entry in the heap stays
+    /// there, to be skipped (invariant 4).
     fn unfile(&mut self, index: usize) {
-        let Some((level, slot)) = self.entries[index].place.take() else {
+        let Place::Slot(level, slot) = std::mem::replace(&mut self.entries[index].place, Place::Nowhere) else {
             return;
         };
+        let (level, slot) = (level as usize, slot as usize);
         let (prev, next) = {
             let entry = &mut self.entries[index];
             (entry.prev.take(), entry.next.take())
         };
         match prev {
-            Some(prev) => self.entries[prev].next = next,
+            Some(prev) => self.entries[prev].next = next.map_or(Link::NONE, Link::to),
             None => self.levels[level].heads[slot] = next,
         }
         if let Some(next) = next {
-            self.entries[next].prev = prev;
+            self.entries[next].prev = prev.map_or(Link::NONE, Link::to);
         }
         if self.levels[level].heads[slot].is_none() {
             self.levels[level].occupied &= !(1 << slot);
         }
+    }
+
+    /// The lowest level's next occupied slot: (level, slot, start tick).
+    fn next_slot_any(&self) -> Option<(usize, usize, u64)> {
+        (0..LEVELS).find_map(|l| self.next_slot(l).map(|(s, t)| (l, s, t)))
     }
 
     /// The next occupied slot of `level` at or after `elapsed`, and the tick
@@ -304,39 +439,95 @@ mod tests {
         Waker::from(Arc::new(Record(id, log.clone())))
     }
 
-    fn fire(wheel: &mut Wheel, now: u64) {
+    fn fire(wheel: &mut Wheel, now_ns: u64) {
         let mut fired = Vec::new();
-        wheel.advance(now, &mut fired);
+        wheel.advance(now_ns, &mut fired);
         fired.into_iter().for_each(Waker::wake);
     }
 
+    const MS: u64 = TICK_NS;
+
     #[test]
-    fn fires_at_its_tick_not_before() {
+    fn an_entry_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+
+    #[test]
+    fn fires_at_its_exact_deadline_not_before_and_not_at_the_end_of_its_tick() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        let key = wheel.insert(100, 100_000_000, waker(1, &log));
+        let deadline = 100 * MS + 250_000;
+        let key = wheel.insert(deadline, waker(1, &log));
+        assert_eq!(wheel.next_deadline(), Some(deadline));
+        fire(&mut wheel, 10 * MS);
         assert_eq!(
-            wheel.next_expiration(),
-            Some(64),
-            "the level-1 slot comes due at its start"
+            wheel.next_deadline(),
+            Some(64 * MS),
+            "worked out afresh: the level-1 slot comes due at its start"
         );
-        fire(&mut wheel, 99);
+        fire(&mut wheel, 64 * MS);
+        assert_eq!(wheel.next_deadline(), Some(deadline), "then the exact deadline");
+        fire(&mut wheel, deadline - 1);
         assert!(log.lock().unwrap().is_empty());
         assert!(wheel.is_pending(key));
-        assert_eq!(wheel.next_expiration(), Some(100));
-        fire(&mut wheel, 100);
+        assert_eq!(wheel.next_deadline(), Some(deadline));
+        fire(&mut wheel, deadline);
         assert_eq!(*log.lock().unwrap(), vec![1]);
         assert!(!wheel.is_pending(key), "a fired entry is removed");
         assert_eq!(wheel.len(), 0);
+        assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn entries_of_one_tick_fire_one_by_one_at_their_deadlines() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        wheel.insert(5 * MS + 900_000, waker(3, &log));
+        wheel.insert(5 * MS + 100_000, waker(1, &log));
+        wheel.insert(5 * MS + 500_000, waker(2, &log));
+        assert_eq!(wheel.next_deadline(), Some(5 * MS + 100_000));
+        fire(&mut wheel, 5 * MS + 100_000);
+        assert_eq!(*log.lock().unwrap(), vec![1]);
+        assert_eq!(wheel.next_deadline(), Some(5 * MS + 500_000));
+        fire(&mut wheel, 5 * MS + 600_000);
+        assert_eq!(*log.lock().unwrap(), vec![1, 2]);
+        // An entry for the tick at hand, made now, joins the heap.
+        wheel.insert(5 * MS + 700_000, waker(4, &log));
+        assert_eq!(wheel.next_deadline(), Some(5 * MS + 700_000));
+        fire(&mut wheel, 7 * MS);
+        assert_eq!(*log.lock().unwrap(), vec![1, 2, 4, 3]);
+    }
+
+    #[test]
+    fn a_cancelled_entry_of_the_tick_at_hand_never_fires_and_frees_its_place() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        let a = wheel.insert(3 * MS + 100, waker(1, &log));
+        let b = wheel.insert(3 * MS + 200, waker(2, &log));
+        fire(&mut wheel, 3 * MS);
+        assert!(wheel.remove(a).is_some());
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(
+            wheel.next_deadline(),
+            Some(3 * MS + 200),
+            "the cancelled top is skipped"
+        );
+        // Its slab slot goes to a new entry: the stale heap item must not
+        // fire it.
+        let c = wheel.insert(9 * MS, waker(3, &log));
+        assert_eq!(c.index, a.index);
+        fire(&mut wheel, 3 * MS + 300);
+        assert_eq!(*log.lock().unwrap(), vec![2]);
+        assert!(!wheel.is_pending(b) && wheel.is_pending(c));
     }
 
     #[test]
     fn a_stale_key_never_touches_the_entry_that_reuses_its_slot() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        let old = wheel.insert(5, 5, waker(1, &log));
-        fire(&mut wheel, 5);
-        let new = wheel.insert(9, 9, waker(2, &log));
+        let old = wheel.insert(5 * MS, waker(1, &log));
+        fire(&mut wheel, 5 * MS);
+        let new = wheel.insert(9 * MS, waker(2, &log));
         assert_eq!(old.index, new.index, "the slab reuses the slot");
         wheel.remove(old);
         assert!(!wheel.is_pending(old));
@@ -344,22 +535,27 @@ mod tests {
             wheel.is_pending(new),
             "cancelling through a stale key cancelled a newer timer"
         );
-        fire(&mut wheel, 9);
+        fire(&mut wheel, 9 * MS);
         assert_eq!(*log.lock().unwrap(), vec![1, 2]);
     }
 
     #[test]
-    fn cancelled_entries_never_fire() {
+    fn cancelled_entries_never_fire_and_leave_the_bitmap() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        let a = wheel.insert(5, 5, waker(1, &log));
-        let b = wheel.insert(5, 5, waker(2, &log));
-        let c = wheel.insert(5, 5, waker(3, &log));
+        let a = wheel.insert(5 * MS, waker(1, &log));
+        let b = wheel.insert(5 * MS, waker(2, &log));
+        let c = wheel.insert(5 * MS, waker(3, &log));
         wheel.remove(b);
-        fire(&mut wheel, 10);
+        fire(&mut wheel, 10 * MS);
         assert_eq!(*log.lock().unwrap(), vec![1, 3]);
         assert!(!wheel.is_pending(a) && !wheel.is_pending(c));
-        assert_eq!(wheel.next_expiration(), None);
+        assert_eq!(wheel.next_deadline(), None);
+        // A lone entry cancelled leaves no occupied slot behind.
+        let d = wheel.insert(40 * MS, waker(4, &log));
+        wheel.remove(d);
+        assert_eq!(wheel.next_slot_any(), None);
+        assert_eq!(wheel.next_deadline(), None);
     }
 
     #[test]
@@ -369,16 +565,16 @@ mod tests {
         // slot and was re-filed into it forever.
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        wheel.insert(3, 3, waker(0, &log));
-        fire(&mut wheel, 3);
-        let far = 3 + MAX_RANGE * 20;
-        wheel.insert(far, far, waker(1, &log));
-        wheel.insert(40, 40, waker(2, &log));
-        fire(&mut wheel, 40);
+        wheel.insert(3 * MS, waker(0, &log));
+        fire(&mut wheel, 3 * MS);
+        let far = (3 + MAX_RANGE * 20) * MS;
+        wheel.insert(far, waker(1, &log));
+        wheel.insert(40 * MS, waker(2, &log));
+        fire(&mut wheel, 40 * MS);
         assert_eq!(*log.lock().unwrap(), vec![0, 2]);
-        let mut now = 40;
+        let mut now = 40 * MS;
         while now < far {
-            now = (now + MAX_RANGE / 3).min(far);
+            now = (now + MAX_RANGE / 3 * MS).min(far);
             fire(&mut wheel, now);
         }
         assert_eq!(*log.lock().unwrap(), vec![0, 2, 1]);
@@ -388,24 +584,26 @@ mod tests {
     fn drain_fires_everything_pending() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        let a = wheel.insert(10, 10, waker(1, &log));
-        let b = wheel.insert(MAX_RANGE * 3, 0, waker(2, &log));
+        let a = wheel.insert(10 * MS, waker(1, &log));
+        let b = wheel.insert(MAX_RANGE * 3 * MS, waker(2, &log));
+        fire(&mut wheel, 10 * MS - 5);
+        let c = wheel.insert(10 * MS - 1, waker(3, &log));
         let mut fired = Vec::new();
         wheel.drain(&mut fired);
         fired.into_iter().for_each(Waker::wake);
-        assert_eq!(log.lock().unwrap().len(), 2);
-        assert!(!wheel.is_pending(a) && !wheel.is_pending(b));
+        assert_eq!(log.lock().unwrap().len(), 3);
+        assert!(!wheel.is_pending(a) && !wheel.is_pending(b) && !wheel.is_pending(c));
         assert_eq!(wheel.len(), 0);
-        assert_eq!(wheel.next_expiration(), None);
+        assert_eq!(wheel.next_deadline(), None);
     }
 
     #[test]
     fn deadlines_beyond_the_wheel_are_refiled() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        let far = MAX_RANGE + 5_000;
-        wheel.insert(far, far, waker(1, &log));
-        fire(&mut wheel, CLAMP);
+        let far = (MAX_RANGE + 5_000) * MS;
+        wheel.insert(far, waker(1, &log));
+        fire(&mut wheel, CLAMP * MS);
         assert!(log.lock().unwrap().is_empty());
         fire(&mut wheel, far - 1);
         assert!(log.lock().unwrap().is_empty());
@@ -415,20 +613,21 @@ mod tests {
 
     proptest! {
         /// Against a reference model (a sorted list): every timer fires
-        /// exactly once, never before its tick, and in deadline order;
-        /// cancelled ones never fire.
+        /// exactly once, never before its deadline, and in deadline order;
+        /// cancelled ones never fire; the next deadline the wheel reports is
+        /// never after the earliest pending one (the loop would sleep past
+        /// it).
         #[test]
         fn matches_a_sorted_list(
-            timers in prop::collection::vec((1u64..300_000, any::<bool>()), 1..200),
-            steps in prop::collection::vec(1u64..5_000, 1..200),
+            timers in prop::collection::vec((1u64..300_000_000_000, any::<bool>()), 1..200),
+            steps in prop::collection::vec(1u64..5_000_000_000, 1..200),
         ) {
-            // Distinct sub-tick deadlines; the tick is the deadline rounded up.
-            let deadline = |i: usize| timers[i].0 * 1_000_000 - 1 - i as u64;
+            let deadline = |i: usize| timers[i].0 + i as u64;
             let log = Arc::new(Mutex::new(Vec::new()));
             let mut wheel = Wheel::new();
             let mut keys = Vec::new();
-            for (i, &(tick, _)) in timers.iter().enumerate() {
-                keys.push(wheel.insert(tick, deadline(i), waker(i, &log)));
+            for i in 0..timers.len() {
+                keys.push(wheel.insert(deadline(i), waker(i, &log)));
             }
             for (i, &(_, cancel)) in timers.iter().enumerate() {
                 if cancel {
@@ -437,12 +636,21 @@ mod tests {
             }
             let mut now = 0;
             for step in steps {
+                let pending_min = (0..timers.len())
+                    .filter(|&i| wheel.is_pending(keys[i]))
+                    .map(deadline)
+                    .min();
+                let next = wheel.next_deadline();
+                prop_assert_eq!(next.is_some(), pending_min.is_some());
+                if let (Some(next), Some(min)) = (next, pending_min) {
+                    prop_assert!(next <= min, "the wheel would sleep past a deadline");
+                }
                 now += step;
                 let before = log.lock().unwrap().len();
                 fire(&mut wheel, now);
                 let fired = log.lock().unwrap();
                 for &id in &fired[before..] {
-                    prop_assert!(timers[id].0 <= now, "timer {} fired early", id);
+                    prop_assert!(deadline(id) <= now, "timer {} fired early", id);
                     prop_assert!(!timers[id].1, "cancelled timer {} fired", id);
                 }
             }
@@ -450,9 +658,13 @@ mod tests {
             prop_assert_eq!(wheel.len(), 0);
             let fired = log.lock().unwrap().clone();
             let mut expected: Vec<usize> = (0..timers.len()).filter(|&i| !timers[i].1).collect();
-            expected.sort_by_key(|&i| (timers[i].0, deadline(i)));
+            expected.sort_by_key(|&i| deadline(i));
             // Exactly once each, in deadline order.
             prop_assert_eq!(fired, expected);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "wheel_model.rs"]
+mod model_tests;

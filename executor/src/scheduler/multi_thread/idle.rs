@@ -136,6 +136,16 @@ impl Idle {
         }
     }
 
+    /// A parked worker other than `me`, if any: whom a hand-off with no
+    /// standby wakes (rule 4 of `standby`). The lock orders this look after
+    /// the parking worker's own `transition_worker_to_parked`.
+    pub(super) fn sleeper_other_than(&self, me: usize) -> Option<usize> {
+        if self.num_parked() == 0 {
+            return None;
+        }
+        lock(&self.sleepers).iter().copied().find(|&i| i != me)
+    }
+
     /// True if the worker is on the sleepers list.
     pub(super) fn is_parked(&self, index: usize) -> bool {
         lock(&self.sleepers).contains(&index)

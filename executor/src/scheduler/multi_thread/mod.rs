@@ -23,6 +23,7 @@
 //! the driver down.
 
 mod idle;
+mod lifo;
 mod standby;
 mod worker;
 
@@ -89,13 +90,15 @@ pub(crate) fn launch(
     let mut locals = Vec::with_capacity(num_workers);
     for i in 0..num_workers {
         let run_queue = Worker::new_fifo();
-        let parker = Parker::new(Some(driver.clone()));
+        let parker = Parker::new(Some(driver.unparker()));
+        let lifo = Arc::new(lifo::LifoSlot::new());
         remotes.push(Remote {
             steal: run_queue.stealer(),
             unpark: parker.unparker(),
+            lifo: lifo.clone(),
         });
         let seed = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1) ^ random_seed();
-        locals.push((Core::new(run_queue, seed), parker));
+        locals.push((Core::new(run_queue, lifo, seed), parker));
     }
     let handle = Arc::new(Handle {
         shared: Shared {
@@ -110,6 +113,8 @@ pub(crate) fn launch(
             remote_schedules: Counter::default(),
             exited: AtomicUsize::new(0),
             standby: standby::Standby::new(),
+            watched: (0..num_workers).map(|_| worker::Watched::default()).collect(),
+            epoch: Instant::now(),
         },
         blocking,
         ready: ReadyQueue::new(),

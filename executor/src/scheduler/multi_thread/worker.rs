@@ -22,7 +22,9 @@
 //! back of the local queue. At most [`MAX_LIFO_POLLS`] LIFO tasks run in a row
 //! before the slot is disabled for the rest of that chain, so two tasks that
 //! wake each other cannot starve the queue. Tasks that yield never use it.
-//! The slot is not stealable: only its worker touches it.
+//! Searching workers never steal from the slot; only a *rescue* takes it,
+//! when its worker has stayed inside one poll for a whole watch interval
+//! (see [`lifo`](super::lifo) and `Context::rescue`).
 //!
 //! # Who touches what
 //!
@@ -35,7 +37,8 @@
 
 use super::Handle;
 use super::idle::Idle;
-use super::standby::{IDLE_WATCHES, Standby};
+use super::lifo::LifoSlot;
+use super::standby::{Decision, HandOff, Standby, WATCH_INTERVAL};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
@@ -47,6 +50,7 @@ use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A task reference waiting to run.
 pub(super) type Runnable = Notified<Arc<Handle>>;
@@ -83,18 +87,33 @@ pub(crate) struct Shared {
     pub(super) exited: AtomicUsize,
     /// Who takes over the driver if its holder does not come back.
     pub(super) standby: Standby,
+    /// Per worker: its poll count and the time when a watcher last looked
+    /// (`Context::rescue`).
+    pub(super) watched: Box<[Watched]>,
+    /// When the runtime started: the watchers' clock.
+    pub(super) epoch: Instant,
+}
+
+/// What the watchers last saw of a worker (`Context::rescue`).
+#[derive(Default)]
+pub(super) struct Watched {
+    polls: AtomicUsize,
+    at_micros: AtomicUsize,
 }
 
 /// The face a worker shows other threads.
 pub(super) struct Remote {
     pub(super) steal: Stealer<Runnable>,
     pub(super) unpark: Unparker,
+    /// Its LIFO slot, which a rescue may take (`lifo.rs`).
+    pub(super) lifo: Arc<LifoSlot<Arc<Handle>>>,
 }
 
 /// What only the worker thread touches.
 pub(super) struct Core {
     tick: u32,
-    lifo_slot: Option<Runnable>,
+    /// This worker's LIFO slot (shared with its `Remote`, for rescues).
+    lifo: Arc<LifoSlot<Arc<Handle>>>,
     /// False while a LIFO chain has hit `MAX_LIFO_POLLS`.
     lifo_enabled: bool,
     run_queue: Worker<Runnable>,
@@ -108,10 +127,10 @@ pub(super) struct Core {
 }
 
 impl Core {
-    pub(super) fn new(run_queue: Worker<Runnable>, seed: u64) -> Core {
+    pub(super) fn new(run_queue: Worker<Runnable>, lifo: Arc<LifoSlot<Arc<Handle>>>, seed: u64) -> Core {
         Core {
             tick: 0,
-            lifo_slot: None,
+            lifo,
             lifo_enabled: true,
             run_queue,
             is_searching: false,
@@ -122,11 +141,18 @@ impl Core {
     }
 
     fn has_tasks(&self) -> bool {
-        self.lifo_slot.is_some() || !self.run_queue.is_empty()
+        self.lifo.is_occupied() || !self.run_queue.is_empty()
+    }
+
+    /// More than the task this worker will run next: the others could run
+    /// elsewhere (the LIFO task counts: with it, one queued task is already
+    /// one too many, since the LIFO task runs first and may block).
+    fn more_than_one_task(&self) -> bool {
+        usize::from(self.lifo.is_occupied()) + self.run_queue.len() > 1
     }
 
     fn next_local_task(&mut self) -> Option<Runnable> {
-        self.lifo_slot.take().or_else(|| self.run_queue.pop())
+        self.lifo.take().or_else(|| self.run_queue.pop())
     }
 
     /// Pushes to the back of the local queue; a full queue first moves its
@@ -200,16 +226,25 @@ impl Context {
 
     /// Polls the driver without blocking and looks for shutdown.
     fn maintenance(&self) {
-        self.core.borrow_mut().is_parked = true;
-        // Only polls if no other worker is blocked in the driver.
-        let _ = self.parker.park(Some(std::time::Duration::ZERO));
+        let shared = self.shared();
+        // Only polls if no other worker is in the driver.
+        if shared.standby.try_enter(self.index) {
+            self.core.borrow_mut().is_parked = true;
+            shared
+                .driver
+                .with(|driver| self.parker.park_driver(driver, Some(std::time::Duration::ZERO)));
+            shared.standby.leave();
+            // Back to running tasks: the driver must stay watched (rule 4
+            // of `standby`).
+            self.hand_off();
+        }
         let mut core = self.core.borrow_mut();
         core.is_parked = false;
         core.is_shutdown = self.shared().inject.is_closed();
         // Tasks the driver woke went to our queue without notifying anyone
         // (we were "parked"); if there is more than we will run next, let
         // a parked worker come and steal.
-        let more = core.run_queue.len() > 1;
+        let more = core.more_than_one_task();
         drop(core);
         if more {
             self.handle.notify_parked_local();
@@ -292,7 +327,7 @@ impl Context {
             loop {
                 let task = {
                     let mut core = self.core.borrow_mut();
-                    let Some(task) = core.lifo_slot.take() else {
+                    let Some(task) = core.lifo.take() else {
                         core.lifo_enabled = true;
                         return;
                     };
@@ -335,7 +370,7 @@ impl Context {
             core.push_back(task, self.shared(), self.counters());
             true
         } else {
-            match core.lifo_slot.replace(task) {
+            match core.lifo.put(task) {
                 Some(prev) => {
                     core.push_back(prev, self.shared(), self.counters());
                     true
@@ -344,8 +379,9 @@ impl Context {
             }
         };
         // A queued task can be stolen, so a parked worker may help; a task
-        // in the LIFO slot cannot. A parked worker (that is, one whose driver
-        // is waking tasks) runs them itself when it returns.
+        // in the LIFO slot is only ever rescued (`lifo.rs`). A parked worker
+        // (that is, one whose driver is waking tasks) runs them itself when
+        // it returns.
         let notify = pushed_to_queue && !core.is_parked;
         drop(core);
         if notify {
@@ -372,53 +408,72 @@ impl Context {
                 self.handle.notify_if_work_pending();
             }
         }
-        let mut idle_watches = 0;
+        let mut watches = shared.standby.first_watches();
         loop {
             self.counters().parks.incr();
             trace::park(self.index);
             self.core.borrow_mut().is_parked = true;
             // Into the driver if it is free; otherwise onto the condition
-            // variable, where one worker (the standby) watches over the
-            // driver with a timeout (see `standby`).
-            let mut standby = false;
-            let mut slept_untimed = false;
-            let ran_driver = self.parker.park_or_watch(|| {
-                standby = shared.standby.claim(self.index);
-                if !standby {
-                    return None;
+            // variable, as the standby (timed) or untimed (rules 1 to 3 of
+            // `standby`). A pending token skips both: something may be
+            // queued for us.
+            let mut ran_driver = false;
+            // A timed watch as the standby (rule 3 of `standby` counts them).
+            let mut watched = false;
+            // A watch interval passed: time to look for a stuck worker.
+            let mut look = false;
+            // Woken from an untimed sleep as the standby (by a hand-off).
+            let mut woke_untimed = false;
+            if !self.parker.take_token() {
+                match shared.standby.enter_or_sleep(self.index, watches) {
+                    Decision::Enter => {
+                        // While another worker runs tasks, wake up every
+                        // watch interval to see whether it is stuck in one
+                        // (`rescue`); with every other worker parked, sleep
+                        // until there is something to do.
+                        let others_run = shared.idle.num_parked() < shared.remotes.len();
+                        let timeout = others_run.then_some(WATCH_INTERVAL);
+                        shared.driver.with(|driver| self.parker.park_driver(driver, timeout));
+                        shared.standby.leave();
+                        ran_driver = true;
+                        look = others_run;
+                    }
+                    Decision::Sleep { timeout, standby } => {
+                        self.parker.park(timeout);
+                        watched = standby && timeout.is_some();
+                        look = watched;
+                        woke_untimed = standby && timeout.is_none();
+                    }
                 }
-                let sleep = shared.standby.sleep();
-                slept_untimed = sleep.is_none();
-                sleep
-            });
+            }
             trace::unpark(self.index, ran_driver);
+            if look && !self.core.borrow().has_tasks() {
+                if let Some(task) = self.rescue() {
+                    let mut core = self.core.borrow_mut();
+                    core.push_back(task, shared, self.counters());
+                }
+            }
             let mut core = self.core.borrow_mut();
             core.is_parked = false;
             core.is_shutdown = shared.inject.is_closed();
-            let has_tasks = core.has_tasks();
-            if ran_driver || has_tasks || core.is_shutdown {
-                // Now in (or just out of) the driver, or leaving: if we were
-                // the standby, in this turn or an earlier one, the role is
-                // free (a no-op otherwise).
-                shared.standby.release(self.index);
-            }
             if core.is_shutdown {
+                drop(core);
+                self.hand_off();
                 return;
             }
-            if has_tasks {
+            if core.has_tasks() {
                 // The driver woke tasks on this thread while it was parked.
                 // If we are still on the sleepers list nobody picked us, so
                 // we are not a searcher; otherwise we were picked, and are.
                 core.is_searching = !shared.idle.unpark_worker_by_id(self.index);
-                let more = core.run_queue.len() > 1;
+                let more = core.more_than_one_task();
                 drop(core);
                 if ran_driver {
-                    // We leave the driver to run tasks: an untimed standby
-                    // must start watching again (rule 3 of `standby`).
-                    if let Some(standby) = shared.standby.driver_left() {
-                        shared.remotes[standby].unpark.unpark();
-                    }
+                    shared.standby.record_leave();
                 }
+                // We leave to run tasks, which may block this thread: the
+                // driver must stay watched (rule 4 of `standby`).
+                self.hand_off();
                 if more {
                     self.handle.notify_parked_local();
                 }
@@ -426,25 +481,65 @@ impl Context {
             }
             drop(core);
             if !shared.idle.is_parked(self.index) {
-                // Picked by a notifier: search.
-                shared.standby.release(self.index);
+                // Picked by a notifier: leave to search.
+                self.hand_off();
                 self.core.borrow_mut().is_searching = true;
                 return;
             }
-            // Woken for nothing: spuriously, by the standby's timeout, or to
-            // switch the standby back to timed sleep. Park again.
-            if standby {
-                if slept_untimed {
-                    // Back from untimed sleep: count afresh (rule 2).
-                    idle_watches = 0;
-                } else {
-                    idle_watches += 1;
-                    if idle_watches >= IDLE_WATCHES {
-                        idle_watches = 0;
-                        shared.standby.go_untimed();
-                    }
+            // Woken for nothing (a timeout, a hand-off, an event that woke
+            // no task here): round again. Rule 3 of `standby` counts the
+            // standby's timed watches that found the driver held; a standby
+            // woken from untimed sleep by a hand-off starts over only while
+            // workers leave the driver often.
+            watches = if woke_untimed {
+                shared.standby.first_watches()
+            } else if watched {
+                watches + 1
+            } else {
+                0
+            };
+        }
+    }
+
+    /// Takes the LIFO task of a worker that has stayed inside one poll since
+    /// a watcher last looked, at least half a watch interval ago: that
+    /// worker is blocked (or computing), and the task it woke last would
+    /// otherwise wait for it, however idle the rest of the runtime.
+    fn rescue(&self) -> Option<Runnable> {
+        let shared = self.shared();
+        let now = shared.epoch.elapsed().as_micros() as usize;
+        let min_gap = WATCH_INTERVAL.as_micros() as usize / 2;
+        for (index, remote) in shared.remotes.iter().enumerate() {
+            if index == self.index {
+                continue;
+            }
+            let watched = &shared.watched[index];
+            let polls = shared.counters[index].polls.get() as usize;
+            let seen = watched.polls.swap(polls, Relaxed);
+            let at = watched.at_micros.swap(now, Relaxed);
+            let stuck = polls == seen && now.saturating_sub(at) >= min_gap;
+            if stuck && remote.lifo.is_occupied() && !shared.idle.is_parked(index) {
+                if let Some(task) = remote.lifo.take() {
+                    self.counters().lifo_rescues.incr();
+                    return Some(task);
                 }
             }
+        }
+        None
+    }
+
+    /// Rule 4 of `standby`: this worker leaves its parker to run code; if
+    /// the driver might be left unwatched, wake a worker to watch it.
+    fn hand_off(&self) {
+        let shared = self.shared();
+        let target = match shared.standby.hand_off(self.index) {
+            HandOff::Nobody => return,
+            HandOff::Standby(index) => Some(index),
+            HandOff::AnySleeper => shared.idle.sleeper_other_than(self.index),
+        };
+        if let Some(index) = target {
+            self.counters().driver_hand_offs.incr();
+            shared.remotes[index].unpark.unpark();
         }
     }
 
@@ -458,8 +553,8 @@ impl Context {
         shared.owned.shutdown_all(self.index);
         let mut queued = Vec::new();
         {
-            let mut core = self.core.borrow_mut();
-            queued.extend(core.lifo_slot.take());
+            let core = self.core.borrow();
+            queued.extend(core.lifo.take());
             while let Some(task) = core.run_queue.pop() {
                 queued.push(task);
             }

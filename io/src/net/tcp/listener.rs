@@ -37,7 +37,7 @@ pub const DEFAULT_BACKLOG: u32 = 4096;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct TcpListener {
-    io: Registered<mio::net::TcpListener>,
+    pub(crate) io: Registered<mio::net::TcpListener>,
 }
 
 impl TcpListener {
@@ -61,11 +61,15 @@ impl TcpListener {
     /// As `bind`.
     pub fn bind_with_backlog(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<TcpListener> {
         crate::net::each_addr(addr, |addr| {
+            // `Socket::new` sets close-on-exec itself. Non-blocking is a
+            // second call: `Type::nonblocking` (SOCK_NONBLOCK) exists only on
+            // Linux, Android and the BSDs, not on macOS.
             let socket = socket2::Socket::new(
                 socket2::Domain::for_address(addr),
-                socket2::Type::STREAM.nonblocking().cloexec(),
+                socket2::Type::STREAM,
                 Some(socket2::Protocol::TCP),
             )?;
+            socket.set_nonblocking(true)?;
             #[cfg(unix)]
             socket.set_reuse_address(true)?;
             socket.bind(&addr.into())?;
@@ -118,7 +122,8 @@ impl TcpListener {
     /// or system is out of descriptors, in which case the connection stays
     /// queued and the caller should back off briefly before trying again.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+        let (stream, addr) = self.io.op(Direction::Read, |l| l.accept()).await?;
+        TcpStream::from_mio_with(self.io.reactor(), stream).map(|s| (s, addr))
     }
 
     /// Polls for a connection; see [`accept`](TcpListener::accept).
@@ -129,7 +134,10 @@ impl TcpListener {
 
     /// The connections, as a `Stream` (it never ends; errors are items).
     pub fn incoming(&self) -> TcpIncoming<'_> {
-        TcpIncoming { listener: self }
+        TcpIncoming {
+            listener: self,
+            key: None,
+        }
     }
 
     /// The address the listener is bound to.
@@ -178,13 +186,52 @@ impl std::os::fd::AsRawFd for TcpListener {
 #[must_use = "streams do nothing unless polled"]
 pub struct TcpIncoming<'a> {
     listener: &'a TcpListener,
+    /// This stream's place among the listener's waiters.
+    key: Option<usize>,
 }
 
 impl Stream for TcpIncoming<'_> {
     type Item = io::Result<TcpStream>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let (stream, _) = ready!(self.listener.poll_accept(cx))?;
-        Poll::Ready(Some(Ok(stream)))
+        let this = self.get_mut();
+        let io = &this.listener.io;
+        let (stream, _) = ready!(io.poll_keyed(cx, Direction::Read, &mut this.key, |l| l.accept()))?;
+        Poll::Ready(Some(TcpStream::from_mio_with(io.reactor(), stream)))
+    }
+}
+
+impl Drop for TcpIncoming<'_> {
+    fn drop(&mut self) {
+        self.listener.io.leave(&mut self.key);
+    }
+}
+
+#[cfg(all(test, unix, not(loom)))]
+mod tests {
+    use super::TcpListener;
+    use std::os::fd::AsRawFd;
+
+    /// `bind` makes the socket itself (socket2), so it must set the flags
+    /// that `std` and mio would have: non-blocking, and close-on-exec on
+    /// every Unix (macOS has no `SOCK_NONBLOCK` to do both in one call).
+    #[test]
+    fn a_bound_listener_is_non_blocking_and_close_on_exec() {
+        let mut driver = crate::Driver::new().expect("driver");
+        driver
+            .block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0")?;
+                // SAFETY: F_GETFD on a descriptor the listener owns reads its flags.
+                let fd_flags = unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_GETFD) };
+                assert!(fd_flags >= 0 && fd_flags & libc::FD_CLOEXEC != 0, "{fd_flags:#x}");
+                // SAFETY: as above, for the file status flags.
+                let status = unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_GETFL) };
+                assert!(status >= 0 && status & libc::O_NONBLOCK != 0, "{status:#x}");
+                // So, with nobody connecting, accept returns at once.
+                let err = listener.into_std()?.accept().expect_err("nobody connected");
+                assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+                Ok::<(), std::io::Error>(())
+            })
+            .expect("a listener bound and inspected");
     }
 }

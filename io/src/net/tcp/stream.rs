@@ -18,7 +18,7 @@ use std::time::Duration;
 /// move into different tasks, see [`into_split`](TcpStream::into_split).
 pub struct TcpStream {
     /// Visible to the halves (`split.rs`), which share its transfers.
-    pub(super) io: Registered<mio::net::TcpStream>,
+    pub(crate) io: Registered<mio::net::TcpStream>,
 }
 
 impl TcpStream {
@@ -65,7 +65,7 @@ impl TcpStream {
         // A non-blocking connect: it is complete when the socket becomes
         // writable, and its outcome is in SO_ERROR.
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
-        std::future::poll_fn(|cx| stream.io.registration().poll_ready(cx, Direction::Write).map_ok(|_| ())).await?;
+        stream.io.ready(Direction::Write).await?;
         if let Some(err) = stream.io.get_ref().take_error()? {
             return Err(err);
         }
@@ -178,7 +178,7 @@ impl TcpStream {
     ///
     /// As the OS reports them.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_peek(cx, buf)).await
+        self.io.op(Direction::Read, |s| s.peek(buf)).await
     }
 
     /// Polls a [`peek`](TcpStream::peek).
@@ -205,7 +205,7 @@ impl TcpStream {
     }
 
     async fn ready(&self, direction: Direction) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.io.registration().poll_ready(cx, direction).map_ok(|_| ())).await
+        self.io.ready(direction).await
     }
 
     /// Reads without waiting: `WouldBlock` if no data is ready.

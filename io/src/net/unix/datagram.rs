@@ -75,7 +75,7 @@ impl UnixDatagram {
     /// As the OS reports them.
     pub async fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
-        std::future::poll_fn(|cx| self.io.poll_io(cx, Direction::Write, |s| s.send_to(buf, path))).await
+        self.io.op(Direction::Write, |s| s.send_to(buf, path)).await
     }
 
     /// Receives one datagram; returns its length and sender. Cancel-safe.
@@ -84,7 +84,7 @@ impl UnixDatagram {
     ///
     /// As the OS reports them.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        std::future::poll_fn(|cx| self.io.poll_io(cx, Direction::Read, |s| s.recv_from(buf))).await
+        self.io.op(Direction::Read, |s| s.recv_from(buf)).await
     }
 
     /// Sends `buf` to the connected peer.
@@ -93,7 +93,7 @@ impl UnixDatagram {
     ///
     /// `NotConnected` without a peer, or as the OS reports them.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.io.poll_io(cx, Direction::Write, |s| s.send(buf))).await
+        self.io.op(Direction::Write, |s| s.send(buf)).await
     }
 
     /// Receives one datagram from the connected peer. Cancel-safe.
@@ -102,7 +102,7 @@ impl UnixDatagram {
     ///
     /// As the OS reports them.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.io.poll_io(cx, Direction::Read, |s| s.recv(buf))).await
+        self.io.op(Direction::Read, |s| s.recv(buf)).await
     }
 
     /// The local address.

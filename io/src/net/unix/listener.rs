@@ -87,7 +87,8 @@ impl UnixListener {
     /// As the OS reports them (`EMFILE` when out of descriptors: back off
     /// and retry).
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+        let (stream, addr) = self.io.op(Direction::Read, |l| l.accept()).await?;
+        UnixStream::from_mio_with(self.io.reactor(), stream).map(|s| (s, addr))
     }
 
     /// Polls for a connection.
@@ -98,7 +99,10 @@ impl UnixListener {
 
     /// The connections, as a `Stream`.
     pub fn incoming(&self) -> UnixIncoming<'_> {
-        UnixIncoming { listener: self }
+        UnixIncoming {
+            listener: self,
+            key: None,
+        }
     }
 
     /// The address the listener is bound to.
@@ -128,13 +132,23 @@ impl std::os::fd::AsRawFd for UnixListener {
 #[must_use = "streams do nothing unless polled"]
 pub struct UnixIncoming<'a> {
     listener: &'a UnixListener,
+    /// This stream's place among the listener's waiters.
+    key: Option<usize>,
 }
 
 impl Stream for UnixIncoming<'_> {
     type Item = io::Result<UnixStream>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let (stream, _) = ready!(self.listener.poll_accept(cx))?;
-        Poll::Ready(Some(Ok(stream)))
+        let this = self.get_mut();
+        let io = &this.listener.io;
+        let (stream, _) = ready!(io.poll_keyed(cx, Direction::Read, &mut this.key, |l| l.accept()))?;
+        Poll::Ready(Some(UnixStream::from_mio_with(io.reactor(), stream)))
+    }
+}
+
+impl Drop for UnixIncoming<'_> {
+    fn drop(&mut self) {
+        self.listener.io.leave(&mut self.key);
     }
 }

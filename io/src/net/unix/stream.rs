@@ -40,7 +40,7 @@ impl UnixStream {
     /// If nothing listens there, or outside a runtime.
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let stream = UnixStream::from_mio(mio::net::UnixStream::connect(path)?)?;
-        std::future::poll_fn(|cx| stream.io.registration().poll_ready(cx, Direction::Write).map_ok(|_| ())).await?;
+        stream.io.ready(Direction::Write).await?;
         if let Some(err) = stream.io.get_ref().take_error()? {
             return Err(err);
         }
