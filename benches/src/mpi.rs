@@ -197,6 +197,9 @@ fn result(rank: i32, workload: &str, column: &str, metric: &str, value: f64) {
 /// One worker: with two ranks on two cores, each rank gets one busy
 /// thread (the worker polling MPI), as a blocking rank does.
 fn one_worker() -> weft::Runtime {
+    if std::env::var_os("WEFT_BENCH_CURRENT_THREAD").is_some() {
+        return weft::Builder::new_current_thread().build().expect("a runtime");
+    }
     weft::Builder::new_multi_thread()
         .worker_threads(1)
         .build()

@@ -105,11 +105,16 @@ impl Default for MpiBuilder {
 
 impl MpiBuilder {
     /// How long after the last post or completion the loop keeps polling
-    /// MPI without sleeping (default [`DEFAULT_SPIN_WINDOW`]): an exchange
-    /// that keeps going stays inside it and answers in microseconds; after
-    /// a quiet spell the loop sleeps. Zero: never spin. (Where ranks
-    /// outnumber cores the loop spins, yielding, while work is pending:
-    /// see [`Mpi::oversubscribed`].)
+    /// MPI without sleeping, at least (default [`DEFAULT_SPIN_WINDOW`]): an
+    /// exchange that keeps going stays inside it and answers in
+    /// microseconds; after a quiet spell the loop sleeps. While operations
+    /// of late have completed soon after they were posted (within 1 ms),
+    /// the window stretches to twice that recent wait, so a reply that
+    /// takes a few hundred microseconds (a loaded machine, a TCP link) is
+    /// still caught spinning; waits longer than that (idle gaps) leave it
+    /// at this setting. Zero: spin only as long as that recent wait asks.
+    /// (Where ranks outnumber cores the loop spins, yielding, while work is
+    /// pending: see [`Mpi::oversubscribed`].)
     pub fn spin_window(mut self, window: Duration) -> MpiBuilder {
         self.spin_window = window;
         self
@@ -307,7 +312,8 @@ impl Mpi {
         self.shared.engine.oversubscribed()
     }
 
-    /// The spin window in force ([`MpiBuilder::spin_window`]).
+    /// The spin window set ([`MpiBuilder::spin_window`]; the loop stretches
+    /// it while operations complete soon after they are posted).
     pub fn spin_window(&self) -> Duration {
         self.shared.engine.spin_window()
     }

@@ -86,6 +86,8 @@ pub(crate) struct Slot<B, T, F> {
     parts: AtomicUsize,
     /// The ranks a point-to-point operation needs (negative: none).
     peers: [c_int; 2],
+    /// When it was posted (its wait feeds the spin window).
+    posted: std::time::Instant,
     comm: Raw<ffi::MPI_Comm>,
     /// The datatype statuses count elements in.
     datatype: Raw<ffi::MPI_Datatype>,
@@ -127,6 +129,7 @@ where
             kind: setup.kind,
             parts: AtomicUsize::new(setup.parts),
             peers: setup.peers,
+            posted: std::time::Instant::now(),
             comm: setup.comm,
             datatype: setup.datatype,
             _keep: setup.keep,
@@ -231,6 +234,10 @@ where
 
     fn involves(&self, rank: c_int) -> bool {
         self.kind == Kind::Collective || self.peers.contains(&rank)
+    }
+
+    fn posted_at(&self) -> Option<std::time::Instant> {
+        Some(self.posted)
     }
 }
 

@@ -9,6 +9,19 @@
 //! read from the clock, not a count of polls: a loaded machine that polls
 //! slowly does not stretch it, a fast one does not shrink it.
 //!
+//! # How long the window is
+//!
+//! At least the setting (`MpiBuilder::spin_window`), and longer when the
+//! work of late has been completing soon after it was posted: twice the
+//! recent wait (an average of the time from post to completion, fed by
+//! every operation that completed off the eager path), at most
+//! [`ADAPTIVE_CAP`]. An exchange whose replies come back in a few hundred
+//! microseconds (a loaded machine, a TCP link) then keeps spinning until
+//! they do, instead of going to sleep just before each one, and waiting
+//! for the peer to find it in its own sleep in turn; a rank whose messages
+//! come after long idle gaps waits longer than the cap and keeps the short
+//! window, so its gaps cost little CPU.
+//!
 //! # Fields and who writes them
 //!
 //! - `pending` (requests in flight plus receives waiting): stored by the
@@ -50,7 +63,13 @@ pub(crate) struct Activity {
     asleep: AtomicBool,
     /// The spin window, in nanoseconds (a setting: `MpiBuilder::spin_window`).
     window: AtomicU64,
+    /// The recent wait from post to completion, in nanoseconds (an
+    /// average; racing updates lose a sample, no more).
+    recent_wait: AtomicU64,
 }
+
+/// The longest the window stretches to follow the recent wait.
+pub(crate) const ADAPTIVE_CAP: Duration = Duration::from_millis(1);
 
 impl Activity {
     /// Nothing pending, the window over, the loop free to sleep.
@@ -64,6 +83,8 @@ impl Activity {
             kicked: AtomicU64::new(0),
             asleep: AtomicBool::new(true),
             window: AtomicU64::new(window),
+            // Unknown: no stretch until waits are seen.
+            recent_wait: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -73,9 +94,37 @@ impl Activity {
         nanos(self.epoch.elapsed()).max(1)
     }
 
-    /// The spin window.
+    /// The spin window set.
     pub(crate) fn window(&self) -> Duration {
         Duration::from_nanos(self.window.load(Relaxed))
+    }
+
+    /// The spin window in force: the setting, stretched to twice the
+    /// recent wait while that is below [`ADAPTIVE_CAP`] (module docs).
+    pub(crate) fn effective_window(&self) -> Duration {
+        Duration::from_nanos(self.effective_nanos())
+    }
+
+    fn effective_nanos(&self) -> u64 {
+        let base = self.window.load(Relaxed);
+        let recent = self.recent_wait.load(Relaxed);
+        let cap = nanos(ADAPTIVE_CAP);
+        if recent >= cap {
+            return base;
+        }
+        base.max(recent.saturating_mul(2).min(cap))
+    }
+
+    /// An operation completed `wait` after it was posted.
+    pub(crate) fn record_wait(&self, wait: Duration) {
+        let wait = nanos(wait);
+        let old = self.recent_wait.load(Relaxed);
+        let new = if old == u64::MAX {
+            wait
+        } else {
+            old - old / 8 + wait / 8
+        };
+        self.recent_wait.store(new, Relaxed);
     }
 
     /// Changes the spin window.
@@ -103,7 +152,7 @@ impl Activity {
     /// True while the spin window is open at `now`.
     pub(crate) fn spinning(&self, now: u64) -> bool {
         let last = self.last.load(Relaxed);
-        last != 0 && now.saturating_sub(last) < self.window.load(Relaxed)
+        last != 0 && now.saturating_sub(last) < self.effective_nanos()
     }
 
     /// The loop's question before it sleeps: is there a reason to poll?
@@ -131,7 +180,7 @@ impl Activity {
     pub(crate) fn touched(&self, now: u64) -> bool {
         self.last.fetch_max(now, Relaxed);
         let asleep = self.asleep.swap(false, SeqCst);
-        let window = self.window.load(Relaxed);
+        let window = self.effective_nanos();
         let stale = window > 0 && now.saturating_sub(self.kicked.load(Relaxed)) >= window / 2;
         if asleep || stale {
             self.kicked.fetch_max(now, Relaxed);
@@ -179,6 +228,38 @@ mod tests {
             "half a window without news: restart the reactor's"
         );
         assert!(!a.touched(1_060 * US), "just kicked");
+    }
+
+    #[test]
+    fn the_window_follows_waits_below_the_cap_and_ignores_longer_ones() {
+        let a = Activity::new(Duration::from_micros(100));
+        assert_eq!(a.effective_window(), Duration::from_micros(100), "no waits seen yet");
+        a.record_wait(Duration::from_micros(300));
+        assert_eq!(
+            a.effective_window(),
+            Duration::from_micros(600),
+            "twice the recent wait"
+        );
+        for _ in 0..50 {
+            a.record_wait(Duration::from_micros(2));
+        }
+        assert_eq!(
+            a.effective_window(),
+            Duration::from_micros(100),
+            "never below the setting"
+        );
+        for _ in 0..50 {
+            a.record_wait(Duration::from_millis(5));
+        }
+        assert_eq!(
+            a.effective_window(),
+            Duration::from_micros(100),
+            "waits past the cap (idle gaps) do not stretch it"
+        );
+        for _ in 0..50 {
+            a.record_wait(Duration::from_micros(700));
+        }
+        assert_eq!(a.effective_window(), ADAPTIVE_CAP, "at most the cap");
     }
 
     #[test]

@@ -32,7 +32,9 @@
 //!    buffer that is too small); the queue of waiting receives and its
 //!    counts are one private type.
 //! 6. **Spin by time after activity, then sleep.** `activity.rs`: for the
-//!    spin window (a setting, [`MpiBuilder::spin_window`]; at least
+//!    spin window (a setting, [`MpiBuilder::spin_window`], stretched to
+//!    twice the recent wait from post to completion while that is under
+//!    1 ms; at least
 //!    [`REQUESTS_SPIN_WINDOW`] while MPI holds requests, which move only
 //!    while polled) after the last post or completion the loop polls
 //!    without sleeping; after it the
@@ -135,6 +137,12 @@ pub(crate) trait Waiter: Send + Sync {
     /// collective): it cannot complete once `rank` has died.
     fn involves(&self, _rank: c_int) -> bool {
         false
+    }
+
+    /// When the work was posted, if it is an operation a task awaits (its
+    /// wait feeds the spin window, `activity.rs`).
+    fn posted_at(&self) -> Option<Instant> {
+        None
     }
 }
 
@@ -492,6 +500,14 @@ impl Engine {
             result
         };
         let delivered = out.len();
+        if delivered > 0 {
+            let now = Instant::now();
+            for (waiter, _) in &out {
+                if let Some(at) = waiter.posted_at() {
+                    self.activity.record_wait(now.saturating_duration_since(at));
+                }
+            }
+        }
         for (waiter, outcome) in out.drain(..) {
             waiter.complete(outcome);
         }
@@ -752,7 +768,7 @@ impl weft_io::source::Source for Engine {
     }
 
     fn spin_window(&self) -> Duration {
-        let window = self.activity.window();
+        let window = self.activity.effective_window();
         if self.activity.pending() == 0 {
             return window;
         }
