@@ -167,7 +167,8 @@ pub(crate) fn rank_main(args: &[String]) -> ExitCode {
 
 /// MPI with the default settings, or those in `WEFT_MPI_SPIN_WINDOW_US`,
 /// `WEFT_MPI_MAX_SLEEP_US` and `WEFT_MPI_OVERSUBSCRIBED` (0 or 1), for
-/// tuning: the suite reports the defaults.
+/// tuning: the suite reports the defaults. (`WEFT_BENCH_CURRENT_THREAD`
+/// set runs the awaited side on a current-thread runtime instead.)
 fn init() -> Mpi {
     let us = |name: &str| {
         std::env::var(name)
