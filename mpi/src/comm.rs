@@ -500,7 +500,7 @@ impl Communicator {
     /// Sends `data` to `dest` and receives a message from `source` into a
     /// vector sized to fit it, both posted now (`MPI_Sendrecv`, mpi4py's
     /// `sendrecv`); the request completes when both have. Either peer may
-    /// be [`PROC_NULL`] (an edge of a non-periodic halo exchange): that
+    /// be [`PROC_NULL`](crate::PROC_NULL) (an edge of a non-periodic halo exchange): that
     /// half does nothing.
     ///
     /// # Errors
