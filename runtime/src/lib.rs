@@ -119,9 +119,8 @@ pub use weft_executor::pool;
 #[cfg(feature = "gpu")]
 pub use weft_gpu as gpu;
 
-/// MPI requests awaited as loop events (feature `mpi`): see [`weft_mpi`].
 #[cfg(feature = "mpi")]
-pub use weft_mpi as mpi;
+pub mod mpi;
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]
