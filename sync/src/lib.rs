@@ -41,7 +41,7 @@
 //! | `broadcast.rs` | [`broadcast::channel`]: every receiver sees every message from a ring of slots, each under its own lock; a slow one is told it lagged |
 //! | `padded.rs` | keeps fields that different threads write on separate cache lines |
 //! | `watch.rs` | [`watch::channel`]: one value, watched for changes |
-//! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`) on two semaphores |
+//! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`, Python 3.13's `shutdown`) on two semaphores |
 //! | `alt.rs` | [`alt::alt`]: the first ready of several operations, chosen fairly |
 //!
 //! ## Why there is no `RLock`
@@ -97,7 +97,7 @@ pub use bounded::{BoundedSemaphore, ReleaseError};
 pub use condition::{Barrier, BarrierWaitResult, Condition, OnceCell};
 pub use mutex::{Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
 pub use notify::{Event, Notified, Notify};
-pub use queue::{Queue, QueueEmpty, QueueFull, TaskDoneError};
+pub use queue::{Queue, QueueShutDown, TaskDoneError, TryGetError, TryPutError};
 pub use rwlock::{MAX_READERS, RwLock, RwLockReadGuard, RwLockWriteGuard, TryRwLockError};
 pub use semaphore::{
     Acquire, AcquireError, AcquireOwned, MAX_PERMITS, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
