@@ -353,10 +353,7 @@ each_flavor! {
         let rt = runtime(flavor);
         rt.block_on(async {
             let promise = weft::future::Promise::<u32>::new();
-            let waiter = weft::spawn({
-                let p = promise.clone();
-                async move { p.await }
-            });
+            let waiter = weft::spawn(promise.clone());
             let won = select! {
                 _ = promise.clone() => "promise",
                 () = sleep(Duration::from_millis(1)) => "timer",
