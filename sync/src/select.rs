@@ -86,6 +86,10 @@ pub mod __private {
 /// `let mut deadline = std::pin::pin!(sleep(d));` then
 /// `_ = &mut deadline => ...`.
 ///
+/// Each branch costs about two levels of the compiler's macro recursion
+/// limit, so about fifty branches fit in its default of 128; for more,
+/// raise it with `#![recursion_limit = "256"]` in your crate.
+///
 /// It needs only `std::task`, so it works on Weft (as `weft::select!`), on
 /// any other runtime, and under a bare `block_on`. Unlike
 /// `futures::select!`, it needs no `FusedFuture` and no `.fuse()`.
@@ -134,10 +138,16 @@ macro_rules! select {
 }
 
 /// Reads the branches of a [`select!`]: state `(@pattern (biased) (count)
-/// [branches read] [pattern so far] tokens...)`, then `(@handler ...)`.
-/// Each branch read becomes `{ [pattern] (future) (condition) {handler}
-/// (index) future enabled output }`, the last three being names this
-/// expansion writes, so each branch gets its own.
+/// [branches read] [pattern so far] tokens...)`, then `(@branch ...)` for
+/// the future, the condition and the handler. Each branch read becomes
+/// `{ [pattern] (future) (condition) {handler} (index) future enabled
+/// output }`, the last three being names this expansion writes, so each
+/// branch gets its own.
+///
+/// Every step is one level of macro recursion, and the compiler allows 128
+/// by default, so the pattern is read up to four tokens at a time: a branch
+/// whose pattern has at most three tokens outside brackets (`Some(v)`,
+/// `Ok((a, b))`, `_`) costs two steps, and about 50 branches fit.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_parse {
@@ -157,37 +167,69 @@ macro_rules! __select_parse {
             )
         })
     };
-    // The pattern ends at `=`: then the future, an optional condition, `=>`.
-    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)+] = $fut:expr, if $cond:expr => $($rest:tt)+) => {
-        $crate::__select_parse!(@handler $biased $count $done [$($pat)+] ($fut) ($cond) $($rest)+)
+    // The pattern ends at the `=` within the next four tokens (the rules
+    // are tried in order, so the first `=` ends it).
+    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] = $($rest:tt)+) => {
+        $crate::__select_parse!(@branch $biased $count $done [$($pat)*] $($rest)+)
     };
-    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)+] = $fut:expr => $($rest:tt)+) => {
-        $crate::__select_parse!(@handler $biased $count $done [$($pat)+] ($fut) (true) $($rest)+)
+    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] $a:tt = $($rest:tt)+) => {
+        $crate::__select_parse!(@branch $biased $count $done [$($pat)* $a] $($rest)+)
     };
-    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)+]) => {
-        ::core::compile_error!("weft_sync::select!: each branch reads `pattern = future => handler` (with `, if condition` before `=>` if you need one)")
+    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] $a:tt $b:tt = $($rest:tt)+) => {
+        $crate::__select_parse!(@branch $biased $count $done [$($pat)* $a $b] $($rest)+)
     };
-    // One more token of the pattern.
-    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] $next:tt $($rest:tt)*) => {
-        $crate::__select_parse!(@pattern $biased $count $done [$($pat)* $next] $($rest)*)
+    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] $a:tt $b:tt $c:tt = $($rest:tt)+) => {
+        $crate::__select_parse!(@branch $biased $count $done [$($pat)* $a $b $c] $($rest)+)
     };
-    // The handler: a block (the comma after it is optional) or an
-    // expression (with a comma, unless it is the last branch).
-    (@handler $biased:tt ($($count:tt)*) [$($done:tt)*] $pat:tt $fut:tt $cond:tt $handler:block, $($rest:tt)*) => {
+    // No `=` yet: four more tokens of the pattern.
+    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] $a:tt $b:tt $c:tt $d:tt $($rest:tt)*) => {
+        $crate::__select_parse!(@pattern $biased $count $done [$($pat)* $a $b $c $d] $($rest)*)
+    };
+    (@pattern $biased:tt $count:tt $done:tt [$($pat:tt)*] $($rest:tt)*) => {
+        ::core::compile_error!(
+            "weft_sync::select!: each branch reads `pattern = future => handler` (with `, if condition` before `=>` if you need one)"
+        )
+    };
+    // After the `=`: the future, an optional condition, and the handler, a
+    // block (the comma after it is optional) or an expression (with a
+    // comma, unless it is the last branch). The branch's three names are
+    // written here.
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr, if $cond:expr => $handler:block, $($rest:tt)*) => {
         $crate::__select_parse!(@pattern $biased ($($count)* 1)
-            [$($done)* { $pat $fut $cond $handler ($($count)*) future enabled output }] [] $($rest)*)
+            [$($done)* { [$($pat)+] ($fut) ($cond) $handler ($($count)*) future enabled output }] [] $($rest)*)
     };
-    (@handler $biased:tt ($($count:tt)*) [$($done:tt)*] $pat:tt $fut:tt $cond:tt $handler:block $($rest:tt)*) => {
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr, if $cond:expr => $handler:block $($rest:tt)*) => {
         $crate::__select_parse!(@pattern $biased ($($count)* 1)
-            [$($done)* { $pat $fut $cond $handler ($($count)*) future enabled output }] [] $($rest)*)
+            [$($done)* { [$($pat)+] ($fut) ($cond) $handler ($($count)*) future enabled output }] [] $($rest)*)
     };
-    (@handler $biased:tt ($($count:tt)*) [$($done:tt)*] $pat:tt $fut:tt $cond:tt $handler:expr, $($rest:tt)*) => {
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr, if $cond:expr => $handler:expr, $($rest:tt)*) => {
         $crate::__select_parse!(@pattern $biased ($($count)* 1)
-            [$($done)* { $pat $fut $cond { $handler } ($($count)*) future enabled output }] [] $($rest)*)
+            [$($done)* { [$($pat)+] ($fut) ($cond) { $handler } ($($count)*) future enabled output }] [] $($rest)*)
     };
-    (@handler $biased:tt ($($count:tt)*) [$($done:tt)*] $pat:tt $fut:tt $cond:tt $handler:expr) => {
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr, if $cond:expr => $handler:expr) => {
         $crate::__select_parse!(@pattern $biased ($($count)* 1)
-            [$($done)* { $pat $fut $cond { $handler } ($($count)*) future enabled output }] [])
+            [$($done)* { [$($pat)+] ($fut) ($cond) { $handler } ($($count)*) future enabled output }] [])
+    };
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr => $handler:block, $($rest:tt)*) => {
+        $crate::__select_parse!(@pattern $biased ($($count)* 1)
+            [$($done)* { [$($pat)+] ($fut) (true) $handler ($($count)*) future enabled output }] [] $($rest)*)
+    };
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr => $handler:block $($rest:tt)*) => {
+        $crate::__select_parse!(@pattern $biased ($($count)* 1)
+            [$($done)* { [$($pat)+] ($fut) (true) $handler ($($count)*) future enabled output }] [] $($rest)*)
+    };
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr => $handler:expr, $($rest:tt)*) => {
+        $crate::__select_parse!(@pattern $biased ($($count)* 1)
+            [$($done)* { [$($pat)+] ($fut) (true) { $handler } ($($count)*) future enabled output }] [] $($rest)*)
+    };
+    (@branch $biased:tt ($($count:tt)*) [$($done:tt)*] [$($pat:tt)+] $fut:expr => $handler:expr) => {
+        $crate::__select_parse!(@pattern $biased ($($count)* 1)
+            [$($done)* { [$($pat)+] ($fut) (true) { $handler } ($($count)*) future enabled output }] [])
+    };
+    (@branch $($rest:tt)*) => {
+        ::core::compile_error!(
+            "weft_sync::select!: each branch reads `pattern = future => handler` (with `, if condition` before `=>` if you need one)"
+        )
     };
 }
 
@@ -209,8 +251,8 @@ macro_rules! __select_expand {
             $(let mut $enabled: bool = $cond;)+
             $(let mut $future = ::core::pin::pin!($crate::__private::IntoFuture::into_future($fut));)+
             $crate::__private::poll_fn(|cx| {
-                const BRANCHES: usize = 0 $(+ $count)*;
-                let start = if $biased { 0 } else { $crate::__private::random_below(BRANCHES) };
+                let branches: usize = 0 $(+ $count)*;
+                let start = if $biased { 0 } else { $crate::__private::random_below(branches) };
                 let mut pending = false;
                 // The branches from `start` to the last, then the first to
                 // `start`.

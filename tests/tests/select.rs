@@ -246,6 +246,58 @@ fn the_losers_are_dropped_before_the_handler_runs() {
     });
 }
 
+/// Forty branches (with patterns of three tokens, nested groups and
+/// `mut`) fit in the compiler's default macro recursion limit; the select!
+/// docs say about fifty do.
+#[test]
+fn forty_branches_fit_the_default_recursion_limit() {
+    let won = block_on(async {
+        select! {
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((0usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((1usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((2usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((3usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((4usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((5usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((6usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((7usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((8usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((9usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((10usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((11usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((12usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((13usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((14usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((15usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((16usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((17usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((18usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((19usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((20usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((21usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((22usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((23usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((24usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((25usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((26usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((27usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((28usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((29usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((30usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((31usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((32usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((33usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((34usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((35usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((36usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((37usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((38usize, ())))) => { v += 1; v },
+            Some(Ok((mut v, _))) = ready(Some(Ok::<_, ()>((39usize, ())))) => { v += 1; v },
+        }
+    });
+    assert!((1..=40).contains(&won));
+}
+
 each_flavor! {
     /// A channel and a timer, 10,000 messages: the timer wins about half of
     /// the rounds in which a message is ready too, and every dropped
