@@ -315,19 +315,25 @@ each_flavor! {
                     }
                 }
             });
-            let (mut next, mut ticks, mut rounds) = (0, 0u32, 0u32);
-            while next < MESSAGES {
-                rounds += 1;
-                select! {
-                    Some(v) = rx.recv() => {
-                        assert_eq!(v, next, "a message was lost or reordered");
-                        next += 1;
+            // In a task of its own: a `select!` is `Send` when its
+            // branches are.
+            let consumer = weft::spawn(async move {
+                let (mut next, mut ticks, mut rounds) = (0, 0u32, 0u32);
+                while next < MESSAGES {
+                    rounds += 1;
+                    select! {
+                        Some(v) = rx.recv() => {
+                            assert_eq!(v, next, "a message was lost or reordered");
+                            next += 1;
+                        }
+                        () = sleep(Duration::ZERO) => ticks += 1,
                     }
-                    () = sleep(Duration::ZERO) => ticks += 1,
                 }
-            }
+                assert_eq!(rx.recv().await, None);
+                (ticks, rounds)
+            });
             producer.await.unwrap();
-            assert_eq!(rx.recv().await, None);
+            let (ticks, rounds) = consumer.await.unwrap();
             assert!(ticks > 0 && rounds >= MESSAGES, "the timer never won: {ticks} of {rounds}");
         });
     }
