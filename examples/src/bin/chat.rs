@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use weft::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use weft::net::{TcpListener, TcpStream};
-use weft::sync::broadcast::{self, RecvError};
+use weft::sync::broadcast::{self, error::RecvError};
 
 const DEFAULT_PORT: u16 = 7002;
 
