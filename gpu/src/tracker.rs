@@ -456,22 +456,24 @@ impl Tracker {
     }
 
     /// Finishes operations outside the lock: waking a task or settling a
-    /// promise runs code that may submit more work.
+    /// promise runs code that may submit more work. A panic in one (a
+    /// user's waker, a done callback, a payload's destructor) strands none
+    /// of the others.
     fn finish(&self, finished: Vec<(Pending, Result<(), GpuError>)>) -> usize {
         let n = finished.len();
-        for (pending, outcome) in finished {
+        weft_io::source::complete_each(finished, |(pending, outcome)| {
             let failed = outcome.is_err();
             self.counters().completed.fetch_add(1, Relaxed);
             if outcome.as_ref().is_err_and(GpuError::is_fault) {
                 self.counters().faults.fetch_add(1, Relaxed);
             }
-            // A failed query says nothing about whether the device stopped
-            // using the payload: leak it.
-            pending.op.finish(outcome, failed);
             if pending.pooled && !failed {
                 self.device.events.give_back(pending.event);
             }
-        }
+            // A failed query says nothing about whether the device stopped
+            // using the payload: leak it.
+            pending.op.finish(outcome, failed);
+        });
         n
     }
 }

@@ -226,6 +226,35 @@ fn dropping_or_forgetting_an_operation_in_flight_is_safe() {
 }
 
 #[test]
+fn a_panicking_waker_strands_no_other_operation() {
+    /// A user's waker that panics when woken.
+    struct Panics;
+    impl std::task::Wake for Panics {
+        fn wake(self: Arc<Self>) {
+            panic!("a waker that panics (on purpose, in a test)");
+        }
+    }
+    let _turn = serial();
+    in_each_mode(|_, gpu, stream| async move {
+        let mut first_dev = stream.alloc_zeros::<u32>(64).unwrap();
+        let mut second_dev = stream.alloc_zeros::<u32>(64).unwrap();
+        let hold = Hold::on();
+        let mut first = Box::pin(stream.copy_to_device(gpu.pinned_from_slice(&[1u32; 64]).unwrap(), &mut first_dev));
+        let waker = std::task::Waker::from(Arc::new(Panics));
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        let second = stream.copy_to_device(gpu.pinned_from_slice(&[2u32; 64]).unwrap(), &mut second_dev);
+        // Both finish in one batch of the tracker, the panicking one first.
+        drop(hold);
+        weft::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the operation behind a panicking waker still completes")
+            .unwrap();
+        assert!(first.is_done());
+    });
+}
+
+#[test]
 fn shutting_down_with_work_in_flight_waits_for_the_device() {
     let _turn = serial();
     let gpu = open(WakeMode::HostFunction);

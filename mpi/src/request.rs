@@ -221,15 +221,10 @@ where
             let settle = done.resolver.take().map(|r| (r, Slot::output(&mut done, outcome)));
             (done.waker.take(), std::mem::take(&mut done.watchers), settle)
         };
-        if let Some((resolver, output)) = settle {
-            settle_promise(resolver, output);
-        }
-        for watcher in watchers {
-            watcher.wake();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        // A panic in one (a done callback, a user's waker) wakes the rest
+        // all the same.
+        weft_io::source::complete_each(settle, |(resolver, output)| settle_promise(resolver, output));
+        weft_io::source::complete_each(watchers.into_iter().chain(waker), std::task::Waker::wake);
     }
 
     fn involves(&self, rank: c_int) -> bool {

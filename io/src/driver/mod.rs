@@ -233,9 +233,7 @@ impl Driver {
     /// Weft's never do) costs no other task its wake: the panic is
     /// contained here, as a source's is (the panic hook has reported it).
     fn wake_all(&mut self) {
-        for waker in self.wakers.drain(..) {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
-        }
+        crate::source::complete_each(self.wakers.drain(..), std::task::Waker::wake);
     }
 
     /// Runs `future` to completion on this thread, turning the reactor

@@ -203,6 +203,26 @@ impl Sources {
     }
 }
 
+/// Hands each finished item to `complete`, one at a time, so that a panic
+/// in one (a user's waker, a done callback, a payload's destructor) costs
+/// none of the others its completion: the panic is contained and the loop
+/// goes on to the next item. The panic hook has already reported it.
+///
+/// Every loop in Weft that completes a batch (the reactor's wakers, the
+/// notifier's jobs, the MPI engine's and the GPU tracker's finished
+/// operations) goes through here; without it, one panic would unwind past
+/// the rest of the batch and leave their tasks waiting forever. Returns how
+/// many completions panicked.
+pub fn complete_each<T>(items: impl IntoIterator<Item = T>, mut complete: impl FnMut(T)) -> usize {
+    let mut panicked = 0;
+    for item in items {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| complete(item))).is_err() {
+            panicked += 1;
+        }
+    }
+    panicked
+}
+
 /// Tells a source the loop is gone; a panic in it is contained (the panic
 /// hook has reported it).
 fn tell_shutdown(source: &dyn Source) {

@@ -126,12 +126,9 @@ impl Notifier {
         // Off before taking: see "Coalescing wakeups".
         inner.pending.store(false, SeqCst);
         let jobs = std::mem::take(&mut *inner.lock());
-        for job in jobs {
-            // A panicking callback must neither take the loop's thread with
-            // it nor strand the rest of the batch; the panic hook has
-            // already reported it.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
-        }
+        // A panicking callback must neither take the loop's thread with it
+        // nor strand the rest of the batch.
+        super::complete_each(jobs, |job| job.run());
     }
 
     /// The loop is gone: deliver what is queued, and from now on deliver on

@@ -508,9 +508,9 @@ impl Engine {
                 }
             }
         }
-        for (waiter, outcome) in out.drain(..) {
-            waiter.complete(outcome);
-        }
+        // One waiter's panic (a user's waker, a done callback) must not
+        // strand the outcomes behind it.
+        weft_io::source::complete_each(out.drain(..), |(waiter, outcome)| waiter.complete(outcome));
         let _ = DELIVER.try_with(|cell| cell.set(out));
         (result, delivered)
     }
@@ -794,5 +794,63 @@ impl weft_io::source::Source for Engine {
 
     fn shutdown(&self) {
         Engine::shutdown(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiter whose completion panics (as a user's waker or done
+    /// callback may), or records that it ran.
+    struct Probe {
+        panics: bool,
+        completed: AtomicBool,
+    }
+
+    impl Waiter for Probe {
+        fn request_done(self: Arc<Self>, _: &mut InFlight, outcome: Outcome) -> Option<Outcome> {
+            Some(outcome)
+        }
+        fn complete(&self, _: Outcome) {
+            self.completed.store(true, Relaxed);
+            assert!(!self.panics, "a waiter that panics on completion");
+        }
+    }
+
+    fn failed() -> Outcome {
+        Err(Error::Mpi {
+            code: 1,
+            class: 1,
+            message: "test".into(),
+        })
+    }
+
+    #[test]
+    fn a_panicking_completion_strands_none_behind_it() {
+        let engine = Engine::new(Duration::ZERO, Duration::from_millis(1), false);
+        let probes: Vec<Arc<Probe>> = (0..4)
+            .map(|k| {
+                Arc::new(Probe {
+                    panics: k % 2 == 0,
+                    completed: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        engine.with_mpi(|mpi| {
+            for probe in &probes {
+                mpi.deliver(probe.clone(), failed());
+            }
+        });
+        for (k, probe) in probes.iter().enumerate() {
+            assert!(probe.completed.load(Relaxed), "waiter {k} was never completed");
+        }
+        // The engine still delivers afterwards (its scratch list came back).
+        let late = Arc::new(Probe {
+            panics: false,
+            completed: AtomicBool::new(false),
+        });
+        engine.with_mpi(|mpi| mpi.deliver(late.clone(), failed()));
+        assert!(late.completed.load(Relaxed));
     }
 }
