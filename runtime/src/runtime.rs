@@ -139,10 +139,11 @@ impl Builder {
                 }
                 leave_thread();
             });
-        Ok(Runtime {
-            exec: Some(self.exec.build()?),
-            io,
-        })
+        let exec = self.exec.build()?;
+        // The reactor's name lookups run on this runtime's blocking pool.
+        let blocking = exec.handle().clone();
+        io.set_blocking_runner(Box::new(move |job| drop(blocking.spawn_blocking(job))));
+        Ok(Runtime { exec: Some(exec), io })
     }
 }
 

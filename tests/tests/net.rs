@@ -46,6 +46,32 @@ fn ensure_fd_limit(want: u64) {
 }
 
 each_flavor! {
+    fn a_host_name_is_looked_up_on_the_blocking_pool(flavor) {
+        // The names of the threads the runtime starts: the lookup starts
+        // one of its blocking pool's (named `weft-blocking-N`).
+        let lookups = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lookups.clone();
+        let rt = weft_tests::builder(flavor)
+            .on_thread_start(move || seen.lock().unwrap().push(std::thread::current().name().map(str::to_owned)))
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let addr = echo_server().await;
+            let mut stream = TcpStream::connect(format!("localhost:{}", addr.port())).await.unwrap();
+            let blocking = |name: &Option<String>| name.as_deref().is_some_and(|n| n.contains("-blocking-"));
+            assert!(lookups.lock().unwrap().iter().any(blocking), "no blocking thread ran the lookup");
+            stream.write_all(b"ping").await.unwrap();
+            let mut back = [0u8; 4];
+            stream.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"ping");
+            let found: Vec<_> = weft::net::lookup_host(("localhost", 9)).await.unwrap().collect();
+            assert!(found.iter().all(|a| a.ip().is_loopback() && a.port() == 9));
+        });
+        // The runner the runtime gave its reactor holds the runtime: shut
+        // down, it lets go (a cycle would leak it under the leak check).
+        drop(rt);
+    }
+
     fn a_thousand_clients_echo_64_kib_each(flavor) {
         ensure_fd_limit(4096);
         let rt = runtime(flavor);

@@ -90,7 +90,16 @@ pub(crate) struct Inner {
     #[cfg(unix)]
     pub(crate) signals: crate::signal::ReactorSignals,
     shutdown: AtomicBool,
+    /// Runs blocking jobs (name lookups) for this reactor's tasks: the
+    /// runtime's blocking pool, once the runtime that owns the reactor
+    /// says so ([`Handle::set_blocking_runner`]). Emptied at shutdown: the
+    /// runner holds the runtime, which holds this reactor.
+    blocking: crate::loom::Mutex<Option<Arc<BlockingRunner>>>,
 }
+
+/// Runs a blocking job on some thread that is not a loop's; see
+/// [`Handle::set_blocking_runner`].
+pub type BlockingRunner = Box<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
 
 /// Wakes a reactor blocked in [`Driver::turn`], from any thread.
 #[derive(Clone)]
@@ -129,6 +138,7 @@ impl Driver {
                 #[cfg(unix)]
                 signals: Default::default(),
                 shutdown: AtomicBool::new(false),
+                blocking: crate::loom::Mutex::new(None),
             }),
         };
         Ok(Driver {
@@ -286,6 +296,7 @@ impl Driver {
         self.wake_all();
         inner.notifier.close();
         inner.sources.shutdown();
+        drop(crate::loom::lock(&inner.blocking).take());
     }
 }
 
@@ -312,6 +323,30 @@ impl Handle {
     /// results to the loop.
     pub fn notifier(&self) -> &Notifier {
         &self.inner.notifier
+    }
+
+    /// Says where this reactor's blocking jobs (the name lookups of
+    /// [`crate::net`]) run: the runtime that composes the reactor with a
+    /// thread pool hands them to its blocking pool. Without it (or once
+    /// the reactor has shut down), each job runs on a thread of its own.
+    pub fn set_blocking_runner(&self, runner: BlockingRunner) {
+        if !self.is_shutdown() {
+            *crate::loom::lock(&self.inner.blocking) = Some(Arc::new(runner));
+        }
+    }
+
+    /// Runs `job` off the loop: on the blocking runner if one is set, else
+    /// on a new thread.
+    pub(crate) fn run_blocking(&self, job: Box<dyn FnOnce() + Send>) {
+        let runner = crate::loom::lock(&self.inner.blocking).clone();
+        match runner {
+            Some(run) => run(job),
+            None => {
+                // A job that cannot start is dropped, and with it whatever
+                // completes it: its waiter hears so.
+                let _ = std::thread::Builder::new().name("weft-blocking".into()).spawn(job);
+            }
+        }
     }
 
     /// How many I/O objects are registered.

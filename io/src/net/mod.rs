@@ -6,10 +6,10 @@
 //! the `futures-io` traits, so they work with
 //! [`crate::io::AsyncReadExt`] and any crate built on those traits.
 //!
-//! Constructors that bind or connect resolve addresses with the standard
-//! library's resolver, which blocks for host names: from async code, pass a
-//! `SocketAddr` or an IP literal (`"127.0.0.1:8080"`), or resolve names on the
-//! blocking pool first.
+//! Addresses are Weft's [`ToSocketAddrs`] (the same types as std's): the
+//! async constructors ([`TcpStream::connect`], [`UdpSocket::send_to`],
+//! [`lookup_host`]) look host names up on a blocking thread, never on the
+//! loop; the synchronous ones (`bind`) resolve names where they are called.
 //!
 //! With feature `hyper`, the byte streams (and their halves, each in its
 //! direction) also implement `hyper::rt::Read` and `hyper::rt::Write`, so
@@ -25,6 +25,7 @@
 //! process out of file descriptors returns `EMFILE`, and the caller decides
 //! how to back off (the examples sleep briefly).
 
+mod addr;
 mod split;
 pub mod tcp;
 #[cfg(test)]
@@ -33,6 +34,7 @@ mod udp;
 #[cfg(unix)]
 pub mod unix;
 
+pub use self::addr::{ToSocketAddrs, lookup_host};
 pub use self::tcp::listener::{DEFAULT_BACKLOG, TcpIncoming, TcpListener};
 pub use self::tcp::stream::TcpStream;
 /// The TCP stream's halves, also at their Tokio paths in [`tcp`].
@@ -47,7 +49,6 @@ pub use self::unix::listener::{UnixIncoming, UnixListener};
 pub use self::unix::stream::UnixStream;
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 
 /// The result of shutting down a stream's writing half, for `poll_close`:
 /// a peer that already closed the connection leaves nothing to shut.
@@ -219,19 +220,7 @@ macro_rules! byte_stream {
     };
 }
 
+pub(crate) use self::addr::{each_addr, first_that_works, resolve};
 #[cfg(any(feature = "hyper", feature = "tokio-compat"))]
 pub(crate) use write_through_futures_io;
 pub(crate) use {byte_stream, byte_stream_read, byte_stream_write};
-
-/// Resolves `addr` and tries `f` on each address in turn; returns the first
-/// success, or the last error.
-pub(crate) fn each_addr<A: ToSocketAddrs, T>(addr: A, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
-    let mut last = None;
-    for addr in addr.to_socket_addrs()? {
-        match f(addr) {
-            Ok(value) => return Ok(value),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to nothing")))
-}

@@ -1,11 +1,12 @@
 //! `UdpSocket`.
 
+use super::ToSocketAddrs;
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
 use mio::Interest;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 /// A UDP socket.
@@ -43,7 +44,7 @@ impl UdpSocket {
     ///
     /// If the address is in use or not available, or outside a runtime.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        super::each_addr(addr, |addr| UdpSocket::from_mio(mio::net::UdpSocket::bind(addr)?))
+        super::each_addr(&addr, |addr| UdpSocket::from_mio(mio::net::UdpSocket::bind(addr)?))
     }
 
     fn from_mio(socket: mio::net::UdpSocket) -> io::Result<UdpSocket> {
@@ -86,7 +87,7 @@ impl UdpSocket {
     ///
     /// As the OS reports them.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        super::each_addr(addr, |addr| self.io.get_ref().connect(addr))
+        super::each_addr(&addr, |addr| self.io.get_ref().connect(addr))
     }
 
     /// Sends `buf` to `target`; returns the bytes sent.
@@ -95,7 +96,7 @@ impl UdpSocket {
     ///
     /// As the OS reports them.
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let target = super::each_addr(target, Ok)?;
+        let target = super::first_that_works(super::resolve(&target).await?, Ok)?;
         self.io.op(Direction::Write, |s| s.send_to(buf, target)).await
     }
 

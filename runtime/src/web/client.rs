@@ -6,7 +6,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -86,7 +86,7 @@ impl WeftConnector {
 
     async fn connect(self, uri: Uri) -> io::Result<WeftConnection> {
         let (host, port) = host_and_port(&uri)?;
-        let addrs = resolve(host, port).await?;
+        let addrs: Vec<SocketAddr> = weft_io::net::lookup_host((host, port)).await?.collect();
         let deadline = self.connect_timeout.map(|timeout| Instant::now() + timeout);
         let mut last_error = None;
         for (i, addr) in addrs.iter().enumerate() {
@@ -127,17 +127,6 @@ fn host_and_port(uri: &Uri) -> io::Result<(String, u16)> {
         .ok_or_else(|| invalid(format!("the URI `{uri}` has no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_owned(), uri.port_u16().unwrap_or(80)))
-}
-
-/// The addresses of `host`: an IP address as it is, a name looked up on
-/// the blocking pool (`getaddrinfo` blocks).
-async fn resolve(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    crate::spawn_blocking(move || (host.as_str(), port).to_socket_addrs().map(Iterator::collect))
-        .await
-        .map_err(|err| io::Error::other(format!("the name lookup failed: {err}")))?
 }
 
 impl tower_service::Service<Uri> for WeftConnector {

@@ -3,11 +3,12 @@
 use super::stream::TcpStream;
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
+use crate::net::ToSocketAddrs;
 use futures_core::Stream;
 use mio::Interest;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -60,7 +61,7 @@ impl TcpListener {
     ///
     /// As `bind`.
     pub fn bind_with_backlog(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<TcpListener> {
-        crate::net::each_addr(addr, |addr| {
+        crate::net::each_addr(&addr, |addr| {
             // `Socket::new` sets close-on-exec itself. Non-blocking is a
             // second call: `Type::nonblocking` (SOCK_NONBLOCK) exists only on
             // Linux, Android and the BSDs, not on macOS.

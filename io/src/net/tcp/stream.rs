@@ -3,10 +3,11 @@
 use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf, split_owned};
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
+use crate::net::ToSocketAddrs;
 use mio::Interest;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,15 +35,17 @@ impl TcpStream {
         })
     }
 
-    /// Connects to `addr`, trying each address it resolves to in turn.
+    /// Connects to `addr`, trying each address it resolves to in turn. A
+    /// host name is looked up on a blocking thread, never on the loop (see
+    /// [`ToSocketAddrs`]).
     ///
     /// # Errors
     ///
-    /// The last address's error if none connects (refused, unreachable...),
-    /// or if called outside a runtime.
+    /// The lookup's error, the last address's error if none connects
+    /// (refused, unreachable...), or no runtime on this thread.
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let mut last = None;
-        for addr in addr.to_socket_addrs()? {
+        for addr in crate::net::resolve(&addr).await? {
             match TcpStream::connect_addr(addr).await {
                 Ok(stream) => return Ok(stream),
                 Err(err) => last = Some(err),
