@@ -131,22 +131,18 @@
 //!
 //! and without it, as a line outside any span.
 
-use std::marker::PhantomData;
-#[cfg(feature = "tracing")]
 use std::panic::Location;
 
 #[cfg(feature = "tracing")]
 pub(crate) use self::enabled::Traced;
 
-/// What a spawn knows about its task besides the future: the name and the
-/// spawning line, for the task's span. Zero-sized without the feature.
+/// What a spawn knows about its task besides the future: its name and the
+/// spawning line, for the task's record (`Handle::dump`, the timeline) and,
+/// with the feature, its span.
 #[derive(Clone, Copy)]
 pub(crate) struct SpawnMeta<'a> {
-    #[cfg(feature = "tracing")]
-    name: Option<&'a str>,
-    #[cfg(feature = "tracing")]
-    location: &'static Location<'static>,
-    _name: PhantomData<&'a str>,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) location: &'static Location<'static>,
 }
 
 impl<'a> SpawnMeta<'a> {
@@ -156,14 +152,9 @@ impl<'a> SpawnMeta<'a> {
     #[track_caller]
     #[inline]
     pub(crate) fn new(name: Option<&'a str>) -> SpawnMeta<'a> {
-        #[cfg(not(feature = "tracing"))]
-        let _ = name;
         SpawnMeta {
-            #[cfg(feature = "tracing")]
             name,
-            #[cfg(feature = "tracing")]
             location: Location::caller(),
-            _name: PhantomData,
         }
     }
 }

@@ -11,14 +11,15 @@
 //! list, the waker vtable, queues) lives in the header; the rest is reached
 //! through the vtable, whose functions are instantiated per `(T, S)`.
 //!
-//! On a 64-bit target the bookkeeping is 64 bytes (header 40, scheduler 8,
-//! join waker 16), and the stage is as large as the future or the outcome,
-//! whichever is larger, with no tag of its own: the state word's `COMPLETE`
-//! bit says which of the two it holds. A 24-byte future makes an 88-byte
-//! cell.
+//! On a 64-bit target the bookkeeping is 96 bytes (header 72, of which 32
+//! are the task's record for dumps, `record.rs`; scheduler 8; join waker
+//! 16), and the stage is as large as the future or the outcome, whichever
+//! is larger, with no tag of its own: the state word's `COMPLETE` bit says
+//! which of the two it holds. A 24-byte future makes a 120-byte cell.
 
 use super::id::Id;
 use super::raw::Vtable;
+use super::record::TaskRecord;
 use super::state::State;
 use super::{JoinError, Schedule};
 use crate::loom::UnsafeCell;
@@ -45,6 +46,8 @@ pub(crate) struct Header {
     pub(super) id: Id,
     /// Links of the owned-task list (rule 5: only under the shard lock).
     pub(super) owned: UnsafeCell<Pointers>,
+    /// What dumps show of the task (its own rules: `record.rs`).
+    pub(super) record: TaskRecord,
 }
 
 /// Links of an intrusive doubly linked list.
@@ -96,13 +99,14 @@ pub(super) struct Trailer {
 }
 
 impl<T: Future, S: Schedule> Cell<T, S> {
-    pub(super) fn new(future: T, scheduler: S, id: Id, vtable: &'static Vtable) -> Box<Cell<T, S>> {
+    pub(super) fn new(future: T, scheduler: S, id: Id, record: TaskRecord, vtable: &'static Vtable) -> Box<Cell<T, S>> {
         Box::new(Cell {
             header: Header {
                 state: State::new(),
                 vtable,
                 id,
                 owned: UnsafeCell::new(Pointers::default()),
+                record,
             },
             core: Core {
                 scheduler,
@@ -118,6 +122,16 @@ impl<T: Future, S: Schedule> Cell<T, S> {
 }
 
 impl Header {
+    /// The task's record (see `record.rs` for who writes what).
+    pub(crate) fn record(&self) -> &TaskRecord {
+        &self.record
+    }
+
+    /// The task's id.
+    pub(crate) fn id(&self) -> Id {
+        self.id
+    }
+
     /// The owned-list links.
     ///
     /// # Safety

@@ -45,6 +45,7 @@ use crate::metrics::WorkerCounters;
 use crate::park::{Parker, SharedDriver, Unparker};
 use crate::scheduler::Inject;
 use crate::task::{Notified, list::OwnedTasks};
+use crate::timeline;
 use crate::trace;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
@@ -302,6 +303,9 @@ impl Context {
                 // the core.
                 drop(core);
                 trace::steal(self.index, victim, tasks);
+                if let Some(track) = shared.counters[victim].poller.timeline() {
+                    timeline::steal(track, tasks);
+                }
                 return Some(task);
             }
         }
@@ -353,8 +357,9 @@ impl Context {
     }
 
     fn poll(&self, task: Runnable) {
-        self.counters().polls.incr();
-        task.run();
+        let poller = &self.counters().poller;
+        poller.count_run();
+        task.run(poller);
     }
 
     /// Schedules a task woken (or spawned) on this worker's thread.
@@ -411,6 +416,7 @@ impl Context {
         let mut watches = shared.standby.first_watches();
         loop {
             self.counters().parks.incr();
+            self.counters().poller.park();
             trace::park(self.index);
             self.core.borrow_mut().is_parked = true;
             // Into the driver if it is free; otherwise onto the condition
@@ -447,6 +453,10 @@ impl Context {
                 }
             }
             trace::unpark(self.index, ran_driver);
+            self.counters().poller.unpark(ran_driver);
+            if look {
+                self.watch_polls();
+            }
             if look && !self.core.borrow().has_tasks() {
                 if let Some(task) = self.rescue() {
                     let mut core = self.core.borrow_mut();
@@ -501,6 +511,19 @@ impl Context {
         }
     }
 
+    /// Marks the poll each other worker is inside as seen now, so that a
+    /// poll that runs on past this look is measured when it returns, and a
+    /// dump can tell how long it has run at least (`observe::poll_record`).
+    fn watch_polls(&self) {
+        let shared = self.shared();
+        let now = crate::observe::clock::now_us();
+        for (index, counters) in shared.counters.iter().enumerate() {
+            if index != self.index {
+                counters.poller.mark_seen(now);
+            }
+        }
+    }
+
     /// Takes the LIFO task of a worker that has stayed inside one poll since
     /// a watcher last looked, at least half a watch interval ago: that
     /// worker is blocked (or computing), and the task it woke last would
@@ -514,7 +537,7 @@ impl Context {
                 continue;
             }
             let watched = &shared.watched[index];
-            let polls = shared.counters[index].polls.get() as usize;
+            let polls = shared.counters[index].poller.polls() as usize;
             let seen = watched.polls.swap(polls, Relaxed);
             let at = watched.at_micros.swap(now, Relaxed);
             let stuck = polls == seen && now.saturating_sub(at) >= min_gap;
