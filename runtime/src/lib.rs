@@ -55,16 +55,29 @@
 
 mod driver;
 pub mod future;
+mod observe;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod runtime;
 #[cfg(feature = "web")]
 pub mod web;
 
+pub use observe::{TRACE_ENV, viewer_path};
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{
-    AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn, spawn_blocking,
+    AbortHandle, Flavor, JoinError, JoinHandle, PollTimeHistogram, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn,
+    spawn_blocking,
 };
+pub use weft_io::driver::{ReactorMetrics, SourceMetrics};
+
+/// Task dumps: every task, what it waits on, what each worker runs, what is
+/// stuck ([`Handle::dump`]).
+pub use weft_executor::dump;
+
+/// The timeline of every poll, park, wake, steal, reactor turn and source
+/// operation, as a Chrome trace ([`Builder::trace_file`], `WEFT_TRACE`),
+/// and the offline viewer that opens it.
+pub use weft_executor::timeline;
 pub use weft_executor::{CallbackHandle, TryCurrentError};
 
 /// TCP, UDP and Unix-domain sockets.

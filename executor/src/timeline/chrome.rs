@@ -9,7 +9,7 @@
 //! | a reactor turn | `X` | `reactor` | the thread; `args`: `events`, `timers`, `completions`, `sources` |
 //! | a wake | `s` then `f` | `wake` | from the waker's thread to the woken poll (`bp: "e"`) |
 //! | a steal | `s` then `f` | `steal` | from the victim's thread to the thief's next poll |
-//! | a timer firing | `i` | `timer` | the thread that fired it; `args.late_us` |
+//! | timers firing | `i` | `timer` | the thread whose turn fired them; `args.count` |
 //! | a source's operation | `b` then `e` | the source (`gpu`, `mpi`) | a process per source, a thread per track (stream, peer) |
 //!
 //! Thread and process names are `M` (metadata) events; `otherData` holds
@@ -128,13 +128,13 @@ pub(super) fn write(tracks: &[TrackEvents]) -> String {
                         ",\"args\":{{\"events\":{events},\"timers\":{timers},\"completions\":{completions},\"sources\":{sources}}}"
                     ));
                 }),
-                Event::Timer { at, late_us } => out.event(|o| {
+                Event::Timer { at, count } => out.event(|o| {
                     o.field_str("ph", "i");
                     o.field_str("s", "t");
                     o.field_str("cat", "timer");
-                    o.field_str("name", "timer fired");
+                    o.field_str("name", if count == 1 { "timer fired" } else { "timers fired" });
                     o.common(RUNTIME_PID, tid, at);
-                    o.raw(&format!(",\"args\":{{\"late_us\":{late_us}}}"));
+                    o.raw(&format!(",\"args\":{{\"count\":{count}}}"));
                 }),
                 Event::Steal { victim, tasks, at } => steal = Some((victim, at, tasks)),
                 Event::OpBegin {

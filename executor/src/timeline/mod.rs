@@ -14,7 +14,7 @@
 //! - a flow arrow for every wake, from the slice that woke the task to the
 //!   poll the wake caused, and for every steal, from the victim to the
 //!   thief's next poll;
-//! - an instant for every timer that fires;
+//! - an instant for every turn that fires timers, with how many;
 //! - operations of reactor sources (GPU operations per stream, MPI requests
 //!   per peer), from submitted to completed, on tracks of their own.
 //!
@@ -129,8 +129,8 @@ pub(crate) enum Event {
     Steal { victim: u64, tasks: u32, at: u64 },
     /// A turn of the reactor.
     Turn { start: u64, end: u64, counts: TurnCounts },
-    /// A timer fired `late_us` after its deadline.
-    Timer { at: u64, late_us: u32 },
+    /// `count` timers fired.
+    Timer { at: u64, count: u32 },
     /// A source's operation was submitted (`source` and `name` are
     /// interned: `dump::wait::intern`).
     OpBegin {
@@ -388,15 +388,13 @@ pub fn reactor_turn(start: Instant, end: Instant, counts: TurnCounts) {
     }
 }
 
-/// Records that a timer due at `deadline` fired now, on this thread.
-pub fn timer_fired(deadline: Instant) {
+/// Records that `count` timers fired now, on this thread.
+pub fn timers_fired(count: u32) {
     if is_recording() {
-        let now = Instant::now();
-        let late = now.saturating_duration_since(deadline);
         with_track(|track| {
             track.push(Event::Timer {
-                at: clock::to_ns(now),
-                late_us: u32::try_from(late.as_micros()).unwrap_or(u32::MAX),
+                at: clock::now_ns(),
+                count,
             })
         });
     }
@@ -445,7 +443,7 @@ mod tests {
         let timeline = Timeline::new(3);
         let track = timeline.track("t".into());
         for i in 0..5 {
-            track.push(Event::Timer { at: i, late_us: 0 });
+            track.push(Event::Timer { at: i, count: 1 });
         }
         let ring = lock(&track.ring);
         assert_eq!(ring.events.len(), 3);

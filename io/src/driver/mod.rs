@@ -33,6 +33,7 @@
 
 pub(crate) mod context;
 mod deadline;
+mod metrics;
 pub(crate) mod registration;
 pub(crate) mod scheduled_io;
 
@@ -51,6 +52,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 pub use self::context::{EnterGuard, TryCurrentError};
+pub use self::metrics::{EVENTS_PER_TURN_BUCKETS, ReactorMetrics, SourceMetrics};
 pub use self::scheduled_io::{Direction, Readiness};
 
 /// The reactor's loop state; owned by the thread that runs the loop.
@@ -90,6 +92,8 @@ pub(crate) struct Inner {
     #[cfg(unix)]
     pub(crate) signals: crate::signal::ReactorSignals,
     shutdown: AtomicBool,
+    /// What the turns counted (`metrics.rs`).
+    counters: metrics::DriverCounters,
 }
 
 /// Wakes a reactor blocked in [`Driver::turn`], from any thread.
@@ -129,6 +133,7 @@ impl Driver {
                 #[cfg(unix)]
                 signals: Default::default(),
                 shutdown: AtomicBool::new(false),
+                counters: Default::default(),
             }),
         };
         Ok(Driver {
@@ -194,8 +199,13 @@ impl Driver {
             }
         }
 
+        // A timeline sees the turn from the moment the wait ended.
+        let recording = crate::observe::recording();
+        let woke = if recording { Instant::now() } else { now };
+
         #[cfg(unix)]
         let mut signalled = false;
+        let mut events = 0;
         {
             let registrations = inner.registrations();
             for event in self.events.iter() {
@@ -212,6 +222,7 @@ impl Driver {
                     continue;
                 }
                 if let Some(slot) = registrations.get(event.token()) {
+                    events += 1;
                     slot.state.set_readiness(Readiness::from_event(event), &mut self.wakers);
                 }
             }
@@ -223,10 +234,25 @@ impl Driver {
         self.wake_all();
 
         inner.timers.fire(Instant::now(), &mut self.wakers);
+        let timers = self.wakers.len();
+        if recording && timers > 0 {
+            crate::observe::event(crate::observe::Event::TimersFired { count: timers as u32 });
+        }
         self.wake_all();
 
-        inner.notifier.deliver();
-        inner.sources.poll_pending(&mut self.sources);
+        let completions = inner.notifier.deliver();
+        let sources = inner.sources.poll_pending(&mut self.sources);
+        inner.counters.turn(events, timers, completions);
+        if recording {
+            crate::observe::event(crate::observe::Event::Turn {
+                start: woke,
+                end: Instant::now(),
+                events: events as u32,
+                timers: timers as u32,
+                completions: completions as u32,
+                sources: sources as u32,
+            });
+        }
     }
 
     fn wake_all(&mut self) {
@@ -322,6 +348,19 @@ impl Handle {
     /// once; a completed one when it fires).
     pub fn pending_timers(&self) -> usize {
         self.inner.timers.len()
+    }
+
+    /// A snapshot of the reactor's counters and state (see
+    /// [`ReactorMetrics`]).
+    pub fn metrics(&self) -> ReactorMetrics {
+        let mut metrics = ReactorMetrics {
+            timers_pending: self.pending_timers(),
+            registrations: self.registrations(),
+            sources: self.inner.sources.metrics(),
+            ..ReactorMetrics::default()
+        };
+        self.inner.counters.fill(&mut metrics);
+        metrics
     }
 
     /// A number that names this reactor among the live ones: two handles
