@@ -55,9 +55,9 @@
 
 mod driver;
 pub mod future;
-mod observe;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+mod observe;
 pub mod runtime;
 #[cfg(feature = "web")]
 pub mod web;
@@ -65,8 +65,8 @@ pub mod web;
 pub use observe::{TRACE_ENV, viewer_path};
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{
-    AbortHandle, Flavor, JoinError, JoinHandle, PollTimeHistogram, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn,
-    spawn_blocking,
+    AbortHandle, Flavor, JoinError, JoinHandle, PollTimeHistogram, RuntimeMetrics, UnhandledPanic, WorkerMetrics,
+    spawn, spawn_blocking,
 };
 pub use weft_io::driver::{ReactorMetrics, SourceMetrics};
 

@@ -1,11 +1,13 @@
 //! Seeing what the runtime does: the reactor's reports routed to the
 //! executor's records, and the trace file a runtime writes.
 //!
-//! The reactor knows no tasks and the executor no sockets; this file joins
-//! them (as `driver.rs` joins parking to the reactor): what io reports a
-//! task waits on (a socket, a timer, a signal, a completion, a source's
-//! operation) becomes the task's [`WaitOn`] in dumps, and the reactor's
-//! turns, timer firings and source operations go on the timeline.
+//! The reactor and weft-sync know no tasks and the executor no sockets or
+//! locks; this file joins them (as `driver.rs` joins parking to the
+//! reactor): what io reports a task waits on (a socket, a timer, a signal,
+//! a completion, a source's operation) and what weft-sync reports (a lock,
+//! a channel, an event) become the task's [`WaitOn`] in dumps, and the
+//! reactor's turns, timer firings and source operations go on the
+//! timeline.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,13 +21,19 @@ use weft_io::observe::{Event, Hooks, Wait};
 /// trace: `WEFT_TRACE=path.json`.
 pub const TRACE_ENV: &str = "WEFT_TRACE";
 
-/// Routes io's reports to the executor (once per process).
+/// Routes io's and weft-sync's reports to the executor (once per
+/// process).
 pub(crate) fn install() {
     weft_io::observe::install(Hooks {
         waiting,
         recording: timeline::is_recording,
         event,
     });
+    weft_sync::observe::install(sync_waiting);
+}
+
+fn sync_waiting(primitive: &'static str, address: usize) {
+    note_wait(WaitOn::Sync { primitive, address });
 }
 
 fn waiting(wait: Wait) {
@@ -90,7 +98,10 @@ pub(crate) fn trace_path(configured: Option<&Path>) -> Option<PathBuf> {
     if n == 1 {
         return Some(path);
     }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match path.extension() {
         Some(ext) => format!("{stem}.{n}.{}", ext.to_string_lossy()),
         None => format!("{stem}.{n}"),

@@ -43,6 +43,7 @@
 //! | `watch.rs` | [`watch::channel`]: one value, watched for changes |
 //! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`) on two semaphores |
 //! | `alt.rs` | [`alt::alt`]: the first ready of several operations, chosen fairly |
+//! | `observe.rs` | what a parked task waits on, told to a runtime that keeps task dumps |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -79,6 +80,7 @@ mod loom;
 pub mod mpsc;
 mod mutex;
 mod notify;
+pub mod observe;
 pub mod oneshot;
 mod padded;
 mod queue;

@@ -15,6 +15,7 @@
 
 use crate::loom::{Mutex, lock};
 use crate::notify::Notify;
+use crate::observe::WaitSite;
 use crate::semaphore::{Semaphore, TryAcquireError};
 use std::collections::VecDeque;
 use std::fmt;
@@ -115,7 +116,7 @@ impl<T> Queue<T> {
     pub async fn put(&self, item: T) {
         if let Some(slots) = &self.slots {
             slots
-                .acquire()
+                .acquire_as(1, WaitSite::new("Queue::put", self))
                 .await
                 .expect("weft-sync bug: a queue's semaphore is never closed")
                 .forget();
@@ -149,7 +150,7 @@ impl<T> Queue<T> {
     /// `get` takes nothing.
     pub async fn get(&self) -> T {
         self.available
-            .acquire()
+            .acquire_as(1, WaitSite::new("Queue::get", self))
             .await
             .expect("weft-sync bug: a queue's semaphore is never closed")
             .forget();
@@ -201,7 +202,7 @@ impl<T> Queue<T> {
     /// Cancel-safe.
     pub async fn join(&self) {
         loop {
-            let notified = self.all_done.notified();
+            let notified = self.all_done.notified_as(WaitSite::new("Queue::join", self));
             if *lock(&self.unfinished) == 0 {
                 return;
             }

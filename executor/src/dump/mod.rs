@@ -130,9 +130,11 @@ pub struct TaskDump {
     pub wait: Option<WaitOn>,
     /// Polls begun (modulo 2^31).
     pub polls: u32,
-    /// Time since its last poll began, in µs; `None` if never polled.
+    /// Time since its last poll began, in µs (to within a millisecond,
+    /// never less than the truth); `None` if never polled.
     pub since_last_poll_us: Option<u64>,
-    /// Its longest measured poll, in µs (see the module docs).
+    /// Its longest measured poll, in µs; 0 if none was measured (see the
+    /// module docs).
     pub longest_poll_us: u64,
 }
 
@@ -321,7 +323,10 @@ impl Collector {
         } else {
             None
         };
+        // The stamp is in whole milliseconds (wrapping after 49 days): the
+        // age is the whole milliseconds since, plus this one's fraction.
         let now_ms = (self.now_us / 1000) as u32;
+        let age_us = |last_ms: u32| u64::from(now_ms.wrapping_sub(last_ms)) * 1000 + self.now_us % 1000;
         self.tasks.push(TaskDump {
             id: view.id,
             name: name.map(str::to_owned),
@@ -331,8 +336,7 @@ impl Collector {
             cancelling: view.cancelled,
             wait,
             polls: record.polls,
-            since_last_poll_us: (record.polls > 0)
-                .then(|| u64::from(now_ms.wrapping_sub(record.last_poll_ms)).saturating_mul(1000)),
+            since_last_poll_us: (record.polls > 0).then(|| age_us(record.last_poll_ms)),
             longest_poll_us: u64::from(record.longest_poll_us),
         });
     }

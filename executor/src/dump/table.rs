@@ -187,6 +187,10 @@ impl Dump {
             None if task.state == TaskState::Idle && task.polls > 0 => wait.push('?'),
             None => {}
         }
+        let longest = match task.longest_poll_us {
+            0 => "-".to_owned(),
+            us => Micros(us).to_string(),
+        };
         writeln!(
             f,
             "  {:>6}  {:<18} {:<12} {:>6} {:>10} {:>10}  {:<40} {}",
@@ -195,7 +199,7 @@ impl Dump {
             state,
             task.polls,
             last,
-            Micros(task.longest_poll_us),
+            longest,
             truncate(&wait, 40),
             task.location
         )

@@ -109,7 +109,6 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
-
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }

@@ -215,7 +215,12 @@ impl Subscription {
             seen,
             waker: None,
         });
-        Ok(Subscription { slot, signum, key, seen })
+        Ok(Subscription {
+            slot,
+            signum,
+            key,
+            seen,
+        })
     }
 
     /// `Ready(Some(()))` if the signal was delivered since this listener

@@ -135,7 +135,9 @@ impl Sleep {
                     handle.inner.wake();
                 }
                 self.entry = Some(key);
-                crate::observe::waiting(crate::observe::Wait::Timer { deadline: self.deadline });
+                crate::observe::waiting(crate::observe::Wait::Timer {
+                    deadline: self.deadline,
+                });
                 Poll::Pending
             }
             Some(key) => {
@@ -143,7 +145,9 @@ impl Sleep {
                     self.entry = None;
                     Poll::Ready(())
                 } else {
-                    crate::observe::waiting(crate::observe::Wait::Timer { deadline: self.deadline });
+                    crate::observe::waiting(crate::observe::Wait::Timer {
+                        deadline: self.deadline,
+                    });
                     Poll::Pending
                 }
             }
