@@ -97,11 +97,13 @@ pub struct WorkerMetrics {
     pub lifo_rescues: u64,
     /// Tasks in its local queue right now.
     pub local_queue_depth: usize,
-    /// How long this worker's polls take, sampled: one poll in
-    /// 1,024 (every 1,024th by the
-    /// worker's poll count) is timed from just before the task's future is
-    /// polled to just after it returns (dropping the future, if it
-    /// completed, included; scheduling and the wakes it causes excluded).
+    /// How long this worker's polls take, sampled: one run of a task in
+    /// 1,024 (every 1,024th by the worker's `polls` count) is timed from
+    /// the moment the worker hands the task to `Notified::run` to its
+    /// return: the future's poll, with the task's state transitions and
+    /// the scheduling of whatever the poll woke (tens of nanoseconds).
+    /// Timed by `PollRecord::run_sampled` (`observe/poll_record.rs`),
+    /// called from the worker's `poll` (`scheduler/multi_thread/worker.rs`).
     pub poll_time_histogram: PollTimeHistogram,
 }
 
@@ -174,15 +176,18 @@ impl PollTimeHistogram {
 const _: () = assert!(SAMPLE_EVERY.is_power_of_two());
 
 /// The counters a worker writes and anyone reads, and its poll record.
+/// `repr(C)`: the poll record's hot fields, then the counters a poll may
+/// bump (`local_schedules`, `lifo_polls`) close behind.
+#[repr(C)]
 pub(crate) struct WorkerCounters {
     /// Polls, the current poll and sampled poll times (`observe`).
     pub(crate) poller: PollRecord,
+    pub(crate) local_schedules: Counter,
     pub(crate) lifo_polls: Counter,
     pub(crate) steals: Counter,
     pub(crate) steal_operations: Counter,
     pub(crate) parks: Counter,
     pub(crate) overflows: Counter,
-    pub(crate) local_schedules: Counter,
     pub(crate) driver_hand_offs: Counter,
     pub(crate) lifo_rescues: Counter,
 }
@@ -231,6 +236,12 @@ impl Counter {
     #[inline(always)]
     pub(crate) fn add(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// Sets the count (same rule as [`add`](Self::add)).
+    #[inline(always)]
+    pub(crate) fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
     }
 
     /// Adds one (same rule as [`add`](Self::add)).

@@ -37,13 +37,13 @@ impl Unpark for IoUnparker {
 
 /// Lets io's futures spend the executor's cooperative budget, and routes
 /// io's reports (what a task waits on, the loop's turns) to the executor's
-/// records (`observe.rs`).
+/// records (`reports.rs`).
 pub(crate) fn install_hooks() {
     weft_io::coop::install(weft_io::coop::Hooks {
         proceed: weft_executor::coop::poll_proceed_raw,
         refund: weft_executor::coop::refund_raw,
     });
-    crate::observe::install();
+    crate::reports::install();
 }
 
 std::thread_local! {

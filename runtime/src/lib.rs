@@ -57,12 +57,12 @@ mod driver;
 pub mod future;
 #[cfg(feature = "hyper")]
 pub mod hyper;
-mod observe;
+mod reports;
 pub mod runtime;
 #[cfg(feature = "web")]
 pub mod web;
 
-pub use observe::{TRACE_ENV, viewer_path};
+pub use reports::{TRACE_ENV, viewer_path};
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{
     AbortHandle, Flavor, JoinError, JoinHandle, PollTimeHistogram, RuntimeMetrics, UnhandledPanic, WorkerMetrics,
@@ -110,6 +110,12 @@ pub use weft_macros::test;
 /// Work with no file descriptor polled by the loop, and the completion
 /// notifier that hands results from other threads to the loop.
 pub use weft_io::source;
+
+/// What the reactor tells task dumps and the timeline, and the functions a
+/// [`source`] of your own calls to do the same: [`observe::waiting`] (what
+/// a parked task waits on), [`observe::op_submitted`] and
+/// [`observe::op_completed`] (its operations on the timeline).
+pub use weft_io::observe;
 
 /// A handle to a runtime's reactor (see [`Runtime::reactor`]): registers
 /// sources, gives the completion notifier.

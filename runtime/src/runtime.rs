@@ -2,7 +2,7 @@
 //! reach both.
 
 use crate::driver::{IoDriver, enter_thread, install_hooks, leave_thread};
-use crate::observe;
+use crate::reports;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -167,7 +167,7 @@ impl Builder {
     /// error if the reactor or a thread cannot be created.
     pub fn build(&mut self) -> io::Result<Runtime> {
         install_hooks();
-        let trace = observe::trace_path(self.trace_file.as_deref());
+        let trace = reports::trace_path(self.trace_file.as_deref());
         if trace.is_some() {
             self.exec.timeline(self.timeline_capacity);
         }
@@ -388,7 +388,7 @@ impl Runtime {
             let _io = self.io.enter();
             how(exec);
             if let (Some(timeline), Some(path)) = (timeline, self.trace.take()) {
-                if let Err(err) = observe::write_trace(&timeline, &path) {
+                if let Err(err) = reports::write_trace(&timeline, &path) {
                     // Shutdown has no caller to return this to.
                     eprintln!("weft: could not write the trace to {}: {err}", path.display());
                 }
@@ -595,7 +595,7 @@ fn write_trace(timeline: Option<Timeline>, path: &Path) -> io::Result<()> {
             "this Weft runtime records no timeline: build it with `Builder::trace_file`, or set WEFT_TRACE",
         ));
     };
-    observe::write_trace(&timeline, path)
+    reports::write_trace(&timeline, path)
 }
 
 impl fmt::Debug for Handle {

@@ -116,6 +116,9 @@ impl Job {
     fn run(self, record: &PollRecord) {
         let Job { task, notified, .. } = self;
         record.count_run();
+        // Jobs are long: the clock is read for each, so a dump sees exactly
+        // how long this one has run.
+        record.read_clock();
         notified.run(record);
         drop(task);
     }
@@ -249,7 +252,7 @@ impl Spawner {
         let inner = self.inner.clone();
         let handle = handle.clone();
         let track = config.timeline.as_ref().map(|t| t.track((config.thread_name)(id)));
-        let record = Arc::new(PollRecord::for_blocking(track));
+        let record = Arc::new(PollRecord::new(track));
         let thread_record = record.clone();
         let thread = builder.spawn(move || {
             let _exit = exit_token;

@@ -248,6 +248,21 @@ impl fmt::Display for IoDirection {
     }
 }
 
+impl WaitOn {
+    /// The wait in words, as a dump's table writes it, for a dump taken at
+    /// `now_us` ([`Dump::taken_at_us`](super::Dump::taken_at_us)): timers
+    /// say when they are due from then.
+    pub fn display_at(&self, now_us: u64) -> impl fmt::Display + '_ {
+        struct At<'a>(&'a WaitOn, u64);
+        impl fmt::Display for At<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                describe(self.0, self.1, f)
+            }
+        }
+        At(self, now_us)
+    }
+}
+
 /// Writes `wait` as a dump shows it; `now_us` is the dump's time.
 pub(crate) fn describe(wait: &WaitOn, now_us: u64, f: &mut dyn fmt::Write) -> fmt::Result {
     match *wait {

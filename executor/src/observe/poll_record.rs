@@ -16,21 +16,25 @@
 //! task), so a worker does not read it around every poll. It reads it:
 //!
 //! - when it parks and when it unparks;
-//! - around every [`SAMPLE_EVERY`]th poll (the *sampled* polls: they alone
-//!   feed the poll-time histogram, so the histogram is an unbiased sample);
+//! - around every [`SAMPLE_EVERY`]th run of a task (the *sampled* runs,
+//!   chosen by the thread's run count, so the poll-time histogram they feed
+//!   is an unbiased sample);
 //! - after a poll that an observer saw in progress (the runtime's watcher,
 //!   which looks at busy workers every watch interval while another worker
-//!   waits in the driver, or a dump): such a poll may be long, so its time is
-//!   taken, as at least the time since it was first seen;
-//! - around every poll while the runtime writes a timeline;
-//! - around every job, on a blocking-pool thread.
-//!
-//! The common path of a poll is two stores and two loads on the thread's
-//! own record; everything that reads the clock is out of line (`#[cold]`).
+//!   waits in the driver, or a dump): such a poll may be long, so its time
+//!   is taken, as at least the time since it was first seen, into the
+//!   task's longest poll;
+//! - around every poll while the runtime records a timeline;
+//! - before every job, on a blocking-pool thread.
 //!
 //! So a poll's start is known only as "after the thread's last reading":
-//! [`clock_us`](PollRecord::clock_us) is at most `SAMPLE_EVERY - 1` polls
+//! [`clock_us`](PollRecord::snapshot) is at most `SAMPLE_EVERY - 1` runs
 //! (or one park) older than the current poll's start.
+//!
+//! The common path of a poll is two stores and three loads on the thread's
+//! own record (the current task, set and cleared; the clock stamp; the
+//! seen check); everything that reads the clock is out of line
+//! (`#[cold]`).
 
 use super::clock;
 use crate::metrics::Counter;
@@ -39,7 +43,7 @@ use crate::timeline;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
-/// One poll in this many is timed for the poll-time histogram.
+/// One run in this many is timed for the poll-time histogram.
 pub(crate) const SAMPLE_EVERY: u64 = 1024;
 
 /// Buckets of the poll-time histogram: under 1 µs, then one per power of
@@ -47,37 +51,37 @@ pub(crate) const SAMPLE_EVERY: u64 = 1024;
 /// [`PollTimeHistogram`](crate::PollTimeHistogram)).
 pub(crate) const POLL_TIME_BUCKETS: usize = 24;
 
-/// What one polling thread publishes (see the module docs).
+/// What one polling thread publishes (see the module docs). `repr(C)`:
+/// what every poll touches comes first, in one cache line.
+#[repr(C)]
 pub(crate) struct PollRecord {
-    /// Runs begun (the `polls` metric: `count_run`); also each poll's
-    /// number.
+    /// Runs begun (the `polls` metric: `count_run`); also the number of
+    /// the poll under way.
     polls: Counter,
     /// The id of the task being polled, 0 between polls.
     current: AtomicU64,
-    /// The number of a poll an observer saw in progress, and when it first
-    /// saw it.
+    /// The number of a poll an observer saw in progress (and, below, when
+    /// it first saw it).
     seen_poll: AtomicU64,
-    seen_at_us: AtomicU64,
-    /// Polls whose number has none of these bits set are timed:
-    /// `SAMPLE_EVERY - 1`, or 0 to time every poll.
-    sample_mask: u64,
-    /// The thread's last clock reading, in µs and in ms since the epoch.
-    clock_us: AtomicU64,
+    /// True when the runtime records a timeline: every poll is timed.
+    timed: bool,
+    /// The thread's last clock reading, in ms and in µs since the epoch.
     clock_ms: AtomicU32,
+    clock_us: AtomicU64,
+    seen_at_us: AtomicU64,
     /// Since when the thread is parked (µs since the epoch), 0 while not.
     parked_since: AtomicU64,
-    /// Sampled poll times.
-    histogram: [Counter; POLL_TIME_BUCKETS],
     /// This thread's track of the runtime's timeline, when it writes one.
     timeline: Option<Arc<timeline::Track>>,
+    /// Sampled poll times (on the heap: only sampled polls touch it).
+    histogram: Box<[Counter; POLL_TIME_BUCKETS]>,
 }
 
 /// What [`PollRecord::begin`] hands to [`PollRecord::end`].
 #[derive(Clone, Copy)]
 pub(crate) struct PollStamp {
-    /// The poll's number on this thread.
-    number: u64,
-    /// When the poll began (ns since the epoch), if it is timed; else 0.
+    /// When the poll began (ns since the epoch), if it is timed for the
+    /// timeline; else 0.
     started_ns: u64,
     /// The thread's clock reading before the poll, in ms since the epoch:
     /// the task's "last polled" stamp.
@@ -85,65 +89,70 @@ pub(crate) struct PollStamp {
 }
 
 impl PollRecord {
-    /// The record of a worker (or a current-thread runtime's driving
-    /// thread); `timeline` is its track if the runtime writes one.
+    /// The record of a polling thread; `timeline` is its track if the
+    /// runtime writes one.
     pub(crate) fn new(timeline: Option<Arc<timeline::Track>>) -> PollRecord {
         let now = clock::now_us();
         PollRecord {
             polls: Counter::default(),
             current: AtomicU64::new(0),
-            seen_poll: AtomicU64::new(0),
-            seen_at_us: AtomicU64::new(0),
-            sample_mask: if timeline.is_some() { 0 } else { SAMPLE_EVERY - 1 },
-            clock_us: AtomicU64::new(now),
+            // No poll has this number (`count_run` starts at 1 and would
+            // take 2^64 runs to get here).
+            seen_poll: AtomicU64::new(u64::MAX),
+            timed: timeline.is_some(),
             clock_ms: AtomicU32::new((now / 1000) as u32),
+            clock_us: AtomicU64::new(now),
+            seen_at_us: AtomicU64::new(0),
             parked_since: AtomicU64::new(0),
-            histogram: Default::default(),
             timeline,
-        }
-    }
-
-    /// The record of a blocking-pool thread: every job is timed.
-    pub(crate) fn for_blocking(timeline: Option<Arc<timeline::Track>>) -> PollRecord {
-        PollRecord {
-            sample_mask: 0,
-            ..PollRecord::new(timeline)
+            histogram: Default::default(),
         }
     }
 
     /// The thread is about to run a task (poll it, or drop it if it was
-    /// cancelled): counts it, as the `polls` metric. Call it before
-    /// `Notified::run`.
-    #[inline]
-    pub(crate) fn count_run(&self) {
-        self.polls.incr();
+    /// cancelled): counts it, as the `polls` metric, and returns the
+    /// count. Call it before `Notified::run`.
+    #[inline(always)]
+    pub(crate) fn count_run(&self) -> u64 {
+        let n = self.polls.get().wrapping_add(1);
+        self.polls.set(n);
+        n
+    }
+
+    /// True if the run numbered `n` (from [`count_run`](Self::count_run))
+    /// is one of the sampled ones: run it with [`run_sampled`](Self::run_sampled).
+    #[inline(always)]
+    pub(crate) fn is_sampled(n: u64) -> bool {
+        n % SAMPLE_EVERY == 0
+    }
+
+    /// Runs `run` (a task's run), timing it into the histogram.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn run_sampled(&self, run: impl FnOnce()) {
+        let start = clock::now_ns();
+        self.set_clock(start / 1000);
+        run();
+        let end = clock::now_ns();
+        self.set_clock(end / 1000);
+        self.histogram[bucket(u128::from(end.saturating_sub(start)))].incr();
+    }
+
+    /// Reads the clock into the thread's record (a blocking-pool thread
+    /// does before each job, so its "running for" is exact).
+    pub(crate) fn read_clock(&self) {
+        self.set_clock(clock::now_us());
     }
 
     /// A poll of task `task` begins on this thread (its owner), inside the
     /// run [`count_run`](Self::count_run) counted.
     #[inline(always)]
     pub(crate) fn begin(&self, task: Id) -> PollStamp {
-        let number = self.polls.get();
         self.current.store(task.as_u64(), Relaxed);
-        let started_ns = if number & self.sample_mask == 0 {
-            self.read_clock()
-        } else {
-            0
-        };
         PollStamp {
-            number,
-            started_ns,
+            started_ns: if self.timed { clock::now_ns().max(1) } else { 0 },
             clock_ms: self.clock_ms.load(Relaxed),
         }
-    }
-
-    /// Reads the clock (ns since the epoch, never 0) and keeps the reading.
-    #[cold]
-    #[inline(never)]
-    fn read_clock(&self) -> u64 {
-        let now = clock::now_ns().max(1);
-        self.set_clock(now / 1000);
-        now
     }
 
     fn set_clock(&self, now_us: u64) {
@@ -152,13 +161,13 @@ impl PollRecord {
     }
 
     /// The poll `stamp` began has returned; `task` is the polled task's
-    /// header. If the poll was timed, or an observer saw it in progress,
-    /// its time goes into the task's longest poll (and, for a sampled
-    /// poll, the histogram; on the timeline, the poll's slice).
+    /// header. If an observer saw the poll in progress, or the timeline
+    /// times every poll, its time goes into the task's longest poll (and,
+    /// on the timeline, the poll's slice).
     #[inline(always)]
     pub(crate) fn end(&self, stamp: PollStamp, task: &Header) {
         self.current.store(0, Relaxed);
-        if stamp.started_ns != 0 || self.seen_poll.load(Acquire) == stamp.number {
+        if stamp.started_ns != 0 || self.seen_poll.load(Acquire) == self.polls.get() {
             self.measured(stamp, task);
         }
     }
@@ -170,19 +179,19 @@ impl PollRecord {
         let now_us = now_ns / 1000;
         self.set_clock(now_us);
         let record = task.record();
+        let seen = self.seen_poll.load(Acquire) == self.polls.get();
+        let mut us = 0;
+        if seen {
+            // Seen in progress: it ran at least since then.
+            us = now_us.saturating_sub(self.seen_at_us.load(Relaxed));
+        }
         if stamp.started_ns != 0 {
-            let nanos = now_ns.saturating_sub(stamp.started_ns);
-            record.poll_measured(nanos / 1000);
-            if stamp.number % SAMPLE_EVERY == 0 {
-                self.histogram[bucket(u128::from(nanos))].incr();
-            }
+            us = us.max(now_ns.saturating_sub(stamp.started_ns) / 1000);
             if let Some(track) = &self.timeline {
                 track.poll(task.id(), record.polls(), record.location(), stamp.started_ns, now_ns);
             }
-        } else {
-            // Seen in progress: it ran at least since then.
-            record.poll_measured(now_us.saturating_sub(self.seen_at_us.load(Relaxed)));
         }
+        record.poll_measured(us);
     }
 
     /// The thread is about to block.

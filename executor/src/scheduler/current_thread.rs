@@ -317,8 +317,11 @@ impl Context {
                     break;
                 };
                 let poller = &handle.counters.poller;
-                poller.count_run();
-                coop::budget(|| task.run(poller));
+                if PollRecord::is_sampled(poller.count_run()) {
+                    poller.run_sampled(|| coop::budget(|| task.run(poller)));
+                } else {
+                    coop::budget(|| task.run(poller));
+                }
             }
             if !blocked {
                 // Let the driver report I/O between bursts of tasks.

@@ -38,16 +38,19 @@ pub(super) struct Cell<T: Future, S> {
     pub(super) trailer: Trailer,
 }
 
-/// The type-erased head of every task.
+/// The type-erased head of every task. What every poll touches (the state,
+/// the vtable, the id and the record's poll count and stamp) comes first,
+/// within 32 bytes, so that a poll touches one cache line of the header
+/// wherever the allocator puts it on a 16-byte boundary but the last.
 #[repr(C)]
 pub(crate) struct Header {
     pub(super) state: State,
     pub(super) vtable: &'static Vtable,
     pub(super) id: Id,
-    /// Links of the owned-task list (rule 5: only under the shard lock).
-    pub(super) owned: UnsafeCell<Pointers>,
     /// What dumps show of the task (its own rules: `record.rs`).
     pub(super) record: TaskRecord,
+    /// Links of the owned-task list (rule 5: only under the shard lock).
+    pub(super) owned: UnsafeCell<Pointers>,
 }
 
 /// Links of an intrusive doubly linked list.

@@ -34,14 +34,16 @@ const NAMED: u32 = 1;
 /// add that never touches it; it wraps after 2^31 polls).
 const ONE_POLL: u32 = 2;
 
-/// The task's own record (see the module docs).
+/// The task's own record (see the module docs). `repr(C)`: the two fields
+/// every poll writes come first (see `Header`).
+#[repr(C)]
 pub(crate) struct TaskRecord {
-    location: &'static Location<'static>,
     /// Polls begun (wrapping), times two, plus the `NAMED` flag.
     polls: AtomicU32,
     /// When the latest poll began, in ms since the observation epoch, by
     /// the poller's clock (see `observe::poll_record`).
     last_poll_ms: AtomicU32,
+    location: &'static Location<'static>,
     /// The longest poll measured, in µs (saturating).
     longest_poll_us: AtomicU32,
     /// What the task waits on: the kind and detail (`dump::wait`, low 16

@@ -115,7 +115,7 @@ pub(crate) fn launch(
             driver,
             counters: tracks
                 .into_iter()
-                .map(|track| CachePadded::new(WorkerCounters::new(PollRecord::new(track))))
+                .map(|track| Arc::new(CachePadded::new(WorkerCounters::new(PollRecord::new(track)))))
                 .collect(),
             remote_schedules: Counter::default(),
             exited: AtomicUsize::new(0),

@@ -42,6 +42,7 @@ use super::standby::{Decision, HandOff, Standby, WATCH_INTERVAL};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
+use crate::observe::PollRecord;
 use crate::park::{Parker, SharedDriver, Unparker};
 use crate::scheduler::Inject;
 use crate::task::{Notified, list::OwnedTasks};
@@ -82,7 +83,9 @@ pub(crate) struct Shared {
     pub(super) idle: Idle,
     pub(super) owned: OwnedTasks<Arc<Handle>>,
     pub(super) driver: Arc<SharedDriver>,
-    pub(super) counters: Box<[CachePadded<WorkerCounters>]>,
+    /// Each worker's counters and poll record (in an `Arc`, so that its
+    /// worker reaches them through one pointer of its own).
+    pub(super) counters: Box<[Arc<CachePadded<WorkerCounters>>]>,
     pub(super) remote_schedules: crate::metrics::Counter,
     /// Workers that left their loop; the last one out finishes shutdown.
     pub(super) exited: AtomicUsize,
@@ -176,15 +179,19 @@ impl Core {
 pub(crate) struct Context {
     pub(super) handle: Arc<Handle>,
     index: usize,
+    /// This worker's entry of `Shared::counters`.
+    counters: Arc<CachePadded<WorkerCounters>>,
     core: RefCell<Core>,
     parker: Parker,
 }
 
 impl Context {
     pub(super) fn new(handle: Arc<Handle>, index: usize, core: Core, parker: Parker) -> Context {
+        let counters = handle.shared.counters[index].clone();
         Context {
             handle,
             index,
+            counters,
             core: RefCell::new(core),
             parker,
         }
@@ -195,7 +202,7 @@ impl Context {
     }
 
     fn counters(&self) -> &WorkerCounters {
-        &self.shared().counters[self.index]
+        &self.counters
     }
 
     /// The worker loop. Returns when the runtime shuts down.
@@ -358,8 +365,11 @@ impl Context {
 
     fn poll(&self, task: Runnable) {
         let poller = &self.counters().poller;
-        poller.count_run();
-        task.run(poller);
+        if PollRecord::is_sampled(poller.count_run()) {
+            poller.run_sampled(|| task.run(poller));
+        } else {
+            task.run(poller);
+        }
     }
 
     /// Schedules a task woken (or spawned) on this worker's thread.
