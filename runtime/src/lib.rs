@@ -68,7 +68,7 @@ pub use weft_executor::{
     AbortHandle, Flavor, JoinError, JoinHandle, PollTimeHistogram, RuntimeMetrics, UnhandledPanic, WorkerMetrics,
     spawn, spawn_blocking,
 };
-pub use weft_io::driver::{ReactorMetrics, SourceMetrics};
+pub use weft_io::driver::{EVENTS_PER_TURN_BUCKETS, ReactorMetrics, SourceMetrics};
 
 /// Task dumps: every task, what it waits on, what each worker runs, what is
 /// stuck ([`Handle::dump`]).

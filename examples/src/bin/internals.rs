@@ -210,7 +210,9 @@ fn echo_server() -> io::Result<std::net::SocketAddr> {
 
 /// Sends a message every few milliseconds and reads the echo.
 async fn echo_client(server: std::net::SocketAddr, i: u64) {
-    let Ok(mut conn) = TcpStream::connect(server).await else { return };
+    let Ok(mut conn) = TcpStream::connect(server).await else {
+        return;
+    };
     let mut buf = [0u8; 64];
     loop {
         let msg = format!("client {i} says hello");
