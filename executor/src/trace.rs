@@ -4,8 +4,9 @@
 //!
 //! Without the feature the instrumentation is not compiled: spawning,
 //! polling, waking and parking run the same code as if this module did not
-//! exist, and a task name given to [`task::Builder`](crate::task::Builder)
-//! is dropped at the spawn. With the feature but no subscriber interested
+//! exist (a task's name and spawn line still go to its record, for
+//! [`dump`](crate::dump)s and the [`timeline`](crate::timeline)). With the
+//! feature but no subscriber interested
 //! (none installed, or one whose filter rejects these targets or levels),
 //! each spawn, poll, wake and park costs a check of `tracing`'s cached
 //! callsite interest, and each task carries an empty span (a few words).

@@ -500,6 +500,8 @@ fn trace_id() -> u64 {
 /// An operation's name on the timeline: the call for copies, fills and
 /// synchronizations (fixed strings); `kernel` for launches, whose call names
 /// the kernel in a string of its own.
+// The `Cow`'s variant is the point: only a borrowed name lives forever.
+#[allow(clippy::ptr_arg)]
 fn op_name(call: &Cow<'static, str>) -> &'static str {
     match call {
         Cow::Borrowed(name) => name,

@@ -230,10 +230,13 @@ struct Device {
     registration: SourceHandle,
 }
 
+/// A job for the device thread: how long it takes, and the job.
+type Work = (Duration, Arc<Job>);
+
 #[derive(Default)]
 struct DeviceState {
     in_flight: Mutex<Vec<Arc<Job>>>,
-    queue: Mutex<Option<mpsc::Sender<(Duration, Arc<Job>)>>>,
+    queue: Mutex<Option<mpsc::Sender<Work>>>,
 }
 
 #[derive(Default)]
@@ -250,7 +253,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Device {
     fn attach(rt: &weft::Runtime) -> io::Result<Arc<Device>> {
-        let (queue, work) = mpsc::channel::<(Duration, Arc<Job>)>();
+        let (queue, work) = mpsc::channel::<Work>();
         std::thread::Builder::new().name("device".into()).spawn(move || {
             for (took, job) in work {
                 std::thread::sleep(took);

@@ -69,8 +69,8 @@ pub(crate) struct PollRecord {
     clock_ms: AtomicU32,
     clock_us: AtomicU64,
     seen_at_us: AtomicU64,
-    /// Since when the thread is parked (µs since the epoch), 0 while not.
-    parked_since: AtomicU64,
+    /// Since when the thread is parked (ns since the epoch), 0 while not.
+    parked_since_ns: AtomicU64,
     /// This thread's track of the runtime's timeline, when it writes one.
     timeline: Option<Arc<timeline::Track>>,
     /// Sampled poll times (on the heap: only sampled polls touch it).
@@ -103,7 +103,7 @@ impl PollRecord {
             clock_ms: AtomicU32::new((now / 1000) as u32),
             clock_us: AtomicU64::new(now),
             seen_at_us: AtomicU64::new(0),
-            parked_since: AtomicU64::new(0),
+            parked_since_ns: AtomicU64::new(0),
             timeline,
             histogram: Default::default(),
         }
@@ -196,17 +196,17 @@ impl PollRecord {
 
     /// The thread is about to block.
     pub(crate) fn park(&self) {
-        let now = clock::now_us();
-        self.set_clock(now);
-        self.parked_since.store(now.max(1), Relaxed);
+        let now = clock::now_ns();
+        self.set_clock(now / 1000);
+        self.parked_since_ns.store(now.max(1), Relaxed);
     }
 
     /// The thread woke up (after [`park`](Self::park)); `driver`: it
     /// blocked in the driver (on the timeline: a reactor turn).
     pub(crate) fn unpark(&self, driver: bool) {
-        let now = clock::now_us();
-        let since = self.parked_since.swap(0, Relaxed);
-        self.set_clock(now);
+        let now = clock::now_ns();
+        let since = self.parked_since_ns.swap(0, Relaxed);
+        self.set_clock(now / 1000);
         if let Some(track) = &self.timeline {
             track.park(since, now, driver);
         }
@@ -239,7 +239,7 @@ impl PollRecord {
         let number = self.polls.get();
         let task = self.current.load(Relaxed);
         let clock = self.clock_us.load(Relaxed);
-        let parked = self.parked_since.load(Relaxed);
+        let parked_ns = self.parked_since_ns.load(Relaxed);
         let polling = (task != 0).then(|| {
             // Seen before this look: the poll has run at least since then.
             let seen_before = (self.seen_poll.load(Acquire) == number).then(|| self.seen_at_us.load(Relaxed));
@@ -253,7 +253,7 @@ impl PollRecord {
         PollerSnapshot {
             polls: number,
             polling,
-            parked_for_us: (parked != 0).then(|| now_us.saturating_sub(parked)),
+            parked_for_us: (parked_ns != 0).then(|| now_us.saturating_sub(parked_ns / 1000)),
         }
     }
 

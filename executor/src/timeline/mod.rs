@@ -282,11 +282,11 @@ impl Track {
         });
     }
 
-    /// The thread was parked from `since_us` to `now_us`.
-    pub(crate) fn park(&self, since_us: u64, now_us: u64, driver: bool) {
+    /// The thread was parked from `since` to `now` (ns).
+    pub(crate) fn park(&self, since: u64, now: u64, driver: bool) {
         self.push(Event::Park {
-            start: since_us.saturating_mul(1000),
-            end: now_us.saturating_mul(1000),
+            start: since,
+            end: now,
             driver,
         });
     }
