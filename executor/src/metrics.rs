@@ -39,30 +39,34 @@ pub struct RuntimeMetrics {
     /// runtime that has shut down does not count). Blocking jobs are not
     /// counted.
     pub spawned_tasks: u64,
-    /// Tasks waiting in the injection queue.
+    /// Tasks waiting in the injection queue (a gauge, read from it).
     pub injection_queue_depth: usize,
     /// Tasks scheduled from outside the runtime's threads (counted by the
     /// remote schedule path: `Handle::push_remote` in
     /// `scheduler/multi_thread/worker.rs`, `schedule_remote` in
     /// `scheduler/current_thread.rs`).
     pub remote_schedules: u64,
-    /// Workers searching for work right now (multi-thread only).
+    /// Workers searching for work right now (multi-thread only; a gauge,
+    /// read from `scheduler/multi_thread/idle.rs`).
     pub searching_workers: usize,
-    /// Workers parked right now (multi-thread only).
+    /// Workers parked right now (multi-thread only; as above).
     pub parked_workers: usize,
-    /// Threads in the blocking pool, busy or idle.
+    /// Threads in the blocking pool, busy or idle (a gauge, read under the
+    /// pool's lock in `blocking/mod.rs`).
     pub blocking_threads: usize,
-    /// Idle threads in the blocking pool.
+    /// Idle threads in the blocking pool (as above).
     pub idle_blocking_threads: usize,
-    /// Jobs waiting for a blocking-pool thread.
+    /// Jobs waiting for a blocking-pool thread (as above).
     pub blocking_queue_depth: usize,
     /// Loop callbacks run (`call_soon` and friends, promise done callbacks;
     /// counted by the drain task, `callback.rs`).
     pub callbacks_run: u64,
     /// Of those, the callbacks that panicked (each also went through the
-    /// runtime's unhandled-panic policy).
+    /// runtime's unhandled-panic policy; counted by `run_guarded` in
+    /// `callback.rs`).
     pub callback_panics: u64,
-    /// Callbacks queued and not yet run.
+    /// Callbacks queued and not yet run (a gauge, read from the ready
+    /// queue).
     pub callback_queue_depth: usize,
     /// One entry per worker (one for a current-thread runtime).
     pub workers: Vec<WorkerMetrics>,
@@ -76,26 +80,32 @@ pub struct WorkerMetrics {
     /// `PollRecord::count_run` in `observe/poll_record.rs`; a cancelled
     /// task's run, which drops its future, counts too).
     pub polls: u64,
-    /// Of those, polls of a task taken from the LIFO slot.
+    /// Of those, polls of a task taken from the LIFO slot (`Context::run_task`
+    /// in `scheduler/multi_thread/worker.rs`, after the first task of a
+    /// chain).
     pub lifo_polls: u64,
-    /// Tasks this worker stole from other workers' queues.
+    /// Tasks this worker stole from other workers' queues
+    /// (`Context::steal_work`, the batch's size).
     pub steals: u64,
-    /// Successful steal operations (each moves a batch).
+    /// Successful steal operations, each moving a batch (`Context::steal_work`).
     pub steal_operations: u64,
-    /// Times the worker parked.
+    /// Times the worker parked (`Context::park`, each time round its park
+    /// loop; the current-thread scheduler counts its blocking driver parks).
     pub parks: u64,
     /// Times the local queue overflowed and moved half to the injection
-    /// queue.
+    /// queue (`Core::push_back`).
     pub overflows: u64,
-    /// Tasks scheduled by this worker onto its own queue or LIFO slot.
+    /// Tasks scheduled by this worker onto its own queue or LIFO slot
+    /// (`Context::schedule_local`: wakes and spawns on its thread).
     pub local_schedules: u64,
     /// Times the worker, leaving its parker to run tasks, woke another to
-    /// watch the driver (rule 4 of the multi-thread scheduler's standby).
+    /// watch the driver (`Context::hand_off`, rule 4 of the multi-thread
+    /// scheduler's standby).
     pub driver_hand_offs: u64,
     /// LIFO-slot tasks this worker took from a worker stuck inside one poll
-    /// (`scheduler/multi_thread/lifo.rs`).
+    /// (`Context::rescue`, `scheduler/multi_thread/lifo.rs`).
     pub lifo_rescues: u64,
-    /// Tasks in its local queue right now.
+    /// Tasks in its local queue right now (a gauge, read from the queue).
     pub local_queue_depth: usize,
     /// How long this worker's polls take, sampled: one run of a task in
     /// 1,024 (every 1,024th by the worker's `polls` count) is timed from

@@ -279,3 +279,20 @@ fn weft_trace_makes_every_runtime_write_a_trace() {
     assert!(!of(&read_trace(&dir.join("run.2.json")), "X", "poll").is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_trace_that_cannot_be_written_is_reported_not_a_panic() {
+    let dir = scratch("unwritable");
+    // A directory where the file should be: the write fails.
+    let path = dir.join("trace.json");
+    std::fs::create_dir_all(&path).unwrap();
+    let rt = weft_tests::builder(weft::Flavor::MultiThread)
+        .trace_file(&path)
+        .build()
+        .unwrap();
+    rt.block_on(async { weft::spawn(async {}).await.unwrap() });
+    assert!(rt.write_trace(&path).is_err());
+    drop(rt); // prints the error, and returns
+    assert!(path.is_dir());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,12 +9,14 @@
 //! 2. Every other field is written only by the thread that holds `RUNNING`
 //!    (rule 1 of [`crate::task`]), with relaxed stores (an increment is a
 //!    load and a store: there is one writer). Anyone may read them.
-//! 3. The holder writes them before it clears `RUNNING` with a release
-//!    read-modify-write of the state word. So a reader that loads the state
-//!    word (acquire), reads these fields, and loads the state word again,
+//! 3. The holder writes them after it sets `RUNNING` and before it clears
+//!    it, each with a read-modify-write of the state word that is both
+//!    acquire and release. So a reader that loads the state word (acquire),
+//!    reads these fields, fences (acquire) and loads the state word again,
 //!    finding the task idle both times with the same poll count, has read
-//!    the fields of one poll: a dump never mixes one poll's wait with
-//!    another's (`Dump` does this).
+//!    the fields of one poll (`Header::view`, for dumps). The wait is also
+//!    stamped with its poll (rule 4), so a wait read with another poll's
+//!    count is dropped, whatever the interleaving.
 //! 4. A wait is stamped with the number of the poll that reported it (its
 //!    low 16 bits), and counts only while that is the latest poll: each
 //!    poll starts with no wait, at no cost to the poll. The first wait a
@@ -169,6 +171,9 @@ impl super::Header {
     pub(crate) fn view(&self) -> TaskView {
         let before = self.state.load();
         let record = self.record.read();
+        // A seqlock's read side: a field written after the task started
+        // running again makes the second load see that start.
+        crate::loom::fence(crate::loom::Ordering::Acquire);
         let after = self.state.load();
         let idle = |s: super::state::Snapshot| !s.is_running() && !s.is_complete();
         TaskView {
