@@ -77,7 +77,7 @@ pub struct RuntimeMetrics {
 #[non_exhaustive]
 pub struct WorkerMetrics {
     /// Task polls (counted as the worker hands a task to `Notified::run`:
-    /// `PollRecord::count_run` in `observe/poll_record.rs`; a cancelled
+    /// `PollRecord::run` in `observe/poll_record.rs`; a cancelled
     /// task's run, which drops its future, counts too).
     pub polls: u64,
     /// Of those, polls of a task taken from the LIFO slot (`Context::run_task`
@@ -112,8 +112,8 @@ pub struct WorkerMetrics {
     /// the moment the worker hands the task to `Notified::run` to its
     /// return: the future's poll, with the task's state transitions and
     /// the scheduling of whatever the poll woke (tens of nanoseconds).
-    /// Timed by `PollRecord::run_sampled` (`observe/poll_record.rs`),
-    /// called from the worker's `poll` (`scheduler/multi_thread/worker.rs`).
+    /// Timed by `PollRecord::run` (`observe/poll_record.rs`), which the
+    /// worker runs each task through.
     pub poll_time_histogram: PollTimeHistogram,
 }
 

@@ -115,11 +115,10 @@ struct Job {
 impl Job {
     fn run(self, record: &PollRecord) {
         let Job { task, notified, .. } = self;
-        record.count_run();
         // Jobs are long: the clock is read for each, so a dump sees exactly
         // how long this one has run.
         record.read_clock();
-        notified.run(record);
+        record.run(notified);
         drop(task);
     }
 

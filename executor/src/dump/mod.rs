@@ -40,13 +40,12 @@
 //!   poll: the worker reads the clock at every park and unpark and around
 //!   every 1,024th poll, so the stamp may be early by the time of the
 //!   polls in between (microseconds on a busy worker).
-//! - A task's *longest poll* is the longest poll that was measured: every
-//!   1,024th poll of a worker is timed exactly, every job of the blocking
-//!   pool too, and so is any poll that the runtime's watcher (which looks
-//!   at busy workers every 2 ms while another worker waits in the driver)
-//!   or a dump saw in progress, as at least the time since it was first
-//!   seen. A task's blocking poll is thus found, but a single short poll
-//!   may go unmeasured.
+//! - A task's *longest poll* is the longest of its polls that the runtime's
+//!   watcher (which looks at busy workers every 2 ms while another worker
+//!   waits in the driver) or a dump saw in progress, measured as at least
+//!   the time since it was first seen; 0 if none was. Short polls are not
+//!   timed one by one (that would read the clock twice per poll): the
+//!   workers' sampled poll-time histograms and the timeline have them.
 //! - A worker's *running for* has two bounds: at most the time since the
 //!   worker's last clock reading before the poll, at least the time since a
 //!   watcher or an earlier dump first saw that poll. A blocked worker is

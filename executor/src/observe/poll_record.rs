@@ -24,21 +24,20 @@
 //!   waits in the driver, or a dump): such a poll may be long, so its time
 //!   is taken, as at least the time since it was first seen, into the
 //!   task's longest poll;
-//! - around every poll while the runtime records a timeline;
+//! - around every run while the runtime records a timeline;
 //! - before every job, on a blocking-pool thread.
 //!
 //! So a poll's start is known only as "after the thread's last reading":
 //! [`clock_us`](PollRecord::snapshot) is at most `SAMPLE_EVERY - 1` runs
 //! (or one park) older than the current poll's start.
 //!
-//! The common path of a poll is two stores and three loads on the thread's
-//! own record (the current task, set and cleared; the clock stamp; the
-//! seen check); everything that reads the clock is out of line
-//! (`#[cold]`).
+//! The common path of a run is, on the thread's own record, the run count,
+//! the current task set and cleared, the clock stamp read and the seen
+//! check; everything that reads the clock is out of line (`#[cold]`).
 
 use super::clock;
 use crate::metrics::Counter;
-use crate::task::{Header, Id};
+use crate::task::{Header, Id, Notified, Schedule};
 use crate::timeline;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
@@ -55,16 +54,18 @@ pub(crate) const POLL_TIME_BUCKETS: usize = 24;
 /// what every poll touches comes first, in one cache line.
 #[repr(C)]
 pub(crate) struct PollRecord {
-    /// Runs begun (the `polls` metric: `count_run`); also the number of
-    /// the poll under way.
+    /// Runs begun (the `polls` metric); also the number of the run under
+    /// way.
     polls: Counter,
     /// The id of the task being polled, 0 between polls.
     current: AtomicU64,
     /// The number of a poll an observer saw in progress (and, below, when
     /// it first saw it).
     seen_poll: AtomicU64,
-    /// True when the runtime records a timeline: every poll is timed.
-    timed: bool,
+    /// Runs whose number has none of these bits set are instrumented:
+    /// `SAMPLE_EVERY - 1`, or 0 (every run) while the runtime records a
+    /// timeline.
+    sample_mask: u64,
     /// The thread's last clock reading, in ms and in µs since the epoch.
     clock_ms: AtomicU32,
     clock_us: AtomicU64,
@@ -73,19 +74,8 @@ pub(crate) struct PollRecord {
     parked_since_ns: AtomicU64,
     /// This thread's track of the runtime's timeline, when it writes one.
     timeline: Option<Arc<timeline::Track>>,
-    /// Sampled poll times (on the heap: only sampled polls touch it).
+    /// Sampled poll times (on the heap: only sampled runs touch it).
     histogram: Box<[Counter; POLL_TIME_BUCKETS]>,
-}
-
-/// What [`PollRecord::begin`] hands to [`PollRecord::end`].
-#[derive(Clone, Copy)]
-pub(crate) struct PollStamp {
-    /// When the poll began (ns since the epoch), if it is timed for the
-    /// timeline; else 0.
-    started_ns: u64,
-    /// The thread's clock reading before the poll, in ms since the epoch:
-    /// the task's "last polled" stamp.
-    pub(crate) clock_ms: u32,
 }
 
 impl PollRecord {
@@ -96,10 +86,10 @@ impl PollRecord {
         PollRecord {
             polls: Counter::default(),
             current: AtomicU64::new(0),
-            // No poll has this number (`count_run` starts at 1 and would
-            // take 2^64 runs to get here).
+            // No poll has this number (runs count from 1, and would take
+            // 2^64 runs to get here).
             seen_poll: AtomicU64::new(u64::MAX),
-            timed: timeline.is_some(),
+            sample_mask: if timeline.is_some() { 0 } else { SAMPLE_EVERY - 1 },
             clock_ms: AtomicU32::new((now / 1000) as u32),
             clock_us: AtomicU64::new(now),
             seen_at_us: AtomicU64::new(0),
@@ -109,33 +99,39 @@ impl PollRecord {
         }
     }
 
-    /// The thread is about to run a task (poll it, or drop it if it was
-    /// cancelled): counts it, as the `polls` metric, and returns the
-    /// count. Call it before `Notified::run`.
+    /// Runs `task` (polls it, or drops it if it was cancelled) on this
+    /// thread, its owner: counts the run (the `polls` metric), and times it
+    /// if it is one of the sampled runs, or every run while the runtime
+    /// records a timeline.
     #[inline(always)]
-    pub(crate) fn count_run(&self) -> u64 {
+    pub(crate) fn run<S: Schedule>(&self, task: Notified<S>) {
         let n = self.polls.get().wrapping_add(1);
         self.polls.set(n);
-        n
+        if n & self.sample_mask == 0 {
+            self.run_instrumented(n, task);
+        } else {
+            task.run(self);
+        }
     }
 
-    /// True if the run numbered `n` (from [`count_run`](Self::count_run))
-    /// is one of the sampled ones: run it with [`run_sampled`](Self::run_sampled).
-    #[inline(always)]
-    pub(crate) fn is_sampled(n: u64) -> bool {
-        n % SAMPLE_EVERY == 0
-    }
-
-    /// Runs `run` (a task's run), timing it into the histogram.
+    /// A run with the clock read around it: into the histogram if it is a
+    /// sampled one, onto the timeline if the runtime records one.
     #[cold]
     #[inline(never)]
-    pub(crate) fn run_sampled(&self, run: impl FnOnce()) {
-        let start = clock::now_ns();
+    fn run_instrumented<S: Schedule>(&self, n: u64, task: Notified<S>) {
+        // Read before the run, which may free the task.
+        let (id, poll, location) = task.trace_info();
+        let start = clock::now_ns().max(1);
         self.set_clock(start / 1000);
-        run();
+        task.run(self);
         let end = clock::now_ns();
         self.set_clock(end / 1000);
-        self.histogram[bucket(u128::from(end.saturating_sub(start)))].incr();
+        if n % SAMPLE_EVERY == 0 {
+            self.histogram[bucket(u128::from(end.saturating_sub(start)))].incr();
+        }
+        if let Some(track) = &self.timeline {
+            track.poll(id, poll, location, start, end);
+        }
     }
 
     /// Reads the clock into the thread's record (a blocking-pool thread
@@ -144,15 +140,13 @@ impl PollRecord {
         self.set_clock(clock::now_us());
     }
 
-    /// A poll of task `task` begins on this thread (its owner), inside the
-    /// run [`count_run`](Self::count_run) counted.
+    /// A poll of task `task` begins on this thread, inside a
+    /// [`run`](Self::run). Returns the thread's last clock reading in ms:
+    /// the task's "last polled" stamp.
     #[inline(always)]
-    pub(crate) fn begin(&self, task: Id) -> PollStamp {
+    pub(crate) fn begin(&self, task: Id) -> u32 {
         self.current.store(task.as_u64(), Relaxed);
-        PollStamp {
-            started_ns: if self.timed { clock::now_ns().max(1) } else { 0 },
-            clock_ms: self.clock_ms.load(Relaxed),
-        }
+        self.clock_ms.load(Relaxed)
     }
 
     fn set_clock(&self, now_us: u64) {
@@ -160,38 +154,25 @@ impl PollRecord {
         self.clock_ms.store((now_us / 1000) as u32, Relaxed);
     }
 
-    /// The poll `stamp` began has returned; `task` is the polled task's
-    /// header. If an observer saw the poll in progress, or the timeline
-    /// times every poll, its time goes into the task's longest poll (and,
-    /// on the timeline, the poll's slice).
+    /// The poll has returned; `task` is the polled task's header. If an
+    /// observer saw the poll in progress, the time since then goes into the
+    /// task's longest poll.
     #[inline(always)]
-    pub(crate) fn end(&self, stamp: PollStamp, task: &Header) {
+    pub(crate) fn end(&self, task: &Header) {
         self.current.store(0, Relaxed);
-        if stamp.started_ns != 0 || self.seen_poll.load(Acquire) == self.polls.get() {
-            self.measured(stamp, task);
+        if self.seen_poll.load(Acquire) == self.polls.get() {
+            self.seen_ended(task);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn measured(&self, stamp: PollStamp, task: &Header) {
-        let now_ns = clock::now_ns();
-        let now_us = now_ns / 1000;
+    fn seen_ended(&self, task: &Header) {
+        let now_us = clock::now_us();
         self.set_clock(now_us);
-        let record = task.record();
-        let seen = self.seen_poll.load(Acquire) == self.polls.get();
-        let mut us = 0;
-        if seen {
-            // Seen in progress: it ran at least since then.
-            us = now_us.saturating_sub(self.seen_at_us.load(Relaxed));
-        }
-        if stamp.started_ns != 0 {
-            us = us.max(now_ns.saturating_sub(stamp.started_ns) / 1000);
-            if let Some(track) = &self.timeline {
-                track.poll(task.id(), record.polls(), record.location(), stamp.started_ns, now_ns);
-            }
-        }
-        record.poll_measured(us);
+        // Seen in progress: it ran at least since then.
+        task.record()
+            .poll_measured(now_us.saturating_sub(self.seen_at_us.load(Relaxed)));
     }
 
     /// The thread is about to block.

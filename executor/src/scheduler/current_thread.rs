@@ -316,12 +316,7 @@ impl Context {
                     }
                     break;
                 };
-                let poller = &handle.counters.poller;
-                if PollRecord::is_sampled(poller.count_run()) {
-                    poller.run_sampled(|| coop::budget(|| task.run(poller)));
-                } else {
-                    coop::budget(|| task.run(poller));
-                }
+                coop::budget(|| handle.counters.poller.run(task));
             }
             if !blocked {
                 // Let the driver report I/O between bursts of tasks.

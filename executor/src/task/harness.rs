@@ -79,11 +79,11 @@ impl<T: Future, S: Schedule> Harness<T, S> {
                 let mut cx = Context::from_waker(&waker);
                 // The task's record is ours to write while we hold RUNNING
                 // (rule 2 of `record.rs`).
-                let stamp = poller.begin(self.id());
-                self.header().record.begin_poll(stamp.clock_ms);
+                let clock_ms = poller.begin(self.id());
+                self.header().record.begin_poll(clock_ms);
                 // Rule 1: we hold RUNNING, so we may poll.
                 let polled = poll_future(self.core(), self.id(), header, &mut cx);
-                poller.end(stamp, self.header());
+                poller.end(self.header());
                 let yielded = match polled {
                     Polled::Ready(()) => {
                         self.complete();

@@ -273,6 +273,17 @@ impl<S: 'static> Notified<S> {
     }
 }
 
+impl<S: 'static> Notified<S> {
+    /// The task's id, the number its next poll will have, and where it was
+    /// spawned: what the timeline names a poll by (read before the run,
+    /// which may free the task).
+    pub(crate) fn trace_info(&self) -> (Id, u32, &'static std::panic::Location<'static>) {
+        let header = self.0.raw.header();
+        let record = header.record();
+        (header.id, record.polls().wrapping_add(1), record.location())
+    }
+}
+
 impl<S: Schedule> Notified<S> {
     /// Runs the task: polls it once (or cancels it, if cancellation was
     /// requested), consuming this notification. `poller` is the record of

@@ -42,7 +42,6 @@ use super::standby::{Decision, HandOff, Standby, WATCH_INTERVAL};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
-use crate::observe::PollRecord;
 use crate::park::{Parker, SharedDriver, Unparker};
 use crate::scheduler::Inject;
 use crate::task::{Notified, list::OwnedTasks};
@@ -364,12 +363,7 @@ impl Context {
     }
 
     fn poll(&self, task: Runnable) {
-        let poller = &self.counters().poller;
-        if PollRecord::is_sampled(poller.count_run()) {
-            poller.run_sampled(|| task.run(poller));
-        } else {
-            task.run(poller);
-        }
+        self.counters().poller.run(task);
     }
 
     /// Schedules a task woken (or spawned) on this worker's thread.
