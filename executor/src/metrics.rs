@@ -59,7 +59,9 @@ pub struct RuntimeMetrics {
     /// Jobs waiting for a blocking-pool thread (as above).
     pub blocking_queue_depth: usize,
     /// Loop callbacks run (`call_soon` and friends, promise done callbacks;
-    /// counted by the drain task, `callback.rs`).
+    /// counted by the drain task, `callback.rs`). A task's done callbacks
+    /// (`JoinHandle::add_done_callback`) run inline as the task completes
+    /// (`task/done.rs`) and are not counted here.
     pub callbacks_run: u64,
     /// Of those, the callbacks that panicked (each also went through the
     /// runtime's unhandled-panic policy; counted by `run_guarded` in

@@ -164,7 +164,7 @@ each_flavor! {
 
             let queue = Arc::new(Queue::<u8>::new(0));
             let q = queue.clone();
-            let (id, dump) = parked_on("get", async move { q.get().await; }, |_| true).await;
+            let (id, dump) = parked_on("get", async move { let _ = q.get().await; }, |_| true).await;
             assert_eq!(row(&dump, id).wait, Some(sync("Queue::get", addr(Arc::as_ptr(&queue).cast()))));
         });
     }
