@@ -124,7 +124,7 @@ where
     F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
 {
     pub(crate) fn new(buffers: B, finish: F, setup: Setup, stages: Vec<Stage<B>>) -> Arc<Slot<B, T, F>> {
-        Arc::new(Slot {
+        let slot = Arc::new(Slot {
             finished: AtomicBool::new(false),
             kind: setup.kind,
             parts: AtomicUsize::new(setup.parts),
@@ -143,7 +143,47 @@ where
                 resolver: None,
             }),
             stages: Mutex::new(stages.into()),
-        })
+        });
+        // On a runtime's timeline: posted now, completed in `complete`;
+        // one track per peer, one for collectives.
+        let name = match slot.kind {
+            Kind::Request => "send",
+            Kind::Receive if slot.parts.load(Relaxed) > 1 => "sendrecv",
+            Kind::Receive => "recv",
+            Kind::Collective => "collective",
+        };
+        let (track_label, track) = match slot.peer_id() {
+            _ if slot.kind == Kind::Collective => ("collectives", 0),
+            u64::MAX => ("any source", 0),
+            rank => ("peer", rank),
+        };
+        weft_io::observe::op_submitted("mpi", track_label, track, name, slot.trace_id());
+        slot
+    }
+
+    /// What dumps and the timeline name this operation by: its peer's rank,
+    /// or `u64::MAX` (`WaitOn::ANY`) for a collective or a receive from
+    /// any source.
+    fn peer_id(&self) -> u64 {
+        match (self.kind, self.peers[0]) {
+            (Kind::Collective, _) => u64::MAX,
+            (_, rank) => u64::try_from(rank).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Tells a runtime that keeps task dumps that the task being polled
+    /// waits on this operation (shown as "mpi #peer").
+    fn report_wait(&self) {
+        weft_io::observe::waiting(weft_io::observe::Wait::Source {
+            source: "mpi",
+            id: self.peer_id(),
+        });
+    }
+
+    /// The operation's id on the timeline: the slot's address, unique
+    /// while it is in flight.
+    fn trace_id(&self) -> u64 {
+        std::ptr::from_ref(self) as usize as u64
     }
 
     /// Runs `f` on the buffers in place, to take the pointers MPI will use.
@@ -215,6 +255,7 @@ where
         // Whatever delivers an outcome, MPI has nothing of this slot's any
         // more (finished, failed before posting, or never matched).
         self.finished.store(true, Release);
+        weft_io::observe::op_completed("mpi", self.trace_id(), outcome.is_ok());
         let (waker, watchers, settle) = {
             let mut done = self.lock_done();
             done.outcome = Some(outcome.clone());
@@ -408,6 +449,7 @@ where
         match done.outcome.clone() {
             Some(outcome) => Poll::Ready(Slot::output(&mut done, outcome)),
             None => {
+                self.report_wait();
                 match &mut done.waker {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
                     registered => *registered = Some(cx.waker().clone()),
@@ -422,6 +464,7 @@ where
         match &done.outcome {
             Some(outcome) => Poll::Ready(outcome.clone().map(drop)),
             None => {
+                self.report_wait();
                 if !done.watchers.iter().any(|w| w.will_wake(cx.waker())) {
                     done.watchers.push(cx.waker().clone());
                 }

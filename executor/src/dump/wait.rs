@@ -62,7 +62,8 @@ pub enum WaitOn {
         /// The source's name (`"mpi"`, `"gpu"`).
         source: &'static str,
         /// Which operation, in the source's own terms (a GPU stream, an MPI
-        /// peer rank).
+        /// peer rank); [`WaitOn::ANY`] when it names none (an MPI
+        /// collective, a receive from any source).
         id: u64,
     },
     /// A Weft lock, channel or other synchronization primitive.
@@ -112,6 +113,10 @@ pub(crate) fn serialize_id<S: serde::Serializer>(id: &Id, s: S) -> Result<S::Ok,
 }
 
 impl WaitOn {
+    /// The [`WaitOn::Source`] id of an operation with no single peer or
+    /// stream.
+    pub const ANY: u64 = u64::MAX;
+
     /// A timer that fires at `deadline`.
     pub fn timer(deadline: Instant) -> WaitOn {
         WaitOn::Timer {
@@ -274,6 +279,10 @@ pub(crate) fn describe(wait: &WaitOn, now_us: u64, f: &mut dyn fmt::Write) -> fm
                 write!(f, "timer, due {} ago", super::table::Micros(now_us - deadline_us))
             }
         }
+        WaitOn::Source {
+            source,
+            id: WaitOn::ANY,
+        } => write!(f, "{source}, no single peer"),
         WaitOn::Source { source, id } => write!(f, "{source} #{id}"),
         WaitOn::Sync { primitive, address } => write!(f, "{primitive} @{address:#x}"),
         WaitOn::Promise { address } => write!(f, "promise @{address:#x}"),

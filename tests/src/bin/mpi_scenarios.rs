@@ -30,6 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     let world = mpi.world();
+    if scenario == "observe" {
+        observe(&world);
+        println!("ok {scenario} rank {}", world.rank());
+        return Ok(());
+    }
     if scenario == "node" {
         println!(
             "rank {}: local {} of {}, node cores {}, per rank {}, oversubscribed {}",
@@ -264,4 +269,54 @@ async fn bad_input(world: &Communicator) {
     let err = world.recv::<u8>(0, -2).await.unwrap_err();
     assert!(matches!(err, Error::Mpi { .. }), "{err}");
     world.barrier().await.unwrap();
+}
+
+/// What weft-mpi shows of itself (2 ranks): on rank 0, a task awaiting a
+/// receive waits on source `mpi` and the peer's rank in a dump, and the
+/// receive is on the timeline, on the peer's track, posted then completed.
+fn observe(world: &Communicator) {
+    use std::time::Instant;
+    use weft::dump::{TaskState, WaitOn};
+    let rank = world.rank();
+    let path = std::env::temp_dir().join(format!("weft-mpi-observe-{}-{rank}.json", std::process::id()));
+    let rt = weft::Builder::new_multi_thread()
+        .worker_threads(2)
+        .trace_file(&path)
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        if rank == 0 {
+            let w = world.clone();
+            let waiting = weft::task::Builder::new()
+                .name("mpi waiter")
+                .spawn(async move { w.recv::<u8>(1, 7).await.unwrap().0 });
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let dump = weft::Handle::current().dump();
+                let row = dump.tasks.iter().find(|t| t.id == waiting.id());
+                if row.is_some_and(|t| {
+                    t.state == TaskState::Idle && matches!(t.wait, Some(WaitOn::Source { source: "mpi", id: 1 }))
+                }) {
+                    assert!(dump.to_string().contains("mpi #1"), "{dump}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the waiter never showed its wait:\n{dump}");
+                weft::time::sleep(Duration::from_millis(2)).await;
+            }
+            world.send(&[1u8], 1, 6).await.unwrap();
+            assert_eq!(waiting.await.unwrap(), [42]);
+        } else if rank == 1 {
+            world.recv::<u8>(0, 6).await.unwrap();
+            world.send(&[42u8], 0, 7).await.unwrap();
+        }
+    });
+    drop(rt);
+    let trace = std::fs::read_to_string(&path).expect("the runtime wrote its trace");
+    std::fs::remove_file(&path).unwrap();
+    if rank == 0 {
+        for part in ["\"mpi\"", "\"peer 1\"", "\"recv\""] {
+            assert!(trace.contains(part), "no {part} in the trace");
+        }
+        assert!(trace.contains("\"ok\":true"), "the receive completed on the timeline");
+    }
 }
