@@ -78,6 +78,9 @@ std::thread_local! {
 /// let rt = weft_executor::Builder::new_multi_thread().worker_threads(2).timeline(4096).build()?;
 /// rt.block_on(async { weft_executor::spawn(async { 1 + 1 }).await.unwrap() });
 /// let timeline = rt.handle().timeline().expect("the runtime records one");
+/// // A poll's slice is recorded as its run returns, just after the task's
+/// // completion woke `block_on`: shutting down waits for it.
+/// drop(rt);
 /// let json = timeline.to_chrome_json();
 /// assert!(json.starts_with("{\"traceEvents\":["));
 /// assert!(json.contains("\"cat\":\"poll\""));
