@@ -88,6 +88,8 @@ pub(crate) struct Slot<B, T, F> {
     peers: [c_int; 2],
     /// When it was posted (its wait feeds the spin window).
     posted: std::time::Instant,
+    /// Its id on a runtime's timeline; 0 while none records.
+    trace: u64,
     comm: Raw<ffi::MPI_Comm>,
     /// The datatype statuses count elements in.
     datatype: Raw<ffi::MPI_Datatype>,
@@ -130,6 +132,7 @@ where
             parts: AtomicUsize::new(setup.parts),
             peers: setup.peers,
             posted: std::time::Instant::now(),
+            trace: trace_id(),
             comm: setup.comm,
             datatype: setup.datatype,
             _keep: setup.keep,
@@ -144,21 +147,29 @@ where
             }),
             stages: Mutex::new(stages.into()),
         });
-        // On a runtime's timeline: posted now, completed in `complete`;
-        // one track per peer, one for collectives.
-        let name = match slot.kind {
+        if slot.trace != 0 {
+            slot.on_timeline();
+        }
+        slot
+    }
+
+    /// Puts the operation on a runtime's timeline, posted now (completed in
+    /// `complete`): one track per peer, one for collectives, one for
+    /// receives from any source.
+    #[cold]
+    fn on_timeline(&self) {
+        let name = match self.kind {
             Kind::Request => "send",
-            Kind::Receive if slot.parts.load(Relaxed) > 1 => "sendrecv",
+            Kind::Receive if self.parts.load(Relaxed) > 1 => "sendrecv",
             Kind::Receive => "recv",
             Kind::Collective => "collective",
         };
-        let (track_label, track) = match slot.peer_id() {
-            _ if slot.kind == Kind::Collective => ("collectives", 0),
+        let (track_label, track) = match self.peer_id() {
+            _ if self.kind == Kind::Collective => ("collectives", 0),
             u64::MAX => ("any source", 0),
             rank => ("peer", rank),
         };
-        weft_io::observe::op_submitted("mpi", track_label, track, name, slot.trace_id());
-        slot
+        weft_io::observe::op_submitted("mpi", track_label, track, name, self.trace);
     }
 
     /// What dumps and the timeline name this operation by: its peer's rank,
@@ -178,12 +189,6 @@ where
             source: "mpi",
             id: self.peer_id(),
         });
-    }
-
-    /// The operation's id on the timeline: the slot's address, unique
-    /// while it is in flight.
-    fn trace_id(&self) -> u64 {
-        std::ptr::from_ref(self) as usize as u64
     }
 
     /// Runs `f` on the buffers in place, to take the pointers MPI will use.
@@ -255,7 +260,9 @@ where
         // Whatever delivers an outcome, MPI has nothing of this slot's any
         // more (finished, failed before posting, or never matched).
         self.finished.store(true, Release);
-        weft_io::observe::op_completed("mpi", self.trace_id(), outcome.is_ok());
+        if self.trace != 0 {
+            weft_io::observe::op_completed("mpi", self.trace, outcome.is_ok());
+        }
         let (waker, watchers, settle) = {
             let mut done = self.lock_done();
             done.outcome = Some(outcome.clone());
@@ -796,4 +803,14 @@ impl Future for OkAlways {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx).map(Ok)
     }
+}
+
+/// A process-unique id for an operation on a runtime's timeline, or 0
+/// while none records (the common case: one check).
+fn trace_id() -> u64 {
+    if !weft_io::observe::recording() {
+        return 0;
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
