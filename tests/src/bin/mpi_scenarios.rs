@@ -298,6 +298,10 @@ fn observe(world: &Communicator) {
                     t.state == TaskState::Idle && matches!(t.wait, Some(WaitOn::Source { source: "mpi", id: 1 }))
                 }) {
                     assert!(dump.to_string().contains("mpi #1"), "{dump}");
+                    let metrics = weft::Handle::current().reactor_metrics();
+                    let engine = metrics.sources.iter().find(|s| s.name == "mpi");
+                    let engine = engine.expect("the engine is a source in the reactor's metrics");
+                    assert!(engine.pending >= 1, "{engine:?}");
                     break;
                 }
                 assert!(Instant::now() < deadline, "the waiter never showed its wait:\n{dump}");
