@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
+use weft::dump::WaitOn;
 use weft::source::Source;
 use weft_tests::{each_flavor, runtime};
 
@@ -58,13 +59,27 @@ each_flavor! {
             for _ in 0..10 {
                 weft::time::sleep(Duration::from_millis(1)).await;
             }
-            let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let client = weft::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-            let _server = listener.accept().await.unwrap();
-            let (done, result) = notifier.completion::<u8>();
-            std::thread::spawn(move || done.complete(7));
-            assert_eq!(result.await.unwrap(), 7);
             let handle = weft::Handle::current();
+            // Each wait below begins before what ends it happens (a dump
+            // shows the task parked on it), so the reactor must see it.
+            let parked_on = |task: weft::task::Id, wait: fn(&WaitOn) -> bool| {
+                let handle = handle.clone();
+                move || {
+                    let dump = handle.dump();
+                    dump.tasks.iter().any(|t| t.id == task && t.wait.as_ref().is_some_and(wait))
+                }
+            };
+            let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accept = weft::spawn(async move { listener.accept().await.unwrap() });
+            weft_tests::eventually("the accept to wait", parked_on(accept.id(), |w| matches!(w, WaitOn::Io { .. }))).await;
+            let client = weft::net::TcpStream::connect(addr).await.unwrap();
+            let _server = accept.await.unwrap();
+            let (done, result) = notifier.completion::<u8>();
+            let waiting = weft::spawn(result);
+            weft_tests::eventually("the completion to be awaited", parked_on(waiting.id(), |w| *w == WaitOn::Completion)).await;
+            std::thread::spawn(move || done.complete(7));
+            assert_eq!(waiting.await.unwrap().unwrap(), 7);
             weft_tests::eventually("the ten timers are counted", || handle.reactor_metrics().timers_fired >= 10).await;
             drop(client);
         });
