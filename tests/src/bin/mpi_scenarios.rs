@@ -326,6 +326,8 @@ fn observe(world: &Communicator) {
     drop(rt);
     let trace = std::fs::read_to_string(&path).expect("the runtime wrote its trace");
     std::fs::remove_file(&path).unwrap();
+    // The viewer the runtime writes beside its trace.
+    let _ = std::fs::remove_file(path.with_extension("html"));
     if rank == 0 {
         for part in ["\"mpi\"", "\"peer 1\""] {
             assert!(trace.contains(part), "no {part} in the trace");
