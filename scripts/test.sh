@@ -16,7 +16,8 @@
 #      without one) and against weft-gpu's CPU stand-in for the driver;
 #      Weft's PTX through NVIDIA's ptxas (sm_50, sm_80, sm_90) and
 #      `Gpu::compile` through NVIDIA's NVRTC, both from PyPI wheels in a
-#      local virtual environment (skipped if PyPI is unreachable);
+#      local virtual environment (skipped if PyPI is unreachable); the
+#      offline trace viewer in headless Chromium, on the tour's timeline;
 #   3. the loom models of the concurrency cores (task state machine, parkers,
 #      idle protocol, standby, readiness word, completion notifier, promise
 #      core, weft-sync's primitives, weft-mpi's and weft-gpu's wake
@@ -126,6 +127,27 @@ if { [ -x "$CUDA_VENV/bin/pip" ] || python3 -m venv "$CUDA_VENV"; } &&
     LD_LIBRARY_PATH="$STAND_IN:$NVIDIA/cuda_nvrtc/lib" timeout 300 target/release/gpu_saxpy 65536
 else
     echo "skipped: PyPI is unreachable, so NVIDIA's ptxas and NVRTC could not be installed"
+fi
+
+step "trace viewer: the tour's timeline in headless Chromium, the screenshot checked for drawn slices"
+# WEFT_TRACE makes the tour write its timeline and, next to it, the offline
+# viewer with the trace inside (tour.html). Debian's Chromium renders it;
+# scripts/check-viewer.py reads the screenshot (README's picture comes from
+# the same command).
+cargo build --release -p weft-examples --bin tour
+mkdir -p target/viewer
+WEFT_TRACE=target/viewer/tour.json timeout 60 target/release/tour >/dev/null
+if ! command -v chromium >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || true
+fi
+if command -v chromium >/dev/null 2>&1; then
+    rm -f target/viewer/tour.png
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,800 \
+        --virtual-time-budget=3000 --screenshot="$PWD/target/viewer/tour.png" \
+        "file://$PWD/target/viewer/tour.html" >/dev/null 2>&1
+    python3 scripts/check-viewer.py target/viewer/tour.png
+else
+    echo "skipped: Chromium is not installed and could not be installed (apt-get install chromium)"
 fi
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"

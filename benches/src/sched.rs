@@ -4,6 +4,12 @@
 //! Spawns inside tasks go through each runtime's handle (for Weft and Tokio
 //! the same path as the free `spawn`); channels are `futures::channel`'s
 //! oneshot for every runtime, so only the scheduler differs.
+//!
+//! Weft's figures include what it records for task dumps on every poll
+//! (`executor/src/observe/`). With `WEFT_TRACE=path.json` in the
+//! environment, its runtime also records a timeline (every poll timed, every
+//! wake and park on its thread's ring): run the suite with and without it
+//! to see what recording costs.
 
 use crate::Options;
 use crate::report::Report;

@@ -226,6 +226,20 @@ pub(crate) fn defer_wake(task: *const ()) -> bool {
         .unwrap_or(false)
 }
 
+/// Runs `f` with the header of the task being polled on this thread, if
+/// this thread is inside a task's poll.
+#[inline]
+pub(crate) fn with_polling_header(f: impl FnOnce(&crate::task::Header)) {
+    let ptr = POLLING.try_with(|cell| cell.get().0).unwrap_or(ptr::null());
+    if !ptr.is_null() {
+        // SAFETY: `POLLING` holds a header pointer only between
+        // `enter_poll` and the drop of its guard, that is, inside the poll
+        // of that task on this thread; its poller holds a reference to the
+        // task all that time, so the header is alive.
+        f(unsafe { &*ptr.cast::<crate::task::Header>() });
+    }
+}
+
 /// The id of the task being polled on this thread, if any.
 pub(crate) fn current_task_id() -> Option<Id> {
     TASK_ID.try_with(Cell::get).unwrap_or(None)

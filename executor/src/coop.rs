@@ -46,10 +46,12 @@ std::thread_local! {
 struct Budget(Option<u8>);
 
 /// Runs `f` (a task poll) with a fresh budget.
+#[inline]
 pub(crate) fn budget<R>(f: impl FnOnce() -> R) -> R {
     with_budget(Budget(Some(INITIAL_BUDGET)), f)
 }
 
+#[inline]
 fn with_budget<R>(budget: Budget, f: impl FnOnce() -> R) -> R {
     struct Reset(Option<Budget>);
     impl Drop for Reset {

@@ -37,6 +37,9 @@
 //! | `pool/` | [`pool::Pool`], multiprocessing's `Pool` on threads |
 //! | `context.rs` | the thread-locals: current runtime, current task |
 //! | `metrics.rs` | counters you can read while it runs |
+//! | `observe/` | the records every polling thread keeps (what it polls now, sampled poll times) and the one clock they use |
+//! | `dump/` | [`Handle::dump`]: every task, what it waits on, what each worker runs, what is stuck |
+//! | `timeline/` | the optional timeline of every poll, park, wake and steal, as a Chrome trace, and the offline viewer |
 //! | `trace.rs` | feature `tracing`: a span per task and events for wakes, parks and steals ([`trace`] lists them) |
 //!
 //! For the path of a wakeup from the operating system to `poll`, read
@@ -49,14 +52,17 @@ mod blocking;
 mod callback;
 mod context;
 pub mod coop;
+pub mod dump;
 pub mod future;
 mod latch;
 mod loom;
 mod metrics;
+mod observe;
 pub mod park;
 pub mod pool;
 mod scheduler;
 pub mod task;
+pub mod timeline;
 pub mod trace;
 
 #[cfg(all(test, not(loom)))]
@@ -64,7 +70,7 @@ mod runtime_tests;
 
 pub use callback::CallbackHandle;
 pub use context::TryCurrentError;
-pub use metrics::{RuntimeMetrics, WorkerMetrics};
+pub use metrics::{PollTimeHistogram, RuntimeMetrics, WorkerMetrics};
 pub use park::{Park, Unpark};
 pub use task::{AbortHandle, JoinError, JoinHandle};
 
@@ -128,6 +134,7 @@ pub struct Builder {
     on_thread_start: Option<scheduler::Callback>,
     on_thread_stop: Option<scheduler::Callback>,
     driver: Option<Box<dyn Park>>,
+    timeline: Option<usize>,
 }
 
 impl Builder {
@@ -157,6 +164,7 @@ impl Builder {
             on_thread_start: None,
             on_thread_stop: None,
             driver: None,
+            timeline: None,
         }
     }
 
@@ -230,6 +238,16 @@ impl Builder {
         self
     }
 
+    /// Records a [`timeline`] of every poll, park, wake and steal, keeping
+    /// the latest `capacity` events per thread
+    /// ([`timeline::DEFAULT_CAPACITY`] is a good start). Read it with
+    /// [`Handle::timeline`]. Off by default: with it on, every poll reads
+    /// the clock twice and appends an event to its thread's ring.
+    pub fn timeline(&mut self, capacity: usize) -> &mut Builder {
+        self.timeline = Some(capacity);
+        self
+    }
+
     /// The driver idle threads block in (default: a
     /// [`ThreadParker`](park::ThreadParker), which only waits for wakes). The
     /// runtime passes its reactor here.
@@ -275,7 +293,9 @@ impl Builder {
         let dispatch = trace::ThreadDispatch::capture();
         let prefix: Arc<str> = self.thread_name.as_str().into();
         let blocking_prefix = prefix.clone();
+        let timeline = self.timeline.map(timeline::Timeline::new);
         let pool = blocking::BlockingPool::new(blocking::PoolConfig {
+            timeline: timeline.clone(),
             max_threads: self.max_blocking_threads,
             keep_alive: self.thread_keep_alive,
             thread_name: Arc::new(move |i| format!("{blocking_prefix}-blocking-{i}")),
@@ -285,6 +305,7 @@ impl Builder {
             dispatch: dispatch.clone(),
         });
         let config = scheduler::Config {
+            timeline,
             event_interval: self.event_interval,
             global_queue_interval: self.global_queue_interval,
             unhandled_panic: self.unhandled_panic,
@@ -591,6 +612,26 @@ impl Handle {
     /// A snapshot of the runtime's counters.
     pub fn metrics(&self) -> RuntimeMetrics {
         self.inner.metrics()
+    }
+
+    /// Every live task of the runtime, what each waits on, what each worker
+    /// is running and for how long, and what looks stuck by the default
+    /// thresholds ([`dump::DumpOptions`]); see [`dump`]. Callable from any
+    /// thread, including a task; it pauses no worker.
+    pub fn dump(&self) -> dump::Dump {
+        self.dump_with(dump::DumpOptions::default())
+    }
+
+    /// [`dump`](Self::dump) with thresholds of your own for what counts as
+    /// stuck.
+    pub fn dump_with(&self, options: dump::DumpOptions) -> dump::Dump {
+        self.inner.dump(options)
+    }
+
+    /// The runtime's [`timeline`], if it was built to record one
+    /// ([`Builder::timeline`]).
+    pub fn timeline(&self) -> Option<timeline::Timeline> {
+        self.inner.timeline().cloned()
     }
 
     /// True if both handles refer to the same runtime.

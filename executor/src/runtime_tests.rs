@@ -311,3 +311,53 @@ fn a_task_builder_spawns_on_every_path() {
 fn a_task_builder_outside_a_runtime_names_itself_in_the_panic() {
     drop(crate::task::Builder::new().name("orphan").spawn(async {}));
 }
+
+/// A dump walks the owned-task list and reads each task's header while the
+/// workers poll, wake and free tasks; waits are written through the
+/// thread-local pointer to the polled task's header.
+#[test]
+fn a_dump_reads_every_task_while_tasks_come_and_go() {
+    use crate::dump::{TaskState, WaitOn, note_wait};
+    for rt in executors() {
+        let handle = rt.handle().clone();
+        rt.block_on(async move {
+            let waiting: Vec<_> = (0..4u64)
+                .map(|i| {
+                    crate::task::Builder::new()
+                        .name("waiting")
+                        .spawn(std::future::poll_fn(move |_| {
+                            note_wait(WaitOn::Source { source: "test", id: i });
+                            std::task::Poll::<()>::Pending
+                        }))
+                })
+                .collect();
+            let churn: Vec<_> = (0..N)
+                .map(|_| {
+                    crate::spawn(async {
+                        crate::task::yield_now().await;
+                    })
+                })
+                .collect();
+            loop {
+                let dump = handle.dump();
+                let parked = dump
+                    .tasks
+                    .iter()
+                    .filter(|t| t.name.as_deref() == Some("waiting") && t.state == TaskState::Idle)
+                    .filter(|t| matches!(t.wait, Some(WaitOn::Source { source: "test", .. })))
+                    .count();
+                let _ = dump.to_string();
+                if parked == waiting.len() {
+                    break;
+                }
+                crate::task::yield_now().await;
+            }
+            for task in churn {
+                task.await.unwrap();
+            }
+            for task in waiting {
+                task.abort();
+            }
+        });
+    }
+}

@@ -4,8 +4,9 @@
 //!
 //! Without the feature the instrumentation is not compiled: spawning,
 //! polling, waking and parking run the same code as if this module did not
-//! exist, and a task name given to [`task::Builder`](crate::task::Builder)
-//! is dropped at the spawn. With the feature but no subscriber interested
+//! exist (a task's name and spawn line still go to its record, for
+//! [`dump`](crate::dump)s and the [`timeline`](crate::timeline)). With the
+//! feature but no subscriber interested
 //! (none installed, or one whose filter rejects these targets or levels),
 //! each spawn, poll, wake and park costs a check of `tracing`'s cached
 //! callsite interest, and each task carries an empty span (a few words).
@@ -131,22 +132,18 @@
 //!
 //! and without it, as a line outside any span.
 
-use std::marker::PhantomData;
-#[cfg(feature = "tracing")]
 use std::panic::Location;
 
 #[cfg(feature = "tracing")]
 pub(crate) use self::enabled::Traced;
 
-/// What a spawn knows about its task besides the future: the name and the
-/// spawning line, for the task's span. Zero-sized without the feature.
+/// What a spawn knows about its task besides the future: its name and the
+/// spawning line, for the task's record (`Handle::dump`, the timeline) and,
+/// with the feature, its span.
 #[derive(Clone, Copy)]
 pub(crate) struct SpawnMeta<'a> {
-    #[cfg(feature = "tracing")]
-    name: Option<&'a str>,
-    #[cfg(feature = "tracing")]
-    location: &'static Location<'static>,
-    _name: PhantomData<&'a str>,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) location: &'static Location<'static>,
 }
 
 impl<'a> SpawnMeta<'a> {
@@ -156,14 +153,9 @@ impl<'a> SpawnMeta<'a> {
     #[track_caller]
     #[inline]
     pub(crate) fn new(name: Option<&'a str>) -> SpawnMeta<'a> {
-        #[cfg(not(feature = "tracing"))]
-        let _ = name;
         SpawnMeta {
-            #[cfg(feature = "tracing")]
             name,
-            #[cfg(feature = "tracing")]
             location: Location::caller(),
-            _name: PhantomData,
         }
     }
 }

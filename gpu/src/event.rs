@@ -72,7 +72,7 @@ impl Event {
             Ok(tracker) => {
                 let slot = Slot::new(());
                 tracker.watch(self.raw.clone(), &self.wake, slot.clone() as Arc<dyn Finish>);
-                GpuOp::pending(slot)
+                GpuOp::pending(slot, 0)
             }
             Err(e) => GpuOp::failed(e),
         }

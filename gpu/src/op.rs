@@ -153,6 +153,9 @@ fn take_result<T>(state: &mut State<T>) -> Result<T, GpuError> {
 #[must_use = "GPU work is enqueued already; await it (or drop it) to learn how it went"]
 pub struct GpuOp<T: Send + 'static> {
     state: OpState<T>,
+    /// The stream it was enqueued on (0 for an event's wait), for the
+    /// awaiting task's wait report.
+    stream: u64,
 }
 
 enum OpState<T> {
@@ -165,9 +168,11 @@ enum OpState<T> {
 }
 
 impl<T: Send + 'static> GpuOp<T> {
-    pub(crate) fn pending(slot: Arc<Slot<T>>) -> GpuOp<T> {
+    /// An operation enqueued on stream `stream` (0 for an event's wait).
+    pub(crate) fn pending(slot: Arc<Slot<T>>, stream: u64) -> GpuOp<T> {
         GpuOp {
             state: OpState::Slot(slot),
+            stream,
         }
     }
 
@@ -176,6 +181,7 @@ impl<T: Send + 'static> GpuOp<T> {
     pub(crate) fn failed(err: GpuError) -> GpuOp<T> {
         GpuOp {
             state: OpState::Failed(err),
+            stream: 0,
         }
     }
 
@@ -241,6 +247,11 @@ impl<T: Send + 'static> Future for GpuOp<T> {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => state.waker = Some(cx.waker().clone()),
                     }
+                    drop(state);
+                    weft_io::observe::waiting(weft_io::observe::Wait::Source {
+                        source: "gpu",
+                        id: this.stream,
+                    });
                     return Poll::Pending;
                 }
                 let result = take_result(&mut state);

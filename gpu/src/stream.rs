@@ -302,7 +302,7 @@ impl Stream {
                 u.span.alloc.used(self.core.id(), u.write, &event);
             }
         }
-        GpuOp::pending(slot)
+        GpuOp::pending(slot, self.core.id())
     }
 }
 

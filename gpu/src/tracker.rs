@@ -127,6 +127,8 @@ struct Pending {
     call: Cow<'static, str>,
     /// From the pool: goes back when it completes.
     pooled: bool,
+    /// Its id on the runtime's timeline, 0 when none records.
+    trace: u64,
 }
 
 #[derive(Default)]
@@ -295,11 +297,16 @@ impl Tracker {
                 op.finish(Err(self.device.error(call, err)), true);
                 return None;
             }
+            let trace = trace_id();
+            if trace != 0 {
+                weft_io::observe::op_submitted("gpu", "stream", stream.id(), op_name(&call), trace);
+            }
             let pending = Pending {
                 event: event.clone(),
                 op,
                 call,
                 pooled: true,
+                trace,
             };
             if self.is_closed() {
                 // The loop is gone and will never poll (module docs).
@@ -375,6 +382,7 @@ impl Tracker {
                 op,
                 call: Cow::Borrowed("wait for an event"),
                 pooled: false,
+                trace: 0,
             });
             self.pending.fetch_add(1, AcqRel);
         }
@@ -467,6 +475,9 @@ impl Tracker {
             if outcome.as_ref().is_err_and(GpuError::is_fault) {
                 self.counters().faults.fetch_add(1, Relaxed);
             }
+            if pending.trace != 0 {
+                weft_io::observe::op_completed("gpu", pending.trace, !failed);
+            }
             if pending.pooled && !failed {
                 self.device.events.give_back(pending.event);
             }
@@ -475,6 +486,28 @@ impl Tracker {
             pending.op.finish(outcome, failed);
         });
         n
+    }
+}
+
+/// A process-unique id for an operation on the timeline, or 0 while no
+/// timeline records (the common case: one check).
+fn trace_id() -> u64 {
+    if !weft_io::observe::recording() {
+        return 0;
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Relaxed)
+}
+
+/// An operation's name on the timeline: the call for copies, fills and
+/// synchronizations (fixed strings); `kernel` for launches, whose call names
+/// the kernel in a string of its own.
+// The `Cow`'s variant is the point: only a borrowed name lives forever.
+#[allow(clippy::ptr_arg)]
+fn op_name(call: &Cow<'static, str>) -> &'static str {
+    match call {
+        Cow::Borrowed(name) => name,
+        Cow::Owned(_) => "kernel",
     }
 }
 
@@ -533,6 +566,14 @@ impl Source for Tracker {
 
     fn spin_window(&self) -> Duration {
         self.settings.spin_window
+    }
+
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.load(Acquire)
     }
 
     /// The loop is going away: wait for the work in flight (blocking here,
@@ -614,7 +655,7 @@ mod tests {
                     .submit(stream.core(), slot.clone() as Arc<dyn Finish>, "test".into())
                     .is_some()
             );
-            assert_eq!(GpuOp::pending(slot).await.unwrap(), 7);
+            assert_eq!(GpuOp::pending(slot, 0).await.unwrap(), 7);
         });
         assert_eq!(gpu.stats().orphans, 1);
     }

@@ -46,6 +46,7 @@
 //! | [`compat`] | hyper's and Tokio's I/O traits on the sockets, a hyper timer, adapters (features `hyper`, `tokio-compat`) |
 //! | [`signal`] | Ctrl-C and Unix signals, delivered through the reactor |
 //! | [`coop`] | the executor's cooperative budget, which every operation spends |
+//! | [`observe`] | what a task waits on, and the loop's turns, reported to whoever watches the runtime |
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations, clippy::undocumented_unsafe_blocks)]
@@ -56,6 +57,7 @@ pub mod driver;
 pub mod io;
 mod loom;
 pub mod net;
+pub mod observe;
 pub mod signal;
 pub mod source;
 pub mod time;

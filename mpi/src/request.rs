@@ -88,6 +88,8 @@ pub(crate) struct Slot<B, T, F> {
     peers: [c_int; 2],
     /// When it was posted (its wait feeds the spin window).
     posted: std::time::Instant,
+    /// Its id on a runtime's timeline; 0 while none records.
+    trace: u64,
     comm: Raw<ffi::MPI_Comm>,
     /// The datatype statuses count elements in.
     datatype: Raw<ffi::MPI_Datatype>,
@@ -124,12 +126,13 @@ where
     F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
 {
     pub(crate) fn new(buffers: B, finish: F, setup: Setup, stages: Vec<Stage<B>>) -> Arc<Slot<B, T, F>> {
-        Arc::new(Slot {
+        let slot = Arc::new(Slot {
             finished: AtomicBool::new(false),
             kind: setup.kind,
             parts: AtomicUsize::new(setup.parts),
             peers: setup.peers,
             posted: std::time::Instant::now(),
+            trace: trace_id(),
             comm: setup.comm,
             datatype: setup.datatype,
             _keep: setup.keep,
@@ -143,7 +146,49 @@ where
                 resolver: None,
             }),
             stages: Mutex::new(stages.into()),
-        })
+        });
+        if slot.trace != 0 {
+            slot.on_timeline();
+        }
+        slot
+    }
+
+    /// Puts the operation on a runtime's timeline, posted now (completed in
+    /// `complete`): one track per peer, one for collectives, one for
+    /// receives from any source.
+    #[cold]
+    fn on_timeline(&self) {
+        let name = match self.kind {
+            Kind::Request => "send",
+            Kind::Receive if self.parts.load(Relaxed) > 1 => "sendrecv",
+            Kind::Receive => "recv",
+            Kind::Collective => "collective",
+        };
+        let (track_label, track) = match self.peer_id() {
+            _ if self.kind == Kind::Collective => ("collectives", 0),
+            u64::MAX => ("any source", 0),
+            rank => ("peer", rank),
+        };
+        weft_io::observe::op_submitted("mpi", track_label, track, name, self.trace);
+    }
+
+    /// What dumps and the timeline name this operation by: its peer's rank,
+    /// or `u64::MAX` (`WaitOn::ANY`) for a collective or a receive from
+    /// any source.
+    fn peer_id(&self) -> u64 {
+        match (self.kind, self.peers[0]) {
+            (Kind::Collective, _) => u64::MAX,
+            (_, rank) => u64::try_from(rank).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Tells a runtime that keeps task dumps that the task being polled
+    /// waits on this operation (shown as "mpi #peer").
+    fn report_wait(&self) {
+        weft_io::observe::waiting(weft_io::observe::Wait::Source {
+            source: "mpi",
+            id: self.peer_id(),
+        });
     }
 
     /// Runs `f` on the buffers in place, to take the pointers MPI will use.
@@ -215,6 +260,9 @@ where
         // Whatever delivers an outcome, MPI has nothing of this slot's any
         // more (finished, failed before posting, or never matched).
         self.finished.store(true, Release);
+        if self.trace != 0 {
+            weft_io::observe::op_completed("mpi", self.trace, outcome.is_ok());
+        }
         let (waker, watchers, settle) = {
             let mut done = self.lock_done();
             done.outcome = Some(outcome.clone());
@@ -403,6 +451,7 @@ where
         match done.outcome.clone() {
             Some(outcome) => Poll::Ready(Slot::output(&mut done, outcome)),
             None => {
+                self.report_wait();
                 match &mut done.waker {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
                     registered => *registered = Some(cx.waker().clone()),
@@ -417,6 +466,7 @@ where
         match &done.outcome {
             Some(outcome) => Poll::Ready(outcome.clone().map(drop)),
             None => {
+                self.report_wait();
                 if !done.watchers.iter().any(|w| w.will_wake(cx.waker())) {
                     done.watchers.push(cx.waker().clone());
                 }
@@ -748,4 +798,14 @@ impl Future for OkAlways {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx).map(Ok)
     }
+}
+
+/// A process-unique id for an operation on a runtime's timeline, or 0
+/// while none records (the common case: one check).
+fn trace_id() -> u64 {
+    if !weft_io::observe::recording() {
+        return 0;
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

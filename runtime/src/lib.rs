@@ -57,14 +57,27 @@ mod driver;
 pub mod future;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+mod reports;
 pub mod runtime;
 #[cfg(feature = "web")]
 pub mod web;
 
+pub use reports::{TRACE_ENV, viewer_path};
 pub use runtime::{Builder, EnterGuard, Handle, Runtime};
 pub use weft_executor::{
-    AbortHandle, Flavor, JoinError, JoinHandle, RuntimeMetrics, UnhandledPanic, WorkerMetrics, spawn, spawn_blocking,
+    AbortHandle, Flavor, JoinError, JoinHandle, PollTimeHistogram, RuntimeMetrics, UnhandledPanic, WorkerMetrics,
+    spawn, spawn_blocking,
 };
+pub use weft_io::driver::{EVENTS_PER_TURN_BUCKETS, ReactorMetrics, SourceMetrics};
+
+/// Task dumps: every task, what it waits on, what each worker runs, what is
+/// stuck ([`Handle::dump`]).
+pub use weft_executor::dump;
+
+/// The timeline of every poll, park, wake, steal, reactor turn and source
+/// operation, as a Chrome trace ([`Builder::trace_file`], `WEFT_TRACE`),
+/// and the offline viewer that opens it.
+pub use weft_executor::timeline;
 pub use weft_executor::{CallbackHandle, TryCurrentError};
 
 /// TCP, UDP and Unix-domain sockets.
@@ -103,6 +116,12 @@ pub use weft_macros::test;
 /// Work with no file descriptor polled by the loop, and the completion
 /// notifier that hands results from other threads to the loop.
 pub use weft_io::source;
+
+/// What the reactor tells task dumps and the timeline, and the functions a
+/// [`source`] of your own calls to do the same: [`observe::waiting`] (what
+/// a parked task waits on), [`observe::op_submitted`] and
+/// [`observe::op_completed`] (its operations on the timeline).
+pub use weft_io::observe;
 
 /// A handle to a runtime's reactor (see [`Runtime::reactor`]): registers
 /// sources, gives the completion notifier.

@@ -1,13 +1,18 @@
 //! The runtime: an executor whose driver is the reactor, and the handle to
 //! reach both.
 
-use crate::driver::{IoDriver, enter_thread, install_coop, leave_thread};
+use crate::driver::{IoDriver, enter_thread, install_hooks, leave_thread};
+use crate::reports;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weft_executor::dump::{Dump, DumpOptions};
+use weft_executor::timeline::{self, Timeline};
 use weft_executor::{CallbackHandle, Executor, Flavor, JoinHandle, RuntimeMetrics, TryCurrentError, UnhandledPanic};
+use weft_io::driver::ReactorMetrics;
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
 
@@ -25,6 +30,8 @@ pub struct Builder {
     exec: weft_executor::Builder,
     on_thread_start: Option<Hook>,
     on_thread_stop: Option<Hook>,
+    trace_file: Option<PathBuf>,
+    timeline_capacity: usize,
 }
 
 impl Builder {
@@ -34,6 +41,8 @@ impl Builder {
             exec: weft_executor::Builder::new_multi_thread(),
             on_thread_start: None,
             on_thread_stop: None,
+            trace_file: None,
+            timeline_capacity: timeline::DEFAULT_CAPACITY,
         }
     }
 
@@ -43,6 +52,8 @@ impl Builder {
             exec: weft_executor::Builder::new_current_thread(),
             on_thread_start: None,
             on_thread_stop: None,
+            trace_file: None,
+            timeline_capacity: timeline::DEFAULT_CAPACITY,
         }
     }
 
@@ -111,6 +122,42 @@ impl Builder {
         self
     }
 
+    /// Records a [`timeline`] of the runtime (every poll, park, wake,
+    /// steal, reactor turn, timer firing and source operation) and writes it
+    /// to `path` when the runtime shuts down, as a Chrome trace (open it in
+    /// Perfetto or `chrome://tracing`), with Weft's offline viewer next to
+    /// it ([`viewer_path`](crate::viewer_path): `trace.json` →
+    /// `trace.html`, the trace inside). Without this option, the
+    /// environment variable `WEFT_TRACE=path.json` does the same.
+    ///
+    /// Recording costs each poll two clock readings and a ring append;
+    /// memory stays bounded ([`timeline_capacity`](Self::timeline_capacity)).
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("weft-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("trace.json");
+    /// let rt = weft::Builder::new_multi_thread().worker_threads(2).trace_file(&path).build()?;
+    /// rt.block_on(async { weft::spawn(async {}).await.unwrap() });
+    /// drop(rt);
+    /// assert!(std::fs::read_to_string(&path)?.contains("\"cat\":\"poll\""));
+    /// assert!(std::fs::read_to_string(dir.join("trace.html"))?.contains("Weft trace viewer"));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn trace_file(&mut self, path: impl AsRef<Path>) -> &mut Builder {
+        self.trace_file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Events each thread's timeline ring keeps (default
+    /// [`timeline::DEFAULT_CAPACITY`], 65,536: 2.5 MiB a thread at most);
+    /// older ones are dropped and counted.
+    pub fn timeline_capacity(&mut self, events: usize) -> &mut Builder {
+        self.timeline_capacity = events;
+        self
+    }
+
     /// Builds the runtime: its reactor, and the executor whose idle threads
     /// wait in that reactor; starts the threads.
     ///
@@ -119,7 +166,11 @@ impl Builder {
     /// `InvalidInput` for a zero count or interval; the operating system's
     /// error if the reactor or a thread cannot be created.
     pub fn build(&mut self) -> io::Result<Runtime> {
-        install_coop();
+        install_hooks();
+        let trace = reports::trace_path(self.trace_file.as_deref());
+        if trace.is_some() {
+            self.exec.timeline(self.timeline_capacity);
+        }
         let driver = weft_io::Driver::new()?;
         let io = driver.handle().clone();
         let start_io = io.clone();
@@ -143,7 +194,11 @@ impl Builder {
         // The reactor's name lookups run on this runtime's blocking pool.
         let blocking = exec.handle().clone();
         io.set_blocking_runner(Box::new(move |job| drop(blocking.spawn_blocking(job))));
-        Ok(Runtime { exec: Some(exec), io })
+        Ok(Runtime {
+            exec: Some(exec),
+            io,
+            trace,
+        })
     }
 }
 
@@ -162,6 +217,8 @@ pub struct Runtime {
     /// `None` only while shutting down.
     exec: Option<Executor>,
     io: weft_io::Handle,
+    /// Where the timeline goes at shutdown, if the runtime records one.
+    trace: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -233,9 +290,44 @@ impl Runtime {
         }
     }
 
-    /// A snapshot of the runtime's counters.
+    /// A snapshot of the runtime's counters: tasks, workers, the blocking
+    /// pool, callbacks. The reactor's are
+    /// [`reactor_metrics`](Self::reactor_metrics).
     pub fn metrics(&self) -> RuntimeMetrics {
         self.exec().metrics()
+    }
+
+    /// A snapshot of the reactor's counters: turns, events per turn,
+    /// timers, registrations, completions, and each source's.
+    pub fn reactor_metrics(&self) -> ReactorMetrics {
+        self.io.metrics()
+    }
+
+    /// Every live task, what it waits on, what each worker runs and for
+    /// how long, and what looks stuck ([`crate::dump`]).
+    pub fn dump(&self) -> Dump {
+        self.exec().handle().dump()
+    }
+
+    /// [`dump`](Self::dump) with thresholds of your own.
+    pub fn dump_with(&self, options: DumpOptions) -> Dump {
+        self.exec().handle().dump_with(options)
+    }
+
+    /// The runtime's timeline, if it records one
+    /// ([`Builder::trace_file`], `WEFT_TRACE`).
+    pub fn timeline(&self) -> Option<Timeline> {
+        self.exec().handle().timeline()
+    }
+
+    /// Writes the timeline recorded so far to `path`, with the viewer next
+    /// to it, as [`Builder::trace_file`] does at shutdown.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` if the runtime records no timeline; the file system's.
+    pub fn write_trace(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        write_trace(self.timeline(), path.as_ref())
     }
 
     /// Shuts down: every task is cancelled (its future dropped, its
@@ -292,11 +384,19 @@ impl Runtime {
     }
 
     /// Shuts the executor down with the reactor current, so that futures
-    /// dropped meanwhile can still deregister sockets and cancel timers.
+    /// dropped meanwhile can still deregister sockets and cancel timers;
+    /// then writes the trace, if the runtime records one.
     fn shutdown(&mut self, how: impl FnOnce(Executor)) {
         if let Some(exec) = self.exec.take() {
+            let timeline = exec.handle().timeline();
             let _io = self.io.enter();
             how(exec);
+            if let (Some(timeline), Some(path)) = (timeline, self.trace.take()) {
+                if let Err(err) = reports::write_trace(&timeline, &path) {
+                    // Shutdown has no caller to return this to.
+                    eprintln!("weft: could not write the trace to {}: {err}", path.display());
+                }
+            }
         }
     }
 }
@@ -455,10 +555,51 @@ impl Handle {
         self.exec.flavor()
     }
 
-    /// A snapshot of the runtime's counters.
+    /// A snapshot of the runtime's counters (see [`Runtime::metrics`]).
     pub fn metrics(&self) -> RuntimeMetrics {
         self.exec.metrics()
     }
+
+    /// A snapshot of the reactor's counters (see
+    /// [`Runtime::reactor_metrics`]).
+    pub fn reactor_metrics(&self) -> ReactorMetrics {
+        self.io.metrics()
+    }
+
+    /// A task dump (see [`Runtime::dump`]); callable from any thread,
+    /// including a task of this runtime.
+    pub fn dump(&self) -> Dump {
+        self.exec.dump()
+    }
+
+    /// [`dump`](Self::dump) with thresholds of your own.
+    pub fn dump_with(&self, options: DumpOptions) -> Dump {
+        self.exec.dump_with(options)
+    }
+
+    /// The runtime's timeline, if it records one.
+    pub fn timeline(&self) -> Option<Timeline> {
+        self.exec.timeline()
+    }
+
+    /// Writes the timeline recorded so far (see [`Runtime::write_trace`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::write_trace`].
+    pub fn write_trace(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        write_trace(self.timeline(), path.as_ref())
+    }
+}
+
+fn write_trace(timeline: Option<Timeline>, path: &Path) -> io::Result<()> {
+    let Some(timeline) = timeline else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this Weft runtime records no timeline: build it with `Builder::trace_file`, or set WEFT_TRACE",
+        ));
+    };
+    reports::write_trace(&timeline, path)
 }
 
 /// The executor's part of the handle, for the functions of

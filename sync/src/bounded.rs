@@ -11,6 +11,7 @@
 //! acquire took its permit, would leave a window in which a valid release
 //! fails (the permit is out but not yet counted).
 
+use crate::observe::WaitSite;
 use crate::semaphore::{AcquireError, Semaphore, TryAcquireError};
 use std::fmt;
 
@@ -67,7 +68,10 @@ impl BoundedSemaphore {
     ///
     /// [`AcquireError`] if closed.
     pub async fn acquire(&self) -> Result<(), AcquireError> {
-        self.sem.acquire().await?.forget();
+        self.sem
+            .acquire_as(1, WaitSite::new("BoundedSemaphore::acquire", self))
+            .await?
+            .forget();
         Ok(())
     }
 

@@ -309,7 +309,10 @@ impl<T: Clone> Receiver<T> {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
         match self.next_or_wait(Some(cx.waker())) {
             Some(result) => Poll::Ready(result),
-            None => Poll::Pending,
+            None => {
+                crate::observe::waiting("broadcast::Receiver::recv", Arc::as_ptr(&self.shared));
+                Poll::Pending
+            }
         }
     }
 

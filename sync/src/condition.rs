@@ -21,6 +21,7 @@
 use crate::loom::lock;
 use crate::mutex::{Mutex, MutexGuard};
 use crate::notify::Notify;
+use crate::observe::WaitSite;
 use crate::wake_list::WakeList;
 use std::fmt;
 use std::future::Future;
@@ -70,7 +71,7 @@ impl Condition {
     /// lock is lost with the future.
     pub async fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let mutex = guard.mutex();
-        let mut notified = pin!(self.notify.notified());
+        let mut notified = pin!(self.notify.notified_as(WaitSite::new("Condition::wait", self)));
         notified.as_mut().enable();
         drop(guard);
         notified.as_mut().await;
@@ -211,7 +212,7 @@ impl Barrier {
             // Created under the lock, before the leader can arrive: its
             // `notify_waiters` completes it (rule 1 of `Notify`); and the
             // round cannot end between the count and this (rule 2).
-            self.notify.notified()
+            self.notify.notified_as(WaitSite::new("Barrier::wait", self))
         };
         notified.await;
         BarrierWaitResult { leader: false }

@@ -46,6 +46,7 @@
 //! | `select.rs` | [`select!`]: Tokio's macro, for a fixed set of futures pinned on the stack, fair or `biased;` |
 //! | `random.rs` | the per-thread generator behind those fair choices |
 //! | `loom.rs` | the shim that lets the loom models check the shipping code |
+//! | `observe.rs` | what a parked task waits on, told to a runtime that keeps task dumps |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -81,6 +82,7 @@ mod loom;
 pub mod mpsc;
 mod mutex;
 mod notify;
+pub mod observe;
 pub mod oneshot;
 mod padded;
 mod queue;

@@ -29,6 +29,7 @@
 //!    it would drop the message.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::observe::WaitSite;
 use crate::padded::Padded;
 use crate::semaphore::{AcquireError, Semaphore, TryAcquireError};
 use crate::wake_list::set_waker;
@@ -291,7 +292,11 @@ impl<T> Sender<T> {
     ///
     /// [`SendError`] if the receiver is gone.
     pub async fn reserve(&self) -> Result<Permit<'_, T>, SendError<()>> {
-        match self.slots().acquire().await {
+        match self
+            .slots()
+            .acquire_as(1, WaitSite::new("mpsc::Sender::send", Arc::as_ptr(&self.chan)))
+            .await
+        {
             Ok(slot) => {
                 slot.forget();
                 Ok(Permit { sender: self })
@@ -480,7 +485,10 @@ impl<T> Receiver<T> {
         match self.recv_or_register(Some(cx.waker())) {
             Ok(value) => Poll::Ready(Some(value)),
             Err(TryRecvError::Disconnected) => Poll::Ready(None),
-            Err(TryRecvError::Empty) => Poll::Pending,
+            Err(TryRecvError::Empty) => {
+                crate::observe::waiting("mpsc::Receiver::recv", Arc::as_ptr(&self.chan));
+                Poll::Pending
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! is taken, and at most one permit exists.
 
 use crate::loom::UnsafeCell;
+use crate::observe::WaitSite;
 use crate::semaphore::{AcquireError, Semaphore, TryAcquireError};
 use std::fmt;
 use std::marker::PhantomData;
@@ -78,7 +79,7 @@ impl<T> Mutex<T> {
 impl<T: ?Sized> Mutex<T> {
     /// Waits for the lock. Cancel-safe (see the type's docs).
     pub async fn lock(&self) -> MutexGuard<'_, T> {
-        match self.sem.acquire().await {
+        match self.sem.acquire_as(1, WaitSite::new("Mutex::lock", self)).await {
             Ok(permit) => permit.forget(),
             Err(AcquireError { .. }) => unreachable!("weft-sync bug: a mutex's semaphore is never closed"),
         }
@@ -91,7 +92,11 @@ impl<T: ?Sized> Mutex<T> {
     /// Waits for the lock and returns a guard that owns an `Arc` of the
     /// mutex (to hold across a `spawn`). Cancel-safe.
     pub async fn lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
-        match self.sem.acquire().await {
+        match self
+            .sem
+            .acquire_as(1, WaitSite::new("Mutex::lock", Arc::as_ptr(&self)))
+            .await
+        {
             Ok(permit) => permit.forget(),
             Err(AcquireError { .. }) => unreachable!("weft-sync bug: a mutex's semaphore is never closed"),
         }

@@ -33,6 +33,7 @@
 //!    from the list are woken after the lock is released.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::observe::WaitSite;
 use crate::waitlist::{WaitKey, WaitList};
 use crate::wake_list::{WakeList, set_waker};
 use std::fmt;
@@ -91,8 +92,15 @@ impl Notify {
     /// the next `notify_waiters` (counted from this call, rule 1).
     /// Cancel-safe: dropping it passes on a `notify_one` it had received.
     pub fn notified(&self) -> Notified<'_> {
+        self.notified_as(WaitSite::own("Notify::notified"))
+    }
+
+    /// [`notified`](Self::notified) for a primitive built on `Notify`: a
+    /// parked task reports that it waits on `site`.
+    pub(crate) fn notified_as(&self, site: WaitSite) -> Notified<'_> {
         Notified {
             notify: self,
+            site,
             generation: self.state.load(SeqCst) & !PERMIT,
             queued: None,
             done: false,
@@ -191,6 +199,8 @@ impl fmt::Debug for Notify {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Notified<'a> {
     notify: &'a Notify,
+    /// What the wait is, for wait reports (`observe.rs`).
+    site: WaitSite,
     generation: usize,
     queued: Option<(WaitKey, Arc<AtomicUsize>)>,
     done: bool,
@@ -286,6 +296,8 @@ impl Future for Notified<'_> {
                 // Rule 5: the entry is linked and recorded; a clone that
                 // panics here leaves it for `Drop` to remove.
                 set_waker(&mut waiter.waker, cx.waker());
+                drop(waiters);
+                this.site.report(this.notify);
                 return Poll::Pending;
             }
             drop(waiters);
@@ -308,6 +320,8 @@ impl Future for Notified<'_> {
             state: state.clone(),
         });
         this.queued = Some((key, state));
+        drop(waiters);
+        this.site.report(this.notify);
         Poll::Pending
     }
 }
@@ -390,7 +404,7 @@ impl Event {
     pub async fn wait(&self) {
         // Created before the check (rule 1 of `Notify`): a `set` between the
         // check and the await still completes it.
-        let notified = self.notify.notified();
+        let notified = self.notify.notified_as(WaitSite::new("Event::wait", self));
         if self.is_set() {
             return;
         }

@@ -187,6 +187,7 @@ impl<T> Sender<T> {
             if state & RX_CLOSED != 0 {
                 Poll::Ready(())
             } else {
+                crate::observe::waiting("oneshot::Sender::closed", Arc::as_ptr(inner));
                 Poll::Pending
             }
         })
@@ -323,6 +324,7 @@ impl<T> Future for Receiver<T> {
             this.done = true;
             return Poll::Ready(Err(RecvError(())));
         }
+        crate::observe::waiting("oneshot::Receiver", Arc::as_ptr(&this.inner));
         Poll::Pending
     }
 }

@@ -34,6 +34,7 @@
 
 use crate::loom::{Mutex, lock};
 use crate::notify::Notify;
+use crate::observe::WaitSite;
 use crate::semaphore::{Semaphore, TryAcquireError};
 use std::collections::VecDeque;
 use std::fmt;
@@ -216,7 +217,7 @@ impl<T> Queue<T> {
     /// for a `put` that was waiting for room when it happened.
     pub async fn put(&self, item: T) -> Result<(), QueueShutDown<T>> {
         if let Some(slots) = &self.slots {
-            match slots.acquire().await {
+            match slots.acquire_as(1, WaitSite::new("Queue::put", self)).await {
                 Ok(permit) => permit.forget(),
                 Err(_closed) => return Err(QueueShutDown(item)),
             }
@@ -267,7 +268,7 @@ impl<T> Queue<T> {
     /// after an immediate shutdown), also for a `get` that was waiting
     /// when that happened.
     pub async fn get(&self) -> Result<T, QueueShutDown> {
-        match self.available.acquire().await {
+        match self.available.acquire_as(1, WaitSite::new("Queue::get", self)).await {
             Ok(permit) => permit.forget(),
             Err(_closed) => return Err(QueueShutDown(())),
         }
@@ -340,7 +341,7 @@ impl<T> Queue<T> {
     /// dropped by an immediate [`shutdown`](Self::shutdown)). Cancel-safe.
     pub async fn join(&self) {
         loop {
-            let notified = self.all_done.notified();
+            let notified = self.all_done.notified_as(WaitSite::new("Queue::join", self));
             if lock(&self.state).unfinished == 0 {
                 return;
             }

@@ -10,6 +10,7 @@
 //! only by the holder of all permits, and shared only by holders of one.
 
 use crate::loom::UnsafeCell;
+use crate::observe::WaitSite;
 use crate::semaphore::{Semaphore, TryAcquireError};
 use std::fmt;
 use std::marker::PhantomData;
@@ -77,7 +78,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Waits for shared access. Cancel-safe.
     pub async fn read(&self) -> RwLockReadGuard<'_, T> {
         self.sem
-            .acquire()
+            .acquire_as(1, WaitSite::new("RwLock::read", self))
             .await
             .expect("weft-sync bug: an RwLock's semaphore is never closed")
             .forget();
@@ -90,7 +91,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Waits for exclusive access. Cancel-safe.
     pub async fn write(&self) -> RwLockWriteGuard<'_, T> {
         self.sem
-            .acquire_many(MAX_READERS)
+            .acquire_as(MAX_READERS, WaitSite::new("RwLock::write", self))
             .await
             .expect("weft-sync bug: an RwLock's semaphore is never closed")
             .forget();

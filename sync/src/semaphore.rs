@@ -51,6 +51,7 @@
 //!    only after the lock is released and the permits are settled.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::observe::WaitSite;
 use crate::waitlist::{WaitKey, WaitList};
 use crate::wake_list::{WakeList, set_waker};
 use std::fmt;
@@ -199,9 +200,15 @@ impl Semaphore {
     /// Waits for `n` permits at once (they are collected in FIFO order, so a
     /// large request is not starved by small ones). Cancel-safe.
     pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
+        self.acquire_as(n, WaitSite::own("Semaphore::acquire"))
+    }
+
+    /// [`acquire_many`](Self::acquire_many) for a primitive built on the
+    /// semaphore: a parked task reports that it waits on `site`.
+    pub(crate) fn acquire_as(&self, n: usize, site: WaitSite) -> Acquire<'_> {
         Acquire {
             sem: self,
-            wait: Wait::new(n),
+            wait: Wait::new(n, site),
         }
     }
 
@@ -214,9 +221,15 @@ impl Semaphore {
     /// [`acquire_many`](Self::acquire_many) with an owned permit.
     /// Cancel-safe.
     pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
+        self.acquire_owned_as(n, WaitSite::own("Semaphore::acquire"))
+    }
+
+    /// [`acquire_many_owned`](Self::acquire_many_owned) for a primitive
+    /// built on the semaphore (see [`acquire_as`](Self::acquire_as)).
+    pub(crate) fn acquire_owned_as(self: Arc<Self>, n: usize, site: WaitSite) -> AcquireOwned {
         AcquireOwned {
             sem: self,
-            wait: Wait::new(n),
+            wait: Wait::new(n, site),
         }
     }
 
@@ -445,6 +458,8 @@ impl fmt::Debug for Semaphore {
 /// Pinned once polled: the wait list may point at `state` (rule 5).
 struct Wait {
     n: usize,
+    /// What the wait is, for wait reports (`observe.rs`).
+    site: WaitSite,
     /// `QUEUED`, `ASSIGNED` or `CLOSED_WAITER`; written by whoever pops
     /// this waiter, under the lock.
     state: AtomicUsize,
@@ -455,9 +470,10 @@ struct Wait {
 }
 
 impl Wait {
-    fn new(n: usize) -> Wait {
+    fn new(n: usize, site: WaitSite) -> Wait {
         Wait {
             n,
+            site,
             state: AtomicUsize::new(QUEUED),
             queued: None,
             finished: false,
@@ -490,6 +506,8 @@ impl Wait {
                             .get_mut(key)
                             .expect("weft-sync bug: a queued waiter is missing");
                         set_waker(&mut waiter.waker, cx.waker());
+                        drop(waiters);
+                        this.site.report(sem);
                         return Poll::Pending;
                     }
                 }
@@ -548,6 +566,9 @@ impl Wait {
             }
         };
         wakers.wake_all();
+        if result.is_pending() {
+            self.site.report(sem);
+        }
         result
     }
 

@@ -14,6 +14,7 @@
 
 use crate::loom::{AtomicUsize, Ordering::*, RwLock, RwLockReadGuard, read, write};
 use crate::notify::Notify;
+use crate::observe::WaitSite;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -179,7 +180,10 @@ impl<T> Receiver<T> {
     pub async fn changed(&mut self) -> Result<(), RecvError> {
         loop {
             // The rule: `Notified` first, then the comparison.
-            let notified = self.shared.changed.notified();
+            let notified = self
+                .shared
+                .changed
+                .notified_as(WaitSite::new("watch::Receiver::changed", Arc::as_ptr(&self.shared)));
             // Rule 2: both facts from one look under the lock.
             let (version, sender_gone) = {
                 let slot = read(&self.shared.value);

@@ -311,3 +311,8 @@ fn a_rank_that_dies_mid_collective_fails_it_on_every_survivor() {
         }
     }
 }
+
+#[test]
+fn a_request_shows_in_dumps_and_on_the_timeline() {
+    run("observe", 2);
+}

@@ -22,8 +22,10 @@ mod task;
 use self::task::{BlockingSchedule, BlockingTask};
 use crate::RuntimeMetrics;
 use crate::context;
+use crate::dump::{Collector, TaskKind, WorkerKind};
 use crate::latch::ExitLatch;
 use crate::loom::{Condvar, Mutex, lock, wait_timeout};
+use crate::observe::PollRecord;
 use crate::scheduler;
 use crate::task::{Id, JoinHandle, Notified, Task, new_task};
 use crate::trace::{self, SpawnMeta, ThreadDispatch};
@@ -44,6 +46,9 @@ pub(crate) struct PoolConfig {
     pub(crate) on_thread_stop: Option<scheduler::Callback>,
     /// The tracing subscriber the pool's threads use.
     pub(crate) dispatch: ThreadDispatch,
+    /// The runtime's timeline, if it records one: each pool thread gets a
+    /// track.
+    pub(crate) timeline: Option<crate::timeline::Timeline>,
 }
 
 /// The pool, owned by the executor (which shuts it down).
@@ -73,6 +78,23 @@ struct Shared {
     shutdown: bool,
     /// Threads to join at shutdown.
     threads: Vec<(usize, thread::JoinHandle<()>)>,
+    /// Each live thread's record and the job it runs, for dumps (updated
+    /// under this lock, which a thread takes between jobs anyway).
+    running: Vec<PoolThread>,
+}
+
+/// A pool thread, as a dump sees it.
+struct PoolThread {
+    id: usize,
+    record: Arc<PollRecord>,
+    job: Option<JobInfo>,
+}
+
+/// What a dump shows of a job a thread runs.
+struct JobInfo {
+    id: Id,
+    location: &'static std::panic::Location<'static>,
+    name: Option<Box<str>>,
 }
 
 /// An idle thread's private wakeup. `notified` is read and written under the
@@ -82,23 +104,37 @@ struct Sleeper {
     notified: std::sync::atomic::AtomicBool,
 }
 
-/// A queued job: the owned reference and the notification of its task.
+/// A queued job: the owned reference and the notification of its task,
+/// and its name for dumps.
 struct Job {
     task: Task<BlockingSchedule>,
     notified: Notified<BlockingSchedule>,
+    name: Option<Box<str>>,
 }
 
 impl Job {
-    fn run(self) {
-        let Job { task, notified } = self;
-        notified.run();
+    fn run(self, record: &PollRecord) {
+        let Job { task, notified, .. } = self;
+        // Jobs are long: the clock is read for each, so a dump sees exactly
+        // how long this one has run.
+        record.read_clock();
+        record.run(notified);
         drop(task);
     }
 
     fn cancel(self) {
-        let Job { task, notified } = self;
+        let Job { task, notified, .. } = self;
         drop(notified);
         task.shutdown();
+    }
+
+    fn info(&self) -> JobInfo {
+        let view = self.task.view();
+        JobInfo {
+            id: view.id,
+            location: view.location,
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -119,6 +155,7 @@ impl BlockingPool {
                         next_thread_id: 0,
                         shutdown: false,
                         threads: Vec::new(),
+                        running: Vec::new(),
                     }),
                     config,
                     exited: ExitLatch::new(),
@@ -174,9 +211,10 @@ impl Spawner {
         R: Send + 'static,
     {
         let id = Id::next();
+        let name = meta.name.map(Box::<str>::from);
         let future = trace::task(BlockingTask::new(func), trace::Kind::Blocking, id, meta);
-        let (task, notified, join) = new_task(future, BlockingSchedule, id);
-        let job = Job { task, notified };
+        let (task, notified, join) = new_task(future, BlockingSchedule, id, meta.location, false);
+        let job = Job { task, notified, name };
         let mut shared = lock(&self.inner.shared);
         if shared.shutdown {
             drop(shared);
@@ -212,6 +250,9 @@ impl Spawner {
         let exit_token = self.inner.exited.token();
         let inner = self.inner.clone();
         let handle = handle.clone();
+        let track = config.timeline.as_ref().map(|t| t.track((config.thread_name)(id)));
+        let record = Arc::new(PollRecord::new(track));
+        let thread_record = record.clone();
         let thread = builder.spawn(move || {
             let _exit = exit_token;
             // Dropped before `_exit`: the thread's last event is delivered
@@ -220,11 +261,14 @@ impl Spawner {
             CURRENT_POOL.with(|p| p.set(Arc::as_ptr(&inner)));
             let _current = context::set_current(&handle);
             drop(handle);
-            inner.run(id);
+            crate::timeline::enter_thread(thread_record.timeline().cloned());
+            inner.run(id, &thread_record);
+            crate::timeline::leave_thread();
         })?;
         shared.next_thread_id += 1;
         shared.num_threads += 1;
         shared.threads.push((id, thread));
+        shared.running.push(PoolThread { id, record, job: None });
         Ok(())
     }
 
@@ -234,11 +278,29 @@ impl Spawner {
         metrics.idle_blocking_threads = shared.idle.len();
         metrics.blocking_queue_depth = shared.queue.len();
     }
+
+    /// Adds the pool's threads, the jobs they run and the queued jobs to a
+    /// dump, under the pool's lock.
+    pub(crate) fn dump(&self, collector: &mut Collector) {
+        let shared = lock(&self.inner.shared);
+        let now = collector.now_us();
+        for thread in &shared.running {
+            let snapshot = thread.record.snapshot(now);
+            collector.worker(WorkerKind::Blocking, thread.id, snapshot);
+            if let Some(job) = &thread.job {
+                let running_us = snapshot.polling.map_or(0, |p| p.at_most_us);
+                collector.running_job(job.id, job.location, job.name.as_deref(), running_us);
+            }
+        }
+        for job in &shared.queue {
+            collector.task(job.task.view(), job.name.as_deref(), TaskKind::Blocking, true);
+        }
+    }
 }
 
 impl Inner {
-    /// A pool thread's loop.
-    fn run(&self, id: usize) {
+    /// A pool thread's loop; `record` is the thread's poll record.
+    fn run(&self, id: usize, record: &PollRecord) {
         if let Some(hook) = &self.config.on_thread_start {
             hook();
         }
@@ -253,9 +315,11 @@ impl Inner {
                 let Some(job) = shared.queue.pop_front() else {
                     break;
                 };
+                shared.set_job(id, Some(job.info()));
                 drop(shared);
-                job.run();
+                job.run(record);
                 shared = lock(&self.shared);
+                shared.set_job(id, None);
             }
             if shared.shutdown {
                 break;
@@ -276,6 +340,7 @@ impl Inner {
                     // Unused for a whole keep-alive: retire.
                     shared.idle.retain(|s| !Arc::ptr_eq(s, &sleeper));
                     shared.num_threads -= 1;
+                    shared.running.retain(|t| t.id != id);
                     // Detach: nobody needs to join a thread that left early.
                     shared.threads.retain(|(tid, _)| *tid != id);
                     drop(shared);
@@ -293,9 +358,19 @@ impl Inner {
             shared = lock(&self.shared);
         }
         shared.num_threads -= 1;
+        shared.running.retain(|t| t.id != id);
         drop(shared);
         if let Some(hook) = &self.config.on_thread_stop {
             hook();
+        }
+    }
+}
+
+impl Shared {
+    /// Records the job thread `id` runs (`None`: it finished).
+    fn set_job(&mut self, id: usize, job: Option<JobInfo>) {
+        if let Some(thread) = self.running.iter_mut().find(|t| t.id == id) {
+            thread.job = job;
         }
     }
 }

@@ -472,6 +472,9 @@ impl<T> Promise<T> {
             },
         };
         if registered {
+            crate::dump::note_wait(crate::dump::WaitOn::Promise {
+                address: Arc::as_ptr(&self.inner) as *const () as usize,
+            });
             Poll::Pending
         } else {
             // Settled between the check and the registration.

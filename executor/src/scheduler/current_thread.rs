@@ -23,10 +23,11 @@ use crate::context;
 use crate::coop;
 use crate::loom::{Mutex, lock};
 use crate::metrics::{Counter, WorkerCounters};
+use crate::observe::PollRecord;
 use crate::park::{Park, Unpark};
 use crate::scheduler::{self, Config, Inject, PANIC_SHUTDOWN, PanicSignal};
 use crate::task::{Id, JoinHandle, Notified, Schedule, Task, list::OwnedTasks};
-use crate::trace;
+use crate::trace::{self, SpawnMeta};
 use crate::{RuntimeMetrics, UnhandledPanic};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -88,7 +89,12 @@ impl Handle {
             }))),
             core_waiters: Mutex::new(Vec::new()),
             driver_unpark,
-            counters: WorkerCounters::default(),
+            counters: WorkerCounters::new(PollRecord::new(
+                config
+                    .timeline
+                    .as_ref()
+                    .map(|t| t.track("current-thread runtime".to_owned())),
+            )),
             remote_schedules: Counter::default(),
             blocking,
             ready: ReadyQueue::new(),
@@ -102,12 +108,12 @@ impl Handle {
         self.owned.is_closed()
     }
 
-    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id, meta: SpawnMeta<'_>) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = me.owned.bind(future, me.clone(), id);
+        let (join, notified) = me.owned.bind(future, me.clone(), id, meta);
         if let Some(notified) = notified {
             // `me` is the caller's handle, not the task's: it stays valid
             // whatever happens to the task once queued.
@@ -190,6 +196,16 @@ impl Handle {
         let scheduler::Context::CurrentThread(inner) = &cx else {
             unreachable!()
         };
+        // This thread drives the runtime now: its events go on the
+        // runtime's track until it hands the core back.
+        struct LeaveTrack;
+        impl Drop for LeaveTrack {
+            fn drop(&mut self) {
+                crate::timeline::leave_thread();
+            }
+        }
+        crate::timeline::enter_thread(me.counters.poller.timeline().cloned());
+        let _leave = LeaveTrack;
         context::set_scheduler(&cx, || inner.run_until(future))
     }
 
@@ -249,11 +265,22 @@ impl Handle {
         let depth = lock(&self.core).as_ref().map_or(0, |core| core.tasks.len());
         RuntimeMetrics {
             alive_tasks: self.owned.len(),
+            spawned_tasks: self.owned.spawned(),
             injection_queue_depth: self.inject.len(),
             remote_schedules: self.remote_schedules.get(),
             workers: vec![self.counters.snapshot(depth)],
             ..RuntimeMetrics::default()
         }
+    }
+}
+
+impl Handle {
+    /// Adds the driving thread and the tasks to a dump.
+    pub(crate) fn dump(&self, collector: &mut crate::dump::Collector) {
+        let now = collector.now_us();
+        collector.worker(crate::dump::WorkerKind::Worker, 0, self.counters.poller.snapshot(now));
+        self.owned
+            .for_each(|header, name| collector.task(header.view(), name, crate::dump::TaskKind::Task, false));
     }
 }
 
@@ -289,8 +316,7 @@ impl Context {
                     }
                     break;
                 };
-                handle.counters.polls.incr();
-                coop::budget(|| task.run());
+                coop::budget(|| handle.counters.poller.run(task));
             }
             if !blocked {
                 // Let the driver report I/O between bursts of tasks.
@@ -355,11 +381,13 @@ impl Context {
         };
         if timeout.is_none() {
             self.handle.counters.parks.incr();
+            self.handle.counters.poller.park();
             trace::park(0);
         }
         driver.park(timeout);
         if timeout.is_none() {
             trace::unpark(0, true);
+            self.handle.counters.poller.unpark(true);
         }
         if let Some(core) = self.core.borrow_mut().as_mut() {
             core.driver = Some(driver);

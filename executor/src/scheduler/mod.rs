@@ -41,6 +41,8 @@ pub(crate) enum Context {
 
 /// Settings both schedulers share.
 pub(crate) struct Config {
+    /// The timeline the runtime records, if any.
+    pub(crate) timeline: Option<crate::timeline::Timeline>,
     /// Tasks run between two non-blocking polls of the driver.
     pub(crate) event_interval: u32,
     /// Ticks between two looks at the injection queue ahead of local work.
@@ -61,11 +63,37 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        if let Some(name) = meta.name {
+            crate::timeline::named(id, name);
+        }
         let future = trace::task(future, trace::Kind::Task, id, meta);
         match self {
-            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, id),
-            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, id),
+            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, id, meta),
+            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, id, meta),
         }
+    }
+
+    fn config(&self) -> &Config {
+        match self {
+            Handle::CurrentThread(h) => &h.config,
+            Handle::MultiThread(h) => &h.config,
+        }
+    }
+
+    /// The runtime's timeline, if it records one.
+    pub(crate) fn timeline(&self) -> Option<&crate::timeline::Timeline> {
+        self.config().timeline.as_ref()
+    }
+
+    /// A dump of the runtime's tasks and threads (see [`crate::dump`]).
+    pub(crate) fn dump(&self, options: crate::dump::DumpOptions) -> crate::dump::Dump {
+        let mut collector = crate::dump::Collector::new();
+        match self {
+            Handle::CurrentThread(h) => h.dump(&mut collector),
+            Handle::MultiThread(h) => h.dump(&mut collector),
+        }
+        self.blocking_spawner().dump(&mut collector);
+        collector.finish(options)
     }
 
     pub(crate) fn blocking_spawner(&self) -> &blocking::Spawner {

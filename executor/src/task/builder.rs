@@ -26,11 +26,12 @@ use std::future::Future;
 ///
 /// # The name
 ///
-/// With the feature `tracing`, the name is the `task.name` field of the
-/// task's span (see [`crate::trace`]), which is where debuggers and log
-/// lines find it. Without the feature it is dropped at the spawn, so naming
-/// tasks costs nothing in a build that does not trace. Names need not be
-/// unique; the task's [`Id`] is.
+/// The name shows in task dumps ([`Handle::dump`](crate::Handle::dump))
+/// and on the [`timeline`](crate::timeline), and, with the feature
+/// `tracing`, as the `task.name` field of the task's span (see
+/// [`crate::trace`]). A named task costs one allocation for the name, kept
+/// beside the task's entry in the runtime's list of tasks until it ends; an
+/// unnamed one, nothing. Names need not be unique; the task's [`Id`] is.
 ///
 /// # Why no `Result`
 ///

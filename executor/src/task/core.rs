@@ -11,14 +11,16 @@
 //! list, the waker vtable, queues) lives in the header; the rest is reached
 //! through the vtable, whose functions are instantiated per `(T, S)`.
 //!
-//! On a 64-bit target the bookkeeping is 72 bytes (header 48, scheduler 8,
-//! join waker 16), and the stage is as large as the future or the outcome,
-//! whichever is larger, with no tag of its own: the state word's `COMPLETE`
-//! bit says which of the two it holds. A 24-byte future makes a 96-byte
-//! cell.
+//! On a 64-bit target the bookkeeping is 104 bytes (header 80, of which 32
+//! are the task's record for dumps, `record.rs`, and 8 the done-callback
+//! list; scheduler 8; join waker 16), and the stage is as large as the
+//! future or the outcome, whichever is larger, with no tag of its own: the
+//! state word's `COMPLETE` bit says which of the two it holds. A 24-byte
+//! future makes a 128-byte cell.
 
 use super::id::Id;
 use super::raw::Vtable;
+use super::record::TaskRecord;
 use super::state::State;
 use super::{JoinError, Schedule};
 use crate::loom::{AtomicPtr, UnsafeCell};
@@ -37,12 +39,17 @@ pub(super) struct Cell<T: Future, S> {
     pub(super) trailer: Trailer,
 }
 
-/// The type-erased head of every task.
+/// The type-erased head of every task. What every poll touches (the state,
+/// the vtable, the id and the record's poll count and stamp) comes first,
+/// within 32 bytes, so that a poll touches one cache line of the header
+/// wherever the allocator puts it on a 16-byte boundary but the last.
 #[repr(C)]
 pub(crate) struct Header {
     pub(super) state: State,
     pub(super) vtable: &'static Vtable,
     pub(super) id: Id,
+    /// What dumps show of the task (its own rules: `record.rs`).
+    pub(super) record: TaskRecord,
     /// Links of the owned-task list (rule 5: only under the shard lock).
     pub(super) owned: UnsafeCell<Pointers>,
     /// The done-callback list, null until the first callback
@@ -99,13 +106,14 @@ pub(super) struct Trailer {
 }
 
 impl<T: Future, S: Schedule> Cell<T, S> {
-    pub(super) fn new(future: T, scheduler: S, id: Id, vtable: &'static Vtable) -> Box<Cell<T, S>> {
+    pub(super) fn new(future: T, scheduler: S, id: Id, record: TaskRecord, vtable: &'static Vtable) -> Box<Cell<T, S>> {
         Box::new(Cell {
             header: Header {
                 state: State::new(),
                 vtable,
                 id,
                 owned: UnsafeCell::new(Pointers::default()),
+                record,
                 done: AtomicPtr::new(std::ptr::null_mut()),
             },
             core: Core {
@@ -122,6 +130,16 @@ impl<T: Future, S: Schedule> Cell<T, S> {
 }
 
 impl Header {
+    /// The task's record (see `record.rs` for who writes what).
+    pub(crate) fn record(&self) -> &TaskRecord {
+        &self.record
+    }
+
+    /// The task's id.
+    pub(crate) fn id(&self) -> Id {
+        self.id
+    }
+
     /// The owned-list links.
     ///
     /// # Safety

@@ -10,6 +10,7 @@ use super::state::{Snapshot, State, TransitionToIdle, TransitionToRunning};
 use super::waker::waker_ref;
 use super::{JoinError, Notified, Schedule, Task};
 use crate::context;
+use crate::observe::PollRecord;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
@@ -69,15 +70,22 @@ impl<T: Future, S: Schedule> Harness<T, S> {
 
     // ----- running ----------------------------------------------------------
 
-    /// Runs the task once. The caller gives up a `Notified` reference.
-    pub(super) fn poll(self) {
+    /// Runs the task once, on the thread `poller` records. The caller gives
+    /// up a `Notified` reference.
+    pub(super) fn poll(self, poller: &PollRecord) {
         match self.state().transition_to_running() {
             TransitionToRunning::Success => {
                 let header = self.cell.cast::<Header>();
                 let waker = waker_ref(&header);
                 let mut cx = Context::from_waker(&waker);
+                // The task's record is ours to write while we hold RUNNING
+                // (rule 2 of `record.rs`).
+                let clock_ms = poller.begin(self.id());
+                self.header().record.begin_poll(clock_ms);
                 // Rule 1: we hold RUNNING, so we may poll.
-                let yielded = match poll_future(self.core(), self.id(), header, &mut cx) {
+                let polled = poll_future(self.core(), self.id(), header, &mut cx);
+                poller.end(self.header());
+                let yielded = match polled {
                     Polled::Ready(()) => {
                         self.complete();
                         return;

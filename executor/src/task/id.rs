@@ -44,6 +44,11 @@ impl Id {
     pub fn as_u64(self) -> u64 {
         self.0.get()
     }
+
+    /// The id with this number, if it can be one (ids start at 1).
+    pub(crate) fn from_u64(n: u64) -> Option<Id> {
+        NonZeroU64::new(n).map(Id)
+    }
 }
 
 impl fmt::Display for Id {

@@ -208,6 +208,8 @@ impl<T> Future for JoinHandle<T> {
         }
         if ret.is_ready() {
             coop.made_progress();
+        } else {
+            crate::dump::note_wait(crate::dump::WaitOn::Join { task: self.id() });
         }
         ret
     }

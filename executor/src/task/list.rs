@@ -9,11 +9,18 @@
 //!
 //! Closing the list is final: a task bound afterwards is cancelled on the
 //! spot, so nothing can slip in behind a shutdown.
+//!
+//! Each shard also keeps the names of its named tasks (few tasks have one,
+//! so the task's header only flags it) and counts the tasks ever bound to
+//! it; a dump walks the shards one at a time, holding each lock only while
+//! it copies that shard's records.
 
 use super::core::Header;
 use super::{Id, JoinHandle, Notified, Schedule, Task, new_task};
 use crate::loom::{AtomicBool, Mutex, Ordering::*, lock};
+use crate::trace::SpawnMeta;
 use crossbeam_utils::CachePadded;
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -33,6 +40,10 @@ struct Shard {
     head: Option<NonNull<Header>>,
     len: usize,
     closed: bool,
+    /// Tasks ever bound here (the `spawned_tasks` metric).
+    bound: u64,
+    /// The names of the named tasks in the shard.
+    names: HashMap<Id, Box<str>>,
 }
 
 // SAFETY: the shard's pointers refer to tasks the list holds references to;
@@ -51,6 +62,8 @@ impl<S: Schedule> OwnedTasks<S> {
                     head: None,
                     len: 0,
                     closed: false,
+                    bound: 0,
+                    names: HashMap::new(),
                 }))
             })
             .collect();
@@ -65,13 +78,21 @@ impl<S: Schedule> OwnedTasks<S> {
 
     /// Creates a task and adds it to the list. Returns its `JoinHandle` and,
     /// unless the list is closed (in which case the task is already
-    /// cancelled), the `Notified` to schedule.
-    pub(crate) fn bind<T>(&self, future: T, scheduler: S, id: Id) -> (JoinHandle<T::Output>, Option<Notified<S>>)
+    /// cancelled), the `Notified` to schedule. `meta` gives the task's
+    /// spawn location and name for dumps.
+    pub(crate) fn bind<T>(
+        &self,
+        future: T,
+        scheduler: S,
+        id: Id,
+        meta: SpawnMeta<'_>,
+    ) -> (JoinHandle<T::Output>, Option<Notified<S>>)
     where
         T: Future + Send + 'static,
         T::Output: Send + 'static,
     {
-        let (task, notified, join) = new_task(future, scheduler, id);
+        let (task, notified, join) = new_task(future, scheduler, id, meta.location, meta.name.is_some());
+        let name = meta.name.map(Box::<str>::from);
         let mut shard = lock(self.shard(id));
         if shard.closed {
             drop(shard);
@@ -80,6 +101,10 @@ impl<S: Schedule> OwnedTasks<S> {
             // reference, which stood for the list's.
             task.shutdown();
             return (join, None);
+        }
+        shard.bound += 1;
+        if let Some(name) = name {
+            shard.names.insert(id, name);
         }
         // SAFETY: the shard lock is held and the task is not in any list.
         unsafe { shard.push_front(task.into_header_ptr()) };
@@ -93,9 +118,38 @@ impl<S: Schedule> OwnedTasks<S> {
         // SAFETY: the lock of the shard this task maps to is held; the
         // pointer is live since the caller holds a reference.
         let ptr = unsafe { shard.remove(task.header_ptr()) }?;
+        // SAFETY: as above.
+        shard.forget_name(unsafe { ptr.as_ref() });
         // SAFETY: the list held one reference to the task; it passes to the
         // returned `Task`.
         Some(unsafe { Task::from_header_ptr(ptr) })
+    }
+
+    /// Calls `f` with every task in the list and its name, one shard at a
+    /// time under that shard's lock: `f` must only copy what it needs.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Header, Option<&str>)) {
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            let mut next = shard.head;
+            while let Some(node) = next {
+                // SAFETY: rule 5: the shard's lock is held, and every task
+                // in the shard is live (the list holds a reference to it).
+                let header = unsafe { node.as_ref() };
+                let name = if header.record().is_named() {
+                    shard.names.get(&header.id()).map(|n| &**n)
+                } else {
+                    None
+                };
+                f(header, name);
+                // SAFETY: as above; the links are read under the lock.
+                next = unsafe { (*header.owned_pointers()).next };
+            }
+        }
+    }
+
+    /// Tasks ever bound to the list.
+    pub(crate) fn spawned(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).bound).sum()
     }
 
     /// Closes the list: later `bind`s cancel their task at once. Returns true
@@ -123,8 +177,16 @@ impl<S: Schedule> OwnedTasks<S> {
         for i in 0..n {
             let shard = &self.shards[(start + i) & self.shard_mask];
             loop {
-                // SAFETY: the lock is held for the duration of the pop.
-                let task = unsafe { lock(shard).pop_front() };
+                let task = {
+                    let mut shard = lock(shard);
+                    // SAFETY: the lock is held for the duration of the pop.
+                    let task = unsafe { shard.pop_front() };
+                    if let Some(ptr) = task {
+                        // SAFETY: the list's reference keeps it alive.
+                        shard.forget_name(unsafe { ptr.as_ref() });
+                    }
+                    task
+                };
                 match task {
                     // SAFETY: the popped pointer carries the list's
                     // reference.
@@ -156,6 +218,13 @@ impl<S: Schedule> OwnedTasks<S> {
 }
 
 impl Shard {
+    /// Drops the name of a task leaving the shard.
+    fn forget_name(&mut self, header: &Header) {
+        if header.record().is_named() {
+            self.names.remove(&header.id());
+        }
+    }
+
     /// # Safety
     ///
     /// The shard's lock is held, `node` maps to this shard and is in no list.

@@ -46,7 +46,9 @@ impl LoomSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self.owned.bind(future, self.clone(), Id::next());
+        let (join, notified) = self
+            .owned
+            .bind(future, self.clone(), Id::next(), crate::trace::SpawnMeta::new(None));
         self.schedule_remote(notified.expect("list open"));
         join
     }
@@ -58,7 +60,9 @@ impl LoomSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (_join, notified) = self.owned.bind(future, self.clone(), Id::next());
+        let (_join, notified) = self
+            .owned
+            .bind(future, self.clone(), Id::next(), crate::trace::SpawnMeta::new(None));
         notified.expect("list open")
     }
 
@@ -66,7 +70,7 @@ impl LoomSched {
         loop {
             let next = lock(&self.queue).pop_front();
             match next {
-                Some(task) => task.run(),
+                Some(task) => task.run(&crate::observe::PollRecord::new(None)),
                 None => return,
             }
         }
@@ -282,7 +286,9 @@ fn bind_on_a_thread(s: &std::sync::Arc<LoomSched>, drops: &Arc<AtomicUsize>) -> 
             let _guard = guard;
             std::future::pending::<()>().await;
         };
-        let (join, notified) = s2.owned.bind(future, s2.clone(), Id::next());
+        let (join, notified) = s2
+            .owned
+            .bind(future, s2.clone(), Id::next(), crate::trace::SpawnMeta::new(None));
         drop(notified);
         join
     })

@@ -86,6 +86,7 @@ mod id;
 mod join;
 pub(crate) mod list;
 mod raw;
+pub(crate) mod record;
 mod state;
 mod waker;
 mod yield_now;
@@ -121,7 +122,9 @@ pub fn try_id() -> Option<Id> {
 
 pub(crate) use self::core::Header;
 use self::raw::RawTask;
+use self::record::TaskRecord;
 pub(crate) use self::waker::wake_after_poll;
+use crate::observe::PollRecord;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -185,14 +188,21 @@ unsafe impl<S: Schedule> Send for Task<S> {}
 unsafe impl<S: Schedule> Sync for Task<S> {}
 
 /// Builds a task: the owned-list reference, the first `Notified`, and the
-/// `JoinHandle`.
-pub(crate) fn new_task<T, S>(future: T, scheduler: S, id: Id) -> (Task<S>, Notified<S>, JoinHandle<T::Output>)
+/// `JoinHandle`. `location` is where it was spawned; `named` says the owned
+/// list keeps a name for it.
+pub(crate) fn new_task<T, S>(
+    future: T,
+    scheduler: S,
+    id: Id,
+    location: &'static std::panic::Location<'static>,
+    named: bool,
+) -> (Task<S>, Notified<S>, JoinHandle<T::Output>)
 where
     T: Future + Send + 'static,
     T::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::new::<T, S>(future, scheduler, id);
+    let raw = RawTask::new::<T, S>(future, scheduler, id, TaskRecord::new(location, named));
     let task = Task::from_raw(raw);
     let notified = Notified(Task::from_raw(raw));
     let join = JoinHandle::new(raw);
@@ -210,6 +220,11 @@ impl<S: 'static> Task<S> {
     /// The task's id.
     pub(crate) fn id(&self) -> Id {
         self.raw.header().id
+    }
+
+    /// The task's state and record, for a dump.
+    pub(crate) fn view(&self) -> record::TaskView {
+        self.raw.header().view()
     }
 
     pub(crate) fn header_ptr(&self) -> NonNull<Header> {
@@ -264,13 +279,25 @@ impl<S: 'static> Notified<S> {
     }
 }
 
+impl<S: 'static> Notified<S> {
+    /// The task's id, the number its next poll will have, and where it was
+    /// spawned: what the timeline names a poll by (read before the run,
+    /// which may free the task).
+    pub(crate) fn trace_info(&self) -> (Id, u32, &'static std::panic::Location<'static>) {
+        let header = self.0.raw.header();
+        let record = header.record();
+        (header.id, record.polls().wrapping_add(1), record.location())
+    }
+}
+
 impl<S: Schedule> Notified<S> {
     /// Runs the task: polls it once (or cancels it, if cancellation was
-    /// requested), consuming this notification.
-    pub(crate) fn run(self) {
+    /// requested), consuming this notification. `poller` is the record of
+    /// the thread that runs it (`observe::PollRecord`).
+    pub(crate) fn run(self, poller: &PollRecord) {
         let raw = self.0.raw;
         std::mem::forget(self);
-        raw.poll();
+        raw.poll(poller);
     }
 }
 

@@ -4,7 +4,9 @@ use super::Schedule;
 use super::core::{Cell, Header};
 use super::harness::Harness;
 use super::id::Id;
+use super::record::TaskRecord;
 use super::state::{State, TransitionToNotified};
+use crate::observe::PollRecord;
 use std::future::Future;
 use std::ptr::NonNull;
 use std::task::Waker;
@@ -12,8 +14,9 @@ use std::task::Waker;
 /// The operations that need the task's concrete future and scheduler types.
 /// One static instance exists per `(T, S)`.
 pub(super) struct Vtable {
-    /// Runs the task once; consumes a `Notified` reference.
-    pub(super) poll: unsafe fn(NonNull<Header>),
+    /// Runs the task once on the thread whose record is given; consumes a
+    /// `Notified` reference.
+    pub(super) poll: unsafe fn(NonNull<Header>, &PollRecord),
     /// Hands a `Notified` (whose reference the caller owns) to the scheduler.
     pub(super) schedule: unsafe fn(NonNull<Header>),
     /// Frees the cell.
@@ -50,12 +53,12 @@ pub(super) struct RawTask {
 }
 
 impl RawTask {
-    pub(super) fn new<T, S>(future: T, scheduler: S, id: Id) -> RawTask
+    pub(super) fn new<T, S>(future: T, scheduler: S, id: Id, record: TaskRecord) -> RawTask
     where
         T: Future + Send + 'static,
         S: Schedule,
     {
-        let cell = Cell::<T, S>::new(future, scheduler, id, vtable::<T, S>());
+        let cell = Cell::<T, S>::new(future, scheduler, id, record, vtable::<T, S>());
         let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
         RawTask { ptr }
     }
@@ -81,10 +84,11 @@ impl RawTask {
         &self.header().state
     }
 
-    /// Runs the task; the caller gives up a `Notified` reference.
-    pub(super) fn poll(self) {
+    /// Runs the task on the thread that `poller` records; the caller gives
+    /// up a `Notified` reference.
+    pub(super) fn poll(self, poller: &PollRecord) {
         // SAFETY: the vtable belongs to this header's cell type.
-        unsafe { (self.header().vtable.poll)(self.ptr) }
+        unsafe { (self.header().vtable.poll)(self.ptr, poller) }
     }
 
     /// Schedules the task; the caller gives up the reference the `Notified`
@@ -156,9 +160,9 @@ impl RawTask {
     }
 }
 
-unsafe fn poll<T: Future, S: Schedule>(ptr: NonNull<Header>) {
+unsafe fn poll<T: Future, S: Schedule>(ptr: NonNull<Header>, poller: &PollRecord) {
     // SAFETY: the vtable was built for this `(T, S)`.
-    unsafe { Harness::<T, S>::from_raw(ptr) }.poll();
+    unsafe { Harness::<T, S>::from_raw(ptr) }.poll(poller);
 }
 
 unsafe fn schedule<T: Future, S: Schedule>(ptr: NonNull<Header>) {

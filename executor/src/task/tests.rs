@@ -49,7 +49,9 @@ impl TestSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self.owned.bind(future, self.clone(), Id::next());
+        let (join, notified) = self
+            .owned
+            .bind(future, self.clone(), Id::next(), crate::trace::SpawnMeta::new(None));
         if let Some(n) = notified {
             self.schedule_remote(n);
         }
@@ -63,7 +65,7 @@ impl TestSched {
             let next = self.queue.lock().unwrap().pop_front();
             match next {
                 Some(task) => {
-                    task.run();
+                    task.run(&crate::observe::PollRecord::new(None));
                     n += 1;
                 }
                 None => return n,
@@ -307,6 +309,8 @@ fn a_task_freed_before_it_ran_drops_its_future_once() {
         },
         sched(),
         Id::next(),
+        std::panic::Location::caller(),
+        false,
     );
     drop(join);
     drop(notified);
@@ -517,7 +521,7 @@ fn a_task_that_spends_its_budget_yields_and_resumes() {
         let next = s.queue.lock().unwrap().pop_front();
         match next {
             Some(task) => {
-                crate::coop::budget(|| task.run());
+                crate::coop::budget(|| task.run(&crate::observe::PollRecord::new(None)));
                 runs += 1;
             }
             None => break,
@@ -528,7 +532,9 @@ fn a_task_that_spends_its_budget_yields_and_resumes() {
 }
 
 #[test]
-fn the_bookkeeping_of_a_task_is_72_bytes_and_the_stage_has_no_tag() {
+fn the_bookkeeping_of_a_task_is_104_bytes_and_the_stage_has_no_tag() {
+    // 72 bytes of scheduling state (the done-callback list among them), and
+    // the 32-byte record dumps read (`record.rs`).
     use super::core::Cell;
     use std::mem::size_of;
     if size_of::<usize>() != 8 {
@@ -547,7 +553,8 @@ fn the_bookkeeping_of_a_task_is_72_bytes_and_the_stage_has_no_tag() {
         POLLS.fetch_add(1, SeqCst);
     };
     assert_eq!(size_of_val(&idle), 24);
-    assert_eq!(cell_size(&idle), 72 + 24);
+    assert_eq!(size_of::<super::record::TaskRecord>(), 32);
+    assert_eq!(cell_size(&idle), 104 + 24);
     // A large future: the stage is the future (rounded to a word), nothing
     // more.
     let big = async {
@@ -556,10 +563,10 @@ fn the_bookkeeping_of_a_task_is_72_bytes_and_the_stage_has_no_tag() {
         buf[199]
     };
     assert!(size_of_val(&big) >= 200);
-    assert_eq!(cell_size(&big), 72 + size_of_val(&big).next_multiple_of(8));
+    assert_eq!(cell_size(&big), 104 + size_of_val(&big).next_multiple_of(8));
     // A tiny future: the stage is as large as the outcome (a panic payload
     // and its tag).
-    assert_eq!(cell_size(&async {}), 72 + 24);
+    assert_eq!(cell_size(&async {}), 104 + 24);
 }
 
 #[test]

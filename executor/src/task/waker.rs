@@ -7,6 +7,7 @@ use super::core::Header;
 use super::raw::RawTask;
 use super::state::TransitionToNotified;
 use crate::context;
+use crate::timeline;
 #[cfg(feature = "tracing")]
 use crate::trace;
 use std::marker::PhantomData;
@@ -59,6 +60,17 @@ pub(crate) fn wake_after_poll(waker: &Waker) {
     }
 }
 
+/// The wake's arrow on the timeline, if one records: it points at the
+/// task's next poll. (A task's wake of itself during its own poll, through
+/// `wake_after_poll`, draws none.)
+#[inline]
+fn timeline_wake(raw: RawTask) {
+    if timeline::is_recording() {
+        let header = raw.header();
+        timeline::wake(header.id, header.record().polls().saturating_add(1));
+    }
+}
+
 fn raw_task(ptr: *const ()) -> RawTask {
     // SAFETY: every waker built from `WAKER_VTABLE` carries a non-null
     // pointer to a task header, kept alive by the waker's reference (or, for a
@@ -80,6 +92,7 @@ unsafe fn wake_by_val(ptr: *const ()) {
     // Before the transition, which may hand the waker's reference away.
     #[cfg(feature = "tracing")]
     trace::wake(raw.header().id, "wake");
+    timeline_wake(raw);
     match raw.state().transition_to_notified_by_val() {
         // The waker's reference became the Notified's.
         TransitionToNotified::Submit => raw.schedule(),
@@ -92,6 +105,7 @@ unsafe fn wake_by_ref(ptr: *const ()) {
     let raw = raw_task(ptr);
     #[cfg(feature = "tracing")]
     trace::wake(raw.header().id, "wake_by_ref");
+    timeline_wake(raw);
     match raw.state().transition_to_notified_by_ref() {
         // The transition took a new reference for the Notified.
         TransitionToNotified::Submit => raw.schedule(),

@@ -33,6 +33,7 @@
 
 pub(crate) mod context;
 mod deadline;
+mod metrics;
 pub(crate) mod registration;
 pub(crate) mod scheduled_io;
 
@@ -51,6 +52,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 pub use self::context::{EnterGuard, TryCurrentError};
+pub use self::metrics::{EVENTS_PER_TURN_BUCKETS, ReactorMetrics, SourceMetrics};
 pub use self::scheduled_io::{Direction, Readiness};
 
 /// The reactor's loop state; owned by the thread that runs the loop.
@@ -95,6 +97,8 @@ pub(crate) struct Inner {
     /// says so ([`Handle::set_blocking_runner`]). Emptied at shutdown: the
     /// runner holds the runtime, which holds this reactor.
     blocking: crate::loom::Mutex<Option<Arc<BlockingRunner>>>,
+    /// What the turns counted (`metrics.rs`).
+    counters: metrics::DriverCounters,
 }
 
 /// Runs a blocking job on some thread that is not a loop's; see
@@ -139,6 +143,7 @@ impl Driver {
                 signals: Default::default(),
                 shutdown: AtomicBool::new(false),
                 blocking: crate::loom::Mutex::new(None),
+                counters: Default::default(),
             }),
         };
         Ok(Driver {
@@ -204,8 +209,13 @@ impl Driver {
             }
         }
 
+        // A timeline sees the turn from the moment the wait ended.
+        let recording = crate::observe::recording();
+        let woke = if recording { Instant::now() } else { now };
+
         #[cfg(unix)]
         let mut signalled = false;
+        let mut events = 0;
         {
             let registrations = inner.registrations();
             for event in self.events.iter() {
@@ -222,6 +232,7 @@ impl Driver {
                     continue;
                 }
                 if let Some(slot) = registrations.get(event.token()) {
+                    events += 1;
                     slot.state.set_readiness(Readiness::from_event(event), &mut self.wakers);
                 }
             }
@@ -233,10 +244,25 @@ impl Driver {
         self.wake_all();
 
         inner.timers.fire(Instant::now(), &mut self.wakers);
+        let timers = self.wakers.len();
+        if recording && timers > 0 {
+            crate::observe::event(crate::observe::Event::TimersFired { count: timers as u32 });
+        }
         self.wake_all();
 
-        inner.notifier.deliver();
-        inner.sources.poll_pending(&mut self.sources);
+        let completions = inner.notifier.deliver();
+        let sources = inner.sources.poll_pending(&mut self.sources);
+        inner.counters.turn(events, timers, completions);
+        if recording {
+            crate::observe::event(crate::observe::Event::Turn {
+                start: woke,
+                end: Instant::now(),
+                events: events as u32,
+                timers: timers as u32,
+                completions: completions as u32,
+                sources: sources as u32,
+            });
+        }
     }
 
     /// Wakes every collected waker. A waker that panics (a user's own:
@@ -358,6 +384,19 @@ impl Handle {
     /// once; a completed one when it fires).
     pub fn pending_timers(&self) -> usize {
         self.inner.timers.len()
+    }
+
+    /// A snapshot of the reactor's counters and state (see
+    /// [`ReactorMetrics`]).
+    pub fn metrics(&self) -> ReactorMetrics {
+        let mut metrics = ReactorMetrics {
+            timers_pending: self.pending_timers(),
+            registrations: self.registrations(),
+            sources: self.inner.sources.metrics(),
+            ..ReactorMetrics::default()
+        };
+        self.inner.counters.fill(&mut metrics);
+        metrics
     }
 
     /// A number that names this reactor among the live ones: two handles

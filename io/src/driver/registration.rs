@@ -116,14 +116,16 @@ impl Registration {
     /// `direction`, until it does not hit `WouldBlock`, for the poll API
     /// (the direction's single waker slot: see `scheduled_io`). Spends one
     /// unit of the task's cooperative budget (given back if it ends up
-    /// `Pending`).
+    /// `Pending`). `fd` is the source's descriptor, for the task's wait
+    /// report (`crate::observe`).
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
+        fd: i64,
         op: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        self.poll_op(cx, direction, Waiter::Poll, op, |_| false)
+        self.poll_op(cx, direction, fd, Waiter::Poll, op, |_| false)
     }
 
     /// As [`poll_io`](Self::poll_io) for byte transfers: a transfer shorter
@@ -135,19 +137,22 @@ impl Registration {
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
+        fd: i64,
         len: usize,
         op: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        self.poll_op(cx, direction, Waiter::Poll, op, |&n| n > 0 && n < len)
+        self.poll_op(cx, direction, fd, Waiter::Poll, op, |&n| n > 0 && n < len)
     }
 
     /// The loop behind every operation: `waiter` says where the task's
     /// waker goes; `drained` says a successful result proves the readiness
-    /// used up, so it is cleared as if `op` had hit `WouldBlock`.
+    /// used up, so it is cleared as if `op` had hit `WouldBlock`. When the
+    /// waker is stored, the task's wait on `fd` is reported.
     pub(crate) fn poll_op<R>(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
+        fd: i64,
         mut waiter: Waiter<'_>,
         mut op: impl FnMut() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
@@ -158,7 +163,13 @@ impl Registration {
                 Waiter::Poll => Waiter::Poll,
                 Waiter::Future(key) => Waiter::Future(key),
             };
-            let event = ready!(self.state.poll_ready(cx, direction, waiter))?;
+            let event = match self.state.poll_ready(cx, direction, waiter) {
+                Poll::Ready(event) => event?,
+                Poll::Pending => {
+                    crate::observe::waiting(crate::observe::Wait::Io { fd, direction });
+                    return Poll::Pending;
+                }
+            };
             match op() {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.state.clear_readiness(event, direction);
@@ -238,10 +249,33 @@ impl std::fmt::Debug for Registration {
 pub(crate) struct Registered<E: Source> {
     /// The mio source; taken out only by `into_inner` and `drop`.
     source: Option<E>,
+    /// Its descriptor, for wait reports (it fits beside a mio socket, in
+    /// what would be padding).
+    fd: i32,
     registration: Registration,
 }
 
-impl<E: Source> Registered<E> {
+/// A source with a descriptor number: every mio socket.
+pub(crate) trait Descriptor {
+    /// The descriptor (a socket handle on Windows, truncated).
+    fn descriptor(&self) -> i32;
+}
+
+#[cfg(unix)]
+impl<T: std::os::fd::AsRawFd> Descriptor for T {
+    fn descriptor(&self) -> i32 {
+        self.as_raw_fd()
+    }
+}
+
+#[cfg(windows)]
+impl<T: std::os::windows::io::AsRawSocket> Descriptor for T {
+    fn descriptor(&self) -> i32 {
+        self.as_raw_socket() as i32
+    }
+}
+
+impl<E: Source + Descriptor> Registered<E> {
     /// Registers `io` with the current reactor (see [`Handle::current`]).
     pub(crate) fn new(io: E, interest: Interest) -> io::Result<Registered<E>> {
         Registered::new_with(&Handle::try_current()?, io, interest)
@@ -250,11 +284,14 @@ impl<E: Source> Registered<E> {
     pub(crate) fn new_with(handle: &Handle, mut source: E, interest: Interest) -> io::Result<Registered<E>> {
         let registration = Registration::new(handle, &mut source, interest)?;
         Ok(Registered {
+            fd: source.descriptor(),
             source: Some(source),
             registration,
         })
     }
+}
 
+impl<E: Source> Registered<E> {
     pub(crate) fn get_ref(&self) -> &E {
         self.source
             .as_ref()
@@ -280,7 +317,7 @@ impl<E: Source> Registered<E> {
         mut op: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let io = self.get_ref();
-        self.registration.poll_io(cx, direction, || op(io))
+        self.registration.poll_io(cx, direction, self.fd.into(), || op(io))
     }
 
     /// Transfers bytes once the source is ready; see
@@ -293,7 +330,8 @@ impl<E: Source> Registered<E> {
         mut op: impl FnMut(&E) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let io = self.get_ref();
-        self.registration.poll_transfer(cx, direction, len, || op(io))
+        self.registration
+            .poll_transfer(cx, direction, self.fd.into(), len, || op(io))
     }
 
     /// Runs `op` once without waiting.
@@ -315,7 +353,7 @@ impl<E: Source> Registered<E> {
     ) -> Poll<io::Result<R>> {
         let io = self.get_ref();
         self.registration
-            .poll_op(cx, direction, Waiter::Future(key), || op(io), |_| false)
+            .poll_op(cx, direction, self.fd.into(), Waiter::Future(key), || op(io), |_| false)
     }
 
     /// Gives back a waiter entry taken by [`poll_keyed`](Self::poll_keyed).

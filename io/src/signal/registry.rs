@@ -189,6 +189,8 @@ pub(crate) fn check_signal(signum: c_int) -> io::Result<()> {
 /// [`Signal`](super::unix::Signal). Dropping it leaves the list (rule 3).
 pub(crate) struct Subscription {
     slot: &'static SignalSlot,
+    /// The signal's number, for wait reports.
+    signum: c_int,
     key: usize,
     /// The count of deliveries this listener has reported (or, before the
     /// first, the count when it was made).
@@ -213,7 +215,12 @@ impl Subscription {
             seen,
             waker: None,
         });
-        Ok(Subscription { slot, key, seen })
+        Ok(Subscription {
+            slot,
+            signum,
+            key,
+            seen,
+        })
     }
 
     /// `Ready(Some(()))` if the signal was delivered since this listener
@@ -238,7 +245,10 @@ impl Subscription {
         // look again (rule 4).
         match self.check(reactor) {
             Some(ready) => Poll::Ready(ready),
-            None => Poll::Pending,
+            None => {
+                crate::observe::waiting(crate::observe::Wait::Signal { signal: self.signum });
+                Poll::Pending
+            }
         }
     }
 

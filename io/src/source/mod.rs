@@ -89,6 +89,19 @@ pub trait Source: Send + Sync + 'static {
     /// abandon pending work, waking its tasks. Called once, on the loop's
     /// thread; the source is then dropped by the reactor.
     fn shutdown(&self) {}
+
+    /// The source's name in metrics, dumps and timelines (`"mpi"`,
+    /// `"gpu"`).
+    fn name(&self) -> &'static str {
+        "source"
+    }
+
+    /// Operations in flight, for metrics (by default 1 while
+    /// [`has_pending`](Self::has_pending), else 0). Called under the
+    /// reactor's source list lock, as `has_pending` is: keep it cheap.
+    fn pending(&self) -> usize {
+        usize::from(self.has_pending())
+    }
 }
 
 /// The sources of one reactor.
@@ -115,6 +128,9 @@ struct Entry {
     progress: Instant,
     /// Polls in a row that found nothing after the spin window.
     idle_polls: u32,
+    /// Polls, and operations they completed (for metrics).
+    polls: u64,
+    completed: u64,
 }
 
 impl Sources {
@@ -135,9 +151,24 @@ impl Sources {
         })
     }
 
-    /// Polls every source with work pending. `scratch` is the caller's
-    /// reusable buffer.
-    pub(crate) fn poll_pending(&self, scratch: &mut Vec<(u64, Arc<dyn Source>)>) {
+    /// Each source's metrics, in registration order.
+    pub(crate) fn metrics(&self) -> Vec<crate::driver::SourceMetrics> {
+        self.with_entries(|entries| {
+            entries
+                .iter()
+                .map(|e| crate::driver::SourceMetrics {
+                    name: e.source.name(),
+                    pending: e.source.pending(),
+                    polls: e.polls,
+                    completed: e.completed,
+                })
+                .collect()
+        })
+    }
+
+    /// Polls every source with work pending; returns how many it polled.
+    /// `scratch` is the caller's reusable buffer.
+    pub(crate) fn poll_pending(&self, scratch: &mut Vec<(u64, Arc<dyn Source>)>) -> usize {
         // Poll outside the lock: a source may wake tasks, and a woken task's
         // code may register or drop a source.
         self.with_entries(|entries| {
@@ -148,6 +179,7 @@ impl Sources {
                     .map(|e| (e.id, e.source.clone())),
             )
         });
+        let polled = scratch.len();
         for (id, source) in scratch.drain(..) {
             // A panicking source must not take the loop's thread with it;
             // the panic hook has already reported it.
@@ -158,6 +190,7 @@ impl Sources {
                 }
             });
         }
+        polled
     }
 
     /// Adds a source; `Err` gives it back if the reactor has shut down.
@@ -176,6 +209,8 @@ impl Sources {
             source,
             progress: Instant::now(),
             idle_polls: 0,
+            polls: 0,
+            completed: 0,
         });
         Ok(id)
     }
@@ -245,6 +280,8 @@ impl Entry {
     }
 
     fn polled(&mut self, completed: usize, now: Instant) {
+        self.polls += 1;
+        self.completed += completed as u64;
         if completed > 0 {
             self.progressed(now);
         } else if now.saturating_duration_since(self.progress) >= self.source.spin_window() {
@@ -355,6 +392,8 @@ mod tests {
             source: Arc::new(Idle(Duration::from_millis(5))),
             progress: start,
             idle_polls: 0,
+            polls: 0,
+            completed: 0,
         };
         let ms = Duration::from_millis;
         // Inside the window: no sleep, and empty polls do not count.
@@ -379,6 +418,8 @@ mod tests {
             source: Arc::new(Idle(Duration::ZERO)),
             progress: start,
             idle_polls: 0,
+            polls: 0,
+            completed: 0,
         };
         assert_eq!(entry.sleep(start), FIRST_SLEEP);
     }

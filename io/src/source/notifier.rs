@@ -117,18 +117,20 @@ impl Notifier {
         self.inner.pending.load(Acquire)
     }
 
-    /// Delivers everything queued (on the loop's turn).
-    pub(crate) fn deliver(&self) {
+    /// Delivers everything queued (on the loop's turn); returns how many.
+    pub(crate) fn deliver(&self) -> usize {
         let inner = &self.inner;
         if !inner.pending.load(Acquire) {
-            return;
+            return 0;
         }
         // Off before taking: see "Coalescing wakeups".
         inner.pending.store(false, SeqCst);
         let jobs = std::mem::take(&mut *inner.lock());
+        let delivered = jobs.len();
         // A panicking callback must neither take the loop's thread with it
         // nor strand the rest of the batch.
         super::complete_each(jobs, |job| job.run());
+        delivered
     }
 
     /// The loop is gone: deliver what is queued, and from now on deliver on
@@ -269,6 +271,7 @@ impl<T> Future for Completion<T> {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => *waker = Some(cx.waker().clone()),
                 }
+                crate::observe::waiting(crate::observe::Wait::Completion);
                 Poll::Pending
             }
             SlotState::Delivered(_) => match std::mem::replace(&mut *state, SlotState::Taken) {

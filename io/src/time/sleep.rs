@@ -135,6 +135,9 @@ impl Sleep {
                     handle.inner.wake();
                 }
                 self.entry = Some(key);
+                crate::observe::waiting(crate::observe::Wait::Timer {
+                    deadline: self.deadline,
+                });
                 Poll::Pending
             }
             Some(key) => {
@@ -142,6 +145,9 @@ impl Sleep {
                     self.entry = None;
                     Poll::Ready(())
                 } else {
+                    crate::observe::waiting(crate::observe::Wait::Timer {
+                        deadline: self.deadline,
+                    });
                     Poll::Pending
                 }
             }

@@ -795,6 +795,15 @@ impl weft_io::source::Source for Engine {
     fn shutdown(&self) {
         Engine::shutdown(self);
     }
+
+    fn name(&self) -> &'static str {
+        "mpi"
+    }
+
+    /// Requests and receives in flight (one atomic load).
+    fn pending(&self) -> usize {
+        Engine::pending(self)
+    }
 }
 
 #[cfg(test)]

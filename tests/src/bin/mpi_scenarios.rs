@@ -30,6 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     let world = mpi.world();
+    if scenario == "observe" {
+        observe(&world);
+        println!("ok {scenario} rank {}", world.rank());
+        return Ok(());
+    }
     if scenario == "node" {
         println!(
             "rank {}: local {} of {}, node cores {}, per rank {}, oversubscribed {}",
@@ -264,4 +269,72 @@ async fn bad_input(world: &Communicator) {
     let err = world.recv::<u8>(0, -2).await.unwrap_err();
     assert!(matches!(err, Error::Mpi { .. }), "{err}");
     world.barrier().await.unwrap();
+}
+
+/// What weft-mpi shows of itself (2 ranks): on rank 0, a task awaiting a
+/// receive waits on source `mpi` and the peer's rank in a dump, and the
+/// receive is on the timeline, on the peer's track, posted then completed.
+fn observe(world: &Communicator) {
+    use std::time::Instant;
+    use weft::dump::{TaskState, WaitOn};
+    let rank = world.rank();
+    let path = std::env::temp_dir().join(format!("weft-mpi-observe-{}-{rank}.json", std::process::id()));
+    let rt = weft::Builder::new_multi_thread()
+        .worker_threads(2)
+        .trace_file(&path)
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        if rank == 0 {
+            let w = world.clone();
+            let waiting = weft::task::Builder::new()
+                .name("mpi waiter")
+                .spawn(async move { w.recv::<u8>(1, 7).await.unwrap().0 });
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let dump = weft::Handle::current().dump();
+                let row = dump.tasks.iter().find(|t| t.id == waiting.id());
+                if row.is_some_and(|t| {
+                    t.state == TaskState::Idle && matches!(t.wait, Some(WaitOn::Source { source: "mpi", id: 1 }))
+                }) {
+                    assert!(dump.to_string().contains("mpi #1"), "{dump}");
+                    let metrics = weft::Handle::current().reactor_metrics();
+                    let engine = metrics.sources.iter().find(|s| s.name == "mpi");
+                    let engine = engine.expect("the engine is a source in the reactor's metrics");
+                    assert!(engine.pending >= 1, "{engine:?}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the waiter never showed its wait:\n{dump}");
+                weft::time::sleep(Duration::from_millis(2)).await;
+            }
+            world.send(&[1u8], 1, 6).await.unwrap();
+            assert_eq!(waiting.await.unwrap(), [42]);
+            // More receives, one after another (their slots may share an
+            // address): each is its own operation on the timeline.
+            for tag in 8..10 {
+                world.recv::<u8>(1, tag).await.unwrap();
+            }
+        } else if rank == 1 {
+            world.recv::<u8>(0, 6).await.unwrap();
+            world.send(&[42u8], 0, 7).await.unwrap();
+            for tag in 8..10 {
+                weft::time::sleep(Duration::from_millis(5)).await;
+                world.send(&[tag as u8], 0, tag).await.unwrap();
+            }
+        }
+    });
+    drop(rt);
+    let trace = std::fs::read_to_string(&path).expect("the runtime wrote its trace");
+    std::fs::remove_file(&path).unwrap();
+    // The viewer the runtime writes beside its trace.
+    let _ = std::fs::remove_file(path.with_extension("html"));
+    if rank == 0 {
+        for part in ["\"mpi\"", "\"peer 1\""] {
+            assert!(trace.contains(part), "no {part} in the trace");
+        }
+        // Three receives, each posted and completed.
+        let ends = trace.matches("\"name\":\"recv\"").count();
+        assert!(ends >= 6, "{ends} recv events in the trace, not 6");
+        assert!(trace.contains("\"ok\":true"), "the receives completed on the timeline");
+    }
 }

@@ -110,7 +110,10 @@ mod loom_tests {
             let rescuer_slot = slot.clone();
             // Whoever takes the task runs it (to completion: the future
             // ends at once and is dropped).
-            let run = |task: Option<Notified<_>>| task.map(Notified::run).is_some();
+            let run = |task: Option<Notified<_>>| {
+                task.map(|task| task.run(&crate::observe::PollRecord::new(None)))
+                    .is_some()
+            };
             let rescuer = thread::spawn(move || run(rescuer_slot.take()));
             let owner = run(slot.take());
             let rescued = rescuer.join().unwrap();

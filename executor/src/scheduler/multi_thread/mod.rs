@@ -40,9 +40,11 @@ use crate::context;
 use crate::latch::ExitLatch;
 use crate::loom::{AtomicUsize, Ordering::AcqRel};
 use crate::metrics::{Counter, WorkerCounters};
+use crate::observe::PollRecord;
 use crate::park::{Park, Parker, SharedDriver};
 use crate::scheduler::{self, Config, Inject, PanicSignal};
 use crate::task::{Id, JoinHandle, Schedule, Task, list::OwnedTasks};
+use crate::trace::SpawnMeta;
 use crate::{RuntimeMetrics, UnhandledPanic};
 use crossbeam_deque::Worker;
 use crossbeam_utils::CachePadded;
@@ -86,6 +88,10 @@ pub(crate) fn launch(
     spec: &ThreadSpec,
 ) -> io::Result<(MultiThread, Arc<Handle>)> {
     let driver = SharedDriver::new(driver);
+    // Worker `i`'s timeline track, named as its thread.
+    let tracks: Vec<_> = (0..num_workers)
+        .map(|i| config.timeline.as_ref().map(|t| t.track((spec.name)(i))))
+        .collect();
     let mut remotes = Vec::with_capacity(num_workers);
     let mut locals = Vec::with_capacity(num_workers);
     for i in 0..num_workers {
@@ -107,8 +113,9 @@ pub(crate) fn launch(
             idle: Idle::new(num_workers),
             owned: OwnedTasks::new(num_workers * 4),
             driver,
-            counters: (0..num_workers)
-                .map(|_| CachePadded::new(WorkerCounters::default()))
+            counters: tracks
+                .into_iter()
+                .map(|track| Arc::new(CachePadded::new(WorkerCounters::new(PollRecord::new(track)))))
                 .collect(),
             remote_schedules: Counter::default(),
             exited: AtomicUsize::new(0),
@@ -163,6 +170,7 @@ pub(crate) fn launch(
 fn run_worker(handle: Arc<Handle>, index: usize, core: Core, parker: Parker) {
     let scheduler_handle = scheduler::Handle::MultiThread(handle.clone());
     let _entered = context::enter_runtime(&scheduler_handle);
+    crate::timeline::enter_thread(handle.shared.counters[index].poller.timeline().cloned());
     if let Some(hook) = &handle.config.on_thread_start {
         hook();
     }
@@ -174,6 +182,7 @@ fn run_worker(handle: Arc<Handle>, index: usize, core: Core, parker: Parker) {
     if let Some(hook) = &handle.config.on_thread_stop {
         hook();
     }
+    crate::timeline::leave_thread();
 }
 
 /// A seed that differs between runs, for steal-victim choice.
@@ -205,12 +214,12 @@ impl Handle {
         self.shared.owned.is_closed()
     }
 
-    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id, meta: SpawnMeta<'_>) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = me.shared.owned.bind(future, me.clone(), id);
+        let (join, notified) = me.shared.owned.bind(future, me.clone(), id, meta);
         if let Some(notified) = notified {
             // `me` is the caller's handle, not the task's: it stays valid
             // whatever happens to the task once queued.
@@ -255,6 +264,7 @@ impl Handle {
         let shared = &self.shared;
         RuntimeMetrics {
             alive_tasks: shared.owned.len(),
+            spawned_tasks: shared.owned.spawned(),
             injection_queue_depth: shared.inject.len(),
             remote_schedules: shared.remote_schedules.get(),
             searching_workers: shared.idle.num_searching(),
@@ -267,6 +277,19 @@ impl Handle {
                 .collect(),
             ..RuntimeMetrics::default()
         }
+    }
+}
+
+impl Handle {
+    /// Adds the workers and the tasks to a dump.
+    pub(crate) fn dump(&self, collector: &mut crate::dump::Collector) {
+        let now = collector.now_us();
+        for (index, counters) in self.shared.counters.iter().enumerate() {
+            collector.worker(crate::dump::WorkerKind::Worker, index, counters.poller.snapshot(now));
+        }
+        self.shared
+            .owned
+            .for_each(|header, name| collector.task(header.view(), name, crate::dump::TaskKind::Task, false));
     }
 }
 

@@ -45,6 +45,7 @@ use crate::metrics::WorkerCounters;
 use crate::park::{Parker, SharedDriver, Unparker};
 use crate::scheduler::Inject;
 use crate::task::{Notified, list::OwnedTasks};
+use crate::timeline;
 use crate::trace;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
@@ -81,7 +82,9 @@ pub(crate) struct Shared {
     pub(super) idle: Idle,
     pub(super) owned: OwnedTasks<Arc<Handle>>,
     pub(super) driver: Arc<SharedDriver>,
-    pub(super) counters: Box<[CachePadded<WorkerCounters>]>,
+    /// Each worker's counters and poll record (in an `Arc`, so that its
+    /// worker reaches them through one pointer of its own).
+    pub(super) counters: Box<[Arc<CachePadded<WorkerCounters>>]>,
     pub(super) remote_schedules: crate::metrics::Counter,
     /// Workers that left their loop; the last one out finishes shutdown.
     pub(super) exited: AtomicUsize,
@@ -175,15 +178,19 @@ impl Core {
 pub(crate) struct Context {
     pub(super) handle: Arc<Handle>,
     index: usize,
+    /// This worker's entry of `Shared::counters`.
+    counters: Arc<CachePadded<WorkerCounters>>,
     core: RefCell<Core>,
     parker: Parker,
 }
 
 impl Context {
     pub(super) fn new(handle: Arc<Handle>, index: usize, core: Core, parker: Parker) -> Context {
+        let counters = handle.shared.counters[index].clone();
         Context {
             handle,
             index,
+            counters,
             core: RefCell::new(core),
             parker,
         }
@@ -194,7 +201,7 @@ impl Context {
     }
 
     fn counters(&self) -> &WorkerCounters {
-        &self.shared().counters[self.index]
+        &self.counters
     }
 
     /// The worker loop. Returns when the runtime shuts down.
@@ -302,6 +309,9 @@ impl Context {
                 // the core.
                 drop(core);
                 trace::steal(self.index, victim, tasks);
+                if let Some(track) = shared.counters[victim].poller.timeline() {
+                    timeline::steal(track, tasks);
+                }
                 return Some(task);
             }
         }
@@ -353,8 +363,7 @@ impl Context {
     }
 
     fn poll(&self, task: Runnable) {
-        self.counters().polls.incr();
-        task.run();
+        self.counters().poller.run(task);
     }
 
     /// Schedules a task woken (or spawned) on this worker's thread.
@@ -411,6 +420,7 @@ impl Context {
         let mut watches = shared.standby.first_watches();
         loop {
             self.counters().parks.incr();
+            self.counters().poller.park();
             trace::park(self.index);
             self.core.borrow_mut().is_parked = true;
             // Into the driver if it is free; otherwise onto the condition
@@ -447,6 +457,10 @@ impl Context {
                 }
             }
             trace::unpark(self.index, ran_driver);
+            self.counters().poller.unpark(ran_driver);
+            if look {
+                self.watch_polls();
+            }
             if look && !self.core.borrow().has_tasks() {
                 if let Some(task) = self.rescue() {
                     let mut core = self.core.borrow_mut();
@@ -501,6 +515,19 @@ impl Context {
         }
     }
 
+    /// Marks the poll each other worker is inside as seen now, so that a
+    /// poll that runs on past this look is measured when it returns, and a
+    /// dump can tell how long it has run at least (`observe::poll_record`).
+    fn watch_polls(&self) {
+        let shared = self.shared();
+        let now = crate::observe::clock::now_us();
+        for (index, counters) in shared.counters.iter().enumerate() {
+            if index != self.index {
+                counters.poller.mark_seen(now);
+            }
+        }
+    }
+
     /// Takes the LIFO task of a worker that has stayed inside one poll since
     /// a watcher last looked, at least half a watch interval ago: that
     /// worker is blocked (or computing), and the task it woke last would
@@ -514,7 +541,7 @@ impl Context {
                 continue;
             }
             let watched = &shared.watched[index];
-            let polls = shared.counters[index].polls.get() as usize;
+            let polls = shared.counters[index].poller.polls() as usize;
             let seen = watched.polls.swap(polls, Relaxed);
             let at = watched.at_micros.swap(now, Relaxed);
             let stuck = polls == seen && now.saturating_sub(at) >= min_gap;

@@ -1,0 +1,451 @@
+//! Task dumps: every live task of a runtime, what it waits on, what each
+//! worker is running now, and which of them look stuck.
+//!
+//! [`Handle::dump`](crate::Handle::dump) copies the records the runtime
+//! keeps anyway (nothing is switched on for it): each task's header holds
+//! its spawn location, poll count, last poll time, longest measured poll
+//! and what it waits on (`task/record.rs`); each worker publishes the task
+//! it is polling and its last clock reading (`observe/poll_record.rs`).
+//! Taking a dump locks one shard of the owned-task list at a time while it
+//! copies that shard's records, and the blocking pool's lock while it
+//! copies the pool's; no worker is paused or signalled, so a dump works on
+//! every platform and costs the runtime nothing when nobody takes one.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let rt = weft_executor::Builder::new_multi_thread().worker_threads(2).build()?;
+//! let stuck = weft_executor::task::Builder::new()
+//!     .name("forever")
+//!     .spawn_on(std::future::pending::<()>(), rt.handle());
+//! std::thread::sleep(Duration::from_millis(50));
+//!
+//! let dump = rt.handle().dump_with(weft_executor::dump::DumpOptions {
+//!     idle_threshold: Duration::from_millis(20),
+//!     ..Default::default()
+//! });
+//! println!("{dump}");
+//! let task = dump.tasks.iter().find(|t| t.id == stuck.id()).unwrap();
+//! assert_eq!(task.name.as_deref(), Some("forever"));
+//! assert_eq!(task.polls, 1);
+//! assert!(dump.stuck.iter().any(|s| s.task() == stuck.id()));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # How exact
+//!
+//! - Times are on Weft's observation clock, in microseconds
+//!   ([`Dump::taken_at_us`] is "now").
+//! - A task's *last poll* is its worker's last clock reading before that
+//!   poll: the worker reads the clock at every park and unpark and around
+//!   every 1,024th poll, so the stamp may be early by the time of the
+//!   polls in between (microseconds on a busy worker).
+//! - A task's *longest poll* is the longest of its polls that the runtime's
+//!   watcher (which looks at busy workers every 2 ms while another worker
+//!   waits in the driver) or a dump saw in progress, measured as at least
+//!   the time since it was first seen; 0 if none was. Short polls are not
+//!   timed one by one (that would read the clock twice per poll): the
+//!   workers' sampled poll-time histograms and the timeline have them.
+//! - A worker's *running for* has two bounds: at most the time since the
+//!   worker's last clock reading before the poll, at least the time since a
+//!   watcher or an earlier dump first saw that poll. A blocked worker is
+//!   usually seen within a few milliseconds.
+//! - What a task waits on is what the resource reported when the task
+//!   registered its waker in its latest poll ([`WaitOn`]): sockets,
+//!   timers, sources, Weft's locks and channels, promises and join
+//!   handles report; a future from another library reports nothing unless
+//!   it calls [`note_wait`].
+
+mod table;
+pub(crate) mod wait;
+
+pub use self::wait::{IoDirection, WaitOn, note_wait};
+
+use crate::observe::poll_record::PollerSnapshot;
+use crate::task::Id;
+use crate::task::record::TaskView;
+use std::panic::Location;
+use std::time::Duration;
+
+/// What [`Handle::dump_with`](crate::Handle::dump_with) calls stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct DumpOptions {
+    /// A task idle (not scheduled, not running) for longer than this since
+    /// its last poll is reported stuck, with what it waits on. Default 10 s.
+    pub idle_threshold: Duration,
+    /// A worker inside one poll for longer than this is reported as
+    /// blocked: a blocking call in async code. Default 100 ms.
+    pub poll_threshold: Duration,
+}
+
+impl Default for DumpOptions {
+    fn default() -> DumpOptions {
+        DumpOptions {
+            idle_threshold: Duration::from_secs(10),
+            poll_threshold: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A runtime's tasks and workers at one instant. `Display` prints a table;
+/// with the feature `serde`, it serializes.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Dump {
+    /// When the dump was taken, in µs on Weft's observation clock (the
+    /// clock of every `*_us` instant in the dump).
+    pub taken_at_us: u64,
+    /// The thresholds the dump was taken with.
+    pub options: DumpOptions,
+    /// The live tasks (and the blocking pool's jobs), by id.
+    pub tasks: Vec<TaskDump>,
+    /// The runtime's workers, then the blocking pool's threads.
+    pub workers: Vec<WorkerDump>,
+    /// What looks stuck, by the options' thresholds.
+    pub stuck: Vec<Stuck>,
+}
+
+/// One task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct TaskDump {
+    /// Its id.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "wait::serialize_id"))]
+    pub id: Id,
+    /// The name given to [`task::Builder`](crate::task::Builder).
+    pub name: Option<String>,
+    /// Where it was spawned.
+    pub location: SpawnLocation,
+    /// A task or a blocking job.
+    pub kind: TaskKind,
+    /// Idle, scheduled, running (where), or queued for the blocking pool.
+    pub state: TaskState,
+    /// Cancellation was requested and has not happened yet.
+    pub cancelling: bool,
+    /// What it waits on, when idle and known.
+    pub wait: Option<WaitOn>,
+    /// Polls begun (modulo 2^31).
+    pub polls: u32,
+    /// Time since its last poll began, in µs (to within a millisecond,
+    /// never less than the truth); `None` if never polled.
+    pub since_last_poll_us: Option<u64>,
+    /// Its longest measured poll, in µs; 0 if none was measured (see the
+    /// module docs).
+    pub longest_poll_us: u64,
+}
+
+/// Where a task was spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct SpawnLocation {
+    /// The source file.
+    pub file: &'static str,
+    /// The line.
+    pub line: u32,
+    /// The column.
+    pub column: u32,
+}
+
+/// What runs in a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum TaskKind {
+    /// A future.
+    Task,
+    /// A closure on the blocking pool.
+    Blocking,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+pub enum TaskState {
+    /// Waiting for a wake.
+    Idle,
+    /// Woken, waiting in a run queue.
+    Scheduled,
+    /// Being polled, by the worker (index into [`Dump::workers`]) if known.
+    Running {
+        /// The index into [`Dump::workers`] of the thread polling it.
+        worker: Option<usize>,
+    },
+    /// A blocking job waiting for a pool thread.
+    Queued,
+}
+
+/// One thread that polls tasks: a worker or a blocking-pool thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct WorkerDump {
+    /// A worker or a blocking-pool thread.
+    pub kind: WorkerKind,
+    /// Its index among its kind (worker `i` is thread `{prefix}-worker-{i}`).
+    pub index: usize,
+    /// Polls (jobs, for a pool thread) it has begun.
+    pub polls: u64,
+    /// What it is doing.
+    pub state: WorkerState,
+}
+
+/// Which kind of thread a [`WorkerDump`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum WorkerKind {
+    /// A worker (or the thread driving a current-thread runtime).
+    Worker,
+    /// A thread of the blocking pool.
+    Blocking,
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+pub enum WorkerState {
+    /// Inside a task's poll.
+    Polling {
+        /// The task.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "wait::serialize_id"))]
+        task: Id,
+        /// For at least this long (µs), if a watcher or a dump saw this
+        /// poll before.
+        at_least_us: Option<u64>,
+        /// For at most this long (µs).
+        at_most_us: u64,
+    },
+    /// Parked (waiting for work, or in the driver) for this long (µs).
+    Parked {
+        /// How long.
+        for_us: u64,
+    },
+    /// Between polls: looking for work, scheduling, or not started.
+    Between,
+}
+
+/// Something that looks stuck.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Stuck {
+    /// A task idle for longer than the idle threshold.
+    Idle {
+        /// The task.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "wait::serialize_id"))]
+        task: Id,
+        /// Its name.
+        name: Option<String>,
+        /// Where it was spawned.
+        location: SpawnLocation,
+        /// Time since its last poll (µs).
+        idle_us: u64,
+        /// What it waits on, if known.
+        wait: Option<WaitOn>,
+    },
+    /// A worker inside one poll for longer than the poll threshold.
+    Blocking {
+        /// The worker's index.
+        worker: usize,
+        /// The task it polls.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "wait::serialize_id"))]
+        task: Id,
+        /// Its name.
+        name: Option<String>,
+        /// Where it was spawned.
+        location: Option<SpawnLocation>,
+        /// How long the poll has run (µs): the lower bound when known,
+        /// otherwise the upper one.
+        for_us: u64,
+    },
+}
+
+impl Stuck {
+    /// The task concerned.
+    pub fn task(&self) -> Id {
+        match self {
+            Stuck::Idle { task, .. } | Stuck::Blocking { task, .. } => *task,
+        }
+    }
+}
+
+impl SpawnLocation {
+    fn from_location(location: &'static Location<'static>) -> SpawnLocation {
+        SpawnLocation {
+            file: location.file(),
+            line: location.line(),
+            column: location.column(),
+        }
+    }
+}
+
+/// Gathers a dump's rows; the scheduler and the blocking pool feed it.
+pub(crate) struct Collector {
+    now_us: u64,
+    tasks: Vec<TaskDump>,
+    workers: Vec<WorkerDump>,
+}
+
+impl Collector {
+    pub(crate) fn new() -> Collector {
+        Collector {
+            now_us: crate::observe::clock::now_us(),
+            tasks: Vec::new(),
+            workers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// A task of the owned-task list (or a blocking job, `kind`).
+    pub(crate) fn task(&mut self, view: TaskView, name: Option<&str>, kind: TaskKind, queued: bool) {
+        let record = view.record;
+        let state = if queued {
+            TaskState::Queued
+        } else if view.running {
+            TaskState::Running { worker: None }
+        } else if view.notified {
+            TaskState::Scheduled
+        } else {
+            TaskState::Idle
+        };
+        let wait = if view.wait_valid {
+            wait::decode(record.wait_tag, record.wait_object)
+        } else {
+            None
+        };
+        // The stamp is in whole milliseconds (wrapping after 49 days): the
+        // age is the whole milliseconds since, plus this one's fraction.
+        let now_ms = (self.now_us / 1000) as u32;
+        let age_us = |last_ms: u32| u64::from(now_ms.wrapping_sub(last_ms)) * 1000 + self.now_us % 1000;
+        self.tasks.push(TaskDump {
+            id: view.id,
+            name: name.map(str::to_owned),
+            location: SpawnLocation::from_location(view.location),
+            kind,
+            state,
+            cancelling: view.cancelled,
+            wait,
+            polls: record.polls,
+            since_last_poll_us: (record.polls > 0).then(|| age_us(record.last_poll_ms)),
+            longest_poll_us: u64::from(record.longest_poll_us),
+        });
+    }
+
+    /// A blocking job a pool thread runs, for `running_us` so far.
+    pub(crate) fn running_job(
+        &mut self,
+        id: Id,
+        location: &'static Location<'static>,
+        name: Option<&str>,
+        running_us: u64,
+    ) {
+        self.tasks.push(TaskDump {
+            id,
+            name: name.map(str::to_owned),
+            location: SpawnLocation::from_location(location),
+            kind: TaskKind::Blocking,
+            state: TaskState::Running { worker: None },
+            cancelling: false,
+            wait: None,
+            polls: 1,
+            since_last_poll_us: Some(running_us),
+            longest_poll_us: running_us,
+        });
+    }
+
+    /// A polling thread.
+    pub(crate) fn worker(&mut self, kind: WorkerKind, index: usize, snapshot: PollerSnapshot) {
+        let state = match (snapshot.polling, snapshot.parked_for_us) {
+            (Some(p), _) => match Id::from_u64(p.task) {
+                Some(task) => WorkerState::Polling {
+                    task,
+                    at_least_us: p.at_least_us,
+                    at_most_us: p.at_most_us,
+                },
+                None => WorkerState::Between,
+            },
+            (None, Some(for_us)) => WorkerState::Parked { for_us },
+            (None, None) => WorkerState::Between,
+        };
+        self.workers.push(WorkerDump {
+            kind,
+            index,
+            polls: snapshot.polls,
+            state,
+        });
+    }
+
+    /// The dump: running tasks matched to their threads, stuck ones found.
+    pub(crate) fn finish(mut self, options: DumpOptions) -> Dump {
+        self.tasks.sort_by_key(|t| t.id);
+        for (w, worker) in self.workers.iter().enumerate() {
+            if let WorkerState::Polling { task, .. } = worker.state {
+                if let Ok(i) = self.tasks.binary_search_by_key(&task, |t| t.id) {
+                    if matches!(self.tasks[i].state, TaskState::Running { .. }) {
+                        self.tasks[i].state = TaskState::Running { worker: Some(w) };
+                    }
+                }
+            }
+        }
+        let stuck = find_stuck(&self.tasks, &self.workers, options);
+        Dump {
+            taken_at_us: self.now_us,
+            options,
+            tasks: self.tasks,
+            workers: self.workers,
+            stuck,
+        }
+    }
+}
+
+/// The stuck finder: workers in one poll past the poll threshold first,
+/// then tasks idle past the idle threshold, longest first.
+fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions) -> Vec<Stuck> {
+    let poll_us = crate::observe::clock::duration_us(options.poll_threshold);
+    let idle_us = crate::observe::clock::duration_us(options.idle_threshold);
+    let find = |id: Id| tasks.binary_search_by_key(&id, |t| t.id).ok().map(|i| &tasks[i]);
+    let mut stuck = Vec::new();
+    for worker in workers.iter().filter(|w| w.kind == WorkerKind::Worker) {
+        if let WorkerState::Polling {
+            task,
+            at_least_us,
+            at_most_us,
+        } = worker.state
+        {
+            let for_us = at_least_us.unwrap_or(at_most_us);
+            if for_us >= poll_us {
+                let row = find(task);
+                stuck.push(Stuck::Blocking {
+                    worker: worker.index,
+                    task,
+                    name: row.and_then(|t| t.name.clone()),
+                    location: row.map(|t| t.location),
+                    for_us,
+                });
+            }
+        }
+    }
+    let mut idle: Vec<&TaskDump> = tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::Task && t.state == TaskState::Idle)
+        .filter(|t| t.since_last_poll_us.is_some_and(|us| us >= idle_us))
+        .collect();
+    idle.sort_by_key(|t| std::cmp::Reverse(t.since_last_poll_us));
+    stuck.extend(idle.into_iter().map(|t| Stuck::Idle {
+        task: t.id,
+        name: t.name.clone(),
+        location: t.location,
+        idle_us: t.since_last_poll_us.unwrap_or(0),
+        wait: t.wait,
+    }));
+    stuck
+}

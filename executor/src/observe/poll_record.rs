@@ -1,0 +1,297 @@
+//! The record a thread that polls tasks keeps about its polls: which task it
+//! is polling now, since when (roughly), how long its polls take (sampled),
+//! and, when the runtime writes a timeline, every poll and park.
+//!
+//! One `PollRecord` per polling thread: each worker of a multi-thread
+//! runtime, the thread that drives a current-thread runtime, each
+//! blocking-pool thread. That thread is its only writer (plain loads and
+//! stores of atomics, never a read-modify-write); anyone may read it at any
+//! time ([`Handle::dump`](crate::Handle::dump), the metrics). Two fields are
+//! the exception, [`seen_poll`](PollRecord::mark_seen) and its time, which
+//! observers write.
+//!
+//! # The clock, read rarely
+//!
+//! Reading the clock costs 20 to 80 ns (more than a whole poll of a small
+//! task), so a worker does not read it around every poll. It reads it:
+//!
+//! - when it parks and when it unparks;
+//! - around every [`SAMPLE_EVERY`]th run of a task (the *sampled* runs,
+//!   chosen by the thread's run count, so the poll-time histogram they feed
+//!   is an unbiased sample);
+//! - after a poll that an observer saw in progress (the runtime's watcher,
+//!   which looks at busy workers every watch interval while another worker
+//!   waits in the driver, or a dump): such a poll may be long, so its time
+//!   is taken, as at least the time since it was first seen, into the
+//!   task's longest poll;
+//! - around every run while the runtime records a timeline;
+//! - before every job, on a blocking-pool thread.
+//!
+//! So a poll's start is known only as "after the thread's last reading":
+//! [`clock_us`](PollRecord::snapshot) is at most `SAMPLE_EVERY - 1` runs
+//! (or one park) older than the current poll's start.
+//!
+//! The common path of a run is, on the thread's own record, the run count,
+//! the current task set and cleared, the clock stamp read and the seen
+//! check; everything that reads the clock is out of line (`#[cold]`).
+
+use super::clock;
+use crate::metrics::Counter;
+use crate::task::{Header, Id, Notified, Schedule};
+use crate::timeline;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+/// One run in this many is timed for the poll-time histogram.
+pub(crate) const SAMPLE_EVERY: u64 = 1024;
+
+/// Buckets of the poll-time histogram: under 1 µs, then one per power of
+/// two of microseconds, the last open-ended (see
+/// [`PollTimeHistogram`](crate::PollTimeHistogram)).
+pub(crate) const POLL_TIME_BUCKETS: usize = 24;
+
+/// What one polling thread publishes (see the module docs). `repr(C)`:
+/// what every poll touches comes first, in one cache line.
+#[repr(C)]
+pub(crate) struct PollRecord {
+    /// Runs begun (the `polls` metric); also the number of the run under
+    /// way.
+    polls: Counter,
+    /// The id of the task being polled, 0 between polls.
+    current: AtomicU64,
+    /// The number of a poll an observer saw in progress (and, below, when
+    /// it first saw it).
+    seen_poll: AtomicU64,
+    /// Runs whose number has none of these bits set are instrumented:
+    /// `SAMPLE_EVERY - 1`, or 0 (every run) while the runtime records a
+    /// timeline.
+    sample_mask: u64,
+    /// The thread's last clock reading, in ms and in µs since the epoch.
+    clock_ms: AtomicU32,
+    clock_us: AtomicU64,
+    seen_at_us: AtomicU64,
+    /// Since when the thread is parked (ns since the epoch), 0 while not.
+    parked_since_ns: AtomicU64,
+    /// This thread's track of the runtime's timeline, when it writes one.
+    timeline: Option<Arc<timeline::Track>>,
+    /// Sampled poll times (on the heap: only sampled runs touch it).
+    histogram: Box<[Counter; POLL_TIME_BUCKETS]>,
+}
+
+impl PollRecord {
+    /// The record of a polling thread; `timeline` is its track if the
+    /// runtime writes one.
+    pub(crate) fn new(timeline: Option<Arc<timeline::Track>>) -> PollRecord {
+        let now = clock::now_us();
+        PollRecord {
+            polls: Counter::default(),
+            current: AtomicU64::new(0),
+            // No poll has this number (runs count from 1, and would take
+            // 2^64 runs to get here).
+            seen_poll: AtomicU64::new(u64::MAX),
+            sample_mask: if timeline.is_some() { 0 } else { SAMPLE_EVERY - 1 },
+            clock_ms: AtomicU32::new((now / 1000) as u32),
+            clock_us: AtomicU64::new(now),
+            seen_at_us: AtomicU64::new(0),
+            parked_since_ns: AtomicU64::new(0),
+            timeline,
+            histogram: Default::default(),
+        }
+    }
+
+    /// Runs `task` (polls it, or drops it if it was cancelled) on this
+    /// thread, its owner: counts the run (the `polls` metric), and times it
+    /// if it is one of the sampled runs, or every run while the runtime
+    /// records a timeline.
+    #[inline(always)]
+    pub(crate) fn run<S: Schedule>(&self, task: Notified<S>) {
+        let n = self.polls.get().wrapping_add(1);
+        self.polls.set(n);
+        if n & self.sample_mask == 0 {
+            self.run_instrumented(n, task);
+        } else {
+            task.run(self);
+        }
+    }
+
+    /// A run with the clock read around it: into the histogram if it is a
+    /// sampled one, onto the timeline if the runtime records one.
+    #[cold]
+    #[inline(never)]
+    fn run_instrumented<S: Schedule>(&self, n: u64, task: Notified<S>) {
+        // Read before the run, which may free the task.
+        let (id, poll, location) = task.trace_info();
+        let start = clock::now_ns().max(1);
+        self.set_clock(start / 1000);
+        task.run(self);
+        let end = clock::now_ns();
+        self.set_clock(end / 1000);
+        if n % SAMPLE_EVERY == 0 {
+            self.histogram[bucket(u128::from(end.saturating_sub(start)))].incr();
+        }
+        if let Some(track) = &self.timeline {
+            track.poll(id, poll, location, start, end);
+        }
+    }
+
+    /// Reads the clock into the thread's record (a blocking-pool thread
+    /// does before each job, so its "running for" is exact).
+    pub(crate) fn read_clock(&self) {
+        self.set_clock(clock::now_us());
+    }
+
+    /// A poll of task `task` begins on this thread, inside a
+    /// [`run`](Self::run). Returns the thread's last clock reading in ms:
+    /// the task's "last polled" stamp.
+    #[inline(always)]
+    pub(crate) fn begin(&self, task: Id) -> u32 {
+        self.current.store(task.as_u64(), Relaxed);
+        self.clock_ms.load(Relaxed)
+    }
+
+    fn set_clock(&self, now_us: u64) {
+        self.clock_us.store(now_us, Relaxed);
+        self.clock_ms.store((now_us / 1000) as u32, Relaxed);
+    }
+
+    /// The poll has returned; `task` is the polled task's header. If an
+    /// observer saw the poll in progress, the time since then goes into the
+    /// task's longest poll.
+    #[inline(always)]
+    pub(crate) fn end(&self, task: &Header) {
+        self.current.store(0, Relaxed);
+        if self.seen_poll.load(Acquire) == self.polls.get() {
+            self.seen_ended(task);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn seen_ended(&self, task: &Header) {
+        let now_us = clock::now_us();
+        self.set_clock(now_us);
+        // Seen in progress: it ran at least since then.
+        task.record()
+            .poll_measured(now_us.saturating_sub(self.seen_at_us.load(Relaxed)));
+    }
+
+    /// The thread is about to block.
+    pub(crate) fn park(&self) {
+        let now = clock::now_ns();
+        self.set_clock(now / 1000);
+        self.parked_since_ns.store(now.max(1), Relaxed);
+    }
+
+    /// The thread woke up (after [`park`](Self::park)); `driver`: it
+    /// blocked in the driver (on the timeline: a reactor turn).
+    pub(crate) fn unpark(&self, driver: bool) {
+        let now = clock::now_ns();
+        let since = self.parked_since_ns.swap(0, Relaxed);
+        self.set_clock(now / 1000);
+        if let Some(track) = &self.timeline {
+            track.park(since, now, driver);
+        }
+    }
+
+    /// Marks the poll in progress, if any, as seen by an observer whose
+    /// clock reads `now_us`; the first observer of a poll sets its time.
+    /// Returns the task in that poll and the poll's number.
+    pub(crate) fn mark_seen(&self, now_us: u64) -> Option<(u64, u64)> {
+        let number = self.polls.get();
+        let task = self.current.load(Relaxed);
+        if task == 0 {
+            return None;
+        }
+        if self.seen_poll.load(Relaxed) != number {
+            self.seen_at_us.store(now_us, Relaxed);
+            self.seen_poll.store(number, Release);
+        }
+        Some((task, number))
+    }
+
+    /// Polls begun on this thread.
+    pub(crate) fn polls(&self) -> u64 {
+        self.polls.get()
+    }
+
+    /// What the thread is doing, for a dump taken at `now_us`; marks the
+    /// poll in progress as seen.
+    pub(crate) fn snapshot(&self, now_us: u64) -> PollerSnapshot {
+        let number = self.polls.get();
+        let task = self.current.load(Relaxed);
+        let clock = self.clock_us.load(Relaxed);
+        let parked_ns = self.parked_since_ns.load(Relaxed);
+        let polling = (task != 0).then(|| {
+            // Seen before this look: the poll has run at least since then.
+            let seen_before = (self.seen_poll.load(Acquire) == number).then(|| self.seen_at_us.load(Relaxed));
+            self.mark_seen(now_us);
+            Polling {
+                task,
+                at_most_us: now_us.saturating_sub(clock),
+                at_least_us: seen_before.map(|at| now_us.saturating_sub(at)),
+            }
+        });
+        PollerSnapshot {
+            polls: number,
+            polling,
+            parked_for_us: (parked_ns != 0).then(|| now_us.saturating_sub(parked_ns / 1000)),
+        }
+    }
+
+    /// The sampled poll times, per bucket.
+    pub(crate) fn histogram(&self) -> Vec<u64> {
+        self.histogram.iter().map(Counter::get).collect()
+    }
+
+    /// This thread's timeline track, if the runtime writes a timeline.
+    pub(crate) fn timeline(&self) -> Option<&Arc<timeline::Track>> {
+        self.timeline.as_ref()
+    }
+}
+
+/// A polling thread at one instant (see [`PollRecord::snapshot`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PollerSnapshot {
+    pub(crate) polls: u64,
+    pub(crate) polling: Option<Polling>,
+    pub(crate) parked_for_us: Option<u64>,
+}
+
+/// The poll a thread is inside.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Polling {
+    /// The task's id.
+    pub(crate) task: u64,
+    /// Time since the thread's last clock reading before the poll.
+    pub(crate) at_most_us: u64,
+    /// Time since an observer first saw this poll, if one did before.
+    pub(crate) at_least_us: Option<u64>,
+}
+
+/// The histogram bucket of a poll that took `nanos`.
+pub(crate) fn bucket(nanos: u128) -> usize {
+    let us = (nanos / 1000) as u64;
+    if us == 0 {
+        return 0;
+    }
+    ((u64::BITS - us.leading_zeros()) as usize).min(POLL_TIME_BUCKETS - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_powers_of_two_of_microseconds() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(999), 0);
+        assert_eq!(bucket(1_000), 1);
+        assert_eq!(bucket(1_999), 1);
+        assert_eq!(bucket(2_000), 2);
+        assert_eq!(bucket(3_999), 2);
+        assert_eq!(bucket(4_000), 3);
+        assert_eq!(bucket(1_000_000), 10);
+        assert_eq!(bucket(1_000_000_000), 20);
+        assert_eq!(bucket(u128::MAX), POLL_TIME_BUCKETS - 1);
+    }
+}

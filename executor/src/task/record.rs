@@ -1,0 +1,189 @@
+//! What a task's header keeps about the task, for dumps: where it was
+//! spawned, how often and when it was last polled, its longest measured
+//! poll, and what it waits on.
+//!
+//! # Rules
+//!
+//! 1. `location` and the `NAMED` flag are set when the cell is built and
+//!    never change.
+//! 2. Every other field is written only by the thread that holds `RUNNING`
+//!    (rule 1 of [`crate::task`]), with relaxed stores (an increment is a
+//!    load and a store: there is one writer). Anyone may read them.
+//! 3. The holder writes them after it sets `RUNNING` and before it clears
+//!    it, each with a read-modify-write of the state word that is both
+//!    acquire and release. So a reader that loads the state word (acquire),
+//!    reads these fields, fences (acquire) and loads the state word again,
+//!    finding the task idle both times with the same poll count, has read
+//!    the fields of one poll (`Header::view`, for dumps). The wait is also
+//!    stamped with its poll (rule 4), so a wait read with another poll's
+//!    count is dropped, whatever the interleaving.
+//! 4. A wait is stamped with the number of the poll that reported it (its
+//!    low 16 bits), and counts only while that is the latest poll: each
+//!    poll starts with no wait, at no cost to the poll. The first wait a
+//!    poll reports ([`note_wait`](TaskRecord::note_wait)) sticks, so a
+//!    `timeout(lock)` reports the lock, not the timer.
+//!
+//! The record is 32 bytes of the header; the name of a named task is not
+//! here but in the owned-task list's shard (`list.rs`), since few tasks
+//! have one.
+
+use std::panic::Location;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Set in `polls` when the task has a name (kept in the owned list).
+const NAMED: u32 = 1;
+/// One poll, in `polls` (the count sits above the flag, so counting is an
+/// add that never touches it; it wraps after 2^31 polls).
+const ONE_POLL: u32 = 2;
+
+/// The task's own record (see the module docs). `repr(C)`: the two fields
+/// every poll writes come first (see `Header`).
+#[repr(C)]
+pub(crate) struct TaskRecord {
+    /// Polls begun (wrapping), times two, plus the `NAMED` flag.
+    polls: AtomicU32,
+    /// When the latest poll began, in ms since the observation epoch, by
+    /// the poller's clock (see `observe::poll_record`).
+    last_poll_ms: AtomicU32,
+    location: &'static Location<'static>,
+    /// The longest poll measured, in µs (saturating).
+    longest_poll_us: AtomicU32,
+    /// What the task waits on: the kind and detail (`dump::wait`, low 16
+    /// bits, 0 for nothing) and the stamp of the poll that reported it
+    /// (high 16 bits; rule 4).
+    wait_tag: AtomicU32,
+    wait_object: AtomicU64,
+}
+
+impl TaskRecord {
+    pub(crate) fn new(location: &'static Location<'static>, named: bool) -> TaskRecord {
+        TaskRecord {
+            location,
+            polls: AtomicU32::new(if named { NAMED } else { 0 }),
+            last_poll_ms: AtomicU32::new(0),
+            longest_poll_us: AtomicU32::new(0),
+            wait_tag: AtomicU32::new(0),
+            wait_object: AtomicU64::new(0),
+        }
+    }
+
+    /// A poll begins (rule 2: the `RUNNING` holder only); `clock_ms` is the
+    /// poller's clock.
+    #[inline(always)]
+    pub(crate) fn begin_poll(&self, clock_ms: u32) {
+        self.polls
+            .store(self.polls.load(Relaxed).wrapping_add(ONE_POLL), Relaxed);
+        self.last_poll_ms.store(clock_ms, Relaxed);
+    }
+
+    /// A poll took `us` (rule 2).
+    #[inline]
+    pub(crate) fn poll_measured(&self, us: u64) {
+        let us = u32::try_from(us).unwrap_or(u32::MAX);
+        if us > self.longest_poll_us.load(Relaxed) {
+            self.longest_poll_us.store(us, Relaxed);
+        }
+    }
+
+    /// The task waits on what `tag` (16 bits, not 0) and `object` encode
+    /// (rules 2 and 4).
+    #[inline]
+    pub(crate) fn note_wait(&self, tag: u16, object: u64) {
+        let stamp = poll_stamp(self.polls());
+        let current = self.wait_tag.load(Relaxed);
+        if current >> 16 != stamp || current & 0xffff == 0 {
+            self.wait_object.store(object, Relaxed);
+            self.wait_tag.store((stamp << 16) | u32::from(tag), Relaxed);
+        }
+    }
+
+    /// The latest poll's wait: its tag (0 for none) and object.
+    fn current_wait(&self, polls: u32, tag: u32, object: u64) -> (u16, u64) {
+        if tag >> 16 == poll_stamp(polls) {
+            ((tag & 0xffff) as u16, object)
+        } else {
+            (0, 0)
+        }
+    }
+
+    pub(crate) fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    pub(crate) fn is_named(&self) -> bool {
+        self.polls.load(Relaxed) & NAMED != 0
+    }
+
+    /// The fields, for a dump (see rule 3 for when they are consistent).
+    pub(crate) fn read(&self) -> RecordView {
+        let polls = self.polls.load(Relaxed) / ONE_POLL;
+        let (wait_tag, wait_object) =
+            self.current_wait(polls, self.wait_tag.load(Relaxed), self.wait_object.load(Relaxed));
+        RecordView {
+            polls,
+            last_poll_ms: self.last_poll_ms.load(Relaxed),
+            longest_poll_us: self.longest_poll_us.load(Relaxed),
+            wait_tag,
+            wait_object,
+        }
+    }
+
+    /// The number of polls begun (modulo 2^31).
+    pub(crate) fn polls(&self) -> u32 {
+        self.polls.load(Relaxed) / ONE_POLL
+    }
+}
+
+/// A copy of a task's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordView {
+    pub(crate) polls: u32,
+    pub(crate) last_poll_ms: u32,
+    pub(crate) longest_poll_us: u32,
+    pub(crate) wait_tag: u16,
+    pub(crate) wait_object: u64,
+}
+
+/// The 16-bit stamp of poll number `polls`.
+fn poll_stamp(polls: u32) -> u32 {
+    polls & 0xffff
+}
+
+/// A task's state and record, read for a dump.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskView {
+    pub(crate) id: super::Id,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) record: RecordView,
+    /// A thread is polling (or cancelling) the task.
+    pub(crate) running: bool,
+    /// The task is scheduled to run.
+    pub(crate) notified: bool,
+    /// Cancellation was requested.
+    pub(crate) cancelled: bool,
+    /// The wait fields belong to the task's latest poll (rule 3): false if
+    /// a poll was under way while they were read.
+    pub(crate) wait_valid: bool,
+}
+
+impl super::Header {
+    /// Reads the task's state and record as rule 3 says.
+    pub(crate) fn view(&self) -> TaskView {
+        let before = self.state.load();
+        let record = self.record.read();
+        // A seqlock's read side: a field written after the task started
+        // running again makes the second load see that start.
+        crate::loom::fence(crate::loom::Ordering::Acquire);
+        let after = self.state.load();
+        let idle = |s: super::state::Snapshot| !s.is_running() && !s.is_complete();
+        TaskView {
+            id: self.id,
+            location: self.record.location,
+            record,
+            running: before.is_running() || after.is_running(),
+            notified: after.is_notified(),
+            cancelled: after.is_cancelled(),
+            wait_valid: idle(before) && idle(after) && self.record.polls() == record.polls,
+        }
+    }
+}

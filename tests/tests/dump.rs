@@ -1,0 +1,388 @@
+//! Task dumps: what each task waits on (as every resource reports it), what
+//! each worker runs, and the stuck-task finder, on both flavours.
+
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weft::dump::{Dump, DumpOptions, IoDirection, Stuck, TaskDump, TaskKind, TaskState, WaitOn, WorkerState};
+use weft::task::{Builder, Id};
+use weft_tests::{each_flavor, runtime};
+
+/// Takes dumps (inside the runtime, so that a current-thread runtime keeps
+/// running its tasks meanwhile) until `found` holds for the row of `task`,
+/// and returns that dump. Fails after ten seconds: a hang, not a slow
+/// machine.
+async fn dump_until(task: Id, mut found: impl FnMut(&TaskDump) -> bool) -> Dump {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dump = weft::Handle::current().dump();
+        if dump.tasks.iter().any(|t| t.id == task && found(t)) {
+            return dump;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dump never showed task {task} as expected:\n{dump}"
+        );
+        weft::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Spawns `future` named `name` and returns its id once a dump shows it
+/// idle, waiting on what `expected` accepts.
+async fn parked_on<F>(name: &str, future: F, expected: impl Fn(&WaitOn) -> bool) -> (Id, Dump)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let task = Builder::new().name(name).spawn(future);
+    let id = task.id();
+    let dump = dump_until(id, |t| {
+        t.state == TaskState::Idle && t.wait.as_ref().is_some_and(&expected)
+    })
+    .await;
+    task.abort();
+    (id, dump)
+}
+
+fn row(dump: &Dump, id: Id) -> &TaskDump {
+    dump.tasks.iter().find(|t| t.id == id).expect("the task is in the dump")
+}
+
+each_flavor! {
+    fn a_socket_read_waits_on_its_descriptor(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = weft::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let fd = i64::from(server.as_raw_fd());
+            let (id, dump) = parked_on(
+                "reader",
+                async move {
+                    use weft::io::AsyncReadExt;
+                    let mut server = server;
+                    let _ = server.read(&mut [0u8; 16]).await;
+                },
+                |w| matches!(w, WaitOn::Io { .. }),
+            )
+            .await;
+            assert_eq!(row(&dump, id).wait, Some(WaitOn::Io { fd, direction: IoDirection::Read }));
+            assert_eq!(row(&dump, id).name.as_deref(), Some("reader"));
+            drop(client);
+        });
+    }
+
+    fn a_sleep_waits_on_its_timer_and_deadline(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            let (id, dump) = parked_on(
+                "sleeper",
+                weft::time::sleep_until(deadline),
+                |w| matches!(w, WaitOn::Timer { .. }),
+            )
+            .await;
+            assert_eq!(row(&dump, id).wait, Some(WaitOn::timer(deadline)));
+            let text = dump.to_string();
+            assert!(text.contains("timer, due in"), "{text}");
+        });
+    }
+
+    fn a_join_waits_on_the_joined_task(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let forever = weft::spawn(std::future::pending::<()>());
+            let target = forever.id();
+            let (id, dump) = parked_on(
+                "joiner",
+                async move {
+                    let _ = forever.await;
+                },
+                |w| matches!(w, WaitOn::Join { .. }),
+            )
+            .await;
+            assert_eq!(row(&dump, id).wait, Some(WaitOn::Join { task: target }));
+        });
+    }
+
+    fn every_weft_sync_wait_names_its_primitive_and_address(flavor) {
+        use weft::sync::*;
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let sync = |primitive: &'static str, address: usize| WaitOn::Sync { primitive, address };
+            let addr = |p: *const ()| p as usize;
+
+            let mutex = Arc::new(Mutex::new(0));
+            let held = mutex.clone().lock_owned().await;
+            let m = mutex.clone();
+            let (id, dump) = parked_on("lock", async move { drop(m.lock().await) }, |_| true).await;
+            assert_eq!(row(&dump, id).wait, Some(sync("Mutex::lock", addr(Arc::as_ptr(&mutex).cast()))));
+            drop(held);
+
+            let rw = Arc::new(RwLock::new(0));
+            let reading = rw.try_read().unwrap();
+            let w = rw.clone();
+            let (id, dump) = parked_on("write", async move { drop(w.write().await) }, |_| true).await;
+            assert_eq!(row(&dump, id).wait, Some(sync("RwLock::write", addr(Arc::as_ptr(&rw).cast()))));
+            drop(reading);
+
+            let sem = Arc::new(Semaphore::new(0));
+            let s = sem.clone();
+            let (id, dump) = parked_on("acquire", async move { drop(s.acquire().await) }, |_| true).await;
+            assert_eq!(row(&dump, id).wait, Some(sync("Semaphore::acquire", addr(Arc::as_ptr(&sem).cast()))));
+
+            let event = Arc::new(Event::new());
+            let e = event.clone();
+            let (id, dump) = parked_on("event", async move { e.wait().await }, |_| true).await;
+            assert_eq!(row(&dump, id).wait, Some(sync("Event::wait", addr(Arc::as_ptr(&event).cast()))));
+
+            let (tx, mut rx) = mpsc::channel::<u8>(1);
+            let (id, dump) = parked_on("recv", async move { let _ = rx.recv().await; }, |_| true).await;
+            assert!(matches!(row(&dump, id).wait, Some(WaitOn::Sync { primitive: "mpsc::Receiver::recv", .. })));
+            drop(tx);
+            let (tx, _rx) = mpsc::channel::<u8>(1);
+            tx.send(1).await.unwrap();
+            let (id, dump) = parked_on("send", async move { let _ = tx.send(2).await; }, |_| true).await;
+            assert!(matches!(row(&dump, id).wait, Some(WaitOn::Sync { primitive: "mpsc::Sender::send", .. })));
+
+            let (_keep, rx) = oneshot::channel::<u8>();
+            let (id, dump) = parked_on("oneshot", async move { let _ = rx.await; }, |_| true).await;
+            assert!(matches!(row(&dump, id).wait, Some(WaitOn::Sync { primitive: "oneshot::Receiver", .. })));
+
+            let (_btx, mut brx) = broadcast::channel::<u8>(4);
+            let (id, dump) = parked_on("broadcast", async move { let _ = brx.recv().await; }, |_| true).await;
+            assert!(matches!(row(&dump, id).wait, Some(WaitOn::Sync { primitive: "broadcast::Receiver::recv", .. })));
+
+            let (_wtx, mut wrx) = watch::channel(0u8);
+            let (id, dump) = parked_on("watch", async move { let _ = wrx.changed().await; }, |_| true).await;
+            assert!(matches!(row(&dump, id).wait, Some(WaitOn::Sync { primitive: "watch::Receiver::changed", .. })));
+
+            let barrier = Arc::new(Barrier::new(2));
+            let b = barrier.clone();
+            let (id, dump) = parked_on("barrier", async move { b.wait().await; }, |_| true).await;
+            assert_eq!(row(&dump, id).wait, Some(sync("Barrier::wait", addr(Arc::as_ptr(&barrier).cast()))));
+
+            let queue = Arc::new(Queue::<u8>::new(0));
+            let q = queue.clone();
+            let (id, dump) = parked_on("get", async move { let _ = q.get().await; }, |_| true).await;
+            assert_eq!(row(&dump, id).wait, Some(sync("Queue::get", addr(Arc::as_ptr(&queue).cast()))));
+        });
+    }
+
+    fn a_promise_wait_names_the_promise(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let promise = weft::Handle::current().create_future::<u8>();
+            let waiting = promise.clone();
+            let (id, dump) = parked_on("promise", async move { let _ = waiting.await; }, |_| true).await;
+            assert!(matches!(row(&dump, id).wait, Some(WaitOn::Promise { .. })), "{dump}");
+            drop(promise);
+        });
+    }
+
+    fn the_first_wait_a_poll_reports_sticks(flavor) {
+        // A timeout around a lock waits on the lock (polled first), not on
+        // the timer the timeout registers after it.
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let mutex = Arc::new(weft::sync::Mutex::new(()));
+            let held = mutex.clone().lock_owned().await;
+            let m = mutex.clone();
+            let (id, dump) = parked_on(
+                "timeout(lock)",
+                async move {
+                    let _ = weft::time::timeout(Duration::from_secs(3600), m.lock()).await;
+                },
+                |_| true,
+            )
+            .await;
+            assert!(
+                matches!(row(&dump, id).wait, Some(WaitOn::Sync { primitive: "Mutex::lock", .. })),
+                "{dump}"
+            );
+            drop(held);
+        });
+    }
+
+    fn a_wait_nobody_reports_shows_none_never_a_stale_one(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let (tx, rx) = futures::channel::oneshot::channel::<()>();
+            let task = Builder::new().name("foreign").spawn(async move {
+                // A Weft timer first (reported), then a wait Weft knows
+                // nothing of.
+                weft::time::sleep(Duration::from_millis(1)).await;
+                let _ = rx.await;
+            });
+            let dump = dump_until(task.id(), |t| t.polls >= 2 && t.state == TaskState::Idle).await;
+            assert_eq!(row(&dump, task.id()).wait, None, "{dump}");
+            drop(tx);
+            task.await.unwrap();
+        });
+    }
+
+    fn a_dump_counts_polls_and_locates_the_spawn(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let line = line!() + 1;
+            let task = Builder::new().name("counted").spawn(async {
+                for _ in 0..5 {
+                    weft::task::yield_now().await;
+                }
+                std::future::pending::<()>().await
+            });
+            let dump = dump_until(task.id(), |t| t.polls == 6).await;
+            let row = row(&dump, task.id());
+            assert_eq!(row.location.file, file!());
+            assert_eq!(row.location.line, line);
+            assert_eq!(row.kind, TaskKind::Task);
+            assert!(row.since_last_poll_us.is_some());
+            task.abort();
+        });
+    }
+
+    fn the_finder_names_a_task_idle_past_the_threshold_with_its_wait(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let (_keep, mut rx) = weft::sync::mpsc::channel::<u8>(1);
+            let stuck = Builder::new().name("silent").spawn(async move {
+                let _ = rx.recv().await;
+            });
+            let busy = Builder::new().name("busy").spawn(async {
+                loop {
+                    weft::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+            dump_until(stuck.id(), |t| t.wait.is_some()).await;
+            weft::time::sleep(Duration::from_millis(100)).await;
+            let dump = weft::Handle::current().dump_with(DumpOptions {
+                idle_threshold: Duration::from_millis(50),
+                ..DumpOptions::default()
+            });
+            let found = dump.stuck.iter().find(|s| s.task() == stuck.id()).unwrap_or_else(|| panic!("{dump}"));
+            match found {
+                Stuck::Idle { name, idle_us, wait, .. } => {
+                    assert_eq!(name.as_deref(), Some("silent"));
+                    assert!(*idle_us >= 50_000);
+                    assert!(matches!(wait, Some(WaitOn::Sync { primitive: "mpsc::Receiver::recv", .. })));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(!dump.stuck.iter().any(|s| s.task() == busy.id()), "{dump}");
+            assert!(dump.to_string().contains("\"silent\""));
+            busy.abort();
+            stuck.abort();
+        });
+    }
+}
+
+#[test]
+fn the_finder_names_a_worker_blocked_in_a_poll_with_the_task_and_its_line() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let (started, is_started) = std::sync::mpsc::channel::<()>();
+    let line = line!() + 1;
+    let blocker = Builder::new().name("blocker").spawn_on(
+        async move {
+            started.send(()).unwrap();
+            let _ = blocked.recv_timeout(Duration::from_secs(30));
+        },
+        &rt.handle(),
+    );
+    is_started.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // From a plain thread: dumps need no runtime context.
+    let dump = rt.dump_with(DumpOptions {
+        poll_threshold: Duration::from_millis(100),
+        ..DumpOptions::default()
+    });
+    release.send(()).unwrap();
+    let found = dump
+        .stuck
+        .iter()
+        .find(|s| s.task() == blocker.id())
+        .unwrap_or_else(|| panic!("{dump}"));
+    let Stuck::Blocking {
+        worker,
+        name,
+        location,
+        for_us,
+        ..
+    } = found
+    else {
+        panic!("{found:?}")
+    };
+    assert_eq!(name.as_deref(), Some("blocker"));
+    assert_eq!(location.unwrap().line, line);
+    assert!(*for_us >= 100_000, "{dump}");
+    let w = dump.workers.iter().find(|w| w.index == *worker).unwrap();
+    assert!(
+        matches!(w.state, WorkerState::Polling { task, .. } if task == blocker.id()),
+        "{dump}"
+    );
+    assert!(matches!(
+        row(&dump, blocker.id()).state,
+        TaskState::Running { worker: Some(_) }
+    ));
+    let text = dump.to_string();
+    assert!(text.contains("has been inside one poll of task"), "{text}");
+    rt.block_on(blocker).unwrap();
+}
+
+#[test]
+fn blocking_jobs_show_running_on_their_thread_and_queued_behind() {
+    let rt = weft_tests::builder(weft::Flavor::MultiThread)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let running = weft::task::Builder::new()
+        .name("fsync")
+        .spawn_blocking_on(move || wait.recv_timeout(Duration::from_secs(30)).is_ok(), &rt.handle());
+    let queued = rt.spawn_blocking(|| true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dump = loop {
+        let dump = rt.dump();
+        let state = |id| dump.tasks.iter().find(|t| t.id == id).map(|t| t.state);
+        if matches!(state(running.id()), Some(TaskState::Running { worker: Some(_) }))
+            && state(queued.id()) == Some(TaskState::Queued)
+        {
+            break dump;
+        }
+        assert!(Instant::now() < deadline, "{dump}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let job = row(&dump, running.id());
+    assert_eq!(job.kind, TaskKind::Blocking);
+    assert_eq!(job.name.as_deref(), Some("fsync"));
+    assert_eq!(row(&dump, queued.id()).kind, TaskKind::Blocking);
+    assert!(dump.workers.iter().any(|w| w.kind == weft::dump::WorkerKind::Blocking));
+    release.send(()).unwrap();
+    assert!(rt.block_on(running).unwrap());
+    assert!(rt.block_on(queued).unwrap());
+}
+
+#[test]
+fn a_dump_serializes_to_json() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let dump = rt.block_on(async {
+        let task = Builder::new()
+            .name("json")
+            .spawn(weft::time::sleep(Duration::from_secs(3600)));
+        let dump = dump_until(task.id(), |t| t.wait.is_some()).await;
+        task.abort();
+        dump
+    });
+    let json: serde_json::Value = serde_json::to_value(&dump).unwrap();
+    let task = json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "json")
+        .unwrap();
+    assert_eq!(task["kind"], "task");
+    assert_eq!(task["wait"]["kind"], "timer");
+    assert!(task["wait"]["deadline_us"].as_u64().unwrap() > json["taken_at_us"].as_u64().unwrap());
+    assert_eq!(task["location"]["file"], file!());
+    assert_eq!(json["workers"].as_array().unwrap().len(), weft_tests::WORKERS);
+}

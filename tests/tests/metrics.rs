@@ -1,0 +1,131 @@
+//! Metrics: what the runtime and the reactor count, checked against what a
+//! workload did.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+use weft::dump::WaitOn;
+use weft::source::Source;
+use weft_tests::{each_flavor, runtime};
+
+each_flavor! {
+    fn spawned_tasks_count_every_accepted_spawn(flavor) {
+        let rt = runtime(flavor);
+        let before = rt.metrics().spawned_tasks;
+        rt.block_on(async {
+            for _ in 0..100 {
+                weft::spawn(async {}).await.unwrap();
+            }
+        });
+        assert_eq!(rt.metrics().spawned_tasks - before, 100);
+        assert_eq!(rt.metrics().alive_tasks, 0);
+    }
+
+    fn the_poll_time_histogram_samples_one_run_in_1024(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    weft::spawn(async {
+                        for _ in 0..3000 {
+                            weft::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let m = rt.metrics();
+        for w in &m.workers {
+            let h = &w.poll_time_histogram;
+            assert_eq!(h.counts.len(), weft::PollTimeHistogram::BUCKETS);
+            // Runs numbered 1024, 2048, ... are the sampled ones.
+            assert_eq!(h.samples(), w.polls / 1024, "{w:?}");
+        }
+        let mut all = weft::PollTimeHistogram::default();
+        for w in &m.workers {
+            all.merge(&w.poll_time_histogram);
+        }
+        assert!(all.samples() >= 1, "{m:?}");
+        assert!(all.quantile(0.5).is_some());
+    }
+
+    fn the_reactor_counts_turns_events_timers_and_completions(flavor) {
+        let rt = runtime(flavor);
+        let notifier = rt.reactor().notifier().clone();
+        rt.block_on(async {
+            for _ in 0..10 {
+                weft::time::sleep(Duration::from_millis(1)).await;
+            }
+            let handle = weft::Handle::current();
+            // Each wait below begins before what ends it happens (a dump
+            // shows the task parked on it), so the reactor must see it.
+            let parked_on = |task: weft::task::Id, wait: fn(&WaitOn) -> bool| {
+                let handle = handle.clone();
+                move || {
+                    let dump = handle.dump();
+                    dump.tasks.iter().any(|t| t.id == task && t.wait.as_ref().is_some_and(wait))
+                }
+            };
+            let listener = weft::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accept = weft::spawn(async move { listener.accept().await.unwrap() });
+            weft_tests::eventually("the accept to wait", parked_on(accept.id(), |w| matches!(w, WaitOn::Io { .. }))).await;
+            let client = weft::net::TcpStream::connect(addr).await.unwrap();
+            let _server = accept.await.unwrap();
+            let (done, result) = notifier.completion::<u8>();
+            let waiting = weft::spawn(result);
+            weft_tests::eventually("the completion to be awaited", parked_on(waiting.id(), |w| *w == WaitOn::Completion)).await;
+            std::thread::spawn(move || done.complete(7));
+            assert_eq!(waiting.await.unwrap().unwrap(), 7);
+            weft_tests::eventually("the ten timers are counted", || handle.reactor_metrics().timers_fired >= 10).await;
+            drop(client);
+        });
+        let r = rt.reactor_metrics();
+        assert!(r.turns > 0);
+        assert!(r.events >= 1, "the accept's readiness: {r:?}");
+        assert!(r.completions >= 1, "{r:?}");
+        assert_eq!(r.events_per_turn.iter().sum::<u64>(), r.turns, "every turn lands in one bucket");
+        assert_eq!(r.events_per_turn.len(), weft::EVENTS_PER_TURN_BUCKETS);
+    }
+
+    fn each_source_reports_its_name_pending_polls_and_completions(flavor) {
+        struct Counter {
+            left: AtomicUsize,
+        }
+        impl Source for Counter {
+            fn poll(&self) -> usize {
+                // One operation completes per poll.
+                self.left.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).map_or(0, |_| 1)
+            }
+            fn has_pending(&self) -> bool {
+                self.left.load(SeqCst) > 0
+            }
+            fn pending(&self) -> usize {
+                self.left.load(SeqCst)
+            }
+            fn name(&self) -> &'static str {
+                "counter"
+            }
+        }
+        let rt = runtime(flavor);
+        let source = Arc::new(Counter { left: AtomicUsize::new(5) });
+        let registration = rt.reactor().register_source(source.clone());
+        let first = rt.reactor_metrics();
+        let row = first.sources.iter().find(|s| s.name == "counter").expect("the source is listed");
+        assert!(row.pending <= 5);
+        registration.notify();
+        rt.block_on(async {
+            weft_tests::eventually("the source drains", || !source.has_pending()).await;
+        });
+        let r = rt.reactor_metrics();
+        let row = r.sources.iter().find(|s| s.name == "counter").unwrap();
+        assert_eq!(row.completed, 5);
+        assert_eq!(row.pending, 0);
+        assert!(row.polls >= 5);
+        drop(registration);
+        assert!(rt.reactor_metrics().sources.iter().all(|s| s.name != "counter"));
+    }
+}
