@@ -234,6 +234,29 @@ each_flavor! {
         });
     }
 
+    fn wait_for_a_running_blocking_job_times_out_without_waiting_for_it(flavor) {
+        // A job on the blocking pool cannot be interrupted once it runs, so
+        // `cancel` cannot take effect: `wait_for` must give up at its
+        // timeout (as asyncio's does for `to_thread`), not wait out the job
+        // and call its late result "finished in the same instant".
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let (started_tx, started) = futures::channel::oneshot::channel();
+            let (release, release_rx) = std::sync::mpsc::channel::<()>();
+            let mut job = weft::spawn_blocking(move || {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                5u8
+            });
+            started.await.unwrap();
+            assert!(!job.cancel(), "a running blocking job cannot be cancelled");
+            let waited = weft::time::timeout(Duration::from_secs(10), wait_for(&mut job, Duration::from_millis(10))).await;
+            assert!(waited.expect("wait_for waited for the blocking job, not its timeout").is_err());
+            release.send(()).unwrap();
+            assert_eq!(job.await.unwrap(), 5, "the job ran to its end");
+        });
+    }
+
     fn race_returns_the_first_and_drops_or_cancels_the_losers(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));

@@ -71,7 +71,7 @@ impl<T> JoinHandle<T> {
     /// completed. Like asyncio's `Task.cancel()`, but the future gets no
     /// chance to run again: it is dropped, which runs its destructors.
     pub fn abort(&self) {
-        self.raw.remote_abort();
+        let _ = self.raw.remote_abort();
     }
 
     /// True if the task has finished: returned, panicked or been cancelled.
@@ -98,15 +98,16 @@ impl<T> JoinHandle<T> {
     }
 
     /// Requests cancellation, as asyncio's `Task.cancel()`: false if the
-    /// task had already finished, true otherwise (it is then cancelled as
-    /// [`abort`](Self::abort) says: its future is dropped, unless it
-    /// finishes first).
+    /// task had already finished, or is a [`spawn_blocking`](crate::spawn_blocking)
+    /// job that has started (nothing can interrupt its closure: it runs to
+    /// its end, and awaiting the handle gives its output); true otherwise
+    /// (it is then cancelled as [`abort`](Self::abort) says: its future is
+    /// dropped, unless it finishes first).
     pub fn cancel(&self) -> bool {
         if self.is_finished() {
             return false;
         }
-        self.abort();
-        true
+        self.raw.remote_abort()
     }
 
     /// True if the task finished by being cancelled (aborted, or its
