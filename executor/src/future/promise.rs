@@ -102,7 +102,7 @@ pub(super) struct Inner<T> {
 ///
 /// **Only an explicit act cancels it**: [`cancel`](Self::cancel),
 /// `wait_for`'s timeout (the runtime crate's `weft::future::wait_for`, which
-/// cancels what it waited for, as asyncio's does; [`shield`] keeps it), a
+/// cancels what it waited for, as asyncio's does; [`shield`](super::shield) keeps it), a
 /// [`Resolver`] dropped unsettled. An `.await` that is abandoned (the
 /// awaiting future dropped by `timeout`, `race`, `select`) only stops
 /// listening: the promise stays pending for its other observers. Here Weft

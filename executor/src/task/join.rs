@@ -48,8 +48,11 @@ pub struct JoinHandle<T> {
 // through the state-word protocol, so it may move to another thread when `T`
 // may.
 unsafe impl<T: Send> Send for JoinHandle<T> {}
-// SAFETY: `&JoinHandle` only allows `abort`, `is_finished`, `id` and
-// `abort_handle`, which touch the atomic state word and never the output.
+// SAFETY: through `&JoinHandle`, `abort`, `cancel`, `is_finished`, `done`,
+// `id` and `abort_handle` touch only the atomic state word; `cancelled`
+// reads which outcome is stored, once it is complete, when nothing writes
+// it (taking the output needs `&mut`); `result` and `add_done_callback`,
+// which share the output itself between threads, need `T: Sync`.
 unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> Unpin for JoinHandle<T> {}
@@ -141,7 +144,10 @@ impl<T> JoinHandle<T> {
     /// that has already finished, it runs at once, here. Keep it short: to
     /// do more, schedule the work (`Handle::call_soon`, `spawn`). It runs
     /// even if the handle is dropped meanwhile (detached). A panic in it is
-    /// contained.
+    /// contained. Inside it, ask the [`DoneTask`] about the outcome, not the
+    /// handle: completion is published after the callbacks, so there the
+    /// handle still says `done() == false`, and `cancel()` returns true but
+    /// cancels nothing.
     ///
     /// ```
     /// use std::sync::mpsc;
