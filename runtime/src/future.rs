@@ -124,9 +124,11 @@ where
                 Ok(output)
             }
         } else {
-            // Already done (then its outcome is ready), or shielded.
+            // Already done (then its outcome is ready), or shielded. Polled
+            // outside the cooperative budget: a task that has spent it
+            // would otherwise see `Pending` and lose a finished outcome.
             let mut cx = Context::from_waker(Waker::noop());
-            match Pin::new(&mut future).poll(&mut cx) {
+            match std::pin::pin!(weft_executor::coop::unconstrained(&mut future)).poll(&mut cx) {
                 Poll::Ready(output) => Ok(output),
                 Poll::Pending => Err(elapsed),
             }

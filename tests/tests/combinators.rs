@@ -257,6 +257,30 @@ each_flavor! {
         });
     }
 
+    fn wait_for_returns_a_finished_task_s_output_even_when_the_budget_is_spent(flavor) {
+        // The task finished before `wait_for` looked, but the awaiting task
+        // has spent its cooperative budget, so polling the handle says
+        // `Pending` and the deadline (zero) has passed: `wait_for` must
+        // still hand back the outcome, as it promises, not `Elapsed` (which
+        // would drop a handle passed by value, and the output with it).
+        let rt = runtime(flavor);
+        let got = rt.block_on(async {
+            weft::spawn(async {
+                let mut finished = create_task(async { 7u32 });
+                while !finished.is_finished() {
+                    weft::task::yield_now().await;
+                }
+                while weft::coop::has_budget_remaining() {
+                    std::future::poll_fn(|cx| weft::coop::poll_proceed(cx).map(|spent| spent.made_progress())).await;
+                }
+                wait_for(&mut finished, Duration::ZERO).await
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(got.expect("a finished task's output, not Elapsed").unwrap(), 7);
+    }
+
     fn race_returns_the_first_and_drops_or_cancels_the_losers(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));
