@@ -62,7 +62,10 @@ where
 /// is up it *cancels* what it waited for ([`Cancel`]: a [`Promise`] becomes
 /// cancelled, a [`Task`] is cancelled), waits for the cancellation to take
 /// effect (a task's future has been dropped, its destructors have run) and
-/// returns `Err(Elapsed)`; wrap it in [`shield`] to keep it running. If it
+/// returns `Err(Elapsed)`; wrap it in [`shield`] to keep it running. A
+/// [`spawn_blocking`](crate::spawn_blocking) job that has started cannot be
+/// cancelled (its closure runs to its end): `wait_for` then returns
+/// `Err(Elapsed)` at once and the job runs on. If it
 /// finished in the same instant, its outcome is returned rather than lost,
 /// as asyncio does. That is its one difference from
 /// [`weft::time::timeout`](crate::time::timeout), which only stops waiting,
@@ -121,9 +124,11 @@ where
                 Ok(output)
             }
         } else {
-            // Already done (then its outcome is ready), or shielded.
+            // Already done (then its outcome is ready), or shielded. Polled
+            // outside the cooperative budget: a task that has spent it
+            // would otherwise see `Pending` and lose a finished outcome.
             let mut cx = Context::from_waker(Waker::noop());
-            match Pin::new(&mut future).poll(&mut cx) {
+            match std::pin::pin!(weft_executor::coop::unconstrained(&mut future)).poll(&mut cx) {
                 Poll::Ready(output) => Ok(output),
                 Poll::Pending => Err(elapsed),
             }

@@ -234,6 +234,53 @@ each_flavor! {
         });
     }
 
+    fn wait_for_a_running_blocking_job_times_out_without_waiting_for_it(flavor) {
+        // A job on the blocking pool cannot be interrupted once it runs, so
+        // `cancel` cannot take effect: `wait_for` must give up at its
+        // timeout (as asyncio's does for `to_thread`), not wait out the job
+        // and call its late result "finished in the same instant".
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let (started_tx, started) = futures::channel::oneshot::channel();
+            let (release, release_rx) = std::sync::mpsc::channel::<()>();
+            let mut job = weft::spawn_blocking(move || {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                5u8
+            });
+            started.await.unwrap();
+            assert!(!job.cancel(), "a running blocking job cannot be cancelled");
+            let waited = weft::time::timeout(Duration::from_secs(10), wait_for(&mut job, Duration::from_millis(10))).await;
+            assert!(waited.expect("wait_for waited for the blocking job, not its timeout").is_err());
+            release.send(()).unwrap();
+            assert_eq!(job.await.unwrap(), 5, "the job ran to its end");
+        });
+    }
+
+    fn wait_for_returns_a_finished_task_s_output_even_when_the_budget_is_spent(flavor) {
+        // The task finished before `wait_for` looked, but the awaiting task
+        // has spent its cooperative budget, so polling the handle says
+        // `Pending` and the deadline (zero) has passed: `wait_for` must
+        // still hand back the outcome, as it promises, not `Elapsed` (which
+        // would drop a handle passed by value, and the output with it).
+        let rt = runtime(flavor);
+        let got = rt.block_on(async {
+            weft::spawn(async {
+                let mut finished = create_task(async { 7u32 });
+                while !finished.is_finished() {
+                    weft::task::yield_now().await;
+                }
+                while weft::coop::has_budget_remaining() {
+                    std::future::poll_fn(|cx| weft::coop::poll_proceed(cx).map(|spent| spent.made_progress())).await;
+                }
+                wait_for(&mut finished, Duration::ZERO).await
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(got.expect("a finished task's output, not Elapsed").unwrap(), 7);
+    }
+
     fn race_returns_the_first_and_drops_or_cancels_the_losers(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));

@@ -178,3 +178,33 @@ each_flavor! {
         });
     }
 }
+
+#[test]
+fn a_task_handle_s_callback_and_result_types_and_tokio_s_elapsed_are_reachable_from_weft() {
+    // What `add_done_callback` passes and `result()` returns can be named
+    // without depending on weft-executor: a callback can be a named `fn`.
+    fn on_done(done: &weft::task::DoneTask<'_, u8>) {
+        assert_eq!(done.result(), Ok(&7));
+    }
+    let rt = runtime(weft::Flavor::CurrentThread);
+    rt.block_on(async {
+        let task = weft::spawn(async { 7u8 });
+        task.add_done_callback(on_done);
+        let pending = weft::spawn(std::future::pending::<u8>());
+        let why: weft::task::Unavailable = pending.result().unwrap_err();
+        assert_eq!(why, weft::task::Unavailable::Pending);
+        pending.abort();
+        assert_eq!(task.await.unwrap(), 7);
+
+        let elapsed: weft::time::error::Elapsed =
+            weft::time::timeout(Duration::from_millis(1), std::future::pending::<()>())
+                .await
+                .unwrap_err();
+        same_type(
+            &elapsed,
+            &weft::time::timeout(Duration::ZERO, std::future::pending::<()>())
+                .await
+                .unwrap_err(),
+        );
+    });
+}

@@ -557,3 +557,24 @@ fn a_stream_and_join_async_can_be_awaited_in_spawned_tasks() {
     assert_eq!(sum, 3 * (0..100u64).sum::<u64>());
     pool.join().unwrap();
 }
+
+#[test]
+fn a_job_that_drops_the_last_handle_of_its_own_pool_finishes() {
+    // The pool's last `Arc` dropped inside one of its jobs: `Drop for Pool`
+    // runs on that worker, which cannot wait for itself to exit.
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let inner = pool.clone();
+    let (dropped_tx, dropped) = std::sync::mpsc::channel();
+    let done = pool
+        .apply_async(move || {
+            // Wait until the caller has dropped its handle, so this one is
+            // the last.
+            dropped.recv().unwrap();
+            drop(inner);
+            7u8
+        })
+        .unwrap();
+    drop(pool);
+    dropped_tx.send(()).unwrap();
+    assert_eq!(*done.wait_timeout(Duration::from_secs(10)).unwrap(), 7);
+}

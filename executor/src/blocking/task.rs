@@ -48,6 +48,9 @@ impl Schedule for BlockingSchedule {
         Err(task)
     }
 
+    // The closure runs in one poll, which nothing can interrupt.
+    const INTERRUPTIBLE: bool = false;
+
     fn schedule_remote(&self, _task: Notified<Self>) {
         unreachable!("weft bug: a blocking task was woken, but its future never returns Pending");
     }

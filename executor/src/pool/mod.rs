@@ -44,7 +44,8 @@
 //!    async call to use, before anything else: nothing is queued, and an
 //!    `Imap` takes no result (it yields the error once, then ends). They
 //!    refuse even when they would not have to wait, so whether async code
-//!    works never depends on timing. Dropping a pool on such a thread
+//!    works never depends on timing. Dropping a pool on such a thread, or
+//!    on one of its own workers (a job that held its last handle),
 //!    terminates it without waiting for the items the workers are running.
 //!
 //! | multiprocessing | Weft, on plain threads (blocks) | Weft, in async code |
@@ -698,6 +699,12 @@ impl Pool {
         Ok(())
     }
 
+    /// True on one of this pool's worker threads.
+    fn is_own_worker(&self) -> bool {
+        let me = thread::current().id();
+        lock(&self.threads).iter().any(|worker| worker.thread().id() == me)
+    }
+
     /// Joins the worker threads not joined yet.
     fn join_threads(&self) {
         let threads = std::mem::take(&mut *lock(&self.threads));
@@ -733,8 +740,10 @@ impl Drop for Pool {
         self.terminate();
         // Rule 3: a runtime's thread does not wait for the items the
         // workers are running; they finish them and exit on their own
-        // (their handles are dropped, which detaches them).
-        if !context::is_entered() {
+        // (their handles are dropped, which detaches them). Nor does one of
+        // the pool's own workers (a job held the last handle): it cannot
+        // wait for itself to exit.
+        if !context::is_entered() && !self.is_own_worker() {
             self.join_threads();
         }
     }

@@ -26,7 +26,7 @@ impl AbortHandle {
 
     /// Cancels the task; see [`JoinHandle::abort`](super::JoinHandle::abort).
     pub fn abort(&self) {
-        self.raw.remote_abort();
+        let _ = self.raw.remote_abort();
     }
 
     /// True if the task has finished: returned, panicked or been cancelled.

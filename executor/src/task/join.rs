@@ -48,8 +48,11 @@ pub struct JoinHandle<T> {
 // through the state-word protocol, so it may move to another thread when `T`
 // may.
 unsafe impl<T: Send> Send for JoinHandle<T> {}
-// SAFETY: `&JoinHandle` only allows `abort`, `is_finished`, `id` and
-// `abort_handle`, which touch the atomic state word and never the output.
+// SAFETY: through `&JoinHandle`, `abort`, `cancel`, `is_finished`, `done`,
+// `id` and `abort_handle` touch only the atomic state word; `cancelled`
+// reads which outcome is stored, once it is complete, when nothing writes
+// it (taking the output needs `&mut`); `result` and `add_done_callback`,
+// which share the output itself between threads, need `T: Sync`.
 unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> Unpin for JoinHandle<T> {}
@@ -71,7 +74,7 @@ impl<T> JoinHandle<T> {
     /// completed. Like asyncio's `Task.cancel()`, but the future gets no
     /// chance to run again: it is dropped, which runs its destructors.
     pub fn abort(&self) {
-        self.raw.remote_abort();
+        let _ = self.raw.remote_abort();
     }
 
     /// True if the task has finished: returned, panicked or been cancelled.
@@ -98,15 +101,16 @@ impl<T> JoinHandle<T> {
     }
 
     /// Requests cancellation, as asyncio's `Task.cancel()`: false if the
-    /// task had already finished, true otherwise (it is then cancelled as
-    /// [`abort`](Self::abort) says: its future is dropped, unless it
-    /// finishes first).
+    /// task had already finished, or is a [`spawn_blocking`](crate::spawn_blocking)
+    /// job that has started (nothing can interrupt its closure: it runs to
+    /// its end, and awaiting the handle gives its output); true otherwise
+    /// (it is then cancelled as [`abort`](Self::abort) says: its future is
+    /// dropped, unless it finishes first).
     pub fn cancel(&self) -> bool {
         if self.is_finished() {
             return false;
         }
-        self.abort();
-        true
+        self.raw.remote_abort()
     }
 
     /// True if the task finished by being cancelled (aborted, or its
@@ -140,7 +144,10 @@ impl<T> JoinHandle<T> {
     /// that has already finished, it runs at once, here. Keep it short: to
     /// do more, schedule the work (`Handle::call_soon`, `spawn`). It runs
     /// even if the handle is dropped meanwhile (detached). A panic in it is
-    /// contained.
+    /// contained. Inside it, ask the [`DoneTask`] about the outcome, not the
+    /// handle: completion is published after the callbacks, so there the
+    /// handle still says `done() == false`, and `cancel()` returns true but
+    /// cancels nothing.
     ///
     /// ```
     /// use std::sync::mpsc;

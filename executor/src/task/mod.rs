@@ -163,6 +163,12 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// caller keeps the task (and so `self`) alive until this returns.
     fn schedule_remote(&self, task: Notified<Self>);
 
+    /// True if an abort stops a task that is running: its future is
+    /// dropped at its next `Pending`. False for the blocking pool, whose
+    /// tasks never return `Pending`: once running, a job runs to its end,
+    /// and [`JoinHandle::cancel`] says so by returning false.
+    const INTERRUPTIBLE: bool = true;
+
     /// A panic escaped the task's future; its payload is already stored for
     /// the `JoinHandle`. The scheduler applies its unhandled-panic policy.
     fn unhandled_panic(&self) {}

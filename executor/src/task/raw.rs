@@ -31,6 +31,8 @@ pub(super) struct Vtable {
     /// A pointer to the stored outcome (`Outcome<T::Output>`), for the
     /// `JoinHandle` to read in place.
     pub(super) outcome: unsafe fn(NonNull<Header>) -> *const (),
+    /// The scheduler's [`Schedule::INTERRUPTIBLE`].
+    pub(super) interruptible: bool,
 }
 
 fn vtable<T: Future, S: Schedule>() -> &'static Vtable {
@@ -42,6 +44,7 @@ fn vtable<T: Future, S: Schedule>() -> &'static Vtable {
         drop_join_handle_slow: drop_join_handle_slow::<T, S>,
         shutdown: shutdown::<T, S>,
         outcome: outcome::<T, S>,
+        interruptible: S::INTERRUPTIBLE,
     }
 }
 
@@ -140,11 +143,15 @@ impl RawTask {
     }
 
     /// `abort()` from a handle: cancels the task, scheduling it if it is idle
-    /// so that its future is dropped on a worker.
-    pub(super) fn remote_abort(self) {
-        if self.state().transition_to_notified_and_cancel() == TransitionToNotified::Submit {
+    /// so that its future is dropped on a worker. True if the cancellation
+    /// can take effect: the task had not completed, and was not running a
+    /// future that an abort cannot interrupt (a blocking job).
+    pub(super) fn remote_abort(self) -> bool {
+        let (action, found) = self.state().transition_to_notified_and_cancel();
+        if action == TransitionToNotified::Submit {
             self.schedule();
         }
+        !found.is_complete() && (self.header().vtable.interruptible || !found.is_running())
     }
 
     /// Takes a reference.

@@ -254,19 +254,21 @@ impl State {
     /// `abort()`: marks the task cancelled, and if it is idle and not queued,
     /// notifies it so that a worker (not the aborting thread) drops the
     /// future. On `Submit` a new reference was taken for the `Notified`.
-    pub(super) fn transition_to_notified_and_cancel(&self) -> TransitionToNotified {
+    /// Also returns the word as the abort found it.
+    pub(super) fn transition_to_notified_and_cancel(&self) -> (TransitionToNotified, Snapshot) {
         self.fetch_update_action(|mut next| {
+            let found = next;
             if next.is_cancelled() || next.is_complete() {
-                (TransitionToNotified::DoNothing, None)
+                ((TransitionToNotified::DoNothing, found), None)
             } else if next.is_running() || next.is_notified() {
                 // The poller, or the queued run, will see CANCELLED.
                 next.set_cancelled();
-                (TransitionToNotified::DoNothing, Some(next))
+                ((TransitionToNotified::DoNothing, found), Some(next))
             } else {
                 next.set_cancelled();
                 next.set_notified();
                 next.ref_inc();
-                (TransitionToNotified::Submit, Some(next))
+                ((TransitionToNotified::Submit, found), Some(next))
             }
         })
     }
@@ -555,8 +557,8 @@ mod tests {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
         assert_eq!(s.transition_to_idle(false), TransitionToIdle::Ok);
-        assert_eq!(s.transition_to_notified_and_cancel(), TransitionToNotified::Submit);
-        assert_eq!(s.transition_to_notified_and_cancel(), TransitionToNotified::DoNothing);
+        assert_eq!(s.transition_to_notified_and_cancel().0, TransitionToNotified::Submit);
+        assert_eq!(s.transition_to_notified_and_cancel().0, TransitionToNotified::DoNothing);
         assert_eq!(s.transition_to_running(), TransitionToRunning::Cancelled);
     }
 
@@ -564,7 +566,7 @@ mod tests {
     fn cancel_while_running_is_seen_at_idle() {
         let s = State::new();
         assert_eq!(s.transition_to_running(), TransitionToRunning::Success);
-        assert_eq!(s.transition_to_notified_and_cancel(), TransitionToNotified::DoNothing);
+        assert_eq!(s.transition_to_notified_and_cancel().0, TransitionToNotified::DoNothing);
         assert_eq!(s.transition_to_idle(false), TransitionToIdle::Cancelled);
         assert!(s.load().is_running());
     }

@@ -34,6 +34,12 @@ pub use self::interval::{Interval, MissedTickBehavior, interval, interval_at};
 pub use self::sleep::{Sleep, sleep, sleep_until};
 pub use self::timeout::{Elapsed, Timeout, timeout, timeout_at};
 
+/// The timers' errors at Tokio's path (`tokio::time::error::Elapsed`); the
+/// same type as [`Elapsed`](super::time::Elapsed).
+pub mod error {
+    pub use super::timeout::Elapsed;
+}
+
 use self::wheel::{Key, Wheel};
 use crate::loom::{Mutex, MutexGuard, lock};
 use std::fmt;
