@@ -578,3 +578,13 @@ fn a_job_that_drops_the_last_handle_of_its_own_pool_finishes() {
     dropped_tx.send(()).unwrap();
     assert_eq!(*done.wait_timeout(Duration::from_secs(10)).unwrap(), 7);
 }
+
+#[test]
+fn join_from_one_of_the_pool_s_own_jobs_is_an_error() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let inner = pool.clone();
+    let joined = pool.apply(move || inner.join()).unwrap();
+    assert_eq!(joined, Err(PoolError::JoinFromOwnWorker));
+    pool.close();
+    pool.join().unwrap();
+}

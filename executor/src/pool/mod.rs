@@ -146,6 +146,10 @@ pub enum PoolError {
         /// `"pool.map_async(..).await"`.
         instead: &'static str,
     },
+    /// [`join`](Pool::join) was called from one of the pool's own jobs:
+    /// that worker would wait for itself to exit. It did nothing; join
+    /// from outside the pool.
+    JoinFromOwnWorker,
 }
 
 impl fmt::Display for PoolError {
@@ -160,6 +164,10 @@ impl fmt::Display for PoolError {
                 f,
                 "`{call}` would block this thread, which runs a Weft runtime, and stall its tasks: in async \
                  code write `{instead}`, or call `{call}` from a plain thread or `spawn_blocking`"
+            ),
+            PoolError::JoinFromOwnWorker => f.write_str(
+                "Pool::join was called from one of the pool's own jobs, which would wait for itself to exit: \
+                 join from a thread outside the pool",
             ),
         }
     }
@@ -690,8 +698,12 @@ impl Pool {
     /// the workers would never exit. [`PoolError::WouldBlockRuntime`] on a
     /// thread that runs a Weft runtime: use
     /// [`join_async`](Self::join_async) there.
+    /// [`PoolError::JoinFromOwnWorker`] from one of the pool's own jobs.
     pub fn join(&self) -> Result<(), PoolError> {
         may_block("Pool::join", "pool.join_async().await")?;
+        if self.is_own_worker() {
+            return Err(PoolError::JoinFromOwnWorker);
+        }
         if lock(&self.shared.queue).state == State::Running {
             return Err(PoolError::Running);
         }
