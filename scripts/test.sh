@@ -141,7 +141,10 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # Reads into hyper's and Tokio's uninitialised buffers, and the
     # adapters' pin projections.
     cargo +nightly miri test -p weft-io --features hyper,tokio-compat --lib -- compat
-    # weft-sync: the semaphore core and the mutex's cell.
+    # weft-sync: the semaphore core, the mutex's cell, and every wait list
+    # against a waker whose clone panics (waker_panic_tests). The executor
+    # line above runs the pool against lying size_hints and panicking
+    # destructors (pool::tests, pool::output).
     cargo +nightly miri test -p weft-sync --lib
 else
     echo "skipped: Miri is not installed and could not be installed on this machine"

@@ -10,7 +10,7 @@
 //!
 //! # The parker's state word
 //!
-//! [`Parker`] is what each worker parks on. It holds a token (`NOTIFIED`) and
+//! `Parker` is what each worker parks on. It holds a token (`NOTIFIED`) and
 //! knows where its thread sleeps:
 //!
 //! | state | meaning |
@@ -34,7 +34,7 @@
 //!    token-based (an unpark before its park makes the park return), so the
 //!    order of the two does not matter.
 //!
-//! One driver ([`SharedDriver`]) is shared by all workers of a multi-thread
+//! One driver (`SharedDriver`) is shared by all workers of a multi-thread
 //! runtime: one worker at a time waits in it for I/O and timers, while the
 //! others sleep on their condition variables. Who may enter it, and who
 //! watches over it while its holder runs tasks, is the multi-thread

@@ -1,8 +1,16 @@
 //! [`BoundedSemaphore`]: Python's `threading.BoundedSemaphore`, where a
 //! release without a matching acquire is an error instead of a silent
 //! extra permit.
+//!
+//! # Rule
+//!
+//! **A release is judged by the semaphore's own count, in the same step
+//! that adds the permit** ([`Semaphore::add_permit_within`]): it fails
+//! exactly when the semaphore already holds its bound, as Python's does
+//! (`value >= initial`). A separate "held" counter, updated after an
+//! acquire took its permit, would leave a window in which a valid release
+//! fails (the permit is out but not yet counted).
 
-use crate::loom::{AtomicUsize, Ordering::*};
 use crate::semaphore::{AcquireError, Semaphore, TryAcquireError};
 use std::fmt;
 
@@ -24,8 +32,6 @@ use std::fmt;
 pub struct BoundedSemaphore {
     sem: Semaphore,
     bound: usize,
-    /// Permits acquired and not yet released.
-    held: AtomicUsize,
 }
 
 /// A release with no acquire to match: the semaphore would exceed its
@@ -52,7 +58,6 @@ impl BoundedSemaphore {
         BoundedSemaphore {
             sem: Semaphore::new(permits),
             bound: permits,
-            held: AtomicUsize::new(0),
         }
     }
 
@@ -63,7 +68,6 @@ impl BoundedSemaphore {
     /// [`AcquireError`] if closed.
     pub async fn acquire(&self) -> Result<(), AcquireError> {
         self.sem.acquire().await?.forget();
-        self.held.fetch_add(1, AcqRel);
         Ok(())
     }
 
@@ -74,29 +78,21 @@ impl BoundedSemaphore {
     /// [`TryAcquireError`].
     pub fn try_acquire(&self) -> Result<(), TryAcquireError> {
         self.sem.try_acquire()?.forget();
-        self.held.fetch_add(1, AcqRel);
         Ok(())
     }
 
-    /// Gives a permit back.
+    /// Gives a permit back (to the oldest waiter, if any).
     ///
     /// # Errors
     ///
-    /// [`ReleaseError`] if every permit is already back (the count would
-    /// pass the bound).
+    /// [`ReleaseError`] if the semaphore already holds its bound (every
+    /// permit is back): the rule above.
     pub fn release(&self) -> Result<(), ReleaseError> {
-        let mut held = self.held.load(Acquire);
-        loop {
-            if held == 0 {
-                return Err(ReleaseError(()));
-            }
-            match self.held.compare_exchange_weak(held, held - 1, AcqRel, Acquire) {
-                Ok(_) => break,
-                Err(actual) => held = actual,
-            }
+        if self.sem.add_permit_within(self.bound) {
+            Ok(())
+        } else {
+            Err(ReleaseError(()))
         }
-        self.sem.add_permits(1);
-        Ok(())
     }
 
     /// Permits free right now.
@@ -119,7 +115,7 @@ impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundedSemaphore")
             .field("bound", &self.bound)
-            .field("held", &self.held.load(Relaxed))
+            .field("available_permits", &self.available_permits())
             .finish()
     }
 }

@@ -1,10 +1,27 @@
 //! [`Condition`], [`Barrier`] and [`OnceCell`]: the coordination
 //! primitives of Python's `asyncio`/`threading`, built on [`Notify`] and
 //! the crate's [`Mutex`].
+//!
+//! # Rules
+//!
+//! 1. **A condition's notification is delivered or passed on.** A
+//!    `Condition::wait` registers before it unlocks the mutex (so no notify
+//!    after the unlock is missed). If it is cancelled after a `notify` chose
+//!    it, whether before it saw the notification or while it waits to lock
+//!    the mutex again, the notification goes to the next waiter (asyncio's
+//!    `Condition.wait` does the same). With nobody else waiting it is
+//!    dropped, as a notify with nobody waiting is.
+//! 2. **A barrier decides a round under one lock.** An arrival counts
+//!    itself and, if it is not the last, registers for the end of the round,
+//!    both under the barrier's lock; the last arrival ends the round (resets
+//!    the count and moves the `Notify` generation on) under the same lock,
+//!    and wakes the round after unlocking. So an arrival for the next round,
+//!    which must take that lock, can never be released by the previous one.
 
 use crate::loom::lock;
 use crate::mutex::{Mutex, MutexGuard};
 use crate::notify::Notify;
+use crate::wake_list::WakeList;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
@@ -47,16 +64,25 @@ impl Condition {
     /// The waiter is registered before the mutex is unlocked, so a notify
     /// sent after that is never missed. Like every condition variable it may
     /// wake when the condition does not hold: check it in a loop, or use
-    /// [`wait_for`](Self::wait_for). Cancel-safe (a notification it received
-    /// passes on), but if cancelled it returns no guard: the lock is lost
-    /// with the future.
+    /// [`wait_for`](Self::wait_for). Cancel-safe: a `notify` it was chosen
+    /// by passes to the next waiter if it is cancelled before it holds the
+    /// lock again (rule 1); but a cancelled wait returns no guard, so the
+    /// lock is lost with the future.
     pub async fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let mutex = guard.mutex();
         let mut notified = pin!(self.notify.notified());
         notified.as_mut().enable();
         drop(guard);
-        notified.await;
-        mutex.lock().await
+        notified.as_mut().await;
+        // Rule 1: until the lock is ours, a cancel passes the notification
+        // on.
+        let pass_on = PassOn {
+            notify: &self.notify,
+            armed: notified.was_chosen(),
+        };
+        let guard = mutex.lock().await;
+        pass_on.disarm();
+        guard
     }
 
     /// Waits until `predicate` holds for the locked value, and returns the
@@ -85,6 +111,27 @@ impl Condition {
     /// Wakes every waiting task (asyncio's `notify_all()`).
     pub fn notify_all(&self) {
         self.notify.notify_waiters();
+    }
+}
+
+/// Passes a condition's notification to the next waiter if dropped armed
+/// (rule 1).
+struct PassOn<'a> {
+    notify: &'a Notify,
+    armed: bool,
+}
+
+impl PassOn<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.notify.notify_waiting(1);
+        }
     }
 }
 
@@ -151,14 +198,19 @@ impl Barrier {
             let mut state = lock(&self.state);
             state.arrived += 1;
             if state.arrived == self.parties {
+                // Rule 2: the round ends under the lock; its waiters wake
+                // after it.
                 state.arrived = 0;
                 state.generation += 1;
+                let mut wakers = WakeList::new();
+                self.notify.notify_waiters_into(&mut wakers);
                 drop(state);
-                self.notify.notify_waiters();
+                wakers.wake_all();
                 return BarrierWaitResult { leader: true };
             }
             // Created under the lock, before the leader can arrive: its
-            // `notify_waiters` completes it (rule 1 of `Notify`).
+            // `notify_waiters` completes it (rule 1 of `Notify`); and the
+            // round cannot end between the count and this (rule 2).
             self.notify.notified()
         };
         notified.await;
@@ -339,6 +391,43 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_taken_by_a_wait_cancelled_while_relocking_passes_on() {
+        let m = Mutex::new(0);
+        let c = Condition::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(c.wait(m.try_lock().unwrap()));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        let mut second = pin!(c.wait(m.try_lock().unwrap()));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        let guard = m.try_lock().unwrap();
+        c.notify(); // chooses `first`
+        // `first` sees the notification, then waits for the mutex...
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        // ...and is cancelled there: its notification must not be lost.
+        drop(first);
+        drop(guard);
+        assert!(
+            second.as_mut().poll(&mut cx).is_ready(),
+            "the notification died with the cancelled wait"
+        );
+    }
+
+    #[test]
+    fn a_notification_passed_on_with_nobody_waiting_is_dropped() {
+        let m = Mutex::new(());
+        let c = Condition::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let guard = m.try_lock().unwrap();
+        let mut chosen = Box::pin(c.wait(guard));
+        assert!(chosen.as_mut().poll(&mut cx).is_pending());
+        c.notify();
+        drop(chosen); // chosen, never saw it, nobody else waits
+        // A condition stores no notification for later waiters (asyncio).
+        let mut later = pin!(c.wait(m.try_lock().unwrap()));
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+    }
+
+    #[test]
     fn a_barrier_has_one_leader_per_round_and_is_reusable() {
         let barrier = Arc::new(Barrier::new(4));
         for _round in 0..3 {
@@ -368,6 +457,26 @@ mod tests {
         let failed = empty.get_or_try_init(|| async { Err("no") }).now_or_never().unwrap();
         assert_eq!(failed, Err("no"));
         assert!(!empty.initialized());
+    }
+
+    #[test]
+    fn a_bounded_release_is_judged_by_the_count_even_while_a_waiter_is_being_served() {
+        let sem = BoundedSemaphore::new(1);
+        sem.try_acquire().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut waiting = pin!(sem.acquire());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        // The permit goes to the waiter, which has not looked yet: one
+        // permit is out, none is in, so a release is valid (Python: value
+        // 0 < 1).
+        sem.release().unwrap();
+        assert!(sem.release().is_ok(), "a valid release was refused");
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        // Now the semaphore holds its bound again: the next one is refused.
+        assert!(sem.release().is_err());
+        assert_eq!(sem.available_permits(), 1);
+        let none = BoundedSemaphore::new(0);
+        assert!(none.release().is_err());
     }
 
     #[test]

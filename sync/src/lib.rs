@@ -29,6 +29,7 @@
 //! | file | what |
 //! | --- | --- |
 //! | `waitlist.rs` | a FIFO of waiters with O(1) removal, so a cancelled waiter leaves at once |
+//! | `wake_list.rs` | wakers taken under a lock and woken after it, every one even if another's wake panics |
 //! | `semaphore.rs` | [`Semaphore`], the core: FIFO permits, cancel-safe acquires, close (its module doc states the rules) |
 //! | `mutex.rs` | [`Mutex`]: a one-permit semaphore around a value |
 //! | `notify.rs` | [`Notify`] (wake one, wake all, cancel-safe) and asyncio's [`Event`] on it |
@@ -57,6 +58,14 @@
 //! Every wait in the crate (acquire, lock, receive, `notified`) is
 //! cancel-safe: dropping it leaves no waiter behind and passes on anything
 //! it had been handed. Each method's docs say so, or say what is lost.
+//!
+//! Two rules hold in every wait list here (each module doc says how):
+//! **clone, then link** (a waiter's waker is cloned before its entry is
+//! linked, so a `Waker::clone` that panics leaves nothing behind:
+//! `waker_panic_tests.rs` tries each list) and **decide under one lock**
+//! (a fact and the state it is read against, such as "no message" and
+//! "every sender gone", or "last arrival" and "round over", are read and
+//! changed in one critical section).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -81,6 +90,8 @@ pub mod watch;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod waker_panic_tests;
 
 pub use bounded::{BoundedSemaphore, ReleaseError};
 pub use condition::{Barrier, BarrierWaitResult, Condition, OnceCell};

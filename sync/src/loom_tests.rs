@@ -5,9 +5,9 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-sync --lib --release loom`.
 
 use crate::loom::thread;
-use crate::{Mutex, Notify, Semaphore, broadcast, mpsc, oneshot};
+use crate::{Barrier, BoundedSemaphore, Mutex, Notify, Semaphore, broadcast, mpsc, oneshot};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -267,5 +267,104 @@ fn oneshot_waker_swap_races_send() {
             assert_eq!(loom::future::block_on(rx_pinned), Ok(1));
         }
         sender.join().unwrap();
+    });
+}
+
+/// The barrier's generation hand-off: two parties, three arrivals. The
+/// third arrival belongs to the next round whenever it comes, so exactly
+/// two waits finish (one of them the leader), and the third waits for a
+/// fourth. (Before the leader bumped the round under the barrier's lock, a
+/// next-round arrival between its unlock and its wake was released with
+/// the previous round.)
+#[test]
+fn barrier_generation_hand_off() {
+    type Arrival = Pin<Box<dyn Future<Output = bool> + Send>>;
+    /// Arrives at the barrier and polls once; the wait, and its result if
+    /// it finished.
+    fn arrive(barrier: &Arc<Barrier>) -> (Arrival, Option<bool>) {
+        let barrier = barrier.clone();
+        let mut wait: Arrival = Box::pin(async move { barrier.wait().await.is_leader() });
+        let first = wait.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        (
+            wait,
+            match first {
+                Poll::Ready(leader) => Some(leader),
+                Poll::Pending => None,
+            },
+        )
+    }
+    loom::model(|| {
+        let barrier = Arc::new(Barrier::new(2));
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let barrier = barrier.clone();
+                thread::spawn(move || arrive(&barrier))
+            })
+            .collect();
+        let mut arrivals = vec![arrive(&barrier)];
+        arrivals.extend(others.into_iter().map(|t| t.join().unwrap()));
+        // Everyone has arrived and every wake has happened: look again.
+        let results: Vec<Option<bool>> = arrivals
+            .into_iter()
+            .map(|(mut wait, result)| {
+                result.or_else(|| match wait.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(leader) => Some(leader),
+                    Poll::Pending => None,
+                })
+            })
+            .collect();
+        let finished = results.iter().flatten().count();
+        let leaders = results.iter().flatten().filter(|leader| **leader).count();
+        assert_eq!(
+            finished, 2,
+            "a next-round arrival passed with the previous round: {results:?}"
+        );
+        assert_eq!(leaders, 1);
+    });
+}
+
+/// `try_recv` against a send followed by the last sender's drop: the
+/// receiver gets the message before it is told `Disconnected`, in every
+/// interleaving (the queue and the end are read under one lock).
+#[test]
+fn try_recv_races_send_and_close() {
+    loom::model(|| {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sender = thread::spawn(move || {
+            tx.send(1).unwrap();
+            drop(tx);
+        });
+        let got = loop {
+            match rx.try_recv() {
+                Ok(value) => break Some(value),
+                Err(mpsc::TryRecvError::Empty) => thread::yield_now(),
+                Err(mpsc::TryRecvError::Disconnected) => break None,
+            }
+        };
+        sender.join().unwrap();
+        assert_eq!(got, Some(1), "Disconnected with the message queued");
+        assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    });
+}
+
+/// A bounded semaphore's release races an acquire that may queue: the
+/// release is judged by the semaphore's count in the step that adds the
+/// permit, so it is accepted (one permit was out), the acquire gets it, and
+/// the bound holds afterwards (the releases after both are one accepted,
+/// one refused).
+#[test]
+fn bounded_release_races_a_queued_acquire() {
+    loom::model(|| {
+        let sem = Arc::new(BoundedSemaphore::new(1));
+        sem.try_acquire().unwrap();
+        let acquirer = {
+            let sem = sem.clone();
+            thread::spawn(move || loom::future::block_on(sem.acquire()).unwrap())
+        };
+        assert!(sem.release().is_ok(), "a valid release was refused");
+        acquirer.join().unwrap();
+        assert!(sem.release().is_ok());
+        assert!(sem.release().is_err(), "the bound was passed");
+        assert_eq!(sem.available_permits(), 1);
     });
 }

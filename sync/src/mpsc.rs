@@ -20,6 +20,13 @@
 //! 4. **Closed when every sender is gone**: the last sender to drop marks
 //!    it under the lock and wakes the receiver, which then drains what is
 //!    left and gets `None`.
+//! 5. **The receiver decides under one lock.** "A message", "no message
+//!    yet" and "no message ever again" are read in one critical section of
+//!    the lock the senders push and close under (`recv_or_register`, which
+//!    both `poll_recv` and `try_recv` use). Reading the queue and the end
+//!    in two trips would let a send and the last sender's drop fall between
+//!    them: `Disconnected` with a message queued, and a loop that stops on
+//!    it would drop the message.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::padded::Padded;
@@ -446,55 +453,48 @@ impl<T> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`] or [`TryRecvError::Disconnected`].
+    /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] once no
+    /// message is queued and every sender is gone (or the receiver closed).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let Some(value) = self.take() {
-            return Ok(value);
-        }
-        let state = lock(&self.chan.state);
-        if state.senders_gone || state.rx_closed {
-            Err(TryRecvError::Disconnected)
-        } else {
-            Err(TryRecvError::Empty)
-        }
-    }
-
-    /// The next message from the batch or, when that is empty, from the
-    /// shared queue; frees its slot.
-    fn take(&mut self) -> Option<T> {
-        let value = match self.batch.pop_front() {
-            Some(value) => value,
-            None => {
-                if !self.refill() {
-                    return None;
-                }
-                self.batch.pop_front()?
-            }
-        };
-        self.chan.free_slots(1);
-        Some(value)
+        self.recv_or_register(None)
     }
 
     /// Polls for the next message (the `Stream` method, without the trait).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.recv_or_register(Some(cx.waker())) {
+            Ok(value) => Poll::Ready(Some(value)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => Poll::Pending,
+        }
+    }
+
+    /// The next message, from the batch or else the shared queue (freeing
+    /// its slot); or, decided under the same lock (rule 5), `Empty` (after
+    /// registering `waker`, if given: rule 1) or `Disconnected`.
+    fn recv_or_register(&mut self, waker: Option<&Waker>) -> Result<T, TryRecvError> {
         if let Some(value) = self.batch.pop_front() {
             self.chan.free_slots(1);
-            return Poll::Ready(Some(value));
+            return Ok(value);
         }
         let mut state = lock(&self.chan.state);
         if !state.queue.is_empty() {
+            // Rule 2: take the whole queue as the next batch.
             std::mem::swap(&mut state.queue, &mut self.batch);
             drop(state);
-            let value = self.batch.pop_front();
+            let value = self
+                .batch
+                .pop_front()
+                .expect("weft-sync bug: a swapped-in batch is empty");
             self.chan.free_slots(1);
-            return Poll::Ready(value);
+            return Ok(value);
         }
         if state.senders_gone || state.rx_closed {
-            return Poll::Ready(None);
+            return Err(TryRecvError::Disconnected);
         }
-        // Rule 1: registered under the lock the senders push under.
-        set_waker(&mut state.rx_waker, cx.waker());
-        Poll::Pending
+        if let Some(waker) = waker {
+            set_waker(&mut state.rx_waker, waker);
+        }
+        Err(TryRecvError::Empty)
     }
 
     /// Closes the channel from this side: senders fail from now on (waiting
@@ -618,6 +618,53 @@ mod tests {
         drop(tx);
         let rest: Vec<_> = futures::executor::block_on(rx.collect());
         assert_eq!(rest, (4..10).collect::<Vec<_>>());
+    }
+
+    /// A send and then the last sender's drop, on another thread, against
+    /// a receiver looping on `try_recv` until `Disconnected`, on both kinds
+    /// of channel: it must never say `Disconnected` while the message is
+    /// queued (rule 5: the two facts are read under one lock).
+    #[test]
+    fn try_recv_never_reports_disconnected_before_the_last_message() {
+        const ROUNDS: usize = if cfg!(miri) { 20 } else { 20_000 };
+        /// Sends 7 and drops the sender, on the thread it is handed to.
+        type Send7 = Box<dyn FnOnce() + Send>;
+        fn lost_rounds(make: fn() -> (Send7, super::Receiver<usize>)) -> usize {
+            let (handoff, sends) = std::sync::mpsc::channel::<Send7>();
+            let sender_thread = std::thread::spawn(move || sends.into_iter().for_each(|send| send()));
+            let mut lost = 0;
+            for _ in 0..ROUNDS {
+                let (send, mut rx) = make();
+                handoff.send(send).unwrap();
+                let mut got = None;
+                loop {
+                    match rx.try_recv() {
+                        Ok(value) => got = Some(value),
+                        Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+                if got != Some(7) {
+                    lost += 1;
+                }
+            }
+            drop(handoff);
+            sender_thread.join().unwrap();
+            lost
+        }
+        let unbounded = lost_rounds(|| {
+            let (tx, rx) = unbounded_channel();
+            (Box::new(move || tx.send(7).unwrap()), rx)
+        });
+        let bounded = lost_rounds(|| {
+            let (tx, rx) = channel(1);
+            (Box::new(move || tx.try_send(7).unwrap()), rx)
+        });
+        assert_eq!(
+            (unbounded, bounded),
+            (0, 0),
+            "rounds of {ROUNDS} that stopped at Disconnected with the message queued (unbounded, bounded)"
+        );
     }
 
     #[test]

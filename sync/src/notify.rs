@@ -21,9 +21,16 @@
 //! 3. **A waiter leaves the list once**: popped by a notifier (its state
 //!    says which kind), or removed by its own future when dropped while
 //!    still waiting.
-//! 4. **Cancel safety.** A `Notified` dropped after `notify_one` chose it
-//!    but before it saw so passes the notification on (to the next waiter,
-//!    or as the permit): a `notify_one` is never lost.
+//! 4. **Cancel safety.** A `Notified` dropped after a notifier chose it
+//!    but before it saw so passes the notification on, as the kind it was:
+//!    one from `notify_one` to the next waiter or as the permit (a
+//!    `notify_one` is never lost), one from `notify_waiting` to the next
+//!    waiter only (it never becomes a permit, as a condition variable's
+//!    notification with nobody waiting is dropped).
+//! 5. **Clone, then link.** A waiter's waker is cloned before its entry is
+//!    pushed, and the entry's key is recorded in the same critical section,
+//!    so a `Waker::clone` that panics leaves no entry behind. Wakers taken
+//!    from the list are woken after the lock is released.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
@@ -38,8 +45,12 @@ const PERMIT: usize = 1;
 const GENERATION: usize = 2;
 
 const WAITING: usize = 0;
+/// Chosen by `notify_one`: passed on as one (rule 4).
 const NOTIFIED_ONE: usize = 1;
+/// Released by `notify_waiters`.
 const NOTIFIED_ALL: usize = 2;
+/// Chosen by `notify_waiting`: passed on to a waiter only (rule 4).
+const NOTIFIED_WAITING: usize = 3;
 
 /// Wakes tasks: Tokio's `Notify`.
 ///
@@ -85,6 +96,7 @@ impl Notify {
             generation: self.state.load(SeqCst) & !PERMIT,
             queued: None,
             done: false,
+            chosen: false,
         }
     }
 
@@ -122,27 +134,42 @@ impl Notify {
         {
             let mut waiters = lock(&self.waiters);
             for _ in 0..n {
-                let Some(waiter) = waiters.pop_front() else { break };
-                waiter.state.store(NOTIFIED_ONE, Release);
-                wakers.extend(waiter.waker);
+                let Some(waker) = Self::choose_waiting_locked(&mut waiters) else {
+                    break;
+                };
+                wakers.extend(waker);
             }
         }
         wakers.wake_all();
+    }
+
+    /// Chooses the oldest waiter for a `notify_waiting`; `None` if nobody
+    /// waits, else its waker (if it has one yet).
+    fn choose_waiting_locked(waiters: &mut WaitList<Waiter>) -> Option<Option<Waker>> {
+        let waiter = waiters.pop_front()?;
+        waiter.state.store(NOTIFIED_WAITING, Release);
+        Some(waiter.waker)
     }
 
     /// Wakes every task waiting now, and completes every `Notified` created
     /// before this call; stores no permit.
     pub fn notify_waiters(&self) {
         let mut wakers = WakeList::new();
-        {
-            let mut waiters = lock(&self.waiters);
-            self.state.fetch_add(GENERATION, SeqCst);
-            while let Some(waiter) = waiters.pop_front() {
-                waiter.state.store(NOTIFIED_ALL, Release);
-                wakers.extend(waiter.waker);
-            }
-        }
+        self.notify_waiters_into(&mut wakers);
         wakers.wake_all();
+    }
+
+    /// [`notify_waiters`](Self::notify_waiters), leaving the wakers in
+    /// `wakers` for the caller to wake once it has released its own locks:
+    /// a caller that must end a round under its own lock (the barrier) calls
+    /// this while holding it.
+    pub(crate) fn notify_waiters_into(&self, wakers: &mut WakeList) {
+        let mut waiters = lock(&self.waiters);
+        self.state.fetch_add(GENERATION, SeqCst);
+        while let Some(waiter) = waiters.pop_front() {
+            waiter.state.store(NOTIFIED_ALL, Release);
+            wakers.extend(waiter.waker);
+        }
     }
 }
 
@@ -167,9 +194,27 @@ pub struct Notified<'a> {
     generation: usize,
     queued: Option<(WaitKey, Arc<AtomicUsize>)>,
     done: bool,
+    /// Completed by a notification meant for it alone (`notify_one`,
+    /// `notify_waiting` or the permit), not by `notify_waiters`.
+    chosen: bool,
 }
 
 impl Notified<'_> {
+    /// True once it completed by a notification meant for it alone (from
+    /// `notify_one`, `notify_waiting`, or the stored permit) rather than by
+    /// `notify_waiters`: a condition variable passes such a notification
+    /// on if the wait is then cancelled.
+    pub(crate) fn was_chosen(&self) -> bool {
+        self.chosen
+    }
+
+    /// Marks it complete, by a notifier that left `state` in its entry.
+    fn complete_with(&mut self, state: usize) {
+        self.queued = None;
+        self.done = true;
+        self.chosen = state != NOTIFIED_ALL;
+    }
+
     /// Queues this waiter now, before it is first polled, so that a
     /// `notify_one` or `notify_waiting` from here on can choose it (a
     /// condition variable enables its waiter before it unlocks the mutex).
@@ -181,7 +226,6 @@ impl Notified<'_> {
         }
         let mut waiters = lock(&this.notify.waiters);
         if this.try_complete() {
-            this.done = true;
             return;
         }
         let state = Arc::new(AtomicUsize::new(WAITING));
@@ -192,11 +236,13 @@ impl Notified<'_> {
         this.queued = Some((key, state));
     }
 
-    /// Takes the stored permit, or sees a `notify_waiters` since creation.
-    fn try_complete(&self) -> bool {
+    /// Takes the stored permit, or sees a `notify_waiters` since creation;
+    /// marks it done if either.
+    fn try_complete(&mut self) -> bool {
         let mut state = self.notify.state.load(SeqCst);
         loop {
             if state & !PERMIT != self.generation {
+                self.complete_with(NOTIFIED_ALL);
                 return true;
             }
             if state & PERMIT == 0 {
@@ -207,7 +253,10 @@ impl Notified<'_> {
                 .state
                 .compare_exchange(state, state & !PERMIT, SeqCst, SeqCst)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.complete_with(NOTIFIED_ONE);
+                    return true;
+                }
                 Err(actual) => state = actual,
             }
         }
@@ -223,38 +272,39 @@ impl Future for Notified<'_> {
             return Poll::Ready(());
         }
         if let Some((key, state)) = &this.queued {
-            if state.load(Acquire) != WAITING {
-                this.queued = None;
-                this.done = true;
+            let seen = state.load(Acquire);
+            if seen != WAITING {
+                this.complete_with(seen);
                 return Poll::Ready(());
             }
+            let key = *key;
             let mut waiters = lock(&this.notify.waiters);
             // Rule 3: decided under the lock.
-            if state.load(Acquire) == WAITING {
-                let waiter = waiters
-                    .get_mut(*key)
-                    .expect("weft-sync bug: a queued waiter is missing");
+            let seen = state.load(Acquire);
+            if seen == WAITING {
+                let waiter = waiters.get_mut(key).expect("weft-sync bug: a queued waiter is missing");
+                // Rule 5: the entry is linked and recorded; a clone that
+                // panics here leaves it for `Drop` to remove.
                 set_waker(&mut waiter.waker, cx.waker());
                 return Poll::Pending;
             }
             drop(waiters);
-            this.queued = None;
-            this.done = true;
+            this.complete_with(seen);
             return Poll::Ready(());
         }
         if this.try_complete() {
-            this.done = true;
             return Poll::Ready(());
         }
+        // Rule 5: cloned before the lock and the push.
+        let waker = cx.waker().clone();
         let mut waiters = lock(&this.notify.waiters);
         // Rule 2: the permit and the generation, again, under the lock.
         if this.try_complete() {
-            this.done = true;
             return Poll::Ready(());
         }
         let state = Arc::new(AtomicUsize::new(WAITING));
         let key = waiters.push_back(Waiter {
-            waker: Some(cx.waker().clone()),
+            waker: Some(waker),
             state: state.clone(),
         });
         this.queued = Some((key, state));
@@ -265,19 +315,19 @@ impl Future for Notified<'_> {
 impl Drop for Notified<'_> {
     fn drop(&mut self) {
         let Some((key, state)) = self.queued.take() else { return };
-        let waker: Option<Waker> = {
+        let (own, next): (Option<Waiter>, Option<Waker>) = {
             let mut waiters = lock(&self.notify.waiters);
             match state.load(Acquire) {
-                WAITING => {
-                    waiters.remove(key);
-                    None
-                }
-                // Rule 4: chosen by `notify_one` and never seen: pass it on.
-                NOTIFIED_ONE => self.notify.notify_one_locked(&mut waiters),
-                _ => None,
+                WAITING => (Some(waiters.remove(key)), None),
+                // Rule 4: chosen and never seen: pass it on, as its kind.
+                NOTIFIED_ONE => (None, self.notify.notify_one_locked(&mut waiters)),
+                NOTIFIED_WAITING => (None, Notify::choose_waiting_locked(&mut waiters).flatten()),
+                _ => (None, None),
             }
         };
-        if let Some(waker) = waker {
+        // Wakers run (and drop) outside the lock.
+        drop(own);
+        if let Some(waker) = next {
             waker.wake();
         }
     }

@@ -29,15 +29,26 @@
 //!    filled its request (state `ASSIGNED`), by `close` (state `CLOSED`), or
 //!    by its own future when dropped while still `QUEUED`. Only the lock
 //!    holder changes the state, so the dropping future knows which happened.
-//! 4. **Cancel safety.** A future dropped while queued gives back the
-//!    permits it had collected; one dropped after being `ASSIGNED` but
-//!    before it saw so releases the whole request. Either way the permits go
-//!    to the next waiter: nothing is lost and no ghost waiter remains.
+//!    A waiter whose request is filled is popped at once, even when that
+//!    took no permit (an `acquire_many(0)` that reaches the front).
+//! 4. **Cancel safety and close.** A future dropped while queued gives back
+//!    the permits it had collected; one dropped after being `ASSIGNED` but
+//!    before it saw so releases the whole request. `close` puts the permits
+//!    collected by the waiters it fails back in the counter (held permits
+//!    still release into it). Either way nothing is lost and no ghost
+//!    waiter remains.
 //! 5. **No allocation per waiter.** The waiter's state word lives in its
 //!    own pinned future; the list holds a pointer to it. The pointer is
 //!    only followed under the lock, and an entry is always out of the list
 //!    before its future is freed: a future leaves only by being popped
 //!    (rule 3) or by removing itself under the lock in `Drop`.
+//! 6. **Clone, then link.** A future clones its waker *before* it links its
+//!    entry, and records the entry's key in the same critical section that
+//!    links it. So a `Waker::clone` that panics unwinds with nothing linked,
+//!    and a linked entry is always one its future's `Drop` will remove:
+//!    rule 5 cannot be broken by user code (a waker's `clone`, `wake` or
+//!    `drop`) panicking. A waker taken out of the list is woken or dropped
+//!    only after the lock is released and the permits are settled.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use crate::waitlist::{WaitKey, WaitList};
@@ -92,6 +103,8 @@ struct Waiters {
 struct Waiter {
     /// Permits it still needs.
     needed: usize,
+    /// Permits it collected so far (given back if it leaves unserved).
+    collected: usize,
     waker: Option<Waker>,
     /// The state word inside the waiting future (rule 5).
     state: NonNull<AtomicUsize>,
@@ -284,14 +297,55 @@ impl Semaphore {
         wakers.wake_all();
     }
 
-    /// Hands `pool` permits to the waiters in FIFO order, under the lock;
-    /// once the list is empty, clears `WAITERS` and puts what is left in the
-    /// counter, in one atomic update (rule 2).
+    /// Adds one permit unless the semaphore already holds `bound` of them
+    /// ([`BoundedSemaphore::release`](crate::BoundedSemaphore::release));
+    /// false if it does. The check and the add are one step: one
+    /// compare-and-swap on the counter while nobody waits, or, with waiters
+    /// queued (so the counter is empty, rule 1), the hand-over to the
+    /// oldest under the lock, after checking `WAITERS` again there.
+    pub(crate) fn add_permit_within(&self, bound: usize) -> bool {
+        loop {
+            let mut current = self.permits.load(Acquire);
+            while current & WAITERS == 0 {
+                if current >> SHIFT >= bound {
+                    return false;
+                }
+                match self
+                    .permits
+                    .compare_exchange_weak(current, current + (1 << SHIFT), AcqRel, Acquire)
+                {
+                    Ok(_) => return true,
+                    Err(actual) => current = actual,
+                }
+            }
+            let mut wakers = WakeList::new();
+            {
+                let mut waiters = lock(&self.waiters);
+                // `WAITERS` changes only under this lock (rule 2): if it is
+                // still set, the list is not empty and the counter is.
+                if self.permits.load(Acquire) & WAITERS == 0 {
+                    continue;
+                }
+                if bound == 0 {
+                    return false;
+                }
+                self.distribute_locked(&mut waiters, 1, &mut wakers);
+            }
+            wakers.wake_all();
+            return true;
+        }
+    }
+
+    /// Hands `pool` permits to the waiters in FIFO order, under the lock,
+    /// popping every waiter whose request is filled (rule 3: also one that
+    /// needs nothing more, with `pool` empty); once the list is empty,
+    /// clears `WAITERS` and puts what is left in the counter, in one atomic
+    /// update (rule 2).
     fn distribute_locked(&self, waiters: &mut Waiters, mut pool: usize, wakers: &mut WakeList) {
-        while pool > 0 {
-            let Some(front) = waiters.list.front_mut() else { break };
+        while let Some(front) = waiters.list.front_mut() {
             let given = front.needed.min(pool);
             front.needed -= given;
+            front.collected += given;
             pool -= given;
             if front.needed > 0 {
                 break;
@@ -303,16 +357,22 @@ impl Semaphore {
             }
         }
         if waiters.list.is_empty() {
-            let mut current = self.permits.load(Acquire);
-            loop {
-                let new = add_to_counter(current & !WAITERS, pool);
-                match self.permits.compare_exchange_weak(current, new, AcqRel, Acquire) {
-                    Ok(_) => break,
-                    Err(actual) => current = actual,
-                }
-            }
+            self.release_to_counter(pool);
         } else {
             debug_assert_eq!(pool, 0, "weft-sync bug: permits left while waiters remain");
+        }
+    }
+
+    /// Rule 2: clears `WAITERS` and adds `n` permits to the counter, in one
+    /// atomic update. Under the lock, with the list empty.
+    fn release_to_counter(&self, n: usize) {
+        let mut current = self.permits.load(Acquire);
+        loop {
+            let new = add_to_counter(current & !WAITERS, n);
+            match self.permits.compare_exchange_weak(current, new, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
         }
     }
 
@@ -332,20 +392,24 @@ impl Semaphore {
 
     /// Closes the semaphore: pending and future acquires fail with
     /// [`AcquireError`]; permits already held stay valid and can still be
-    /// released.
+    /// released. Permits that a failed waiter had collected go back to the
+    /// counter (rule 4), as [`available_permits`](Self::available_permits)
+    /// shows.
     pub fn close(&self) {
         let mut wakers = WakeList::new();
         {
             let mut waiters = lock(&self.waiters);
             waiters.closed = true;
             self.permits.fetch_or(CLOSED, AcqRel);
+            let mut collected = 0;
             while let Some(waiter) = waiters.list.pop_front() {
+                collected += waiter.collected;
                 waiter.settle(CLOSED_WAITER);
                 if let Some(waker) = waiter.waker {
                     wakers.push(waker);
                 }
             }
-            self.permits.fetch_and(!WAITERS, AcqRel);
+            self.release_to_counter(collected);
         }
         wakers.wake_all();
     }
@@ -450,6 +514,9 @@ impl Wait {
             }
             Err(TryAcquireError::NoPermits) => {}
         }
+        // Rule 6: cloned before the entry is linked, so a clone that
+        // panics leaves nothing behind.
+        let waker = cx.waker().clone();
         let mut wakers = WakeList::new();
         let result = {
             let mut waiters = lock(&sem.waiters);
@@ -458,13 +525,12 @@ impl Wait {
                 return Poll::Ready(Err(AcquireError(())));
             }
             let first = waiters.list.is_empty();
-            // No waker yet: if the permits below serve us at once, there is
-            // nobody to wake.
-            let key = waiters.list.push_back(Waiter {
+            self.queued = Some(waiters.list.push_back(Waiter {
                 needed: self.n,
-                waker: None,
+                collected: 0,
+                waker: Some(waker),
                 state: NonNull::from(&self.state),
-            });
+            }));
             if first {
                 // Rule 2: set `WAITERS`, and move what the counter holds to
                 // the queue (which may serve us at once).
@@ -472,15 +538,12 @@ impl Wait {
                 sem.distribute_locked(&mut waiters, taken, &mut wakers);
             }
             if self.state.load(Acquire) == ASSIGNED {
+                // Served at once (our own waker is among `wakers`: one
+                // spurious wake, in a rare race).
+                self.queued = None;
                 self.finished = true;
                 Poll::Ready(Ok(()))
             } else {
-                waiters
-                    .list
-                    .get_mut(key)
-                    .expect("weft-sync bug: a queued waiter is missing")
-                    .waker = Some(cx.waker().clone());
-                self.queued = Some(key);
                 Poll::Pending
             }
         };
@@ -494,22 +557,27 @@ impl Wait {
     fn cancel(&mut self, sem: &Semaphore) {
         let Some(key) = self.queued.take() else { return };
         let mut wakers = WakeList::new();
+        let mut own_waker = None;
         {
             let mut waiters = lock(&sem.waiters);
             let give_back = match self.state.load(Acquire) {
                 QUEUED => {
                     let waiter = waiters.list.remove(key);
-                    Some(self.n - waiter.needed)
+                    own_waker = waiter.waker;
+                    Some(waiter.collected)
                 }
                 ASSIGNED => Some(self.n),
                 _ => None,
             };
-            // Even with nothing to give back, the list may be empty now:
-            // `distribute_locked` then clears `WAITERS` (rule 2).
+            // Even with nothing to give back, the list may be empty now, or
+            // have a satisfied waiter at its front: `distribute_locked`
+            // clears `WAITERS` or serves it (rules 2 and 3).
             if let Some(give_back) = give_back {
                 sem.distribute_locked(&mut waiters, give_back, &mut wakers);
             }
         }
+        // Rule 6: user code runs once the permits are settled.
+        drop(own_waker);
         wakers.wake_all();
     }
 }
@@ -761,6 +829,57 @@ mod tests {
         drop(held);
         assert!(sem.is_closed());
         assert_eq!(sem.available_permits(), 1);
+    }
+
+    #[test]
+    fn close_gives_back_the_permits_a_partly_served_waiter_collected() {
+        let sem = Semaphore::new(0);
+        let (_w, waker) = counting();
+        let mut big = pin!(sem.acquire_many(3));
+        assert!(big.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        sem.add_permits(2); // collected by `big`, which still needs one
+        assert_eq!(sem.available_permits(), 0);
+        sem.close();
+        assert!(matches!(
+            big.as_mut().poll(&mut Context::from_waker(&waker)),
+            Poll::Ready(Err(_))
+        ));
+        assert_eq!(sem.available_permits(), 2, "close threw away collected permits");
+        assert_eq!(sem.waiters(), 0);
+    }
+
+    #[test]
+    fn a_zero_permit_acquire_behind_the_front_is_served_with_it() {
+        let sem = Semaphore::new(0);
+        let (_w1, waker1) = counting();
+        let (w2, waker2) = counting();
+        let mut front = pin!(sem.acquire());
+        assert!(front.as_mut().poll(&mut Context::from_waker(&waker1)).is_pending());
+        let mut zero = pin!(sem.acquire_many(0));
+        // FIFO: it does not pass the waiter in front.
+        assert!(zero.as_mut().poll(&mut Context::from_waker(&waker2)).is_pending());
+        sem.add_permits(1); // serves `front`; `zero` is now first and needs nothing
+        assert_eq!(w2.0.load(SeqCst), 1, "the zero-permit waiter was not woken");
+        let Poll::Ready(Ok(p)) = zero.as_mut().poll(&mut Context::from_waker(&waker2)) else {
+            panic!("a zero-permit acquire at the front of the queue stayed pending")
+        };
+        assert_eq!(p.num_permits(), 0);
+        assert!(front.as_mut().poll(&mut Context::from_waker(&waker1)).is_ready());
+        assert_eq!(sem.waiters(), 0);
+    }
+
+    #[test]
+    fn a_zero_permit_acquire_left_first_by_a_cancelled_waiter_is_served() {
+        let sem = Semaphore::new(0);
+        let (_w, waker) = counting();
+        let mut front = Box::pin(sem.acquire());
+        assert!(front.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        let mut zero = pin!(sem.acquire_many(0));
+        assert!(zero.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        drop(front);
+        assert!(zero.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
+        assert_eq!(sem.waiters(), 0);
+        assert_eq!(sem.available_permits(), 0);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! A single value that many tasks watch for changes: [`channel`], Tokio's
 //! `watch`.
 //!
-//! # Rule
+//! # Rules
 //!
-//! The value and its *version* (bumped by every send) live under one lock;
-//! a change is announced with [`Notify::notify_waiters`], and
-//! [`Receiver::changed`] creates its `Notified` before it compares versions,
-//! so a send between the comparison and the wait still wakes it.
+//! 1. The value, its *version* (bumped by every send) and whether the
+//!    sender is gone live under one lock; a change (or the end) is
+//!    announced with [`Notify::notify_waiters`], and [`Receiver::changed`]
+//!    creates its `Notified` before it looks, so a send between the look and
+//!    the wait still wakes it.
+//! 2. **`changed` decides under one lock**: it reads the version and the
+//!    end in one critical section, so a send followed by the sender's drop
+//!    can never be reported as the end with the change unseen.
 
 use crate::loom::{AtomicUsize, Ordering::*, RwLock, RwLockReadGuard, read, write};
 use crate::notify::Notify;
@@ -15,10 +19,16 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 struct Shared<T> {
-    value: RwLock<(T, u64)>,
+    value: RwLock<Slot<T>>,
     changed: Notify,
     receivers: AtomicUsize,
-    senders_gone: AtomicUsize,
+}
+
+/// What the lock guards (rule 1).
+struct Slot<T> {
+    value: T,
+    version: u64,
+    sender_gone: bool,
 }
 
 /// A watch channel holding `initial`.
@@ -36,10 +46,13 @@ struct Shared<T> {
 /// ```
 pub fn channel<T>(initial: T) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
-        value: RwLock::new((initial, 0)),
+        value: RwLock::new(Slot {
+            value: initial,
+            version: 0,
+            sender_gone: false,
+        }),
         changed: Notify::new(),
         receivers: AtomicUsize::new(1),
-        senders_gone: AtomicUsize::new(0),
     });
     (Sender { shared: shared.clone() }, Receiver { shared, seen: 0 })
 }
@@ -82,8 +95,8 @@ impl<T> Sender<T> {
     pub fn send_replace(&self, value: T) -> T {
         let old = {
             let mut slot = write(&self.shared.value);
-            slot.1 += 1;
-            std::mem::replace(&mut slot.0, value)
+            slot.version += 1;
+            std::mem::replace(&mut slot.value, value)
         };
         self.shared.changed.notify_waiters();
         old
@@ -100,7 +113,7 @@ impl<T> Sender<T> {
     pub fn subscribe(&self) -> Receiver<T> {
         self.shared.receivers.fetch_add(1, AcqRel);
         Receiver {
-            seen: read(&self.shared.value).1,
+            seen: read(&self.shared.value).version,
             shared: self.shared.clone(),
         }
     }
@@ -113,7 +126,7 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        self.shared.senders_gone.store(1, Release);
+        write(&self.shared.value).sender_gone = true;
         self.shared.changed.notify_waiters();
     }
 }
@@ -142,13 +155,13 @@ impl<T> Receiver<T> {
     /// The current value, marking it seen.
     pub fn borrow_and_update(&mut self) -> Ref<'_, T> {
         let guard = read(&self.shared.value);
-        self.seen = guard.1;
+        self.seen = guard.version;
         Ref { guard }
     }
 
     /// True if the value changed since this receiver last marked it seen.
     pub fn has_changed(&self) -> bool {
-        read(&self.shared.value).1 != self.seen
+        read(&self.shared.value).version != self.seen
     }
 
     /// Waits until the value changes (compared with the version last
@@ -161,12 +174,16 @@ impl<T> Receiver<T> {
         loop {
             // The rule: `Notified` first, then the comparison.
             let notified = self.shared.changed.notified();
-            let version = read(&self.shared.value).1;
+            // Rule 2: both facts from one look under the lock.
+            let (version, sender_gone) = {
+                let slot = read(&self.shared.value);
+                (slot.version, slot.sender_gone)
+            };
             if version != self.seen {
                 self.seen = version;
                 return Ok(());
             }
-            if self.shared.senders_gone.load(Acquire) == 1 {
+            if sender_gone {
                 return Err(RecvError(()));
             }
             notified.await;
@@ -276,14 +293,14 @@ impl<T> fmt::Debug for Receiver<T> {
 /// A read lock on a watch channel's value; keep it short (senders wait for
 /// it).
 pub struct Ref<'a, T> {
-    guard: RwLockReadGuard<'a, (T, u64)>,
+    guard: RwLockReadGuard<'a, Slot<T>>,
 }
 
 impl<T> Deref for Ref<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.guard.0
+        &self.guard.value
     }
 }
 
@@ -300,6 +317,42 @@ mod tests {
     use std::future::Future;
     use std::pin::pin;
     use std::task::{Context, Waker};
+
+    /// A send and then the sender's drop, on another thread, against a
+    /// receiver polling `changed`: it must never report the sender gone
+    /// while a change is unseen (version and end are read under one lock).
+    #[test]
+    fn changed_never_reports_the_end_before_the_last_change() {
+        const ROUNDS: usize = if cfg!(miri) { 20 } else { 20_000 };
+        let (handoff, senders) = std::sync::mpsc::channel::<super::Sender<usize>>();
+        let sender_thread = std::thread::spawn(move || {
+            for tx in senders {
+                tx.send(7).unwrap();
+                drop(tx);
+            }
+        });
+        let mut lost = 0;
+        for _ in 0..ROUNDS {
+            let (tx, mut rx) = channel(0);
+            handoff.send(tx).unwrap();
+            let changed = loop {
+                if let Some(result) = rx.changed().now_or_never() {
+                    break result.is_ok();
+                }
+                std::hint::spin_loop();
+            };
+            if !changed {
+                lost += 1;
+                assert_eq!(*rx.borrow(), 7, "the change was there all along");
+            }
+        }
+        drop(handoff);
+        sender_thread.join().unwrap();
+        assert_eq!(
+            lost, 0,
+            "changed() reported the end before an unseen change in {lost} of {ROUNDS} rounds"
+        );
+    }
 
     #[test]
     fn receivers_see_the_latest_value_and_changes_coalesce() {

@@ -86,6 +86,41 @@ each_flavor! {
         });
     }
 
+    fn wait_hands_back_pending_promises_and_tasks_registered_nowhere(flavor) {
+        let rt = runtime(flavor);
+        let drops = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            let promises: Vec<Promise<u8>> = (0..3).map(|_| Promise::new()).collect();
+            promises[1].set_result(7).unwrap();
+            let (done, pending) = wait(promises.clone(), ReturnWhen::FirstCompleted, None).await;
+            assert_eq!(done.len(), 1);
+            assert_eq!(pending.len(), 2);
+            for (i, _) in &pending {
+                assert_eq!(promises[*i].listener_count(), 0, "wait left its waker on promise {i}");
+            }
+            // Handed back "not cancelled": dropping them does not cancel.
+            drop(pending);
+            assert!(!promises[0].done() && !promises[2].done(), "the hand-back cancelled on drop");
+            // They can still be awaited afterwards.
+            let (done, pending) = wait(vec![promises[0].clone()], ReturnWhen::AllCompleted, Duration::from_millis(1)).await;
+            assert!(done.is_empty());
+            promises[0].set_result(1).unwrap();
+            let (_, mut again) = pending.into_iter().next().unwrap();
+            assert_eq!((&mut again).await.ok(), Some(1));
+
+            // The same for tasks, whose handle is a promise.
+            let tasks = vec![after(5_000, 1, &drops), after(1, 2, &drops)];
+            let (done, pending) = wait(tasks, ReturnWhen::FirstCompleted, None).await;
+            assert_eq!(done.len(), 1);
+            let (_, slow) = pending.into_iter().next().unwrap();
+            assert_eq!(slow.listener_count(), 0, "wait left its waker on the task");
+            let promise = slow.promise();
+            drop(slow); // detaches, as dropping a task does
+            assert!(!promise.done());
+            assert!(promise.cancel());
+        });
+    }
+
     fn wait_first_exception_stops_at_the_first_failure(flavor) {
         let rt = runtime(flavor);
         rt.block_on(async {

@@ -2,6 +2,7 @@
 //! callbacks (exactly once, in order, on the loop or inline), removal,
 //! cancellation races, blocking waits, and tasks whose handle is a promise.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
@@ -369,4 +370,131 @@ fn done_callbacks_of_a_promise_whose_runtime_is_gone_run_on_the_settling_thread(
     drop(rt);
     promise.set_result(3).unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), 3);
+}
+
+/// A `CallbackId` names its promise: an id from a promise that is gone
+/// removes nothing from a new promise, even one at the same address (ids
+/// once carried the address and restarted at 0 per promise).
+#[test]
+fn a_stale_callback_id_removes_nothing_from_another_promise() {
+    let stale = {
+        let gone = Promise::<u32>::new();
+        gone.add_done_callback_inline(|_| {})
+    };
+    // Freed: new promises of the same size are likely to reuse its memory.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let others: Vec<Promise<u32>> = (0..64)
+        .map(|_| {
+            let mut p = Promise::new();
+            // An awaiter registers the first listener (key 0 of old).
+            assert!(std::pin::Pin::new(&mut p).poll(&mut cx).is_pending());
+            p
+        })
+        .collect();
+    for p in &others {
+        assert_eq!(
+            p.remove_done_callback(stale),
+            0,
+            "a stale id removed another promise's listener"
+        );
+        assert_eq!(p.listener_count(), 1);
+    }
+    // And ids of live promises stay apart.
+    let a = Promise::<u32>::new();
+    let b = Promise::<u32>::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let id_a = a.add_done_callback_inline(move |_| {
+        r.fetch_add(1, SeqCst);
+    });
+    let id_b = b.add_done_callback_inline(|_| {});
+    assert_ne!(id_a, id_b);
+    assert_eq!(b.remove_done_callback(id_a), 0);
+    assert_eq!(a.remove_done_callback(id_b), 0);
+    a.set_result(1).unwrap();
+    assert_eq!(ran.load(SeqCst), 1);
+    assert_eq!(b.remove_done_callback(id_b), 1);
+}
+
+fn clone_panics(_: *const ()) -> std::task::RawWaker {
+    panic!("weft test: this waker's clone panics")
+}
+
+fn no_op(_: *const ()) {}
+
+static PANICKING_CLONE: std::task::RawWakerVTable = std::task::RawWakerVTable::new(clone_panics, no_op, no_op, no_op);
+
+/// A waker whose clone panics: the promise's poll unwinds with nothing
+/// registered, and the promise settles and wakes the others as usual.
+#[test]
+fn a_waker_whose_clone_panics_leaves_no_listener() {
+    // SAFETY: the vtable's functions ignore the (null) data pointer.
+    let waker = unsafe { std::task::Waker::from_raw(std::task::RawWaker::new(std::ptr::null(), &PANICKING_CLONE)) };
+    let promise = Promise::<u32>::new();
+    let mut awaiting = promise.clone();
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        std::pin::Pin::new(&mut awaiting)
+            .poll(&mut std::task::Context::from_waker(&waker))
+            .is_pending()
+    }));
+    assert!(polled.is_err(), "the poll never cloned the waker");
+    assert_eq!(promise.listener_count(), 0);
+    drop(awaiting);
+    assert!(!promise.done(), "the unwound await cancelled the promise");
+    promise.set_result(3).unwrap();
+    assert_eq!(promise.result().ok(), Some(&3));
+}
+
+/// An awaiter whose `wake` panics does not cost the other listeners their
+/// wake-up or callback: the settler hands out every one, then the panic.
+#[test]
+fn a_waker_whose_wake_panics_does_not_cost_the_others() {
+    struct Waking {
+        panics: bool,
+        woken: AtomicUsize,
+    }
+    impl std::task::Wake for Waking {
+        fn wake(self: Arc<Self>) {
+            self.woken.fetch_add(1, SeqCst);
+            assert!(!self.panics, "weft test: a waker whose wake panics");
+        }
+    }
+    let promise = Promise::<u32>::new();
+    let wakers: Vec<_> = (0..3)
+        .map(|i| {
+            Arc::new(Waking {
+                panics: i == 1,
+                woken: AtomicUsize::new(0),
+            })
+        })
+        .collect();
+    let mut awaiters: Vec<Promise<u32>> = wakers
+        .iter()
+        .map(|w| {
+            let mut awaiter = promise.clone();
+            let waker = std::task::Waker::from(w.clone());
+            assert!(
+                std::pin::Pin::new(&mut awaiter)
+                    .poll(&mut std::task::Context::from_waker(&waker))
+                    .is_pending()
+            );
+            awaiter
+        })
+        .collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    promise.add_done_callback_inline(move |_| {
+        r.fetch_add(1, SeqCst);
+    });
+    let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| promise.set_result(4)));
+    assert!(settled.is_err(), "the wake's panic reaches the settler");
+    assert!(
+        wakers.iter().all(|w| w.woken.load(SeqCst) == 1),
+        "every awaiter was woken"
+    );
+    assert_eq!(ran.load(SeqCst), 1, "the callback after the panicking waker ran");
+    assert_eq!(promise.result().ok(), Some(&4));
+    for awaiter in &mut awaiters {
+        assert!(futures::FutureExt::now_or_never(awaiter).is_some());
+    }
 }

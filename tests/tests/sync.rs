@@ -139,3 +139,61 @@ each_flavor! {
         });
     }
 }
+
+/// More threads than parties at a `Barrier`, round after round: every
+/// wait that finishes belongs to a full round, so no more waits have
+/// finished than `parties` times the rounds that all arrivals so far could
+/// fill. A smoke test on real threads: the race it would show (a leader
+/// that ended its round after unlocking let an arrival for the next round
+/// through with the previous one) has a window too narrow to hit reliably
+/// here, so the loom model `barrier_generation_hand_off` in
+/// `sync/src/loom_tests.rs` is the check that fails when that rule breaks.
+#[test]
+fn a_barrier_with_more_threads_than_parties_releases_only_full_rounds() {
+    const PARTIES: usize = 2;
+    const THREADS: usize = 3;
+    const WAITS: usize = 30_000;
+    let barrier = Arc::new(weft_sync::Barrier::new(PARTIES));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let exited = Arc::new(AtomicUsize::new(0));
+    let early = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (barrier, arrived, finished, exited, early) = (
+                barrier.clone(),
+                arrived.clone(),
+                finished.clone(),
+                exited.clone(),
+                early.clone(),
+            );
+            std::thread::spawn(move || {
+                while finished.load(SeqCst) < WAITS {
+                    arrived.fetch_add(1, SeqCst);
+                    futures::executor::block_on(barrier.wait());
+                    let done = finished.fetch_add(1, SeqCst) + 1;
+                    if done > arrived.load(SeqCst) / PARTIES * PARTIES {
+                        early.fetch_add(1, SeqCst);
+                    }
+                }
+                exited.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    // Threads stop once enough waits finished; the last arrival may then
+    // have no partner left. Arrivals from here release it (a dropped wait
+    // still counts as arrived, so each is one arrival).
+    while exited.load(SeqCst) < THREADS {
+        if finished.load(SeqCst) >= WAITS {
+            arrived.fetch_add(1, SeqCst);
+            let _ = futures::FutureExt::now_or_never(barrier.wait());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let early = early.load(SeqCst);
+    assert_eq!(early, 0, "{early} waits finished before their round was full");
+    assert!(finished.load(SeqCst) >= WAITS);
+}

@@ -1,5 +1,5 @@
 //! Futures with done callbacks: Python's `asyncio.Future` recipes, on
-//! Weft's [`Promise`] and [`Task`].
+//! Weft's `Promise` and `Task`.
 //!
 //! ```text
 //! cargo run --release -p weft-examples --bin future_callbacks

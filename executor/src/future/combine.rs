@@ -8,6 +8,7 @@
 //! abandoned is cancelled (asyncio's way). A `JoinHandle` detaches when
 //! dropped; pass a `Task` (`create_task`) when the losers must stop.
 
+use super::promise::handback_waker;
 use super::set::FutureSet;
 use futures_core::Stream;
 use std::fmt;
@@ -155,7 +156,13 @@ pub enum ReturnWhen {
 
 /// What [`wait_until`] returns: the finished futures' outcomes and the
 /// futures still pending (not cancelled: they are yours to await, cancel or
-/// drop), each with its index in the input.
+/// drop), each with its index in the input. A pending [`Promise`] or
+/// [`Task`] comes back registered nowhere: `wait_until` withdraws the
+/// waker it had registered on it, so dropping it later is a plain drop of
+/// an idle handle.
+///
+/// [`Promise`]: super::Promise
+/// [`Task`]: super::Task
 pub type WaitOutcome<F> = (Vec<(usize, <F as Future>::Output)>, Vec<(usize, F)>);
 
 /// Waits for the futures until `return_when` holds or `deadline` (any
@@ -241,13 +248,19 @@ where
                 return Poll::Pending;
             }
         }
-        let done = std::mem::take(&mut this.done);
-        let mut pending: Vec<(usize, F)> = this
-            .set
-            .drain()
-            .into_iter()
-            .map(|(i, f)| (i, *Pin::into_inner(f)))
-            .collect();
+        let mut done = std::mem::take(&mut this.done);
+        // The hand-back: one more poll with the hand-back waker, which a
+        // promise takes as "withdraw your registration" (rule 3 of
+        // `promise.rs`) and any other future as an inert waker. One that
+        // finishes right then is reported done.
+        let mut handback = Context::from_waker(handback_waker());
+        let mut pending = Vec::new();
+        for (index, mut future) in this.set.drain() {
+            match future.as_mut().poll(&mut handback) {
+                Poll::Ready(outcome) => done.push((index, outcome)),
+                Poll::Pending => pending.push((index, *Pin::into_inner(future))),
+            }
+        }
         pending.sort_by_key(|(i, _)| *i);
         Poll::Ready((done, pending))
     }
@@ -448,4 +461,33 @@ pub async fn race2<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Out
         Poll::Pending
     })
     .await
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{ReturnWhen, wait_until};
+    use crate::future::Promise;
+    use futures::FutureExt;
+
+    /// Rule 3 of `promise.rs`, through the hand-back waker (a static waker
+    /// built from raw parts: Miri runs this): the pending promises come
+    /// back registered nowhere, and one that settles during the hand-back
+    /// is reported done.
+    #[test]
+    fn the_hand_back_withdraws_every_registration() {
+        let promises: Vec<Promise<u8>> = (0..4).map(|_| Promise::new()).collect();
+        promises[2].set_result(2).unwrap();
+        let (done, pending) = wait_until(
+            promises.clone(),
+            ReturnWhen::FirstCompleted,
+            None::<std::future::Pending<()>>,
+        )
+        .now_or_never()
+        .expect("one is done");
+        assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(pending.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 1, 3]);
+        assert!(promises.iter().all(|p| p.listener_count() == 0));
+        drop(pending);
+        assert!(promises.iter().all(|p| !p.cancelled()), "a hand-back cancelled on drop");
+    }
 }

@@ -1,16 +1,39 @@
 //! [`Promise`]: asyncio's `Future` object, and [`Resolver`], its settable
 //! side for producers.
+//!
+//! # Rules
+//!
+//! 1. **An awaiting handle registers one waker listener**, cloned before it
+//!    is added (so a `Waker::clone` that panics adds nothing), and keeps its
+//!    key in `waiter` while it is registered.
+//! 2. **A [`CallbackId`] names one callback of one promise for the life of
+//!    the process.** Its key comes from a process-wide counter, in a range
+//!    the core never uses for wakers (rule 6 of `state.rs`), so an id can
+//!    never remove another promise's listener, even from a promise that
+//!    reuses a freed one's memory, and never a waker.
+//! 3. **Polling with the [hand-back waker](handback_waker) withdraws the
+//!    registration.** A combinator that hands a pending promise back to its
+//!    caller (`wait_until`) polls it once with that waker: the handle
+//!    removes its listener and forgets its key, so the promise is
+//!    registered nowhere, and dropping the handle later is a plain drop.
+//! 4. **Settling hands every listener its outcome**, in the order added,
+//!    even if one awaiter's `Waker::wake` panics: the others are still
+//!    woken and the callbacks still dispatched, then the panic goes on to
+//!    the settling caller.
 
 use super::error::{Exception, PromiseError};
-use super::state::{Core, Key};
+use super::state::{CALLER_KEYS, Core, Key};
 use crate::callback::{self, run_guarded};
 use crate::task::AbortHandle;
 use crate::{context, coop, scheduler};
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -106,11 +129,58 @@ pub struct Promise<T> {
     waiter: Option<Key>,
 }
 
-/// Names one done callback of one promise, to remove it.
+/// Names one done callback of one promise, to remove it with
+/// [`Promise::remove_done_callback`]. Unique for the life of the process
+/// (rule 2): an id never names a callback of another promise, even of one
+/// that reuses the memory of a promise that is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CallbackId {
-    promise: usize,
-    key: Key,
+pub struct CallbackId(Key);
+
+impl CallbackId {
+    /// A fresh id: from this thread's block of the process-wide counter,
+    /// so taking one touches shared memory once per [`ID_BLOCK`] ids.
+    fn next() -> CallbackId {
+        /// The next unused id, process-wide (offset from `CALLER_KEYS`).
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            /// This thread's ids: `(next, end)`.
+            static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        let id = BLOCK.with(|block| {
+            let (mut next, mut end) = block.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(ID_BLOCK, Relaxed);
+                end = next + ID_BLOCK;
+            }
+            block.set((next + 1, end));
+            next
+        });
+        assert!(id < CALLER_KEYS, "weft: 2^63 done callback ids used up");
+        CallbackId(CALLER_KEYS | id)
+    }
+}
+
+/// Ids a thread takes from the process-wide counter at a time.
+const ID_BLOCK: u64 = 1024;
+
+/// The waker a combinator polls a pending promise with when it hands the
+/// promise back to its caller: the promise withdraws its registration
+/// instead of registering (rule 3). It never wakes anything.
+pub(crate) fn handback_waker() -> &'static Waker {
+    fn clone(_: *const ()) -> RawWaker {
+        RawWaker::new(std::ptr::null(), &HANDBACK_VTABLE)
+    }
+    fn no_op(_: *const ()) {}
+    static HANDBACK_VTABLE: RawWakerVTable = RawWakerVTable::new(clone, no_op, no_op, no_op);
+    // SAFETY: the vtable's functions ignore the (null) data pointer and do
+    // nothing but hand out another such waker: a valid, inert waker.
+    static HANDBACK: Waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &HANDBACK_VTABLE)) };
+    &HANDBACK
+}
+
+/// True if `waker` is the [hand-back waker](handback_waker).
+fn is_handback(waker: &Waker) -> bool {
+    waker.will_wake(handback_waker())
 }
 
 impl<T> Promise<T> {
@@ -267,34 +337,24 @@ impl<T> Promise<T> {
         let listener = Listener::Callback(Box::new(move |inner: &Arc<Inner<T>>| {
             Inner::dispatch(inner, run, inline, target)
         }));
-        match self.inner.core.add(listener) {
-            Ok(key) => self.callback_id(key),
-            Err(Listener::Callback(dispatch)) => {
-                dispatch(&self.inner);
-                // Already scheduled: an id that removes nothing.
-                self.callback_id(Key::MAX)
-            }
+        // Rule 2: a fresh id, also for a callback scheduled at once (an id
+        // that removes nothing).
+        let id = CallbackId::next();
+        match self.inner.core.add_keyed(id.0, listener) {
+            Ok(()) => {}
+            Err(Listener::Callback(dispatch)) => dispatch(&self.inner),
             Err(Listener::Waker(_)) => unreachable!("weft bug: add gave back another listener"),
         }
-    }
-
-    fn callback_id(&self, key: Key) -> CallbackId {
-        CallbackId {
-            promise: Arc::as_ptr(&self.inner) as *const () as usize,
-            key,
-        }
+        id
     }
 
     /// Removes a done callback that has not been scheduled yet; returns how
     /// many were removed (0 or 1), as asyncio does. An id from another
-    /// promise removes nothing.
+    /// promise removes nothing (rule 2).
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        if id != self.callback_id(id.key) {
-            return 0;
-        }
-        match self.inner.core.remove(id.key) {
+        match self.inner.core.remove(id.0) {
             Some(Listener::Callback(_)) => 1,
-            Some(Listener::Waker(_)) => unreachable!("weft bug: a callback id named a waker"),
+            Some(Listener::Waker(_)) => unreachable!("weft bug: a callback id named a waker (rule 2)"),
             None => 0,
         }
     }
@@ -389,19 +449,32 @@ impl<T> Promise<T> {
 
 impl<T> Promise<T> {
     /// Ready once done; otherwise registers this handle's waker (or swaps
-    /// it for `cx`'s), which the settler takes and wakes.
+    /// it for `cx`'s), which the settler takes and wakes. With the
+    /// hand-back waker, withdraws the registration instead (rule 3).
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.done() {
             // The settler took our waker with the rest of the list.
             self.waiter = None;
             return Poll::Ready(());
         }
+        if is_handback(cx.waker()) {
+            self.withdraw();
+            return if self.done() { Poll::Ready(()) } else { Poll::Pending };
+        }
         let registered = match self.waiter {
-            Some(key) => self.inner.core.update(key, |listener| {
-                if let Listener::Waker(waker) = listener {
-                    waker.clone_from(cx.waker());
-                }
-            }),
+            // Swapped under the core's lock; the old waker is dropped after
+            // it (rule 7 of `state.rs`).
+            Some(key) => self
+                .inner
+                .core
+                .update(key, |listener| match listener {
+                    Listener::Waker(waker) if !waker.will_wake(cx.waker()) => {
+                        Some(std::mem::replace(waker, cx.waker().clone()))
+                    }
+                    _ => None,
+                })
+                .is_some(),
+            // Rule 1: cloned before it is added.
             None => match self.inner.core.add(Listener::Waker(cx.waker().clone())) {
                 Ok(key) => {
                     self.waiter = Some(key);
@@ -418,18 +491,45 @@ impl<T> Promise<T> {
             Poll::Ready(())
         }
     }
+
+    /// Removes this handle's waker listener, if any, without cancelling:
+    /// the handle is then registered nowhere (rule 3).
+    fn withdraw(&mut self) {
+        if let Some(key) = self.waiter.take() {
+            drop(self.inner.core.remove(key));
+        }
+    }
 }
 
 impl<T> Inner<T> {
     /// Settles with `outcome`, then wakes the awaiters and dispatches the
     /// callbacks, in the order they were added.
+    ///
+    /// Rule 4: every listener is handled even if waking one panics (user
+    /// code); the first such panic is resumed once all are handled.
     fn settle(me: &Arc<Inner<T>>, outcome: Outcome<T>) -> Result<(), Outcome<T>> {
         let listeners = me.core.complete(outcome)?;
+        let mut panic = None;
         for listener in listeners {
-            match listener {
+            let handled = std::panic::catch_unwind(AssertUnwindSafe(|| match listener {
                 Listener::Waker(waker) => waker.wake(),
                 Listener::Callback(dispatch) => dispatch(me),
+            }));
+            if let Err(payload) = handled {
+                match panic {
+                    None => panic = Some(payload),
+                    // A second panic: its payload is dropped (and leaked if
+                    // its own destructor panics).
+                    Some(_) => {
+                        if let Err(inner) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                            std::mem::forget(inner);
+                        }
+                    }
+                }
             }
+        }
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
         Ok(())
     }
@@ -505,6 +605,14 @@ impl<T: Clone> Future for Promise<T> {
             let outcome = outcome.clone();
             self.waiter = None;
             return Poll::Ready(outcome);
+        }
+        if is_handback(cx.waker()) {
+            // Rule 3, before the budget: a hand-back always withdraws.
+            self.withdraw();
+            return match self.inner.core.outcome() {
+                Some(outcome) => Poll::Ready(outcome.clone()),
+                None => Poll::Pending,
+            };
         }
         // Awaiting many promises in a loop must not starve the worker.
         let coop = std::task::ready!(coop::poll_proceed(cx));
@@ -626,8 +734,6 @@ impl<T: Clone> Future for Shield<T> {
 impl<T> Drop for Shield<T> {
     fn drop(&mut self) {
         // Unregister quietly, so the promise's own drop does not cancel.
-        if let Some(key) = self.promise.waiter.take() {
-            self.promise.inner.core.remove(key);
-        }
+        self.promise.withdraw();
     }
 }

@@ -35,6 +35,17 @@
 //!    set-before-await round trip to two atomic operations.
 //! 5. **Removal** happens under the lock and finds the listener only if the
 //!    settler has not taken it yet.
+//! 6. **Keys never collide.** The core numbers the listeners it keys itself
+//!    from 0 up; a caller that brings its own keys ([`Core::add_keyed`])
+//!    takes them from [`CALLER_KEYS`] and up, which the core's count never
+//!    reaches. (The promise gives done callbacks process-wide unique keys,
+//!    so an id from one promise can never name another's listener.)
+//! 7. **User code under the lock leaves the list whole.** Listeners go in
+//!    and come out whole, and a listener removed or taken is dropped or run
+//!    by the caller after the lock is released. The one piece of user code
+//!    run under the lock is [`Core::update`]'s closure (a waker's clone),
+//!    which hands back what it replaces for the caller to drop outside; if
+//!    it panics, the listener is still there under its key.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, UnsafeCell, lock};
 
@@ -42,8 +53,11 @@ const CLAIMED: usize = 0b001;
 const COMPLETE: usize = 0b010;
 const LISTENING: usize = 0b100;
 
-/// A listener's key, unique within one core.
+/// A listener's key, unique within one core (rule 6).
 pub(crate) type Key = u64;
+
+/// The first key a caller may bring to [`Core::add_keyed`] (rule 6).
+pub(crate) const CALLER_KEYS: Key = 1 << 63;
 
 /// The write-once outcome and its listeners.
 pub(crate) struct Core<T, L> {
@@ -149,13 +163,28 @@ impl<T, L> Core<T, L> {
     /// Adds a listener and returns its key; gives it back if the core is
     /// already complete (the caller then handles it at once).
     pub(crate) fn add(&self, listener: L) -> Result<Key, L> {
+        self.add_with(None, listener)
+    }
+
+    /// Adds a listener under `key`, which the caller takes from
+    /// [`CALLER_KEYS`] and up and never uses twice (rule 6); gives it back
+    /// if the core is already complete.
+    pub(crate) fn add_keyed(&self, key: Key, listener: L) -> Result<(), L> {
+        debug_assert!(key >= CALLER_KEYS, "weft bug: a caller's key in the core's own range");
+        self.add_with(Some(key), listener).map(drop)
+    }
+
+    fn add_with(&self, key: Option<Key>, listener: L) -> Result<Key, L> {
         let mut listeners = lock(&self.listeners);
         // Rule 3: the check and the push under one lock.
         if self.state.fetch_or(LISTENING, AcqRel) & COMPLETE != 0 {
             return Err(listener);
         }
-        let key = listeners.next_key;
-        listeners.next_key += 1;
+        let key = key.unwrap_or_else(|| {
+            let key = listeners.next_key;
+            listeners.next_key += 1;
+            key
+        });
         // The inline slot only while it is the earliest: order is kept.
         if listeners.first.is_none() && listeners.rest.is_empty() {
             listeners.first = Some((key, listener));
@@ -175,17 +204,13 @@ impl<T, L> Core<T, L> {
         Some(listeners.rest.remove(at).1)
     }
 
-    /// Runs `f` on the listener `key` in place (to swap a waker); false if
-    /// the settler already took it.
-    pub(crate) fn update(&self, key: Key, f: impl FnOnce(&mut L)) -> bool {
+    /// Runs `f` on the listener `key` in place (to swap a waker), under the
+    /// lock, and returns what `f` returns (what it replaced, for the caller
+    /// to drop after the lock: rule 7); `None` if the settler already took
+    /// the listener.
+    pub(crate) fn update<R>(&self, key: Key, f: impl FnOnce(&mut L) -> R) -> Option<R> {
         let mut listeners = lock(&self.listeners);
-        match listeners.find(key) {
-            Some(listener) => {
-                f(listener);
-                true
-            }
-            None => false,
-        }
+        listeners.find(key).map(f)
     }
 
     /// Listeners waiting right now.
@@ -206,7 +231,7 @@ mod tests {
         core.add(2).unwrap();
         core.add(3).unwrap();
         assert_eq!(core.remove(a), Some(1));
-        assert!(!core.update(a, |_| {}));
+        assert!(core.update(a, |_| {}).is_none());
         assert_eq!(
             core.complete("done".to_owned()).unwrap().collect::<Vec<_>>(),
             vec![2, 3]

@@ -14,6 +14,27 @@
 //! `imap_unordered`, a buffer that an [`Imap`] iterator or stream drains. A job dropped unrun (the pool was
 //! terminated) tells its sink so, and nobody waits forever.
 //!
+//! # Rules
+//!
+//! 1. **Lengths are counted, never believed.** A map's items are cut into
+//!    chunks before any job is queued, and the output, the chunk count and
+//!    every range come from what the iterator actually yielded. Its
+//!    `size_hint` only picks the default chunk size (a guess, capped at
+//!    [`MAX_DEFAULT_CHUNK`] items), so an iterator that lies about its
+//!    length gets its real items mapped, never uninitialised results, a
+//!    write past the output, or a wait for chunks that do not exist. (The
+//!    output also checks every range it hands out, in release builds.)
+//! 2. **A worker survives its user code.** Every piece of user code a job
+//!    runs on a worker, the mapped function and the destructors of items,
+//!    results, payloads and the function itself, runs inside an unwind
+//!    boundary, and those that run before a job reports (items never run,
+//!    results dropped because their chunk failed) are contained one value
+//!    at a time, so the job still reports its real outcome. A panic in a
+//!    destructor is printed by the panic hook and otherwise ignored; the
+//!    worker goes on with the next job, and the pool keeps its size. The
+//!    same holds for the jobs `terminate` drops unrun, on its caller's
+//!    thread.
+//!
 //! | multiprocessing | Weft |
 //! | --- | --- |
 //! | `Pool(processes=n)` | [`Pool::new`]`(n)` |
@@ -43,6 +64,8 @@
 
 mod output;
 mod sink;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 pub use sink::Imap;
 
@@ -293,7 +316,8 @@ impl Pool {
     /// Applies `f` to every item on the workers and returns the results in
     /// input order (Python's `map`). Items go to workers in chunks of
     /// `chunksize`; `None` picks Python's default, about four chunks per
-    /// worker.
+    /// worker (at most [`MAX_DEFAULT_CHUNK`] items each). The items are
+    /// counted as they come: a `size_hint` only guides the default.
     ///
     /// # Errors
     ///
@@ -339,12 +363,18 @@ impl Pool {
         R: Send + Sync + 'static,
     {
         let (resolver, promise) = Promise::channel();
-        self.submit_map(f, items, chunksize, move |r| {
-            let _ = match r {
-                Ok(values) => resolver.set_result(values).map_err(drop),
-                Err(PoolError::Terminated) => Ok(()), // cancels on drop
-                Err(err) => resolver.set_exception(err).map_err(drop),
-            };
+        self.submit_map(f, items, chunksize, move |r| match r {
+            Ok(values) => {
+                // Cancelled meanwhile: nobody takes the results, which are
+                // dropped here, on the worker (rule 2).
+                if let Err(values) = resolver.set_result(values) {
+                    drop_each_contained(values);
+                }
+            }
+            Err(PoolError::Terminated) => {} // the resolver cancels on drop
+            Err(err) => {
+                let _ = resolver.set_exception(err);
+            }
         })?;
         Ok(promise)
     }
@@ -365,13 +395,14 @@ impl Pool {
         if lock(&self.shared.queue).state != State::Running {
             return Err(PoolError::Closed);
         }
-        let chunks = self.chunk(items, chunksize)?;
-        if chunks.count == 0 {
+        let cut = self.chunk(items, chunksize)?;
+        if cut.chunks.is_empty() {
             finish(Ok(Vec::new()));
             return Ok(());
         }
-        let sink = Arc::new(Collect::new(chunks.len, chunks.count, finish));
-        self.submit_chunks(f, chunks, &sink)
+        // Rule 1: sized by what was counted.
+        let sink = Arc::new(Collect::new(cut.len, cut.chunks.len(), finish));
+        self.submit_chunks(f, cut.chunks, &sink)
     }
 
     /// Applies `f` to every item and yields the results lazily, in input
@@ -422,50 +453,54 @@ impl Pool {
         R: Send + 'static,
     {
         // Explicit chunk size 1 by default, as Python's imap.
-        let chunks = self.chunk(items, Some(chunksize.unwrap_or(1)))?;
-        let sink = Arc::new(ImapSink::new(chunks.count, ordered));
-        self.submit_chunks(f, chunks, &sink)?;
+        let cut = self.chunk(items, Some(chunksize.unwrap_or(1)))?;
+        // Rule 1: as many chunks as were cut.
+        let sink = Arc::new(ImapSink::new(cut.chunks.len(), ordered));
+        self.submit_chunks(f, cut.chunks, &sink)?;
         Ok(Imap::new(sink))
     }
 
-    /// Splits `items` into chunks of `chunksize` (Python's default when
-    /// `None`). An iterator that knows its exact length is cut directly;
-    /// any other is collected first to count it.
-    fn chunk<T, I>(&self, items: I, chunksize: Option<usize>) -> Result<Chunks<I::IntoIter>, PoolError>
+    /// Cuts `items` into chunks of `chunksize` (Python's default, about
+    /// four per worker, when `None`), counting what the iterator yields
+    /// (rule 1). An iterator that claims an exact length is cut as it
+    /// goes, with that claim picking the default size; any other is
+    /// collected first to count it.
+    fn chunk<T, I>(&self, items: I, chunksize: Option<usize>) -> Result<Cut<T>, PoolError>
     where
         I: IntoIterator<Item = T>,
     {
         if chunksize == Some(0) {
             return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
         }
-        let items = items.into_iter();
-        // Python's default: divmod(len, workers * 4), rounded up.
-        let size_for = |len: usize| chunksize.unwrap_or_else(|| len.div_ceil(self.size * 4).max(1));
-        match items.size_hint() {
-            (lower, Some(upper)) if lower == upper => {
-                let size = size_for(lower);
-                Ok(Chunks::new(Source::Exact(items), lower, size))
-            }
-            _ => {
-                let all: Vec<T> = items.collect();
-                let len = all.len();
-                let size = size_for(len);
-                Ok(Chunks::new(Source::Collected(all.into_iter()), len, size))
+        let mut items = items.into_iter();
+        let default_size = |len: usize| len.div_ceil(self.size * 4).clamp(1, MAX_DEFAULT_CHUNK);
+        match (chunksize, items.size_hint()) {
+            (Some(size), _) => Ok(Cut::new(items, size)),
+            (None, (lower, Some(upper))) if lower == upper => Ok(Cut::new(items, default_size(lower))),
+            (None, (lower, _)) => {
+                // Pushed one by one: a lower bound that lies cannot make
+                // this reserve more than a chunk's worth.
+                let mut all = Vec::with_capacity(lower.min(MAX_DEFAULT_CHUNK));
+                for item in items.by_ref() {
+                    all.push(item);
+                }
+                let size = default_size(all.len());
+                Ok(Cut::new(all.into_iter(), size))
             }
         }
     }
 
-    /// Cuts every chunk, makes its job, and queues them all in one go. (On
-    /// a machine with as many workers as cores, cutting while the workers
-    /// compute only adds a thread competing for the cores: measured slower.)
-    fn submit_chunks<F, It, S>(&self, f: F, chunks: Chunks<It>, sink: &Arc<S>) -> Result<(), PoolError>
+    /// Makes every chunk's job and queues them all in one go. (On a machine
+    /// with as many workers as cores, cutting while the workers compute
+    /// only adds a thread competing for the cores: measured slower.)
+    fn submit_chunks<F, T, S>(&self, f: F, chunks: Vec<(usize, Vec<T>)>, sink: &Arc<S>) -> Result<(), PoolError>
     where
-        It: Iterator,
         S: ChunkSink,
-        Chunk<F, It::Item, S>: Job + 'static,
+        Chunk<F, T, S>: Job + 'static,
     {
         let f = Arc::new(f);
         let jobs: Vec<Box<dyn Job>> = chunks
+            .into_iter()
             .enumerate()
             .map(|(chunk, (first, items))| {
                 Box::new(Chunk {
@@ -477,6 +512,9 @@ impl Pool {
                 }) as Box<dyn Job>
             })
             .collect();
+        // The jobs hold every reference from here, so the function is
+        // dropped with the last job: on a worker, contained (rule 2).
+        drop(f);
         // Refused (closed): the jobs are dropped, which settles their sink as
         // terminated, and the caller gets `Closed`.
         self.submit(jobs)
@@ -508,8 +546,9 @@ impl Pool {
         };
         self.shared.available.notify_all();
         // Outside the lock: dropping a job settles its sink, which may run
-        // inline callbacks.
-        drop(dropped);
+        // inline callbacks. Each job's user drops are contained (rule 2), so
+        // a destructor that panics cannot stop the rest or `Drop for Pool`.
+        drop_each_contained(dropped);
     }
 
     /// Waits for every worker to exit (Python's `join`).
@@ -524,8 +563,8 @@ impl Pool {
         }
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
-            // A worker never panics (jobs run under catch_unwind); if it
-            // somehow did, the pool is still shut down.
+            // A panic cannot end a worker (rule 2: every job runs inside an
+            // unwind boundary), so this only waits for it to return.
             let _ = thread.join();
         }
         Ok(())
@@ -558,52 +597,32 @@ fn assert_may_block(what: &str, instead: &str) {
     );
 }
 
-/// Where a map's items come from: the caller's iterator when it knows its
-/// length, or a vector it was collected into to learn it.
-enum Source<I: Iterator> {
-    Exact(I),
-    Collected(std::vec::IntoIter<I::Item>),
-}
+/// The most items a default-sized chunk holds (rule 1): also the most that
+/// an iterator's claimed length can make the pool reserve at once.
+pub const MAX_DEFAULT_CHUNK: usize = 1 << 20;
 
-/// A lazy split of the items into `(index of first item, items)` chunks.
-struct Chunks<I: Iterator> {
-    items: Source<I>,
-    size: usize,
-    /// How many items there are.
+/// A map's items, cut into `(index of first item, items)` chunks, and how
+/// many there were: counted as they came (rule 1).
+struct Cut<T> {
+    chunks: Vec<(usize, Vec<T>)>,
     len: usize,
-    /// How many chunks there will be.
-    count: usize,
-    first: usize,
 }
 
-impl<I: Iterator> Chunks<I> {
-    fn new(items: Source<I>, len: usize, size: usize) -> Chunks<I> {
-        Chunks {
-            items,
-            size,
-            len,
-            count: len.div_ceil(size),
-            first: 0,
+impl<T> Cut<T> {
+    fn new(mut items: impl Iterator<Item = T>, size: usize) -> Cut<T> {
+        let mut chunks = Vec::new();
+        let mut len = 0;
+        loop {
+            // A `Range` fills the vector without a per-item check. Any
+            // reservation is bounded by `size` (`take` caps the hint).
+            let chunk: Vec<T> = items.by_ref().take(size).collect();
+            if chunk.is_empty() {
+                return Cut { chunks, len };
+            }
+            let first = len;
+            len += chunk.len();
+            chunks.push((first, chunk));
         }
-    }
-}
-
-impl<I: Iterator> Iterator for Chunks<I> {
-    type Item = (usize, Vec<I::Item>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        // One match per chunk, so each arm collects from a concrete
-        // iterator (a `Range` fills the vector without a per-item check).
-        let chunk: Vec<I::Item> = match &mut self.items {
-            Source::Exact(items) => items.by_ref().take(self.size).collect(),
-            Source::Collected(items) => items.by_ref().take(self.size).collect(),
-        };
-        if chunk.is_empty() {
-            return None;
-        }
-        let first = self.first;
-        self.first += chunk.len();
-        Some((first, chunk))
     }
 }
 
@@ -625,7 +644,10 @@ fn worker_loop(shared: &Shared) {
             }
         };
         shared.busy.fetch_add(1, Relaxed);
-        job.run(shared);
+        // Rule 2: the job contains its user code where it runs, so that it
+        // reports; this boundary catches what is left (the last drop of the
+        // mapped function or of a sink), so no panic ends a worker.
+        contain(move || job.run(shared));
         shared.busy.fetch_sub(1, Relaxed);
     }
 }
@@ -639,11 +661,35 @@ fn run_item<R>(item: usize, f: impl FnOnce() -> R) -> Result<R, PoolError> {
 fn panicked(item: usize, payload: Box<dyn std::any::Any + Send>) -> PoolError {
     let message = Exception::from_panic(&*payload).to_string();
     let message = message.strip_prefix("panicked: ").unwrap_or(&message).to_owned();
-    // A payload whose destructor panics must not take the worker down.
-    if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(inner);
-    }
+    drop_contained(payload);
     PoolError::Panicked { item, message }
+}
+
+/// Drops `value` inside an unwind boundary (rule 2): a destructor that
+/// panics is reported by the panic hook and goes no further. (A panic
+/// payload whose own destructor panics is leaked.)
+pub(super) fn drop_contained<T>(value: T) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(inner);
+        }
+    }
+}
+
+/// Runs `f` inside an unwind boundary (rule 2), ignoring a panic.
+pub(super) fn contain(f: impl FnOnce()) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        drop_contained(payload);
+    }
+}
+
+/// Drops every value of `values` on its own, each inside an unwind
+/// boundary: two destructors that panic cannot abort the process (as they
+/// would inside one `Vec` drop) nor stop the rest from dropping.
+pub(super) fn drop_each_contained<T>(values: impl IntoIterator<Item = T>) {
+    for value in values {
+        drop_contained(value);
+    }
 }
 
 /// `apply` and `apply_async`: one closure.
@@ -752,6 +798,9 @@ impl<F, T, S: ChunkSink> Drop for Chunk<F, T, S> {
     fn drop(&mut self) {
         if let Some(items) = self.items.take() {
             self.sink.unrun(self.chunk, self.first, items.len());
+            // Rule 2, also on the thread that terminates: one at a time, so
+            // two destructors that panic cannot abort the process.
+            drop_each_contained(items);
         }
     }
 }
@@ -768,15 +817,18 @@ where
         // SAFETY: `items` was taken once, so this is the chunk's only
         // writer, over its own range.
         let mut writer = unsafe { self.sink.writer(self.first, len) };
+        let mut items = items.into_iter();
         let mut ran = 0;
         let failure = run_items(
-            &mut items.into_iter(),
+            &mut items,
             self.first,
             &mut ran,
             &*self.f,
             &shared.terminated,
             |value| writer.push(value),
         );
+        // Rule 2: items an error or terminate left unrun.
+        drop_each_contained(items);
         // The writer must be gone before the report: the last report hands
         // the buffer on.
         let outcome = match failure {
@@ -788,7 +840,7 @@ where
                 }
             }
             Some(err) => {
-                // Drops the results it holds.
+                // Drops the results it holds, one at a time (rule 2).
                 drop(writer);
                 Err(err)
             }
@@ -820,8 +872,9 @@ where
             match failure {
                 None => break,
                 Some(PoolError::Terminated) => {
-                    // Every item not run.
+                    // Every item not run is reported, then dropped (rule 2).
                     results.extend((0..items.len()).map(|_| Err(PoolError::Terminated)));
+                    drop_each_contained(items.by_ref());
                     break;
                 }
                 Some(err) => results.push(Err(err)),

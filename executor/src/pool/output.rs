@@ -19,10 +19,18 @@
 //!    collector calls [`MapOutput::take_vec`] with which chunks finished: if
 //!    all did, the buffer becomes the result vector as is; otherwise the
 //!    finished ranges are dropped and the buffer is freed.
+//! 5. **Ranges are checked, always.** [`MapOutput::writer`] refuses (panics)
+//!    a range that does not lie within the output, in release builds too,
+//!    and a writer refuses to write past its range; the pool sizes the
+//!    output from the items it counted, so neither happens, but memory
+//!    safety does not rest on that.
+//! 6. **Values are dropped one at a time, contained** (rule 2 of the
+//!    pool): a result whose destructor panics neither stops the others from
+//!    dropping nor leaks the buffer.
 
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel};
 
 /// The shared result buffer of one map.
@@ -63,8 +71,16 @@ impl<R> MapOutput<R> {
     /// Rule 2: at most one writer may exist for each range, the range must
     /// lie within the output, and ranges of different writers must not
     /// overlap.
+    ///
+    /// # Panics
+    ///
+    /// If the range does not lie within the output (rule 5).
     pub(super) unsafe fn writer(&self, first: usize, len: usize) -> ChunkWriter<'_, R> {
-        debug_assert!(first + len <= self.len);
+        assert!(
+            first.checked_add(len).is_some_and(|end| end <= self.len),
+            "weft bug: a chunk range {first}+{len} outside a map output of {}",
+            self.len
+        );
         ChunkWriter {
             // SAFETY: `first <= self.len <= cap`, so the offset stays within
             // (or one past) the allocation.
@@ -98,10 +114,9 @@ impl<R> MapOutput<R> {
         for &(first, len, finished) in chunks {
             if finished {
                 // SAFETY: a finished range holds `len` initialised values
-                // (rule 3) that nobody else owns.
-                unsafe {
-                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(self.ptr.as_ptr().add(first), len));
-                }
+                // (rule 3) that nobody else owns, and lies within the
+                // buffer (rule 5).
+                unsafe { drop_each_in_place(self.ptr.as_ptr().add(first), len) };
             }
         }
         // SAFETY: frees the allocation without dropping anything more: the
@@ -162,7 +177,23 @@ impl<R> Drop for ChunkWriter<'_, R> {
     fn drop(&mut self) {
         // SAFETY: the first `written` slots of the range were initialised by
         // `push` and are owned by this writer until `finish`.
-        unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(self.start, self.written)) };
+        unsafe { drop_each_in_place(self.start, self.written) };
+    }
+}
+
+/// Drops the `len` values at `start`, each on its own inside an unwind
+/// boundary (rule 6).
+///
+/// # Safety
+///
+/// `start..start + len` must hold initialised values that the caller owns
+/// and never uses again.
+unsafe fn drop_each_in_place<R>(start: *mut R, len: usize) {
+    for i in 0..len {
+        // SAFETY: slot `i` is initialised and ours (the caller's contract);
+        // it is read exactly once, here.
+        let value = unsafe { start.add(i).read() };
+        super::drop_contained(value);
     }
 }
 
@@ -213,6 +244,40 @@ mod tests {
         // SAFETY: both writers are gone and listed.
         assert!(unsafe { out.take_vec(&[(0, 3, true), (3, 3, false)]) }.is_none());
         assert_eq!(drops.load(SeqCst), 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside a map output")]
+    fn a_range_outside_the_output_is_refused_in_every_build() {
+        let out = MapOutput::<u8>::new(4);
+        // SAFETY: the call is refused before any writer exists.
+        let _writer = unsafe { out.writer(2, 3) };
+    }
+
+    #[test]
+    fn two_destructors_that_panic_do_not_abort_or_stop_the_others() {
+        struct Bomb(Arc<AtomicUsize>, bool);
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, SeqCst);
+                assert!(!self.1, "weft pool test: a destructor that panics");
+            }
+        }
+        let drops = Arc::new(AtomicUsize::new(0));
+        let out = MapOutput::<Bomb>::new(6);
+        // SAFETY: disjoint ranges, one writer each.
+        let (mut a, mut b) = unsafe { (out.writer(0, 3), out.writer(3, 3)) };
+        for armed in [true, false, true] {
+            a.push(Bomb(drops.clone(), armed));
+        }
+        b.push(Bomb(drops.clone(), true));
+        b.push(Bomb(drops.clone(), true));
+        assert!(a.finish());
+        drop(b); // two panicking destructors, one after the other
+        assert_eq!(drops.load(SeqCst), 2);
+        // SAFETY: both writers are gone and listed.
+        assert!(unsafe { out.take_vec(&[(0, 3, true), (3, 3, false)]) }.is_none());
+        assert_eq!(drops.load(SeqCst), 5);
     }
 
     #[test]

@@ -140,11 +140,14 @@ impl<R: Send> Collect<R> {
         // SAFETY: every chunk has reported, so every writer is gone, and
         // `ranges` lists each chunk with whether its writer finished.
         let values = unsafe { self.output.take_vec(&ranges) };
-        match (values, first_error) {
-            (Some(values), _) => finish(Ok(values)),
-            (None, Some(err)) => finish(Err(err)),
+        let result = match (values, first_error) {
+            (Some(values), _) => Ok(values),
+            (None, Some(err)) => Err(err),
             (None, None) => unreachable!("weft bug: a map with every chunk done but no result"),
-        }
+        };
+        // The finisher may drop results no one takes (a cancelled promise):
+        // contained, so the report is complete whatever they do.
+        super::contain(move || finish(result));
     }
 }
 
@@ -155,6 +158,9 @@ pub(super) struct ImapSink<R> {
 }
 
 struct ImapState<R> {
+    /// The [`Imap`] is gone: nobody will take results (they are dropped as
+    /// they come, one at a time: rule 2 of the pool).
+    consumer_gone: bool,
     ordered: bool,
     /// Ordered: results per chunk, taken in chunk order.
     by_chunk: Vec<Option<Vec<Result<R, PoolError>>>>,
@@ -170,6 +176,7 @@ impl<R: Send> ImapSink<R> {
     pub(super) fn new(chunks: usize, ordered: bool) -> ImapSink<R> {
         ImapSink {
             state: Mutex::new(ImapState {
+                consumer_gone: false,
                 ordered,
                 by_chunk: if ordered {
                     (0..chunks).map(|_| None).collect()
@@ -188,6 +195,11 @@ impl<R: Send> ImapSink<R> {
     fn deliver(&self, chunk: usize, results: Vec<Result<R, PoolError>>) {
         let waker = {
             let mut state = lock(&self.state);
+            if state.consumer_gone {
+                drop(state);
+                super::drop_each_contained(results);
+                return;
+            }
             if state.ordered {
                 state.by_chunk[chunk] = Some(results);
             } else {
@@ -332,6 +344,19 @@ impl<R: Send> Stream for Imap<R> {
 }
 
 impl<R> Unpin for Imap<R> {}
+
+impl<R> Drop for Imap<R> {
+    fn drop(&mut self) {
+        // Results not taken are dropped here, on the consumer's thread; those
+        // still to come, on the workers, contained.
+        let buffered = {
+            let mut state = lock(&self.sink.state);
+            state.consumer_gone = true;
+            (std::mem::take(&mut state.by_chunk), std::mem::take(&mut state.finished))
+        };
+        drop(buffered);
+    }
+}
 
 impl<R> fmt::Debug for Imap<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,7 +1,7 @@
 //! Tasks: the unit the executor schedules.
 //!
-//! A task is one heap allocation (a [`Cell`](core::Cell)) that holds a
-//! [`Header`] (the state word, the vtable, the id and the owned-list links),
+//! A task is one heap allocation (a `Cell`) that holds a
+//! `Header` (the state word, the vtable, the id and the owned-list links),
 //! the scheduler the task belongs to, the future or its output (the *stage*),
 //! and the join waker. Everything that refers to a task holds a counted
 //! pointer to that allocation; nothing else is allocated per task, and waking
@@ -11,9 +11,9 @@
 //!
 //! Each of these holds one count of the reference count in the state word:
 //!
-//! - [`Task`]: the owned-task list's reference, held from spawn until the task
+//! - `Task`: the owned-task list's reference, held from spawn until the task
 //!   completes: it leaves the list just before it is marked complete.
-//! - [`Notified`]: the task is scheduled to run: it sits in a run queue, a
+//! - `Notified`: the task is scheduled to run: it sits in a run queue, a
 //!   LIFO slot or the injector. Running it consumes it.
 //! - [`JoinHandle`]: the user's handle to the output.
 //! - [`AbortHandle`]: a handle that can only cancel.

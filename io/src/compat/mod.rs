@@ -5,8 +5,8 @@
 //!
 //! | feature | what it adds |
 //! | --- | --- |
-//! | `hyper` | `hyper::rt::Read` and `hyper::rt::Write` on [`TcpStream`](crate::net::TcpStream), [`UnixStream`](crate::net::UnixStream) and their halves; `hyper::rt::Sleep` on [`time::Sleep`](crate::time::Sleep); [`hyper::WeftTimer`] (`hyper::rt::Timer`, with an in-place `reset`); [`hyper::HyperIo`], which turns a `futures-io` stream into a hyper one and back |
-//! | `tokio-compat` | Tokio's `AsyncRead` and `AsyncWrite` on the same streams; [`tokio::Compat`], which turns any `futures-io` reader or writer into a Tokio one and back |
+//! | `hyper` | `hyper::rt::Read` and `hyper::rt::Write` on [`TcpStream`](crate::net::TcpStream), [`UnixStream`](crate::net::UnixStream) and their halves; `hyper::rt::Sleep` on [`time::Sleep`](crate::time::Sleep); `hyper::WeftTimer` (`hyper::rt::Timer`, with an in-place `reset`); `hyper::HyperIo`, which turns a `futures-io` stream into a hyper one and back |
+//! | `tokio-compat` | Tokio's `AsyncRead` and `AsyncWrite` on the same streams; `tokio::Compat`, which turns any `futures-io` reader or writer into a Tokio one and back |
 //!
 //! The impls on the sockets read straight into the caller's uninitialised
 //! buffer (hyper's `ReadBufCursor`, Tokio's `ReadBuf`), so they cost what

@@ -229,9 +229,12 @@ impl Driver {
         inner.sources.poll_pending(&mut self.sources);
     }
 
+    /// Wakes every collected waker. A waker that panics (a user's own:
+    /// Weft's never do) costs no other task its wake: the panic is
+    /// contained here, as a source's is (the panic hook has reported it).
     fn wake_all(&mut self) {
         for waker in self.wakers.drain(..) {
-            waker.wake();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
         }
     }
 

@@ -69,7 +69,7 @@ impl Sleep {
     /// deadline: the timer moves in the wheel with its waker, so the task
     /// is woken at the new deadline (at once if it has passed) without
     /// being polled in between. hyper's header-read timeout relies on
-    /// this, through [`WeftTimer`](crate::compat::hyper::WeftTimer)'s
+    /// this, through `WeftTimer`'s (feature `hyper`)
     /// `reset`.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;

@@ -34,7 +34,7 @@ const DEADLINE_EXCEEDED: &str = "4";
 /// The `grpc-message` of a call cut off by its deadline.
 const DEADLINE_MESSAGE: &str = "deadline exceeded (enforced by weft::web::GrpcTimeout)";
 
-/// Enforces each gRPC call's deadline; see the [module docs](self).
+/// Enforces each gRPC call's deadline (`grpc-timeout`): past it, the call ends with `DEADLINE_EXCEEDED`.
 #[derive(Clone, Debug)]
 pub struct GrpcTimeout<S> {
     inner: S,

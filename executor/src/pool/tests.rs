@@ -1,0 +1,317 @@
+//! The pool against input and user code that misbehave: iterators whose
+//! `size_hint` lies, and destructors that panic on a worker. Both run
+//! under Miri in `scripts/test.sh` (the first once reached uninitialised
+//! memory and wrote past the output buffer).
+
+use super::{Pool, PoolError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+/// Seconds a call may take before the test calls it a hang (generous: a
+/// loaded CI machine, or Miri).
+const NOT_A_HANG: Duration = Duration::from_secs(if cfg!(miri) { 600 } else { 30 });
+
+/// Runs `f` on its own thread and returns its result, failing the test if
+/// it has not returned within [`NOT_A_HANG`].
+fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(NOT_A_HANG)
+        .unwrap_or_else(|_| panic!("{what} hung (or its thread panicked)"))
+}
+
+/// An iterator that yields `0..yields` but claims an exact length of
+/// `claims`.
+#[derive(Clone)]
+struct Liar {
+    next: usize,
+    yields: usize,
+    claims: usize,
+}
+
+impl Liar {
+    fn new(claims: usize, yields: usize) -> Liar {
+        Liar {
+            next: 0,
+            yields,
+            claims,
+        }
+    }
+}
+
+impl Iterator for Liar {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        (self.next < self.yields).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claims, Some(self.claims))
+    }
+}
+
+/// Every way to map, on `items`, with `chunksize`: `map`, `map_async`,
+/// `imap` and `imap_unordered` (sorted), each as a list of results.
+fn map_every_way(pool: &Arc<Pool>, items: Liar, chunksize: Option<usize>) -> [Vec<usize>; 4] {
+    let double = |x: usize| x * 2;
+    let (p, i) = (pool.clone(), items.clone());
+    let map = within("map", move || p.map(double, i, chunksize).unwrap());
+    let (p, i) = (pool.clone(), items.clone());
+    let map_async = within("map_async", move || {
+        p.map_async(double, i, chunksize).unwrap().wait().unwrap().clone()
+    });
+    let (p, i) = (pool.clone(), items.clone());
+    let imap = within("imap", move || {
+        p.imap(double, i, chunksize)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    let (p, i) = (pool.clone(), items);
+    let mut unordered = within("imap_unordered", move || {
+        p.imap_unordered(double, i, chunksize)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    unordered.sort_unstable();
+    [map, map_async, imap, unordered]
+}
+
+#[test]
+fn a_size_hint_that_claims_more_than_is_yielded_gets_what_was_yielded() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let expected: Vec<usize> = (0..6).map(|x| x * 2).collect();
+    for chunksize in [None, Some(1), Some(4), Some(8), Some(100)] {
+        for got in map_every_way(&pool, Liar::new(8, 6), chunksize) {
+            assert_eq!(got, expected, "claims 8, yields 6, chunksize {chunksize:?}");
+        }
+    }
+    for got in map_every_way(&pool, Liar::new(3, 0), None) {
+        assert!(got.is_empty(), "claims 3, yields none");
+    }
+}
+
+#[test]
+fn a_size_hint_that_claims_less_than_is_yielded_gets_every_item() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let expected: Vec<usize> = (0..12).map(|x| x * 2).collect();
+    for chunksize in [None, Some(1), Some(4), Some(5)] {
+        for got in map_every_way(&pool, Liar::new(4, 12), chunksize) {
+            assert_eq!(got, expected, "claims 4, yields 12, chunksize {chunksize:?}");
+        }
+    }
+    for got in map_every_way(&pool, Liar::new(0, 3), None) {
+        assert_eq!(got, [0, 2, 4], "claims 0, yields 3");
+    }
+}
+
+/// A value whose destructor panics if armed; counts its drops either way.
+struct Bomb {
+    index: usize,
+    armed: bool,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+        if self.armed {
+            panic!("weft pool test: a destructor that panics");
+        }
+    }
+}
+
+/// One worker, so a worker that died would stall every later call.
+fn one_worker() -> Arc<Pool> {
+    Arc::new(Pool::new(1).unwrap())
+}
+
+/// The pool still runs work on its one worker.
+fn assert_alive(pool: &Pool) {
+    let promise = pool.apply_async(|| 6 * 7).expect("the pool takes work");
+    let result = promise.wait_timeout(NOT_A_HANG).ok().copied();
+    assert_eq!(result, Some(42), "the worker died");
+}
+
+#[test]
+fn leftover_items_whose_drop_panics_neither_kill_the_worker_nor_change_the_error() {
+    let pool = one_worker();
+    let drops = Arc::new(AtomicUsize::new(0));
+    // Item 1 panics, so items 2 and 3 are never run: they are dropped on
+    // the worker, and both of their destructors panic (inside one `Vec`'s
+    // drop, the second would abort the process).
+    let items: Vec<_> = (0..4)
+        .map(|index| Bomb {
+            index,
+            armed: index >= 2,
+            drops: drops.clone(),
+        })
+        .collect();
+    let p = pool.clone();
+    let err = within("map", move || {
+        p.map(
+            |b: Bomb| if b.index == 1 { panic!("item 1") } else { b.index },
+            items,
+            Some(4),
+        )
+    })
+    .unwrap_err();
+    assert!(matches!(err, PoolError::Panicked { item: 1, .. }), "got {err:?}");
+    assert_eq!(drops.load(SeqCst), 4, "every item was dropped once");
+    assert_alive(&pool);
+}
+
+#[test]
+fn imap_results_dropped_on_the_worker_do_not_kill_it() {
+    let pool = one_worker();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let d = drops.clone();
+    let results = pool
+        .imap(
+            move |index: usize| {
+                let _ = gate.lock().unwrap().recv();
+                Bomb {
+                    index,
+                    armed: true,
+                    drops: d.clone(),
+                }
+            },
+            0..2,
+            Some(2),
+        )
+        .unwrap();
+    // Nobody will read them: the worker drops both results, and both
+    // destructors panic.
+    drop(results);
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    assert_alive(&pool);
+    assert_eq!(drops.load(SeqCst), 2);
+}
+
+#[test]
+fn outputs_whose_drop_panics_on_failure_neither_kill_the_worker_nor_change_the_error() {
+    let pool = one_worker();
+    let drops = Arc::new(AtomicUsize::new(0));
+    // Items 0 and 1 make outputs whose destructors panic; item 2 panics,
+    // so the chunk's outputs are dropped on the worker.
+    let d = drops.clone();
+    let p = pool.clone();
+    let err = within("map", move || {
+        p.map(
+            move |i: u32| {
+                if i == 2 {
+                    panic!("item 2");
+                }
+                Bomb {
+                    index: i as usize,
+                    armed: true,
+                    drops: d.clone(),
+                }
+            },
+            0..3,
+            Some(3),
+        )
+    })
+    .err()
+    .expect("item 2 panicked");
+    assert!(matches!(err, PoolError::Panicked { item: 2, .. }), "got {err:?}");
+    assert_eq!(drops.load(SeqCst), 2);
+    assert_alive(&pool);
+
+    // A whole chunk finished, another failed: both chunks' outputs are
+    // dropped on the worker, each destructor panicking.
+    let d = drops.clone();
+    let p = pool.clone();
+    let err = within("map", move || {
+        p.map(
+            move |i: u32| {
+                if i == 3 {
+                    panic!("item 3");
+                }
+                Bomb {
+                    index: i as usize,
+                    armed: true,
+                    drops: d.clone(),
+                }
+            },
+            0..4,
+            Some(2),
+        )
+    })
+    .err()
+    .expect("item 3 panicked");
+    assert!(matches!(err, PoolError::Panicked { item: 3, .. }), "got {err:?}");
+    assert_eq!(drops.load(SeqCst), 5);
+    assert_alive(&pool);
+}
+
+#[test]
+fn a_closure_whose_drop_panics_does_not_kill_the_worker() {
+    let pool = one_worker();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let bomb = Bomb {
+        index: 0,
+        armed: true,
+        drops: drops.clone(),
+    };
+    let p = pool.clone();
+    let squares = within("map", move || {
+        p.map(
+            move |x: u64| {
+                let _captured = &bomb;
+                x * x
+            },
+            0..3,
+            None,
+        )
+    });
+    assert_eq!(squares, Ok(vec![0, 1, 4]));
+    // The closure is dropped after the map returned, when its last chunk's
+    // job ends; the next job on the one worker runs after that.
+    assert_alive(&pool);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn terminate_drops_queued_items_whose_drop_panics_one_at_a_time() {
+    let pool = one_worker();
+    let drops = Arc::new(AtomicUsize::new(0));
+    // The only worker is held, so the map's chunk stays queued.
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let held = pool
+        .apply_async(move || {
+            started.send(()).unwrap();
+            let _ = gate.recv();
+        })
+        .unwrap();
+    running.recv_timeout(NOT_A_HANG).expect("the worker started");
+    let items: Vec<_> = (0..3)
+        .map(|index| Bomb {
+            index,
+            armed: index > 0,
+            drops: drops.clone(),
+        })
+        .collect();
+    let queued = pool.map_async(|b: Bomb| b.index, items, Some(3)).unwrap();
+    // Terminate drops the queued chunk here: two destructors panic, one
+    // after the other (inside one `Vec` drop, the second would abort).
+    pool.terminate();
+    assert_eq!(drops.load(SeqCst), 3, "every queued item was dropped once");
+    assert!(queued.cancelled(), "a terminated map_async is cancelled");
+    // The running job finishes its item; the pool then shuts down.
+    go.send(()).unwrap();
+    assert!(held.wait_timeout(NOT_A_HANG).is_ok());
+    pool.join().unwrap();
+}
