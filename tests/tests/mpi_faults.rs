@@ -77,7 +77,13 @@ fn a_rank_dying_mid_collective_ends_the_job_with_an_error() {
     let start = Instant::now();
     let out = launch("die-mid-collective", 3);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "the job cannot succeed with a dead rank:\n{stdout}");
-    assert!(!stdout.contains("ok die-mid-collective"), "no rank may finish the loop:\n{stdout}");
+    assert!(
+        !out.status.success(),
+        "the job cannot succeed with a dead rank:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("ok die-mid-collective"),
+        "no rank may finish the loop:\n{stdout}"
+    );
     println!("a dead rank ended the job in {:.1?} ({})", start.elapsed(), out.status);
 }

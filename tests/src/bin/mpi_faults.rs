@@ -90,7 +90,11 @@ fn race_recv(mpi: &Mpi) {
                 .unwrap();
             got.extend(m);
         }
-        assert_eq!(got, (0..messages).collect::<Vec<_>>(), "messages lost, repeated or reordered");
+        assert_eq!(
+            got,
+            (0..messages).collect::<Vec<_>>(),
+            "messages lost, repeated or reordered"
+        );
     });
     drop(rt);
     assert_eq!(mpi.pending(), 0, "dropped receives left requests in the engine");
@@ -121,12 +125,20 @@ fn shutdown_pending(mpi: &Mpi) {
     });
     let start = Instant::now();
     drop(rt);
-    assert!(start.elapsed() < Duration::from_secs(20), "the shutdown took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the shutdown took {:?}",
+        start.elapsed()
+    );
     assert_eq!(drops.load(SeqCst), 5, "every pending MPI task was dropped");
     for handle in handles {
         assert!(futures::executor::block_on(handle).unwrap_err().is_cancelled());
     }
-    assert_eq!(mpi.pending(), 0, "the engine holds no request after the runtime is gone");
+    assert_eq!(
+        mpi.pending(),
+        0,
+        "the engine holds no request after the runtime is gone"
+    );
     // MPI still works on another runtime, and finalizes at exit.
     let rt = runtime();
     rt.block_on(async {
