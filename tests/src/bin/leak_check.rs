@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! leak-check [runtime] [combinations] [mpi] [gpu]   (default: runtime combinations)
+//! leak-check self-test                             (leaks a task on purpose)
 //! ```
 //!
 //! - `runtime`: on each flavour, a runtime with pending accepts, connected
@@ -23,6 +24,9 @@
 //!   puts it on `LD_LIBRARY_PATH`): copies and kernels in flight on held
 //!   streams, dropped and kept operations, a promise with a done callback,
 //!   when the runtime drops. Says `skipped:` without a driver.
+//!
+//! - `self-test`: forgets a `JoinHandle`, so its task is never freed: the
+//!   script expects valgrind to report it, proving the check can fail.
 //!
 //! Every piece of pending work holds a drop counter; the binary checks
 //! that every counter fired before it returns, so a leak that valgrind
@@ -43,8 +47,8 @@ fn main() {
         |mode: &str| args.is_empty() && matches!(mode, "runtime" | "combinations") || args.iter().any(|a| a == mode);
     for arg in &args {
         assert!(
-            matches!(arg.as_str(), "runtime" | "combinations" | "mpi" | "gpu"),
-            "leak-check: unknown mode {arg:?} (runtime, combinations, mpi, gpu)"
+            matches!(arg.as_str(), "runtime" | "combinations" | "mpi" | "gpu" | "self-test"),
+            "leak-check: unknown mode {arg:?} (runtime, combinations, mpi, gpu, self-test)"
         );
     }
     weft_tests::combinations::quiet_planned_panics();
@@ -73,6 +77,20 @@ fn main() {
     if want("gpu") {
         gpu_mode();
     }
+    if want("self-test") {
+        leak_a_task();
+        println!("leak-check self-test: a JoinHandle forgotten, its task leaked");
+    }
+}
+
+/// Forgets a finished task's `JoinHandle`: the task's one allocation keeps
+/// a reference that nobody will release.
+#[inline(never)]
+fn leak_a_task() {
+    let rt = weft::Builder::new_current_thread().build().unwrap();
+    let handle = rt.spawn(async { vec![0u8; 100] });
+    rt.block_on(weft::task::yield_now());
+    std::mem::forget(handle);
 }
 
 /// Something that counts as "made" and bumps `drops` when dropped.

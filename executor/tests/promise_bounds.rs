@@ -1,0 +1,77 @@
+//! Promise behaviour the earlier tests let through (issue 22.6):
+//! `wait_timeout` really waits for its timeout (and no longer), and
+//! `Promise::new_in` runs done callbacks on the runtime it names, not on
+//! whichever runtime is current where the callback is added.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_executor::future::{Promise, PromiseError};
+use weft_executor::{Builder, Handle};
+
+#[test]
+fn wait_timeout_waits_for_its_timeout_then_reports_it() {
+    let promise = Promise::<u8>::new();
+    let start = Instant::now();
+    let outcome = promise.wait_timeout(Duration::from_millis(80));
+    let waited = start.elapsed();
+    assert!(matches!(outcome, Err(PromiseError::Pending)), "{outcome:?}");
+    assert!(
+        waited >= Duration::from_millis(80),
+        "returned after {waited:?}, before its timeout"
+    );
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    // Settled meanwhile: returns the value at once.
+    let settler = promise.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        settler.set_result(7).unwrap();
+    });
+    let start = Instant::now();
+    assert_eq!(promise.wait_timeout(Duration::from_secs(20)).unwrap(), &7);
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn new_in_runs_callbacks_on_its_runtime_whatever_is_current() {
+    let home = Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("home")
+        .build()
+        .unwrap();
+    let other = Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("other")
+        .build()
+        .unwrap();
+    let promise = Promise::<u8>::new_in(home.handle());
+    let ran_on = Arc::new(Mutex::new(None));
+    {
+        // Added where `other` is current: still runs on `home`.
+        let _other = other.enter();
+        let ran_on = ran_on.clone();
+        let home_handle = home.handle().clone();
+        promise.add_done_callback(move |_| {
+            let current = Handle::try_current().ok();
+            let on_home = current.is_some_and(|h| h.ptr_eq(&home_handle));
+            let thread = std::thread::current().name().map(str::to_owned);
+            *ran_on.lock().unwrap() = Some((on_home, thread));
+        });
+    }
+    std::thread::spawn({
+        let promise = promise.clone();
+        move || promise.set_result(1).unwrap()
+    })
+    .join()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ran_on.lock().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the callback never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (on_home, thread) = ran_on.lock().unwrap().clone().unwrap();
+    assert!(
+        on_home,
+        "the callback ran on {thread:?}, not on the runtime given to new_in"
+    );
+    assert!(thread.as_deref().is_some_and(|t| t.starts_with("home")), "{thread:?}");
+}
