@@ -105,3 +105,33 @@ fn is_closed_is_false_until_close() {
     assert!(sem.is_closed());
     assert!(sem.clone().acquire_owned().now_or_never().unwrap().is_err());
 }
+
+#[test]
+fn max_permits_is_the_most_a_semaphore_holds() {
+    use weft_sync::MAX_PERMITS;
+    let sem = Semaphore::new(MAX_PERMITS);
+    assert_eq!(sem.available_permits(), MAX_PERMITS);
+    let over = std::panic::catch_unwind(|| sem.add_permits(1));
+    assert!(over.is_err(), "adding past MAX_PERMITS must panic");
+    assert!(std::panic::catch_unwind(|| Semaphore::new(MAX_PERMITS + 1)).is_err());
+    // Big enough for any real use, small enough for the counter's two
+    // flag bits.
+    assert!(MAX_PERMITS >= u32::MAX as usize);
+    assert!(MAX_PERMITS.checked_mul(4).is_some());
+}
+
+#[test]
+fn errors_say_what_failed() {
+    let sem = Arc::new(Semaphore::new(0));
+    assert_eq!(
+        sem.clone().try_acquire_many_owned(1).unwrap_err().to_string(),
+        "no permits available"
+    );
+    sem.close();
+    assert_eq!(
+        sem.clone().try_acquire_many_owned(1).unwrap_err().to_string(),
+        "the semaphore is closed"
+    );
+    let err = sem.acquire().now_or_never().unwrap().unwrap_err();
+    assert_eq!(err.to_string(), "the semaphore is closed");
+}

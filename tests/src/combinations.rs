@@ -569,6 +569,13 @@ pub fn run(plan: Plan, jitter: &mut Jitter) -> Played {
             Err(e) => panic!("a JoinError neither panic nor cancellation: {e:?} in {plan:?}"),
         };
         assert_eq!(got, plan.expected(), "the JoinHandle's outcome in {plan:?}");
+        if let Some(rt) = rt {
+            assert_eq!(
+                rt.metrics().alive_tasks,
+                0,
+                "a joined task still counts as alive: {plan:?}"
+            );
+        }
         // Dropping the output may panic, as planned; the output is still
         // dropped exactly once.
         let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(outcome)));
@@ -644,8 +651,11 @@ pub fn run(plan: Plan, jitter: &mut Jitter) -> Played {
             wait_until(rt_ref, &shared, &plan, "the task finishing", |log| {
                 log.futures_dropped > 0
             });
+            // A finishing task leaves the runtime's count just before it is
+            // marked complete (so that `alive_tasks` is 0 once its
+            // JoinHandle has the output): wait for both.
             let deadline = Instant::now() + HANG;
-            while rt_ref.unwrap().metrics().alive_tasks != 0 {
+            while rt_ref.unwrap().metrics().alive_tasks != 0 || !abort_handle.is_finished() {
                 assert!(Instant::now() < deadline, "hang: the task is still alive in {plan:?}");
                 if plan.runtime == RuntimeKind::CurrentThread {
                     rt_ref.unwrap().block_on(weft::task::yield_now());
@@ -653,10 +663,6 @@ pub fn run(plan: Plan, jitter: &mut Jitter) -> Played {
                     std::thread::sleep(Duration::from_micros(100));
                 }
             }
-            assert!(
-                abort_handle.is_finished(),
-                "alive_tasks is 0 only once the task finished: {plan:?}"
-            );
         }
     });
 
