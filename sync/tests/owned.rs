@@ -114,6 +114,10 @@ fn max_permits_is_the_most_a_semaphore_holds() {
     let over = std::panic::catch_unwind(|| sem.add_permits(1));
     assert!(over.is_err(), "adding past MAX_PERMITS must panic");
     assert!(std::panic::catch_unwind(|| Semaphore::new(MAX_PERMITS + 1)).is_err());
+    // Up to the limit, adding works.
+    let near = Semaphore::new(MAX_PERMITS - 3);
+    near.add_permits(3);
+    assert_eq!(near.available_permits(), MAX_PERMITS);
     // Big enough for any real use, small enough for the counter's two
     // flag bits.
     assert!(MAX_PERMITS >= u32::MAX as usize);
@@ -134,4 +138,9 @@ fn errors_say_what_failed() {
     );
     let err = sem.acquire().now_or_never().unwrap().unwrap_err();
     assert_eq!(err.to_string(), "the semaphore is closed");
+    let shown = format!("{sem:?}");
+    assert!(
+        shown.contains("available_permits: 0") && shown.contains("closed: true"),
+        "{shown}"
+    );
 }
