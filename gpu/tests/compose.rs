@@ -128,7 +128,10 @@ fn a_gpu_promise_completed_after_its_runtime_shut_down() {
             let ran = Arc::new(AtomicUsize::new(0));
             let dropped = Arc::new(AtomicUsize::new(0));
             let hold = Hold::on();
-            let promise = rt.block_on(async {
+            let promise = {
+                // The callbacks are added where `rt` is current: they belong
+                // to its loop.
+                let _rt = rt.enter();
                 let stream = gpu.stream().unwrap();
                 let mut dev = stream.alloc_zeros::<u32>(256).unwrap();
                 let host = gpu.pinned_from_slice(&[3u32; 256]).unwrap();
@@ -142,7 +145,7 @@ fn a_gpu_promise_completed_after_its_runtime_shut_down() {
                     });
                 }
                 promise
-            });
+            };
             assert!(!promise.done(), "held: the copy cannot be done yet");
             // The device finishes while (or after) the runtime shuts down.
             let release = std::thread::spawn(move || {

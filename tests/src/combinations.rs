@@ -153,8 +153,9 @@ pub enum Expected {
 }
 
 impl Plan {
-    /// True for plans whose steps cannot happen in this order; [`all_plans`]
-    /// leaves them out and [`random_plan`] never makes them.
+    /// True for plans whose steps cannot happen in this order, or that
+    /// repeat another plan; [`all_plans`] leaves them out and
+    /// [`random_plan`] never makes them.
     pub fn is_impossible(&self) -> bool {
         // The runtime shut down while the task is idle cancels it: it never
         // finishes, so nothing can happen "during" or "after" its final poll
@@ -173,6 +174,9 @@ impl Plan {
             || (self.abort_via == AbortVia::JoinHandle && self.join_gone_before_abort())
             // The output's destructor matters only when an output is made.
             || (self.output_drop_panics && (no_body || self.body == Body::Panics || cancelled_idle))
+            // With no abort, the handle that would abort makes no
+            // difference: keep one of the two.
+            || (self.abort_at == AbortAt::Never && self.abort_via == AbortVia::AbortHandle)
     }
 
     /// True if the `JoinHandle` is dropped before the plan's abort.
@@ -246,9 +250,7 @@ pub fn all_plans() -> Vec<Plan> {
                                         join,
                                         shutdown,
                                     };
-                                    if !plan.is_impossible()
-                                        && !(abort_at == AbortAt::Never && abort_via == AbortVia::AbortHandle)
-                                    {
+                                    if !plan.is_impossible() {
                                         plans.push(plan);
                                     }
                                 }

@@ -159,7 +159,10 @@ fn promise_shutdown(mpi: &Mpi) {
         // A send large enough to wait for its receive (rendezvous), as a
         // promise whose callbacks belong to runtime `a`.
         let tag = 400 + round;
-        let promise = a.block_on(async {
+        let promise = {
+            // The callbacks are added where `a` is current: they belong to
+            // its loop.
+            let _a = a.enter();
             let promise = world.isend(vec![round as u8; 4 << 20], 0, tag).into_promise();
             for _ in 0..callbacks {
                 let (ran, guard) = (ran.clone(), DropCounter::new(&dropped));
@@ -170,7 +173,7 @@ fn promise_shutdown(mpi: &Mpi) {
                 });
             }
             promise
-        });
+        };
         // Runtime `a` shuts down (in the background on odd rounds) while the
         // receive that completes the send is posted on runtime `b`.
         let b = runtime();
