@@ -75,3 +75,87 @@ fn new_in_runs_callbacks_on_its_runtime_whatever_is_current() {
     );
     assert!(thread.as_deref().is_some_and(|t| t.starts_with("home")), "{thread:?}");
 }
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counted() -> (Arc<Wakes>, std::task::Waker) {
+    let wakes = Arc::new(Wakes::default());
+    (wakes.clone(), std::task::Waker::from(wakes))
+}
+
+fn woken(wakes: &Wakes) -> usize {
+    wakes.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_pending_promise_polled_with_a_new_waker_wakes_only_the_new_one() {
+    use std::future::Future;
+    use std::task::Context;
+    let promise = Promise::<u8>::new();
+    let mut awaiting = promise.clone();
+    let (old_wakes, old) = counted();
+    let (new_wakes, new) = counted();
+    assert!(
+        std::pin::Pin::new(&mut awaiting)
+            .poll(&mut Context::from_waker(&old))
+            .is_pending()
+    );
+    assert!(
+        std::pin::Pin::new(&mut awaiting)
+            .poll(&mut Context::from_waker(&old))
+            .is_pending()
+    );
+    assert_eq!(promise.listener_count(), 1);
+    // The task moved: same await, another waker.
+    assert!(
+        std::pin::Pin::new(&mut awaiting)
+            .poll(&mut Context::from_waker(&new))
+            .is_pending()
+    );
+    assert_eq!(promise.listener_count(), 1, "the waker was swapped, not added");
+    promise.set_result(3).unwrap();
+    assert_eq!(
+        (woken(&old_wakes), woken(&new_wakes)),
+        (0, 1),
+        "only the current waker is woken"
+    );
+    match std::pin::Pin::new(&mut awaiting).poll(&mut Context::from_waker(&new)) {
+        std::task::Poll::Ready(v) => assert_eq!(v.unwrap(), 3),
+        std::task::Poll::Pending => panic!("a settled promise is ready"),
+    }
+}
+
+#[test]
+fn listener_count_counts_every_waiter_and_callback() {
+    use std::future::Future;
+    use std::task::Context;
+    let promise = Promise::<u8>::new();
+    assert_eq!(promise.listener_count(), 0);
+    let mut awaits: Vec<_> = (0..3).map(|_| promise.clone()).collect();
+    let (_, waker) = counted();
+    for (i, a) in awaits.iter_mut().enumerate() {
+        assert!(
+            std::pin::Pin::new(a)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        assert_eq!(promise.listener_count(), i + 1);
+    }
+    let id = promise.add_done_callback_inline(|_| {});
+    assert_eq!(promise.listener_count(), 4);
+    assert_eq!(promise.remove_done_callback(id), 1);
+    assert_eq!(promise.listener_count(), 3);
+    // An abandoned await cancels the promise (asyncio's rule), which
+    // takes every listener.
+    drop(awaits.pop());
+    assert!(promise.cancelled());
+    assert_eq!(promise.listener_count(), 0);
+}

@@ -144,3 +144,16 @@ fn errors_say_what_failed() {
         "{shown}"
     );
 }
+
+#[test]
+fn acquires_and_permits_show_their_permit_counts() {
+    let sem = Arc::new(Semaphore::new(5));
+    let acquire = sem.acquire_many(2);
+    assert_eq!(format!("{acquire:?}"), "Acquire { permits: 2 }");
+    let owned_acquire = sem.clone().acquire_many_owned(3);
+    assert_eq!(format!("{owned_acquire:?}"), "AcquireOwned { permits: 3 }");
+    let permit = sem.try_acquire_many(2).unwrap();
+    assert_eq!(format!("{permit:?}"), "SemaphorePermit { permits: 2 }");
+    let owned = sem.clone().try_acquire_many_owned(1).unwrap();
+    assert_eq!(format!("{owned:?}"), "OwnedSemaphorePermit { permits: 1 }");
+}
