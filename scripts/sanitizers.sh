@@ -42,7 +42,9 @@ if [ "$which" = all ] || [ "$which" = address ]; then
     # detect_leaks: LeakSanitizer at exit of each test binary.
     ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1" \
         run address "${PACKAGES[@]}" --lib
-    ASAN_OPTIONS="detect_leaks=1" run address "${INTEGRATION[@]}"
+    # scripts/lsan.supp: leaks tests make on purpose (each explained).
+    ASAN_OPTIONS="detect_leaks=1" LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=1" \
+        run address "${INTEGRATION[@]}"
 fi
 if [ "$which" = all ] || [ "$which" = thread ]; then
     # halt_on_error: the first race fails the run. The tests that measure

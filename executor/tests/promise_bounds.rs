@@ -159,3 +159,31 @@ fn listener_count_counts_every_waiter_and_callback() {
     assert!(promise.cancelled());
     assert_eq!(promise.listener_count(), 0);
 }
+
+#[test]
+fn done_callback_ids_are_unique_across_threads_and_blocks() {
+    // More ids per thread than one block of the process-wide counter.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let promise = Promise::<u8>::new();
+                (0..3_000)
+                    .map(|_| promise.add_done_callback_inline(|_| {}))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all = std::collections::HashSet::new();
+    for t in threads {
+        for id in t.join().unwrap() {
+            assert!(all.insert(id), "callback id {id:?} handed out twice");
+        }
+    }
+    assert_eq!(all.len(), 12_000);
+    // An id removes its own callback and no other.
+    let promise = Promise::<u8>::new();
+    let ids: Vec<_> = (0..5).map(|_| promise.add_done_callback_inline(|_| {})).collect();
+    assert_eq!(promise.remove_done_callback(ids[2]), 1);
+    assert_eq!(promise.remove_done_callback(ids[2]), 0);
+    assert_eq!(promise.listener_count(), 4);
+}
