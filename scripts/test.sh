@@ -12,7 +12,10 @@
 #   2. the HTTP examples (hyper on Weft) in their self-checking `--demo`
 #      mode; the web stack (feature `web`: axum, hyper-util's client,
 #      tonic on Weft, no Tokio runtime): its tests and examples, in a step
-#      of their own so that only it builds axum, tonic and prost; the MPI examples under `mpirun -n 2` and as singletons; the GPU
+#      of their own so that only it builds axum, tonic and prost; the MPI
+#      examples under `mpirun -n 2` (over shared memory and over TCP), as
+#      singletons, and with each rank in its own network namespace
+#      (scripts/mpi_netns.sh, or a line saying it cannot); the GPU
 #      examples as they run here (`skipped: no CUDA driver` on a machine
 #      without one) and against weft-gpu's CPU stand-in for the driver;
 #      Weft's PTX through NVIDIA's ptxas (sm_50, sm_80, sm_90) and
@@ -90,16 +93,26 @@ for example in axum_hello http_client grpc_echo; do
     timeout 60 "target/debug/$example" --demo
 done
 
-step "MPI examples under mpirun (2 ranks), and as singletons"
+step "MPI examples under mpirun (2 ranks; shared memory, TCP, network namespaces), and as singletons"
 cargo build --release -p weft-examples --features mpi \
-    --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap
+    --bin mpi_pingpong --bin mpi_allreduce --bin mpi_pool_map --bin mpi_overlap --bin mpi_halo
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-for example in mpi_pingpong mpi_allreduce mpi_pool_map mpi_overlap; do
+for example in mpi_pingpong mpi_allreduce mpi_pool_map mpi_overlap mpi_halo; do
     timeout 300 mpirun -n 2 --oversubscribe "target/release/$example"
 done
-for example in mpi_allreduce mpi_pool_map mpi_overlap; do
+# More ranks than cores (the halo checks itself against a serial run).
+timeout 300 mpirun -n 4 --oversubscribe target/release/mpi_halo
+# Open MPI's TCP transport, as between hosts.
+for example in mpi_allreduce mpi_pool_map mpi_halo; do
+    timeout 300 mpirun -n 2 --oversubscribe --mca btl tcp,self "target/release/$example"
+done
+for example in mpi_allreduce mpi_pool_map mpi_overlap mpi_halo; do
     timeout 300 "target/release/$example"
 done
+# One rank per network namespace, joined by veth links (needs root and
+# CAP_NET_ADMIN; prints `skipped: ...` otherwise). The scenarios program
+# was built by the tests above.
+scripts/mpi_netns.sh target/release target/debug/mpi-scenarios
 
 step "GPU examples: as they run here, then against the CPU stand-in driver"
 cargo build --release -p weft-examples \

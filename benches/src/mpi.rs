@@ -1,24 +1,34 @@
 //! Suite `mpi` (built with `--features mpi`): weft-mpi's awaited
-//! operations against blocking MPI calls, on 2 ranks.
+//! operations against blocking MPI calls, over shared memory and over
+//! Open MPI's TCP transport (`--mca btl tcp,self`, as between hosts;
+//! workloads suffixed `_tcp`).
 //!
-//! `weft-benches mpi` launches itself under `mpirun -n 2` (as the hidden
-//! suite `mpi-rank`) once per configuration and reads rank 0's results.
+//! `weft-benches mpi` launches itself under `mpirun` (as the hidden suite
+//! `mpi-rank`) once per configuration and reads the ranks' results.
 //!
 //! | workload | what | metric |
 //! | --- | --- | --- |
-//! | `pingpong_8B`, `pingpong_1MiB` | one-way latency (half a round trip), awaited in a task (`weft`) or blocking `MPI_Send`/`MPI_Recv` (`blocking`), same process, `MPI_THREAD_SERIALIZED` | `latency_ns` |
-//! | `idle_recv_cpu` | CPU time of the whole rank-0 process (runtime with one worker) while a task awaits a receive that arrives after 1 s, per second of wall time | `cpu_pct` |
+//! | `pingpong_8B`, `pingpong_1MiB` | one-way latency (half a round trip) of a continuous ping-pong, awaited in a task (`weft`) or blocking `MPI_Send`/`MPI_Recv` (`blocking`), same process, `MPI_THREAD_SERIALIZED` | `latency_ns` |
+//! | `transfer_64MiB` | one-way time of a 64 MiB ping-pong (the idle policy must not slow a large transfer) | `latency_ns` |
+//! | `gapped_<gap>` | request/response after idle gaps of 0.2, 1 and 5 ms: rank 0 sleeps, sends 8 B, awaits the 8 B reply; rank 1 awaits and answers at once. Round trip p50 and p99 | `latency_ns` |
+//! | `gapped_<gap>_cpu_rank0`, `_cpu_rank1` | each rank's process CPU time over the wall time of that run, in percent of one core | `cpu_pct` |
+//! | `idle_recv_cpu` | CPU time of rank 0 (runtime with one worker) while a task awaits a receive that arrives after 1 s | `cpu_pct` |
+//! | `allreduce_8B`, `allreduce_64KiB`, `barrier` | one collective, awaited (with weft-mpi's agreement: riding in the same all-reduce up to 192 B, one more small all-reduce above) against blocking `MPI_Allreduce`/`MPI_Barrier` | `latency_ns` |
+//! | `over_allreduce_8B`, `over_barrier` | the same with 4 ranks on a 2-core machine (oversubscribed: ranks yield instead of spinning) | `latency_ns` |
+//! | `pool_map_chunk1`, `over_pool_map_chunk1` | an `MpiPool` `map` of a trivial job at chunksize 1, per item (mpi4py.futures measured 179 µs at 4 ranks on 2 cores) | `latency_ns` |
 //! | `blocking_8B_<level>` | blocking 8 B one-way latency with MPI initialised at `single`, `funneled`, `serialized`, `multiple`: the numbers behind weft-mpi's choice of thread level | `latency_ns` |
 //!
-//! Targets (issue 6): awaited 8 B ≤ blocking + 0.5 µs; 1 MiB ≤ 1.05×
-//! blocking; idle CPU < 10 % of a core.
+//! Targets (issues 6, 16, 17): awaited 8 B ≤ blocking + 0.5 µs; 1 MiB and
+//! 64 MiB ≤ 1.05× blocking; `gapped` p50 ≤ 100 µs and p99 ≤ 500 µs at every
+//! gap, each rank ≤ 10 % of a core at 5 ms gaps; idle CPU < 10 % of a core;
+//! oversubscribed collectives ≤ 2× blocking.
 
 use crate::Options;
 use crate::gpu::latency::cpu_time;
-use crate::report::Report;
+use crate::report::{Report, percentile};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
-use weft::mpi::{Communicator, Mpi};
+use weft::mpi::{Communicator, Mpi, ReduceOp};
 
 // The loops of the `mpi_pingpong` example, so both measure the same thing.
 #[path = "../../examples/src/pingpong.rs"]
@@ -26,27 +36,63 @@ mod pingpong;
 
 /// Round trips per sample, by message size.
 fn round_trips(bytes: usize) -> usize {
-    if bytes <= 1024 { 2000 } else { 50 }
+    match bytes {
+        0..=1024 => 2000,
+        1025..=4194304 => 50,
+        _ => 4,
+    }
+}
+
+/// The idle gaps of workload `gapped`, in microseconds.
+const GAPS_US: [u64; 3] = [200, 1000, 5000];
+
+/// One `mpirun` of the rank program.
+struct Config {
+    ranks: usize,
+    /// Extra `mpirun` arguments (the transport).
+    mpirun: &'static [&'static str],
+    /// The rank program's arguments.
+    args: Vec<String>,
 }
 
 pub(crate) fn run(opts: &Options) -> Report {
     let mut report = Report::new("mpi");
     let exe = std::env::current_exe().expect("the benchmark's own path");
     let reps = opts.reps.to_string();
-    let mut configs: Vec<Vec<&str>> = vec![vec!["awaited", &reps]];
+    let tcp: &'static [&'static str] = &["--mca", "btl", "tcp,self"];
+    let mut configs = Vec::new();
+    for (transport, mpirun) in [("sm", &[][..]), ("tcp", tcp)] {
+        for mode in ["awaited", "gapped", "collectives"] {
+            configs.push(Config {
+                ranks: 2,
+                mpirun,
+                args: vec![mode.into(), transport.into(), reps.clone()],
+            });
+        }
+    }
+    configs.push(Config {
+        ranks: 4,
+        mpirun: &[],
+        args: vec!["oversubscribed".into(), "sm".into(), reps.clone()],
+    });
     for level in ["single", "funneled", "serialized", "multiple"] {
-        configs.push(vec!["threading", level, &reps]);
+        configs.push(Config {
+            ranks: 2,
+            mpirun: &[],
+            args: vec!["threading".into(), level.into(), reps.clone()],
+        });
     }
     for config in configs {
-        let name = config.join(" ");
+        let name = config.args.join(" ");
         if opts.filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
         let output = Command::new("mpirun")
-            .args(["-n", "2", "--oversubscribe"])
+            .args(["-n", &config.ranks.to_string(), "--oversubscribe"])
+            .args(config.mpirun)
             .arg(&exe)
             .arg("mpi-rank")
-            .args(&config)
+            .args(&config.args)
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
             .output()
@@ -61,9 +107,16 @@ pub(crate) fn run(opts: &Options) -> Report {
         }
         for line in stdout.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if let ["RESULT", workload, runtime, metric, value] = fields[..] {
-                let value: f64 = value.parse().expect("a number");
-                report.record(workload, column(runtime), metric_name(metric), value);
+            match fields[..] {
+                ["RESULT", workload, runtime, metric, value] => {
+                    let value: f64 = value.parse().expect("a number");
+                    report.record(workload, column(runtime), metric_name(metric), value);
+                }
+                ["SUMMARY", workload, runtime, metric, p50, p99] => {
+                    let (p50, p99): (f64, f64) = (p50.parse().expect("a number"), p99.parse().expect("a number"));
+                    report.record_summary(workload, column(runtime), metric_name(metric), p50, p99);
+                }
+                _ => {}
             }
         }
         println!("{name} done");
@@ -87,17 +140,53 @@ fn metric_name(name: &str) -> &'static str {
     }
 }
 
-/// The rank program: `mpi-rank awaited REPS` or `mpi-rank threading LEVEL REPS`.
+/// The rank program: `mpi-rank MODE TRANSPORT REPS` or
+/// `mpi-rank threading LEVEL REPS`.
 pub(crate) fn rank_main(args: &[String]) -> ExitCode {
-    match args {
-        [mode, reps] if mode == "awaited" => awaited(reps.parse().expect("reps")),
-        [mode, level, reps] if mode == "threading" => threading(level, reps.parse().expect("reps")),
-        _ => {
-            eprintln!("usage: weft-benches mpi-rank awaited REPS | threading LEVEL REPS");
+    let [mode, arg, reps] = args else {
+        eprintln!(
+            "usage: weft-benches mpi-rank awaited|gapped|collectives|oversubscribed TRANSPORT REPS | threading LEVEL REPS"
+        );
+        return ExitCode::from(2);
+    };
+    let reps: usize = reps.parse().expect("reps");
+    let suffix = if arg == "tcp" { "_tcp" } else { "" };
+    match mode.as_str() {
+        "awaited" => awaited(suffix, reps),
+        "gapped" => gapped(suffix, reps),
+        "collectives" => collectives("", suffix, reps),
+        "oversubscribed" => collectives("over_", suffix, reps),
+        "threading" => threading(arg, reps),
+        other => {
+            eprintln!("unknown mode {other}");
             return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS
+}
+
+/// MPI with the default settings, or those in `WEFT_MPI_SPIN_WINDOW_US`,
+/// `WEFT_MPI_MAX_SLEEP_US` and `WEFT_MPI_OVERSUBSCRIBED` (0 or 1), for
+/// tuning: the suite reports the defaults. (`WEFT_BENCH_CURRENT_THREAD`
+/// set runs the awaited side on a current-thread runtime instead.)
+fn init() -> Mpi {
+    let us = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_micros)
+    };
+    let mut builder = Mpi::builder();
+    if let Some(window) = us("WEFT_MPI_SPIN_WINDOW_US") {
+        builder = builder.spin_window(window);
+    }
+    if let Some(max) = us("WEFT_MPI_MAX_SLEEP_US") {
+        builder = builder.max_sleep(max);
+    }
+    if let Ok(over) = std::env::var("WEFT_MPI_OVERSUBSCRIBED") {
+        builder = builder.oversubscribed(over == "1");
+    }
+    builder.init().expect("MPI")
 }
 
 fn result(rank: i32, workload: &str, column: &str, metric: &str, value: f64) {
@@ -106,20 +195,32 @@ fn result(rank: i32, workload: &str, column: &str, metric: &str, value: f64) {
     }
 }
 
-/// Awaited and blocking ping-pong in one process, interleaved, then the
-/// idle receive.
-fn awaited(reps: usize) {
-    let mpi = Mpi::init().expect("MPI");
-    let world = mpi.world();
-    let rank = world.rank();
-    // One worker: with two ranks on two cores, each rank gets one busy
-    // thread (the worker polling MPI), as a blocking rank does.
-    let rt = weft::Builder::new_multi_thread()
+/// One worker: with two ranks on two cores, each rank gets one busy
+/// thread (the worker polling MPI), as a blocking rank does.
+fn one_worker() -> weft::Runtime {
+    if std::env::var_os("WEFT_BENCH_CURRENT_THREAD").is_some() {
+        return weft::Builder::new_current_thread().build().expect("a runtime");
+    }
+    weft::Builder::new_multi_thread()
         .worker_threads(1)
         .build()
-        .expect("a runtime");
+        .expect("a runtime")
+}
+
+/// Awaited and blocking ping-pong in one process, interleaved, then the
+/// idle receive.
+fn awaited(suffix: &str, reps: usize) {
+    let mpi = init();
+    let world = mpi.world();
+    let rank = world.rank();
+    let rt = one_worker();
     let raw = mpi::topology::SimpleCommunicator::world();
-    for (bytes, workload) in [(8, "pingpong_8B"), (1 << 20, "pingpong_1MiB")] {
+    for (bytes, workload) in [
+        (8, "pingpong_8B"),
+        (1 << 20, "pingpong_1MiB"),
+        (64 << 20, "transfer_64MiB"),
+    ] {
+        let workload = format!("{workload}{suffix}");
         let trips = round_trips(bytes);
         for rep in 0..reps + 2 {
             let world = world.clone();
@@ -129,11 +230,15 @@ fn awaited(reps: usize) {
                     .expect("the ping-pong task")
                     .expect("MPI")
             }) * 1e9;
-            let blocking = pingpong::blocking(&raw, bytes, trips) * 1e9;
+            let blocking = {
+                // Thread rule 1: our own MPI calls under Weft's lock.
+                let _mpi = mpi.lock();
+                pingpong::blocking(&raw, bytes, trips) * 1e9
+            };
             if rep >= 2 {
                 // The first two are warm-up.
-                result(rank, workload, "weft", "latency_ns", awaited);
-                result(rank, workload, "blocking", "latency_ns", blocking);
+                result(rank, &workload, "weft", "latency_ns", awaited);
+                result(rank, &workload, "blocking", "latency_ns", blocking);
             }
         }
     }
@@ -143,7 +248,7 @@ fn awaited(reps: usize) {
             .await
             .expect("the idle task")
     });
-    result(rank, "idle_recv_cpu", "weft", "cpu_pct", cpu);
+    result(rank, &format!("idle_recv_cpu{suffix}"), "weft", "cpu_pct", cpu);
 }
 
 /// Rank 0 awaits a receive that rank 1 sends after sleeping 1 s; returns
@@ -151,7 +256,7 @@ fn awaited(reps: usize) {
 async fn idle_receive(world: &Communicator) -> f64 {
     world.barrier().await.expect("barrier");
     if world.rank() == 1 {
-        std::thread::sleep(Duration::from_secs(1));
+        weft::time::sleep(Duration::from_secs(1)).await;
         world.send(&[1u8], 0, 9).await.expect("send");
         return 0.0;
     }
@@ -162,6 +267,251 @@ async fn idle_receive(world: &Communicator) -> f64 {
     world.recv::<u8>(1, 9).await.expect("recv");
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
     100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+}
+
+/// Exchanges per gap and repetition (about half a second at 5 ms).
+const GAPPED_EXCHANGES: usize = 100;
+
+/// Workload `gapped`: awaited and blocking, per gap.
+fn gapped(suffix: &str, reps: usize) {
+    let mpi = init();
+    let world = mpi.world();
+    let rank = world.rank();
+    let rt = one_worker();
+    let raw = mpi::topology::SimpleCommunicator::world();
+    for gap_us in GAPS_US {
+        let gap = Duration::from_micros(gap_us);
+        let workload = format!("gapped_{}ms{suffix}", gap_us as f64 / 1000.0);
+        let (mut awaited_rtts, mut blocking_rtts) = (Vec::new(), Vec::new());
+        let (mut awaited_cpu, mut blocking_cpu) = (Vec::new(), Vec::new());
+        for _ in 0..reps.max(1) {
+            let w = world.clone();
+            let (rtts, cpu) = rt.block_on(async move {
+                weft::spawn(async move { gapped_awaited(&w, gap).await })
+                    .await
+                    .expect("the gapped task")
+            });
+            awaited_rtts.extend(rtts);
+            awaited_cpu.push(cpu);
+            let (rtts, cpu) = {
+                let _mpi = mpi.lock();
+                gapped_blocking(&raw, gap)
+            };
+            blocking_rtts.extend(rtts);
+            blocking_cpu.push(cpu);
+        }
+        for (column, rtts) in [("weft", &awaited_rtts), ("blocking", &blocking_rtts)] {
+            if rank == 0 {
+                println!(
+                    "SUMMARY {workload} {column} latency_ns {} {}",
+                    percentile(rtts, 50.0),
+                    percentile(rtts, 99.0)
+                );
+            }
+        }
+        // Every rank's CPU, each reported by itself.
+        for (column, cpu) in [("weft", &awaited_cpu), ("blocking", &blocking_cpu)] {
+            if rank <= 1 {
+                println!(
+                    "RESULT {workload}_cpu_rank{rank} {column} cpu_pct {}",
+                    percentile(cpu, 50.0)
+                );
+            }
+        }
+    }
+}
+
+/// Rank 0 sleeps `gap`, sends 8 B and awaits the 8 B reply; rank 1 awaits
+/// each request and answers at once. Rank 0's round trips (ns), and this
+/// rank's CPU over the run (percent of a core).
+async fn gapped_awaited(world: &Communicator, gap: Duration) -> (Vec<f64>, f64) {
+    world.barrier().await.expect("barrier");
+    let mut rtts = Vec::with_capacity(GAPPED_EXCHANGES);
+    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    let mut buf = vec![0u64; 1];
+    for i in 0..GAPPED_EXCHANGES {
+        match world.rank() {
+            0 => {
+                weft::time::sleep(gap).await;
+                let start = Instant::now();
+                buf[0] = i as u64;
+                buf = world.isend(buf, 1, 1).await.expect("send");
+                buf = world.recv_into(buf, 1, 2).await.expect("recv").0;
+                rtts.push(start.elapsed().as_nanos() as f64);
+            }
+            1 => {
+                buf = world.recv_into(buf, 0, 1).await.expect("recv").0;
+                buf = world.isend(buf, 0, 2).await.expect("send");
+            }
+            _ => {}
+        }
+    }
+    let cpu = 100.0 * (cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
+    (rtts, cpu)
+}
+
+/// The same with blocking calls: rank 0 sleeps on the thread; rank 1 sits
+/// in `MPI_Recv` (which spins inside Open MPI).
+fn gapped_blocking(world: &mpi::topology::SimpleCommunicator, gap: Duration) -> (Vec<f64>, f64) {
+    use mpi::traits::*;
+    world.barrier();
+    let mut rtts = Vec::with_capacity(GAPPED_EXCHANGES);
+    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    let mut buf = [0u64; 1];
+    for i in 0..GAPPED_EXCHANGES {
+        match world.rank() {
+            0 => {
+                std::thread::sleep(gap);
+                let start = Instant::now();
+                buf[0] = i as u64;
+                world.process_at_rank(1).send_with_tag(&buf[..], 1);
+                world.process_at_rank(1).receive_into_with_tag(&mut buf[..], 2);
+                rtts.push(start.elapsed().as_nanos() as f64);
+            }
+            1 => {
+                world.process_at_rank(0).receive_into_with_tag(&mut buf[..], 1);
+                world.process_at_rank(0).send_with_tag(&buf[..], 2);
+            }
+            _ => {}
+        }
+    }
+    let cpu = 100.0 * (cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
+    (rtts, cpu)
+}
+
+/// Collectives per sample.
+const COLLECTIVES: usize = 1000;
+
+/// One collective at a time, awaited and blocking: `allreduce_8B` (rides in
+/// the agreement), `allreduce_64KiB` (agreement, then the all-reduce),
+/// `barrier`. With `prefix` `over_`, the run is oversubscribed (4 ranks on
+/// 2 cores) and the 64 KiB case is left out.
+fn collectives(prefix: &str, suffix: &str, reps: usize) {
+    let mpi = init();
+    let world = mpi.world();
+    let rank = world.rank();
+    let rt = if std::env::var_os("WEFT_BENCH_CURRENT_THREAD").is_some() {
+        weft::Builder::new_current_thread().build().expect("a runtime")
+    } else {
+        weft::mpi::runtime(&mpi).expect("a runtime")
+    };
+    let raw = mpi::topology::SimpleCommunicator::world();
+    let mut cases = vec![("allreduce_8B", 1usize), ("barrier", 0)];
+    if prefix.is_empty() {
+        cases.insert(1, ("allreduce_64KiB", 8192));
+    }
+    for (name, len) in cases {
+        let workload = format!("{prefix}{name}{suffix}");
+        for rep in 0..reps + 1 {
+            let w = world.clone();
+            let awaited = rt.block_on(async move {
+                weft::spawn(async move {
+                    w.barrier().await.expect("barrier");
+                    let start = Instant::now();
+                    for i in 0..COLLECTIVES {
+                        if len == 0 {
+                            w.barrier().await.expect("barrier");
+                        } else {
+                            let out = w
+                                .all_reduce(vec![i as u64; len], ReduceOp::Sum)
+                                .await
+                                .expect("all_reduce");
+                            assert_eq!(out[0], i as u64 * w.size() as u64);
+                        }
+                    }
+                    start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
+                })
+                .await
+                .expect("the collective task")
+            });
+            let blocking = {
+                use mpi::collective::SystemOperation;
+                use mpi::traits::*;
+                let _mpi = mpi.lock();
+                raw.barrier();
+                let start = Instant::now();
+                let mut out = vec![0u64; len];
+                for i in 0..COLLECTIVES {
+                    if len == 0 {
+                        raw.barrier();
+                    } else {
+                        raw.all_reduce_into(&vec![i as u64; len][..], &mut out[..], SystemOperation::sum());
+                    }
+                }
+                start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
+            };
+            if rep >= 1 {
+                result(rank, &workload, "weft", "latency_ns", awaited);
+                result(rank, &workload, "blocking", "latency_ns", blocking);
+            }
+            if rep >= 1 && len > 0 {
+                // The nonblocking collective itself, waited on at once
+                // (`MPI_Iallreduce` + `MPI_Wait`): what MPI's own
+                // nonblocking path costs, agreement aside.
+                let _mpi = mpi.lock();
+                let nonblocking = iallreduce_wait(len);
+                result(
+                    rank,
+                    &format!("{prefix}i{name}{suffix}"),
+                    "blocking",
+                    "latency_ns",
+                    nonblocking,
+                );
+            }
+        }
+    }
+    let workload = format!("{prefix}pool_map_chunk1{suffix}");
+    for rep in 0..reps + 1 {
+        if let Some(per_item) = rt.block_on(pool_map_per_item(&world)) {
+            if rep >= 1 {
+                result(rank, &workload, "weft", "latency_ns", per_item);
+            }
+        }
+    }
+}
+
+/// An `MpiPool` `map` of a trivial job, one item per message: the pool's
+/// overhead per item, in ns (rank 0; `None` on workers).
+async fn pool_map_per_item(world: &Communicator) -> Option<f64> {
+    use weft::mpi::pool::{MpiPool, Registry};
+    const ITEMS: u64 = 400;
+    let mut registry = Registry::new();
+    let inc = registry.register("inc", |x: u64| x + 1);
+    let pool = MpiPool::start(world, registry).await.expect("the pool")?;
+    pool.map_chunked(&inc, 0..50u64, 1).await.expect("warm-up");
+    let start = Instant::now();
+    let out = pool.map_chunked(&inc, 0..ITEMS, 1).await.expect("map");
+    assert_eq!(out.len(), ITEMS as usize);
+    let per_item = start.elapsed().as_nanos() as f64 / ITEMS as f64;
+    pool.shutdown().await.expect("shutdown");
+    Some(per_item)
+}
+
+/// `MPI_Iallreduce` of `len` u64 then `MPI_Wait`, per collective (ns).
+/// Call with the MPI lock held.
+fn iallreduce_wait(len: usize) -> f64 {
+    use mpi::ffi;
+    let send = vec![1u64; len];
+    let mut recv = vec![0u64; len];
+    let start = Instant::now();
+    for _ in 0..COLLECTIVES {
+        // SAFETY: MPI is initialised; the caller holds Weft's MPI lock; both
+        // buffers hold `len` elements and outlive the wait.
+        unsafe {
+            let mut request = ffi::RSMPI_REQUEST_NULL;
+            ffi::MPI_Iallreduce(
+                send.as_ptr().cast(),
+                recv.as_mut_ptr().cast(),
+                len as i32,
+                ffi::RSMPI_UINT64_T,
+                ffi::RSMPI_SUM,
+                ffi::RSMPI_COMM_WORLD,
+                &mut request,
+            );
+            ffi::MPI_Wait(&mut request, std::ptr::null_mut());
+        }
+    }
+    start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
 }
 
 /// Blocking 8 B ping-pong with MPI initialised at `level`.

@@ -18,11 +18,11 @@ pub(crate) async fn awaited(world: &Communicator, bytes: usize, trips: usize) ->
     if rank <= 1 {
         for _ in 0..trips {
             if rank == 0 {
-                buf = world.isend(buf, peer, 0).await?.0;
+                buf = world.isend(buf, peer, 0).await?;
                 buf = world.recv_into(buf, peer, 0).await?.0;
             } else {
                 buf = world.recv_into(buf, peer, 0).await?.0;
-                buf = world.isend(buf, peer, 0).await?.0;
+                buf = world.isend(buf, peer, 0).await?;
             }
         }
     }

@@ -647,20 +647,28 @@ impl Handle {
     }
 
     /// Spawns `future` as a [`future::Task`] on this runtime: asyncio's
-    /// `loop.create_task`.
+    /// `loop.create_task` (the same as [`spawn`](Self::spawn)).
     #[track_caller]
     pub fn create_task<F>(&self, future: F) -> future::Task<F::Output>
     where
         F: Future + Send + 'static,
-        F::Output: Send + Sync + 'static,
+        F::Output: Send + 'static,
     {
-        future::spawn_task(&self.inner, future, SpawnMeta::new(None))
+        self.spawn(future)
     }
 
     /// A pending [`future::Promise`] whose done callbacks run on this
     /// runtime's loop: asyncio's `loop.create_future`.
     pub fn create_future<T>(&self) -> future::Promise<T> {
         future::Promise::new_in(self)
+    }
+}
+
+/// So that the `*_on(handle)` functions take this handle or the full
+/// runtime's (`weft::Handle`, which is `AsRef` of this one).
+impl AsRef<Handle> for Handle {
+    fn as_ref(&self) -> &Handle {
+        self
     }
 }
 

@@ -217,9 +217,9 @@ fn a_wake_from_outside_never_borrows_a_freed_task() {
     waker.wake();
 }
 
-/// The asyncio-style layer on real runtimes: a task's future settling its
-/// promise (the pin projection in `future/task.rs`), done callbacks through
-/// the ready queue, a combinator's per-future wakers, and cancellation.
+/// The asyncio-style layer on real runtimes: done callbacks on task handles
+/// and through the ready queue, a combinator's per-future wakers, and
+/// cancellation.
 #[test]
 fn tasks_promises_callbacks_and_gather() {
     use crate::future::{Promise, create_task, gather};
@@ -237,13 +237,14 @@ fn tasks_promises_callbacks_and_gather() {
                 })
                 .collect();
             tasks[0].add_done_callback(move |t| {
-                assert!(t.done());
+                assert_eq!(t.result(), Ok(&0));
                 r.fetch_add(1, SeqCst);
             });
             let stuck = create_task(std::future::pending::<u8>());
             assert!(stuck.cancel());
             let sum: u64 = gather(tasks).await.unwrap().into_iter().sum();
-            // FIFO: once this callback has run, the one above has too.
+            // The task's callback ran where the task finished; the loop's
+            // queue is FIFO as well.
             let flushed = Promise::<()>::new();
             let f = flushed.clone();
             handle.call_soon(move || f.set_result(()).unwrap());

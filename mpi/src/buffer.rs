@@ -23,6 +23,69 @@ macro_rules! plain {
 }
 plain!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
 
+/// The numbers MPI's reduction ops apply to ([`ReduceOp`](crate::ReduceOp)):
+/// the integers and floats. Sealed: Weft applies the ops itself to data
+/// small enough to ride in a collective's agreement.
+pub trait Numeric: Plain + sealed::Sealed {
+    /// Which number it is.
+    #[doc(hidden)]
+    const SCALAR: Scalar;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The element types of [`Numeric`], as the agreement record names them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Scalar {
+    /// `u8`.
+    U8 = 1,
+    /// `u16`.
+    U16,
+    /// `u32`.
+    U32,
+    /// `u64`.
+    U64,
+    /// `i8`.
+    I8,
+    /// `i16`.
+    I16,
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+}
+
+impl Scalar {
+    pub(crate) fn from_code(code: u32) -> Option<Scalar> {
+        use Scalar::*;
+        [U8, U16, U32, U64, I8, I16, I32, I64, F32, F64]
+            .into_iter()
+            .find(|s| *s as u32 == code)
+    }
+}
+
+macro_rules! numeric {
+    ($($t:ty => $s:ident),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Numeric for $t {
+            const SCALAR: Scalar = Scalar::$s;
+        }
+    )*};
+}
+numeric!(u8 => U8, u16 => U16, u32 => U32, u64 => U64, i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64);
+#[cfg(target_pointer_width = "64")]
+numeric!(usize => U64, isize => I64);
+#[cfg(target_pointer_width = "32")]
+numeric!(usize => U32, isize => I32);
+
 /// An owned buffer MPI may read from for as long as an operation is in
 /// flight: `Vec<T>`, `Box<[T]>`, `Arc<[T]>`.
 ///

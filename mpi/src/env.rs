@@ -1,28 +1,45 @@
-//! [`Mpi`]: initialising and finalising MPI, once per process.
+//! [`Mpi`] and [`MpiBuilder`]: initialising and finalising MPI, once per
+//! process; the thread rules; this node's share of cores.
 //!
-//! # Thread level
+//! # Thread rules
 //!
-//! Weft initialises MPI at `MPI_THREAD_SERIALIZED`. Its loop is turned by
-//! whichever worker parks first, and tasks post requests from any worker,
-//! so MPI calls come from many threads, but never at once: every call goes
-//! through the progress engine's lock (see `engine.rs`, rule 1). That rules
-//! out `SINGLE` and `FUNNELED` (one thread only), and makes `MULTIPLE`'s
-//! internal locking redundant; on Open MPI 4.1 `SERIALIZED`, `FUNNELED` and
-//! `MULTIPLE` measured the same latency here, `SINGLE` about 0.1 µs less
-//! (the `mpi` bench suite measures all four). Communicator handles are raw
-//! MPI handles wrapped so they can move between threads, which is sound
-//! because they are only ever used under that lock.
+//! 1. **Weft initialises MPI at `MPI_THREAD_SERIALIZED`.** Its loop is
+//!    turned by whichever worker parks first, and tasks post requests from
+//!    any worker, so MPI calls come from many threads, but never at once:
+//!    every call goes through the progress engine's lock (engine rule 1).
+//!    That rules out `SINGLE` and `FUNNELED`, and makes `MULTIPLE`'s
+//!    internal locking redundant (on Open MPI 4.1 `SERIALIZED`, `FUNNELED`
+//!    and `MULTIPLE` measured the same latency here; the `mpi` bench suite
+//!    measures all four). Code outside Weft that calls MPI in the same
+//!    process takes the same lock: [`Mpi::lock`]. An application that
+//!    cannot (a library making its own calls from its own threads) asks
+//!    for [`Threading::Multiple`].
+//! 2. **MPI initialised by other code must be at `MULTIPLE`.** Weft's loop
+//!    calls `MPI_Testsome` whenever it turns, and code that initialised
+//!    MPI itself makes its calls without Weft's lock: at any lower level
+//!    the two would overlap, which MPI forbids. [`Mpi::init`] refuses it
+//!    with [`Error::Unavailable`] saying so.
+//! 3. **`MPI_Finalize` runs on the thread that called `MPI_Init_thread`**
+//!    (MPI-3.1 §12.4.3 makes that the main thread's duty): Weft starts a
+//!    thread of its own for both, so the last handle may be dropped on any
+//!    worker.
+//!
+//! Communicator handles are raw MPI handles wrapped so they can move
+//! between threads, which is sound because they are only ever used under
+//! the engine's lock.
 
+use crate::agreement::Agreement;
 use crate::comm::Communicator;
-use crate::engine::{Engine, Raw};
+use crate::engine::{Engine, InFlight, Raw};
 use crate::error::{Error, check};
+use crate::liveness::{Deaths, Liveness};
 use crate::loom::lock;
 use mpi::ffi;
 use std::fmt;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak, mpsc};
+use std::time::Duration;
 use weft_io::source::SourceHandle;
 
 /// The live MPI state of this process, if any.
@@ -30,8 +47,150 @@ static LIVE: Mutex<Weak<Shared>> = Mutex::new(Weak::new());
 /// Set once MPI was finalized: it cannot be initialised again.
 static FINALIZED: AtomicBool = AtomicBool::new(false);
 
+/// The default spin window (engine rule 6): the loop polls without
+/// sleeping for this long after the last post or completion.
+pub const DEFAULT_SPIN_WINDOW: Duration = Duration::from_micros(100);
+
+/// The default longest idle poll interval (engine rule 6): with work in
+/// flight and nothing completing, the loop still polls at least this often.
+pub const DEFAULT_MAX_SLEEP: Duration = Duration::from_micros(100);
+
+/// How long finalizing waits for requests still in flight (a send to a
+/// rank that has not received yet) before leaving them to MPI.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// The thread level Weft asks for when it initialises MPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Threading {
+    /// `MPI_THREAD_SERIALIZED` (the default): every MPI call in the
+    /// process goes through Weft's lock ([`Mpi::lock`] for your own).
+    Serialized,
+    /// `MPI_THREAD_MULTIPLE`: other code may call MPI from its own
+    /// threads without Weft's lock (a little slower per call).
+    Multiple,
+}
+
+/// Settings for [`Mpi`] (see the engine's rule 6 for what they tune).
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let mpi = weft_mpi::Mpi::builder()
+///     .spin_window(Duration::from_micros(50))
+///     .max_sleep(Duration::from_micros(200))
+///     .init()?;
+/// # Ok::<(), weft_mpi::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MpiBuilder {
+    spin_window: Duration,
+    max_sleep: Duration,
+    oversubscribed: Option<bool>,
+    threading: Threading,
+    death_notice: bool,
+}
+
+impl Default for MpiBuilder {
+    fn default() -> MpiBuilder {
+        MpiBuilder {
+            spin_window: DEFAULT_SPIN_WINDOW,
+            max_sleep: DEFAULT_MAX_SLEEP,
+            oversubscribed: None,
+            threading: Threading::Serialized,
+            death_notice: true,
+        }
+    }
+}
+
+impl MpiBuilder {
+    /// How long after the last post or completion the loop keeps polling
+    /// MPI without sleeping, at least (default [`DEFAULT_SPIN_WINDOW`]): an
+    /// exchange that keeps going stays inside it and answers in
+    /// microseconds; after a quiet spell the loop sleeps. While operations
+    /// of late have completed soon after they were posted (within 1 ms),
+    /// the window stretches to twice that recent wait, so a reply that
+    /// takes a few hundred microseconds (a loaded machine, a TCP link) is
+    /// still caught spinning; waits longer than that (idle gaps) leave it
+    /// at this setting. Zero: spin only as long as that recent wait asks.
+    /// (Where ranks outnumber cores the loop spins, yielding, while work is
+    /// pending: see [`Mpi::oversubscribed`].)
+    pub fn spin_window(mut self, window: Duration) -> MpiBuilder {
+        self.spin_window = window;
+        self
+    }
+
+    /// The longest idle poll interval (default [`DEFAULT_MAX_SLEEP`]):
+    /// while operations are in flight and nothing completes, the loop
+    /// backs off from 50 µs to this, so a message arriving after an idle
+    /// gap is noticed within it. Shorter answers sooner after gaps and
+    /// costs more CPU while waiting.
+    pub fn max_sleep(mut self, max_sleep: Duration) -> MpiBuilder {
+        self.max_sleep = max_sleep;
+        self
+    }
+
+    /// Whether this node runs more ranks than it has cores (default:
+    /// detected, see [`Mpi::oversubscribed`]). Oversubscribed ranks yield
+    /// their core whenever a poll finds nothing, so they do not starve the
+    /// rank they wait for.
+    pub fn oversubscribed(mut self, yes: bool) -> MpiBuilder {
+        self.oversubscribed = Some(yes);
+        self
+    }
+
+    /// The thread level to ask for when Weft initialises MPI (default
+    /// [`Threading::Serialized`]).
+    pub fn threading(mut self, threading: Threading) -> MpiBuilder {
+        self.threading = threading;
+        self
+    }
+
+    /// Whether the ranks watch each other over TCP, so that a rank that
+    /// dies fails the operations that need it on every surviving rank
+    /// instead of leaving them waiting (default on; see
+    /// [`Error::PeerDied`]). Every rank must choose the same.
+    pub fn death_notice(mut self, on: bool) -> MpiBuilder {
+        self.death_notice = on;
+        self
+    }
+
+    /// Initialises MPI with these settings, or, if this process already
+    /// did, applies the spin window, longest sleep and oversubscription
+    /// setting to it and returns its handle.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mpi::init`].
+    pub fn init(self) -> Result<Mpi, Error> {
+        let mut live = lock(&LIVE);
+        if let Some(shared) = live.upgrade() {
+            self.apply(&shared);
+            return Ok(Mpi { shared });
+        }
+        if FINALIZED.load(Acquire) {
+            return Err(Error::Unavailable(
+                "MPI was finalized in this process and cannot be initialised again; keep the `Mpi` handle alive for as long as MPI is used".into(),
+            ));
+        }
+        let shared = Arc::new(Shared::init(&self)?);
+        self.apply(&shared);
+        *live = Arc::downgrade(&shared);
+        Ok(Mpi { shared })
+    }
+
+    fn apply(&self, shared: &Shared) {
+        let over = self
+            .oversubscribed
+            .unwrap_or(shared.node.local_size > shared.node.cores);
+        shared.engine.set_oversubscribed(over);
+        shared.engine.set_spin_window(self.spin_window);
+        shared.engine.set_max_sleep(self.max_sleep);
+    }
+}
+
 /// The process's MPI, initialised. Keep it alive for as long as MPI is in
-/// use; communicators and operations keep it alive too. When the last of
+/// use; communicators and requests keep it alive too. When the last of
 /// them is gone, MPI is finalized (every rank must do so for `mpirun` to
 /// report success). A rank that is unwinding from a panic aborts the job
 /// instead (`MPI_Abort`), since finalizing would wait for ranks that may
@@ -55,8 +214,15 @@ pub(crate) struct Shared {
     pub(crate) world: Raw<ffi::MPI_Comm>,
     pub(crate) rank: i32,
     pub(crate) size: i32,
-    /// MPI was initialised by Weft (and so is finalized by it).
-    owns_mpi: bool,
+    /// The collectives' agreement datatype and op.
+    pub(crate) agreement: Agreement,
+    node: Node,
+    /// Ranks the death notice says died, and its watcher.
+    pub(crate) deaths: Arc<Deaths>,
+    liveness: Mutex<Option<Liveness>>,
+    /// The thread that initialised MPI and finalizes it (thread rule 3);
+    /// `None` if other code initialised MPI.
+    mpi_thread: Mutex<Option<MpiThread>>,
     /// The reactors the engine is registered with.
     sources: Mutex<Vec<SourceHandle>>,
     /// The id of the first of them (0: none yet), for the fast path of
@@ -64,28 +230,37 @@ pub(crate) struct Shared {
     first_reactor: AtomicUsize,
 }
 
+/// Ranks and cores on this node.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    local_size: usize,
+    local_rank: usize,
+    /// Cores any rank on this node may run on (the union of their
+    /// affinity masks).
+    cores: usize,
+    /// Cores this process may run on.
+    own_cores: usize,
+}
+
 impl Mpi {
-    /// Initialises MPI (at `MPI_THREAD_SERIALIZED`), or returns the handle
-    /// to it if this process already did.
+    /// Initialises MPI (at `MPI_THREAD_SERIALIZED`, default settings), or
+    /// returns the handle to it if this process already did. Every rank
+    /// must call it (it makes communicators, a collective act).
     ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] if MPI was finalized already, or was
-    /// initialised by other code at a thread level below `SERIALIZED`; an
-    /// MPI error if `MPI_Init_thread` fails.
+    /// initialised by other code at a thread level below
+    /// `MPI_THREAD_MULTIPLE` (thread rule 2); an MPI error if
+    /// `MPI_Init_thread` fails.
     pub fn init() -> Result<Mpi, Error> {
-        let mut live = lock(&LIVE);
-        if let Some(shared) = live.upgrade() {
-            return Ok(Mpi { shared });
-        }
-        if FINALIZED.load(Acquire) {
-            return Err(Error::Unavailable(
-                "MPI was finalized in this process and cannot be initialised again; keep the `Mpi` handle alive for as long as MPI is used".into(),
-            ));
-        }
-        let shared = Arc::new(Shared::init()?);
-        *live = Arc::downgrade(&shared);
-        Ok(Mpi { shared })
+        MpiBuilder::default().init()
+    }
+
+    /// Settings for initialising MPI: spin window, longest idle poll
+    /// interval, thread level.
+    pub fn builder() -> MpiBuilder {
+        MpiBuilder::default()
     }
 
     /// The world communicator (every rank of the job).
@@ -103,21 +278,76 @@ impl Mpi {
         self.shared.size
     }
 
-    /// Requests and probes in flight in the progress engine.
+    /// Ranks of this job on this node (`MPI_Comm_split_type` shared).
+    pub fn local_size(&self) -> usize {
+        self.shared.node.local_size
+    }
+
+    /// This process's rank among the ranks on this node.
+    pub fn local_rank(&self) -> usize {
+        self.shared.node.local_rank
+    }
+
+    /// Cores the ranks on this node may use (the union of their CPU
+    /// affinity masks).
+    pub fn node_cores(&self) -> usize {
+        self.shared.node.cores
+    }
+
+    /// This rank's share of the node's cores: at least one, at most what
+    /// its affinity allows. A runtime with this many workers per rank uses
+    /// the node without oversubscribing it (`weft::mpi::runtime` builds
+    /// one).
+    pub fn cores_per_rank(&self) -> usize {
+        let node = &self.shared.node;
+        (node.cores / node.local_size.max(1)).clamp(1, node.own_cores.max(1))
+    }
+
+    /// True when this node runs more ranks than it has cores, as detected
+    /// at [`init`](Self::init) or set with
+    /// [`MpiBuilder::oversubscribed`]: the loop then spins for as long as
+    /// work is pending, yielding its core whenever a poll finds nothing (as
+    /// blocking MPI calls do there), and tasks never spin.
+    pub fn oversubscribed(&self) -> bool {
+        self.shared.engine.oversubscribed()
+    }
+
+    /// The spin window set ([`MpiBuilder::spin_window`]; the loop stretches
+    /// it while operations complete soon after they are posted).
+    pub fn spin_window(&self) -> Duration {
+        self.shared.engine.spin_window()
+    }
+
+    /// The longest idle poll interval in force ([`MpiBuilder::max_sleep`]).
+    pub fn max_sleep(&self) -> Duration {
+        self.shared.engine.max_sleep()
+    }
+
+    /// Requests and waiting receives in flight in the progress engine.
     pub fn pending(&self) -> usize {
         self.shared.engine.pending()
     }
 
-    /// Requests completed by a loop turn rather than by the eager test
+    /// Operations completed by a loop turn rather than by the eager test
     /// right after posting (how often an await really waited).
     pub fn completed_by_loop(&self) -> usize {
         self.shared.engine.completed_by_loop()
     }
 
+    /// Holds the lock every MPI call in this process goes through (thread
+    /// rule 1): make your own MPI calls (rsmpi, or C) while holding it, and
+    /// they never overlap Weft's. Keep it short: the loop cannot make
+    /// progress on MPI while you hold it, and never await while holding it.
+    pub fn lock(&self) -> MpiLock<'_> {
+        MpiLock {
+            _guard: self.shared.engine.raw_lock(),
+        }
+    }
+
     /// Aborts every rank of the job with `code` (`MPI_Abort`): the way out
     /// when a rank cannot go on and the others would wait for it forever.
     pub fn abort(&self, code: i32) -> ! {
-        let _mpi = self.shared.engine.lock();
+        let _mpi = self.shared.engine.raw_lock();
         // SAFETY: the lock is held; MPI_Abort does not return.
         unsafe { ffi::MPI_Abort(self.shared.world.0, code) };
         std::process::exit(code)
@@ -125,9 +355,21 @@ impl Mpi {
 
     /// The wall-clock time MPI measures, in seconds (`MPI_Wtime`).
     pub fn wtime(&self) -> f64 {
-        let _mpi = self.shared.engine.lock();
+        let _mpi = self.shared.engine.raw_lock();
         // SAFETY: the lock is held (every MPI call takes it).
         unsafe { ffi::MPI_Wtime() }
+    }
+}
+
+/// The MPI lock, held ([`Mpi::lock`]): while it lives, no other thread
+/// calls MPI through Weft.
+pub struct MpiLock<'a> {
+    _guard: MutexGuard<'a, InFlight>,
+}
+
+impl fmt::Debug for MpiLock<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MpiLock")
     }
 }
 
@@ -141,10 +383,61 @@ impl fmt::Debug for Mpi {
     }
 }
 
+/// Weft's own thread for `MPI_Init_thread` and `MPI_Finalize` (thread
+/// rule 3).
+struct MpiThread {
+    finalize: mpsc::Sender<()>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl MpiThread {
+    /// Starts the thread and initialises MPI on it at `required`; the
+    /// thread level provided.
+    fn start(required: c_int) -> Result<(MpiThread, c_int), Error> {
+        let (init_tx, init_rx) = mpsc::channel();
+        let (finalize, finalize_rx) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("weft-mpi".into())
+            .spawn(move || {
+                let mut provided: c_int = 0;
+                // SAFETY: MPI is not initialised (checked by the caller,
+                // which holds the engine's lock); null argc/argv are allowed.
+                let rc = unsafe {
+                    ffi::MPI_Init_thread(std::ptr::null_mut(), std::ptr::null_mut(), required, &mut provided)
+                };
+                let _ = init_tx.send((rc, provided));
+                if rc != ffi::MPI_SUCCESS as c_int {
+                    return;
+                }
+                // Until the last handle goes (or the process exits without
+                // finalizing, when the sender is dropped unsent: no call).
+                if finalize_rx.recv().is_ok() {
+                    // SAFETY: MPI is initialised, on this thread; the
+                    // sender holds the engine's lock and has marked MPI
+                    // finalized, so no other call overlaps or follows.
+                    unsafe { ffi::MPI_Finalize() };
+                }
+            })
+            .map_err(|e| Error::Unavailable(format!("cannot start the MPI thread: {e}")))?;
+        let (rc, provided) = init_rx
+            .recv()
+            .map_err(|_| Error::Unavailable("the MPI thread died initialising MPI".into()))?;
+        check(rc)?;
+        Ok((MpiThread { finalize, handle }, provided))
+    }
+
+    /// Finalizes MPI on its thread and waits for it.
+    fn finalize(self) {
+        if self.finalize.send(()).is_ok() {
+            let _ = self.handle.join();
+        }
+    }
+}
+
 impl Shared {
-    fn init() -> Result<Shared, Error> {
-        let engine = Arc::new(Engine::new());
-        let _mpi = engine.lock();
+    fn init(settings: &MpiBuilder) -> Result<Shared, Error> {
+        let engine = Arc::new(Engine::new(DEFAULT_SPIN_WINDOW, settings.max_sleep, false));
+        let mpi = engine.raw_lock();
         let mut initialized: c_int = 0;
         let mut finalized: c_int = 0;
         // SAFETY: both may be called at any time, from any thread.
@@ -157,21 +450,32 @@ impl Shared {
                 "MPI was finalized by other code in this process".into(),
             ));
         }
-        let serialized = ffi::MPI_THREAD_SERIALIZED as c_int;
-        let owns_mpi = initialized == 0;
+        let required = match settings.threading {
+            Threading::Serialized => ffi::MPI_THREAD_SERIALIZED as c_int,
+            Threading::Multiple => ffi::MPI_THREAD_MULTIPLE as c_int,
+        };
         let mut provided: c_int = 0;
-        if owns_mpi {
-            // SAFETY: MPI is not initialised; null argc/argv are allowed.
-            check(unsafe {
-                ffi::MPI_Init_thread(std::ptr::null_mut(), std::ptr::null_mut(), serialized, &mut provided)
-            })?;
+        let mpi_thread = if initialized == 0 {
+            let (thread, level) = MpiThread::start(required)?;
+            provided = level;
+            Some(thread)
         } else {
             // SAFETY: MPI is initialised.
             check(unsafe { ffi::MPI_Query_thread(&mut provided) })?;
-        }
-        if provided < serialized {
+            if provided < ffi::MPI_THREAD_MULTIPLE as c_int {
+                return Err(Error::Unavailable(format!(
+                    "MPI was initialised by other code at thread level {provided}; Weft's loop calls MPI from its own threads, which overlaps that code's calls unless MPI runs at MPI_THREAD_MULTIPLE: initialise MPI with MPI_THREAD_MULTIPLE, or let Weft initialise it (`Mpi::init`) and make your own calls under `Mpi::lock`"
+                )));
+            }
+            None
+        };
+        if provided < required {
+            drop(mpi);
+            if let Some(thread) = mpi_thread {
+                thread.finalize();
+            }
             return Err(Error::Unavailable(format!(
-                "the MPI library provides thread level {provided}, below MPI_THREAD_SERIALIZED, which Weft needs because its loop runs on several threads"
+                "the MPI library provides thread level {provided}, below the {required} Weft asked for (it needs at least MPI_THREAD_SERIALIZED, since its loop runs on several threads)"
             )));
         }
         // SAFETY: reading constants MPI initialised.
@@ -187,20 +491,39 @@ impl Shared {
             check(ffi::MPI_Comm_rank(world, &mut rank))?;
             check(ffi::MPI_Comm_size(world, &mut size))?;
         }
-        drop(_mpi);
+        let agreement = Agreement::create()?;
+        let node = Node::discover(Raw(world))?;
+        let deaths = Arc::new(Deaths::default());
+        // Every rank calls it (it agrees on whether every rank connected),
+        // or none: the setting must be the same everywhere.
+        let liveness = settings
+            .death_notice
+            .then(|| Liveness::start(Raw(world), rank, size, engine.clone(), deaths.clone()))
+            .flatten();
+        drop(mpi);
         Ok(Shared {
             engine,
             world: Raw(world),
             rank,
             size,
-            owns_mpi,
+            agreement,
+            node,
+            deaths,
+            liveness: Mutex::new(liveness),
+            mpi_thread: Mutex::new(mpi_thread),
             sources: Mutex::new(Vec::new()),
             first_reactor: AtomicUsize::new(0),
         })
     }
 
-    /// Makes sure the engine is polled by the current reactor; returns the
-    /// source handle's notify to call after posting.
+    /// At a post: the current reactor, if any, polls the engine from now
+    /// on. Posting needs none (MPI holds the request); awaiting does
+    /// (`Request::poll` registers, or fails with [`Error::NoRuntime`]).
+    pub(crate) fn register_if_running(&self) {
+        let _ = self.register();
+    }
+
+    /// Makes sure the engine is polled by the current reactor.
     pub(crate) fn register(&self) -> Result<(), Error> {
         // The common case, on every post: the current reactor is the one
         // registered first (its id stays unique while our `SourceHandle`
@@ -231,47 +554,128 @@ impl Shared {
     }
 }
 
+impl Node {
+    /// Learns this node's ranks and cores (collective over `world`: every
+    /// rank calls it in `init`). Call under the MPI lock.
+    fn discover(world: Raw<ffi::MPI_Comm>) -> Result<Node, Error> {
+        // SAFETY: reading constants MPI initialised.
+        let (comm_null, shared, info_null, bor, u64_t) = unsafe {
+            (
+                ffi::RSMPI_COMM_NULL,
+                ffi::RSMPI_COMM_TYPE_SHARED,
+                ffi::RSMPI_INFO_NULL,
+                ffi::RSMPI_BOR,
+                ffi::RSMPI_UINT64_T,
+            )
+        };
+        let mut node = comm_null;
+        let (mut local_size, mut local_rank) = (1, 0);
+        let mut mask = affinity();
+        let own_cores = mask.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+        let mut union = vec![0u64; mask.len()];
+        // SAFETY: the lock is held; `world` is live; out-pointers are valid
+        // locals; both masks hold `mask.len()` words.
+        unsafe {
+            check(ffi::MPI_Comm_split_type(world.0, shared, 0, info_null, &mut node))?;
+            check(ffi::MPI_Comm_size(node, &mut local_size))?;
+            check(ffi::MPI_Comm_rank(node, &mut local_rank))?;
+            check(ffi::MPI_Allreduce(
+                mask.as_mut_ptr().cast(),
+                union.as_mut_ptr().cast(),
+                mask.len() as c_int,
+                u64_t,
+                bor,
+                node,
+            ))?;
+            ffi::MPI_Comm_free(&mut node);
+        }
+        let cores = union.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+        Ok(Node {
+            local_size: local_size.max(1) as usize,
+            local_rank: local_rank.max(0) as usize,
+            cores: cores.max(1),
+            own_cores: own_cores.max(1),
+        })
+    }
+}
+
+/// This process's CPU affinity mask, as 16 words (1024 CPUs); where the
+/// platform cannot say, the first `available_parallelism` bits.
+fn affinity() -> Vec<u64> {
+    let mut words = vec![0u64; 16];
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `cpu_set_t` is plain bits; zeroed is an empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the set is a valid local of the size passed.
+        if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0 {
+            for cpu in 0..(words.len() * 64).min(libc::CPU_SETSIZE as usize) {
+                // SAFETY: `cpu` is below CPU_SETSIZE.
+                if unsafe { libc::CPU_ISSET(cpu, &set) } {
+                    words[cpu / 64] |= 1 << (cpu % 64);
+                }
+            }
+            return words;
+        }
+    }
+    let n = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(words.len() * 64);
+    for cpu in 0..n {
+        words[cpu / 64] |= 1 << (cpu % 64);
+    }
+    words
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         // No `Mpi::init` may start on a half-finalized MPI while this runs.
         let _live = lock(&LIVE);
         // Take the engine off every loop first.
         drop(std::mem::take(&mut *lock(&self.sources)));
-        if self.owns_mpi && std::thread::panicking() {
+        let owns_mpi = lock(&self.mpi_thread).is_some();
+        if owns_mpi && std::thread::panicking() {
             // Finalizing would wait for the other ranks, which may be
             // waiting for this one: end the job instead.
-            let _mpi = self.engine.lock();
+            let _mpi = self.engine.raw_lock();
             // SAFETY: the lock is held; MPI_Abort does not return.
             unsafe { ffi::MPI_Abort(self.world.0, 134) };
         }
-        self.engine.drain(Duration::from_secs(1), Instant::now());
-        let mut state = self.engine.lock();
-        // Messages pulled but never claimed must be received (a matched
-        // message cannot go back to MPI); requests still in flight keep
-        // their buffers for good rather than free memory MPI may write.
-        for unclaimed in self.engine.take_unclaimed_locked(&mut state) {
-            self.engine.discard_locked(unclaimed.message, &unclaimed.status);
+        // Requests still in flight (and collectives still to post, and
+        // discards of unclaimed messages) run for a while; whatever is left
+        // then keeps its buffers for good rather than free memory MPI may
+        // still write. After a death they never will: no wait.
+        let a_rank_died = !self.deaths.dead().is_empty();
+        if !a_rank_died {
+            self.engine.drain(DRAIN);
         }
-        self.engine.abandon_in_flight(&mut state);
-        let mut world = self.world.0;
-        // SAFETY: the lock is held; no operation uses the duplicate any more
-        // (they all hold this `Shared`).
-        unsafe { ffi::MPI_Comm_free(&mut world) };
-        if !self.owns_mpi {
+        if let Some(liveness) = lock(&self.liveness).take() {
+            liveness.goodbye();
+        }
+        self.engine.retire(self.world);
+        self.engine.abandon_and_close();
+        if !owns_mpi {
             return;
         }
-        // A reactor that still holds the engine polls nothing from now on.
-        self.engine.set_finalized(&mut state);
+        if a_rank_died {
+            // `MPI_Finalize` would wait for the dead rank forever
+            // (`liveness.rs`, rule 3): the process ends without it.
+            FINALIZED.store(true, Release);
+            return;
+        }
         FINALIZED.store(true, Release);
-        // SAFETY: the lock is held; this is the last MPI call.
-        unsafe { ffi::MPI_Finalize() };
+        // Thread rule 3. The engine is marked finalized: nothing else calls
+        // MPI from here on.
+        if let Some(thread) = lock(&self.mpi_thread).take() {
+            thread.finalize();
+        }
     }
 }
 
 /// This host's name as MPI knows it (`MPI_Get_processor_name`), for
 /// telling other ranks where to connect.
 pub(crate) fn processor_name(shared: &Shared) -> String {
-    let _mpi = shared.engine.lock();
+    let _mpi = shared.engine.raw_lock();
     // SAFETY: reading a constant MPI initialised.
     let max = unsafe { ffi::RSMPI_MAX_PROCESSOR_NAME } as usize;
     let mut buf = vec![0u8; max + 1];

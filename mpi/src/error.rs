@@ -35,11 +35,18 @@ pub enum Error {
     /// MPI was finalized in this process, or initialised by someone else
     /// with a thread level Weft cannot use.
     Unavailable(String),
-    /// No Weft runtime (reactor) to drive the operation: await MPI
-    /// operations inside a Weft runtime.
+    /// A request awaited outside any Weft runtime, with nothing to drive
+    /// it: await MPI requests inside a Weft runtime (they may be posted
+    /// anywhere).
     NoRuntime,
     /// The runtime shut down while the operation was in flight.
     Shutdown,
+    /// An object message (`send_obj`, `recv_obj`, `bcast_obj`) did not
+    /// serialise or deserialise as the type asked for (postcard's words).
+    Serialization(String),
+    /// A peer rank died (the job's death notice said so) with the
+    /// operation in flight; MPI cannot complete it.
+    PeerDied(i32),
 }
 
 impl Error {
@@ -86,6 +93,11 @@ impl fmt::Display for Error {
                 "no Weft runtime here: MPI operations are driven by a runtime's loop; await them inside `Runtime::block_on` or a spawned task",
             ),
             Error::Shutdown => f.write_str("the Weft runtime shut down while the MPI operation was in flight"),
+            Error::Serialization(why) => write!(
+                f,
+                "an object message does not match the type it was received as: {why}"
+            ),
+            Error::PeerDied(rank) => write!(f, "rank {rank} died with the MPI operation in flight"),
         }
     }
 }

@@ -26,7 +26,24 @@ impl Status {
         }
     }
 
-    /// The rank that sent the message.
+    /// MPI's empty status (sends, collectives): any source, any tag, no
+    /// elements.
+    pub(crate) fn empty() -> Status {
+        // SAFETY: reading constants MPI initialised.
+        let (source, tag) = unsafe { (ffi::RSMPI_ANY_SOURCE, ffi::RSMPI_ANY_TAG) };
+        Status { source, tag, count: 0 }
+    }
+
+    /// What a receive from `PROC_NULL` returns (MPI-3.1 §3.11): source
+    /// `PROC_NULL`, any tag, no elements.
+    pub(crate) fn null_peer() -> Status {
+        // SAFETY: reading constants MPI initialised.
+        let (source, tag) = unsafe { (ffi::RSMPI_PROC_NULL, ffi::RSMPI_ANY_TAG) };
+        Status { source, tag, count: 0 }
+    }
+
+    /// The rank that sent the message (`PROC_NULL`'s value, negative, for
+    /// a receive from [`PROC_NULL`](crate::PROC_NULL)).
     pub fn source(&self) -> i32 {
         self.source
     }

@@ -34,8 +34,10 @@
 //! ```
 
 use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use weft_io::time::{Elapsed, Sleep, Timeout, sleep};
+use weft_io::time::{Elapsed, Sleep, sleep};
 
 pub use weft_executor::future::*;
 
@@ -56,22 +58,84 @@ where
     wait_until(futures, return_when, timeout.into().map(sleep))
 }
 
-/// Runs `future` for at most `timeout`: asyncio's `wait_for`. On timeout the
-/// future is dropped, which cancels it (a [`Promise`] or [`Task`] becomes
-/// cancelled; wrap it in [`shield`] to keep it).
+/// Runs `future` for at most `timeout`: asyncio's `wait_for`. When the time
+/// is up it *cancels* what it waited for ([`Cancel`]: a [`Promise`] becomes
+/// cancelled, a [`Task`] is cancelled), waits for the cancellation to take
+/// effect (a task's future has been dropped, its destructors have run) and
+/// returns `Err(Elapsed)`; wrap it in [`shield`] to keep it running. If it
+/// finished in the same instant, its outcome is returned rather than lost,
+/// as asyncio does. That is its one difference from
+/// [`weft::time::timeout`](crate::time::timeout), which only stops waiting,
+/// as dropping any await does in Weft (see the table in
+/// [`weft_executor::future`]). Dropping the `wait_for` itself cancels
+/// nothing.
+///
+/// Pass a task by value, or lend it (`&mut task`) to look at it afterwards.
+/// A plain future is not accepted: dropping it is its cancellation, which
+/// `timeout` does; `wait_for(create_task(fut), d)` is asyncio's
+/// `wait_for(coro, d)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::future::{Promise, create_task, shield, wait_for};
+///
+/// let rt = weft::Runtime::new()?;
+/// rt.block_on(async {
+///     let mut slow = create_task(weft::time::sleep(Duration::from_secs(60)));
+///     assert!(wait_for(&mut slow, Duration::from_millis(5)).await.is_err());
+///     assert!(slow.cancelled()); // cancelled, and already finished cancelling
+///
+///     let kept = Promise::<u8>::new();
+///     assert!(wait_for(shield(kept.clone()), Duration::from_millis(5)).await.is_err());
+///     assert!(!kept.cancelled());
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Panics
 ///
 /// Outside a Weft runtime.
 #[track_caller]
-pub fn wait_for<F: IntoFuture>(future: F, timeout: Duration) -> Timeout<F::IntoFuture> {
-    weft_io::time::timeout(timeout, future)
+pub fn wait_for<F>(
+    future: F,
+    timeout: Duration,
+) -> impl Future<Output = Result<<F::IntoFuture as Future>::Output, Elapsed>>
+where
+    F: IntoFuture,
+    F::IntoFuture: Cancel + Unpin,
+{
+    let sleep = sleep(timeout);
+    let mut future = future.into_future();
+    async move {
+        let elapsed = match weft_io::time::timeout_at(sleep.deadline(), &mut future).await {
+            Ok(output) => return Ok(output),
+            Err(elapsed) => elapsed,
+        };
+        if future.cancel() {
+            // Wait for the cancellation to land (a task's future dropped on
+            // its worker); the work may have finished in the same instant.
+            let output = (&mut future).await;
+            if <F::IntoFuture as Cancel>::is_cancellation(&output) {
+                Err(elapsed)
+            } else {
+                Ok(output)
+            }
+        } else {
+            // Already done (then its outcome is ready), or shielded.
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(&mut future).poll(&mut cx) {
+                Poll::Ready(output) => Ok(output),
+                Poll::Pending => Err(elapsed),
+            }
+        }
+    }
 }
 
 /// The futures' outputs in completion order, each with its input index,
 /// giving up after `timeout` (asyncio's `as_completed(aws, timeout=...)`):
-/// the stream then yields one `Err(Elapsed)` and ends, dropping (cancelling)
-/// what is still pending. Without a timeout, use
+/// the stream then yields one `Err(Elapsed)` and ends, dropping what is
+/// still pending (a task runs on and a promise stays pending, as asyncio
+/// leaves them). Without a timeout, use
 /// [`weft_executor::future::as_completed`], re-exported here as
 /// [`as_completed`].
 ///
@@ -87,7 +151,7 @@ pub fn wait_for<F: IntoFuture>(future: F, timeout: Duration) -> Timeout<F::IntoF
 ///     assert_eq!(stream.next().await.unwrap().unwrap().0, 1);
 ///     assert!(stream.next().await.unwrap().is_err()); // timed out
 ///     assert!(stream.next().await.is_none());
-///     assert!(promises[0].cancelled());
+///     assert!(!promises[0].done()); // not cancelled: only no longer watched
 /// });
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -112,7 +176,7 @@ pub type Completed<F> = Result<(usize, <F as Future>::Output), Elapsed>;
 pub struct AsCompletedTimeout<F: Future> {
     inner: Option<AsCompleted<F>>,
     /// A timeout around a future that never finishes: it yields `Elapsed`.
-    deadline: std::pin::Pin<Box<weft_io::time::Timeout<Never>>>,
+    deadline: Pin<Box<weft_io::time::Timeout<Never>>>,
 }
 
 /// A future that never completes, with an uninhabited output.
@@ -123,7 +187,7 @@ enum Void {}
 impl Future for Never {
     type Output = Void;
 
-    fn poll(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Void> {
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Void> {
         std::task::Poll::Pending
     }
 }
@@ -131,10 +195,7 @@ impl Future for Never {
 impl<F: Future> futures_core::Stream for AsCompletedTimeout<F> {
     type Item = Completed<F>;
 
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_next_completed(cx)
     }
 }
@@ -156,7 +217,7 @@ impl<F: Future> AsCompletedTimeout<F> {
         std::future::poll_fn(|cx| self.poll_next_completed(cx)).await
     }
 
-    fn poll_next_completed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Completed<F>>> {
+    fn poll_next_completed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Completed<F>>> {
         use std::task::Poll;
         let Some(inner) = &mut self.inner else {
             return Poll::Ready(None);
@@ -166,7 +227,8 @@ impl<F: Future> AsCompletedTimeout<F> {
         }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(Err(elapsed)) => {
-                // Dropping the set cancels what is still pending.
+                // Dropping the set stops watching what is still pending (a
+                // task runs on, a promise stays pending).
                 self.inner = None;
                 Poll::Ready(Some(Err(elapsed)))
             }

@@ -88,6 +88,12 @@ pub use weft_io::signal;
 /// [`weft_sync`].
 pub use weft_sync as sync;
 
+/// Waits on several futures and runs the first one's handler: Tokio's
+/// `select!` (fair, or `biased;`, with `, if` conditions and `else`). It
+/// lives in `weft-sync`, beside `alt`, because it needs nothing but
+/// `std::task`: see [`weft_sync::select!`].
+pub use weft_sync::select;
+
 /// Runs an `async fn main` on a Weft runtime: see [`weft_macros::main`].
 pub use weft_macros::main;
 
@@ -119,9 +125,8 @@ pub use weft_executor::pool;
 #[cfg(feature = "gpu")]
 pub use weft_gpu as gpu;
 
-/// MPI requests awaited as loop events (feature `mpi`): see [`weft_mpi`].
 #[cfg(feature = "mpi")]
-pub use weft_mpi as mpi;
+pub mod mpi;
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

@@ -432,13 +432,13 @@ impl Handle {
         self.exec.call_soon_after(weft_io::time::sleep_until(when), f)
     }
 
-    /// Spawns `future` as a [`Task`](crate::future::Task), a task whose
-    /// handle has the promise API: asyncio's `loop.create_task`.
+    /// Spawns `future` as a [`Task`](crate::future::Task): asyncio's
+    /// `loop.create_task` (the same as [`spawn`](Self::spawn)).
     #[track_caller]
     pub fn create_task<F>(&self, future: F) -> crate::future::Task<F::Output>
     where
         F: Future + Send + 'static,
-        F::Output: Send + Sync + 'static,
+        F::Output: Send + 'static,
     {
         self.exec.create_task(future)
     }
@@ -457,6 +457,15 @@ impl Handle {
     /// A snapshot of the runtime's counters.
     pub fn metrics(&self) -> RuntimeMetrics {
         self.exec.metrics()
+    }
+}
+
+/// The executor's part of the handle, for the functions of
+/// `weft_executor` that take one (`Promise::new_in`, `TaskGroup::spawn_on`):
+/// they accept a `weft::Handle` directly.
+impl AsRef<weft_executor::Handle> for Handle {
+    fn as_ref(&self) -> &weft_executor::Handle {
+        &self.exec
     }
 }
 

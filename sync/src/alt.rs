@@ -1,9 +1,8 @@
 //! Alternation: wait on several operations and take the first that is ready,
 //! choosing fairly among those ready at once (PyCSP's `alt`, Go's `select`).
 
-use std::cell::Cell;
+use crate::random::random_below;
 use std::future::{Future, poll_fn};
-use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -14,6 +13,9 @@ pub type Branch<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Waits until one of `branches` is ready and returns its index and output;
 /// the other branches are dropped. When several are ready at the same poll,
 /// the one returned is chosen at random, so no branch can starve the others.
+///
+/// For a fixed set of branches with their own output types, without
+/// boxing, see [`select!`](macro@crate::select).
 ///
 /// Dropping a branch cancels it, so give `alt` only cancel-safe operations
 /// (every receive and acquire in this crate is; a `send` that waits for room
@@ -60,23 +62,6 @@ pub async fn alt<T>(mut branches: Vec<Branch<'_, T>>) -> (usize, T) {
         Poll::Pending
     })
     .await
-}
-
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
-}
-
-/// A number in `0..n` from a per-thread xorshift generator.
-fn random_below(n: usize) -> usize {
-    let x = RNG.with(|rng| {
-        let mut x = rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        rng.set(x);
-        x
-    });
-    (x % n as u64) as usize
 }
 
 #[cfg(all(test, not(loom)))]

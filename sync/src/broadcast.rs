@@ -182,6 +182,12 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
+/// The channel's errors at Tokio's paths: `broadcast::error::RecvError` is
+/// [`RecvError`], the same type as the flat name.
+pub mod error {
+    pub use super::{RecvError, SendError, TryRecvError};
+}
+
 /// The sending half; clone it for more producers.
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,

@@ -41,8 +41,11 @@
 //! | `broadcast.rs` | [`broadcast::channel`]: every receiver sees every message from a ring of slots, each under its own lock; a slow one is told it lagged |
 //! | `padded.rs` | keeps fields that different threads write on separate cache lines |
 //! | `watch.rs` | [`watch::channel`]: one value, watched for changes |
-//! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`) on two semaphores |
+//! | `queue.rs` | asyncio's [`Queue`] (`put`, `get`, `task_done`, `join`, Python 3.13's `shutdown`) on two semaphores |
 //! | `alt.rs` | [`alt::alt`]: the first ready of several operations, chosen fairly |
+//! | `select.rs` | [`select!`]: Tokio's macro, for a fixed set of futures pinned on the stack, fair or `biased;` |
+//! | `random.rs` | the per-thread generator behind those fair choices |
+//! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
 //! ## Why there is no `RLock`
 //!
@@ -53,7 +56,6 @@
 //! over: a function that locks and calls another that locks the same state.
 //! Lock once at the top and pass the guard (`&mut T`) down instead; for
 //! recursive code, take the guard as a parameter.
-//! | `loom.rs` | the shim that lets the loom models check the shipping code |
 //!
 //! Every wait in the crate (acquire, lock, receive, `notified`) is
 //! cancel-safe: dropping it leaves no waiter behind and passes on anything
@@ -82,7 +84,9 @@ mod notify;
 pub mod oneshot;
 mod padded;
 mod queue;
+mod random;
 mod rwlock;
+mod select;
 mod semaphore;
 mod waitlist;
 mod wake_list;
@@ -97,8 +101,10 @@ pub use bounded::{BoundedSemaphore, ReleaseError};
 pub use condition::{Barrier, BarrierWaitResult, Condition, OnceCell};
 pub use mutex::{Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
 pub use notify::{Event, Notified, Notify};
-pub use queue::{Queue, QueueEmpty, QueueFull, TaskDoneError};
+pub use queue::{Queue, QueueShutDown, TaskDoneError, TryGetError, TryPutError};
 pub use rwlock::{MAX_READERS, RwLock, RwLockReadGuard, RwLockWriteGuard, TryRwLockError};
+#[doc(hidden)]
+pub use select::__private;
 pub use semaphore::{
     Acquire, AcquireError, AcquireOwned, MAX_PERMITS, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
 };

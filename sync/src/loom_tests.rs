@@ -5,7 +5,7 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p weft-sync --lib --release loom`.
 
 use crate::loom::thread;
-use crate::{Barrier, BoundedSemaphore, Mutex, Notify, Semaphore, broadcast, mpsc, oneshot};
+use crate::{Barrier, BoundedSemaphore, Mutex, Notify, Queue, QueueShutDown, Semaphore, broadcast, mpsc, oneshot};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -366,5 +366,86 @@ fn bounded_release_races_a_queued_acquire() {
         assert!(sem.release().is_ok());
         assert!(sem.release().is_err(), "the bound was passed");
         assert_eq!(sem.available_permits(), 1);
+    });
+}
+
+/// A gentle `Queue::shutdown` races a putter waiting for room in a full
+/// queue: the putter is woken (the shutdown closes the slots) and gets its
+/// item back with `QueueShutDown`; the queued item can still be taken.
+#[test]
+fn queue_shutdown_wakes_a_waiting_putter() {
+    loom::model(|| {
+        let q = Arc::new(Queue::new(1));
+        q.put_nowait(1).unwrap();
+        let putter = {
+            let q = q.clone();
+            thread::spawn(move || loom::future::block_on(q.put(2)))
+        };
+        q.shutdown(false);
+        assert_eq!(putter.join().unwrap(), Err(QueueShutDown(2)));
+        assert_eq!(q.get_nowait(), Ok(1));
+        assert!(q.get_nowait().is_err());
+    });
+}
+
+/// A gentle shutdown races a getter that takes the last item and then
+/// waits for another: whichever of the two sees "shut down and empty"
+/// under the queue's lock closes the item semaphore, so the second get
+/// fails instead of hanging, and the item is never lost.
+#[test]
+fn queue_shutdown_races_the_getter_of_the_last_item() {
+    loom::model(|| {
+        let q = Arc::new(Queue::new(0));
+        q.put_nowait(1).unwrap();
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let first = loom::future::block_on(q.get());
+                let second = loom::future::block_on(q.get());
+                (first, second)
+            })
+        };
+        q.shutdown(false);
+        assert_eq!(getter.join().unwrap(), (Ok(1), Err(QueueShutDown(()))));
+    });
+}
+
+/// An immediate shutdown races a getter and a waiting `join`: the getter
+/// ends with the item or `QueueShutDown`, the `join` returns once the item
+/// is either marked done or drained (the drain lowers the unfinished count
+/// and wakes it), and the item is dropped exactly once.
+#[test]
+fn queue_immediate_shutdown_races_a_getter_and_join() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    loom::model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let q = Arc::new(Queue::new(0));
+        q.put_nowait(Counted(drops.clone())).unwrap();
+        let joiner = {
+            let q = q.clone();
+            thread::spawn(move || loom::future::block_on(q.join()))
+        };
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || {
+                if let Ok(item) = loom::future::block_on(q.get()) {
+                    drop(item);
+                    q.task_done().unwrap();
+                }
+            })
+        };
+        q.shutdown(true);
+        getter.join().unwrap();
+        joiner.join().unwrap();
+        assert_eq!(drops.load(SeqCst), 1, "the item was dropped twice or never");
+        assert_eq!(q.qsize(), 0);
     });
 }

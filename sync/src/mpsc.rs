@@ -186,6 +186,18 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
+/// The channel's errors at Tokio's paths: `mpsc::error::TrySendError` is
+/// [`TrySendError`], the same type as the flat name.
+///
+/// Tokio's `SendTimeoutError` has no counterpart: this crate has no clock,
+/// so there is no `send_timeout`. Put a timeout around
+/// [`Sender::reserve`] instead (with Weft, `weft::time::timeout(d,
+/// tx.reserve())`) and [`Permit::send`] the value once it returns: when the
+/// time runs out, the value is still yours.
+pub mod error {
+    pub use super::{SendError, TryRecvError, TrySendError};
+}
+
 /// A bounded channel holding at most `capacity` messages.
 ///
 /// ```
@@ -401,6 +413,10 @@ pub struct Receiver<T> {
     /// Messages taken from the shared queue in one batch (rule 2).
     batch: VecDeque<T>,
 }
+
+/// Tokio's name for the receiving half of an [`unbounded_channel`]: here
+/// one [`Receiver`] serves both kinds of channel, so this is that type.
+pub type UnboundedReceiver<T> = Receiver<T>;
 
 impl<T> Receiver<T> {
     fn new(chan: Arc<Chan<T>>) -> Receiver<T> {

@@ -243,6 +243,13 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
+/// The channel's errors at Tokio's paths: `oneshot::error::RecvError` is
+/// [`RecvError`], the same type as the flat name. (A failed
+/// [`Sender::send`] gives the value back as it is, as Tokio's does.)
+pub mod error {
+    pub use super::{RecvError, TryRecvError};
+}
+
 /// The receiving half; await it for the value. Cancel-safe: dropping the
 /// future drops nothing but the receiver.
 pub struct Receiver<T> {

@@ -71,6 +71,12 @@ impl fmt::Display for RecvError {
 
 impl std::error::Error for RecvError {}
 
+/// The channel's errors at Tokio's paths: `watch::error::RecvError` is
+/// [`RecvError`], the same type as the flat name.
+pub mod error {
+    pub use super::{RecvError, SendError};
+}
+
 /// The sending half.
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,

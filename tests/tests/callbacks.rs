@@ -138,9 +138,9 @@ each_flavor! {
                     })
                 })
                 .collect();
-            weft::task::yield_now().await;
-            weft::time::sleep(Duration::from_millis(2)).await;
-            assert!(rt_pending_timers(&handle) >= 100);
+            // Each waits in a task of its own, which registers its timer
+            // when a worker first polls it.
+            weft_tests::eventually("the 100 timers to be registered", || rt_pending_timers(&handle) >= 100).await;
             for cb in &cbs {
                 assert!(cb.cancel());
             }

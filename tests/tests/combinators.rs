@@ -32,12 +32,12 @@ each_flavor! {
         });
     }
 
-    fn gather_fails_fast_and_cancels_the_rest(flavor) {
+    fn gather_fails_fast_and_leaves_the_rest_running_as_asyncio_does(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));
         rt.block_on(async {
-            let slow = after(10_000, 1, &drops);
-            let slow_promise = slow.promise();
+            let slow = after(1_000, 1, &drops);
+            let slow_abort = slow.abort_handle();
             let failing = create_task(async {
                 sleep(Duration::from_millis(5)).await;
                 if true {
@@ -47,10 +47,15 @@ each_flavor! {
             });
             let started = Instant::now();
             let err = gather(vec![slow, failing]).await.unwrap_err();
-            assert!(err.exception().is_some_and(|e| e.is_panic()));
-            assert!(started.elapsed() < Duration::from_secs(5));
-            assert!(slow_promise.cancelled());
-            eventually("the slow task to be dropped", || drops.load(SeqCst) == 1).await;
+            assert!(err.is_panic());
+            // Failed fast: the slow task is still running, detached.
+            assert!(!slow_abort.is_finished(), "gather waited for the slow task");
+            assert_eq!(drops.load(SeqCst), 0);
+            while !slow_abort.is_finished() {
+                sleep(Duration::from_millis(5)).await;
+            }
+            assert!(started.elapsed() >= Duration::from_millis(1_000));
+            eventually("the slow task to finish on its own", || drops.load(SeqCst) == 1).await;
         });
     }
 
@@ -62,7 +67,15 @@ each_flavor! {
             bad.set_exception(std::io::Error::other("nope")).unwrap();
             let cancelled = Promise::<u8>::new();
             cancelled.cancel();
-            let outcomes = gather(vec![ok.promise(), bad, cancelled]).return_exceptions().await;
+            let ok = {
+                let promise = Promise::new();
+                let resolver = promise.clone();
+                ok.add_done_callback(move |task| {
+                    resolver.set_result(*task.result().expect("the task returned")).unwrap();
+                });
+                promise
+            };
+            let outcomes = gather(vec![ok, bad, cancelled]).return_exceptions().await;
             assert_eq!(*outcomes[0].as_ref().unwrap(), 1);
             assert!(matches!(&outcomes[1], Err(PromiseError::Failed(e)) if e.to_string() == "nope"));
             assert!(matches!(outcomes[2], Err(PromiseError::Cancelled)));
@@ -108,16 +121,16 @@ each_flavor! {
             let (_, mut again) = pending.into_iter().next().unwrap();
             assert_eq!((&mut again).await.ok(), Some(1));
 
-            // The same for tasks, whose handle is a promise.
+            // The same for tasks.
             let tasks = vec![after(5_000, 1, &drops), after(1, 2, &drops)];
             let (done, pending) = wait(tasks, ReturnWhen::FirstCompleted, None).await;
             assert_eq!(done.len(), 1);
             let (_, slow) = pending.into_iter().next().unwrap();
-            assert_eq!(slow.listener_count(), 0, "wait left its waker on the task");
-            let promise = slow.promise();
+            let abort = slow.abort_handle();
             drop(slow); // detaches, as dropping a task does
-            assert!(!promise.done());
-            assert!(promise.cancel());
+            assert!(!abort.is_finished());
+            abort.abort();
+            eventually("the aborted task to be dropped", || drops.load(SeqCst) == 2).await;
         });
     }
 
@@ -181,17 +194,19 @@ each_flavor! {
         });
     }
 
-    fn as_completed_with_a_timeout_reports_it_and_cancels_the_rest(flavor) {
+    fn as_completed_with_a_timeout_reports_it_and_leaves_the_rest_running(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));
         rt.block_on(async {
             let slow = after(10_000, 1, &drops);
-            let slow_promise = slow.promise();
+            let slow_abort = slow.abort_handle();
             let mut stream = as_completed_timeout(vec![after(1, 2, &drops), slow], Duration::from_millis(30));
             assert_eq!(stream.next().await.unwrap().unwrap().0, 0);
             assert!(stream.next().await.unwrap().is_err());
             assert!(stream.next().await.is_none());
-            assert!(slow_promise.cancelled());
+            drop(stream);
+            assert!(!slow_abort.is_finished(), "asyncio's as_completed does not cancel on timeout");
+            slow_abort.abort();
         });
     }
 
@@ -203,32 +218,57 @@ each_flavor! {
             assert_eq!(wait_for(quick, Duration::from_secs(5)).await.unwrap().unwrap(), 7);
 
             let slow = after(10_000, 1, &drops);
-            let promise = slow.promise();
+            let abort = slow.abort_handle();
             assert!(wait_for(slow, Duration::from_millis(10)).await.is_err());
-            assert!(promise.cancelled());
             eventually("the timed-out task to be dropped", || drops.load(SeqCst) == 2).await;
+            assert!(abort.is_finished());
+
+            // `timeout` only stops waiting: the task runs on.
+            let slow = after(10_000, 1, &drops);
+            let abort = slow.abort_handle();
+            assert!(weft::time::timeout(Duration::from_millis(10), slow).await.is_err());
+            sleep(Duration::from_millis(5)).await;
+            assert!(!abort.is_finished());
+            assert_eq!(drops.load(SeqCst), 2);
+            abort.abort();
         });
     }
 
-    fn race_returns_the_first_and_cancels_the_losers(flavor) {
+    fn race_returns_the_first_and_drops_or_cancels_the_losers(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));
         rt.block_on(async {
+            // Dropped losers: tasks detach and run on.
             let losers: Vec<_> = (0..3).map(|i| after(10_000, i, &drops)).collect();
-            let loser_promises: Vec<_> = losers.iter().map(|t| t.promise()).collect();
+            let aborts: Vec<_> = losers.iter().map(|t| t.abort_handle()).collect();
             let mut runners = losers;
             runners.insert(2, after(5, 99, &drops));
             let (index, value) = race(runners).await;
             assert_eq!((index, value.unwrap()), (2, 99));
-            assert!(loser_promises.iter().all(Promise::cancelled));
+            eventually("the winner to be dropped", || drops.load(SeqCst) == 1).await;
+            assert!(aborts.iter().all(|a| !a.is_finished()), "a dropped loser was cancelled");
+            aborts.iter().for_each(|a| a.abort());
             eventually("every task to be dropped", || drops.load(SeqCst) == 4).await;
+
+            // Cancelled losers, when asked.
+            let losers: Vec<_> = (0..3).map(|i| after(10_000, i, &drops)).collect();
+            let mut runners = losers;
+            runners.insert(0, after(5, 99, &drops));
+            let (index, value) = race(runners).cancel_losers().await;
+            assert_eq!((index, value.unwrap()), (0, 99));
+            eventually("every task to be dropped", || drops.load(SeqCst) == 8).await;
 
             let a = Promise::<u8>::new();
             match race2(a.clone(), sleep(Duration::from_millis(5))).await {
                 weft::future::Either::Right(()) => {}
                 weft::future::Either::Left(_) => panic!("the pending promise cannot win"),
             }
-            assert!(a.cancelled());
+            assert!(!a.done(), "a promise is cancelled only by an explicit act");
+            let promises: Vec<Promise<u8>> = (0..3).map(|_| Promise::new()).collect();
+            promises[1].set_result(1).unwrap();
+            let (index, _) = race(promises.clone()).cancel_losers().await;
+            assert_eq!(index, 1);
+            assert!(promises[0].cancelled() && promises[2].cancelled());
         });
     }
 
@@ -300,7 +340,7 @@ each_flavor! {
             sleep(Duration::from_millis(10)).await;
             token.cancel();
             tracker.close();
-            assert!(wait_for(tracker.wait(), Duration::from_secs(5)).await.is_ok());
+            assert!(weft::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_ok());
             assert!(tracker.is_empty());
         });
         assert_eq!(finished.load(SeqCst), 8);

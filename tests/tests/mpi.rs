@@ -1,7 +1,10 @@
-//! weft-mpi on 2 and 3 ranks: each test runs one scenario of the
-//! `mpi-scenarios` rank program (src/bin/mpi_scenarios.rs) under `mpirun`
-//! and checks that every rank finished it. Built with `--features mpi`
-//! (scripts/test.sh does), which needs Open MPI installed.
+//! weft-mpi on 1 to 3 ranks: each test runs one scenario of the
+//! `mpi-scenarios` rank program (src/bin/mpi_scenarios.rs, src/mpi/) under
+//! `mpirun` and checks that every rank finished it. Multi-rank scenarios
+//! run over shared memory (Open MPI's default between ranks of one host)
+//! and over the TCP transport (`--mca btl tcp,self`, as between hosts).
+//! Built with `--features mpi` (scripts/test.sh does), which needs Open
+//! MPI installed.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +15,17 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Runs `scenario` on `ranks` ranks (a singleton if 1) and asserts that
 /// every rank reported success.
 fn run(scenario: &str, ranks: usize) {
-    let stdout = launch(scenario, ranks, &[], true);
+    run_with(scenario, ranks, &[]);
+}
+
+/// [`run`] over Open MPI's TCP transport: the ranks exchange messages
+/// through sockets (loopback here), as ranks on different hosts do.
+fn run_tcp(scenario: &str, ranks: usize) {
+    run_with(scenario, ranks, &["--mca", "btl", "tcp,self"]);
+}
+
+fn run_with(scenario: &str, ranks: usize, mpirun_args: &[&str]) {
+    let stdout = launch(scenario, ranks, mpirun_args, true).stdout;
     for rank in 0..ranks {
         assert!(
             stdout.contains(&format!("ok {scenario} rank {rank}\n")),
@@ -21,10 +34,16 @@ fn run(scenario: &str, ranks: usize) {
     }
 }
 
+/// What a run printed.
+struct Printed {
+    stdout: String,
+    stderr: String,
+}
+
 /// Starts the scenario (with extra `mpirun` arguments), waits at most
-/// `LIMIT`, and returns its standard output; `must_succeed` also asserts
-/// a zero exit status.
-fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool) -> String {
+/// `LIMIT`, and returns what it printed; `must_succeed` also asserts a
+/// zero exit status.
+fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool) -> Printed {
     let program = env!("CARGO_BIN_EXE_mpi-scenarios");
     let mut command = if ranks == 1 {
         Command::new(program)
@@ -63,29 +82,32 @@ fn launch(scenario: &str, ranks: usize, mpirun_args: &[&str], must_succeed: bool
     };
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         status.success() || !must_succeed,
-        "{scenario} on {ranks} ranks failed ({status})\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{scenario} on {ranks} ranks failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    stdout
+    Printed { stdout, stderr }
 }
 
 #[test]
 fn point_to_point_typed_owned_and_probed() {
     run("point_to_point", 2);
     run("point_to_point", 3);
+    run_tcp("point_to_point", 2);
 }
 
 #[test]
 fn any_source_receives_from_every_rank() {
     run("any_source", 2);
     run("any_source", 3);
+    run_tcp("any_source", 3);
 }
 
 #[test]
 fn a_message_too_long_for_the_buffer_is_an_error_not_a_crash() {
     run("truncate", 2);
+    run_tcp("truncate", 2);
 }
 
 #[test]
@@ -103,6 +125,7 @@ fn collectives_on_two_and_three_ranks_and_a_singleton() {
     run("collectives", 1);
     run("collectives", 2);
     run("collectives", 3);
+    run_tcp("collectives", 3);
 }
 
 #[test]
@@ -116,13 +139,100 @@ fn pool_map_submit_and_job_errors() {
     run("pool_map", 1);
     run("pool_map", 2);
     run("pool_map", 3);
+    run_tcp("pool_map", 3);
+}
+
+#[test]
+fn a_pool_worker_runs_one_job_at_a_time_unless_asked() {
+    run("pool_concurrency", 1);
+    run("pool_concurrency", 2);
+    run("pool_concurrency", 3);
+}
+
+#[test]
+fn a_job_registered_with_other_types_on_a_worker_fails_clearly() {
+    run("pool_mismatch", 2);
+    run("pool_mismatch", 3);
+}
+
+#[test]
+fn rank_0_leaving_with_an_error_and_a_pool_alive_ends_every_rank() {
+    for ranks in [2, 3] {
+        let start = Instant::now();
+        let printed = launch("pool_error_exit", ranks, &[], false);
+        for rank in 1..ranks {
+            assert!(
+                printed.stdout.contains(&format!("ok pool_error_exit rank {rank}\n")),
+                "worker {rank} was not released:\n{}",
+                printed.stdout
+            );
+        }
+        assert!(
+            printed.stderr.contains("rank 0 gives up"),
+            "rank 0's error was not printed:\n{}",
+            printed.stderr
+        );
+        // Not a timing test: a hang would take LIMIT.
+        assert!(start.elapsed() < LIMIT / 2, "took {:?}", start.elapsed());
+    }
+}
+
+#[test]
+fn mpi4py_order_post_receive_post_send_wait_send_wait_receive() {
+    run("mpi4py_order", 2);
+    run("mpi4py_order", 3);
+    run_tcp("mpi4py_order", 2);
+}
+
+#[test]
+fn a_collective_progresses_while_its_task_computes() {
+    run("allreduce_overlap", 1);
+    run("allreduce_overlap", 2);
+    run("allreduce_overlap", 3);
+}
+
+#[test]
+fn wait_all_and_wait_any_over_sends_receives_and_collectives() {
+    run("wait_mix", 1);
+    run("wait_mix", 2);
+    run("wait_mix", 3);
+}
+
+#[test]
+fn sendrecv_with_proc_null_at_the_edges() {
+    run("sendrecv_shift", 1);
+    run("sendrecv_shift", 2);
+    run("sendrecv_shift", 3);
+    run_tcp("sendrecv_shift", 3);
+}
+
+#[test]
+fn gatherv_all_gatherv_scatterv_with_varying_lengths() {
+    run("varying", 1);
+    run("varying", 2);
+    run("varying", 3);
+}
+
+#[test]
+fn cartesian_grids_and_shifts() {
+    run("cartesian", 1);
+    run("cartesian", 2);
+    run("cartesian", 3);
+}
+
+#[test]
+fn object_messages_point_to_point_and_broadcast() {
+    run("objects", 1);
+    run("objects", 2);
+    run("objects", 3);
+    run_tcp("objects", 2);
 }
 
 #[test]
 fn a_worker_that_dies_mid_map_fails_its_jobs_and_the_pool_goes_on() {
     // `mpirun` would otherwise kill rank 0 along with the dead rank; the
     // job's exit status reports rank 2's death, so only the output counts.
-    let stdout = launch("pool_death", 3, &["--mca", "orte_abort_on_non_zero_status", "0"], false);
+    let stdout = launch("pool_death", 3, &["--mca", "orte_abort_on_non_zero_status", "0"], false).stdout;
     assert!(
         stdout.contains("ok pool_death rank 0\n"),
         "rank 0 did not finish:\n{stdout}"
@@ -131,4 +241,73 @@ fn a_worker_that_dies_mid_map_fails_its_jobs_and_the_pool_goes_on() {
         stdout.contains("ok pool_death rank 1\n"),
         "rank 1 was not released:\n{stdout}"
     );
+}
+
+#[test]
+fn no_mpi_call_on_a_communicator_freed_after_a_pool() {
+    run("freed_comm_after_pool", 1);
+    run("freed_comm_after_pool", 2);
+    run_tcp("freed_comm_after_pool", 2);
+}
+
+#[test]
+fn no_mpi_call_on_a_communicator_freed_after_a_dropped_receive() {
+    run("freed_comm_after_dropped_recv", 1);
+    run("freed_comm_after_dropped_recv", 2);
+    run_tcp("freed_comm_after_dropped_recv", 2);
+}
+
+#[test]
+fn collectives_dropped_at_every_point_leave_the_ranks_in_step() {
+    run("cancelled_collectives", 1);
+    run("cancelled_collectives", 2);
+    run("cancelled_collectives", 3);
+    run_tcp("cancelled_collectives", 3);
+}
+
+#[test]
+fn collectives_post_in_the_order_they_were_started() {
+    run("collective_order", 2);
+    run("collective_order", 3);
+    run_tcp("collective_order", 2);
+}
+
+#[test]
+fn ranks_that_disagree_on_a_collective_all_fail_and_stay_in_step() {
+    run("disagreeing_collectives", 2);
+    run("disagreeing_collectives", 3);
+    run_tcp("disagreeing_collectives", 3);
+}
+
+#[test]
+fn mpi_initialised_elsewhere_must_be_at_thread_multiple() {
+    run("foreign_serialized", 1);
+    run("foreign_serialized", 2);
+    run("foreign_multiple", 1);
+    run("foreign_multiple", 2);
+}
+
+#[test]
+fn the_last_handle_may_be_dropped_on_another_thread() {
+    run("last_handle_on_another_thread", 1);
+    run("last_handle_on_another_thread", 2);
+}
+
+#[test]
+fn a_rank_that_dies_mid_collective_fails_it_on_every_survivor() {
+    for ranks in [2, 3] {
+        let stdout = launch(
+            "peer_death",
+            ranks,
+            &["--mca", "orte_abort_on_non_zero_status", "0"],
+            false,
+        )
+        .stdout;
+        for rank in 0..ranks - 1 {
+            assert!(
+                stdout.contains(&format!("ok peer_death rank {rank}\n")),
+                "survivor {rank} did not finish:\n{stdout}"
+            );
+        }
+    }
 }

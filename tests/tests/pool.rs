@@ -1,5 +1,6 @@
 //! The CPU pool: order, real chunking, panic isolation, async use, close,
-//! join and terminate.
+//! join and terminate; blocking calls on a runtime thread return
+//! `PoolError::WouldBlockRuntime` (rule 3 of the pool's module docs).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -141,9 +142,9 @@ fn the_async_api_works_from_a_runtime() {
         assert_eq!(all[99], 99 * 99);
         assert_eq!(pool.apply_async(|| 40 + 2).unwrap().await.unwrap(), 42);
 
-        let mut stream = pool.imap(|x: u8| x + 1, 0..5u8, None).unwrap();
+        let mut stream = pool.imap_stream(|x: u8| x + 1, 0..5u8, None).unwrap();
         let mut got = Vec::new();
-        while let Some(item) = stream.next_async().await {
+        while let Some(item) = stream.next().await {
             got.push(item.unwrap());
         }
         assert_eq!(got, vec![1, 2, 3, 4, 5]);
@@ -195,7 +196,7 @@ fn terminate_drops_queued_work_and_stops_running_chunks() {
     let hold = Mutex::new(hold);
     let s = started.clone();
     // One long chunk holds the only worker.
-    let stream = pool
+    let results = pool
         .imap(
             move |x: u32| {
                 s.fetch_add(1, SeqCst);
@@ -224,7 +225,7 @@ fn terminate_drops_queued_work_and_stops_running_chunks() {
         (1..2000).contains(&ran),
         "the running chunk stopped early: {ran} items ran"
     );
-    let all: Vec<_> = stream.collect();
+    let all: Vec<_> = results.collect();
     assert_eq!(all.len(), 4000);
     assert!(all[..ran].iter().enumerate().all(|(i, r)| *r == Ok(i as u32)));
     assert!(all[ran..].iter().all(|r| *r == Err(PoolError::Terminated)));
@@ -243,17 +244,6 @@ fn bad_arguments_are_errors() {
         pool.imap(|x: u8| x, 0..3u8, Some(0)),
         Err(PoolError::InvalidArgument(_))
     ));
-}
-
-#[test]
-fn blocking_calls_on_a_runtime_thread_panic_with_advice() {
-    let pool = Pool::new(1).unwrap();
-    let rt = weft::Builder::new_current_thread().build().unwrap();
-    let message = rt.block_on(async {
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.map(|x: u8| x, 0..3u8, None)));
-        weft_tests::panic_message(&*caught.unwrap_err())
-    });
-    assert!(message.contains("map_async"), "{message}");
 }
 
 #[test]
@@ -294,4 +284,276 @@ fn every_result_is_dropped_exactly_once_whether_the_map_succeeds_or_fails() {
     // An empty map of a closed pool is still refused.
     pool.close();
     assert_eq!(pool.map(|x: u8| x, Vec::new(), None), Err(PoolError::Closed));
+}
+
+/// A function to map that counts the items it runs in `runs`.
+fn counted(runs: &Arc<AtomicUsize>) -> impl Fn(u32) -> u32 + Send + Sync + Clone + 'static {
+    let runs = runs.clone();
+    move |x| {
+        runs.fetch_add(1, SeqCst);
+        x
+    }
+}
+
+/// Asserts that `result` is the refusal of `call`, whose message names
+/// `async_call` and both ways out.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, PoolError>, call: &str, async_call: &str) {
+    match result {
+        Err(err @ PoolError::WouldBlockRuntime { call: c, instead }) => {
+            assert_eq!(c, call);
+            assert!(instead.contains(async_call), "{instead}");
+            let message = err.to_string();
+            for part in [call, async_call, "Weft runtime", "plain thread", "spawn_blocking"] {
+                assert!(message.contains(part), "{part:?} missing from: {message}");
+            }
+            assert_eq!(std::io::Error::from(err).kind(), std::io::ErrorKind::Other);
+        }
+        other => panic!("{call} on a runtime thread returned {other:?}"),
+    }
+}
+
+/// Every blocking call of `pool`, on a thread that runs a runtime: each is
+/// refused, even where it would not have to wait (`join` of a closed
+/// pool), and before its other checks (`join` of a running pool).
+fn assert_blocking_calls_refused(pool: &Pool, runs: &Arc<AtomicUsize>) {
+    assert_refused(pool.map(counted(runs), 0..100u32, Some(10)), "Pool::map", "map_async");
+    assert_refused(pool.map(counted(runs), 0..3u32, Some(0)), "Pool::map", "map_async");
+    let f = counted(runs);
+    assert_refused(pool.apply(move || f(1)), "Pool::apply", "apply_async");
+    assert_refused(pool.join(), "Pool::join", "join_async");
+    pool.close();
+    assert_refused(pool.join(), "Pool::join", "join_async");
+}
+
+/// Joins `pool` from this plain thread (it must be closed): every job it
+/// ever queued has run by then, so `runs` counts all the items it mapped.
+fn join_and_count(pool: &Pool, runs: &AtomicUsize) -> usize {
+    pool.join().expect("join from a plain thread");
+    runs.load(SeqCst)
+}
+
+mod on_a_runtime_thread {
+    use super::*;
+
+    weft_tests::each_flavor! {
+        fn blocking_calls_in_block_on_return_the_error_and_queue_nothing(flavor) {
+            let pool = Pool::new(2).unwrap();
+            let runs = Arc::new(AtomicUsize::new(0));
+            weft_tests::runtime(flavor).block_on(async { assert_blocking_calls_refused(&pool, &runs) });
+            assert_eq!(join_and_count(&pool, &runs), 0, "a refused call queued work");
+        }
+
+        fn blocking_calls_in_a_spawned_task_return_the_error_and_queue_nothing(flavor) {
+            let pool = Arc::new(Pool::new(2).unwrap());
+            let runs = Arc::new(AtomicUsize::new(0));
+            let (p, r) = (pool.clone(), runs.clone());
+            weft_tests::runtime(flavor).block_on(async move {
+                weft::spawn(async move { assert_blocking_calls_refused(&p, &r) }).await.unwrap();
+            });
+            assert_eq!(join_and_count(&pool, &runs), 0, "a refused call queued work");
+        }
+
+        fn iterating_an_imap_yields_one_error_then_ends_and_its_stream_keeps_every_result(flavor) {
+            let pool = Pool::new(2).unwrap();
+            let mut imap = pool.imap(|x: u32| x * 10, 0..9u32, Some(3)).unwrap();
+            // Taken on this plain thread: the rest of its chunk (10, 20)
+            // now waits in the `Imap` itself, the other chunks in the pool.
+            assert_eq!(imap.next(), Some(Ok(0)));
+            weft_tests::runtime(flavor).block_on(async move {
+                let mut seen = Vec::new();
+                for result in &mut imap {
+                    seen.push(result);
+                    if seen.len() > 3 {
+                        break; // an iterator that does not end: fails below
+                    }
+                }
+                assert_eq!(seen.len(), 1, "one error, then the end: {seen:?}");
+                assert_refused(seen.pop().unwrap(), "Imap::next", "into_stream");
+                // Fused: no spin for `filter_map(Result::ok)`, no second error.
+                assert_eq!(imap.by_ref().take(10).count(), 0);
+                // Nothing was taken: the stream yields every result left.
+                let mut rest = Vec::new();
+                let mut stream = imap.into_stream();
+                while let Some(result) = stream.next().await {
+                    rest.push(result.unwrap());
+                }
+                assert_eq!(rest, [10, 20, 30, 40, 50, 60, 70, 80]);
+            });
+
+            // A fresh one: an adapter over it ends rather than spinning.
+            let imap = pool.imap_unordered(|x: u32| x, 0..4u32, None).unwrap();
+            weft_tests::runtime(flavor).block_on(async move {
+                let mut imap = imap;
+                assert_eq!(imap.by_ref().take(10).filter_map(Result::ok).count(), 0);
+                let mut all = Vec::new();
+                let mut stream = imap.into_stream();
+                while let Some(result) = stream.next().await {
+                    all.push(result.unwrap());
+                }
+                all.sort_unstable();
+                assert_eq!(all, [0, 1, 2, 3]);
+            });
+        }
+
+        fn the_blocking_calls_work_in_spawn_blocking(flavor) {
+            let pool = Arc::new(Pool::new(2).unwrap());
+            let p = pool.clone();
+            let (squares, imapped, answer) = weft_tests::runtime(flavor).block_on(async move {
+                weft::spawn_blocking(move || {
+                    let squares = p.map(|x: u32| x * x, 0..5u32, None);
+                    let imapped: Vec<_> = p.imap(|x: u32| x + 1, 0..3u32, None).unwrap().collect();
+                    (squares, imapped, p.apply(|| 42))
+                })
+                .await
+                .unwrap()
+            });
+            assert_eq!(squares, Ok(vec![0, 1, 4, 9, 16]));
+            assert_eq!(imapped, [Ok(1), Ok(2), Ok(3)]);
+            assert_eq!(answer, Ok(42));
+        }
+
+        fn join_async_waits_for_every_worker_to_exit(flavor) {
+            let pool = Pool::new(2).unwrap();
+            let (release, gate) = std::sync::mpsc::channel::<()>();
+            let finished = Arc::new(AtomicUsize::new(0));
+            let f = finished.clone();
+            let held = pool
+                .apply_async(move || {
+                    let _ = gate.recv_timeout(Duration::from_secs(30));
+                    f.fetch_add(1, SeqCst);
+                })
+                .unwrap();
+            weft_tests::runtime(flavor).block_on(async {
+                assert_eq!(pool.join_async().await, Err(PoolError::Running));
+                pool.close();
+                // The held item ends only once released, after join_async
+                // has started to wait.
+                let releaser = thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(20));
+                    release.send(()).unwrap();
+                });
+                pool.join_async().await.unwrap();
+                assert_eq!(finished.load(SeqCst), 1, "join_async returned before the workers exited");
+                assert!(held.done());
+                // Already exited: at once.
+                pool.join_async().await.unwrap();
+                releaser.join().unwrap();
+            });
+            pool.join().unwrap();
+
+            // A terminated pool's workers exit after their current item.
+            let pool = Pool::new(3).unwrap();
+            pool.terminate();
+            weft_tests::runtime(flavor).block_on(async { pool.join_async().await.unwrap() });
+        }
+
+        fn dropping_a_pool_does_not_wait_for_running_items(flavor) {
+            let pool = Pool::new(1).unwrap();
+            let (release, gate) = std::sync::mpsc::channel::<()>();
+            let (started, running) = std::sync::mpsc::channel::<()>();
+            let finished = Arc::new(AtomicUsize::new(0));
+            let f = finished.clone();
+            // Holds the only worker until released, or for 30 s.
+            drop(pool.apply_async(move || {
+                started.send(()).unwrap();
+                let _ = gate.recv_timeout(Duration::from_secs(30));
+                f.fetch_add(1, SeqCst);
+            }));
+            running.recv_timeout(Duration::from_secs(30)).expect("the item started");
+            weft_tests::runtime(flavor).block_on(async move { drop(pool) });
+            // Had the drop waited for the item, it would have finished.
+            assert_eq!(finished.load(SeqCst), 0, "the drop waited for the running item");
+            release.send(()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_stream_works_with_stream_ext_in_scope() {
+    use futures::StreamExt;
+
+    let pool = Pool::new(2).unwrap();
+    weft::Runtime::new().unwrap().block_on(async {
+        let mut stream = pool.imap_stream(|x: u32| x + 1, 0..5u32, Some(2)).unwrap();
+        // The inherent `next`, then the trait's: neither is ambiguous.
+        assert_eq!(stream.next().await, Some(Ok(1)));
+        assert_eq!(StreamExt::next(&mut stream).await, Some(Ok(2)));
+        // A combinator, through `Stream`.
+        let rest: Vec<u32> = stream.map(Result::unwrap).collect().await;
+        assert_eq!(rest, [3, 4, 5]);
+
+        let mut all: Vec<u32> = pool
+            .imap_unordered_stream(|x: u32| x * 2, 0..6u32, None)
+            .unwrap()
+            .filter_map(|r| async move { r.ok() })
+            .collect()
+            .await;
+        all.sort_unstable();
+        assert_eq!(all, [0, 2, 4, 6, 8, 10]);
+
+        // `into_stream` on an `Imap` nobody iterated: the same results.
+        let from_imap: Vec<_> = pool
+            .imap(|x: u32| x, 0..3u32, None)
+            .unwrap()
+            .into_stream()
+            .collect()
+            .await;
+        assert_eq!(from_imap, [Ok(0), Ok(1), Ok(2)]);
+    });
+}
+
+#[test]
+fn a_stream_dropped_mid_way_loses_nothing_else_and_its_next_is_cancel_safe() {
+    let pool = Pool::new(1).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    weft::Runtime::new().unwrap().block_on(async {
+        let mut stream = pool
+            .imap_stream(
+                move |x: u32| {
+                    if x == 1 {
+                        let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(30));
+                    }
+                    x
+                },
+                0..3u32,
+                None,
+            )
+            .unwrap();
+        assert_eq!(stream.next().await, Some(Ok(0)));
+        // Item 1 is held: a `next` that gives up takes nothing.
+        let gave_up = weft::time::timeout(Duration::from_millis(20), stream.next()).await;
+        assert!(gave_up.is_err(), "item 1 is held: {gave_up:?}");
+        release.send(()).unwrap();
+        assert_eq!(stream.next().await, Some(Ok(1)));
+        drop(stream); // with item 2 maybe still to come
+    });
+    // The pool is intact after its consumer left.
+    assert_eq!(pool.map(|x: u8| x, 0..3u8, None), Ok(vec![0, 1, 2]));
+}
+
+#[test]
+fn a_stream_and_join_async_can_be_awaited_in_spawned_tasks() {
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let p = pool.clone();
+    let rt = weft::Runtime::new().unwrap();
+    let sum = rt.block_on(async move {
+        // `weft::spawn` needs `Send` futures: these hold the stream and
+        // the pool across awaits.
+        let mut stream = p.imap_stream(|x: u64| x * 3, 0..100u64, Some(7)).unwrap();
+        let sum = weft::spawn(async move {
+            let mut sum = 0;
+            while let Some(result) = stream.next().await {
+                sum += result.unwrap();
+            }
+            sum
+        });
+        let sum = sum.await.unwrap();
+        p.close();
+        weft::spawn(async move { p.join_async().await }).await.unwrap().unwrap();
+        sum
+    });
+    assert_eq!(sum, 3 * (0..100u64).sum::<u64>());
+    pool.join().unwrap();
 }

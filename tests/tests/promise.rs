@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
-use weft::future::{Exception, Promise, PromiseError, create_task, shield};
+use weft::future::{Exception, Promise, PromiseError, create_task, shield, wait_for};
 use weft_tests::{DropCounter, each_flavor, eventually, runtime};
 
 const LONG: Duration = Duration::from_secs(10);
@@ -148,16 +148,31 @@ each_flavor! {
         });
     }
 
-    fn an_abandoned_await_cancels_but_a_shielded_one_does_not(flavor) {
+    fn an_abandoned_await_cancels_nothing_but_wait_for_cancels_unless_shielded(flavor) {
         let rt = runtime(flavor);
         rt.block_on(async {
-            let plain = Promise::<u8>::new();
-            let timed_out = weft::time::timeout(Duration::from_millis(5), plain.clone()).await;
+            // The example: one waiter gives up, the other gets 5.
+            let p = Promise::<u32>::new();
+            let b = create_task(p.clone()); // a waiter of its own
+            let timed_out = weft::time::timeout(Duration::from_millis(10), p.clone()).await;
             assert!(timed_out.is_err());
-            assert!(plain.cancelled());
+            assert!(!p.done(), "an abandoned await cancelled the promise");
+            assert_eq!(p.listener_count(), 1, "the abandoned await left its waker (only b's stays)");
+            assert_eq!(p.set_result(5), Ok(()));
+            assert_eq!(b.await.unwrap().unwrap(), 5);
 
+            // With wait_for, asyncio's rule: the promise is cancelled, for
+            // every waiter.
+            let p = Promise::<u32>::new();
+            let b = create_task(p.clone()); // a waiter of its own
+            assert!(wait_for(p.clone(), Duration::from_millis(10)).await.is_err());
+            assert!(p.cancelled());
+            assert_eq!(p.set_result(5), Err(5));
+            assert!(matches!(b.await.unwrap(), Err(PromiseError::Cancelled)));
+
+            // A shield keeps it from wait_for.
             let shielded = Promise::<u8>::new();
-            let timed_out = weft::time::timeout(Duration::from_millis(5), shield(shielded.clone())).await;
+            let timed_out = wait_for(shield(shielded.clone()), Duration::from_millis(5)).await;
             assert!(timed_out.is_err());
             assert!(!shielded.done());
             assert_eq!(shielded.listener_count(), 0, "the shield unregistered its waker");
@@ -170,7 +185,7 @@ each_flavor! {
         });
     }
 
-    fn a_task_is_a_promise_and_cancelling_it_cancels_the_task(flavor) {
+    fn a_task_has_done_callbacks_and_cancel(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));
         rt.block_on(async {
@@ -189,22 +204,33 @@ each_flavor! {
             weft::task::yield_now().await;
             assert!(!stuck.done());
             assert!(stuck.cancel());
-            assert!(stuck.cancelled());
-            assert!(!stuck.cancel());
-            // The task's future is dropped soon after, on a worker.
+            // The task's future is dropped soon after, on a worker; the task
+            // is cancelled (and done) once it has been.
             eventually("the cancelled task's future to be dropped", || drops.load(SeqCst) == 1).await;
+            eventually("the task to be done", || stuck.done()).await;
+            assert!(stuck.cancelled());
+            assert!(!stuck.cancel(), "cancel() on a finished task");
+            let mut stuck = stuck;
+            assert!((&mut stuck).await.unwrap_err().is_cancelled());
+            assert!(stuck.cancelled(), "cancelled() answers after the await too");
         });
     }
 
-    fn cancelling_a_clone_of_a_tasks_promise_cancels_the_task(flavor) {
+    fn a_detached_task_runs_on_its_callbacks_run_and_its_abort_handle_cancels_it(flavor) {
         let rt = runtime(flavor);
         let drops = Arc::new(AtomicUsize::new(0));
         rt.block_on(async {
             let guard = DropCounter::new(&drops);
             let task = rt_task(guard);
-            let promise = task.promise();
-            drop(task); // detached
-            assert!(promise.cancel());
+            let abort = task.abort_handle();
+            let seen = Promise::<bool>::new();
+            let s = seen.clone();
+            task.add_done_callback(move |t| s.set_result(t.cancelled()).unwrap());
+            drop(task); // detached: it runs on
+            weft::task::yield_now().await;
+            assert!(!abort.is_finished() && !seen.done());
+            abort.abort();
+            assert!(seen.await.unwrap(), "the detached task's callback saw the cancellation");
             eventually("the cancelled task's future to be dropped", || drops.load(SeqCst) == 1).await;
         });
     }
@@ -218,20 +244,27 @@ each_flavor! {
                 }
                 1u8
             });
-            let Err(PromiseError::Failed(err)) = task.await else { panic!("expected a failure") };
+            let err = task.await.unwrap_err();
             assert!(err.is_panic());
             assert!(err.to_string().contains("kaboom"));
         });
     }
 
-    fn runtime_shutdown_cancels_pending_tasks_promises(flavor) {
+    fn runtime_shutdown_cancels_pending_tasks_and_runs_their_callbacks(flavor) {
         let rt = runtime(flavor);
-        let promise = {
+        let (task, seen) = {
             let _in_runtime = rt.enter();
-            create_task(std::future::pending::<u8>()).promise()
+            let task = create_task(std::future::pending::<u8>());
+            let seen = Promise::<bool>::new();
+            let s = seen.clone();
+            task.add_done_callback(move |t| s.set_result(t.cancelled()).unwrap());
+            (task, seen)
         };
         drop(rt);
-        assert!(promise.cancelled());
+        assert!(task.done() && task.cancelled());
+        assert!(task.result().is_err());
+        assert!(seen.done(), "a done callback did not run at shutdown");
+        assert!(seen.wait().unwrap());
     }
 }
 

@@ -254,8 +254,10 @@ fn a_task_woken_or_spawned_just_before_its_worker_blocks_runs_elsewhere() {
             .expect("the task never ran");
         let start = rt.block_on(blocker).unwrap();
         let waited = ran.saturating_duration_since(start);
+        // Well under the 300 ms block (what the task waited before the
+        // rescue), with room for a loaded machine's scheduling delays.
         assert!(
-            waited < Duration::from_millis(50),
+            waited < Duration::from_millis(150),
             "round {round} ({}): the task waited {waited:?} behind a blocked worker",
             if spawned { "spawned" } else { "woken" }
         );

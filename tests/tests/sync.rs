@@ -120,14 +120,14 @@ each_flavor! {
                 let (q, processed) = (q.clone(), processed.clone());
                 weft::spawn(async move {
                     loop {
-                        let item: u32 = q.get().await;
+                        let item: u32 = q.get().await.unwrap();
                         processed.fetch_add(item as usize, SeqCst);
                         q.task_done().unwrap();
                     }
                 });
             }
             for i in 1..=50 {
-                q.put(i).await;
+                q.put(i).await.unwrap();
             }
             q.join().await;
             assert_eq!(processed.load(SeqCst), 1275);

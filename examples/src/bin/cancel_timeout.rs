@@ -65,20 +65,20 @@ async fn timeout_cancels() -> io::Result<()> {
         println!("   the slow task finished?!"); // never: the task is cancelled at the sleep
         "slow result"
     });
-    // `wait_for` takes the task by value (dropping it on timeout is what
-    // cancels it), so keep another handle to look at it afterwards. A
-    // `Task` derefs to its `Promise`; promises are shared handles.
-    let promise = task.promise();
+    // Lend the task to `wait_for` (`&mut task`) to look at it afterwards;
+    // passing it by value works too. Either way, on timeout `wait_for`
+    // cancels it explicitly: dropping a task handle only detaches it.
+    let mut task = task;
 
     let start = Instant::now();
     // The outer `Result` is the timeout, the inner one the task's outcome.
-    match wait_for(task, Duration::from_millis(50)).await {
+    match wait_for(&mut task, Duration::from_millis(50)).await {
         Ok(Ok(value)) => println!("   finished?! {value}"),
         Ok(Err(err)) => println!("   the task failed: {err}"),
         Err(elapsed) => println!("   Err(Elapsed): \"{elapsed}\" after {:.0?}", start.elapsed()),
     }
-    println!("   cancelled() = {}, done() = {}", promise.cancelled(), promise.done());
-    // The promise is cancelled at once; the task's future is dropped on a
+    println!("   cancelled() = {}", task.cancelled());
+    // The task is marked cancelled at once; its future is dropped on a
     // worker a moment later (so "cleanup ran" may print before or after the
     // lines above). Wait, at most a second, for its destructor.
     match wait_for(cleaned_up, Duration::from_secs(1)).await {
@@ -107,9 +107,10 @@ async fn shield_keeps_alive() -> io::Result<()> {
         sleep(Duration::from_millis(100)).await;
         42u32
     });
-    // `shield` awaits the promise without the power to cancel it: dropping
-    // the shield (as the timeout does) only stops watching.
-    match wait_for(shield(task.promise()), Duration::from_millis(30)).await {
+    // `shield` awaits the task without the power to cancel it: on timeout
+    // `wait_for` cancels the shield, which cancels nothing.
+    let mut task = task;
+    match wait_for(shield(&mut task), Duration::from_millis(30)).await {
         Ok(outcome) => println!("   finished early?! {outcome:?}"),
         Err(elapsed) => println!("   \"{elapsed}\" after {:.0?}", start.elapsed()),
     }

@@ -15,57 +15,65 @@
 //!   (`into_split`);
 //! - lines read with `read_until` through `take`, so a client that never
 //!   sends a newline cannot make the server's buffer grow without end;
-//! - a fan-out made of a `Mutex<HashMap<id, UnboundedSender<String>>>`: to
-//!   broadcast, a reader sends the message into every other client's
-//!   channel, and that client's writer task writes it out. A slow client
-//!   delays only its own writer (its queue grows; a real server would bound
-//!   it). Weft has no broadcast channel yet: it comes with `weft-sync`;
+//! - the room as one `weft::sync::broadcast` channel: a reader sends each
+//!   line once, and every client's writer task receives it from the ring and
+//!   writes it out. A slow client costs no memory: the ring keeps the last
+//!   [`ROOM_BACKLOG`] lines, and a writer that fell further behind is told
+//!   it lagged (`RecvError::Lagged`) and tells its client how many lines it
+//!   missed;
 //! - an accept loop that backs off (logs, sleeps 50 ms) when `accept` fails,
 //!   for instance with `EMFILE` when out of file descriptors.
 
-use futures::StreamExt;
-use futures::channel::mpsc::{UnboundedSender, unbounded};
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use weft::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use weft::net::{TcpListener, TcpStream};
+use weft::sync::broadcast::{self, error::RecvError};
 
 const DEFAULT_PORT: u16 = 7002;
 
 /// The longest line a client may send, in bytes.
 const MAX_LINE: usize = 4096;
 
-/// The connected clients: each one's outgoing queue, by client id.
-#[derive(Default)]
-struct Room {
-    clients: Mutex<HashMap<u64, UnboundedSender<String>>>,
+/// Lines the room keeps for writers that fall behind.
+const ROOM_BACKLOG: usize = 256;
+
+/// One line in the room.
+#[derive(Clone)]
+struct Message {
+    /// The client that sent it (0: the server).
+    from: u64,
+    /// For one client only (`Some(id)`), or for everyone but the sender.
+    to: Option<u64>,
+    /// The line, without its newline; shared by every receiver.
+    text: Arc<str>,
+    /// Tells the writer of `to` that its client has left: it stops here.
+    bye: bool,
 }
 
-impl Room {
-    fn clients(&self) -> MutexGuard<'_, HashMap<u64, UnboundedSender<String>>> {
-        self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Queues `line` for every client but `from`.
-    fn broadcast(&self, from: u64, line: &str) {
-        for (id, queue) in self.clients().iter() {
-            if *id != from {
-                // A client whose writer has ended is about to leave; its
-                // reader removes it.
-                let _ = queue.unbounded_send(format!("{line}\n"));
-            }
+impl Message {
+    fn to_all_but(from: u64, text: String) -> Message {
+        Message {
+            from,
+            to: None,
+            text: text.into(),
+            bye: false,
         }
     }
 
-    /// Queues `text` for client `to` alone.
-    fn send_to(&self, to: u64, text: &str) {
-        if let Some(queue) = self.clients().get(&to) {
-            let _ = queue.unbounded_send(text.to_owned());
+    fn to_one(to: u64, text: String) -> Message {
+        Message {
+            from: 0,
+            to: Some(to),
+            text: text.into(),
+            bye: false,
         }
     }
 }
+
+/// The room: every client's writer holds a receiver of it.
+type Room = broadcast::Sender<Message>;
 
 fn main() -> io::Result<()> {
     let port = weft_examples::port_from_args("chat", DEFAULT_PORT);
@@ -81,7 +89,8 @@ async fn serve(port: u16) -> io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on 127.0.0.1:{port}: {err}")))?;
     println!("chat: listening on {} (Ctrl-C to stop)", listener.local_addr()?);
-    let room = Arc::new(Room::default());
+    // The first receiver is dropped: clients subscribe as they join.
+    let (room, _) = broadcast::channel::<Message>(ROOM_BACKLOG);
     let mut next_id = 0u64;
     loop {
         match listener.accept().await {
@@ -100,28 +109,50 @@ async fn serve(port: u16) -> io::Result<()> {
     }
 }
 
+/// Sends to the room; a room with nobody in it drops the line.
+fn say(room: &Room, message: Message) {
+    let _ = room.send(message);
+}
+
 /// Serves one client: its lines go to the room, the room's lines go to it.
 async fn client(id: u64, stream: TcpStream, peer: SocketAddr, room: &Room) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
-    let (queue, mut outgoing) = unbounded::<String>();
+    // Subscribed before anything is said, so the welcome cannot be missed.
+    let mut inbox = room.subscribe();
 
-    // The writer task: everything queued for this client, in order. It ends
-    // when the queue's sender leaves the room (or the client stops reading).
+    // The writer task: every line for this client, in order, until the
+    // reader says goodbye (or the client stops reading).
     let writer_task = weft::spawn(async move {
-        while let Some(line) = outgoing.next().await {
-            writer.write_all(line.as_bytes()).await?;
+        loop {
+            let message = match inbox.recv().await {
+                Ok(message) => message,
+                Err(RecvError::Lagged(missed)) => {
+                    let note = format!("* you were too slow and missed {missed} lines\n");
+                    writer.write_all(note.as_bytes()).await?;
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            };
+            match message.to {
+                Some(to) if to == id && message.bye => break,
+                Some(to) if to != id => continue,
+                None if message.from == id => continue,
+                _ => {}
+            }
+            writer.write_all(message.text.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
         }
         Ok::<(), io::Error>(())
     });
 
-    let online = {
-        let mut clients = room.clients();
-        let _ = queue.unbounded_send(format!("* welcome, {peer}; {} already here\n", clients.len()));
-        clients.insert(id, queue);
-        clients.len()
-    };
+    // Every client's writer holds one receiver.
+    let online = room.receiver_count();
+    say(
+        room,
+        Message::to_one(id, format!("* welcome, {peer}; {} already here", online - 1)),
+    );
     println!("chat: {peer} joined ({online} online)");
-    room.broadcast(id, &format!("* {peer} joined"));
+    say(room, Message::to_all_but(id, format!("* {peer} joined")));
 
     let mut reader = BufReader::new(reader);
     let mut result = Ok(());
@@ -136,14 +167,23 @@ async fn client(id: u64, stream: TcpStream, peer: SocketAddr, room: &Room) -> io
         {
             Ok(0) => break,
             Ok(_) if raw.len() > MAX_LINE => {
-                room.send_to(id, &format!("* lines are limited to {MAX_LINE} bytes; goodbye\n"));
+                say(
+                    room,
+                    Message::to_one(id, format!("* lines are limited to {MAX_LINE} bytes; goodbye")),
+                );
                 break;
             }
             Ok(_) => match std::str::from_utf8(&raw) {
                 Ok(line) if line.trim().is_empty() => {}
-                Ok(line) => room.broadcast(id, &format!("[{peer}] {}", line.trim_end_matches(['\r', '\n']))),
+                Ok(line) => say(
+                    room,
+                    Message::to_all_but(id, format!("[{peer}] {}", line.trim_end_matches(['\r', '\n']))),
+                ),
                 // Not UTF-8: the line was consumed; say so and go on.
-                Err(_) => room.broadcast(id, &format!("* {peer} sent a line that is not UTF-8")),
+                Err(_) => say(
+                    room,
+                    Message::to_all_but(id, format!("* {peer} sent a line that is not UTF-8")),
+                ),
             },
             Err(err) => {
                 result = Err(err);
@@ -152,17 +192,19 @@ async fn client(id: u64, stream: TcpStream, peer: SocketAddr, room: &Room) -> io
         }
     }
 
-    // Leaving drops the client's queue sender: its writer drains what is
-    // queued, ends, and the write half's drop closes the connection.
-    let online = {
-        let mut clients = room.clients();
-        clients.remove(&id);
-        clients.len()
-    };
-    println!("chat: {peer} left ({online} online)");
-    room.broadcast(id, &format!("* {peer} left"));
+    // Leaving: the writer drains what was said before the goodbye, ends,
+    // and the write half's drop closes the connection.
+    say(
+        room,
+        Message {
+            bye: true,
+            ..Message::to_one(id, String::new())
+        },
+    );
+    say(room, Message::to_all_but(id, format!("* {peer} left")));
     // The client may have gone without reading what it was sent: not an
     // error worth reporting.
     let _ = writer_task.await;
+    println!("chat: {peer} left ({} online)", room.receiver_count());
     result
 }

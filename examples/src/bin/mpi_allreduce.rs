@@ -17,7 +17,8 @@ const INTERVALS: u64 = 20_000_000;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mpi = Mpi::init()?;
     let world = mpi.world();
-    let rt = weft::Runtime::new()?;
+    // This rank's share of the node's cores.
+    let rt = weft::mpi::runtime(&mpi)?;
     rt.block_on(async {
         let (rank, size) = (world.rank() as u64, world.size() as u64);
         // This rank's intervals, computed off the loop.

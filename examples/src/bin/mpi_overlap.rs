@@ -26,7 +26,8 @@ const ROUNDS: usize = 20;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mpi = Mpi::init()?;
     let world = mpi.world();
-    let rt = weft::Runtime::new()?;
+    // This rank's share of the node's cores.
+    let rt = weft::mpi::runtime(&mpi)?;
     rt.block_on(async {
         let rank = world.rank();
         let port = BASE_PORT + rank as u16;
@@ -77,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for _ in 0..ROUNDS {
                 let send = world.isend(outgoing, partner, 1);
                 let (received, _) = world.recv_into(incoming, partner, 1).await?;
-                let (sent, _) = send.await?;
+                let sent = send.await?;
                 (outgoing, incoming) = (sent, received);
             }
         }

@@ -46,8 +46,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .expect("the ping-pong task")
         })?;
-        pingpong::blocking(&blocking, bytes, trips / 10);
-        let blocked = pingpong::blocking(&blocking, bytes, trips);
+        let blocked = {
+            // Our own MPI calls go through Weft's lock (weft-mpi's thread
+            // rules).
+            let _mpi = mpi.lock();
+            pingpong::blocking(&blocking, bytes, trips / 10);
+            pingpong::blocking(&blocking, bytes, trips)
+        };
         if world.rank() == 0 {
             println!(
                 "{bytes:>9}  {:>12.2}  {:>12.2}  {:>8.2}",

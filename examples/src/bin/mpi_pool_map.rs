@@ -29,10 +29,11 @@ fn count_primes((start, end): (u64, u64)) -> u64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mpi = Mpi::init()?;
     let world = mpi.world();
-    let rt = weft::Runtime::new()?;
+    // This rank's share of the node's cores.
+    let rt = weft::mpi::runtime(&mpi)?;
     rt.block_on(async {
         let mut registry = Registry::new();
-        registry.register("count_primes", count_primes);
+        let count_primes_job = registry.register("count_primes", count_primes);
         let Some(pool) = MpiPool::start(&world, registry).await? else {
             return Ok(()); // a worker rank: served until rank 0 shut the pool
         };
@@ -40,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ranges: Vec<(u64, u64)> = (0..RANGES).map(|i| (i * step, (i + 1) * step)).collect();
 
         let start = Instant::now();
-        let counts: Vec<u64> = pool.map("count_primes", ranges.clone(), 4).await?;
+        let counts = pool.map_chunked(&count_primes_job, ranges.clone(), 4).await?;
         let parallel = start.elapsed();
         let total: u64 = counts.iter().sum();
 
@@ -58,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             parallel,
             serial.as_secs_f64() / parallel.as_secs_f64()
         );
+        // Dropping the pool would release the workers too.
         pool.shutdown().await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })

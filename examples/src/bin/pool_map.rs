@@ -16,6 +16,7 @@
 //!     for r in pool.imap_unordered(slow, range(6)): print(r)
 //!     print(pool.apply(answer))
 //!     r = pool.apply_async(greet, callback=print); r.get()
+//!     # in a coroutine: await loop.run_in_executor(None, pool.map, square, range(20))
 //!     pool.close(); pool.join()
 //! ```
 //!
@@ -34,12 +35,14 @@
 //!    blocking `wait`);
 //! 5. an item that panics: its call returns `PoolError::Panicked`, naming
 //!    the item, and the pool carries on;
-//! 6. `close` and `join`, after which the pool takes no more work.
+//! 6. the same pool from async code: a blocking call returns
+//!    `PoolError::WouldBlockRuntime` (it would stall the runtime's tasks),
+//!    `map_async` is awaited, and `imap_unordered_stream` yields results as
+//!    a `Stream`;
+//! 7. `close` and `join`, after which the pool takes no more work.
 //!
-//! The pool's threads are plain threads, not a runtime's, so every blocking
-//! call here is fine on `main`. From async code, use the `_async` methods and
-//! await their promises instead (the blocking ones panic there, rather than
-//! stall the runtime).
+//! `main` is a plain thread, not a runtime's, so the blocking calls are fine
+//! there; step 6 shows what to write in async code instead.
 
 use std::error::Error;
 use std::thread;
@@ -65,8 +68,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     lazy_maps(&pool)?;
     apply(&pool)?;
     panicking_item(&pool)?;
+    in_async_code(&pool)?;
 
-    println!("6. close() and join()");
+    println!("7. close() and join()");
     pool.close();
     pool.join()?;
     match pool.apply(|| 1) {
@@ -219,4 +223,27 @@ fn panicking_item(pool: &Pool) -> Result<(), PoolError> {
     let after = pool.map(|x: u32| x + 100, 0..8u32, Some(2))?;
     println!("   the pool survives: map afterwards = {after:?}\n");
     Ok(())
+}
+
+fn in_async_code(pool: &Pool) -> Result<(), Box<dyn Error>> {
+    println!("6. from async code");
+    let rt = weft::Runtime::new()?;
+    rt.block_on(async {
+        // A blocking call would stall every task of this thread: refused,
+        // with nothing queued, and the error says what to write instead.
+        if let Err(refused) = pool.map(|x: u64| x * x, 0..20u64, None) {
+            println!("   map() here returns: {refused}");
+        }
+        let squares = pool.map_async(|x: u64| x * x, 0..20u64, None)?.await?;
+        println!("   map_async(..).await = {squares:?}");
+        // The stream's `next` is awaited; the thread runs other tasks
+        // meanwhile.
+        let mut results = pool.imap_unordered_stream(slow, 0..6u64, None)?;
+        let mut unordered = Vec::new();
+        while let Some(result) = results.next().await {
+            unordered.push(result?);
+        }
+        println!("   imap_unordered_stream: {unordered:?}\n");
+        Ok(())
+    })
 }

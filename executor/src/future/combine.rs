@@ -3,11 +3,14 @@
 //! [`as_completed`] and [`race`]. All of them poll their futures in place
 //! through one [`FutureSet`], so a wake polls only the future it names.
 //!
-//! Futures they drop are cancelled, Rust's way: a plain future stops, a
-//! [`Promise`](super::Promise) or [`Task`](super::Task) whose await is
-//! abandoned is cancelled (asyncio's way). A `JoinHandle` detaches when
-//! dropped; pass a `Task` (`create_task`) when the losers must stop.
+//! Futures they drop are dropped, Rust's way, and dropping never cancels
+//! shared work: a plain future stops (it is owned, so dropping it is its
+//! cancellation), a [`Promise`](super::Promise) stays pending for its other
+//! holders, a task handle ([`Task`](super::Task), the `JoinHandle`)
+//! detaches and the task runs on. Where the losers must stop, say so:
+//! [`Race::cancel_losers`], or a [`TaskGroup`](super::TaskGroup).
 
+use super::cancel::Cancel;
 use super::promise::handback_waker;
 use super::set::FutureSet;
 use futures_core::Stream;
@@ -18,8 +21,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Awaits every future concurrently and returns their results in input
-/// order, or the first error, at which point the others are dropped
-/// (cancelled). asyncio's `gather`; with
+/// order, or the first error, at which point the others are dropped (a task
+/// runs on, detached, as in asyncio's `gather`; a plain future stops).
+/// asyncio's `gather`; with
 /// [`return_exceptions`](Gather::return_exceptions), every outcome.
 ///
 /// ```
@@ -87,7 +91,7 @@ where
             match std::task::ready!(self.set.poll_next(cx)) {
                 Some((index, Ok(value))) => self.results[index] = Some(value),
                 Some((_, Err(err))) => {
-                    // Fail fast: the rest are dropped, which cancels them.
+                    // Fail fast: the rest are dropped (tasks detach).
                     drop(self.set.drain());
                     return Poll::Ready(Err(err));
                 }
@@ -280,7 +284,7 @@ impl<F: Future, D> fmt::Debug for Wait<F, D> {
 /// index in the input: asyncio's `as_completed`. (Futures that finished
 /// before the stream first looked come out in input order.) Await
 /// [`next`](AsCompleted::next) or use it as a `Stream`. Dropping it drops
-/// (cancels) the futures not yet finished.
+/// the futures not yet finished (a task runs on, a promise stays pending).
 ///
 /// ```
 /// use weft_executor::future::{Promise, as_completed};
@@ -357,7 +361,10 @@ impl<F: Future> fmt::Debug for AsCompleted<F> {
 }
 
 /// Runs the futures concurrently and returns the first to finish, with its
-/// index; the others are dropped (cancelled). The function form of
+/// index; the others are dropped: a plain future stops, a promise clone
+/// stays pending for its other holders, a task handle detaches. To stop the
+/// losing tasks too (asyncio's `FIRST_COMPLETED` followed by cancelling the
+/// rest), call [`cancel_losers`](Race::cancel_losers). The function form of
 /// `select!` for futures of one type (box them, or use
 /// [`Either`](super::Either) via [`race2`], when types differ).
 ///
@@ -374,9 +381,13 @@ impl<F: Future> fmt::Debug for AsCompleted<F> {
 ///     let slow = Promise::<u32>::new();
 ///     let fast = Promise::<u32>::new();
 ///     fast.set_result(1).unwrap();
-///     let (index, result) = race(vec![slow.clone(), fast]).await;
+///     let (index, result) = race(vec![slow.clone(), fast.clone()]).await;
 ///     assert_eq!((index, result.unwrap()), (1, 1));
-///     assert!(slow.cancelled()); // the loser was cancelled
+///     assert!(!slow.done()); // the loser was only dropped: still pending
+///
+///     let (index, _) = race(vec![slow.clone(), fast]).cancel_losers().await;
+///     assert_eq!(index, 1);
+///     assert!(slow.cancelled()); // this time the loser was cancelled
 /// });
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -391,13 +402,27 @@ where
         !set.is_empty(),
         "weft::future::race() was given no futures; a race needs at least one"
     );
-    Race { set }
+    Race { set, cancel: None }
 }
 
 /// The future of [`race`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Race<F: Future> {
     set: FutureSet<F>,
+    /// Set by [`Race::cancel_losers`]: what is done to each loser before it
+    /// is dropped.
+    cancel: Option<fn(&F)>,
+}
+
+impl<F: Future + Cancel> Race<F> {
+    /// Cancels the losers ([`Cancel`]: a promise becomes cancelled for all
+    /// its holders, a task is cancelled) instead of only dropping them.
+    pub fn cancel_losers(mut self) -> Race<F> {
+        self.cancel = Some(|loser: &F| {
+            loser.cancel();
+        });
+        self
+    }
 }
 
 impl<F: Future> Unpin for Race<F> {}
@@ -408,7 +433,12 @@ impl<F: Future> Future for Race<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match std::task::ready!(self.set.poll_next(cx)) {
             Some(winner) => {
-                drop(self.set.drain());
+                let cancel = self.cancel;
+                for (_, loser) in self.set.drain() {
+                    if let Some(cancel) = cancel {
+                        cancel(&loser);
+                    }
+                }
                 Poll::Ready(winner)
             }
             None => panic!("weft::future::Race polled after it finished"),
@@ -431,8 +461,9 @@ pub enum Either<A, B> {
     Right(B),
 }
 
-/// Races two futures of different types; the loser is dropped (cancelled).
-/// If both are ready at once, the first wins.
+/// Races two futures of different types; the loser is dropped (a plain
+/// future stops, a promise stays pending, a task detaches). If both are
+/// ready at once, the first wins.
 ///
 /// ```
 /// use weft_executor::future::{Either, Promise, race2};
@@ -444,7 +475,7 @@ pub enum Either<A, B> {
 ///         Either::Left(s) => panic!("unexpected {s:?}"),
 ///         Either::Right(n) => assert_eq!(n, 5),
 ///     }
-///     assert!(text.cancelled());
+///     assert!(!text.done()); // dropping an await cancels nothing
 /// });
 /// # Ok::<(), std::io::Error>(())
 /// ```

@@ -26,7 +26,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use super::promise::{CallbackId, Promise, Shield, shield};
+use super::promise::{CallbackId, Promise};
 use super::set::FutureSet;
 use crate::Handle;
 use crate::loom::{Mutex, MutexGuard, lock};
@@ -94,7 +94,7 @@ impl CancellationToken {
     /// Completes when the token is cancelled.
     pub fn cancelled(&self) -> WaitForCancellation {
         WaitForCancellation {
-            inner: shield(self.inner.promise.clone()),
+            inner: self.inner.promise.clone(),
         }
     }
 
@@ -129,7 +129,7 @@ impl fmt::Debug for CancellationToken {
 /// The future of [`CancellationToken::cancelled`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitForCancellation {
-    inner: Shield<()>,
+    inner: Promise<()>,
 }
 
 impl Future for WaitForCancellation {
@@ -219,14 +219,15 @@ impl TaskTracker {
         crate::spawn(self.track_future(future))
     }
 
-    /// Spawns `future` on `handle`'s runtime and tracks it.
+    /// Spawns `future` on `handle`'s runtime and tracks it (`handle`: a
+    /// `weft::Handle` or this crate's [`Handle`]).
     #[track_caller]
-    pub fn spawn_on<F>(&self, future: F, handle: &Handle) -> JoinHandle<F::Output>
+    pub fn spawn_on<F>(&self, future: F, handle: impl AsRef<Handle>) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        handle.spawn(self.track_future(future))
+        handle.as_ref().spawn(self.track_future(future))
     }
 
     /// Wraps `future` so that the tracker counts it until it finishes or is
@@ -272,7 +273,7 @@ impl TaskTracker {
 
     /// Completes once the tracker is closed and empty.
     pub async fn wait(&self) {
-        let _ = shield(self.inner.idle.clone()).await;
+        let _ = self.inner.idle.clone().await;
     }
 }
 
@@ -365,13 +366,14 @@ impl<T: Send + 'static> TaskGroup<T> {
         self.insert(join)
     }
 
-    /// Spawns `future` on `handle`'s runtime as a member of the group.
+    /// Spawns `future` on `handle`'s runtime as a member of the group
+    /// (`handle`: a `weft::Handle` or this crate's [`Handle`]).
     #[track_caller]
-    pub fn spawn_on<F>(&mut self, future: F, handle: &Handle) -> AbortHandle
+    pub fn spawn_on<F>(&mut self, future: F, handle: impl AsRef<Handle>) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,
     {
-        self.insert(handle.spawn(future))
+        self.insert(handle.as_ref().spawn(future))
     }
 
     fn insert(&mut self, join: JoinHandle<T>) -> AbortHandle {

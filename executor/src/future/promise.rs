@@ -24,15 +24,14 @@
 use super::error::{Exception, PromiseError};
 use super::state::{CALLER_KEYS, Core, Key};
 use crate::callback::{self, run_guarded};
-use crate::task::AbortHandle;
 use crate::{context, coop, scheduler};
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -62,8 +61,6 @@ pub(super) struct Inner<T> {
     /// made for one; `None`: the runtime current where each callback is
     /// added, if any.
     scheduler: Option<scheduler::Handle>,
-    /// Set for a task's promise: cancelling the promise cancels the task.
-    task: OnceLock<AbortHandle>,
 }
 
 /// A one-shot, thread-safe result that can be awaited, polled, waited on
@@ -103,12 +100,15 @@ pub(super) struct Inner<T> {
 /// the thread that settles the promise. Adding a callback to a promise that is
 /// already done schedules it at once, as asyncio does.
 ///
-/// **Cancellation follows asyncio.** `cancel()` settles the promise as
-/// cancelled (and, for a [`Task`](super::Task)'s promise, cancels the task).
-/// An `.await` that is abandoned (the awaiting future dropped while the
-/// promise is pending) cancels the promise too, as cancelling an asyncio
-/// task cancels the future it awaits; await [`shield`](super::shield)`(p)`
-/// to wait without that.
+/// **Only an explicit act cancels it**: [`cancel`](Self::cancel),
+/// `wait_for`'s timeout (the runtime crate's `weft::future::wait_for`, which
+/// cancels what it waited for, as asyncio's does; [`shield`] keeps it), a
+/// [`Resolver`] dropped unsettled. An `.await` that is abandoned (the
+/// awaiting future dropped by `timeout`, `race`, `select`) only stops
+/// listening: the promise stays pending for its other observers. Here Weft
+/// departs from asyncio, where cancelling a task cancels the future it
+/// awaits; in Rust, dropping a future is routine (see the table in
+/// [`crate::future`]).
 ///
 /// ```
 /// use weft_executor::future::Promise;
@@ -138,8 +138,9 @@ pub struct CallbackId(Key);
 
 impl CallbackId {
     /// A fresh id: from this thread's block of the process-wide counter,
-    /// so taking one touches shared memory once per [`ID_BLOCK`] ids.
-    fn next() -> CallbackId {
+    /// so taking one touches shared memory once per [`ID_BLOCK`] ids. Task
+    /// handles take theirs here too, so no id names two callbacks.
+    pub(crate) fn next() -> CallbackId {
         /// The next unused id, process-wide (offset from `CALLER_KEYS`).
         static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
         thread_local! {
@@ -192,9 +193,10 @@ impl<T> Promise<T> {
         Promise::with_scheduler(None)
     }
 
-    /// A pending promise whose done callbacks run on `handle`'s loop.
-    pub fn new_in(handle: &crate::Handle) -> Promise<T> {
-        Promise::with_scheduler(Some(handle.inner.clone()))
+    /// A pending promise whose done callbacks run on `handle`'s loop
+    /// (`handle`: a `weft::Handle` or this crate's [`Handle`](crate::Handle)).
+    pub fn new_in(handle: impl AsRef<crate::Handle>) -> Promise<T> {
+        Promise::with_scheduler(Some(handle.as_ref().inner.clone()))
     }
 
     /// A pending promise and the [`Resolver`] that settles it; dropping the
@@ -227,15 +229,9 @@ impl<T> Promise<T> {
             inner: Arc::new(Inner {
                 core: Core::new(),
                 scheduler,
-                task: OnceLock::new(),
             }),
             waiter: None,
         }
-    }
-
-    /// Marks this as `task`'s promise: cancelling it cancels the task.
-    pub(super) fn bind_task(&self, task: AbortHandle) {
-        let _ = self.inner.task.set(task);
     }
 
     /// Sets the result and marks the promise done. Fails, giving `value`
@@ -258,16 +254,9 @@ impl<T> Promise<T> {
     }
 
     /// Cancels the promise: if it is pending, it becomes done and cancelled,
-    /// its callbacks are scheduled, and, for a task's promise, the task is
-    /// cancelled. True if this call cancelled it; false if it was already
-    /// done (asyncio's semantics).
+    /// and its awaiters and callbacks learn it. True if this call cancelled
+    /// it; false if it was already done (asyncio's semantics).
     pub fn cancel(&self) -> bool {
-        self.inner.cancel()
-    }
-
-    /// Settles as cancelled without touching a bound task (the task is the
-    /// one stopping).
-    pub(super) fn cancel_without_task(&self) -> bool {
         Inner::settle(&self.inner, Err(PromiseError::Cancelled)).is_ok()
     }
 
@@ -376,13 +365,12 @@ impl<T> Promise<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn settled(&self) -> Result<&T, PromiseError> {
-        let mut observer = Shield {
-            promise: Promise {
-                inner: self.inner.clone(),
-                waiter: None,
-            },
+        // An observer of its own; dropping it only withdraws its waker.
+        let mut observer = Promise {
+            inner: self.inner.clone(),
+            waiter: None,
         };
-        std::future::poll_fn(|cx| observer.promise.poll_done(cx)).await;
+        std::future::poll_fn(|cx| observer.poll_done(cx)).await;
         self.result()
     }
 
@@ -533,16 +521,6 @@ impl<T> Inner<T> {
         }
         Ok(())
     }
-
-    fn cancel(self: &Arc<Inner<T>>) -> bool {
-        if Inner::settle(self, Err(PromiseError::Cancelled)).is_err() {
-            return false;
-        }
-        if let Some(task) = self.task.get() {
-            task.abort();
-        }
-        true
-    }
 }
 
 impl<T: Send + Sync + 'static> Inner<T> {
@@ -625,12 +603,9 @@ impl<T: Clone> Future for Promise<T> {
 
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
-        // An abandoned await of a pending promise cancels it (asyncio).
-        if let Some(key) = self.waiter.take() {
-            if self.inner.core.remove(key).is_some() {
-                self.inner.cancel();
-            }
-        }
+        // An abandoned await only stops listening: the promise stays
+        // pending for its other observers (see the type's docs).
+        self.withdraw();
     }
 }
 
@@ -686,7 +661,7 @@ impl<T> Resolver<T> {
 impl<T> Drop for Resolver<T> {
     fn drop(&mut self) {
         if !self.inner.core.is_claimed() {
-            self.promise().cancel_without_task();
+            self.promise().cancel();
         }
     }
 }
@@ -694,46 +669,5 @@ impl<T> Drop for Resolver<T> {
 impl<T> fmt::Debug for Resolver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver").field("done", &self.is_done()).finish()
-    }
-}
-
-/// Awaits `promise` without cancelling it if the await is abandoned
-/// (asyncio's `shield`): dropping the returned future leaves the promise
-/// pending for its other observers.
-///
-/// ```
-/// use weft_executor::future::{Promise, race2, shield};
-///
-/// let rt = weft_executor::Executor::new()?;
-/// rt.block_on(async {
-///     let shared = Promise::<u8>::new();
-///     let _ = race2(shield(shared.clone()), async {}).await;
-///     assert!(!shared.done()); // a plain `shared.clone()` would now be cancelled
-/// });
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn shield<T>(promise: Promise<T>) -> Shield<T> {
-    Shield { promise }
-}
-
-/// The future of [`shield`].
-#[must_use = "futures do nothing unless awaited"]
-#[derive(Debug)]
-pub struct Shield<T> {
-    promise: Promise<T>,
-}
-
-impl<T: Clone> Future for Shield<T> {
-    type Output = Result<T, PromiseError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.promise).poll(cx)
-    }
-}
-
-impl<T> Drop for Shield<T> {
-    fn drop(&mut self) {
-        // Unregister quietly, so the promise's own drop does not cancel.
-        self.promise.withdraw();
     }
 }

@@ -11,8 +11,10 @@
 //! [`Promise`] for `apply_async`; for `map` and `map_async`, one output
 //! vector that each chunk writes in place over its own range (`output.rs`),
 //! so results are written once and never gathered; for `imap` and
-//! `imap_unordered`, a buffer that an [`Imap`] iterator or stream drains. A job dropped unrun (the pool was
-//! terminated) tells its sink so, and nobody waits forever.
+//! `imap_unordered`, a buffer that an [`Imap`] (an `Iterator`, for plain
+//! threads) or an [`ImapStream`] (a `Stream`, for async code) drains
+//! (`imap.rs`). A job dropped unrun (the pool was terminated) tells its sink
+//! so, and nobody waits forever.
 //!
 //! # Rules
 //!
@@ -34,19 +36,31 @@
 //!    worker goes on with the next job, and the pool keeps its size. The
 //!    same holds for the jobs `terminate` drops unrun, on its caller's
 //!    thread.
+//! 3. **A blocking call refuses a runtime thread.** [`apply`](Pool::apply),
+//!    [`map`](Pool::map), [`join`](Pool::join) and iterating an [`Imap`]
+//!    wait for the workers, which on a thread that runs a Weft runtime (a
+//!    worker, or inside `block_on`) would stall every task of that thread.
+//!    There they return [`PoolError::WouldBlockRuntime`], which names the
+//!    async call to use, before anything else: nothing is queued, and an
+//!    `Imap` takes no result (it yields the error once, then ends). They
+//!    refuse even when they would not have to wait, so whether async code
+//!    works never depends on timing. Dropping a pool on such a thread
+//!    terminates it without waiting for the items the workers are running.
 //!
-//! | multiprocessing | Weft |
-//! | --- | --- |
-//! | `Pool(processes=n)` | [`Pool::new`]`(n)` |
-//! | `apply(f, args)` | [`apply`](Pool::apply) |
-//! | `apply_async(f, args, callback)` | [`apply_async`](Pool::apply_async) → [`Promise`] (`add_done_callback` is the callback) |
-//! | `map(f, it, chunksize)` | [`map`](Pool::map) |
-//! | `map_async(f, it, chunksize, callback)` | [`map_async`](Pool::map_async) → [`Promise`] |
-//! | `imap(f, it, chunksize)`, `imap_unordered` | [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered) → [`Imap`] (an `Iterator` and a `Stream`) |
-//! | `close()`, `join()`, `terminate()` | the same |
+//! | multiprocessing | Weft, on plain threads (blocks) | Weft, in async code |
+//! | --- | --- | --- |
+//! | `Pool(processes=n)` | [`Pool::new`]`(n)` | the same |
+//! | `apply(f, args)` | [`apply`](Pool::apply) | [`apply_async`](Pool::apply_async)`(f)?.await` |
+//! | `apply_async(f, args, callback)` | [`apply_async`](Pool::apply_async) → [`Promise`] (`add_done_callback` is the callback; [`wait`](Promise::wait) is `get`) | the same, awaited |
+//! | `map(f, it, chunksize)` | [`map`](Pool::map) | [`map_async`](Pool::map_async)`(f, it, chunksize)?.await` |
+//! | `map_async(f, it, chunksize, callback)` | [`map_async`](Pool::map_async) → [`Promise`] | the same, awaited |
+//! | `imap(f, it, chunksize)` | [`imap`](Pool::imap) → [`Imap`], an `Iterator` | [`imap_stream`](Pool::imap_stream) → [`ImapStream`], a `Stream` (or [`Imap::into_stream`]) |
+//! | `imap_unordered(f, it, chunksize)` | [`imap_unordered`](Pool::imap_unordered) → [`Imap`] | [`imap_unordered_stream`](Pool::imap_unordered_stream) → [`ImapStream`] |
+//! | `close()`, `terminate()` | [`close`](Pool::close), [`terminate`](Pool::terminate) | the same |
+//! | `join()` | [`join`](Pool::join) | [`join_async`](Pool::join_async)`().await` |
 //!
 //! ```
-//! use weft_executor::pool::Pool;
+//! use weft_executor::pool::{Pool, PoolError};
 //!
 //! let pool = Pool::new(2)?;
 //! let squares = pool.map(|x: u64| x * x, 0..10, None)?;
@@ -54,23 +68,41 @@
 //!
 //! // A panic is the failing item's error; the pool carries on.
 //! let err = pool.map(|x: u32| if x == 3 { panic!("three") } else { x }, 0..5, Some(2)).unwrap_err();
-//! assert!(matches!(err, weft_executor::pool::PoolError::Panicked { item: 3, .. }));
+//! assert!(matches!(err, PoolError::Panicked { item: 3, .. }));
 //! assert_eq!(pool.apply(|| 6 * 7)?, 42);
+//!
+//! // In async code, the blocking calls refuse (rule 3); their async
+//! // counterparts await the same work.
+//! let rt = weft_executor::Executor::new()?;
+//! rt.block_on(async {
+//!     let refused = pool.map(|x: u64| x * x, 0..10, None).unwrap_err();
+//!     assert!(matches!(refused, PoolError::WouldBlockRuntime { call: "Pool::map", .. }));
+//!     assert!(refused.to_string().contains("map_async"));
+//!
+//!     let squares = pool.map_async(|x: u64| x * x, 0..10, None)?.await?;
+//!     assert_eq!(squares[9], 81);
+//!     let mut lengths = pool.imap_stream(|s: &str| s.len(), ["a", "bb"], None)?;
+//!     assert_eq!(lengths.next().await, Some(Ok(1)));
+//!     assert_eq!(lengths.next().await, Some(Ok(2)));
+//!     assert_eq!(lengths.next().await, None);
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
 //!
 //! pool.close();
 //! pool.join()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod imap;
 mod output;
 mod sink;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use sink::Imap;
+pub use imap::{Imap, ImapStream};
 
 use crate::context;
-use crate::future::{Exception, Promise};
+use crate::future::{Exception, Promise, Resolver};
 use crate::loom::{Condvar, Mutex, lock, wait};
 use sink::{Collect, Completion, CompletionSender, ImapSink};
 use std::collections::VecDeque;
@@ -101,6 +133,18 @@ pub enum PoolError {
     },
     /// An argument was out of range (a zero pool size or chunk size).
     InvalidArgument(&'static str),
+    /// A call that blocks until the workers are done was made on a thread
+    /// that runs a Weft runtime, whose tasks it would stall; it did nothing
+    /// (rule 3 of the [module docs](self)). Use its async counterpart
+    /// there, or make the call from a plain thread or `spawn_blocking`.
+    WouldBlockRuntime {
+        /// The call refused: `"Pool::apply"`, `"Pool::map"`,
+        /// `"Pool::join"` or `"Imap::next"`.
+        call: &'static str,
+        /// What to write in async code instead, such as
+        /// `"pool.map_async(..).await"`.
+        instead: &'static str,
+    },
 }
 
 impl fmt::Display for PoolError {
@@ -111,6 +155,11 @@ impl fmt::Display for PoolError {
             PoolError::Terminated => f.write_str("the pool was terminated before this item ran"),
             PoolError::Panicked { item, message } => write!(f, "item {item} panicked: {message}"),
             PoolError::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            PoolError::WouldBlockRuntime { call, instead } => write!(
+                f,
+                "`{call}` would block this thread, which runs a Weft runtime, and stall its tasks: in async \
+                 code write `{instead}`, or call `{call}` from a plain thread or `spawn_blocking`"
+            ),
         }
     }
 }
@@ -131,12 +180,17 @@ impl From<PoolError> for io::Error {
 /// with threads instead of processes (no pickling: closures and values move
 /// by ownership). See the [module docs](self) for the mapping.
 ///
-/// Blocking calls ([`apply`](Pool::apply), [`map`](Pool::map), iterating an
-/// [`Imap`]) are for plain threads; from async code use the `_async`
-/// methods, whose [`Promise`]s are awaitable, or an [`Imap`] as a `Stream`.
+/// Blocking calls ([`apply`](Pool::apply), [`map`](Pool::map),
+/// [`join`](Pool::join), iterating an [`Imap`]) are for plain threads (and
+/// `spawn_blocking`); on a thread that runs a Weft runtime they return
+/// [`PoolError::WouldBlockRuntime`] and do nothing. From async code use the
+/// `_async` methods, whose [`Promise`]s are awaitable, and an
+/// [`ImapStream`] (the module docs' table pairs them).
 ///
 /// Dropping the pool terminates it (as leaving Python's `with Pool()` block
-/// does) and waits for the workers to finish their current item.
+/// does) and waits for the workers to finish their current item; on a
+/// thread that runs a Weft runtime it does not wait (rule 3): the workers
+/// finish that item and exit on their own.
 pub struct Pool {
     shared: Arc<Shared>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
@@ -151,6 +205,38 @@ struct Shared {
     terminated: AtomicBool,
     /// Workers running a job right now.
     busy: AtomicUsize,
+    /// Worker threads that have not yet left `worker_loop`.
+    live_workers: AtomicUsize,
+    /// Settles `exited` when the last worker leaves (taken then).
+    last_out: Mutex<Option<Resolver<()>>>,
+    /// Done once every worker has left `worker_loop`: what
+    /// [`Pool::join_async`] awaits.
+    exited: Promise<()>,
+}
+
+impl Shared {
+    /// `n` workers have left `worker_loop` (or never started); the last one
+    /// out settles `exited`.
+    fn workers_exited(&self, n: usize) {
+        if n > 0 && self.live_workers.fetch_sub(n, AcqRel) == n {
+            if let Some(last_out) = lock(&self.last_out).take() {
+                // An awaiter's waker that panics goes no further (rule 2).
+                contain(move || {
+                    let _ = last_out.set_result(());
+                });
+            }
+        }
+    }
+}
+
+/// Counts its worker out of `live_workers` when the thread leaves
+/// `worker_loop`, however it leaves.
+struct WorkerExit<'a>(&'a Shared);
+
+impl Drop for WorkerExit<'_> {
+    fn drop(&mut self) {
+        self.0.workers_exited(1);
+    }
 }
 
 struct Queue {
@@ -182,6 +268,7 @@ impl Pool {
         if workers == 0 {
             return Err(PoolError::InvalidArgument("a pool needs at least one worker").into());
         }
+        let (last_out, exited) = Promise::channel();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -190,6 +277,9 @@ impl Pool {
             available: Condvar::new(),
             terminated: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
+            live_workers: AtomicUsize::new(workers),
+            last_out: Mutex::new(Some(last_out)),
+            exited,
         });
         let pool = Pool {
             shared: shared.clone(),
@@ -204,12 +294,17 @@ impl Pool {
             let dispatch = dispatch.clone();
             let spawned = thread::Builder::new().name(format!("weft-pool-{i}")).spawn(move || {
                 let _dispatch = dispatch.enter();
+                let _exit = WorkerExit(&shared);
                 worker_loop(&shared);
             });
             match spawned {
                 Ok(thread) => lock(&pool.threads).push(thread),
-                // Dropping `pool` terminates and joins the threads started.
-                Err(err) => return Err(err),
+                Err(err) => {
+                    // The workers not started never leave: count them out.
+                    // Dropping `pool` terminates and joins those started.
+                    pool.shared.workers_exited(workers - i);
+                    return Err(err);
+                }
             }
         }
         Ok(pool)
@@ -260,19 +355,16 @@ impl Pool {
     /// # Errors
     ///
     /// [`PoolError::Panicked`] if `f` panicked; [`PoolError::Closed`] or
-    /// [`PoolError::Terminated`] if the pool stopped first.
-    ///
-    /// # Panics
-    ///
-    /// On a thread that runs a Weft runtime: use
-    /// [`apply_async`](Self::apply_async) and await it there.
-    #[track_caller]
+    /// [`PoolError::Terminated`] if the pool stopped first;
+    /// [`PoolError::WouldBlockRuntime`], with nothing queued, on a thread
+    /// that runs a Weft runtime: use [`apply_async`](Self::apply_async)
+    /// and await it there.
     pub fn apply<F, R>(&self, f: F) -> Result<R, PoolError>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        assert_may_block("Pool::apply", "apply_async");
+        may_block("Pool::apply", "pool.apply_async(..).await")?;
         let done = Arc::new(Completion::new());
         let sender = CompletionSender(done.clone());
         self.submit(vec![Box::new(ApplyJob {
@@ -323,14 +415,10 @@ impl Pool {
     ///
     /// The error of the first failing item by index
     /// ([`PoolError::Panicked`]; its chunk stops there, the other chunks
-    /// still run); `Closed`,
-    /// `Terminated`, or `InvalidArgument` for a zero chunk size.
-    ///
-    /// # Panics
-    ///
-    /// On a thread that runs a Weft runtime: use
-    /// [`map_async`](Self::map_async) there.
-    #[track_caller]
+    /// still run); `Closed`, `Terminated`, or `InvalidArgument` for a zero
+    /// chunk size; [`PoolError::WouldBlockRuntime`], with nothing queued, on
+    /// a thread that runs a Weft runtime: use [`map_async`](Self::map_async)
+    /// there.
     pub fn map<F, T, R, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<Vec<R>, PoolError>
     where
         F: Fn(T) -> R + Send + Sync + 'static,
@@ -338,7 +426,7 @@ impl Pool {
         T: Send + 'static,
         R: Send + 'static,
     {
-        assert_may_block("Pool::map", "map_async");
+        may_block("Pool::map", "pool.map_async(..).await")?;
         let done = Arc::new(Completion::new());
         let sender = CompletionSender(done.clone());
         self.submit_map(f, items, chunksize, move |r| sender.send(r))?;
@@ -407,7 +495,12 @@ impl Pool {
 
     /// Applies `f` to every item and yields the results lazily, in input
     /// order, as they become available (Python's `imap`). Each item is a
-    /// `Result`, so a panic fails only its own item.
+    /// `Result`, so a panic fails only its own item. Items go to workers in
+    /// chunks of `chunksize` (`None`: 1, as in Python).
+    ///
+    /// The [`Imap`] is an `Iterator` that blocks, for plain threads; in
+    /// async code use [`imap_stream`](Self::imap_stream), or
+    /// [`Imap::into_stream`].
     ///
     /// # Errors
     ///
@@ -420,6 +513,22 @@ impl Pool {
         R: Send + 'static,
     {
         self.imap_inner(f, items, chunksize, true)
+    }
+
+    /// [`imap`](Self::imap) for async code: the same results, in input
+    /// order, as an [`ImapStream`] (`stream.next().await`).
+    ///
+    /// # Errors
+    ///
+    /// `Closed`, or `InvalidArgument` for a zero chunk size.
+    pub fn imap_stream<F, T, R, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<ImapStream<R>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(self.imap_inner(f, items, chunksize, true)?.into_stream())
     }
 
     /// Like [`imap`](Self::imap), but yields results as chunks finish, in
@@ -437,6 +546,27 @@ impl Pool {
         R: Send + 'static,
     {
         self.imap_inner(f, items, chunksize, false)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) for async code: the same
+    /// results, in completion order, as an [`ImapStream`].
+    ///
+    /// # Errors
+    ///
+    /// `Closed`, or `InvalidArgument` for a zero chunk size.
+    pub fn imap_unordered_stream<F, T, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<ImapStream<R>, PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        Ok(self.imap_inner(f, items, chunksize, false)?.into_stream())
     }
 
     fn imap_inner<F, T, R, I>(
@@ -556,17 +686,44 @@ impl Pool {
     /// # Errors
     ///
     /// [`PoolError::Running`] if the pool was neither closed nor terminated:
-    /// the workers would never exit.
+    /// the workers would never exit. [`PoolError::WouldBlockRuntime`] on a
+    /// thread that runs a Weft runtime: use
+    /// [`join_async`](Self::join_async) there.
     pub fn join(&self) -> Result<(), PoolError> {
+        may_block("Pool::join", "pool.join_async().await")?;
         if lock(&self.shared.queue).state == State::Running {
             return Err(PoolError::Running);
         }
+        self.join_threads();
+        Ok(())
+    }
+
+    /// Joins the worker threads not joined yet.
+    fn join_threads(&self) {
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             // A panic cannot end a worker (rule 2: every job runs inside an
             // unwind boundary), so this only waits for it to return.
             let _ = thread.join();
         }
+    }
+
+    /// Waits, without blocking the thread, until every worker has left
+    /// its loop: [`join`](Self::join) for async code. The threads' last
+    /// exit is reaped by a later `join` or by dropping the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Running`] if the pool was neither closed nor terminated:
+    /// the workers would never exit.
+    pub async fn join_async(&self) -> Result<(), PoolError> {
+        if lock(&self.shared.queue).state == State::Running {
+            return Err(PoolError::Running);
+        }
+        // `settled` observes without cancelling, and the promise can only
+        // settle as done: its resolver lives in `Shared` until the last
+        // worker out settles it.
+        let _ = self.shared.exited.settled().await;
         Ok(())
     }
 }
@@ -574,7 +731,12 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
-        let _ = self.join();
+        // Rule 3: a runtime's thread does not wait for the items the
+        // workers are running; they finish them and exit on their own
+        // (their handles are dropped, which detaches them).
+        if !context::is_entered() {
+            self.join_threads();
+        }
     }
 }
 
@@ -588,13 +750,13 @@ impl fmt::Debug for Pool {
     }
 }
 
-#[track_caller]
-fn assert_may_block(what: &str, instead: &str) {
-    assert!(
-        !context::is_entered(),
-        "{what} blocks until the pool is done, and this thread runs a Weft runtime whose tasks it would \
-         stall; use `{instead}` and `.await` its promise, or call {what} from a plain thread or `spawn_blocking`"
-    );
+/// Rule 3: `call` would block, so it is refused on a thread that runs a
+/// Weft runtime, in favour of `instead`.
+fn may_block(call: &'static str, instead: &'static str) -> Result<(), PoolError> {
+    if context::is_entered() {
+        return Err(PoolError::WouldBlockRuntime { call, instead });
+    }
+    Ok(())
 }
 
 /// The most items a default-sized chunk holds (rule 1): also the most that

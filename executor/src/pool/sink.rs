@@ -1,13 +1,12 @@
 //! Where a pool call's results go: a blocking [`Completion`], an ordered
-//! [`Collect`]or for `map`, and the [`ImapSink`] an [`Imap`] drains.
+//! [`Collect`]or for `map`, and the [`ImapSink`] that an `imap`'s consumer
+//! (an [`Imap`](super::Imap) or an [`ImapStream`](super::ImapStream), in
+//! `imap.rs`) drains.
 
 use super::PoolError;
 use super::output::{ChunkWriter, MapOutput};
 use crate::loom::{Condvar, Mutex, lock, wait};
-use futures_core::Stream;
 use std::collections::VecDeque;
-use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -151,24 +150,33 @@ impl<R: Send> Collect<R> {
     }
 }
 
-/// The buffer between an imap's chunks and its [`Imap`] consumer.
+/// The results of one chunk, one `Result` per item.
+pub(super) type ChunkResults<R> = Vec<Result<R, PoolError>>;
+
+/// The buffer between an imap's chunks and its one consumer. Chunks
+/// deliver whole; the consumer takes them whole, in input order (ordered)
+/// or completion order, by blocking ([`wait_take`](Self::wait_take)) or by
+/// polling ([`poll_take`](Self::poll_take)), until it
+/// [leaves](Self::consumer_gone).
 pub(super) struct ImapSink<R> {
     state: Mutex<ImapState<R>>,
+    /// Signalled when a chunk is delivered, for a blocked consumer.
     ready: Condvar,
 }
 
 struct ImapState<R> {
-    /// The [`Imap`] is gone: nobody will take results (they are dropped as
+    /// The consumer is gone: nobody will take results (they are dropped as
     /// they come, one at a time: rule 2 of the pool).
     consumer_gone: bool,
     ordered: bool,
     /// Ordered: results per chunk, taken in chunk order.
-    by_chunk: Vec<Option<Vec<Result<R, PoolError>>>>,
+    by_chunk: Vec<Option<ChunkResults<R>>>,
     /// Unordered: finished chunks in completion order.
-    finished: VecDeque<Vec<Result<R, PoolError>>>,
+    finished: VecDeque<ChunkResults<R>>,
     /// Chunks handed to the consumer so far.
     taken: usize,
     total: usize,
+    /// The consumer's task, when it polled and found nothing.
     waker: Option<Waker>,
 }
 
@@ -192,7 +200,7 @@ impl<R: Send> ImapSink<R> {
         }
     }
 
-    fn deliver(&self, chunk: usize, results: Vec<Result<R, PoolError>>) {
+    fn deliver(&self, chunk: usize, results: ChunkResults<R>) {
         let waker = {
             let mut state = lock(&self.state);
             if state.consumer_gone {
@@ -212,12 +220,22 @@ impl<R: Send> ImapSink<R> {
             waker.wake();
         }
     }
+
+    /// Chunk `chunk` of `len` items will never run.
+    pub(super) fn dropped(&self, chunk: usize, len: usize) {
+        self.deliver(chunk, (0..len).map(|_| Err(PoolError::Terminated)).collect());
+    }
+
+    /// Chunk `chunk` finished, one result per item.
+    pub(super) fn items_done(&self, chunk: usize, results: ChunkResults<R>) {
+        self.deliver(chunk, results);
+    }
 }
 
 impl<R> ImapState<R> {
     /// The next chunk for the consumer: `Ok(Some)` a chunk, `Ok(None)` all
     /// taken, `Err(())` not available yet.
-    fn take_next(&mut self) -> Result<Option<Vec<Result<R, PoolError>>>, ()> {
+    fn take_next(&mut self) -> Result<Option<ChunkResults<R>>, ()> {
         if self.taken == self.total {
             return Ok(None);
         }
@@ -236,65 +254,26 @@ impl<R> ImapState<R> {
     }
 }
 
-impl<R: Send> ImapSink<R> {
-    /// Chunk `chunk` of `len` items will never run.
-    pub(super) fn dropped(&self, chunk: usize, len: usize) {
-        self.deliver(chunk, (0..len).map(|_| Err(PoolError::Terminated)).collect());
-    }
-
-    /// Chunk `chunk` finished, one result per item.
-    pub(super) fn items_done(&self, chunk: usize, results: Vec<Result<R, PoolError>>) {
-        self.deliver(chunk, results);
-    }
-}
-
-/// The results of [`Pool::imap`](super::Pool::imap) or
-/// [`imap_unordered`](super::Pool::imap_unordered), one `Result` per item.
-///
-/// It is an `Iterator` that blocks for the next result (for plain threads)
-/// and a `Stream` (for async code, through `futures::StreamExt` or
-/// [`next_async`](Imap::next_async)). Results are taken from the pool a
-/// whole chunk at a time, so iterating costs one lock per chunk.
-///
-/// ```
-/// let pool = weft_executor::pool::Pool::new(2)?;
-/// let lengths: Vec<usize> = pool
-///     .imap(|s: &str| s.len(), ["a", "bb", "ccc"], None)?
-///     .map(Result::unwrap)
-///     .collect();
-/// assert_eq!(lengths, [1, 2, 3]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct Imap<R> {
-    sink: Arc<ImapSink<R>>,
-    current: std::vec::IntoIter<Result<R, PoolError>>,
-}
-
-impl<R: Send> Imap<R> {
-    pub(super) fn new(sink: Arc<ImapSink<R>>) -> Imap<R> {
-        Imap {
-            sink,
-            current: Vec::new().into_iter(),
-        }
-    }
-
-    /// The next result, awaited without blocking the thread.
-    pub async fn next_async(&mut self) -> Option<Result<R, PoolError>> {
-        std::future::poll_fn(|cx| self.poll_next_result(cx)).await
-    }
-
-    fn poll_next_result(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<R, PoolError>>> {
-        if let Some(item) = self.current.next() {
-            return Poll::Ready(Some(item));
-        }
-        let mut state = lock(&self.sink.state);
-        match state.take_next() {
-            Ok(Some(chunk)) => {
-                drop(state);
-                self.current = chunk.into_iter();
-                Poll::Ready(self.current.next())
+impl<R> ImapSink<R> {
+    /// Blocks until the next chunk is here (`Some`), or every chunk has
+    /// been taken (`None`).
+    pub(super) fn wait_take(&self) -> Option<ChunkResults<R>> {
+        let mut state = lock(&self.state);
+        loop {
+            match state.take_next() {
+                Ok(next) => return next,
+                Err(()) => state = wait(&self.ready, state),
             }
-            Ok(None) => Poll::Ready(None),
+        }
+    }
+
+    /// The next chunk if it is here (`Ready(Some)`), `Ready(None)` once
+    /// every chunk has been taken; otherwise keeps `cx`'s waker, which the
+    /// next delivery wakes.
+    pub(super) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<ChunkResults<R>>> {
+        let mut state = lock(&self.state);
+        match state.take_next() {
+            Ok(next) => Poll::Ready(next),
             Err(()) => {
                 match &mut state.waker {
                     Some(waker) => waker.clone_from(cx.waker()),
@@ -304,67 +283,25 @@ impl<R: Send> Imap<R> {
             }
         }
     }
-}
 
-impl<R: Send> Iterator for Imap<R> {
-    type Item = Result<R, PoolError>;
-
-    /// Blocks until the next result.
-    ///
-    /// # Panics
-    ///
-    /// On a thread that runs a Weft runtime; use the `Stream` there.
-    #[track_caller]
-    fn next(&mut self) -> Option<Result<R, PoolError>> {
-        if let Some(item) = self.current.next() {
-            return Some(item);
-        }
-        super::assert_may_block("iterating an Imap", "its Stream (next_async)");
-        let mut state = lock(&self.sink.state);
-        loop {
-            match state.take_next() {
-                Ok(Some(chunk)) => {
-                    drop(state);
-                    self.current = chunk.into_iter();
-                    return self.current.next();
-                }
-                Ok(None) => return None,
-                Err(()) => state = wait(&self.sink.ready, state),
-            }
-        }
-    }
-}
-
-impl<R: Send> Stream for Imap<R> {
-    type Item = Result<R, PoolError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_next_result(cx)
-    }
-}
-
-impl<R> Unpin for Imap<R> {}
-
-impl<R> Drop for Imap<R> {
-    fn drop(&mut self) {
-        // Results not taken are dropped here, on the consumer's thread; those
-        // still to come, on the workers, contained.
+    /// The consumer is gone: the results buffered here are dropped, on the
+    /// caller's thread, and those still to come on the workers, contained.
+    pub(super) fn consumer_gone(&self) {
         let buffered = {
-            let mut state = lock(&self.sink.state);
+            let mut state = lock(&self.state);
             state.consumer_gone = true;
-            (std::mem::take(&mut state.by_chunk), std::mem::take(&mut state.finished))
+            (
+                std::mem::take(&mut state.by_chunk),
+                std::mem::take(&mut state.finished),
+                state.waker.take(),
+            )
         };
         drop(buffered);
     }
-}
 
-impl<R> fmt::Debug for Imap<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = lock(&self.sink.state);
-        f.debug_struct("Imap")
-            .field("ordered", &state.ordered)
-            .field("chunks_taken", &state.taken)
-            .field("chunks", &state.total)
-            .finish()
+    /// `(ordered, chunks taken, chunks)`, for `Debug`.
+    pub(super) fn progress(&self) -> (bool, usize, usize) {
+        let state = lock(&self.state);
+        (state.ordered, state.taken, state.total)
     }
 }

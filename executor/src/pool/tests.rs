@@ -58,8 +58,9 @@ impl Iterator for Liar {
 }
 
 /// Every way to map, on `items`, with `chunksize`: `map`, `map_async`,
-/// `imap` and `imap_unordered` (sorted), each as a list of results.
-fn map_every_way(pool: &Arc<Pool>, items: Liar, chunksize: Option<usize>) -> [Vec<usize>; 4] {
+/// `imap`, `imap_unordered` (sorted) and their streams, each as a list of
+/// results.
+fn map_every_way(pool: &Arc<Pool>, items: Liar, chunksize: Option<usize>) -> [Vec<usize>; 6] {
     let double = |x: usize| x * 2;
     let (p, i) = (pool.clone(), items.clone());
     let map = within("map", move || p.map(double, i, chunksize).unwrap());
@@ -74,7 +75,7 @@ fn map_every_way(pool: &Arc<Pool>, items: Liar, chunksize: Option<usize>) -> [Ve
             .map(Result::unwrap)
             .collect::<Vec<_>>()
     });
-    let (p, i) = (pool.clone(), items);
+    let (p, i) = (pool.clone(), items.clone());
     let mut unordered = within("imap_unordered", move || {
         p.imap_unordered(double, i, chunksize)
             .unwrap()
@@ -82,7 +83,21 @@ fn map_every_way(pool: &Arc<Pool>, items: Liar, chunksize: Option<usize>) -> [Ve
             .collect::<Vec<_>>()
     });
     unordered.sort_unstable();
-    [map, map_async, imap, unordered]
+    // The streams, polled by a plain executor on a plain thread.
+    let (p, i) = (pool.clone(), items.clone());
+    let stream = within("imap_stream", move || {
+        futures::executor::block_on_stream(p.imap_stream(double, i, chunksize).unwrap())
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    let (p, i) = (pool.clone(), items);
+    let mut unordered_stream = within("imap_unordered_stream", move || {
+        futures::executor::block_on_stream(p.imap_unordered_stream(double, i, chunksize).unwrap())
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    unordered_stream.sort_unstable();
+    [map, map_async, imap, unordered, stream, unordered_stream]
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Cell<T, S> (repr(C): a pointer to the cell is a pointer to its header)
-//! ├── Header   state word · vtable · id · owned-list links   (type-erased)
+//! ├── Header   state word · vtable · id · owned-list links · done list (type-erased)
 //! ├── Core     scheduler S · stage (future T, or its outcome) (typed)
 //! └── Trailer  join waker                                     (typed)
 //! ```
@@ -11,17 +11,17 @@
 //! list, the waker vtable, queues) lives in the header; the rest is reached
 //! through the vtable, whose functions are instantiated per `(T, S)`.
 //!
-//! On a 64-bit target the bookkeeping is 64 bytes (header 40, scheduler 8,
+//! On a 64-bit target the bookkeeping is 72 bytes (header 48, scheduler 8,
 //! join waker 16), and the stage is as large as the future or the outcome,
 //! whichever is larger, with no tag of its own: the state word's `COMPLETE`
-//! bit says which of the two it holds. A 24-byte future makes an 88-byte
+//! bit says which of the two it holds. A 24-byte future makes a 96-byte
 //! cell.
 
 use super::id::Id;
 use super::raw::Vtable;
 use super::state::State;
 use super::{JoinError, Schedule};
-use crate::loom::UnsafeCell;
+use crate::loom::{AtomicPtr, UnsafeCell};
 use std::any::Any;
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -45,6 +45,9 @@ pub(crate) struct Header {
     pub(super) id: Id,
     /// Links of the owned-task list (rule 5: only under the shard lock).
     pub(super) owned: UnsafeCell<Pointers>,
+    /// The done-callback list, null until the first callback
+    /// (`done.rs`, rule 7).
+    pub(super) done: AtomicPtr<()>,
 }
 
 /// Links of an intrusive doubly linked list.
@@ -103,6 +106,7 @@ impl<T: Future, S: Schedule> Cell<T, S> {
                 vtable,
                 id,
                 owned: UnsafeCell::new(Pointers::default()),
+                done: AtomicPtr::new(std::ptr::null_mut()),
             },
             core: Core {
                 scheduler,
@@ -212,7 +216,8 @@ impl<T: Future, S> Core<T, S> {
         }
     }
 
-    /// Moves the outcome out, leaving `Consumed`.
+    /// Moves the outcome out, leaving `Consumed` (a cancellation, which has
+    /// nothing to move, stays: `cancelled()` still answers after an await).
     ///
     /// # Safety
     ///
@@ -222,8 +227,25 @@ impl<T: Future, S> Core<T, S> {
             // SAFETY: the task is complete, so `outcome` is the live field
             // (it was stored before COMPLETE was set), and the caller has
             // exclusive access to it.
-            std::mem::replace(unsafe { &mut *(*ptr).outcome }, Outcome::Consumed)
+            let outcome = unsafe { &mut *(*ptr).outcome };
+            match outcome {
+                Outcome::Cancelled => Outcome::Cancelled,
+                _ => std::mem::replace(outcome, Outcome::Consumed),
+            }
         })
+    }
+
+    /// A pointer to the stored outcome, for reading in place.
+    ///
+    /// # Safety
+    ///
+    /// The outcome is stored (the task is complete, or the caller is the
+    /// `RUNNING` holder that stored it), and the caller reads through the
+    /// pointer only while nobody writes the stage (rule 1).
+    pub(super) unsafe fn outcome_ptr(&self) -> *const Outcome<T::Output> {
+        // SAFETY: forwarded to the caller; no reference is formed here.
+        self.stage
+            .with(|ptr| unsafe { std::ptr::addr_of!((*ptr).outcome) }.cast::<Outcome<T::Output>>())
     }
 
     /// Drops whichever field of the stage is live, as the cell is freed.

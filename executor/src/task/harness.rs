@@ -3,6 +3,7 @@
 //! [`crate::task`] that makes it sound.
 
 use super::core::{Cell, Core, Header, Outcome, Trailer};
+use super::done;
 use super::id::Id;
 use super::raw::RawTask;
 use super::state::{Snapshot, State, TransitionToIdle, TransitionToRunning};
@@ -166,7 +167,13 @@ impl<T: Future, S: Schedule> Harness<T, S> {
             None => 1,
         };
 
-        let snapshot = self.state().transition_to_complete();
+        // Rule 7: done callbacks run before completion is published, while
+        // the outcome is ours to read and nobody can take it.
+        let snapshot = self.state().transition_to_complete_after(|_| {
+            // SAFETY: we hold RUNNING and stored the outcome (every caller
+            // of `complete` did); COMPLETE is not yet published.
+            unsafe { done::run_at_completion(self.header(), &*self.core().outcome_ptr()) }
+        });
 
         if !snapshot.is_join_interested() {
             // Rule 1: the handle is gone, so the output is ours to drop. A
@@ -195,6 +202,8 @@ impl<T: Future, S: Schedule> Harness<T, S> {
 
     /// Frees the cell. The caller released the last reference.
     pub(super) fn dealloc(self) {
+        // SAFETY: the last reference is gone: nothing else reaches the cell.
+        unsafe { done::free::<T::Output>(self.header()) };
         let complete = self.state().load().is_complete();
         // SAFETY: the reference count reached zero, so nothing else can reach
         // the cell, and `complete` is read from its state word.
@@ -208,6 +217,16 @@ impl<T: Future, S: Schedule> Harness<T, S> {
         if self.state().ref_dec() {
             self.dealloc();
         }
+    }
+
+    /// A pointer to the stored outcome (`RawTask::outcome_ptr`).
+    ///
+    /// # Safety
+    ///
+    /// As `Core::outcome_ptr`.
+    pub(super) unsafe fn outcome_ptr(&self) -> *const Outcome<T::Output> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.core().outcome_ptr() }
     }
 
     // ----- the JoinHandle's side ---------------------------------------------

@@ -1,20 +1,34 @@
 //! `JoinHandle`: the owner's handle to a task's outcome.
 
+use super::core::Outcome;
+use super::done::{self, DoneList, DoneTask, Unavailable};
 use super::raw::RawTask;
 use super::{AbortHandle, Id, JoinError};
 use crate::coop;
+use crate::future::CallbackId;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-/// An owned permission to await a spawned task's output.
+/// An owned permission to await a spawned task's output: what
+/// [`spawn`](crate::spawn) returns, and asyncio's `Task` (which
+/// [`create_task`](crate::future::create_task) returns too).
 ///
 /// Awaiting a `JoinHandle` yields `Ok(output)` when the task finished, or a
-/// [`JoinError`] when it panicked or was cancelled. Dropping a `JoinHandle`
-/// *detaches* the task: it keeps running and its output is dropped when it
-/// finishes. To stop it, call [`abort`](JoinHandle::abort).
+/// [`JoinError`] when it panicked or was cancelled: the output is moved to
+/// the awaiter, so any output can be awaited (no `Clone`, no `Sync`).
+/// Dropping a `JoinHandle` *detaches* the task, as Tokio's does: it keeps
+/// running, its output is dropped when it finishes, and its done callbacks
+/// still run. To stop it, call [`abort`](JoinHandle::abort) (or
+/// [`cancel`](JoinHandle::cancel)).
+///
+/// It also speaks asyncio's `Task` API: [`add_done_callback`](Self::add_done_callback),
+/// [`remove_done_callback`](Self::remove_done_callback), [`cancel`](Self::cancel),
+/// [`cancelled`](Self::cancelled), [`done`](Self::done) and
+/// [`result`](Self::result), which borrows the output in place until the
+/// handle is awaited. A task that never uses them pays one null pointer.
 ///
 /// ```
 /// let rt = weft_executor::Executor::new()?;
@@ -75,6 +89,107 @@ impl<T> JoinHandle<T> {
     /// The task's id.
     pub fn id(&self) -> Id {
         self.raw.header().id
+    }
+
+    /// True once the task has finished (asyncio's `Task.done()`); the same
+    /// as [`is_finished`](Self::is_finished).
+    pub fn done(&self) -> bool {
+        self.is_finished()
+    }
+
+    /// Requests cancellation, as asyncio's `Task.cancel()`: false if the
+    /// task had already finished, true otherwise (it is then cancelled as
+    /// [`abort`](Self::abort) says: its future is dropped, unless it
+    /// finishes first).
+    pub fn cancel(&self) -> bool {
+        if self.is_finished() {
+            return false;
+        }
+        self.abort();
+        true
+    }
+
+    /// True if the task finished by being cancelled (aborted, or its
+    /// runtime shut down).
+    pub fn cancelled(&self) -> bool {
+        self.outcome()
+            .is_some_and(|outcome| matches!(outcome, Outcome::Cancelled))
+    }
+
+    /// The task's output, borrowed in place, or why there is none:
+    /// [`Unavailable::Pending`] while it runs, `Cancelled`, `Panicked`, or
+    /// `Taken` once the handle was awaited (asyncio's `Task.result()`).
+    pub fn result(&self) -> Result<&T, Unavailable>
+    where
+        T: Sync,
+    {
+        match self.outcome() {
+            None => Err(Unavailable::Pending),
+            Some(outcome) => done::result_of(outcome),
+        }
+    }
+
+    /// Adds a callback to run once the task has finished, in the order
+    /// added, exactly once (asyncio's `Task.add_done_callback`). It gets a
+    /// [`DoneTask`]: the id, and the output by reference (until the handle
+    /// is awaited, which takes it).
+    ///
+    /// It runs on the thread that finishes the task (a worker of its
+    /// runtime, or the thread that shuts the runtime down), right after the
+    /// task finishes and before anyone can await its output; added to a task
+    /// that has already finished, it runs at once, here. Keep it short: to
+    /// do more, schedule the work (`Handle::call_soon`, `spawn`). It runs
+    /// even if the handle is dropped meanwhile (detached). A panic in it is
+    /// contained.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// let rt = weft_executor::Executor::new()?;
+    /// let (tx, rx) = mpsc::channel();
+    /// rt.block_on(async move {
+    ///     let task = weft_executor::spawn(async { 6 * 7 });
+    ///     task.add_done_callback(move |done| tx.send(*done.result().unwrap()).unwrap());
+    ///     assert_eq!(task.await.unwrap(), 42);
+    /// });
+    /// assert_eq!(rx.recv().unwrap(), 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn add_done_callback(&self, f: impl FnOnce(&DoneTask<'_, T>) + Send + 'static) -> CallbackId
+    where
+        T: Sync + 'static,
+    {
+        let header = self.raw.header();
+        let list = DoneList::<T>::get_or_make(header);
+        // SAFETY: the outcome pointer is read only if the list is closed,
+        // that is once the outcome is stored; we hold the handle by shared
+        // reference, so it cannot be taken meanwhile (rule 3 of `done`).
+        unsafe { list.add(header, Box::new(f), || self.raw.outcome_ptr().cast()) }
+    }
+
+    /// Removes a done callback that has not run yet; returns how many were
+    /// removed (0 or 1), as asyncio does. An id of another task or promise
+    /// removes nothing.
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize
+    where
+        T: 'static,
+    {
+        let header = self.raw.header();
+        if header.done.load(std::sync::atomic::Ordering::Acquire).is_null() {
+            return 0;
+        }
+        DoneList::<T>::get_or_make(header).remove(id)
+    }
+
+    /// The stored outcome, once the task is complete.
+    fn outcome(&self) -> Option<&Outcome<T>> {
+        if !self.is_finished() {
+            return None;
+        }
+        // SAFETY: complete, and we are the JoinHandle: the outcome is ours
+        // (rule 1), and nothing writes it while we hold `&self` (taking it
+        // needs `&mut`). Its type is `Outcome<T>` for our `T`.
+        Some(unsafe { &*self.raw.outcome_ptr().cast::<Outcome<T>>() })
     }
 }
 

@@ -216,6 +216,45 @@ fn the_join_waker_races_completion() {
     });
 }
 
+/// A handle that swaps its waker (polled from another task) while the task
+/// completes and the runtime hands the waker field back: the swap must see
+/// the completion, whichever order the bits change in. (Found by racing
+/// `race(&mut a, &mut b)` then awaiting the loser: the swap asserted
+/// JOIN_WAKER after the runtime had cleared it.)
+#[test]
+fn swapping_the_join_waker_races_completion() {
+    use std::task::Wake;
+    struct Flag(AtomicUsize);
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    loom::model(|| {
+        let s = sched();
+        let mut join = s.spawn(async { 7 });
+        let first = std::sync::Arc::new(Flag(AtomicUsize::new(0)));
+        let second = std::sync::Arc::new(Flag(AtomicUsize::new(0)));
+        let polled = Pin::new(&mut join).poll(&mut Context::from_waker(&Waker::from(first.clone())));
+        assert!(polled.is_pending(), "the task has not run yet");
+        let s2 = s.clone();
+        let runner = thread::spawn(move || s2.run_all());
+        let again = Pin::new(&mut join).poll(&mut Context::from_waker(&Waker::from(second.clone())));
+        runner.join().unwrap();
+        match again {
+            Poll::Ready(v) => assert_eq!(v.unwrap(), 7),
+            Poll::Pending => {
+                // The second waker replaced the first and is the one woken.
+                assert_eq!(second.0.load(SeqCst), 1);
+                assert!(matches!(
+                    Pin::new(&mut join).poll(&mut Context::from_waker(&Waker::noop())),
+                    Poll::Ready(Ok(7))
+                ));
+            }
+        }
+    });
+}
+
 #[test]
 fn shutdown_races_a_running_poll() {
     loom::model(|| {
@@ -296,5 +335,53 @@ fn whoever_sees_the_list_closed_sweeps_every_task() {
         drop(join);
         // Clean up what an unswept model leaves behind.
         s.owned.shutdown_all(0);
+    });
+}
+
+/// Done callbacks (rule 7, `done.rs`): a callback added from another thread
+/// while the task completes runs exactly once, whether the completing
+/// thread runs it or the adder does, and sees the output.
+#[test]
+fn a_done_callback_added_while_the_task_completes_runs_exactly_once() {
+    loom::model(|| {
+        let s = sched();
+        let join = std::sync::Arc::new(s.spawn(async { 7usize }));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (join2, ran2) = (join.clone(), ran.clone());
+        let adder = thread::spawn(move || {
+            join2.add_done_callback(move |done| {
+                assert_eq!(done.result(), Ok(&7));
+                ran2.fetch_add(1, SeqCst);
+            });
+        });
+        s.run_all();
+        adder.join().unwrap();
+        assert_eq!(ran.load(SeqCst), 1, "the callback ran exactly once");
+        let join = std::sync::Arc::try_unwrap(join).expect("the adder dropped its clone");
+        assert_eq!(
+            block_on_join(&s, join).unwrap(),
+            7,
+            "the callback did not take the output"
+        );
+    });
+}
+
+/// A callback removed while the task completes runs at most once, and the
+/// removal reports whether it got there first.
+#[test]
+fn removing_a_done_callback_races_completion() {
+    loom::model(|| {
+        let s = sched();
+        let join = std::sync::Arc::new(s.spawn(async {}));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let ran2 = ran.clone();
+        let id = join.add_done_callback(move |_| {
+            ran2.fetch_add(1, SeqCst);
+        });
+        let join2 = join.clone();
+        let remover = thread::spawn(move || join2.remove_done_callback(id));
+        s.run_all();
+        let removed = remover.join().unwrap();
+        assert_eq!(ran.load(SeqCst) + removed, 1, "run or removed, exactly one");
     });
 }

@@ -71,10 +71,15 @@
 //!    of the list shard the task's id maps to.
 //! 6. **The scheduler field and the id** never change after the cell is built;
 //!    any reference may read them.
+//! 7. **Done callbacks** (`done.rs`) run on the completing thread, which
+//!    still holds `RUNNING`, after it stored the outcome and before it
+//!    publishes `COMPLETE`: they read the outcome while nothing can write it.
+//!    The list they sit in hangs off the header and is freed with the cell.
 
 mod abort;
 mod builder;
 pub(crate) mod core;
+mod done;
 mod error;
 mod harness;
 mod id;
@@ -92,6 +97,7 @@ mod tests;
 
 pub use self::abort::AbortHandle;
 pub use self::builder::Builder;
+pub use self::done::{DoneTask, Unavailable};
 pub use self::error::JoinError;
 pub use self::id::Id;
 pub use self::join::JoinHandle;

@@ -25,6 +25,9 @@ pub(super) struct Vtable {
     pub(super) drop_join_handle_slow: unsafe fn(NonNull<Header>),
     /// Runtime shutdown; consumes a reference.
     pub(super) shutdown: unsafe fn(NonNull<Header>),
+    /// A pointer to the stored outcome (`Outcome<T::Output>`), for the
+    /// `JoinHandle` to read in place.
+    pub(super) outcome: unsafe fn(NonNull<Header>) -> *const (),
 }
 
 fn vtable<T: Future, S: Schedule>() -> &'static Vtable {
@@ -35,6 +38,7 @@ fn vtable<T: Future, S: Schedule>() -> &'static Vtable {
         try_read_output: try_read_output::<T, S>,
         drop_join_handle_slow: drop_join_handle_slow::<T, S>,
         shutdown: shutdown::<T, S>,
+        outcome: outcome::<T, S>,
     }
 }
 
@@ -106,6 +110,19 @@ impl RawTask {
         unsafe { (self.header().vtable.try_read_output)(self.ptr, dst, waker) }
     }
 
+    /// A pointer to the stored outcome, an `Outcome<T::Output>` of this
+    /// task's output type.
+    ///
+    /// # Safety
+    ///
+    /// As `Core::outcome_ptr`: the outcome is stored, and the caller reads
+    /// through the pointer only while nobody writes the stage.
+    pub(super) unsafe fn outcome_ptr(self) -> *const () {
+        // SAFETY: the vtable belongs to this header's cell type; the caller
+        // vouches for the rest.
+        unsafe { (self.header().vtable.outcome)(self.ptr) }
+    }
+
     /// The `JoinHandle` is dropped and the fast path failed.
     pub(super) fn drop_join_handle_slow(self) {
         // SAFETY: the vtable belongs to this header's cell type.
@@ -169,4 +186,10 @@ unsafe fn drop_join_handle_slow<T: Future, S: Schedule>(ptr: NonNull<Header>) {
 unsafe fn shutdown<T: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the vtable was built for this `(T, S)`.
     unsafe { Harness::<T, S>::from_raw(ptr) }.shutdown();
+}
+
+unsafe fn outcome<T: Future, S: Schedule>(ptr: NonNull<Header>) -> *const () {
+    // SAFETY: the vtable was built for this `(T, S)`; the caller vouches
+    // that the outcome is stored and not written meanwhile.
+    unsafe { Harness::<T, S>::from_raw(ptr).outcome_ptr() }.cast()
 }

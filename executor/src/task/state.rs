@@ -1,4 +1,4 @@
-//! The task's state word: one `AtomicUsize` holding six flag bits and a
+//! The task's state word: one `AtomicUsize` holding seven flag bits and a
 //! reference count.
 //!
 //! Every transition is a single atomic read-modify-write (a CAS loop or a
@@ -26,8 +26,11 @@ const CANCELLED: usize = 1 << 3;
 const JOIN_INTEREST: usize = 1 << 4;
 /// The join waker is stored; see rule 4 of the module documentation.
 const JOIN_WAKER: usize = 1 << 5;
+/// A done callback was added (rule 7): the completing thread runs the
+/// callbacks before it publishes `COMPLETE`. Never unset once set.
+const HAS_CALLBACKS: usize = 1 << 6;
 
-const FLAG_BITS: usize = 6;
+const FLAG_BITS: usize = 7;
 const FLAG_MASK: usize = (1 << FLAG_BITS) - 1;
 
 /// One reference, in the units of the state word.
@@ -156,13 +159,40 @@ impl State {
         })
     }
 
-    /// Running → complete. Returns the state after the transition.
+    /// Running → complete, with no callback to run (for tests).
+    #[cfg(test)]
     pub(super) fn transition_to_complete(&self) -> Snapshot {
+        self.transition_to_complete_after(|_| {})
+    }
+
+    /// Running → complete. Returns the state after the transition. Calls
+    /// `callbacks` first whenever the word says done callbacks were added
+    /// (rule 7): the compare-and-swap that publishes `COMPLETE` fails if a
+    /// callback's `HAS_CALLBACKS` came in meanwhile, so either `callbacks`
+    /// saw the bit before completion was published, or the adder sees
+    /// `COMPLETE` in its own read-modify-write (`mark_has_callbacks`).
+    /// `callbacks` may run more than once and must not mind.
+    pub(super) fn transition_to_complete_after(&self, mut callbacks: impl FnMut(Snapshot)) -> Snapshot {
         const DELTA: usize = RUNNING | COMPLETE;
-        let prev = Snapshot(self.val.fetch_xor(DELTA, AcqRel));
-        debug_assert!(prev.is_running(), "weft bug: completed a task that was not running");
-        debug_assert!(!prev.is_complete(), "weft bug: completed a task twice");
-        Snapshot(prev.0 ^ DELTA)
+        let mut curr = self.load();
+        loop {
+            debug_assert!(curr.is_running(), "weft bug: completed a task that was not running");
+            debug_assert!(!curr.is_complete(), "weft bug: completed a task twice");
+            if curr.has_callbacks() {
+                callbacks(curr);
+            }
+            match self.val.compare_exchange_weak(curr.0, curr.0 ^ DELTA, AcqRel, Acquire) {
+                Ok(_) => return Snapshot(curr.0 ^ DELTA),
+                Err(actual) => curr = Snapshot(actual),
+            }
+        }
+    }
+
+    /// A done callback was added (rule 7). Returns the word before: if it
+    /// was already complete without `HAS_CALLBACKS`, the completing thread
+    /// never saw the callbacks and the adder must run them.
+    pub(super) fn mark_has_callbacks(&self) -> Snapshot {
+        Snapshot(self.val.fetch_or(HAS_CALLBACKS, AcqRel))
     }
 
     /// Releases `count` references at once (the poller's, and the owned
@@ -314,10 +344,18 @@ impl State {
     pub(super) fn unset_join_waker(&self) -> Result<Snapshot, Snapshot> {
         self.fetch_update(|mut next| {
             debug_assert!(next.is_join_interested());
-            debug_assert!(next.is_join_waker_set());
             if next.is_complete() {
+                // The runtime may have cleared JOIN_WAKER already
+                // (`unset_waker_after_complete`), so check the bit only
+                // while the task runs.
                 return None;
             }
+            // A real assert (this is the handle's slow path): the loom
+            // models run in release.
+            assert!(
+                next.is_join_waker_set(),
+                "weft bug: a JoinHandle swapped a join waker it had not set"
+            );
             next.unset_join_waker();
             Some(next)
         })
@@ -419,6 +457,10 @@ impl Snapshot {
     fn unset_join_interested(&mut self) {
         self.0 &= !JOIN_INTEREST;
     }
+    pub(super) fn has_callbacks(self) -> bool {
+        self.0 & HAS_CALLBACKS != 0
+    }
+
     pub(super) fn is_join_waker_set(self) -> bool {
         self.0 & JOIN_WAKER != 0
     }

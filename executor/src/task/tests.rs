@@ -528,7 +528,7 @@ fn a_task_that_spends_its_budget_yields_and_resumes() {
 }
 
 #[test]
-fn the_bookkeeping_of_a_task_is_64_bytes_and_the_stage_has_no_tag() {
+fn the_bookkeeping_of_a_task_is_72_bytes_and_the_stage_has_no_tag() {
     use super::core::Cell;
     use std::mem::size_of;
     if size_of::<usize>() != 8 {
@@ -547,7 +547,7 @@ fn the_bookkeeping_of_a_task_is_64_bytes_and_the_stage_has_no_tag() {
         POLLS.fetch_add(1, SeqCst);
     };
     assert_eq!(size_of_val(&idle), 24);
-    assert_eq!(cell_size(&idle), 64 + 24);
+    assert_eq!(cell_size(&idle), 72 + 24);
     // A large future: the stage is the future (rounded to a word), nothing
     // more.
     let big = async {
@@ -556,8 +556,74 @@ fn the_bookkeeping_of_a_task_is_64_bytes_and_the_stage_has_no_tag() {
         buf[199]
     };
     assert!(size_of_val(&big) >= 200);
-    assert_eq!(cell_size(&big), 64 + size_of_val(&big).next_multiple_of(8));
+    assert_eq!(cell_size(&big), 72 + size_of_val(&big).next_multiple_of(8));
     // A tiny future: the stage is as large as the outcome (a panic payload
     // and its tag).
-    assert_eq!(cell_size(&async {}), 64 + 24);
+    assert_eq!(cell_size(&async {}), 72 + 24);
+}
+
+#[test]
+fn done_callbacks_run_once_in_order_with_the_output_before_it_is_taken() {
+    let s = sched();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let join = s.spawn(async { String::from("out") });
+    for i in 0..3 {
+        let log = log.clone();
+        join.add_done_callback(move |done| {
+            log.lock().unwrap().push(format!("{i}:{}", done.result().unwrap()));
+        });
+    }
+    let removed = {
+        let log = log.clone();
+        join.add_done_callback(move |_| log.lock().unwrap().push("removed".into()))
+    };
+    assert_eq!(join.remove_done_callback(removed), 1);
+    assert_eq!(join.remove_done_callback(removed), 0, "an id removes at most once");
+    assert!(!join.done());
+    assert_eq!(join.result(), Err(super::Unavailable::Pending));
+    s.run_all();
+    assert_eq!(*log.lock().unwrap(), ["0:out", "1:out", "2:out"]);
+    assert!(join.done() && !join.cancelled());
+    assert_eq!(join.result().map(String::as_str), Ok("out"));
+    // Added after completion: runs at once, here.
+    let late = log.clone();
+    join.add_done_callback(move |done| late.lock().unwrap().push(format!("late:{}", done.result().unwrap())));
+    assert_eq!(log.lock().unwrap().last().unwrap(), "late:out");
+    let mut join = join;
+    match poll_join(&mut join) {
+        Poll::Ready(out) => assert_eq!(out.unwrap(), "out", "the callbacks only borrowed the output"),
+        Poll::Pending => panic!("a finished task's handle is ready"),
+    }
+    assert_eq!(join.result(), Err(super::Unavailable::Taken));
+}
+
+#[test]
+fn done_callbacks_see_cancellation_and_run_after_the_handle_is_dropped() {
+    let s = sched();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (gate, _open, _waker) = gate();
+    let join = s.spawn(gate);
+    s.run_all();
+    let s2 = seen.clone();
+    join.add_done_callback(move |done| s2.lock().unwrap().push((done.cancelled(), done.panicked())));
+    assert!(join.cancel());
+    drop(join); // detached: the callback still runs
+    s.run_all();
+    assert_eq!(*seen.lock().unwrap(), [(true, false)]);
+}
+
+#[test]
+fn a_panicking_done_callback_costs_the_others_nothing() {
+    let s = sched();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let join = s.spawn(async { 1u8 });
+    join.add_done_callback(|_| panic!("a callback panics"));
+    let r = ran.clone();
+    join.add_done_callback(move |_| {
+        r.fetch_add(1, SeqCst);
+    });
+    s.run_all();
+    assert_eq!(ran.load(SeqCst), 1);
+    let mut join = join;
+    assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(1))));
 }

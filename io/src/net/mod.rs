@@ -17,24 +17,34 @@
 //! `tokio-compat`, Tokio's `AsyncRead` and `AsyncWrite` (see
 //! [`crate::compat`]).
 //!
+//! The halves of a split stream live where Tokio has them:
+//! [`tcp::OwnedReadHalf`], [`unix::OwnedReadHalf`] and their siblings (the
+//! TCP ones are also re-exported here, under their short names).
+//!
 //! Errors are `io::Error`s, as the OS reports them: an accept that finds the
 //! process out of file descriptors returns `EMFILE`, and the caller decides
 //! how to back off (the examples sleep briefly).
 
-mod tcp;
+mod split;
+pub mod tcp;
 #[cfg(test)]
 mod tests;
 mod udp;
 #[cfg(unix)]
-mod unix;
+pub mod unix;
 
-pub use self::tcp::{
-    DEFAULT_BACKLOG, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpIncoming, TcpListener, TcpStream,
-    WriteHalf,
-};
+pub use self::tcp::listener::{DEFAULT_BACKLOG, TcpIncoming, TcpListener};
+pub use self::tcp::stream::TcpStream;
+/// The TCP stream's halves, also at their Tokio paths in [`tcp`].
+#[doc(no_inline)]
+pub use self::tcp::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
 pub use self::udp::UdpSocket;
 #[cfg(unix)]
-pub use self::unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
+pub use self::unix::datagram::UnixDatagram;
+#[cfg(unix)]
+pub use self::unix::listener::{UnixIncoming, UnixListener};
+#[cfg(unix)]
+pub use self::unix::stream::UnixStream;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -5,13 +5,42 @@
 //! failure.
 
 use std::time::Duration;
-use weft::mpi::pool::{MpiPool, PoolError, Registry};
 use weft::mpi::{ANY_SOURCE, ANY_TAG, Communicator, Error, Mpi, ReduceOp};
 
-fn main() {
+#[path = "../mpi/mpi4py.rs"]
+mod mpi4py;
+#[path = "../mpi/pool.rs"]
+mod pool;
+#[path = "../mpi/trusted.rs"]
+mod trusted;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scenario = std::env::args().nth(1).expect("usage: mpi-scenarios <scenario>");
+    if let Some(level) = scenario.strip_prefix("foreign_") {
+        trusted::foreign_init(level);
+        return Ok(());
+    }
     let mpi = Mpi::init().expect("MPI initialises");
+    match scenario.as_str() {
+        "last_handle_on_another_thread" => {
+            trusted::last_handle_on_another_thread(mpi);
+            return Ok(());
+        }
+        "pool_error_exit" => return pool::pool_error_exit(mpi),
+        _ => {}
+    }
     let world = mpi.world();
+    if scenario == "node" {
+        println!(
+            "rank {}: local {} of {}, node cores {}, per rank {}, oversubscribed {}",
+            mpi.rank(),
+            mpi.local_rank(),
+            mpi.local_size(),
+            mpi.node_cores(),
+            mpi.cores_per_rank(),
+            mpi.oversubscribed()
+        );
+    }
     let rt = weft::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -25,12 +54,29 @@ fn main() {
             "many" => many(&world).await,
             "collectives" => collectives(&world).await,
             "bad_input" => bad_input(&world).await,
-            "pool_map" => pool_map(&world).await,
-            "pool_death" => pool_death(&world).await,
+            "pool_map" => pool::pool_map(&world).await,
+            "pool_death" => pool::pool_death(&world).await,
+            "pool_concurrency" => pool::pool_concurrency(&world).await,
+            "pool_mismatch" => pool::pool_mismatch(&world).await,
+            "mpi4py_order" => mpi4py::mpi4py_order(&world).await,
+            "allreduce_overlap" => mpi4py::allreduce_overlap(&world).await,
+            "wait_mix" => mpi4py::wait_mix(&world).await,
+            "sendrecv_shift" => mpi4py::sendrecv_shift(&world).await,
+            "varying" => mpi4py::varying(&world).await,
+            "cartesian" => mpi4py::cartesian(&world).await,
+            "objects" => mpi4py::objects(&world).await,
+            "node" => {}
+            "peer_death" => trusted::peer_death(&world).await,
+            "freed_comm_after_pool" => trusted::freed_comm_after_pool(&world).await,
+            "freed_comm_after_dropped_recv" => trusted::freed_comm_after_dropped_recv(&world).await,
+            "cancelled_collectives" => trusted::cancelled_collectives(&world).await,
+            "collective_order" => trusted::collective_order(&world).await,
+            "disagreeing_collectives" => trusted::disagreeing_collectives(&world).await,
             other => panic!("no scenario {other}"),
         }
     });
     println!("ok {scenario} rank {}", world.rank());
+    Ok(())
 }
 
 /// Typed messages both ways, owned (zero-copy) sends, tags and probe.
@@ -40,7 +86,7 @@ async fn point_to_point(world: &Communicator) {
     if rank == 0 {
         world.send(&[1.5f64, -2.0, 3.25], 1, 10).await.unwrap();
         let big: Vec<u32> = (0..300_000).collect(); // 1.2 MB: rendezvous
-        let (back, _) = world.isend(big, 1, 11).await.unwrap();
+        let back = world.isend(big, 1, 11).await.unwrap();
         assert_eq!(back.len(), 300_000, "the owned buffer comes back");
         world.send::<u8>(&[], 1, 12).await.unwrap();
         // The done-callback API of Weft's own future, on an MPI send.
@@ -48,7 +94,7 @@ async fn point_to_point(world: &Communicator) {
         let (tx, rx) = std::sync::mpsc::channel();
         promise.add_done_callback_inline(move |p| tx.send(p.result().is_ok()).unwrap());
         let completed = promise.await.unwrap();
-        assert_eq!(completed.take_buffers(), Some(vec![5u16; 4]));
+        assert_eq!(completed.take(), Some(vec![5u16; 4]));
         assert!(rx.recv().unwrap(), "the done callback ran");
         let (reply, status) = world.recv::<i64>(1, ANY_TAG).await.unwrap();
         assert_eq!((reply, status.source(), status.tag()), (vec![-7], 1, 99));
@@ -218,65 +264,4 @@ async fn bad_input(world: &Communicator) {
     let err = world.recv::<u8>(0, -2).await.unwrap_err();
     assert!(matches!(err, Error::Mpi { .. }), "{err}");
     world.barrier().await.unwrap();
-}
-
-/// The functions every rank registers for the pool scenarios.
-fn registry() -> Registry {
-    let mut registry = Registry::new();
-    registry
-        .register("square", |x: u64| x * x)
-        .register("describe", |(name, n): (String, u32)| format!("{name}:{n}"))
-        .register("fail", |x: u32| -> u32 { panic!("job {x} fails on purpose") })
-        .register("die_on_rank_2", |x: u64| {
-            // A worker that dies in the middle of a map (rank 2 of 3).
-            if std::env::var("OMPI_COMM_WORLD_RANK").as_deref() == Ok("2") {
-                std::process::exit(3);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-            x + 1
-        });
-    registry
-}
-
-/// map in order with chunking, submit, a panicking job and an unknown
-/// function as errors; on 1 rank the pool runs jobs itself.
-async fn pool_map(world: &Communicator) {
-    let Some(pool) = MpiPool::start(world, registry()).await.unwrap() else {
-        return; // a worker, released by shutdown
-    };
-    let squares: Vec<u64> = pool.map("square", 0..1000u64, 7).await.unwrap();
-    assert_eq!(squares, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
-    let text: String = pool.submit("describe", &("job".to_owned(), 7u32)).await.unwrap();
-    assert_eq!(text, "job:7");
-    let err = pool.submit::<u32, u32>("fail", &4).await.unwrap_err();
-    assert!(
-        matches!(&err, PoolError::Job(why) if why.contains("job 4 fails on purpose")),
-        "{err}"
-    );
-    let err = pool.submit::<u32, u32>("nope", &4).await.unwrap_err();
-    assert!(
-        matches!(&err, PoolError::Job(why) if why.contains("no function")),
-        "{err}"
-    );
-    pool.shutdown().await.unwrap();
-}
-
-/// Rank 2 dies in the middle of a map: its jobs fail with WorkerDied, the
-/// map returns (no hang), the other worker keeps serving.
-async fn pool_death(world: &Communicator) {
-    let rank = world.rank();
-    let Some(pool) = MpiPool::start(world, registry()).await.unwrap() else {
-        // Rank 1, released by shutdown: leave without finalizing (a rank
-        // of the job is dead, so MPI_Finalize would wait for it forever).
-        println!("ok pool_death rank {rank}");
-        std::process::exit(0);
-    };
-    let result: Result<Vec<u64>, PoolError> = pool.map("die_on_rank_2", 0..200u64, 5).await;
-    assert_eq!(result.unwrap_err(), PoolError::WorkerDied(2));
-    // The pool still works on the live worker.
-    let after: u64 = pool.submit("square", &9u64).await.unwrap();
-    assert_eq!(after, 81);
-    pool.shutdown().await.unwrap();
-    println!("ok pool_death rank 0");
-    std::process::exit(0);
 }

@@ -1,6 +1,6 @@
 //! `TcpListener`.
 
-use super::TcpStream;
+use super::stream::TcpStream;
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
 use futures_core::Stream;

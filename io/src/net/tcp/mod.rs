@@ -1,9 +1,10 @@
-//! TCP.
+//! The halves of a [`TcpStream`](crate::net::TcpStream), at Tokio's paths
+//! (`net::tcp::OwnedReadHalf`); the stream and the listener themselves are
+//! [`net::TcpStream`](crate::net::TcpStream) and
+//! [`net::TcpListener`](crate::net::TcpListener), as in Tokio.
 
-mod listener;
+pub(super) mod listener;
 mod split;
-mod stream;
+pub(super) mod stream;
 
-pub use self::listener::{DEFAULT_BACKLOG, TcpIncoming, TcpListener};
 pub use self::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
-pub use self::stream::TcpStream;

@@ -1,11 +1,12 @@
-//! Halves of a `TcpStream`.
+//! Halves of a `TcpStream`: borrowed ([`TcpStream::split`]) and owned
+//! ([`TcpStream::into_split`]), at Tokio's paths (`net::tcp::OwnedReadHalf`).
 
-use super::TcpStream;
+use super::stream::TcpStream;
+use crate::net::split::{ReadShare, ShutdownWrite, WriteShare, reunite, share};
 use std::error::Error;
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
 
 /// The reading half of a borrowed [`TcpStream`]; see
 /// [`TcpStream::split`].
@@ -33,7 +34,7 @@ impl<'a> WriteHalf<'a> {
 /// [`TcpStream::into_split`].
 #[derive(Debug)]
 pub struct OwnedReadHalf {
-    stream: Arc<TcpStream>,
+    share: ReadShare<TcpStream>,
 }
 
 /// The owned writing half of a [`TcpStream`]; see
@@ -41,19 +42,18 @@ pub struct OwnedReadHalf {
 /// so the peer sees end of stream.
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
-    stream: Arc<TcpStream>,
-    shutdown_on_drop: bool,
+    share: WriteShare<TcpStream>,
+}
+
+impl ShutdownWrite for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
 }
 
 pub(super) fn split_owned(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
-    let stream = Arc::new(stream);
-    (
-        OwnedReadHalf { stream: stream.clone() },
-        OwnedWriteHalf {
-            stream,
-            shutdown_on_drop: true,
-        },
-    )
+    let (read, write) = share(stream);
+    (OwnedReadHalf { share: read }, OwnedWriteHalf { share: write })
 }
 
 impl OwnedReadHalf {
@@ -63,15 +63,8 @@ impl OwnedReadHalf {
     ///
     /// If the halves come from different streams; both are given back.
     pub fn reunite(self, other: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
-        if !Arc::ptr_eq(&self.stream, &other.stream) {
-            return Err(ReuniteError(self, other));
-        }
-        let mut other = other;
-        other.shutdown_on_drop = false;
-        let stream = other.stream.clone();
-        drop(other);
-        drop(self);
-        Ok(Arc::try_unwrap(stream).unwrap_or_else(|_| unreachable!("both halves were dropped")))
+        reunite(self.share, other.share)
+            .map_err(|(read, write)| ReuniteError(OwnedReadHalf { share: read }, OwnedWriteHalf { share: write }))
     }
 
     /// The peer's address.
@@ -80,7 +73,7 @@ impl OwnedReadHalf {
     ///
     /// As the OS reports them.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.share.stream().peer_addr()
     }
 
     /// The local address.
@@ -89,7 +82,7 @@ impl OwnedReadHalf {
     ///
     /// As the OS reports them.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.share.stream().local_addr()
     }
 }
 
@@ -105,7 +98,7 @@ impl OwnedWriteHalf {
 
     /// Keeps the writing direction open when this half is dropped.
     pub fn forget(mut self) {
-        self.shutdown_on_drop = false;
+        self.share.keep_open();
     }
 
     /// The peer's address.
@@ -114,7 +107,7 @@ impl OwnedWriteHalf {
     ///
     /// As the OS reports them.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.share.stream().peer_addr()
     }
 
     /// The local address.
@@ -123,19 +116,12 @@ impl OwnedWriteHalf {
     ///
     /// As the OS reports them.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.share.stream().local_addr()
     }
 }
 
-impl Drop for OwnedWriteHalf {
-    fn drop(&mut self) {
-        if self.shutdown_on_drop {
-            let _ = self.stream.shutdown(Shutdown::Write);
-        }
-    }
-}
-
-/// [`OwnedReadHalf::reunite`] was given halves of two different streams.
+/// [`OwnedReadHalf::reunite`] was given halves of two different streams;
+/// both come back in the fields.
 pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
 
 impl fmt::Debug for ReuniteError {
@@ -154,5 +140,5 @@ impl Error for ReuniteError {}
 
 crate::net::byte_stream_read!(ReadHalf<'_>, |half| half.0.io);
 crate::net::byte_stream_write!(WriteHalf<'_>, |half| half.0.io);
-crate::net::byte_stream_read!(OwnedReadHalf, |half| half.stream.io);
-crate::net::byte_stream_write!(OwnedWriteHalf, |half| half.stream.io);
+crate::net::byte_stream_read!(OwnedReadHalf, |half| half.share.stream().io);
+crate::net::byte_stream_write!(OwnedWriteHalf, |half| half.share.stream().io);

@@ -1,6 +1,6 @@
 //! `UnixListener`.
 
-use super::UnixStream;
+use super::stream::UnixStream;
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
 use futures_core::Stream;

@@ -1,5 +1,6 @@
 //! `UnixStream`.
 
+use super::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf, split_owned};
 use crate::driver::Direction;
 use crate::driver::registration::Registered;
 use mio::Interest;
@@ -12,9 +13,12 @@ use std::path::Path;
 /// A Unix-domain stream connection.
 ///
 /// Like [`TcpStream`](crate::net::TcpStream): the `futures-io` traits are
-/// implemented for `UnixStream` and `&UnixStream`.
+/// implemented for `UnixStream` and `&UnixStream`, so one task can read
+/// while another writes; for halves that move into different tasks, see
+/// [`into_split`](UnixStream::into_split).
 pub struct UnixStream {
-    io: Registered<mio::net::UnixStream>,
+    /// Visible to the halves (`split.rs`), which share its transfers.
+    pub(crate) io: Registered<mio::net::UnixStream>,
 }
 
 impl UnixStream {
@@ -106,6 +110,18 @@ impl UnixStream {
     /// As the OS reports them.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.get_ref().shutdown(how)
+    }
+
+    /// Splits into halves that borrow the stream: one reads, one writes.
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf::new(self), WriteHalf::new(self))
+    }
+
+    /// Splits into owned halves that may move to different tasks;
+    /// [`OwnedReadHalf::reunite`] puts them back together. Dropping the
+    /// write half shuts down the writing direction.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        split_owned(self)
     }
 }
 

@@ -1,0 +1,218 @@
+//! [`RequestWindow`]: the requests in flight, tested in batches by
+//! `MPI_Testsome` (engine rules 2 to 4).
+//!
+//! # The rotation, and why nobody starves
+//!
+//! The requests form a FIFO ring. A turn takes the first
+//! `b = min(len, TEST_BATCH)` entries, tests them (their handles copied
+//! into one contiguous array for `MPI_Testsome`), and puts the ones still
+//! pending back at the **end**, in order; a new request also goes to the
+//! end. So an entry at position `p` (0 = front) has exactly `p` entries
+//! ahead of it, and each turn removes `TEST_BATCH` of them from the front
+//! (or all, if fewer): the finished ones leave, the pending ones go behind
+//! it, and no new request ever lands ahead of it. It is therefore tested in
+//! turn `⌊p / TEST_BATCH⌋ + 1` from now, and since `p < pending`,
+//! **every pending request is tested at least once every
+//! `pending / TEST_BATCH + 1` turns** (`pending` counted when it joined
+//! the end of the ring: posted, or tested), whatever the bursts of new requests
+//! (`tests::an_early_request_is_tested_during_a_burst`). A turn costs
+//! O(`TEST_BATCH`), not O(pending): `MPI_Testsome` scans what it is given.
+//!
+//! The window is generic over the handle and the bookkeeping so that its
+//! rotation is tested without MPI.
+
+use std::collections::VecDeque;
+
+/// Requests tested in one turn at most (pika tests in chunks of 32; one
+/// `MPI_Testsome` over 256 costs a few microseconds on Open MPI 4.1).
+#[cfg(not(test))]
+pub(crate) const TEST_BATCH: usize = 256;
+/// Small under test, so the rotation's edge cases are cheap to reach.
+#[cfg(test)]
+pub(crate) const TEST_BATCH: usize = 4;
+
+/// See the module docs.
+pub(crate) struct RequestWindow<H, E> {
+    ring: VecDeque<(H, E)>,
+    /// The handles of the batch under test, contiguous (what
+    /// `MPI_Testsome` takes); `MPI_Testsome` sets finished ones to null.
+    batch: Vec<H>,
+    /// Per batch entry: finished (and the index of its status), or not.
+    finished: Vec<Option<usize>>,
+}
+
+impl<H: Copy, E> RequestWindow<H, E> {
+    pub(crate) fn new() -> Self {
+        RequestWindow {
+            ring: VecDeque::new(),
+            batch: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Requests in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// A new request goes behind every other.
+    pub(crate) fn push(&mut self, handle: H, entry: E) {
+        self.ring.push_back((handle, entry));
+    }
+
+    /// The next batch's handles, contiguous, for one `MPI_Testsome`. Call
+    /// [`rotate`](Self::rotate) once it has been tested.
+    pub(crate) fn batch(&mut self) -> &mut [H] {
+        let n = self.ring.len().min(TEST_BATCH);
+        self.batch.clear();
+        self.batch.extend(self.ring.iter().take(n).map(|(h, _)| *h));
+        self.finished.clear();
+        self.finished.resize(n, None);
+        &mut self.batch
+    }
+
+    /// After the test: batch entry `k` finished, with status number
+    /// `status` (`MPI_Testsome` packs statuses in completion order).
+    pub(crate) fn mark_finished(&mut self, k: usize, status: usize) {
+        self.finished[k] = Some(status);
+    }
+
+    /// Ends the turn: the batch's finished entries go to `done` (with their
+    /// status numbers), the others back behind the rest of the ring, in
+    /// order, with the handles the test left them.
+    pub(crate) fn rotate(&mut self, mut done: impl FnMut(E, usize)) {
+        for k in 0..self.batch.len() {
+            let (_, entry) = self.ring.pop_front().expect("weft-mpi bug: the batch outran the ring");
+            match self.finished[k] {
+                Some(status) => done(entry, status),
+                None => self.ring.push_back((self.batch[k], entry)),
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// Every entry, in ring order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &E> + '_ {
+        self.ring.iter().map(|(_, e)| e)
+    }
+
+    /// Takes every entry out (the engine is abandoning them).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = E> + '_ {
+        self.ring.drain(..).map(|(_, e)| e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for `MPI_Testsome`: handles are request ids; `complete`
+    /// says which are done.
+    fn turn(window: &mut RequestWindow<u32, u32>, complete: impl Fn(u32) -> bool) -> Vec<u32> {
+        let batch = window.batch();
+        let done: Vec<usize> = (0..batch.len()).filter(|&k| complete(batch[k])).collect();
+        for (status, k) in done.into_iter().enumerate() {
+            window.mark_finished(k, status);
+        }
+        let mut out = Vec::new();
+        window.rotate(|entry, _| out.push(entry));
+        out
+    }
+
+    #[test]
+    fn an_early_request_is_tested_during_a_burst() {
+        // 10,000 pending, then bursts of 3 × TEST_BATCH new requests per
+        // turn that never complete; request 0 (the earliest) completes at
+        // turn 7. The proof in the module docs bounds its wait.
+        let mut window = RequestWindow::new();
+        for id in 0..10_000u32 {
+            window.push(id, id);
+        }
+        let mut next = 10_000u32;
+        let mut completes_at = None;
+        for turn_no in 0..20_000usize {
+            if turn_no == 7 {
+                completes_at = Some((turn_no, window.len()));
+            }
+            let early_done = completes_at.is_some();
+            let out = turn(&mut window, |id| id == 0 && early_done);
+            if out.contains(&0) {
+                let (at, pending) = completes_at.unwrap();
+                let waited = turn_no - at + 1;
+                assert!(
+                    waited <= pending / TEST_BATCH + 1,
+                    "tested after {waited} turns with {pending} pending"
+                );
+                return;
+            }
+            for _ in 0..3 * TEST_BATCH {
+                window.push(next, next);
+                next += 1;
+            }
+        }
+        panic!("the early request was never tested again");
+    }
+
+    #[test]
+    fn every_pending_request_is_tested_within_the_bound() {
+        // For every entry: the turn it joined the ring's end (posted, or
+        // tested and still pending) and the ring's length then.
+        let mut window = RequestWindow::new();
+        let mut placed = std::collections::HashMap::new();
+        for id in 0..37u32 {
+            window.push(id, id);
+            placed.insert(id, (0usize, 37usize));
+        }
+        let mut next = 37;
+        for turn_no in 1..500usize {
+            let tested: Vec<u32> = window.batch().to_vec();
+            for &id in &tested {
+                let (at, pending) = placed[&id];
+                let gap = turn_no - at;
+                assert!(
+                    gap <= pending / TEST_BATCH + 1,
+                    "entry {id} waited {gap} turns with {pending} pending"
+                );
+            }
+            // Entries divisible by 5 finish when tested.
+            let finished: Vec<usize> = (0..tested.len()).filter(|&k| tested[k] % 5 == 0).collect();
+            for (s, k) in finished.into_iter().enumerate() {
+                window.mark_finished(k, s);
+            }
+            window.rotate(|id, _| {
+                placed.remove(&id);
+            });
+            let len = window.len();
+            for id in &tested {
+                if let Some(at) = placed.get_mut(id) {
+                    *at = (turn_no, len);
+                }
+            }
+            if turn_no % 3 == 0 {
+                window.push(next, next);
+                placed.insert(next, (turn_no, window.len()));
+                next += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn survivors_keep_their_order_and_handles() {
+        let mut window = RequestWindow::new();
+        for id in 0..6u32 {
+            window.push(id, id * 10);
+        }
+        let batch = window.batch();
+        assert_eq!(batch, [0, 1, 2, 3]);
+        batch[1] = 99; // what a test may leave in a pending handle
+        window.mark_finished(2, 0);
+        let mut done = Vec::new();
+        window.rotate(|e, s| done.push((e, s)));
+        assert_eq!(done, [(20, 0)]);
+        assert_eq!(window.batch(), [4, 5, 0, 99]);
+    }
+}

@@ -1,0 +1,756 @@
+//! [`Request`]: one MPI operation in flight, awaited as a future, owning
+//! its buffers; [`Completion`], [`wait_all`] and [`wait_any`] over a mix.
+//!
+//! # Posted when made
+//!
+//! Every operation is posted by the method that returns its request (as
+//! `MPI_Isend`, `MPI_Irecv`, `MPI_Iallreduce` are): a receive is matched
+//! against arrived messages at once and waits in the engine's line if none
+//! matches; a collective's first stage is posted (or queued behind the
+//! collectives started before it). The request is awaited later, in any
+//! order, or not at all.
+//!
+//! # Buffer ownership
+//!
+//! MPI reads or writes an operation's buffers until it completes, and a
+//! future can be dropped, or leaked with `mem::forget`, at any time. So a
+//! request never borrows: its buffers move into a shared [`Slot`] before
+//! anything is posted and stay there, at a fixed address, until MPI is
+//! done with them; awaiting the request hands them back (turned into the
+//! request's output). Dropping it early takes a receive that no message
+//! has matched yet out of line (nothing was posted to MPI for it, so
+//! nothing needs cancelling); everything already posted (a send, a
+//! collective and all its stages, a receive whose message matched) runs to
+//! completion with its slot in the engine, which frees the buffers once MPI
+//! reports it done. Safe code cannot free or reuse a buffer in flight, and
+//! nothing panics on drop (unlike rsmpi's `Request`).
+
+use crate::comm::Owned;
+
+use crate::engine::{Advance, InFlight, Outcome, Raw, Receiver, Staged, Waiter};
+use crate::env::Shared;
+use crate::error::{Error, check};
+use crate::loom::{AtomicBool, AtomicUsize, Ordering::*, lock};
+use crate::status::Status;
+use mpi::ffi;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::os::raw::{c_int, c_void};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use weft_executor::future::{Promise, Resolver};
+
+/// One stage of a collective: posts an MPI request on the communicator
+/// with pointers into the buffers (under the MPI lock). Leaving the
+/// request null means "nothing to post, go on"; an error ends the unit.
+pub(crate) type Stage<B> = Box<dyn FnOnce(&mut B, ffi::MPI_Comm, &mut ffi::MPI_Request) -> Result<(), Error> + Send>;
+
+/// How a slot is set up (besides its buffers, recipe and stages).
+pub(crate) struct Setup {
+    pub(crate) kind: Kind,
+    /// MPI requests to end before the outcome is delivered.
+    pub(crate) parts: usize,
+    /// The peers a point-to-point operation needs (negative: none).
+    pub(crate) peers: [c_int; 2],
+    pub(crate) comm: Raw<ffi::MPI_Comm>,
+    pub(crate) keep: Option<Arc<Owned>>,
+    /// The datatype statuses count elements in.
+    pub(crate) datatype: Raw<ffi::MPI_Datatype>,
+}
+
+/// What kind of work a slot does for the engine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Requests posted at once (a send); `parts` of them.
+    Request,
+    /// A receive (with, for `sendrecv`, a send as a second part): it may
+    /// wait in the engine's line, and leaves it when dropped.
+    Receive,
+    /// A collective unit of stages (engine rule 8).
+    Collective,
+}
+
+/// The slot one operation's buffers and outcome live in; shared by the
+/// [`Request`] and, while MPI has work in it, the engine.
+///
+/// `F` turns the buffers and the final status into the request's output
+/// `T`, in the task that awaits it (never under the MPI lock).
+pub(crate) struct Slot<B, T, F> {
+    /// Set when MPI is done with the buffers (every part, every stage).
+    finished: AtomicBool,
+    kind: Kind,
+    /// MPI requests of this operation not yet complete (two for
+    /// `sendrecv`): the outcome is delivered when the last ends.
+    parts: AtomicUsize,
+    /// The ranks a point-to-point operation needs (negative: none).
+    peers: [c_int; 2],
+    /// When it was posted (its wait feeds the spin window).
+    posted: std::time::Instant,
+    comm: Raw<ffi::MPI_Comm>,
+    /// The datatype statuses count elements in.
+    datatype: Raw<ffi::MPI_Datatype>,
+    /// Keeps a duplicated communicator alive while the operation may use
+    /// it (engine rule 9).
+    _keep: Option<Arc<Owned>>,
+    /// The buffers, the output's recipe, the outcome and who waits for it
+    /// (one lock for all: a ping-pong hop takes it a handful of times).
+    /// Taken after the MPI lock, never before it.
+    done: Mutex<Done<B, T, F>>,
+    /// A collective's stages still to post (only under the MPI lock).
+    stages: Mutex<VecDeque<Stage<B>>>,
+}
+
+struct Done<B, T, F> {
+    /// The buffers MPI reads or writes; handed out only once `finished`.
+    buffers: Option<B>,
+    finish: Option<F>,
+    outcome: Option<Outcome>,
+    /// Parts ended so far (first error wins; a receive's envelope).
+    partial: Option<Result<Option<Status>, Error>>,
+    /// The task awaiting the request.
+    waker: Option<Waker>,
+    /// [`Completion`]s awaiting it.
+    watchers: Vec<Waker>,
+    /// Set by [`Request::into_promise`].
+    resolver: Option<Resolver<Completed<T>>>,
+}
+
+impl<B, T, F> Slot<B, T, F>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    pub(crate) fn new(buffers: B, finish: F, setup: Setup, stages: Vec<Stage<B>>) -> Arc<Slot<B, T, F>> {
+        Arc::new(Slot {
+            finished: AtomicBool::new(false),
+            kind: setup.kind,
+            parts: AtomicUsize::new(setup.parts),
+            peers: setup.peers,
+            posted: std::time::Instant::now(),
+            comm: setup.comm,
+            datatype: setup.datatype,
+            _keep: setup.keep,
+            done: Mutex::new(Done {
+                buffers: Some(buffers),
+                finish: Some(finish),
+                outcome: None,
+                partial: None,
+                waker: None,
+                watchers: Vec::new(),
+                resolver: None,
+            }),
+            stages: Mutex::new(stages.into()),
+        })
+    }
+
+    /// Runs `f` on the buffers in place, to take the pointers MPI will use.
+    /// They stay valid while the slot lives: the buffers do not move until
+    /// the request takes them back, after `finished`.
+    pub(crate) fn with_buffers<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
+        let mut done = self.lock_done();
+        f(done
+            .buffers
+            .as_mut()
+            .expect("weft-mpi bug: buffers taken before MPI was done with them"))
+    }
+
+    fn lock_done(&self) -> MutexGuard<'_, Done<B, T, F>> {
+        lock(&self.done)
+    }
+
+    /// Under the lock: one MPI part of the operation ended (a send's
+    /// status carries no envelope: `Ok(None)`). The merged outcome once
+    /// the last part has ended (MPI is then done with the buffers).
+    pub(crate) fn end_part(&self, ended: Result<Option<Status>, Error>) -> Option<Outcome> {
+        let merged = {
+            let mut done = self.lock_done();
+            let merged = match (done.partial.take(), ended) {
+                (Some(Err(err)), _) | (_, Err(err)) => Err(err),
+                (Some(Ok(a)), Ok(b)) => Ok(b.or(a)),
+                (None, ended) => ended,
+            };
+            if self.parts.fetch_sub(1, AcqRel) > 1 {
+                done.partial = Some(merged);
+                return None;
+            }
+            merged
+        };
+        self.finished.store(true, Release);
+        Some(merged.map(|status| status.unwrap_or_else(Status::empty)))
+    }
+
+    /// Takes the buffers and recipe out and makes the output (outside
+    /// every lock: a recipe may call MPI).
+    fn output(done: &mut Done<B, T, F>, outcome: Outcome) -> Result<T, Error> {
+        let status = outcome?;
+        let buffers = done
+            .buffers
+            .take()
+            .expect("weft-mpi bug: a request's buffers were taken twice");
+        let finish = done
+            .finish
+            .take()
+            .expect("weft-mpi bug: a request's output was made twice");
+        finish(buffers, status)
+    }
+}
+
+impl<B, T, F> Waiter for Slot<B, T, F>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    fn request_done(self: Arc<Self>, mpi: &mut InFlight, outcome: Outcome) -> Option<Outcome> {
+        if self.kind == Kind::Collective {
+            return mpi.stage_done(self, outcome);
+        }
+        self.end_part(outcome.map(Some))
+    }
+
+    fn complete(&self, outcome: Outcome) {
+        // Whatever delivers an outcome, MPI has nothing of this slot's any
+        // more (finished, failed before posting, or never matched).
+        self.finished.store(true, Release);
+        let (waker, watchers, settle) = {
+            let mut done = self.lock_done();
+            done.outcome = Some(outcome.clone());
+            let settle = done.resolver.take().map(|r| (r, Slot::output(&mut done, outcome)));
+            (done.waker.take(), std::mem::take(&mut done.watchers), settle)
+        };
+        if let Some((resolver, output)) = settle {
+            settle_promise(resolver, output);
+        }
+        for watcher in watchers {
+            watcher.wake();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn involves(&self, rank: c_int) -> bool {
+        self.kind == Kind::Collective || self.peers.contains(&rank)
+    }
+
+    fn posted_at(&self) -> Option<std::time::Instant> {
+        Some(self.posted)
+    }
+}
+
+impl<B, T, F> Staged for Slot<B, T, F>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    fn comm(&self) -> Raw<ffi::MPI_Comm> {
+        self.comm
+    }
+
+    fn advance(self: Arc<Self>, mpi: &mut InFlight, previous: Option<Outcome>) -> Advance {
+        let mut previous = previous;
+        loop {
+            let next = {
+                let mut stages = lock(&self.stages);
+                if matches!(previous, Some(Err(_))) {
+                    stages.clear();
+                }
+                stages.pop_front().map(|stage| (stage, !stages.is_empty()))
+            };
+            let Some((stage, more)) = next else {
+                self.finished.store(true, Release);
+                return Advance::Finished(previous.unwrap_or_else(|| Ok(Status::empty())));
+            };
+            // SAFETY: reading a constant MPI initialised.
+            let null = unsafe { ffi::RSMPI_REQUEST_NULL };
+            let mut request = null;
+            if let Err(err) = self.with_buffers(|b| stage(b, self.comm.0, &mut request)) {
+                previous = Some(Err(err));
+                continue;
+            }
+            if request == null {
+                previous = Some(Ok(Status::empty()));
+                continue;
+            }
+            match mpi.track(Raw(request), self.datatype, 0, self.clone()) {
+                Some(outcome) => previous = Some(outcome),
+                None => return Advance::Posted { more },
+            }
+        }
+    }
+
+    fn into_waiter(self: Arc<Self>) -> Arc<dyn Waiter> {
+        self
+    }
+}
+
+/// Where a receive puts a matched message: room sized to it, or checked
+/// against it.
+pub(crate) trait RecvTarget: Send + 'static {
+    /// Room for a message of `bytes` bytes: the start (with provenance
+    /// over all of it), the element count to pass to MPI, and the room in
+    /// elements; or [`Error::Truncated`] if it does not fit.
+    fn room(&mut self, bytes: usize) -> Result<(*mut c_void, c_int, usize), Error>;
+}
+
+/// `sendrecv`'s buffers: the send's, and the receive's target.
+impl<S: Send + 'static, R: RecvTarget> RecvTarget for (S, R) {
+    fn room(&mut self, bytes: usize) -> Result<(*mut c_void, c_int, usize), Error> {
+        self.1.room(bytes)
+    }
+}
+
+impl<B, T, F> Receiver for Slot<B, T, F>
+where
+    B: RecvTarget,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    fn datatype(&self) -> Raw<ffi::MPI_Datatype> {
+        self.datatype
+    }
+
+    fn receive(
+        self: Arc<Self>,
+        mpi: &mut InFlight,
+        mut message: Raw<ffi::MPI_Message>,
+        status: &ffi::MPI_Status,
+    ) -> Option<Outcome> {
+        let room = crate::status::message_bytes(status).and_then(|bytes| self.with_buffers(|b| b.room(bytes)));
+        let (ptr, count, capacity) = match room {
+            Ok(room) => room,
+            Err(err) => {
+                // Unmeasurable, or too long for the buffer: received
+                // elsewhere and dropped, never written past the buffer.
+                mpi.discard(message, status);
+                return Some(Err(err));
+            }
+        };
+        // SAFETY: reading a constant MPI initialised.
+        let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
+        // SAFETY: the MPI lock is held (`&mut InFlight`); the message matched
+        // in this process and is received once; `ptr` has room for `count`
+        // elements of the datatype (checked or sized above) and stays put
+        // in this slot until MPI is done.
+        let rc = unsafe { ffi::MPI_Imrecv(ptr, count, self.datatype.0, &mut message.0, &mut request) };
+        if let Err(err) = check(rc) {
+            return Some(Err(err));
+        }
+        let (datatype, waiter) = (self.datatype, self.clone());
+        mpi.track(Raw(request), datatype, capacity, waiter)
+    }
+
+    fn into_waiter(self: Arc<Self>) -> Arc<dyn Waiter> {
+        self
+    }
+}
+
+/// The send half of a `sendrecv`: ends one part of its slot.
+pub(crate) struct SendPart<S> {
+    pub(crate) slot: Arc<S>,
+}
+
+impl<B, T, F> Waiter for SendPart<Slot<B, T, F>>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    fn request_done(self: Arc<Self>, _: &mut InFlight, outcome: Outcome) -> Option<Outcome> {
+        self.slot.end_part(outcome.map(|_| None))
+    }
+
+    fn complete(&self, outcome: Outcome) {
+        self.slot.complete(outcome);
+    }
+
+    fn involves(&self, rank: c_int) -> bool {
+        self.slot.involves(rank)
+    }
+}
+
+/// The request's side of a slot, whatever its buffers.
+trait Pending<T>: Send + Sync {
+    fn is_finished(&self) -> bool;
+    fn is_receive(&self) -> bool;
+    fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>>;
+    fn poll_complete(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
+    fn outcome(&self) -> Option<Result<(), Error>>;
+    fn set_resolver(&self, resolver: Resolver<Completed<T>>);
+    fn into_watch(self: Arc<Self>) -> Arc<dyn Watch>;
+}
+
+/// A [`Completion`]'s view of a slot.
+trait Watch: Send + Sync {
+    fn poll_complete(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
+}
+
+impl<B, T, F> Pending<T> for Slot<B, T, F>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    fn is_finished(&self) -> bool {
+        self.finished.load(Acquire)
+    }
+
+    fn is_receive(&self) -> bool {
+        self.kind == Kind::Receive
+    }
+
+    fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        let mut done = self.lock_done();
+        match done.outcome.clone() {
+            Some(outcome) => Poll::Ready(Slot::output(&mut done, outcome)),
+            None => {
+                match &mut done.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    registered => *registered = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn poll_complete(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut done = self.lock_done();
+        match &done.outcome {
+            Some(outcome) => Poll::Ready(outcome.clone().map(drop)),
+            None => {
+                if !done.watchers.iter().any(|w| w.will_wake(cx.waker())) {
+                    done.watchers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn outcome(&self) -> Option<Result<(), Error>> {
+        self.lock_done().outcome.clone().map(|o| o.map(drop))
+    }
+
+    fn set_resolver(&self, resolver: Resolver<Completed<T>>) {
+        let ready = {
+            let mut done = self.lock_done();
+            match done.outcome.clone() {
+                Some(outcome) => Some(Slot::output(&mut done, outcome)),
+                None => {
+                    done.resolver = Some(resolver);
+                    return;
+                }
+            }
+        };
+        if let Some(output) = ready {
+            settle_promise(resolver, output);
+        }
+    }
+
+    fn into_watch(self: Arc<Self>) -> Arc<dyn Watch> {
+        self
+    }
+}
+
+impl<B, T, F> Watch for Slot<B, T, F>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    fn poll_complete(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pending::poll_complete(self, cx)
+    }
+}
+
+fn settle_promise<T>(resolver: Resolver<Completed<T>>, output: Result<T, Error>) {
+    match output {
+        Ok(value) => {
+            let _ = resolver.set_result(Completed {
+                value: Arc::new(Mutex::new(Some(value))),
+            });
+        }
+        Err(err) => {
+            let _ = resolver.set_exception(err);
+        }
+    }
+}
+
+/// An MPI operation in flight (mpi4py's `Request`): posted when the method
+/// that returned it returned, awaited for its output.
+///
+/// Await it (`.await` gives the output: the buffer back for a send, the
+/// data and [`Status`] for a receive, the result of a collective), test it
+/// ([`is_done`](Self::is_done)), wait for many at once through
+/// [`completion`](Self::completion) ([`wait_all`], [`wait_any`], or Weft's
+/// `gather`/`wait_until`), or turn it into a [`Promise`] with done
+/// callbacks. Dropping it never frees a buffer MPI still uses: an
+/// unmatched receive leaves the line (it takes no message); everything
+/// else runs to completion in the engine.
+#[must_use = "the operation is posted already; await it for its output"]
+pub struct Request<T: Send + 'static> {
+    shared: Option<Arc<Shared>>,
+    state: State<T>,
+}
+
+enum State<T> {
+    /// Complete before it needed a slot (done at once, or failed before
+    /// MPI saw it): no allocation, no lock.
+    Ready(Result<T, Error>),
+    /// In the engine's hands, or done there.
+    Pending(Arc<dyn Pending<T>>),
+    /// Awaited to the end, or turned into a promise.
+    Taken,
+}
+
+impl<T: Send + 'static> Request<T> {
+    /// A request whose slot the engine holds.
+    pub(crate) fn pending<B, F>(shared: Arc<Shared>, slot: Arc<Slot<B, T, F>>) -> Request<T>
+    where
+        B: Send + 'static,
+        F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+    {
+        Request {
+            shared: Some(shared),
+            state: State::Pending(slot),
+        }
+    }
+
+    /// A request already complete (or failed before MPI saw it).
+    pub(crate) fn ready(output: Result<T, Error>) -> Request<T> {
+        Request {
+            shared: None,
+            state: State::Ready(output),
+        }
+    }
+
+    /// The output of a request complete before it needed a slot, taken;
+    /// `None` otherwise.
+    pub(crate) fn ready_output(mut self) -> Option<Result<T, Error>> {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(output) => Some(output),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// True once the operation has completed (mpi4py's `Request.Test`):
+    /// awaiting it then returns at once.
+    pub fn is_done(&self) -> bool {
+        match &self.state {
+            State::Ready(_) | State::Taken => true,
+            State::Pending(slot) => slot.outcome().is_some(),
+        }
+    }
+
+    /// A handle that completes when this request does, with nothing but
+    /// whether it failed: the one type for waiting on many operations of
+    /// different kinds at once (sends, receives, collectives), with
+    /// [`wait_all`], [`wait_any`] or Weft's `gather`/`wait_until`. Await
+    /// the request itself afterwards for its output (at once).
+    pub fn completion(&self) -> Completion {
+        match &self.state {
+            State::Ready(output) => Completion::ready(output.as_ref().map(drop).map_err(Clone::clone)),
+            State::Taken => Completion::ready(Ok(())),
+            State::Pending(slot) => Completion {
+                shared: self.shared.clone(),
+                state: CompletionState::Watch(slot.clone().into_watch()),
+            },
+        }
+    }
+
+    /// The operation as a Weft [`Promise`]: done callbacks
+    /// (`add_done_callback`), `wait`, `result`, composition with `gather`
+    /// and the rest of the asyncio-style API. The promise settles with a
+    /// [`Completed`] holding the output, or fails with the [`Error`].
+    ///
+    /// Cancelling the promise does not cancel the MPI operation (it runs
+    /// to completion and the output waits in the `Completed`).
+    pub fn into_promise(mut self) -> Promise<Completed<T>> {
+        let (resolver, promise) = Promise::channel();
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(output) => settle_promise(resolver, output),
+            State::Taken => panic!("weft-mpi: an MPI request turned into a promise after it completed"),
+            State::Pending(slot) => slot.set_resolver(resolver),
+        }
+        promise
+    }
+}
+
+// Nothing in a request is pinned: its buffers live in the slot, behind an
+// `Arc`.
+impl<T: Send + 'static> Unpin for Request<T> {}
+
+impl<T: Send + 'static> Future for Request<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let slot = match &this.state {
+            State::Ready(_) => {
+                let State::Ready(output) = std::mem::replace(&mut this.state, State::Taken) else {
+                    unreachable!()
+                };
+                return Poll::Ready(output);
+            }
+            State::Taken => panic!("weft-mpi: an MPI request polled after it completed"),
+            State::Pending(slot) => slot,
+        };
+        if !slot.is_finished() {
+            if let Some(shared) = &this.shared {
+                // Posted under one runtime (or none), awaited under
+                // another: make sure this one polls the engine. With no
+                // runtime here nothing would (the request stays with MPI).
+                if let Err(err) = shared.register() {
+                    if slot.outcome().is_none() {
+                        this.state = State::Taken;
+                        return Poll::Ready(Err(err));
+                    }
+                }
+                // Engine rule 7: while messages flow, make progress here
+                // for a moment before parking.
+                if shared.engine.spin_until(|| slot.is_finished()) {
+                    shared.notify();
+                }
+            }
+        }
+        let output = std::task::ready!(slot.poll_output(cx));
+        this.state = State::Taken;
+        Poll::Ready(output)
+    }
+}
+
+impl<T: Send + 'static> Drop for Request<T> {
+    fn drop(&mut self) {
+        let State::Pending(slot) = &self.state else { return };
+        if !slot.is_receive() || slot.is_finished() {
+            return;
+        }
+        // A receive no message has matched yet leaves the line; one that
+        // matched has its request in flight and completes on its own.
+        if let Some(shared) = &self.shared {
+            let me = Arc::as_ptr(slot).cast::<()>();
+            shared.engine.with_mpi(|mpi| mpi.abandon_receive(me));
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for Request<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request").field("done", &self.is_done()).finish()
+    }
+}
+
+/// What a request's [`Promise`] settles with: the output, for whoever
+/// takes it first.
+pub struct Completed<T> {
+    value: Arc<Mutex<Option<T>>>,
+}
+
+impl<T> Completed<T> {
+    /// Takes the output; `None` if a clone took it already.
+    pub fn take(&self) -> Option<T> {
+        lock(&self.value).take()
+    }
+}
+
+impl<T> Clone for Completed<T> {
+    fn clone(&self) -> Completed<T> {
+        Completed {
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Completed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completed").finish_non_exhaustive()
+    }
+}
+
+/// Completes when its [`Request`] does ([`Request::completion`]), with
+/// `Ok(())` or the request's error: one type for every kind of operation,
+/// so a mix of sends, receives and collectives can be waited on together.
+/// Cloning it is cheap; dropping it changes nothing.
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Clone)]
+pub struct Completion {
+    shared: Option<Arc<Shared>>,
+    state: CompletionState,
+}
+
+#[derive(Clone)]
+enum CompletionState {
+    Ready(Result<(), Error>),
+    Watch(Arc<dyn Watch>),
+}
+
+impl Completion {
+    fn ready(outcome: Result<(), Error>) -> Completion {
+        Completion {
+            shared: None,
+            state: CompletionState::Ready(outcome),
+        }
+    }
+}
+
+impl Future for Completion {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &self.state {
+            CompletionState::Ready(outcome) => Poll::Ready(outcome.clone()),
+            CompletionState::Watch(watch) => {
+                if let Some(shared) = &self.shared {
+                    let _ = shared.register();
+                }
+                watch.poll_complete(cx)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+/// Waits until every operation has completed (mpi4py's
+/// `Request.Waitall`): `Ok(())`, or the first error in the order given,
+/// once all are done. Their outputs wait in their requests.
+///
+/// # Errors
+///
+/// The first failed operation's [`Error`].
+pub async fn wait_all(completions: impl IntoIterator<Item = Completion>) -> Result<(), Error> {
+    let outcomes = weft_executor::future::gather(completions.into_iter().map(OkAlways))
+        .await
+        .unwrap_or_else(|never: std::convert::Infallible| match never {});
+    outcomes.into_iter().collect()
+}
+
+/// Waits until one operation has completed (mpi4py's `Request.Waitany`):
+/// its index in the order given and whether it failed. `None` for an empty
+/// list.
+pub async fn wait_any(completions: impl IntoIterator<Item = Completion>) -> Option<(usize, Result<(), Error>)> {
+    let mut set = weft_executor::future::as_completed(completions);
+    set.next().await
+}
+
+/// A completion whose failure is a value, for `gather` (which stops at the
+/// first error: `wait_all` waits for all).
+struct OkAlways(Completion);
+
+impl Future for OkAlways {
+    type Output = Result<Result<(), Error>, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(Ok)
+    }
+}
