@@ -259,12 +259,16 @@ each_flavor! {
             assert!(!promise.done());
             promise.set_result(vec![7; 3]).unwrap();
             assert_eq!(promise.clone().await.unwrap(), [7, 7, 7]);
-            // Unshielded: an abandoned await cancels (asyncio's rule).
-            no_growth!("promise", |_i| {
-                let p = handle.create_future::<u8>();
+            // Unshielded: an abandoned await only withdraws its listener; the
+            // promise stays pending and still delivers (only `cancel` or a
+            // dropped `Resolver` cancels a promise).
+            no_growth!("promise", |i| {
+                let p = handle.create_future::<u64>();
                 assert!(matches!(race2(p.clone(), after_one_poll()).await, Either::Right(())));
-                assert!(p.cancelled(), "an abandoned await of a pending promise cancels it");
-                assert_eq!(p.listener_count(), 0);
+                assert!(!p.done(), "an abandoned await settled its promise");
+                assert_eq!(p.listener_count(), 0, "an abandoned await left its listener");
+                p.set_result(i as u64).unwrap();
+                assert_eq!(p.await.unwrap(), i as u64);
             });
         });
     }
