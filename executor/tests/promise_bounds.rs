@@ -153,10 +153,12 @@ fn listener_count_counts_every_waiter_and_callback() {
     assert_eq!(promise.listener_count(), 4);
     assert_eq!(promise.remove_done_callback(id), 1);
     assert_eq!(promise.listener_count(), 3);
-    // An abandoned await cancels the promise (asyncio's rule), which
-    // takes every listener.
+    // An abandoned await withdraws only its own listener; the promise
+    // stays pending. Settling takes every listener left.
     drop(awaits.pop());
-    assert!(promise.cancelled());
+    assert!(!promise.done());
+    assert_eq!(promise.listener_count(), 2);
+    promise.set_result(1).unwrap();
     assert_eq!(promise.listener_count(), 0);
 }
 

@@ -2,7 +2,9 @@
 //! yielding, and task ids.
 
 pub use weft_executor::coop::{consume_budget, unconstrained};
-pub use weft_executor::task::{AbortHandle, Id, JoinError, JoinHandle, id, spawn, spawn_blocking, try_id, yield_now};
+pub use weft_executor::task::{
+    AbortHandle, DoneTask, Id, JoinError, JoinHandle, Unavailable, id, spawn, spawn_blocking, try_id, yield_now,
+};
 
 use crate::Handle;
 use std::future::Future;

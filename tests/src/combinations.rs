@@ -13,7 +13,11 @@
 //!   panic, or the cancellation: see [`Plan::expected`]);
 //! - nothing waits forever: every wait is bounded by [`HANG`] and names
 //!   the step that hung;
-//! - `RuntimeMetrics::alive_tasks` is 0 once the task has finished.
+//! - `RuntimeMetrics::alive_tasks` is 0 once the task has finished;
+//! - a done callback added at spawn (asyncio's `Task.add_done_callback`)
+//!   runs exactly once whatever happens to the handle and the runtime, has
+//!   run by the time an awaited `JoinHandle` returns, sees the outcome the
+//!   plan implies, and is dropped exactly once.
 //!
 //! A task is driven through its life by a [`Probe`], a hand-written future
 //! that reports each step to the driver: it is first polled and waits for
@@ -333,6 +337,9 @@ struct Log {
     futures_dropped: u32,
     outputs_made: u32,
     outputs_dropped: u32,
+    callbacks_run: u32,
+    callback_saw: Option<Expected>,
+    callbacks_dropped: u32,
 }
 
 /// The log and the condition variable its readers wait on.
@@ -382,6 +389,15 @@ impl Drop for Output {
         if self.panics && !std::thread::panicking() {
             panic::panic_any(PLANNED);
         }
+    }
+}
+
+/// Captured by the task's done callback: counts the callback's drop.
+struct CallbackCapture(Arc<Shared>);
+
+impl Drop for CallbackCapture {
+    fn drop(&mut self) {
+        self.0.update(|log| log.callbacks_dropped += 1);
     }
 }
 
@@ -547,6 +563,19 @@ pub fn run(plan: Plan, jitter: &mut Jitter) -> Played {
         yielded_after_abort: false,
     };
     let mut join = Some(rt.as_ref().unwrap().spawn(probe));
+    let capture = CallbackCapture(shared.clone());
+    join.as_ref().unwrap().add_done_callback(move |done| {
+        let saw = match done.result() {
+            Ok(_) => Expected::Output,
+            Err(weft::task::Unavailable::Panicked) => Expected::Panic,
+            Err(weft::task::Unavailable::Cancelled) => Expected::Cancelled,
+            Err(other) => panic!("a done callback saw {other:?}"),
+        };
+        capture.0.update(|log| {
+            log.callbacks_run += 1;
+            log.callback_saw = Some(saw);
+        });
+    });
     let abort_handle = join.as_ref().unwrap().abort_handle();
     let abort = |join: &Option<weft::JoinHandle<Output>>| match (plan.abort_via, join) {
         (AbortVia::JoinHandle, Some(join)) => join.abort(),
@@ -571,6 +600,12 @@ pub fn run(plan: Plan, jitter: &mut Jitter) -> Played {
             Err(e) => panic!("a JoinError neither panic nor cancellation: {e:?} in {plan:?}"),
         };
         assert_eq!(got, plan.expected(), "the JoinHandle's outcome in {plan:?}");
+        let log = shared.read();
+        assert_eq!(
+            (log.callbacks_run, log.callback_saw),
+            (1, Some(got)),
+            "the done callback ran once, before the join returned, and saw its outcome: {plan:?}"
+        );
         if let Some(rt) = rt {
             assert_eq!(
                 rt.metrics().alive_tasks,
@@ -706,6 +741,11 @@ pub fn run(plan: Plan, jitter: &mut Jitter) -> Played {
     assert_eq!(
         log.outputs_dropped, log.outputs_made,
         "each output is dropped exactly once: {plan:?} {log:?}"
+    );
+    assert_eq!(
+        (log.callbacks_run, log.callback_saw, log.callbacks_dropped),
+        (1, Some(plan.expected()), 1),
+        "the done callback runs exactly once, sees the plan's outcome, and is dropped once: {plan:?} {log:?}"
     );
     if plan.abort_at == AbortAt::BeforeFirstPoll && plan.runtime == RuntimeKind::CurrentThread {
         assert_eq!(log.polls, 0, "a task aborted before block_on is never polled: {plan:?}");

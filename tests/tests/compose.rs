@@ -379,6 +379,81 @@ each_flavor! {
         });
     }
 
+    fn queue_gets_and_puts_dropped_in_a_race_lose_nothing(flavor) {
+        let _turn = turn();
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            // asyncio's Queue, full: each put waits for room and is dropped;
+            // the consumer takes now and then. Every put that reported
+            // success is delivered, in order; no dropped one is.
+            let queue = Arc::new(weft::sync::Queue::<u64>::new(1));
+            let (mut sent, mut received) = (Vec::with_capacity(2 * ROUNDS), Vec::with_capacity(2 * ROUNDS));
+            let mut next = 0u64;
+            no_growth!("queue put", |i| {
+                if let Either::Left(r) = race2(queue.put(next), after_one_poll()).await {
+                    r.unwrap();
+                    sent.push(next);
+                    next += 1;
+                }
+                if i % 3 == 0 {
+                    if let Ok(n) = queue.get_nowait() {
+                        received.push(n);
+                    }
+                }
+            });
+            while let Ok(n) = queue.get_nowait() {
+                received.push(n);
+            }
+            assert_eq!(received, sent, "a put reported as done was lost, or a dropped one delivered");
+
+            // Empty: each get waits and is dropped while a producer puts.
+            let messages = 4_000u64;
+            let producer = weft::spawn({
+                let queue = queue.clone();
+                async move {
+                    let mut rng = Rng::new(6);
+                    for n in 0..messages {
+                        queue.put(n).await.unwrap();
+                        yields(rng.range(0, 6)).await;
+                    }
+                }
+            });
+            let mut got = Vec::with_capacity(messages as usize);
+            no_growth!("queue get", |_i| {
+                if let Either::Left(r) = race2(queue.get(), after_one_poll()).await {
+                    got.push(r.unwrap());
+                }
+            });
+            while got.len() < messages as usize {
+                let n = weft::time::timeout(Duration::from_secs(10), queue.get())
+                    .await
+                    .expect("an item was lost by a dropped get")
+                    .unwrap();
+                got.push(n);
+            }
+            producer.await.unwrap();
+            assert_eq!(got, (0..messages).collect::<Vec<_>>(), "items lost or reordered");
+            assert_eq!(queue.qsize(), 0);
+
+            // Shut down while gets are pending: each ends with the error,
+            // none hangs.
+            let getters: Vec<_> = (0..4)
+                .map(|_| {
+                    let queue = queue.clone();
+                    weft::spawn(async move { queue.get().await })
+                })
+                .collect();
+            yields(20).await;
+            queue.shutdown(false);
+            for getter in getters {
+                let r = weft::time::timeout(Duration::from_secs(10), getter)
+                    .await
+                    .expect("a get pending at shutdown hung");
+                assert!(r.unwrap().is_err(), "a get on a shut-down empty queue returned an item");
+            }
+        });
+    }
+
     fn a_join_handle_dropped_from_a_race_still_delivers_when_awaited(flavor) {
         let _turn = turn();
         let rt = runtime(flavor);

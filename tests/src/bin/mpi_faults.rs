@@ -3,10 +3,16 @@
 //! `mpi-faults <scenario>`. Each checks what it states and prints
 //! `ok <scenario> rank <r>`; a failed check panics (and aborts the job).
 //!
-//! - `race-recv` (a singleton): receives dropped pending in a race loop
-//!   10,000 times while messages to self arrive at random moments: every
-//!   message is received exactly once, in order, and the engine holds no
-//!   request at the end.
+//! - `race-recv` (a singleton): a receive is a request posted when made
+//!   (mpi4py's `irecv`): dropped before a message matched it, it takes
+//!   none; one that matched completes in the engine with its message.
+//!   First, 10,000 receives dropped pending in a race loop while nothing
+//!   is sent: the engine holds none of them afterwards and every message
+//!   sent then reaches a later receive. Then the cancel-safe loop: one
+//!   receive raced 10,000 times *by reference* while messages to self
+//!   arrive at random moments, a new one posted only when it completed:
+//!   every message received exactly once, in order, and the engine holds
+//!   no request at the end.
 //! - `shutdown-pending` (a singleton): a runtime shut down while receives,
 //!   a probe and a large send wait in the engine: every task is cancelled,
 //!   the engine holds nothing, and MPI finalizes (exit 0).
@@ -64,6 +70,23 @@ fn race_recv(mpi: &Mpi) {
     let rt = runtime();
     let messages = 2_000u64;
     rt.block_on(async {
+        // Nothing is sent yet: every dropped receive is unmatched, so it
+        // leaves the line and takes nothing.
+        for _ in 0..10_000 {
+            let r = race2(world.recv::<u64>(0, 6), after_one_poll()).await;
+            assert!(matches!(r, Either::Right(())), "a receive completed with nothing sent");
+        }
+        assert_eq!(mpi.pending(), 0, "unmatched receives dropped in a race stayed in the engine");
+        for n in 0..3u64 {
+            world.send(&[n], 0, 6).await.unwrap();
+        }
+        for n in 0..3u64 {
+            let (m, _) = weft::time::timeout(Duration::from_secs(20), world.recv::<u64>(0, 6))
+                .await
+                .expect("a dropped unmatched receive took a message")
+                .unwrap();
+            assert_eq!(m, [n]);
+        }
         let sender = {
             let world = world.clone();
             weft::spawn(async move {
@@ -77,11 +100,14 @@ fn race_recv(mpi: &Mpi) {
             })
         };
         let mut got = Vec::new();
+        let mut receive = world.recv::<u64>(0, 5);
         for _ in 0..10_000 {
-            if let Either::Left(received) = race2(world.recv::<u64>(0, 5), after_one_poll()).await {
+            if let Either::Left(received) = race2(&mut receive, after_one_poll()).await {
                 got.extend(received.unwrap().0);
+                receive = world.recv::<u64>(0, 5);
             }
         }
+        drop(receive);
         sender.await.unwrap();
         while got.len() < messages as usize {
             let (m, _) = weft::time::timeout(Duration::from_secs(20), world.recv::<u64>(0, 5))
