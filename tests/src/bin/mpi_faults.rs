@@ -76,7 +76,11 @@ fn race_recv(mpi: &Mpi) {
             let r = race2(world.recv::<u64>(0, 6), after_one_poll()).await;
             assert!(matches!(r, Either::Right(())), "a receive completed with nothing sent");
         }
-        assert_eq!(mpi.pending(), 0, "unmatched receives dropped in a race stayed in the engine");
+        assert_eq!(
+            mpi.pending(),
+            0,
+            "unmatched receives dropped in a race stayed in the engine"
+        );
         for n in 0..3u64 {
             world.send(&[n], 0, 6).await.unwrap();
         }
