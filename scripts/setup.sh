@@ -7,7 +7,10 @@
 #
 # System packages: Open MPI and libclang, which weft-mpi needs to build
 # (the `mpi` crate generates its bindings with bindgen) and its tests need to
-# run (`mpirun`). Crates that do not use MPI build without them.
+# run (`mpirun`). Crates that do not use MPI build without them. Valgrind,
+# for the leak check of dropped runtimes (scripts/leak-check.sh), and
+# cargo-nextest, which runs the tests with a per-test timeout
+# (scripts/test.sh falls back to a timeout per test binary without it).
 set -euo pipefail
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -58,5 +61,32 @@ if ! have_mpi || ! have_libclang; then
             libopenmpi-dev openmpi-bin libclang1-14 libclang-common-14-dev >/dev/null
     else
         say "no apt-get here: install Open MPI (mpicc, mpirun) and libclang yourself for weft-mpi"
+    fi
+fi
+
+# Valgrind, for scripts/leak-check.sh.
+if ! command -v valgrind >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        say "installing valgrind (for the leak check)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+    else
+        say "no apt-get here: install valgrind yourself for scripts/leak-check.sh"
+    fi
+fi
+
+# cargo-nextest: the prebuilt binary from its releases (building it with
+# `cargo install` takes many minutes), into cargo's bin directory.
+if ! command -v cargo-nextest >/dev/null 2>&1 && command -v curl >/dev/null 2>&1; then
+    say "installing cargo-nextest (per-test timeouts in scripts/test.sh)"
+    case "$(uname -m)" in
+        x86_64) nextest_url=https://get.nexte.st/latest/linux ;;
+        aarch64) nextest_url=https://get.nexte.st/latest/linux-arm ;;
+        *) nextest_url= ;;
+    esac
+    bin_dir="${CARGO_HOME:-$HOME/.cargo}/bin"
+    mkdir -p "$bin_dir"
+    if [ -z "$nextest_url" ] || ! curl -LsSf "$nextest_url" | tar zxf - -C "$bin_dir"; then
+        say "could not install cargo-nextest; scripts/test.sh bounds each test binary with timeout instead"
     fi
 fi

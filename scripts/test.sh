@@ -3,7 +3,11 @@
 #
 #   1. unit, integration and doc tests of the whole workspace, with the
 #      multi-rank MPI tests (weft-mpi's scenarios under `mpirun` on 1 to 3
-#      ranks);
+#      ranks), each test bounded in time (cargo-nextest's slow-timeout);
+#      the reliability checks' short modes (docs/RELIABILITY.md): the
+#      combinations matrix, fault injection and composition tests (in the
+#      test run), the valgrind leak check of dropped runtimes, and the
+#      soak's short mode;
 #      then the tracing tests, which need feature `tracing`;
 #   2. the HTTP examples (hyper on Weft) in their self-checking `--demo`
 #      mode; the web stack (feature `web`: axum, hyper-util's client,
@@ -39,13 +43,39 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 scripts/setup.sh --miri
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# No test may hang the suite: with cargo-nextest (scripts/setup.sh installs
+# it), each test runs in its own process and is killed after 180 s
+# (.config/nextest.toml), so a lost wakeup is a red test. Without it, each
+# test binary runs under a 15-minute `timeout` instead (cargo's runner).
+# Doctests and the loom models, which nextest does not run, get the
+# `timeout` bound either way.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+RUNNER_VAR="CARGO_TARGET_$(echo "$HOST" | tr 'a-z-' 'A-Z_')_RUNNER"
+bounded_cargo_test() { env "$RUNNER_VAR=timeout -k 10 900" cargo test "$@"; }
+if command -v cargo-nextest >/dev/null 2>&1; then
+    run_tests() { cargo nextest run --no-tests=fail "$@"; }
+else
+    echo "note: cargo-nextest is missing; each test binary runs under a 15-minute timeout instead"
+    run_tests() { bounded_cargo_test "$@"; }
+fi
+
 step "unit, integration and doc tests (with the multi-rank MPI tests)"
-# `weft-tests/mpi` adds tests/tests/mpi.rs, which runs weft-mpi's scenarios
-# on 2 and 3 ranks under `mpirun`.
-cargo test --workspace --features weft-tests/mpi
+# `weft-tests/mpi` adds tests/tests/mpi.rs and mpi_faults.rs, which run
+# weft-mpi's scenarios on 1 to 3 ranks under `mpirun`. The integration
+# tests include the combinations matrix (every plan of it), the fault
+# injection and the composition tests (issue 22; docs/RELIABILITY.md).
+run_tests --workspace --features weft-tests/mpi
+timeout 900 cargo test --workspace --features weft-tests/mpi --doc
+
+step "leak check: runtimes dropped full of pending work, under valgrind (plain, MPI singleton, GPU stand-in)"
+scripts/leak-check.sh --no-build
+
+step "soak, short mode: TCP, timers and channels under churn, random combinations"
+# The long modes: scripts/soak.sh.
+timeout 300 target/debug/stress short
 
 step "tracing (feature \`tracing\`): the spans and events as a subscriber sees them"
-cargo test -p weft-executor -p weft --features weft/tracing --test trace
+run_tests -p weft-executor -p weft --features weft/tracing --test trace
 
 step "HTTP examples: hyper on Weft, each asking itself over its own paths"
 cargo build --release -p weft-examples --bin http_hello --bin http_proxy
@@ -56,9 +86,9 @@ done
 step "web stack (feature \`web\`): axum, hyper-util's client and tonic on Weft, no Tokio runtime"
 # The heavy dependencies (axum, tonic, prost, a vendored protoc) are built
 # here only, in the debug profile the tests share with the examples.
-cargo test -p weft --features web --lib -- web
-cargo test -p weft --features web --doc -- web
-cargo test -p weft-tests --features web --test web_axum --test web_bad_input --test web_client --test web_grpc
+bounded_cargo_test -p weft --features web --lib -- web
+timeout 900 cargo test -p weft --features web --doc -- web
+run_tests -p weft-tests --features web --test web_axum --test web_bad_input --test web_client --test web_grpc
 cargo build -p weft-examples --features web --bin axum_hello --bin http_client --bin grpc_echo
 for example in axum_hello http_client grpc_echo; do
     timeout 60 "target/debug/$example" --demo
@@ -123,7 +153,7 @@ if { [ -x "$CUDA_VENV/bin/pip" ] || python3 -m venv "$CUDA_VENV"; } &&
     done
     # gpu/tests/nvrtc.rs: compiles with options and headers, and bad CUDA C
     # comes back as GpuError::Compile with NVRTC's log.
-    LD_LIBRARY_PATH="$NVIDIA/cuda_nvrtc/lib" cargo test -p weft-gpu --test nvrtc -- --test-threads=1
+    LD_LIBRARY_PATH="$NVIDIA/cuda_nvrtc/lib" bounded_cargo_test -p weft-gpu --test nvrtc -- --test-threads=1
     LD_LIBRARY_PATH="$STAND_IN:$NVIDIA/cuda_nvrtc/lib" timeout 300 target/release/gpu_saxpy 65536
 else
     echo "skipped: PyPI is unreachable, so NVIDIA's ptxas and NVRTC could not be installed"
@@ -154,7 +184,7 @@ step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=3})"
 # A separate target directory: --cfg loom would otherwise invalidate the
 # normal build's cache.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="$LOOM_MAX_PREEMPTIONS" \
-    cargo test -p weft-executor -p weft-io -p weft-sync -p weft-mpi -p weft-gpu --lib --release --target-dir target/loom -- loom
+    bounded_cargo_test -p weft-executor -p weft-io -p weft-sync -p weft-mpi -p weft-gpu --lib --release --target-dir target/loom -- loom
 
 step "Miri: weft-executor, weft-io and weft-sync unit tests"
 if cargo +nightly miri --version >/dev/null 2>&1; then

@@ -444,16 +444,28 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 
+    /// Waits until the parker's owner is blocked in `state`, so that the
+    /// unpark that follows takes the path that wakes a sleeping thread (not
+    /// the token left for a park still to come).
+    fn wait_until_parked(unparker: &Unparker, state: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while unparker.inner.state.load(SeqCst) != state {
+            assert!(Instant::now() < deadline, "the owner never parked");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn unpark_from_another_thread_wakes_a_condvar_park() {
         let parker = Parker::new(None);
         let unparker = parker.unparker();
         let th = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
+            wait_until_parked(&unparker, PARKED_CONDVAR);
             unparker.unpark();
         });
         parker.park(None);
         th.join().unwrap();
+        assert!(!parker.take_token(), "the wake was consumed by the park it ended");
     }
 
     #[test]
@@ -462,7 +474,7 @@ mod tests {
         let parker = Parker::new(Some(driver.unparker()));
         let unparker = parker.unparker();
         let th = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
+            wait_until_parked(&unparker, PARKED_DRIVER);
             unparker.unpark();
         });
         driver.with(|d| parker.park_driver(d, None));

@@ -432,21 +432,50 @@ mod tests {
     use futures::FutureExt;
     use std::future::Future;
     use std::pin::pin;
-    use std::task::{Context, Waker};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Context, Wake, Waker};
+
+    /// A waker that counts its wakes: each future gets its own, so a test
+    /// sees which waiter was woken, not only which is ready when polled.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Wakes>, Waker) {
+        let wakes = Arc::new(Wakes::default());
+        (wakes.clone(), Waker::from(wakes))
+    }
+
+    fn woken(wakes: &Wakes) -> usize {
+        wakes.0.load(SeqCst)
+    }
 
     #[test]
     fn notify_one_wakes_the_oldest_or_stores_one_permit() {
         let n = Notify::new();
-        let mut cx = Context::from_waker(Waker::noop());
+        let (a_wakes, a_waker) = counted();
+        let (b_wakes, b_waker) = counted();
         let mut a = pin!(n.notified());
         let mut b = pin!(n.notified());
-        assert!(a.as_mut().poll(&mut cx).is_pending());
-        assert!(b.as_mut().poll(&mut cx).is_pending());
+        assert!(a.as_mut().poll(&mut Context::from_waker(&a_waker)).is_pending());
+        assert!(b.as_mut().poll(&mut Context::from_waker(&b_waker)).is_pending());
         n.notify_one();
-        assert!(a.as_mut().poll(&mut cx).is_ready());
-        assert!(b.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            (woken(&a_wakes), woken(&b_wakes)),
+            (1, 0),
+            "the oldest waiter is woken, only it"
+        );
+        assert!(a.as_mut().poll(&mut Context::from_waker(&a_waker)).is_ready());
+        assert!(b.as_mut().poll(&mut Context::from_waker(&b_waker)).is_pending());
         n.notify_one();
-        assert!(b.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(woken(&b_wakes), 1, "the next notification wakes the next waiter");
+        assert!(b.as_mut().poll(&mut Context::from_waker(&b_waker)).is_ready());
         // Two notifications with nobody waiting store one permit.
         n.notify_one();
         n.notify_one();
@@ -457,19 +486,33 @@ mod tests {
     #[test]
     fn a_dropped_chosen_waiter_passes_the_notification_on() {
         let n = Notify::new();
-        let mut cx = Context::from_waker(Waker::noop());
+        let (first_wakes, first_waker) = counted();
+        let (second_wakes, second_waker) = counted();
         let mut first = Box::pin(n.notified());
         let mut second = pin!(n.notified());
-        assert!(first.as_mut().poll(&mut cx).is_pending());
-        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert!(first.as_mut().poll(&mut Context::from_waker(&first_waker)).is_pending());
+        assert!(
+            second
+                .as_mut()
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_pending()
+        );
         n.notify_one(); // chooses `first`
+        assert_eq!((woken(&first_wakes), woken(&second_wakes)), (1, 0));
         drop(first); // never saw it
-        assert!(second.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(
+            woken(&second_wakes),
+            1,
+            "the dropped waiter's notification wakes the next"
+        );
+        assert!(second.as_mut().poll(&mut Context::from_waker(&second_waker)).is_ready());
         // A dropped waiter that was not chosen leaves nothing behind.
+        let (idle_wakes, idle_waker) = counted();
         let mut idle = Box::pin(n.notified());
-        assert!(idle.as_mut().poll(&mut cx).is_pending());
+        assert!(idle.as_mut().poll(&mut Context::from_waker(&idle_waker)).is_pending());
         drop(idle);
         n.notify_one();
+        assert_eq!(woken(&idle_wakes), 0, "a dropped waiter is never woken");
         assert!(
             n.notified().now_or_never().is_some(),
             "the permit was stored, not given to a ghost"
@@ -479,13 +522,14 @@ mod tests {
     #[test]
     fn notify_waiters_completes_every_notified_made_before_it() {
         let n = Notify::new();
-        let mut cx = Context::from_waker(Waker::noop());
+        let (wakes, waker) = counted();
         let mut polled = pin!(n.notified());
-        assert!(polled.as_mut().poll(&mut cx).is_pending());
+        assert!(polled.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
         let unpolled = n.notified();
         n.notify_waiters();
+        assert_eq!(woken(&wakes), 1, "notify_waiters wakes the waiting future");
         let later = n.notified();
-        assert!(polled.as_mut().poll(&mut cx).is_ready());
+        assert!(polled.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
         assert!(unpolled.now_or_never().is_some());
         assert!(later.now_or_never().is_none(), "no permit is stored");
     }
@@ -493,11 +537,12 @@ mod tests {
     #[test]
     fn event_set_clear_wait() {
         let e = Event::new();
-        let mut cx = Context::from_waker(Waker::noop());
+        let (wakes, waker) = counted();
         let mut w = pin!(e.wait());
-        assert!(w.as_mut().poll(&mut cx).is_pending());
+        assert!(w.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
         e.set();
-        assert!(w.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(woken(&wakes), 1, "set wakes the waiter");
+        assert!(w.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
         assert!(e.wait().now_or_never().is_some());
         e.clear();
         assert!(e.wait().now_or_never().is_none());

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 pub use weft::Flavor;
 
+pub mod combinations;
+
 /// Worker threads of the multi-thread runtimes the tests build: more than the
 /// CI machine's two cores, so that stealing and parking are exercised.
 pub const WORKERS: usize = 4;

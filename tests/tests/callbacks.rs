@@ -57,13 +57,18 @@ each_flavor! {
         let handle = rt.handle();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (l, h) = (log.clone(), handle.clone());
+        // On a multi-thread runtime a worker may run "a" at once: "a" waits
+        // until "b" is queued, so that "c" is queued after it.
+        let (b_queued, wait_for_b) = std::sync::mpsc::channel::<()>();
         handle.call_soon(move || {
+            wait_for_b.recv_timeout(Duration::from_secs(10)).unwrap();
             l.lock().unwrap().push("a");
             let l2 = l.clone();
             h.call_soon(move || l2.lock().unwrap().push("c"));
         });
         let l = log.clone();
         handle.call_soon(move || l.lock().unwrap().push("b"));
+        b_queued.send(()).unwrap();
         rt.block_on(async {
             weft::time::sleep(Duration::from_millis(1)).await;
             flush(&handle).await;

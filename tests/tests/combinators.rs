@@ -393,26 +393,3 @@ each_flavor! {
         assert_eq!(finished.load(SeqCst), 8);
     }
 }
-
-#[test]
-fn child_tokens_follow_their_parent_and_unregister_when_dropped() {
-    let parent = CancellationToken::new();
-    let child = parent.child_token();
-    let grandchild = child.child_token();
-    for _ in 0..1000 {
-        drop(parent.child_token());
-    }
-    // Short-lived children leave nothing behind on the parent.
-    let sibling = parent.child_token();
-    child.cancel();
-    assert!(child.is_cancelled() && grandchild.is_cancelled());
-    assert!(!parent.is_cancelled() && !sibling.is_cancelled());
-    parent.cancel();
-    assert!(sibling.is_cancelled());
-    let guard = CancellationToken::new().drop_guard();
-    let token = guard.disarm();
-    assert!(!token.is_cancelled());
-    let guarded = token.clone().drop_guard();
-    drop(guarded);
-    assert!(token.is_cancelled());
-}

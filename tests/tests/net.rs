@@ -1,12 +1,29 @@
 //! Sockets on the reactor, on both flavours.
 
 use futures::future::join_all;
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 use weft::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use weft::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
-use weft_tests::{Rng, each_flavor, runtime};
+use weft_tests::{Rng, each_flavor, eventually, runtime};
+
+/// Runs `fut`, counting the polls of it that returned `Pending`: once the
+/// count is above zero, `fut` has registered its waker.
+async fn counting_pending<F: Future>(pending: Arc<AtomicUsize>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let polled = fut.as_mut().poll(cx);
+        if polled.is_pending() {
+            pending.fetch_add(1, SeqCst);
+        }
+        polled
+    })
+    .await
+}
 
 /// An echo server on a fresh loopback port; returns its address.
 async fn echo_server() -> std::net::SocketAddr {
@@ -428,11 +445,14 @@ fn try_recv_does_not_steal_a_waiting_tasks_waker() {
         let socket = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let addr = socket.local_addr().unwrap();
         let waiter = socket.clone();
-        let task = weft::spawn(async move {
+        let parked = Arc::new(AtomicUsize::new(0));
+        let task = weft::spawn(counting_pending(parked.clone(), async move {
             let mut buf = [0u8; 8];
             waiter.recv_from(&mut buf).await.unwrap().0
-        });
-        weft::time::sleep(Duration::from_millis(20)).await;
+        }));
+        // The waiting task's waker is registered once its receive returned
+        // Pending.
+        eventually("the receiver to wait", || parked.load(SeqCst) > 0).await;
         let mut buf = [0u8; 8];
         assert_eq!(
             socket.try_recv_from(&mut buf).unwrap_err().kind(),
@@ -453,19 +473,27 @@ fn two_tasks_receiving_on_one_socket_are_both_served() {
     rt.block_on(async {
         let socket = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let addr = socket.local_addr().unwrap();
-        let receivers: Vec<_> = (0..2)
-            .map(|_| {
+        let parked: Vec<_> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let receivers: Vec<_> = parked
+            .iter()
+            .map(|parked| {
                 let socket = socket.clone();
-                weft::spawn(async move {
+                weft::spawn(counting_pending(parked.clone(), async move {
                     let mut buf = [0u8; 8];
                     socket.recv_from(&mut buf).await.unwrap().0
-                })
+                }))
             })
             .collect();
-        weft::time::sleep(Duration::from_millis(20)).await;
+        // Both wait (each receive returned Pending) before anything is sent.
+        eventually("both receivers to wait", || parked.iter().all(|p| p.load(SeqCst) > 0)).await;
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         sender.send_to(b"one", addr).await.unwrap();
-        weft::time::sleep(Duration::from_millis(20)).await;
+        // One of them takes it; the other must still be waiting with a
+        // registered waker, not have lost it to the first.
+        eventually("one receiver to get the first datagram", || {
+            receivers.iter().filter(|r| r.is_finished()).count() == 1
+        })
+        .await;
         sender.send_to(b"two", addr).await.unwrap();
         for r in receivers {
             weft::time::timeout(Duration::from_secs(3), r)

@@ -58,11 +58,18 @@ each_flavor! {
     fn a_sleep_dropped_early_never_fires_and_reset_moves_it(flavor) {
         let rt = runtime(flavor);
         rt.block_on(async {
-            // Many cancelled timers leave nothing behind.
-            for _ in 0..10_000 {
-                let s = sleep(Duration::from_secs(60));
-                let _ = futures::poll!(Box::pin(s));
+            // Many cancelled timers leave nothing behind: each was
+            // registered (polled once) and then dropped.
+            let reactor = weft::Handle::current().reactor().clone();
+            let before = reactor.pending_timers();
+            for i in 0..10_000 {
+                let mut s = Box::pin(sleep(Duration::from_secs(60)));
+                assert!(futures::poll!(s.as_mut()).is_pending());
+                if i == 0 {
+                    assert_eq!(reactor.pending_timers(), before + 1, "a polled sleep is a pending timer");
+                }
             }
+            assert_eq!(reactor.pending_timers(), before, "10,000 dropped sleeps left timers behind");
             let mut s = Box::pin(sleep(Duration::from_secs(60)));
             assert!(futures::poll!(s.as_mut()).is_pending());
             let start = Instant::now();

@@ -7,7 +7,9 @@
 //! instant it must wake at; `epoll_wait` returns when it fires, to the
 //! microsecond. kqueue's `kevent` takes a nanosecond timeout, which mio
 //! passes through, so on the BSDs and macOS the timeout itself is exact and
-//! no timer is needed.
+//! no timer is needed. Under Miri, which cannot call `timerfd_create`, the
+//! reactor uses the poller's timeout alone (a millisecond coarser), so that
+//! its unsafe code can still run there.
 //!
 //! Rules:
 //!
@@ -27,16 +29,16 @@ use std::time::{Duration, Instant};
 
 /// Makes the poller return at an exact instant.
 pub(crate) struct DeadlineTimer {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
     fd: std::os::fd::OwnedFd,
     /// The instant the timer is armed for (Linux), if any.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
     armed: Option<Instant>,
 }
 
 impl DeadlineTimer {
     /// A disarmed timer, registered with `registry` under `token`.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
     pub(crate) fn new(registry: &mio::Registry, token: mio::Token) -> io::Result<DeadlineTimer> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         // SAFETY: a plain system call with constant, valid arguments.
@@ -55,7 +57,7 @@ impl DeadlineTimer {
     }
 
     /// No timer is needed where the poller's timeout is exact.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
     pub(crate) fn new(_registry: &mio::Registry, _token: mio::Token) -> io::Result<DeadlineTimer> {
         Ok(DeadlineTimer {})
     }
@@ -71,7 +73,7 @@ impl DeadlineTimer {
         self.arm_for(deadline, wait, now)
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
     fn arm_for(&mut self, deadline: Instant, wait: Duration, now: Instant) -> Option<Duration> {
         // Rule 2.
         let rearm = self.armed.is_none_or(|armed| armed > deadline || armed <= now);
@@ -88,14 +90,14 @@ impl DeadlineTimer {
         Some(backstop(wait))
     }
 
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
     fn arm_for(&mut self, _deadline: Instant, wait: Duration, _now: Instant) -> Option<Duration> {
         Some(wait)
     }
 
     /// The poller reported the timer: it fired, and is disarmed.
     pub(crate) fn fired(&mut self) {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
         {
             self.armed = None;
         }
@@ -103,7 +105,7 @@ impl DeadlineTimer {
 
     /// Arms the timer `wait` from now (rule 1). Arming also clears its
     /// expiration count, so the next expiry is a new edge for the poller.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
     fn settime(&self, wait: Duration) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let spec = libc::itimerspec {
@@ -127,7 +129,7 @@ impl DeadlineTimer {
 
 /// The poller's own timeout behind the timer (rule 3): `wait` rounded up to
 /// a whole millisecond, as `epoll_wait` counts.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
 fn backstop(wait: Duration) -> Duration {
     Duration::from_millis(u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
 }
@@ -138,7 +140,7 @@ impl std::fmt::Debug for DeadlineTimer {
     }
 }
 
-#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+#[cfg(all(test, any(target_os = "linux", target_os = "android"), not(miri)))]
 mod tests {
     use super::*;
 

@@ -1,0 +1,268 @@
+//! Rank programs for the MPI halves of the fault-injection and composition
+//! tests (issue 22.4 and 22.5; `tests/mpi_faults.rs` runs them):
+//! `mpi-faults <scenario>`. Each checks what it states and prints
+//! `ok <scenario> rank <r>`; a failed check panics (and aborts the job).
+//!
+//! - `race-recv` (a singleton): a receive is a request posted when made
+//!   (mpi4py's `irecv`): dropped before a message matched it, it takes
+//!   none; one that matched completes in the engine with its message.
+//!   First, 10,000 receives dropped pending in a race loop while nothing
+//!   is sent: the engine holds none of them afterwards and every message
+//!   sent then reaches a later receive. Then the cancel-safe loop: one
+//!   receive raced 10,000 times *by reference* while messages to self
+//!   arrive at random moments, a new one posted only when it completed:
+//!   every message received exactly once, in order, and the engine holds
+//!   no request at the end.
+//! - `shutdown-pending` (a singleton): a runtime shut down while receives,
+//!   a probe and a large send wait in the engine: every task is cancelled,
+//!   the engine holds nothing, and MPI finalizes (exit 0).
+//! - `promise-shutdown` (a singleton): a send turned into a promise with
+//!   done callbacks, on a runtime that is shut down before the send
+//!   completes; the matching receive, on a second runtime, completes it:
+//!   each callback runs at most once and is dropped exactly once, nothing
+//!   panics or hangs.
+//! - `die-mid-collective` (3 ranks): the ranks loop over `all_reduce`;
+//!   rank 2 exits in the middle. The job must end (with an error), not
+//!   hang: the test bounds it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+use weft::future::{Either, race2};
+use weft::mpi::{Mpi, ReduceOp};
+use weft_tests::{DropCounter, Rng};
+
+fn main() {
+    let scenario = std::env::args().nth(1).expect("usage: mpi-faults <scenario>");
+    let mpi = Mpi::init().expect("MPI initialises");
+    let rank = mpi.rank();
+    match scenario.as_str() {
+        "race-recv" => race_recv(&mpi),
+        "shutdown-pending" => shutdown_pending(&mpi),
+        "promise-shutdown" => promise_shutdown(&mpi),
+        "die-mid-collective" => die_mid_collective(&mpi),
+        other => panic!("no scenario {other}"),
+    }
+    println!("ok {scenario} rank {rank}");
+}
+
+fn runtime() -> weft::Runtime {
+    weft::Builder::new_multi_thread().worker_threads(2).build().unwrap()
+}
+
+/// Pending on its first poll, ready on the next (the racer is polled once,
+/// then dropped).
+fn after_one_poll() -> impl std::future::Future<Output = ()> {
+    let mut polled = false;
+    std::future::poll_fn(move |cx| {
+        if polled {
+            std::task::Poll::Ready(())
+        } else {
+            polled = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+}
+
+fn race_recv(mpi: &Mpi) {
+    let world = mpi.world();
+    let rt = runtime();
+    let messages = 2_000u64;
+    rt.block_on(async {
+        // Nothing is sent yet: every dropped receive is unmatched, so it
+        // leaves the line and takes nothing.
+        for _ in 0..10_000 {
+            let r = race2(world.recv::<u64>(0, 6), after_one_poll()).await;
+            assert!(matches!(r, Either::Right(())), "a receive completed with nothing sent");
+        }
+        assert_eq!(
+            mpi.pending(),
+            0,
+            "unmatched receives dropped in a race stayed in the engine"
+        );
+        for n in 0..3u64 {
+            world.send(&[n], 0, 6).await.unwrap();
+        }
+        for n in 0..3u64 {
+            let (m, _) = weft::time::timeout(Duration::from_secs(20), world.recv::<u64>(0, 6))
+                .await
+                .expect("a dropped unmatched receive took a message")
+                .unwrap();
+            assert_eq!(m, [n]);
+        }
+        let sender = {
+            let world = world.clone();
+            weft::spawn(async move {
+                let mut rng = Rng::new(9);
+                for n in 0..messages {
+                    world.send(&[n], 0, 5).await.unwrap();
+                    for _ in 0..rng.range(0, 8) {
+                        weft::task::yield_now().await;
+                    }
+                }
+            })
+        };
+        let mut got = Vec::new();
+        let mut receive = world.recv::<u64>(0, 5);
+        for _ in 0..10_000 {
+            if let Either::Left(received) = race2(&mut receive, after_one_poll()).await {
+                got.extend(received.unwrap().0);
+                receive = world.recv::<u64>(0, 5);
+            }
+        }
+        drop(receive);
+        sender.await.unwrap();
+        while got.len() < messages as usize {
+            let (m, _) = weft::time::timeout(Duration::from_secs(20), world.recv::<u64>(0, 5))
+                .await
+                .expect("a message was lost by a dropped receive")
+                .unwrap();
+            got.extend(m);
+        }
+        assert_eq!(
+            got,
+            (0..messages).collect::<Vec<_>>(),
+            "messages lost, repeated or reordered"
+        );
+    });
+    drop(rt);
+    assert_eq!(mpi.pending(), 0, "dropped receives left requests in the engine");
+}
+
+fn shutdown_pending(mpi: &Mpi) {
+    let world = mpi.world();
+    let rt = runtime();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for tag in 0..4 {
+        let (world, guard) = (world.clone(), DropCounter::new(&drops));
+        handles.push(rt.spawn(async move {
+            let _guard = guard;
+            world.recv::<u8>(0, 100 + tag).await.map(drop)
+        }));
+    }
+    let (probe_world, guard) = (world.clone(), DropCounter::new(&drops));
+    handles.push(rt.spawn(async move {
+        let _guard = guard;
+        probe_world.probe::<u8>(0, 200).await.map(drop)
+    }));
+    rt.block_on(async {
+        for _ in 0..20 {
+            weft::task::yield_now().await;
+        }
+        weft::time::sleep(Duration::from_millis(20)).await;
+    });
+    let start = Instant::now();
+    drop(rt);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the shutdown took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(drops.load(SeqCst), 5, "every pending MPI task was dropped");
+    for handle in handles {
+        assert!(futures::executor::block_on(handle).unwrap_err().is_cancelled());
+    }
+    assert_eq!(
+        mpi.pending(),
+        0,
+        "the engine holds no request after the runtime is gone"
+    );
+    // MPI still works on another runtime, and finalizes at exit.
+    let rt = runtime();
+    rt.block_on(async {
+        world.send(&[42u8], 0, 300).await.unwrap();
+        let (m, _) = world.recv::<u8>(0, 300).await.unwrap();
+        assert_eq!(m, [42]);
+    });
+}
+
+fn promise_shutdown(mpi: &Mpi) {
+    let world = mpi.world();
+    let mut pending_at_shutdown = 0;
+    for round in 0..20 {
+        let a = runtime();
+        let callbacks = 4;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        // A send large enough to wait for its receive (rendezvous), as a
+        // promise whose callbacks belong to runtime `a`.
+        let tag = 400 + round;
+        let promise = {
+            // The callbacks are added where `a` is current: they belong to
+            // its loop.
+            let _a = a.enter();
+            let promise = world.isend(vec![round as u8; 4 << 20], 0, tag).into_promise();
+            for _ in 0..callbacks {
+                let (ran, guard) = (ran.clone(), DropCounter::new(&dropped));
+                promise.add_done_callback(move |p| {
+                    let _guard = guard;
+                    assert!(p.result().is_ok());
+                    ran.fetch_add(1, SeqCst);
+                });
+            }
+            promise
+        };
+        // Runtime `a` shuts down (in the background on odd rounds) while the
+        // receive that completes the send is posted on runtime `b`.
+        let b = runtime();
+        let receiving = {
+            let world = world.clone();
+            b.spawn(async move { world.recv::<u8>(0, tag).await.unwrap().0.len() })
+        };
+        pending_at_shutdown += usize::from(!promise.done());
+        if round % 2 == 1 {
+            a.shutdown_background();
+        } else {
+            drop(a);
+        }
+        let len = b.block_on(async {
+            weft::time::timeout(Duration::from_secs(20), receiving)
+                .await
+                .expect("the receive completes")
+                .unwrap()
+        });
+        assert_eq!(len, 4 << 20);
+        b.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !(promise.done() && dropped.load(SeqCst) == callbacks) {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: promise done {}, callbacks dropped {}",
+                    promise.done(),
+                    dropped.load(SeqCst)
+                );
+                weft::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        assert!(ran.load(SeqCst) <= callbacks, "a callback ran twice");
+        drop(b);
+    }
+    println!("promise-shutdown: the send was still pending at {pending_at_shutdown} of 20 shutdowns");
+    assert_eq!(mpi.pending(), 0);
+}
+
+fn die_mid_collective(mpi: &Mpi) {
+    let world = mpi.world();
+    let rt = runtime();
+    rt.block_on(async {
+        for round in 0..1_000u64 {
+            if world.rank() == 2 && round == 50 {
+                // Dies without a word, mid-loop: its peers are inside (or
+                // about to enter) the next all_reduce.
+                std::process::exit(3);
+            }
+            let sum = world.all_reduce(vec![round], ReduceOp::Sum).await;
+            match sum {
+                Ok(sum) => assert_eq!(sum[0], round * world.size() as u64),
+                Err(e) => {
+                    // MPI told us: an error is a fine ending.
+                    println!("rank {} round {round}: all_reduce failed: {e}", world.rank());
+                    std::process::exit(4);
+                }
+            }
+        }
+    });
+    panic!("the job went on after rank 2 died");
+}
