@@ -12,7 +12,7 @@
 //! vector that each chunk writes in place over its own range (`output.rs`),
 //! so results are written once and never gathered. A map over a range of
 //! integers (`0..n`) is split as ranges that the workers count through,
-//! never collected (`range.rs`); for `imap` and
+//! never collected, and a vector is split in place (`split.rs`); for `imap` and
 //! `imap_unordered`, a buffer that an [`Imap`] (an `Iterator`, for plain
 //! threads) or an [`ImapStream`] (a `Stream`, for async code) drains
 //! (`imap.rs`). A job dropped unrun (the pool was terminated) tells its sink
@@ -97,8 +97,8 @@
 
 mod imap;
 mod output;
-mod range;
 mod sink;
+mod split;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -486,8 +486,8 @@ impl Pool {
         if lock(&self.shared.queue).state != State::Running {
             return Err(PoolError::Closed);
         }
-        // A range of integers is split as ranges, never collected.
-        let (f, items, finish) = match self.map_range(f, items, chunksize, finish) {
+        // A range of integers or a vector is split, never collected.
+        let (f, items, finish) = match self.map_split(f, items, chunksize, finish) {
             Ok(queued) => return queued,
             Err(not_a_range) => not_a_range,
         };
@@ -834,7 +834,7 @@ fn run_item<R>(item: usize, f: impl FnOnce() -> R) -> Result<R, PoolError> {
 }
 
 /// The error of item `item`, whose panic left `payload`.
-fn panicked(item: usize, payload: Box<dyn std::any::Any + Send>) -> PoolError {
+pub(super) fn panicked(item: usize, payload: Box<dyn std::any::Any + Send>) -> PoolError {
     let message = Exception::from_panic(&*payload).to_string();
     let message = message.strip_prefix("panicked: ").unwrap_or(&message).to_owned();
     drop_contained(payload);
@@ -899,7 +899,7 @@ impl<F, D> Drop for ApplyJob<F, D> {
 }
 
 /// Items a chunk runs between two looks at the terminate flag.
-const TERMINATE_CHECK: usize = 256;
+pub(super) const TERMINATE_CHECK: usize = 256;
 
 /// Runs `f` on `items` in order, handing each result to `out`, until the
 /// items run out (`None`), the pool is terminated, or an item panics (its
