@@ -360,8 +360,9 @@ mod split {
         items: impl IntoIterator<Item = T>,
         chunksize: Option<usize>,
     ) -> Result<Vec<R>, PoolError> {
-        let items: Vec<T> = items.into_iter().collect();
-        pool.map(f, items.into_iter().map(|x| x), chunksize)
+        let mut items = items.into_iter().collect::<Vec<T>>().into_iter();
+        // Neither a range nor a `vec::IntoIter`: the generic path.
+        pool.map(f, std::iter::from_fn(move || items.next()), chunksize)
     }
 
     #[test]
