@@ -74,6 +74,8 @@ pub(crate) struct Core<T, L> {
 struct Listeners<L> {
     next_key: Key,
     first: Option<(Key, L)>,
+    // Boxed on purpose: one pointer in the core instead of a vector's three.
+    #[allow(clippy::box_collection)]
     rest: Option<Box<Vec<(Key, L)>>>,
 }
 
