@@ -12,7 +12,7 @@
 //! vector that each chunk writes in place over its own range (`output.rs`),
 //! so results are written once and never gathered. A map over a range of
 //! integers (`0..n`) is split as ranges that the workers count through,
-//! never collected, and a vector is split in place (`split.rs`); for `imap` and
+//! never collected (`split.rs`); for `imap` and
 //! `imap_unordered`, a buffer that an [`Imap`] (an `Iterator`, for plain
 //! threads) or an [`ImapStream`] (a `Stream`, for async code) drains
 //! (`imap.rs`). A job dropped unrun (the pool was terminated) tells its sink
@@ -486,7 +486,7 @@ impl Pool {
         if lock(&self.shared.queue).state != State::Running {
             return Err(PoolError::Closed);
         }
-        // A range of integers or a vector is split, never collected.
+        // A range of integers is split as ranges, never collected.
         let (f, items, finish) = match self.map_split(f, items, chunksize, finish) {
             Ok(queued) => return queued,
             Err(not_a_range) => not_a_range,

@@ -1,35 +1,20 @@
 //! Map inputs split without collecting them on the caller's thread: an
-//! integer range (`pool.map(f, 0..n, None)`, Python's `range(n)`), split
+//! integer range (`pool.map(f, 0..n, None)`, Python's `range(n)`) is split
 //! into `start..end` ranges that the workers count through, so no item is
-//! ever stored; and a vector (`pool.map(f, items, None)` with `items: Vec<T>`
-//! or its `into_iter()`), whose buffer the chunks share, each moving its own
-//! items out of it. Any other iterator is collected into chunks on the
-//! caller's thread first (`Cut` in `mod.rs`), which for a million cheap
-//! items costs more than mapping them.
+//! ever stored. Any other input is collected into chunks on the caller's
+//! thread first (`Cut` in `mod.rs`), which for a million cheap items costs
+//! more than mapping them.
 //!
-//! # How the input is recognised
+//! # How a range is recognised
 //!
 //! `Pool::map` takes any `IntoIterator`, and stable Rust cannot specialise a
-//! generic function for `Range<u64>` or `Vec<T>`. So [`Pool::map_split`]
-//! compares the input's type with `Range<X>` for each primitive integer `X`
-//! (up to 64 bits), and its iterator's type with `vec::IntoIter<T>`, at run
-//! time, with [`same_type`]: a `TypeId` that ignores lifetimes (the input
-//! need not be `'static`). When they match, the input *is* that type, since
-//! neither a range of integers nor a vector of the map's items (which are
-//! `'static`) has a lifetime to differ in; so each cast
-//! ([`identity_cast`]) moves a value to its own type. The checks compare
-//! constants, which the compiler folds away.
-//!
-//! # Rules for a shared vector
-//!
-//! 1. **Each item is moved out once.** Chunk `c` owns the slots
-//!    `first..first + len` of the buffer; it reads each of them exactly once,
-//!    to run it or, left unrun (an earlier item panicked, the pool was
-//!    terminated, the chunk was dropped unrun), to drop it, one at a time
-//!    inside an unwind boundary (rule 2 of the pool).
-//! 2. **The buffer outlives its chunks.** Every chunk holds the
-//!    [`SharedBuffer`]; the last one gone frees the allocation without
-//!    dropping anything (every slot was moved out by rule 1).
+//! generic function for `Range<u64>`. So [`Pool::map_split`] compares the
+//! input's type with `Range<X>` for each primitive integer `X` (up to 64
+//! bits) at run time, with [`same_type`]: a `TypeId` that ignores lifetimes
+//! (the input need not be `'static`). When they match, the input *is* that
+//! `Range<X>` (a range of integers has no lifetime to differ in), and its
+//! items `T` are `X`, so both casts ([`identity_cast`]) move a value to its
+//! own type. The checks compare constants, which the compiler folds away.
 
 use super::output::ChunkWriter;
 use super::sink::Collect;
@@ -40,7 +25,6 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -124,8 +108,7 @@ unsafe fn identity_cast<A, B>(value: A) -> B {
 impl Pool {
     /// Queues a map over `items` without collecting them, if `items` is a
     /// `Range` of a primitive integer (up to 64 bits) whose length fits a
-    /// `usize`, or iterates as a `vec::IntoIter<T>`; otherwise gives
-    /// everything back for the generic path.
+    /// `usize`; otherwise gives everything back for the generic path.
     #[allow(clippy::type_complexity)]
     pub(super) fn map_split<F, T, R, I, Fin>(
         &self,
@@ -161,65 +144,7 @@ impl Pool {
             )*};
         }
         try_ranges!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
-        if same_type::<I::IntoIter, std::vec::IntoIter<T>>() {
-            // SAFETY: the iterator is a `vec::IntoIter<T>` (`same_type`; `T`
-            // is `'static`, so no lifetime can differ in it).
-            let iter: std::vec::IntoIter<T> = unsafe { identity_cast(items.into_iter()) };
-            // Reuses the vector's buffer (std collects a `vec::IntoIter`
-            // into a `Vec` in place).
-            let items: Vec<T> = iter.collect();
-            return Ok(self.submit_vec(f, items, chunksize, finish));
-        }
         Err((f, items, finish))
-    }
-
-    /// Queues the map of `f` over `items`, in chunks of `chunksize` (the
-    /// default as for any map) that share the vector's buffer.
-    fn submit_vec<F, T, R, Fin>(
-        &self,
-        f: F,
-        items: Vec<T>,
-        chunksize: Option<usize>,
-        finish: Fin,
-    ) -> Result<(), PoolError>
-    where
-        F: Fn(T) -> R + Send + Sync + 'static,
-        T: Send + 'static,
-        R: Send + 'static,
-        Fin: FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
-    {
-        let len = items.len();
-        let size = match chunksize {
-            Some(0) => return Err(PoolError::InvalidArgument("chunksize must be at least 1")),
-            Some(size) => size,
-            None => self.default_chunksize(len),
-        };
-        if len == 0 {
-            finish(Ok(Vec::new()));
-            return Ok(());
-        }
-        let buffer = Arc::new(SharedBuffer::new(items));
-        let chunks = len.div_ceil(size);
-        let sink = Arc::new(Collect::new(len, chunks, finish));
-        let f = Arc::new(f);
-        let jobs: Vec<Box<dyn Job>> = (0..chunks)
-            .map(|chunk| {
-                let first = chunk * size;
-                Box::new(VecChunk {
-                    f: f.clone(),
-                    chunk,
-                    first,
-                    len: size.min(len - first),
-                    ran: false,
-                    buffer: buffer.clone(),
-                    sink: sink.clone(),
-                }) as Box<dyn Job>
-            })
-            .collect();
-        drop((f, buffer));
-        // Refused (closed): the jobs are dropped, which drops their items
-        // and settles the sink as terminated, and the caller gets `Closed`.
-        self.submit(jobs)
     }
 
     /// Queues the map of `f` over the `len` integers from `start`, in
@@ -311,154 +236,6 @@ impl<F, X, R: Send> Drop for RangeChunk<F, X, R> {
             // Dropped unrun (terminated): nothing to drop but the report.
             self.sink
                 .report(self.chunk, self.first, self.len, Err(PoolError::Terminated));
-        }
-    }
-}
-
-/// A vector's buffer, shared by the chunks of one map (rules 1 and 2 of the
-/// module docs): the chunks move the items out; dropping it frees the
-/// allocation and drops no item.
-struct SharedBuffer<T> {
-    ptr: NonNull<T>,
-    len: usize,
-    cap: usize,
-}
-
-// SAFETY: the buffer holds `T`s that chunks move out on pool threads, each
-// slot by one chunk (rule 1), so sharing or moving it needs `T: Send` only:
-// no slot is read by two threads.
-unsafe impl<T: Send> Send for SharedBuffer<T> {}
-// SAFETY: as above: `&SharedBuffer` only gives out disjoint slots.
-unsafe impl<T: Send> Sync for SharedBuffer<T> {}
-
-impl<T> SharedBuffer<T> {
-    fn new(items: Vec<T>) -> SharedBuffer<T> {
-        let mut items = ManuallyDrop::new(items);
-        SharedBuffer {
-            // A vector's pointer is never null (dangling without an
-            // allocation).
-            ptr: NonNull::new(items.as_mut_ptr()).expect("weft bug: a vector with a null pointer"),
-            len: items.len(),
-            cap: items.capacity(),
-        }
-    }
-
-    /// The items `first..first + len`, moved out as they are taken.
-    ///
-    /// # Safety
-    ///
-    /// Rule 1: called once per chunk, for the chunk's own range; ranges of
-    /// different calls must not overlap.
-    ///
-    /// # Panics
-    ///
-    /// If the range does not lie within the buffer (checked in every build).
-    unsafe fn take(&self, first: usize, len: usize) -> BufferItems<'_, T> {
-        assert!(
-            first.checked_add(len).is_some_and(|end| end <= self.len),
-            "weft bug: a chunk range {first}+{len} outside a map input of {}",
-            self.len
-        );
-        BufferItems {
-            base: self.ptr.as_ptr(),
-            next: first,
-            end: first + len,
-            _buffer: PhantomData,
-        }
-    }
-}
-
-impl<T> Drop for SharedBuffer<T> {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` and `cap` come from a vector of `T`; length zero
-        // drops no item (each was moved out by its chunk: rule 1).
-        drop(unsafe { Vec::from_raw_parts(self.ptr.as_ptr(), 0, self.cap) });
-    }
-}
-
-/// One chunk's items, moved out of a [`SharedBuffer`] one by one; those
-/// not taken are dropped with it, one at a time, contained (rule 1).
-struct BufferItems<'a, T> {
-    /// The buffer's first slot (a copy, so the loop reads no `SharedBuffer`).
-    base: *mut T,
-    next: usize,
-    end: usize,
-    _buffer: PhantomData<&'a SharedBuffer<T>>,
-}
-
-impl<T> Iterator for BufferItems<'_, T> {
-    type Item = T;
-
-    #[inline]
-    fn next(&mut self) -> Option<T> {
-        if self.next == self.end {
-            return None;
-        }
-        // SAFETY: `next < end <= len`, and the slot belongs to this chunk
-        // alone (rule 1); it is read once, as `next` moves past it.
-        let item = unsafe { self.base.add(self.next).read() };
-        self.next += 1;
-        Some(item)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.end - self.next;
-        (left, Some(left))
-    }
-}
-
-impl<T> Drop for BufferItems<'_, T> {
-    fn drop(&mut self) {
-        for item in self.by_ref() {
-            super::drop_contained(item);
-        }
-    }
-}
-
-/// One chunk of a vector map: items `first..first + len` of the shared
-/// buffer.
-struct VecChunk<F, T, R: Send> {
-    f: Arc<F>,
-    chunk: usize,
-    first: usize,
-    len: usize,
-    /// Set when the chunk runs; a chunk dropped unrun drops its items and
-    /// tells its sink.
-    ran: bool,
-    buffer: Arc<SharedBuffer<T>>,
-    sink: Arc<Collect<R>>,
-}
-
-impl<F, T, R> Job for VecChunk<F, T, R>
-where
-    F: Fn(T) -> R + Send + Sync,
-    T: Send,
-    R: Send,
-{
-    fn run(mut self: Box<Self>, shared: &Shared) {
-        self.ran = true;
-        // SAFETY: a job runs once, so this is the chunk's only writer, over
-        // its own range (the chunks' ranges are disjoint by construction).
-        let writer = unsafe { self.sink.writer(self.first, self.len) };
-        // SAFETY: rule 1: this chunk's range, taken once (the job runs
-        // once, and `ran` keeps `Drop` from taking it again). Items an
-        // error or terminate leaves unrun are dropped with the iterator.
-        let items = unsafe { self.buffer.take(self.first, self.len) };
-        let outcome = run_chunk(items, writer, self.first, &*self.f, &shared.terminated);
-        self.sink.report(self.chunk, self.first, self.len, outcome);
-    }
-}
-
-impl<F, T, R: Send> Drop for VecChunk<F, T, R> {
-    fn drop(&mut self) {
-        if !self.ran {
-            // Dropped unrun (terminated): its items are dropped (rule 1) and
-            // its sink told.
-            self.sink
-                .report(self.chunk, self.first, self.len, Err(PoolError::Terminated));
-            // SAFETY: rule 1: the chunk never ran, so its range was never
-            // taken, and this is the last chance to.
-            drop(unsafe { self.buffer.take(self.first, self.len) });
         }
     }
 }

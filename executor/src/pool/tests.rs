@@ -331,8 +331,9 @@ fn terminate_drops_queued_items_whose_drop_panics_one_at_a_time() {
     pool.join().unwrap();
 }
 
-/// Ranges and vectors take the split path (`split.rs`); these tests hold
-/// it to what the generic path gives.
+/// Ranges take the split path (`split.rs`); these tests hold it to what the
+/// generic path gives, and hold vector inputs (the generic path) to moving
+/// and dropping each item once.
 mod split {
     use super::super::split::same_type;
     use super::{Bomb, NOT_A_HANG, one_worker};
