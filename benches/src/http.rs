@@ -53,6 +53,7 @@
 //! suite with an error.
 
 use crate::Options;
+use crate::cpu::{allowed_cpus, pin_this_thread, process_cpu_ns};
 use crate::report::{Report, percentile};
 use crate::wrk::{self, Wrk};
 use bytes::Bytes;
@@ -188,18 +189,6 @@ impl Measure<'_> {
             );
         }
     }
-}
-
-/// CPU time (user and system) this process has used, in nanoseconds.
-fn process_cpu_ns() -> f64 {
-    // SAFETY: an all-zero `rusage` is a valid value of a plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `getrusage` only writes the struct it is given.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    let ns = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 /// Prints why the suite cannot go on and exits with a failure.
@@ -458,36 +447,6 @@ fn place() -> Placement {
             cpus.len()
         ),
     }
-}
-
-/// The CPUs this thread may run on.
-fn allowed_cpus() -> Result<Vec<usize>, String> {
-    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is
-    // the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `sched_getaffinity` writes at most `size_of::<cpu_set_t>()`
-    // bytes into `set`, which is that large.
-    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
-        return Err(format!("sched_getaffinity: {}", std::io::Error::last_os_error()));
-    }
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `cpu` is below `CPU_SETSIZE`, the size of the set in bits.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
-}
-
-/// Pins the calling thread to `cpu`. Threads it starts later inherit that.
-fn pin_this_thread(cpu: usize) -> Result<(), String> {
-    // SAFETY: as in `allowed_cpus`: all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` came from `allowed_cpus`, so it is below `CPU_SETSIZE`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes of
-    // `set`; pid 0 is the calling thread.
-    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(format!("sched_setaffinity: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// Raises this process's soft limit on open files to at least `needed`

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Load {
     /// Round trips completed in the measured window.
     pub(crate) round_trips: u64,
+    /// Round trips completed in the whole run, warm-up included.
+    pub(crate) total_round_trips: u64,
     /// The window's length.
     pub(crate) window: Duration,
     /// Round-trip latencies in nanoseconds.
@@ -51,6 +53,7 @@ pub(crate) fn run(addr: SocketAddr, conns: usize, size: usize, warmup: Duration,
     let measure_from = start + warmup;
     let end = measure_from + window;
     let mut round_trips = 0u64;
+    let mut total_round_trips = 0u64;
     for conn in &mut connections {
         send(conn, &message)?;
     }
@@ -70,6 +73,7 @@ pub(crate) fn run(addr: SocketAddr, conns: usize, size: usize, warmup: Duration,
                     Ok(n) => {
                         conn.pending = conn.pending.saturating_sub(n);
                         if conn.pending == 0 {
+                            total_round_trips += 1;
                             let now = Instant::now();
                             if now >= measure_from && now < end {
                                 round_trips += 1;
@@ -89,6 +93,7 @@ pub(crate) fn run(addr: SocketAddr, conns: usize, size: usize, warmup: Duration,
     }
     Ok(Load {
         round_trips,
+        total_round_trips,
         window,
         latency,
     })

@@ -36,6 +36,7 @@
 //! `async-lock`, `async-channel`, `async-broadcast`) and weft-sync is the
 //! anchor of its ratios.
 
+mod cpu;
 mod echo;
 mod gpu;
 mod http;
@@ -84,7 +85,9 @@ const USAGE: &str =
 
 suites:
   sched   Tokio's rt_multi_threaded scheduler workloads
-  echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections
+  echo    TCP echo over loopback: 100 B and 1 KiB messages, 1 to 1000 connections:
+          msgs/s, latency p50/p99, server CPU per message (the load client in
+          its own process, pinned apart from the servers on 2+ CPUs)
   timers  100k sleeps of random 1-100 ms: lateness
   memory  resident bytes per idle task, idle TCP connection (with its serving
           task) and pending timer; each runtime in its own process
@@ -106,6 +109,10 @@ fn main() -> ExitCode {
     if suite == "memory-child" {
         // One runtime's process of suite `memory`, started by it.
         return memory::child_main(&args.collect::<Vec<_>>());
+    }
+    if suite == "echo-load" {
+        // Suite `echo`'s load client, in its own process, started by it.
+        return echo::load_main(&args.collect::<Vec<_>>());
     }
     if suite == "mpi-rank" {
         // One rank of suite `mpi`, started by it under `mpirun`.

@@ -10,6 +10,8 @@
 //! | `done_callback_task` | a task per promise | a task per oneshot | a task per oneshot |
 //! | `pool_map_1m` | [`Pool::map`] of 1M cheap items | rayon's `into_par_iter().map().collect()` | |
 //! | `pool_map_1m_chunk10k` | the same, chunks of 10,000 | the same rayon | |
+//! | `pool_map_vec_1m` | [`Pool::map`] of a `Vec` of 1M cheap items (made before the clock starts) | rayon's `vec.into_par_iter().map().collect()` | |
+//! | `pool_map_10k_10us` | [`Pool::map`] of 10,000 items of about 10 µs each | rayon's `into_par_iter().map().collect()` | |
 //!
 //! smol has no oneshot of its own; its programs use `futures`' (or
 //! `async-channel`), on the same executor as suite `sched`. The oneshot
@@ -40,6 +42,10 @@ const CALLBACKS: u64 = 20_000;
 const MAP_ITEMS: u64 = 1_000_000;
 /// The explicit chunk size of `pool_map_1m_chunk10k`.
 const MAP_CHUNK: usize = 10_000;
+/// Items of `pool_map_10k_10us`.
+const EXPENSIVE_ITEMS: u64 = 10_000;
+/// Steps of a dependent multiply-add chain in [`expensive`]: about 10 µs.
+const EXPENSIVE_STEPS: u64 = 8_000;
 
 /// The name of the pool rows' anchor: it is not a runtime.
 const RAYON: &str = "rayon";
@@ -120,6 +126,28 @@ pub(crate) fn run(opts: &Options) -> Report {
             ],
         );
     }
+    compare(
+        &mut report,
+        opts,
+        "pool_map_vec_1m",
+        "time_ns",
+        1,
+        &mut [
+            (Weft::NAME, &mut || pool_map_vec(&pool)),
+            (RAYON, &mut || rayon_map_vec(&rayon)),
+        ],
+    );
+    compare(
+        &mut report,
+        opts,
+        "pool_map_10k_10us",
+        "time_ns",
+        1,
+        &mut [
+            (Weft::NAME, &mut || pool_map_expensive(&pool)),
+            (RAYON, &mut || rayon_map_expensive(&rayon)),
+        ],
+    );
     report
 }
 
@@ -375,6 +403,62 @@ fn rayon_map(pool: &rayon::ThreadPool) -> Duration {
     let results: Vec<u64> = pool.install(|| (0..MAP_ITEMS).into_par_iter().map(cheap).collect());
     let elapsed = start.elapsed();
     assert_eq!(results.len() as u64, MAP_ITEMS);
+    black_box(results);
+    elapsed
+}
+
+/// One `Pool::map` of a vector of `MAP_ITEMS` items, made before the clock
+/// starts. Dropping the results is not timed.
+fn pool_map_vec(pool: &Pool) -> Duration {
+    let items: Vec<u64> = (0..MAP_ITEMS).collect();
+    let start = Instant::now();
+    let results = pool.map(cheap, items, None).expect("no item panics");
+    let elapsed = start.elapsed();
+    assert_eq!(results.len() as u64, MAP_ITEMS);
+    black_box(results);
+    elapsed
+}
+
+/// The same with rayon's `into_par_iter` of the vector.
+fn rayon_map_vec(pool: &rayon::ThreadPool) -> Duration {
+    let items: Vec<u64> = (0..MAP_ITEMS).collect();
+    let start = Instant::now();
+    let results: Vec<u64> = pool.install(|| items.into_par_iter().map(cheap).collect());
+    let elapsed = start.elapsed();
+    assert_eq!(results.len() as u64, MAP_ITEMS);
+    black_box(results);
+    elapsed
+}
+
+/// About 10 µs of work that the compiler cannot skip: a dependent
+/// multiply-add chain of `EXPENSIVE_STEPS` steps.
+fn expensive(x: u64) -> u64 {
+    let mut acc = black_box(x);
+    for _ in 0..EXPENSIVE_STEPS {
+        acc = acc
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+    }
+    acc
+}
+
+/// One `Pool::map` of `EXPENSIVE_ITEMS` items of [`expensive`] work
+/// (Weft's default chunks).
+fn pool_map_expensive(pool: &Pool) -> Duration {
+    let start = Instant::now();
+    let results = pool.map(expensive, 0..EXPENSIVE_ITEMS, None).expect("no item panics");
+    let elapsed = start.elapsed();
+    assert_eq!(results.len() as u64, EXPENSIVE_ITEMS);
+    black_box(results);
+    elapsed
+}
+
+/// The same with rayon.
+fn rayon_map_expensive(pool: &rayon::ThreadPool) -> Duration {
+    let start = Instant::now();
+    let results: Vec<u64> = pool.install(|| (0..EXPENSIVE_ITEMS).into_par_iter().map(expensive).collect());
+    let elapsed = start.elapsed();
+    assert_eq!(results.len() as u64, EXPENSIVE_ITEMS);
     black_box(results);
     elapsed
 }

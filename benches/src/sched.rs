@@ -5,6 +5,12 @@
 //! the same path as the free `spawn`); channels are `futures::channel`'s
 //! oneshot for every runtime, so only the scheduler differs.
 //!
+//! Two workloads go beyond Tokio's file: `spawn_many_remote_busy` (Tokio's
+//! `spawn_many_remote_busy1`: 10k spawns from outside while every worker
+//! runs a task that yields and spins 10 µs in a loop), and `fan_out_fan_in`
+//! (one task spawns 10k that each await one shared notification, then
+//! counts them back in).
+//!
 //! Weft's figures include what it records for task dumps on every poll
 //! (`executor/src/observe/`). With `WEFT_TRACE=path.json` in the
 //! environment, its runtime also records a timeline (every poll timed, every
@@ -14,9 +20,10 @@
 use crate::Options;
 use crate::report::Report;
 use crate::runtimes::{Ctx, Rt, Smol, Tokio, Weft};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use futures::FutureExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const NUM_SPAWN: usize = 10_000;
 const NUM_PINGS: usize = 1_000;
@@ -24,18 +31,21 @@ const YIELD_TASKS: usize = 200;
 const NUM_YIELD: usize = 1_000;
 const CHAIN: usize = 1_000;
 
-type Workload<R> = fn(&R) -> ();
+/// A workload, given the runtime and its number of workers.
+type Workload<R> = fn(&R, usize);
 
 struct Workloads<R: Rt>(Vec<(&'static str, Workload<R>)>);
 
 impl<R: Rt> Workloads<R> {
     fn all() -> Workloads<R> {
         Workloads(vec![
-            ("spawn_many_local", spawn_many_local::<R>),
-            ("spawn_many_remote_idle", spawn_many_remote_idle::<R>),
-            ("ping_pong", ping_pong::<R>),
-            ("yield_many", yield_many::<R>),
-            ("chained_spawn", chained_spawn::<R>),
+            ("spawn_many_local", |rt, _| spawn_many_local::<R>(rt)),
+            ("spawn_many_remote_idle", |rt, _| spawn_many_remote_idle::<R>(rt)),
+            ("spawn_many_remote_busy", spawn_many_remote_busy::<R>),
+            ("ping_pong", |rt, _| ping_pong::<R>(rt)),
+            ("yield_many", |rt, _| yield_many::<R>(rt)),
+            ("chained_spawn", |rt, _| chained_spawn::<R>(rt)),
+            ("fan_out_fan_in", |rt, _| fan_out_fan_in::<R>(rt)),
         ])
     }
 }
@@ -60,13 +70,13 @@ pub(crate) fn run(opts: &Options) -> Report {
         for rep in 0..opts.warmup + opts.reps {
             let record = rep >= opts.warmup;
             if on(Weft::NAME) {
-                measure(&mut report, name, &weft, w.0[i].1, record);
+                measure(&mut report, name, &weft, opts.workers, w.0[i].1, record);
             }
             if on(Tokio::NAME) {
-                measure(&mut report, name, &tokio, t.0[i].1, record);
+                measure(&mut report, name, &tokio, opts.workers, t.0[i].1, record);
             }
             if on(Smol::NAME) {
-                measure(&mut report, name, &smol, s.0[i].1, record);
+                measure(&mut report, name, &smol, opts.workers, s.0[i].1, record);
             }
         }
         eprintln!("done");
@@ -76,9 +86,9 @@ pub(crate) fn run(opts: &Options) -> Report {
 
 /// Runs `workload` once on `rt`, and records its wall time unless this is a
 /// warm-up repetition.
-fn measure<R: Rt>(report: &mut Report, name: &str, rt: &R, workload: Workload<R>, record: bool) {
+fn measure<R: Rt>(report: &mut Report, name: &str, rt: &R, workers: usize, workload: Workload<R>, record: bool) {
     let start = Instant::now();
-    workload(rt);
+    workload(rt, workers);
     let elapsed = start.elapsed().as_nanos() as f64;
     if record {
         report.record(name, R::NAME, "time_ns", elapsed);
@@ -115,6 +125,74 @@ fn spawn_many_remote_idle<R: Rt>(rt: &R) {
             handle.await;
         }
     });
+}
+
+/// Tokio's `spawn_many_remote_busy1`: 10k empty tasks spawned from outside
+/// the runtime and joined in order, while each worker runs a task that
+/// yields and then spins 10 µs, in a loop. The busy tasks start and stop
+/// inside the timed run (a few µs of it).
+fn spawn_many_remote_busy<R: Rt>(rt: &R, workers: usize) {
+    fn stall() {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(10) {
+            std::hint::spin_loop();
+        }
+    }
+    let ctx = rt.ctx();
+    let busy = Arc::new(AtomicBool::new(true));
+    let spinners: Vec<_> = (0..workers)
+        .map(|_| {
+            let busy = busy.clone();
+            ctx.spawn(async move {
+                while busy.load(Relaxed) {
+                    R::Ctx::yield_now().await;
+                    stall();
+                }
+            })
+        })
+        .collect();
+    let handles: Vec<_> = (0..NUM_SPAWN).map(|_| ctx.spawn(async {})).collect();
+    rt.block_on(async move {
+        for handle in handles {
+            handle.await;
+        }
+        busy.store(false, Relaxed);
+        for spinner in spinners {
+            spinner.await;
+        }
+    });
+}
+
+/// One task spawns 10k tasks that each await one shared notification
+/// (`futures`' shared oneshot, the same for every runtime), sends it, and
+/// waits until every task has counted itself in: a wake of 10k tasks at
+/// once, then a fan-in.
+fn fan_out_fan_in<R: Rt>(rt: &R) {
+    let ctx = rt.ctx();
+    let spawner = ctx.clone();
+    rt.block_on(ctx.spawn(async move {
+        let (notify, notified) = futures::channel::oneshot::channel::<()>();
+        let notified = notified.shared();
+        let (all_in, all_in_rx) = futures::channel::oneshot::channel::<()>();
+        let all_in = Arc::new(std::sync::Mutex::new(Some(all_in)));
+        let rem = Arc::new(AtomicUsize::new(NUM_SPAWN));
+        for _ in 0..NUM_SPAWN {
+            let notified = notified.clone();
+            let rem = rem.clone();
+            let all_in = all_in.clone();
+            spawner.spawn_detached(async move {
+                notified.await.expect("the notification is sent");
+                if rem.fetch_sub(1, Relaxed) == 1 {
+                    let last = all_in.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                    if let Some(all_in) = last {
+                        let _ = all_in.send(());
+                    }
+                }
+            });
+        }
+        notify.send(()).expect("the tasks hold the receiver");
+        all_in_rx.await.expect("the last task counts in");
+    }));
 }
 
 /// 1k pairs of tasks exchanging a message each way through oneshots.

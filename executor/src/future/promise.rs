@@ -224,6 +224,7 @@ impl<T> Promise<T> {
         )
     }
 
+    #[inline]
     pub(super) fn with_scheduler(scheduler: Option<scheduler::Handle>) -> Promise<T> {
         Promise {
             inner: Arc::new(Inner {
@@ -485,6 +486,7 @@ impl<T> Promise<T> {
 
     /// Removes this handle's waker listener, if any, without cancelling:
     /// the handle is then registered nowhere (rule 3).
+    #[inline]
     fn withdraw(&mut self) {
         if let Some(key) = self.waiter.take() {
             drop(self.inner.core.remove(key));

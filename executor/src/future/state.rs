@@ -68,11 +68,15 @@ pub(crate) struct Core<T, L> {
 }
 
 /// The listeners in the order they were added. The first lives inline, so
-/// the common case (one awaiter) allocates nothing; `rest` holds the others.
+/// the common case (one awaiter) allocates nothing; `rest` holds the others,
+/// boxed, so that a promise that never has two listeners carries one pointer
+/// for them (a smaller core is also cheaper to make and drop).
 struct Listeners<L> {
     next_key: Key,
     first: Option<(Key, L)>,
-    rest: Vec<(Key, L)>,
+    // Boxed on purpose: one pointer in the core instead of a vector's three.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<Vec<(Key, L)>>>,
 }
 
 impl<L> Listeners<L> {
@@ -82,11 +86,11 @@ impl<L> Listeners<L> {
                 return Some(listener);
             }
         }
-        self.rest.iter_mut().find(|(k, _)| *k == key).map(|(_, l)| l)
+        self.rest.as_mut()?.iter_mut().find(|(k, _)| *k == key).map(|(_, l)| l)
     }
 
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |rest| rest.len())
     }
 }
 
@@ -104,6 +108,7 @@ unsafe impl<T: Send + Sync, L: Send> Sync for Core<T, L> {}
 unsafe impl<T: Send, L: Send> Send for Core<T, L> {}
 
 impl<T, L> Core<T, L> {
+    #[inline]
     pub(crate) fn new() -> Core<T, L> {
         Core {
             state: AtomicUsize::new(0),
@@ -111,7 +116,7 @@ impl<T, L> Core<T, L> {
             listeners: Mutex::new(Listeners {
                 next_key: 0,
                 first: None,
-                rest: Vec::new(),
+                rest: None,
             }),
         }
     }
@@ -147,17 +152,24 @@ impl<T, L> Core<T, L> {
         // SAFETY: rule 1: our `fetch_or` set `CLAIMED`, so we are the only
         // writer, and no reader looks before `COMPLETE`.
         self.outcome.with_mut(|ptr| unsafe { *ptr = Some(outcome) });
-        let prev = self.state.fetch_or(COMPLETE, AcqRel);
+        // `COMPLETE` is clear (only the one claimer sets it), so adding it
+        // sets it: one `lock xadd` on x86, where a `fetch_or` whose old
+        // value is read compiles to a compare-and-swap loop.
+        let prev = self.state.fetch_add(COMPLETE, AcqRel);
+        debug_assert!(prev & COMPLETE == 0, "weft bug: a promise completed twice");
         let (first, rest) = if prev & LISTENING == 0 {
-            (None, Vec::new())
+            (None, None)
         } else {
             // Rule 4: every listener pushed before our `COMPLETE` is in the
             // list once we hold the lock.
             let mut listeners = lock(&self.listeners);
-            (listeners.first.take(), std::mem::take(&mut listeners.rest))
+            (listeners.first.take(), listeners.rest.take())
         };
         let value: fn((Key, L)) -> L = |(_, listener)| listener;
-        Ok(first.into_iter().chain(rest).map(value))
+        Ok(first
+            .into_iter()
+            .chain(rest.map_or_else(Vec::new, |rest| *rest))
+            .map(value))
     }
 
     /// Adds a listener and returns its key; gives it back if the core is
@@ -186,10 +198,10 @@ impl<T, L> Core<T, L> {
             key
         });
         // The inline slot only while it is the earliest: order is kept.
-        if listeners.first.is_none() && listeners.rest.is_empty() {
+        if listeners.first.is_none() && listeners.rest.as_ref().is_none_or(|rest| rest.is_empty()) {
             listeners.first = Some((key, listener));
         } else {
-            listeners.rest.push((key, listener));
+            listeners.rest.get_or_insert_default().push((key, listener));
         }
         Ok(key)
     }
@@ -200,8 +212,9 @@ impl<T, L> Core<T, L> {
         if listeners.first.as_ref().is_some_and(|(k, _)| *k == key) {
             return listeners.first.take().map(|(_, l)| l);
         }
-        let at = listeners.rest.iter().position(|(k, _)| *k == key)?;
-        Some(listeners.rest.remove(at).1)
+        let rest = listeners.rest.as_mut()?;
+        let at = rest.iter().position(|(k, _)| *k == key)?;
+        Some(rest.remove(at).1)
     }
 
     /// Runs `f` on the listener `key` in place (to swap a waker), under the

@@ -10,7 +10,9 @@
 //! Results travel back through a *sink* per call (`sink.rs`): a
 //! [`Promise`] for `apply_async`; for `map` and `map_async`, one output
 //! vector that each chunk writes in place over its own range (`output.rs`),
-//! so results are written once and never gathered; for `imap` and
+//! so results are written once and never gathered. A map over a range of
+//! integers (`0..n`) is split as ranges that the workers count through,
+//! never collected (`split.rs`); for `imap` and
 //! `imap_unordered`, a buffer that an [`Imap`] (an `Iterator`, for plain
 //! threads) or an [`ImapStream`] (a `Stream`, for async code) drains
 //! (`imap.rs`). A job dropped unrun (the pool was terminated) tells its sink
@@ -97,6 +99,7 @@
 mod imap;
 mod output;
 mod sink;
+mod split;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -492,6 +495,11 @@ impl Pool {
         if lock(&self.shared.queue).state != State::Running {
             return Err(PoolError::Closed);
         }
+        // A range of integers is split as ranges, never collected.
+        let (f, items, finish) = match self.map_split(f, items, chunksize, finish) {
+            Ok(queued) => return queued,
+            Err(not_a_range) => not_a_range,
+        };
         let cut = self.chunk(items, chunksize)?;
         if cut.chunks.is_empty() {
             finish(Ok(Vec::new()));
@@ -599,6 +607,12 @@ impl Pool {
         Ok(Imap::new(sink))
     }
 
+    /// Python's default chunk size for `len` items: about four chunks per
+    /// worker, at most [`MAX_DEFAULT_CHUNK`] items each.
+    fn default_chunksize(&self, len: usize) -> usize {
+        len.div_ceil(self.size * 4).clamp(1, MAX_DEFAULT_CHUNK)
+    }
+
     /// Cuts `items` into chunks of `chunksize` (Python's default, about
     /// four per worker, when `None`), counting what the iterator yields
     /// (rule 1). An iterator that claims an exact length is cut as it
@@ -612,7 +626,7 @@ impl Pool {
             return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
         }
         let mut items = items.into_iter();
-        let default_size = |len: usize| len.div_ceil(self.size * 4).clamp(1, MAX_DEFAULT_CHUNK);
+        let default_size = |len: usize| self.default_chunksize(len);
         match (chunksize, items.size_hint()) {
             (Some(size), _) => Ok(Cut::new(items, size)),
             (None, (lower, Some(upper))) if lower == upper => Ok(Cut::new(items, default_size(lower))),
@@ -841,7 +855,7 @@ fn run_item<R>(item: usize, f: impl FnOnce() -> R) -> Result<R, PoolError> {
 }
 
 /// The error of item `item`, whose panic left `payload`.
-fn panicked(item: usize, payload: Box<dyn std::any::Any + Send>) -> PoolError {
+pub(super) fn panicked(item: usize, payload: Box<dyn std::any::Any + Send>) -> PoolError {
     let message = Exception::from_panic(&*payload).to_string();
     let message = message.strip_prefix("panicked: ").unwrap_or(&message).to_owned();
     drop_contained(payload);
@@ -906,7 +920,7 @@ impl<F, D> Drop for ApplyJob<F, D> {
 }
 
 /// Items a chunk runs between two looks at the terminate flag.
-const TERMINATE_CHECK: usize = 256;
+pub(super) const TERMINATE_CHECK: usize = 256;
 
 /// Runs `f` on `items` in order, handing each result to `out`, until the
 /// items run out (`None`), the pool is terminated, or an item panics (its
@@ -916,7 +930,7 @@ const TERMINATE_CHECK: usize = 256;
 /// One `catch_unwind` covers a whole run of items, and the terminate flag is
 /// read every [`TERMINATE_CHECK`] items, so the per-item loop stays tight.
 fn run_items<T, R>(
-    items: &mut std::vec::IntoIter<T>,
+    items: &mut impl Iterator<Item = T>,
     first: usize,
     ran: &mut usize,
     f: &impl Fn(T) -> R,

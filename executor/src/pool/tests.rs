@@ -330,3 +330,183 @@ fn terminate_drops_queued_items_whose_drop_panics_one_at_a_time() {
     assert!(held.wait_timeout(NOT_A_HANG).is_ok());
     pool.join().unwrap();
 }
+
+/// Ranges take the split path (`split.rs`); these tests hold it to what the
+/// generic path gives, and hold vector inputs (the generic path) to moving
+/// and dropping each item once.
+mod split {
+    use super::super::split::same_type;
+    use super::{Bomb, NOT_A_HANG, one_worker};
+    use crate::pool::{Pool, PoolError};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    #[test]
+    fn same_type_ignores_lifetimes_only() {
+        fn with_lifetime<'a>(_: &'a str) -> bool {
+            same_type::<std::vec::IntoIter<&'a str>, std::vec::IntoIter<&'static str>>()
+        }
+        assert!(with_lifetime(&String::from("local")));
+        assert!(same_type::<std::ops::Range<u64>, std::ops::Range<u64>>());
+        assert!(!same_type::<std::ops::Range<u64>, std::ops::Range<i64>>());
+        assert!(!same_type::<std::ops::RangeInclusive<u8>, std::ops::Range<u8>>());
+        assert!(!same_type::<Vec<u8>, std::vec::IntoIter<u8>>());
+    }
+
+    /// What the generic path gives for `items`: the map over an iterator
+    /// that is neither a range nor a vector.
+    fn generic<T: Send + Copy + 'static, R: Send + 'static>(
+        pool: &Pool,
+        f: impl Fn(T) -> R + Send + Sync + 'static,
+        items: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, PoolError> {
+        let mut items = items.into_iter().collect::<Vec<T>>().into_iter();
+        // Neither a range nor a `vec::IntoIter`: the generic path.
+        pool.map(f, std::iter::from_fn(move || items.next()), chunksize)
+    }
+
+    #[test]
+    fn ranges_of_every_integer_type_map_like_any_iterator() {
+        let pool = Pool::new(3).unwrap();
+        // Under Miri, which is slow, two chunk sizes.
+        let chunksizes: &[Option<usize>] = if cfg!(miri) {
+            &[None, Some(7)]
+        } else {
+            &[None, Some(1), Some(7), Some(1000)]
+        };
+        macro_rules! check {
+            ($($range:expr),* $(,)?) => {$(
+                for &chunksize in chunksizes {
+                    let split = pool.map(|x| x.wrapping_mul(3), $range, chunksize).unwrap();
+                    let expected = generic(&pool, |x| x.wrapping_mul(3), $range, chunksize).unwrap();
+                    assert_eq!(split, expected, "{} chunksize {chunksize:?}", stringify!($range));
+                }
+            )*};
+        }
+        check!(
+            0u8..255,
+            u8::MIN..u8::MAX,
+            i8::MIN..i8::MAX,
+            -300i16..300,
+            0u32..1_000,
+            i32::MIN..i32::MIN + 100,
+            u64::MAX - 100..u64::MAX,
+            i64::MIN..i64::MIN + 50,
+            i64::MAX - 50..i64::MAX,
+            0usize..999,
+            -5isize..5,
+            5u64..5,
+        );
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = pool.map(|x: i32| x, 10..3, None).unwrap();
+        assert!(reversed.is_empty());
+        assert_eq!(
+            pool.map(|x: u8| x, 0..5u8, Some(0)),
+            Err(PoolError::InvalidArgument("chunksize must be at least 1"))
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_range_map_names_its_item() {
+        let pool = Pool::new(2).unwrap();
+        let err = pool
+            .map(
+                |x: i64| if x == 1_037 { panic!("expected") } else { x },
+                1_000..2_000i64,
+                Some(10),
+            )
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Panicked { item: 37, .. }), "{err:?}");
+        // Past the terminate check's block of 256, too.
+        let err = pool
+            .map(
+                |x: u32| if x == 700 { panic!("expected") } else { x },
+                0..1_000u32,
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Panicked { item: 700, .. }), "{err:?}");
+    }
+
+    /// An item that counts its drops.
+    #[derive(Debug)]
+    struct Counted(u32, Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_vector_is_mapped_in_order_and_each_item_dropped_once() {
+        let pool = Pool::new(3).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..1_000).map(|i| Counted(i, drops.clone())).collect();
+        let out = pool.map(|c: Counted| c.0 * 2, items, Some(33)).unwrap();
+        assert_eq!(out, (0..1_000).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(drops.load(SeqCst), 1_000);
+
+        // An advanced `vec::IntoIter` maps what it has left.
+        let mut items = vec![String::from("a"), "bb".into(), "ccc".into()].into_iter();
+        items.next();
+        assert_eq!(pool.map(|s: String| s.len(), items, None).unwrap(), [2, 3]);
+        assert!(pool.map(|s: String| s, Vec::<String>::new(), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_panic_in_a_vector_map_drops_every_item_and_result_once() {
+        let pool = Pool::new(2).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..500).map(|i| Counted(i, drops.clone())).collect();
+        let results = Arc::new(AtomicUsize::new(0));
+        let made = results.clone();
+        let err = pool
+            .map(
+                move |c: Counted| {
+                    assert!(c.0 != 321, "expected");
+                    Counted(c.0, made.clone())
+                },
+                items,
+                Some(50),
+            )
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Panicked { item: 321, .. }), "{err:?}");
+        assert_eq!(drops.load(SeqCst), 500, "every input item dropped once");
+        // The failing chunk (items 300..350) stopped at 321: the 471
+        // results made (450 by the other chunks, 21 before the panic) were
+        // all dropped with the failed map.
+        assert_eq!(results.load(SeqCst), 471);
+    }
+
+    #[test]
+    fn terminate_drops_a_queued_vector_chunk_and_cancels_its_map() {
+        let pool = one_worker();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let held = pool
+            .apply_async(move || {
+                started.send(()).unwrap();
+                let _ = gate.recv();
+            })
+            .unwrap();
+        running.recv_timeout(NOT_A_HANG).expect("the worker started");
+        let items: Vec<Bomb> = (0..4)
+            .map(|index| Bomb {
+                index,
+                armed: false,
+                drops: drops.clone(),
+            })
+            .collect();
+        let queued = pool.map_async(|b: Bomb| b.index, items, Some(2)).unwrap();
+        let range = pool.map_async(|x: u64| x, 0..100u64, Some(10)).unwrap();
+        pool.terminate();
+        assert_eq!(drops.load(SeqCst), 4, "every queued item was dropped once");
+        assert!(queued.cancelled() && range.cancelled());
+        go.send(()).unwrap();
+        assert!(held.wait_timeout(NOT_A_HANG).is_ok());
+        pool.join().unwrap();
+    }
+}
