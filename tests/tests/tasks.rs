@@ -307,3 +307,54 @@ fn a_full_local_queue_overflows_into_the_injection_queue_and_loses_nothing() {
     // A task leaves the owned list before its JoinHandle sees the output.
     assert_eq!(metrics.alive_tasks, 0);
 }
+
+#[test]
+fn outside_spawns_are_not_starved_by_tasks_that_yield_in_a_loop() {
+    // Every worker runs a task that yields, then spins 50 µs, in a loop, so
+    // its local queue never empties. 10,000 tasks spawned from outside must
+    // still run soon: a worker that took one outside task per
+    // `global_queue_interval` (61) ticks would need about 15 s.
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let busy = Arc::new(AtomicBool::new(true));
+    let polls: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let spinners: Vec<_> = polls
+        .iter()
+        .map(|polls| {
+            let (busy, polls) = (busy.clone(), polls.clone());
+            rt.spawn(async move {
+                while busy.load(SeqCst) {
+                    polls.fetch_add(1, SeqCst);
+                    weft::task::yield_now().await;
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_micros(50) {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        })
+        .collect();
+    // Both spinners are running (on both workers: an idle worker steals).
+    let start = std::time::Instant::now();
+    while polls.iter().any(|p| p.load(SeqCst) < 100) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the spinners never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = (0..10_000).map(|_| rt.spawn(async {})).collect();
+    rt.block_on(async {
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+    let took = start.elapsed();
+    busy.store(false, SeqCst);
+    rt.block_on(async {
+        for spinner in spinners {
+            spinner.await.unwrap();
+        }
+    });
+    assert!(
+        took < Duration::from_secs(5),
+        "10,000 outside spawns took {took:?} behind yielding tasks"
+    );
+}

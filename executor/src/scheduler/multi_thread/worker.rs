@@ -3,8 +3,10 @@
 //!
 //! # Where a worker looks for work, in order
 //!
-//! 1. Every `global_queue_interval` ticks: the injection queue first, so that
-//!    tasks spawned from outside are not starved by local ones.
+//! 1. Every `global_queue_interval` ticks: the injection queue first, taking
+//!    a batch into the local queue, so that tasks spawned from outside are
+//!    not starved by local ones (not even by a task that yields in a loop,
+//!    which keeps the local queue from ever emptying).
 //! 2. Its LIFO slot, then its local queue (FIFO).
 //! 3. The injection queue, taking a batch into the local queue.
 //! 4. If fewer than half the workers are searching: steal half of a random
@@ -262,8 +264,11 @@ impl Context {
         let shared = self.shared();
         let mut core = self.core.borrow_mut();
         if tick % self.handle.config.global_queue_interval == 0 {
-            // Fairness: outside work first, now and then.
-            if let Some(task) = shared.inject.pop() {
+            // Fairness: outside work first, now and then, and a batch of it:
+            // a worker whose queue never empties (a task that yields in a
+            // loop) would otherwise take one outside task per interval,
+            // and 10,000 spawned from outside would wait seconds.
+            if let Some(task) = shared.inject.steal_batch_and_pop(&core.run_queue) {
                 return Some(task);
             }
             return core.next_local_task();
