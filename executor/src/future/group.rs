@@ -1,6 +1,13 @@
-//! Structured task lifetimes: [`TaskGroup`] (asyncio's `TaskGroup`, Tokio's
-//! `JoinSet`), and the two halves of a graceful shutdown,
-//! [`CancellationToken`] and [`TaskTracker`].
+//! Structured task lifetimes: [`TaskGroup`] (Tokio's `JoinSet`), and the two
+//! halves of a graceful shutdown, [`CancellationToken`] and [`TaskTracker`].
+//!
+//! A `TaskGroup` behaves as Tokio's `JoinSet`, not as asyncio's
+//! `TaskGroup`: a member that fails or panics cancels none of the others
+//! (its outcome comes out of `join_next` like any other), and dropping the
+//! group aborts the tasks still in it rather than waiting for them. For
+//! asyncio's "first failure cancels the rest", call
+//! [`abort_all`](TaskGroup::abort_all) when
+//! [`join_next`](TaskGroup::join_next) returns an error.
 //!
 //! A graceful shutdown in three lines: tell everyone to stop, refuse new
 //! work, wait for the work in flight.
