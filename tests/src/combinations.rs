@@ -19,7 +19,7 @@
 //!   run by the time an awaited `JoinHandle` returns, sees the outcome the
 //!   plan implies, and is dropped exactly once.
 //!
-//! A task is driven through its life by a [`Probe`], a hand-written future
+//! A task is driven through its life by a `Probe`, a hand-written future
 //! that reports each step to the driver: it is first polled and waits for
 //! a *go* signal; on *go* it may wait (inside `poll`) for an abort from
 //! another thread; then it returns an [`Output`] or panics.

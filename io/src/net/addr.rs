@@ -1,29 +1,24 @@
 //! Addresses to bind and connect to, and name lookups that never block the
-//! loop.
-//!
-//! The standard library's `ToSocketAddrs` resolves host names with a
-//! blocking `getaddrinfo`: called from a task, one slow DNS server stalls
-//! every task of that worker for seconds. So Weft, like Tokio, has its own
-//! [`ToSocketAddrs`], implemented for the same address types as std's. An
-//! address that is already numeric (`SocketAddr`, `(IpAddr, u16)`, an IP
-//! literal such as `"127.0.0.1:8080"`) is used at once; a host name is
-//! looked up on a blocking thread (the runtime's blocking pool where the
-//! reactor belongs to a Weft runtime, else a thread of its own) and its
-//! result comes back to the task through the reactor's
-//! [`Notifier`](crate::source::Notifier).
-//!
-//! The async constructors ([`TcpStream::connect`](super::TcpStream::connect),
-//! [`UdpSocket::send_to`](super::UdpSocket::send_to), [`lookup_host`]) look
-//! names up that way. The synchronous ones (`bind`, `UdpSocket::connect`)
-//! cannot await: they resolve a name on the calling thread, which is where
-//! servers usually pass numeric addresses anyway.
+//! loop: the standard library's `ToSocketAddrs` resolves host names with a
+//! blocking `getaddrinfo`, so Weft, like Tokio, has its own
+//! [`ToSocketAddrs`] (whose docs say where each kind of address is
+//! resolved).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Anything a socket can bind or connect to: the address types of the
-/// standard library's `ToSocketAddrs`, resolved without blocking the loop
-/// (see the [module docs](self)).
+/// standard library's `ToSocketAddrs`, resolved without blocking the loop.
+///
+/// An address that is already numeric (`SocketAddr`, `(IpAddr, u16)`, an IP
+/// literal such as `"127.0.0.1:8080"`) is used at once. A host name is
+/// looked up on a blocking thread (the runtime's blocking pool where the
+/// reactor belongs to a Weft runtime, else a thread of its own), and the
+/// answer comes back to the task through the reactor's notifier: one slow
+/// DNS server never stalls the tasks of a worker. The async constructors
+/// (`TcpStream::connect`, `UdpSocket::send_to`, [`lookup_host`]) look
+/// names up that way; the synchronous ones (`bind`, `UdpSocket::connect`)
+/// cannot await, and resolve a name on the calling thread.
 ///
 /// The trait is sealed: its one method is Weft's business.
 pub trait ToSocketAddrs: sealed::Sealed {}
@@ -143,7 +138,7 @@ fn lookup_now(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 /// Resolves `addr` on the calling thread: what the synchronous
-/// constructors do (see the [module docs](self)).
+/// constructors do (see [`ToSocketAddrs`]).
 pub(crate) fn resolve_here(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<Vec<SocketAddr>> {
     match sealed::Sealed::to_addrs(addr)? {
         Addrs::Ready(addrs) => Ok(addrs),
@@ -151,8 +146,8 @@ pub(crate) fn resolve_here(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<V
     }
 }
 
-/// Resolves `addr`, looking a host name up on a blocking thread (see the
-/// [module docs](self)).
+/// Resolves `addr`, looking a host name up on a blocking thread (see
+/// [`ToSocketAddrs`]).
 pub(crate) async fn resolve(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<Vec<SocketAddr>> {
     match sealed::Sealed::to_addrs(addr)? {
         Addrs::Ready(addrs) => Ok(addrs),

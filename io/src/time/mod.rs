@@ -35,7 +35,7 @@ pub use self::sleep::{Sleep, sleep, sleep_until};
 pub use self::timeout::{Elapsed, Timeout, timeout, timeout_at};
 
 /// The timers' errors at Tokio's path (`tokio::time::error::Elapsed`); the
-/// same type as [`Elapsed`](super::time::Elapsed).
+/// same type as [`Elapsed`].
 pub mod error {
     pub use super::timeout::Elapsed;
 }
