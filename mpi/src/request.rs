@@ -311,10 +311,11 @@ where
     /// Under the MPI lock: the receive part ended (`ok`: its message is in
     /// the buffers). A request dropped meanwhile hands the message back.
     fn arrived(&self, mpi: &mut InFlight, ok: bool) {
-        let arrival = std::mem::replace(&mut self.lock_done().arrival, Arrival::None);
-        match arrival {
-            Arrival::InFlight(m) if ok => self.lock_done().arrival = Arrival::Received(m),
+        let mut done = self.lock_done();
+        match std::mem::replace(&mut done.arrival, Arrival::None) {
+            Arrival::InFlight(m) if ok => done.arrival = Arrival::Received(m),
             Arrival::Abandoned(m) => {
+                drop(done);
                 // SAFETY: MPI completed the receive without error; the
                 // request is gone, so nothing took the buffers.
                 let bytes = ok.then(|| unsafe { m.copy() });
@@ -469,9 +470,25 @@ where
     }
 
     fn receive(self: Arc<Self>, mpi: &mut InFlight, message: Unclaimed) -> Option<Outcome> {
-        let room = crate::status::message_bytes(&message.status)
-            .and_then(|bytes| Ok((self.with_buffers(|b| b.room(bytes))?, bytes)));
-        let ((ptr, count, capacity), bytes) = match room {
+        // The room, and the message's place in it (kept for handing the
+        // message back if the request is dropped), under one lock.
+        let room = crate::status::message_bytes(&message.status).and_then(|bytes| {
+            let mut done = self.lock_done();
+            let buffers = done
+                .buffers
+                .as_mut()
+                .expect("weft-mpi bug: buffers taken before MPI was done with them");
+            let (ptr, count, capacity) = buffers.room(bytes)?;
+            done.arrival = Arrival::InFlight(Matched {
+                comm: message.comm,
+                status: message.status,
+                arrival: message.arrival,
+                data: Raw(ptr.cast_const().cast::<u8>()),
+                bytes,
+            });
+            Ok((ptr, count, capacity, bytes))
+        });
+        let (ptr, count, capacity, bytes) = match room {
             Ok(room) => room,
             Err(err) => {
                 // Unmeasurable, or too long for the buffer: received
@@ -481,20 +498,7 @@ where
                 return Some(Err(err));
             }
         };
-        let Unclaimed {
-            comm,
-            held,
-            status,
-            arrival,
-        } = message;
-        let matched = Matched {
-            comm,
-            status,
-            arrival,
-            data: Raw(ptr.cast_const().cast::<u8>()),
-            bytes,
-        };
-        match held {
+        match message.held {
             Held::Matched(mut handle) => {
                 // SAFETY: reading a constant MPI initialised.
                 let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
@@ -504,9 +508,9 @@ where
                 // sized above) and stays put in this slot until MPI is done.
                 let rc = unsafe { ffi::MPI_Imrecv(ptr, count, self.datatype.0, &mut handle.0, &mut request) };
                 if let Err(err) = check(rc) {
+                    self.lock_done().arrival = Arrival::None;
                     return Some(Err(err));
                 }
-                self.lock_done().arrival = Arrival::InFlight(matched);
                 let (datatype, waiter) = (self.datatype, self.clone());
                 mpi.track(Raw(request), datatype, capacity, waiter)
             }
@@ -519,8 +523,7 @@ where
                 // else touches while the receive is in the engine's hands;
                 // `data` is a separate allocation.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), n) };
-                self.lock_done().arrival = Arrival::InFlight(matched);
-                Some(Ok(Status::from_raw(&status, self.datatype)))
+                Some(Ok(Status::from_raw(&message.status, self.datatype)))
             }
             Held::Arriving => panic!("weft-mpi bug: a receive was given a message MPI is still receiving"),
         }
