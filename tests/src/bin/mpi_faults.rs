@@ -12,7 +12,9 @@
 //!   receive raced 10,000 times *by reference* while messages to self
 //!   arrive at random moments, a new one posted only when it completed:
 //!   every message received exactly once, in order, and the engine holds
-//!   no request at the end.
+//!   no request at the end. Last, a receive dropped after its message
+//!   arrived: the next receive gets the message as from MPI (as `u32`s,
+//!   the same bytes; into a buffer too small, `Truncated`), in order.
 //! - `select-recv` (2 ranks): the Tokio-style loop, a NEW receive each
 //!   round raced against a future that often wins (a yield, one poll, or
 //!   a timer of a few microseconds, or ready at once; polled before or
@@ -137,9 +139,58 @@ fn race_recv(mpi: &Mpi) {
             (0..messages).collect::<Vec<_>>(),
             "messages lost, repeated or reordered"
         );
+        returned_as_from_mpi(&world).await;
     });
     drop(rt);
     assert_eq!(mpi.pending(), 0, "dropped receives left requests in the engine");
+}
+
+/// A receive dropped after its message arrived (its output not taken)
+/// hands the message back to the next receive, which gets it as it would
+/// from MPI: another element type sees the same bytes, a buffer too small
+/// fails with `Truncated` (the message consumed), and the messages after it
+/// keep their order.
+async fn returned_as_from_mpi(world: &weft::mpi::Communicator) {
+    /// A receive for tag 4, dropped once its message has arrived.
+    async fn drop_after_arrival(world: &weft::mpi::Communicator) {
+        let receive = world.recv::<u64>(0, 4);
+        let start = Instant::now();
+        while !receive.is_done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "a message to self never arrived"
+            );
+            weft::task::yield_now().await;
+        }
+        drop(receive);
+    }
+    world.send(&[0x0102_0304_0506_0708u64], 0, 4).await.unwrap();
+    world.send(&[1u64, 2, 3, 4], 0, 4).await.unwrap();
+    world.send(&[5u64], 0, 4).await.unwrap();
+    drop_after_arrival(world).await;
+    let (halves, status) = weft::time::timeout(Duration::from_secs(20), world.recv::<u32>(0, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.count(), 2);
+    assert_eq!(
+        halves,
+        [0x0506_0708, 0x0102_0304],
+        "a returned message changed its bytes"
+    );
+    drop_after_arrival(world).await;
+    let small = weft::time::timeout(Duration::from_secs(20), world.recv_into(vec![0u64; 2], 0, 4))
+        .await
+        .unwrap();
+    assert!(
+        matches!(small, Err(weft::mpi::Error::Truncated { capacity: 2 })),
+        "a returned message too long for the buffer: {small:?}"
+    );
+    let (last, _) = weft::time::timeout(Duration::from_secs(20), world.recv::<u64>(0, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last, [5], "the message after the truncated one");
 }
 
 /// Message `n` of `select-recv`: `n` first, then its length's filler.
