@@ -41,6 +41,12 @@ use std::sync::Arc;
 /// # })?;
 /// # Ok::<(), weft_mpi::Error>(())
 /// ```
+///
+/// A receive dropped at any await loses no message: one dropped after its
+/// message matched, before its output was taken, hands the message to the
+/// next receive on this communicator that matches, ahead of anything that
+/// arrived after it, so a loop may make a new receive each round of a
+/// `select!`, `race` or `timeout` (see [`Request`]).
 #[derive(Clone)]
 pub struct Communicator {
     pub(crate) shared: Arc<Shared>,
@@ -350,7 +356,11 @@ impl Communicator {
     /// Receives a message from `source` with `tag` (either may be `ANY_*`)
     /// into a vector sized to fit it (mpi4py's `irecv`): the message is
     /// matched first (`MPI_Improbe`), so no message is too long. Posted now;
-    /// dropped before a message matched, it takes none.
+    /// dropped before a message matched, it takes none; dropped after (at
+    /// any await, before its output was taken), it hands the message back
+    /// to the next receive that matches: a new `recv` each round of a
+    /// `select!` or `race` loop loses no message ([`Request`]'s "cancel
+    /// safety").
     ///
     /// # Errors
     ///
@@ -370,7 +380,8 @@ impl Communicator {
     /// longer than that is received elsewhere and dropped, and the request
     /// fails with [`Error::Truncated`]: the buffer is never written past
     /// (Open MPI 4.1 would, with a plain `MPI_Irecv`; the message is
-    /// matched and measured first). Posted now, as [`recv`](Self::recv).
+    /// matched and measured first). Posted now, and dropped without losing a
+    /// message, as [`recv`](Self::recv).
     ///
     /// # Errors
     ///
@@ -491,7 +502,7 @@ impl Communicator {
         let me = Arc::as_ptr(&slot).cast::<()>();
         if let Some(outcome) = mpi.start_receive(receive, probe_now) {
             mpi.settle(slot.into_waiter(), outcome);
-        } else if dead && mpi.abandon_receive(me) {
+        } else if dead && mpi.abandon_unless_returning(me) {
             // Nothing it sent waits: nothing more will come.
             mpi.settle(slot.into_waiter(), Err(Error::PeerDied(source.raw())));
         }

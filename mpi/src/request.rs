@@ -24,10 +24,25 @@
 //! completion with its slot in the engine, which frees the buffers once MPI
 //! reports it done. Safe code cannot free or reuse a buffer in flight, and
 //! nothing panics on drop (unlike rsmpi's `Request`).
+//!
+//! # Cancel safety: a dropped receive loses no message
+//!
+//! A receive dropped at any await loses no message, so a `race`,
+//! `select!` or `timeout` loop may make a new receive each round (as with
+//! Tokio's `mpsc::Receiver::recv`): dropped before a message matched it,
+//! it takes none; dropped after its message matched or arrived but before
+//! its output was taken, it hands the message back (its bytes, once MPI
+//! has written them) to the next receive on the communicator that
+//! matches, ahead of every message that arrived after it (MPI's
+//! non-overtaking order; engine rule 5). That receive gets it as from MPI:
+//! sized to it, or [`Error::Truncated`] if its buffer is too small.
+//! A message is taken only by awaiting a receive to its end (or by
+//! [`Request::into_promise`]: the promise then holds it). A message
+//! handed back on a communicator that is then freed is dropped with it.
 
 use crate::comm::Owned;
 
-use crate::engine::{Advance, InFlight, Outcome, Raw, Receiver, Staged, Waiter};
+use crate::engine::{Advance, Held, InFlight, Outcome, Raw, Receiver, Staged, Unclaimed, Waiter};
 use crate::env::Shared;
 use crate::error::{Error, check};
 use crate::loom::{AtomicBool, AtomicUsize, Ordering::*, lock};
@@ -117,6 +132,49 @@ struct Done<B, T, F> {
     watchers: Vec<Waker>,
     /// Set by [`Request::into_promise`].
     resolver: Option<Resolver<Completed<T>>>,
+    /// The message a receive matched, while the request may still be
+    /// dropped without taking it (see "Cancel safety").
+    arrival: Arrival,
+}
+
+/// Where a receive's matched message is, for handing it back if the
+/// request is dropped before its output is taken.
+enum Arrival {
+    /// No message (not matched yet, a peek, or its receive failed).
+    None,
+    /// Being received by MPI.
+    InFlight(Matched),
+    /// Written into the buffers.
+    Received(Matched),
+    /// Being received by MPI for a request already dropped: handed back
+    /// when MPI completes it.
+    Abandoned(Matched),
+}
+
+/// A matched message in a receive's buffer.
+struct Matched {
+    comm: Raw<ffi::MPI_Comm>,
+    /// Its envelope and length from `MPI_Improbe`.
+    status: ffi::MPI_Status,
+    /// Its place in arrival order.
+    arrival: u64,
+    /// Where in the buffers MPI writes it, and its length in bytes.
+    data: Raw<*const u8>,
+    bytes: usize,
+}
+
+impl Matched {
+    /// A copy of the message's bytes.
+    ///
+    /// # Safety
+    ///
+    /// MPI has written the message (its receive completed without error)
+    /// and the buffers it was written into are still in the slot.
+    unsafe fn copy(&self) -> Vec<u8> {
+        // SAFETY: per the contract, `data` points at `bytes` initialised
+        // bytes inside the slot's buffers, which nothing writes now.
+        unsafe { std::slice::from_raw_parts(self.data.0, self.bytes) }.to_vec()
+    }
 }
 
 impl<B, T, F> Slot<B, T, F>
@@ -144,6 +202,7 @@ where
                 waker: None,
                 watchers: Vec::new(),
                 resolver: None,
+                arrival: Arrival::None,
             }),
             stages: Mutex::new(stages.into()),
         });
@@ -243,6 +302,56 @@ where
     }
 }
 
+impl<B, T, F> Slot<B, T, F>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
+{
+    /// Under the MPI lock: the receive part ended (`ok`: its message is in
+    /// the buffers). A request dropped meanwhile hands the message back.
+    fn arrived(&self, mpi: &mut InFlight, ok: bool) {
+        let mut done = self.lock_done();
+        match std::mem::replace(&mut done.arrival, Arrival::None) {
+            Arrival::InFlight(m) if ok => done.arrival = Arrival::Received(m),
+            Arrival::Abandoned(m) => {
+                drop(done);
+                // SAFETY: MPI completed the receive without error; the
+                // request is gone, so nothing took the buffers.
+                let bytes = ok.then(|| unsafe { m.copy() });
+                mpi.returned(m.comm, m.status, m.arrival, bytes);
+            }
+            _ => {}
+        }
+    }
+
+    /// Under the MPI lock: the receive's request is dropped before its
+    /// output was taken. Leaves the line if no message matched it, else
+    /// hands its message back (or, while MPI still receives it, holds its
+    /// place until it does).
+    fn abandon_receive(&self, mpi: &mut InFlight, me: *const ()) {
+        if mpi.abandon_receive(me) {
+            // No message matched it: it took none.
+            return;
+        }
+        let arrival = std::mem::replace(&mut self.lock_done().arrival, Arrival::None);
+        match arrival {
+            Arrival::InFlight(m) => {
+                mpi.hold_place(m.comm, m.status, m.arrival);
+                self.lock_done().arrival = Arrival::Abandoned(m);
+            }
+            Arrival::Received(m) => {
+                // SAFETY: the receive part completed without error and its
+                // request (the only one that takes the buffers) is being
+                // dropped without having taken them.
+                let bytes = unsafe { m.copy() };
+                mpi.returned(m.comm, m.status, m.arrival, Some(bytes));
+            }
+            other => self.lock_done().arrival = other,
+        }
+    }
+}
+
 impl<B, T, F> Waiter for Slot<B, T, F>
 where
     B: Send + 'static,
@@ -252,6 +361,9 @@ where
     fn request_done(self: Arc<Self>, mpi: &mut InFlight, outcome: Outcome) -> Option<Outcome> {
         if self.kind == Kind::Collective {
             return mpi.stage_done(self, outcome);
+        }
+        if self.kind == Kind::Receive {
+            self.arrived(mpi, outcome.is_ok());
         }
         self.end_part(outcome.map(Some))
     }
@@ -357,34 +469,64 @@ where
         self.datatype
     }
 
-    fn receive(
-        self: Arc<Self>,
-        mpi: &mut InFlight,
-        mut message: Raw<ffi::MPI_Message>,
-        status: &ffi::MPI_Status,
-    ) -> Option<Outcome> {
-        let room = crate::status::message_bytes(status).and_then(|bytes| self.with_buffers(|b| b.room(bytes)));
-        let (ptr, count, capacity) = match room {
+    fn receive(self: Arc<Self>, mpi: &mut InFlight, message: Unclaimed) -> Option<Outcome> {
+        // The room, and the message's place in it (kept for handing the
+        // message back if the request is dropped), under one lock.
+        let room = crate::status::message_bytes(&message.status).and_then(|bytes| {
+            let mut done = self.lock_done();
+            let buffers = done
+                .buffers
+                .as_mut()
+                .expect("weft-mpi bug: buffers taken before MPI was done with them");
+            let (ptr, count, capacity) = buffers.room(bytes)?;
+            done.arrival = Arrival::InFlight(Matched {
+                comm: message.comm,
+                status: message.status,
+                arrival: message.arrival,
+                data: Raw(ptr.cast_const().cast::<u8>()),
+                bytes,
+            });
+            Ok((ptr, count, capacity, bytes))
+        });
+        let (ptr, count, capacity, bytes) = match room {
             Ok(room) => room,
             Err(err) => {
                 // Unmeasurable, or too long for the buffer: received
-                // elsewhere and dropped, never written past the buffer.
-                mpi.discard(message, status);
+                // elsewhere and dropped (consumed, as MPI's truncated
+                // receive does), never written past the buffer.
+                mpi.drop_unclaimed(message);
                 return Some(Err(err));
             }
         };
-        // SAFETY: reading a constant MPI initialised.
-        let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
-        // SAFETY: the MPI lock is held (`&mut InFlight`); the message matched
-        // in this process and is received once; `ptr` has room for `count`
-        // elements of the datatype (checked or sized above) and stays put
-        // in this slot until MPI is done.
-        let rc = unsafe { ffi::MPI_Imrecv(ptr, count, self.datatype.0, &mut message.0, &mut request) };
-        if let Err(err) = check(rc) {
-            return Some(Err(err));
+        match message.held {
+            Held::Matched(mut handle) => {
+                // SAFETY: reading a constant MPI initialised.
+                let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
+                // SAFETY: the MPI lock is held (`&mut InFlight`); the message
+                // matched in this process and is received once; `ptr` has
+                // room for `count` elements of the datatype (checked or
+                // sized above) and stays put in this slot until MPI is done.
+                let rc = unsafe { ffi::MPI_Imrecv(ptr, count, self.datatype.0, &mut handle.0, &mut request) };
+                if let Err(err) = check(rc) {
+                    self.lock_done().arrival = Arrival::None;
+                    return Some(Err(err));
+                }
+                let (datatype, waiter) = (self.datatype, self.clone());
+                mpi.track(Raw(request), datatype, capacity, waiter)
+            }
+            Held::Received(data) => {
+                // The room holds `bytes`, the message's length, which is
+                // what was received.
+                let n = data.len().min(bytes);
+                // SAFETY: `ptr` has room for at least `bytes` bytes (sized or
+                // checked above), inside this slot's buffers, which no one
+                // else touches while the receive is in the engine's hands;
+                // `data` is a separate allocation.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), n) };
+                Some(Ok(Status::from_raw(&message.status, self.datatype)))
+            }
+            Held::Arriving => panic!("weft-mpi bug: a receive was given a message MPI is still receiving"),
         }
-        let (datatype, waiter) = (self.datatype, self.clone());
-        mpi.track(Raw(request), datatype, capacity, waiter)
     }
 
     fn into_waiter(self: Arc<Self>) -> Arc<dyn Waiter> {
@@ -425,6 +567,9 @@ trait Pending<T>: Send + Sync {
     fn outcome(&self) -> Option<Result<(), Error>>;
     fn set_resolver(&self, resolver: Resolver<Completed<T>>);
     fn into_watch(self: Arc<Self>) -> Arc<dyn Watch>;
+    /// Under the MPI lock: the request is dropped before its output was
+    /// taken; a receive leaves the line, or hands its message back.
+    fn abandon(&self, mpi: &mut InFlight, me: *const ());
 }
 
 /// A [`Completion`]'s view of a slot.
@@ -498,6 +643,12 @@ where
     fn into_watch(self: Arc<Self>) -> Arc<dyn Watch> {
         self
     }
+
+    fn abandon(&self, mpi: &mut InFlight, me: *const ()) {
+        if self.kind == Kind::Receive {
+            self.abandon_receive(mpi, me);
+        }
+    }
 }
 
 impl<B, T, F> Watch for Slot<B, T, F>
@@ -535,6 +686,13 @@ fn settle_promise<T>(resolver: Resolver<Completed<T>>, output: Result<T, Error>)
 /// callbacks. Dropping it never frees a buffer MPI still uses: an
 /// unmatched receive leaves the line (it takes no message); everything
 /// else runs to completion in the engine.
+///
+/// A receive dropped at any await loses no message: one dropped after
+/// its message matched, before its output was taken, hands the message to
+/// the next matching receive on its communicator, ahead of anything that
+/// arrived later (see the module's "Cancel safety"). So a new
+/// `comm.recv(..)` each round of a `select!`, `race` or `timeout` loop is
+/// safe.
 #[must_use = "the operation is posted already; await it for its output"]
 pub struct Request<T: Send + 'static> {
     shared: Option<Arc<Shared>>,
@@ -673,14 +831,15 @@ impl<T: Send + 'static> Future for Request<T> {
 impl<T: Send + 'static> Drop for Request<T> {
     fn drop(&mut self) {
         let State::Pending(slot) = &self.state else { return };
-        if !slot.is_receive() || slot.is_finished() {
+        if !slot.is_receive() {
             return;
         }
-        // A receive no message has matched yet leaves the line; one that
-        // matched has its request in flight and completes on its own.
+        // Dropped before its output was taken: a receive no message has
+        // matched leaves the line; one that matched hands its message back
+        // (see "Cancel safety"); MPI completes what it holds on its own.
         if let Some(shared) = &self.shared {
             let me = Arc::as_ptr(slot).cast::<()>();
-            shared.engine.with_mpi(|mpi| mpi.abandon_receive(me));
+            shared.engine.with_mpi(|mpi| slot.abandon(mpi, me));
         }
     }
 }

@@ -13,12 +13,18 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Runs `scenario` on `ranks` ranks (a singleton if 1) and returns its
 /// output, failing the test if it outlives `LIMIT`.
 fn launch(scenario: &str, ranks: usize) -> Output {
+    launch_with(scenario, ranks, &[])
+}
+
+/// [`launch`] with extra `mpirun` arguments (a transport).
+fn launch_with(scenario: &str, ranks: usize, mpirun_args: &[&str]) -> Output {
     let program = env!("CARGO_BIN_EXE_mpi-faults");
     let mut command = if ranks == 1 {
         Command::new(program)
     } else {
         let mut c = Command::new("mpirun");
-        c.args(["-n", &ranks.to_string(), "--oversubscribe", program]);
+        c.args(["-n", &ranks.to_string(), "--oversubscribe"]);
+        c.args(mpirun_args).arg(program);
         c
     };
     let mut child = command
@@ -60,6 +66,33 @@ fn singleton(scenario: &str) {
 #[test]
 fn receives_dropped_in_a_race_lose_no_message() {
     singleton("race-recv");
+}
+
+/// Runs a scenario on `ranks` ranks and asserts every rank reported
+/// success.
+fn on_ranks(scenario: &str, ranks: usize, mpirun_args: &[&str]) {
+    let out = launch_with(scenario, ranks, mpirun_args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for rank in 0..ranks {
+        assert!(
+            out.status.success() && stdout.contains(&format!("ok {scenario} rank {rank}\n")),
+            "{scenario} failed on rank {rank} ({})\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_new_receive_each_round_of_a_select_loop_loses_no_message() {
+    on_ranks("select-recv", 2, &[]);
+}
+
+/// Over TCP a large message takes many polls to receive, so receives are
+/// dropped while MPI still receives their message (the placeholder path).
+#[test]
+fn a_new_receive_each_round_of_a_select_loop_loses_no_message_over_tcp() {
+    on_ranks("select-recv", 2, &["--mca", "btl", "tcp,self"]);
 }
 
 #[test]

@@ -15,6 +15,22 @@
 //! the same lock, so a small message is complete before its task is even
 //! woken.
 //!
+//! # A dropped receive hands its message back
+//!
+//! A receive is posted when it is made, so a receive dropped in a `race`
+//! or `select!` loop may already have matched its message, or received
+//! it. Dropped before its output was taken, it gives the message back
+//! ([`InFlight::returned`]): received, its bytes (copied out of its
+//! buffer) join the unclaimed messages at the place of their arrival, so
+//! the next receive that matches takes them before anything that arrived
+//! later; still being received by MPI, a placeholder ([`Held::Arriving`])
+//! holds that place until MPI completes it. A receive whose oldest match is
+//! a placeholder waits (and is given no later message, even one MPI pulls
+//! meanwhile): MPI's non-overtaking order holds across the hand-back. A
+//! returned message is re-delivered as MPI would deliver it: into a
+//! buffer sized to it, or checked against one ([`Error::Truncated`] if it
+//! does not fit, the message then consumed, as MPI does).
+//!
 //! # The queue keeps its own counts
 //!
 //! [`ReceiveQueue`] is the line of waiting receives together with how many
@@ -41,16 +57,12 @@ pub(crate) trait Receiver: Waiter {
     /// The datatype the receive counts elements in (for its status).
     fn datatype(&self) -> Raw<ffi::MPI_Datatype>;
 
-    /// Under the lock: `message` matched. Posts its receive (into the
-    /// receiver's buffer, sized or checked against the message first) and
-    /// tracks the request; returns the outcome if it is already complete
-    /// (or failed), `None` if it is now a pending request.
-    fn receive(
-        self: Arc<Self>,
-        mpi: &mut InFlight,
-        message: Raw<ffi::MPI_Message>,
-        status: &ffi::MPI_Status,
-    ) -> Option<Outcome>;
+    /// Under the lock: `message` matched (its `held` is never
+    /// [`Held::Arriving`]). Posts its receive (into the receiver's buffer,
+    /// sized or checked against the message first) and tracks the request,
+    /// or copies a returned message's bytes; returns the outcome if it is
+    /// already complete (or failed), `None` if it is now a pending request.
+    fn receive(self: Arc<Self>, mpi: &mut InFlight, message: Unclaimed) -> Option<Outcome>;
 
     /// Itself as a plain waiter (for delivering an outcome).
     fn into_waiter(self: Arc<Self>) -> Arc<dyn Waiter>;
@@ -78,11 +90,34 @@ impl WaitingReceive {
     }
 }
 
-/// A message matched by `MPI_Improbe` that no receive has claimed yet.
+/// A message that no receive has claimed yet: matched by `MPI_Improbe`,
+/// or handed back by a receive dropped before its output was taken.
 pub(crate) struct Unclaimed {
     pub(crate) comm: Raw<ffi::MPI_Comm>,
-    pub(crate) message: Raw<ffi::MPI_Message>,
+    pub(crate) held: Held,
+    /// Its envelope (and length, in bytes) as `MPI_Improbe` reported it.
     pub(crate) status: ffi::MPI_Status,
+    /// Its place in arrival order (`InFlight::arrival`): the unclaimed
+    /// messages are kept sorted by it.
+    pub(crate) arrival: u64,
+}
+
+/// Where an unclaimed message is.
+pub(crate) enum Held {
+    /// With MPI, matched and not yet received.
+    Matched(Raw<ffi::MPI_Message>),
+    /// Received by a receive that was dropped: its bytes.
+    Received(Vec<u8>),
+    /// Being received by MPI for a receive that was dropped: a placeholder
+    /// that keeps the message's place until it comes back as
+    /// [`Received`](Held::Received) (or goes, if its receive failed).
+    Arriving,
+}
+
+impl Unclaimed {
+    fn is_arriving(&self) -> bool {
+        matches!(self.held, Held::Arriving)
+    }
 }
 
 /// Whether a receive for `source`, `tag` on `comm` takes a message with
@@ -203,11 +238,13 @@ impl ReceiveQueue {
 
     /// The oldest receive (of the kind `peek` says) that takes a message
     /// with envelope `status` on `comm`, out of line.
+    /// Receives `blocked` says wait for an older message are passed over.
     fn take_oldest_match(
         &mut self,
         comm: Raw<ffi::MPI_Comm>,
         status: &ffi::MPI_Status,
         peek: bool,
+        blocked: impl Fn(&WaitingReceive) -> bool,
     ) -> Option<WaitingReceive> {
         if peek && self.peeks == 0 {
             return None;
@@ -215,7 +252,18 @@ impl ReceiveQueue {
         let i = self
             .line
             .iter()
-            .position(|r| r.peek == peek && r.matches(comm, status))?;
+            .position(|r| r.peek == peek && r.matches(comm, status) && !blocked(r))?;
+        Some(self.remove(i))
+    }
+
+    /// The oldest receive on `comm` that `ready` says can take a message
+    /// now, out of line.
+    fn take_first_ready(
+        &mut self,
+        comm: Raw<ffi::MPI_Comm>,
+        ready: impl Fn(&WaitingReceive) -> bool,
+    ) -> Option<WaitingReceive> {
+        let i = self.line.iter().position(|r| r.comm == comm && ready(r))?;
         Some(self.remove(i))
     }
 
@@ -244,9 +292,12 @@ impl InFlight {
                 let u = &self.unclaimed[i];
                 return Some(Ok(Status::from_raw(&u.status, receive.receiver.datatype())));
             }
+            // Its message is coming back from a dropped receive: wait for
+            // it (nothing later may overtake it).
+            Some(i) if self.unclaimed[i].is_arriving() => None,
             Some(i) => {
                 let u = self.unclaimed.remove(i).expect("index in range");
-                Some((u.message, u.status))
+                return receive.receiver.receive(self, u);
             }
             // A peek looks without claiming (`MPI_Iprobe`): claiming a
             // message for a look would put it ahead of older ones from the
@@ -263,7 +314,16 @@ impl InFlight {
             None => None,
         };
         match found {
-            Some((message, status)) => receive.receiver.receive(self, message, &status),
+            Some((message, status)) => {
+                let arrival = self.next_arrival();
+                let message = Unclaimed {
+                    comm: receive.comm,
+                    held: Held::Matched(message),
+                    status,
+                    arrival,
+                };
+                receive.receiver.receive(self, message)
+            }
             None => {
                 self.receives.push(receive);
                 None
@@ -275,6 +335,144 @@ impl InFlight {
     /// True if it was still waiting (no message matched it).
     pub(crate) fn abandon_receive(&mut self, receiver: *const ()) -> bool {
         self.receives.remove_receiver(receiver)
+    }
+
+    /// Takes a waiting receive out of line unless it waits for a message a
+    /// dropped receive is giving back (which comes even from a dead rank).
+    /// True if it left the line.
+    pub(crate) fn abandon_unless_returning(&mut self, receiver: *const ()) -> bool {
+        let waits_for_returned = self.arriving > 0
+            && self
+                .receives
+                .line
+                .iter()
+                .find(|r| Arc::as_ptr(&r.receiver).cast::<()>() == receiver)
+                .is_some_and(|r| InFlight::blocked(&self.unclaimed, self.arriving, r));
+        !waits_for_returned && self.abandon_receive(receiver)
+    }
+
+    /// The next place in arrival order.
+    fn next_arrival(&mut self) -> u64 {
+        self.arrivals += 1;
+        self.arrivals
+    }
+
+    /// A receive dropped while MPI receives its message (matched at
+    /// `arrival`): a placeholder keeps the message's place until
+    /// [`returned`](Self::returned).
+    pub(crate) fn hold_place(&mut self, comm: Raw<ffi::MPI_Comm>, status: ffi::MPI_Status, arrival: u64) {
+        self.insert_unclaimed(Unclaimed {
+            comm,
+            held: Held::Arriving,
+            status,
+            arrival,
+        });
+    }
+
+    /// A receive dropped before its output was taken gives its message
+    /// back (see the module docs): `bytes` is what it received, `None` if
+    /// its receive failed (nothing to give). Takes the message's
+    /// placeholder out, if it had one, and hands the message to the oldest
+    /// waiting receive that takes it, or keeps it in its place.
+    pub(crate) fn returned(
+        &mut self,
+        comm: Raw<ffi::MPI_Comm>,
+        status: ffi::MPI_Status,
+        arrival: u64,
+        bytes: Option<Vec<u8>>,
+    ) {
+        if self.finalized {
+            return;
+        }
+        if let Some(i) = self
+            .unclaimed
+            .iter()
+            .position(|u| u.arrival == arrival && u.comm == comm && u.is_arriving())
+        {
+            self.unclaimed.remove(i);
+            self.arriving -= 1;
+        }
+        if let Some(bytes) = bytes {
+            self.insert_unclaimed(Unclaimed {
+                comm,
+                held: Held::Received(bytes),
+                status,
+                arrival,
+            });
+        }
+        self.rematch(comm);
+        if !self.dead.is_empty() {
+            // Receives from a dead rank that waited only for this message
+            // (nothing more will come from it).
+            let (unclaimed, arriving, dead) = (&self.unclaimed, self.arriving, &self.dead);
+            let gone = self
+                .receives
+                .take_where(|r| dead.contains(&r.source) && !InFlight::blocked(unclaimed, arriving, r));
+            for receive in gone {
+                let rank = receive.source;
+                self.settle(receive.into_waiter(), Err(Error::PeerDied(rank)));
+            }
+        }
+    }
+
+    fn insert_unclaimed(&mut self, message: Unclaimed) {
+        if message.is_arriving() {
+            self.arriving += 1;
+        }
+        let at = self.unclaimed.partition_point(|u| u.arrival < message.arrival);
+        self.unclaimed.insert(at, message);
+    }
+
+    /// After the unclaimed messages on `comm` changed other than by
+    /// arrival: every waiting peek that sees one now completes, and every
+    /// waiting receive whose oldest match is ready takes it, oldest
+    /// receive first.
+    fn rematch(&mut self, comm: Raw<ffi::MPI_Comm>) {
+        loop {
+            let unclaimed = &self.unclaimed;
+            let ready = |r: &WaitingReceive| {
+                let first = unclaimed.iter().find(|u| r.matches(u.comm, &u.status));
+                first.is_some_and(|u| r.peek || !u.is_arriving())
+            };
+            let Some(receive) = self.receives.take_first_ready(comm, ready) else {
+                return;
+            };
+            let i = self
+                .unclaimed
+                .iter()
+                .position(|u| receive.matches(u.comm, &u.status))
+                .expect("weft-mpi bug: a ready receive has no message");
+            let waiter = receive.receiver.clone().into_waiter();
+            if receive.peek {
+                let seen = Status::from_raw(&self.unclaimed[i].status, receive.receiver.datatype());
+                self.settle(waiter, Ok(seen));
+                continue;
+            }
+            let message = self.unclaimed.remove(i).expect("index in range");
+            if let Some(outcome) = receive.receiver.receive(self, message) {
+                self.settle(waiter, outcome);
+            }
+        }
+    }
+
+    /// Whether `receive` must wait for a message a dropped receive is
+    /// giving back (its oldest match is a placeholder).
+    pub(super) fn blocked(unclaimed: &VecDeque<Unclaimed>, arriving: usize, receive: &WaitingReceive) -> bool {
+        arriving > 0
+            && unclaimed
+                .iter()
+                .find(|u| receive.matches(u.comm, &u.status))
+                .is_some_and(Unclaimed::is_arriving)
+    }
+
+    /// Drops an unclaimed message (its communicator is going, or MPI is
+    /// finalizing): one still with MPI is received into scratch.
+    pub(crate) fn drop_unclaimed(&mut self, message: Unclaimed) {
+        match message.held {
+            Held::Matched(handle) => self.discard(handle, &message.status),
+            Held::Received(_) => {}
+            Held::Arriving => self.arriving -= 1,
+        }
     }
 
     /// The oldest unclaimed message matching `source` and `tag`, without
@@ -311,22 +509,32 @@ impl InFlight {
             match improbe(any_source, any_tag, comm) {
                 Ok(None) => break,
                 Ok(Some((message, status))) => {
+                    let message = Unclaimed {
+                        comm,
+                        held: Held::Matched(message),
+                        status,
+                        arrival: self.next_arrival(),
+                    };
                     // Every peek it matches sees it; then the oldest
-                    // receive it matches takes it, or it waits unclaimed.
-                    while let Some(peek) = self.receives.take_oldest_match(comm, &status, true) {
+                    // receive it matches takes it (unless that receive
+                    // waits for an older message a dropped receive gives
+                    // back), or it waits unclaimed.
+                    while let Some(peek) = self.receives.take_oldest_match(comm, &status, true, |_| false) {
                         left += 1;
                         let seen = Status::from_raw(&status, peek.receiver.datatype());
                         self.settle(peek.into_waiter(), Ok(seen));
                     }
-                    match self.receives.take_oldest_match(comm, &status, false) {
+                    let (unclaimed, arriving) = (&self.unclaimed, self.arriving);
+                    let blocked = |r: &WaitingReceive| InFlight::blocked(unclaimed, arriving, r);
+                    match self.receives.take_oldest_match(comm, &status, false, blocked) {
                         Some(receive) => {
                             left += 1;
                             let waiter = receive.receiver.clone().into_waiter();
-                            if let Some(outcome) = receive.receiver.receive(self, message, &status) {
+                            if let Some(outcome) = receive.receiver.receive(self, message) {
                                 self.settle(waiter, outcome);
                             }
                         }
-                        None => self.unclaimed.push_back(Unclaimed { comm, message, status }),
+                        None => self.unclaimed.push_back(message),
                     }
                 }
                 Err(err) => {
@@ -386,12 +594,7 @@ mod tests {
         fn datatype(&self) -> Raw<ffi::MPI_Datatype> {
             Raw(ffi::MPI_Datatype(std::ptr::null_mut()))
         }
-        fn receive(
-            self: Arc<Self>,
-            _: &mut InFlight,
-            _: Raw<ffi::MPI_Message>,
-            _: &ffi::MPI_Status,
-        ) -> Option<Outcome> {
+        fn receive(self: Arc<Self>, _: &mut InFlight, _: Unclaimed) -> Option<Outcome> {
             None
         }
         fn into_waiter(self: Arc<Self>) -> Arc<dyn Waiter> {
@@ -414,6 +617,91 @@ mod tests {
             peek,
         };
         (receive, ptr)
+    }
+
+    /// A receiver that records which messages (by their first byte) it
+    /// was given.
+    struct Recording(std::sync::Mutex<Vec<u8>>);
+    impl Waiter for Recording {
+        fn request_done(self: Arc<Self>, _: &mut InFlight, o: Outcome) -> Option<Outcome> {
+            Some(o)
+        }
+        fn complete(&self, _: Outcome) {}
+    }
+    impl Receiver for Recording {
+        fn datatype(&self) -> Raw<ffi::MPI_Datatype> {
+            Raw(ffi::MPI_Datatype(std::ptr::null_mut()))
+        }
+        fn receive(self: Arc<Self>, _: &mut InFlight, message: Unclaimed) -> Option<Outcome> {
+            let Held::Received(bytes) = message.held else {
+                panic!("only returned messages in this test")
+            };
+            self.0.lock().unwrap().push(bytes[0]);
+            Some(Ok(Status::empty()))
+        }
+        fn into_waiter(self: Arc<Self>) -> Arc<dyn Waiter> {
+            self
+        }
+    }
+
+    fn recording(c: usize, tag: c_int) -> (WaitingReceive, Arc<Recording>) {
+        let receiver = Arc::new(Recording(std::sync::Mutex::new(Vec::new())));
+        let receive = WaitingReceive {
+            source: 0,
+            tag,
+            comm: comm(c),
+            receiver: receiver.clone(),
+            peek: false,
+        };
+        (receive, receiver)
+    }
+
+    fn envelope(tag: c_int) -> ffi::MPI_Status {
+        let mut status = super::super::empty_status();
+        status.MPI_SOURCE = 0;
+        status.MPI_TAG = tag;
+        status
+    }
+
+    fn got(receiver: &Recording) -> Vec<u8> {
+        receiver.0.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_returned_message_keeps_its_place_in_arrival_order() {
+        let mut mpi = InFlight::new();
+        let c = comm(1);
+        // Message 1 (arrival 1) is still being received by MPI for a
+        // dropped receive; message 2 (arrival 2) was received by another
+        // dropped receive and handed back.
+        mpi.hold_place(c, envelope(0), 1);
+        mpi.returned(c, envelope(0), 2, Some(vec![2]));
+        // A new receive must wait for message 1, not take message 2.
+        let (receive, first) = recording(1, 0);
+        assert!(
+            mpi.start_receive(receive, false).is_none(),
+            "overtook a returning message"
+        );
+        assert!(got(&first).is_empty());
+        // A receive for another tag is not held up by it.
+        let (other, _) = recording(1, 9);
+        assert!(!InFlight::blocked(&mpi.unclaimed, mpi.arriving, &other));
+        // Message 1 comes back: the waiting receive takes it; the next
+        // receive takes message 2 at once.
+        mpi.returned(c, envelope(0), 1, Some(vec![1]));
+        assert_eq!(got(&first), [1]);
+        let (receive, second) = recording(1, 0);
+        assert!(mpi.start_receive(receive, false).is_some());
+        assert_eq!(got(&second), [2]);
+        // A dropped receive whose MPI receive failed gives nothing back: the
+        // receive waiting behind its placeholder takes the next message.
+        mpi.hold_place(c, envelope(0), 3);
+        mpi.returned(c, envelope(0), 4, Some(vec![4]));
+        let (receive, third) = recording(1, 0);
+        assert!(mpi.start_receive(receive, false).is_none());
+        mpi.returned(c, envelope(0), 3, None);
+        assert_eq!(got(&third), [4]);
+        assert!(mpi.unclaimed.is_empty() && mpi.arriving == 0 && mpi.receives.is_empty());
     }
 
     #[test]

@@ -30,7 +30,10 @@
 //!    every receive matches its message first (`MPI_Improbe`, so the buffer
 //!    is sized or checked before MPI writes: Open MPI 4.1 writes past a
 //!    buffer that is too small); the queue of waiting receives and its
-//!    counts are one private type.
+//!    counts are one private type. A receive dropped after its message
+//!    matched, before its output was taken, hands the message back to the
+//!    next receive that matches, in its place in arrival order: a receive
+//!    dropped at any await loses no message.
 //! 6. **Spin by time after activity, then sleep.** `activity.rs`: for the
 //!    spin window (a setting, [`MpiBuilder::spin_window`], stretched to
 //!    twice the recent wait from post to completion while that is under
@@ -71,10 +74,10 @@ mod matching;
 mod requests;
 
 pub(crate) use self::collective::{Advance, CollectiveStreams, Staged};
-pub(crate) use self::matching::{Receiver, WaitingReceive, iprobe};
+pub(crate) use self::matching::{Held, Receiver, Unclaimed, WaitingReceive, iprobe};
 
 use self::activity::Activity;
-use self::matching::{ReceiveQueue, Unclaimed};
+use self::matching::ReceiveQueue;
 use self::requests::RequestWindow;
 use crate::error::Error;
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*, lock};
@@ -161,9 +164,14 @@ pub(crate) struct InFlight {
     requests: RequestWindow<Raw<ffi::MPI_Request>, Entry>,
     /// Receives waiting for a message (rule 5).
     receives: ReceiveQueue,
-    /// Messages matched by `MPI_Improbe` that no receive has claimed yet,
-    /// in arrival order (rule 5).
+    /// Messages matched by `MPI_Improbe`, or handed back by dropped
+    /// receives, that no receive has claimed yet, in arrival order
+    /// (rule 5).
     unclaimed: VecDeque<Unclaimed>,
+    /// The last place in arrival order given to a matched message.
+    arrivals: u64,
+    /// Placeholders (`Held::Arriving`) among the unclaimed messages.
+    arriving: usize,
     /// Collectives whose stages are not all posted, per communicator
     /// (rule 8).
     collectives: CollectiveStreams,
@@ -190,6 +198,8 @@ impl InFlight {
             requests: RequestWindow::new(),
             receives: ReceiveQueue::new(),
             unclaimed: VecDeque::new(),
+            arrivals: 0,
+            arriving: 0,
             collectives: CollectiveStreams::new(),
             deliver: Vec::new(),
             indices: Vec::new(),
@@ -412,7 +422,7 @@ impl InFlight {
     /// finalizing: a matched message cannot go back to MPI).
     fn discard_unclaimed(&mut self) {
         while let Some(u) = self.unclaimed.pop_front() {
-            self.discard(u.message, &u.status);
+            self.drop_unclaimed(u);
         }
     }
 }
@@ -542,7 +552,7 @@ impl Engine {
                 mpi.unclaimed.drain(..).partition(|u| u.comm == comm);
             mpi.unclaimed = kept;
             for u in stale {
-                mpi.discard(u.message, &u.status);
+                mpi.drop_unclaimed(u);
             }
             let mut raw = comm.0;
             // SAFETY: the lock is held; nothing refers to the handle any
@@ -691,7 +701,13 @@ impl Engine {
                 mpi.dead.push(rank);
             }
             let died = || Err(Error::PeerDied(rank));
-            for receive in mpi.receives.take_where(|r| r.source == rank) {
+            // A receive waiting for a message a dropped receive gives back
+            // (it may be from the dead rank) keeps waiting for it.
+            let (unclaimed, arriving) = (&mpi.unclaimed, mpi.arriving);
+            let gone = mpi
+                .receives
+                .take_where(|r| r.source == rank && !InFlight::blocked(unclaimed, arriving, r));
+            for receive in gone {
                 mpi.deliver(receive.into_waiter(), died());
             }
             let units: Vec<Arc<dyn Staged>> = mpi.collectives.drain().collect();

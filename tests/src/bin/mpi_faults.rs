@@ -5,14 +5,27 @@
 //!
 //! - `race-recv` (a singleton): a receive is a request posted when made
 //!   (mpi4py's `irecv`): dropped before a message matched it, it takes
-//!   none; one that matched completes in the engine with its message.
+//!   none; one that matched hands its message back (see `select-recv`).
 //!   First, 10,000 receives dropped pending in a race loop while nothing
 //!   is sent: the engine holds none of them afterwards and every message
 //!   sent then reaches a later receive. Then the cancel-safe loop: one
 //!   receive raced 10,000 times *by reference* while messages to self
 //!   arrive at random moments, a new one posted only when it completed:
 //!   every message received exactly once, in order, and the engine holds
-//!   no request at the end.
+//!   no request at the end. Last, a receive dropped after its message
+//!   arrived: the next receive gets the message as from MPI (as `u32`s,
+//!   the same bytes; into a buffer too small, `Truncated`), in order.
+//! - `select-recv` (2 ranks): the Tokio-style loop, a NEW receive each
+//!   round raced against a future that often wins (a yield, one poll, or
+//!   a timer of a few microseconds, or ready at once; polled before or
+//!   after the receive),
+//!   the loser dropped. Rank 1 sends 2,000
+//!   numbered messages (some 256 KiB, so a dropped receive is often still
+//!   in flight in MPI) at random moments; rank 0's receives are typed,
+//!   any-source/any-tag and into a caller's buffer in turn. A receive
+//!   dropped after its message matched hands the message back to the next
+//!   receive: every message arrives exactly once, in order, whole, and the
+//!   engine holds nothing at the end.
 //! - `shutdown-pending` (a singleton): a runtime shut down while receives,
 //!   a probe and a large send wait in the engine: every task is cancelled,
 //!   the engine holds nothing, and MPI finalizes (exit 0).
@@ -38,6 +51,7 @@ fn main() {
     let rank = mpi.rank();
     match scenario.as_str() {
         "race-recv" => race_recv(&mpi),
+        "select-recv" => select_recv(&mpi),
         "shutdown-pending" => shutdown_pending(&mpi),
         "promise-shutdown" => promise_shutdown(&mpi),
         "die-mid-collective" => die_mid_collective(&mpi),
@@ -125,9 +139,153 @@ fn race_recv(mpi: &Mpi) {
             (0..messages).collect::<Vec<_>>(),
             "messages lost, repeated or reordered"
         );
+        returned_as_from_mpi(&world).await;
     });
     drop(rt);
     assert_eq!(mpi.pending(), 0, "dropped receives left requests in the engine");
+}
+
+/// A receive dropped after its message arrived (its output not taken)
+/// hands the message back to the next receive, which gets it as it would
+/// from MPI: another element type sees the same bytes, a buffer too small
+/// fails with `Truncated` (the message consumed), and the messages after it
+/// keep their order.
+async fn returned_as_from_mpi(world: &weft::mpi::Communicator) {
+    /// A receive for tag 4, dropped once its message has arrived.
+    async fn drop_after_arrival(world: &weft::mpi::Communicator) {
+        let receive = world.recv::<u64>(0, 4);
+        let start = Instant::now();
+        while !receive.is_done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "a message to self never arrived"
+            );
+            weft::task::yield_now().await;
+        }
+        drop(receive);
+    }
+    world.send(&[0x0102_0304_0506_0708u64], 0, 4).await.unwrap();
+    world.send(&[1u64, 2, 3, 4], 0, 4).await.unwrap();
+    world.send(&[5u64], 0, 4).await.unwrap();
+    drop_after_arrival(world).await;
+    let (halves, status) = weft::time::timeout(Duration::from_secs(20), world.recv::<u32>(0, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.count(), 2);
+    assert_eq!(
+        halves,
+        [0x0506_0708, 0x0102_0304],
+        "a returned message changed its bytes"
+    );
+    drop_after_arrival(world).await;
+    let small = weft::time::timeout(Duration::from_secs(20), world.recv_into(vec![0u64; 2], 0, 4))
+        .await
+        .unwrap();
+    assert!(
+        matches!(small, Err(weft::mpi::Error::Truncated { capacity: 2 })),
+        "a returned message too long for the buffer: {small:?}"
+    );
+    let (last, _) = weft::time::timeout(Duration::from_secs(20), world.recv::<u64>(0, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last, [5], "the message after the truncated one");
+}
+
+/// Message `n` of `select-recv`: `n` first, then its length's filler.
+fn numbered(n: u64) -> Vec<u64> {
+    let len = if n % 50 == 7 { 512 * 1024 } else { 1 + (n % 5) as usize };
+    let mut m = vec![n ^ 0xA5A5; len];
+    m[0] = n;
+    m
+}
+
+fn select_recv(mpi: &Mpi) {
+    const MESSAGES: u64 = 2_000;
+    let world = mpi.world();
+    let rt = runtime();
+    if mpi.rank() == 1 {
+        rt.block_on(async {
+            let mut rng = Rng::new(11);
+            for n in 0..MESSAGES {
+                world.send(&numbered(n), 0, 7).await.unwrap();
+                for _ in 0..rng.range(0, 4) {
+                    weft::task::yield_now().await;
+                }
+            }
+            // Rank 0 says it has every message.
+            world.recv::<u8>(0, 8).await.unwrap();
+        });
+        drop(rt);
+        assert_eq!(mpi.pending(), 0, "the sender left work in the engine");
+        return;
+    }
+    let (mut rounds, mut lost_races) = (0u64, 0u64);
+    rt.block_on(async {
+        let mut next = 0u64;
+        while next < MESSAGES {
+            rounds += 1;
+            assert!(rounds < 50_000_000, "select-recv made no progress (message {next})");
+            // A new receive every round, of one of three kinds, posted
+            // here (as `select!` makes its branches' futures).
+            let receive: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u64>, weft::mpi::Error>>>> =
+                match rounds % 3 {
+                    0 => {
+                        let r = world.recv::<u64>(1, 7);
+                        Box::pin(async move { r.await.map(|(m, _)| m) })
+                    }
+                    1 => {
+                        let r = world.recv::<u64>(weft::mpi::ANY_SOURCE, weft::mpi::ANY_TAG);
+                        Box::pin(async move { r.await.map(|(m, _)| m) })
+                    }
+                    _ => {
+                        let r = world.recv_into(vec![0u64; 512 * 1024 + 1], 1, 7);
+                        Box::pin(async move {
+                            let (mut b, status) = r.await?;
+                            b.truncate(status.count());
+                            Ok(b)
+                        })
+                    }
+                };
+            // The other branch: polled first (it wins as soon as it is
+            // ready, even with the receive ready too) or second.
+            let won = match rounds % 5 {
+                0 => match race2(after_one_poll(), receive).await {
+                    Either::Left(()) => None,
+                    Either::Right(m) => Some(m),
+                },
+                1 => match race2(weft::task::yield_now(), receive).await {
+                    Either::Left(()) => None,
+                    Either::Right(m) => Some(m),
+                },
+                2 => match race2(receive, after_one_poll()).await {
+                    Either::Left(m) => Some(m),
+                    Either::Right(()) => None,
+                },
+                3 => weft::time::timeout(Duration::from_micros(5), receive).await.ok(),
+                // Another branch ready at once: the receive, posted when
+                // made (and often complete at once), is never polled.
+                _ => match race2(std::future::ready(()), receive).await {
+                    Either::Left(()) => None,
+                    Either::Right(m) => Some(m),
+                },
+            };
+            let Some(m) = won else {
+                lost_races += 1;
+                continue;
+            };
+            let m = m.unwrap();
+            assert_eq!(m.first(), Some(&next), "a message was lost, repeated or reordered");
+            assert_eq!(m, numbered(next), "message {next} arrived damaged");
+            next += 1;
+        }
+        world.send(&[1u8], 1, 8).await.unwrap();
+    });
+    drop(rt);
+    assert!(lost_races > 0, "no receive was ever dropped: the test tests nothing");
+    println!("select-recv: {MESSAGES} messages in {rounds} rounds, {lost_races} receives dropped");
+    assert_eq!(mpi.pending(), 0, "dropped receives left work in the engine");
 }
 
 fn shutdown_pending(mpi: &Mpi) {
