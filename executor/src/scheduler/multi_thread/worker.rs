@@ -3,10 +3,11 @@
 //!
 //! # Where a worker looks for work, in order
 //!
-//! 1. Every `global_queue_interval` ticks: the injection queue first, taking
-//!    a batch into the local queue, so that tasks spawned from outside are
-//!    not starved by local ones (not even by a task that yields in a loop,
-//!    which keeps the local queue from ever emptying).
+//! 1. Every `global_queue_interval` ticks, and after a task yielded: the
+//!    injection queue first, taking a batch into the local queue, so that
+//!    tasks spawned from outside are not starved by local ones (not even by
+//!    a task that yields in a loop, which keeps the local queue from ever
+//!    emptying).
 //! 2. Its LIFO slot, then its local queue (FIFO).
 //! 3. The injection queue, taking a batch into the local queue.
 //! 4. If fewer than half the workers are searching: steal half of a random
@@ -121,6 +122,8 @@ pub(super) struct Core {
     lifo: Arc<LifoSlot<Arc<Handle>>>,
     /// False while a LIFO chain has hit `MAX_LIFO_POLLS`.
     lifo_enabled: bool,
+    /// The task just run yielded: look at the injection queue first.
+    yielded: bool,
     run_queue: Worker<Runnable>,
     /// This worker counts as a searcher in `Idle`.
     is_searching: bool,
@@ -137,6 +140,7 @@ impl Core {
             tick: 0,
             lifo,
             lifo_enabled: true,
+            yielded: false,
             run_queue,
             is_searching: false,
             is_shutdown: false,
@@ -263,12 +267,16 @@ impl Context {
     fn next_task(&self, tick: u32) -> Option<Runnable> {
         let shared = self.shared();
         let mut core = self.core.borrow_mut();
-        if tick % self.handle.config.global_queue_interval == 0 {
-            // Fairness: outside work first, now and then, and a batch of it:
-            // a worker whose queue never empties (a task that yields in a
-            // loop) would otherwise take one outside task per interval,
-            // and 10,000 spawned from outside would wait seconds.
-            if let Some(task) = shared.inject.steal_batch_and_pop(&core.run_queue) {
+        let yielded = std::mem::take(&mut core.yielded);
+        if yielded || tick % self.handle.config.global_queue_interval == 0 {
+            // Fairness: outside work first, now and then, and right after a
+            // task yielded (a yield means "let the others run", and a task
+            // that yields in a loop keeps the local queue from ever
+            // emptying). A batch of it: one outside task per interval would
+            // leave 10,000 spawned from outside waiting for seconds.
+            if !shared.inject.is_empty()
+                && let Some(task) = shared.inject.steal_batch_and_pop(&core.run_queue)
+            {
                 return Some(task);
             }
             return core.next_local_task();
@@ -380,6 +388,7 @@ impl Context {
             return Err(task);
         }
         self.counters().local_schedules.incr();
+        core.yielded |= is_yield;
         let pushed_to_queue = if is_yield || !core.lifo_enabled {
             core.push_back(task, self.shared(), self.counters());
             true
