@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 pub use weft::Flavor;
 
 pub mod combinations;
+pub mod heap;
 
 /// Worker threads of the multi-thread runtimes the tests build: more than the
 /// CI machine's two cores, so that stealing and parking are exercised.

@@ -16,51 +16,10 @@
 //! The long mode (`scripts/soak.sh combinations`, 1M random plans with
 //! random pauses between steps) lives in the `stress` binary.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use weft_tests::combinations::{Jitter, Plan, RuntimeKind, all_plans, quiet_planned_panics, run};
 
-/// The system allocator, counting the bytes it holds.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call forwards to `System` with the same arguments; the
-// counter is only arithmetic on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: weft_tests::heap::CountingAllocator = weft_tests::heap::CountingAllocator;
 
 /// The two tests take turns: the byte count is the whole process's.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -98,10 +57,10 @@ fn playing_the_matrix_again_leaks_nothing() {
         .filter(|p| p.runtime != RuntimeKind::Multi4)
         .collect();
     play(&plans);
-    let warm = LIVE.load(Relaxed);
+    let warm = weft_tests::heap::live();
     play(&plans);
     play(&plans);
-    let grown = LIVE.load(Relaxed) - warm;
+    let grown = weft_tests::heap::live() - warm;
     // One task cell alone is a few hundred bytes: a leak in even a
     // twentieth of the plans would pass 16 KiB.
     assert!(

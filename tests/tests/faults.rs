@@ -18,57 +18,17 @@
 //! An MPI rank dying mid-collective: tests/tests/mpi_faults.rs. A GPU
 //! fault while other streams are busy: gpu/tests/compose.rs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft::io::{AsyncReadExt, AsyncWriteExt};
 use weft::net::{TcpListener, TcpStream};
 use weft_tests::{DropCounter, Flavor, each_flavor, runtime};
 
-/// The system allocator, counting the bytes it holds.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call forwards to `System` with the same arguments; the
-// counter is only arithmetic on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: weft_tests::heap::CountingAllocator = weft_tests::heap::CountingAllocator;
 
 /// Tests that count heap bytes or fork take turns with every other test of
 /// this binary.
@@ -217,7 +177,7 @@ fn a_slow_reader_keeps_the_servers_memory_flat() {
         client.shutdown(std::net::Shutdown::Write).unwrap();
     });
     // Read slowly at first (the writer blocks on a full path), then fast.
-    let base = LIVE.load(Relaxed);
+    let base = weft_tests::heap::live();
     let mut peak = 0isize;
     let mut read = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -234,7 +194,7 @@ fn a_slow_reader_keeps_the_servers_memory_flat() {
             assert!(n > 0, "the echo ended early at {read} bytes");
             read += n as u64;
         }
-        peak = peak.max(LIVE.load(Relaxed) - base);
+        peak = peak.max(weft_tests::heap::live() - base);
     }
     writer.join().unwrap();
     // The writer was held back: it got at most the sockets' buffers ahead.

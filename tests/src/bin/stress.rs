@@ -40,65 +40,25 @@
 //!   see increasing values (lagging is allowed and counted); the semaphore
 //!   ends with all its permits. Tasks and RSS as above.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 use weft::io::{AsyncReadExt, AsyncWriteExt};
 use weft::net::{TcpListener, TcpStream};
 use weft_tests::Rng;
 use weft_tests::combinations::{self, Expected, Jitter};
 
-/// The system allocator, counting the bytes it holds: the heap in use,
-/// printed next to RSS so that a leak (heap grows) and allocator
-/// high-water marks (RSS grows, heap flat) can be told apart.
-struct Counting;
-
-static HEAP: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call forwards to `System` with the same arguments; the
-// counter is only arithmetic on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        HEAP.fetch_sub(layout.size() as isize, Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            HEAP.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        }
-        p
-    }
-}
-
+/// The heap in use is printed next to RSS, so that a leak (heap grows) and
+/// allocator high-water marks (RSS grows, heap flat) can be told apart.
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: weft_tests::heap::CountingAllocator = weft_tests::heap::CountingAllocator;
 
 /// Heap bytes in use in this process.
 fn heap() -> u64 {
-    HEAP.load(Relaxed).max(0) as u64
+    weft_tests::heap::live().max(0) as u64
 }
 
 /// Command-line options (`--name value`).
