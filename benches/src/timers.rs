@@ -92,17 +92,7 @@ pub(crate) fn run(opts: &Options) -> Report {
             late[2].add(&h).expect("compatible histograms");
         }
     }
-    for (i, name) in [Weft::NAME, Tokio::NAME, Smol::NAME].into_iter().enumerate() {
-        if !late[i].is_empty() {
-            report.record_summary(
-                workload,
-                name,
-                "lateness_ns",
-                late[i].value_at_quantile(0.5) as f64,
-                late[i].value_at_quantile(0.99) as f64,
-            );
-        }
-    }
+    record_lateness(&mut report, workload, &late);
     eprintln!("done");
 
     let workload = "loop_1k_1_20ms";
@@ -125,17 +115,7 @@ pub(crate) fn run(opts: &Options) -> Report {
             late[2].add(&h).expect("compatible histograms");
         }
     }
-    for (i, name) in [Weft::NAME, Tokio::NAME, Smol::NAME].into_iter().enumerate() {
-        if !late[i].is_empty() {
-            report.record_summary(
-                workload,
-                name,
-                "lateness_ns",
-                late[i].value_at_quantile(0.5) as f64,
-                late[i].value_at_quantile(0.99) as f64,
-            );
-        }
-    }
+    record_lateness(&mut report, workload, &late);
     eprintln!("done");
 
     let workload = "interval_1ms";
@@ -171,17 +151,7 @@ pub(crate) fn run(opts: &Options) -> Report {
             late[2].add(&h).expect("compatible histograms");
         }
     }
-    for (i, name) in [Weft::NAME, Tokio::NAME, Smol::NAME].into_iter().enumerate() {
-        if !late[i].is_empty() {
-            report.record_summary(
-                workload,
-                name,
-                "lateness_ns",
-                late[i].value_at_quantile(0.5) as f64,
-                late[i].value_at_quantile(0.99) as f64,
-            );
-        }
-    }
+    record_lateness(&mut report, workload, &late);
     eprintln!("done");
     report
 }
@@ -194,6 +164,22 @@ const TICKS: u32 = 1_000;
 
 /// `loop_1k_1_20ms`: 1,000 tasks sleeping 1–20 ms in a loop for a second;
 /// returns the process's CPU time per sleep and the lateness of every sleep.
+/// Records each runtime's lateness (p50 and p99) for `workload`, in the
+/// order Weft, Tokio, smol; a runtime that did not run is left out.
+fn record_lateness(report: &mut Report, workload: &str, late: &[Histogram<u64>]) {
+    for (h, name) in late.iter().zip([Weft::NAME, Tokio::NAME, Smol::NAME]) {
+        if !h.is_empty() {
+            report.record_summary(
+                workload,
+                name,
+                "lateness_ns",
+                h.value_at_quantile(0.5) as f64,
+                h.value_at_quantile(0.99) as f64,
+            );
+        }
+    }
+}
+
 fn sleep_loops<R: Rt>(rt: &R, seed: u64) -> (f64, Histogram<u64>) {
     const TASKS: u64 = 1_000;
     const RUN: Duration = Duration::from_secs(1);
