@@ -140,7 +140,10 @@ impl fmt::Display for GpuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GpuError::NoDriver => f.write_str("no CUDA driver: libcuda.so was not found on this machine"),
-            GpuError::NoNvrtc => f.write_str("NVRTC (libnvrtc.so) is not installed: load PTX text instead"),
+            GpuError::NoNvrtc => f.write_str(
+                "NVRTC (libnvrtc.so or libnvrtc.so.12) was not found: install the CUDA toolkit or PyPI's \
+                 nvidia-cuda-nvrtc-cu12 and put its lib directory on LD_LIBRARY_PATH, or load PTX text instead",
+            ),
             GpuError::NoRuntime => {
                 f.write_str("a GPU operation was started outside a Weft runtime: start it inside `block_on` or a task")
             }
