@@ -184,16 +184,29 @@ fn sleep_loops<R: Rt>(rt: &R, seed: u64) -> (f64, Histogram<u64>) {
     const TASKS: u64 = 1_000;
     const RUN: Duration = Duration::from_secs(1);
     let ctx = rt.ctx();
-    let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
     let sleeps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Each task writes its lateness into a list made (and its pages
+    // touched) here, and the lists become a histogram after the run. A
+    // histogram per task grows its counts as larger values come (about
+    // 100 KB copied into fresh pages each time): a thousand of them doing
+    // that as the first sleeps end held those sleeps up by tens of
+    // milliseconds, in every runtime, and the tail measured page faults
+    // rather than timers.
+    let locals: Vec<Vec<u64>> = (0..TASKS)
+        .map(|_| {
+            let mut samples = vec![1u64; 2_048];
+            samples.clear();
+            samples
+        })
+        .collect();
     let cpu0 = cpu_time();
     let end = Instant::now() + RUN;
     let handles: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let (lateness, sleeps) = (lateness.clone(), sleeps.clone());
+        .zip(locals)
+        .map(|(t, mut local)| {
+            let sleeps = sleeps.clone();
             ctx.spawn(async move {
                 let mut x = (seed * TASKS + t).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                let mut local = Histogram::<u64>::new(3).expect("histogram");
                 let mut n = 0;
                 while Instant::now() < end {
                     x ^= x >> 12;
@@ -203,23 +216,30 @@ fn sleep_loops<R: Rt>(rt: &R, seed: u64) -> (f64, Histogram<u64>) {
                     let deadline = Instant::now() + d;
                     R::Ctx::sleep_until(deadline).await;
                     let late = Instant::now().saturating_duration_since(deadline);
-                    let _ = local.record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
+                    local.push(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1));
                     n += 1;
                 }
-                lateness.lock().unwrap().add(&local).expect("compatible histograms");
                 sleeps.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                // Merged after the run: a thousand merges under one lock
+                // as the tasks finish would make the last sleeps late.
+                local
             })
         })
         .collect();
-    rt.block_on(async {
+    let locals = rt.block_on(async {
+        let mut locals = Vec::with_capacity(handles.len());
         for h in handles {
-            h.await;
+            locals.push(h.await);
         }
+        locals
     });
     let cpu = cpu_time() - cpu0;
+    let mut lateness = Histogram::<u64>::new(3).expect("histogram");
+    for &ns in locals.iter().flatten() {
+        let _ = lateness.record(ns);
+    }
     let n = sleeps.load(std::sync::atomic::Ordering::Relaxed).max(1);
-    let histogram = lateness.lock().unwrap().clone();
-    (cpu.as_nanos() as f64 / n as f64, histogram)
+    (cpu.as_nanos() as f64 / n as f64, lateness)
 }
 
 /// The batch's delays: 1 to 100 ms, from a fixed seed per repetition.

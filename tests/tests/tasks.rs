@@ -358,3 +358,72 @@ fn outside_spawns_are_not_starved_by_tasks_that_yield_in_a_loop() {
         "10,000 outside spawns took {took:?} behind yielding tasks"
     );
 }
+
+#[test]
+fn woken_tasks_keep_their_place_ahead_of_a_flood_of_outside_spawns() {
+    // One worker runs 200 pairs of tasks that wake each other (a long
+    // local queue of started, woken work) while 10,000 tasks spawned from
+    // outside wait in the injection queue. At each `global_queue_interval`
+    // (61) ticks the worker lets in one outside task, so a few hundred run
+    // meanwhile (189 here). A batch of 32 at each tick would give half the
+    // polls to new tasks, and all 10,000 ran before the pairs were done.
+    const PAIRS: usize = 200;
+    const ROUNDS: usize = 100;
+    const OUTSIDE: usize = 10_000;
+    let rt = weft::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let outside_ran = Arc::new(AtomicUsize::new(0));
+    let seen_at_end = Arc::new(AtomicUsize::new(usize::MAX));
+    let pairs_done = Arc::new(AtomicUsize::new(0));
+    // A task holds the worker until the outside spawns are queued, then
+    // starts the pairs (into this worker's local queue).
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (outside_in, seen, done) = (outside_ran.clone(), seen_at_end.clone(), pairs_done.clone());
+    let starter = rt.spawn(async move {
+        go_rx.recv().unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..PAIRS {
+            let (mut ping_tx, mut ping_rx) = mpsc::channel::<()>(1);
+            let (mut pong_tx, mut pong_rx) = mpsc::channel::<()>(1);
+            let (outside_ran, seen, done) = (outside_in.clone(), seen.clone(), done.clone());
+            pairs.push(weft::spawn(async move {
+                for _ in 0..ROUNDS {
+                    ping_tx.send(()).await.unwrap();
+                    pong_rx.next().await.unwrap();
+                }
+                if done.fetch_add(1, SeqCst) + 1 == PAIRS {
+                    seen.store(outside_ran.load(SeqCst), SeqCst);
+                }
+            }));
+            pairs.push(weft::spawn(async move {
+                for _ in 0..ROUNDS {
+                    ping_rx.next().await.unwrap();
+                    pong_tx.send(()).await.unwrap();
+                }
+            }));
+        }
+        pairs
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let outside: Vec<_> = (0..OUTSIDE)
+        .map(|_| {
+            let outside_ran = outside_ran.clone();
+            rt.spawn(async move {
+                outside_ran.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    go_tx.send(()).unwrap();
+    rt.block_on(async {
+        for pair in starter.await.unwrap() {
+            pair.await.unwrap();
+        }
+        for handle in outside {
+            handle.await.unwrap();
+        }
+    });
+    let seen = seen_at_end.load(SeqCst);
+    assert!(
+        seen < OUTSIDE / 4,
+        "{seen} of {OUTSIDE} outside tasks ran before {PAIRS} pairs of woken tasks finished"
+    );
+}

@@ -1,20 +1,37 @@
-//! A hierarchical timing wheel: six levels of 64 slots, one tick per
-//! millisecond, so level `l` slots are `64^l` ms wide and the wheel spans
-//! 2^36 ms (about 2.2 years); later deadlines wait in the top level and are
-//! re-filed as the wheel turns. The slots sort timers by millisecond; the
-//! millisecond at hand is sorted by exact deadline, so a timer fires at its
-//! deadline to the nanosecond of the clock, not at the end of its tick.
+//! A hierarchical timing wheel: one tick per millisecond; level 0 holds
+//! the next two *laps* (a lap is 64 ticks, the width of a level-1 slot) in
+//! 128 one-tick slots, and levels 1 to 5 have 64 slots each, level `l`'s
+//! slots `64^l` ms wide, so the wheel spans 2^36 ms (about 2.2 years);
+//! later deadlines wait in the top level and are re-filed as the wheel
+//! turns. The slots sort timers by millisecond; the millisecond at hand is
+//! sorted by exact deadline, so a timer fires at its deadline to the
+//! nanosecond of the clock, not at the end of its tick.
+//!
+//! Why two laps on level 0: a level-1 slot holds every timer of its 64 ms,
+//! and a server that sets a thousand timeouts a millisecond has 64,000 of
+//! them there. Re-filing them all in the turn their lap begins held the
+//! wheel's lock (and every timer due meanwhile) for milliseconds. Instead,
+//! while one lap runs, the next lap's level-1 slot is moved to level 0 a
+//! share at a time ([`Wheel::advance`] migrates at most its remaining
+//! entries divided by the ticks left in the lap, and at least
+//! `MIN_MIGRATION`), so no turn re-files more than that share.
 //!
 //! # Invariants
 //!
 //! 1. `elapsed` is the current tick: every entry whose tick (its deadline
 //!    in whole ticks, rounded down) is before it has fired.
-//! 2. An entry with tick `t > elapsed` sits on the level where `t` first
-//!    differs from `elapsed` in a 6-bit digit (level 0 if only the lowest
-//!    digit differs), in slot `(t >> 6 * level) & 63`. So the lowest
-//!    non-empty level holds the earliest entries, and a slot of level
-//!    `l > 0` is emptied (its entries re-filed lower) exactly when
-//!    `elapsed` reaches the start of its range.
+//! 2. An entry with tick `t > elapsed` sits on level 0, in slot `t & 127`,
+//!    if `t` is in the current lap or the next one (`t < lap_start + 128`,
+//!    where `lap_start = elapsed & !63`). Otherwise it sits on the level
+//!    where `t` first differs from `elapsed` in a 6-bit digit, in slot
+//!    `(t >> 6 * level) & 63`; except that an entry filed there earlier
+//!    stays there when time moves on (`elapsed` changes no digit above the
+//!    level's without passing the slot's start, when the slot is
+//!    emptied), so the level-1 slot of the next lap may still hold entries
+//!    while they migrate. A slot of level `l > 0` is emptied (its entries
+//!    re-filed lower) at the latest when `elapsed` reaches the start of its
+//!    range. The earliest entry is in the slot whose start is earliest
+//!    over all levels (a higher level first where two start together).
 //! 3. An entry with tick `t <= elapsed` is in the *current* heap, ordered by
 //!    exact deadline; it fires as soon as the clock passes its deadline.
 //!    When `elapsed` moves on, everything left in the heap fires first (its
@@ -33,8 +50,18 @@ use std::collections::BinaryHeap;
 use std::task::Waker;
 
 const LEVELS: usize = 6;
+/// Slots of levels 1 and up.
 const SLOTS: usize = 64;
+/// Slots of level 0: two laps.
+const NEAR_SLOTS: usize = 2 * SLOTS;
 const SLOT_BITS: u32 = 6;
+/// Ticks per lap: the width of a level-1 slot.
+const LAP: u64 = SLOTS as u64;
+
+/// The fewest entries one [`Wheel::advance`] migrates from the next lap's
+/// level-1 slot (the model tests migrate one at a time, so that every
+/// interleaving of a half-migrated slot is reached).
+const MIN_MIGRATION: u64 = if cfg!(test) { 1 } else { 256 };
 
 /// Nanoseconds per tick (a millisecond).
 pub(crate) const TICK_NS: u64 = 1_000_000;
@@ -112,16 +139,20 @@ enum Place {
     Nowhere,
 }
 
+/// One level's slots: each a list's head and length, and a bitmap of the
+/// occupied ones (levels above 0 use the first 64).
 #[derive(Clone, Copy)]
 struct Level {
-    occupied: u64,
-    heads: [Option<usize>; SLOTS],
+    occupied: u128,
+    heads: [Link; NEAR_SLOTS],
+    lens: [u32; NEAR_SLOTS],
 }
 
 impl Level {
     const EMPTY: Level = Level {
         occupied: 0,
-        heads: [None; SLOTS],
+        heads: [Link::NONE; NEAR_SLOTS],
+        lens: [0; NEAR_SLOTS],
     };
 }
 
@@ -230,7 +261,7 @@ impl Wheel {
             return Some(start * TICK_NS);
         }
         let mut earliest = u64::MAX;
-        let mut next = self.levels[0].heads[slot];
+        let mut next = self.levels[0].heads[slot].get();
         while let Some(index) = next {
             let entry = &self.entries[index];
             earliest = earliest.min(entry.deadline_ns);
@@ -265,6 +296,7 @@ impl Wheel {
             self.move_to(start, fired);
             let mut next = self.levels[level].heads[slot].take();
             self.levels[level].occupied &= !(1 << slot);
+            self.levels[level].lens[slot] = 0;
             while let Some(index) = next {
                 let entry = &mut self.entries[index];
                 next = entry.next.take();
@@ -280,6 +312,36 @@ impl Wheel {
             }
             let Reverse((_, index, _)) = self.current.pop().expect("the top was just seen");
             fired.extend(self.entries.remove(index).waker);
+        }
+        self.migrate();
+    }
+
+    /// Moves a share of the next lap's level-1 slot to level 0 (see the
+    /// module docs): its remaining entries divided by the ticks left in the
+    /// current lap, at least [`MIN_MIGRATION`], so that the slot is empty
+    /// by the time its lap begins if the loop turns at least once in the
+    /// lap's last tick, and no turn moves them all at once. When the next
+    /// lap begins a new level-2 range its entries sit higher up (invariant
+    /// 2) and are re-filed when it comes due.
+    fn migrate(&mut self) {
+        let lap = self.elapsed >> SLOT_BITS;
+        if lap % LAP == LAP - 1 {
+            return;
+        }
+        let slot = ((lap + 1) % LAP) as usize;
+        let remaining = u64::from(self.levels[1].lens[slot]);
+        if remaining == 0 {
+            return;
+        }
+        let ticks_left = (LAP - 1 - self.elapsed % LAP).max(1);
+        let share = remaining.div_ceil(ticks_left).max(MIN_MIGRATION);
+        for _ in 0..share {
+            let Some(index) = self.levels[1].heads[slot].get() else {
+                break;
+            };
+            self.unfile(index);
+            // Its tick is in the next lap: level 0 (invariant 2).
+            self.place(index);
         }
     }
 
@@ -340,23 +402,30 @@ impl Wheel {
             let entry = &mut self.entries[index];
             entry.place = Place::Slot(level as u8, slot as u8);
             entry.prev = Link::NONE;
-            entry.next = head.map_or(Link::NONE, Link::to);
+            entry.next = head;
         }
-        if let Some(head) = head {
+        if let Some(head) = head.get() {
             self.entries[head].prev = Link::to(index);
         }
-        self.levels[level].heads[slot] = Some(index);
-        self.levels[level].occupied |= 1 << slot;
+        let level = &mut self.levels[level];
+        level.heads[slot] = Link::to(index);
+        level.lens[slot] += 1;
+        level.occupied |= 1 << slot;
     }
 
     /// The level and slot an entry with `tick > elapsed` belongs in
     /// (invariant 2).
     fn place_for(&self, tick: u64) -> (usize, usize) {
+        let lap_start = self.elapsed & !(LAP - 1);
+        if tick < lap_start + NEAR_SLOTS as u64 {
+            return (0, tick as usize % NEAR_SLOTS);
+        }
         // Far deadlines are filed at the clamp; see `CLAMP`.
         let tick = tick.min(self.elapsed + CLAMP);
         let differing = (self.elapsed ^ tick) | (SLOTS as u64 - 1);
         let level = ((63 - differing.leading_zeros()) / SLOT_BITS) as usize;
-        let level = level.min(LEVELS - 1);
+        // At least 1: a tick two laps on differs above the lowest digit.
+        let level = level.clamp(1, LEVELS - 1);
         let slot = ((tick >> (SLOT_BITS as usize * level)) as usize) & (SLOTS - 1);
         (level, slot)
     }
@@ -374,25 +443,50 @@ impl Wheel {
         };
         match prev {
             Some(prev) => self.entries[prev].next = next.map_or(Link::NONE, Link::to),
-            None => self.levels[level].heads[slot] = next,
+            None => self.levels[level].heads[slot] = next.map_or(Link::NONE, Link::to),
         }
         if let Some(next) = next {
             self.entries[next].prev = prev.map_or(Link::NONE, Link::to);
         }
-        if self.levels[level].heads[slot].is_none() {
-            self.levels[level].occupied &= !(1 << slot);
+        let level = &mut self.levels[level];
+        level.lens[slot] -= 1;
+        if level.heads[slot].get().is_none() {
+            level.occupied &= !(1 << slot);
         }
     }
 
-    /// The lowest level's next occupied slot: (level, slot, start tick).
+    /// The occupied slot that starts first, over every level (a higher
+    /// level first on a tie, since its entries may be due at that start):
+    /// (level, slot, start tick).
     fn next_slot_any(&self) -> Option<(usize, usize, u64)> {
-        (0..LEVELS).find_map(|l| self.next_slot(l).map(|(s, t)| (l, s, t)))
+        let mut first: Option<(usize, usize, u64)> = None;
+        for level in 0..LEVELS {
+            if let Some((slot, start)) = self.next_slot(level)
+                && first.is_none_or(|(_, _, earliest)| start <= earliest)
+            {
+                first = Some((level, slot, start));
+            }
+        }
+        first
     }
 
     /// The next occupied slot of `level` at or after `elapsed`, and the tick
     /// its range starts at.
     fn next_slot(&self, level: usize) -> Option<(usize, u64)> {
-        let occupied = self.levels[level].occupied;
+        if level == 0 {
+            // Two laps, one tick a slot: the slot `d` ahead of `elapsed`'s
+            // own starts `d` ticks on (invariant 2 keeps level 0 within
+            // `elapsed..elapsed + 128`).
+            let occupied = self.levels[0].occupied;
+            if occupied == 0 {
+                return None;
+            }
+            let now_slot = self.elapsed as usize % NEAR_SLOTS;
+            let distance = occupied.rotate_right(now_slot as u32).trailing_zeros() as usize;
+            return Some(((now_slot + distance) % NEAR_SLOTS, self.elapsed + distance as u64));
+        }
+        // Levels above 0 use the bitmap's first 64 bits.
+        let occupied = self.levels[level].occupied as u64;
         if occupied == 0 {
             return None;
         }
@@ -453,20 +547,64 @@ mod tests {
     }
 
     #[test]
+    fn the_next_laps_level_1_slot_moves_to_level_0_in_shares_during_the_lap_before() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        // 6,400 timers in lap 2 (ticks 128 to 191), filed while in lap 0:
+        // all in level 1's slot 2.
+        let n = 6_400u64;
+        for i in 0..n {
+            wheel.insert((128 + i % 64) * MS + i, waker(i as usize, &log));
+        }
+        assert_eq!(wheel.levels[1].lens[2], n as u32);
+        fire(&mut wheel, 64 * MS);
+        let mut remaining = u64::from(wheel.levels[1].lens[2]);
+        assert!(
+            remaining > 0 && remaining < n,
+            "a share moved, not all: {remaining} left"
+        );
+        for tick in 65..128u64 {
+            fire(&mut wheel, tick * MS);
+            let left = u64::from(wheel.levels[1].lens[2]);
+            let ticks_left = (127 - tick).max(1);
+            assert!(
+                remaining - left <= remaining.div_ceil(ticks_left).max(MIN_MIGRATION),
+                "tick {tick}: moved {} of {remaining}",
+                remaining - left
+            );
+            remaining = left;
+        }
+        assert_eq!(remaining, 0, "empty by the lap's last tick");
+        assert_eq!(wheel.levels[1].occupied, 0);
+        assert_eq!(wheel.len(), n as usize);
+        assert_eq!(wheel.next_deadline(), Some(128 * MS));
+        fire(&mut wheel, 200 * MS);
+        let fired = log.lock().unwrap().clone();
+        let mut expected: Vec<usize> = (0..n as usize).collect();
+        expected.sort_by_key(|&i| (128 + i as u64 % 64) * MS + i as u64);
+        assert_eq!(fired, expected, "all fire, in deadline order");
+    }
+
+    #[test]
     fn fires_at_its_exact_deadline_not_before_and_not_at_the_end_of_its_tick() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut wheel = Wheel::new();
-        let deadline = 100 * MS + 250_000;
+        // In the lap after next: a level-1 slot.
+        let deadline = 150 * MS + 250_000;
         let key = wheel.insert(deadline, waker(1, &log));
         assert_eq!(wheel.next_deadline(), Some(deadline));
         fire(&mut wheel, 10 * MS);
         assert_eq!(
             wheel.next_deadline(),
-            Some(64 * MS),
+            Some(128 * MS),
             "worked out afresh: the level-1 slot comes due at its start"
         );
         fire(&mut wheel, 64 * MS);
-        assert_eq!(wheel.next_deadline(), Some(deadline), "then the exact deadline");
+        assert_eq!(
+            wheel.next_deadline(),
+            Some(deadline),
+            "then, migrated to level 0 during the lap before, the exact deadline"
+        );
         fire(&mut wheel, deadline - 1);
         assert!(log.lock().unwrap().is_empty());
         assert!(wheel.is_pending(key));

@@ -78,6 +78,17 @@ pub(super) const LOCAL_QUEUE_CAPACITY: usize = 4096;
 #[cfg(loom)]
 pub(super) const LOCAL_QUEUE_CAPACITY: usize = 4;
 
+/// At the fairness tick (`next_task`), a worker whose local queue holds
+/// fewer tasks than this takes a batch from the injection queue; one with
+/// more takes one task. A batch goes to the back of the local queue, and
+/// at every tick: under a flood of outside spawns, half the polls went to
+/// tasks not yet started and the queue grew, so tasks woken later waited
+/// behind all of them (the test
+/// `woken_tasks_keep_their_place_ahead_of_a_flood_of_outside_spawns`: every
+/// one of 10,000 outside tasks ran before 200 pairs of woken tasks were
+/// done; with this rule, 189).
+const FAIRNESS_BATCH_BELOW: usize = 64;
+
 /// What other threads may reach.
 pub(crate) struct Shared {
     pub(super) remotes: Box<[Remote]>,
@@ -272,12 +283,25 @@ impl Context {
             // Fairness: outside work first, now and then, and right after a
             // task yielded (a yield means "let the others run", and a task
             // that yields in a loop keeps the local queue from ever
-            // emptying). A batch of it: one outside task per interval would
-            // leave 10,000 spawned from outside waiting for seconds.
-            if !shared.inject.is_empty()
-                && let Some(task) = shared.inject.steal_batch_and_pop(&core.run_queue)
-            {
-                return Some(task);
+            // emptying). How much of it depends on what waits here:
+            // - after a yield, or with a short local queue (a few tasks
+            //   that keep waking each other), a batch: one outside task per
+            //   interval would leave 10,000 spawned from outside waiting
+            //   for seconds;
+            // - with a long local queue (tasks a timer or socket woke,
+            //   already started), one: a batch would put 32 new tasks
+            //   ahead of them at every interval, and under a flood of
+            //   spawns woken tasks would wait for milliseconds behind
+            //   work that has not begun.
+            if !shared.inject.is_empty() {
+                let task = if yielded || core.run_queue.len() < FAIRNESS_BATCH_BELOW {
+                    shared.inject.steal_batch_and_pop(&core.run_queue)
+                } else {
+                    shared.inject.pop()
+                };
+                if let Some(task) = task {
+                    return Some(task);
+                }
             }
             return core.next_local_task();
         }
