@@ -94,9 +94,31 @@ impl<L> Listeners<L> {
     }
 }
 
-/// The listeners a settler took, in the order they were added.
-pub(crate) type Taken<L> =
-    std::iter::Map<std::iter::Chain<std::option::IntoIter<(Key, L)>, std::vec::IntoIter<(Key, L)>>, fn((Key, L)) -> L>;
+/// The listeners a settler took, in the order they were added. A settler
+/// that found none (the common set-before-await case) gets an empty one
+/// that costs two checks to make, run and drop.
+pub(crate) struct Taken<L> {
+    first: Option<(Key, L)>,
+    rest: Option<std::vec::IntoIter<(Key, L)>>,
+}
+
+impl<L> Taken<L> {
+    const NONE: Taken<L> = Taken {
+        first: None,
+        rest: None,
+    };
+}
+
+impl<L> Iterator for Taken<L> {
+    type Item = L;
+
+    fn next(&mut self) -> Option<L> {
+        if let Some((_, listener)) = self.first.take() {
+            return Some(listener);
+        }
+        self.rest.as_mut()?.next().map(|(_, listener)| listener)
+    }
+}
 
 // SAFETY: the outcome is written by one thread (rule 1) before `COMPLETE` is
 // published with `Release`, and only read after `COMPLETE` is observed with
@@ -157,19 +179,16 @@ impl<T, L> Core<T, L> {
         // value is read compiles to a compare-and-swap loop.
         let prev = self.state.fetch_add(COMPLETE, AcqRel);
         debug_assert!(prev & COMPLETE == 0, "weft bug: a promise completed twice");
-        let (first, rest) = if prev & LISTENING == 0 {
-            (None, None)
-        } else {
-            // Rule 4: every listener pushed before our `COMPLETE` is in the
-            // list once we hold the lock.
-            let mut listeners = lock(&self.listeners);
-            (listeners.first.take(), listeners.rest.take())
-        };
-        let value: fn((Key, L)) -> L = |(_, listener)| listener;
-        Ok(first
-            .into_iter()
-            .chain(rest.map_or_else(Vec::new, |rest| *rest))
-            .map(value))
+        if prev & LISTENING == 0 {
+            return Ok(Taken::NONE);
+        }
+        // Rule 4: every listener pushed before our `COMPLETE` is in the list
+        // once we hold the lock.
+        let mut listeners = lock(&self.listeners);
+        Ok(Taken {
+            first: listeners.first.take(),
+            rest: listeners.rest.take().map(|rest| rest.into_iter()),
+        })
     }
 
     /// Adds a listener and returns its key; gives it back if the core is
