@@ -185,10 +185,15 @@ impl<T: Future, S: Schedule> Harness<T, S> {
 
         if !snapshot.is_join_interested() {
             // Rule 1: the handle is gone, so the output is ours to drop. A
-            // panicking destructor must not unwind into the scheduler.
-            let _id = context::set_current_task_id(Some(self.id()));
+            // panicking destructor must not unwind into the scheduler. An
+            // outcome with nothing to drop stays where it is, freed with
+            // the cell.
             // SAFETY: rule 1 (see above).
-            contain(|| unsafe { self.core().drop_output() });
+            if unsafe { self.core().output_needs_drop() } {
+                let _id = context::set_current_task_id(Some(self.id()));
+                // SAFETY: rule 1 (see above).
+                contain(|| unsafe { self.core().drop_output() });
+            }
         } else if snapshot.is_join_waker_set() {
             // Rule 4: JOIN_WAKER is set and the task complete: we may read
             // the waker to wake the handle.
@@ -299,8 +304,7 @@ fn poll_future<T: Future, S: Schedule>(
     header: NonNull<Header>,
     cx: &mut Context<'_>,
 ) -> Polled {
-    let _id = context::set_current_task_id(Some(id));
-    let polling = context::enter_poll(header.as_ptr() as *const ());
+    let polling = context::enter_poll(id, header.as_ptr() as *const ());
     // SAFETY: the caller holds RUNNING (rule 1) and the task is not
     // complete, so the future is live.
     let polled = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.poll(cx) }));

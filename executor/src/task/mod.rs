@@ -196,6 +196,7 @@ unsafe impl<S: Schedule> Sync for Task<S> {}
 /// Builds a task: the owned-list reference, the first `Notified`, and the
 /// `JoinHandle`. `location` is where it was spawned; `named` says the owned
 /// list keeps a name for it.
+#[inline]
 pub(crate) fn new_task<T, S>(
     future: T,
     scheduler: S,

@@ -56,6 +56,7 @@ pub(super) struct RawTask {
 }
 
 impl RawTask {
+    #[inline]
     pub(super) fn new<T, S>(future: T, scheduler: S, id: Id, record: TaskRecord) -> RawTask
     where
         T: Future + Send + 'static,
