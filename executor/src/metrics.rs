@@ -58,14 +58,20 @@ pub struct RuntimeMetrics {
     pub idle_blocking_threads: usize,
     /// Jobs waiting for a blocking-pool thread (as above).
     pub blocking_queue_depth: usize,
-    /// Loop callbacks run (`call_soon` and friends, promise done callbacks;
-    /// counted by the drain task, `callback.rs`). A task's done callbacks
-    /// (`JoinHandle::add_done_callback`) run inline as the task completes
-    /// (`task/done.rs`) and are not counted here.
+    /// Callbacks run: loop callbacks (`call_soon` and friends, promise done
+    /// callbacks; counted by the drain task, `callback.rs`), and tasks'
+    /// done callbacks (`JoinHandle::add_done_callback`), which run inline
+    /// as the task completes, or as one is added to a finished task
+    /// (`task/done.rs`; counted by `Harness::complete` and
+    /// `JoinHandle::add_done_callback` through `Schedule::callbacks_ran`).
+    /// The done callbacks of a [`spawn_blocking`](crate::spawn_blocking)
+    /// job's handle are not counted: the blocking pool's jobs belong to no
+    /// scheduler.
     pub callbacks_run: u64,
-    /// Of those, the callbacks that panicked (each also went through the
-    /// runtime's unhandled-panic policy; counted by `run_guarded` in
-    /// `callback.rs`).
+    /// Of the loop callbacks, those that panicked (each also went through
+    /// the runtime's unhandled-panic policy; counted by `run_guarded` in
+    /// `callback.rs`). A task's done callback that panics is contained
+    /// where it runs and not counted here.
     pub callback_panics: u64,
     /// Callbacks queued and not yet run (a gauge, read from the ready
     /// queue).

@@ -180,7 +180,10 @@ impl<T: Future, S: Schedule> Harness<T, S> {
         let snapshot = self.state().transition_to_complete_after(|_| {
             // SAFETY: we hold RUNNING and stored the outcome (every caller
             // of `complete` did); COMPLETE is not yet published.
-            unsafe { done::run_at_completion(self.header(), &*self.core().outcome_ptr()) }
+            let ran = unsafe { done::run_at_completion(self.header(), &*self.core().outcome_ptr()) };
+            if ran > 0 {
+                self.core().scheduler.callbacks_ran(ran);
+            }
         });
 
         if !snapshot.is_join_interested() {
@@ -230,6 +233,11 @@ impl<T: Future, S: Schedule> Harness<T, S> {
         if self.state().ref_dec() {
             self.dealloc();
         }
+    }
+
+    /// `n` done callbacks ran (`RawTask::callbacks_ran`).
+    pub(super) fn callbacks_ran(self, n: u64) {
+        self.core().scheduler.callbacks_ran(n);
     }
 
     /// A pointer to the stored outcome (`RawTask::outcome_ptr`).
