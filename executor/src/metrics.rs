@@ -117,11 +117,13 @@ pub struct WorkerMetrics {
     pub local_queue_depth: usize,
     /// How long this worker's polls take, sampled: one run of a task in
     /// 1,024 (every 1,024th by the worker's `polls` count) is timed from
-    /// the moment the worker hands the task to `Notified::run` to its
-    /// return: the future's poll, with the task's state transitions and
-    /// the scheduling of whatever the poll woke (tens of nanoseconds).
-    /// Timed by `PollRecord::run` (`observe/poll_record.rs`), which the
-    /// worker runs each task through.
+    /// the moment the worker hands the task to `Notified::run` to the
+    /// moment the future's poll returns: the poll, with the task's
+    /// transition to running and whatever the poll woke (tens of
+    /// nanoseconds), not its completion. A run that polls nothing (a
+    /// cancellation drops the future) is timed to its end. Timed by
+    /// `PollRecord::run` and `PollRecord::end` (`observe/poll_record.rs`),
+    /// which the worker runs each task through.
     pub poll_time_histogram: PollTimeHistogram,
 }
 
