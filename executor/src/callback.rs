@@ -76,6 +76,13 @@ impl ReadyQueue {
         (self.ran.load(Relaxed), self.panicked.load(Relaxed))
     }
 
+    /// `n` callbacks ran outside the queue: a task's done callbacks
+    /// (`task/done.rs`), which run inline as the task completes (or as a
+    /// callback is added to a finished task).
+    pub(crate) fn count_ran(&self, n: u64) {
+        self.ran.fetch_add(n, Relaxed);
+    }
+
     /// Callbacks queued right now.
     pub(crate) fn len(&self) -> usize {
         lock(&self.inner).entries.len()

@@ -18,12 +18,10 @@ std::thread_local! {
     /// True on a worker thread and inside `block_on`: blocking the thread on
     /// another runtime here would stall this one's tasks (or deadlock).
     static ENTERED: Cell<bool> = const { Cell::new(false) };
-    /// The task being polled or dropped on this thread.
-    static TASK_ID: Cell<Option<Id>> = const { Cell::new(None) };
-    /// The header of the task being polled on this thread (null outside a
-    /// poll), and whether it asked to be rescheduled after this poll (see
-    /// [`defer_wake`]).
-    static POLLING: Cell<(*const (), bool)> = const { Cell::new((ptr::null(), false)) };
+    /// The task being polled or dropped on this thread, and inside a poll
+    /// its header: one cell, so that a poll enters and leaves it with one
+    /// access each.
+    static TASK: Cell<TaskScope> = const { Cell::new(TaskScope::NONE) };
     /// The scheduler state of the worker (or `block_on` call) running here.
     static SCHEDULER: Cell<*const scheduler::Context> = const { Cell::new(ptr::null()) };
 }
@@ -153,10 +151,37 @@ pub(crate) fn is_entered() -> bool {
     ENTERED.try_with(Cell::get).unwrap_or(false)
 }
 
-/// Sets the id of the task being polled or dropped until the guard drops.
+/// What [`TASK`] holds.
+#[derive(Clone, Copy)]
+struct TaskScope {
+    /// The task being polled or dropped here.
+    id: Option<Id>,
+    /// The header of the task being polled here (null outside a poll).
+    polling: *const (),
+    /// Whether that task asked to be rescheduled after this poll (see
+    /// [`defer_wake`]).
+    deferred: bool,
+}
+
+impl TaskScope {
+    const NONE: TaskScope = TaskScope {
+        id: None,
+        polling: ptr::null(),
+        deferred: false,
+    };
+}
+
+/// Sets the id of the task being dropped (or otherwise run outside a poll)
+/// until the guard drops.
 pub(crate) fn set_current_task_id(id: Option<Id>) -> TaskIdGuard {
     TaskIdGuard {
-        prev: TASK_ID.try_with(|cell| cell.replace(id)).unwrap_or(None),
+        prev: TASK
+            .try_with(|cell| {
+                let scope = cell.get();
+                cell.set(TaskScope { id, ..scope });
+                scope.id
+            })
+            .unwrap_or(None),
     }
 }
 
@@ -167,43 +192,53 @@ pub(crate) struct TaskIdGuard {
 
 impl Drop for TaskIdGuard {
     fn drop(&mut self) {
-        let _ = TASK_ID.try_with(|cell| cell.set(self.prev));
+        let _ = TASK.try_with(|cell| {
+            let scope = cell.get();
+            cell.set(TaskScope { id: self.prev, ..scope });
+        });
     }
 }
 
-/// Marks `task` (a header pointer) as being polled on this thread until the
-/// guard drops; [`PollGuard::take_deferred_wake`] then tells whether it
-/// asked, through [`defer_wake`], to be rescheduled.
-pub(crate) fn enter_poll(task: *const ()) -> PollGuard {
+/// Marks task `id`, whose header `task` points to, as being polled on this
+/// thread until the guard drops (its id is the current task id meanwhile);
+/// [`PollGuard::take_deferred_wake`] then tells whether it asked, through
+/// [`defer_wake`], to be rescheduled.
+#[inline]
+pub(crate) fn enter_poll(id: Id, task: *const ()) -> PollGuard {
+    let scope = TaskScope {
+        id: Some(id),
+        polling: task,
+        deferred: false,
+    };
     PollGuard {
-        prev: POLLING
-            .try_with(|cell| cell.replace((task, false)))
-            .unwrap_or((ptr::null(), false)),
+        prev: TASK.try_with(|cell| cell.replace(scope)).unwrap_or(TaskScope::NONE),
     }
 }
 
-/// Restores the previous polling state.
+/// Restores the previous task and polling state.
 pub(crate) struct PollGuard {
-    prev: (*const (), bool),
+    prev: TaskScope,
 }
 
 impl PollGuard {
     /// True if the task asked to be rescheduled during this poll; clears the
     /// request.
     pub(crate) fn take_deferred_wake(&self) -> bool {
-        POLLING
-            .try_with(|cell| {
-                let (task, deferred) = cell.get();
-                cell.set((task, false));
-                deferred
-            })
-            .unwrap_or(false)
+        TASK.try_with(|cell| {
+            let scope = cell.get();
+            cell.set(TaskScope {
+                deferred: false,
+                ..scope
+            });
+            scope.deferred
+        })
+        .unwrap_or(false)
     }
 }
 
 impl Drop for PollGuard {
     fn drop(&mut self) {
-        let _ = POLLING.try_with(|cell| cell.set(self.prev));
+        let _ = TASK.try_with(|cell| cell.set(self.prev));
     }
 }
 
@@ -214,25 +249,27 @@ impl Drop for PollGuard {
 /// instead of an extra atomic operation. False if `task` is not the task
 /// being polled here; the caller then wakes normally.
 pub(crate) fn defer_wake(task: *const ()) -> bool {
-    POLLING
-        .try_with(|cell| {
-            let (polling, _) = cell.get();
-            let ours = !polling.is_null() && ptr::eq(polling, task);
-            if ours {
-                cell.set((polling, true));
-            }
-            ours
-        })
-        .unwrap_or(false)
+    TASK.try_with(|cell| {
+        let scope = cell.get();
+        let ours = !scope.polling.is_null() && ptr::eq(scope.polling, task);
+        if ours {
+            cell.set(TaskScope {
+                deferred: true,
+                ..scope
+            });
+        }
+        ours
+    })
+    .unwrap_or(false)
 }
 
 /// Runs `f` with the header of the task being polled on this thread, if
 /// this thread is inside a task's poll.
 #[inline]
 pub(crate) fn with_polling_header(f: impl FnOnce(&crate::task::Header)) {
-    let ptr = POLLING.try_with(|cell| cell.get().0).unwrap_or(ptr::null());
+    let ptr = TASK.try_with(|cell| cell.get().polling).unwrap_or(ptr::null());
     if !ptr.is_null() {
-        // SAFETY: `POLLING` holds a header pointer only between
+        // SAFETY: `TASK` holds a header pointer only between
         // `enter_poll` and the drop of its guard, that is, inside the poll
         // of that task on this thread; its poller holds a reference to the
         // task all that time, so the header is alive.
@@ -242,7 +279,7 @@ pub(crate) fn with_polling_header(f: impl FnOnce(&crate::task::Header)) {
 
 /// The id of the task being polled on this thread, if any.
 pub(crate) fn current_task_id() -> Option<Id> {
-    TASK_ID.try_with(Cell::get).unwrap_or(None)
+    TASK.try_with(|cell| cell.get().id).unwrap_or(None)
 }
 
 /// Runs `f` with the scheduler state of the worker on this thread, if any.

@@ -58,14 +58,20 @@ pub struct RuntimeMetrics {
     pub idle_blocking_threads: usize,
     /// Jobs waiting for a blocking-pool thread (as above).
     pub blocking_queue_depth: usize,
-    /// Loop callbacks run (`call_soon` and friends, promise done callbacks;
-    /// counted by the drain task, `callback.rs`). A task's done callbacks
-    /// (`JoinHandle::add_done_callback`) run inline as the task completes
-    /// (`task/done.rs`) and are not counted here.
+    /// Callbacks run: loop callbacks (`call_soon` and friends, promise done
+    /// callbacks; counted by the drain task, `callback.rs`), and tasks'
+    /// done callbacks (`JoinHandle::add_done_callback`), which run inline
+    /// as the task completes, or as one is added to a finished task
+    /// (`task/done.rs`; counted by `Harness::complete` and
+    /// `JoinHandle::add_done_callback` through `Schedule::callbacks_ran`).
+    /// The done callbacks of a [`spawn_blocking`](crate::spawn_blocking)
+    /// job's handle are not counted: the blocking pool's jobs belong to no
+    /// scheduler.
     pub callbacks_run: u64,
-    /// Of those, the callbacks that panicked (each also went through the
-    /// runtime's unhandled-panic policy; counted by `run_guarded` in
-    /// `callback.rs`).
+    /// Of the loop callbacks, those that panicked (each also went through
+    /// the runtime's unhandled-panic policy; counted by `run_guarded` in
+    /// `callback.rs`). A task's done callback that panics is contained
+    /// where it runs and not counted here.
     pub callback_panics: u64,
     /// Callbacks queued and not yet run (a gauge, read from the ready
     /// queue).
@@ -111,11 +117,13 @@ pub struct WorkerMetrics {
     pub local_queue_depth: usize,
     /// How long this worker's polls take, sampled: one run of a task in
     /// 1,024 (every 1,024th by the worker's `polls` count) is timed from
-    /// the moment the worker hands the task to `Notified::run` to its
-    /// return: the future's poll, with the task's state transitions and
-    /// the scheduling of whatever the poll woke (tens of nanoseconds).
-    /// Timed by `PollRecord::run` (`observe/poll_record.rs`), which the
-    /// worker runs each task through.
+    /// the moment the worker hands the task to `Notified::run` to the
+    /// moment the future's poll returns: the poll, with the task's
+    /// transition to running and whatever the poll woke (tens of
+    /// nanoseconds), not its completion. A run that polls nothing (a
+    /// cancellation drops the future) is timed to its end. Timed by
+    /// `PollRecord::run` and `PollRecord::end` (`observe/poll_record.rs`),
+    /// which the worker runs each task through.
     pub poll_time_histogram: PollTimeHistogram,
 }
 

@@ -21,6 +21,31 @@ each_flavor! {
         assert_eq!(rt.metrics().alive_tasks, 0);
     }
 
+    fn a_tasks_done_callbacks_count_in_callbacks_run(flavor) {
+        let rt = runtime(flavor);
+        let before = rt.metrics().callbacks_run;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let gate = weft::future::Promise::<()>::new();
+        let g = gate.clone();
+        let mut task = rt.spawn(async move { g.await.unwrap() });
+        // Two added while the task waits (the completing thread runs them),
+        // one once it has finished (the adder runs it, here).
+        for _ in 0..2 {
+            let ran = ran.clone();
+            task.add_done_callback(move |_| {
+                ran.fetch_add(1, SeqCst);
+            });
+        }
+        gate.set_result(()).unwrap();
+        rt.block_on(&mut task).unwrap();
+        let r = ran.clone();
+        task.add_done_callback(move |_| {
+            r.fetch_add(1, SeqCst);
+        });
+        assert_eq!(ran.load(SeqCst), 3);
+        assert_eq!(rt.metrics().callbacks_run - before, 3);
+    }
+
     fn the_poll_time_histogram_samples_one_run_in_1024(flavor) {
         let rt = runtime(flavor);
         rt.block_on(async {

@@ -253,6 +253,31 @@ fn a_trace_is_written_on_demand_and_only_by_a_runtime_that_records_one() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_trace_read_as_a_task_is_joined_holds_the_tasks_last_poll() {
+    // The poll's slice is recorded before the completion wakes the
+    // joiner, so a timeline read at once holds it, every time.
+    let dir = scratch("last-poll");
+    let rt = weft_tests::builder(weft::Flavor::MultiThread)
+        .trace_file(dir.join("trace.json"))
+        .build()
+        .unwrap();
+    let timeline = rt.timeline().unwrap();
+    for _ in 0..200 {
+        let task = rt.spawn(async {});
+        let id = task.id().as_u64();
+        rt.block_on(task).unwrap();
+        let json: Value = serde_json::from_str(&timeline.to_chrome_json()).unwrap();
+        let events = json["traceEvents"].as_array().unwrap();
+        assert!(
+            of(events, "X", "poll").iter().any(|e| e["args"]["task"] == id),
+            "no poll of task {id} in a timeline read after joining it"
+        );
+    }
+    drop(rt);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The child half of the next test: builds two runtimes under `WEFT_TRACE`.
 #[test]
 fn weft_trace_child() {

@@ -18,7 +18,8 @@
 //! - when it parks and when it unparks;
 //! - around every [`SAMPLE_EVERY`]th run of a task (the *sampled* runs,
 //!   chosen by the thread's run count, so the poll-time histogram they feed
-//!   is an unbiased sample);
+//!   is an unbiased sample; their time also goes into the task's longest
+//!   poll);
 //! - after a poll that an observer saw in progress (the runtime's watcher,
 //!   which looks at busy workers every watch interval while another worker
 //!   waits in the driver, or a dump): such a poll may be long, so its time
@@ -72,6 +73,9 @@ pub(crate) struct PollRecord {
     seen_at_us: AtomicU64,
     /// Since when the thread is parked (ns since the epoch), 0 while not.
     parked_since_ns: AtomicU64,
+    /// When the instrumented run under way began (ns since the epoch), until
+    /// its poll's end records it; 0 otherwise. The owner's alone.
+    run_start_ns: AtomicU64,
     /// This thread's track of the runtime's timeline, when it writes one.
     timeline: Option<Arc<timeline::Track>>,
     /// Sampled poll times (on the heap: only sampled runs touch it).
@@ -94,6 +98,7 @@ impl PollRecord {
             clock_us: AtomicU64::new(now),
             seen_at_us: AtomicU64::new(0),
             parked_since_ns: AtomicU64::new(0),
+            run_start_ns: AtomicU64::new(0),
             timeline,
             histogram: Default::default(),
         }
@@ -115,7 +120,17 @@ impl PollRecord {
     }
 
     /// A run with the clock read around it: into the histogram if it is a
-    /// sampled one, onto the timeline if the runtime records one.
+    /// sampled one, onto the timeline if the runtime records one, and into
+    /// the task's longest poll.
+    ///
+    /// The poll is recorded as it returns, in [`end`](Self::end), before
+    /// the task completes: a completion wakes whoever awaits the task, who
+    /// may read the timeline at once (`Runtime::write_trace`) and must find
+    /// the poll there. To get there, the run marks its own poll as seen
+    /// since its start, which sends `end` down the path a watched poll
+    /// takes, at no cost to runs that are not instrumented. A run that
+    /// polls nothing (a cancellation drops the future instead) is recorded
+    /// here, after it.
     #[cold]
     #[inline(never)]
     fn run_instrumented<S: Schedule>(&self, n: u64, task: Notified<S>) {
@@ -123,9 +138,37 @@ impl PollRecord {
         let (id, poll, location) = task.trace_info();
         let start = clock::now_ns().max(1);
         self.set_clock(start / 1000);
+        self.run_start_ns.store(start, Relaxed);
+        self.seen_at_us.store(start / 1000, Relaxed);
+        self.seen_poll.store(n, Release);
         task.run(self);
-        let end = clock::now_ns();
-        self.set_clock(end / 1000);
+        let start = self.take_run_start();
+        if start != 0 {
+            let end = clock::now_ns();
+            self.set_clock(end / 1000);
+            self.record_run(n, id, poll, location, start, end);
+        }
+    }
+
+    /// The start of the instrumented run under way, if its poll is not yet
+    /// recorded; clears it (the owner's field: a load and a store).
+    fn take_run_start(&self) -> u64 {
+        let start = self.run_start_ns.load(Relaxed);
+        self.run_start_ns.store(0, Relaxed);
+        start
+    }
+
+    /// Puts run `n`, of poll `poll` of task `id`, into the histogram if it
+    /// is a sampled one and onto the timeline if one records.
+    fn record_run(
+        &self,
+        n: u64,
+        id: Id,
+        poll: u32,
+        location: &'static std::panic::Location<'static>,
+        start: u64,
+        end: u64,
+    ) {
         if n % SAMPLE_EVERY == 0 {
             self.histogram[bucket(u128::from(end.saturating_sub(start)))].incr();
         }
@@ -168,11 +211,18 @@ impl PollRecord {
     #[cold]
     #[inline(never)]
     fn seen_ended(&self, task: &Header) {
-        let now_us = clock::now_us();
+        let now_ns = clock::now_ns();
+        let now_us = now_ns / 1000;
         self.set_clock(now_us);
-        // Seen in progress: it ran at least since then.
-        task.record()
-            .poll_measured(now_us.saturating_sub(self.seen_at_us.load(Relaxed)));
+        // Seen in progress: it ran at least since then (since its start,
+        // for an instrumented run).
+        let record = task.record();
+        record.poll_measured(now_us.saturating_sub(self.seen_at_us.load(Relaxed)));
+        let start = self.take_run_start();
+        if start != 0 {
+            let n = self.polls.get();
+            self.record_run(n, task.id(), record.polls(), record.location(), start, now_ns);
+        }
     }
 
     /// The thread is about to block.

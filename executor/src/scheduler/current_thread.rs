@@ -435,6 +435,10 @@ impl Schedule for Arc<Handle> {
         self.driver_unpark.unpark();
     }
 
+    fn callbacks_ran(&self, n: u64) {
+        self.ready.count_ran(n);
+    }
+
     fn unhandled_panic(&self) {
         if self.config.unhandled_panic == UnhandledPanic::ShutdownRuntime {
             // Close first: whoever the signal wakes must find the runtime

@@ -106,26 +106,39 @@ pub(super) struct Trailer {
 }
 
 impl<T: Future, S: Schedule> Cell<T, S> {
+    /// Allocates the cell and builds it in place: written field by field
+    /// into the allocation, the cell is never assembled on the stack first
+    /// and copied (a copy the compiler makes with `memcpy` once the cell
+    /// passes a hundred-odd bytes).
+    #[inline]
     pub(super) fn new(future: T, scheduler: S, id: Id, record: TaskRecord, vtable: &'static Vtable) -> Box<Cell<T, S>> {
-        Box::new(Cell {
-            header: Header {
+        let mut cell = Box::<Cell<T, S>>::new_uninit();
+        let ptr = cell.as_mut_ptr();
+        // SAFETY: `ptr` points to an allocation for one `Cell<T, S>`; each of
+        // its three fields is written exactly once, in place, through raw
+        // pointers (no reference to uninitialised memory is formed), so
+        // every byte the cell's type needs is initialised before
+        // `assume_init`.
+        unsafe {
+            std::ptr::addr_of_mut!((*ptr).header).write(Header {
                 state: State::new(),
                 vtable,
                 id,
                 owned: UnsafeCell::new(Pointers::default()),
                 record,
                 done: AtomicPtr::new(std::ptr::null_mut()),
-            },
-            core: Core {
+            });
+            std::ptr::addr_of_mut!((*ptr).core).write(Core {
                 scheduler,
                 stage: UnsafeCell::new(Stage {
                     future: ManuallyDrop::new(future),
                 }),
-            },
-            trailer: Trailer {
+            });
+            std::ptr::addr_of_mut!((*ptr).trailer).write(Trailer {
                 waker: UnsafeCell::new(None),
-            },
-        })
+            });
+            cell.assume_init()
+        }
     }
 }
 
@@ -212,6 +225,26 @@ impl<T: Future, S> Core<T, S> {
         // SAFETY: forwarded to the caller. The old outcome is moved out before
         // it is dropped, so a destructor that panics leaves `Consumed` behind.
         drop(unsafe { self.replace_output() });
+    }
+
+    /// False if dropping the outcome would run no code: a returned value
+    /// whose type has no destructor (`()`, most often), a cancellation, or
+    /// one already taken. Lets the completing thread of a detached task skip
+    /// the id scope and the panic guard that a destructor needs.
+    ///
+    /// # Safety
+    ///
+    /// As for [`drop_output`](Self::drop_output).
+    pub(super) unsafe fn output_needs_drop(&self) -> bool {
+        self.stage.with(|ptr| {
+            // SAFETY: the task is complete, so `outcome` is the live field,
+            // and the caller owns it: nothing writes it meanwhile.
+            match unsafe { &*(*ptr).outcome } {
+                Outcome::Finished(_) => std::mem::needs_drop::<T::Output>(),
+                Outcome::Panicked(_) => true,
+                Outcome::Cancelled | Outcome::Consumed => false,
+            }
+        })
     }
 
     /// Takes the outcome out of a finished task; `id` is the task's, for the

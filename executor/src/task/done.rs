@@ -196,7 +196,7 @@ impl<T> DoneList<T> {
         header: &Header,
         callback: Callback<T>,
         outcome: impl FnOnce() -> *const Outcome<T>,
-    ) -> CallbackId {
+    ) -> (CallbackId, u64) {
         let key = CallbackId::next();
         {
             let mut state = lock(&self.state);
@@ -207,7 +207,7 @@ impl<T> DoneList<T> {
                 let outcome = unsafe { &*outcome() };
                 let done = DoneTask { id: header.id, outcome };
                 run_contained(callback, &done);
-                return key;
+                return (key, 1);
             }
             state.callbacks.push((key, callback));
         }
@@ -217,28 +217,31 @@ impl<T> DoneList<T> {
             // announced: nobody ran the list, so we do.
             // SAFETY: complete, and we hold the handle (rule 4).
             let outcome = unsafe { &*outcome() };
-            self.run(&DoneTask { id: header.id, outcome });
+            return (key, self.run(&DoneTask { id: header.id, outcome }));
         }
-        key
+        (key, 0)
     }
 
     /// Runs the list unless someone already did: `Open` to `Running`, then
-    /// batch after batch until it is empty, then `Closed` (rule 2).
-    fn run(&self, done: &DoneTask<'_, T>) {
+    /// batch after batch until it is empty, then `Closed` (rule 2). Returns
+    /// how many callbacks ran here.
+    fn run(&self, done: &DoneTask<'_, T>) -> u64 {
         let mut state = lock(&self.state);
         if state.phase != Phase::Open {
-            return;
+            return 0;
         }
         state.phase = Phase::Running;
+        let mut ran = 0;
         loop {
             let batch = std::mem::take(&mut state.callbacks);
             if batch.is_empty() {
                 state.phase = Phase::Closed;
-                return;
+                return ran;
             }
             drop(state);
             for (_, callback) in batch {
                 run_contained(callback, done);
+                ran += 1;
             }
             state = lock(&self.state);
         }
@@ -255,14 +258,16 @@ impl<T> DoneList<T> {
 
 /// The completing thread runs the task's callbacks (rule 3): called when
 /// it sees `HAS_CALLBACKS`, so the list exists; a second call finds it run.
+/// Returns how many ran.
 ///
 /// # Safety
 ///
 /// The caller holds `RUNNING`, has stored `outcome`, and has not yet
 /// published `COMPLETE`.
-pub(super) unsafe fn run_at_completion<T>(header: &Header, outcome: &Outcome<T>) {
-    if let Some(list) = DoneList::<T>::of(header) {
-        list.run(&DoneTask { id: header.id, outcome });
+pub(super) unsafe fn run_at_completion<T>(header: &Header, outcome: &Outcome<T>) -> u64 {
+    match DoneList::<T>::of(header) {
+        Some(list) => list.run(&DoneTask { id: header.id, outcome }),
+        None => 0,
     }
 }
 

@@ -180,15 +180,23 @@ impl<T: Future, S: Schedule> Harness<T, S> {
         let snapshot = self.state().transition_to_complete_after(|_| {
             // SAFETY: we hold RUNNING and stored the outcome (every caller
             // of `complete` did); COMPLETE is not yet published.
-            unsafe { done::run_at_completion(self.header(), &*self.core().outcome_ptr()) }
+            let ran = unsafe { done::run_at_completion(self.header(), &*self.core().outcome_ptr()) };
+            if ran > 0 {
+                self.core().scheduler.callbacks_ran(ran);
+            }
         });
 
         if !snapshot.is_join_interested() {
             // Rule 1: the handle is gone, so the output is ours to drop. A
-            // panicking destructor must not unwind into the scheduler.
-            let _id = context::set_current_task_id(Some(self.id()));
+            // panicking destructor must not unwind into the scheduler. An
+            // outcome with nothing to drop stays where it is, freed with
+            // the cell.
             // SAFETY: rule 1 (see above).
-            contain(|| unsafe { self.core().drop_output() });
+            if unsafe { self.core().output_needs_drop() } {
+                let _id = context::set_current_task_id(Some(self.id()));
+                // SAFETY: rule 1 (see above).
+                contain(|| unsafe { self.core().drop_output() });
+            }
         } else if snapshot.is_join_waker_set() {
             // Rule 4: JOIN_WAKER is set and the task complete: we may read
             // the waker to wake the handle.
@@ -225,6 +233,11 @@ impl<T: Future, S: Schedule> Harness<T, S> {
         if self.state().ref_dec() {
             self.dealloc();
         }
+    }
+
+    /// `n` done callbacks ran (`RawTask::callbacks_ran`).
+    pub(super) fn callbacks_ran(self, n: u64) {
+        self.core().scheduler.callbacks_ran(n);
     }
 
     /// A pointer to the stored outcome (`RawTask::outcome_ptr`).
@@ -299,8 +312,7 @@ fn poll_future<T: Future, S: Schedule>(
     header: NonNull<Header>,
     cx: &mut Context<'_>,
 ) -> Polled {
-    let _id = context::set_current_task_id(Some(id));
-    let polling = context::enter_poll(header.as_ptr() as *const ());
+    let polling = context::enter_poll(id, header.as_ptr() as *const ());
     // SAFETY: the caller holds RUNNING (rule 1) and the task is not
     // complete, so the future is live.
     let polled = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.poll(cx) }));

@@ -171,7 +171,13 @@ impl<T> JoinHandle<T> {
         // SAFETY: the outcome pointer is read only if the list is closed,
         // that is once the outcome is stored; we hold the handle by shared
         // reference, so it cannot be taken meanwhile (rule 3 of `done`).
-        unsafe { list.add(header, Box::new(f), || self.raw.outcome_ptr().cast()) }
+        let (id, ran) = unsafe { list.add(header, Box::new(f), || self.raw.outcome_ptr().cast()) };
+        if ran > 0 {
+            // The handle's reference keeps the task, and so its scheduler,
+            // alive.
+            self.raw.callbacks_ran(ran);
+        }
+        id
     }
 
     /// Removes a done callback that has not run yet; returns how many were

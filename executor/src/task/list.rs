@@ -92,7 +92,6 @@ impl<S: Schedule> OwnedTasks<S> {
         T::Output: Send + 'static,
     {
         let (task, notified, join) = new_task(future, scheduler, id, meta.location, meta.name.is_some());
-        let name = meta.name.map(Box::<str>::from);
         let mut shard = lock(self.shard(id));
         if shard.closed {
             drop(shard);
@@ -103,8 +102,11 @@ impl<S: Schedule> OwnedTasks<S> {
             return (join, None);
         }
         shard.bound += 1;
-        if let Some(name) = name {
-            shard.names.insert(id, name);
+        if let Some(name) = meta.name {
+            // Named tasks are few: their name is copied under the lock
+            // (as the map's own growth allocates there), so an unnamed
+            // spawn carries no `Option<Box<str>>` to drop on every path.
+            shard.names.insert(id, name.into());
         }
         // SAFETY: the shard lock is held and the task is not in any list.
         unsafe { shard.push_front(task.into_header_ptr()) };
@@ -219,7 +221,18 @@ impl<S: Schedule> OwnedTasks<S> {
 
 impl Shard {
     /// Drops the name of a task leaving the shard.
+    #[inline(always)]
     fn forget_name(&mut self, header: &Header) {
+        // Most shards hold no name: then the header need not be read, and
+        // the map's code stays out of the caller.
+        if !self.names.is_empty() {
+            self.forget_name_slow(header);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forget_name_slow(&mut self, header: &Header) {
         if header.record().is_named() {
             self.names.remove(&header.id());
         }

@@ -172,6 +172,10 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// A panic escaped the task's future; its payload is already stored for
     /// the `JoinHandle`. The scheduler applies its unhandled-panic policy.
     fn unhandled_panic(&self) {}
+
+    /// `n` done callbacks of the task ran (`done.rs`), for the runtime's
+    /// `callbacks_run` metric.
+    fn callbacks_ran(&self, _n: u64) {}
 }
 
 /// The owned-task list's counted reference to a task.
@@ -196,6 +200,7 @@ unsafe impl<S: Schedule> Sync for Task<S> {}
 /// Builds a task: the owned-list reference, the first `Notified`, and the
 /// `JoinHandle`. `location` is where it was spawned; `named` says the owned
 /// list keeps a name for it.
+#[inline]
 pub(crate) fn new_task<T, S>(
     future: T,
     scheduler: S,

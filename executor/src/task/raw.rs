@@ -31,6 +31,8 @@ pub(super) struct Vtable {
     /// A pointer to the stored outcome (`Outcome<T::Output>`), for the
     /// `JoinHandle` to read in place.
     pub(super) outcome: unsafe fn(NonNull<Header>) -> *const (),
+    /// `n` done callbacks ran ([`Schedule::callbacks_ran`]).
+    pub(super) callbacks_ran: unsafe fn(NonNull<Header>, u64),
     /// The scheduler's [`Schedule::INTERRUPTIBLE`].
     pub(super) interruptible: bool,
 }
@@ -44,6 +46,7 @@ fn vtable<T: Future, S: Schedule>() -> &'static Vtable {
         drop_join_handle_slow: drop_join_handle_slow::<T, S>,
         shutdown: shutdown::<T, S>,
         outcome: outcome::<T, S>,
+        callbacks_ran: callbacks_ran::<T, S>,
         interruptible: S::INTERRUPTIBLE,
     }
 }
@@ -56,6 +59,7 @@ pub(super) struct RawTask {
 }
 
 impl RawTask {
+    #[inline]
     pub(super) fn new<T, S>(future: T, scheduler: S, id: Id, record: TaskRecord) -> RawTask
     where
         T: Future + Send + 'static,
@@ -130,6 +134,12 @@ impl RawTask {
         unsafe { (self.header().vtable.outcome)(self.ptr) }
     }
 
+    /// Tells the task's scheduler that `n` of its done callbacks ran.
+    pub(super) fn callbacks_ran(self, n: u64) {
+        // SAFETY: the vtable belongs to this header's cell type.
+        unsafe { (self.header().vtable.callbacks_ran)(self.ptr, n) }
+    }
+
     /// The `JoinHandle` is dropped and the fast path failed.
     pub(super) fn drop_join_handle_slow(self) {
         // SAFETY: the vtable belongs to this header's cell type.
@@ -197,6 +207,11 @@ unsafe fn drop_join_handle_slow<T: Future, S: Schedule>(ptr: NonNull<Header>) {
 unsafe fn shutdown<T: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the vtable was built for this `(T, S)`.
     unsafe { Harness::<T, S>::from_raw(ptr) }.shutdown();
+}
+
+unsafe fn callbacks_ran<T: Future, S: Schedule>(ptr: NonNull<Header>, n: u64) {
+    // SAFETY: the vtable was built for this `(T, S)`.
+    unsafe { Harness::<T, S>::from_raw(ptr) }.callbacks_ran(n);
 }
 
 unsafe fn outcome<T: Future, S: Schedule>(ptr: NonNull<Header>) -> *const () {

@@ -30,21 +30,22 @@
 use std::panic::Location;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-/// Set in `polls` when the task has a name (kept in the owned list).
+/// Set in the low half of `poll` when the task has a name (kept in the
+/// owned list).
 const NAMED: u32 = 1;
-/// One poll, in `polls` (the count sits above the flag, so counting is an
-/// add that never touches it; it wraps after 2^31 polls).
+/// One poll, in the low half of `poll` (the count sits above the flag, so
+/// counting is an add that never touches it; it wraps after 2^31 polls).
 const ONE_POLL: u32 = 2;
 
-/// The task's own record (see the module docs). `repr(C)`: the two fields
-/// every poll writes come first (see `Header`).
+/// The task's own record (see the module docs). `repr(C)`: the word every
+/// poll writes comes first (see `Header`).
 #[repr(C)]
 pub(crate) struct TaskRecord {
-    /// Polls begun (wrapping), times two, plus the `NAMED` flag.
-    polls: AtomicU32,
-    /// When the latest poll began, in ms since the observation epoch, by
-    /// the poller's clock (see `observe::poll_record`).
-    last_poll_ms: AtomicU32,
+    /// Low half: polls begun (wrapping), times two, plus the `NAMED` flag.
+    /// High half: when the latest poll began, in ms since the observation
+    /// epoch, by the poller's clock (see `observe::poll_record`). One word,
+    /// so that a poll stamps both with one store.
+    poll: AtomicU64,
     location: &'static Location<'static>,
     /// The longest poll measured, in µs (saturating).
     longest_poll_us: AtomicU32,
@@ -59,8 +60,7 @@ impl TaskRecord {
     pub(crate) fn new(location: &'static Location<'static>, named: bool) -> TaskRecord {
         TaskRecord {
             location,
-            polls: AtomicU32::new(if named { NAMED } else { 0 }),
-            last_poll_ms: AtomicU32::new(0),
+            poll: AtomicU64::new(if named { u64::from(NAMED) } else { 0 }),
             longest_poll_us: AtomicU32::new(0),
             wait_tag: AtomicU32::new(0),
             wait_object: AtomicU64::new(0),
@@ -71,9 +71,8 @@ impl TaskRecord {
     /// poller's clock.
     #[inline(always)]
     pub(crate) fn begin_poll(&self, clock_ms: u32) {
-        self.polls
-            .store(self.polls.load(Relaxed).wrapping_add(ONE_POLL), Relaxed);
-        self.last_poll_ms.store(clock_ms, Relaxed);
+        let polls = (self.poll.load(Relaxed) as u32).wrapping_add(ONE_POLL);
+        self.poll.store((u64::from(clock_ms) << 32) | u64::from(polls), Relaxed);
     }
 
     /// A poll took `us` (rule 2).
@@ -111,17 +110,18 @@ impl TaskRecord {
     }
 
     pub(crate) fn is_named(&self) -> bool {
-        self.polls.load(Relaxed) & NAMED != 0
+        self.poll.load(Relaxed) as u32 & NAMED != 0
     }
 
     /// The fields, for a dump (see rule 3 for when they are consistent).
     pub(crate) fn read(&self) -> RecordView {
-        let polls = self.polls.load(Relaxed) / ONE_POLL;
+        let poll = self.poll.load(Relaxed);
+        let polls = poll as u32 / ONE_POLL;
         let (wait_tag, wait_object) =
             self.current_wait(polls, self.wait_tag.load(Relaxed), self.wait_object.load(Relaxed));
         RecordView {
             polls,
-            last_poll_ms: self.last_poll_ms.load(Relaxed),
+            last_poll_ms: (poll >> 32) as u32,
             longest_poll_us: self.longest_poll_us.load(Relaxed),
             wait_tag,
             wait_object,
@@ -130,7 +130,7 @@ impl TaskRecord {
 
     /// The number of polls begun (modulo 2^31).
     pub(crate) fn polls(&self) -> u32 {
-        self.polls.load(Relaxed) / ONE_POLL
+        self.poll.load(Relaxed) as u32 / ONE_POLL
     }
 }
 

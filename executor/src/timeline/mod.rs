@@ -78,9 +78,8 @@ std::thread_local! {
 /// let rt = weft_executor::Builder::new_multi_thread().worker_threads(2).timeline(4096).build()?;
 /// rt.block_on(async { weft_executor::spawn(async { 1 + 1 }).await.unwrap() });
 /// let timeline = rt.handle().timeline().expect("the runtime records one");
-/// // A poll's slice is recorded as its run returns, just after the task's
-/// // completion woke `block_on`: shutting down waits for it.
-/// drop(rt);
+/// // A poll's slice is recorded as the poll returns, before the task's
+/// // completion wakes `block_on`: the timeline holds it already.
 /// let json = timeline.to_chrome_json();
 /// assert!(json.starts_with("{\"traceEvents\":["));
 /// assert!(json.contains("\"cat\":\"poll\""));
