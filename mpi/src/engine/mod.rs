@@ -43,7 +43,12 @@
 //!    without sleeping; after it the
 //!    reactor backs off from 50 µs to the longest idle poll interval
 //!    ([`MpiBuilder::max_sleep`]), with sub-millisecond sleeps. A post that
-//!    may find the loop asleep, or backing off, wakes it. Where ranks
+//!    may find the loop asleep, or backing off, wakes it. A message from a
+//!    peer wakes it too: a send rings the destination's **doorbell**
+//!    (`doorbell.rs`: a datagram socket the reactor watches, rung at most
+//!    once per spin window per peer), whose reactor then polls at once and
+//!    spins for the window, so idle polls can be far apart (cheap) while
+//!    a request after an idle gap is still answered at once. Where ranks
 //!    outnumber cores, the loop spins for as long as work is pending, and
 //!    a poll that finds nothing yields the core (`sched_yield`, as Open
 //!    MPI's own blocking calls do then), so a spinning rank never starves
@@ -79,6 +84,7 @@ pub(crate) use self::matching::{Held, Receiver, Unclaimed, WaitingReceive, iprob
 use self::activity::Activity;
 use self::matching::ReceiveQueue;
 use self::requests::RequestWindow;
+use crate::doorbell::Doorbell;
 use crate::error::Error;
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*, lock};
 use crate::status::Status;
@@ -465,6 +471,8 @@ pub(crate) struct Engine {
     /// Reactors polling the engine; waiting receives fail on shutdown only
     /// when the last one goes.
     reactors: AtomicUsize,
+    /// This rank's doorbell (rule 6, `doorbell.rs`), once MPI is up.
+    doorbell: std::sync::OnceLock<Doorbell>,
 }
 
 std::thread_local! {
@@ -486,7 +494,22 @@ impl Engine {
             has_retired: AtomicBool::new(false),
             completed_by_loop: AtomicUsize::new(0),
             reactors: AtomicUsize::new(0),
+            doorbell: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Rule 6: this rank's doorbell, set once at init (before the engine
+    /// is registered with any reactor, which reads it then).
+    pub(crate) fn set_doorbell(&self, doorbell: Doorbell) {
+        let _ = self.doorbell.set(doorbell);
+    }
+
+    /// Rule 6: after posting a send to world rank `rank`, rings its
+    /// doorbell unless it was rung within the spin window. True if rung.
+    pub(crate) fn ring(&self, rank: i32) -> bool {
+        self.doorbell
+            .get()
+            .is_some_and(|bell| bell.ring(rank, self.activity.window()))
     }
 
     /// Rule 1: runs `f` under the MPI lock, then delivers what completed
@@ -806,6 +829,17 @@ impl weft_io::source::Source for Engine {
 
     fn max_sleep(&self) -> Duration {
         self.max_sleep()
+    }
+
+    #[cfg(unix)]
+    fn doorbell(&self) -> Option<std::os::fd::RawFd> {
+        self.doorbell.get().map(Doorbell::fd)
+    }
+
+    fn doorbell_rang(&self) {
+        if let Some(bell) = self.doorbell.get() {
+            bell.drain();
+        }
     }
 
     fn shutdown(&self) {
