@@ -121,8 +121,8 @@ impl MpiBuilder {
     /// longer than that (idle gaps) leave it at this setting. Zero: spin
     /// only as long as that recent wait asks. A rank rings a peer's
     /// doorbell at most once per this window, so every rank should use the
-    /// same. (Where ranks outnumber cores the loop spins, yielding, while
-    /// work is pending: see [`Mpi::oversubscribed`].)
+    /// same. (Where ranks outnumber cores the loop yields at every empty
+    /// poll: see [`Mpi::oversubscribed`].)
     pub fn spin_window(mut self, window: Duration) -> MpiBuilder {
         self.spin_window = window;
         self
@@ -317,9 +317,10 @@ impl Mpi {
 
     /// True when this node runs more ranks than it has cores, as detected
     /// at [`init`](Self::init) or set with
-    /// [`MpiBuilder::oversubscribed`]: the loop then spins for as long as
-    /// work is pending, yielding its core whenever a poll finds nothing (as
-    /// blocking MPI calls do there), and tasks never spin.
+    /// [`MpiBuilder::oversubscribed`]: the loop then yields its core
+    /// whenever a poll finds nothing (as blocking MPI calls do there), and
+    /// tasks never spin; past the spin window it sleeps between polls as
+    /// anywhere, leaving the core to the ranks it waits for.
     pub fn oversubscribed(&self) -> bool {
         self.shared.engine.oversubscribed()
     }

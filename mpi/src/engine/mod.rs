@@ -49,10 +49,14 @@
 //!    once per spin window per peer), whose reactor then polls at once and
 //!    spins for the window, so idle polls can be far apart (cheap) while
 //!    a request after an idle gap is still answered at once. Where ranks
-//!    outnumber cores, the loop spins for as long as work is pending, and
-//!    a poll that finds nothing yields the core (`sched_yield`, as Open
-//!    MPI's own blocking calls do then), so a spinning rank never starves
-//!    the rank it waits for, and no rank of a collective sleeps.
+//!    outnumber cores, a poll that finds nothing yields the core
+//!    (`sched_yield`, as Open MPI's own blocking calls do then), so a
+//!    spinning rank does not starve the rank it waits for, and tasks never
+//!    spin (rule 7); the windows are the same, so a rank that waits long
+//!    for a slower one sleeps, leaving the core to it (spinning, even
+//!    yielding, for as long as work was pending made an awaited
+//!    collective 2 to 3 times slower with 4 ranks on 2 cores: the waiting
+//!    ranks' yields kept taking the cores from the ranks with work).
 //! 7. **An awaiting task helps for a moment.** While the spin window is
 //!    open (messages are flowing, and ranks do not outnumber cores), a
 //!    task that polls a pending operation first runs the engine's poll
@@ -99,10 +103,6 @@ use std::time::{Duration, Instant};
 /// only inside MPI calls, so sleeping between polls would slow the work
 /// itself, not only its notice.
 pub(crate) const REQUESTS_SPIN_WINDOW: Duration = Duration::from_millis(1);
-
-/// The spin window where ranks outnumber cores while work is pending
-/// (rule 6): in effect, for as long as it is pending.
-pub(crate) const OVERSUBSCRIBED_SPIN_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest a task runs the engine itself before parking (rule 7).
 pub(crate) const TASK_SPIN: Duration = Duration::from_micros(3);
@@ -811,15 +811,11 @@ impl weft_io::source::Source for Engine {
         if self.activity.pending() == 0 {
             return window;
         }
-        if self.oversubscribed() {
-            // Rule 6: where ranks outnumber cores, spin (yielding the core
-            // at every empty poll) for as long as work is pending, as MPI's
-            // own blocking calls do there: a rank asleep between polls
-            // holds up every rank of a collective.
-            return OVERSUBSCRIBED_SPIN_WINDOW;
-        }
         // Requests MPI holds (a collective's stage, a large transfer) move
-        // only while it is polled: keep spinning longer.
+        // only while it is polled: keep spinning longer. (Where ranks
+        // outnumber cores too: each empty poll yields the core there, and
+        // a rank that waits longer than this for a slower one then sleeps,
+        // leaving the core to it, until a ring or an idle poll.)
         if self.activity.requests() > 0 {
             window.max(REQUESTS_SPIN_WINDOW)
         } else {
@@ -883,6 +879,25 @@ mod tests {
             class: 1,
             message: "test".into(),
         })
+    }
+
+    #[test]
+    fn oversubscribed_ranks_spin_the_same_windows_then_sleep_and_tasks_never_spin() {
+        use weft_io::source::Source;
+        let window = Duration::from_micros(100);
+        for over in [false, true] {
+            let engine = Engine::new(window, Duration::from_millis(1), over);
+            engine.activity.set_pending(1, 1);
+            assert_eq!(
+                Source::spin_window(&engine),
+                REQUESTS_SPIN_WINDOW,
+                "requests in flight (oversubscribed: {over}): a bounded window, then sleeps"
+            );
+            engine.activity.set_pending(1, 0);
+            assert_eq!(Source::spin_window(&engine), window);
+            assert!(engine.posted(), "the first post wakes the loop");
+            assert_eq!(engine.helping(), !over, "tasks spin only where ranks have cores");
+        }
     }
 
     #[test]
