@@ -130,7 +130,9 @@ impl MpiBuilder {
 
     /// The longest idle poll interval (default [`DEFAULT_MAX_SLEEP`]):
     /// while operations are in flight and nothing completes, the loop
-    /// backs off from 50 µs to this. A message from a rank on this host
+    /// backs off from 50 µs to this (to at most 50 µs while MPI holds
+    /// requests, such as a collective's, which move only while polled and
+    /// which no ring announces). A message from a rank on this host
     /// rings this rank's doorbell and is noticed at once whatever this is;
     /// this bounds how late a message nothing rang for (from a rank on
     /// another host, or in another network namespace) is noticed after an

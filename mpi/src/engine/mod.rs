@@ -42,7 +42,9 @@
 //!    while polled) after the last post or completion the loop polls
 //!    without sleeping; after it the
 //!    reactor backs off from 50 µs to the longest idle poll interval
-//!    ([`MpiBuilder::max_sleep`]), with sub-millisecond sleeps. A post that
+//!    ([`MpiBuilder::max_sleep`]; at most [`REQUESTS_MAX_SLEEP`] while MPI
+//!    holds requests, whose progress no ring announces), with
+//!    sub-millisecond sleeps. A post that
 //!    may find the loop asleep, or backing off, wakes it. A message from a
 //!    peer wakes it too: a send rings the destination's **doorbell**
 //!    (`doorbell.rs`: a datagram socket the reactor watches, rung at most
@@ -103,6 +105,13 @@ use std::time::{Duration, Instant};
 /// only inside MPI calls, so sleeping between polls would slow the work
 /// itself, not only its notice.
 pub(crate) const REQUESTS_SPIN_WINDOW: Duration = Duration::from_millis(1);
+
+/// The longest idle poll interval while MPI holds requests (rule 6), at
+/// most: a nonblocking collective's rounds move only inside MPI calls and
+/// ring no doorbell, so a rank that waits past its window for a slower one
+/// polls at least this often (a rank asleep for the whole `max_sleep`
+/// held up every rank of the collective).
+pub(crate) const REQUESTS_MAX_SLEEP: Duration = Duration::from_micros(50);
 
 /// The longest a task runs the engine itself before parking (rule 7).
 pub(crate) const TASK_SPIN: Duration = Duration::from_micros(3);
@@ -824,6 +833,10 @@ impl weft_io::source::Source for Engine {
     }
 
     fn max_sleep(&self) -> Duration {
+        if self.activity.requests() > 0 {
+            // Rule 6: what MPI holds is announced by no ring.
+            return self.max_sleep().min(REQUESTS_MAX_SLEEP);
+        }
         self.max_sleep()
     }
 
@@ -893,8 +906,18 @@ mod tests {
                 REQUESTS_SPIN_WINDOW,
                 "requests in flight (oversubscribed: {over}): a bounded window, then sleeps"
             );
+            assert_eq!(
+                Source::max_sleep(&engine),
+                REQUESTS_MAX_SLEEP,
+                "requests in flight: idle polls at most this far apart"
+            );
             engine.activity.set_pending(1, 0);
             assert_eq!(Source::spin_window(&engine), window);
+            assert_eq!(
+                Source::max_sleep(&engine),
+                Duration::from_millis(1),
+                "a waiting receive is rung: the setting"
+            );
             assert!(engine.posted(), "the first post wakes the loop");
             assert_eq!(engine.helping(), !over, "tasks spin only where ranks have cores");
         }
