@@ -123,7 +123,7 @@ impl Communicator {
             None => finish(u, status),
         };
         let slot = self.slot(unit, finish, (Kind::Collective, 1, [-1, -1]), datatype::<u8>(), all);
-        self.posting(|mpi| mpi.start_collective(slot.clone()));
+        self.posting_collective(|mpi| mpi.start_collective(slot.clone()));
         Request::pending(self.shared.clone(), slot)
     }
 

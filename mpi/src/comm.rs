@@ -57,6 +57,9 @@ pub struct Communicator {
     /// operation on it, has gone (the world duplicate is freed by
     /// `Shared`).
     pub(crate) owned: Option<Arc<Owned>>,
+    /// Each rank's world rank, for ringing doorbells (`doorbell.rs`);
+    /// `None` for the world itself (the same ranks).
+    world_ranks: Option<Arc<[i32]>>,
 }
 
 /// A communicator this crate made (`MPI_Comm_idup`): operations on it hold
@@ -70,6 +73,32 @@ impl Drop for Owned {
     fn drop(&mut self) {
         self.engine.retire(self.raw);
     }
+}
+
+/// Each rank of `comm` (of `size` ranks) as a rank of `world`, for the
+/// doorbells; `None` if MPI cannot say (then sends on it do not ring).
+/// Call under the MPI lock.
+fn world_ranks(comm: Raw<ffi::MPI_Comm>, world: Raw<ffi::MPI_Comm>, size: i32) -> Option<Arc<[i32]>> {
+    // SAFETY: reading a constant MPI initialised.
+    let null = unsafe { ffi::RSMPI_GROUP_NULL };
+    let (mut group, mut world_group) = (null, null);
+    let ranks: Vec<c_int> = (0..size).collect();
+    let mut out = vec![0 as c_int; ranks.len()];
+    // SAFETY: the caller holds the lock; both communicators are live; the
+    // arrays hold `size` ranks each; the groups made here are freed here.
+    let ok = unsafe {
+        let ok = ffi::MPI_Comm_group(comm.0, &mut group) == ffi::MPI_SUCCESS as c_int
+            && ffi::MPI_Comm_group(world.0, &mut world_group) == ffi::MPI_SUCCESS as c_int
+            && ffi::MPI_Group_translate_ranks(group, size, ranks.as_ptr(), world_group, out.as_mut_ptr())
+                == ffi::MPI_SUCCESS as c_int;
+        for g in [&mut group, &mut world_group] {
+            if *g != null {
+                ffi::MPI_Group_free(g);
+            }
+        }
+        ok
+    };
+    ok.then(|| out.into())
 }
 
 pub(crate) fn datatype<T: Equivalence>() -> Raw<ffi::MPI_Datatype> {
@@ -109,12 +138,15 @@ impl Communicator {
             size: shared.size,
             shared,
             owned: None,
+            world_ranks: None,
         }
     }
 
     /// A communicator over the same ranks for `raw`, owned by this crate.
     pub(crate) fn owned(shared: Arc<Shared>, raw: Raw<ffi::MPI_Comm>, rank: i32, size: i32) -> Communicator {
+        let world_ranks = shared.engine.with_mpi(|_| world_ranks(raw, shared.world, size));
         Communicator {
+            world_ranks,
             owned: Some(Arc::new(Owned {
                 engine: shared.engine.clone(),
                 raw,
@@ -186,6 +218,38 @@ impl Communicator {
             self.shared.notify();
         }
         result
+    }
+
+    /// Runs `f` under the MPI lock to post a collective, then wakes the
+    /// loop if the post may find it asleep, and then, since this rank was
+    /// idle and its peers may be too, rings every other rank
+    /// (`doorbell.rs`, rule 2): a collective completes only once every
+    /// rank's loop has polled it.
+    pub(crate) fn posting_collective<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
+        let result = self.shared.engine.with_mpi(f);
+        if self.shared.engine.posted() {
+            self.shared.notify();
+            for rank in 0..self.size {
+                self.ring(rank);
+            }
+        }
+        result
+    }
+
+    /// After posting a send to `dest` (a rank here): rings its doorbell
+    /// (`doorbell.rs`), so its loop, if it sleeps between polls, wakes.
+    fn ring(&self, dest: c_int) {
+        if dest < 0 || dest == self.rank {
+            return;
+        }
+        let world = match &self.world_ranks {
+            None => dest,
+            Some(ranks) => match usize::try_from(dest).ok().and_then(|d| ranks.get(d)) {
+                Some(&w) => w,
+                None => return,
+            },
+        };
+        self.shared.engine.ring(world);
     }
 
     /// A destination and tag a message can be sent with.
@@ -289,7 +353,7 @@ impl Communicator {
         };
         let dt = datatype::<B::Item>();
         let (dest, tag) = (dest.raw(), tag.raw());
-        self.post(buffer, (dt, dest), finish, move |b, comm, request| {
+        let request = self.post(buffer, (dt, dest), finish, move |b, comm, request| {
             // SAFETY: the MPI lock is held (inside `post`); the slice lives
             // on the heap, owned by the buffer, unmoved until MPI is done
             // (`SendBuffer`'s contract).
@@ -304,7 +368,9 @@ impl Communicator {
                     request,
                 )
             }
-        })
+        });
+        self.ring(dest);
+        request
     }
 
     /// Posts one request: lets `start` post it with pointers into
@@ -590,6 +656,7 @@ impl Communicator {
             }
             self.start_receive(mpi, slot.clone(), source, recv_tag, false);
         });
+        self.ring(dest_raw);
         Request::pending(self.shared.clone(), slot)
     }
 

@@ -40,6 +40,7 @@
 //! | file | what |
 //! | --- | --- |
 //! | `env.rs` | [`Mpi`], [`MpiBuilder`]: initialise and finalize once per process (on Weft's own MPI thread), the thread rules, this node's ranks and cores |
+//! | `doorbell.rs` | doorbells: a send rings the destination's loop awake, so a rank that sleeps between idle polls answers at once |
 //! | `liveness.rs` | the death notice: ranks watch each other over TCP, so a death fails what needs the dead rank instead of hanging |
 //! | `engine/mod.rs` | the progress engine: its rules, the one MPI lock, a loop turn, the reactor [source](weft_io::source::Source) |
 //! | `engine/requests.rs` | the request window: `MPI_Testsome` over a ring of pending requests, none starved |
@@ -76,6 +77,7 @@ mod agreement;
 mod buffer;
 mod collective;
 mod comm;
+mod doorbell;
 mod engine;
 mod env;
 mod envelope;

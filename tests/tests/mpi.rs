@@ -185,6 +185,14 @@ fn mpi4py_order_post_receive_post_send_wait_send_wait_receive() {
 }
 
 #[test]
+fn a_send_after_an_idle_gap_wakes_a_receiver_that_polls_an_hour_apart() {
+    run("rung_after_gap", 1);
+    run("rung_after_gap", 2);
+    run("rung_after_gap", 3);
+    run_tcp("rung_after_gap", 2);
+}
+
+#[test]
 fn a_collective_progresses_while_its_task_computes() {
     run("allreduce_overlap", 1);
     run("allreduce_overlap", 2);

@@ -22,7 +22,11 @@
 //! 4. Fire the timers that are due, in deadline order.
 //! 5. Deliver completions queued by other threads (the
 //!    [`Notifier`]).
-//! 6. Poll the sources that have work pending.
+//! 6. Poll the sources that have work pending. A source whose doorbell
+//!    rang in step 3 ([`Source::doorbell`]) has had it drained and its
+//!    spin window restarted, so it is polled in this very turn.
+//!
+//! [`Source::doorbell`]: crate::source::Source::doorbell
 //!
 //! Wakers are collected while locks are held and woken after they are
 //! released.
@@ -39,7 +43,7 @@ pub(crate) mod scheduled_io;
 
 use self::deadline::DeadlineTimer;
 #[cfg(unix)]
-use self::registration::SIGNAL_TOKEN;
+use self::registration::{DOORBELL_TOKEN, SIGNAL_TOKEN};
 use self::registration::{Registrations, TIMER_TOKEN, WAKER_TOKEN};
 use crate::loom::{RwLock, RwLockReadGuard, RwLockWriteGuard, read, write};
 use crate::source::{Notifier, Sources};
@@ -215,6 +219,8 @@ impl Driver {
 
         #[cfg(unix)]
         let mut signalled = false;
+        #[cfg(unix)]
+        let mut rang = false;
         let mut events = 0;
         {
             let registrations = inner.registrations();
@@ -231,6 +237,11 @@ impl Driver {
                     signalled = true;
                     continue;
                 }
+                #[cfg(unix)]
+                if event.token() == DOORBELL_TOKEN {
+                    rang = true;
+                    continue;
+                }
                 if let Some(slot) = registrations.get(event.token()) {
                     events += 1;
                     slot.state.set_readiness(Readiness::from_event(event), &mut self.wakers);
@@ -240,6 +251,10 @@ impl Driver {
         #[cfg(unix)]
         if signalled {
             inner.signals.deliver(&mut self.wakers);
+        }
+        #[cfg(unix)]
+        if rang {
+            inner.sources.rang(Instant::now());
         }
         self.wake_all();
 

@@ -35,6 +35,11 @@ pub(crate) const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 /// [`WAKER_TOKEN`] is.
 pub(crate) const TIMER_TOKEN: Token = Token(usize::MAX - 2);
 
+/// The token of every source's doorbell ([`crate::source::Source::doorbell`]);
+/// reserved as [`WAKER_TOKEN`] is.
+#[cfg(unix)]
+pub(crate) const DOORBELL_TOKEN: Token = Token(usize::MAX - 3);
+
 /// One slab slot.
 pub(crate) struct Slot {
     generation: usize,

@@ -15,7 +15,8 @@
 //! work of late has been completing soon after it was posted: twice the
 //! recent wait (an average of the time from post to completion, fed by
 //! every operation that completed off the eager path), at most
-//! [`ADAPTIVE_CAP`]. An exchange whose replies come back in a few hundred
+//! [`ADAPTIVE_CAP`], while work is in flight (with nothing in flight the
+//! loop spins for the window set only: the stretch is for replies). An exchange whose replies come back in a few hundred
 //! microseconds (a loaded machine, a TCP link) then keeps spinning until
 //! they do, instead of going to sleep just before each one, and waiting
 //! for the peer to find it in its own sleep in turn; a rank whose messages
@@ -157,9 +158,13 @@ impl Activity {
 
     /// The loop's question before it sleeps: is there a reason to poll?
     /// False only after it has said so in `asleep`, so the next poster
-    /// wakes it.
+    /// wakes it. With nothing in flight, only the window set counts (not
+    /// its stretch, which is for catching replies to work in flight): a
+    /// rank whose exchange has ended stops spinning after it.
     pub(crate) fn has_work(&self, now: u64) -> bool {
-        if self.pending.load(SeqCst) > 0 || self.spinning(now) {
+        let last = self.last.load(Relaxed);
+        let idle_spin = last != 0 && now.saturating_sub(last) < self.window.load(Relaxed);
+        if self.pending.load(SeqCst) > 0 || idle_spin {
             return true;
         }
         self.asleep.store(true, SeqCst);
@@ -213,6 +218,19 @@ mod tests {
         assert!(a.has_work(250 * US));
         a.set_pending(1, 0);
         assert!(a.has_work(10_000 * US), "work in flight keeps the loop polling");
+    }
+
+    #[test]
+    fn the_stretch_keeps_the_loop_spinning_only_while_work_is_in_flight() {
+        let a = Activity::new(Duration::from_micros(100));
+        a.record_wait(Duration::from_micros(400));
+        assert_eq!(a.effective_window(), Duration::from_micros(800));
+        a.set_pending(1, 0);
+        assert!(a.touched(1_000 * US));
+        assert!(a.spinning(1_700 * US), "awaiting a reply: the stretched window");
+        a.set_pending(0, 0);
+        assert!(a.has_work(1_099 * US), "nothing in flight: the window set");
+        assert!(!a.has_work(1_101 * US), "nothing in flight: no stretch");
     }
 
     #[test]

@@ -42,12 +42,23 @@
 //!    while polled) after the last post or completion the loop polls
 //!    without sleeping; after it the
 //!    reactor backs off from 50 µs to the longest idle poll interval
-//!    ([`MpiBuilder::max_sleep`]), with sub-millisecond sleeps. A post that
-//!    may find the loop asleep, or backing off, wakes it. Where ranks
-//!    outnumber cores, the loop spins for as long as work is pending, and
-//!    a poll that finds nothing yields the core (`sched_yield`, as Open
-//!    MPI's own blocking calls do then), so a spinning rank never starves
-//!    the rank it waits for, and no rank of a collective sleeps.
+//!    ([`MpiBuilder::max_sleep`]; at most [`REQUESTS_MAX_SLEEP`] while MPI
+//!    holds requests, whose progress no ring announces), with
+//!    sub-millisecond sleeps. A post that
+//!    may find the loop asleep, or backing off, wakes it. A message from a
+//!    peer wakes it too: a send rings the destination's **doorbell**
+//!    (`doorbell.rs`: a datagram socket the reactor watches, rung at most
+//!    once per spin window per peer), whose reactor then polls at once and
+//!    spins for the window, so idle polls can be far apart (cheap) while
+//!    a request after an idle gap is still answered at once. Where ranks
+//!    outnumber cores, a poll that finds nothing yields the core
+//!    (`sched_yield`, as Open MPI's own blocking calls do then), so a
+//!    spinning rank does not starve the rank it waits for, and tasks never
+//!    spin (rule 7); the windows are the same, so a rank that waits long
+//!    for a slower one sleeps, leaving the core to it (spinning, even
+//!    yielding, for as long as work was pending made an awaited
+//!    collective 2 to 3 times slower with 4 ranks on 2 cores: the waiting
+//!    ranks' yields kept taking the cores from the ranks with work).
 //! 7. **An awaiting task helps for a moment.** While the spin window is
 //!    open (messages are flowing, and ranks do not outnumber cores), a
 //!    task that polls a pending operation first runs the engine's poll
@@ -79,6 +90,7 @@ pub(crate) use self::matching::{Held, Receiver, Unclaimed, WaitingReceive, iprob
 use self::activity::Activity;
 use self::matching::ReceiveQueue;
 use self::requests::RequestWindow;
+use crate::doorbell::Doorbell;
 use crate::error::Error;
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*, lock};
 use crate::status::Status;
@@ -94,9 +106,12 @@ use std::time::{Duration, Instant};
 /// itself, not only its notice.
 pub(crate) const REQUESTS_SPIN_WINDOW: Duration = Duration::from_millis(1);
 
-/// The spin window where ranks outnumber cores while work is pending
-/// (rule 6): in effect, for as long as it is pending.
-pub(crate) const OVERSUBSCRIBED_SPIN_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The longest idle poll interval while MPI holds requests (rule 6), at
+/// most: a nonblocking collective's rounds move only inside MPI calls and
+/// ring no doorbell, so a rank that waits past its window for a slower one
+/// polls at least this often (a rank asleep for the whole `max_sleep`
+/// held up every rank of the collective).
+pub(crate) const REQUESTS_MAX_SLEEP: Duration = Duration::from_micros(50);
 
 /// The longest a task runs the engine itself before parking (rule 7).
 pub(crate) const TASK_SPIN: Duration = Duration::from_micros(3);
@@ -465,6 +480,8 @@ pub(crate) struct Engine {
     /// Reactors polling the engine; waiting receives fail on shutdown only
     /// when the last one goes.
     reactors: AtomicUsize,
+    /// This rank's doorbell (rule 6, `doorbell.rs`), once MPI is up.
+    doorbell: std::sync::OnceLock<Doorbell>,
 }
 
 std::thread_local! {
@@ -486,7 +503,22 @@ impl Engine {
             has_retired: AtomicBool::new(false),
             completed_by_loop: AtomicUsize::new(0),
             reactors: AtomicUsize::new(0),
+            doorbell: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Rule 6: this rank's doorbell, set once at init (before the engine
+    /// is registered with any reactor, which reads it then).
+    pub(crate) fn set_doorbell(&self, doorbell: Doorbell) {
+        let _ = self.doorbell.set(doorbell);
+    }
+
+    /// Rule 6: after posting a send to world rank `rank`, rings its
+    /// doorbell unless it was rung within the spin window. True if rung.
+    pub(crate) fn ring(&self, rank: i32) -> bool {
+        self.doorbell
+            .get()
+            .is_some_and(|bell| bell.ring(rank, self.activity.window()))
     }
 
     /// Rule 1: runs `f` under the MPI lock, then delivers what completed
@@ -788,15 +820,11 @@ impl weft_io::source::Source for Engine {
         if self.activity.pending() == 0 {
             return window;
         }
-        if self.oversubscribed() {
-            // Rule 6: where ranks outnumber cores, spin (yielding the core
-            // at every empty poll) for as long as work is pending, as MPI's
-            // own blocking calls do there: a rank asleep between polls
-            // holds up every rank of a collective.
-            return OVERSUBSCRIBED_SPIN_WINDOW;
-        }
         // Requests MPI holds (a collective's stage, a large transfer) move
-        // only while it is polled: keep spinning longer.
+        // only while it is polled: keep spinning longer. (Where ranks
+        // outnumber cores too: each empty poll yields the core there, and
+        // a rank that waits longer than this for a slower one then sleeps,
+        // leaving the core to it, until a ring or an idle poll.)
         if self.activity.requests() > 0 {
             window.max(REQUESTS_SPIN_WINDOW)
         } else {
@@ -805,7 +833,22 @@ impl weft_io::source::Source for Engine {
     }
 
     fn max_sleep(&self) -> Duration {
+        if self.activity.requests() > 0 {
+            // Rule 6: what MPI holds is announced by no ring.
+            return self.max_sleep().min(REQUESTS_MAX_SLEEP);
+        }
         self.max_sleep()
+    }
+
+    #[cfg(unix)]
+    fn doorbell(&self) -> Option<std::os::fd::RawFd> {
+        self.doorbell.get().map(Doorbell::fd)
+    }
+
+    fn doorbell_rang(&self) {
+        if let Some(bell) = self.doorbell.get() {
+            bell.drain();
+        }
     }
 
     fn shutdown(&self) {
@@ -849,6 +892,35 @@ mod tests {
             class: 1,
             message: "test".into(),
         })
+    }
+
+    #[test]
+    fn oversubscribed_ranks_spin_the_same_windows_then_sleep_and_tasks_never_spin() {
+        use weft_io::source::Source;
+        let window = Duration::from_micros(100);
+        for over in [false, true] {
+            let engine = Engine::new(window, Duration::from_millis(1), over);
+            engine.activity.set_pending(1, 1);
+            assert_eq!(
+                Source::spin_window(&engine),
+                REQUESTS_SPIN_WINDOW,
+                "requests in flight (oversubscribed: {over}): a bounded window, then sleeps"
+            );
+            assert_eq!(
+                Source::max_sleep(&engine),
+                REQUESTS_MAX_SLEEP,
+                "requests in flight: idle polls at most this far apart"
+            );
+            engine.activity.set_pending(1, 0);
+            assert_eq!(Source::spin_window(&engine), window);
+            assert_eq!(
+                Source::max_sleep(&engine),
+                Duration::from_millis(1),
+                "a waiting receive is rung: the setting"
+            );
+            assert!(engine.posted(), "the first post wakes the loop");
+            assert_eq!(engine.helping(), !over, "tasks spin only where ranks have cores");
+        }
     }
 
     #[test]

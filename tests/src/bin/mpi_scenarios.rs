@@ -77,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "cancelled_collectives" => trusted::cancelled_collectives(&world).await,
             "collective_order" => trusted::collective_order(&world).await,
             "disagreeing_collectives" => trusted::disagreeing_collectives(&world).await,
+            "rung_after_gap" => trusted::rung_after_gap(&world).await,
             other => panic!("no scenario {other}"),
         }
     });

@@ -292,3 +292,41 @@ pub(crate) async fn peer_death(world: &Communicator) {
         }
     }
 }
+
+/// A send after an idle gap rings the destination's doorbell (weft-mpi's
+/// `doorbell.rs`): with idle polls let back off to an hour apart, rank 1
+/// still answers rank 0's request, sent after a 2 s gap, at once (its idle
+/// polls alone would find it only at about 3.3 s, 1.3 s late), and rank 0
+/// gets the reply the same way. On a duplicate communicator too (its ranks
+/// rung by their world ranks). Every rank applies the same settings.
+pub(crate) async fn rung_after_gap(world: &Communicator) {
+    let mpi = weft::mpi::Mpi::builder()
+        .max_sleep(Duration::from_secs(3600))
+        .init()
+        .expect("settings apply to the running MPI");
+    assert_eq!(mpi.max_sleep(), Duration::from_secs(3600));
+    let dup = world.duplicate().await.expect("duplicate");
+    for comm in [world, &dup] {
+        comm.barrier().await.expect("barrier");
+        match comm.rank() {
+            0 if comm.size() > 1 => {
+                weft::time::sleep(Duration::from_secs(2)).await;
+                let start = std::time::Instant::now();
+                comm.send(&[7u64], 1, 3).await.expect("request");
+                let (reply, _) = comm.recv::<u64>(1, 4).await.expect("reply");
+                let rtt = start.elapsed();
+                assert_eq!(reply, [8]);
+                assert!(
+                    rtt < Duration::from_millis(800),
+                    "the request after an idle gap took {rtt:?}: its ring did not wake rank 1"
+                );
+            }
+            1 => {
+                let (request, _) = comm.recv::<u64>(0, 3).await.expect("request");
+                comm.send(&[request[0] + 1], 0, 4).await.expect("reply");
+            }
+            _ => {}
+        }
+    }
+    world.barrier().await.expect("the closing barrier");
+}
