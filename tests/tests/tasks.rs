@@ -427,3 +427,78 @@ fn woken_tasks_keep_their_place_ahead_of_a_flood_of_outside_spawns() {
         "{seen} of {OUTSIDE} outside tasks ran before {PAIRS} pairs of woken tasks finished"
     );
 }
+
+#[test]
+fn outside_spawns_all_run_while_woken_tasks_keep_the_local_queue_long_forever() {
+    // One worker whose local queue never drops below 64: 100 pairs of
+    // tasks wake each other (no yields, so the worker takes one outside
+    // task per `global_queue_interval` ticks, not a batch) until every
+    // outside task has run. The outside tasks must all run while the
+    // pairs go on: one per interval is slow, never none.
+    const PAIRS: usize = 100;
+    const OUTSIDE: usize = 2_000;
+    let rt = weft::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let outside_ran = Arc::new(AtomicUsize::new(0));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (ran, r) = (outside_ran.clone(), rounds.clone());
+    let starter = rt.spawn(async move {
+        go_rx.recv().unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..PAIRS {
+            let (mut ping_tx, mut ping_rx) = mpsc::channel::<()>(1);
+            let (mut pong_tx, mut pong_rx) = mpsc::channel::<()>(1);
+            let (ran, rounds) = (ran.clone(), r.clone());
+            pairs.push(weft::spawn(async move {
+                while ran.load(SeqCst) < OUTSIDE {
+                    ping_tx.send(()).await.unwrap();
+                    pong_rx.next().await.unwrap();
+                    rounds.fetch_add(1, SeqCst);
+                }
+            }));
+            pairs.push(weft::spawn(async move {
+                while ping_rx.next().await.is_some() {
+                    if pong_tx.send(()).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        pairs
+    });
+    // Queued while the starter holds the worker: the pairs start with the
+    // flood already waiting.
+    std::thread::sleep(Duration::from_millis(20));
+    let outside: Vec<_> = (0..OUTSIDE)
+        .map(|_| {
+            let ran = outside_ran.clone();
+            rt.spawn(async move {
+                ran.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    go_tx.send(()).unwrap();
+    while outside_ran.load(SeqCst) < OUTSIDE {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} of {OUTSIDE} outside tasks ran in 60 s behind busy woken tasks ({} rounds)",
+            outside_ran.load(SeqCst),
+            rounds.load(SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rt.block_on(async {
+        for pair in starter.await.unwrap() {
+            pair.await.unwrap();
+        }
+        for handle in outside {
+            handle.await.unwrap();
+        }
+    });
+    assert!(
+        rounds.load(SeqCst) > OUTSIDE,
+        "the pairs were busy all along: {} rounds",
+        rounds.load(SeqCst)
+    );
+}

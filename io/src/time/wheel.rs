@@ -806,3 +806,7 @@ mod tests {
 #[cfg(test)]
 #[path = "wheel_model.rs"]
 mod model_tests;
+
+#[cfg(test)]
+#[path = "wheel_edges.rs"]
+mod edge_tests;

@@ -42,8 +42,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// 2,000 cases, or `PROPTEST_CASES` where set (an explicit
+/// `with_cases` would override it).
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok());
+    ProptestConfig::with_cases(cases.unwrap_or(2000))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
     #[test]
     fn interleaved_inserts_cancels_and_advances_match_a_sorted_list(
         start in 0u64..200_000_000,

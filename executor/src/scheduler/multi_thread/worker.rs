@@ -4,10 +4,12 @@
 //! # Where a worker looks for work, in order
 //!
 //! 1. Every `global_queue_interval` ticks, and after a task yielded: the
-//!    injection queue first, taking a batch into the local queue, so that
-//!    tasks spawned from outside are not starved by local ones (not even by
-//!    a task that yields in a loop, which keeps the local queue from ever
-//!    emptying).
+//!    injection queue first, so that tasks spawned from outside are not
+//!    starved by local ones (not even by a task that yields in a loop,
+//!    which keeps the local queue from ever emptying). After a yield, or
+//!    with fewer than [`FAIRNESS_BATCH_BELOW`] tasks in the local queue, it
+//!    takes a batch into the local queue; otherwise one task, so that woken
+//!    work already queued is not put behind new work.
 //! 2. Its LIFO slot, then its local queue (FIFO).
 //! 3. The injection queue, taking a batch into the local queue.
 //! 4. If fewer than half the workers are searching: steal half of a random
