@@ -111,9 +111,10 @@ pub trait Source: Send + Sync + 'static {
         None
     }
 
-    /// The doorbell was readable: drain it (without blocking), so that the
-    /// next ring is a new event. Called on the loop's thread, before the
-    /// turn's polls.
+    /// The doorbell was readable: drain it (without blocking). A source
+    /// may leave rings behind (to bound the time spent here under a flood):
+    /// the next ring's arrival is a new event all the same. Called on the
+    /// loop's thread, before the turn's polls.
     fn doorbell_rang(&self) {}
 
     /// The reactor is shutting down and will never poll again: fail or
@@ -520,6 +521,8 @@ mod doorbell_tests {
         bell: UnixDatagram,
         polls: AtomicUsize,
         rings: AtomicUsize,
+        /// Drain one ring per call (as a bounded drain under a flood).
+        one_at_a_time: bool,
     }
 
     impl Source for Rung {
@@ -543,6 +546,9 @@ mod doorbell_tests {
             let mut buf = [0u8; 8];
             while self.bell.recv(&mut buf).is_ok() {
                 self.rings.fetch_add(1, SeqCst);
+                if self.one_at_a_time {
+                    break;
+                }
             }
         }
     }
@@ -556,6 +562,7 @@ mod doorbell_tests {
             bell,
             polls: AtomicUsize::new(0),
             rings: AtomicUsize::new(0),
+            one_at_a_time: false,
         });
         let handle = driver.handle().register_source(source.clone());
         // Idle polls double the sleep up to the source's hour: after these
@@ -592,5 +599,48 @@ mod doorbell_tests {
             1,
             "a removed source's doorbell is not watched"
         );
+    }
+
+    /// A source may leave rings in its doorbell (a bounded drain, under a
+    /// flood): the next ring's arrival still wakes the loop, though the
+    /// bell never stopped being readable.
+    #[test]
+    fn a_ring_wakes_the_loop_even_with_rings_left_in_the_bell() {
+        let mut driver = Driver::new().unwrap();
+        let (bell, ringer) = UnixDatagram::pair().unwrap();
+        bell.set_nonblocking(true).unwrap();
+        let source = Arc::new(Rung {
+            bell,
+            polls: AtomicUsize::new(0),
+            rings: AtomicUsize::new(0),
+            one_at_a_time: true,
+        });
+        let _handle = driver.handle().register_source(source.clone());
+        for _ in 0..30 {
+            driver.turn(Some(Duration::ZERO));
+        }
+        ringer.send(&[1]).unwrap();
+        ringer.send(&[1]).unwrap();
+        driver.turn(Some(Duration::from_secs(60)));
+        assert_eq!(source.rings.load(SeqCst), 1, "one ring read, one left");
+        // Back to sleeping an hour between polls; the ring left behind is
+        // no new event.
+        for _ in 0..30 {
+            driver.turn(Some(Duration::ZERO));
+        }
+        assert_eq!(source.rings.load(SeqCst), 1);
+        let ring = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            ringer.send(&[1]).unwrap();
+            ringer
+        });
+        let start = Instant::now();
+        driver.turn(Some(Duration::from_secs(60)));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a ring into a bell still holding one did not wake the loop"
+        );
+        assert_eq!(source.rings.load(SeqCst), 2);
+        drop(ring.join().unwrap());
     }
 }
