@@ -78,7 +78,7 @@ impl Drop for Owned {
 /// Each rank of `comm` (of `size` ranks) as a rank of `world`, for the
 /// doorbells; `None` if MPI cannot say (then sends on it do not ring).
 /// Call under the MPI lock.
-fn world_ranks(comm: Raw<ffi::MPI_Comm>, world: Raw<ffi::MPI_Comm>, size: i32) -> Option<Arc<[i32]>> {
+pub(crate) fn world_ranks(comm: Raw<ffi::MPI_Comm>, world: Raw<ffi::MPI_Comm>, size: i32) -> Option<Arc<[i32]>> {
     // SAFETY: reading a constant MPI initialised.
     let null = unsafe { ffi::RSMPI_GROUP_NULL };
     let (mut group, mut world_group) = (null, null);
@@ -144,7 +144,11 @@ impl Communicator {
 
     /// A communicator over the same ranks for `raw`, owned by this crate.
     pub(crate) fn owned(shared: Arc<Shared>, raw: Raw<ffi::MPI_Comm>, rank: i32, size: i32) -> Communicator {
-        let world_ranks = shared.engine.with_mpi(|_| world_ranks(raw, shared.world, size));
+        // A translation MPI refuses leaves no rank to ring (not the world's).
+        let world_ranks = shared
+            .engine
+            .with_mpi(|_| world_ranks(raw, shared.world, size))
+            .or_else(|| Some(Arc::from(Vec::new())));
         Communicator {
             world_ranks,
             owned: Some(Arc::new(Owned {
@@ -222,9 +226,9 @@ impl Communicator {
 
     /// Runs `f` under the MPI lock to post a collective, then wakes the
     /// loop if the post may find it asleep, and then, since this rank was
-    /// idle and its peers may be too, rings every other rank
-    /// (`doorbell.rs`, rule 2): a collective completes only once every
-    /// rank's loop has polled it.
+    /// idle and its peers may be too, rings every other rank on this host
+    /// (`doorbell.rs`, rules 2 and 3): a collective completes only once
+    /// every rank's loop has polled it.
     pub(crate) fn posting_collective<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
         let result = self.shared.engine.with_mpi(f);
         if self.shared.engine.posted() {

@@ -21,18 +21,61 @@
 //!    so it is still polling without sleep and sees this send too. A busy
 //!    exchange rings a peer once per window, not once per message; one
 //!    after an idle gap always rings. A ring is one nonblocking `sendto`
-//!    (a few microseconds); collectives do not ring (their ranks poll
-//!    without sleep while MPI holds their requests).
+//!    (a few microseconds). A collective posted after this rank was idle
+//!    rings every other rank on this host (a collective completes only
+//!    once every rank's loop has polled it); its later rounds ring
+//!    nothing (MPI holds their requests, and idle polls come at most
+//!    `REQUESTS_MAX_SLEEP` apart then).
 //! 3. **A hint, never a duty.** A ring that cannot be delivered (the peer
-//!    on another host or in another network namespace, its socket full)
-//!    is dropped: the peer's idle polls still find the message, within
-//!    `max_sleep`. So correctness never depends on a ring; latency after
-//!    idle gaps does, between ranks of one host.
+//!    in another network namespace, its socket full) is dropped: the
+//!    peer's idle polls still find the message, within `max_sleep`. So
+//!    correctness never depends on a ring; latency after idle gaps does,
+//!    between ranks of one host. Ranks on other hosts (as MPI's shared
+//!    memory split says) are never rung: their bells are out of reach,
+//!    and a ring would be a failing system call (a few microseconds) on
+//!    every send to them after a gap, and per remote rank on every
+//!    collective after one.
+//! 4. **Each peer its own sender.** A datagram waiting in a peer's bell is
+//!    charged to the socket that sent it until the peer drains it. With
+//!    one sending socket, a peer that stops draining (its loop busy with
+//!    a long computation, not yet watching its bell, or gone with its bell
+//!    still bound) would within a few hundred rings leave this rank unable
+//!    to ring anyone: every `sendto` fails with `EAGAIN` once the send
+//!    buffer is full, which on Linux's 212 KiB default comes before the
+//!    peer's queue is (where `net.unix.max_dgram_qlen` is 512, systemd's
+//!    setting). So the first [`PEER_SENDERS`] peers rung each get a socket
+//!    of their own to be rung from (unbound, made at the first ring): a
+//!    peer whose bell is full then blocks only rings to itself, which it
+//!    does not need (rings wait in its bell). Further peers share the
+//!    bell's socket, as do all peers where no socket could be made.
+//! 5. **Strangers are drained, not heeded.** An abstract socket has no
+//!    permissions and its name shows in `/proc/net/unix`, so any process
+//!    in the network namespace can ring a bell; one ringing every few
+//!    hundred microseconds kept a waiting rank spinning (measured: 2.7 s
+//!    of CPU in 4 s). The bell asks for each ring's sender credentials
+//!    (`SO_PASSCRED`), and a drain that read only rings from other users
+//!    leaves the spin window as it was. (A process of the job's own user
+//!    could still ring; it could as well signal or trace the rank.)
 //!
 //! [`MpiBuilder::max_sleep`]: crate::MpiBuilder::max_sleep
 
-use crate::loom::{AtomicU64, Ordering::Relaxed};
+use crate::loom::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+/// `last_rung` of a rank on another host (rule 3): never rung.
+const REMOTE: u64 = u64::MAX;
+
+/// The most rings one drain reads: any local process may ring a bell
+/// (abstract sockets have no permissions), and one that rings faster than
+/// the loop reads must not hold the loop's thread in the drain. Rings left
+/// behind are read at the next, which the next ring's arrival brings (the
+/// poller reports each arrival); above `net.unix.max_dgram_qlen`'s usual
+/// values (10, 512), so a bell nobody floods is always emptied.
+pub(crate) const DRAIN_AT_MOST: usize = 1024;
+
+/// How many peers get a socket of their own to be rung from (rule 4): a
+/// descriptor each, so bounded, well below the usual limit of 1024.
+pub(crate) const PEER_SENDERS: usize = 64;
 
 /// This rank's doorbell, and what it needs to ring its peers'.
 pub(crate) struct Doorbell {
@@ -41,30 +84,59 @@ pub(crate) struct Doorbell {
     /// The job's number (the same on every rank), in every bell's name.
     #[cfg(target_os = "linux")]
     job: u64,
+    /// The user whose rings count (rule 5): this process's effective one;
+    /// `None` if the bell gets no credentials (then every ring counts).
+    #[cfg(target_os = "linux")]
+    trusted: Option<libc::uid_t>,
+    /// Each world rank's own sending socket (rule 4), made at its first
+    /// ring: `None` past [`PEER_SENDERS`] or where none could be made.
+    #[cfg(target_os = "linux")]
+    senders: Vec<std::sync::OnceLock<Option<std::os::unix::net::UnixDatagram>>>,
+    /// Sending sockets claimed so far (may pass [`PEER_SENDERS`] by the
+    /// peers refused one).
+    #[cfg(target_os = "linux")]
+    claimed: AtomicUsize,
     /// When this rank last rang each world rank, in nanoseconds since
-    /// `epoch` (0: never).
+    /// `epoch` (0: never; [`REMOTE`]: on another host, never rung).
     last_rung: Vec<AtomicU64>,
     epoch: Instant,
 }
 
 impl Doorbell {
-    /// This rank's bell in job `job`, for a world of `size`; `None` where
-    /// the platform has none (then peers are found by idle polls alone).
-    pub(crate) fn open(job: u64, rank: i32, size: i32) -> Option<Doorbell> {
+    /// This rank's bell in job `job`, for a world of `size` whose ranks on
+    /// this host are `local` (`None`: unknown, ring them all); `None`
+    /// where the platform has none (then peers are found by idle polls
+    /// alone).
+    pub(crate) fn open(job: u64, rank: i32, size: i32, local: Option<&[i32]>) -> Option<Doorbell> {
         #[cfg(target_os = "linux")]
         {
             let socket = std::os::unix::net::UnixDatagram::bind_addr(&address(job, rank).ok()?).ok()?;
             socket.set_nonblocking(true).ok()?;
+            let trusted = pass_credentials(&socket).then(|| {
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                unsafe { libc::geteuid() }
+            });
+            let last_rung: Vec<AtomicU64> = (0..size.max(0))
+                .map(|_| AtomicU64::new(if local.is_some() { REMOTE } else { 0 }))
+                .collect();
+            for &r in local.unwrap_or_default() {
+                if let Some(last) = usize::try_from(r).ok().and_then(|r| last_rung.get(r)) {
+                    last.store(0, Relaxed);
+                }
+            }
             Some(Doorbell {
                 socket,
                 job,
-                last_rung: (0..size.max(0)).map(|_| AtomicU64::new(0)).collect(),
+                trusted,
+                senders: (0..size.max(0)).map(|_| std::sync::OnceLock::new()).collect(),
+                claimed: AtomicUsize::new(0),
+                last_rung,
                 epoch: Instant::now(),
             })
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = (job, rank, size);
+            let _ = (job, rank, size, local);
             None
         }
     }
@@ -84,7 +156,8 @@ impl Doorbell {
     }
 
     /// Rings world rank `rank`'s bell (rule 2), unless it was rung less
-    /// than `window` ago. True if a ring was sent.
+    /// than `window` ago or is on another host (rule 3). True if a ring
+    /// was sent.
     pub(crate) fn ring(&self, rank: i32, window: Duration) -> bool {
         let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
             return false;
@@ -93,6 +166,9 @@ impl Doorbell {
             .unwrap_or(u64::MAX)
             .max(1);
         let before = last.load(Relaxed);
+        if before == REMOTE {
+            return false;
+        }
         let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         if before != 0 && now.saturating_sub(before) < window {
             return false;
@@ -104,10 +180,27 @@ impl Doorbell {
 
     #[cfg(target_os = "linux")]
     fn send(&self, rank: i32) -> bool {
+        let socket = self.sender(rank).unwrap_or(&self.socket);
         // Rule 3: an undeliverable ring is dropped.
         address(self.job, rank)
-            .and_then(|to| self.socket.send_to_addr(&[1], &to))
+            .and_then(|to| socket.send_to_addr(&[1], &to))
             .is_ok()
+    }
+
+    /// World rank `rank`'s own sending socket (rule 4), made at its first
+    /// ring; `None`: ring it from the bell's.
+    #[cfg(target_os = "linux")]
+    fn sender(&self, rank: i32) -> Option<&std::os::unix::net::UnixDatagram> {
+        let slot = self.senders.get(usize::try_from(rank).ok()?)?;
+        slot.get_or_init(|| {
+            if self.claimed.fetch_add(1, Relaxed) >= PEER_SENDERS {
+                return None;
+            }
+            let socket = std::os::unix::net::UnixDatagram::unbound().ok()?;
+            socket.set_nonblocking(true).ok()?;
+            Some(socket)
+        })
+        .as_ref()
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -115,18 +208,91 @@ impl Doorbell {
         false
     }
 
-    /// Empties the bell (the reactor saw it readable). Returns how many
-    /// rings it held.
+    /// Empties the bell (the reactor saw it readable), reading at most
+    /// [`DRAIN_AT_MOST`] rings. Returns how many of them came from the
+    /// trusted user (rule 5).
     pub(crate) fn drain(&self) -> usize {
-        let mut rings = 0;
+        self.drain_at_most(DRAIN_AT_MOST)
+    }
+
+    /// Reads at most `most` rings from the bell; returns how many came
+    /// from the trusted user.
+    fn drain_at_most(&self, most: usize) -> usize {
+        let mut trusted = 0;
         #[cfg(target_os = "linux")]
-        {
-            let mut buf = [0u8; 8];
-            while self.socket.recv(&mut buf).is_ok() {
-                rings += 1;
+        for _ in 0..most {
+            match self.receive() {
+                None => break,
+                Some(true) => trusted += 1,
+                Some(false) => {}
             }
         }
-        rings
+        #[cfg(not(target_os = "linux"))]
+        let _ = most;
+        trusted
+    }
+
+    /// Reads one ring: `None` if the bell is empty, else whether its
+    /// sender is the trusted user (true where credentials are missing).
+    #[cfg(target_os = "linux")]
+    fn receive(&self) -> Option<bool> {
+        use std::os::fd::AsRawFd;
+        let mut data = [0u8; 8];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // Room for one `ucred` message, aligned for `cmsghdr`.
+        let mut control = [0u64; 8];
+        // SAFETY: `msghdr` is plain data; zeroed is empty.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: a live descriptor; `msg` points at the locals above,
+        // which outlive the call.
+        let read = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &raw mut msg, libc::MSG_DONTWAIT) };
+        if read < 0 {
+            return None;
+        }
+        let Some(trusted) = self.trusted else {
+            return Some(true);
+        };
+        // SAFETY: `msg` was filled by `recvmsg`; the macros walk its
+        // control buffer within `msg_controllen`.
+        let mut header = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
+        while !header.is_null() {
+            // SAFETY: a header inside the control buffer (above).
+            let (level, kind) = unsafe { ((*header).cmsg_level, (*header).cmsg_type) };
+            if level == libc::SOL_SOCKET && kind == libc::SCM_CREDENTIALS {
+                // SAFETY: an SCM_CREDENTIALS message holds one `ucred`,
+                // possibly unaligned.
+                let credentials: libc::ucred = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(header).cast()) };
+                return Some(credentials.uid == trusted);
+            }
+            // SAFETY: as above.
+            header = unsafe { libc::CMSG_NXTHDR(&raw const msg, header) };
+        }
+        Some(true)
+    }
+}
+
+/// Asks the kernel to attach each ring's sender credentials (rule 5).
+#[cfg(target_os = "linux")]
+fn pass_credentials(socket: &std::os::unix::net::UnixDatagram) -> bool {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a live descriptor; the option value is a c_int of the
+    // length passed.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 
@@ -153,7 +319,10 @@ mod tests {
     #[test]
     fn a_ring_reaches_the_peers_bell_once_per_window() {
         let job = draw_job();
-        let (a, b) = (Doorbell::open(job, 0, 2).unwrap(), Doorbell::open(job, 1, 2).unwrap());
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
         let window = Duration::from_secs(3600);
         assert!(a.ring(1, window), "the first ring goes");
         assert!(!a.ring(1, window), "a peer rung within the window is not rung again");
@@ -168,8 +337,137 @@ mod tests {
     #[test]
     fn a_ring_nobody_hears_is_dropped() {
         let job = draw_job();
-        let a = Doorbell::open(job, 0, 2).unwrap();
-        // Rank 1 has no bell (another host): the ring fails quietly.
+        let a = Doorbell::open(job, 0, 2, None).unwrap();
+        // Rank 1 has no bell (another network namespace): the ring fails
+        // quietly.
         assert!(!a.ring(1, Duration::ZERO));
+    }
+
+    /// Shrinks a socket's send buffer to the kernel's least (a few
+    /// datagrams), as a full one would be.
+    fn shrink(socket: &std::os::unix::net::UnixDatagram) {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 1;
+        // SAFETY: a live descriptor; the option value is a c_int of the
+        // length passed.
+        let set = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+    }
+
+    #[test]
+    fn a_peer_that_stops_draining_does_not_silence_rings_to_others() {
+        let job = draw_job();
+        let a = Doorbell::open(job, 0, 3, None).unwrap();
+        let (stuck, live) = (
+            Doorbell::open(job, 1, 3, None).unwrap(),
+            Doorbell::open(job, 2, 3, None).unwrap(),
+        );
+        assert!(a.ring(1, Duration::ZERO) && a.ring(2, Duration::ZERO));
+        assert_eq!((stuck.drain(), live.drain()), (1, 1));
+        // Every socket `a` sends from holds only a few unread datagrams
+        // now, as each holds a few hundred where max_dgram_qlen is 512.
+        shrink(&a.socket);
+        for sender in a.senders.iter().filter_map(|s| s.get()?.as_ref()) {
+            shrink(sender);
+        }
+        // Rank 1 stops draining: its rings pile up until they fail.
+        let mut piled = 0;
+        while a.ring(1, Duration::ZERO) {
+            piled += 1;
+            assert!(piled < 10_000, "rings to a bell nobody drains never failed");
+        }
+        assert!(
+            a.ring(2, Duration::ZERO),
+            "rank 1's full bell silenced the rings to rank 2"
+        );
+        assert_eq!(live.drain(), 1);
+        assert_eq!(stuck.drain(), piled, "rank 1 gets its rings once it drains");
+        assert!(a.ring(1, Duration::ZERO), "and is rung again");
+    }
+
+    #[test]
+    fn peer_senders_are_bounded() {
+        let job = draw_job();
+        let size = PEER_SENDERS as i32 + 2;
+        let a = Doorbell::open(job, 0, size, None).unwrap();
+        let last = Doorbell::open(job, size - 1, size, None).unwrap();
+        for rank in 1..size {
+            a.ring(rank, Duration::ZERO);
+        }
+        let own = a
+            .senders
+            .iter()
+            .filter(|s| s.get().is_some_and(Option::is_some))
+            .count();
+        assert_eq!(own, PEER_SENDERS, "a descriptor per peer, up to the bound");
+        assert_eq!(last.drain(), 1, "a peer past the bound is rung from the bell's socket");
+    }
+
+    #[test]
+    fn a_drain_reads_a_bounded_number_of_rings() {
+        let job = draw_job();
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        for _ in 0..5 {
+            assert!(a.ring(1, Duration::ZERO));
+        }
+        assert_eq!(b.drain_at_most(3), 3, "a flood cannot keep a drain reading");
+        assert_eq!(b.drain(), 2, "the rest is read at the next drain");
+    }
+
+    #[test]
+    fn a_strangers_rings_are_drained_but_do_not_count() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: ringing as another user needs root");
+            return;
+        }
+        let job = draw_job();
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        std::thread::spawn(move || {
+            // The raw system call changes this thread's user only.
+            // SAFETY: plain integers; the thread ends right after.
+            let set = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+            assert_eq!(set, 0);
+            let stranger = std::os::unix::net::UnixDatagram::unbound().unwrap();
+            for _ in 0..3 {
+                stranger.send_to_addr(&[1], &address(job, 1).unwrap()).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(b.drain(), 0, "another user's rings do not count");
+        assert_eq!(b.receive(), None, "but they were read");
+        assert!(a.ring(1, Duration::ZERO));
+        assert_eq!(b.drain(), 1, "the job's own user's ring counts");
+    }
+
+    #[test]
+    fn ranks_on_other_hosts_are_never_rung() {
+        let job = draw_job();
+        // World ranks 0 and 2 share a host; rank 1 is elsewhere (its bell
+        // here stands for a namesake it must not reach).
+        let a = Doorbell::open(job, 0, 3, Some(&[0, 2])).unwrap();
+        let (b, c) = (
+            Doorbell::open(job, 1, 3, Some(&[1])).unwrap(),
+            Doorbell::open(job, 2, 3, Some(&[0, 2])).unwrap(),
+        );
+        assert!(!a.ring(1, Duration::ZERO), "a rank on another host is not rung");
+        assert_eq!(b.drain(), 0, "no system call reached it");
+        assert!(a.ring(2, Duration::ZERO), "a rank on this host is");
+        assert_eq!(c.drain(), 1);
     }
 }

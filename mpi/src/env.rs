@@ -133,10 +133,12 @@ impl MpiBuilder {
     /// backs off from 50 µs to this (to at most 50 µs while MPI holds
     /// requests, such as a collective's, which move only while polled and
     /// which no ring announces). A message from a rank on this host
-    /// rings this rank's doorbell and is noticed at once whatever this is;
-    /// this bounds how late a message nothing rang for (from a rank on
-    /// another host, or in another network namespace) is noticed after an
-    /// idle gap. Shorter answers those sooner and costs more CPU while
+    /// rings this rank's doorbell, which makes the loop poll at once and
+    /// spin for the spin window, so it is noticed at once whatever this is
+    /// unless it lands after that window (over TCP on a loaded host, say);
+    /// this bounds how late a message nothing rang for (from a
+    /// rank on another host, or in another network namespace) is noticed
+    /// after an idle gap. Shorter answers those sooner and costs more CPU while
     /// waiting (a wakeup per interval, about 15 µs of CPU each on a
     /// virtual machine).
     pub fn max_sleep(mut self, max_sleep: Duration) -> MpiBuilder {
@@ -245,7 +247,7 @@ pub(crate) struct Shared {
 }
 
 /// Ranks and cores on this node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Node {
     local_size: usize,
     local_rank: usize,
@@ -254,6 +256,9 @@ struct Node {
     cores: usize,
     /// Cores this process may run on.
     own_cores: usize,
+    /// The world ranks on this node, the only ones whose doorbells this
+    /// rank can ring (`doorbell.rs`); `None` if MPI cannot say.
+    world_ranks: Option<std::sync::Arc<[i32]>>,
 }
 
 impl Mpi {
@@ -508,7 +513,7 @@ impl Shared {
         }
         let agreement = Agreement::create()?;
         let node = Node::discover(Raw(world))?;
-        if let Some(bell) = Doorbell::open(agree_job(Raw(world), rank)?, rank, size) {
+        if let Some(bell) = Doorbell::open(agree_job(Raw(world), rank)?, rank, size, node.world_ranks.as_deref()) {
             engine.set_doorbell(bell);
         }
         let deaths = Arc::new(Deaths::default());
@@ -615,6 +620,10 @@ impl Node {
                 bor,
                 node,
             ))?;
+        }
+        let world_ranks = crate::comm::world_ranks(Raw(node), world, local_size);
+        // SAFETY: the lock is held; `node` was made above and is freed once.
+        unsafe {
             ffi::MPI_Comm_free(&mut node);
         }
         let cores = union.iter().map(|w| w.count_ones() as usize).sum::<usize>();
@@ -623,6 +632,7 @@ impl Node {
             local_rank: local_rank.max(0) as usize,
             cores: cores.max(1),
             own_cores: own_cores.max(1),
+            world_ranks,
         })
     }
 }

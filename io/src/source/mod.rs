@@ -111,10 +111,16 @@ pub trait Source: Send + Sync + 'static {
         None
     }
 
-    /// The doorbell was readable: drain it (without blocking), so that the
-    /// next ring is a new event. Called on the loop's thread, before the
-    /// turn's polls.
-    fn doorbell_rang(&self) {}
+    /// The doorbell was readable: drain it (without blocking), and say
+    /// whether the rings were news: `false` (say, every ring came from
+    /// someone the source does not trust) leaves its spin window as it
+    /// was, so a stranger's rings cannot keep the loop spinning. A source
+    /// may leave rings behind (to bound the time spent here under a
+    /// flood): the next ring's arrival is a new event all the same. Called
+    /// on the loop's thread, before the turn's polls.
+    fn doorbell_rang(&self) -> bool {
+        true
+    }
 
     /// The reactor is shutting down and will never poll again: fail or
     /// abandon pending work, waking its tasks. Called once, on the loop's
@@ -234,15 +240,23 @@ impl Sources {
     pub(crate) fn rang(&self, now: Instant) {
         let mut rung = Vec::new();
         self.with_entries(|entries| {
-            for entry in entries.iter_mut().filter(|e| e.doorbell.is_some()) {
-                entry.progressed(now);
-                rung.push(entry.source.clone());
+            for entry in entries.iter().filter(|e| e.doorbell.is_some()) {
+                rung.push((entry.id, entry.source.clone()));
             }
         });
-        // Outside the lock, as polls are; a panic is contained.
-        for source in rung {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.doorbell_rang()));
+        // Outside the lock, as polls are; a panic is contained (and counts
+        // as news: the source is polled).
+        rung.retain(|(_, source)| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.doorbell_rang())).unwrap_or(true)
+        });
+        if rung.is_empty() {
+            return;
         }
+        self.with_entries(|entries| {
+            for entry in entries.iter_mut().filter(|e| rung.iter().any(|(id, _)| *id == e.id)) {
+                entry.progressed(now);
+            }
+        });
     }
 
     /// Adds a source; `Err` gives it back if the reactor has shut down.
@@ -520,6 +534,8 @@ mod doorbell_tests {
         bell: UnixDatagram,
         polls: AtomicUsize,
         rings: AtomicUsize,
+        /// Drain one ring per call (as a bounded drain under a flood).
+        one_at_a_time: bool,
     }
 
     impl Source for Rung {
@@ -539,11 +555,18 @@ mod doorbell_tests {
         fn doorbell(&self) -> Option<std::os::fd::RawFd> {
             Some(self.bell.as_raw_fd())
         }
-        fn doorbell_rang(&self) {
+        fn doorbell_rang(&self) -> bool {
             let mut buf = [0u8; 8];
-            while self.bell.recv(&mut buf).is_ok() {
+            let mut news = false;
+            while let Ok(n) = self.bell.recv(&mut buf) {
                 self.rings.fetch_add(1, SeqCst);
+                // A ring of 0 is from a stranger.
+                news |= n > 0 && buf[0] != 0;
+                if self.one_at_a_time {
+                    break;
+                }
             }
+            news
         }
     }
 
@@ -556,6 +579,7 @@ mod doorbell_tests {
             bell,
             polls: AtomicUsize::new(0),
             rings: AtomicUsize::new(0),
+            one_at_a_time: false,
         });
         let handle = driver.handle().register_source(source.clone());
         // Idle polls double the sleep up to the source's hour: after these
@@ -591,6 +615,88 @@ mod doorbell_tests {
             source.rings.load(SeqCst),
             1,
             "a removed source's doorbell is not watched"
+        );
+    }
+
+    /// A source may leave rings in its doorbell (a bounded drain, under a
+    /// flood): the next ring's arrival still wakes the loop, though the
+    /// bell never stopped being readable.
+    #[test]
+    fn a_ring_wakes_the_loop_even_with_rings_left_in_the_bell() {
+        let mut driver = Driver::new().unwrap();
+        let (bell, ringer) = UnixDatagram::pair().unwrap();
+        bell.set_nonblocking(true).unwrap();
+        let source = Arc::new(Rung {
+            bell,
+            polls: AtomicUsize::new(0),
+            rings: AtomicUsize::new(0),
+            one_at_a_time: true,
+        });
+        let _handle = driver.handle().register_source(source.clone());
+        for _ in 0..30 {
+            driver.turn(Some(Duration::ZERO));
+        }
+        ringer.send(&[1]).unwrap();
+        ringer.send(&[1]).unwrap();
+        driver.turn(Some(Duration::from_secs(60)));
+        assert_eq!(source.rings.load(SeqCst), 1, "one ring read, one left");
+        // Back to sleeping an hour between polls; the ring left behind is
+        // no new event.
+        for _ in 0..30 {
+            driver.turn(Some(Duration::ZERO));
+        }
+        assert_eq!(source.rings.load(SeqCst), 1);
+        let ring = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            ringer.send(&[1]).unwrap();
+            ringer
+        });
+        let start = Instant::now();
+        driver.turn(Some(Duration::from_secs(60)));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a ring into a bell still holding one did not wake the loop"
+        );
+        assert_eq!(source.rings.load(SeqCst), 2);
+        drop(ring.join().unwrap());
+    }
+
+    /// Rings the source disowns (`doorbell_rang` false) are drained but
+    /// do not restart its spin window: the loop goes on sleeping its long
+    /// idle interval instead of polling again at once.
+    #[test]
+    fn disowned_rings_do_not_restart_the_spin_window() {
+        let mut driver = Driver::new().unwrap();
+        let (bell, ringer) = UnixDatagram::pair().unwrap();
+        bell.set_nonblocking(true).unwrap();
+        let source = Arc::new(Rung {
+            bell,
+            polls: AtomicUsize::new(0),
+            rings: AtomicUsize::new(0),
+            one_at_a_time: false,
+        });
+        let _handle = driver.handle().register_source(source.clone());
+        for _ in 0..30 {
+            driver.turn(Some(Duration::ZERO));
+        }
+        let slept = |driver: &mut Driver| {
+            let start = Instant::now();
+            driver.turn(Some(Duration::from_millis(200)));
+            start.elapsed()
+        };
+        ringer.send(&[0]).unwrap();
+        driver.turn(Some(Duration::from_secs(60)));
+        assert_eq!(source.rings.load(SeqCst), 1, "the stranger's ring was drained");
+        assert!(
+            slept(&mut driver) >= Duration::from_millis(150),
+            "a stranger's ring had the loop poll again at once"
+        );
+        ringer.send(&[1]).unwrap();
+        driver.turn(Some(Duration::from_secs(60)));
+        assert_eq!(source.rings.load(SeqCst), 2);
+        assert!(
+            slept(&mut driver) < Duration::from_millis(100),
+            "a trusted ring has the loop poll again soon"
         );
     }
 }

@@ -845,10 +845,10 @@ impl weft_io::source::Source for Engine {
         self.doorbell.get().map(Doorbell::fd)
     }
 
-    fn doorbell_rang(&self) {
-        if let Some(bell) = self.doorbell.get() {
-            bell.drain();
-        }
+    fn doorbell_rang(&self) -> bool {
+        // Only rings from this job's user restart the spin window
+        // (`doorbell.rs`, rule 5).
+        self.doorbell.get().is_some_and(|bell| bell.drain() > 0)
     }
 
     fn shutdown(&self) {
