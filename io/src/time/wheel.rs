@@ -1,37 +1,41 @@
-//! A hierarchical timing wheel: one tick per millisecond; level 0 holds
-//! the next two *laps* (a lap is 64 ticks, the width of a level-1 slot) in
-//! 128 one-tick slots, and levels 1 to 5 have 64 slots each, level `l`'s
-//! slots `64^l` ms wide, so the wheel spans 2^36 ms (about 2.2 years);
-//! later deadlines wait in the top level and are re-filed as the wheel
-//! turns. The slots sort timers by millisecond; the millisecond at hand is
-//! sorted by exact deadline, so a timer fires at its deadline to the
-//! nanosecond of the clock, not at the end of its tick.
+//! A hierarchical timing wheel: one tick per millisecond; six levels,
+//! level `l`'s slots `64^l` ticks wide. Levels 0 to 4 are rings of 128
+//! slots that cover two slots of the level above (level 0: the current
+//! *lap* of 64 ticks and the next; level 1: the current 4,096-tick range
+//! and the next; and so on); the top level has 64 slots, so the wheel spans
+//! 2^36 ms (about 2.2 years), and later deadlines wait in the top level
+//! and are re-filed as the wheel turns. The slots sort timers by
+//! millisecond; the millisecond at hand is sorted by exact deadline, so a
+//! timer fires at its deadline to the nanosecond of the clock, not at the
+//! end of its tick.
 //!
-//! Why two laps on level 0: a level-1 slot holds every timer of its 64 ms,
-//! and a server that sets a thousand timeouts a millisecond has 64,000 of
-//! them there. Re-filing them all in the turn their lap begins held the
-//! wheel's lock (and every timer due meanwhile) for milliseconds. Instead,
-//! while one lap runs, the next lap's level-1 slot is moved to level 0 a
-//! share at a time ([`Wheel::advance`] migrates at most its remaining
-//! entries divided by the ticks left in the lap, and at least
-//! `MIN_MIGRATION`), so no turn re-files more than that share.
+//! Why two slots' worth on each level: a level-1 slot holds every timer of
+//! its 64 ms, and a server that sets a thousand timeouts a millisecond has
+//! 64,000 of them there (a level-2 slot, with 30 s timeouts, 4 million).
+//! Re-filing them all in the turn their slot came due held the wheel's
+//! lock (and every timer due meanwhile) for milliseconds. Instead, while
+//! one slot of level `l` runs, the next slot's entries are moved down to
+//! level `l - 1` a share at a time ([`Wheel::advance`] migrates, on each
+//! level, at most the slot's remaining entries divided by the ticks left
+//! in the current slot, and at least `MIN_MIGRATION`), so no turn
+//! re-files more than those shares.
 //!
 //! # Invariants
 //!
 //! 1. `elapsed` is the current tick: every entry whose tick (its deadline
 //!    in whole ticks, rounded down) is before it has fired.
-//! 2. An entry with tick `t > elapsed` sits on level 0, in slot `t & 127`,
-//!    if `t` is in the current lap or the next one (`t < lap_start + 128`,
-//!    where `lap_start = elapsed & !63`). Otherwise it sits on the level
-//!    where `t` first differs from `elapsed` in a 6-bit digit, in slot
-//!    `(t >> 6 * level) & 63`; except that an entry filed there earlier
-//!    stays there when time moves on (`elapsed` changes no digit above the
-//!    level's without passing the slot's start, when the slot is
-//!    emptied), so the level-1 slot of the next lap may still hold entries
-//!    while they migrate. A slot of level `l > 0` is emptied (its entries
-//!    re-filed lower) at the latest when `elapsed` reaches the start of its
-//!    range. The earliest entry is in the slot whose start is earliest
-//!    over all levels (a higher level first where two start together).
+//! 2. An entry with tick `t > elapsed` sits on the lowest level `l < 5`
+//!    whose window holds `t` (`t < base + 2 * 64^(l+1)`, where `base` is
+//!    `elapsed` rounded down to a multiple of `64^(l+1)`), in slot
+//!    `(t >> 6 * l) % 128`; if none does, on the top level, in slot
+//!    `(t >> 30) % 64` (far deadlines at the clamp). An entry filed on a
+//!    level stays there as time moves on until its slot comes due or it
+//!    migrates, so the next slot of a level may still hold entries that the
+//!    level below now covers. A slot of level `l > 0` is emptied (its
+//!    entries re-filed lower) at the latest when `elapsed` reaches the
+//!    start of its range. The earliest entry is in the slot whose start is
+//!    earliest over all levels (a higher level first where two start
+//!    together).
 //! 3. An entry with tick `t <= elapsed` is in the *current* heap, ordered by
 //!    exact deadline; it fires as soon as the clock passes its deadline.
 //!    When `elapsed` moves on, everything left in the heap fires first (its
@@ -55,8 +59,19 @@ const SLOTS: usize = 64;
 /// Slots of level 0: two laps.
 const NEAR_SLOTS: usize = 2 * SLOTS;
 const SLOT_BITS: u32 = 6;
-/// Ticks per lap: the width of a level-1 slot.
-const LAP: u64 = SLOTS as u64;
+/// The top level, whose 64 slots are filed by digit (far deadlines at the
+/// clamp); the levels below are rings of 128.
+const TOP: usize = LEVELS - 1;
+
+/// How far to shift a tick to get its slot number on `level`.
+const fn shift(level: usize) -> u32 {
+    SLOT_BITS * level as u32
+}
+
+/// The ticks one slot of `level` spans.
+const fn width(level: usize) -> u64 {
+    1 << shift(level)
+}
 
 /// The fewest entries one [`Wheel::advance`] migrates from the next lap's
 /// level-1 slot (the model tests migrate one at a time, so that every
@@ -324,24 +339,24 @@ impl Wheel {
     /// lap begins a new level-2 range its entries sit higher up (invariant
     /// 2) and are re-filed when it comes due.
     fn migrate(&mut self) {
-        let lap = self.elapsed >> SLOT_BITS;
-        if lap % LAP == LAP - 1 {
-            return;
-        }
-        let slot = ((lap + 1) % LAP) as usize;
-        let remaining = u64::from(self.levels[1].lens[slot]);
-        if remaining == 0 {
-            return;
-        }
-        let ticks_left = (LAP - 1 - self.elapsed % LAP).max(1);
-        let share = remaining.div_ceil(ticks_left).max(MIN_MIGRATION);
-        for _ in 0..share {
-            let Some(index) = self.levels[1].heads[slot].get() else {
-                break;
-            };
-            self.unfile(index);
-            // Its tick is in the next lap: level 0 (invariant 2).
-            self.place(index);
+        for level in 1..LEVELS {
+            let slots = if level == TOP { SLOTS } else { NEAR_SLOTS };
+            let slot = ((self.elapsed >> shift(level)) + 1) as usize % slots;
+            let remaining = u64::from(self.levels[level].lens[slot]);
+            if remaining == 0 {
+                continue;
+            }
+            let ticks_left = (width(level) - 1 - self.elapsed % width(level)).max(1);
+            let share = remaining.div_ceil(ticks_left).max(MIN_MIGRATION);
+            for _ in 0..share {
+                let Some(index) = self.levels[level].heads[slot].get() else {
+                    break;
+                };
+                self.unfile(index);
+                // Its tick is in the next slot of this level's range: the
+                // level below covers it (invariant 2).
+                self.place(index);
+            }
         }
     }
 
@@ -416,18 +431,17 @@ impl Wheel {
     /// The level and slot an entry with `tick > elapsed` belongs in
     /// (invariant 2).
     fn place_for(&self, tick: u64) -> (usize, usize) {
-        let lap_start = self.elapsed & !(LAP - 1);
-        if tick < lap_start + NEAR_SLOTS as u64 {
-            return (0, tick as usize % NEAR_SLOTS);
+        for level in 0..TOP {
+            // The level covers the current and the next slot of the one
+            // above it.
+            let above = width(level + 1);
+            if tick < (self.elapsed & !(above - 1)) + 2 * above {
+                return (level, (tick >> shift(level)) as usize % NEAR_SLOTS);
+            }
         }
         // Far deadlines are filed at the clamp; see `CLAMP`.
         let tick = tick.min(self.elapsed + CLAMP);
-        let differing = (self.elapsed ^ tick) | (SLOTS as u64 - 1);
-        let level = ((63 - differing.leading_zeros()) / SLOT_BITS) as usize;
-        // At least 1: a tick two laps on differs above the lowest digit.
-        let level = level.clamp(1, LEVELS - 1);
-        let slot = ((tick >> (SLOT_BITS as usize * level)) as usize) & (SLOTS - 1);
-        (level, slot)
+        (TOP, (tick >> shift(TOP)) as usize % SLOTS)
     }
 
     /// Takes an entry out of its slot's list; an entry in the heap stays
@@ -473,24 +487,25 @@ impl Wheel {
     /// The next occupied slot of `level` at or after `elapsed`, and the tick
     /// its range starts at.
     fn next_slot(&self, level: usize) -> Option<(usize, u64)> {
-        if level == 0 {
-            // Two laps, one tick a slot: the slot `d` ahead of `elapsed`'s
-            // own starts `d` ticks on (invariant 2 keeps level 0 within
-            // `elapsed..elapsed + 128`).
-            let occupied = self.levels[0].occupied;
+        if level < TOP {
+            // A ring of 128 slots: the slot `d` ahead of the one `elapsed`
+            // is in starts `d` slots on (invariant 2 keeps the level within
+            // 128 slots from there).
+            let occupied = self.levels[level].occupied;
             if occupied == 0 {
                 return None;
             }
-            let now_slot = self.elapsed as usize % NEAR_SLOTS;
-            let distance = occupied.rotate_right(now_slot as u32).trailing_zeros() as usize;
-            return Some(((now_slot + distance) % NEAR_SLOTS, self.elapsed + distance as u64));
+            let now = self.elapsed >> shift(level);
+            let now_slot = now as usize % NEAR_SLOTS;
+            let distance = u64::from(occupied.rotate_right(now_slot as u32).trailing_zeros());
+            return Some(((now + distance) as usize % NEAR_SLOTS, (now + distance) << shift(level)));
         }
-        // Levels above 0 use the bitmap's first 64 bits.
+        // The top level uses the bitmap's first 64 bits.
         let occupied = self.levels[level].occupied as u64;
         if occupied == 0 {
             return None;
         }
-        let shift = SLOT_BITS as usize * level;
+        let shift = shift(level);
         let now_slot = ((self.elapsed >> shift) as usize) & (SLOTS - 1);
         let distance = occupied.rotate_right(now_slot as u32).trailing_zeros() as usize;
         let slot = (now_slot + distance) % SLOTS;
@@ -582,6 +597,43 @@ mod tests {
         let fired = log.lock().unwrap().clone();
         let mut expected: Vec<usize> = (0..n as usize).collect();
         expected.sort_by_key(|&i| (128 + i as u64 % 64) * MS + i as u64);
+        assert_eq!(fired, expected, "all fire, in deadline order");
+    }
+
+    #[test]
+    fn the_next_level_2_slot_moves_down_in_shares_during_the_range_before() {
+        // 30 s timeouts set at 100 a millisecond land 4,096 to the slot of a
+        // level-2 slot; re-filed at once when it came due, they held the
+        // wheel's lock for one long turn. Here: 4,096 timers in level-2
+        // range 2 (ticks 8,192 to 12,287), filed while in range 0.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = Wheel::new();
+        let n = 4_096u64;
+        let deadline = |i: u64| (8_192 + i) * MS + i % 1_000;
+        for i in 0..n {
+            wheel.insert(deadline(i), waker(i as usize, &log));
+        }
+        assert_eq!(wheel.levels[2].lens[2], n as u32);
+        let mut remaining = n;
+        // Through range 1, a turn every 16 ticks.
+        for tick in (4_096..8_192u64).step_by(16) {
+            fire(&mut wheel, tick * MS);
+            let left = u64::from(wheel.levels[2].lens[2]);
+            let ticks_left = (8_191 - tick).max(1);
+            assert!(
+                remaining - left <= remaining.div_ceil(ticks_left).max(MIN_MIGRATION),
+                "tick {tick}: moved {} of {remaining}",
+                remaining - left
+            );
+            remaining = left;
+        }
+        fire(&mut wheel, 8_191 * MS);
+        assert_eq!(wheel.levels[2].lens[2], 0, "empty by the range's last tick");
+        assert_eq!(wheel.len(), n as usize);
+        fire(&mut wheel, 20_000 * MS);
+        let fired = log.lock().unwrap().clone();
+        let mut expected: Vec<usize> = (0..n as usize).collect();
+        expected.sort_by_key(|&i| deadline(i as u64));
         assert_eq!(fired, expected, "all fire, in deadline order");
     }
 

@@ -18,11 +18,14 @@ impl Wake for Record {
     }
 }
 
+/// Ticks per lap (a level-1 slot).
+const LAP: u64 = width(1);
+
 /// Ticks per level-2 slot.
 const RANGE2: u64 = LAP * LAP;
 
-/// The tick a level-`level` (> 0) slot's range starts at, as `next_slot`
-/// works it out.
+/// The tick a top-level slot's range starts at, as `next_slot` works it
+/// out.
 fn slot_start(wheel: &Wheel, level: usize, slot: usize) -> u64 {
     let shift = SLOT_BITS as usize * level;
     let slot_range = 1u64 << shift;
@@ -38,10 +41,9 @@ fn slot_start(wheel: &Wheel, level: usize, slot: usize) -> u64 {
 /// Every structural invariant the wheel relies on; panics (with what
 /// broke) where one does not hold.
 fn check(wheel: &Wheel) {
-    let lap_start = wheel.elapsed & !(LAP - 1);
     let mut filed = 0usize;
     for (level, lv) in wheel.levels.iter().enumerate() {
-        let slots = if level == 0 { NEAR_SLOTS } else { SLOTS };
+        let slots = if level < TOP { NEAR_SLOTS } else { SLOTS };
         for slot in 0..NEAR_SLOTS {
             let head = lv.heads[slot].get();
             let bit = lv.occupied & (1u128 << slot) != 0;
@@ -73,17 +75,37 @@ fn check(wheel: &Wheel) {
                     "entry {index} (tick {tick}) in a slot at elapsed {}",
                     wheel.elapsed
                 );
-                if level == 0 {
+                if level < TOP {
+                    // A ring: the current and the next slot of the level
+                    // above.
+                    let above = width(level + 1);
+                    let base = wheel.elapsed & !(above - 1);
                     assert!(
-                        tick < lap_start + NEAR_SLOTS as u64,
-                        "level-0 entry of tick {tick} beyond two laps of {}",
+                        tick < base + 2 * above,
+                        "level-{level} entry of tick {tick} beyond its window at elapsed {}",
                         wheel.elapsed
                     );
                     assert_eq!(
-                        tick as usize % NEAR_SLOTS,
+                        (tick >> shift(level)) as usize % NEAR_SLOTS,
                         slot,
-                        "level-0 entry of tick {tick} in slot {slot}"
+                        "level-{level} entry of tick {tick} in slot {slot}"
                     );
+                    let start = (tick >> shift(level)) << shift(level);
+                    if level > 0 {
+                        assert!(
+                            start > wheel.elapsed,
+                            "level {level} slot {slot} (start {start}) due at elapsed {}",
+                            wheel.elapsed
+                        );
+                        // Only the next slot may hold entries the level
+                        // below covers (they are migrating).
+                        let below_base = wheel.elapsed & !(width(level) - 1);
+                        assert!(
+                            tick >= below_base + 2 * width(level) || start == below_base + width(level),
+                            "level-{level} entry of tick {tick} at elapsed {}",
+                            wheel.elapsed
+                        );
+                    }
                 } else {
                     let start = slot_start(wheel, level, slot);
                     assert!(
@@ -95,20 +117,6 @@ fn check(wheel: &Wheel) {
                         tick >= start,
                         "entry of tick {tick} in level {level} slot starting {start}: it would fire late"
                     );
-                    let range = 1u64 << (SLOT_BITS as usize * level);
-                    assert!(
-                        level == LEVELS - 1 || tick < start + range,
-                        "entry of tick {tick} in level {level} slot starting {start}"
-                    );
-                    if level == 1 {
-                        // Only the next lap's slot may hold entries of the
-                        // two laps level 0 covers (they are migrating).
-                        assert!(
-                            tick >= lap_start + NEAR_SLOTS as u64 || start == lap_start + LAP,
-                            "level-1 entry of tick {tick} at elapsed {}",
-                            wheel.elapsed
-                        );
-                    }
                 }
                 len += 1;
                 prev = Some(index);
