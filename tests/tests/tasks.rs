@@ -404,14 +404,7 @@ fn woken_tasks_keep_their_place_ahead_of_a_flood_of_outside_spawns() {
         pairs
     });
     std::thread::sleep(Duration::from_millis(20));
-    let outside: Vec<_> = (0..OUTSIDE)
-        .map(|_| {
-            let outside_ran = outside_ran.clone();
-            rt.spawn(async move {
-                outside_ran.fetch_add(1, SeqCst);
-            })
-        })
-        .collect();
+    let outside = spawn_counted(&rt, OUTSIDE, &outside_ran);
     go_tx.send(()).unwrap();
     rt.block_on(async {
         for pair in starter.await.unwrap() {
@@ -469,14 +462,7 @@ fn outside_spawns_all_run_while_woken_tasks_keep_the_local_queue_long_forever() 
     // Queued while the starter holds the worker: the pairs start with the
     // flood already waiting.
     std::thread::sleep(Duration::from_millis(20));
-    let outside: Vec<_> = (0..OUTSIDE)
-        .map(|_| {
-            let ran = outside_ran.clone();
-            rt.spawn(async move {
-                ran.fetch_add(1, SeqCst);
-            })
-        })
-        .collect();
+    let outside = spawn_counted(&rt, OUTSIDE, &outside_ran);
     let start = std::time::Instant::now();
     go_tx.send(()).unwrap();
     while outside_ran.load(SeqCst) < OUTSIDE {
@@ -501,4 +487,17 @@ fn outside_spawns_all_run_while_woken_tasks_keep_the_local_queue_long_forever() 
         "the pairs were busy all along: {} rounds",
         rounds.load(SeqCst)
     );
+}
+
+/// Spawns `n` tasks from outside the runtime, each counting itself in
+/// `ran` when it runs.
+fn spawn_counted(rt: &weft::Runtime, n: usize, ran: &Arc<AtomicUsize>) -> Vec<weft::task::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let ran = ran.clone();
+            rt.spawn(async move {
+                ran.fetch_add(1, SeqCst);
+            })
+        })
+        .collect()
 }

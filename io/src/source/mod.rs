@@ -570,8 +570,9 @@ mod doorbell_tests {
         }
     }
 
-    #[test]
-    fn a_ring_wakes_a_loop_that_sleeps_between_polls_and_polls_the_source() {
+    /// A loop with a registered `Rung` source whose idle polls have backed
+    /// off to its hour-long sleep, and the other end of its doorbell.
+    fn rung_loop(one_at_a_time: bool) -> (Driver, Arc<Rung>, UnixDatagram, SourceHandle) {
         let mut driver = Driver::new().unwrap();
         let (bell, ringer) = UnixDatagram::pair().unwrap();
         bell.set_nonblocking(true).unwrap();
@@ -579,7 +580,7 @@ mod doorbell_tests {
             bell,
             polls: AtomicUsize::new(0),
             rings: AtomicUsize::new(0),
-            one_at_a_time: false,
+            one_at_a_time,
         });
         let handle = driver.handle().register_source(source.clone());
         // Idle polls double the sleep up to the source's hour: after these
@@ -587,6 +588,12 @@ mod doorbell_tests {
         for _ in 0..30 {
             driver.turn(Some(Duration::ZERO));
         }
+        (driver, source, ringer, handle)
+    }
+
+    #[test]
+    fn a_ring_wakes_a_loop_that_sleeps_between_polls_and_polls_the_source() {
+        let (mut driver, source, ringer, handle) = rung_loop(false);
         let before = source.polls.load(SeqCst);
         let ring = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
@@ -623,19 +630,7 @@ mod doorbell_tests {
     /// bell never stopped being readable.
     #[test]
     fn a_ring_wakes_the_loop_even_with_rings_left_in_the_bell() {
-        let mut driver = Driver::new().unwrap();
-        let (bell, ringer) = UnixDatagram::pair().unwrap();
-        bell.set_nonblocking(true).unwrap();
-        let source = Arc::new(Rung {
-            bell,
-            polls: AtomicUsize::new(0),
-            rings: AtomicUsize::new(0),
-            one_at_a_time: true,
-        });
-        let _handle = driver.handle().register_source(source.clone());
-        for _ in 0..30 {
-            driver.turn(Some(Duration::ZERO));
-        }
+        let (mut driver, source, ringer, _handle) = rung_loop(true);
         ringer.send(&[1]).unwrap();
         ringer.send(&[1]).unwrap();
         driver.turn(Some(Duration::from_secs(60)));
@@ -666,19 +661,7 @@ mod doorbell_tests {
     /// idle interval instead of polling again at once.
     #[test]
     fn disowned_rings_do_not_restart_the_spin_window() {
-        let mut driver = Driver::new().unwrap();
-        let (bell, ringer) = UnixDatagram::pair().unwrap();
-        bell.set_nonblocking(true).unwrap();
-        let source = Arc::new(Rung {
-            bell,
-            polls: AtomicUsize::new(0),
-            rings: AtomicUsize::new(0),
-            one_at_a_time: false,
-        });
-        let _handle = driver.handle().register_source(source.clone());
-        for _ in 0..30 {
-            driver.turn(Some(Duration::ZERO));
-        }
+        let (mut driver, source, ringer, _handle) = rung_loop(false);
         let slept = |driver: &mut Driver| {
             let start = Instant::now();
             driver.turn(Some(Duration::from_millis(200)));

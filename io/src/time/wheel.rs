@@ -505,18 +505,23 @@ impl Wheel {
         if occupied == 0 {
             return None;
         }
-        let shift = shift(level);
-        let now_slot = ((self.elapsed >> shift) as usize) & (SLOTS - 1);
+        let now_slot = ((self.elapsed >> shift(level)) as usize) & (SLOTS - 1);
         let distance = occupied.rotate_right(now_slot as u32).trailing_zeros() as usize;
         let slot = (now_slot + distance) % SLOTS;
-        let slot_range = 1u64 << shift;
+        Some((slot, self.top_slot_start(slot)))
+    }
+
+    /// The tick the top level's `slot` starts at: the first such start that
+    /// is not wholly behind `elapsed` (the top level is a ring of 64).
+    fn top_slot_start(&self, slot: usize) -> u64 {
+        let slot_range = width(TOP);
         let level_range = slot_range << SLOT_BITS;
         let level_start = self.elapsed & !(level_range - 1);
         let mut start = level_start + slot as u64 * slot_range;
         if start + slot_range <= self.elapsed {
             start += level_range;
         }
-        Some((slot, start))
+        start
     }
 }
 

@@ -24,20 +24,6 @@ const LAP: u64 = width(1);
 /// Ticks per level-2 slot.
 const RANGE2: u64 = LAP * LAP;
 
-/// The tick a top-level slot's range starts at, as `next_slot` works it
-/// out.
-fn slot_start(wheel: &Wheel, level: usize, slot: usize) -> u64 {
-    let shift = SLOT_BITS as usize * level;
-    let slot_range = 1u64 << shift;
-    let level_range = slot_range << SLOT_BITS;
-    let level_start = wheel.elapsed & !(level_range - 1);
-    let mut start = level_start + slot as u64 * slot_range;
-    if start + slot_range <= wheel.elapsed {
-        start += level_range;
-    }
-    start
-}
-
 /// Every structural invariant the wheel relies on; panics (with what
 /// broke) where one does not hold.
 fn check(wheel: &Wheel) {
@@ -107,7 +93,7 @@ fn check(wheel: &Wheel) {
                         );
                     }
                 } else {
-                    let start = slot_start(wheel, level, slot);
+                    let start = wheel.top_slot_start(slot);
                     assert!(
                         start > wheel.elapsed,
                         "level {level} slot {slot} (start {start}) due at elapsed {}",
