@@ -149,6 +149,22 @@ fn one_worker() -> Arc<Pool> {
     Arc::new(Pool::new(1).unwrap())
 }
 
+/// Occupies a one-worker pool until the returned sender sends (or drops),
+/// so that what is submitted meanwhile stays queued; the promise settles
+/// when the worker is let go.
+fn hold_the_worker(pool: &Pool) -> (std::sync::mpsc::Sender<()>, crate::future::Promise<()>) {
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let held = pool
+        .apply_async(move || {
+            started.send(()).unwrap();
+            let _ = gate.recv();
+        })
+        .unwrap();
+    running.recv_timeout(NOT_A_HANG).expect("the worker started");
+    (go, held)
+}
+
 /// The pool still runs work on its one worker.
 fn assert_alive(pool: &Pool) {
     let promise = pool.apply_async(|| 6 * 7).expect("the pool takes work");
@@ -303,15 +319,7 @@ fn terminate_drops_queued_items_whose_drop_panics_one_at_a_time() {
     let pool = one_worker();
     let drops = Arc::new(AtomicUsize::new(0));
     // The only worker is held, so the map's chunk stays queued.
-    let (go, gate) = std::sync::mpsc::channel::<()>();
-    let (started, running) = std::sync::mpsc::channel::<()>();
-    let held = pool
-        .apply_async(move || {
-            started.send(()).unwrap();
-            let _ = gate.recv();
-        })
-        .unwrap();
-    running.recv_timeout(NOT_A_HANG).expect("the worker started");
+    let (go, held) = hold_the_worker(&pool);
     let items: Vec<_> = (0..3)
         .map(|index| Bomb {
             index,
@@ -336,7 +344,7 @@ fn terminate_drops_queued_items_whose_drop_panics_one_at_a_time() {
 /// and dropping each item once.
 mod split {
     use super::super::split::same_type;
-    use super::{Bomb, NOT_A_HANG, one_worker};
+    use super::{Bomb, NOT_A_HANG, hold_the_worker, one_worker};
     use crate::pool::{Pool, PoolError};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -484,15 +492,7 @@ mod split {
     fn terminate_drops_a_queued_vector_chunk_and_cancels_its_map() {
         let pool = one_worker();
         let drops = Arc::new(AtomicUsize::new(0));
-        let (go, gate) = std::sync::mpsc::channel::<()>();
-        let (started, running) = std::sync::mpsc::channel::<()>();
-        let held = pool
-            .apply_async(move || {
-                started.send(()).unwrap();
-                let _ = gate.recv();
-            })
-            .unwrap();
-        running.recv_timeout(NOT_A_HANG).expect("the worker started");
+        let (go, held) = hold_the_worker(&pool);
         let items: Vec<Bomb> = (0..4)
             .map(|index| Bomb {
                 index,

@@ -591,22 +591,31 @@ mod doorbell_tests {
         (driver, source, ringer, handle)
     }
 
-    #[test]
-    fn a_ring_wakes_a_loop_that_sleeps_between_polls_and_polls_the_source() {
-        let (mut driver, source, ringer, handle) = rung_loop(false);
-        let before = source.polls.load(SeqCst);
+    /// Rings the bell from another thread 50 ms into a turn allowed to
+    /// last a minute, and asserts (`what` otherwise) that the ring ended
+    /// the turn; the thread gives the ringer back.
+    fn ring_during_a_long_turn(
+        driver: &mut Driver,
+        ringer: UnixDatagram,
+        what: &str,
+    ) -> std::thread::JoinHandle<UnixDatagram> {
         let ring = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             ringer.send(&[1]).unwrap();
             ringer
         });
         let start = Instant::now();
-        // With no doorbell this turn would sleep the source's hour.
         driver.turn(Some(Duration::from_secs(60)));
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the ring did not wake the loop"
-        );
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        ring
+    }
+
+    #[test]
+    fn a_ring_wakes_a_loop_that_sleeps_between_polls_and_polls_the_source() {
+        let (mut driver, source, ringer, handle) = rung_loop(false);
+        let before = source.polls.load(SeqCst);
+        // With no doorbell this turn would sleep the source's hour.
+        let ring = ring_during_a_long_turn(&mut driver, ringer, "the ring did not wake the loop");
         assert_eq!(source.rings.load(SeqCst), 1, "the source drained its doorbell");
         assert!(
             source.polls.load(SeqCst) > before,
@@ -641,16 +650,10 @@ mod doorbell_tests {
             driver.turn(Some(Duration::ZERO));
         }
         assert_eq!(source.rings.load(SeqCst), 1);
-        let ring = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            ringer.send(&[1]).unwrap();
-            ringer
-        });
-        let start = Instant::now();
-        driver.turn(Some(Duration::from_secs(60)));
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "a ring into a bell still holding one did not wake the loop"
+        let ring = ring_during_a_long_turn(
+            &mut driver,
+            ringer,
+            "a ring into a bell still holding one did not wake the loop",
         );
         assert_eq!(source.rings.load(SeqCst), 2);
         drop(ring.join().unwrap());
