@@ -20,7 +20,7 @@ use crate::gpu::latency::cpu_time;
 use crate::report::Report;
 use crate::runtimes::{Ctx, Rt, Smol, Tokio, Weft};
 use hdrhistogram::Histogram;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SLEEPS: usize = 100_000;
@@ -59,37 +59,13 @@ pub(crate) fn run(opts: &Options) -> Report {
     for rep in 0..reps {
         let delays = delays(rep as u64);
         if on(Weft::NAME) {
-            let (elapsed, cpu, h) = batch(&weft, &delays);
-            report.record(workload, Weft::NAME, "time_ns", elapsed.as_nanos() as f64);
-            report.record(
-                workload,
-                Weft::NAME,
-                "cpu_ns_per_timer",
-                cpu.as_nanos() as f64 / SLEEPS as f64,
-            );
-            late[0].add(&h).expect("compatible histograms");
+            record_batch(&mut report, &weft, &delays, &mut late[0]);
         }
         if on(Tokio::NAME) {
-            let (elapsed, cpu, h) = batch(&tokio, &delays);
-            report.record(workload, Tokio::NAME, "time_ns", elapsed.as_nanos() as f64);
-            report.record(
-                workload,
-                Tokio::NAME,
-                "cpu_ns_per_timer",
-                cpu.as_nanos() as f64 / SLEEPS as f64,
-            );
-            late[1].add(&h).expect("compatible histograms");
+            record_batch(&mut report, &tokio, &delays, &mut late[1]);
         }
         if on(Smol::NAME) {
-            let (elapsed, cpu, h) = batch(&smol, &delays);
-            report.record(workload, Smol::NAME, "time_ns", elapsed.as_nanos() as f64);
-            report.record(
-                workload,
-                Smol::NAME,
-                "cpu_ns_per_timer",
-                cpu.as_nanos() as f64 / SLEEPS as f64,
-            );
-            late[2].add(&h).expect("compatible histograms");
+            record_batch(&mut report, &smol, &delays, &mut late[2]);
         }
     }
     record_lateness(&mut report, workload, &late);
@@ -255,17 +231,61 @@ fn delays(seed: u64) -> Vec<Duration> {
         .collect()
 }
 
-/// Runs one batch: every sleep is a task that records how late it woke.
+/// How long the process rests after each batch of `sleep_100k_1_100ms`.
+/// A runtime's threads go on working for a while after its batch (freeing
+/// 100,000 tasks, smol's `async-io` thread catching up): measured with
+/// `perf sched`, a Tokio worker still ran for 6 ms into Weft's next batch,
+/// and each runtime's tail carried its neighbour's leftovers.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Runs one batch on `rt`, records its wall time and CPU per timer, adds
+/// its lateness to `late`, and lets the process settle.
+fn record_batch<R: Rt>(report: &mut Report, rt: &R, delays: &[Duration], late: &mut Histogram<u64>) {
+    let (elapsed, cpu, h) = batch(rt, delays);
+    report.record("sleep_100k_1_100ms", R::NAME, "time_ns", elapsed.as_nanos() as f64);
+    report.record(
+        "sleep_100k_1_100ms",
+        R::NAME,
+        "cpu_ns_per_timer",
+        cpu.as_nanos() as f64 / SLEEPS as f64,
+    );
+    late.add(&h).expect("compatible histograms");
+    std::thread::sleep(SETTLE);
+}
+
+/// Runs one batch: every sleep is a task that writes how late it woke.
 /// Returns the wall time, the process's CPU time and the lateness.
+///
+/// Two things here keep the measuring out of what is measured, for every
+/// runtime alike:
+///
+/// - Each task writes its lateness into its own slot of a list made (and
+///   its pages touched) beforehand, and the histogram is built after the
+///   batch. A histogram shared under one lock measured the lock: a worker
+///   preempted while holding it, or growing the histogram into fresh pages
+///   under it, held up every sleep firing on the other worker.
+/// - The main thread waits for the last task's signal, not on each join
+///   handle in turn. Awaiting 100,000 handles in order woke it again and
+///   again, and each time it ran through every handle already done (up to
+///   tens of thousands at the end of the batch) on a core a worker needed:
+///   having slept, it preempted that worker for milliseconds, and the
+///   sleeps queued there were late by as much. Its handles are collected
+///   (all done) after the batch.
 fn batch<R: Rt>(rt: &R, delays: &[Duration]) -> (Duration, Duration, Histogram<u64>) {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     let ctx = rt.ctx();
-    let lateness = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let late: Arc<[AtomicU64]> = delays.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
+    let remaining = Arc::new(AtomicUsize::new(delays.len()));
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let cpu0 = cpu_time();
     let start = Instant::now();
     let handles: Vec<_> = delays
         .iter()
-        .map(|&d| {
-            let lateness = lateness.clone();
+        .enumerate()
+        .map(|(i, &d)| {
+            let late = late.clone();
+            let remaining = remaining.clone();
+            let done_tx = done_tx.clone();
             ctx.spawn(async move {
                 // The deadline counts from the sleep's creation in its task,
                 // not from the spawn: how long a task waits for its first
@@ -274,20 +294,27 @@ fn batch<R: Rt>(rt: &R, delays: &[Duration]) -> (Duration, Duration, Histogram<u
                 // would otherwise be charged for it here.
                 let deadline = Instant::now() + d;
                 R::Ctx::sleep_until(deadline).await;
-                let late = Instant::now().saturating_duration_since(deadline);
-                let ns = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX).max(1);
-                let _ = lateness.lock().unwrap().record(ns);
+                let ns = Instant::now().saturating_duration_since(deadline).as_nanos();
+                late[i].store(u64::try_from(ns).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+                if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    let _ = done_tx.send(());
+                }
             })
         })
         .collect();
+    drop(done_tx);
+    done_rx.recv().expect("the last sleep signals the end of the batch");
+    let elapsed = start.elapsed();
+    let cpu = cpu_time() - cpu0;
     rt.block_on(async {
         for h in handles {
             h.await;
         }
     });
-    let elapsed = start.elapsed();
-    let cpu = cpu_time() - cpu0;
-    let histogram = lateness.lock().unwrap().clone();
+    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    for ns in late.iter() {
+        let _ = histogram.record(ns.load(std::sync::atomic::Ordering::Relaxed));
+    }
     (elapsed, cpu, histogram)
 }
 

@@ -1,5 +1,5 @@
 //! A task cancelled by a timeout: Python's `asyncio.wait_for`, `shield` and
-//! `wait` recipes, on Weft's [`Task`](weft::future::Task).
+//! `wait` recipes, on Weft's [`Task`].
 //!
 //! ```text
 //! cargo run --release -p weft-examples --bin cancel_timeout

@@ -366,7 +366,7 @@ impl<F: Future> fmt::Debug for AsCompleted<F> {
 /// losing tasks too (asyncio's `FIRST_COMPLETED` followed by cancelling the
 /// rest), call [`cancel_losers`](Race::cancel_losers). The function form of
 /// `select!` for futures of one type (box them, or use
-/// [`Either`](super::Either) via [`race2`], when types differ).
+/// [`Either`] via [`race2`], when types differ).
 ///
 /// # Panics
 ///
