@@ -1,9 +1,20 @@
 //! Map inputs split without collecting them on the caller's thread: an
 //! integer range (`pool.map(f, 0..n, None)`, Python's `range(n)`) is split
 //! into `start..end` ranges that the workers count through, so no item is
-//! ever stored. Any other input is collected into chunks on the caller's
-//! thread first (`Cut` in `mod.rs`), which for a million cheap items costs
-//! more than mapping them.
+//! ever stored; a `Vec` is split in place, each chunk moving its own items
+//! out of the vector's buffer ([`VecRange`]). Any other input is collected
+//! into chunks on the caller's thread first (`Cut` in `mod.rs`), which for
+//! a million cheap items costs more than mapping them.
+//!
+//! # A `Vec` split in place
+//!
+//! The vector's buffer goes into a [`SharedBuffer`], which frees it (and
+//! drops no item) when the last chunk lets go. Each chunk owns the items
+//! `next..end` of it, disjoint from every other chunk's; it moves them out
+//! one at a time (`ptr::read`, advancing `next` first), so an item is moved
+//! out at most once, and drops in place, when it is dropped, the ones it
+//! never moved out. So every item is moved out or dropped exactly once,
+//! whatever runs, panics or is terminated.
 //!
 //! # How a range is recognised
 //!
@@ -18,7 +29,7 @@
 
 use super::output::ChunkWriter;
 use super::sink::Collect;
-use super::{Job, Pool, PoolError, Shared, TERMINATE_CHECK, panicked};
+use super::{ChunkItems, Job, Pool, PoolError, Shared, TERMINATE_CHECK, panicked};
 use std::any::TypeId;
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -106,6 +117,60 @@ unsafe fn identity_cast<A, B>(value: A) -> B {
 }
 
 impl Pool {
+    /// Queues a map over `items` split in place, if `items` is a `Vec` of
+    /// its items; otherwise gives everything back.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn map_vec<F, T, R, I, Fin>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        finish: Fin,
+    ) -> Result<Result<(), PoolError>, (F, I, Fin)>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        T: Send + 'static,
+        R: Send + 'static,
+        Fin: FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
+    {
+        if !same_type::<I, Vec<T>>() {
+            return Err((f, items, finish));
+        }
+        // SAFETY: `I` is `Vec<T>` (`same_type`; `T` is `'static`, so no
+        // lifetime differs).
+        let items: Vec<T> = unsafe { identity_cast(items) };
+        let size = match chunksize {
+            Some(0) => return Ok(Err(PoolError::InvalidArgument("chunksize must be at least 1"))),
+            Some(size) => size,
+            None => self.default_chunksize(items.len()),
+        };
+        let len = items.len();
+        if len == 0 {
+            finish(Ok(Vec::new()));
+            return Ok(Ok(()));
+        }
+        let buffer = Arc::new(SharedBuffer::new(items));
+        let chunks: Vec<(usize, VecRange<T>)> = (0..len)
+            .step_by(size)
+            .map(|first| {
+                let end = (first + size).min(len);
+                (
+                    first,
+                    VecRange {
+                        items: buffer.ptr,
+                        _buffer: buffer.clone(),
+                        next: first,
+                        end,
+                    },
+                )
+            })
+            .collect();
+        drop(buffer);
+        let sink = Arc::new(Collect::new(len, chunks.len(), finish));
+        Ok(self.submit_chunks(f, chunks, &sink))
+    }
+
     /// Queues a map over `items` without collecting them, if `items` is a
     /// `Range` of a primitive integer (up to 64 bits) whose length fits a
     /// `usize`; otherwise gives everything back for the generic path.
@@ -300,5 +365,100 @@ fn run_chunk<I: Iterator, R>(
         Ok(None) => Err(PoolError::Terminated),
         // The item that panicked was the last one taken.
         Err(payload) => Err(panicked(first + taken.get() - 1, payload)),
+    }
+}
+
+/// A `Vec`'s buffer, shared by the chunks that move its items out (see the
+/// module docs). Dropping it frees the buffer and drops no item: by then
+/// every chunk has moved out or dropped its own.
+struct SharedBuffer<T> {
+    ptr: *mut T,
+    capacity: usize,
+}
+
+impl<T> SharedBuffer<T> {
+    fn new(items: Vec<T>) -> SharedBuffer<T> {
+        let mut items = ManuallyDrop::new(items);
+        SharedBuffer {
+            ptr: items.as_mut_ptr(),
+            capacity: items.capacity(),
+        }
+    }
+}
+
+// SAFETY: the buffer owns `T`s, which chunks move to (and drop on) other
+// threads: `T: Send` is what that needs. Chunks touch disjoint items, and
+// the buffer itself is only freed by the last owner.
+unsafe impl<T: Send> Send for SharedBuffer<T> {}
+// SAFETY: as above; a shared reference only gives out the pointer, through
+// which each chunk reaches its own items alone.
+unsafe impl<T: Send> Sync for SharedBuffer<T> {}
+
+impl<T> Drop for SharedBuffer<T> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `capacity` came from a `Vec<T>` that was never
+        // dropped (`ManuallyDrop`); with length 0 the `Vec` frees the
+        // allocation and drops no item (each was moved out or dropped by
+        // its chunk).
+        drop(unsafe { Vec::from_raw_parts(self.ptr, 0, self.capacity) });
+    }
+}
+
+/// The items `next..end` of a shared buffer, owned by one chunk.
+pub(super) struct VecRange<T> {
+    /// The buffer's first item (a copy of its pointer, so that the loop
+    /// over the items reads no `Arc`).
+    items: *mut T,
+    /// Keeps the buffer allocated while the range lives (only dropped).
+    _buffer: Arc<SharedBuffer<T>>,
+    next: usize,
+    end: usize,
+}
+
+impl<T> Iterator for VecRange<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if self.next == self.end {
+            return None;
+        }
+        let index = self.next;
+        // Advanced first: the item is this chunk's to move out once.
+        self.next += 1;
+        // SAFETY: `index` is in this range's `next..end`, which no other
+        // range overlaps, within the vector's length; it was not moved out
+        // before (`next` only grows), and the buffer outlives the range
+        // (the `Arc`).
+        Some(unsafe { std::ptr::read(self.items.add(index)) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.end - self.next;
+        (left, Some(left))
+    }
+}
+
+// SAFETY: the range owns its items (`T: Send` moves them); the pointer is
+// into the buffer the `Arc` keeps alive, and no other range reaches these
+// items.
+unsafe impl<T: Send> Send for VecRange<T> {}
+
+impl<T> ChunkItems for VecRange<T> {
+    fn len(&self) -> usize {
+        self.end - self.next
+    }
+}
+
+impl<T> Drop for VecRange<T> {
+    fn drop(&mut self) {
+        let (next, end) = (self.next, self.end);
+        // Marked empty first: should a destructor panic, nothing is dropped
+        // twice (the rest of the slice is still dropped by `drop_in_place`).
+        self.next = end;
+        // SAFETY: `next..end` are this range's items not moved out, each
+        // still initialised, dropped here once.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.items.add(next), end - next));
+        }
     }
 }

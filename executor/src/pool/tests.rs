@@ -464,6 +464,20 @@ mod split {
     }
 
     #[test]
+    fn a_vector_split_in_place_takes_zero_sized_items_and_refuses_a_zero_chunk() {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(
+            pool.map(|(): ()| 7u8, vec![(); 1_000], Some(3)).unwrap(),
+            vec![7u8; 1_000]
+        );
+        let drops = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..10).map(|i| Counted(i, drops.clone())).collect();
+        let err = pool.map(|c: Counted| c.0, items, Some(0)).unwrap_err();
+        assert!(matches!(err, PoolError::InvalidArgument(_)), "{err:?}");
+        assert_eq!(drops.load(SeqCst), 10, "the refused items were dropped once");
+    }
+
+    #[test]
     fn a_panic_in_a_vector_map_drops_every_item_and_result_once() {
         let pool = Pool::new(2).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
