@@ -2,7 +2,10 @@
 //! integer range (`pool.map(f, 0..n, None)`, Python's `range(n)`) is split
 //! into `start..end` ranges that the workers count through, so no item is
 //! ever stored; a `Vec` is split in place, each chunk moving its own items
-//! out of the vector's buffer ([`VecRange`]). Any other input is collected
+//! out of the vector's buffer ([`VecRange`]), and when the results have the
+//! items' layout (a `Vec<u64>` mapped to `u64`s) they are written over the
+//! items, into that same buffer ([`InPlaceChunk`]), so the map allocates no
+//! output and touches no fresh memory. Any other input is collected
 //! into chunks on the caller's thread first (`Cut` in `mod.rs`), which for
 //! a million cheap items costs more than mapping them.
 //!
@@ -27,9 +30,9 @@
 //! items `T` are `X`, so both casts ([`identity_cast`]) move a value to its
 //! own type. The checks compare constants, which the compiler folds away.
 
-use super::output::ChunkWriter;
+use super::output::{ChunkWriter, MapOutput};
 use super::sink::Collect;
-use super::{ChunkItems, Job, Pool, PoolError, Shared, TERMINATE_CHECK, panicked};
+use super::{ChunkItems, Job, Pool, PoolError, Shared, TERMINATE_CHECK, drop_contained, panicked};
 use std::any::TypeId;
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -150,6 +153,9 @@ impl Pool {
             finish(Ok(Vec::new()));
             return Ok(Ok(()));
         }
+        if maps_in_place::<T, R>() {
+            return Ok(self.submit_in_place(f, items, size, finish));
+        }
         let buffer = Arc::new(SharedBuffer::new(items));
         let chunks: Vec<(usize, VecRange<T>)> = (0..len)
             .step_by(size)
@@ -169,6 +175,43 @@ impl Pool {
         drop(buffer);
         let sink = Arc::new(Collect::new(len, chunks.len(), finish));
         Ok(self.submit_chunks(f, chunks, &sink))
+    }
+
+    /// Queues the map of `f` over `items` in place (see the module docs), in
+    /// chunks of `size`: the results go into the vector's own buffer.
+    fn submit_in_place<F, T, R, Fin>(&self, f: F, items: Vec<T>, size: usize, finish: Fin) -> Result<(), PoolError>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+        Fin: FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
+    {
+        let len = items.len();
+        let chunks = len.div_ceil(size);
+        let (output, base) = MapOutput::in_place(items);
+        let sink = Arc::new(Collect::with_output(output, chunks, finish));
+        let f = Arc::new(f);
+        let jobs: Vec<Box<dyn Job>> = (0..chunks)
+            .map(|chunk| {
+                let first = chunk * size;
+                Box::new(InPlaceChunk {
+                    f: f.clone(),
+                    chunk,
+                    first,
+                    // SAFETY: `first < len`: within the buffer.
+                    items: unsafe { base.add(first) },
+                    len: size.min(len - first),
+                    ran: false,
+                    sink: sink.clone(),
+                }) as Box<dyn Job>
+            })
+            .collect();
+        // The jobs hold every reference from here (rule 2: the function's
+        // last drop happens on a worker, contained).
+        drop(f);
+        // Refused (closed): the jobs are dropped, which drops their items
+        // and settles the sink as terminated; the caller gets `Closed`.
+        self.submit(jobs)
     }
 
     /// Queues a map over `items` without collecting them, if `items` is a
@@ -301,6 +344,184 @@ impl<F, X, R: Send> Drop for RangeChunk<F, X, R> {
             // Dropped unrun (terminated): nothing to drop but the report.
             self.sink
                 .report(self.chunk, self.first, self.len, Err(PoolError::Terminated));
+        }
+    }
+}
+
+/// True if a map from `T` to `R` can write its results over its items:
+/// one size and alignment, not zero-sized.
+fn maps_in_place<T, R>() -> bool {
+    size_of::<T>() == size_of::<R>() && align_of::<T>() == align_of::<R>() && size_of::<T>() != 0
+}
+
+/// One chunk of a map in place: the `len` items at `items`, which are items
+/// `first..first + len` of the map, and whose slots take their results.
+struct InPlaceChunk<F, T, R: Send> {
+    f: Arc<F>,
+    chunk: usize,
+    first: usize,
+    /// The chunk's first item, in the buffer that `sink`'s output owns.
+    items: *mut T,
+    len: usize,
+    /// Set when the chunk runs; a chunk dropped unrun drops its items and
+    /// tells its sink.
+    ran: bool,
+    sink: Arc<Collect<R>>,
+}
+
+// SAFETY: the chunk owns its `len` items (moved to and dropped on a worker:
+// `T: Send`) and nothing else reaches them; the buffer they lie in is kept
+// by the sink, which the chunk holds.
+unsafe impl<F: Send + Sync, T: Send, R: Send> Send for InPlaceChunk<F, T, R> {}
+
+impl<F, T, R> Job for InPlaceChunk<F, T, R>
+where
+    F: Fn(T) -> R + Send + Sync,
+    T: Send,
+    R: Send,
+{
+    fn run(mut self: Box<Self>, shared: &Shared) {
+        self.ran = true;
+        // SAFETY: a job runs once, so the chunk's items are still all in
+        // their slots, and its range is its own.
+        let outcome = unsafe { run_in_place(self.items, self.len, self.first, &*self.f, &shared.terminated) };
+        self.sink.report(self.chunk, self.first, self.len, outcome);
+    }
+}
+
+/// Runs `f` on each of the `len` items at `items`, writing each result over
+/// its item, until the items run out (`Ok`), the pool is terminated, or an
+/// item panics (its error). On failure the results written and the items
+/// not moved out are dropped, one at a time, contained (rule 7 of
+/// `output.rs`), before it returns.
+///
+/// The loop reads and writes each slot through one pointer, so the compiler
+/// sees that item `i` is read before result `i` is written over it, and
+/// vectorises cheap maps; what a panic needs, the count of items moved out,
+/// is written out by a guard only when it drops (as in [`run_chunk`]).
+///
+/// # Safety
+///
+/// The `len` slots at `items` must hold initialised items that the caller
+/// owns and gives up, in a buffer that has room for as many `R`s (one
+/// layout); on `Ok` they hold `len` results, otherwise nothing.
+unsafe fn run_in_place<T, R>(
+    items: *mut T,
+    len: usize,
+    first: usize,
+    f: &impl Fn(T) -> R,
+    terminated: &AtomicBool,
+) -> Result<(), PoolError> {
+    /// Counts the items moved out; tells `taken` when dropped (also by a
+    /// panic).
+    struct Moved<'a> {
+        n: usize,
+        taken: &'a Cell<usize>,
+    }
+    impl Drop for Moved<'_> {
+        fn drop(&mut self) {
+            self.taken.set(self.n);
+        }
+    }
+    let taken = Cell::new(0);
+    let run = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut moved = Moved { n: 0, taken: &taken };
+        while moved.n < len {
+            if terminated.load(Relaxed) {
+                return false;
+            }
+            let stop = len.min(moved.n + TERMINATE_CHECK);
+            while moved.n < stop {
+                // SAFETY: `n < len`: one of this chunk's slots, still holding
+                // its item (slots are taken in order, once), read once here
+                // and then filled with the item's result, which fits (the
+                // caller's contract).
+                unsafe {
+                    let slot = items.add(moved.n);
+                    moved.n += 1;
+                    let item = slot.read();
+                    slot.cast::<R>().write(f(item));
+                }
+            }
+        }
+        true
+    }));
+    let (results, outcome) = match run {
+        Ok(true) => return Ok(()),
+        Ok(false) => (taken.get(), Err(PoolError::Terminated)),
+        // The item that panicked was the last one moved out; its slot is
+        // empty.
+        Err(payload) => (taken.get() - 1, Err(panicked(first + taken.get() - 1, payload))),
+    };
+    // SAFETY: slots `..results` hold results and `taken..len` items, all
+    // owned here (the caller's contract), each dropped once.
+    unsafe {
+        for i in 0..results {
+            drop_contained(items.cast::<R>().add(i).read());
+        }
+        drop(InPlaceItems {
+            items,
+            next: taken.get(),
+            len,
+        });
+    }
+    outcome
+}
+
+impl<F, T, R: Send> Drop for InPlaceChunk<F, T, R> {
+    fn drop(&mut self) {
+        if !self.ran {
+            // Dropped unrun (terminated, or refused by a closed pool): its
+            // items first (rule 7 of `output.rs`), then the report.
+            drop(InPlaceItems {
+                items: self.items,
+                next: 0,
+                len: self.len,
+            });
+            self.sink
+                .report(self.chunk, self.first, self.len, Err(PoolError::Terminated));
+        }
+    }
+}
+
+/// A chunk's items in a map in place, moved out of their slots one at a
+/// time; those never moved out are dropped with it, each contained.
+struct InPlaceItems<T> {
+    items: *mut T,
+    next: usize,
+    len: usize,
+}
+
+impl<T> Iterator for InPlaceItems<T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.next == self.len {
+            return None;
+        }
+        let index = self.next;
+        // Advanced first: the slot is this chunk's to move out once.
+        self.next += 1;
+        // SAFETY: `index < len`: a slot of this chunk, which holds an item
+        // not moved out before (`next` only grows); its result is written
+        // there only after this read (`run_in_place` writes after `f`).
+        Some(unsafe { self.items.add(index).read() })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.next;
+        (left, Some(left))
+    }
+}
+
+impl<T> Drop for InPlaceItems<T> {
+    fn drop(&mut self) {
+        // Each on its own, contained (rule 2): a destructor that panics,
+        // even during a panic's unwinding, stops neither the others nor the
+        // chunk's report.
+        for item in self.by_ref() {
+            drop_contained(item);
         }
     }
 }
