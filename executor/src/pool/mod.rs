@@ -421,7 +421,12 @@ impl Pool {
     /// input order (Python's `map`). Items go to workers in chunks of
     /// `chunksize`; `None` picks Python's default, about four chunks per
     /// worker (at most [`MAX_DEFAULT_CHUNK`] items each). The items are
-    /// counted as they come: a `size_hint` only guides the default.
+    /// counted as they come: a `size_hint` only guides the default. An
+    /// integer range and a `Vec` are split without copying their items;
+    /// a `Vec` mapped to results of its items' size and alignment (not
+    /// zero-sized) gets them written over its items and returned in its own
+    /// allocation, capacity kept, as `vec.into_iter().map(f).collect()`
+    /// does: such a map allocates no output.
     ///
     /// # Errors
     ///
