@@ -10,7 +10,7 @@
 //! | `done_callback_task` | a task per promise | a task per oneshot | a task per oneshot |
 //! | `pool_map_1m` | [`Pool::map`] of 1M cheap items | rayon's `into_par_iter().map().collect()` | |
 //! | `pool_map_1m_chunk10k` | the same, chunks of 10,000 | the same rayon | |
-//! | `pool_map_vec_1m` | [`Pool::map`] of a `Vec` of 1M cheap items (made before the clock starts) | rayon's `vec.into_par_iter().map().collect()` | |
+//! | `pool_map_vec_1m` | [`Pool::map`] of a `Vec` of 1M cheap items (made before the clock starts; `u64` to `u64`, so the results are written over the items, in the vector's buffer) | rayon's `vec.into_par_iter().map().collect()` | |
 //! | `pool_map_10k_10us` | [`Pool::map`] of 10,000 items of about 10 µs each | rayon's `into_par_iter().map().collect()` | |
 //!
 //! smol has no oneshot of its own; its programs use `futures`' (or

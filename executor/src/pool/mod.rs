@@ -421,7 +421,12 @@ impl Pool {
     /// input order (Python's `map`). Items go to workers in chunks of
     /// `chunksize`; `None` picks Python's default, about four chunks per
     /// worker (at most [`MAX_DEFAULT_CHUNK`] items each). The items are
-    /// counted as they come: a `size_hint` only guides the default.
+    /// counted as they come: a `size_hint` only guides the default. An
+    /// integer range and a `Vec` are split without copying their items;
+    /// a `Vec` mapped to results of its items' size and alignment (not
+    /// zero-sized) gets them written over its items and returned in its own
+    /// allocation, capacity kept, as `vec.into_iter().map(f).collect()`
+    /// does: such a map allocates no output.
     ///
     /// # Errors
     ///
@@ -499,6 +504,11 @@ impl Pool {
         let (f, items, finish) = match self.map_split(f, items, chunksize, finish) {
             Ok(queued) => return queued,
             Err(not_a_range) => not_a_range,
+        };
+        // A `Vec` is split in place: each chunk moves its own items out.
+        let (f, items, finish) = match self.map_vec(f, items, chunksize, finish) {
+            Ok(queued) => return queued,
+            Err(not_a_vec) => not_a_vec,
         };
         let cut = self.chunk(items, chunksize)?;
         if cut.chunks.is_empty() {
@@ -646,10 +656,11 @@ impl Pool {
     /// Makes every chunk's job and queues them all in one go. (On a machine
     /// with as many workers as cores, cutting while the workers compute
     /// only adds a thread competing for the cores: measured slower.)
-    fn submit_chunks<F, T, S>(&self, f: F, chunks: Vec<(usize, Vec<T>)>, sink: &Arc<S>) -> Result<(), PoolError>
+    fn submit_chunks<F, T, S, C>(&self, f: F, chunks: Vec<(usize, C)>, sink: &Arc<S>) -> Result<(), PoolError>
     where
         S: ChunkSink,
-        Chunk<F, T, S>: Job + 'static,
+        C: ChunkItems<Item = T>,
+        Chunk<F, T, S, C>: Job + 'static,
     {
         let f = Arc::new(f);
         let jobs: Vec<Box<dyn Job>> = chunks
@@ -964,13 +975,25 @@ fn run_items<T, R>(
 /// results go. For `map` (`S` = [`Collect`]) the results are written
 /// straight into the map's output vector and the first failure ends the
 /// chunk; for `imap` (`S` = [`ImapSink`]) every item gets its own result.
-struct Chunk<F, T, S: ChunkSink> {
+struct Chunk<F, T, S: ChunkSink, C: ChunkItems<Item = T> = Vec<T>> {
     f: Arc<F>,
     chunk: usize,
     first: usize,
     /// Taken when the chunk runs; still here if it is dropped unrun.
-    items: Option<Vec<T>>,
+    items: Option<C>,
     sink: Arc<S>,
+}
+
+/// A chunk's items: a `Vec` collected on the caller's thread, or a range of
+/// a `Vec` split in place (`split::VecRange`).
+trait ChunkItems: IntoIterator {
+    fn len(&self) -> usize;
+}
+
+impl<T> ChunkItems for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
 }
 
 /// What a chunk's sink hears when the chunk is dropped unrun (the pool was
@@ -991,7 +1014,7 @@ impl<R: Send> ChunkSink for ImapSink<R> {
     }
 }
 
-impl<F, T, S: ChunkSink> Drop for Chunk<F, T, S> {
+impl<F, T, S: ChunkSink, C: ChunkItems<Item = T>> Drop for Chunk<F, T, S, C> {
     fn drop(&mut self) {
         if let Some(items) = self.items.take() {
             self.sink.unrun(self.chunk, self.first, items.len());
@@ -1002,11 +1025,12 @@ impl<F, T, S: ChunkSink> Drop for Chunk<F, T, S> {
     }
 }
 
-impl<F, T, R> Job for Chunk<F, T, Collect<R>>
+impl<F, T, R, C> Job for Chunk<F, T, Collect<R>, C>
 where
     F: Fn(T) -> R + Send + Sync,
     T: Send,
     R: Send,
+    C: ChunkItems<Item = T> + Send,
 {
     fn run(mut self: Box<Self>, shared: &Shared) {
         let Some(items) = self.items.take() else { return };

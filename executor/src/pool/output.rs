@@ -27,6 +27,14 @@
 //! 6. **Values are dropped one at a time, contained** (rule 2 of the
 //!    pool): a result whose destructor panics neither stops the others from
 //!    dropping nor leaks the buffer.
+//! 7. **A map in place reuses its input's buffer.** When the items and
+//!    the results have one layout, the output is the input vector's own
+//!    buffer ([`MapOutput::in_place`]): a chunk's slots hold its items until
+//!    it moves each out, just before its writer fills that slot with the
+//!    item's result, and a chunk that stops early (a panic, terminate, never
+//!    run) drops the items it did not move out before it reports. So rule 4
+//!    finds only results in a finished range, and the buffer, allocated for
+//!    as many `T`s as `R`s, is freed or returned with its own layout.
 
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -62,6 +70,32 @@ impl<R> MapOutput<R> {
             len,
             taken: AtomicBool::new(false),
         }
+    }
+
+    /// The buffer of `items` as the output of a map over them in place
+    /// (rule 7), with the pointer to its first item. `R` must have `T`'s
+    /// size and alignment, and not be zero-sized, so that the buffer is a
+    /// valid allocation for as many `R`s.
+    ///
+    /// # Panics
+    ///
+    /// If the layouts differ (a bug in the pool).
+    pub(super) fn in_place<T>(items: Vec<T>) -> (MapOutput<R>, *mut T) {
+        assert!(
+            size_of::<T>() == size_of::<R>() && align_of::<T>() == align_of::<R>() && size_of::<R>() != 0,
+            "weft bug: a map in place between types of different layouts"
+        );
+        let mut items = ManuallyDrop::new(items);
+        let first = items.as_mut_ptr();
+        let output = MapOutput {
+            // A vector's pointer is never null (dangling when it has no
+            // allocation).
+            ptr: NonNull::new(first.cast::<R>()).expect("weft bug: a vector with a null pointer"),
+            cap: items.capacity(),
+            len: items.len(),
+            taken: AtomicBool::new(false),
+        };
+        (output, first)
     }
 
     /// The writer of the range `first..first + len`.

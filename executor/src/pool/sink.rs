@@ -88,8 +88,18 @@ impl<R: Send> Collect<R> {
         chunks: usize,
         finish: impl FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
     ) -> Collect<R> {
+        Collect::with_output(MapOutput::new(len), chunks, finish)
+    }
+
+    /// A collector whose results go into `output` (a fresh buffer, or the
+    /// input's own for a map in place), in `chunks` chunks.
+    pub(super) fn with_output(
+        output: MapOutput<R>,
+        chunks: usize,
+        finish: impl FnOnce(Result<Vec<R>, PoolError>) + Send + 'static,
+    ) -> Collect<R> {
         Collect {
-            output: MapOutput::new(len),
+            output,
             state: Mutex::new(CollectState {
                 reports: (0..chunks).map(|_| None).collect(),
                 remaining: chunks,

@@ -464,6 +464,20 @@ mod split {
     }
 
     #[test]
+    fn a_vector_split_in_place_takes_zero_sized_items_and_refuses_a_zero_chunk() {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(
+            pool.map(|(): ()| 7u8, vec![(); 1_000], Some(3)).unwrap(),
+            vec![7u8; 1_000]
+        );
+        let drops = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..10).map(|i| Counted(i, drops.clone())).collect();
+        let err = pool.map(|c: Counted| c.0, items, Some(0)).unwrap_err();
+        assert!(matches!(err, PoolError::InvalidArgument(_)), "{err:?}");
+        assert_eq!(drops.load(SeqCst), 10, "the refused items were dropped once");
+    }
+
+    #[test]
     fn a_panic_in_a_vector_map_drops_every_item_and_result_once() {
         let pool = Pool::new(2).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
@@ -505,6 +519,86 @@ mod split {
         pool.terminate();
         assert_eq!(drops.load(SeqCst), 4, "every queued item was dropped once");
         assert!(queued.cancelled() && range.cancelled());
+        go.send(()).unwrap();
+        assert!(held.wait_timeout(NOT_A_HANG).is_ok());
+        pool.join().unwrap();
+    }
+    #[test]
+    fn a_vector_mapped_to_its_own_layout_gets_its_results_in_its_own_buffer() {
+        let pool = Pool::new(2).unwrap();
+        let mut items: Vec<u64> = Vec::with_capacity(1_500);
+        items.extend(0..1_000u64);
+        let buffer = items.as_ptr() as usize;
+        let out = pool.map(|x: u64| x as i64 * -3, items, Some(77)).unwrap();
+        assert_eq!(out, (0..1_000i64).map(|x| x * -3).collect::<Vec<_>>());
+        assert_eq!(out.as_ptr() as usize, buffer, "no output was allocated");
+        assert_eq!(out.capacity(), 1_500, "the buffer keeps its allocation");
+        // Async too, and the default chunks.
+        let items: Vec<u64> = (0..10_000).collect();
+        let buffer = items.as_ptr() as usize;
+        let out = pool.map_async(|x: u64| x + 1, items, None).unwrap();
+        let out = out.wait_timeout(NOT_A_HANG).unwrap();
+        assert_eq!(out.as_ptr() as usize, buffer);
+        assert!(out.iter().copied().eq(1..10_001));
+    }
+
+    #[test]
+    fn a_panic_in_a_map_in_place_drops_each_item_and_result_once_even_if_drops_panic() {
+        let pool = Pool::new(2).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        // Every tenth item's destructor panics, and so does item 239's,
+        // which the failing chunk never moves out: the items it did not
+        // move out and the results written are still each dropped once,
+        // and the map reports the item that panicked.
+        let items: Vec<Bomb> = (0..400)
+            .map(|index| Bomb {
+                index,
+                armed: index % 10 == 0 || index == 239,
+                drops: drops.clone(),
+            })
+            .collect();
+        let results = Arc::new(AtomicUsize::new(0));
+        let made = results.clone();
+        let Err(err) = pool.map(
+            move |mut b: Bomb| {
+                b.armed = false; // the item itself drops quietly
+                assert!(b.index != 237, "expected");
+                Bomb {
+                    index: b.index,
+                    armed: b.index % 7 == 0,
+                    drops: made.clone(),
+                }
+            },
+            items,
+            Some(40),
+        ) else {
+            panic!("weft pool test: the map should have failed");
+        };
+        assert!(matches!(err, PoolError::Panicked { item: 237, .. }), "{err:?}");
+        assert_eq!(drops.load(SeqCst), 400, "every input item dropped once");
+        // The failing chunk (items 200..240) stopped at 237: 360 results of
+        // the other chunks and 37 before the panic, all dropped.
+        assert_eq!(results.load(SeqCst), 397, "every result made dropped once");
+        // The pool still works.
+        assert_eq!(pool.map(|x: u64| x, vec![1u64, 2], None).unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn terminate_drops_a_queued_map_in_place_and_cancels_it() {
+        let pool = one_worker();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (go, held) = hold_the_worker(&pool);
+        let items: Vec<Bomb> = (0..6)
+            .map(|index| Bomb {
+                index,
+                armed: index == 4,
+                drops: drops.clone(),
+            })
+            .collect();
+        let queued = pool.map_async(|b: Bomb| b, items, Some(2)).unwrap();
+        pool.terminate();
+        assert_eq!(drops.load(SeqCst), 6, "every queued item was dropped once");
+        assert!(queued.cancelled());
         go.send(()).unwrap();
         assert!(held.wait_timeout(NOT_A_HANG).is_ok());
         pool.join().unwrap();
