@@ -200,6 +200,9 @@ impl MpiBuilder {
             .oversubscribed
             .unwrap_or(shared.node.local_size > shared.node.cores);
         shared.engine.set_oversubscribed(over);
+        shared
+            .engine
+            .set_mpi_yields(mpi_yields_when_idle(|name| std::env::var(name).ok()));
         shared.engine.set_spin_window(self.spin_window);
         shared.engine.set_max_sleep(self.max_sleep);
     }
@@ -325,7 +328,9 @@ impl Mpi {
     /// True when this node runs more ranks than it has cores, as detected
     /// at [`init`](Self::init) or set with
     /// [`MpiBuilder::oversubscribed`]: the loop then yields its core
-    /// whenever a poll finds nothing (as blocking MPI calls do there), and
+    /// whenever a poll finds nothing (as blocking MPI calls do there: once,
+    /// inside MPI's own progress where Open MPI yields by itself, its
+    /// `mpi_yield_when_idle`, else by the loop), and
     /// tasks never spin; past the spin window it sleeps between polls as
     /// anywhere, leaving the core to the ranks it waits for.
     pub fn oversubscribed(&self) -> bool {
@@ -637,6 +642,26 @@ impl Node {
     }
 }
 
+/// Whether MPI yields the core by itself in a progress call that finds
+/// nothing (engine rule 6): Open MPI's `mpi_yield_when_idle`, which is on
+/// where set so and otherwise where `mpirun` found the node oversubscribed
+/// (`mpi_oversubscribe`). Read from the environment `mpirun` gives each
+/// rank (`var` reads a variable); false where neither says so (another MPI
+/// library, or a setting only in a parameter file): the loop then yields
+/// itself, which costs a context switch at most.
+fn mpi_yields_when_idle(var: impl Fn(&str) -> Option<String>) -> bool {
+    let on = |value: String| {
+        matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "1" | "t" | "true" | "y" | "yes" | "enabled"
+        )
+    };
+    match var("OMPI_MCA_mpi_yield_when_idle") {
+        Some(value) => on(value),
+        None => var("OMPI_MCA_mpi_oversubscribe").is_some_and(on),
+    }
+}
+
 /// This process's CPU affinity mask, as 16 words (1024 CPUs); where the
 /// platform cannot say, the first `available_parallelism` bits.
 fn affinity() -> Vec<u64> {
@@ -725,4 +750,30 @@ pub(crate) fn processor_name(shared: &Shared) -> String {
     }
     buf.truncate(len.max(0) as usize);
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::mpi_yields_when_idle;
+
+    #[test]
+    fn open_mpi_yields_by_itself_where_set_so_or_oversubscribed() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert!(
+            !mpi_yields_when_idle(env(&[])),
+            "no word from Open MPI: the loop yields"
+        );
+        assert!(mpi_yields_when_idle(env(&[("OMPI_MCA_mpi_oversubscribe", "1")])));
+        assert!(!mpi_yields_when_idle(env(&[("OMPI_MCA_mpi_oversubscribe", "0")])));
+        assert!(mpi_yields_when_idle(env(&[("OMPI_MCA_mpi_yield_when_idle", "true")])));
+        assert!(
+            !mpi_yields_when_idle(env(&[
+                ("OMPI_MCA_mpi_oversubscribe", "1"),
+                ("OMPI_MCA_mpi_yield_when_idle", "0"),
+            ])),
+            "an explicit setting wins over oversubscription"
+        );
+    }
 }
