@@ -36,6 +36,11 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+/// `Promise::waiter` when no waker is registered: never a key the core
+/// hands out (rule 6 of `state.rs`: its own keys stay below
+/// [`CALLER_KEYS`]).
+const NO_WAITER: Key = Key::MAX;
+
 /// What a promise settles to.
 type Outcome<T> = Result<T, PromiseError>;
 
@@ -125,8 +130,10 @@ pub(super) struct Inner<T> {
 /// ```
 pub struct Promise<T> {
     pub(super) inner: Arc<Inner<T>>,
-    /// This handle's registered waker while it is being awaited.
-    waiter: Option<Key>,
+    /// The key of this handle's registered waker while it is being
+    /// awaited; [`NO_WAITER`] otherwise (a sentinel, not an `Option`, keeps
+    /// the handle two words).
+    waiter: Key,
 }
 
 /// Names one done callback of one promise, to remove it with
@@ -231,7 +238,7 @@ impl<T> Promise<T> {
                 core: Core::new(),
                 scheduler,
             }),
-            waiter: None,
+            waiter: NO_WAITER,
         }
     }
 
@@ -369,7 +376,7 @@ impl<T> Promise<T> {
         // An observer of its own; dropping it only withdraws its waker.
         let mut observer = Promise {
             inner: self.inner.clone(),
-            waiter: None,
+            waiter: NO_WAITER,
         };
         std::future::poll_fn(|cx| observer.poll_done(cx)).await;
         self.result()
@@ -443,7 +450,7 @@ impl<T> Promise<T> {
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.done() {
             // The settler took our waker with the rest of the list.
-            self.waiter = None;
+            self.waiter = NO_WAITER;
             return Poll::Ready(());
         }
         if is_handback(cx.waker()) {
@@ -451,9 +458,17 @@ impl<T> Promise<T> {
             return if self.done() { Poll::Ready(()) } else { Poll::Pending };
         }
         let registered = match self.waiter {
+            // Rule 1: cloned before it is added.
+            NO_WAITER => match self.inner.core.add(Listener::Waker(cx.waker().clone())) {
+                Ok(key) => {
+                    self.waiter = key;
+                    true
+                }
+                Err(_) => false,
+            },
             // Swapped under the core's lock; the old waker is dropped after
             // it (rule 7 of `state.rs`).
-            Some(key) => self
+            key => self
                 .inner
                 .core
                 .update(key, |listener| match listener {
@@ -463,14 +478,6 @@ impl<T> Promise<T> {
                     _ => None,
                 })
                 .is_some(),
-            // Rule 1: cloned before it is added.
-            None => match self.inner.core.add(Listener::Waker(cx.waker().clone())) {
-                Ok(key) => {
-                    self.waiter = Some(key);
-                    true
-                }
-                Err(_) => false,
-            },
         };
         if registered {
             crate::dump::note_wait(crate::dump::WaitOn::Promise {
@@ -479,7 +486,7 @@ impl<T> Promise<T> {
             Poll::Pending
         } else {
             // Settled between the check and the registration.
-            self.waiter = None;
+            self.waiter = NO_WAITER;
             Poll::Ready(())
         }
     }
@@ -488,7 +495,8 @@ impl<T> Promise<T> {
     /// the handle is then registered nowhere (rule 3).
     #[inline]
     fn withdraw(&mut self) {
-        if let Some(key) = self.waiter.take() {
+        let key = std::mem::replace(&mut self.waiter, NO_WAITER);
+        if key != NO_WAITER {
             drop(self.inner.core.remove(key));
         }
     }
@@ -500,10 +508,21 @@ impl<T> Inner<T> {
     ///
     /// Rule 4: every listener is handled even if waking one panics (user
     /// code); the first such panic is resumed once all are handled.
+    #[inline]
     fn settle(me: &Arc<Inner<T>>, outcome: Outcome<T>) -> Result<(), Outcome<T>> {
-        let listeners = me.core.complete(outcome)?;
+        if me.core.settle(outcome)? {
+            Inner::notify(me);
+        }
+        Ok(())
+    }
+
+    /// The settler's second half, when listeners may be waiting: takes them
+    /// and handles each (rule 4). Out of line: a promise set before it is
+    /// awaited never gets here.
+    #[inline(never)]
+    fn notify(me: &Arc<Inner<T>>) {
         let mut panic = None;
-        for listener in listeners {
+        for listener in me.core.take_listeners() {
             let handled = std::panic::catch_unwind(AssertUnwindSafe(|| match listener {
                 Listener::Waker(waker) => waker.wake(),
                 Listener::Callback(dispatch) => dispatch(me),
@@ -524,7 +543,6 @@ impl<T> Inner<T> {
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
-        Ok(())
     }
 }
 
@@ -533,7 +551,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
     fn dispatch(me: &Arc<Inner<T>>, run: DoneCallback<T>, inline: bool, target: Option<scheduler::Handle>) {
         let promise = Promise {
             inner: me.clone(),
-            waiter: None,
+            waiter: NO_WAITER,
         };
         match &target {
             Some(scheduler) if !inline => {
@@ -572,7 +590,7 @@ impl<T> Clone for Promise<T> {
     fn clone(&self) -> Promise<T> {
         Promise {
             inner: self.inner.clone(),
-            waiter: None,
+            waiter: NO_WAITER,
         }
     }
 }
@@ -586,7 +604,7 @@ impl<T: Clone> Future for Promise<T> {
         if let Some(outcome) = self.inner.core.outcome() {
             // The settler took our waker with the rest of the list.
             let outcome = outcome.clone();
-            self.waiter = None;
+            self.waiter = NO_WAITER;
             return Poll::Ready(outcome);
         }
         if is_handback(cx.waker()) {
@@ -658,7 +676,7 @@ impl<T> Resolver<T> {
     pub fn promise(&self) -> Promise<T> {
         Promise {
             inner: self.inner.clone(),
-            waiter: None,
+            waiter: NO_WAITER,
         }
     }
 }

@@ -48,6 +48,7 @@
 //!    it panics, the listener is still there under its key.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, UnsafeCell, lock};
+use std::mem::ManuallyDrop;
 
 const CLAIMED: usize = 0b001;
 const COMPLETE: usize = 0b010;
@@ -64,7 +65,10 @@ pub(crate) struct Core<T, L> {
     state: AtomicUsize,
     /// Written once under rule 1, read under rule 2.
     outcome: UnsafeCell<Option<T>>,
-    listeners: Mutex<Listeners<L>>,
+    /// Dropped by `Core`'s `Drop` only if a listener was ever pushed
+    /// (`LISTENING`): a core nobody listened to (a promise set before it
+    /// was awaited) has nothing in it to drop.
+    listeners: ManuallyDrop<Mutex<Listeners<L>>>,
 }
 
 /// The listeners in the order they were added. The first lives inline, so
@@ -94,14 +98,14 @@ impl<L> Listeners<L> {
     }
 }
 
-/// The listeners a settler took, in the order they were added. A settler
-/// that found none (the common set-before-await case) gets an empty one
-/// that costs two checks to make, run and drop.
+/// The listeners a settler took, in the order they were added (a settler
+/// that found no `LISTENING` takes none: it gets no `Taken` at all).
 pub(crate) struct Taken<L> {
     first: Option<(Key, L)>,
     rest: Option<std::vec::IntoIter<(Key, L)>>,
 }
 
+#[cfg(test)]
 impl<L> Taken<L> {
     const NONE: Taken<L> = Taken {
         first: None,
@@ -135,11 +139,11 @@ impl<T, L> Core<T, L> {
         Core {
             state: AtomicUsize::new(0),
             outcome: UnsafeCell::new(None),
-            listeners: Mutex::new(Listeners {
+            listeners: ManuallyDrop::new(Mutex::new(Listeners {
                 next_key: 0,
                 first: None,
                 rest: None,
-            }),
+            })),
         }
     }
 
@@ -166,8 +170,25 @@ impl<T, L> Core<T, L> {
 
     /// Settles the core with `outcome` and returns the listeners to notify,
     /// in the order they were added; or gives `outcome` back if another
-    /// settler won.
+    /// settler won. [`settle`](Self::settle) and
+    /// [`take_listeners`](Self::take_listeners) in one call, for the tests
+    /// and the loom models.
+    #[cfg(test)]
     pub(crate) fn complete(&self, outcome: T) -> Result<Taken<L>, T> {
+        Ok(if self.settle(outcome)? {
+            self.take_listeners()
+        } else {
+            Taken::NONE
+        })
+    }
+
+    /// Settles the core with `outcome`: true if listeners may be waiting,
+    /// which the caller then takes with
+    /// [`take_listeners`](Self::take_listeners) (rule 4); or gives `outcome`
+    /// back if another settler won. The round trip of a promise set before
+    /// it is awaited gets `false` back and never touches the list.
+    #[inline]
+    pub(crate) fn settle(&self, outcome: T) -> Result<bool, T> {
         if self.state.fetch_or(CLAIMED, AcqRel) & CLAIMED != 0 {
             return Err(outcome);
         }
@@ -179,16 +200,19 @@ impl<T, L> Core<T, L> {
         // value is read compiles to a compare-and-swap loop.
         let prev = self.state.fetch_add(COMPLETE, AcqRel);
         debug_assert!(prev & COMPLETE == 0, "weft bug: a promise completed twice");
-        if prev & LISTENING == 0 {
-            return Ok(Taken::NONE);
-        }
+        Ok(prev & LISTENING != 0)
+    }
+
+    /// Takes the listeners, in the order they were added. Only the settler
+    /// calls it, once, after [`settle`](Self::settle) returned true.
+    pub(crate) fn take_listeners(&self) -> Taken<L> {
         // Rule 4: every listener pushed before our `COMPLETE` is in the list
         // once we hold the lock.
         let mut listeners = lock(&self.listeners);
-        Ok(Taken {
+        Taken {
             first: listeners.first.take(),
             rest: listeners.rest.take().map(|rest| rest.into_iter()),
-        })
+        }
     }
 
     /// Adds a listener and returns its key; gives it back if the core is
@@ -251,6 +275,20 @@ impl<T, L> Core<T, L> {
     }
 }
 
+impl<T, L> Drop for Core<T, L> {
+    #[inline]
+    fn drop(&mut self) {
+        // Rule 3: a listener is pushed only after `LISTENING` is set, so
+        // without the bit the list is empty (no listener, no `rest` vector).
+        // `&mut self`: every other handle is gone, so a relaxed load sees
+        // the last value.
+        if self.state.load(Relaxed) & LISTENING != 0 {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.listeners) };
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::Core;
@@ -272,6 +310,36 @@ mod tests {
         assert_eq!(core.outcome().map(String::as_str), Some("done"));
         assert_eq!(core.add(4), Err(4));
         assert_eq!(core.listener_count(), 0);
+    }
+
+    /// The core drops its listeners only if one was ever added (`Drop`
+    /// skips an empty list): every listener still in it when it goes,
+    /// inline or in the overflow vector, is dropped exactly once.
+    #[test]
+    fn a_cores_unsettled_listeners_are_dropped_with_it() {
+        use std::sync::Arc;
+        let witness = Arc::new(());
+        let core = Core::<u8, Arc<()>>::new();
+        core.add(witness.clone()).unwrap();
+        core.add(witness.clone()).unwrap();
+        core.add(witness.clone()).unwrap();
+        assert_eq!(Arc::strong_count(&witness), 4);
+        drop(core);
+        assert_eq!(Arc::strong_count(&witness), 1, "every listener was dropped");
+        // Settled with listeners, which the settler took: nothing left.
+        let core = Core::<u8, Arc<()>>::new();
+        core.add(witness.clone()).unwrap();
+        drop(core.complete(1).unwrap());
+        drop(core);
+        assert_eq!(Arc::strong_count(&witness), 1);
+    }
+
+    /// `Promise::waiter` is a sentinel key, not an `Option`: a handle is an
+    /// `Arc` and a key.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_promise_handle_is_two_words() {
+        assert_eq!(std::mem::size_of::<crate::future::Promise<u64>>(), 16);
     }
 
     #[test]

@@ -327,7 +327,7 @@ fn poll_future<T: Future, S: Schedule>(
                     // Its destructor panicked: the task panicked, and the
                     // output it returned is dropped.
                     contain(move || drop(output));
-                    Outcome::Panicked(payload)
+                    Outcome::Panicked(Box::new(payload))
                 }
             }
         }
@@ -337,7 +337,7 @@ fn poll_future<T: Future, S: Schedule>(
             // one is what the JoinHandle reports.
             // SAFETY: as above; the future is still live.
             contain(|| unsafe { core.drop_future() });
-            Outcome::Panicked(payload)
+            Outcome::Panicked(Box::new(payload))
         }
     };
     let panicked = matches!(outcome, Outcome::Panicked(_));
@@ -360,7 +360,7 @@ fn cancel_task<T: Future, S: Schedule>(core: &Core<T, S>, id: Id) {
     let dropped = panic::catch_unwind(AssertUnwindSafe(|| unsafe { core.drop_future() }));
     let outcome = match dropped {
         Ok(()) => Outcome::Cancelled,
-        Err(payload) => Outcome::Panicked(payload),
+        Err(payload) => Outcome::Panicked(Box::new(payload)),
     };
     // SAFETY: RUNNING is held and the future is dropped.
     unsafe { core.store_output(outcome) };

@@ -544,6 +544,8 @@ fn the_bookkeeping_of_a_task_is_104_bytes_and_the_stage_has_no_tag() {
     fn cell_size<F: Future>(_: &F) -> usize {
         size_of::<Cell<F, Arc<TestSched>>>()
     }
+    // The header alone: a field added to it must be paid for elsewhere.
+    assert_eq!(size_of::<super::core::Header>(), 80, "the task header grew");
     // The suite `memory` shape: a 24-byte future awaiting a channel.
     static POLLS: AtomicUsize = AtomicUsize::new(0);
     let (_tx, rx) = futures::channel::oneshot::channel::<()>();
@@ -564,9 +566,18 @@ fn the_bookkeeping_of_a_task_is_104_bytes_and_the_stage_has_no_tag() {
     };
     assert!(size_of_val(&big) >= 200);
     assert_eq!(cell_size(&big), 104 + size_of_val(&big).next_multiple_of(8));
-    // A tiny future: the stage is as large as the outcome (a panic payload
-    // and its tag).
-    assert_eq!(cell_size(&async {}), 104 + 24);
+    // A tiny future: the stage is as large as the outcome, a tag and a
+    // word (the panic payload is boxed once more, so that its variant is
+    // one word). So a future of at most 16 bytes makes a 120-byte cell: a
+    // 128-byte malloc chunk, which glibc frees to its fast bins even when
+    // the per-thread cache is full (a 144-byte one goes to the unsorted bin).
+    assert_eq!(size_of::<super::core::Outcome<()>>(), 16);
+    assert_eq!(size_of::<super::core::Outcome<u64>>(), 16);
+    assert_eq!(cell_size(&async {}), 104 + 16);
+    let shared = Arc::new(1u64);
+    let small = async move { *shared + 2 };
+    assert_eq!(size_of_val(&small), 16);
+    assert_eq!(cell_size(&small), 120);
 }
 
 #[test]
