@@ -107,3 +107,31 @@ fn promise_callbacks_run_exactly_once() {
         assert_eq!(removed_runs.load(SeqCst) + removed, 1);
     });
 }
+
+/// A handle registers its waker, swaps it, and withdraws it by being
+/// dropped (its key back to the sentinel) while another thread settles:
+/// the settler wakes it at most once, nothing stays registered, and a
+/// fresh handle polled afterwards is ready.
+#[test]
+fn a_waiter_withdrawing_races_the_settle() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    loom::model(|| {
+        let promise: Promise<u32> = Promise::with_scheduler(None);
+        let setter = {
+            let p = promise.clone();
+            thread::spawn(move || p.set_result(9).is_ok())
+        };
+        let mut waiter = promise.clone();
+        let cx = &mut Context::from_waker(Waker::noop());
+        let first = Pin::new(&mut waiter).poll(cx);
+        let second = Pin::new(&mut waiter).poll(cx);
+        assert!(first.is_pending() || matches!(second, Poll::Ready(Ok(9))));
+        drop(waiter);
+        assert!(setter.join().unwrap());
+        assert_eq!(promise.listener_count(), 0);
+        let mut late = promise.clone();
+        assert!(matches!(Pin::new(&mut late).poll(cx), Poll::Ready(Ok(9))));
+    });
+}

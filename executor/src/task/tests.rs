@@ -645,3 +645,130 @@ fn a_panicking_done_callback_costs_the_others_nothing() {
     let mut join = join;
     assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(1))));
 }
+
+/// A panic payload that counts its drops and, if asked, panics as it goes.
+struct Payload {
+    tag: u32,
+    drops: Arc<AtomicUsize>,
+    bomb: bool,
+}
+impl Drop for Payload {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+        if self.bomb {
+            panic!("payload destructor");
+        }
+    }
+}
+
+fn panic_with(tag: u32, drops: &Arc<AtomicUsize>, bomb: bool) -> impl Future<Output = u8> + Send + 'static {
+    let drops = drops.clone();
+    async move {
+        std::panic::panic_any(Payload { tag, drops, bomb });
+    }
+}
+
+/// The payload is boxed once more in the stored outcome: every kind comes
+/// back out of `into_panic` as the type it was raised with (not the inner
+/// box), `resume_unwind` carries it on, and it is dropped exactly once
+/// whichever way the handle goes: awaited, dropped unread, dropped before
+/// the task ran (detached), aborted after completion, or asked
+/// `is_finished` and `result` first.
+#[test]
+fn panic_payloads_of_every_kind_come_out_whole_and_are_dropped_once() {
+    let s = sched();
+    // &str and String.
+    let mut join = s.spawn(async { panic!("static str") });
+    s.run_all();
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a panic")
+    };
+    assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "static str");
+    let n = std::hint::black_box(7);
+    let mut join = s.spawn(async move { panic!("formatted {n}") });
+    s.run_all();
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a panic")
+    };
+    assert!(err.to_string().contains("formatted 7"), "{err}");
+    assert_eq!(*err.into_panic().downcast::<String>().unwrap(), "formatted 7");
+
+    // A custom payload: awaited, then resumed and caught again.
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut join = s.spawn(panic_with(1, &drops, false));
+    s.run_all();
+    assert!(join.is_finished());
+    assert!(matches!(join.result(), Err(super::Unavailable::Panicked)));
+    assert!(!join.cancel(), "a finished task cannot be cancelled");
+    join.abort();
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a panic")
+    };
+    assert!(err.is_panic() && !err.is_cancelled());
+    let payload = err.into_panic();
+    assert_eq!(payload.downcast_ref::<Payload>().map(|p| p.tag), Some(1));
+    let again =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || std::panic::resume_unwind(payload))).unwrap_err();
+    assert_eq!(again.downcast_ref::<Payload>().map(|p| p.tag), Some(1));
+    assert_eq!(drops.load(SeqCst), 0);
+    drop(again);
+    assert_eq!(drops.load(SeqCst), 1);
+    drop(join);
+    assert_eq!(drops.load(SeqCst), 1);
+
+    // Dropped unread after completion; detached before it ran.
+    let join = s.spawn(panic_with(2, &drops, false));
+    s.run_all();
+    drop(join);
+    assert_eq!(drops.load(SeqCst), 2);
+    drop(s.spawn(panic_with(3, &drops, false)));
+    s.run_all();
+    assert_eq!(drops.load(SeqCst), 3);
+    assert_eq!(s.panics.load(SeqCst), 5);
+    s.shutdown();
+}
+
+/// A payload whose destructor panics: dropping it on the runtime's behalf
+/// (handle dropped after completion, or a detached task) is contained; the
+/// user who takes it out gets it whole and its panic is theirs.
+#[test]
+fn a_payload_whose_destructor_panics_is_contained_when_the_runtime_drops_it() {
+    let s = sched();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let join = s.spawn(panic_with(1, &drops, true));
+    s.run_all();
+    drop(join);
+    assert_eq!(drops.load(SeqCst), 1);
+    drop(s.spawn(panic_with(2, &drops, true)));
+    s.run_all();
+    assert_eq!(drops.load(SeqCst), 2);
+    // A future that panics with it while being dropped by an abort.
+    struct BombOnDrop(Arc<AtomicUsize>);
+    impl Drop for BombOnDrop {
+        fn drop(&mut self) {
+            std::panic::panic_any(Payload {
+                tag: 9,
+                drops: self.0.clone(),
+                bomb: true,
+            });
+        }
+    }
+    let (gate, _open, _waker) = gate();
+    let bomb = BombOnDrop(drops.clone());
+    let mut join = s.spawn(async move {
+        let _bomb = bomb;
+        gate.await;
+    });
+    s.run_all();
+    join.abort();
+    s.run_all();
+    assert!(join.is_finished());
+    let Poll::Ready(Err(err)) = poll_join(&mut join) else {
+        panic!("expected a panic")
+    };
+    let payload = err.into_panic();
+    assert_eq!(payload.downcast_ref::<Payload>().map(|p| p.tag), Some(9));
+    assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))).is_err());
+    assert_eq!(drops.load(SeqCst), 3);
+    s.shutdown();
+}
