@@ -76,6 +76,15 @@ pub struct DumpOptions {
     pub idle_threshold: Duration,
     /// A worker inside one poll for longer than this is reported as
     /// blocked: a blocking call in async code. Default 100 ms.
+    ///
+    /// A poll's length is known from the moment an observer first saw it
+    /// in progress: an idle worker (which watches the busy ones) or an
+    /// earlier dump. With every worker busy nobody watches, and a dump only
+    /// knows that the poll has run *at most* since the worker last read
+    /// its clock (the `WORKERS` table shows that bound), which is no
+    /// evidence of blocking: thousands of short polls look the same. Such a
+    /// poll is reported by the next dump, one threshold later, if it is
+    /// still the same poll.
     pub poll_threshold: Duration,
 }
 
@@ -260,8 +269,7 @@ pub enum Stuck {
         name: Option<String>,
         /// Where it was spawned.
         location: Option<SpawnLocation>,
-        /// How long the poll has run (µs): the lower bound when known,
-        /// otherwise the upper one.
+        /// How long the poll has run at least (µs).
         for_us: u64,
     },
 }
@@ -415,13 +423,13 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions) 
     let find = |id: Id| tasks.binary_search_by_key(&id, |t| t.id).ok().map(|i| &tasks[i]);
     let mut stuck = Vec::new();
     for worker in workers.iter().filter(|w| w.kind == WorkerKind::Worker) {
+        // Only a lower bound is evidence (see `DumpOptions::poll_threshold`).
         if let WorkerState::Polling {
             task,
-            at_least_us,
-            at_most_us,
+            at_least_us: Some(for_us),
+            ..
         } = worker.state
         {
-            let for_us = at_least_us.unwrap_or(at_most_us);
             if for_us >= poll_us {
                 let row = find(task);
                 stuck.push(Stuck::Blocking {
@@ -448,4 +456,43 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions) 
         wait: t.wait,
     }));
     stuck
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn polling(index: usize, task: Id, at_least_us: Option<u64>, at_most_us: u64) -> WorkerDump {
+        WorkerDump {
+            kind: WorkerKind::Worker,
+            index,
+            polls: 1,
+            state: WorkerState::Polling {
+                task,
+                at_least_us,
+                at_most_us,
+            },
+        }
+    }
+
+    /// Only a poll seen in progress for the threshold is called blocking:
+    /// the time since a busy worker last read its clock (the upper bound)
+    /// also covers thousands of short polls (a user trial saw "a blocking
+    /// call in async code?" for two workers each running 50 µs polls).
+    #[test]
+    fn only_a_poll_known_to_have_run_past_the_threshold_is_called_blocking() {
+        let options = DumpOptions::default();
+        let (a, b, c) = (Id::next(), Id::next(), Id::next());
+        let workers = [
+            polling(0, a, None, 250_000),
+            polling(1, b, Some(150_000), 400_000),
+            polling(2, c, Some(50_000), 400_000),
+        ];
+        let stuck = find_stuck(&[], &workers, options);
+        assert_eq!(stuck.len(), 1, "{stuck:?}");
+        assert!(
+            matches!(stuck[0], Stuck::Blocking { worker: 1, task, for_us: 150_000, .. } if task == b),
+            "{stuck:?}"
+        );
+    }
 }
