@@ -115,6 +115,15 @@ pub fn viewer_path(path: &Path) -> PathBuf {
     path.with_extension("html")
 }
 
+/// Checks, when the runtime is built, that its trace and viewer can be
+/// written at shutdown: creates them (empty, or leaves them as they are).
+pub(crate) fn check_trace_path(path: &Path) -> io::Result<()> {
+    for file in [path.to_owned(), viewer_path(path)] {
+        std::fs::OpenOptions::new().append(true).create(true).open(file)?;
+    }
+    Ok(())
+}
+
 /// Writes `timeline` to `path` as a Chrome trace, and next to it
 /// ([`viewer_path`]) Weft's offline viewer with the trace inside.
 pub(crate) fn write_trace(timeline: &Timeline, path: &Path) -> io::Result<()> {

@@ -164,10 +164,27 @@ impl Builder {
     /// # Errors
     ///
     /// `InvalidInput` for a zero count or interval; the operating system's
-    /// error if the reactor or a thread cannot be created.
+    /// error if the reactor or a thread cannot be created, or if the
+    /// [`trace_file`](Self::trace_file) cannot be written (checked here, so
+    /// that a run is not recorded for nothing). A `WEFT_TRACE` path that
+    /// cannot be written is reported on stderr, and the runtime records no
+    /// trace.
     pub fn build(&mut self) -> io::Result<Runtime> {
         install_hooks();
-        let trace = reports::trace_path(self.trace_file.as_deref());
+        let mut trace = reports::trace_path(self.trace_file.as_deref());
+        if let Some(path) = &trace {
+            if let Err(err) = reports::check_trace_path(path) {
+                let err = io::Error::new(
+                    err.kind(),
+                    format!("weft: cannot write the trace to {}: {err}", path.display()),
+                );
+                if self.trace_file.is_some() {
+                    return Err(err);
+                }
+                eprintln!("{err} (from {}); this runtime records no trace", reports::TRACE_ENV);
+                trace = None;
+            }
+        }
         if trace.is_some() {
             self.exec.timeline(self.timeline_capacity);
         }

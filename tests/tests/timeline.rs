@@ -310,18 +310,49 @@ fn weft_trace_makes_every_runtime_write_a_trace() {
 }
 
 #[test]
-fn a_trace_that_cannot_be_written_is_reported_not_a_panic() {
+fn a_trace_that_cannot_be_written_fails_the_build_or_is_reported_at_shutdown_not_a_panic() {
     let dir = scratch("unwritable");
-    // A directory where the file should be: the write fails.
+    // Into a directory that does not exist: the build says so, before a
+    // run is recorded for nothing.
+    let missing = dir.join("no-such-dir").join("trace.json");
+    let err = weft_tests::builder(weft::Flavor::MultiThread)
+        .trace_file(&missing)
+        .build()
+        .err()
+        .expect("the build checks the trace path");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    // Writable when built, not at shutdown (a directory where the file
+    // should be): reported, not a panic.
     let path = dir.join("trace.json");
-    std::fs::create_dir_all(&path).unwrap();
     let rt = weft_tests::builder(weft::Flavor::MultiThread)
         .trace_file(&path)
         .build()
         .unwrap();
     rt.block_on(async { weft::spawn(async {}).await.unwrap() });
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir_all(&path).unwrap();
     assert!(rt.write_trace(&path).is_err());
     drop(rt); // prints the error, and returns
     assert!(path.is_dir());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unwritable_weft_trace_is_reported_and_the_program_runs_on() {
+    let dir = scratch("env-unwritable");
+    let path = dir.join("no-such-dir").join("run.json");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "weft_trace_child", "--nocapture"])
+        .env("WEFT_TIMELINE_TEST_CHILD", "1")
+        .env(weft::TRACE_ENV, &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-dir") && stderr.contains("records no trace"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
