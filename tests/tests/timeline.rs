@@ -315,11 +315,12 @@ fn a_trace_that_cannot_be_written_fails_the_build_or_is_reported_at_shutdown_not
     // Into a directory that does not exist: the build says so, before a
     // run is recorded for nothing.
     let missing = dir.join("no-such-dir").join("trace.json");
-    let err = weft_tests::builder(weft::Flavor::MultiThread)
+    let Err(err) = weft_tests::builder(weft::Flavor::MultiThread)
         .trace_file(&missing)
         .build()
-        .err()
-        .expect("the build checks the trace path");
+    else {
+        panic!("the build checks the trace path");
+    };
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("no-such-dir"), "{err}");
     // Writable when built, not at shutdown (a directory where the file
