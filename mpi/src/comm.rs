@@ -251,11 +251,11 @@ impl Communicator {
 
     /// Right before posting a send to `dest` (a rank here): rings its
     /// doorbell if it was not rung for so long that it likely sleeps, so
-    /// its wake-up overlaps the post (`doorbell.rs`, rule 2).
-    fn ring_before_send(&self, dest: c_int) {
-        if let Some(world) = self.world_peer(dest) {
-            self.shared.engine.ring_before_send(world);
-        }
+    /// its wake-up overlaps the post (`doorbell.rs`, rule 2). True if the
+    /// send must call [`Communicator::ring`] after posting.
+    fn ring_before_send(&self, dest: c_int) -> bool {
+        self.world_peer(dest)
+            .is_some_and(|world| self.shared.engine.ring_before_send(world))
     }
 
     /// The world rank of `dest` (a rank here), if it is another rank.
@@ -370,7 +370,7 @@ impl Communicator {
         };
         let dt = datatype::<B::Item>();
         let (dest, tag) = (dest.raw(), tag.raw());
-        self.ring_before_send(dest);
+        let ring_after = self.ring_before_send(dest);
         let request = self.post(buffer, (dt, dest), finish, move |b, comm, request| {
             // SAFETY: the MPI lock is held (inside `post`); the slice lives
             // on the heap, owned by the buffer, unmoved until MPI is done
@@ -387,7 +387,9 @@ impl Communicator {
                 )
             }
         });
-        self.ring(dest);
+        if ring_after {
+            self.ring(dest);
+        }
         request
     }
 
@@ -639,7 +641,7 @@ impl Communicator {
             datatype::<R>(),
             Vec::new(),
         );
-        self.ring_before_send(dest_raw);
+        let ring_after = self.ring_before_send(dest_raw);
         self.posting(|mpi| {
             // SAFETY: reading a constant MPI initialised.
             let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
@@ -675,7 +677,9 @@ impl Communicator {
             }
             self.start_receive(mpi, slot.clone(), source, recv_tag, false);
         });
-        self.ring(dest_raw);
+        if ring_after {
+            self.ring(dest_raw);
+        }
         Request::pending(self.shared.clone(), slot)
     }
 

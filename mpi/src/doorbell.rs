@@ -18,7 +18,7 @@
 //!    the destination, unless this rank rang it less than the spin window
 //!    ago ([`Doorbell::ring`]). A peer not rung for at least 1 ms (the
 //!    longest a spin window stretches: it likely sleeps) is rung right
-//!    before the send is posted ([`Doorbell::ring_if_asleep`]); a sleeping
+//!    before the send is posted ([`Doorbell::ring_before_send`]); a sleeping
 //!    peer takes tens of microseconds to wake, and posting a send over TCP
 //!    is a `writev` of about as long (the loopback delivers the bytes
 //!    inside it), so the two overlap instead of adding up, and the rung
@@ -187,12 +187,33 @@ impl Doorbell {
         self.send(rank)
     }
 
-    /// Before a send (rule 2): rings world rank `rank`'s bell only if it
-    /// was never rung or last rung at least `asleep_after` ago (it is
-    /// likely asleep then); else leaves the ring to [`Doorbell::ring`],
-    /// after the send. True if a ring was sent.
-    pub(crate) fn ring_if_asleep(&self, rank: i32, asleep_after: Duration) -> bool {
-        self.ring(rank, asleep_after)
+    /// Before a send (rule 2): rings world rank `rank`'s bell if it was
+    /// never rung or last rung at least `asleep_after` ago (it likely
+    /// sleeps then). True if the send must still call [`Doorbell::ring`]
+    /// after posting: the peer was rung at least `window` ago but less
+    /// than `asleep_after`. False when it was rung now or within `window`
+    /// (the common case of a busy exchange: one clock read, nothing more).
+    pub(crate) fn ring_before_send(&self, rank: i32, window: Duration, asleep_after: Duration) -> bool {
+        let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
+            return false;
+        };
+        let before = last.load(Relaxed);
+        if before == REMOTE {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let age = now.saturating_sub(before);
+        if before != 0 && age < u64::try_from(window.as_nanos()).unwrap_or(u64::MAX) {
+            return false;
+        }
+        if before != 0 && age < u64::try_from(asleep_after.as_nanos()).unwrap_or(u64::MAX) {
+            return true;
+        }
+        last.store(now, Relaxed);
+        self.send(rank);
+        false
     }
 
     #[cfg(target_os = "linux")]
@@ -358,24 +379,30 @@ mod tests {
             Doorbell::open(job, 0, 2, None).unwrap(),
             Doorbell::open(job, 1, 2, None).unwrap(),
         );
-        let asleep_after = Duration::from_millis(50);
-        assert!(a.ring_if_asleep(1, asleep_after), "never rung: rung before the send");
+        let (window, asleep_after) = (Duration::from_millis(10), Duration::from_millis(50));
+        assert!(
+            !a.ring_before_send(1, window, asleep_after),
+            "never rung: rung before the send, not after"
+        );
         assert_eq!(b.drain(), 1);
         assert!(
-            !a.ring_if_asleep(1, asleep_after),
-            "rung just now: likely awake, not rung before the send"
+            !a.ring_before_send(1, window, asleep_after),
+            "rung within the window: no ring before the send, nor after"
         );
-        assert!(!a.ring(1, Duration::from_millis(10)), "nor after it, within the window");
-        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(b.drain(), 0);
+        std::thread::sleep(window);
         assert!(
-            !a.ring_if_asleep(1, asleep_after),
+            a.ring_before_send(1, window, asleep_after),
             "past the window but not long: left to the ring after the send"
         );
-        assert!(a.ring(1, Duration::from_millis(10)), "which goes");
+        assert_eq!(b.drain(), 0, "nothing rung before the send");
+        assert!(a.ring(1, window), "the ring after the send goes");
         assert_eq!(b.drain(), 1);
         std::thread::sleep(asleep_after);
-        assert!(a.ring_if_asleep(1, asleep_after), "not rung for long: rung before");
-        assert!(!a.ring(1, Duration::from_millis(10)), "and not again after");
+        assert!(
+            !a.ring_before_send(1, window, asleep_after),
+            "not rung for long: rung before the send, not after"
+        );
         assert_eq!(b.drain(), 1);
     }
 
