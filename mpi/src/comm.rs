@@ -241,19 +241,32 @@ impl Communicator {
     }
 
     /// After posting a send to `dest` (a rank here): rings its doorbell
-    /// (`doorbell.rs`), so its loop, if it sleeps between polls, wakes.
+    /// (`doorbell.rs`, rule 2), so its loop, if it sleeps between polls,
+    /// wakes (unless it was rung within the spin window).
     fn ring(&self, dest: c_int) {
-        if dest < 0 || dest == self.rank {
-            return;
+        if let Some(world) = self.world_peer(dest) {
+            self.shared.engine.ring(world);
         }
-        let world = match &self.world_ranks {
-            None => dest,
-            Some(ranks) => match usize::try_from(dest).ok().and_then(|d| ranks.get(d)) {
-                Some(&w) => w,
-                None => return,
-            },
-        };
-        self.shared.engine.ring(world);
+    }
+
+    /// Right before posting a send to `dest` (a rank here): rings its
+    /// doorbell if it was not rung for so long that it likely sleeps, so
+    /// its wake-up overlaps the post (`doorbell.rs`, rule 2). True if the
+    /// send must call [`Communicator::ring`] after posting.
+    fn ring_before_send(&self, dest: c_int) -> bool {
+        self.world_peer(dest)
+            .is_some_and(|world| self.shared.engine.ring_before_send(world))
+    }
+
+    /// The world rank of `dest` (a rank here), if it is another rank.
+    fn world_peer(&self, dest: c_int) -> Option<c_int> {
+        if dest < 0 || dest == self.rank {
+            return None;
+        }
+        match &self.world_ranks {
+            None => Some(dest),
+            Some(ranks) => usize::try_from(dest).ok().and_then(|d| ranks.get(d)).copied(),
+        }
     }
 
     /// A destination and tag a message can be sent with.
@@ -357,6 +370,7 @@ impl Communicator {
         };
         let dt = datatype::<B::Item>();
         let (dest, tag) = (dest.raw(), tag.raw());
+        let ring_after = self.ring_before_send(dest);
         let request = self.post(buffer, (dt, dest), finish, move |b, comm, request| {
             // SAFETY: the MPI lock is held (inside `post`); the slice lives
             // on the heap, owned by the buffer, unmoved until MPI is done
@@ -373,7 +387,9 @@ impl Communicator {
                 )
             }
         });
-        self.ring(dest);
+        if ring_after {
+            self.ring(dest);
+        }
         request
     }
 
@@ -625,6 +641,7 @@ impl Communicator {
             datatype::<R>(),
             Vec::new(),
         );
+        let ring_after = self.ring_before_send(dest_raw);
         self.posting(|mpi| {
             // SAFETY: reading a constant MPI initialised.
             let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
@@ -660,7 +677,9 @@ impl Communicator {
             }
             self.start_receive(mpi, slot.clone(), source, recv_tag, false);
         });
-        self.ring(dest_raw);
+        if ring_after {
+            self.ring(dest_raw);
+        }
         Request::pending(self.shared.clone(), slot)
     }
 

@@ -15,9 +15,18 @@
 //!    and a datagram makes the loop drain it, restart the engine's spin
 //!    window and poll MPI in that same turn.
 //! 2. **Ringing.** A send (`isend`, `send`, `sendrecv`, the pool's) rings
-//!    the destination after posting, unless this rank rang it less than
-//!    the spin window ago ([`Doorbell::ring`]): a peer rung then opened its
-//!    own window (the same setting, on every rank) when the ring arrived,
+//!    the destination, unless this rank rang it less than the spin window
+//!    ago ([`Doorbell::ring`]). A peer not rung for at least 1 ms (the
+//!    longest a spin window stretches: it likely sleeps) is rung right
+//!    before the send is posted ([`Doorbell::ring_before_send`]); a sleeping
+//!    peer takes tens of microseconds to wake, and posting a send over TCP
+//!    is a `writev` of about as long (the loopback delivers the bytes
+//!    inside it), so the two overlap instead of adding up, and the rung
+//!    peer polls without sleep for its spin window, which the message
+//!    reaches well before it closes. Any other peer is rung after the
+//!    post: it is likely still polling, and a ring before would only delay
+//!    the send by the `sendto`. A peer rung less than a window ago
+//!    opened its own window (the same setting, on every rank) when the ring arrived,
 //!    so it is still polling without sleep and sees this send too. A busy
 //!    exchange rings a peer once per window, not once per message; one
 //!    after an idle gap always rings. A ring is one nonblocking `sendto`
@@ -178,6 +187,35 @@ impl Doorbell {
         self.send(rank)
     }
 
+    /// Before a send (rule 2): rings world rank `rank`'s bell if it was
+    /// never rung or last rung at least `asleep_after` ago (it likely
+    /// sleeps then). True if the send must still call [`Doorbell::ring`]
+    /// after posting: the peer was rung at least `window` ago but less
+    /// than `asleep_after`. False when it was rung now or within `window`
+    /// (the common case of a busy exchange: one clock read, nothing more).
+    pub(crate) fn ring_before_send(&self, rank: i32, window: Duration, asleep_after: Duration) -> bool {
+        let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
+            return false;
+        };
+        let before = last.load(Relaxed);
+        if before == REMOTE {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let age = now.saturating_sub(before);
+        if before != 0 && age < u64::try_from(window.as_nanos()).unwrap_or(u64::MAX) {
+            return false;
+        }
+        if before != 0 && age < u64::try_from(asleep_after.as_nanos()).unwrap_or(u64::MAX) {
+            return true;
+        }
+        last.store(now, Relaxed);
+        self.send(rank);
+        false
+    }
+
     #[cfg(target_os = "linux")]
     fn send(&self, rank: i32) -> bool {
         let socket = self.sender(rank).unwrap_or(&self.socket);
@@ -332,6 +370,40 @@ mod tests {
         assert_eq!(b.drain(), 1);
         assert!(!a.ring(2, window), "no such rank: nothing to ring");
         assert!(!a.ring(-1, window));
+    }
+
+    #[test]
+    fn before_a_send_only_a_peer_not_rung_for_long_is_rung() {
+        let job = draw_job();
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        let (window, asleep_after) = (Duration::from_millis(10), Duration::from_millis(50));
+        assert!(
+            !a.ring_before_send(1, window, asleep_after),
+            "never rung: rung before the send, not after"
+        );
+        assert_eq!(b.drain(), 1);
+        assert!(
+            !a.ring_before_send(1, window, asleep_after),
+            "rung within the window: no ring before the send, nor after"
+        );
+        assert_eq!(b.drain(), 0);
+        std::thread::sleep(window);
+        assert!(
+            a.ring_before_send(1, window, asleep_after),
+            "past the window but not long: left to the ring after the send"
+        );
+        assert_eq!(b.drain(), 0, "nothing rung before the send");
+        assert!(a.ring(1, window), "the ring after the send goes");
+        assert_eq!(b.drain(), 1);
+        std::thread::sleep(asleep_after);
+        assert!(
+            !a.ring_before_send(1, window, asleep_after),
+            "not rung for long: rung before the send, not after"
+        );
+        assert_eq!(b.drain(), 1);
     }
 
     #[test]

@@ -529,6 +529,22 @@ impl Engine {
         let _ = self.doorbell.set(doorbell);
     }
 
+    /// Rule 6: right before posting a send to world rank `rank`, rings
+    /// its doorbell if it was last rung at least
+    /// [`ADAPTIVE_CAP`](self::activity::ADAPTIVE_CAP) (or the spin window,
+    /// if longer) ago: no window, stretched or not, outlasts that, so the
+    /// peer likely sleeps, and its wake-up then overlaps the post
+    /// (`doorbell.rs`, rule 2). True if the send must call
+    /// [`Engine::ring`] after posting.
+    #[must_use]
+    pub(crate) fn ring_before_send(&self, rank: i32) -> bool {
+        let window = self.activity.window();
+        let asleep_after = window.max(self::activity::ADAPTIVE_CAP);
+        self.doorbell
+            .get()
+            .is_some_and(|bell| bell.ring_before_send(rank, window, asleep_after))
+    }
+
     /// Rule 6: after posting a send to world rank `rank`, rings its
     /// doorbell unless it was rung within the spin window. True if rung.
     pub(crate) fn ring(&self, rank: i32) -> bool {
