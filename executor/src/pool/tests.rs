@@ -1261,3 +1261,44 @@ mod in_place {
         }
     }
 }
+
+/// A blocking map that `terminate` cancels returns only once each of its
+/// items has been dropped, whichever way its vector was split: whatever
+/// the items hold (a lock, a file) is released when the caller learns the
+/// map is over.
+#[test]
+fn a_terminated_map_returns_after_its_queued_items_are_dropped() {
+    /// Takes a while to drop, so that a report sent before the drops shows.
+    struct Slow(u64, Arc<AtomicUsize>);
+    impl Drop for Slow {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
+            self.1.fetch_add(1, SeqCst);
+        }
+    }
+    for path in ["in place", "split in place", "collected"] {
+        let pool = one_worker();
+        let (go, held) = hold_the_worker(&pool);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Slow> = (0..4).map(|i| Slow(i, drops.clone())).collect();
+        let (p, d) = (pool.clone(), drops.clone());
+        let map = std::thread::spawn(move || {
+            let out = match path {
+                "in place" => p.map(|s: Slow| (s.0, 0u64), items, Some(1)).map(drop),
+                "split in place" => p.map(|s: Slow| s.0 as u8, items, Some(1)).map(drop),
+                _ => p.map(|s: Slow| s.0, items.into_iter(), Some(1)).map(drop),
+            };
+            (out, d.load(SeqCst))
+        });
+        while pool.queued_jobs() < 4 {
+            std::thread::yield_now();
+        }
+        pool.terminate();
+        let (out, dropped) = map.join().unwrap();
+        assert_eq!(out, Err(PoolError::Terminated), "{path}");
+        assert_eq!(dropped, 4, "{path}: every item was dropped when the map returned");
+        go.send(()).unwrap();
+        held.wait_timeout(NOT_A_HANG).unwrap();
+        pool.join().unwrap();
+    }
+}
