@@ -1232,7 +1232,7 @@ mod in_place {
                     p.map(
                         |a: Armed| {
                             assert!(a.0 != 1, "weft pool test: expected");
-                            std::mem::forget(a);
+                            drop(a);
                             (0u64, 0u64)
                         },
                         items,
@@ -1243,7 +1243,7 @@ mod in_place {
                     p.map(
                         |a: Armed| {
                             assert!(a.0 != 1, "weft pool test: expected");
-                            std::mem::forget(a);
+                            drop(a);
                             0u8
                         },
                         items,
@@ -1254,9 +1254,9 @@ mod in_place {
             })
             .unwrap_err();
             assert!(matches!(err, PoolError::Panicked { item: 1, .. }), "{err:?}");
-            // Item 0 forgotten by the function, item 1 dropped by its panic,
-            // items 2..6 dropped (each panicking) by the chunk.
-            assert_eq!(drops.load(SeqCst), 5, "in place {in_place}");
+            // Item 0 dropped by the function, item 1 by its panic, items
+            // 2..6 (each panicking) by the chunk.
+            assert_eq!(drops.load(SeqCst), 6, "in place {in_place}");
             super::assert_alive(&pool);
         }
     }
