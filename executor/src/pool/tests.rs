@@ -1296,6 +1296,8 @@ fn a_terminated_map_returns_after_its_queued_items_are_dropped() {
             let out = match path {
                 "in place" => p.map(|s: Slow| (s.0, 0u64), items, Some(1)).map(drop),
                 "split in place" => p.map(|s: Slow| s.0 as u8, items, Some(1)).map(drop),
+                // A `vec::IntoIter` is collected into chunks, not split.
+                #[allow(clippy::useless_conversion)]
                 _ => p.map(|s: Slow| s.0, items.into_iter(), Some(1)).map(drop),
             };
             (out, d.load(SeqCst))
