@@ -1017,10 +1017,13 @@ impl<R: Send> ChunkSink for ImapSink<R> {
 impl<F, T, S: ChunkSink, C: ChunkItems<Item = T>> Drop for Chunk<F, T, S, C> {
     fn drop(&mut self) {
         if let Some(items) = self.items.take() {
-            self.sink.unrun(self.chunk, self.first, items.len());
+            let len = items.len();
             // Rule 2, also on the thread that terminates: one at a time, so
-            // two destructors that panic cannot abort the process.
+            // two destructors that panic cannot abort the process. Before
+            // the report: the last one ends the map, and its caller may
+            // count on what the items held being released.
             drop_each_contained(items);
+            self.sink.unrun(self.chunk, self.first, len);
         }
     }
 }

@@ -148,13 +148,15 @@ impl Pool {
             Some(size) => size,
             None => self.default_chunksize(items.len()),
         };
+        // Before the empty case: an empty vector mapped in place is
+        // returned in its own allocation too (`Pool::map`'s docs).
+        if maps_in_place::<T, R>() {
+            return Ok(self.submit_in_place(f, items, size, finish));
+        }
         let len = items.len();
         if len == 0 {
             finish(Ok(Vec::new()));
             return Ok(Ok(()));
-        }
-        if maps_in_place::<T, R>() {
-            return Ok(self.submit_in_place(f, items, size, finish));
         }
         let buffer = Arc::new(SharedBuffer::new(items));
         let chunks: Vec<(usize, VecRange<T>)> = (0..len)
@@ -189,6 +191,14 @@ impl Pool {
         let len = items.len();
         let chunks = len.div_ceil(size);
         let (output, base) = MapOutput::in_place(items);
+        if chunks == 0 {
+            // No chunk would report: the empty buffer is the result.
+            // SAFETY: no writer was made, and the empty list covers the
+            // output's zero slots.
+            let results = unsafe { output.take_vec(&[]) };
+            finish(Ok(results.expect("weft bug: an empty map in place not taken")));
+            return Ok(());
+        }
         let sink = Arc::new(Collect::with_output(output, chunks, finish));
         let f = Arc::new(f);
         let jobs: Vec<Box<dyn Job>> = (0..chunks)

@@ -604,3 +604,713 @@ mod split {
         pool.join().unwrap();
     }
 }
+
+/// A review of the `Vec` split in place (`split.rs`) and of the map in
+/// place over the vector's own buffer: every item and every result dropped
+/// once whatever panics, stops or is dropped, buffers freed with their own
+/// layout (Miri checks each deallocation's layout and reports leaks), for
+/// item and result types of every layout relation.
+mod in_place {
+    use super::{NOT_A_HANG, hold_the_worker, one_worker, within};
+    use crate::pool::{Pool, PoolError};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::mpsc;
+
+    /// Items per map: small under Miri.
+    const N: usize = if cfg!(miri) { 4 } else { 40 };
+
+    /// A value made from an index that a test maps and counts.
+    trait Probe: Send + 'static {
+        /// Whether [`drops`](Probe::make)'s counter sees its drops.
+        const COUNTS: bool;
+        fn make(i: u64, drops: &Arc<AtomicUsize>) -> Self;
+        /// The index it was made from (0 for a zero-sized one).
+        fn key(&self) -> u64;
+        fn key_for(i: u64) -> u64 {
+            i
+        }
+    }
+
+    /// 16 bytes, align 8, counts its drops.
+    #[derive(Debug)]
+    struct Tally(u64, Arc<AtomicUsize>);
+    impl Drop for Tally {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, SeqCst);
+        }
+    }
+    impl Probe for Tally {
+        const COUNTS: bool = true;
+        fn make(i: u64, drops: &Arc<AtomicUsize>) -> Self {
+            Tally(i, drops.clone())
+        }
+        fn key(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// Tally's layout, no destructor.
+    type Plain = (u64, u64);
+    impl Probe for Plain {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            (i, !i)
+        }
+        fn key(&self) -> u64 {
+            assert_eq!(self.1, !self.0, "weft pool test: a torn value");
+            self.0
+        }
+    }
+
+    /// Tally's size, alignment 1.
+    type Bytes = [u8; 16];
+    impl Probe for Bytes {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            let mut b = [0xa5; 16];
+            b[..8].copy_from_slice(&i.to_le_bytes());
+            b
+        }
+        fn key(&self) -> u64 {
+            assert!(self[8..].iter().all(|&b| b == 0xa5), "weft pool test: a torn value");
+            u64::from_le_bytes(self[..8].try_into().unwrap())
+        }
+    }
+
+    /// Tally's size, alignment 4.
+    type Quads = [u32; 4];
+    impl Probe for Quads {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            [i as u32, (i >> 32) as u32, 7, 9]
+        }
+        fn key(&self) -> u64 {
+            assert_eq!(self[2..], [7, 9], "weft pool test: a torn value");
+            u64::from(self[0]) | u64::from(self[1]) << 32
+        }
+    }
+
+    impl Probe for u64 {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            i
+        }
+        fn key(&self) -> u64 {
+            *self
+        }
+    }
+
+    /// A heap value of `u64`'s layout (Miri reports it if leaked).
+    impl Probe for Box<u64> {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            Box::new(i)
+        }
+        fn key(&self) -> u64 {
+            **self
+        }
+    }
+
+    impl Probe for String {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            format!("{i}-item")
+        }
+        fn key(&self) -> u64 {
+            self.strip_suffix("-item").unwrap().parse().unwrap()
+        }
+    }
+
+    /// `String`'s layout.
+    impl Probe for Vec<u8> {
+        const COUNTS: bool = false;
+        fn make(i: u64, _: &Arc<AtomicUsize>) -> Self {
+            let mut v = i.to_string().into_bytes();
+            v.reserve(5);
+            v
+        }
+        fn key(&self) -> u64 {
+            std::str::from_utf8(self).unwrap().parse().unwrap()
+        }
+    }
+
+    /// Zero-sized, counts its drops in a static (one test uses it).
+    struct Zst;
+    static ZST_DROPS: AtomicUsize = AtomicUsize::new(0);
+    impl Drop for Zst {
+        fn drop(&mut self) {
+            ZST_DROPS.fetch_add(1, SeqCst);
+        }
+    }
+    impl Probe for Zst {
+        const COUNTS: bool = false;
+        fn make(_: u64, _: &Arc<AtomicUsize>) -> Self {
+            Zst
+        }
+        fn key(&self) -> u64 {
+            0
+        }
+        fn key_for(_: u64) -> u64 {
+            0
+        }
+    }
+
+    impl Probe for () {
+        const COUNTS: bool = false;
+        fn make(_: u64, _: &Arc<AtomicUsize>) -> Self {}
+        fn key(&self) -> u64 {
+            0
+        }
+        fn key_for(_: u64) -> u64 {
+            0
+        }
+    }
+
+    /// Maps `n` items `T` (with `spare` capacity beyond them) to `R`s in
+    /// chunks of `chunksize`, the function panicking at item `bad` if any,
+    /// and checks the results (in order, each from its own item), that
+    /// every item was dropped once and every result made dropped once.
+    /// Returns whether the results came back in the items' buffer.
+    fn case<T: Probe, R: Probe>(pool: &Pool, n: usize, spare: usize, chunksize: usize, bad: Option<usize>) -> bool {
+        let item_drops = Arc::new(AtomicUsize::new(0));
+        let result_drops = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(0));
+        let mut items = Vec::with_capacity(n + spare);
+        items.extend((0..n as u64).map(|i| T::make(i, &item_drops)));
+        let buffer = items.as_ptr() as usize;
+        let capacity = items.capacity();
+        let (rd, m) = (result_drops.clone(), made.clone());
+        let what = format!(
+            "{} -> {}, n {n}, spare {spare}, chunksize {chunksize}, bad {bad:?}",
+            std::any::type_name::<T>(),
+            std::any::type_name::<R>()
+        );
+        let bad_key = bad.map(|b| T::key_for(b as u64));
+        // Zero-sized items carry no index: the function counts them.
+        let seen = Arc::new(AtomicUsize::new(0));
+        let out = pool.map(
+            move |t: T| {
+                let i = if size_of::<T>() == 0 {
+                    seen.fetch_add(1, SeqCst) as u64
+                } else {
+                    t.key()
+                };
+                if size_of::<T>() != 0 {
+                    assert!(Some(i) != bad_key, "weft pool test: expected");
+                }
+                drop(t);
+                m.fetch_add(1, SeqCst);
+                R::make(i + 1, &rd)
+            },
+            items,
+            Some(chunksize),
+        );
+        let item_drops = item_drops.load(SeqCst);
+        if T::COUNTS {
+            assert_eq!(item_drops, n, "{what}: every item dropped once");
+        }
+        let mut in_own_buffer = false;
+        match (bad, out) {
+            (None, Ok(out)) => {
+                assert_eq!(out.len(), n, "{what}");
+                // (Zero-sized items carry no index to check in order.)
+                for (i, r) in out.iter().enumerate().filter(|_| size_of::<T>() != 0) {
+                    assert_eq!(r.key(), R::key_for(i as u64 + 1), "{what}: result {i}");
+                }
+                in_own_buffer = size_of::<T>() != 0 && out.as_ptr() as usize == buffer;
+                if in_own_buffer {
+                    assert_eq!(out.capacity(), capacity, "{what}: the capacity is kept");
+                }
+                assert_eq!(made.load(SeqCst), n, "{what}");
+                assert_eq!(result_drops.load(SeqCst), 0, "{what}: no result dropped yet");
+                drop(out);
+                if R::COUNTS {
+                    assert_eq!(result_drops.load(SeqCst), n, "{what}: every result dropped once");
+                }
+            }
+            (Some(bad), Err(PoolError::Panicked { item, .. })) => {
+                assert_eq!(item, bad, "{what}: the error names the item");
+                if R::COUNTS {
+                    assert_eq!(
+                        result_drops.load(SeqCst),
+                        made.load(SeqCst),
+                        "{what}: every result made dropped once"
+                    );
+                }
+            }
+            (_, out) => panic!("{what}: unexpected {:?}", out.map(|v| v.len())),
+        }
+        in_own_buffer
+    }
+
+    /// Every chunk size that matters for `n` items, and whether to panic.
+    fn shapes(n: usize) -> Vec<(usize, usize, Option<usize>)> {
+        let mut shapes = Vec::new();
+        // Under Miri, fewer: one chunk per item and one chunk in all.
+        let (chunksizes, spares, bads): (&[usize], &[usize], &[Option<usize>]) = if cfg!(miri) {
+            (&[1, n + 7], &[3], &[None, Some(n / 2)])
+        } else {
+            (
+                &[1, 2, n - 1, n, n + 7],
+                &[0, 3],
+                &[None, Some(0), Some(n / 2), Some(n - 1)],
+            )
+        };
+        for &chunksize in chunksizes {
+            for &spare in spares {
+                for &bad in bads {
+                    shapes.push((chunksize, spare, bad));
+                }
+            }
+        }
+        shapes
+    }
+
+    fn all_shapes<T: Probe, R: Probe>(pool: &Pool, expect_in_place: bool) {
+        for (chunksize, spare, bad) in shapes(N) {
+            let in_place = case::<T, R>(pool, N, spare, chunksize, bad);
+            if bad.is_none() {
+                assert_eq!(
+                    in_place,
+                    expect_in_place,
+                    "{} -> {}: results in the items' buffer",
+                    std::any::type_name::<T>(),
+                    std::any::type_name::<R>()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_layout_with_and_without_destructors_maps_in_place_and_drops_each_once() {
+        let pool = Pool::new(3).unwrap();
+        all_shapes::<Tally, Tally>(&pool, true);
+        all_shapes::<Tally, Plain>(&pool, true);
+        all_shapes::<Plain, Tally>(&pool, true);
+        all_shapes::<Plain, Plain>(&pool, true);
+        all_shapes::<u64, Box<u64>>(&pool, true);
+        all_shapes::<Box<u64>, u64>(&pool, true);
+        all_shapes::<String, Vec<u8>>(&pool, true);
+    }
+
+    #[test]
+    fn same_size_other_alignment_or_other_size_maps_in_a_new_buffer() {
+        let pool = Pool::new(3).unwrap();
+        all_shapes::<Tally, Bytes>(&pool, false);
+        all_shapes::<Bytes, Tally>(&pool, false);
+        all_shapes::<Quads, Tally>(&pool, false);
+        all_shapes::<Tally, u64>(&pool, false);
+        all_shapes::<u64, Tally>(&pool, false);
+        all_shapes::<String, Box<u64>>(&pool, false);
+    }
+
+    #[test]
+    fn zero_sized_items_or_results_map_and_drop_once() {
+        let pool = Pool::new(2).unwrap();
+        for (chunksize, spare, _) in shapes(N) {
+            ZST_DROPS.store(0, SeqCst);
+            assert!(!case::<Zst, Tally>(&pool, N, spare, chunksize, None));
+            assert_eq!(ZST_DROPS.load(SeqCst), N, "every zero-sized item dropped once");
+            assert!(!case::<Tally, Zst>(&pool, N, spare, chunksize, None));
+            assert_eq!(ZST_DROPS.load(SeqCst), 2 * N, "every zero-sized result dropped once");
+            assert!(!case::<(), ()>(&pool, N, spare, chunksize, None));
+            assert!(!case::<Zst, Zst>(&pool, N, spare, chunksize, None));
+            assert_eq!(ZST_DROPS.load(SeqCst), 4 * N);
+        }
+        // Zero-sized items that the function panics on: the panicking one
+        // is counted by `seen`, not by index, so panic on the first call.
+        ZST_DROPS.store(0, SeqCst);
+        let err = pool
+            .map(
+                |_: Zst| -> u8 { panic!("weft pool test: expected") },
+                (0..N).map(|_| Zst).collect::<Vec<_>>(),
+                Some(2),
+            )
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Panicked { item: 0, .. }), "{err:?}");
+        assert_eq!(ZST_DROPS.load(SeqCst), N);
+    }
+
+    #[test]
+    fn an_empty_vector_maps_to_an_empty_one_in_its_own_allocation() {
+        let pool = Pool::new(2).unwrap();
+        let items: Vec<u64> = Vec::with_capacity(10);
+        let buffer = items.as_ptr() as usize;
+        let out = pool.map(|x: u64| x as i64, items, Some(3)).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(out.capacity(), 10, "the capacity is kept (Pool::map's docs)");
+        assert_eq!(out.as_ptr() as usize, buffer);
+        let out = pool.map_async(|x: u64| x, Vec::with_capacity(4), None).unwrap();
+        assert_eq!(out.wait_timeout(NOT_A_HANG).unwrap().capacity(), 4);
+        // Another layout, and no allocation at all.
+        assert!(
+            pool.map(|x: u64| x as u8, Vec::with_capacity(10), None)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(pool.map(|x: u64| x, Vec::new(), None).unwrap().is_empty());
+        let err = pool.map(|x: u64| x, Vec::with_capacity(10), Some(0)).unwrap_err();
+        assert!(matches!(err, PoolError::InvalidArgument(_)), "{err:?}");
+    }
+
+    /// `n` tallies and their drop counter.
+    fn tallies(n: usize) -> (Vec<Tally>, Arc<AtomicUsize>) {
+        let drops = Arc::new(AtomicUsize::new(0));
+        ((0..n as u64).map(|i| Tally(i, drops.clone())).collect(), drops)
+    }
+
+    /// Terminate while a chunk is running (its function blocked) and the
+    /// other chunks are queued: the running chunk stops at its next look at
+    /// the flag, every item and result is dropped once, the map fails.
+    fn terminate_while_running<R: Probe>(chunksize: usize, n: usize) {
+        let pool = one_worker();
+        let (items, item_drops) = tallies(n);
+        let result_drops = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(0));
+        let (started, running) = mpsc::channel::<()>();
+        let (go, gate) = mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
+        let started = std::sync::Mutex::new(started);
+        let (rd, m) = (result_drops.clone(), made.clone());
+        let p = pool.clone();
+        let map = std::thread::spawn(move || {
+            p.map(
+                move |t: Tally| {
+                    if t.0 == 3 {
+                        started.lock().unwrap().send(()).unwrap();
+                        gate.lock().unwrap().recv().unwrap();
+                    }
+                    m.fetch_add(1, SeqCst);
+                    R::make(t.0, &rd)
+                },
+                items,
+                Some(chunksize),
+            )
+        });
+        running.recv_timeout(NOT_A_HANG).unwrap();
+        pool.terminate();
+        go.send(()).unwrap();
+        let err = map.join().unwrap().map(drop).unwrap_err();
+        assert_eq!(err, PoolError::Terminated);
+        pool.join().unwrap();
+        assert_eq!(item_drops.load(SeqCst), n, "every item dropped once");
+        let made = made.load(SeqCst);
+        assert!(made < n, "the running chunk stopped ({made} of {n} made)");
+        if R::COUNTS {
+            assert_eq!(result_drops.load(SeqCst), made, "every result made dropped once");
+        }
+    }
+
+    #[test]
+    fn terminate_while_a_map_runs_drops_each_item_and_result_once() {
+        // The running chunk stops at its next look at the flag (every 256
+        // items), so it needs more than that; a small queued chunk follows.
+        let n = if cfg!(miri) { 300 } else { 2_000 };
+        terminate_while_running::<Tally>(n - 10, n); // in place
+        terminate_while_running::<Plain>(n - 10, n); // in place, plain results
+        terminate_while_running::<u64>(n - 10, n); // split in place, new output
+        terminate_while_running::<Tally>(5, 50); // queued chunks, in place
+        terminate_while_running::<u64>(5, 50);
+    }
+
+    #[test]
+    fn a_map_queued_on_a_pool_closed_or_dropped_meanwhile() {
+        // Close: the queued map still runs.
+        let pool = one_worker();
+        let (go, held) = hold_the_worker(&pool);
+        let (items, drops) = tallies(N);
+        let queued = pool
+            .map_async(|t: Tally| Tally(t.0 * 2, t.1.clone()), items, Some(2))
+            .unwrap();
+        pool.close();
+        assert!(pool.map_async(|x: u64| x, vec![1u64], None).is_err());
+        go.send(()).unwrap();
+        held.wait_timeout(NOT_A_HANG).unwrap();
+        let out = queued.wait_timeout(NOT_A_HANG).unwrap();
+        assert!(out.iter().map(|t| t.0).eq((0..N as u64).map(|i| i * 2)));
+        assert_eq!(drops.load(SeqCst), N);
+        drop(queued);
+        // The worker may still hold the promise's state a moment: joined,
+        // every result is gone.
+        pool.join().unwrap();
+        assert_eq!(drops.load(SeqCst), 2 * N);
+
+        // Dropped (its last handle): queued chunks are dropped, the map is
+        // cancelled, every item dropped once.
+        let pool = one_worker();
+        let (go, held) = hold_the_worker(&pool);
+        let (items, drops) = tallies(N);
+        let queued = pool
+            .map_async(|t: Tally| <Plain as Probe>::make(t.0, &t.1), items, Some(2))
+            .unwrap();
+        let (plain, plain_drops) = tallies(N);
+        let queued_plain = pool.map_async(|t: Tally| t.0 as u32, plain, Some(2)).unwrap();
+        go.send(()).unwrap();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(pool);
+            done.send(()).unwrap();
+        });
+        finished.recv_timeout(NOT_A_HANG).unwrap();
+        let _ = held.wait_timeout(NOT_A_HANG);
+        // Ran before the drop or cancelled by it, as the race goes.
+        let _ = queued.wait_timeout(NOT_A_HANG);
+        assert_eq!(drops.load(SeqCst), N);
+        assert_eq!(plain_drops.load(SeqCst), N);
+        let _ = queued_plain.wait_timeout(NOT_A_HANG);
+    }
+
+    /// Drops (or cancels) a `map_async`'s promise before its map runs,
+    /// while it runs, or after it settled: every item and result dropped
+    /// once, the pool alive.
+    #[test]
+    fn a_map_async_promise_dropped_before_during_or_after_the_map() {
+        for cancel in [false, true] {
+            for when in ["before", "during", "after"] {
+                let pool = one_worker();
+                let (items, item_drops) = tallies(N);
+                let result_drops = Arc::new(AtomicUsize::new(0));
+                let made = Arc::new(AtomicUsize::new(0));
+                let (started, running) = mpsc::channel::<()>();
+                let (go, gate) = mpsc::channel::<()>();
+                let gate = std::sync::Mutex::new(gate);
+                let started = std::sync::Mutex::new(started);
+                let held = (when == "before").then(|| hold_the_worker(&pool));
+                let (rd, m) = (result_drops.clone(), made.clone());
+                let blocks = when == "during";
+                let promise = pool
+                    .map_async(
+                        move |t: Tally| {
+                            if blocks && t.0 == 1 {
+                                started.lock().unwrap().send(()).unwrap();
+                                gate.lock().unwrap().recv().unwrap();
+                            }
+                            m.fetch_add(1, SeqCst);
+                            Tally(t.0, rd.clone())
+                        },
+                        items,
+                        Some(2),
+                    )
+                    .unwrap();
+                if blocks {
+                    running.recv_timeout(NOT_A_HANG).unwrap();
+                }
+                if when == "after" {
+                    promise.wait_timeout(NOT_A_HANG).unwrap();
+                }
+                if cancel {
+                    promise.cancel();
+                }
+                drop(promise);
+                if let Some((go, held)) = held {
+                    go.send(()).unwrap();
+                    held.wait_timeout(NOT_A_HANG).unwrap();
+                }
+                if blocks {
+                    go.send(()).unwrap();
+                }
+                pool.close();
+                pool.join().unwrap();
+                let what = format!("cancel {cancel}, {when}");
+                assert_eq!(item_drops.load(SeqCst), N, "{what}: every item dropped once");
+                assert_eq!(
+                    result_drops.load(SeqCst),
+                    made.load(SeqCst),
+                    "{what}: every result made dropped once"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn maps_in_place_nested_in_a_worker_and_from_several_threads_at_once() {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        // From a worker: the inner map's chunks run on the other worker.
+        let p = pool.clone();
+        let nested = pool
+            .apply_async(move || {
+                let (items, drops) = tallies(N);
+                let out = p.map(|t: Tally| Tally(t.0 + 1, t.1.clone()), items, Some(1)).unwrap();
+                assert!(out.iter().map(|t| t.0).eq(1..=N as u64));
+                drop(out);
+                drops.load(SeqCst)
+            })
+            .unwrap();
+        assert_eq!(*nested.wait_timeout(NOT_A_HANG).unwrap(), 2 * N);
+        // A map whose function starts another map (not waiting on it).
+        let p = pool.clone();
+        let inner = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = inner.clone();
+        let out = pool
+            .map(
+                move |x: u64| {
+                    kept.lock()
+                        .unwrap()
+                        .push(p.map_async(|y: u64| y * 3, vec![x; 3], Some(1)).unwrap());
+                    x + 1
+                },
+                (0..N as u64).collect::<Vec<_>>(),
+                Some(2),
+            )
+            .unwrap();
+        assert!(out.iter().copied().eq(1..=N as u64));
+        for promise in inner.lock().unwrap().drain(..) {
+            assert_eq!(promise.wait_timeout(NOT_A_HANG).unwrap().len(), 3);
+        }
+        // Several threads at once, in place and not.
+        let threads: Vec<_> = (0..4u64)
+            .map(|k| {
+                let p = pool.clone();
+                std::thread::spawn(move || {
+                    for round in 0..3u64 {
+                        let items: Vec<u64> = (0..N as u64 * 3).map(|i| i + k * 1000 + round).collect();
+                        let out = p.map(|x: u64| x * 2, items.clone(), Some(2)).unwrap();
+                        assert!(out.iter().copied().eq(items.iter().map(|x| x * 2)));
+                        let out = p.map(|x: u64| x as u32, items.clone(), Some(3)).unwrap();
+                        assert!(out.iter().copied().eq(items.iter().map(|&x| x as u32)));
+                        let (tallies, drops) = tallies(N);
+                        let out = p.map(move |t: Tally| t.0 + k, tallies, Some(1)).unwrap();
+                        assert!(out.iter().copied().eq((0..N as u64).map(|i| i + k)));
+                        assert_eq!(drops.load(SeqCst), N);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_map_whose_function_terminates_the_pool_drops_each_item_once() {
+        for (to, chunksize) in [(Some(0u8), 1), (None, 1), (Some(0), N), (None, 3)] {
+            let pool = Arc::new(Pool::new(2).unwrap());
+            let (items, item_drops) = tallies(N * 2);
+            let result_drops = Arc::new(AtomicUsize::new(0));
+            let made = Arc::new(AtomicUsize::new(0));
+            let (p, q, rd, m) = (pool.clone(), pool.clone(), result_drops.clone(), made.clone());
+            let err = within("map", move || {
+                let f = move |t: Tally| {
+                    if t.0 == 2 {
+                        p.terminate();
+                    }
+                    m.fetch_add(1, SeqCst);
+                    t.0
+                };
+                match to {
+                    // In place (`Tally` results), or split in place.
+                    Some(_) => q
+                        .map(move |t: Tally| Tally(f(t), rd.clone()), items, Some(chunksize))
+                        .map(drop),
+                    None => q.map(f, items, Some(chunksize)).map(drop),
+                }
+            });
+            // Chunks already running finish (under 256 items, they never
+            // look at the flag again): the map may succeed.
+            assert!(matches!(err, Ok(()) | Err(PoolError::Terminated)), "{err:?}");
+            pool.join().unwrap();
+            assert_eq!(item_drops.load(SeqCst), 2 * N, "every item dropped once");
+            if to.is_some() {
+                assert_eq!(
+                    result_drops.load(SeqCst),
+                    made.load(SeqCst),
+                    "every result dropped once"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn leftover_items_whose_drops_panic_after_a_panic_do_not_abort_either_path() {
+        struct Armed(u64, Arc<AtomicUsize>);
+        impl Drop for Armed {
+            fn drop(&mut self) {
+                self.1.fetch_add(1, SeqCst);
+                if self.0 >= 2 {
+                    panic!("weft pool test: a destructor that panics");
+                }
+            }
+        }
+        let pool = one_worker();
+        for in_place in [true, false] {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let items: Vec<Armed> = (0..6).map(|i| Armed(i, drops.clone())).collect();
+            let p = pool.clone();
+            let err = within("map", move || {
+                if in_place {
+                    p.map(
+                        |a: Armed| {
+                            assert!(a.0 != 1, "weft pool test: expected");
+                            drop(a);
+                            (0u64, 0u64)
+                        },
+                        items,
+                        Some(6),
+                    )
+                    .map(drop)
+                } else {
+                    p.map(
+                        |a: Armed| {
+                            assert!(a.0 != 1, "weft pool test: expected");
+                            drop(a);
+                            0u8
+                        },
+                        items,
+                        Some(6),
+                    )
+                    .map(drop)
+                }
+            })
+            .unwrap_err();
+            assert!(matches!(err, PoolError::Panicked { item: 1, .. }), "{err:?}");
+            // Item 0 dropped by the function, item 1 by its panic, items
+            // 2..6 (each panicking) by the chunk.
+            assert_eq!(drops.load(SeqCst), 6, "in place {in_place}");
+            super::assert_alive(&pool);
+        }
+    }
+}
+
+/// A blocking map that `terminate` cancels returns only once each of its
+/// items has been dropped, whichever way its vector was split: whatever
+/// the items hold (a lock, a file) is released when the caller learns the
+/// map is over.
+#[test]
+fn a_terminated_map_returns_after_its_queued_items_are_dropped() {
+    /// Takes a while to drop, so that a report sent before the drops shows.
+    struct Slow(u64, Arc<AtomicUsize>);
+    impl Drop for Slow {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
+            self.1.fetch_add(1, SeqCst);
+        }
+    }
+    for path in ["in place", "split in place", "collected"] {
+        let pool = one_worker();
+        let (go, held) = hold_the_worker(&pool);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Slow> = (0..4).map(|i| Slow(i, drops.clone())).collect();
+        let (p, d) = (pool.clone(), drops.clone());
+        let map = std::thread::spawn(move || {
+            let out = match path {
+                "in place" => p.map(|s: Slow| (s.0, 0u64), items, Some(1)).map(drop),
+                "split in place" => p.map(|s: Slow| s.0 as u8, items, Some(1)).map(drop),
+                // A `vec::IntoIter` is collected into chunks, not split.
+                #[allow(clippy::useless_conversion)]
+                _ => p.map(|s: Slow| s.0, items.into_iter(), Some(1)).map(drop),
+            };
+            (out, d.load(SeqCst))
+        });
+        while pool.queued_jobs() < 4 {
+            std::thread::yield_now();
+        }
+        pool.terminate();
+        let (out, dropped) = map.join().unwrap();
+        assert_eq!(out, Err(PoolError::Terminated), "{path}");
+        assert_eq!(dropped, 4, "{path}: every item was dropped when the map returned");
+        go.send(()).unwrap();
+        held.wait_timeout(NOT_A_HANG).unwrap();
+        pool.join().unwrap();
+    }
+}
