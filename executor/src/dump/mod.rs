@@ -48,8 +48,12 @@
 //!   workers' sampled poll-time histograms and the timeline have them.
 //! - A worker's *running for* has two bounds: at most the time since the
 //!   worker's last clock reading before the poll, at least the time since a
-//!   watcher or an earlier dump first saw that poll. A blocked worker is
-//!   usually seen within a few milliseconds.
+//!   watcher or an earlier dump first saw that poll (or since that clock
+//!   reading, if it came right before the poll). The stuck finder goes by
+//!   the lower bound only: on a busy worker the last reading may be a
+//!   thousand short polls old. A blocked worker is usually seen within a
+//!   few milliseconds; a dump that is the first to see it names it only if
+//!   its clock reading came right before the poll, and the next dump does.
 //! - What a task waits on is what the resource reported when the task
 //!   registered its waker in its latest poll ([`WaitOn`]): sockets,
 //!   timers, sources, Weft's locks and channels, promises and join
@@ -215,7 +219,10 @@ pub enum WorkerState {
         #[cfg_attr(feature = "serde", serde(serialize_with = "wait::serialize_id"))]
         task: Id,
         /// For at least this long (µs), if a watcher or a dump saw this
-        /// poll before.
+        /// poll before, or the worker read its clock just before it. The
+        /// stuck finder goes by this bound alone: a worker first seen in a
+        /// poll that followed others since its last clock reading is named
+        /// by the next dump (or the watcher) if it is still in that poll.
         at_least_us: Option<u64>,
         /// For at most this long (µs).
         at_most_us: u64,
@@ -368,7 +375,9 @@ impl Collector {
             (Some(p), _) => match Id::from_u64(p.task) {
                 Some(task) => WorkerState::Polling {
                     task,
-                    at_least_us: p.at_least_us,
+                    // A reading just before the poll bounds it from below
+                    // too (to within the scheduling in between).
+                    at_least_us: p.at_least_us.or(p.at_most_is_tight.then_some(p.at_most_us)),
                     at_most_us: p.at_most_us,
                 },
                 None => WorkerState::Between,
@@ -417,11 +426,12 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions) 
     for worker in workers.iter().filter(|w| w.kind == WorkerKind::Worker) {
         if let WorkerState::Polling {
             task,
-            at_least_us,
-            at_most_us,
+            at_least_us: Some(for_us),
+            ..
         } = worker.state
         {
-            let for_us = at_least_us.unwrap_or(at_most_us);
+            // Only a lower bound shows a long poll: the upper one may span
+            // a thousand short polls on a busy worker.
             if for_us >= poll_us {
                 let row = find(task);
                 stuck.push(Stuck::Blocking {
