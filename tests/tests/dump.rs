@@ -546,7 +546,39 @@ mod stress {
             check_consistent(&handle.dump());
         }
 
-        fn an_idle_task_and_parked_workers_are_not_reported_as_blocking(flavor) {
+        fn a_task_dropped_by_runtime_shutdown_may_dump_from_its_drop(flavor) {
+        struct DumpOnDrop(weft::Handle, std::sync::mpsc::Sender<usize>);
+        impl Drop for DumpOnDrop {
+            fn drop(&mut self) {
+                let dump = self.0.dump();
+                check_consistent(&dump);
+                let _ = self.1.send(dump.tasks.len());
+            }
+        }
+        let rt = runtime(flavor);
+        let (sent, dumped) = std::sync::mpsc::channel();
+        for _ in 0..8 {
+            let guard = DumpOnDrop(rt.handle(), sent.clone());
+            drop(rt.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }));
+        }
+        rt.block_on(async { weft::time::sleep(Duration::from_millis(10)).await });
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(rt);
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("dropping the runtime hung: a dump from a task's Drop during shutdown deadlocked");
+        for _ in 0..8 {
+            dumped.recv_timeout(Duration::from_secs(1)).unwrap();
+        }
+    }
+
+    fn an_idle_task_and_parked_workers_are_not_reported_as_blocking(flavor) {
             let rt = runtime(flavor);
             let idle = rt.spawn(std::future::pending::<()>());
             // Let the task be polled once and every worker park.
@@ -645,5 +677,55 @@ fn busy_workers_running_short_polls_are_not_reported_as_blocking() {
         "{} of 20 dumps called a worker running 200 µs polls blocked; the first:\n{}",
         false_reports.len(),
         false_reports[0]
+    );
+}
+
+/// A task polled while a long dump copies the records (after the dump read
+/// "now") was last polled 0 µs ago, not 49 days (a wrapped millisecond
+/// difference): it must not be reported idle past any threshold.
+#[test]
+fn a_task_polled_during_a_long_dump_is_not_idle_for_49_days() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let mut idle = Vec::new();
+    for _ in 0..50_000 {
+        idle.push(rt.spawn(std::future::pending::<()>()));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tickers = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        tickers.push(rt.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                weft::time::sleep(Duration::from_micros(300)).await;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut bad = None;
+    for _ in 0..20 {
+        let dump = rt.dump_with(DumpOptions {
+            idle_threshold: Duration::from_secs(3600),
+            ..DumpOptions::default()
+        });
+        if let Some(t) = dump
+            .tasks
+            .iter()
+            .find(|t| t.since_last_poll_us.is_some_and(|us| us > 3_600_000_000))
+        {
+            bad = Some(format!("{t:?}"));
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tickers {
+        rt.block_on(t).unwrap();
+    }
+    for t in idle {
+        t.abort();
+    }
+    assert!(
+        bad.is_none(),
+        "a task polled during the dump shows as idle for ages: {}",
+        bad.unwrap()
     );
 }

@@ -160,7 +160,21 @@ mod stress {
     use super::*;
 
     each_flavor! {
-        fn metrics_read_during_a_spawn_storm_only_grow_and_settle_exactly(flavor) {
+        fn a_spawn_refused_after_shutdown_counts_neither_spawned_nor_alive(flavor) {
+        let rt = runtime(flavor);
+        let handle = rt.handle();
+        rt.block_on(async { weft::spawn(async {}).await.unwrap() });
+        drop(rt);
+        let before = handle.metrics();
+        let refused = handle.spawn(async { 1 });
+        let after = handle.metrics();
+        assert_eq!(after.spawned_tasks, before.spawned_tasks);
+        assert_eq!(after.alive_tasks, 0);
+        drop(refused);
+        assert_eq!(handle.metrics().alive_tasks, 0);
+    }
+
+    fn metrics_read_during_a_spawn_storm_only_grow_and_settle_exactly(flavor) {
             let rt = runtime(flavor);
             let handle = rt.handle();
             let before = rt.metrics().spawned_tasks;

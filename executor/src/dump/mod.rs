@@ -134,7 +134,8 @@ pub struct TaskDump {
     /// Polls begun (modulo 2^31).
     pub polls: u32,
     /// Time since its last poll began, in µs (to within a millisecond,
-    /// never less than the truth); `None` if never polled.
+    /// never less than the truth; 0 for a poll that began while the dump
+    /// was being taken); `None` if never polled.
     pub since_last_poll_us: Option<u64>,
     /// Its longest measured poll, in µs; 0 if none was measured (see the
     /// module docs).
@@ -330,9 +331,16 @@ impl Collector {
             None
         };
         // The stamp is in whole milliseconds (wrapping after 49 days): the
-        // age is the whole milliseconds since, plus this one's fraction.
+        // age is the whole milliseconds since, plus this one's fraction. A
+        // poll that began after the dump read "now" (while it copied other
+        // records) has a stamp past it: its age is 0, not a wrapped
+        // difference of 49 days (so a task truly idle for over 24 days
+        // shows as just polled).
         let now_ms = (self.now_us / 1000) as u32;
-        let age_us = |last_ms: u32| u64::from(now_ms.wrapping_sub(last_ms)) * 1000 + self.now_us % 1000;
+        let age_us = |last_ms: u32| match now_ms.wrapping_sub(last_ms) {
+            ms if ms > u32::MAX / 2 => 0,
+            ms => u64::from(ms) * 1000 + self.now_us % 1000,
+        };
         self.tasks.push(TaskDump {
             id: view.id,
             name: name.map(str::to_owned),
