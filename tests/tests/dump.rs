@@ -386,3 +386,346 @@ fn a_dump_serializes_to_json() {
     assert_eq!(task["location"]["file"], file!());
     assert_eq!(json["workers"].as_array().unwrap().len(), weft_tests::WORKERS);
 }
+
+/// Checks what every dump must hold, whatever the runtime was doing: each
+/// task once, a running task's worker is one of the dump's, and the table
+/// prints.
+fn check_consistent(dump: &Dump) {
+    let mut ids: Vec<Id> = dump.tasks.iter().map(|t| t.id).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "a task is listed twice:\n{dump}");
+    for task in &dump.tasks {
+        if let TaskState::Running { worker: Some(w) } = task.state {
+            assert!(w < dump.workers.len(), "{task:?} runs on a worker the dump lacks");
+        }
+    }
+    for s in &dump.stuck {
+        let _ = s.task();
+    }
+    let _ = dump.to_string();
+}
+
+/// Stress cases (a module of their own: `each_flavor!` makes modules).
+mod stress {
+    use super::*;
+
+    each_flavor! {
+        fn dumps_from_another_thread_hold_up_while_tasks_spawn_end_abort_and_panic(flavor) {
+            let rt = runtime(flavor);
+            let handle = rt.handle();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let dumper = {
+                let stop = stop.clone();
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    let mut dumps = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let dump = handle.dump_with(DumpOptions {
+                            idle_threshold: Duration::ZERO,
+                            poll_threshold: Duration::ZERO,
+                        });
+                        check_consistent(&dump);
+                        let _ = handle.metrics();
+                        dumps += 1;
+                    }
+                    dumps
+                })
+            };
+            rt.block_on(async {
+                for round in 0..20u64 {
+                    let mut joins = Vec::new();
+                    for i in 0..200u64 {
+                        let task = async move {
+                            for _ in 0..(i % 5) {
+                                weft::task::yield_now().await;
+                            }
+                            if i % 7 == 0 {
+                                panic!("weft test: a task panics on purpose");
+                            }
+                            if i % 11 == 0 {
+                                // A dump from inside a task.
+                                check_consistent(&weft::Handle::current().dump());
+                            }
+                            i
+                        };
+                        let join = if i % 3 == 0 {
+                            Builder::new().name(&format!("t{round}-{i}")).spawn(task)
+                        } else {
+                            weft::spawn(task)
+                        };
+                        match i % 4 {
+                            // Detached: dropped at once (some of them panic).
+                            0 => drop(join),
+                            1 => {
+                                join.abort();
+                                joins.push(join);
+                            }
+                            _ => joins.push(join),
+                        }
+                    }
+                    for join in joins {
+                        let _ = join.await;
+                    }
+                }
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(dumper.join().unwrap() > 0);
+            // Quiescent: the detached tasks have ended too, by now or soon.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !rt.dump().tasks.is_empty() {
+                assert!(Instant::now() < deadline, "tasks left after all ended:\n{}", rt.dump());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(rt.metrics().alive_tasks, 0);
+        }
+
+        fn a_dump_from_a_tasks_drop_and_from_a_done_callback_works(flavor) {
+            struct DumpOnDrop(weft::Handle, Arc<std::sync::atomic::AtomicUsize>);
+            impl Drop for DumpOnDrop {
+                fn drop(&mut self) {
+                    let dump = self.0.dump();
+                    check_consistent(&dump);
+                    self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let rt = runtime(flavor);
+            let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            rt.block_on(async {
+                // Completes: the future (and the guard in it) drops as it ends.
+                let guard = DumpOnDrop(weft::Handle::current(), seen.clone());
+                weft::spawn(async move {
+                    let _guard = guard;
+                    weft::task::yield_now().await;
+                })
+                .await
+                .unwrap();
+                // Aborted while idle: dropped by the cancelling thread.
+                let guard = DumpOnDrop(weft::Handle::current(), seen.clone());
+                let pending = weft::spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                });
+                weft::task::yield_now().await;
+                pending.abort();
+                assert!(pending.await.unwrap_err().is_cancelled());
+                // A done callback that dumps.
+                let handle = weft::Handle::current();
+                let count = seen.clone();
+                let task = weft::spawn(async { 1 });
+                task.add_done_callback(move |_| {
+                    check_consistent(&handle.dump());
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+                task.await.unwrap();
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while seen.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        fn a_dump_after_the_runtime_is_dropped_is_empty_not_a_panic(flavor) {
+            let rt = runtime(flavor);
+            let handle = rt.handle();
+            let outliving = rt.spawn(std::future::pending::<()>());
+            let guard_dump = {
+                let handle = handle.clone();
+                move || check_consistent(&handle.dump())
+            };
+            guard_dump();
+            drop(rt);
+            // The task outlived its runtime: its handle still answers.
+            let dump = handle.dump();
+            check_consistent(&dump);
+            assert!(dump.tasks.iter().all(|t| t.id != outliving.id()), "{dump}");
+            let _ = handle.metrics();
+            drop(outliving);
+            check_consistent(&handle.dump());
+        }
+
+        fn a_task_dropped_by_runtime_shutdown_may_dump_from_its_drop(flavor) {
+        struct DumpOnDrop(weft::Handle, std::sync::mpsc::Sender<usize>);
+        impl Drop for DumpOnDrop {
+            fn drop(&mut self) {
+                let dump = self.0.dump();
+                check_consistent(&dump);
+                let _ = self.1.send(dump.tasks.len());
+            }
+        }
+        let rt = runtime(flavor);
+        let (sent, dumped) = std::sync::mpsc::channel();
+        for _ in 0..8 {
+            let guard = DumpOnDrop(rt.handle(), sent.clone());
+            drop(rt.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }));
+        }
+        rt.block_on(async { weft::time::sleep(Duration::from_millis(10)).await });
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(rt);
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("dropping the runtime hung: a dump from a task's Drop during shutdown deadlocked");
+        for _ in 0..8 {
+            dumped.recv_timeout(Duration::from_secs(1)).unwrap();
+        }
+    }
+
+    fn an_idle_task_and_parked_workers_are_not_reported_as_blocking(flavor) {
+            let rt = runtime(flavor);
+            let idle = rt.spawn(std::future::pending::<()>());
+            // Let the task be polled once and every worker park.
+            rt.block_on(async { weft::time::sleep(Duration::from_millis(50)).await });
+            std::thread::sleep(Duration::from_millis(50));
+            let dump = rt.dump_with(DumpOptions {
+                idle_threshold: Duration::from_millis(10),
+                poll_threshold: Duration::from_millis(1),
+            });
+            assert!(
+                !dump.stuck.iter().any(|s| matches!(s, Stuck::Blocking { .. })),
+                "an idle runtime reported as blocking:\n{dump}"
+            );
+            assert_eq!(row(&dump, idle.id()).state, TaskState::Idle, "{dump}");
+            assert!(dump.stuck.iter().any(|s| matches!(s, Stuck::Idle { task, .. } if *task == idle.id())), "{dump}");
+            idle.abort();
+        }
+    }
+}
+
+#[test]
+fn a_current_thread_runtime_is_dumped_from_another_thread_while_block_on_runs() {
+    let rt = runtime(weft::Flavor::CurrentThread);
+    let handle = rt.handle();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dumper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut polling_seen = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let dump = handle.dump();
+                check_consistent(&dump);
+                polling_seen |= dump
+                    .workers
+                    .iter()
+                    .any(|w| matches!(w.state, WorkerState::Polling { .. }));
+            }
+            polling_seen
+        })
+    };
+    rt.block_on(async {
+        let mut joins = Vec::new();
+        for _ in 0..2000 {
+            joins.push(weft::spawn(async {
+                for _ in 0..10 {
+                    weft::task::yield_now().await;
+                }
+            }));
+        }
+        for join in joins {
+            join.await.unwrap();
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    dumper.join().unwrap();
+    assert!(rt.dump().tasks.is_empty(), "{}", rt.dump());
+}
+
+/// Workers kept busy by many short polls (about 200 µs each) are not
+/// blocked: no dump may say a worker has been inside one poll for 50 ms.
+#[test]
+fn busy_workers_running_short_polls_are_not_reported_as_blocking() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut spinners = Vec::new();
+    for _ in 0..16 {
+        let stop = stop.clone();
+        spinners.push(rt.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_micros(200) {
+                    std::hint::spin_loop();
+                }
+                weft::task::yield_now().await;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut false_reports = Vec::new();
+    for _ in 0..20 {
+        let dump = rt.dump_with(DumpOptions {
+            poll_threshold: Duration::from_millis(50),
+            ..DumpOptions::default()
+        });
+        if dump.stuck.iter().any(|s| matches!(s, Stuck::Blocking { .. })) {
+            false_reports.push(dump.to_string());
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in spinners {
+        rt.block_on(task).unwrap();
+    }
+    assert!(
+        false_reports.is_empty(),
+        "{} of 20 dumps called a worker running 200 µs polls blocked; the first:\n{}",
+        false_reports.len(),
+        false_reports[0]
+    );
+}
+
+/// A task polled while a long dump copies the records (after the dump read
+/// "now") was last polled 0 µs ago, not 49 days (a wrapped millisecond
+/// difference): it must not be reported idle past any threshold.
+#[test]
+fn a_task_polled_during_a_long_dump_is_not_idle_for_49_days() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let mut idle = Vec::new();
+    for _ in 0..50_000 {
+        idle.push(rt.spawn(std::future::pending::<()>()));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tickers = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        tickers.push(rt.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                weft::time::sleep(Duration::from_micros(300)).await;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut bad = None;
+    for _ in 0..20 {
+        let dump = rt.dump_with(DumpOptions {
+            idle_threshold: Duration::from_secs(3600),
+            ..DumpOptions::default()
+        });
+        if let Some(t) = dump
+            .tasks
+            .iter()
+            .find(|t| t.since_last_poll_us.is_some_and(|us| us > 3_600_000_000))
+        {
+            bad = Some(format!("{t:?}"));
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tickers {
+        rt.block_on(t).unwrap();
+    }
+    for t in idle {
+        t.abort();
+    }
+    assert!(
+        bad.is_none(),
+        "a task polled during the dump shows as idle for ages: {}",
+        bad.unwrap()
+    );
+}

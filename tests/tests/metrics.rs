@@ -154,3 +154,79 @@ each_flavor! {
         assert!(rt.reactor_metrics().sources.iter().all(|s| s.name != "counter"));
     }
 }
+
+/// Stress cases (a module of their own: `each_flavor!` makes modules).
+mod stress {
+    use super::*;
+
+    each_flavor! {
+        fn a_spawn_refused_after_shutdown_counts_neither_spawned_nor_alive(flavor) {
+        let rt = runtime(flavor);
+        let handle = rt.handle();
+        rt.block_on(async { weft::spawn(async {}).await.unwrap() });
+        drop(rt);
+        let before = handle.metrics();
+        let refused = handle.spawn(async { 1 });
+        let after = handle.metrics();
+        assert_eq!(after.spawned_tasks, before.spawned_tasks);
+        assert_eq!(after.alive_tasks, 0);
+        drop(refused);
+        assert_eq!(handle.metrics().alive_tasks, 0);
+    }
+
+    fn metrics_read_during_a_spawn_storm_only_grow_and_settle_exactly(flavor) {
+            let rt = runtime(flavor);
+            let handle = rt.handle();
+            let before = rt.metrics().spawned_tasks;
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let reader = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut last = handle.metrics();
+                    while !stop.load(SeqCst) {
+                        let now = handle.metrics();
+                        assert!(now.spawned_tasks >= last.spawned_tasks);
+                        assert!(now.callbacks_run >= last.callbacks_run);
+                        assert_eq!(now.workers.len(), last.workers.len());
+                        for (a, b) in last.workers.iter().zip(&now.workers) {
+                            assert!(b.polls >= a.polls, "a worker's polls went down");
+                            assert!(b.steals >= a.steals);
+                            assert!(b.parks >= a.parks);
+                            assert!(b.poll_time_histogram.samples() >= a.poll_time_histogram.samples());
+                        }
+                        assert!(now.alive_tasks as u64 <= now.spawned_tasks);
+                        last = now;
+                    }
+                })
+            };
+            const N: u64 = 5000;
+            rt.block_on(async {
+                let mut joins = Vec::new();
+                for i in 0..N {
+                    let join = weft::spawn(async move {
+                        weft::task::yield_now().await;
+                        if i % 13 == 0 {
+                            panic!("weft test: a task panics on purpose");
+                        }
+                    });
+                    if i % 2 == 0 {
+                        joins.push(join);
+                    } else if i % 5 == 0 {
+                        join.abort();
+                    }
+                }
+                for join in joins {
+                    let _ = join.await;
+                }
+            });
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while rt.metrics().alive_tasks != 0 {
+                assert!(std::time::Instant::now() < deadline, "{:?}", rt.metrics().alive_tasks);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            stop.store(true, SeqCst);
+            reader.join().unwrap();
+            assert_eq!(rt.metrics().spawned_tasks - before, N);
+        }
+    }
+}

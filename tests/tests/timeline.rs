@@ -357,3 +357,62 @@ fn an_unwritable_weft_trace_is_reported_and_the_program_runs_on() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Rings of one and two events wrap on every push; a trace read while
+/// every thread writes is valid JSON, and the count of dropped events only
+/// grows.
+#[test]
+fn tiny_rings_wrap_and_stay_readable_while_written() {
+    for capacity in [1, 2] {
+        for flavor in [weft::Flavor::CurrentThread, weft::Flavor::MultiThread] {
+            let path = scratch(&format!("tiny-{capacity}")).join("trace.json");
+            let rt = weft_tests::builder(flavor)
+                .trace_file(&path)
+                .timeline_capacity(capacity)
+                .build()
+                .unwrap();
+            let timeline = rt.timeline().expect("a runtime writing a trace records a timeline");
+            assert_eq!(timeline.capacity(), capacity);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let reader = {
+                let stop = stop.clone();
+                let timeline = timeline.clone();
+                std::thread::spawn(move || {
+                    let mut dropped = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let json: Value = serde_json::from_str(&timeline.to_chrome_json()).unwrap();
+                        let events = json["traceEvents"].as_array().unwrap();
+                        let polls = events.iter().filter(|e| e["cat"] == "poll").count();
+                        // One poll per thread at most (rings hold `capacity`
+                        // events of every kind).
+                        assert!(polls <= capacity * 64, "{polls}");
+                        let now = timeline.dropped();
+                        assert!(now >= dropped);
+                        dropped = now;
+                    }
+                })
+            };
+            rt.block_on(async {
+                let mut joins = Vec::new();
+                for _ in 0..200 {
+                    joins.push(weft::spawn(async {
+                        for _ in 0..5 {
+                            weft::task::yield_now().await;
+                        }
+                        weft::time::sleep(Duration::from_millis(1)).await;
+                    }));
+                }
+                for join in joins {
+                    join.await.unwrap();
+                }
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            reader.join().unwrap();
+            assert!(timeline.dropped() > 0);
+            let json: Value = serde_json::from_str(&timeline.to_chrome_json()).unwrap();
+            assert!(!json["traceEvents"].as_array().unwrap().is_empty());
+            drop(rt);
+            assert!(!read_trace(&path).is_empty());
+        }
+    }
+}

@@ -48,8 +48,12 @@
 //!   workers' sampled poll-time histograms and the timeline have them.
 //! - A worker's *running for* has two bounds: at most the time since the
 //!   worker's last clock reading before the poll, at least the time since a
-//!   watcher or an earlier dump first saw that poll. A blocked worker is
-//!   usually seen within a few milliseconds.
+//!   watcher or an earlier dump first saw that poll (or since that clock
+//!   reading, if it came right before the poll). The stuck finder goes by
+//!   the lower bound only: on a busy worker the last reading may be a
+//!   thousand short polls old. A blocked worker is usually seen within a
+//!   few milliseconds; a dump that is the first to see it names it only if
+//!   its clock reading came right before the poll, and the next dump does.
 //! - What a task waits on is what the resource reported when the task
 //!   registered its waker in its latest poll ([`WaitOn`]): sockets,
 //!   timers, sources, Weft's locks and channels, promises and join
@@ -77,14 +81,14 @@ pub struct DumpOptions {
     /// A worker inside one poll for longer than this is reported as
     /// blocked: a blocking call in async code. Default 100 ms.
     ///
-    /// A poll's length is known from the moment an observer first saw it
-    /// in progress: an idle worker (which watches the busy ones) or an
-    /// earlier dump. With every worker busy nobody watches, and a dump only
-    /// knows that the poll has run *at most* since the worker last read
-    /// its clock (the `WORKERS` table shows that bound), which is no
-    /// evidence of blocking: thousands of short polls look the same. Such a
-    /// poll is reported by the next dump, one threshold later, if it is
-    /// still the same poll.
+    /// Only a lower bound on a poll's length counts: from the moment an
+    /// observer first saw it in progress (an idle worker, which watches the
+    /// busy ones, or an earlier dump), or from the worker's last clock
+    /// reading if the poll began right after it. Otherwise a dump knows
+    /// only that the poll has run *at most* since that reading (the
+    /// `WORKERS` table shows that bound), which is no evidence of blocking:
+    /// thousands of short polls look the same. Such a poll is named by the
+    /// next dump, one threshold later, if it is still the same poll.
     pub poll_threshold: Duration,
 }
 
@@ -139,7 +143,8 @@ pub struct TaskDump {
     /// Polls begun (modulo 2^31).
     pub polls: u32,
     /// Time since its last poll began, in µs (to within a millisecond,
-    /// never less than the truth); `None` if never polled.
+    /// never less than the truth; 0 for a poll that began while the dump
+    /// was being taken); `None` if never polled.
     pub since_last_poll_us: Option<u64>,
     /// Its longest measured poll, in µs; 0 if none was measured (see the
     /// module docs).
@@ -224,7 +229,10 @@ pub enum WorkerState {
         #[cfg_attr(feature = "serde", serde(serialize_with = "wait::serialize_id"))]
         task: Id,
         /// For at least this long (µs), if a watcher or a dump saw this
-        /// poll before.
+        /// poll before, or the worker read its clock just before it. The
+        /// stuck finder goes by this bound alone: a worker first seen in a
+        /// poll that followed others since its last clock reading is named
+        /// by the next dump (or the watcher) if it is still in that poll.
         at_least_us: Option<u64>,
         /// For at most this long (µs).
         at_most_us: u64,
@@ -331,9 +339,16 @@ impl Collector {
             None
         };
         // The stamp is in whole milliseconds (wrapping after 49 days): the
-        // age is the whole milliseconds since, plus this one's fraction.
+        // age is the whole milliseconds since, plus this one's fraction. A
+        // poll that began after the dump read "now" (while it copied other
+        // records) has a stamp past it: its age is 0, not a wrapped
+        // difference of 49 days (so a task truly idle for over 24 days
+        // shows as just polled).
         let now_ms = (self.now_us / 1000) as u32;
-        let age_us = |last_ms: u32| u64::from(now_ms.wrapping_sub(last_ms)) * 1000 + self.now_us % 1000;
+        let age_us = |last_ms: u32| match now_ms.wrapping_sub(last_ms) {
+            ms if ms > u32::MAX / 2 => 0,
+            ms => u64::from(ms) * 1000 + self.now_us % 1000,
+        };
         self.tasks.push(TaskDump {
             id: view.id,
             name: name.map(str::to_owned),
@@ -376,7 +391,9 @@ impl Collector {
             (Some(p), _) => match Id::from_u64(p.task) {
                 Some(task) => WorkerState::Polling {
                     task,
-                    at_least_us: p.at_least_us,
+                    // A reading just before the poll bounds it from below
+                    // too (to within the scheduling in between).
+                    at_least_us: p.at_least_us.or(p.at_most_is_tight.then_some(p.at_most_us)),
                     at_most_us: p.at_most_us,
                 },
                 None => WorkerState::Between,

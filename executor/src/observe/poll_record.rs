@@ -70,6 +70,9 @@ pub(crate) struct PollRecord {
     /// The thread's last clock reading, in ms and in µs since the epoch.
     clock_ms: AtomicU32,
     clock_us: AtomicU64,
+    /// The run count at that reading: the reading bounds the current
+    /// poll's start tightly only if no other run began in between.
+    clock_run: AtomicU64,
     seen_at_us: AtomicU64,
     /// Since when the thread is parked (ns since the epoch), 0 while not.
     parked_since_ns: AtomicU64,
@@ -96,6 +99,7 @@ impl PollRecord {
             sample_mask: if timeline.is_some() { 0 } else { SAMPLE_EVERY - 1 },
             clock_ms: AtomicU32::new((now / 1000) as u32),
             clock_us: AtomicU64::new(now),
+            clock_run: AtomicU64::new(0),
             seen_at_us: AtomicU64::new(0),
             parked_since_ns: AtomicU64::new(0),
             run_start_ns: AtomicU64::new(0),
@@ -193,6 +197,7 @@ impl PollRecord {
     }
 
     fn set_clock(&self, now_us: u64) {
+        self.clock_run.store(self.polls.get(), Relaxed);
         self.clock_us.store(now_us, Relaxed);
         self.clock_ms.store((now_us / 1000) as u32, Relaxed);
     }
@@ -270,15 +275,20 @@ impl PollRecord {
         let number = self.polls.get();
         let task = self.current.load(Relaxed);
         let clock = self.clock_us.load(Relaxed);
+        // Read at the start of this run (an instrumented one) or after the
+        // previous one: the poll began right after the reading.
+        let tight = number.wrapping_sub(self.clock_run.load(Relaxed)) <= 1;
         let parked_ns = self.parked_since_ns.load(Relaxed);
         let polling = (task != 0).then(|| {
             // Seen before this look: the poll has run at least since then.
             let seen_before = (self.seen_poll.load(Acquire) == number).then(|| self.seen_at_us.load(Relaxed));
             self.mark_seen(now_us);
+            let at_most_us = now_us.saturating_sub(clock);
             Polling {
                 task,
-                at_most_us: now_us.saturating_sub(clock),
+                at_most_us,
                 at_least_us: seen_before.map(|at| now_us.saturating_sub(at)),
+                at_most_is_tight: tight,
             }
         });
         PollerSnapshot {
@@ -316,6 +326,11 @@ pub(crate) struct Polling {
     pub(crate) at_most_us: u64,
     /// Time since an observer first saw this poll, if one did before.
     pub(crate) at_least_us: Option<u64>,
+    /// The thread read its clock just before this poll (no other run in
+    /// between), so `at_most_us` is the poll's time, not only a bound: on a
+    /// busy thread the last reading may be up to `SAMPLE_EVERY` short
+    /// polls old.
+    pub(crate) at_most_is_tight: bool,
 }
 
 /// The histogram bucket of a poll that took `nanos`.

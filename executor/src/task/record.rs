@@ -19,7 +19,9 @@
 //!    count is dropped, whatever the interleaving.
 //! 4. A wait is stamped with the number of the poll that reported it (its
 //!    low 16 bits), and counts only while that is the latest poll: each
-//!    poll starts with no wait, at no cost to the poll. The first wait a
+//!    poll starts with no wait, at no cost to the poll but every 65,536th,
+//!    which clears the wait so that a stamp never matches a poll 65,536
+//!    later. The first wait a
 //!    poll reports ([`note_wait`](TaskRecord::note_wait)) sticks, so a
 //!    `timeout(lock)` reports the lock, not the timer.
 //!
@@ -73,6 +75,19 @@ impl TaskRecord {
     pub(crate) fn begin_poll(&self, clock_ms: u32) {
         let polls = (self.poll.load(Relaxed) as u32).wrapping_add(ONE_POLL);
         self.poll.store((u64::from(clock_ms) << 32) | u64::from(polls), Relaxed);
+        if poll_stamp(polls / ONE_POLL) == 0 {
+            self.stamps_wrapped();
+        }
+    }
+
+    /// The 16-bit poll stamp wrapped: a wait stamped 65,536 polls ago
+    /// would match this poll's stamp (and, `note_wait` taking it for this
+    /// poll's first, stick), so it is forgotten. Every wait is at most
+    /// 65,535 polls older than the next wrap, so none outlives its stamp.
+    #[cold]
+    #[inline(never)]
+    fn stamps_wrapped(&self) {
+        self.wait_tag.store(0, Relaxed);
     }
 
     /// A poll took `us` (rule 2).
@@ -185,5 +200,43 @@ impl super::Header {
             cancelled: after.is_cancelled(),
             wait_valid: idle(before) && idle(after) && self.record.polls() == record.polls,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait is the latest poll's only: a poll 65,536 polls after the one
+    /// that reported a wait (the same 16-bit stamp) reports its own wait,
+    /// or none, never the old one.
+    #[test]
+    fn a_wait_from_65536_polls_ago_is_neither_shown_nor_kept() {
+        let record = TaskRecord::new(Location::caller(), false);
+        record.begin_poll(0);
+        record.note_wait(7, 70);
+        assert_eq!((record.read().wait_tag, record.read().wait_object), (7, 70));
+        for _ in 0..(1u32 << 16) {
+            record.begin_poll(0);
+        }
+        // Same stamp as the poll that waited on 7, but it reported nothing.
+        assert_eq!(record.read().wait_tag, 0, "a stale wait shows as the latest poll's");
+        record.note_wait(9, 90);
+        let view = record.read();
+        assert_eq!(
+            (view.wait_tag, view.wait_object),
+            (9, 90),
+            "the latest poll's wait is lost"
+        );
+    }
+
+    #[test]
+    fn the_named_flag_survives_the_poll_count_wrapping() {
+        let record = TaskRecord::new(Location::caller(), true);
+        record.poll.store(u64::from(u32::MAX), Relaxed);
+        record.begin_poll(5);
+        assert!(record.is_named());
+        assert_eq!(record.polls(), 0);
+        assert_eq!(record.read().last_poll_ms, 5);
     }
 }
