@@ -12,7 +12,7 @@
 
 use crate::observe::PollRecord;
 use crate::observe::poll_record::{POLL_TIME_BUCKETS, SAMPLE_EVERY};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::Duration;
 
 /// A snapshot of a runtime's state and counters.
@@ -262,6 +262,18 @@ impl Counter {
     #[inline(always)]
     pub(crate) fn set(&self, n: u64) {
         self.0.store(n, Relaxed);
+    }
+
+    /// [`set`](Self::set), ordered after the owner's earlier stores for a
+    /// reader that loads with [`get_acquire`](Self::get_acquire).
+    pub(crate) fn set_release(&self, n: u64) {
+        self.0.store(n, Release);
+    }
+
+    /// The value, with what its writer stored before a
+    /// [`set_release`](Self::set_release) of it.
+    pub(crate) fn get_acquire(&self) -> u64 {
+        self.0.load(Acquire)
     }
 
     /// Adds one (same rule as [`add`](Self::add)).

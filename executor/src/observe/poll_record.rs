@@ -115,7 +115,9 @@ impl PollRecord {
     #[inline(always)]
     pub(crate) fn run<S: Schedule>(&self, task: Notified<S>) {
         let n = self.polls.get().wrapping_add(1);
-        self.polls.set(n);
+        // Release, with `begin`'s store of the task: an observer pairs a
+        // run's number with that run's task (`in_progress`).
+        self.polls.set_release(n);
         if n & self.sample_mask == 0 {
             self.run_instrumented(n, task);
         } else {
@@ -192,7 +194,7 @@ impl PollRecord {
     /// the task's "last polled" stamp.
     #[inline(always)]
     pub(crate) fn begin(&self, task: Id) -> u32 {
-        self.current.store(task.as_u64(), Relaxed);
+        self.current.store(task.as_u64(), Release);
         self.clock_ms.load(Relaxed)
     }
 
@@ -252,16 +254,32 @@ impl PollRecord {
     /// clock reads `now_us`; the first observer of a poll sets its time.
     /// Returns the task in that poll and the poll's number.
     pub(crate) fn mark_seen(&self, now_us: u64) -> Option<(u64, u64)> {
-        let number = self.polls.get();
-        let task = self.current.load(Relaxed);
-        if task == 0 {
-            return None;
-        }
+        let (number, task) = self.in_progress()?;
+        self.mark(number, now_us);
+        Some((task, number))
+    }
+
+    /// Marks run `number` as seen at `now_us`, unless it was seen before.
+    fn mark(&self, number: u64, now_us: u64) {
         if self.seen_poll.load(Relaxed) != number {
             self.seen_at_us.store(now_us, Relaxed);
             self.seen_poll.store(number, Release);
         }
-        Some((task, number))
+    }
+
+    /// The number of the run in progress and its task, read as a pair:
+    /// `None` between runs, or if the thread moved on while we looked.
+    /// Read separately, a run's number could be paired with the next run's
+    /// task (the number loaded, then the thread finishing that run and
+    /// starting the next): a dump would then give that task the time its
+    /// predecessor was seen for, and mark the wrong run as seen. The run
+    /// count is stored with `Release` before the task (also `Release`), so
+    /// a task loaded with `Acquire` comes with a count at least its own;
+    /// an unchanged count around the load makes the pair one run's.
+    fn in_progress(&self) -> Option<(u64, u64)> {
+        let number = self.polls.get_acquire();
+        let task = self.current.load(Acquire);
+        (task != 0 && self.polls.get() == number).then_some((number, task))
     }
 
     /// Polls begun on this thread.
@@ -272,8 +290,7 @@ impl PollRecord {
     /// What the thread is doing, for a dump taken at `now_us`; marks the
     /// poll in progress as seen.
     pub(crate) fn snapshot(&self, now_us: u64) -> PollerSnapshot {
-        let number = self.polls.get();
-        let task = self.current.load(Relaxed);
+        let (number, task) = self.in_progress().unwrap_or((self.polls.get(), 0));
         let clock = self.clock_us.load(Relaxed);
         // Read at the start of this run (an instrumented one) or after the
         // previous one: the poll began right after the reading.
@@ -282,7 +299,7 @@ impl PollRecord {
         let polling = (task != 0).then(|| {
             // Seen before this look: the poll has run at least since then.
             let seen_before = (self.seen_poll.load(Acquire) == number).then(|| self.seen_at_us.load(Relaxed));
-            self.mark_seen(now_us);
+            self.mark(number, now_us);
             let at_most_us = now_us.saturating_sub(clock);
             Polling {
                 task,
