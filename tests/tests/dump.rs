@@ -253,7 +253,13 @@ each_flavor! {
                     weft::time::sleep(Duration::from_millis(1)).await;
                 }
             });
+            // Idle past the threshold too, but asleep until its timer is
+            // due: not stuck.
+            let sleeper = Builder::new().name("hourly").spawn(async {
+                weft::time::sleep(Duration::from_secs(3600)).await;
+            });
             dump_until(stuck.id(), |t| t.wait.is_some()).await;
+            dump_until(sleeper.id(), |t| t.wait.is_some()).await;
             weft::time::sleep(Duration::from_millis(100)).await;
             let dump = weft::Handle::current().dump_with(DumpOptions {
                 idle_threshold: Duration::from_millis(50),
@@ -269,8 +275,10 @@ each_flavor! {
                 other => panic!("{other:?}"),
             }
             assert!(!dump.stuck.iter().any(|s| s.task() == busy.id()), "{dump}");
+            assert!(!dump.stuck.iter().any(|s| s.task() == sleeper.id()), "{dump}");
             assert!(dump.to_string().contains("\"silent\""));
             busy.abort();
+            sleeper.abort();
             stuck.abort();
         });
     }

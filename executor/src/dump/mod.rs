@@ -76,7 +76,10 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DumpOptions {
     /// A task idle (not scheduled, not running) for longer than this since
-    /// its last poll is reported stuck, with what it waits on. Default 10 s.
+    /// its last poll is reported stuck, with what it waits on, unless it
+    /// waits on a timer not yet due (it sleeps: an hourly job is not stuck;
+    /// a timer past its deadline whose task has not run is reported).
+    /// Default 10 s.
     pub idle_threshold: Duration,
     /// A worker inside one poll for longer than this is reported as
     /// blocked: a blocking call in async code. Default 100 ms.
@@ -421,7 +424,7 @@ impl Collector {
                 }
             }
         }
-        let stuck = find_stuck(&self.tasks, &self.workers, options);
+        let stuck = find_stuck(&self.tasks, &self.workers, options, self.now_us);
         Dump {
             taken_at_us: self.now_us,
             options,
@@ -433,8 +436,9 @@ impl Collector {
 }
 
 /// The stuck finder: workers in one poll past the poll threshold first,
-/// then tasks idle past the idle threshold, longest first.
-fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions) -> Vec<Stuck> {
+/// then tasks idle past the idle threshold, longest first, except those
+/// sleeping on a timer not yet due at `now_us`.
+fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions, now_us: u64) -> Vec<Stuck> {
     let poll_us = crate::observe::clock::duration_us(options.poll_threshold);
     let idle_us = crate::observe::clock::duration_us(options.idle_threshold);
     let find = |id: Id| tasks.binary_search_by_key(&id, |t| t.id).ok().map(|i| &tasks[i]);
@@ -463,6 +467,7 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions) 
         .iter()
         .filter(|t| t.kind == TaskKind::Task && t.state == TaskState::Idle)
         .filter(|t| t.since_last_poll_us.is_some_and(|us| us >= idle_us))
+        .filter(|t| !matches!(t.wait, Some(WaitOn::Timer { deadline_us }) if deadline_us > now_us))
         .collect();
     idle.sort_by_key(|t| std::cmp::Reverse(t.since_last_poll_us));
     stuck.extend(idle.into_iter().map(|t| Stuck::Idle {
@@ -492,6 +497,45 @@ mod tests {
         }
     }
 
+    fn idle(wait: Option<WaitOn>) -> TaskDump {
+        TaskDump {
+            id: Id::next(),
+            name: None,
+            location: SpawnLocation {
+                file: "x.rs",
+                line: 1,
+                column: 1,
+            },
+            kind: TaskKind::Task,
+            state: TaskState::Idle,
+            cancelling: false,
+            wait,
+            polls: 1,
+            since_last_poll_us: Some(20_000_000),
+            longest_poll_us: 0,
+        }
+    }
+
+    /// A task sleeping on a timer not yet due is not stuck, however long
+    /// it has been idle; one whose timer is past due, or that waits on
+    /// anything else, is.
+    #[test]
+    fn a_task_sleeping_on_a_timer_not_yet_due_is_not_stuck() {
+        let now = 100_000_000;
+        let tasks = [
+            idle(Some(WaitOn::Timer {
+                deadline_us: now + 3_600_000_000,
+            })),
+            idle(Some(WaitOn::Timer {
+                deadline_us: now - 5_000,
+            })),
+            idle(None),
+        ];
+        let stuck = find_stuck(&tasks, &[], DumpOptions::default(), now);
+        let ids: Vec<Id> = stuck.iter().map(Stuck::task).collect();
+        assert_eq!(ids, [tasks[1].id, tasks[2].id], "{stuck:?}");
+    }
+
     /// Only a poll seen in progress for the threshold is called blocking:
     /// the time since a busy worker last read its clock (the upper bound)
     /// also covers thousands of short polls (a user trial saw "a blocking
@@ -505,7 +549,7 @@ mod tests {
             polling(1, b, Some(150_000), 400_000),
             polling(2, c, Some(50_000), 400_000),
         ];
-        let stuck = find_stuck(&[], &workers, options);
+        let stuck = find_stuck(&[], &workers, options, 0);
         assert_eq!(stuck.len(), 1, "{stuck:?}");
         assert!(
             matches!(stuck[0], Stuck::Blocking { worker: 1, task, for_us: 150_000, .. } if task == b),
