@@ -124,7 +124,18 @@ pub struct WorkerMetrics {
     /// cancellation drops the future) is timed to its end. Timed by
     /// `PollRecord::run` and `PollRecord::end` (`observe/poll_record.rs`),
     /// which the worker runs each task through.
+    ///
+    /// A rare long poll (a blocking call in async code) is unlikely to be
+    /// one of the sampled runs: [`longest_poll_us`](Self::longest_poll_us)
+    /// catches it.
     pub poll_time_histogram: PollTimeHistogram,
+    /// The longest poll seen on this worker so far, in µs, 0 if none: a
+    /// poll that an observer saw in progress (the watcher, which an idle
+    /// worker runs over the busy ones every 2 ms, or a dump) counts from
+    /// when it was first seen, a lower bound; a sampled run counts whole.
+    /// Set by `PollRecord::seen_ended` and `PollRecord::record_run`
+    /// (`observe/poll_record.rs`) on the worker's own thread.
+    pub longest_poll_us: u64,
 }
 
 /// Sampled poll times of one worker, in log-scale buckets: under 1 µs, then
@@ -239,6 +250,7 @@ impl WorkerCounters {
             driver_hand_offs: self.driver_hand_offs.get(),
             lifo_rescues: self.lifo_rescues.get(),
             local_queue_depth,
+            longest_poll_us: self.poller.longest_poll_us(),
             poll_time_histogram: PollTimeHistogram {
                 counts: self.poller.histogram(),
             },

@@ -230,3 +230,24 @@ mod stress {
         }
     }
 }
+
+/// A blocking call in async code shows in the worker's `longest_poll_us`,
+/// which the sampled histogram would miss (one run in 1,024): the idle
+/// worker's watcher sees the poll in progress, and the poll's end records
+/// at least the time since then.
+#[test]
+fn a_blocking_poll_shows_in_the_workers_longest_poll() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let before: u64 = rt.metrics().workers.iter().map(|w| w.longest_poll_us).max().unwrap();
+    assert!(before < 300_000, "{before}");
+    rt.block_on(async {
+        weft::spawn(async { std::thread::sleep(Duration::from_millis(400)) })
+            .await
+            .unwrap();
+    });
+    let longest: u64 = rt.metrics().workers.iter().map(|w| w.longest_poll_us).max().unwrap();
+    assert!(
+        longest >= 300_000,
+        "longest poll {longest} µs for a 400 ms blocking poll"
+    );
+}

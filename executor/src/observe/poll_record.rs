@@ -83,6 +83,8 @@ pub(crate) struct PollRecord {
     timeline: Option<Arc<timeline::Track>>,
     /// Sampled poll times (on the heap: only sampled runs touch it).
     histogram: Box<[Counter; POLL_TIME_BUCKETS]>,
+    /// The longest poll measured (µs): seen in progress, or sampled.
+    longest_poll_us: AtomicU64,
 }
 
 impl PollRecord {
@@ -105,6 +107,7 @@ impl PollRecord {
             run_start_ns: AtomicU64::new(0),
             timeline,
             histogram: Default::default(),
+            longest_poll_us: AtomicU64::new(0),
         }
     }
 
@@ -178,6 +181,7 @@ impl PollRecord {
         if n % SAMPLE_EVERY == 0 {
             self.histogram[bucket(u128::from(end.saturating_sub(start)))].incr();
         }
+        self.poll_measured(end.saturating_sub(start) / 1000);
         if let Some(track) = &self.timeline {
             track.poll(id, poll, location, start, end);
         }
@@ -224,7 +228,9 @@ impl PollRecord {
         // Seen in progress: it ran at least since then (since its start,
         // for an instrumented run).
         let record = task.record();
-        record.poll_measured(now_us.saturating_sub(self.seen_at_us.load(Relaxed)));
+        let measured = now_us.saturating_sub(self.seen_at_us.load(Relaxed));
+        record.poll_measured(measured);
+        self.poll_measured(measured);
         let start = self.take_run_start();
         if start != 0 {
             let n = self.polls.get();
@@ -313,6 +319,19 @@ impl PollRecord {
             polling,
             parked_for_us: (parked_ns != 0).then(|| now_us.saturating_sub(parked_ns / 1000)),
         }
+    }
+
+    /// A poll lasted `us` (at least): the worker's longest if longer (the
+    /// owner's field: a load and a store).
+    fn poll_measured(&self, us: u64) {
+        if us > self.longest_poll_us.load(Relaxed) {
+            self.longest_poll_us.store(us, Relaxed);
+        }
+    }
+
+    /// The longest poll measured on this thread (µs), 0 if none.
+    pub(crate) fn longest_poll_us(&self) -> u64 {
+        self.longest_poll_us.load(Relaxed)
     }
 
     /// The sampled poll times, per bucket.
