@@ -261,10 +261,7 @@ each_flavor! {
             dump_until(stuck.id(), |t| t.wait.is_some()).await;
             dump_until(sleeper.id(), |t| t.wait.is_some()).await;
             weft::time::sleep(Duration::from_millis(100)).await;
-            let dump = weft::Handle::current().dump_with(DumpOptions {
-                idle_threshold: Duration::from_millis(50),
-                ..DumpOptions::default()
-            });
+            let dump = weft::Handle::current().dump_with(DumpOptions::default().idle_threshold(Duration::from_millis(50)));
             let found = dump.stuck.iter().find(|s| s.task() == stuck.id()).unwrap_or_else(|| panic!("{dump}"));
             match found {
                 Stuck::Idle { name, idle_us, wait, .. } => {
@@ -300,10 +297,7 @@ fn the_finder_names_a_worker_blocked_in_a_poll_with_the_task_and_its_line() {
     is_started.recv().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // From a plain thread: dumps need no runtime context.
-    let dump = rt.dump_with(DumpOptions {
-        poll_threshold: Duration::from_millis(100),
-        ..DumpOptions::default()
-    });
+    let dump = rt.dump_with(DumpOptions::default().poll_threshold(Duration::from_millis(100)));
     release.send(()).unwrap();
     let found = dump
         .stuck
@@ -430,10 +424,7 @@ mod stress {
                 std::thread::spawn(move || {
                     let mut dumps = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let dump = handle.dump_with(DumpOptions {
-                            idle_threshold: Duration::ZERO,
-                            poll_threshold: Duration::ZERO,
-                        });
+                        let dump = handle.dump_with(DumpOptions::default().idle_threshold(Duration::ZERO).poll_threshold(Duration::ZERO));
                         check_consistent(&dump);
                         let _ = handle.metrics();
                         dumps += 1;
@@ -592,10 +583,7 @@ mod stress {
             // Let the task be polled once and every worker park.
             rt.block_on(async { weft::time::sleep(Duration::from_millis(50)).await });
             std::thread::sleep(Duration::from_millis(50));
-            let dump = rt.dump_with(DumpOptions {
-                idle_threshold: Duration::from_millis(10),
-                poll_threshold: Duration::from_millis(1),
-            });
+            let dump = rt.dump_with(DumpOptions::default().idle_threshold(Duration::from_millis(10)).poll_threshold(Duration::from_millis(1)));
             assert!(
                 !dump.stuck.iter().any(|s| matches!(s, Stuck::Blocking { .. })),
                 "an idle runtime reported as blocking:\n{dump}"
@@ -667,10 +655,7 @@ fn busy_workers_running_short_polls_are_not_reported_as_blocking() {
     std::thread::sleep(Duration::from_millis(300));
     let mut false_reports = Vec::new();
     for _ in 0..20 {
-        let dump = rt.dump_with(DumpOptions {
-            poll_threshold: Duration::from_millis(50),
-            ..DumpOptions::default()
-        });
+        let dump = rt.dump_with(DumpOptions::default().poll_threshold(Duration::from_millis(50)));
         if dump.stuck.iter().any(|s| matches!(s, Stuck::Blocking { .. })) {
             false_reports.push(dump.to_string());
         }
@@ -711,10 +696,7 @@ fn a_task_polled_during_a_long_dump_is_not_idle_for_49_days() {
     std::thread::sleep(Duration::from_millis(50));
     let mut bad = None;
     for _ in 0..20 {
-        let dump = rt.dump_with(DumpOptions {
-            idle_threshold: Duration::from_secs(3600),
-            ..DumpOptions::default()
-        });
+        let dump = rt.dump_with(DumpOptions::default().idle_threshold(Duration::from_secs(3600)));
         if let Some(t) = dump
             .tasks
             .iter()

@@ -82,10 +82,11 @@ fn main() -> io::Result<()> {
         let _ = started.await;
 
         weft::time::sleep(Duration::from_secs(1)).await;
-        let dump = weft::Handle::current().dump_with(DumpOptions {
-            idle_threshold: Duration::from_millis(500),
-            poll_threshold: Duration::from_millis(200),
-        });
+        let dump = weft::Handle::current().dump_with(
+            DumpOptions::default()
+                .idle_threshold(Duration::from_millis(500))
+                .poll_threshold(Duration::from_millis(200)),
+        );
         println!(
             "(the service answered {} queries meanwhile, on the worker the report task left free)\n",
             served.load(std::sync::atomic::Ordering::Relaxed)

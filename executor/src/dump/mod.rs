@@ -20,10 +20,8 @@
 //!     .spawn_on(std::future::pending::<()>(), rt.handle());
 //! std::thread::sleep(Duration::from_millis(50));
 //!
-//! let dump = rt.handle().dump_with(weft_executor::dump::DumpOptions {
-//!     idle_threshold: Duration::from_millis(20),
-//!     ..Default::default()
-//! });
+//! let options = weft_executor::dump::DumpOptions::default().idle_threshold(Duration::from_millis(20));
+//! let dump = rt.handle().dump_with(options);
 //! println!("{dump}");
 //! let task = dump.tasks.iter().find(|t| t.id == stuck.id()).unwrap();
 //! assert_eq!(task.name.as_deref(), Some("forever"));
@@ -72,8 +70,17 @@ use std::panic::Location;
 use std::time::Duration;
 
 /// What [`Handle::dump_with`](crate::Handle::dump_with) calls stuck.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = weft_executor::dump::DumpOptions::default()
+///     .idle_threshold(Duration::from_secs(30))
+///     .poll_threshold(Duration::from_millis(50));
+/// assert_eq!(options.poll_threshold, Duration::from_millis(50));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DumpOptions {
     /// A task idle (not scheduled, not running) for longer than this since
     /// its last poll is reported stuck, with what it waits on, unless it
@@ -93,6 +100,20 @@ pub struct DumpOptions {
     /// thousands of short polls look the same. Such a poll is named by the
     /// next dump, one threshold later, if it is still the same poll.
     pub poll_threshold: Duration,
+}
+
+impl DumpOptions {
+    /// Sets [`idle_threshold`](DumpOptions#structfield.idle_threshold).
+    pub fn idle_threshold(mut self, threshold: Duration) -> DumpOptions {
+        self.idle_threshold = threshold;
+        self
+    }
+
+    /// Sets [`poll_threshold`](DumpOptions#structfield.poll_threshold).
+    pub fn poll_threshold(mut self, threshold: Duration) -> DumpOptions {
+        self.poll_threshold = threshold;
+        self
+    }
 }
 
 impl Default for DumpOptions {
