@@ -12,7 +12,10 @@
 //! vector that each chunk writes in place over its own range (`output.rs`),
 //! so results are written once and never gathered. A map over a range of
 //! integers (`0..n`) is split as ranges that the workers count through,
-//! never collected (`split.rs`); for `imap` and
+//! never collected, and a `Vec` in place: each chunk moves its own items
+//! out of the vector's buffer and, when the results have the items' size
+//! and alignment, writes each result over its item, so the vector comes
+//! back as the output (`split.rs`); for `imap` and
 //! `imap_unordered`, a buffer that an [`Imap`] (an `Iterator`, for plain
 //! threads) or an [`ImapStream`] (a `Stream`, for async code) drains
 //! (`imap.rs`). A job dropped unrun (the pool was terminated) tells its sink
