@@ -3,16 +3,25 @@
 //! pinning a thread (and the threads it starts later) to one, and the CPU
 //! time the process has used.
 
-/// CPU time (user and system) this process has used, in nanoseconds.
-pub(crate) fn process_cpu_ns() -> f64 {
+/// This process's resource usage so far, or `None` if `getrusage` fails.
+fn usage() -> Option<libc::rusage> {
     // SAFETY: an all-zero `rusage` is a valid value of a plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `getrusage` only writes the struct it is given.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
+}
+
+/// CPU time (user and system) this process has used, in nanoseconds.
+pub(crate) fn process_cpu_ns() -> f64 {
     let ns = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
+    usage().map_or(f64::NAN, |u| ns(u.ru_utime) + ns(u.ru_stime))
+}
+
+/// How many times this process's threads have gone to sleep so far
+/// (voluntary context switches: a wait in `epoll_wait`, on a futex, in
+/// `nanosleep`). Per message, it counts the wakeups a server pays for.
+pub(crate) fn process_sleeps() -> f64 {
+    usage().map_or(f64::NAN, |u| u.ru_nvcsw as f64)
 }
 
 /// The CPUs this thread may run on.

@@ -6,7 +6,10 @@
 //! of the repetitions), round-trip latency (`latency_ns`, p50 and p99 over
 //! every round trip of every repetition) and `server_cpu_ns`: the CPU time
 //! (user and system) of this process, which runs only the servers, per
-//! round trip of the run (warm-up included, as the CPU time is).
+//! round trip of the run (warm-up included, as the CPU time is), and
+//! `server_sleeps_per_1k`: how often the server's threads went to sleep
+//! (voluntary context switches: `epoll_wait`, futex and timed waits) per
+//! thousand round trips, the wakeups the CPU time pays for.
 //!
 //! The load client runs in a process of its own (`weft-benches echo-load`,
 //! started once per run), so none of its CPU time is the servers'. Where
@@ -16,7 +19,7 @@
 //! pinned, and the suite says so.
 
 use crate::Options;
-use crate::cpu::{allowed_cpus, pin_this_thread, process_cpu_ns};
+use crate::cpu::{allowed_cpus, pin_this_thread, process_cpu_ns, process_sleeps};
 use crate::load;
 use crate::report::Report;
 use crate::runtimes::{Smol, Tokio, Weft};
@@ -62,11 +65,12 @@ pub(crate) fn run(opts: &Options) -> Report {
                     if opts.runtime.as_deref().is_some_and(|only| only != name) {
                         continue;
                     }
-                    let cpu_before = process_cpu_ns();
+                    let (cpu_before, sleeps_before) = (process_cpu_ns(), process_sleeps());
                     let load = load_in_child(addr, conns, size, warmup, window, load_cpu).unwrap_or_else(|err| {
                         panic!("the echo load against {name} failed: {err}");
                     });
                     let server_cpu = process_cpu_ns() - cpu_before;
+                    let server_sleeps = process_sleeps() - sleeps_before;
                     report.record(
                         &workload,
                         name,
@@ -78,6 +82,12 @@ pub(crate) fn run(opts: &Options) -> Report {
                         name,
                         "server_cpu_ns",
                         server_cpu / load.total_round_trips.max(1) as f64,
+                    );
+                    report.record(
+                        &workload,
+                        name,
+                        "server_sleeps_per_1k",
+                        server_sleeps * 1e3 / load.total_round_trips.max(1) as f64,
                     );
                     latencies[i].add(&load.latency).expect("compatible histograms");
                 }

@@ -47,13 +47,15 @@
 //! repetitions' p50 latencies as wrk measured them, its "p99" the median of
 //! their p99s), and `server_cpu_ns`: the CPU time the bench process (the
 //! server; wrk is a child and not counted, the other servers sit idle)
-//! spent per request. With wrk on one core, the rate is often wrk's limit
+//! spent per request, and `server_sleeps_per_1k`: its voluntary context
+//! switches (a thread going to sleep in `epoll_wait`, on a futex, in a
+//! timed wait) per thousand requests. With wrk on one core, the rate is often wrk's limit
 //! as much as the server's; the CPU per request is the server's alone.
 //! Each run's p90, p99.9 and mean latencies go to stderr with its rate. Any socket error or non-2xx/3xx response in a run ends the
 //! suite with an error.
 
 use crate::Options;
-use crate::cpu::{allowed_cpus, pin_this_thread, process_cpu_ns};
+use crate::cpu::{allowed_cpus, pin_this_thread, process_cpu_ns, process_sleeps};
 use crate::report::{Report, percentile};
 use crate::wrk::{self, Wrk};
 use bytes::Bytes;
@@ -151,7 +153,7 @@ impl Measure<'_> {
     fn workload(&self, report: &mut Report, workload: &str, conns: usize, servers: &[(&'static str, SocketAddr)]) {
         let (secs, reps) = (self.secs, self.reps);
         eprintln!("{workload}: wrk -t1 -c{conns} -d{secs}s, {reps} repetition(s) of each runtime");
-        let mut runs: Vec<Vec<(wrk::Run, f64)>> = vec![Vec::new(); servers.len()];
+        let mut runs: Vec<Vec<(wrk::Run, f64, f64)>> = vec![Vec::new(); servers.len()];
         for _ in 0..reps {
             for (i, &(name, addr)) in servers.iter().enumerate() {
                 let against = |what: &str, secs| {
@@ -160,26 +162,28 @@ impl Measure<'_> {
                         .unwrap_or_else(|err| fail(&format!("{what} against {name} at {conns} connections: {err}")))
                 };
                 against("the warm-up", self.warmup_secs);
-                let cpu_before = process_cpu_ns();
+                let (cpu_before, sleeps_before) = (process_cpu_ns(), process_sleeps());
                 let run = against("the run", secs);
                 // wrk is a child process, not counted; the other servers are
                 // idle: what this process spent is the server's work.
                 let cpu_per_request = (process_cpu_ns() - cpu_before) / run.requests.max(1.0);
+                let sleeps_per_1k = (process_sleeps() - sleeps_before) * 1e3 / run.requests.max(1.0);
                 let [p50, p90, p99, p999] = run.latency_us;
                 eprintln!(
-                    "  {name:<6} {:>9.0} req/s   latency µs: p50 {p50:.0}  p90 {p90:.0}  p99 {p99:.0}  p99.9 {p999:.0}  mean {:.0}   server CPU {cpu_per_request:.0} ns/req",
+                    "  {name:<6} {:>9.0} req/s   latency µs: p50 {p50:.0}  p90 {p90:.0}  p99 {p99:.0}  p99.9 {p999:.0}  mean {:.0}   server CPU {cpu_per_request:.0} ns/req, {sleeps_per_1k:.1} sleeps per 1k",
                     run.requests_per_s(),
                     run.latency_mean_us,
                 );
-                runs[i].push((run, cpu_per_request));
+                runs[i].push((run, cpu_per_request, sleeps_per_1k));
             }
         }
         for (&(name, _), runs) in servers.iter().zip(&runs) {
-            for (run, cpu_per_request) in runs {
+            for (run, cpu_per_request, sleeps_per_1k) in runs {
                 report.record(workload, name, "requests_per_s", run.requests_per_s());
                 report.record(workload, name, "server_cpu_ns", *cpu_per_request);
+                report.record(workload, name, "server_sleeps_per_1k", *sleeps_per_1k);
             }
-            let ns = |i: usize| -> Vec<f64> { runs.iter().map(|(run, _)| run.latency_us[i] * 1e3).collect() };
+            let ns = |i: usize| -> Vec<f64> { runs.iter().map(|(run, _, _)| run.latency_us[i] * 1e3).collect() };
             report.record_summary(
                 workload,
                 name,

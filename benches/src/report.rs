@@ -286,6 +286,9 @@ fn display_unit(metric: &str, smallest: f64) -> (&'static str, f64) {
     if metric == "bytes" {
         return ("B", 1.0);
     }
+    if metric.ends_with("sleeps_per_1k") {
+        return ("sleeps/1k", 1.0);
+    }
     if !metric.ends_with("_ns") {
         return ("", 1.0);
     }

@@ -2,7 +2,7 @@
 //! readiness word, the completion notifier) reach atomics and locks: loom's
 //! under `--cfg loom`, so those cores are model-checked as they ship, and
 //! `std`'s otherwise. The crate's other locks come through here too, so
-//! that [`lock`], [`read`] and [`write`] serve every one of them.
+//! that [`lock`], [`read`] and [`write()`] serve every one of them.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
@@ -19,7 +19,7 @@ pub(crate) use std::sync::{
 use std::sync::PoisonError;
 
 /// Locks `mutex`, ignoring poisoning: the reactor's one way to take its own
-/// locks (with [`read`] and [`write`] for its read-write locks). No user
+/// locks (with [`read`] and [`write()`] for its read-write locks). No user
 /// code runs under these locks, so a poisoned lock means an earlier bug
 /// already reported, and the data is consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,4 +1,4 @@
-//! The buffers an [`Operation`](crate::Operation) may own.
+//! The buffers a [`Request`](crate::Request) may own.
 
 use mpi::datatype::Equivalence;
 use std::sync::Arc;

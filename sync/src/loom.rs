@@ -59,7 +59,7 @@ mod std_cell {
 }
 
 /// Locks a mutex, ignoring poisoning: the crate's one way to take its own
-/// locks (with [`read`] and [`write`] for its read-write locks). No user
+/// locks (with [`read`] and [`write()`] for its read-write locks). No user
 /// code runs while one of the crate's own locks is held, except a clone of
 /// a broadcast or watch value under a *read* lock, which a panic does not
 /// poison; so a poisoned lock means a bug in this crate already panicked,

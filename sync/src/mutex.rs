@@ -1,4 +1,4 @@
-//! [`Mutex`]: an async lock on the FIFO [`Semaphore`](crate::Semaphore) with
+//! [`Mutex`]: an async lock on the FIFO [`Semaphore`] with
 //! one permit, so a waiting task is handed the lock in arrival order and
 //! never starves.
 //!

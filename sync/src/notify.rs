@@ -1,5 +1,5 @@
 //! [`Notify`]: wake one waiting task or all of them; the building block of
-//! [`Event`](crate::Event) and, later, the condition variable and channels.
+//! [`Event`] and, later, the condition variable and channels.
 //!
 //! # State
 //!

@@ -1,5 +1,5 @@
 //! [`RwLock`]: many readers or one writer, on the FIFO
-//! [`Semaphore`](crate::Semaphore).
+//! [`Semaphore`].
 //!
 //! # Rule
 //!

@@ -10,7 +10,7 @@
 //! their server, timers (tickers and timeouts), blocking jobs on the
 //! blocking pool, CPU work on a `Pool`, and a stand-in for a device: a
 //! thread that finishes jobs, watched by the loop as a
-//! [`Source`](weft::source::Source) that puts its operations on the
+//! [`Source`] that puts its operations on the
 //! timeline and tells task dumps what its tasks wait on. Every second the
 //! program prints the runtime's and the reactor's metrics and the workers'
 //! and longest-idle tasks' rows of a dump. At the end the runtime writes its

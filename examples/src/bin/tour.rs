@@ -14,7 +14,7 @@
 //!    tasks that each send a few messages and check the echoes;
 //! 3. timers, started out of order, completing in deadline order;
 //! 4. work that ends outside the runtime: a stand-in device polled by the
-//!    loop as a [`Source`](weft::source::Source), and a result handed over
+//!    loop as a [`Source`], and a result handed over
 //!    by a plain thread through the reactor's completion notifier;
 //! 5. all of it at once: echo clients, a ticking interval, device jobs and a
 //!    thread's result, interleaved in one loop, as a timeline;

@@ -11,7 +11,7 @@
 //! | [`AsyncWriteExt`] | `write`, `write_all`, `write_vectored`, `flush`, `close` |
 //! | [`AsyncBufReadExt`] | `read_until`, `read_line`, and [`lines`](AsyncBufReadExt::lines) as a [`Stream`](futures_core::Stream) |
 //! | [`BufReader`] | a buffer in front of any reader, making it an [`AsyncBufRead`] |
-//! | [`copy`], [`copy_buf`] | a whole stream into a writer |
+//! | [`copy()`], [`copy_buf`] | a whole stream into a writer |
 //!
 //! The extension traits are implemented for every reader and writer, sized
 //! or not (`dyn AsyncRead + Unpin` included). Their methods return named

@@ -29,7 +29,7 @@ pub enum MissedTickBehavior {
 /// # Panics
 ///
 /// If `period` is zero (it would tick forever without yielding), or as
-/// [`sleep`](super::sleep).
+/// [`sleep`](super::sleep()).
 #[track_caller]
 pub fn interval(period: Duration) -> Interval {
     interval_at(Instant::now(), period)

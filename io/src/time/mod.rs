@@ -1,4 +1,4 @@
-//! Timers: [`sleep`], [`sleep_until`], [`timeout`], [`interval`].
+//! Timers: [`sleep()`], [`sleep_until`], [`timeout()`], [`interval()`].
 //!
 //! Every reactor keeps one timing wheel (`wheel.rs`): millisecond slots, and
 //! within the millisecond at hand, exact deadlines. A timer fires at the

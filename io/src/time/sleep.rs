@@ -99,7 +99,7 @@ impl Sleep {
     }
 
     /// Polls for the deadline without spending cooperative budget: for
-    /// combinators such as [`timeout`](super::timeout) that must notice a
+    /// combinators such as [`timeout`](super::timeout()) that must notice a
     /// deadline even when the task's budget is spent.
     pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.handle.is_none() {

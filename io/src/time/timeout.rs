@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 ///
 /// # Panics
 ///
-/// As [`sleep`](super::sleep).
+/// As [`sleep`](super::sleep()).
 #[track_caller]
 pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Timeout<F::IntoFuture> {
     Timeout {

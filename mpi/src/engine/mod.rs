@@ -19,7 +19,7 @@
 //!    posted (most small sends and many receives are complete by then);
 //!    only one that is still pending joins the request window.
 //! 3. **A turn costs O(batch), and nobody starves.** `requests.rs`: the
-//!    requests form a ring tested [`TEST_BATCH`] at a time, the survivors
+//!    requests form a ring tested [`TEST_BATCH`](requests::TEST_BATCH) at a time, the survivors
 //!    going behind; every pending request is tested at least once every
 //!    `pending / TEST_BATCH + 1` turns (proved and tested there).
 //! 4. **Completions are delivered outside the lock.** Under it an

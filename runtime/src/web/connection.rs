@@ -1,4 +1,4 @@
-//! One connection of [`serve`](super::serve): hyper-util's HTTP/1 + HTTP/2
+//! One connection of [`serve`](super::serve()): hyper-util's HTTP/1 + HTTP/2
 //! server on a Weft `TcpStream`, a tower service called through hyper, and
 //! the connection's watchdog.
 //!

@@ -11,7 +11,7 @@
 //!
 //! | you would use | on Weft | file |
 //! | --- | --- | --- |
-//! | `axum::serve(listener, router)` | [`serve`]`(listener, router)`, for any tower service: an axum `Router`, a tonic server; HTTP/1 and HTTP/2 on one port, graceful shutdown, header-read and idle timeouts | `serve.rs`, `connection.rs` |
+//! | `axum::serve(listener, router)` | [`serve()`]`(listener, router)`, for any tower service: an axum `Router`, a tonic server; HTTP/1 and HTTP/2 on one port, graceful shutdown, header-read and idle timeouts | `serve.rs`, `connection.rs` |
 //! | hyper-util's `HttpConnector` | [`WeftConnector`]: resolves on the blocking pool, connects with Weft's `TcpStream`, honours a connect timeout; with [`client_builder`] for hyper-util's pooled `Client` | `client.rs` |
 //! | `tower::timeout`, `tower_http::timeout` | [`Timeout`] (tower's shape: an error) and [`RequestTimeout`] (tower-http's: a `408`) on Weft's timer | `timeout.rs` |
 //! | tonic `transport`'s `grpc-timeout` | [`GrpcTimeout`]: the call's deadline from its `grpc-timeout` header, on the server or the client, over the whole call (a server stream is cut with `DEADLINE_EXCEEDED`) | `grpc.rs` |
@@ -87,7 +87,7 @@ use std::net::SocketAddr;
 /// boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The address of the client that sent a request: [`serve`] puts it in
+/// The address of the client that sent a request: [`serve()`] puts it in
 /// every request's extensions (axum: `Extension(PeerAddr(addr)):
 /// Extension<PeerAddr>`; hyper: `req.extensions().get::<PeerAddr>()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
