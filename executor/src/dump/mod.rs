@@ -436,15 +436,7 @@ impl Collector {
     /// The dump: running tasks matched to their threads, stuck ones found.
     pub(crate) fn finish(mut self, options: DumpOptions) -> Dump {
         self.tasks.sort_by_key(|t| t.id);
-        for (w, worker) in self.workers.iter().enumerate() {
-            if let WorkerState::Polling { task, .. } = worker.state {
-                if let Ok(i) = self.tasks.binary_search_by_key(&task, |t| t.id) {
-                    if matches!(self.tasks[i].state, TaskState::Running { .. }) {
-                        self.tasks[i].state = TaskState::Running { worker: Some(w) };
-                    }
-                }
-            }
-        }
+        match_running(&mut self.tasks, &self.workers);
         let stuck = find_stuck(&self.tasks, &self.workers, options, self.now_us);
         Dump {
             taken_at_us: self.now_us,
@@ -452,6 +444,24 @@ impl Collector {
             tasks: self.tasks,
             workers: self.workers,
             stuck,
+        }
+    }
+}
+
+/// Gives each task a worker is polling that worker, and counts the poll in
+/// progress in the task's longest poll once it is known to have run at
+/// least as long (a dump that names a blocking poll shows it in the task's
+/// row too). `tasks` is sorted by id.
+fn match_running(tasks: &mut [TaskDump], workers: &[WorkerDump]) {
+    for (w, worker) in workers.iter().enumerate() {
+        if let WorkerState::Polling { task, at_least_us, .. } = worker.state {
+            if let Ok(i) = tasks.binary_search_by_key(&task, |t| t.id) {
+                if matches!(tasks[i].state, TaskState::Running { .. }) {
+                    tasks[i].state = TaskState::Running { worker: Some(w) };
+                    let longest = &mut tasks[i].longest_poll_us;
+                    *longest = (*longest).max(at_least_us.unwrap_or(0));
+                }
+            }
         }
     }
 }
@@ -555,6 +565,28 @@ mod tests {
         let stuck = find_stuck(&tasks, &[], DumpOptions::default(), now);
         let ids: Vec<Id> = stuck.iter().map(Stuck::task).collect();
         assert_eq!(ids, [tasks[1].id, tasks[2].id], "{stuck:?}");
+    }
+
+    /// A task a worker has been polling for at least 150 ms shows that on
+    /// its own row, as its longest poll, and as running on that worker; a
+    /// poll with no lower bound yet leaves the longest as it was.
+    #[test]
+    fn a_poll_in_progress_counts_in_the_tasks_longest_poll() {
+        let mut tasks = [idle(None), idle(None)];
+        for task in &mut tasks {
+            task.state = TaskState::Running { worker: None };
+            task.longest_poll_us = 7;
+        }
+        tasks.sort_by_key(|t| t.id);
+        let workers = [
+            polling(0, tasks[0].id, Some(150_000), 400_000),
+            polling(1, tasks[1].id, None, 400_000),
+        ];
+        match_running(&mut tasks, &workers);
+        assert_eq!(tasks[0].longest_poll_us, 150_000);
+        assert_eq!(tasks[1].longest_poll_us, 7);
+        assert!(matches!(tasks[0].state, TaskState::Running { worker: Some(0) }));
+        assert!(matches!(tasks[1].state, TaskState::Running { worker: Some(1) }));
     }
 
     /// Only a poll seen in progress for the threshold is called blocking:

@@ -68,15 +68,39 @@ impl fmt::Display for Dump {
             f.write_char('\n')?;
         }
         writeln!(f, "\nTASKS")?;
+        let rows: Vec<TaskRow> = self.tasks.iter().map(|task| self.task_row(task)).collect();
+        // Columns as wide as their longest cell, within bounds (the JSON
+        // form has every name and wait whole).
+        let width = |cell: fn(&TaskRow) -> &str, title: &str, max: usize| {
+            rows.iter()
+                .map(|row| cell(row).chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+                .min(max)
+        };
+        let name_w = width(|r| &r.name, "name", NAME_WIDTH);
+        let wait_w = width(|r| &r.wait, "waits on", WAIT_WIDTH);
         writeln!(
             f,
-            "  {:>6}  {:<18} {:<12} {:>6} {:>10} {:>10}  {:<40} spawned at",
+            "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} spawned at",
             "id", "name", "state", "polls", "last poll", "longest", "waits on"
         )?;
-        for task in &self.tasks {
-            self.task_row(task, f)?;
+        for row in &rows {
+            writeln!(
+                f,
+                "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} {}",
+                row.id,
+                truncate(&row.name, name_w),
+                row.state,
+                row.polls,
+                row.last,
+                row.longest,
+                truncate(&row.wait, wait_w),
+                row.location
+            )?;
         }
-        Ok(())
+        f.write_str(LEGEND)
     }
 }
 
@@ -153,7 +177,7 @@ impl Dump {
         }
     }
 
-    fn task_row(&self, task: &TaskDump, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn task_row(&self, task: &TaskDump) -> TaskRow {
         let state = match (task.kind, task.state) {
             (_, TaskState::Idle) => "idle".to_owned(),
             (_, TaskState::Scheduled) => "scheduled".to_owned(),
@@ -183,7 +207,8 @@ impl Dump {
         };
         let mut wait = String::new();
         match &task.wait {
-            Some(w) => describe(w, self.taken_at_us, &mut wait)?,
+            // Writing into a String cannot fail.
+            Some(w) => drop(describe(w, self.taken_at_us, &mut wait)),
             None if task.state == TaskState::Idle && task.polls > 0 => wait.push('?'),
             None => {}
         }
@@ -191,19 +216,42 @@ impl Dump {
             0 => "-".to_owned(),
             us => Micros(us).to_string(),
         };
-        writeln!(
-            f,
-            "  {:>6}  {:<18} {:<12} {:>6} {:>10} {:>10}  {:<40} {}",
-            task.id.as_u64(),
-            truncate(name, 18),
+        TaskRow {
+            id: task.id.as_u64(),
+            name: name.to_owned(),
             state,
-            task.polls,
+            polls: task.polls,
             last,
             longest,
-            truncate(&wait, 40),
-            task.location
-        )
+            wait,
+            location: task.location.to_string(),
+        }
     }
+}
+
+/// The widest the name and "waits on" columns grow.
+const NAME_WIDTH: usize = 32;
+const WAIT_WIDTH: usize = 56;
+
+/// What the table's columns mean (printed under it).
+const LEGEND: &str = "
+  state: idle (waiting for a wake), scheduled (woken, in a run queue), on worker N (being polled there),
+         queued (a blocking job waiting for a pool thread), blocking N (a blocking job on that pool thread)
+  last poll: time since the task's last poll began. longest: the longest poll a watcher or a dump saw
+         in progress, '-' if none (short polls are not timed one by one; workers' poll histograms have them)
+  waits on: what the task's last poll waits for, where Weft knows; '?' when it does not
+";
+
+/// One task's cells.
+struct TaskRow {
+    id: u64,
+    name: String,
+    state: String,
+    polls: u32,
+    last: String,
+    longest: String,
+    wait: String,
+    location: String,
 }
 
 fn plural(n: usize) -> &'static str {
@@ -218,5 +266,60 @@ fn truncate(s: &str, max: usize) -> String {
         let mut cut: String = s.chars().take(max - 1).collect();
         cut.push('…');
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::{DumpOptions, SpawnLocation, TaskKind, TaskState};
+    use crate::task::Id;
+
+    fn task(name: &str) -> TaskDump {
+        TaskDump {
+            id: Id::next(),
+            name: Some(name.to_owned()),
+            location: SpawnLocation {
+                file: "src/main.rs",
+                line: 3,
+                column: 5,
+            },
+            kind: TaskKind::Task,
+            state: TaskState::Idle,
+            cancelling: false,
+            wait: None,
+            polls: 2,
+            since_last_poll_us: Some(1_000),
+            longest_poll_us: 0,
+        }
+    }
+
+    /// The name column grows to the longest name (a 30-character name is
+    /// printed whole) up to its bound (a longer one is cut with an
+    /// ellipsis), and the legend follows the table.
+    #[test]
+    fn names_print_whole_up_to_the_column_bound_and_a_legend_follows() {
+        let fits = "a".repeat(30);
+        let long = "b".repeat(NAME_WIDTH + 10);
+        let dump = Dump {
+            taken_at_us: 10_000,
+            options: DumpOptions::default(),
+            tasks: vec![task(&fits), task(&long)],
+            workers: Vec::new(),
+            stuck: Vec::new(),
+        };
+        let text = dump.to_string();
+        assert!(text.contains(&fits), "{text}");
+        let cut = format!("{}…", "b".repeat(NAME_WIDTH - 1));
+        assert!(text.contains(&cut) && !text.contains(&long), "{text}");
+        assert!(text.ends_with(LEGEND), "{text}");
+        // Every row's "spawned at" starts in the same column.
+        let columns: Vec<usize> = text
+            .lines()
+            .filter(|l| l.contains("src/main.rs"))
+            .map(|l| l.chars().count() - "src/main.rs:3:5".len())
+            .collect();
+        assert_eq!(columns.len(), 2);
+        assert_eq!(columns[0], columns[1], "{text}");
     }
 }
