@@ -279,6 +279,25 @@ each_flavor! {
             stuck.abort();
         });
     }
+
+    fn an_idle_accept_loop_is_not_stuck_unless_io_waits_are_asked_for(flavor) {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            let listener = weft::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let accept = Builder::new().name("accept").spawn(async move {
+                while let Ok((_conn, _)) = listener.accept().await {}
+            });
+            dump_until(accept.id(), |t| matches!(t.wait, Some(WaitOn::Io { .. }))).await;
+            weft::time::sleep(Duration::from_millis(100)).await;
+            let options = DumpOptions::default().idle_threshold(Duration::from_millis(50));
+            let dump = weft::Handle::current().dump_with(options);
+            assert!(!dump.stuck.iter().any(|s| s.task() == accept.id()), "{dump}");
+            assert!(row(&dump, accept.id()).since_last_poll_us.is_some_and(|us| us >= 50_000), "{dump}");
+            let dump = weft::Handle::current().dump_with(options.io_waits_stuck(true));
+            assert!(dump.stuck.iter().any(|s| s.task() == accept.id()), "{dump}");
+            accept.abort();
+        });
+    }
 }
 
 #[test]

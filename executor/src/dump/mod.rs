@@ -86,7 +86,9 @@ pub struct DumpOptions {
     /// its last poll is reported stuck, with what it waits on, unless it
     /// waits on a timer not yet due (it sleeps: an hourly job is not stuck;
     /// a timer past its deadline whose task has not run is reported).
-    /// Default 10 s.
+    /// Default 10 s. Tasks waiting on the world outside the process are
+    /// left out unless [`io_waits_stuck`](DumpOptions#structfield.io_waits_stuck)
+    /// is set.
     pub idle_threshold: Duration,
     /// A worker inside one poll for longer than this is reported as
     /// blocked: a blocking call in async code. Default 100 ms.
@@ -100,6 +102,15 @@ pub struct DumpOptions {
     /// thousands of short polls look the same. Such a poll is named by the
     /// next dump, one threshold later, if it is still the same poll.
     pub poll_threshold: Duration,
+    /// Whether a task idle past the idle threshold while waiting for a
+    /// socket to become ready or for a signal is reported stuck. Default
+    /// false: such a task waits on a peer or a person, and an accept loop,
+    /// a keep-alive connection or a Ctrl-C listener with nothing to do is
+    /// idle, not stuck (a server's thousand idle connections would bury
+    /// the one deadlock). The `TASKS` table still shows how long each has
+    /// waited and on which descriptor. Set it to find, say, a client
+    /// waiting for a reply that never comes.
+    pub io_waits_stuck: bool,
 }
 
 impl DumpOptions {
@@ -114,6 +125,12 @@ impl DumpOptions {
         self.poll_threshold = threshold;
         self
     }
+
+    /// Sets [`io_waits_stuck`](DumpOptions#structfield.io_waits_stuck).
+    pub fn io_waits_stuck(mut self, yes: bool) -> DumpOptions {
+        self.io_waits_stuck = yes;
+        self
+    }
 }
 
 impl Default for DumpOptions {
@@ -121,6 +138,7 @@ impl Default for DumpOptions {
         DumpOptions {
             idle_threshold: Duration::from_secs(10),
             poll_threshold: Duration::from_millis(100),
+            io_waits_stuck: false,
         }
     }
 }
@@ -499,6 +517,7 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions, 
         .filter(|t| t.kind == TaskKind::Task && t.state == TaskState::Idle)
         .filter(|t| t.since_last_poll_us.is_some_and(|us| us >= idle_us))
         .filter(|t| !matches!(t.wait, Some(WaitOn::Timer { deadline_us }) if deadline_us > now_us))
+        .filter(|t| options.io_waits_stuck || !matches!(t.wait, Some(WaitOn::Io { .. } | WaitOn::Signal { .. })))
         .collect();
     idle.sort_by_key(|t| std::cmp::Reverse(t.since_last_poll_us));
     stuck.extend(idle.into_iter().map(|t| Stuck::Idle {
@@ -565,6 +584,30 @@ mod tests {
         let stuck = find_stuck(&tasks, &[], DumpOptions::default(), now);
         let ids: Vec<Id> = stuck.iter().map(Stuck::task).collect();
         assert_eq!(ids, [tasks[1].id, tasks[2].id], "{stuck:?}");
+    }
+
+    /// A task idle on a socket or a signal waits on the world outside:
+    /// not stuck unless the options ask for such waits; a task idle on a
+    /// lock is stuck either way.
+    #[test]
+    fn waits_on_sockets_and_signals_are_stuck_only_when_asked() {
+        use super::wait::IoDirection;
+        let tasks = [
+            idle(Some(WaitOn::Io {
+                fd: 7,
+                direction: IoDirection::Read,
+            })),
+            idle(Some(WaitOn::Signal { signal: 2 })),
+            idle(Some(WaitOn::Sync {
+                primitive: "Mutex::lock",
+                address: 0x10,
+            })),
+        ];
+        let ids = |options| -> Vec<Id> { find_stuck(&tasks, &[], options, 0).iter().map(Stuck::task).collect() };
+        assert_eq!(ids(DumpOptions::default()), [tasks[2].id]);
+        let mut all = ids(DumpOptions::default().io_waits_stuck(true));
+        all.sort();
+        assert_eq!(all, [tasks[0].id, tasks[1].id, tasks[2].id]);
     }
 
     /// A task a worker has been polling for at least 150 ms shows that on
