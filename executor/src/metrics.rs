@@ -132,7 +132,11 @@ pub struct WorkerMetrics {
     /// The longest poll seen on this worker so far, in µs, 0 if none: a
     /// poll that an observer saw in progress (the watcher, which an idle
     /// worker runs over the busy ones every 2 ms, or a dump) counts from
-    /// when it was first seen, a lower bound; a sampled run counts whole.
+    /// when it was first seen (from its start, when the worker read the
+    /// clock right before it), a lower bound; a sampled run counts whole.
+    /// A long poll nobody saw is missed: with every worker blocked at once
+    /// (or the one thread of a current-thread runtime) no watcher runs, so
+    /// only a dump taken meanwhile, or the timeline, shows it.
     /// Set by `PollRecord::seen_ended` and `PollRecord::record_run`
     /// (`observe/poll_record.rs`) on the worker's own thread.
     pub longest_poll_us: u64,

@@ -350,6 +350,59 @@ fn the_finder_names_a_worker_blocked_in_a_poll_with_the_task_and_its_line() {
     rt.block_on(blocker).unwrap();
 }
 
+/// With every worker blocked (no idle worker watches), a dump taken later
+/// reports each blocked poll as at least as long as an earlier dump did,
+/// plus the time between them, in the worker's row and the task's longest
+/// poll (a user trial saw 500 ms, then 200 ms: the second dump counted from
+/// the first one's look, not from the poll's start).
+#[test]
+fn a_later_dump_never_reports_a_shorter_blocked_poll() {
+    let rt = runtime(weft::Flavor::MultiThread);
+    let workers = rt.metrics().workers.len();
+    let (started, is_started) = std::sync::mpsc::channel::<()>();
+    let blockers: Vec<_> = (0..workers)
+        .map(|_| {
+            let started = started.clone();
+            rt.spawn(async move {
+                started.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(900));
+            })
+        })
+        .collect();
+    for _ in 0..workers {
+        is_started.recv().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let options = DumpOptions::default().poll_threshold(Duration::from_millis(50));
+    let first = rt.dump_with(options);
+    std::thread::sleep(Duration::from_millis(200));
+    let second = rt.dump_with(options);
+    let least = |dump: &Dump, index: usize| match dump.workers[index].state {
+        WorkerState::Polling { at_least_us, .. } => at_least_us,
+        _ => None,
+    };
+    for index in 0..workers {
+        let (Some(a), Some(b)) = (least(&first, index), least(&second, index)) else {
+            panic!("every worker polls a blocked task, with a lower bound:\n{first}\n{second}");
+        };
+        assert!(a >= 150_000, "{first}");
+        assert!(
+            b >= a + 150_000,
+            "worker {index}: {a} µs, then {b} µs\n{first}\n{second}"
+        );
+    }
+    for task in &blockers {
+        let (a, b) = (
+            row(&first, task.id()).longest_poll_us,
+            row(&second, task.id()).longest_poll_us,
+        );
+        assert!(b >= a + 150_000, "task {}: {a} µs, then {b} µs\n{second}", task.id());
+    }
+    for task in blockers {
+        rt.block_on(task).unwrap();
+    }
+}
+
 #[test]
 fn blocking_jobs_show_running_on_their_thread_and_queued_behind() {
     let rt = weft_tests::builder(weft::Flavor::MultiThread)

@@ -88,7 +88,8 @@ pub struct DumpOptions {
     /// a timer past its deadline whose task has not run is reported).
     /// Default 10 s. Tasks waiting on the world outside the process are
     /// left out unless [`io_waits_stuck`](DumpOptions#structfield.io_waits_stuck)
-    /// is set.
+    /// is set, and a task awaiting another task is stuck only if that task
+    /// is (a supervisor awaiting its idle accept loop is not).
     pub idle_threshold: Duration,
     /// A worker inside one poll for longer than this is reported as
     /// blocked: a blocking call in async code. Default 100 ms.
@@ -194,7 +195,7 @@ pub struct TaskDump {
 }
 
 /// Where a task was spawned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SpawnLocation {
     /// The source file.
@@ -512,13 +513,13 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions, 
             }
         }
     }
-    let mut idle: Vec<&TaskDump> = tasks
-        .iter()
-        .filter(|t| t.kind == TaskKind::Task && t.state == TaskState::Idle)
-        .filter(|t| t.since_last_poll_us.is_some_and(|us| us >= idle_us))
-        .filter(|t| !matches!(t.wait, Some(WaitOn::Timer { deadline_us }) if deadline_us > now_us))
-        .filter(|t| options.io_waits_stuck || !matches!(t.wait, Some(WaitOn::Io { .. } | WaitOn::Signal { .. })))
-        .collect();
+    let idle_stuck = IdleRule {
+        tasks,
+        idle_us,
+        now_us,
+        io_waits_stuck: options.io_waits_stuck,
+    };
+    let mut idle: Vec<&TaskDump> = tasks.iter().filter(|t| idle_stuck.holds(t, JOIN_DEPTH)).collect();
     idle.sort_by_key(|t| std::cmp::Reverse(t.since_last_poll_us));
     stuck.extend(idle.into_iter().map(|t| Stuck::Idle {
         task: t.id,
@@ -528,6 +529,48 @@ fn find_stuck(tasks: &[TaskDump], workers: &[WorkerDump], options: DumpOptions, 
         wait: t.wait,
     }));
     stuck
+}
+
+/// How far the idle rule follows a chain of joins (a task awaiting a task
+/// awaiting ...) before it calls the chain stuck (a cycle of joins is a
+/// deadlock).
+const JOIN_DEPTH: usize = 32;
+
+/// When an idle task is stuck (see [`DumpOptions::idle_threshold`]).
+struct IdleRule<'a> {
+    /// Sorted by id.
+    tasks: &'a [TaskDump],
+    idle_us: u64,
+    now_us: u64,
+    io_waits_stuck: bool,
+}
+
+impl IdleRule<'_> {
+    /// A task idle past the threshold is stuck unless it sleeps on a timer
+    /// not yet due, waits on a socket or a signal (unless asked for), or
+    /// awaits a task that is not stuck itself: a supervisor awaiting its
+    /// accept loop is as healthy as the loop. `depth` bounds the joins
+    /// followed.
+    fn holds(&self, t: &TaskDump, depth: usize) -> bool {
+        if t.kind != TaskKind::Task || t.state != TaskState::Idle {
+            return false;
+        }
+        if t.since_last_poll_us.is_none_or(|us| us < self.idle_us) {
+            return false;
+        }
+        match t.wait {
+            Some(WaitOn::Timer { deadline_us }) => deadline_us <= self.now_us,
+            Some(WaitOn::Io { .. } | WaitOn::Signal { .. }) => self.io_waits_stuck,
+            Some(WaitOn::Join { task }) if depth > 0 => {
+                match self.tasks.binary_search_by_key(&task, |t| t.id) {
+                    Ok(i) => self.holds(&self.tasks[i], depth - 1),
+                    // Gone, yet its joiner was not woken: stuck.
+                    Err(_) => true,
+                }
+            }
+            _ => true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -608,6 +651,52 @@ mod tests {
         let mut all = ids(DumpOptions::default().io_waits_stuck(true));
         all.sort();
         assert_eq!(all, [tasks[0].id, tasks[1].id, tasks[2].id]);
+    }
+
+    /// A task awaiting another task is stuck only if that one is: a
+    /// supervisor awaiting an idle accept loop is not, one awaiting a task
+    /// stuck on a lock is, and so is each of two tasks awaiting each other.
+    #[test]
+    fn a_join_is_stuck_only_when_the_awaited_task_is() {
+        use super::wait::IoDirection;
+        let mut tasks = vec![
+            idle(Some(WaitOn::Io {
+                fd: 3,
+                direction: IoDirection::Read,
+            })),
+            idle(Some(WaitOn::Sync {
+                primitive: "Mutex::lock",
+                address: 0x10,
+            })),
+        ];
+        let (accept, locked) = (tasks[0].id, tasks[1].id);
+        let supervisor = idle(Some(WaitOn::Join { task: accept }));
+        let supervisor_id = supervisor.id;
+        tasks.push(supervisor);
+        tasks.push(idle(Some(WaitOn::Join { task: locked })));
+        let (a, b) = (idle(None), idle(None));
+        let (a_id, b_id) = (a.id, b.id);
+        tasks.push(TaskDump {
+            wait: Some(WaitOn::Join { task: b_id }),
+            ..a
+        });
+        tasks.push(TaskDump {
+            wait: Some(WaitOn::Join { task: a_id }),
+            ..b
+        });
+        tasks.sort_by_key(|t| t.id);
+        let mut ids: Vec<Id> = find_stuck(&tasks, &[], DumpOptions::default(), 0)
+            .iter()
+            .map(Stuck::task)
+            .collect();
+        ids.sort();
+        let mut expected: Vec<Id> = tasks
+            .iter()
+            .map(|t| t.id)
+            .filter(|&id| id != accept && id != supervisor_id)
+            .collect();
+        expected.sort();
+        assert_eq!(ids, expected);
     }
 
     /// A task a worker has been polling for at least 150 ms shows that on

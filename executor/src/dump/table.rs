@@ -1,8 +1,9 @@
 //! A dump as a table people read: what is stuck, what each worker does,
 //! and every task.
 
-use super::wait::describe;
+use super::wait::{WaitOn, describe};
 use super::{Dump, SpawnLocation, Stuck, TaskDump, TaskKind, TaskState, WorkerDump, WorkerKind, WorkerState};
+use std::collections::HashMap;
 use std::fmt::{self, Write};
 
 /// Microseconds, printed in the largest unit that keeps them readable.
@@ -50,10 +51,33 @@ impl fmt::Display for Dump {
                 Micros(self.options.poll_threshold.as_micros() as u64),
                 Micros(self.options.idle_threshold.as_micros() as u64)
             )?;
+            // Idle tasks from one spawn line waiting on the same kind of
+            // thing (a server's many connection writers on their channels)
+            // print a few lines and a count, so that they cannot bury the
+            // one deadlock.
+            let mut shown: HashMap<(SpawnLocation, String), usize> = HashMap::new();
             for stuck in &self.stuck {
+                if let Stuck::Idle { location, wait, .. } = stuck {
+                    let seen = shown.entry((*location, wait_kind(wait))).or_insert(0);
+                    *seen += 1;
+                    if *seen > STUCK_PER_GROUP && !f.alternate() {
+                        continue;
+                    }
+                }
                 f.write_str("  ")?;
                 self.stuck_line(stuck, f)?;
                 f.write_char('\n')?;
+            }
+            let mut hidden: Vec<_> = shown.into_iter().filter(|(_, n)| *n > STUCK_PER_GROUP).collect();
+            if !f.alternate() {
+                hidden.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+                for ((location, kind), n) in hidden {
+                    writeln!(
+                        f,
+                        "  ... and {} more tasks spawned at {location} idle on {kind} ({{:#}} prints every one)",
+                        n - STUCK_PER_GROUP
+                    )?;
+                }
             }
         }
         writeln!(f, "\nWORKERS")?;
@@ -86,7 +110,8 @@ impl fmt::Display for Dump {
             "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} spawned at",
             "id", "name", "state", "polls", "last poll", "longest", "waits on"
         )?;
-        for row in &rows {
+        let limit = if f.alternate() { rows.len() } else { TASK_ROWS };
+        for row in rows.iter().take(limit) {
             writeln!(
                 f,
                 "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} {}",
@@ -98,6 +123,13 @@ impl fmt::Display for Dump {
                 row.longest,
                 truncate(&row.wait, wait_w),
                 row.location
+            )?;
+        }
+        if rows.len() > limit {
+            writeln!(
+                f,
+                "  ... and {} more tasks ({{:#}} prints every row; the dump's `tasks` has them all)",
+                rows.len() - limit
             )?;
         }
         f.write_str(LEGEND)
@@ -218,7 +250,7 @@ impl Dump {
         };
         TaskRow {
             id: task.id.as_u64(),
-            name: name.to_owned(),
+            name: printable(name),
             state,
             polls: task.polls,
             last,
@@ -226,6 +258,40 @@ impl Dump {
             wait,
             location: task.location.to_string(),
         }
+    }
+}
+
+/// Idle tasks printed per group of one spawn line and one kind of wait
+/// (more are counted); `{:#}` prints every one.
+const STUCK_PER_GROUP: usize = 3;
+
+/// Rows of the task table printed; `{:#}` prints every one.
+const TASK_ROWS: usize = 1000;
+
+/// `s` with control characters escaped (a name with a newline must not
+/// break the table's rows).
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped.into_iter().flatten().chain((!c.is_control()).then_some(c))
+        })
+        .collect()
+}
+
+/// What kind of thing a task waits on, without which one (the grouping
+/// key of the stuck list).
+fn wait_kind(wait: &Option<WaitOn>) -> String {
+    match wait {
+        None => "something Weft does not know".to_owned(),
+        Some(WaitOn::Io { direction, .. }) => format!("a socket ({direction:?})"),
+        Some(WaitOn::Timer { .. }) => "a timer".to_owned(),
+        Some(WaitOn::Source { source, .. }) => format!("a {source} operation"),
+        Some(WaitOn::Sync { primitive, .. }) => (*primitive).to_owned(),
+        Some(WaitOn::Promise { .. }) => "a promise".to_owned(),
+        Some(WaitOn::Join { .. }) => "a join".to_owned(),
+        Some(WaitOn::Signal { .. }) => "a signal".to_owned(),
+        Some(WaitOn::Completion) => "a completion".to_owned(),
     }
 }
 
@@ -272,7 +338,7 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::{DumpOptions, SpawnLocation, TaskKind, TaskState};
+    use crate::dump::{DumpOptions, SpawnLocation, TaskKind, TaskState, WaitOn};
     use crate::task::Id;
 
     fn task(name: &str) -> TaskDump {
@@ -294,11 +360,87 @@ mod tests {
         }
     }
 
+    /// Ten idle tasks from one spawn line on one kind of wait print three
+    /// lines and a count (two from another line print whole); `{:#}`
+    /// prints all twelve. The task table stops at its row limit likewise.
+    #[test]
+    fn many_alike_stuck_tasks_print_a_few_lines_and_a_count() {
+        use crate::dump::Stuck;
+        let stuck_on = |t: &TaskDump| Stuck::Idle {
+            task: t.id,
+            name: t.name.clone(),
+            location: t.location,
+            idle_us: 20_000_000,
+            wait: t.wait,
+        };
+        let mut tasks: Vec<TaskDump> = (0..10).map(|_| task("writer")).collect();
+        for t in &mut tasks {
+            t.wait = Some(WaitOn::Sync {
+                primitive: "mpsc::Receiver::recv",
+                address: t.id.as_u64() as usize,
+            });
+        }
+        for _ in 0..2 {
+            let mut t = task("deadlocked");
+            t.location.line = 9;
+            t.wait = Some(WaitOn::Sync {
+                primitive: "Mutex::lock",
+                address: 1,
+            });
+            tasks.push(t);
+        }
+        let stuck = tasks.iter().map(stuck_on).collect();
+        let dump = Dump {
+            taken_at_us: 10_000,
+            options: DumpOptions::default(),
+            tasks,
+            workers: Vec::new(),
+            stuck,
+        };
+        let text = dump.to_string();
+        let lines = |text: &str, what: &str| {
+            text.lines()
+                .filter(|l| l.contains(what) && l.contains("idle for"))
+                .count()
+        };
+        assert_eq!(lines(&text, "\"writer\""), STUCK_PER_GROUP, "{text}");
+        assert_eq!(lines(&text, "\"deadlocked\""), 2, "{text}");
+        assert!(
+            text.contains("... and 7 more tasks spawned at src/main.rs:3:5 idle on mpsc::Receiver::recv"),
+            "{text}"
+        );
+        let all = format!("{dump:#}");
+        assert_eq!(lines(&all, "\"writer\""), 10, "{all}");
+        assert!(!all.contains("... and"), "{all}");
+
+        let many = Dump {
+            taken_at_us: 10_000,
+            options: DumpOptions::default(),
+            tasks: (0..TASK_ROWS + 5).map(|_| task("t")).collect(),
+            workers: Vec::new(),
+            stuck: Vec::new(),
+        };
+        let rows = |text: &str| text.lines().filter(|l| l.ends_with("src/main.rs:3:5")).count();
+        let text = many.to_string();
+        assert_eq!(rows(&text), TASK_ROWS);
+        assert!(text.contains("... and 5 more tasks"), "the count of rows left out");
+        assert_eq!(rows(&format!("{many:#}")), TASK_ROWS + 5);
+    }
+
     /// The name column grows to the longest name (a 30-character name is
     /// printed whole) up to its bound (a longer one is cut with an
     /// ellipsis), and the legend follows the table.
     #[test]
     fn names_print_whole_up_to_the_column_bound_and_a_legend_follows() {
+        let mut dump = Dump {
+            taken_at_us: 10_000,
+            options: DumpOptions::default(),
+            tasks: vec![task("two\nlines")],
+            workers: Vec::new(),
+            stuck: Vec::new(),
+        };
+        assert!(dump.to_string().contains("two\\nlines"), "{dump}");
+        dump.tasks.clear();
         let fits = "a".repeat(30);
         let long = "b".repeat(NAME_WIDTH + 10);
         let dump = Dump {

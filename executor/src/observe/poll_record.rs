@@ -203,9 +203,25 @@ impl PollRecord {
     }
 
     fn set_clock(&self, now_us: u64) {
-        self.clock_run.store(self.polls.get(), Relaxed);
         self.clock_us.store(now_us, Relaxed);
         self.clock_ms.store((now_us / 1000) as u32, Relaxed);
+        // After the reading (`Release`): an observer that loads this run
+        // count with `Acquire` then loads a reading at least this new
+        // (`start_bound`).
+        self.clock_run.store(self.polls.get(), Release);
+    }
+
+    /// The thread's last clock reading, and whether it bounds the start of
+    /// run `number` tightly: taken at that run's start (an instrumented
+    /// run) or after the run before it, so the poll began right after it
+    /// (to within the scheduling in between). The count is loaded first
+    /// (`Acquire`, pairing with `set_clock`), so the reading is at least as
+    /// new as the count's: a reading newer than the pair only shortens the
+    /// bound, never lengthens it.
+    fn start_bound(&self, number: u64) -> (u64, bool) {
+        let run = self.clock_run.load(Acquire);
+        let clock = self.clock_us.load(Relaxed);
+        (clock, number.wrapping_sub(run) <= 1)
     }
 
     /// The poll has returned; `task` is the polled task's header. If an
@@ -261,14 +277,18 @@ impl PollRecord {
     /// Returns the task in that poll and the poll's number.
     pub(crate) fn mark_seen(&self, now_us: u64) -> Option<(u64, u64)> {
         let (number, task) = self.in_progress()?;
-        self.mark(number, now_us);
+        let (clock, tight) = self.start_bound(number);
+        self.mark(number, if tight { clock.min(now_us) } else { now_us });
         Some((task, number))
     }
 
-    /// Marks run `number` as seen at `now_us`, unless it was seen before.
-    fn mark(&self, number: u64, now_us: u64) {
+    /// Marks run `number` as seen, in progress since `since_us` (the
+    /// observer's "now", or the reading right before the poll when there
+    /// is one: a later observer must not count from a later time than an
+    /// earlier one reported), unless it was seen before.
+    fn mark(&self, number: u64, since_us: u64) {
         if self.seen_poll.load(Relaxed) != number {
-            self.seen_at_us.store(now_us, Relaxed);
+            self.seen_at_us.store(since_us, Relaxed);
             self.seen_poll.store(number, Release);
         }
     }
@@ -297,15 +317,12 @@ impl PollRecord {
     /// poll in progress as seen.
     pub(crate) fn snapshot(&self, now_us: u64) -> PollerSnapshot {
         let (number, task) = self.in_progress().unwrap_or((self.polls.get(), 0));
-        let clock = self.clock_us.load(Relaxed);
-        // Read at the start of this run (an instrumented one) or after the
-        // previous one: the poll began right after the reading.
-        let tight = number.wrapping_sub(self.clock_run.load(Relaxed)) <= 1;
+        let (clock, tight) = self.start_bound(number);
         let parked_ns = self.parked_since_ns.load(Relaxed);
         let polling = (task != 0).then(|| {
             // Seen before this look: the poll has run at least since then.
             let seen_before = (self.seen_poll.load(Acquire) == number).then(|| self.seen_at_us.load(Relaxed));
-            self.mark(number, now_us);
+            self.mark(number, if tight { clock.min(now_us) } else { now_us });
             let at_most_us = now_us.saturating_sub(clock);
             Polling {
                 task,
