@@ -396,12 +396,10 @@ impl Hidden {
         }
     }
 
-    /// The tag of the agreement starting now. Call under the MPI lock
-    /// (the lock orders the increments; the atomic only makes it `Sync`).
+    /// The tag of the agreement starting now. Call under the MPI lock,
+    /// which orders the units (the atomic only makes it `Sync`).
     fn next_tag(&self) -> c_int {
-        let seq = self.seq.load(Relaxed);
-        self.seq.store(seq.wrapping_add(1), Relaxed);
-        (seq % TAGS) as c_int
+        (self.seq.fetch_add(1, Relaxed) % TAGS) as c_int
     }
 }
 
