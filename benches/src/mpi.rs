@@ -13,7 +13,7 @@
 //! | `gapped_<gap>` | request/response after idle gaps of 0.2, 1 and 5 ms: rank 0 sleeps, sends 8 B, awaits the 8 B reply; rank 1 awaits and answers at once. Round trip p50 and p99 | `latency_ns` |
 //! | `gapped_<gap>_cpu_rank0`, `_cpu_rank1` | each rank's process CPU time over the wall time of that run, in percent of one core | `cpu_pct` |
 //! | `idle_recv_cpu` | CPU time of rank 0 (runtime with one worker) while a task awaits a receive that arrives after 1 s | `cpu_pct` |
-//! | `allreduce_8B`, `allreduce_64KiB`, `barrier` | one collective, awaited (with weft-mpi's agreement: riding in the same all-reduce up to 192 B, one more small all-reduce above) against blocking `MPI_Allreduce`/`MPI_Barrier` | `latency_ns` |
+//! | `allreduce_8B`, `allreduce_64KiB`, `barrier` | one collective, awaited (with weft-mpi's agreement, point-to-point rounds of recursive doubling: the data rides in it up to 192 B, an `MPI_Iallreduce` follows it above) against blocking `MPI_Allreduce`/`MPI_Barrier`; `iallreduce_*` is `MPI_Iallreduce` + `MPI_Wait` alone | `latency_ns` |
 //! | `over_allreduce_8B`, `over_barrier` | the same with 4 ranks on a 2-core machine (oversubscribed: empty polls yield the core, tasks never spin) | `latency_ns` |
 //! | `pool_map_chunk1`, `over_pool_map_chunk1` | an `MpiPool` `map` of a trivial job at chunksize 1, per item (mpi4py.futures measured 179 µs at 4 ranks on 2 cores) | `latency_ns` |
 //! | `blocking_8B_<level>` | blocking 8 B one-way latency with MPI initialised at `single`, `funneled`, `serialized`, `multiple`: the numbers behind weft-mpi's choice of thread level | `latency_ns` |

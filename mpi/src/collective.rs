@@ -1,6 +1,7 @@
 //! [`Communicator`]'s collectives: each a unit of stages that the engine
 //! runs whole, in the order started (engine rule 8), beginning with the
-//! agreement (`agreement.rs`).
+//! agreement (`agreement.rs`: rounds of small messages on the
+//! communicator's hidden twin, one stage each).
 //!
 //! Every collective is posted when the method returns (its first stage,
 //! or its place in the communicator's stream) and runs to the end even if
@@ -9,7 +10,7 @@
 //! rule); a rank that does not gets an error, and so does every other
 //! rank, before anything that could overrun a buffer is posted.
 
-use crate::agreement::{PAYLOAD, Record, signature};
+use crate::agreement::{PAYLOAD, PointToPoint, Record, Rounds, plan, signature};
 use crate::buffer::{Numeric, Plain, RecvBuffer};
 use crate::comm::{Communicator, count, datatype};
 use crate::error::{Error, check};
@@ -21,11 +22,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::mem::{size_of, size_of_val};
 use std::os::raw::{c_int, c_void};
+use std::sync::Arc;
 
 /// A collective's buffers: the agreement's two records (this rank's, the
-/// agreed one), then the collective's own.
+/// agreed one) and its rounds' state, then the collective's own.
 pub(crate) struct Unit<D> {
     records: [Record; 2],
+    rounds: Rounds,
     /// The collective's own buffers.
     pub(crate) data: D,
 }
@@ -100,22 +103,31 @@ impl Communicator {
     {
         self.shared.register_if_running();
         let record = if problem.is_some() { record.invalid() } else { record };
-        let agreement = self.shared.agreement;
-        let mut all: Vec<Stage<Unit<D>>> = Vec::with_capacity(stages.len() + 1);
-        all.push(Box::new(move |u: &mut Unit<D>, comm, request| {
-            agreement.post(&mut u.records, comm, request)
-        }));
+        let on = Arc::new(PointToPoint {
+            hidden: self.hidden.clone(),
+            datatype: self.shared.agreement.datatype,
+            keep: self.owned.clone(),
+        });
+        let steps = plan(self.rank(), self.size());
+        let mut all: Vec<Stage<Unit<D>>> = Vec::with_capacity(steps.len() + stages.len());
+        for (i, step) in steps.into_iter().enumerate() {
+            let on = on.clone();
+            all.push(Box::new(move |u: &mut Unit<D>, _, post| {
+                step.run(i == 0, &mut u.records, &mut u.rounds, &on, post)
+            }));
+        }
         let mut stages = stages.into_iter();
         if let Some(first) = stages.next() {
             let local = problem.clone();
-            all.push(Box::new(move |u: &mut Unit<D>, comm, request| match local {
+            all.push(Box::new(move |u: &mut Unit<D>, comm, post| match local {
                 Some(err) => Err(err),
-                None => first(u, comm, request),
+                None => first(u, comm, post),
             }));
         }
         all.extend(stages);
         let unit = Unit {
             records: [record, Record::blank()],
+            rounds: Rounds::new(),
             data,
         };
         let finish = move |u: Unit<D>, status| match problem {
@@ -133,7 +145,7 @@ impl Communicator {
 
     /// Waits until every rank has entered the barrier. Posted now; it is
     /// the agreement alone (an all-reduce completes only when every rank
-    /// has joined it), so it costs one small MPI collective.
+    /// has joined it): `log2` of the size rounds of small messages.
     ///
     /// # Errors
     ///
@@ -145,8 +157,8 @@ impl Communicator {
 
     /// Reduces every rank's `data` element-wise with `op`; every rank gets
     /// the result (`MPI_Iallreduce`, mpi4py's `Iallreduce`). Up to
-    /// 192 bytes ride in the agreement itself:
-    /// one MPI collective.
+    /// 192 bytes ride in the agreement itself (`log2` of the size rounds
+    /// of small messages); more then run one `MPI_Iallreduce`.
     ///
     /// # Errors
     ///
@@ -197,7 +209,7 @@ impl Communicator {
         let at_root = root.is_none_or(|r| r == self.rank());
         let record = Record::new(sig, len as u64);
         if len * size_of::<T>() <= PAYLOAD {
-            // The data rides in the agreement: one MPI collective.
+            // The data rides in the agreement: nothing more to post.
             let record = record.with_payload(&data, Some((op, T::SCALAR)));
             return self.unit(record, problem, (), Vec::new(), move |u, _| {
                 u.agreed().verdict(what, true)?;
@@ -214,7 +226,7 @@ impl Communicator {
         };
         let dt = datatype::<T>();
         let out_len = if at_root { len } else { 0 };
-        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(what, true)?;
             let (send, recv) = (
                 u.data.0.as_ptr().cast::<c_void>(),
@@ -227,8 +239,8 @@ impl Communicator {
             // every rank passed `len`.
             check(unsafe {
                 match root {
-                    None => ffi::MPI_Iallreduce(send, recv, n, dt.get(), op.raw(), comm, request),
-                    Some(root) => ffi::MPI_Ireduce(send, recv, n, dt.get(), op.raw(), root, comm, request),
+                    None => ffi::MPI_Iallreduce(send, recv, n, dt.get(), op.raw(), comm, &mut post.request),
+                    Some(root) => ffi::MPI_Ireduce(send, recv, n, dt.get(), op.raw(), root, comm, &mut post.request),
                 }
             })
         });
@@ -278,7 +290,7 @@ impl Communicator {
             0
         });
         let dt = datatype::<B::Item>();
-        let stage: Stage<Unit<B>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<B>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(WHAT, true)?;
             // SAFETY: the MPI lock is held; the buffer's heap elements stay
             // put in the slot until the unit ends; every rank's holds `n`
@@ -290,7 +302,7 @@ impl Communicator {
                     dt.get(),
                     root,
                     comm,
-                    request,
+                    &mut post.request,
                 )
             })
         });
@@ -348,7 +360,7 @@ impl Communicator {
         let record = Record::new(sig, len as u64);
         let out_len = if at_root { total.unwrap_or(0) } else { 0 };
         let dt = datatype::<T>();
-        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(what, true)?;
             let (send, recv) = (
                 u.data.0.as_ptr().cast::<c_void>(),
@@ -359,8 +371,8 @@ impl Communicator {
             // for `n * size` where MPI writes it.
             check(unsafe {
                 match root {
-                    Some(root) => ffi::MPI_Igather(send, n, dt.get(), recv, n, dt.get(), root, comm, request),
-                    None => ffi::MPI_Iallgather(send, n, dt.get(), recv, n, dt.get(), comm, request),
+                    Some(root) => ffi::MPI_Igather(send, n, dt.get(), recv, n, dt.get(), root, comm, &mut post.request),
+                    None => ffi::MPI_Iallgather(send, n, dt.get(), recv, n, dt.get(), comm, &mut post.request),
                 }
             })
         });
@@ -406,7 +418,7 @@ impl Communicator {
             });
         let record = Record::new(self.sig::<T>(WHAT, &root.to_le_bytes()), per_rank as u64);
         let dt = datatype::<T>();
-        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(WHAT, true)?;
             // SAFETY: the MPI lock is held; both vectors stay put; root's
             // data holds `size * n` (checked, else every rank failed the
@@ -421,7 +433,7 @@ impl Communicator {
                     dt.get(),
                     root,
                     comm,
-                    request,
+                    &mut post.request,
                 )
             })
         });
@@ -461,7 +473,7 @@ impl Communicator {
         });
         let record = Record::new(self.sig::<T>(WHAT, &[]), len as u64);
         let dt = datatype::<T>();
-        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<(Vec<T>, Vec<T>)>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(WHAT, true)?;
             // SAFETY: the MPI lock is held; both vectors stay put; every
             // rank passed `len = n * size` (agreed) and has room for it.
@@ -474,7 +486,7 @@ impl Communicator {
                     n,
                     dt.get(),
                     comm,
-                    request,
+                    &mut post.request,
                 )
             })
         });
@@ -515,7 +527,7 @@ impl Communicator {
         }
         // Stage 2, for a value too large to ride: the bytes, sized from
         // root's length (the largest in the agreement).
-        let stage: Stage<Unit<Vec<u8>>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<Vec<u8>>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(WHAT, false)?;
             let len = usize::try_from(u.agreed().largest_len()).map_err(|_| Error::TooLarge { len: usize::MAX })?;
             if len <= PAYLOAD {
@@ -525,7 +537,16 @@ impl Communicator {
             u.data.resize(len, 0);
             // SAFETY: the MPI lock is held; the vector holds `len` bytes,
             // root's length, and stays put until the unit ends.
-            check(unsafe { ffi::MPI_Ibcast(u.data.as_mut_ptr().cast(), n, ffi::RSMPI_UINT8_T, root, comm, request) })
+            check(unsafe {
+                ffi::MPI_Ibcast(
+                    u.data.as_mut_ptr().cast(),
+                    n,
+                    ffi::RSMPI_UINT8_T,
+                    root,
+                    comm,
+                    &mut post.request,
+                )
+            })
         });
         self.unit(record, problem, bytes, vec![stage], move |u, _| {
             let bytes = match u.agreed().payload::<u8>() {

@@ -1,6 +1,7 @@
 //! [`Communicator`]: point-to-point operations, posted when made (the
 //! collectives are in `collective.rs`, topologies in `topology.rs`).
 
+use crate::agreement::Hidden;
 use crate::buffer::{Plain, RecvBuffer, SendBuffer};
 use crate::engine::{Engine, InFlight, Raw, WaitingReceive};
 use crate::env::Shared;
@@ -60,18 +61,24 @@ pub struct Communicator {
     /// Each rank's world rank, for ringing doorbells (`doorbell.rs`);
     /// `None` for the world itself (the same ranks).
     world_ranks: Option<Arc<[i32]>>,
+    /// Its hidden twin, where the collectives' agreements run point to
+    /// point (`agreement.rs`).
+    pub(crate) hidden: Arc<Hidden>,
 }
 
-/// A communicator this crate made (`MPI_Comm_idup`): operations on it hold
-/// it, and its drop hands it to the engine to free (engine rule 9).
+/// A communicator this crate made (`MPI_Comm_idup`), with its hidden
+/// twin: operations on it hold it, and its drop hands both to the engine
+/// to free (engine rule 9).
 pub(crate) struct Owned {
     pub(crate) engine: Arc<Engine>,
     pub(crate) raw: Raw<ffi::MPI_Comm>,
+    pub(crate) hidden: Raw<ffi::MPI_Comm>,
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
         self.engine.retire(self.raw);
+        self.engine.retire(self.hidden);
     }
 }
 
@@ -136,14 +143,21 @@ impl Communicator {
             raw: shared.world,
             rank: shared.rank,
             size: shared.size,
+            hidden: shared.hidden.clone(),
             shared,
             owned: None,
             world_ranks: None,
         }
     }
 
-    /// A communicator over the same ranks for `raw`, owned by this crate.
-    pub(crate) fn owned(shared: Arc<Shared>, raw: Raw<ffi::MPI_Comm>, rank: i32, size: i32) -> Communicator {
+    /// A communicator over the same ranks for `raw` (and `hidden`, its
+    /// twin), owned by this crate.
+    pub(crate) fn owned(
+        shared: Arc<Shared>,
+        (raw, hidden): (Raw<ffi::MPI_Comm>, Raw<ffi::MPI_Comm>),
+        rank: i32,
+        size: i32,
+    ) -> Communicator {
         // A translation MPI refuses leaves no rank to ring (not the world's).
         let world_ranks = shared
             .engine
@@ -154,7 +168,9 @@ impl Communicator {
             owned: Some(Arc::new(Owned {
                 engine: shared.engine.clone(),
                 raw,
+                hidden,
             })),
+            hidden: Arc::new(Hidden::new(hidden)),
             shared,
             raw,
             rank,

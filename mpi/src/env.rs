@@ -28,7 +28,7 @@
 //! between threads, which is sound because they are only ever used under
 //! the engine's lock.
 
-use crate::agreement::Agreement;
+use crate::agreement::{Agreement, Hidden};
 use crate::comm::Communicator;
 use crate::doorbell::Doorbell;
 use crate::engine::{Engine, InFlight, Raw};
@@ -233,8 +233,10 @@ pub(crate) struct Shared {
     pub(crate) world: Raw<ffi::MPI_Comm>,
     pub(crate) rank: i32,
     pub(crate) size: i32,
-    /// The collectives' agreement datatype and op.
+    /// The collectives' agreement record datatype.
     pub(crate) agreement: Agreement,
+    /// The world's hidden twin (`agreement.rs`).
+    pub(crate) hidden: Arc<Hidden>,
     node: Node,
     /// Ranks the death notice says died, and its watcher.
     pub(crate) deaths: Arc<Deaths>,
@@ -506,13 +508,15 @@ impl Shared {
         // SAFETY: reading constants MPI initialised.
         let (comm_world, comm_null, errors_return) =
             unsafe { (ffi::RSMPI_COMM_WORLD, ffi::RSMPI_COMM_NULL, ffi::RSMPI_ERRORS_RETURN) };
-        let mut world = comm_null;
+        let (mut world, mut hidden) = (comm_null, comm_null);
         let (mut rank, mut size) = (0, 0);
         // SAFETY: MPI is initialised and the lock is held; out-pointers are
         // valid locals.
         unsafe {
             check(ffi::MPI_Comm_dup(comm_world, &mut world))?;
             check(ffi::MPI_Comm_set_errhandler(world, errors_return))?;
+            check(ffi::MPI_Comm_dup(comm_world, &mut hidden))?;
+            check(ffi::MPI_Comm_set_errhandler(hidden, errors_return))?;
             check(ffi::MPI_Comm_rank(world, &mut rank))?;
             check(ffi::MPI_Comm_size(world, &mut size))?;
         }
@@ -535,6 +539,7 @@ impl Shared {
             rank,
             size,
             agreement,
+            hidden: Arc::new(Hidden::new(Raw(hidden))),
             node,
             deaths,
             liveness: Mutex::new(liveness),
@@ -716,6 +721,7 @@ impl Drop for Shared {
             liveness.goodbye();
         }
         self.engine.retire(self.world);
+        self.engine.retire(self.hidden.raw);
         self.engine.abandon_and_close();
         if !owns_mpi {
             return;

@@ -52,7 +52,7 @@
 //! | `envelope.rs`, `op.rs` | [`Peer`], [`Tag`] (with `ANY_*` and `PROC_NULL`); [`ReduceOp`] |
 //! | `collective.rs` | the collectives as units: barrier, broadcast, reductions, gathers, scatter, all-to-all, `bcast_obj` |
 //! | `varying.rs` | `gatherv`, `all_gatherv`, `scatterv`: lengths that vary by rank |
-//! | `agreement.rs` | the check every collective starts with (one all-reduce of a fixed record, Weft's own op), which carries small data too |
+//! | `agreement.rs` | the check every collective starts with (an all-reduce of a fixed record under Weft's own merge, in point-to-point rounds on the communicator's hidden twin), which carries small data too |
 //! | `topology.rs` | `duplicate`, and [`CartComm`]: Cartesian topologies (`cart_create`, `cart_shift`) |
 //! | `buffer.rs` | what an operation may own: [`SendBuffer`], [`RecvBuffer`], [`Plain`], [`Numeric`] |
 //! | `pool/` | [`pool::MpiPool`]: typed jobs run on worker ranks (mpi4py.futures' role), with a lifecycle and a TCP death notice |

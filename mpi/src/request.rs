@@ -58,9 +58,21 @@ use std::task::{Context, Poll, Waker};
 use weft_executor::future::{Promise, Resolver};
 
 /// One stage of a collective: posts an MPI request on the communicator
-/// with pointers into the buffers (under the MPI lock). Leaving the
-/// request null means "nothing to post, go on"; an error ends the unit.
-pub(crate) type Stage<B> = Box<dyn FnOnce(&mut B, ffi::MPI_Comm, &mut ffi::MPI_Request) -> Result<(), Error> + Send>;
+/// with pointers into the buffers (under the MPI lock), into
+/// [`Post::request`]. Leaving the request null means "nothing to post, go
+/// on"; an error ends the unit (a stage that fails posts nothing for its
+/// slot: the unit's buffers are freed when it ends).
+pub(crate) type Stage<B> = Box<dyn FnOnce(&mut B, ffi::MPI_Comm, &mut Post<'_>) -> Result<(), Error> + Send>;
+
+/// What a [`Stage`] posts with, under the MPI lock.
+pub(crate) struct Post<'a> {
+    /// The one request the stage leaves in flight for its slot (the unit
+    /// goes on when it completes); null if none.
+    pub(crate) request: ffi::MPI_Request,
+    /// Everything in flight, for requests the stage posts on its own
+    /// account (`agreement.rs`: a send whose buffer it owns).
+    pub(crate) mpi: &'a mut InFlight,
+}
 
 /// How a slot is set up (besides its buffers, recipe and stages).
 pub(crate) struct Setup {
@@ -372,15 +384,22 @@ where
         // Whatever delivers an outcome, MPI has nothing of this slot's any
         // more (finished, failed before posting, or never matched).
         self.finished.store(true, Release);
-        if self.trace != 0 {
-            weft_io::observe::op_completed("mpi", self.trace, outcome.is_ok());
-        }
+        let ok = outcome.is_ok();
         let (waker, watchers, settle) = {
             let mut done = self.lock_done();
+            if done.outcome.is_some() {
+                // The first outcome stands: a collective failed by a death
+                // (`Engine::peer_died`) whose request with a live peer
+                // ends later, and ends the unit again.
+                return;
+            }
             done.outcome = Some(outcome.clone());
             let settle = done.resolver.take().map(|r| (r, Slot::output(&mut done, outcome)));
             (done.waker.take(), std::mem::take(&mut done.watchers), settle)
         };
+        if self.trace != 0 {
+            weft_io::observe::op_completed("mpi", self.trace, ok);
+        }
         // A panic in one (a done callback, a user's waker) wakes the rest
         // all the same.
         weft_io::source::complete_each(settle, |(resolver, output)| settle_promise(resolver, output));
@@ -422,8 +441,13 @@ where
             };
             // SAFETY: reading a constant MPI initialised.
             let null = unsafe { ffi::RSMPI_REQUEST_NULL };
-            let mut request = null;
-            if let Err(err) = self.with_buffers(|b| stage(b, self.comm.0, &mut request)) {
+            let mut post = Post {
+                request: null,
+                mpi: &mut *mpi,
+            };
+            let posted = self.with_buffers(|b| stage(b, self.comm.0, &mut post));
+            let request = post.request;
+            if let Err(err) = posted {
                 previous = Some(Err(err));
                 continue;
             }

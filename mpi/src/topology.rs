@@ -60,26 +60,37 @@ impl Communicator {
     {
         let record = Record::new(self.sig::<()>(what, extra), 0);
         let problem = problem.map(|why| invalid(what, why));
-        let stage: Stage<Unit<NewComm>> = Box::new(move |u, comm, request| {
+        let stage: Stage<Unit<NewComm>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(what, true)?;
             // SAFETY: the MPI lock is held; MPI writes the new handle into
             // the slot's buffers, which stay put until the request is done.
-            check(unsafe { ffi::MPI_Comm_idup(comm, &mut u.data.raw.0, request) })
+            check(unsafe { ffi::MPI_Comm_idup(comm, &mut u.data.raw.0, &mut post.request) })
+        });
+        // Its hidden twin (`agreement.rs`), the next collective on `comm`
+        // (so every rank posts the two in the same order).
+        let twin: Stage<Unit<NewComm>> = Box::new(move |u, comm, post| {
+            // SAFETY: as above, for the twin's handle.
+            check(unsafe { ffi::MPI_Comm_idup(comm, &mut u.data.hidden.0, &mut post.request) })
         });
         let shared = self.shared.clone();
         let (rank, size) = (self.rank(), self.size());
+        // SAFETY: reading a constant MPI initialised.
+        let null = Raw(unsafe { ffi::RSMPI_COMM_NULL });
         let new = NewComm {
-            // SAFETY: reading a constant MPI initialised.
-            raw: Raw(unsafe { ffi::RSMPI_COMM_NULL }),
+            raw: null,
+            hidden: null,
             engine: self.shared.engine.clone(),
         };
-        self.unit(record, problem, new, vec![stage], move |u, _| {
-            let raw = u.data.take();
-            let comm = Communicator::owned(shared.clone(), raw, rank, size);
+        self.unit(record, problem, new, vec![stage, twin], move |u, _| {
+            let (raw, hidden) = u.data.take();
+            let comm = Communicator::owned(shared.clone(), (raw, hidden), rank, size);
             shared.engine.with_mpi(|_| {
-                // SAFETY: the lock is held; `raw` is the valid new
-                // communicator (the unit completed).
-                check(unsafe { ffi::MPI_Comm_set_errhandler(raw.0, ffi::RSMPI_ERRORS_RETURN) })
+                // SAFETY: the lock is held; both are valid new
+                // communicators (the unit completed).
+                unsafe {
+                    check(ffi::MPI_Comm_set_errhandler(raw.0, ffi::RSMPI_ERRORS_RETURN))?;
+                    check(ffi::MPI_Comm_set_errhandler(hidden.0, ffi::RSMPI_ERRORS_RETURN))
+                }
             })?;
             make(comm)
         })
@@ -205,25 +216,34 @@ impl fmt::Debug for CartComm {
     }
 }
 
-/// The handle `MPI_Comm_idup` writes; freed by the engine if nobody takes
-/// it (a dropped `duplicate`).
+/// The handles `MPI_Comm_idup` writes (the communicator and its hidden
+/// twin); freed by the engine if nobody takes them (a dropped
+/// `duplicate`, or one whose second stage failed).
 pub(crate) struct NewComm {
     raw: Raw<ffi::MPI_Comm>,
+    hidden: Raw<ffi::MPI_Comm>,
     engine: Arc<Engine>,
 }
 
 impl NewComm {
-    fn take(mut self) -> Raw<ffi::MPI_Comm> {
+    fn take(mut self) -> (Raw<ffi::MPI_Comm>, Raw<ffi::MPI_Comm>) {
         // SAFETY: reading a constant MPI initialised.
-        std::mem::replace(&mut self.raw, Raw(unsafe { ffi::RSMPI_COMM_NULL }))
+        let null = Raw(unsafe { ffi::RSMPI_COMM_NULL });
+        (
+            std::mem::replace(&mut self.raw, null),
+            std::mem::replace(&mut self.hidden, null),
+        )
     }
 }
 
 impl Drop for NewComm {
     fn drop(&mut self) {
         // SAFETY: reading a constant MPI initialised.
-        if self.raw != Raw(unsafe { ffi::RSMPI_COMM_NULL }) {
-            self.engine.retire(self.raw);
+        let null = Raw(unsafe { ffi::RSMPI_COMM_NULL });
+        for raw in [self.raw, self.hidden] {
+            if raw != null {
+                self.engine.retire(raw);
+            }
         }
     }
 }

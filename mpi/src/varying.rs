@@ -59,7 +59,7 @@ impl Communicator {
         let dt = datatype::<T>();
         // Stage 2: everyone's length, to every rank (so every rank can tell
         // alike whether the total fits).
-        let lengths: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
+        let lengths: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(what, false)?;
             let v = &mut u.data;
             v.counts.resize(size, 0);
@@ -75,11 +75,11 @@ impl Communicator {
                     1,
                     ffi::RSMPI_INT32_T,
                     comm,
-                    request,
+                    &mut post.request,
                 )
             })
         });
-        let data_stage: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
+        let data_stage: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, post| {
             let v = &mut u.data;
             let total = v.displace().map_err(|err| invalid(what, err))?;
             if at_root {
@@ -103,7 +103,7 @@ impl Communicator {
                         dt.get(),
                         root,
                         comm,
-                        request,
+                        &mut post.request,
                     ),
                     None => ffi::MPI_Iallgatherv(
                         send,
@@ -114,7 +114,7 @@ impl Communicator {
                         v.displs.as_ptr(),
                         dt.get(),
                         comm,
-                        request,
+                        &mut post.request,
                     ),
                 }
             })
@@ -167,7 +167,7 @@ impl Communicator {
         let record = Record::new(self.sig::<T>(WHAT, &root.to_le_bytes()), 0);
         let dt = datatype::<T>();
         // Stage 2: each rank's length, from root.
-        let lengths: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
+        let lengths: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, post| {
             u.agreed().verdict(WHAT, false)?;
             let v = &mut u.data;
             v.counts.resize(size, 0);
@@ -183,11 +183,11 @@ impl Communicator {
                     ffi::RSMPI_INT32_T,
                     root,
                     comm,
-                    request,
+                    &mut post.request,
                 )
             })
         });
-        let data_stage: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, request| {
+        let data_stage: Stage<Unit<Varying<T>>> = Box::new(move |u, comm, post| {
             let v = &mut u.data;
             let mine = usize::try_from(v.mine).map_err(|_| invalid(WHAT, "a negative length"))?;
             v.recv.reserve_exact(mine);
@@ -206,7 +206,7 @@ impl Communicator {
                     dt.get(),
                     root,
                     comm,
-                    request,
+                    &mut post.request,
                 )
             })
         });

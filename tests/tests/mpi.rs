@@ -288,6 +288,14 @@ fn ranks_that_disagree_on_a_collective_all_fail_and_stay_in_step() {
 }
 
 #[test]
+fn agreements_run_point_to_point_on_every_size_and_stay_apart() {
+    for ranks in 1..=5 {
+        run("agreement_rounds", ranks);
+    }
+    run_tcp("agreement_rounds", 3);
+}
+
+#[test]
 fn mpi_initialised_elsewhere_must_be_at_thread_multiple() {
     run("foreign_serialized", 1);
     run("foreign_serialized", 2);

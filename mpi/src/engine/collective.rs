@@ -1,18 +1,23 @@
 //! Collectives as units, run whole and in order (engine rule 8).
 //!
 //! MPI requires every rank to post the same collectives on a communicator
-//! in the same order. A Weft collective can be more than one MPI
-//! collective: most first agree on their lengths (a small all-reduce, so a
-//! rank that passes another length gets an error on every rank instead of
-//! a write past a buffer), then run. Two rules keep the ranks in step:
+//! in the same order. A Weft collective is a unit of stages: every one
+//! first agrees on its arguments (`agreement.rs`: a small all-reduce in
+//! rounds of point-to-point messages on the communicator's hidden twin,
+//! one stage per round, so a rank that passes another length gets an error
+//! on every rank instead of a write past a buffer), then, unless its data
+//! rode in the agreement, posts its MPI collective. Each stage leaves at
+//! most one request in flight for the unit (a round's receive; its send
+//! owns a copy of its data and completes on its own). Two rules keep the
+//! ranks in step:
 //!
 //! 1. **A unit runs to its end in the engine.** Its stages are posted here,
 //!    under the lock, as the previous one completes ([`Staged::advance`]),
 //!    not by the task that awaits it: a handle dropped between two stages
 //!    (a timeout, a `race`) leaves the engine to post the rest, with the
-//!    buffers the unit owns. Either both stages happen or, when the first
-//!    fails or finds the ranks disagree (the same answer on every rank),
-//!    neither's second does, on every rank.
+//!    buffers the unit owns. Either every stage happens or, when one
+//!    fails or the agreement finds the ranks disagree (the same answer on
+//!    every rank), none after it does, on every rank.
 //! 2. **A unit starts only after the one before it has posted its last
 //!    stage.** Each communicator has a stream: the unit at its front has
 //!    posted some stages and not all (it *holds* the stream); the units
@@ -20,8 +25,10 @@
 //!    (or ends), the next one starts. So the MPI collectives a rank posts
 //!    are, on each communicator, exactly its units' stages in the order
 //!    its tasks started the units, never the order in which stages
-//!    happened to complete: the same sequence on every rank. Units whose
-//!    last stages are in flight overlap freely, as MPI allows.
+//!    happened to complete: the same sequence on every rank; and a unit's
+//!    number on its communicator (the tag of its agreement's messages) is
+//!    the same on every rank. Units whose last stages are in flight
+//!    overlap freely, as MPI allows.
 
 use super::{InFlight, Outcome, Raw, Waiter};
 use mpi::ffi;

@@ -17,7 +17,10 @@
 //!    same lock ([`Mpi::lock`](crate::Mpi::lock)).
 //! 2. **An eager first test.** A request is tested once right after it is
 //!    posted (most small sends and many receives are complete by then);
-//!    only one that is still pending joins the request window.
+//!    only one that is still pending joins the request window. One
+//!    exception: an agreement round's send joins the window untested
+//!    (`agreement.rs`; nothing waits on it, and its receive is tested
+//!    right after).
 //! 3. **A turn costs O(batch), and nobody starves.** `requests.rs`: the
 //!    requests form a ring tested [`TEST_BATCH`](requests::TEST_BATCH) at a time, the survivors
 //!    going behind; every pending request is tested at least once every
@@ -73,11 +76,13 @@
 //!    operation is still not done: a reply that arrives within that time
 //!    costs no trip through the loop.
 //! 8. **Collectives run whole, in the order they were started.**
-//!    `collective.rs`: a collective is a unit of stages (a length
-//!    agreement, then the real operation) that the engine runs to the end
-//!    even if its handle is dropped; on each communicator a unit posts its
-//!    first stage only after every earlier unit has posted its last, so
-//!    every rank posts the same MPI collectives in the same order.
+//!    `collective.rs`: a collective is a unit of stages (the agreement's
+//!    point-to-point rounds on the communicator's hidden twin, then, for
+//!    data too large to ride in it, the MPI collective) that the engine
+//!    runs to the end even if its handle is dropped; on each communicator
+//!    a unit posts its first stage only after every earlier unit has
+//!    posted its last, so every rank posts the same MPI collectives, and
+//!    numbers the same agreements, in the same order.
 //! 9. **A communicator is freed by the engine**, after the last operation
 //!    on it (each holds it) has gone: `Engine::retire` queues it and the
 //!    next section under the lock frees it, so no MPI call ever names a

@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "collective_order" => trusted::collective_order(&world).await,
             "disagreeing_collectives" => trusted::disagreeing_collectives(&world).await,
             "rung_after_gap" => trusted::rung_after_gap(&world).await,
+            "agreement_rounds" => trusted::agreement_rounds(&world).await,
             other => panic!("no scenario {other}"),
         }
     });

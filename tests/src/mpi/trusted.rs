@@ -330,3 +330,90 @@ pub(crate) async fn rung_after_gap(world: &Communicator) {
     }
     world.barrier().await.expect("the closing barrier");
 }
+
+/// Polls `future` `polls` times, letting the engine run a step between
+/// polls, and drops it: a request abandoned at any of its await points
+/// (mid-agreement, between its rounds, or between its stages).
+async fn poll_then_drop<F: Future>(future: F, polls: usize) {
+    let mut future = pin!(future);
+    for _ in 0..polls {
+        let mut ready = false;
+        std::future::poll_fn(|cx| {
+            ready = future.as_mut().poll(cx).is_ready();
+            Poll::Ready(())
+        })
+        .await;
+        if ready {
+            return;
+        }
+        weft::time::sleep(Duration::from_micros(30)).await;
+    }
+}
+
+/// The collectives' agreements, which run point to point on each
+/// communicator's hidden twin (weft-mpi's `agreement.rs`): on any number of
+/// ranks (3 and 5 fold ranks in), concurrently on two communicators, with
+/// requests dropped at every await point, and never seen by a receive from
+/// any source with any tag.
+pub(crate) async fn agreement_rounds(world: &Communicator) {
+    let (rank, size) = (world.rank(), world.size());
+    let n = size as u64;
+    let sum = n * (n - 1) / 2;
+    // A receive of the user's, from anyone with any tag, waits through
+    // every collective below: no agreement message may match it.
+    let anything = world.recv::<u8>(weft::mpi::ANY_SOURCE, weft::mpi::ANY_TAG);
+    let dup = world.duplicate().await.expect("duplicate");
+    // Concurrent units on two communicators, started interleaved and
+    // awaited in another order, from two tasks.
+    let on = |comm: &Communicator, salt: u64| {
+        let comm = comm.clone();
+        weft::spawn(async move {
+            let r = comm.rank() as u64;
+            for i in 0..200u64 {
+                let a = comm.all_reduce(vec![r + i + salt, 1], ReduceOp::Sum);
+                let b = comm.barrier();
+                let c = comm.all_reduce(vec![r * 2 + salt], ReduceOp::Max);
+                assert_eq!(c.await.unwrap(), [(n - 1) * 2 + salt]);
+                b.await.unwrap();
+                assert_eq!(a.await.unwrap(), [sum + n * (i + salt), n]);
+            }
+        })
+    };
+    let (x, y) = (on(world, 0), on(&dup, 1000));
+    y.await.unwrap();
+    x.await.unwrap();
+    // Dropped after 0 to 7 polls, each rank at another point; a small one
+    // (the agreement alone) and a large one (agreement, then the
+    // all-reduce). What follows pairs with the same units everywhere.
+    for polls in 0..8usize {
+        let mine = (polls + rank as usize) % 8;
+        poll_then_drop(dup.all_reduce(vec![rank as u64], ReduceOp::Sum), mine).await;
+        poll_then_drop(world.barrier(), mine).await;
+        poll_then_drop(world.all_reduce(vec![1u32; 10_000], ReduceOp::Sum), mine).await;
+        assert_eq!(
+            world
+                .all_reduce(vec![rank as u64 + polls as u64], ReduceOp::Sum)
+                .await
+                .unwrap(),
+            [sum + n * polls as u64]
+        );
+        assert_eq!(dup.all_reduce(vec![1u8], ReduceOp::Sum).await.unwrap(), [size as u8]);
+    }
+    // Ranks that call different collectives still all fail (the same
+    // messages whatever was called), and stay in step.
+    if size > 1 {
+        let r = if rank == size - 1 {
+            world.barrier().await
+        } else {
+            world.all_reduce(vec![1u64], ReduceOp::Sum).await.map(drop)
+        };
+        assert!(matches!(r, Err(Error::Mpi { .. })), "{r:?}");
+    }
+    // Now the receive's message: the only one it may take.
+    let from = (rank + 1) % size;
+    let to = (rank + size - 1) % size;
+    let send = world.isend(vec![7u8, 8, 9], to, 77);
+    let (data, status) = anything.await.unwrap();
+    send.await.unwrap();
+    assert_eq!((data, status.source(), status.tag()), (vec![7, 8, 9], from, 77));
+}
