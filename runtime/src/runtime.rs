@@ -152,7 +152,8 @@ impl Builder {
 
     /// Events each thread's timeline ring keeps (default
     /// [`timeline::DEFAULT_CAPACITY`], 65,536: 2.5 MiB a thread at most);
-    /// older ones are dropped and counted.
+    /// older ones are dropped and counted. Zero makes
+    /// [`build`](Self::build) fail with `InvalidInput`.
     pub fn timeline_capacity(&mut self, events: usize) -> &mut Builder {
         self.timeline_capacity = events;
         self
@@ -170,6 +171,12 @@ impl Builder {
     /// cannot be written is reported on stderr, and the runtime records no
     /// trace.
     pub fn build(&mut self) -> io::Result<Runtime> {
+        if self.timeline_capacity == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Weft runtime: timeline_capacity must be at least 1",
+            ));
+        }
         install_hooks();
         let mut trace = reports::trace_path(self.trace_file.as_deref());
         if let Some(path) = &trace {

@@ -91,6 +91,7 @@ fn bad_settings_are_errors_not_panics() {
         weft::Builder::new_current_thread().global_queue_interval(0).build(),
         weft::Builder::new_current_thread().max_blocking_threads(0).build(),
         weft::Builder::new_multi_thread().worker_threads(1 << 20).build(),
+        weft::Builder::new_current_thread().timeline_capacity(0).build(),
     ] {
         let err = build.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);

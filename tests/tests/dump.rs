@@ -459,6 +459,44 @@ fn a_dump_serializes_to_json() {
     assert!(task["wait"]["deadline_us"].as_u64().unwrap() > json["taken_at_us"].as_u64().unwrap());
     assert_eq!(task["location"]["file"], file!());
     assert_eq!(json["workers"].as_array().unwrap().len(), weft_tests::WORKERS);
+    // One convention throughout: durations in µs, addresses as Display
+    // prints them, and a wall-clock stamp to line the dump up with logs.
+    assert_eq!(json["options"]["idle_threshold_us"], 10_000_000);
+    assert_eq!(json["options"]["poll_threshold_us"], 100_000);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let stamp = json["taken_at_unix_ms"].as_u64().unwrap();
+    assert!(stamp <= now_ms && now_ms - stamp < 60_000, "{stamp} vs {now_ms}");
+
+    let (_keep, mut rx) = weft::sync::mpsc::channel::<u8>(1);
+    let waiting = rt.spawn(async move {
+        let _ = rx.recv().await;
+    });
+    let dump = rt.block_on(async { dump_until(waiting.id(), |t| t.wait.is_some()).await });
+    let Some(WaitOn::Sync { address, .. }) = row(&dump, waiting.id()).wait else {
+        panic!("{dump}")
+    };
+    let json: serde_json::Value = serde_json::to_value(&dump).unwrap();
+    let row = json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == waiting.id().as_u64())
+        .unwrap();
+    assert_eq!(row["wait"]["address"], format!("{address:#x}"));
+    assert!(dump.to_string().contains(&format!("{address:#x}")), "{dump}");
+    waiting.abort();
+
+    let blocked = Stuck::Blocking {
+        worker: 0,
+        task: waiting.id(),
+        name: None,
+        location: None,
+        for_us: 1,
+    };
+    assert_eq!(serde_json::to_value(&blocked).unwrap()["kind"], "blocked_worker");
 }
 
 /// Checks what every dump must hold, whatever the runtime was doing: each

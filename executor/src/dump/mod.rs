@@ -90,6 +90,10 @@ pub struct DumpOptions {
     /// left out unless [`io_waits_stuck`](DumpOptions#structfield.io_waits_stuck)
     /// is set, and a task awaiting another task is stuck only if that task
     /// is (a supervisor awaiting its idle accept loop is not).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "idle_threshold_us", serialize_with = "serialize_us")
+    )]
     pub idle_threshold: Duration,
     /// A worker inside one poll for longer than this is reported as
     /// blocked: a blocking call in async code. Default 100 ms.
@@ -102,6 +106,10 @@ pub struct DumpOptions {
     /// `WORKERS` table shows that bound), which is no evidence of blocking:
     /// thousands of short polls look the same. Such a poll is named by the
     /// next dump, one threshold later, if it is still the same poll.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "poll_threshold_us", serialize_with = "serialize_us")
+    )]
     pub poll_threshold: Duration,
     /// Whether a task idle past the idle threshold while waiting for a
     /// socket to become ready or for a signal is reported stuck. Default
@@ -153,6 +161,10 @@ pub struct Dump {
     /// When the dump was taken, in µs on Weft's observation clock (the
     /// clock of every `*_us` instant in the dump).
     pub taken_at_us: u64,
+    /// When the dump was taken by the wall clock, in ms since the Unix
+    /// epoch (to line a dump up with logs); 0 if the system clock is
+    /// before 1970.
+    pub taken_at_unix_ms: u64,
     /// The thresholds the dump was taken with.
     pub options: DumpOptions,
     /// The live tasks (and the blocking pool's jobs), by id.
@@ -310,6 +322,7 @@ pub enum Stuck {
         wait: Option<WaitOn>,
     },
     /// A worker inside one poll for longer than the poll threshold.
+    #[cfg_attr(feature = "serde", serde(rename = "blocked_worker"))]
     Blocking {
         /// The worker's index.
         worker: usize,
@@ -344,9 +357,15 @@ impl SpawnLocation {
     }
 }
 
+#[cfg(feature = "serde")]
+fn serialize_us<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(crate::observe::clock::duration_us(*d))
+}
+
 /// Gathers a dump's rows; the scheduler and the blocking pool feed it.
 pub(crate) struct Collector {
     now_us: u64,
+    unix_ms: u64,
     tasks: Vec<TaskDump>,
     workers: Vec<WorkerDump>,
 }
@@ -355,6 +374,9 @@ impl Collector {
     pub(crate) fn new() -> Collector {
         Collector {
             now_us: crate::observe::clock::now_us(),
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             tasks: Vec::new(),
             workers: Vec::new(),
         }
@@ -459,6 +481,7 @@ impl Collector {
         let stuck = find_stuck(&self.tasks, &self.workers, options, self.now_us);
         Dump {
             taken_at_us: self.now_us,
+            taken_at_unix_ms: self.unix_ms,
             options,
             tasks: self.tasks,
             workers: self.workers,

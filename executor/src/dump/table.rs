@@ -392,6 +392,7 @@ mod tests {
         let stuck = tasks.iter().map(stuck_on).collect();
         let dump = Dump {
             taken_at_us: 10_000,
+            taken_at_unix_ms: 0,
             options: DumpOptions::default(),
             tasks,
             workers: Vec::new(),
@@ -415,6 +416,7 @@ mod tests {
 
         let many = Dump {
             taken_at_us: 10_000,
+            taken_at_unix_ms: 0,
             options: DumpOptions::default(),
             tasks: (0..TASK_ROWS + 5).map(|_| task("t")).collect(),
             workers: Vec::new(),
@@ -434,6 +436,7 @@ mod tests {
     fn names_print_whole_up_to_the_column_bound_and_a_legend_follows() {
         let mut dump = Dump {
             taken_at_us: 10_000,
+            taken_at_unix_ms: 0,
             options: DumpOptions::default(),
             tasks: vec![task("two\nlines")],
             workers: Vec::new(),
@@ -445,6 +448,7 @@ mod tests {
         let long = "b".repeat(NAME_WIDTH + 10);
         let dump = Dump {
             taken_at_us: 10_000,
+            taken_at_unix_ms: 0,
             options: DumpOptions::default(),
             tasks: vec![task(&fits), task(&long)],
             workers: Vec::new(),

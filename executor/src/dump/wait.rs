@@ -73,11 +73,14 @@ pub enum WaitOn {
         primitive: &'static str,
         /// The primitive's address: two tasks waiting on the same lock show
         /// the same one.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "serialize_address"))]
         address: usize,
     },
     /// A promise being settled.
     Promise {
-        /// The promise's address.
+        /// The promise's address (serialized, like a primitive's, as a
+        /// hexadecimal string: `"0x55d0c3a2b4c0"`, as `Display` prints it).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "serialize_address"))]
         address: usize,
     },
     /// Another task finishing (its `JoinHandle` is awaited).
@@ -110,6 +113,11 @@ pub enum IoDirection {
 #[cfg(feature = "serde")]
 pub(crate) fn serialize_id<S: serde::Serializer>(id: &Id, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(id.as_u64())
+}
+
+#[cfg(feature = "serde")]
+fn serialize_address<S: serde::Serializer>(address: &usize, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{address:#x}"))
 }
 
 impl WaitOn {
