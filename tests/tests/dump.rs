@@ -350,6 +350,57 @@ fn the_finder_names_a_worker_blocked_in_a_poll_with_the_task_and_its_line() {
     rt.block_on(blocker).unwrap();
 }
 
+/// A blocking call in the future passed to a current-thread runtime's
+/// `block_on` (where `#[weft::main(flavor = "current_thread")]` puts the
+/// body of `main`) stalls every task; the dump names it as a row of its
+/// own, at the `block_on` call's line (a user trial saw "0 stuck" and the
+/// worker "between polls").
+#[test]
+fn a_blocking_call_in_a_current_thread_block_on_is_named() {
+    let rt = runtime(weft::Flavor::CurrentThread);
+    let handle = rt.handle();
+    let (started, is_started) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let line = line!() + 2;
+        let driver = scope.spawn(|| {
+            rt.block_on(async {
+                let child = weft::spawn(std::future::pending::<()>());
+                weft::task::yield_now().await;
+                started.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(700));
+                child.abort();
+            })
+        });
+        is_started.recv().unwrap();
+        let options = DumpOptions::default().poll_threshold(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(150));
+        let _first = handle.dump_with(options);
+        std::thread::sleep(Duration::from_millis(200));
+        let dump = handle.dump_with(options);
+        let found = dump
+            .stuck
+            .iter()
+            .find(|s| matches!(s, Stuck::Blocking { task, .. } if *task == Id::BLOCK_ON))
+            .unwrap_or_else(|| panic!("{dump}"));
+        let Stuck::Blocking {
+            name, location, for_us, ..
+        } = found
+        else {
+            unreachable!()
+        };
+        assert_eq!(name.as_deref(), Some("block_on"));
+        assert_eq!(location.map(|l| (l.file, l.line)), Some((file!(), line)), "{dump}");
+        // At least since the first dump saw it.
+        assert!(*for_us >= 150_000, "{dump}");
+        assert!(row(&dump, Id::BLOCK_ON).longest_poll_us >= 150_000, "{dump}");
+        let text = dump.to_string();
+        assert!(text.contains("inside one poll of the block_on future"), "{text}");
+        driver.join().unwrap();
+    });
+    // Once it returned, no row is left behind.
+    assert!(!handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON));
+}
+
 /// With every worker blocked (no idle worker watches), a dump taken later
 /// reports each blocked poll as at least as long as an earlier dump did,
 /// plus the time between them, in the worker's row and the task's longest

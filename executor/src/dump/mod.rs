@@ -428,6 +428,24 @@ impl Collector {
         });
     }
 
+    /// The future passed to a current-thread runtime's `block_on`, called
+    /// at `location`, which its thread is polling now (a row of its own,
+    /// [`Id::BLOCK_ON`], so that the stuck finder can name it).
+    pub(crate) fn block_on(&mut self, location: &'static Location<'static>) {
+        self.tasks.push(TaskDump {
+            id: Id::BLOCK_ON,
+            name: Some("block_on".to_owned()),
+            location: SpawnLocation::from_location(location),
+            kind: TaskKind::Task,
+            state: TaskState::Running { worker: None },
+            cancelling: false,
+            wait: None,
+            polls: 0,
+            since_last_poll_us: None,
+            longest_poll_us: 0,
+        });
+    }
+
     /// A blocking job a pool thread runs, for `running_us` so far.
     pub(crate) fn running_job(
         &mut self,

@@ -153,12 +153,19 @@ impl Dump {
                 location,
                 for_us,
             } => {
-                write!(f, "worker {worker} has been inside one poll of task {task}")?;
-                if let Some(name) = name {
-                    write!(f, " \"{name}\"")?;
-                }
-                if let Some(location) = location {
-                    write!(f, " (spawned at {location})")?;
+                if *task == crate::task::Id::BLOCK_ON {
+                    write!(f, "worker {worker} has been inside one poll of the block_on future")?;
+                    if let Some(location) = location {
+                        write!(f, " (block_on called at {location})")?;
+                    }
+                } else {
+                    write!(f, "worker {worker} has been inside one poll of task {task}")?;
+                    if let Some(name) = name {
+                        write!(f, " \"{name}\"")?;
+                    }
+                    if let Some(location) = location {
+                        write!(f, " (spawned at {location})")?;
+                    }
                 }
                 write!(f, " for {}: a blocking call in async code?", Micros(*for_us))
             }
@@ -192,9 +199,13 @@ impl Dump {
                 at_least_us,
                 at_most_us,
             } => {
-                write!(f, "polling task {task}")?;
+                if *task == crate::task::Id::BLOCK_ON {
+                    f.write_str("polling the block_on future")?;
+                } else {
+                    write!(f, "polling task {task}")?;
+                }
                 if let Some(row) = self.task(*task) {
-                    if let Some(name) = &row.name {
+                    if let Some(name) = row.name.as_ref().filter(|_| *task != crate::task::Id::BLOCK_ON) {
                         write!(f, " \"{name}\"")?;
                     }
                     write!(f, " ({})", row.location)?;

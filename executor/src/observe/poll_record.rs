@@ -128,6 +128,31 @@ impl PollRecord {
         }
     }
 
+    /// A poll of a current-thread runtime's `block_on` future (`poll`), on
+    /// the record as a run of [`Id::BLOCK_ON`], so that a dump sees a
+    /// blocking call in it as it sees one in a task. Not sampled; a poll an
+    /// observer saw in progress counts in the thread's longest poll.
+    pub(crate) fn run_block_on<R>(&self, poll: impl FnOnce() -> R) -> R {
+        let n = self.polls.get().wrapping_add(1);
+        self.polls.set_release(n);
+        self.current.store(Id::BLOCK_ON.as_u64(), Release);
+        // Cleared even if the poll panics, so no later dump sees it running.
+        struct End<'a>(&'a PollRecord, u64);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                let (record, n) = (self.0, self.1);
+                record.current.store(0, Relaxed);
+                if record.seen_poll.load(Acquire) == n {
+                    let now_us = clock::now_us();
+                    record.set_clock(now_us);
+                    record.poll_measured(now_us.saturating_sub(record.seen_at_us.load(Relaxed)));
+                }
+            }
+        }
+        let _end = End(self, n);
+        poll()
+    }
+
     /// A run with the clock read around it: into the histogram if it is a
     /// sampled one, onto the timeline if the runtime records one, and into
     /// the task's longest poll.

@@ -52,6 +52,9 @@ pub(crate) struct Handle {
     /// Threads in `block_on` waiting for the core.
     core_waiters: Mutex<Vec<Waker>>,
     driver_unpark: Arc<dyn Unpark>,
+    /// Where the `block_on` of the thread driving the runtime was called
+    /// (the row a dump gives its future).
+    block_on_at: Mutex<Option<&'static std::panic::Location<'static>>>,
     counters: WorkerCounters,
     remote_schedules: Counter,
     pub(crate) blocking: blocking::Spawner,
@@ -89,6 +92,7 @@ impl Handle {
             }))),
             core_waiters: Mutex::new(Vec::new()),
             driver_unpark,
+            block_on_at: Mutex::new(None),
             counters: WorkerCounters::new(PollRecord::new(
                 config
                     .timeline
@@ -126,7 +130,9 @@ impl Handle {
 
     /// Runs `future` to completion on this thread, driving the scheduler
     /// while it holds the core.
+    #[track_caller]
     pub(crate) fn block_on<F: Future>(me: &Arc<Handle>, future: F) -> F::Output {
+        let at = std::panic::Location::caller();
         let mut future = pin!(future);
         crate::park::with_thread_parker(|parker, waker| {
             loop {
@@ -138,6 +144,7 @@ impl Handle {
                     // still wakes us.
                     me.register_core_waiter(waker);
                     if let Some(core) = me.take_core() {
+                        *lock(&me.block_on_at) = Some(at);
                         match Handle::drive(me, core, future.as_mut()) {
                             Some(out) => return out,
                             // Shut down meanwhile: finish without the core.
@@ -278,7 +285,13 @@ impl Handle {
     /// Adds the driving thread and the tasks to a dump.
     pub(crate) fn dump(&self, collector: &mut crate::dump::Collector) {
         let now = collector.now_us();
-        collector.worker(crate::dump::WorkerKind::Worker, 0, self.counters.poller.snapshot(now));
+        let snapshot = self.counters.poller.snapshot(now);
+        collector.worker(crate::dump::WorkerKind::Worker, 0, snapshot);
+        if snapshot.polling.is_some_and(|p| p.task == Id::BLOCK_ON.as_u64()) {
+            if let Some(at) = *lock(&self.block_on_at) {
+                collector.block_on(at);
+            }
+        }
         self.owned
             .for_each(|header, name| collector.task(header.view(), name, crate::dump::TaskKind::Task, false));
     }
@@ -292,7 +305,8 @@ impl Context {
         handle.woken.store(true, Release);
         loop {
             if handle.woken.swap(false, AcqRel) {
-                if let Poll::Ready(out) = coop::budget(|| future.as_mut().poll(&mut cx)) {
+                let poll = || coop::budget(|| future.as_mut().poll(&mut cx));
+                if let Poll::Ready(out) = handle.counters.poller.run_block_on(poll) {
                     return Some(out);
                 }
             }

@@ -40,6 +40,14 @@ impl Id {
         Id(NonZeroU64::new(next).expect("ids start at 1 and never wrap in 2^64 spawns"))
     }
 
+    /// The id a task dump gives the future passed to `block_on` on a
+    /// current-thread runtime: not a task, but its thread polls it between
+    /// the tasks, and a blocking call in it stalls them all, so a dump shows
+    /// it as a row of its own (named `block_on`, at the `block_on` call's
+    /// line). No task has this id (they count up from 1). Prints as
+    /// `block_on`.
+    pub const BLOCK_ON: Id = Id(NonZeroU64::MAX);
+
     /// The id as a number.
     pub fn as_u64(self) -> u64 {
         self.0.get()
@@ -53,6 +61,9 @@ impl Id {
 
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Id::BLOCK_ON {
+            return f.write_str("block_on");
+        }
         self.0.fmt(f)
     }
 }
