@@ -151,28 +151,38 @@ pub(crate) fn is_entered() -> bool {
     ENTERED.try_with(Cell::get).unwrap_or(false)
 }
 
-/// What [`TASK`] holds.
+/// What [`TASK`] holds: two words, so that a poll saves and restores it
+/// with one copy each.
 #[derive(Clone, Copy)]
 struct TaskScope {
     /// The task being polled or dropped here.
     id: Option<Id>,
-    /// The header of the task being polled here (null outside a poll).
+    /// The header of the task being polled here (null outside a poll), with
+    /// [`DEFERRED`] set if that task asked to be rescheduled after this poll
+    /// (see [`defer_wake`]). Headers are word-aligned, so the bit is free.
     polling: *const (),
-    /// Whether that task asked to be rescheduled after this poll (see
-    /// [`defer_wake`]).
-    deferred: bool,
 }
+
+/// The bit of [`TaskScope::polling`] that [`defer_wake`] sets.
+const DEFERRED: usize = 1;
 
 impl TaskScope {
     const NONE: TaskScope = TaskScope {
         id: None,
         polling: ptr::null(),
-        deferred: false,
     };
+
+    /// The header of the task being polled, without the flag (null outside
+    /// a poll).
+    #[inline]
+    fn header(self) -> *const () {
+        self.polling.map_addr(|addr| addr & !DEFERRED)
+    }
 }
 
 /// Sets the id of the task being dropped (or otherwise run outside a poll)
 /// until the guard drops.
+#[inline]
 pub(crate) fn set_current_task_id(id: Option<Id>) -> TaskIdGuard {
     TaskIdGuard {
         prev: TASK
@@ -191,6 +201,7 @@ pub(crate) struct TaskIdGuard {
 }
 
 impl Drop for TaskIdGuard {
+    #[inline]
     fn drop(&mut self) {
         let _ = TASK.try_with(|cell| {
             let scope = cell.get();
@@ -205,10 +216,13 @@ impl Drop for TaskIdGuard {
 /// [`defer_wake`], to be rescheduled.
 #[inline]
 pub(crate) fn enter_poll(id: Id, task: *const ()) -> PollGuard {
+    debug_assert!(
+        task.addr() & DEFERRED == 0,
+        "weft bug: a task header is not word-aligned"
+    );
     let scope = TaskScope {
         id: Some(id),
         polling: task,
-        deferred: false,
     };
     PollGuard {
         prev: TASK.try_with(|cell| cell.replace(scope)).unwrap_or(TaskScope::NONE),
@@ -223,20 +237,22 @@ pub(crate) struct PollGuard {
 impl PollGuard {
     /// True if the task asked to be rescheduled during this poll; clears the
     /// request.
+    #[inline]
     pub(crate) fn take_deferred_wake(&self) -> bool {
         TASK.try_with(|cell| {
             let scope = cell.get();
             cell.set(TaskScope {
-                deferred: false,
+                polling: scope.header(),
                 ..scope
             });
-            scope.deferred
+            scope.polling.addr() & DEFERRED != 0
         })
         .unwrap_or(false)
     }
 }
 
 impl Drop for PollGuard {
+    #[inline]
     fn drop(&mut self) {
         let _ = TASK.try_with(|cell| cell.set(self.prev));
     }
@@ -251,10 +267,11 @@ impl Drop for PollGuard {
 pub(crate) fn defer_wake(task: *const ()) -> bool {
     TASK.try_with(|cell| {
         let scope = cell.get();
-        let ours = !scope.polling.is_null() && ptr::eq(scope.polling, task);
+        let polling = scope.header();
+        let ours = !polling.is_null() && ptr::eq(polling, task);
         if ours {
             cell.set(TaskScope {
-                deferred: true,
+                polling: scope.polling.map_addr(|addr| addr | DEFERRED),
                 ..scope
             });
         }
@@ -267,7 +284,7 @@ pub(crate) fn defer_wake(task: *const ()) -> bool {
 /// this thread is inside a task's poll.
 #[inline]
 pub(crate) fn with_polling_header(f: impl FnOnce(&crate::task::Header)) {
-    let ptr = TASK.try_with(|cell| cell.get().polling).unwrap_or(ptr::null());
+    let ptr = TASK.try_with(|cell| cell.get().header()).unwrap_or(ptr::null());
     if !ptr.is_null() {
         // SAFETY: `TASK` holds a header pointer only between
         // `enter_poll` and the drop of its guard, that is, inside the poll

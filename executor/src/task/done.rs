@@ -277,14 +277,28 @@ pub(super) unsafe fn run_at_completion<T>(header: &Header, outcome: &Outcome<T>)
 /// # Safety
 ///
 /// The cell is being freed: nothing else can reach it.
+#[inline(always)]
 pub(super) unsafe fn free<T>(header: &Header) {
+    // Few tasks have a list: their frees take the call, the others one load.
     let current = header.done.load(Acquire);
     if !current.is_null() {
-        // SAFETY: as in `get_or_make`; nothing else holds the pointer now.
-        let list = unsafe { Box::from_raw(current.cast::<DoneList<T>>()) };
-        // A callback's captures may panic on drop: contained.
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(list)));
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { free_list::<T>(current) };
     }
+}
+
+/// Frees a list that `free` found.
+///
+/// # Safety
+///
+/// As [`free`]; `list` is the header's list pointer, not null.
+#[cold]
+#[inline(never)]
+unsafe fn free_list<T>(list: *mut ()) {
+    // SAFETY: as in `get_or_make`; nothing else holds the pointer now.
+    let list = unsafe { Box::from_raw(list.cast::<DoneList<T>>()) };
+    // A callback's captures may panic on drop: contained.
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(list)));
 }
 
 /// Runs one callback, containing its panic (rule 5).
