@@ -10,9 +10,9 @@
 //! The reactor's numbers (turns, events, timers, sources) are the runtime
 //! crate's `reactor_metrics()`: this crate knows no I/O.
 
+use crate::loom::{AtomicU64, Ordering::*};
 use crate::observe::PollRecord;
 use crate::observe::poll_record::{POLL_TIME_BUCKETS, SAMPLE_EVERY};
-use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::Duration;
 
 /// A snapshot of a runtime's state and counters.

@@ -37,11 +37,11 @@
 //! check; everything that reads the clock is out of line (`#[cold]`).
 
 use super::clock;
+use crate::loom::{AtomicU32, AtomicU64, Ordering::*};
 use crate::metrics::Counter;
 use crate::task::{Header, Id, Notified, Schedule};
 use crate::timeline;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 /// One run in this many is timed for the poll-time histogram.
 pub(crate) const SAMPLE_EVERY: u64 = 1024;
@@ -117,10 +117,7 @@ impl PollRecord {
     /// records a timeline.
     #[inline(always)]
     pub(crate) fn run<S: Schedule>(&self, task: Notified<S>) {
-        let n = self.polls.get().wrapping_add(1);
-        // Release, with `begin`'s store of the task: an observer pairs a
-        // run's number with that run's task (`in_progress`).
-        self.polls.set_release(n);
+        let n = self.start_run();
         if n & self.sample_mask == 0 {
             self.run_instrumented(n, task);
         } else {
@@ -133,15 +130,14 @@ impl PollRecord {
     /// blocking call in it as it sees one in a task. Not sampled; a poll an
     /// observer saw in progress counts in the thread's longest poll.
     pub(crate) fn run_block_on<R>(&self, poll: impl FnOnce() -> R) -> R {
-        let n = self.polls.get().wrapping_add(1);
-        self.polls.set_release(n);
-        self.current.store(Id::BLOCK_ON.as_u64(), Release);
+        let n = self.start_run();
+        self.begin(Id::BLOCK_ON);
         // Cleared even if the poll panics, so no later dump sees it running.
         struct End<'a>(&'a PollRecord, u64);
         impl Drop for End<'_> {
             fn drop(&mut self) {
                 let (record, n) = (self.0, self.1);
-                record.current.store(0, Relaxed);
+                record.end_current();
                 if record.seen_poll.load(Acquire) == n {
                     let now_us = clock::now_us();
                     record.set_clock(now_us);
@@ -151,6 +147,22 @@ impl PollRecord {
         }
         let _end = End(self, n);
         poll()
+    }
+
+    /// Numbers the run about to begin on this thread. Release, with
+    /// [`begin`](Self::begin)'s store of the task: an observer pairs a
+    /// run's number with that run's task (`in_progress`).
+    #[inline(always)]
+    fn start_run(&self) -> u64 {
+        let n = self.polls.get().wrapping_add(1);
+        self.polls.set_release(n);
+        n
+    }
+
+    /// The poll in progress has returned: no task is being polled.
+    #[inline(always)]
+    fn end_current(&self) {
+        self.current.store(0, Relaxed);
     }
 
     /// A run with the clock read around it: into the histogram if it is a
@@ -254,7 +266,7 @@ impl PollRecord {
     /// task's longest poll.
     #[inline(always)]
     pub(crate) fn end(&self, task: &Header) {
-        self.current.store(0, Relaxed);
+        self.end_current();
         if self.seen_poll.load(Acquire) == self.polls.get() {
             self.seen_ended(task);
         }
@@ -436,5 +448,45 @@ mod tests {
         assert_eq!(bucket(1_000_000), 10);
         assert_eq!(bucket(1_000_000_000), 20);
         assert_eq!(bucket(u128::MAX), POLL_TIME_BUCKETS - 1);
+    }
+}
+
+#[cfg(all(loom, test))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::thread;
+
+    /// What a dump reads from a busy thread's record (`in_progress`,
+    /// `start_bound`) while the thread runs two polls of two tasks, with a
+    /// clock reading between them: a run's number always comes with that
+    /// run's own task (never the next run's, never 0 once a number shows),
+    /// and a reading called tight for run 2 is the one taken after run 1,
+    /// never the older one (which would stretch a lower bound past the
+    /// truth: a busy worker reported blocked).
+    #[test]
+    fn loom_a_run_pairs_with_its_own_task_and_a_tight_reading() {
+        loom::model(|| {
+            let record = std::sync::Arc::new(PollRecord::new(None));
+            record.set_clock(100);
+            let owner = {
+                let record = record.clone();
+                thread::spawn(move || {
+                    for (task, reading_after) in [(11, 200), (22, 300)] {
+                        record.start_run();
+                        record.begin(Id::from_u64(task).unwrap());
+                        record.end_current();
+                        record.set_clock(reading_after);
+                    }
+                })
+            };
+            if let Some((number, task)) = record.in_progress() {
+                assert_eq!(task, if number == 1 { 11 } else { 22 }, "run {number}");
+                let (clock, tight) = record.start_bound(number);
+                if number == 2 && tight {
+                    assert!(clock >= 200, "run 2 bounded by the reading before run 1: {clock}");
+                }
+            }
+            owner.join().unwrap();
+        });
     }
 }

@@ -29,8 +29,8 @@
 //! here but in the owned-task list's shard (`list.rs`), since few tasks
 //! have one.
 
+use crate::loom::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::panic::Location;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Set in the low half of `poll` when the task has a name (kept in the
 /// owned list).
