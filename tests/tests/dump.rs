@@ -696,10 +696,14 @@ mod stress {
                 move || check_consistent(&handle.dump())
             };
             guard_dump();
+            assert!(!handle.dump().shut_down);
             drop(rt);
-            // The task outlived its runtime: its handle still answers.
+            // The task outlived its runtime: its handle still answers, and
+            // the dump says the runtime is gone.
             let dump = handle.dump();
             check_consistent(&dump);
+            assert!(dump.shut_down, "{dump}");
+            assert!(dump.to_string().contains("the runtime has shut down"), "{dump}");
             assert!(dump.tasks.iter().all(|t| t.id != outliving.id()), "{dump}");
             let _ = handle.metrics();
             drop(outliving);

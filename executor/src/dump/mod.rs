@@ -165,6 +165,9 @@ pub struct Dump {
     /// epoch (to line a dump up with logs); 0 if the system clock is
     /// before 1970.
     pub taken_at_unix_ms: u64,
+    /// The runtime had shut down (or was shutting down): its tasks are
+    /// gone or going, and its threads' rows are their last state.
+    pub shut_down: bool,
     /// The thresholds the dump was taken with.
     pub options: DumpOptions,
     /// The live tasks (and the blocking pool's jobs), by id.
@@ -493,13 +496,14 @@ impl Collector {
     }
 
     /// The dump: running tasks matched to their threads, stuck ones found.
-    pub(crate) fn finish(mut self, options: DumpOptions) -> Dump {
+    pub(crate) fn finish(mut self, options: DumpOptions, shut_down: bool) -> Dump {
         self.tasks.sort_by_key(|t| t.id);
         match_running(&mut self.tasks, &self.workers);
         let stuck = find_stuck(&self.tasks, &self.workers, options, self.now_us);
         Dump {
             taken_at_us: self.now_us,
             taken_at_unix_ms: self.unix_ms,
+            shut_down,
             options,
             tasks: self.tasks,
             workers: self.workers,

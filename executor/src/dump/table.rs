@@ -44,6 +44,12 @@ impl fmt::Display for Dump {
             plural(self.tasks.len()),
             self.stuck.len(),
         )?;
+        if self.shut_down {
+            writeln!(
+                f,
+                "(the runtime has shut down: its tasks are gone, its threads' rows are their last state)"
+            )?;
+        }
         if !self.stuck.is_empty() {
             writeln!(
                 f,
@@ -404,6 +410,7 @@ mod tests {
         let dump = Dump {
             taken_at_us: 10_000,
             taken_at_unix_ms: 0,
+            shut_down: false,
             options: DumpOptions::default(),
             tasks,
             workers: Vec::new(),
@@ -428,6 +435,7 @@ mod tests {
         let many = Dump {
             taken_at_us: 10_000,
             taken_at_unix_ms: 0,
+            shut_down: false,
             options: DumpOptions::default(),
             tasks: (0..TASK_ROWS + 5).map(|_| task("t")).collect(),
             workers: Vec::new(),
@@ -448,6 +456,7 @@ mod tests {
         let mut dump = Dump {
             taken_at_us: 10_000,
             taken_at_unix_ms: 0,
+            shut_down: false,
             options: DumpOptions::default(),
             tasks: vec![task("two\nlines")],
             workers: Vec::new(),
@@ -460,6 +469,7 @@ mod tests {
         let dump = Dump {
             taken_at_us: 10_000,
             taken_at_unix_ms: 0,
+            shut_down: false,
             options: DumpOptions::default(),
             tasks: vec![task(&fits), task(&long)],
             workers: Vec::new(),

@@ -93,7 +93,7 @@ impl Handle {
             Handle::MultiThread(h) => h.dump(&mut collector),
         }
         self.blocking_spawner().dump(&mut collector);
-        collector.finish(options)
+        collector.finish(options, self.is_shut_down())
     }
 
     pub(crate) fn blocking_spawner(&self) -> &blocking::Spawner {
