@@ -72,7 +72,19 @@ impl Communicator {
             // SAFETY: as above, for the twin's handle.
             check(unsafe { ffi::MPI_Comm_idup(comm, &mut u.data.hidden.0, &mut post.request) })
         });
-        let shared = self.shared.clone();
+        // Posts nothing, so the unit holds `comm`'s stream (engine rule 8)
+        // until the twin's `MPI_Comm_idup` has completed, not merely been
+        // posted: Open MPI's idup posts nonblocking collectives of its own
+        // on `comm` as it progresses (choosing the context id), so an MPI
+        // collective of the next unit posted meanwhile would pair, on some
+        // ranks, with one of those (a truncation error inside libnbc, then
+        // a hang or a crash; open-mpi/ompi#2025).
+        let settled: Stage<Unit<NewComm>> = Box::new(|_, _, _| Ok(()));
+        // Weak: the unit sits in the engine, which `Shared` owns, until MPI
+        // completes it; a strong handle there would keep `Shared` alive, so
+        // a rank that dropped the request and left would never drain and
+        // finalize (the request itself holds `Shared` while it lives).
+        let shared = Arc::downgrade(&self.shared);
         let (rank, size) = (self.rank(), self.size());
         // SAFETY: reading a constant MPI initialised.
         let null = Raw(unsafe { ffi::RSMPI_COMM_NULL });
@@ -81,7 +93,9 @@ impl Communicator {
             hidden: null,
             engine: self.shared.engine.clone(),
         };
-        self.unit(record, problem, new, vec![stage, twin], move |u, _| {
+        self.unit(record, problem, new, vec![stage, twin, settled], move |u, _| {
+            // Gone only while MPI is being finalized (every handle dropped).
+            let shared = shared.upgrade().ok_or(Error::Shutdown)?;
             let (raw, hidden) = u.data.take();
             let comm = Communicator::owned(shared.clone(), (raw, hidden), rank, size);
             shared.engine.with_mpi(|_| {

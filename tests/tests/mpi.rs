@@ -296,6 +296,85 @@ fn agreements_run_point_to_point_on_every_size_and_stay_apart() {
 }
 
 #[test]
+fn a_collective_right_after_a_duplicate_pairs_with_its_own_on_every_rank() {
+    for ranks in [1, 2, 3, 5] {
+        run("idup_then_collective", ranks);
+    }
+    run_tcp("idup_then_collective", 3);
+}
+
+#[test]
+fn communicators_dropped_with_units_in_flight_leave_the_world_in_step() {
+    for ranks in [1, 2, 3, 5] {
+        run("comm_dropped_in_flight", ranks);
+    }
+    run_tcp("comm_dropped_in_flight", 3);
+}
+
+#[test]
+fn a_rank_that_drops_a_duplicate_and_leaves_still_finalizes() {
+    for ranks in [1, 2, 3] {
+        run("dropped_duplicate_at_exit", ranks);
+    }
+}
+
+#[test]
+fn agreement_tags_wrap_past_32768_units_and_stay_paired() {
+    for ranks in [1, 2, 3, 5] {
+        run("tag_wrap", ranks);
+    }
+    run_tcp("tag_wrap", 3);
+}
+
+#[test]
+fn agreements_in_flight_when_a_runtime_shuts_down_run_on_in_the_next() {
+    for ranks in [1, 2, 3, 5] {
+        run("runtime_dropped_mid_agreement", ranks);
+    }
+}
+
+#[test]
+fn user_receives_from_any_source_with_any_tag_never_see_an_agreement() {
+    for ranks in [1, 2, 3, 5] {
+        run("user_any_tag", ranks);
+    }
+    run_tcp("user_any_tag", 4);
+}
+
+#[test]
+fn a_rank_that_dies_mid_agreement_fails_no_survivor_by_a_hang() {
+    for (ranks, dead) in [(2, 0), (3, 0), (3, 1), (3, 2), (4, 3), (5, 0), (5, 1), (5, 4)] {
+        let scenario = format!("death_mid_agreement_{dead}");
+        let stdout = launch(
+            &scenario,
+            ranks,
+            &["--mca", "orte_abort_on_non_zero_status", "0"],
+            false,
+        )
+        .stdout;
+        for rank in (0..ranks).filter(|&r| r != dead) {
+            assert!(
+                stdout.contains(&format!("ok {scenario} rank {rank}\n")),
+                "survivor {rank} of {ranks} did not finish:\n{stdout}"
+            );
+        }
+    }
+}
+
+/// Known defect: on 3 ranks (a size that folds a rank in), ranks that drop
+/// a barrier and finalize before a late rank joins it leave the late rank
+/// waiting forever: their remaining rounds are posted by the engine, which
+/// stops at finalize after its 2 s drain (one `MPI_Iallreduce`, progressed
+/// by Open MPI inside `MPI_Finalize`, completed).
+#[test]
+#[ignore = "known defect: agreement rounds are not progressed past the finalize drain"]
+fn ranks_that_leave_mid_agreement_do_not_strand_a_late_rank() {
+    for ranks in [2, 3, 4] {
+        run("shutdown_mid_agreement", ranks);
+    }
+}
+
+#[test]
 fn mpi_initialised_elsewhere_must_be_at_thread_multiple() {
     run("foreign_serialized", 1);
     run("foreign_serialized", 2);

@@ -7,6 +7,8 @@
 use std::time::Duration;
 use weft::mpi::{ANY_SOURCE, ANY_TAG, Communicator, Error, Mpi, ReduceOp};
 
+#[path = "../mpi/agreement.rs"]
+mod agreement;
 #[path = "../mpi/mpi4py.rs"]
 mod mpi4py;
 #[path = "../mpi/pool.rs"]
@@ -27,6 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
         "pool_error_exit" => return pool::pool_error_exit(mpi),
+        "runtime_dropped_mid_agreement" => {
+            agreement::runtime_dropped_mid_agreement(mpi);
+            return Ok(());
+        }
         _ => {}
     }
     let world = mpi.world();
@@ -79,6 +85,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "disagreeing_collectives" => trusted::disagreeing_collectives(&world).await,
             "rung_after_gap" => trusted::rung_after_gap(&world).await,
             "agreement_rounds" => trusted::agreement_rounds(&world).await,
+            "tag_wrap" => agreement::tag_wrap(&world).await,
+            "comm_dropped_in_flight" => agreement::comm_dropped_in_flight(&world).await,
+            "user_any_tag" => agreement::user_any_tag(&world).await,
+            "shutdown_mid_agreement" => agreement::shutdown_mid_agreement(&world).await,
+            "dropped_duplicate_at_exit" => agreement::dropped_duplicate_at_exit(&world).await,
+            "idup_then_collective" => agreement::idup_then_collective(&world).await,
+            other if other.starts_with("death_mid_agreement_") => {
+                let dead = other["death_mid_agreement_".len()..].parse().expect("a rank");
+                agreement::death_mid_agreement(&world, dead).await;
+            }
             other => panic!("no scenario {other}"),
         }
     });
