@@ -695,6 +695,51 @@ fn affinity() -> Vec<u64> {
     words
 }
 
+impl Shared {
+    /// Before `MPI_Finalize` (which waits for every rank anyway): waits
+    /// until every rank has come this far, running the engine meanwhile. A
+    /// collective is point-to-point rounds that only Weft's engine posts
+    /// (`agreement.rs`), so a rank that dropped a collective and left would
+    /// otherwise strand a rank that joins it later: the late rank's rounds
+    /// need answers from ranks already gone. With the fence, the early
+    /// ranks keep answering until the last rank reaches its exit. An
+    /// `MPI_Ibarrier` on the world's hidden twin (every rank posts it once,
+    /// here, and nothing else posts a collective there), tested with
+    /// sleeps that grow to 5 ms (a rank that waits minutes for a slow one
+    /// uses no core). Left at once when a rank dies (`liveness.rs`: no
+    /// finalize follows).
+    fn exit_fence(&self) {
+        // SAFETY: reading a constant MPI initialised.
+        let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
+        let posted = {
+            let _mpi = self.engine.raw_lock();
+            // SAFETY: MPI is initialised and not finalized (this rank
+            // finalizes after the fence), the lock is held, and `request`
+            // is a valid out-pointer.
+            unsafe { ffi::MPI_Ibarrier(self.hidden.raw.0, &mut request) == ffi::MPI_SUCCESS as c_int }
+        };
+        if !posted {
+            return;
+        }
+        let mut pause = Duration::from_micros(20);
+        loop {
+            self.engine.progress_once();
+            let mut done: c_int = 0;
+            let rc = {
+                let _mpi = self.engine.raw_lock();
+                // SAFETY: as above; `request` is the barrier posted above,
+                // not yet completed, and MPI frees it when `done` is set.
+                unsafe { ffi::MPI_Test(&mut request, &mut done, ffi::RSMPI_STATUS_IGNORE) }
+            };
+            if rc != ffi::MPI_SUCCESS as c_int || done != 0 || !self.deaths.dead().is_empty() {
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         // No `Mpi::init` may start on a half-finalized MPI while this runs.
@@ -713,6 +758,9 @@ impl Drop for Shared {
         // discards of unclaimed messages) run for a while; whatever is left
         // then keeps its buffers for good rather than free memory MPI may
         // still write. After a death they never will: no wait.
+        if owns_mpi && self.deaths.dead().is_empty() {
+            self.exit_fence();
+        }
         let a_rank_died = !self.deaths.dead().is_empty();
         if !a_rank_died {
             self.engine.drain(DRAIN);

@@ -740,6 +740,13 @@ impl Engine {
         progressed
     }
 
+    /// Before finalizing (`env.rs`, the exit fence): one pass of the
+    /// engine's work without the loop, so that collectives whose rounds
+    /// other ranks still need go on while this rank waits for them.
+    pub(crate) fn progress_once(&self) -> usize {
+        self.with_mpi(InFlight::progress)
+    }
+
     /// Before finalizing: polls until nothing is in flight (no request, no
     /// collective waiting to start) or `timeout` has passed (a send to a
     /// rank that never receives would otherwise hang `MPI_Finalize`).

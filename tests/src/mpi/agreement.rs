@@ -146,13 +146,19 @@ pub(crate) async fn user_any_tag(world: &Communicator) {
 pub(crate) async fn death_mid_agreement(world: &Communicator, dead: i32) {
     let (rank, size) = (world.rank(), world.size());
     assert!(dead < size, "the dying rank must exist");
-    world.barrier().await.unwrap();
+    let first = world.barrier().await;
     if rank == dead {
+        first.unwrap();
         // Its first round posted (a send may or may not leave), the rest
         // never: it dies at once.
         std::mem::forget(world.all_reduce(vec![1u64; 4], ReduceOp::Sum));
         println!("rank {rank} dies");
         std::process::exit(3);
+    }
+    // The dying rank may leave as soon as its own barrier is done, before
+    // another rank's is: that barrier then fails with the death, rightly.
+    if let Err(err) = first {
+        assert_eq!(err, Error::PeerDied(dead));
     }
     // Staggered, so the rounds are at different points when it dies.
     weft::time::sleep(Duration::from_millis(20 * rank as u64)).await;
