@@ -430,6 +430,48 @@ fn a_blocking_call_in_a_current_thread_block_on_is_named() {
     assert!(!handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON));
 }
 
+/// A current-thread runtime's block_on row belongs to the call now polling:
+/// none is left after a block_on panicked (here a nested block_on, which
+/// Weft refuses), and a block_on called later from another thread shows
+/// its own line.
+#[test]
+fn the_block_on_row_follows_the_thread_driving_now() {
+    let rt = runtime(weft::Flavor::CurrentThread);
+    let handle = rt.handle();
+    let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async { rt.block_on(async {}) });
+    }));
+    assert!(nested.is_err(), "a nested block_on is refused");
+    assert!(
+        !handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON),
+        "{}",
+        handle.dump()
+    );
+    let rt = &rt;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let line = line!() + 1;
+                rt.block_on(async move {
+                    let dump = weft::Handle::current().dump();
+                    let row = row(&dump, Id::BLOCK_ON);
+                    assert_eq!((row.location.file, row.location.line), (file!(), line), "{dump}");
+                    assert!(
+                        matches!(dump.workers[0].state, WorkerState::Polling { task, .. } if task == Id::BLOCK_ON),
+                        "{dump}"
+                    );
+                })
+            })
+            .join()
+            .unwrap();
+    });
+    assert!(
+        !handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON),
+        "{}",
+        handle.dump()
+    );
+}
+
 /// With every worker blocked (no idle worker watches), a dump taken later
 /// reports each blocked poll as at least as long as an earlier dump did,
 /// plus the time between them, in the worker's row and the task's longest
