@@ -103,7 +103,10 @@ impl fmt::Display for Dump {
             f.write_char('\n')?;
         }
         writeln!(f, "\nTASKS")?;
-        let rows: Vec<TaskRow> = self.tasks.iter().map(|task| self.task_row(task)).collect();
+        // Only the rows printed are made (a runtime with a million tasks
+        // prints a thousand).
+        let limit = if f.alternate() { self.tasks.len() } else { TASK_ROWS };
+        let rows: Vec<TaskRow> = self.tasks.iter().take(limit).map(|task| self.task_row(task)).collect();
         // Columns as wide as their longest cell, within bounds (the JSON
         // form has every name and wait whole).
         let width = |cell: fn(&TaskRow) -> &str, title: &str, max: usize| {
@@ -121,8 +124,7 @@ impl fmt::Display for Dump {
             "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} spawned at",
             "id", "name", "state", "polls", "last poll", "longest", "waits on"
         )?;
-        let limit = if f.alternate() { rows.len() } else { TASK_ROWS };
-        for row in rows.iter().take(limit) {
+        for row in &rows {
             writeln!(
                 f,
                 "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} {}",
@@ -136,11 +138,11 @@ impl fmt::Display for Dump {
                 row.location
             )?;
         }
-        if rows.len() > limit {
+        if self.tasks.len() > limit {
             writeln!(
                 f,
                 "  ... and {} more tasks ({{:#}} prints every row; the dump's `tasks` has them all)",
-                rows.len() - limit
+                self.tasks.len() - limit
             )?;
         }
         f.write_str(LEGEND)
