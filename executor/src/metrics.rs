@@ -86,7 +86,9 @@ pub struct RuntimeMetrics {
 pub struct WorkerMetrics {
     /// Task polls (counted as the worker hands a task to `Notified::run`:
     /// `PollRecord::run` in `observe/poll_record.rs`; a cancelled
-    /// task's run, which drops its future, counts too).
+    /// task's run, which drops its future, counts too), and on a
+    /// current-thread runtime the polls of the `block_on` future
+    /// (`PollRecord::run_block_on`).
     pub polls: u64,
     /// Of those, polls of a task taken from the LIFO slot (`Context::run_task`
     /// in `scheduler/multi_thread/worker.rs`, after the first task of a
@@ -115,8 +117,9 @@ pub struct WorkerMetrics {
     pub lifo_rescues: u64,
     /// Tasks in its local queue right now (a gauge, read from the queue).
     pub local_queue_depth: usize,
-    /// How long this worker's polls take, sampled: one run of a task in
-    /// 1,024 (every 1,024th by the worker's `polls` count) is timed from
+    /// How long this worker's polls take, sampled: one run in 1,024
+    /// (every 1,024th by the worker's `polls` count; a `block_on` poll so
+    /// numbered is timed as a whole) is timed from
     /// the moment the worker hands the task to `Notified::run` to the
     /// moment the future's poll returns: the poll, with the task's
     /// transition to running and whatever the poll woke (tens of

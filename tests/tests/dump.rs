@@ -300,6 +300,35 @@ each_flavor! {
     }
 }
 
+/// A task awaiting a task of another runtime (absent from this runtime's
+/// dump) is not called stuck for it: that task is judged in its own
+/// runtime's dump (here it sleeps on a timer not yet due: not stuck).
+#[test]
+fn a_join_of_a_task_on_another_runtime_is_not_stuck_for_it() {
+    let (here, there) = (runtime(weft::Flavor::MultiThread), runtime(weft::Flavor::MultiThread));
+    let sleeper = there.spawn(weft::time::sleep(Duration::from_secs(3600)));
+    let sleeper_id = sleeper.id();
+    let joiner = here.spawn(async move {
+        let _ = sleeper.await;
+    });
+    let options = DumpOptions::default().idle_threshold(Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dump = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let dump = here.handle().dump_with(options);
+        if row(&dump, joiner.id()).wait.is_some() || Instant::now() > deadline {
+            break dump;
+        }
+    };
+    assert_eq!(
+        row(&dump, joiner.id()).wait,
+        Some(WaitOn::Join { task: sleeper_id }),
+        "{dump}"
+    );
+    assert!(!dump.stuck.iter().any(|s| s.task() == joiner.id()), "{dump}");
+    joiner.abort();
+}
+
 #[test]
 fn the_finder_names_a_worker_blocked_in_a_poll_with_the_task_and_its_line() {
     let rt = runtime(weft::Flavor::MultiThread);
@@ -399,6 +428,48 @@ fn a_blocking_call_in_a_current_thread_block_on_is_named() {
     });
     // Once it returned, no row is left behind.
     assert!(!handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON));
+}
+
+/// A current-thread runtime's block_on row belongs to the call now polling:
+/// none is left after a block_on panicked (here a nested block_on, which
+/// Weft refuses), and a block_on called later from another thread shows
+/// its own line.
+#[test]
+fn the_block_on_row_follows_the_thread_driving_now() {
+    let rt = runtime(weft::Flavor::CurrentThread);
+    let handle = rt.handle();
+    let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async { rt.block_on(async {}) });
+    }));
+    assert!(nested.is_err(), "a nested block_on is refused");
+    assert!(
+        !handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON),
+        "{}",
+        handle.dump()
+    );
+    let rt = &rt;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let line = line!() + 1;
+                rt.block_on(async move {
+                    let dump = weft::Handle::current().dump();
+                    let row = row(&dump, Id::BLOCK_ON);
+                    assert_eq!((row.location.file, row.location.line), (file!(), line), "{dump}");
+                    assert!(
+                        matches!(dump.workers[0].state, WorkerState::Polling { task, .. } if task == Id::BLOCK_ON),
+                        "{dump}"
+                    );
+                })
+            })
+            .join()
+            .unwrap();
+    });
+    assert!(
+        !handle.dump().tasks.iter().any(|t| t.id == Id::BLOCK_ON),
+        "{}",
+        handle.dump()
+    );
 }
 
 /// With every worker blocked (no idle worker watches), a dump taken later
@@ -548,6 +619,63 @@ fn a_dump_serializes_to_json() {
         for_us: 1,
     };
     assert_eq!(serde_json::to_value(&blocked).unwrap()["kind"], "blocked_worker");
+}
+
+/// Every kind of wait serializes, tagged with its kind, in the dump's
+/// conventions (addresses as hex strings, ids and instants as numbers).
+#[test]
+fn every_wait_serializes_tagged_with_its_kind() {
+    let waits = [
+        (
+            WaitOn::Io {
+                fd: 3,
+                direction: IoDirection::Write,
+            },
+            r#"{"kind":"io","fd":3,"direction":"write"}"#,
+        ),
+        (WaitOn::Timer { deadline_us: 5 }, r#"{"kind":"timer","deadline_us":5}"#),
+        (
+            WaitOn::Source {
+                source: "mpi",
+                id: WaitOn::ANY,
+            },
+            r#"{"kind":"source","source":"mpi","id":18446744073709551615}"#,
+        ),
+        (
+            WaitOn::Sync {
+                primitive: "Mutex::lock",
+                address: 0x10,
+            },
+            r#"{"kind":"sync","primitive":"Mutex::lock","address":"0x10"}"#,
+        ),
+        (
+            WaitOn::Promise { address: 0x20 },
+            r#"{"kind":"promise","address":"0x20"}"#,
+        ),
+        (
+            WaitOn::Join { task: Id::BLOCK_ON },
+            r#"{"kind":"join","task":18446744073709551615}"#,
+        ),
+        (WaitOn::Signal { signal: 2 }, r#"{"kind":"signal","signal":2}"#),
+        (WaitOn::Completion, r#"{"kind":"completion"}"#),
+    ];
+    for (wait, json) in waits {
+        assert_eq!(serde_json::to_string(&wait).unwrap(), json);
+        let stuck = Stuck::Idle {
+            task: Id::BLOCK_ON,
+            name: None,
+            location: weft::dump::SpawnLocation {
+                file: "a.rs",
+                line: 1,
+                column: 2,
+            },
+            idle_us: 1,
+            wait: Some(wait),
+        };
+        let value = serde_json::to_value(&stuck).unwrap();
+        assert_eq!(value["kind"], "idle");
+        assert_eq!(value["wait"], serde_json::from_str::<serde_json::Value>(json).unwrap());
+    }
 }
 
 /// Checks what every dump must hold, whatever the runtime was doing: each

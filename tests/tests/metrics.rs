@@ -155,6 +155,23 @@ each_flavor! {
     }
 }
 
+/// On a current-thread runtime the `block_on` future's polls are runs of
+/// the thread too (its `polls` count them): one that polls thousands of
+/// times with no task still has every 1,024th run timed.
+#[test]
+fn a_current_thread_block_on_future_polled_often_is_sampled_too() {
+    let rt = runtime(weft::Flavor::CurrentThread);
+    rt.block_on(async {
+        for _ in 0..3000 {
+            weft::task::yield_now().await;
+        }
+    });
+    let m = rt.metrics();
+    let w = &m.workers[0];
+    assert!(w.polls > 3000, "{w:?}");
+    assert_eq!(w.poll_time_histogram.samples(), w.polls / 1024, "{w:?}");
+}
+
 /// Stress cases (a module of their own: `each_flavor!` makes modules).
 mod stress {
     use super::*;

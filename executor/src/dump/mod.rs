@@ -89,7 +89,8 @@ pub struct DumpOptions {
     /// Default 10 s. Tasks waiting on the world outside the process are
     /// left out unless [`io_waits_stuck`](DumpOptions#structfield.io_waits_stuck)
     /// is set, and a task awaiting another task is stuck only if that task
-    /// is (a supervisor awaiting its idle accept loop is not).
+    /// is (a supervisor awaiting its idle accept loop is not; a task of
+    /// another runtime is judged in that runtime's dump).
     #[cfg_attr(
         feature = "serde",
         serde(rename = "idle_threshold_us", serialize_with = "serialize_us")
@@ -594,8 +595,9 @@ impl IdleRule<'_> {
     /// A task idle past the threshold is stuck unless it sleeps on a timer
     /// not yet due, waits on a socket or a signal (unless asked for), or
     /// awaits a task that is not stuck itself: a supervisor awaiting its
-    /// accept loop is as healthy as the loop. `depth` bounds the joins
-    /// followed.
+    /// accept loop is as healthy as the loop, and a task awaiting one this
+    /// dump lacks (another runtime's) is judged by that one in its own
+    /// runtime's dump. `depth` bounds the joins followed.
     fn holds(&self, t: &TaskDump, depth: usize) -> bool {
         if t.kind != TaskKind::Task || t.state != TaskState::Idle {
             return false;
@@ -609,8 +611,11 @@ impl IdleRule<'_> {
             Some(WaitOn::Join { task }) if depth > 0 => {
                 match self.tasks.binary_search_by_key(&task, |t| t.id) {
                     Ok(i) => self.holds(&self.tasks[i], depth - 1),
-                    // Gone, yet its joiner was not woken: stuck.
-                    Err(_) => true,
+                    // Not in this dump: a task of another runtime (judged
+                    // in that runtime's dump), or one that completed while
+                    // this dump was taken (its joiner's wake is on its
+                    // way). Nothing here says the joiner is stuck.
+                    Err(_) => false,
                 }
             }
             _ => true,

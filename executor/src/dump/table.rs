@@ -76,7 +76,12 @@ impl fmt::Display for Dump {
             }
             let mut hidden: Vec<_> = shown.into_iter().filter(|(_, n)| *n > STUCK_PER_GROUP).collect();
             if !f.alternate() {
-                hidden.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+                // Largest first; ties by spawn line, so that two prints
+                // of one dump read the same (the map's order is random).
+                hidden.sort_by(|((a, a_kind), a_n), ((b, b_kind), b_n)| {
+                    b_n.cmp(a_n)
+                        .then_with(|| (a.file, a.line, a.column, a_kind).cmp(&(b.file, b.line, b.column, b_kind)))
+                });
                 for ((location, kind), n) in hidden {
                     writeln!(
                         f,
@@ -98,7 +103,10 @@ impl fmt::Display for Dump {
             f.write_char('\n')?;
         }
         writeln!(f, "\nTASKS")?;
-        let rows: Vec<TaskRow> = self.tasks.iter().map(|task| self.task_row(task)).collect();
+        // Only the rows printed are made (a runtime with a million tasks
+        // prints a thousand).
+        let limit = if f.alternate() { self.tasks.len() } else { TASK_ROWS };
+        let rows: Vec<TaskRow> = self.tasks.iter().take(limit).map(|task| self.task_row(task)).collect();
         // Columns as wide as their longest cell, within bounds (the JSON
         // form has every name and wait whole).
         let width = |cell: fn(&TaskRow) -> &str, title: &str, max: usize| {
@@ -116,8 +124,7 @@ impl fmt::Display for Dump {
             "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} spawned at",
             "id", "name", "state", "polls", "last poll", "longest", "waits on"
         )?;
-        let limit = if f.alternate() { rows.len() } else { TASK_ROWS };
-        for row in rows.iter().take(limit) {
+        for row in &rows {
             writeln!(
                 f,
                 "  {:>6}  {:<name_w$} {:<12} {:>6} {:>10} {:>10}  {:<wait_w$} {}",
@@ -131,11 +138,11 @@ impl fmt::Display for Dump {
                 row.location
             )?;
         }
-        if rows.len() > limit {
+        if self.tasks.len() > limit {
             writeln!(
                 f,
                 "  ... and {} more tasks ({{:#}} prints every row; the dump's `tasks` has them all)",
-                rows.len() - limit
+                self.tasks.len() - limit
             )?;
         }
         f.write_str(LEGEND)
@@ -167,7 +174,7 @@ impl Dump {
                 } else {
                     write!(f, "worker {worker} has been inside one poll of task {task}")?;
                     if let Some(name) = name {
-                        write!(f, " \"{name}\"")?;
+                        write!(f, " \"{}\"", printable(name))?;
                     }
                     if let Some(location) = location {
                         write!(f, " (spawned at {location})")?;
@@ -184,7 +191,7 @@ impl Dump {
             } => {
                 write!(f, "task {task}")?;
                 if let Some(name) = name {
-                    write!(f, " \"{name}\"")?;
+                    write!(f, " \"{}\"", printable(name))?;
                 }
                 write!(f, " (spawned at {location}) idle for {}, ", Micros(*idle_us))?;
                 match wait {
@@ -212,7 +219,7 @@ impl Dump {
                 }
                 if let Some(row) = self.task(*task) {
                     if let Some(name) = row.name.as_ref().filter(|_| *task != crate::task::Id::BLOCK_ON) {
-                        write!(f, " \"{name}\"")?;
+                        write!(f, " \"{}\"", printable(name))?;
                     }
                     write!(f, " ({})", row.location)?;
                 }
@@ -266,7 +273,7 @@ impl Dump {
             us => Micros(us).to_string(),
         };
         TaskRow {
-            id: task.id.as_u64(),
+            id: task.id.to_string(),
             name: printable(name),
             state,
             polls: task.polls,
@@ -327,7 +334,8 @@ const LEGEND: &str = "
 
 /// One task's cells.
 struct TaskRow {
-    id: u64,
+    /// As `Id` prints (`block_on` for the block_on future's row).
+    id: String,
     name: String,
     state: String,
     polls: u32,
@@ -428,6 +436,21 @@ mod tests {
             text.contains("... and 7 more tasks spawned at src/main.rs:3:5 idle on mpsc::Receiver::recv"),
             "{text}"
         );
+        // Groups of equal size print in one order, every time.
+        let mut tie = dump.clone();
+        let mut other = task("other");
+        other.location.line = 20;
+        for _ in 0..10 {
+            tie.stuck.push(stuck_on(&other));
+        }
+        let first = tie.to_string();
+        assert!(
+            first.contains("... and 7 more tasks spawned at src/main.rs:20:5"),
+            "{first}"
+        );
+        for _ in 0..16 {
+            assert_eq!(tie.to_string(), first);
+        }
         let all = format!("{dump:#}");
         assert_eq!(lines(&all, "\"writer\""), 10, "{all}");
         assert!(!all.contains("... and"), "{all}");
@@ -463,6 +486,47 @@ mod tests {
             stuck: Vec::new(),
         };
         assert!(dump.to_string().contains("two\\nlines"), "{dump}");
+        // Every line that names the task escapes it too: the stuck list
+        // and the worker polling it.
+        let id = dump.tasks[0].id;
+        dump.tasks[0].state = TaskState::Running { worker: Some(0) };
+        dump.workers.push(WorkerDump {
+            kind: WorkerKind::Worker,
+            index: 0,
+            polls: 1,
+            state: WorkerState::Polling {
+                task: id,
+                at_least_us: Some(200_000),
+                at_most_us: 200_000,
+            },
+        });
+        let name = Some("two\nlines".to_owned());
+        dump.stuck = vec![
+            Stuck::Blocking {
+                worker: 0,
+                task: id,
+                name: name.clone(),
+                location: Some(dump.tasks[0].location),
+                for_us: 200_000,
+            },
+            Stuck::Idle {
+                task: id,
+                name,
+                location: dump.tasks[0].location,
+                idle_us: 20_000_000,
+                wait: None,
+            },
+        ];
+        let text = dump.to_string();
+        assert_eq!(text.matches("two\\nlines").count(), 4, "{text}");
+        assert!(!text.contains("two\nlines"), "{text}");
+        // The block_on future's row prints its id as `Id` does.
+        dump.tasks[0].id = Id::BLOCK_ON;
+        dump.stuck.clear();
+        dump.workers.clear();
+        let text = dump.to_string();
+        assert!(!text.contains(&u64::MAX.to_string()), "{text}");
+        assert!(text.contains("block_on  two\\nlines"), "{text}");
         dump.tasks.clear();
         let fits = "a".repeat(30);
         let long = "b".repeat(NAME_WIDTH + 10);

@@ -127,17 +127,31 @@ impl PollRecord {
 
     /// A poll of a current-thread runtime's `block_on` future (`poll`), on
     /// the record as a run of [`Id::BLOCK_ON`], so that a dump sees a
-    /// blocking call in it as it sees one in a task. Not sampled; a poll an
-    /// observer saw in progress counts in the thread's longest poll.
+    /// blocking call in it as it sees one in a task. It is a run like a
+    /// task's (the `polls` metric counts it): timed into the histogram if
+    /// it is one of the sampled runs (never onto the timeline), and a poll
+    /// an observer saw in progress counts in the thread's longest poll.
     pub(crate) fn run_block_on<R>(&self, poll: impl FnOnce() -> R) -> R {
         let n = self.start_run();
+        let start_ns = if n % SAMPLE_EVERY == 0 {
+            self.block_on_start()
+        } else {
+            0
+        };
         self.begin(Id::BLOCK_ON);
         // Cleared even if the poll panics, so no later dump sees it running.
-        struct End<'a>(&'a PollRecord, u64);
+        struct End<'a>(&'a PollRecord, u64, u64);
         impl Drop for End<'_> {
             fn drop(&mut self) {
-                let (record, n) = (self.0, self.1);
+                let (record, n, start_ns) = (self.0, self.1, self.2);
                 record.end_current();
+                if start_ns != 0 {
+                    let end_ns = clock::now_ns();
+                    record.set_clock(end_ns / 1000);
+                    let nanos = end_ns.saturating_sub(start_ns);
+                    record.histogram[bucket(u128::from(nanos))].incr();
+                    record.poll_measured(nanos / 1000);
+                }
                 if record.seen_poll.load(Acquire) == n {
                     let now_us = clock::now_us();
                     record.set_clock(now_us);
@@ -145,8 +159,18 @@ impl PollRecord {
                 }
             }
         }
-        let _end = End(self, n);
+        let _end = End(self, n, start_ns);
         poll()
+    }
+
+    /// The start of a sampled `block_on` run (ns, not 0), read into the
+    /// record as a sampled task run's is.
+    #[cold]
+    #[inline(never)]
+    fn block_on_start(&self) -> u64 {
+        let start = clock::now_ns().max(1);
+        self.set_clock(start / 1000);
+        start
     }
 
     /// Numbers the run about to begin on this thread. Release, with
@@ -309,23 +333,30 @@ impl PollRecord {
         }
     }
 
-    /// Marks the poll in progress, if any, as seen by an observer whose
-    /// clock reads `now_us`; the first observer of a poll sets its time.
-    /// Returns the task in that poll and the poll's number.
-    pub(crate) fn mark_seen(&self, now_us: u64) -> Option<(u64, u64)> {
+    /// Marks the poll in progress, if any, as seen by an observer now; the
+    /// first observer of a poll sets its time. Returns the task in that
+    /// poll and the poll's number.
+    pub(crate) fn mark_seen(&self) -> Option<(u64, u64)> {
         let (number, task) = self.in_progress()?;
         let (clock, tight) = self.start_bound(number);
-        self.mark(number, if tight { clock.min(now_us) } else { now_us });
+        self.mark(number, clock, tight);
         Some((task, number))
     }
 
-    /// Marks run `number` as seen, in progress since `since_us` (the
-    /// observer's "now", or the reading right before the poll when there
-    /// is one: a later observer must not count from a later time than an
-    /// earlier one reported), unless it was seen before.
-    fn mark(&self, number: u64, since_us: u64) {
+    /// Marks run `number`, which the caller found in progress, as seen,
+    /// unless it was seen before: in progress since the thread's reading
+    /// `clock` if that reading came right before it (`tight`; a later
+    /// observer must not count from a later time than an earlier one
+    /// reported), else since now. The clock is read here, after the run
+    /// was found: an observer's earlier "now" (a dump's, read as it
+    /// begins; a watcher's, read before it looks at every worker, and
+    /// either may be preempted meanwhile) may predate the run, and counting
+    /// from it would call a short poll long.
+    fn mark(&self, number: u64, clock: u64, tight: bool) {
         if self.seen_poll.load(Relaxed) != number {
-            self.seen_at_us.store(since_us, Relaxed);
+            let now_us = clock::now_us();
+            self.seen_at_us
+                .store(if tight { clock.min(now_us) } else { now_us }, Relaxed);
             self.seen_poll.store(number, Release);
         }
     }
@@ -359,7 +390,7 @@ impl PollRecord {
         let polling = (task != 0).then(|| {
             // Seen before this look: the poll has run at least since then.
             let seen_before = (self.seen_poll.load(Acquire) == number).then(|| self.seen_at_us.load(Relaxed));
-            self.mark(number, if tight { clock.min(now_us) } else { now_us });
+            self.mark(number, clock, tight);
             let at_most_us = now_us.saturating_sub(clock);
             Polling {
                 task,
@@ -448,6 +479,37 @@ mod tests {
         assert_eq!(bucket(1_000_000), 10);
         assert_eq!(bucket(1_000_000_000), 20);
         assert_eq!(bucket(u128::MAX), POLL_TIME_BUCKETS - 1);
+    }
+
+    /// An observer's "now" read before it found a poll in progress (a
+    /// dump's is read as the dump begins, and the observer may be
+    /// preempted before it looks) may predate that poll: the poll is
+    /// counted from when it was seen, never from then, so a short poll
+    /// is not reported as blocking by a later look, nor measured long.
+    #[test]
+    fn a_poll_is_never_counted_from_before_the_observer_found_it() {
+        let early = clock::now_us();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Untight: the record's reading is two runs old by the second run.
+        let record = PollRecord::new(None);
+        record.run_block_on(|| ());
+        record.run_block_on(|| {
+            let _ = record.snapshot(early);
+            let later = record.snapshot(clock::now_us()).polling.unwrap();
+            assert!(later.at_least_us.unwrap() < 40_000, "{later:?}");
+        });
+        assert!(record.longest_poll_us() < 40_000, "{}", record.longest_poll_us());
+        // Tight: the reading right before the poll is after the observer's
+        // "now".
+        let early = clock::now_us();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let record = PollRecord::new(None);
+        record.run_block_on(|| {
+            let _ = record.snapshot(early);
+            let later = record.snapshot(clock::now_us()).polling.unwrap();
+            assert!(later.at_least_us.unwrap() < 40_000, "{later:?}");
+        });
+        assert!(record.longest_poll_us() < 40_000, "{}", record.longest_poll_us());
     }
 }
 

@@ -560,10 +560,9 @@ impl Context {
     /// dump can tell how long it has run at least (`observe::poll_record`).
     fn watch_polls(&self) {
         let shared = self.shared();
-        let now = crate::observe::clock::now_us();
         for (index, counters) in shared.counters.iter().enumerate() {
             if index != self.index {
-                counters.poller.mark_seen(now);
+                counters.poller.mark_seen();
             }
         }
     }
