@@ -23,6 +23,12 @@
 //!    (MPI-3.1 §12.4.3 makes that the main thread's duty): Weft starts a
 //!    thread of its own for both, so the last handle may be dropped on any
 //!    worker.
+//! 4. **Every rank leaves together.** Before finalizing, a rank waits in
+//!    an exit fence (`Shared::exit_fence`) until every rank has come that
+//!    far, running the engine meanwhile: a collective's rounds are posted
+//!    by Weft's engine alone, so a rank that dropped a collective and left
+//!    would strand a rank that joins it later. `MPI_Finalize` waits for
+//!    every rank anyway; a rank that died ends the fence at once.
 //!
 //! Communicator handles are raw MPI handles wrapped so they can move
 //! between threads, which is sound because they are only ever used under
