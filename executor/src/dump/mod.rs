@@ -41,7 +41,8 @@
 //! - A task's *longest poll* is the longest of its polls that the runtime's
 //!   watcher (which looks at busy workers every 2 ms while another worker
 //!   waits in the driver) or a dump saw in progress, measured as at least
-//!   the time since it was first seen; 0 if none was. Short polls are not
+//!   the time since it was first seen (or since the worker's clock reading
+//!   right before it, when there is one), or a sampled run; 0 if none was. Short polls are not
 //!   timed one by one (that would read the clock twice per poll): the
 //!   workers' sampled poll-time histograms and the timeline have them.
 //! - A worker's *running for* has two bounds: at most the time since the
