@@ -246,6 +246,8 @@ impl Communicator {
     /// (`doorbell.rs`, rules 2 and 3): a collective completes only once
     /// every rank's loop has polled it.
     pub(crate) fn posting_collective<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
+        // One reading for the post and the rings to every rank.
+        let _clock = crate::engine::clock::scope();
         let result = self.shared.engine.with_mpi(f);
         if self.shared.engine.posted() {
             self.shared.notify();
@@ -375,6 +377,7 @@ impl Communicator {
         T: Send + 'static,
         F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
     {
+        let _clock = crate::engine::clock::scope();
         self.shared.register_if_running();
         let checked = self.check_send(dest, tag).and_then(|()| self.check_alive(dest));
         if let Err(err) = checked {
@@ -568,6 +571,7 @@ impl Communicator {
     {
         // A receive from a rank known dead still takes what it sent before
         // it died (`start_receive`).
+        let _clock = crate::engine::clock::scope();
         self.shared.register_if_running();
         if let Err(err) = self.check_receive(source, tag) {
             return Request::ready(Err(err));

@@ -171,7 +171,7 @@ impl Doorbell {
         let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
             return false;
         };
-        let now = u64::try_from(self.epoch.elapsed().as_nanos())
+        let now = u64::try_from(crate::engine::clock::now().saturating_duration_since(self.epoch).as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
         let before = last.load(Relaxed);
@@ -201,7 +201,7 @@ impl Doorbell {
         if before == REMOTE {
             return false;
         }
-        let now = u64::try_from(self.epoch.elapsed().as_nanos())
+        let now = u64::try_from(crate::engine::clock::now().saturating_duration_since(self.epoch).as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
         let age = now.saturating_sub(before);

@@ -201,7 +201,7 @@ where
             kind: setup.kind,
             parts: AtomicUsize::new(setup.parts),
             peers: setup.peers,
-            posted: std::time::Instant::now(),
+            posted: crate::engine::clock::now(),
             trace: trace_id(),
             comm: setup.comm,
             datatype: setup.datatype,
@@ -828,6 +828,7 @@ impl<T: Send + 'static> Future for Request<T> {
             State::Taken => panic!("weft-mpi: an MPI request polled after it completed"),
             State::Pending(slot) => slot,
         };
+        let _clock = crate::engine::clock::scope();
         if !slot.is_finished() {
             if let Some(shared) = &this.shared {
                 // Posted under one runtime (or none), awaited under

@@ -92,7 +92,7 @@ impl Activity {
     /// Now, in the units the fields hold (nanoseconds since `epoch`; never
     /// zero, so a zero `last` means "never").
     pub(crate) fn now(&self) -> u64 {
-        nanos(self.epoch.elapsed()).max(1)
+        nanos(super::clock::now().saturating_duration_since(self.epoch)).max(1)
     }
 
     /// The spin window set.

@@ -92,6 +92,7 @@
 //! [`MpiBuilder::max_sleep`]: crate::MpiBuilder::max_sleep
 
 mod activity;
+pub(crate) mod clock;
 mod collective;
 mod matching;
 mod requests;
@@ -580,7 +581,9 @@ impl Engine {
         };
         let delivered = out.len();
         if delivered > 0 {
-            let now = Instant::now();
+            let now = clock::now();
+            // Completing runs wakers and done callbacks, of any length.
+            clock::refresh();
             for (waiter, _) in &out {
                 if let Some(at) = waiter.posted_at() {
                     self.activity.record_wait(now.saturating_duration_since(at));
@@ -868,6 +871,7 @@ fn with_capacity(err: Error, capacity: usize) -> Error {
 
 impl weft_io::source::Source for Engine {
     fn poll(&self) -> usize {
+        let _clock = clock::scope();
         Engine::poll(self)
     }
 
