@@ -112,6 +112,18 @@ pub(crate) struct Doorbell {
 }
 
 impl Doorbell {
+    /// Now, in nanoseconds since `epoch`, never 0 (0 means "never rung");
+    /// the operation's one reading (`engine/clock.rs`).
+    fn now(&self) -> u64 {
+        u64::try_from(
+            crate::engine::clock::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+        .max(1)
+    }
+
     /// This rank's bell in job `job`, for a world of `size` whose ranks on
     /// this host are `local` (`None`: unknown, ring them all); `None`
     /// where the platform has none (then peers are found by idle polls
@@ -171,9 +183,7 @@ impl Doorbell {
         let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
             return false;
         };
-        let now = u64::try_from(crate::engine::clock::now().saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let now = self.now();
         let before = last.load(Relaxed);
         if before == REMOTE {
             return false;
@@ -201,9 +211,7 @@ impl Doorbell {
         if before == REMOTE {
             return false;
         }
-        let now = u64::try_from(crate::engine::clock::now().saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let now = self.now();
         let age = now.saturating_sub(before);
         if before != 0 && age < u64::try_from(window.as_nanos()).unwrap_or(u64::MAX) {
             return false;
