@@ -165,7 +165,7 @@ pub struct Dump {
     pub taken_at_us: u64,
     /// When the dump was taken by the wall clock, in ms since the Unix
     /// epoch (to line a dump up with logs); 0 if the system clock is
-    /// before 1970.
+    /// before 1970 (or under Miri, which has no wall clock).
     pub taken_at_unix_ms: u64,
     /// The runtime had shut down (or was shutting down): its tasks are
     /// gone or going, and its threads' rows are their last state.
@@ -362,6 +362,17 @@ impl SpawnLocation {
     }
 }
 
+/// The wall clock in ms since the Unix epoch; 0 where there is none (a
+/// clock before 1970, or Miri's isolation, which has no wall clock).
+fn unix_ms() -> u64 {
+    #[cfg(miri)]
+    return 0;
+    #[cfg(not(miri))]
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(feature = "serde")]
 fn serialize_us<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(crate::observe::clock::duration_us(*d))
@@ -379,9 +390,7 @@ impl Collector {
     pub(crate) fn new() -> Collector {
         Collector {
             now_us: crate::observe::clock::now_us(),
-            unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            unix_ms: unix_ms(),
             tasks: Vec::new(),
             workers: Vec::new(),
         }
