@@ -3,28 +3,9 @@
 //! units in flight, deaths mid-agreement, shutdown mid-agreement, user
 //! receives from any source with any tag, on any number of ranks.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
+use super::trusted::poll_then_drop;
 use std::time::Duration;
 use weft::mpi::{ANY_SOURCE, ANY_TAG, Communicator, Error, ReduceOp};
-
-/// Polls `future` `polls` times (a 20 µs sleep between) and drops it.
-async fn poll_then_drop<F: Future>(future: F, polls: usize) {
-    let mut future = pin!(future);
-    for _ in 0..polls {
-        let mut ready = false;
-        std::future::poll_fn(|cx| {
-            ready = future.as_mut().poll(cx).is_ready();
-            Poll::Ready(())
-        })
-        .await;
-        if ready {
-            return;
-        }
-        weft::time::sleep(Duration::from_micros(20)).await;
-    }
-}
 
 /// More than 32768 units on one communicator (the agreement's tags wrap),
 /// many started before any is awaited, some dropped at once, on the world

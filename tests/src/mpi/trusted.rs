@@ -334,7 +334,7 @@ pub(crate) async fn rung_after_gap(world: &Communicator) {
 /// Polls `future` `polls` times, letting the engine run a step between
 /// polls, and drops it: a request abandoned at any of its await points
 /// (mid-agreement, between its rounds, or between its stages).
-async fn poll_then_drop<F: Future>(future: F, polls: usize) {
+pub(crate) async fn poll_then_drop<F: Future>(future: F, polls: usize) {
     let mut future = pin!(future);
     for _ in 0..polls {
         let mut ready = false;
