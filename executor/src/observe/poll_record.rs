@@ -322,15 +322,26 @@ impl PollRecord {
         self.parked_since_ns.store(now.max(1), Relaxed);
     }
 
+    /// The thread is about to block again, right after an
+    /// [`unpark`](Self::unpark) that read the clock at `unparked_ns` (its
+    /// return value) and ran no task since: that reading stands for now, so
+    /// a worker going round its park loop (a spinning source's turns) reads
+    /// the clock once per round, not twice.
+    pub(crate) fn park_again(&self, unparked_ns: u64) {
+        self.parked_since_ns.store(unparked_ns.max(1), Relaxed);
+    }
+
     /// The thread woke up (after [`park`](Self::park)); `driver`: it
-    /// blocked in the driver (on the timeline: a reactor turn).
-    pub(crate) fn unpark(&self, driver: bool) {
+    /// blocked in the driver (on the timeline: a reactor turn). Returns
+    /// the clock reading it took, in nanoseconds since the epoch.
+    pub(crate) fn unpark(&self, driver: bool) -> u64 {
         let now = clock::now_ns();
         let since = self.parked_since_ns.swap(0, Relaxed);
         self.set_clock(now / 1000);
         if let Some(track) = &self.timeline {
             track.park(since, now, driver);
         }
+        now
     }
 
     /// Marks the poll in progress, if any, as seen by an observer now; the

@@ -185,7 +185,8 @@ impl Driver {
                 until = Some(until.map_or(at, |u| u.min(at)));
             }
         };
-        bound(inner.timers.next_deadline());
+        let next_timer = inner.timers.next_deadline();
+        bound(next_timer);
         let source_wait = inner.sources.max_wait(now);
         bound(source_wait.map(|w| now + w));
         if inner.notifier.has_pending() {
@@ -199,6 +200,12 @@ impl Driver {
         } else {
             0
         };
+        // The turn's one clock reading after the wait: `now` again when the
+        // turn did not wait (spinning, or nothing to wait for), since a
+        // clock reading (tens of nanoseconds on a virtual machine) is a
+        // good part of a spinning turn; a fresh one after a wait that may
+        // have blocked.
+        let mut after = now;
         if spinning && self.spinning_turns % POLL_EVENTS_EVERY != 0 {
             self.events.clear();
         } else {
@@ -211,11 +218,14 @@ impl Driver {
                 // EINVAL): nothing the loop could do next would work.
                 Err(err) => panic!("Weft's reactor could not wait for events: {err}"),
             }
+            if timeout != Some(Duration::ZERO) {
+                after = Instant::now();
+            }
         }
 
         // A timeline sees the turn from the moment the wait ended.
         let recording = crate::observe::recording();
-        let woke = if recording { Instant::now() } else { now };
+        let woke = after;
 
         #[cfg(unix)]
         let mut signalled = false;
@@ -254,11 +264,15 @@ impl Driver {
         }
         #[cfg(unix)]
         if rang {
-            inner.sources.rang(Instant::now());
+            inner.sources.rang(after);
         }
         self.wake_all();
 
-        inner.timers.fire(Instant::now(), &mut self.wakers);
+        // A timer registered since step 1 with an earlier deadline woke the
+        // loop (`Timers::register`): the next turn fires it.
+        if next_timer.is_some_and(|next| next <= after) {
+            inner.timers.fire(after, &mut self.wakers);
+        }
         let timers = self.wakers.len();
         if recording && timers > 0 {
             crate::observe::event(crate::observe::Event::TimersFired { count: timers as u32 });
@@ -266,7 +280,7 @@ impl Driver {
         self.wake_all();
 
         let completions = inner.notifier.deliver();
-        let sources = inner.sources.poll_pending(&mut self.sources);
+        let sources = inner.sources.poll_pending(&mut self.sources, after);
         inner.counters.turn(events, timers, completions);
         if recording {
             crate::observe::event(crate::observe::Event::Turn {

@@ -207,8 +207,10 @@ impl Sources {
     }
 
     /// Polls every source with work pending; returns how many it polled.
-    /// `scratch` is the caller's reusable buffer.
-    pub(crate) fn poll_pending(&self, scratch: &mut Vec<(u64, Arc<dyn Source>)>) -> usize {
+    /// `scratch` is the caller's reusable buffer; `now`, the turn's clock
+    /// reading after its wait, which dates an empty poll (a spinning
+    /// turn then reads the clock once, not once per source).
+    pub(crate) fn poll_pending(&self, scratch: &mut Vec<(u64, Arc<dyn Source>)>, now: Instant) -> usize {
         // Poll outside the lock: a source may wake tasks, and a woken task's
         // code may register or drop a source.
         self.with_entries(|entries| {
@@ -226,7 +228,11 @@ impl Sources {
             let completed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.poll())).unwrap_or(0);
             self.with_entries(|entries| {
                 if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
-                    entry.polled(completed, Instant::now());
+                    // Progress restarts the spin window from when the
+                    // poll returned (it may have run done callbacks); an
+                    // empty poll is dated by the turn's reading.
+                    let at = if completed > 0 { Instant::now() } else { now };
+                    entry.polled(completed, at);
                 }
             });
         }

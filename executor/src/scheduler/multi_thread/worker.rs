@@ -458,9 +458,14 @@ impl Context {
             }
         }
         let mut watches = shared.standby.first_watches();
+        // The clock reading of the last round's wake-up (no task ran since).
+        let mut unparked_ns = None;
         loop {
             self.counters().parks.incr();
-            self.counters().poller.park();
+            match unparked_ns {
+                Some(at) => self.counters().poller.park_again(at),
+                None => self.counters().poller.park(),
+            }
             trace::park(self.index);
             self.core.borrow_mut().is_parked = true;
             // Into the driver if it is free; otherwise onto the condition
@@ -497,7 +502,7 @@ impl Context {
                 }
             }
             trace::unpark(self.index, ran_driver);
-            self.counters().poller.unpark(ran_driver);
+            unparked_ns = Some(self.counters().poller.unpark(ran_driver));
             if look {
                 self.watch_polls();
             }
