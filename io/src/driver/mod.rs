@@ -14,6 +14,9 @@
 //!    [`POLL_EVENTS_EVERY`]th turn: a system call per turn would cost more
 //!    than the source's own check, and an fd event waits a few hundred
 //!    nanoseconds more at most.
+//!    The turn reads the clock once after the wait (not at all when it
+//!    did not wait: its reading from step 1 stands), and steps 3 to 6 use
+//!    that reading; sources see it as [`turn_now`](crate::source::turn_now).
 //! 3. Deliver readiness events: each token names a registration (with a
 //!    generation tag, so stale events are dropped); the readiness is set and
 //!    the tasks waiting in that direction are woken. An event on the signal
@@ -46,7 +49,7 @@ use self::deadline::DeadlineTimer;
 use self::registration::{DOORBELL_TOKEN, SIGNAL_TOKEN};
 use self::registration::{Registrations, TIMER_TOKEN, WAKER_TOKEN};
 use crate::loom::{RwLock, RwLockReadGuard, RwLockWriteGuard, read, write};
-use crate::source::{Notifier, Sources};
+use crate::source::{Notifier, Sources, TurnClock};
 use crate::time::Timers;
 use std::fmt;
 use std::io;
@@ -178,6 +181,7 @@ impl Driver {
     pub fn turn(&mut self, max_wait: Option<Duration>) {
         let inner = self.handle.inner.clone();
         let now = Instant::now();
+        let _clock = TurnClock::start(now);
         // Step 1: the earliest instant anything asks to be looked at.
         let mut until: Option<Instant> = max_wait.map(|w| crate::time::after(now, w));
         let mut bound = |at: Option<Instant>| {
@@ -220,6 +224,7 @@ impl Driver {
             }
             if timeout != Some(Duration::ZERO) {
                 after = Instant::now();
+                TurnClock::set(after);
             }
         }
 

@@ -58,6 +58,48 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+std::thread_local! {
+    /// The clock reading of the turn this thread is running, if it is in
+    /// one ([`turn_now`]).
+    static TURN_NOW: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The clock reading of the loop's current turn, when called on the loop's
+/// thread during a turn (from a [`Source`] method: [`Source::has_pending`],
+/// [`Source::poll`], [`Source::spin_window`]...); `None` anywhere else.
+///
+/// A turn reads the clock once after its wait (see [`crate::driver`]); a
+/// source that needs the time to decide whether to spin can use that
+/// reading instead of its own: a clock reading costs tens of nanoseconds on
+/// a virtual machine, a good part of a spinning turn. The reading is at
+/// most one turn old; work that may take long (a done callback) should
+/// read the clock itself afterwards.
+pub fn turn_now() -> Option<Instant> {
+    TURN_NOW.try_with(std::cell::Cell::get).ok().flatten()
+}
+
+/// Publishes this thread's turn reading ([`turn_now`]) until dropped.
+pub(crate) struct TurnClock(());
+
+impl TurnClock {
+    /// The turn has read the clock at `now`.
+    pub(crate) fn start(now: Instant) -> TurnClock {
+        TurnClock::set(now);
+        TurnClock(())
+    }
+
+    /// The turn read the clock again (after a wait).
+    pub(crate) fn set(now: Instant) {
+        let _ = TURN_NOW.try_with(|c| c.set(Some(now)));
+    }
+}
+
+impl Drop for TurnClock {
+    fn drop(&mut self) {
+        let _ = TURN_NOW.try_with(|c| c.set(None));
+    }
+}
+
 /// How long the loop polls a source without sleeping after its last
 /// progress, unless the source says otherwise ([`Source::spin_window`]).
 pub const DEFAULT_SPIN_WINDOW: Duration = Duration::from_micros(50);
@@ -231,7 +273,13 @@ impl Sources {
                     // Progress restarts the spin window from when the
                     // poll returned (it may have run done callbacks); an
                     // empty poll is dated by the turn's reading.
-                    let at = if completed > 0 { Instant::now() } else { now };
+                    let at = if completed > 0 {
+                        let at = Instant::now();
+                        TurnClock::set(at);
+                        at
+                    } else {
+                        now
+                    };
                     entry.polled(completed, at);
                 }
             });
@@ -523,6 +571,94 @@ mod tests {
             doorbell: None,
         };
         assert_eq!(entry.sleep(start), FIRST_SLEEP);
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod turn_clock_tests {
+    use super::*;
+    use crate::driver::Driver;
+
+    /// Records what `turn_now` said in each call the loop made, and the
+    /// clock right after the poll.
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<(&'static str, Option<Instant>)>>,
+        completes: bool,
+    }
+
+    impl Source for Seen {
+        fn poll(&self) -> usize {
+            lock(&self.calls).push(("poll", turn_now()));
+            if self.completes {
+                std::thread::sleep(Duration::from_millis(2));
+                1
+            } else {
+                0
+            }
+        }
+        fn has_pending(&self) -> bool {
+            lock(&self.calls).push(("has_pending", turn_now()));
+            true
+        }
+        fn spin_window(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+    }
+
+    /// Every source call of a turn sees the turn's one reading, taken no
+    /// earlier than the turn began; outside a turn there is none.
+    #[test]
+    fn sources_see_the_turns_reading_during_a_turn_and_none_outside() {
+        let mut driver = Driver::new().expect("a driver");
+        let seen = Arc::new(Seen::default());
+        let handle = driver.handle().register_source(seen.clone());
+        handle.notify();
+        assert_eq!(turn_now(), None, "no turn yet");
+        let before = Instant::now();
+        driver.turn(Some(Duration::ZERO));
+        let after = Instant::now();
+        assert_eq!(turn_now(), None, "the turn is over");
+        let calls = std::mem::take(&mut *lock(&seen.calls));
+        assert!(calls.iter().any(|(what, _)| *what == "poll"), "{calls:?}");
+        let first = calls[0].1.expect("a reading during the turn");
+        assert!(before <= first && first <= after);
+        assert!(
+            calls.iter().all(|(_, at)| *at == Some(first)),
+            "one reading for the whole turn: {calls:?}"
+        );
+        drop(handle);
+    }
+
+    /// After a poll that completed something (it may have run done
+    /// callbacks for long), the turn's reading is fresh again for the
+    /// sources polled next.
+    #[test]
+    fn progress_refreshes_the_turns_reading() {
+        let mut driver = Driver::new().expect("a driver");
+        let busy = Arc::new(Seen {
+            completes: true,
+            ..Seen::default()
+        });
+        let next = Arc::new(Seen::default());
+        let a = driver.handle().register_source(busy.clone());
+        let b = driver.handle().register_source(next.clone());
+        a.notify();
+        driver.turn(Some(Duration::ZERO));
+        let busy_poll = lock(&busy.calls)
+            .iter()
+            .find(|(w, _)| *w == "poll")
+            .and_then(|(_, at)| *at);
+        let next_poll = lock(&next.calls)
+            .iter()
+            .find(|(w, _)| *w == "poll")
+            .and_then(|(_, at)| *at);
+        let (busy_poll, next_poll) = (busy_poll.expect("polled"), next_poll.expect("polled"));
+        assert!(
+            next_poll >= busy_poll + Duration::from_millis(2),
+            "the source polled after a 2 ms poll saw a reading from before it"
+        );
+        drop((a, b));
     }
 }
 
