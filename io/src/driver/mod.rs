@@ -303,6 +303,10 @@ impl Driver {
     /// Weft's never do) costs no other task its wake: the panic is
     /// contained here, as a source's is (the panic hook has reported it).
     fn wake_all(&mut self) {
+        // Most spinning turns wake nothing: skip the drain's setup.
+        if self.wakers.is_empty() {
+            return;
+        }
         crate::source::complete_each(self.wakers.drain(..), std::task::Waker::wake);
     }
 

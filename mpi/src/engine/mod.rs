@@ -645,8 +645,9 @@ impl Engine {
         }
         let mut progressed = 0;
         // The clock is read every 16 polls only: reading it costs as much
-        // as a poll.
-        let start = Instant::now();
+        // as a poll. The start is the operation's reading (`helping` just
+        // took it).
+        let start = clock::now();
         let mut polls = 0u32;
         while !done() {
             if polls % 16 == 15 && start.elapsed() >= TASK_SPIN {
