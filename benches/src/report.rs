@@ -161,6 +161,8 @@ impl Report {
                 .any(|s| s.workload == workload && s.metric == metric && s.summary.is_some());
             let stats: &[(&str, Stat)] = if summarised {
                 &[(" p50", Series::median), (" p99", Series::p99)]
+            } else if metric.ends_with(PER_REP_P99) {
+                &[(" p99/rep", Series::median)]
             } else {
                 &[("", Series::median)]
             };
@@ -277,6 +279,12 @@ fn write_row(
     }
     out.push('\n');
 }
+
+/// The ending of a metric that holds each repetition's own p99 (of a
+/// latency whose summary pools every repetition): its row shows their
+/// median, which one disturbed repetition cannot move as it moves the
+/// pooled p99.
+pub(crate) const PER_REP_P99: &str = "p99_per_rep_ns";
 
 /// A readable unit for a metric given the magnitude of its values.
 fn display_unit(metric: &str, smallest: f64) -> (&'static str, f64) {
