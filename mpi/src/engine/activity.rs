@@ -141,8 +141,18 @@ impl Activity {
     /// Under the MPI lock: the work in flight now, `requests` of it held
     /// by MPI.
     pub(crate) fn set_pending(&self, n: usize, requests: usize) {
-        self.requests.store(requests, Relaxed);
-        self.pending.store(n, SeqCst);
+        if self.requests.load(Relaxed) != requests {
+            self.requests.store(requests, Relaxed);
+        }
+        // Unchanged (a spinning poll that found nothing): no store, which
+        // is a full fence here. The loop's check (`has_work`: `asleep`
+        // stored, then `pending` loaded, both `SeqCst`) still sees `n`:
+        // this `SeqCst` load read the last store of it, before the
+        // caller's `touched` (`asleep.swap`) in the single total order, so
+        // a check ordered after that swap reads that store or a later one.
+        if self.pending.load(SeqCst) != n {
+            self.pending.store(n, SeqCst);
+        }
     }
 
     /// Requests MPI holds.
@@ -325,5 +335,48 @@ mod loom_tests {
                 }
             });
         }
+    }
+
+    /// Two posts in a row under the engine's lock, the second leaving the
+    /// count as it was (so `set_pending` stores nothing): the loop deciding
+    /// whether to sleep meanwhile is either woken or sees work.
+    #[test]
+    fn a_post_that_leaves_the_count_unchanged_never_meets_a_loop_asleep() {
+        loom::model(|| {
+            let activity = Arc::new(Activity::new(Duration::ZERO));
+            activity.progressed_on_loop(1);
+            let woken = Arc::new(AtomicBool::new(false));
+            // The engine's lock, as a flag the second poster waits on: it
+            // orders the two sections as the lock does.
+            let first_done = Arc::new(AtomicBool::new(false));
+            let first = {
+                let (activity, woken, done) = (activity.clone(), woken.clone(), first_done.clone());
+                thread::spawn(move || {
+                    activity.set_pending(1, 0);
+                    done.store(true, Release);
+                    if activity.touched(10_000) {
+                        woken.store(true, SeqCst);
+                    }
+                })
+            };
+            let second = {
+                let (activity, woken, done) = (activity.clone(), woken.clone(), first_done);
+                thread::spawn(move || {
+                    while !done.load(Acquire) {
+                        thread::yield_now();
+                    }
+                    activity.set_pending(1, 0);
+                    if activity.touched(10_000) {
+                        woken.store(true, SeqCst);
+                    }
+                })
+            };
+            let sleeps = !activity.has_work(5_000);
+            first.join().unwrap();
+            second.join().unwrap();
+            if sleeps {
+                assert!(woken.load(SeqCst), "the loop slept through a post");
+            }
+        });
     }
 }

@@ -568,26 +568,32 @@ impl Engine {
     /// [`with_mpi`](Self::with_mpi), also saying how many outcomes it
     /// delivered.
     fn with_mpi_counted<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> (R, usize) {
-        let mut out = DELIVER.try_with(std::cell::Cell::take).unwrap_or_default();
-        let result = {
+        let (result, out) = {
             let mut mpi = lock(&self.mpi);
             if self.has_retired.load(Acquire) {
                 self.free_retired(&mut mpi);
             }
             let result = f(&mut mpi);
-            std::mem::swap(&mut mpi.deliver, &mut out);
+            // Most calls (a spinning poll that found nothing) deliver
+            // nothing: only a delivery takes the thread's spare list.
+            let out = (!mpi.deliver.is_empty()).then(|| {
+                let mut out = DELIVER.try_with(std::cell::Cell::take).unwrap_or_default();
+                std::mem::swap(&mut mpi.deliver, &mut out);
+                out
+            });
             self.activity.set_pending(mpi.pending(), mpi.requests.len());
-            result
+            (result, out)
+        };
+        let Some(mut out) = out else {
+            return (result, 0);
         };
         let delivered = out.len();
-        if delivered > 0 {
-            let now = clock::now();
-            // Completing runs wakers and done callbacks, of any length.
-            clock::refresh();
-            for (waiter, _) in &out {
-                if let Some(at) = waiter.posted_at() {
-                    self.activity.record_wait(now.saturating_duration_since(at));
-                }
+        let now = clock::now();
+        // Completing runs wakers and done callbacks, of any length.
+        clock::refresh();
+        for (waiter, _) in &out {
+            if let Some(at) = waiter.posted_at() {
+                self.activity.record_wait(now.saturating_duration_since(at));
             }
         }
         // One waiter's panic (a user's waker, a done callback) must not
