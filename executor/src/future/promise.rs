@@ -495,10 +495,19 @@ impl<T> Promise<T> {
     /// the handle is then registered nowhere (rule 3).
     #[inline]
     fn withdraw(&mut self) {
-        let key = std::mem::replace(&mut self.waiter, NO_WAITER);
-        if key != NO_WAITER {
-            drop(self.inner.core.remove(key));
+        if self.waiter != NO_WAITER {
+            self.unregister();
         }
+    }
+
+    /// [`withdraw`](Self::withdraw)'s work, for a handle that holds a key:
+    /// out of line, so that dropping an unregistered handle (every handle
+    /// of a promise set before it was awaited) stays a compare and the
+    /// `Arc`'s release.
+    #[inline(never)]
+    fn unregister(&mut self) {
+        let key = std::mem::replace(&mut self.waiter, NO_WAITER);
+        drop(self.inner.core.remove(key));
     }
 }
 
@@ -600,6 +609,7 @@ impl<T> Unpin for Promise<T> {}
 impl<T: Clone> Future for Promise<T> {
     type Output = Result<T, PromiseError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(outcome) = self.inner.core.outcome() {
             // The settler took our waker with the rest of the list.
@@ -607,6 +617,16 @@ impl<T: Clone> Future for Promise<T> {
             self.waiter = NO_WAITER;
             return Poll::Ready(outcome);
         }
+        self.poll_pending(cx)
+    }
+}
+
+impl<T: Clone> Promise<T> {
+    /// [`poll`](Future::poll) of a promise that was not done at its first
+    /// check: out of line, so that awaiting a settled promise inlines to a
+    /// load and the outcome's clone.
+    #[inline(never)]
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, PromiseError>> {
         if is_handback(cx.waker()) {
             // Rule 3, before the budget: a hand-back always withdraws.
             self.withdraw();
@@ -625,6 +645,7 @@ impl<T: Clone> Future for Promise<T> {
 }
 
 impl<T> Drop for Promise<T> {
+    #[inline]
     fn drop(&mut self) {
         // An abandoned await only stops listening: the promise stays
         // pending for its other observers (see the type's docs).

@@ -197,8 +197,10 @@ impl<T, L> Core<T, L> {
             return Err(outcome);
         }
         // SAFETY: rule 1: our `fetch_or` set `CLAIMED`, so we are the only
-        // writer, and no reader looks before `COMPLETE`.
-        self.outcome.with_mut(|ptr| unsafe { *ptr = Some(outcome) });
+        // writer, and no reader looks before `COMPLETE`. The cell holds the
+        // `None` it was made with, which owns nothing, so it is overwritten
+        // without being dropped (no check of what it held).
+        self.outcome.with_mut(|ptr| unsafe { ptr.write(Some(outcome)) });
         // `COMPLETE` is clear (only the one claimer sets it), so adding it
         // sets it: one `lock xadd` on x86, where a `fetch_or` whose old
         // value is read compiles to a compare-and-swap loop.
