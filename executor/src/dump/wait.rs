@@ -160,7 +160,10 @@ const JOIN: u32 = 6;
 const SIGNAL: u32 = 7;
 const COMPLETION: u32 = 8;
 
-/// Packs a wait into the header's two words.
+/// Packs a wait into the header's two words (inlined: every pending await
+/// that reports its wait comes through here, and most waits fold to
+/// constants).
+#[inline]
 pub(crate) fn encode(wait: WaitOn) -> (u16, u64) {
     let tag = |kind: u32, detail: u32| (kind | (detail << 8)) as u16;
     match wait {
