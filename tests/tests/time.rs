@@ -236,3 +236,56 @@ fn a_sleep_far_beyond_the_wheel_does_not_stall_the_loop() {
     drop(rt);
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+/// How long after `start` a sleep until `start + due` ended.
+async fn fired_after(start: Instant, due: Duration) -> Duration {
+    sleep_until(start + due).await;
+    start.elapsed()
+}
+
+#[test]
+fn timers_due_within_the_slack_fire_in_one_wakeup_and_a_lone_one_on_time() {
+    // A slack far above any scheduling noise, so the test reads the policy
+    // (`Builder::timer_slack`), not the machine.
+    let slack = Duration::from_millis(200);
+    let rt = weft::Builder::new_current_thread().timer_slack(slack).build().unwrap();
+    rt.block_on(async {
+        // Two timers 60 ms apart, within the slack: the sleeping loop wakes
+        // once, for the later, and fires both; the earlier is late by the
+        // gap, never early.
+        let start = Instant::now();
+        let early = weft::spawn(fired_after(start, Duration::from_millis(20)));
+        let later = weft::spawn(fired_after(start, Duration::from_millis(80)));
+        let (early, later) = (early.await.unwrap(), later.await.unwrap());
+        assert!(later >= Duration::from_millis(80));
+        assert!(
+            early >= Duration::from_millis(80),
+            "the first timer woke the loop alone at {early:?}: no coalescing"
+        );
+        // A lone timer: woken for at its deadline, not the slack later.
+        let start = Instant::now();
+        let lone = fired_after(start, Duration::from_millis(20)).await;
+        assert!(lone >= Duration::from_millis(20));
+        assert!(
+            lone < Duration::from_millis(150),
+            "a lone timer woke {lone:?} after its start"
+        );
+    });
+    // No slack: every deadline wakes the loop.
+    let rt = weft::Builder::new_current_thread()
+        .timer_slack(Duration::ZERO)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        let early = weft::spawn(fired_after(start, Duration::from_millis(20)));
+        let later = weft::spawn(fired_after(start, Duration::from_millis(300)));
+        let early = early.await.unwrap();
+        assert!(early >= Duration::from_millis(20));
+        assert!(
+            early < Duration::from_millis(250),
+            "with no slack the first timer waited {early:?}"
+        );
+        assert!(later.await.unwrap() >= Duration::from_millis(300));
+    });
+}

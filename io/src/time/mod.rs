@@ -85,13 +85,16 @@ impl Timers {
         u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// When the next timer needs attention, if any is pending: the loop
-    /// sleeps until that instant at most.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    /// A turn's step 1: when the next timer is due (exactly), and when a
+    /// loop that sleeps should wake for it: up to `slack` later, to fire
+    /// the timers due within that together ([`Wheel::wake_at`]).
+    pub(crate) fn next_deadline_and_wake(&self, slack: Duration) -> (Option<Instant>, Option<Instant>) {
         let mut wheel = self.wheel();
         let next = wheel.next_deadline();
         self.next_wake.store(next.unwrap_or(u64::MAX), Release);
-        Some(self.start + Duration::from_nanos(next?))
+        let wake = wheel.wake_at(u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX));
+        let at = |ns: u64| self.start + Duration::from_nanos(ns);
+        (next.map(at), wake.map(at))
     }
 
     /// Fires every timer whose deadline is at or before `now`.

@@ -266,6 +266,59 @@ impl Wheel {
         next
     }
 
+    /// When a loop about to sleep should wake for the earliest entry: its
+    /// deadline, or later by up to `slack_ns`, at the latest deadline within
+    /// `slack_ns` of it among the entries of the tick at hand and of the
+    /// level-0 ticks up to that limit, so that one wakeup fires them all.
+    /// An entry with no other due within `slack_ns` is woken for at its own
+    /// deadline, and so is a higher level's slot start (entries to re-file,
+    /// not to fire). `None` when nothing is pending.
+    pub(crate) fn wake_at(&mut self, slack_ns: u64) -> Option<u64> {
+        let next = self.next_deadline()?;
+        if slack_ns == 0 {
+            return Some(next);
+        }
+        let limit = next.saturating_add(slack_ns);
+        let within = |latest: u64, deadline: u64| {
+            if deadline <= limit {
+                latest.max(deadline)
+            } else {
+                latest
+            }
+        };
+        let mut latest = next;
+        if self.current_top().is_some() {
+            // A cancelled entry still in the heap may stretch the wake
+            // within the slack; never past it.
+            latest = self
+                .current
+                .iter()
+                .map(|Reverse((deadline, _, _))| *deadline)
+                .fold(latest, within);
+        } else if self.next_slot_any().is_some_and(|(level, _, _)| level > 0) {
+            return Some(next);
+        }
+        // Level 0 holds one tick per slot, for the ticks of the current
+        // and the next lap (invariant 2); entries of later ticks still
+        // filed higher are left out (the wake is only less shared).
+        let window_end = (self.elapsed & !(width(1) - 1)) + 2 * width(1);
+        let first = (next / TICK_NS).max(self.elapsed + 1);
+        let last = (limit / TICK_NS).min(window_end - 1);
+        for tick in first..=last {
+            let slot = tick as usize % NEAR_SLOTS;
+            if self.levels[0].occupied & (1 << slot) == 0 {
+                continue;
+            }
+            let mut link = self.levels[0].heads[slot].get();
+            while let Some(index) = link {
+                let entry = &self.entries[index];
+                latest = within(latest, entry.deadline_ns);
+                link = entry.next.get();
+            }
+        }
+        Some(latest)
+    }
+
     fn work_out_next(&mut self) -> Option<u64> {
         if let Some(deadline) = self.current_top() {
             // Invariant 3: the heap holds the earliest ticks.
@@ -691,6 +744,39 @@ mod tests {
         assert_eq!(wheel.next_deadline(), Some(5 * MS + 700_000));
         fire(&mut wheel, 7 * MS);
         assert_eq!(*log.lock().unwrap(), vec![1, 2, 4, 3]);
+    }
+
+    #[test]
+    fn a_sleeping_loop_wakes_once_for_timers_due_within_the_slack_and_never_later() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let slack = 50_000;
+        let mut wheel = Wheel::new();
+        // A lone timer: woken for at its deadline, slack or not.
+        wheel.insert(5 * MS + 100_000, waker(1, &log));
+        assert_eq!(wheel.wake_at(slack), Some(5 * MS + 100_000));
+        // Two more within the slack of it and one past it, in a future
+        // tick's slot: the wake covers the two, not the third.
+        wheel.insert(5 * MS + 120_000, waker(2, &log));
+        wheel.insert(5 * MS + 150_000, waker(3, &log));
+        wheel.insert(5 * MS + 150_001, waker(4, &log));
+        assert_eq!(
+            wheel.next_deadline(),
+            Some(5 * MS + 100_000),
+            "the earliest is unchanged"
+        );
+        assert_eq!(wheel.wake_at(slack), Some(5 * MS + 150_000));
+        assert_eq!(
+            wheel.wake_at(0),
+            Some(5 * MS + 100_000),
+            "no slack: the deadline itself"
+        );
+        // The same once they are the tick at hand (the current heap).
+        fire(&mut wheel, 5 * MS);
+        assert!(log.lock().unwrap().is_empty());
+        assert_eq!(wheel.wake_at(slack), Some(5 * MS + 150_000));
+        fire(&mut wheel, 5 * MS + 150_000);
+        assert_eq!(*log.lock().unwrap(), vec![1, 2, 3], "one wake fired the three");
+        assert_eq!(wheel.wake_at(slack), Some(5 * MS + 150_001));
     }
 
     #[test]

@@ -122,6 +122,11 @@ proptest! {
             prop_assert!(next.is_some() || pending_min.is_none());
             if let (Some(next), Some(min)) = (next, pending_min) {
                 prop_assert!(next <= min, "next {} after pending {}", next, min);
+                // A sleeping loop's wake, put off to fire timers together,
+                // leaves no pending timer more than the slack late.
+                let slack = 50_000;
+                let wake = wheel.wake_at(slack).expect("pending");
+                prop_assert!(next <= wake && wake <= min + slack, "wake {} for next {} pending {}", wake, next, min);
             }
             prop_assert_eq!(wheel.len(), (0..deadlines.len()).filter(|&i| wheel.is_pending(keys[i])).count());
         }
