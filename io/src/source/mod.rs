@@ -71,9 +71,13 @@ std::thread_local! {
 /// A turn reads the clock once after its wait (see [`crate::driver`]); a
 /// source that needs the time to decide whether to spin can use that
 /// reading instead of its own: a clock reading costs tens of nanoseconds on
-/// a virtual machine, a good part of a spinning turn. The reading is at
-/// most one turn old; work that may take long (a done callback) should
-/// read the clock itself afterwards.
+/// a virtual machine, a good part of a spinning turn. The turn reads the
+/// clock again after a delivery that ran jobs and after a poll that
+/// completed something, but not after an empty poll or a waker, and
+/// code that the turn runs (a done callback, a job handed to the loop)
+/// sees the reading from before it: only the reactor's own calls of a
+/// [`Source`]'s methods should take it. Work that may take long (a done
+/// callback) should read the clock itself afterwards.
 pub fn turn_now() -> Option<Instant> {
     TURN_NOW.try_with(std::cell::Cell::get).ok().flatten()
 }
@@ -659,6 +663,35 @@ mod turn_clock_tests {
             "the source polled after a 2 ms poll saw a reading from before it"
         );
         drop((a, b));
+    }
+
+    /// A job the loop runs before the sources' polls (handed to it with
+    /// `call_on_loop`: user code, of any length) leaves the sources a
+    /// reading from after it, not one from before it.
+    #[test]
+    fn a_delivery_that_ran_jobs_refreshes_the_turns_reading() {
+        let mut driver = Driver::new().expect("a driver");
+        let seen = Arc::new(Seen::default());
+        let handle = driver.handle().register_source(seen.clone());
+        handle.notify();
+        let job_end = Arc::new(Mutex::new(None));
+        let end = job_end.clone();
+        driver.handle().notifier().call_on_loop(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            *lock(&end) = Some(Instant::now());
+        });
+        driver.turn(Some(Duration::ZERO));
+        let job_end = lock(&job_end).expect("the job ran in the turn");
+        let polled = lock(&seen.calls)
+            .iter()
+            .find(|(w, _)| *w == "poll")
+            .and_then(|(_, at)| *at)
+            .expect("polled in the turn");
+        assert!(
+            polled >= job_end,
+            "the source polled after a 2 ms job saw a reading from before the job"
+        );
+        drop(handle);
     }
 }
 
