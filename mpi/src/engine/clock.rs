@@ -15,12 +15,17 @@
 //! delivery forgets the reading ([`refresh`]): the next [`now`] reads the
 //! clock again.
 //!
-//! On the loop's thread during a turn, the reactor has read the clock
-//! already ([`weft_io::source::turn_now`]): a scope's first reading, and a
-//! reading outside any scope (the reactor asking [`Source::has_pending`]),
-//! take that one instead, so a spinning turn that finds nothing reads the
-//! clock no more than the reactor does. After a [`refresh`] the scope reads
-//! the clock itself.
+//! The reactor reads the clock once per turn ([`weft_io::source::turn_now`]);
+//! when it calls into the engine (the loop's poll, opened with
+//! [`loop_scope`], and [`Source::has_pending`], through [`loop_now`]), the
+//! engine takes that reading instead of its own, so a spinning turn that
+//! finds nothing reads the clock no more than the reactor does. After a
+//! [`refresh`] the scope reads the clock itself. Nothing else takes the
+//! turn's reading: code the turn runs on the loop's thread (a job handed
+//! to the loop, another source's done callback, a waker) may have run for
+//! long since it was taken, and an operation it starts ([`scope`]), or a
+//! reading outside any scope, must see the time it is, or it would skip a
+//! peer's ring or the loop's wake-up as "sent a moment ago".
 //!
 //! [`Source::has_pending`]: weft_io::source::Source::has_pending
 
@@ -29,29 +34,41 @@ use std::time::Instant;
 
 std::thread_local! {
     /// Open scopes on this thread, the reading they share (taken at the
-    /// first [`now`] inside them), and whether they were refreshed (then
-    /// the turn's reading is too old to take).
+    /// first [`now`] inside them), and whether that first reading may be
+    /// the loop's turn's (the outermost scope is a [`loop_scope`], not
+    /// refreshed since).
     static SCOPE: Cell<(u32, Option<Instant>, bool)> = const { Cell::new((0, None, false)) };
 }
 
-/// A reading for a scope's first [`now`] (or one outside any scope): the
-/// loop's turn's, unless refreshed.
-fn first_reading(refreshed: bool) -> Instant {
-    if refreshed {
-        return Instant::now();
-    }
+/// The reactor's reading for its current turn if there is one, else the
+/// clock: for the engine's answers to the reactor itself
+/// ([`Source::has_pending`](weft_io::source::Source::has_pending)).
+pub(crate) fn loop_now() -> Instant {
     weft_io::source::turn_now().unwrap_or_else(Instant::now)
 }
 
 /// While alive, [`now`] on this thread returns one reading.
 pub(crate) struct Scope(());
 
-/// Opens a scope (scopes nest; the outermost one's reading is shared).
+/// Opens an operation's scope (scopes nest; the outermost one's reading
+/// is shared); its first reading is the clock's.
 #[must_use]
 pub(crate) fn scope() -> Scope {
+    open(false)
+}
+
+/// Opens the scope of the reactor's call into the engine (the loop's
+/// poll): its first reading is the turn's, if it is the outermost scope
+/// (module docs).
+#[must_use]
+pub(crate) fn loop_scope() -> Scope {
+    open(true)
+}
+
+fn open(from_loop: bool) -> Scope {
     let _ = SCOPE.try_with(|c| {
-        let (depth, at, refreshed) = c.get();
-        c.set((depth + 1, at, refreshed));
+        let (depth, at, turn) = c.get();
+        c.set((depth + 1, at, if depth == 0 { from_loop } else { turn }));
     });
     Scope(())
 }
@@ -59,27 +76,27 @@ pub(crate) fn scope() -> Scope {
 impl Drop for Scope {
     fn drop(&mut self) {
         let _ = SCOPE.try_with(|c| {
-            let (depth, at, refreshed) = c.get();
+            let (depth, at, turn) = c.get();
             let depth = depth.saturating_sub(1);
             c.set(if depth == 0 {
                 (0, None, false)
             } else {
-                (depth, at, refreshed)
+                (depth, at, turn)
             });
         });
     }
 }
 
 /// Now: the scope's reading if one is open on this thread (taking it if
-/// it is the first), else the turn's or the clock's (module docs).
+/// it is the first), else the clock's (module docs).
 pub(crate) fn now() -> Instant {
     SCOPE
         .try_with(|c| match c.get() {
-            (0, _, _) => first_reading(false),
+            (0, _, _) => Instant::now(),
             (_, Some(at), _) => at,
-            (depth, None, refreshed) => {
-                let at = first_reading(refreshed);
-                c.set((depth, Some(at), refreshed));
+            (depth, None, turn) => {
+                let at = if turn { loop_now() } else { Instant::now() };
+                c.set((depth, Some(at), turn));
                 at
             }
         })
@@ -90,7 +107,7 @@ pub(crate) fn now() -> Instant {
 pub(crate) fn refresh() {
     let _ = SCOPE.try_with(|c| {
         let (depth, _, _) = c.get();
-        c.set((depth, None, depth > 0));
+        c.set((depth, None, false));
     });
 }
 
@@ -123,27 +140,33 @@ mod tests {
         assert!(now() > second, "closed: the clock again");
     }
 
-    /// Called by the reactor during a turn, with and without a scope, the
-    /// reading is the turn's; after a refresh it is the clock's again.
+    /// Called by the reactor during a turn, the loop's scope's first
+    /// reading and a `loop_now` are the turn's; after a refresh it is the
+    /// clock's again.
     #[test]
-    fn during_a_turn_the_first_reading_is_the_turns() {
+    fn during_a_turn_the_loops_first_reading_is_the_turns() {
         use std::sync::{Arc, Mutex};
         use std::time::Duration;
-        /// The turn's reading, then `now()` outside a scope, first in
-        /// one, and after a refresh.
-        type Readings = (Option<Instant>, Instant, Instant, Instant);
+        /// The turn's reading, then `loop_now()`, the loop scope's first
+        /// reading, one in an operation's scope nested in it, and one
+        /// after a refresh.
+        type Readings = (Option<Instant>, Instant, Instant, Instant, Instant);
         #[derive(Default)]
         struct Probe(Mutex<Vec<Readings>>);
         impl weft_io::source::Source for Probe {
             fn poll(&self) -> usize {
                 let turn = weft_io::source::turn_now();
-                let outside = now();
-                let _scope = scope();
+                let asked = loop_now();
+                let _scope = loop_scope();
                 let first = now();
+                let nested = {
+                    let _op = scope();
+                    now()
+                };
                 std::thread::sleep(Duration::from_millis(2));
                 refresh();
                 let refreshed = now();
-                self.0.lock().unwrap().push((turn, outside, first, refreshed));
+                self.0.lock().unwrap().push((turn, asked, first, nested, refreshed));
                 0
             }
             fn has_pending(&self) -> bool {
@@ -156,14 +179,48 @@ mod tests {
         handle.notify();
         driver.turn(Some(Duration::ZERO));
         let seen = probe.0.lock().unwrap().clone();
-        let &(turn, outside, first, refreshed) = seen.first().expect("polled in the turn");
+        let &(turn, asked, first, nested, refreshed) = seen.first().expect("polled in the turn");
         let turn = turn.expect("a turn's reading");
-        assert_eq!(outside, turn, "outside a scope: the turn's reading");
-        assert_eq!(first, turn, "a scope's first reading: the turn's");
+        assert_eq!(asked, turn, "loop_now: the turn's reading");
+        assert_eq!(first, turn, "the loop scope's first reading: the turn's");
+        assert_eq!(nested, turn, "a nested scope shares the loop scope's reading");
         assert!(
             refreshed >= turn + Duration::from_millis(2),
             "after a refresh: the clock"
         );
         drop(handle);
+    }
+
+    /// User code that the loop runs inside a turn (a job handed to it with
+    /// `call_on_loop`, another source's done callback) may have run for
+    /// long when it starts an MPI operation: the operation, and a reading
+    /// outside any scope, take the clock's time, not the turn's older one
+    /// (a ring or a wake-up decided on that would think the peer or the
+    /// loop still spins).
+    #[test]
+    fn an_operation_started_by_user_code_inside_a_turn_reads_the_clock() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+        type Readings = (Instant, Instant, Instant, Instant);
+        let seen: Arc<Mutex<Option<Readings>>> = Arc::default();
+        let mut driver = weft_io::driver::Driver::new().expect("a reactor");
+        let record = seen.clone();
+        driver.handle().notifier().call_on_loop(move || {
+            let turn = weft_io::source::turn_now().expect("a job runs inside a turn");
+            std::thread::sleep(Duration::from_millis(2));
+            let later = Instant::now();
+            let outside = now();
+            let _scope = scope();
+            let first = now();
+            *record.lock().unwrap() = Some((turn, later, outside, first));
+        });
+        driver.turn(Some(Duration::ZERO));
+        let (turn, later, outside, first) = seen.lock().unwrap().expect("the job ran");
+        assert!(later >= turn + Duration::from_millis(2));
+        assert!(outside >= later, "outside a scope: the clock, not the turn's reading");
+        assert!(
+            first >= later,
+            "an operation's scope: the clock, not the turn's reading"
+        );
     }
 }
