@@ -13,7 +13,8 @@
 //! a reading a few microseconds old changes none of them. Delivering
 //! completions can run a user's done callback, of any length, so the
 //! delivery forgets the reading ([`refresh`]): the next [`now`] reads the
-//! clock again.
+//! clock again, and each operation a callback starts takes a reading of
+//! its own (not one an earlier callback's operation took).
 //!
 //! The reactor reads the clock once per turn ([`weft_io::source::turn_now`]);
 //! when it calls into the engine (the loop's poll, opened with
@@ -33,11 +34,33 @@ use std::cell::Cell;
 use std::time::Instant;
 
 std::thread_local! {
-    /// Open scopes on this thread, the reading they share (taken at the
-    /// first [`now`] inside them), and whether that first reading may be
-    /// the loop's turn's (the outermost scope is a [`loop_scope`], not
-    /// refreshed since).
-    static SCOPE: Cell<(u32, Option<Instant>, bool)> = const { Cell::new((0, None, false)) };
+    /// The scopes open on this thread ([`State`]).
+    static SCOPE: Cell<State> = const { Cell::new(State::CLOSED) };
+}
+
+/// The scopes open on a thread.
+#[derive(Clone, Copy)]
+struct State {
+    /// How many are open.
+    depth: u32,
+    /// The reading they share, taken at the first [`now`] inside them.
+    at: Option<Instant>,
+    /// That first reading may be the loop's turn's (the outermost scope is
+    /// a [`loop_scope`], not refreshed since).
+    turn: bool,
+    /// Refreshed, and not inside an operation opened since: the code
+    /// running is a done callback's (any user code), so each operation it
+    /// starts takes its own reading ([`open`]).
+    refreshed: bool,
+}
+
+impl State {
+    const CLOSED: State = State {
+        depth: 0,
+        at: None,
+        turn: false,
+        refreshed: false,
+    };
 }
 
 /// The reactor's reading for its current turn if there is one, else the
@@ -47,8 +70,10 @@ pub(crate) fn loop_now() -> Instant {
     weft_io::source::turn_now().unwrap_or_else(Instant::now)
 }
 
-/// While alive, [`now`] on this thread returns one reading.
-pub(crate) struct Scope(());
+/// While alive, [`now`] on this thread returns one reading. `true`: it
+/// was opened by a done callback (after a [`refresh`]), and leaves the
+/// callback's code without a reading when it closes.
+pub(crate) struct Scope(bool);
 
 /// Opens an operation's scope (scopes nest; the outermost one's reading
 /// is shared); its first reading is the clock's.
@@ -65,23 +90,48 @@ pub(crate) fn loop_scope() -> Scope {
     open(true)
 }
 
+/// Opens a scope. One opened after a refresh, by code a delivery runs (a
+/// done callback that starts an operation), shares no reading with what
+/// came before it: a callback may run for long, and start one operation,
+/// work for milliseconds, and start another (or the next callback may);
+/// each takes its own reading, and the code after it reads the clock
+/// again.
 fn open(from_loop: bool) -> Scope {
-    let _ = SCOPE.try_with(|c| {
-        let (depth, at, turn) = c.get();
-        c.set((depth + 1, at, if depth == 0 { from_loop } else { turn }));
-    });
-    Scope(())
+    SCOPE
+        .try_with(|c| {
+            let s = c.get();
+            if s.depth > 0 && s.refreshed {
+                c.set(State {
+                    depth: s.depth + 1,
+                    ..State::CLOSED
+                });
+                return Scope(true);
+            }
+            c.set(State {
+                depth: s.depth + 1,
+                turn: if s.depth == 0 { from_loop } else { s.turn },
+                ..s
+            });
+            Scope(false)
+        })
+        .unwrap_or_else(|_| Scope(false))
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
         let _ = SCOPE.try_with(|c| {
-            let (depth, at, turn) = c.get();
-            let depth = depth.saturating_sub(1);
+            let s = c.get();
+            let depth = s.depth.saturating_sub(1);
             c.set(if depth == 0 {
-                (0, None, false)
+                State::CLOSED
+            } else if self.0 {
+                State {
+                    depth,
+                    refreshed: true,
+                    ..State::CLOSED
+                }
             } else {
-                (depth, at, turn)
+                State { depth, ..s }
             });
         });
     }
@@ -91,23 +141,32 @@ impl Drop for Scope {
 /// it is the first), else the clock's (module docs).
 pub(crate) fn now() -> Instant {
     SCOPE
-        .try_with(|c| match c.get() {
-            (0, _, _) => Instant::now(),
-            (_, Some(at), _) => at,
-            (depth, None, turn) => {
-                let at = if turn { loop_now() } else { Instant::now() };
-                c.set((depth, Some(at), turn));
-                at
+        .try_with(|c| {
+            let s = c.get();
+            if s.depth == 0 {
+                return Instant::now();
             }
+            if let Some(at) = s.at {
+                return at;
+            }
+            let at = if s.turn { loop_now() } else { Instant::now() };
+            c.set(State { at: Some(at), ..s });
+            at
         })
         .unwrap_or_else(|_| Instant::now())
 }
 
-/// Forgets the open scope's reading: the next [`now`] reads the clock.
+/// Forgets the open scope's reading: the next [`now`] reads the clock,
+/// and each operation started from here on (by a done callback) takes
+/// its own reading.
 pub(crate) fn refresh() {
     let _ = SCOPE.try_with(|c| {
-        let (depth, _, _) = c.get();
-        c.set((depth, None, false));
+        let depth = c.get().depth;
+        c.set(State {
+            depth,
+            refreshed: depth > 0,
+            ..State::CLOSED
+        });
     });
 }
 
@@ -222,5 +281,38 @@ mod tests {
             first >= later,
             "an operation's scope: the clock, not the turn's reading"
         );
+    }
+
+    /// After a refresh (a delivery about to run done callbacks), each
+    /// operation a callback starts takes its own reading: one started
+    /// after a long callback (or after a long stretch of one) does not
+    /// share the reading of one started before it.
+    #[test]
+    fn operations_started_by_done_callbacks_each_read_the_clock() {
+        use std::time::Duration;
+        let _delivery = scope();
+        let _ = now();
+        refresh();
+        let first = {
+            let _op = scope();
+            now()
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        let second = {
+            let _op = scope();
+            now()
+        };
+        assert!(
+            second >= first + Duration::from_millis(2),
+            "an operation 2 ms later took the earlier one's reading"
+        );
+        let nested = {
+            let _op = scope();
+            let first_in_op = now();
+            let _inner = scope();
+            (first_in_op, now())
+        };
+        assert_eq!(nested.0, nested.1, "inside an operation, one reading");
+        assert!(now() >= nested.0, "the delivery reads the clock after the callbacks");
     }
 }
