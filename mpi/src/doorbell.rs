@@ -380,6 +380,45 @@ mod tests {
         assert!(!a.ring(-1, window));
     }
 
+    /// A send that user code starts inside a loop's turn (a job handed to
+    /// the loop, another source's done callback), after that code ran for
+    /// longer than the window, rings the peer: its window is over and it
+    /// may sleep. (The ring decision must not take the turn's clock
+    /// reading, which is as old as the code before it.)
+    #[test]
+    fn a_send_started_inside_a_turn_after_the_window_rings_again() {
+        use std::sync::{Arc, Mutex};
+        let job = draw_job();
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        let a = Arc::new(a);
+        let window = Duration::from_millis(1);
+        let rang: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let mut driver = weft_io::driver::Driver::new().expect("a reactor");
+        let (bell, record) = (a.clone(), rang.clone());
+        driver.handle().notifier().call_on_loop(move || {
+            let first = {
+                let _op = crate::engine::clock::scope();
+                bell.ring(1, window)
+            };
+            std::thread::sleep(2 * window);
+            let second = {
+                let _op = crate::engine::clock::scope();
+                bell.ring(1, window)
+            };
+            *record.lock().unwrap() = vec![first, second];
+        });
+        driver.turn(Some(Duration::ZERO));
+        assert_eq!(
+            *rang.lock().unwrap(),
+            [true, true],
+            "rung once, then again two windows later"
+        );
+        assert_eq!(b.drain(), 2);
+    }
+
     #[test]
     fn before_a_send_only_a_peer_not_rung_for_long_is_rung() {
         let job = draw_job();

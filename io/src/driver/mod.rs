@@ -19,6 +19,9 @@
 //!    The turn reads the clock once after the wait (not at all when it
 //!    did not wait: its reading from step 1 stands), and steps 3 to 6 use
 //!    that reading; sources see it as [`turn_now`](crate::source::turn_now).
+//!    It reads it again only after work that may have been long: a
+//!    delivery that ran jobs (step 5), a source's poll that completed
+//!    something (step 6).
 //! 3. Deliver readiness events: each token names a registration (with a
 //!    generation tag, so stale events are dropped); the readiness is set and
 //!    the tasks waiting in that direction are woken. An event on the signal
@@ -318,6 +321,13 @@ impl Driver {
         self.wake_all();
 
         let completions = inner.notifier.deliver();
+        if completions > 0 {
+            // The jobs delivered (done callbacks, any code handed to the
+            // loop) may have run for long: the sources are polled, and
+            // their empty polls dated, with a reading from after them.
+            after = Instant::now();
+            TurnClock::set(after);
+        }
         let sources = inner.sources.poll_pending(&mut self.sources, after);
         inner.counters.turn(events, timers, completions);
         if recording {

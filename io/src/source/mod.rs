@@ -71,9 +71,17 @@ std::thread_local! {
 /// A turn reads the clock once after its wait (see [`crate::driver`]); a
 /// source that needs the time to decide whether to spin can use that
 /// reading instead of its own: a clock reading costs tens of nanoseconds on
-/// a virtual machine, a good part of a spinning turn. The reading is at
-/// most one turn old; work that may take long (a done callback) should
-/// read the clock itself afterwards.
+/// a virtual machine, a good part of a spinning turn. The turn reads the
+/// clock again after a delivery that ran jobs and after a poll that
+/// completed something, but not after an empty poll or a waker, and
+/// code that the turn runs (a done callback, a job handed to the loop)
+/// sees the reading from before it: only the reactor's own calls of a
+/// [`Source`]'s methods should take it. Work that may take long (a done
+/// callback) should read the clock itself afterwards.
+///
+/// A turn that ends, even by a panic, leaves none behind; so does a turn
+/// nested in another on one thread (a `block_on` inside a source's poll:
+/// it may have blocked), for the rest of the outer turn.
 pub fn turn_now() -> Option<Instant> {
     TURN_NOW.try_with(std::cell::Cell::get).ok().flatten()
 }
@@ -659,6 +667,85 @@ mod turn_clock_tests {
             "the source polled after a 2 ms poll saw a reading from before it"
         );
         drop((a, b));
+    }
+
+    /// A source that panics where the loop does not contain it
+    /// (`has_pending`) unwinds through the turn, which leaves no reading
+    /// behind.
+    #[test]
+    fn a_turn_that_unwinds_leaves_no_reading_behind() {
+        struct Panics;
+        impl Source for Panics {
+            fn poll(&self) -> usize {
+                0
+            }
+            fn has_pending(&self) -> bool {
+                panic!("a source that panics in has_pending");
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let handle = driver.handle().register_source(Arc::new(Panics));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.turn(Some(Duration::ZERO))));
+        assert!(unwound.is_err(), "the panic went through the turn");
+        assert_eq!(turn_now(), None, "a reading outlived its turn");
+        drop(handle);
+    }
+
+    /// A turn nested in another on one thread (a reactor turned inside a
+    /// source's poll) leaves no reading for the rest of the outer turn:
+    /// neither its own, nor the outer one's from before it.
+    #[test]
+    fn a_nested_turn_leaves_no_reading_to_the_outer_one() {
+        #[derive(Default)]
+        struct Nests(Mutex<Vec<Option<Instant>>>);
+        impl Source for Nests {
+            fn poll(&self) -> usize {
+                let mut inner = Driver::new().expect("a driver");
+                inner.turn(Some(Duration::from_millis(1)));
+                lock(&self.0).push(turn_now());
+                0
+            }
+            fn has_pending(&self) -> bool {
+                true
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let nests = Arc::new(Nests::default());
+        let handle = driver.handle().register_source(nests.clone());
+        handle.notify();
+        driver.turn(Some(Duration::ZERO));
+        assert_eq!(*lock(&nests.0), [None]);
+        assert_eq!(turn_now(), None);
+        drop(handle);
+    }
+
+    /// A job the loop runs before the sources' polls (handed to it with
+    /// `call_on_loop`: user code, of any length) leaves the sources a
+    /// reading from after it, not one from before it.
+    #[test]
+    fn a_delivery_that_ran_jobs_refreshes_the_turns_reading() {
+        let mut driver = Driver::new().expect("a driver");
+        let seen = Arc::new(Seen::default());
+        let handle = driver.handle().register_source(seen.clone());
+        handle.notify();
+        let job_end = Arc::new(Mutex::new(None));
+        let end = job_end.clone();
+        driver.handle().notifier().call_on_loop(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            *lock(&end) = Some(Instant::now());
+        });
+        driver.turn(Some(Duration::ZERO));
+        let job_end = lock(&job_end).expect("the job ran in the turn");
+        let polled = lock(&seen.calls)
+            .iter()
+            .find(|(w, _)| *w == "poll")
+            .and_then(|(_, at)| *at)
+            .expect("polled in the turn");
+        assert!(
+            polled >= job_end,
+            "the source polled after a 2 ms job saw a reading from before the job"
+        );
+        drop(handle);
     }
 }
 

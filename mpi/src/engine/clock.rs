@@ -13,14 +13,20 @@
 //! a reading a few microseconds old changes none of them. Delivering
 //! completions can run a user's done callback, of any length, so the
 //! delivery forgets the reading ([`refresh`]): the next [`now`] reads the
-//! clock again.
+//! clock again, and each operation a callback starts takes a reading of
+//! its own (not one an earlier callback's operation took).
 //!
-//! On the loop's thread during a turn, the reactor has read the clock
-//! already ([`weft_io::source::turn_now`]): a scope's first reading, and a
-//! reading outside any scope (the reactor asking [`Source::has_pending`]),
-//! take that one instead, so a spinning turn that finds nothing reads the
-//! clock no more than the reactor does. After a [`refresh`] the scope reads
-//! the clock itself.
+//! The reactor reads the clock once per turn ([`weft_io::source::turn_now`]);
+//! when it calls into the engine (the loop's poll, opened with
+//! [`loop_scope`], and [`Source::has_pending`], through [`loop_now`]), the
+//! engine takes that reading instead of its own, so a spinning turn that
+//! finds nothing reads the clock no more than the reactor does. After a
+//! [`refresh`] the scope reads the clock itself. Nothing else takes the
+//! turn's reading: code the turn runs on the loop's thread (a job handed
+//! to the loop, another source's done callback, a waker) may have run for
+//! long since it was taken, and an operation it starts ([`scope`]), or a
+//! reading outside any scope, must see the time it is, or it would skip a
+//! peer's ring or the loop's wake-up as "sent a moment ago".
 //!
 //! [`Source::has_pending`]: weft_io::source::Source::has_pending
 
@@ -28,69 +34,139 @@ use std::cell::Cell;
 use std::time::Instant;
 
 std::thread_local! {
-    /// Open scopes on this thread, the reading they share (taken at the
-    /// first [`now`] inside them), and whether they were refreshed (then
-    /// the turn's reading is too old to take).
-    static SCOPE: Cell<(u32, Option<Instant>, bool)> = const { Cell::new((0, None, false)) };
+    /// The scopes open on this thread ([`State`]).
+    static SCOPE: Cell<State> = const { Cell::new(State::CLOSED) };
 }
 
-/// A reading for a scope's first [`now`] (or one outside any scope): the
-/// loop's turn's, unless refreshed.
-fn first_reading(refreshed: bool) -> Instant {
-    if refreshed {
-        return Instant::now();
-    }
+/// The scopes open on a thread.
+#[derive(Clone, Copy)]
+struct State {
+    /// How many are open.
+    depth: u32,
+    /// The reading they share, taken at the first [`now`] inside them.
+    at: Option<Instant>,
+    /// That first reading may be the loop's turn's (the outermost scope is
+    /// a [`loop_scope`], not refreshed since).
+    turn: bool,
+    /// Refreshed, and not inside an operation opened since: the code
+    /// running is a done callback's (any user code), so each operation it
+    /// starts takes its own reading ([`open`]).
+    refreshed: bool,
+}
+
+impl State {
+    const CLOSED: State = State {
+        depth: 0,
+        at: None,
+        turn: false,
+        refreshed: false,
+    };
+}
+
+/// The reactor's reading for its current turn if there is one, else the
+/// clock: for the engine's answers to the reactor itself
+/// ([`Source::has_pending`](weft_io::source::Source::has_pending)).
+pub(crate) fn loop_now() -> Instant {
     weft_io::source::turn_now().unwrap_or_else(Instant::now)
 }
 
-/// While alive, [`now`] on this thread returns one reading.
-pub(crate) struct Scope(());
+/// While alive, [`now`] on this thread returns one reading. `true`: it
+/// was opened by a done callback (after a [`refresh`]), and leaves the
+/// callback's code without a reading when it closes.
+pub(crate) struct Scope(bool);
 
-/// Opens a scope (scopes nest; the outermost one's reading is shared).
+/// Opens an operation's scope (scopes nest; the outermost one's reading
+/// is shared); its first reading is the clock's.
 #[must_use]
 pub(crate) fn scope() -> Scope {
-    let _ = SCOPE.try_with(|c| {
-        let (depth, at, refreshed) = c.get();
-        c.set((depth + 1, at, refreshed));
-    });
-    Scope(())
+    open(false)
+}
+
+/// Opens the scope of the reactor's call into the engine (the loop's
+/// poll): its first reading is the turn's, if it is the outermost scope
+/// (module docs).
+#[must_use]
+pub(crate) fn loop_scope() -> Scope {
+    open(true)
+}
+
+/// Opens a scope. One opened after a refresh, by code a delivery runs (a
+/// done callback that starts an operation), shares no reading with what
+/// came before it: a callback may run for long, and start one operation,
+/// work for milliseconds, and start another (or the next callback may);
+/// each takes its own reading, and the code after it reads the clock
+/// again.
+fn open(from_loop: bool) -> Scope {
+    SCOPE
+        .try_with(|c| {
+            let s = c.get();
+            if s.depth > 0 && s.refreshed {
+                c.set(State {
+                    depth: s.depth + 1,
+                    ..State::CLOSED
+                });
+                return Scope(true);
+            }
+            c.set(State {
+                depth: s.depth + 1,
+                turn: if s.depth == 0 { from_loop } else { s.turn },
+                ..s
+            });
+            Scope(false)
+        })
+        .unwrap_or_else(|_| Scope(false))
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
         let _ = SCOPE.try_with(|c| {
-            let (depth, at, refreshed) = c.get();
-            let depth = depth.saturating_sub(1);
+            let s = c.get();
+            let depth = s.depth.saturating_sub(1);
             c.set(if depth == 0 {
-                (0, None, false)
+                State::CLOSED
+            } else if self.0 {
+                State {
+                    depth,
+                    refreshed: true,
+                    ..State::CLOSED
+                }
             } else {
-                (depth, at, refreshed)
+                State { depth, ..s }
             });
         });
     }
 }
 
 /// Now: the scope's reading if one is open on this thread (taking it if
-/// it is the first), else the turn's or the clock's (module docs).
+/// it is the first), else the clock's (module docs).
 pub(crate) fn now() -> Instant {
     SCOPE
-        .try_with(|c| match c.get() {
-            (0, _, _) => first_reading(false),
-            (_, Some(at), _) => at,
-            (depth, None, refreshed) => {
-                let at = first_reading(refreshed);
-                c.set((depth, Some(at), refreshed));
-                at
+        .try_with(|c| {
+            let s = c.get();
+            if s.depth == 0 {
+                return Instant::now();
             }
+            if let Some(at) = s.at {
+                return at;
+            }
+            let at = if s.turn { loop_now() } else { Instant::now() };
+            c.set(State { at: Some(at), ..s });
+            at
         })
         .unwrap_or_else(|_| Instant::now())
 }
 
-/// Forgets the open scope's reading: the next [`now`] reads the clock.
+/// Forgets the open scope's reading: the next [`now`] reads the clock,
+/// and each operation started from here on (by a done callback) takes
+/// its own reading.
 pub(crate) fn refresh() {
     let _ = SCOPE.try_with(|c| {
-        let (depth, _, _) = c.get();
-        c.set((depth, None, depth > 0));
+        let depth = c.get().depth;
+        c.set(State {
+            depth,
+            refreshed: depth > 0,
+            ..State::CLOSED
+        });
     });
 }
 
@@ -123,27 +199,33 @@ mod tests {
         assert!(now() > second, "closed: the clock again");
     }
 
-    /// Called by the reactor during a turn, with and without a scope, the
-    /// reading is the turn's; after a refresh it is the clock's again.
+    /// Called by the reactor during a turn, the loop's scope's first
+    /// reading and a `loop_now` are the turn's; after a refresh it is the
+    /// clock's again.
     #[test]
-    fn during_a_turn_the_first_reading_is_the_turns() {
+    fn during_a_turn_the_loops_first_reading_is_the_turns() {
         use std::sync::{Arc, Mutex};
         use std::time::Duration;
-        /// The turn's reading, then `now()` outside a scope, first in
-        /// one, and after a refresh.
-        type Readings = (Option<Instant>, Instant, Instant, Instant);
+        /// The turn's reading, then `loop_now()`, the loop scope's first
+        /// reading, one in an operation's scope nested in it, and one
+        /// after a refresh.
+        type Readings = (Option<Instant>, Instant, Instant, Instant, Instant);
         #[derive(Default)]
         struct Probe(Mutex<Vec<Readings>>);
         impl weft_io::source::Source for Probe {
             fn poll(&self) -> usize {
                 let turn = weft_io::source::turn_now();
-                let outside = now();
-                let _scope = scope();
+                let asked = loop_now();
+                let _scope = loop_scope();
                 let first = now();
+                let nested = {
+                    let _op = scope();
+                    now()
+                };
                 std::thread::sleep(Duration::from_millis(2));
                 refresh();
                 let refreshed = now();
-                self.0.lock().unwrap().push((turn, outside, first, refreshed));
+                self.0.lock().unwrap().push((turn, asked, first, nested, refreshed));
                 0
             }
             fn has_pending(&self) -> bool {
@@ -156,14 +238,81 @@ mod tests {
         handle.notify();
         driver.turn(Some(Duration::ZERO));
         let seen = probe.0.lock().unwrap().clone();
-        let &(turn, outside, first, refreshed) = seen.first().expect("polled in the turn");
+        let &(turn, asked, first, nested, refreshed) = seen.first().expect("polled in the turn");
         let turn = turn.expect("a turn's reading");
-        assert_eq!(outside, turn, "outside a scope: the turn's reading");
-        assert_eq!(first, turn, "a scope's first reading: the turn's");
+        assert_eq!(asked, turn, "loop_now: the turn's reading");
+        assert_eq!(first, turn, "the loop scope's first reading: the turn's");
+        assert_eq!(nested, turn, "a nested scope shares the loop scope's reading");
         assert!(
             refreshed >= turn + Duration::from_millis(2),
             "after a refresh: the clock"
         );
         drop(handle);
+    }
+
+    /// User code that the loop runs inside a turn (a job handed to it with
+    /// `call_on_loop`, another source's done callback) may have run for
+    /// long when it starts an MPI operation: the operation, and a reading
+    /// outside any scope, take the clock's time, not the turn's older one
+    /// (a ring or a wake-up decided on that would think the peer or the
+    /// loop still spins).
+    #[test]
+    fn an_operation_started_by_user_code_inside_a_turn_reads_the_clock() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+        type Readings = (Instant, Instant, Instant, Instant);
+        let seen: Arc<Mutex<Option<Readings>>> = Arc::default();
+        let mut driver = weft_io::driver::Driver::new().expect("a reactor");
+        let record = seen.clone();
+        driver.handle().notifier().call_on_loop(move || {
+            let turn = weft_io::source::turn_now().expect("a job runs inside a turn");
+            std::thread::sleep(Duration::from_millis(2));
+            let later = Instant::now();
+            let outside = now();
+            let _scope = scope();
+            let first = now();
+            *record.lock().unwrap() = Some((turn, later, outside, first));
+        });
+        driver.turn(Some(Duration::ZERO));
+        let (turn, later, outside, first) = seen.lock().unwrap().expect("the job ran");
+        assert!(later >= turn + Duration::from_millis(2));
+        assert!(outside >= later, "outside a scope: the clock, not the turn's reading");
+        assert!(
+            first >= later,
+            "an operation's scope: the clock, not the turn's reading"
+        );
+    }
+
+    /// After a refresh (a delivery about to run done callbacks), each
+    /// operation a callback starts takes its own reading: one started
+    /// after a long callback (or after a long stretch of one) does not
+    /// share the reading of one started before it.
+    #[test]
+    fn operations_started_by_done_callbacks_each_read_the_clock() {
+        use std::time::Duration;
+        let _delivery = scope();
+        let _ = now();
+        refresh();
+        let first = {
+            let _op = scope();
+            now()
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        let second = {
+            let _op = scope();
+            now()
+        };
+        assert!(
+            second >= first + Duration::from_millis(2),
+            "an operation 2 ms later took the earlier one's reading"
+        );
+        let nested = {
+            let _op = scope();
+            let first_in_op = now();
+            let _inner = scope();
+            (first_in_op, now())
+        };
+        assert_eq!(nested.0, nested.1, "inside an operation, one reading");
+        assert!(now() >= nested.0, "the delivery reads the clock after the callbacks");
     }
 }

@@ -878,14 +878,14 @@ fn with_capacity(err: Error, capacity: usize) -> Error {
 
 impl weft_io::source::Source for Engine {
     fn poll(&self) -> usize {
-        let _clock = clock::scope();
+        let _clock = clock::loop_scope();
         Engine::poll(self)
     }
 
     fn has_pending(&self) -> bool {
         // Rule 6: inside the window the loop keeps polling even with
         // nothing in flight, so the next post needs no wake-up.
-        self.activity.has_work(self.activity.now())
+        self.activity.has_work(self.activity.at(clock::loop_now()))
     }
 
     fn spin_window(&self) -> Duration {
