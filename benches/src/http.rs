@@ -480,3 +480,99 @@ fn raise_fd_limit(needed: u64) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ----- The probe ------------------------------------------------------------------
+
+/// `weft-benches http-probe <server> <requests> [connections]`: starts one
+/// server of this suite (`weft`, `tokio`, `smol`, `axum-weft`,
+/// `axum-tokio`) on its thread, sends it `requests` keep-alive `GET /`
+/// requests from a blocking client on this thread over `connections`
+/// connections (1 unless given; each round writes one request on every
+/// connection, then reads every response, so the server sees several
+/// ready sockets per wakeup, as under wrk), and exits.
+///
+/// It is a deterministic probe of the server's cost per request, for
+/// valgrind (no timing, no wrk): run it with N and 3N requests and take
+/// the difference of the server thread's counts over 2N, e.g.
+///
+/// ```text
+/// valgrind --tool=callgrind --separate-threads=yes weft-benches http-probe axum-weft 2000 50
+/// valgrind --tool=callgrind --separate-threads=yes weft-benches http-probe axum-weft 6000 50
+/// strace -f -c -o trace.txt weft-benches http-probe axum-weft 6000 50
+/// ```
+///
+/// callgrind writes one file per thread: `-01` is this (client) thread,
+/// `-02` the server's. Startup, accepting and the first requests' buffer
+/// growth cancel out in the difference; what remains is the steady
+/// per-request cost, the same from run to run within a few tens of
+/// instructions.
+pub(crate) fn probe_main(args: &[String]) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    use std::process::ExitCode;
+    let usage = "usage: weft-benches http-probe weft|tokio|smol|axum-weft|axum-tokio REQUESTS [CONNECTIONS]";
+    let server = args.first().and_then(|wanted| {
+        let (servers, wanted): (&[Server], &str) = match wanted.strip_prefix("axum-") {
+            Some(runtime) => (&axum_row::SERVERS, runtime),
+            None => (&SERVERS, wanted),
+        };
+        servers.iter().copied().find(|&(name, _)| name == wanted)
+    });
+    let number = |i: usize, default: Option<usize>| args.get(i).map_or(default, |n| n.parse().ok()).filter(|&n| n > 0);
+    let (Some((name, serve)), Some(requests), Some(conns)) = (server, number(1, None), number(2, Some(1))) else {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    };
+    let addr = start(name, serve);
+    let request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut streams: Vec<std::net::TcpStream> = (0..conns)
+        .map(|_| {
+            let stream = std::net::TcpStream::connect(addr).unwrap_or_else(|err| fail(&format!("connect: {err}")));
+            let _ = stream.set_nodelay(true);
+            stream
+        })
+        .collect();
+    let mut buf = vec![0_u8; 4096];
+    let mut sent = 0;
+    while sent < requests {
+        let round = conns.min(requests - sent);
+        for stream in &mut streams[..round] {
+            stream
+                .write_all(request)
+                .unwrap_or_else(|err| fail(&format!("write: {err}")));
+        }
+        for stream in &mut streams[..round] {
+            read_response(stream, &mut buf).unwrap_or_else(|err| fail(&format!("read: {err}")));
+        }
+        sent += round;
+    }
+    drop(streams);
+    /// Reads one response with a `content-length` body.
+    fn read_response(stream: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
+        let mut len = 0;
+        loop {
+            let n = stream.read(&mut buf[len..])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            len += n;
+            let got = &buf[..len];
+            let Some(head_end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = std::str::from_utf8(&got[..head_end]).unwrap_or("");
+            let body_len = head
+                .lines()
+                .find_map(|line| {
+                    let (key, value) = line.split_once(':')?;
+                    key.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if len >= head_end + 4 + body_len {
+                return Ok(());
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -30,6 +30,13 @@
 //! with `--quick`, at 50 and 500 connections only), 3 repetitions unless
 //! `--reps` says otherwise; see the module's docs for the details.
 //!
+//! `weft-benches http-probe SERVER REQUESTS [CONNECTIONS]` is no suite: it
+//! starts one of suite `http`'s servers (`weft`, `tokio`, `smol`,
+//! `axum-weft`, `axum-tokio`) and sends it a fixed number of keep-alive
+//! requests from a blocking client, with no timing, for counting the
+//! server thread's instructions (valgrind) and system calls (strace) per
+//! request; see `http::probe_main`.
+//!
 //! Suite `sync` compares libraries rather than runtimes: weft-sync,
 //! `tokio::sync` and smol-rs' crates, all on one Weft runtime. Its
 //! `"runtime"` fields name the library (`weft-sync`, `tokio::sync`,
@@ -113,6 +120,11 @@ fn main() -> ExitCode {
     if suite == "echo-load" {
         // Suite `echo`'s load client, in its own process, started by it.
         return echo::load_main(&args.collect::<Vec<_>>());
+    }
+    if suite == "http-probe" {
+        // One server of suite `http` under a fixed number of requests, for
+        // valgrind and strace (see `http::probe_main`).
+        return http::probe_main(&args.collect::<Vec<_>>());
     }
     if suite == "mpi-rank" {
         // One rank of suite `mpi`, started by it under `mpirun`.

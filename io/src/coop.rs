@@ -65,3 +65,122 @@ impl Hooks {
         (self.proceed)(cx)
     }
 }
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    //! The budget as the operations spend it, with a stand-in executor: a
+    //! thread-local count of units left (`None`: unconstrained).
+    use super::*;
+    use crate::Driver;
+    use crate::net::{TcpListener, TcpStream};
+    use std::cell::Cell;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    thread_local! {
+        static LEFT: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+
+    fn proceed(cx: &mut Context<'_>) -> Poll<u32> {
+        LEFT.with(|left| match left.get() {
+            None => Poll::Ready(u32::MAX),
+            Some(0) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Some(n) => {
+                left.set(Some(n - 1));
+                Poll::Ready(n)
+            }
+        })
+    }
+
+    fn refund(token: u32) {
+        if token != u32::MAX {
+            LEFT.with(|left| left.set(Some(token)));
+        }
+    }
+
+    /// Installs the stand-in (the only hooks in this crate's tests; with
+    /// no count set, a thread is unconstrained, as without hooks).
+    fn installed() {
+        install(Hooks { proceed, refund });
+    }
+
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn pair(driver: &mut Driver) -> (TcpStream, TcpStream) {
+        driver.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            (client, server)
+        })
+    }
+
+    #[test]
+    fn a_read_spends_a_unit_when_it_reads_none_while_it_waits_and_yields_when_none_is_left() {
+        use futures_io::{AsyncRead, AsyncWrite};
+        installed();
+        let mut driver = Driver::new().unwrap();
+        let (mut client, mut server) = pair(&mut driver);
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0_u8; 16];
+        // Nothing to read: it waits, and the budget is as it was.
+        LEFT.with(|left| left.set(Some(3)));
+        assert!(Pin::new(&mut server).poll_read(&mut cx, &mut buf).is_pending());
+        assert_eq!(LEFT.with(Cell::get), Some(3));
+        LEFT.with(|left| left.set(None));
+        assert!(matches!(
+            Pin::new(&mut client).poll_write(&mut cx, b"hi"),
+            Poll::Ready(Ok(2))
+        ));
+        while wakes.0.load(SeqCst) == 0 {
+            driver.turn(Some(Duration::from_millis(100)));
+        }
+        // Ready, but no budget left: it yields, and the task is woken to
+        // run again.
+        LEFT.with(|left| left.set(Some(0)));
+        assert!(Pin::new(&mut server).poll_read(&mut cx, &mut buf).is_pending());
+        assert_eq!(wakes.0.load(SeqCst), 2, "the yield wakes the task");
+        // With budget: it reads, and spends one unit.
+        LEFT.with(|left| left.set(Some(3)));
+        assert!(matches!(
+            Pin::new(&mut server).poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(2))
+        ));
+        assert_eq!(LEFT.with(Cell::get), Some(2));
+    }
+
+    #[test]
+    fn a_sleep_spends_a_unit_when_it_completes_none_while_it_waits_and_yields_when_none_is_left() {
+        installed();
+        let driver = Driver::new().unwrap();
+        let _enter = driver.handle().enter();
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        LEFT.with(|left| left.set(Some(3)));
+        let mut later = Box::pin(crate::time::sleep(Duration::from_secs(60)));
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(LEFT.with(Cell::get), Some(3), "a pending sleep spends nothing");
+        let mut elapsed = Box::pin(crate::time::sleep(Duration::ZERO));
+        LEFT.with(|left| left.set(Some(0)));
+        assert!(elapsed.as_mut().poll(&mut cx).is_pending(), "no budget: it yields");
+        assert_eq!(wakes.0.load(SeqCst), 1, "the yield wakes the task");
+        LEFT.with(|left| left.set(Some(3)));
+        assert!(elapsed.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(LEFT.with(Cell::get), Some(2));
+    }
+}

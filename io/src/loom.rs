@@ -1,5 +1,5 @@
 //! The one door through which the reactor's concurrency cores (the
-//! readiness word, the completion notifier) reach atomics and locks: loom's
+//! readiness word, the completion notifier, the timers' wake mark) reach atomics and locks: loom's
 //! under `--cfg loom`, so those cores are model-checked as they ship, and
 //! `std`'s otherwise. The crate's other locks come through here too, so
 //! that [`lock`], [`read`] and [`write()`] serve every one of them.
@@ -7,13 +7,13 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
 };
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
 };
 
 use std::sync::PoisonError;

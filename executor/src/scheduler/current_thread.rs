@@ -380,10 +380,22 @@ impl Context {
         let mut core = self.core.borrow_mut();
         let core = core.as_mut().expect("the core is held while running");
         core.tick = core.tick.wrapping_add(1);
+        // An empty injection queue is seen with two loads; `pop` alone
+        // finds it empty only after a `SeqCst` fence (an `mfence` on x86),
+        // and this runs every time the local queue runs dry, before each
+        // park. A task pushed meanwhile unparks the driver, so the loop
+        // looks again (as the multi-thread workers do).
+        let inject = || {
+            if handle.inject.is_empty() {
+                None
+            } else {
+                handle.inject.pop()
+            }
+        };
         if core.tick % handle.config.global_queue_interval == 0 {
-            handle.inject.pop().or_else(|| core.tasks.pop_front())
+            inject().or_else(|| core.tasks.pop_front())
         } else {
-            core.tasks.pop_front().or_else(|| handle.inject.pop())
+            core.tasks.pop_front().or_else(inject)
         }
     }
 

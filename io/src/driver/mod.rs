@@ -264,6 +264,9 @@ impl Driver {
             }
         }
 
+        // The loop looks at the timers again before its next wait.
+        inner.timers.loop_awake();
+
         // A timeline sees the turn from the moment the wait ended.
         let recording = crate::observe::recording();
         let woke = after;

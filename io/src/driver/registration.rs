@@ -120,8 +120,8 @@ impl Registration {
     /// Runs the non-blocking operation `op` once the source is ready in
     /// `direction`, until it does not hit `WouldBlock`, for the poll API
     /// (the direction's single waker slot: see `scheduled_io`). Spends one
-    /// unit of the task's cooperative budget (given back if it ends up
-    /// `Pending`). `fd` is the source's descriptor, for the task's wait
+    /// unit of the task's cooperative budget when it completes (none if it
+    /// ends up `Pending`). `fd` is the source's descriptor, for the task's wait
     /// report (`crate::observe`).
     pub(crate) fn poll_io<R>(
         &self,
@@ -153,6 +153,13 @@ impl Registration {
     /// waker goes; `drained` says a successful result proves the readiness
     /// used up, so it is cleared as if `op` had hit `WouldBlock`. When the
     /// waker is stored, the task's wait on `fd` is reported.
+    ///
+    /// The budget is consulted only once the object is ready: an operation
+    /// that ends up `Pending` would give its unit back anyway, so waiting
+    /// costs the task no budget either way, and the common wait (a
+    /// keep-alive connection between requests) skips the spend and the
+    /// refund. With the budget spent, a ready object still yields, as
+    /// before: `Pending`, the task woken to run again later.
     pub(crate) fn poll_op<R>(
         &self,
         cx: &mut Context<'_>,
@@ -162,7 +169,7 @@ impl Registration {
         mut op: impl FnMut() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
-        let budget = ready!(coop::poll_proceed(cx));
+        let mut budget = None;
         loop {
             let waiter = match &mut waiter {
                 Waiter::Poll => Waiter::Poll,
@@ -175,6 +182,9 @@ impl Registration {
                     return Poll::Pending;
                 }
             };
+            if budget.is_none() {
+                budget = Some(ready!(coop::poll_proceed(cx)));
+            }
             match op() {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.state.clear_readiness(event, direction);
@@ -183,7 +193,9 @@ impl Registration {
                     if result.as_ref().is_ok_and(&drained) {
                         self.state.clear_readiness(event, direction);
                     }
-                    budget.made_progress();
+                    if let Some(budget) = budget {
+                        budget.made_progress();
+                    }
                     return Poll::Ready(result);
                 }
             }

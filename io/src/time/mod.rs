@@ -41,9 +41,9 @@ pub mod error {
 }
 
 use self::wheel::{Key, Wheel};
-use crate::loom::{Mutex, MutexGuard, lock};
+use crate::loom::{AtomicU64, Mutex, MutexGuard, lock};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -52,9 +52,10 @@ pub(crate) struct Timers {
     start: Instant,
     wheel: Mutex<Wheel>,
     /// The instant (nanoseconds since `start`) by which the loop will next
-    /// look at the timers (`u64::MAX`: it waits for a wakeup). A timer
-    /// registered for an earlier deadline must wake the loop, or it would
-    /// fire late. Written under the wheel lock.
+    /// look at the timers (`u64::MAX`: it waits for a wakeup; 0: it is
+    /// awake and looks before it waits again). A timer registered for an
+    /// earlier deadline must wake the loop, or it would fire late. Written
+    /// under the wheel lock, except for the 0 (see [`Timers::loop_awake`]).
     next_wake: AtomicU64,
     shutdown: AtomicBool,
 }
@@ -95,6 +96,21 @@ impl Timers {
         let wake = wheel.wake_at(u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX));
         let at = |ns: u64| self.start + Duration::from_nanos(ns);
         (next.map(at), wake.map(at))
+    }
+
+    /// The loop's wait has ended: it will call
+    /// [`next_deadline`](Self::next_deadline) before it waits again, so no
+    /// timer registered until then needs to wake it. Most timers are
+    /// registered by tasks on the loop's own thread, between its waits:
+    /// without this, one whose deadline came before the last wait's would
+    /// write to the loop's wakeup descriptor for nothing (a system call,
+    /// and a wasted turn after it).
+    ///
+    /// No lock is needed: a registration that reads the 0 holds the wheel
+    /// lock before the loop's next `next_deadline` takes it (which then
+    /// sees the timer); one that comes after reads the value stored there.
+    pub(crate) fn loop_awake(&self) {
+        self.next_wake.store(0, Release);
     }
 
     /// Fires every timer whose deadline is at or before `now`.
@@ -164,5 +180,35 @@ impl Timers {
 impl fmt::Debug for Timers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timers").field("pending", &self.len()).finish()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A timer registered from another thread while the loop is between
+    /// its waits ([`Timers::loop_awake`]) and looks again: either the
+    /// registration wakes the loop, or the loop's look finds the timer.
+    #[test]
+    fn a_timer_registered_as_the_loop_looks_again_is_never_missed() {
+        loom::model(|| {
+            let start = Instant::now();
+            let timers = Arc::new(Timers::new(start));
+            assert_eq!(timers.next_deadline(), None, "the loop waits for a wakeup");
+            timers.loop_awake();
+            let deadline = start + Duration::from_secs(1);
+            let other = timers.clone();
+            let setter =
+                loom::thread::spawn(move || other.register(deadline, std::task::Waker::noop()).expect("running").1);
+            // The loop's next look, before it waits again.
+            let looked = timers.next_deadline();
+            let woke = setter.join().unwrap();
+            assert!(
+                woke || looked.is_some_and(|at| at <= deadline),
+                "the timer neither woke the loop nor was seen by it"
+            );
+        });
     }
 }

@@ -164,14 +164,27 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
 
+    /// Spends a unit of the task's budget only when the deadline has come
+    /// (a pending sleep would give it back anyway); with the budget spent,
+    /// an elapsed sleep still yields once (`Pending`, the task woken) and
+    /// completes at the next poll.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let budget = ready!(coop::poll_proceed(cx));
         let this = self.get_mut();
-        let poll = this.poll_elapsed(cx);
-        if poll.is_ready() {
-            budget.made_progress();
+        let entry = this.entry;
+        ready!(this.poll_elapsed(cx));
+        match coop::poll_proceed(cx) {
+            Poll::Ready(budget) => {
+                budget.made_progress();
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                // Not complete after all: keep the key that `poll_elapsed`
+                // forgot, so that dropping the sleep now still takes its
+                // timer out of the wheel (a stale key is ignored).
+                this.entry = entry;
+                Poll::Pending
+            }
         }
-        poll
     }
 }
 
@@ -195,6 +208,61 @@ mod tests {
     use super::*;
     use crate::Driver;
     use std::task::Waker;
+
+    /// A timer registered on the loop's thread between its waits (the
+    /// common case: a task sets a timeout) needs no wakeup: the loop looks
+    /// at the timers before it waits again. The wait below would end at
+    /// once on a wakeup written for nothing.
+    #[test]
+    fn a_timer_set_between_the_loop_s_waits_does_not_wake_the_loop() {
+        let mut driver = Driver::new().unwrap();
+        let _enter = driver.handle().clone().enter();
+        // The wheel is empty: the loop waits for a wakeup only.
+        driver.turn(Some(Duration::ZERO));
+        let mut sleep = Box::pin(sleep(Duration::from_secs(60)));
+        assert!(
+            sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        let start = Instant::now();
+        driver.turn(Some(Duration::from_millis(50)));
+        assert!(
+            start.elapsed() >= Duration::from_millis(50),
+            "the turn ended early, after {:?}: a wakeup was written",
+            start.elapsed()
+        );
+    }
+
+    /// While the loop waits, a timer due before it would look again wakes
+    /// it (here from another thread), and fires on time.
+    #[test]
+    fn a_timer_set_while_the_loop_waits_wakes_it() {
+        let mut driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let _enter = handle.enter();
+            let mut sleep = Box::pin(sleep(Duration::from_millis(10)));
+            assert!(
+                sleep
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()))
+                    .is_pending()
+            );
+            // Keep it pending until the loop has looked.
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let start = Instant::now();
+        // The first wait ends on the new timer's wakeup, not after 10 s.
+        driver.turn(Some(Duration::from_secs(10)));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the timer did not wake the loop"
+        );
+        setter.join().unwrap();
+    }
 
     #[test]
     fn a_dropped_sleep_leaves_the_wheel_at_once() {
