@@ -12,7 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use weft_executor::dump::{IoDirection, WaitOn, note_wait};
+use weft_executor::dump::{IoDirection, WaitOn, note_wait, note_wait_with};
 use weft_executor::timeline::{self, Timeline, TurnCounts};
 use weft_io::driver::Direction;
 use weft_io::observe::{Event, Hooks, Wait};
@@ -37,7 +37,20 @@ fn sync_waiting(primitive: &'static str, address: usize) {
 }
 
 fn waiting(wait: Wait) {
-    note_wait(match wait {
+    // Described only if the poll has no wait yet: a timer's deadline costs
+    // a conversion, and hyper's reads arm one behind each `Pending` read.
+    if matches!(
+        wait,
+        Wait::Io { .. } | Wait::Timer { .. } | Wait::Source { .. } | Wait::Signal { .. } | Wait::Completion
+    ) {
+        note_wait_with(move || describe(wait));
+    }
+}
+
+/// A wait from io's vocabulary in the dump's (`waiting` passes only the
+/// kinds the dump knows).
+fn describe(wait: Wait) -> WaitOn {
+    match wait {
         Wait::Io { fd, direction } => WaitOn::Io {
             fd,
             direction: match direction {
@@ -49,8 +62,8 @@ fn waiting(wait: Wait) {
         Wait::Source { source, id } => WaitOn::Source { source, id },
         Wait::Signal { signal } => WaitOn::Signal { signal },
         Wait::Completion => WaitOn::Completion,
-        _ => return,
-    });
+        _ => unreachable!("weft bug: `waiting` passes only the waits `describe` knows"),
+    }
 }
 
 fn event(event: Event) {

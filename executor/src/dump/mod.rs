@@ -62,7 +62,7 @@
 mod table;
 pub(crate) mod wait;
 
-pub use self::wait::{IoDirection, WaitOn, note_wait};
+pub use self::wait::{IoDirection, WaitOn, note_wait, note_wait_with};
 
 use crate::observe::poll_record::PollerSnapshot;
 use crate::task::Id;

@@ -144,9 +144,21 @@ impl WaitOn {
 /// interning it.
 #[inline]
 pub fn note_wait(wait: WaitOn) {
+    note_wait_with(|| wait);
+}
+
+/// [`note_wait`], with the wait described only if the poll has reported
+/// none yet (only the first report is kept): for a wait that costs
+/// something to describe (a timer's deadline converted to the dump's
+/// clock), reported after another (a read that also arms a timeout).
+#[inline]
+pub fn note_wait_with(wait: impl FnOnce() -> WaitOn) {
     crate::context::with_polling_header(|header| {
-        let (tag, object) = encode(wait);
-        header.record().note_wait(tag, object);
+        let record = header.record();
+        if !record.has_wait() {
+            let (tag, object) = encode(wait());
+            record.note_wait(tag, object);
+        }
     });
 }
 

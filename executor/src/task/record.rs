@@ -103,12 +103,19 @@ impl TaskRecord {
     /// (rules 2 and 4).
     #[inline]
     pub(crate) fn note_wait(&self, tag: u16, object: u64) {
-        let stamp = poll_stamp(self.polls());
-        let current = self.wait_tag.load(Relaxed);
-        if current >> 16 != stamp || current & 0xffff == 0 {
+        if !self.has_wait() {
+            let stamp = poll_stamp(self.polls());
             self.wait_object.store(object, Relaxed);
             self.wait_tag.store((stamp << 16) | u32::from(tag), Relaxed);
         }
+    }
+
+    /// True if the poll in progress has reported its wait already (the
+    /// first report is the one kept).
+    #[inline]
+    pub(crate) fn has_wait(&self) -> bool {
+        let current = self.wait_tag.load(Relaxed);
+        current >> 16 == poll_stamp(self.polls()) && current & 0xffff != 0
     }
 
     /// The latest poll's wait: its tag (0 for none) and object.
