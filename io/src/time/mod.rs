@@ -99,7 +99,7 @@ impl Timers {
     }
 
     /// The loop's wait has ended: it will call
-    /// [`next_deadline`](Self::next_deadline) before it waits again, so no
+    /// [`next_deadline_and_wake`](Self::next_deadline_and_wake) before it waits again, so no
     /// timer registered until then needs to wake it. Most timers are
     /// registered by tasks on the loop's own thread, between its waits:
     /// without this, one whose deadline came before the last wait's would
@@ -107,7 +107,7 @@ impl Timers {
     /// and a wasted turn after it).
     ///
     /// No lock is needed: a registration that reads the 0 holds the wheel
-    /// lock before the loop's next `next_deadline` takes it (which then
+    /// lock before the loop's next `next_deadline_and_wake` takes it (which then
     /// sees the timer); one that comes after reads the value stored there.
     pub(crate) fn loop_awake(&self) {
         self.next_wake.store(0, Release);
@@ -196,14 +196,18 @@ mod loom_tests {
         loom::model(|| {
             let start = Instant::now();
             let timers = Arc::new(Timers::new(start));
-            assert_eq!(timers.next_deadline(), None, "the loop waits for a wakeup");
+            assert_eq!(
+                timers.next_deadline_and_wake(Duration::ZERO).0,
+                None,
+                "the loop waits for a wakeup"
+            );
             timers.loop_awake();
             let deadline = start + Duration::from_secs(1);
             let other = timers.clone();
             let setter =
                 loom::thread::spawn(move || other.register(deadline, std::task::Waker::noop()).expect("running").1);
             // The loop's next look, before it waits again.
-            let looked = timers.next_deadline();
+            let looked = timers.next_deadline_and_wake(Duration::ZERO).0;
             let woke = setter.join().unwrap();
             assert!(
                 woke || looked.is_some_and(|at| at <= deadline),
