@@ -288,13 +288,15 @@ impl Wheel {
         };
         let mut latest = next;
         if self.current_top().is_some() {
-            // A cancelled entry still in the heap may stretch the wake
-            // within the slack; never past it.
-            latest = self
-                .current
-                .iter()
-                .map(|Reverse((deadline, _, _))| *deadline)
-                .fold(latest, within);
+            // A cancelled entry's record may still be in the heap: only a
+            // live one may put the wake off (a lone timer is woken for at
+            // its deadline). The liveness check runs only for a deadline
+            // that would.
+            for &Reverse((deadline, index, generation)) in self.current.iter() {
+                if deadline > latest && deadline <= limit && self.is_current(index, generation) {
+                    latest = deadline;
+                }
+            }
         } else if self.next_slot_any().is_some_and(|(level, _, _)| level > 0) {
             return Some(next);
         }
@@ -429,16 +431,21 @@ impl Wheel {
     /// cancelled ones from the top (invariant 4).
     fn current_top(&mut self) -> Option<u64> {
         while let Some(&Reverse((deadline, index, generation))) = self.current.peek() {
-            let live = self
-                .entries
-                .get(index)
-                .is_some_and(|e| e.generation == generation && e.place == Place::Current);
-            if live {
+            if self.is_current(index, generation) {
                 return Some(deadline);
             }
             self.current.pop();
         }
         None
+    }
+
+    /// True if the heap's record (`index`, `generation`) is a pending
+    /// entry's, not one cancelled since (invariant 3's records are removed
+    /// lazily).
+    fn is_current(&self, index: usize, generation: u64) -> bool {
+        self.entries
+            .get(index)
+            .is_some_and(|e| e.generation == generation && e.place == Place::Current)
     }
 
     fn entry(&self, key: Key) -> Option<&Entry> {
@@ -777,6 +784,32 @@ mod tests {
         fire(&mut wheel, 5 * MS + 150_000);
         assert_eq!(*log.lock().unwrap(), vec![1, 2, 3], "one wake fired the three");
         assert_eq!(wheel.wake_at(slack), Some(5 * MS + 150_001));
+    }
+
+    /// A timer cancelled in the tick at hand (a request's timeout, the
+    /// common case) leaves a record in the heap; it must not put off the
+    /// wake of a timer that is now alone within the slack.
+    #[test]
+    fn a_cancelled_timer_does_not_put_off_the_wake_of_a_lone_one() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let slack = 50_000;
+        let mut wheel = Wheel::new();
+        wheel.insert(5 * MS + 100_000, waker(1, &log));
+        let cancelled = wheel.insert(5 * MS + 130_000, waker(2, &log));
+        let beyond = wheel.insert(5 * MS + 140_000, waker(3, &log));
+        fire(&mut wheel, 5 * MS);
+        assert_eq!(wheel.wake_at(slack), Some(5 * MS + 140_000));
+        assert!(wheel.remove(cancelled).is_some());
+        assert!(wheel.remove(beyond).is_some());
+        // A new entry in a later tick may reuse a cancelled record's slot.
+        wheel.insert(9 * MS, waker(4, &log));
+        assert_eq!(
+            wheel.wake_at(slack),
+            Some(5 * MS + 100_000),
+            "a lone timer is woken for at its deadline"
+        );
+        fire(&mut wheel, 5 * MS + 100_000);
+        assert_eq!(*log.lock().unwrap(), vec![1]);
     }
 
     #[test]

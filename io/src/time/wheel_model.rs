@@ -127,6 +127,15 @@ proptest! {
                 let slack = 50_000;
                 let wake = wheel.wake_at(slack).expect("pending");
                 prop_assert!(next <= wake && wake <= min + slack, "wake {} for next {} pending {}", wake, next, min);
+                // Put off only for a pending timer's sake, whatever the
+                // slack (a cancelled one's leftovers do not count).
+                for slack in [slack, u64::MAX] {
+                    let wake = wheel.wake_at(slack).expect("pending");
+                    prop_assert!(
+                        wake == next || (0..deadlines.len()).any(|i| wheel.is_pending(keys[i]) && deadlines[i] == wake),
+                        "wake {} (slack {}) is neither next {} nor a pending deadline", wake, slack, next
+                    );
+                }
             }
             prop_assert_eq!(wheel.len(), (0..deadlines.len()).filter(|&i| wheel.is_pending(keys[i])).count());
         }
