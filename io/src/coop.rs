@@ -183,4 +183,32 @@ mod tests {
         assert!(elapsed.as_mut().poll(&mut cx).is_ready());
         assert_eq!(LEFT.with(Cell::get), Some(2));
     }
+
+    /// An elapsed sleep that yields for want of budget, before the loop
+    /// has fired its timer, still cancels the timer when dropped: no entry
+    /// is left in the wheel.
+    #[test]
+    fn a_sleep_dropped_after_yielding_for_budget_leaves_the_wheel() {
+        installed();
+        let driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        let _enter = handle.enter();
+        let waker = Waker::from(Arc::new(Wakes(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        LEFT.with(|left| left.set(Some(3)));
+        let mut sleep = Box::pin(crate::time::sleep(Duration::from_millis(1)));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(handle.pending_timers(), 1);
+        // The deadline passes; no turn of the loop fires the timer.
+        std::thread::sleep(Duration::from_millis(5));
+        LEFT.with(|left| left.set(Some(0)));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending(), "no budget: it yields");
+        drop(sleep);
+        assert_eq!(
+            handle.pending_timers(),
+            0,
+            "the dropped sleep left its timer in the wheel"
+        );
+        LEFT.with(|left| left.set(None));
+    }
 }

@@ -501,3 +501,28 @@ fn spawn_counted(rt: &weft::Runtime, n: usize, ran: &Arc<AtomicUsize>) -> Vec<we
         })
         .collect()
 }
+
+/// The current-thread runtime looks at its injection queue with two loads
+/// before it parks (no fence): a task spawned from another thread while
+/// the runtime is idle, or on its way to park, must still run, with no
+/// other wakeup (no timer, no I/O) to rescue a missed one.
+#[test]
+fn an_idle_current_thread_runtime_runs_every_remote_spawn() {
+    let rt = weft::Builder::new_current_thread().build().unwrap();
+    let handle = rt.handle();
+    let (done, finished) = oneshot::channel();
+    let spawner = std::thread::spawn(move || {
+        for i in 0..20_000u32 {
+            let (ran, seen) = std::sync::mpsc::sync_channel(1);
+            drop(handle.spawn(async move { ran.send(i).unwrap() }));
+            assert_eq!(
+                seen.recv_timeout(Duration::from_secs(10)),
+                Ok(i),
+                "remote spawn {i} never ran: the runtime missed its wakeup"
+            );
+        }
+        done.send(()).unwrap();
+    });
+    rt.block_on(finished).unwrap();
+    spawner.join().unwrap();
+}

@@ -289,3 +289,36 @@ fn timers_due_within_the_slack_fire_in_one_wakeup_and_a_lone_one_on_time() {
         assert!(later.await.unwrap() >= Duration::from_millis(300));
     });
 }
+
+/// The largest slack (`Duration::MAX`) overflows nothing: timers still fire
+/// never early, and a lone one still wakes the loop at its deadline.
+#[test]
+fn the_largest_timer_slack_overflows_nothing_and_ends_no_sleep_early() {
+    for multi_thread in [false, true] {
+        let mut builder = if multi_thread {
+            weft::Builder::new_multi_thread()
+        } else {
+            weft::Builder::new_current_thread()
+        };
+        let rt = builder.timer_slack(Duration::MAX).build().unwrap();
+        rt.block_on(async {
+            let start = Instant::now();
+            let early = weft::spawn(fired_after(start, Duration::from_millis(20)));
+            let later = weft::spawn(fired_after(start, Duration::from_millis(60)));
+            let far = weft::spawn(fired_after(start, Duration::from_millis(300)));
+            let (early, later, far) = (early.await.unwrap(), later.await.unwrap(), far.await.unwrap());
+            assert!(early >= Duration::from_millis(20) && later >= Duration::from_millis(60));
+            assert!(
+                far >= Duration::from_millis(300) && far < Duration::from_secs(5),
+                "{far:?}"
+            );
+            let start = Instant::now();
+            let lone = fired_after(start, Duration::from_millis(20)).await;
+            assert!(lone >= Duration::from_millis(20));
+            assert!(
+                lone < Duration::from_secs(1),
+                "a lone timer woke {lone:?} after its start"
+            );
+        });
+    }
+}

@@ -5,7 +5,11 @@
 //! first turn of the loop at or after its deadline, never before; the loop
 //! sleeps to the exact instant of the next deadline (a `timerfd` on Linux, the
 //! kernel's nanosecond timeout on kqueue platforms; see [`crate::driver`]),
-//! so a timer is late only by the time the thread takes to wake. Timers that
+//! or, when other timers fall due within the timer slack after it, to the
+//! latest of those, so that one wakeup fires them all
+//! ([`DEFAULT_TIMER_SLACK`](crate::driver::DEFAULT_TIMER_SLACK), 50 µs). A
+//! timer is late only by the time the thread takes to wake, plus at most
+//! that slack. Timers that
 //! come due in the same turn fire in the order of their deadlines. Dropping a
 //! timer cancels it in O(1).
 //!
