@@ -39,31 +39,22 @@ fn sync_waiting(primitive: &'static str, address: usize) {
 fn waiting(wait: Wait) {
     // Described only if the poll has no wait yet: a timer's deadline costs
     // a conversion, and hyper's reads arm one behind each `Pending` read.
-    if matches!(
-        wait,
-        Wait::Io { .. } | Wait::Timer { .. } | Wait::Source { .. } | Wait::Signal { .. } | Wait::Completion
-    ) {
-        note_wait_with(move || describe(wait));
-    }
-}
-
-/// A wait from io's vocabulary in the dump's (`waiting` passes only the
-/// kinds the dump knows).
-fn describe(wait: Wait) -> WaitOn {
-    match wait {
-        Wait::Io { fd, direction } => WaitOn::Io {
-            fd,
-            direction: match direction {
-                Direction::Read => IoDirection::Read,
-                Direction::Write => IoDirection::Write,
+    note_wait_with(move || {
+        Some(match wait {
+            Wait::Io { fd, direction } => WaitOn::Io {
+                fd,
+                direction: match direction {
+                    Direction::Read => IoDirection::Read,
+                    Direction::Write => IoDirection::Write,
+                },
             },
-        },
-        Wait::Timer { deadline } => WaitOn::timer(deadline),
-        Wait::Source { source, id } => WaitOn::Source { source, id },
-        Wait::Signal { signal } => WaitOn::Signal { signal },
-        Wait::Completion => WaitOn::Completion,
-        _ => unreachable!("weft bug: `waiting` passes only the waits `describe` knows"),
-    }
+            Wait::Timer { deadline } => WaitOn::timer(deadline),
+            Wait::Source { source, id } => WaitOn::Source { source, id },
+            Wait::Signal { signal } => WaitOn::Signal { signal },
+            Wait::Completion => WaitOn::Completion,
+            _ => return None,
+        })
+    });
 }
 
 fn event(event: Event) {

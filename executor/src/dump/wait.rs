@@ -144,19 +144,22 @@ impl WaitOn {
 /// interning it.
 #[inline]
 pub fn note_wait(wait: WaitOn) {
-    note_wait_with(|| wait);
+    note_wait_with(|| Some(wait));
 }
 
 /// [`note_wait`], with the wait described only if the poll has reported
 /// none yet (only the first report is kept): for a wait that costs
 /// something to describe (a timer's deadline converted to the dump's
 /// clock), reported after another (a read that also arms a timeout).
+/// `None` from `wait`: nothing to report.
 #[inline]
-pub fn note_wait_with(wait: impl FnOnce() -> WaitOn) {
+pub fn note_wait_with(wait: impl FnOnce() -> Option<WaitOn>) {
     crate::context::with_polling_header(|header| {
         let record = header.record();
-        if !record.has_wait() {
-            let (tag, object) = encode(wait());
+        if !record.has_wait()
+            && let Some(wait) = wait()
+        {
+            let (tag, object) = encode(wait);
             record.note_wait(tag, object);
         }
     });
