@@ -78,6 +78,18 @@ pub trait Unpark: Send + Sync + 'static {
     /// Wakes the parked thread; if it is not parked, its next park returns at
     /// once.
     fn unpark(&self);
+
+    /// Does, on the calling thread, the driver's work that is overdue while
+    /// another thread waits in it (the reactor: firing timers whose
+    /// deadline has passed, when the waiting thread has not yet woken for
+    /// them, or has woken and waits for a CPU); returns how many tasks it
+    /// woke. The multi-thread scheduler calls it from a worker running
+    /// tasks while another worker holds the driver (`worker.rs`,
+    /// `maintenance`), so that a timer is not held up by a thread the OS
+    /// has not scheduled. It must not block. The default does nothing.
+    fn run_overdue(&self) -> usize {
+        0
+    }
 }
 
 /// A [`Park`] that blocks on a condition variable: the driver of an executor
@@ -150,6 +162,12 @@ impl SharedDriver {
     /// Wakes whichever parker is blocked in the driver.
     pub(crate) fn unparker(&self) -> Arc<dyn Unpark> {
         self.unpark.clone()
+    }
+
+    /// [`Unpark::run_overdue`] on the driver, from a thread that does not
+    /// hold it.
+    pub(crate) fn run_overdue(&self) -> usize {
+        self.unpark.run_overdue()
     }
 
     /// Runs `f` with the driver. Call it only with the right to the driver

@@ -3,7 +3,8 @@
 //! The executor parks idle threads through its `Park` trait and knows
 //! nothing of I/O; the reactor turns its loop and knows nothing of tasks.
 //! This file is the whole of the glue: a park is a turn of the loop, an
-//! unpark is a write to the loop's `mio::Waker`.
+//! unpark is a write to the loop's `mio::Waker`, and the overdue work a
+//! busy worker does for the loop's thread is firing overdue timers.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -19,7 +20,10 @@ impl Park for IoDriver {
     }
 
     fn unparker(&self) -> Arc<dyn Unpark> {
-        Arc::new(IoUnparker(self.0.unparker()))
+        Arc::new(IoUnparker {
+            unparker: self.0.unparker(),
+            handle: self.0.handle().clone(),
+        })
     }
 
     fn shutdown(&mut self) {
@@ -27,11 +31,18 @@ impl Park for IoDriver {
     }
 }
 
-struct IoUnparker(weft_io::Unparker);
+struct IoUnparker {
+    unparker: weft_io::Unparker,
+    handle: weft_io::Handle,
+}
 
 impl Unpark for IoUnparker {
     fn unpark(&self) {
-        self.0.unpark();
+        self.unparker.unpark();
+    }
+
+    fn run_overdue(&self) -> usize {
+        self.handle.fire_overdue_timers()
     }
 }
 

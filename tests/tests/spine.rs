@@ -934,3 +934,78 @@ fn an_interval_with_a_period_too_long_for_instant_can_be_reset() {
         assert!(next.is_err(), "a tick of a practically endless period came");
     });
 }
+
+// ---------------------------------------------------------------------------
+// Stall: timers held up by a loop thread that cannot run.
+// ---------------------------------------------------------------------------
+
+/// A source whose first poll blocks the thread that turns the loop, with the
+/// driver held: what a loop thread the OS has descheduled (a CPU shared with
+/// a busy thread, another process) looks like to the rest of the runtime.
+struct StuckOnce {
+    armed: std::sync::atomic::AtomicBool,
+    entered: std::sync::atomic::AtomicBool,
+    block: Duration,
+}
+impl weft::source::Source for StuckOnce {
+    fn poll(&self) -> usize {
+        if self.armed.swap(false, SeqCst) {
+            self.entered.store(true, SeqCst);
+            std::thread::sleep(self.block);
+        }
+        0
+    }
+    fn has_pending(&self) -> bool {
+        self.armed.load(SeqCst)
+    }
+}
+
+/// While one worker is stuck in the loop (holding the driver), a timer
+/// registered by a task on the other worker, which keeps running tasks,
+/// fires at its deadline on that worker (`maintenance` fires overdue
+/// timers), not when the stuck thread comes back 500 ms later.
+#[test]
+fn a_timer_fires_on_a_busy_worker_while_the_loop_thread_is_stuck() {
+    let _serial = serial();
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = rt.spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.load(SeqCst) {
+                weft::task::yield_now().await;
+            }
+        }
+    });
+    // The busy task has a worker; the other worker holds the driver.
+    std::thread::sleep(Duration::from_millis(20));
+    let source = Arc::new(StuckOnce {
+        armed: std::sync::atomic::AtomicBool::new(true),
+        entered: std::sync::atomic::AtomicBool::new(false),
+        block: Duration::from_millis(500),
+    });
+    let _registration = rt.reactor().register_source(source.clone());
+    let waited = Instant::now();
+    while !source.entered.load(SeqCst) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the loop never polled the source"
+        );
+        std::thread::yield_now();
+    }
+    let fired_before = rt.reactor().metrics().timers_fired_off_loop;
+    let late = rt
+        .block_on(rt.spawn(async {
+            let deadline = Instant::now() + Duration::from_millis(10);
+            weft::time::sleep_until(deadline).await;
+            Instant::now() - deadline
+        }))
+        .unwrap();
+    stop.store(true, SeqCst);
+    rt.block_on(busy).unwrap();
+    assert!(
+        late < Duration::from_millis(200),
+        "the timer waited {late:?} past its deadline for the stuck loop thread"
+    );
+    assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
+}

@@ -2,14 +2,18 @@
 //!
 //! Every reactor keeps one timing wheel (`wheel.rs`): millisecond slots, and
 //! within the millisecond at hand, exact deadlines. A timer fires at the
-//! first turn of the loop at or after its deadline, never before; the loop
+//! first turn of the loop at or after its deadline, never before (or, while
+//! the loop's thread waits past it, on a thread running tasks that checks
+//! for overdue timers: [`Handle::fire_overdue_timers`]); the loop
 //! sleeps to the exact instant of the next deadline (a `timerfd` on Linux, the
 //! kernel's nanosecond timeout on kqueue platforms; see [`crate::driver`]),
 //! or, when other timers fall due within the timer slack after it, to the
 //! latest of those, so that one wakeup fires them all
 //! ([`DEFAULT_TIMER_SLACK`](crate::driver::DEFAULT_TIMER_SLACK), 50 µs). A
 //! timer is late only by the time the thread takes to wake, plus at most
-//! that slack. Timers that
+//! that slack.
+//!
+//! [`Handle::fire_overdue_timers`]: crate::Handle::fire_overdue_timers Timers that
 //! come due in the same turn fire in the order of their deadlines. Dropping a
 //! timer cancels it in O(1).
 //!
@@ -45,7 +49,7 @@ pub mod error {
 }
 
 use self::wheel::{Key, Wheel};
-use crate::loom::{AtomicU64, Mutex, MutexGuard, lock};
+use crate::loom::{AtomicU64, Mutex, MutexGuard, lock, try_lock};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::task::Waker;
@@ -62,6 +66,8 @@ pub(crate) struct Timers {
     /// under the wheel lock, except for the 0 (see [`Timers::loop_awake`]).
     next_wake: AtomicU64,
     shutdown: AtomicBool,
+    /// Timers fired by [`fire_overdue`](Timers::fire_overdue), off the loop.
+    fired_off_loop: AtomicU64,
 }
 
 /// `at + duration`, or, when that is beyond what `Instant` can hold, thirty
@@ -79,6 +85,7 @@ impl Timers {
             wheel: Mutex::new(Wheel::new()),
             next_wake: AtomicU64::new(u64::MAX),
             shutdown: AtomicBool::new(false),
+            fired_off_loop: AtomicU64::new(0),
         }
     }
 
@@ -124,6 +131,47 @@ impl Timers {
         if wheel.next_deadline().is_some_and(|next| next <= now_ns) {
             wheel.advance(now_ns, wakers);
         }
+    }
+
+    /// Fires, on the calling thread, the timers due by now, unless the
+    /// loop's thread is firing timers right now (it holds the wheel's
+    /// lock). For a thread that runs tasks while another holds the loop
+    /// ([`Handle::fire_overdue_timers`]): the loop's thread may be asleep
+    /// past a deadline, woken but waiting for a CPU, or descheduled in the
+    /// middle of its turn.
+    ///
+    /// Returns at once, reading no clock, while the loop sleeps with no
+    /// timer pending; after a clock reading, while it sleeps until a
+    /// deadline still ahead (`next_wake`). Otherwise it looks at the
+    /// wheel if its lock is free.
+    ///
+    /// [`Handle::fire_overdue_timers`]: crate::Handle::fire_overdue_timers
+    pub(crate) fn fire_overdue(&self, wakers: &mut Vec<Waker>) {
+        let planned = self.next_wake.load(Acquire);
+        if planned == u64::MAX {
+            // Asleep with no timer pending (a registration would have
+            // lowered it).
+            return;
+        }
+        let now_ns = self.nanos_since_start(Instant::now());
+        if planned != 0 && planned > now_ns {
+            // Asleep until a deadline still ahead. (0: awake, but its
+            // thread may have been descheduled mid-turn: look.)
+            return;
+        }
+        let Some(mut wheel) = try_lock(&self.wheel) else {
+            return;
+        };
+        if wheel.next_deadline().is_some_and(|next| next <= now_ns) {
+            let before = wakers.len();
+            wheel.advance(now_ns, wakers);
+            self.fired_off_loop.fetch_add((wakers.len() - before) as u64, Relaxed);
+        }
+    }
+
+    /// Timers [`fire_overdue`](Self::fire_overdue) fired.
+    pub(crate) fn fired_off_loop(&self) -> u64 {
+        self.fired_off_loop.load(Relaxed)
     }
 
     /// Registers a timer for `deadline` (which the caller found still

@@ -209,6 +209,47 @@ mod tests {
     use crate::Driver;
     use std::task::Waker;
 
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// `Handle::fire_overdue_timers`, from a thread that is not the
+    /// loop's: nothing before the deadline, the timer's wake once it has
+    /// passed (counted apart from the loop's), and nothing left for the
+    /// loop's next turn.
+    #[test]
+    fn an_overdue_timer_fires_off_the_loop_once_and_not_before() {
+        let mut driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        let _enter = handle.enter();
+        assert_eq!(handle.fire_overdue_timers(), 0, "no timer at all");
+        let count = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut sleep = Box::pin(sleep(Duration::from_millis(30)));
+        assert!(sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        driver.turn(Some(Duration::ZERO));
+        let off_loop = std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(handle.fire_overdue_timers(), 0, "fired before its deadline");
+                std::thread::sleep(Duration::from_millis(40));
+                handle.fire_overdue_timers()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(off_loop, 1);
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
+        driver.turn(Some(Duration::ZERO));
+        let metrics = handle.metrics();
+        assert_eq!(metrics.timers_fired_off_loop, 1);
+        assert_eq!(metrics.timers_fired, 0, "the loop found nothing left to fire");
+        assert_eq!(handle.fire_overdue_timers(), 0, "fired twice");
+    }
+
     /// A timer registered on the loop's thread between its waits (the
     /// common case: a task sets a timeout) needs no wakeup: the loop looks
     /// at the timers before it waits again. The wait below would end at

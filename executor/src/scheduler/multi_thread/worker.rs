@@ -263,6 +263,14 @@ impl Context {
             // Back to running tasks: the driver must stay watched (rule 4
             // of `standby`).
             self.hand_off();
+        } else {
+            // Another worker waits in the driver. It may have slept past a
+            // timer's deadline, or woken for it and wait for a CPU: when it
+            // shares this thread's CPU, the OS runs it only once this
+            // thread's time slice ends, milliseconds later. Overdue timers
+            // fire here instead, their tasks queued on this worker.
+            self.core.borrow_mut().is_parked = true;
+            shared.driver.run_overdue();
         }
         let mut core = self.core.borrow_mut();
         core.is_parked = false;
