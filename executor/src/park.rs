@@ -90,6 +90,18 @@ pub trait Unpark: Send + Sync + 'static {
     fn run_overdue(&self) -> usize {
         0
     }
+
+    /// When overdue work may next come due while no thread waits in the
+    /// driver armed for it (the reactor: the next timer's deadline while
+    /// the thread that holds the driver is in a turn, where the OS may
+    /// deschedule it, rather than asleep in the kernel, which wakes it). A
+    /// thread that sleeps beside the held driver (the multi-thread
+    /// scheduler's standby) wakes shortly after it and calls
+    /// [`run_overdue`](Self::run_overdue). The default is `None`: nothing
+    /// to watch.
+    fn overdue_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// A [`Park`] that blocks on a condition variable: the driver of an executor
@@ -168,6 +180,11 @@ impl SharedDriver {
     /// hold it.
     pub(crate) fn run_overdue(&self) -> usize {
         self.unpark.run_overdue()
+    }
+
+    /// [`Unpark::overdue_at`] of the driver.
+    pub(crate) fn overdue_at(&self) -> Option<Instant> {
+        self.unpark.overdue_at()
     }
 
     /// Runs `f` with the driver. Call it only with the right to the driver

@@ -44,6 +44,10 @@ impl Unpark for IoUnparker {
     fn run_overdue(&self) -> usize {
         self.handle.fire_overdue_timers()
     }
+
+    fn overdue_at(&self) -> Option<std::time::Instant> {
+        self.handle.unwatched_timer()
+    }
 }
 
 /// Lets io's futures spend the executor's cooperative budget, and routes

@@ -1009,3 +1009,42 @@ fn a_timer_fires_on_a_busy_worker_while_the_loop_thread_is_stuck() {
     );
     assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
 }
+
+/// The same with no task running: the other worker, idle beside the held
+/// driver, runs the timer's task and goes back to sleep as the standby;
+/// seeing the driver's holder in a turn, it sleeps only until just after
+/// the timer's deadline, and fires it.
+#[test]
+fn a_timer_fires_on_an_idle_worker_while_the_loop_thread_is_stuck() {
+    let _serial = serial();
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    // Both workers idle: one in the driver, one asleep beside it.
+    std::thread::sleep(Duration::from_millis(20));
+    let source = Arc::new(StuckOnce {
+        armed: std::sync::atomic::AtomicBool::new(true),
+        entered: std::sync::atomic::AtomicBool::new(false),
+        block: Duration::from_millis(500),
+    });
+    let _registration = rt.reactor().register_source(source.clone());
+    let waited = Instant::now();
+    while !source.entered.load(SeqCst) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the loop never polled the source"
+        );
+        std::thread::yield_now();
+    }
+    let fired_before = rt.reactor().metrics().timers_fired_off_loop;
+    let late = rt
+        .block_on(rt.spawn(async {
+            let deadline = Instant::now() + Duration::from_millis(10);
+            weft::time::sleep_until(deadline).await;
+            Instant::now() - deadline
+        }))
+        .unwrap();
+    assert!(
+        late < Duration::from_millis(200),
+        "the timer waited {late:?} past its deadline for the stuck loop thread"
+    );
+    assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
+}

@@ -519,6 +519,35 @@ impl Handle {
         woken
     }
 
+    /// The deadline of the next timer while no thread sleeps in the loop
+    /// armed to wake for it: the loop's thread is in a turn (and may be
+    /// descheduled there, or stuck in a source's poll), or no thread turns
+    /// the loop. `None` while a thread sleeps in the loop until its next
+    /// timer (the kernel wakes it), or no timer is pending.
+    ///
+    /// A thread that sleeps beside the loop (a multi-thread runtime's
+    /// standby) wakes shortly after this instant and calls
+    /// [`fire_overdue_timers`](Self::fire_overdue_timers), so that a loop
+    /// thread that cannot run does not hold the timer up for long.
+    ///
+    /// ```
+    /// let mut driver = weft_io::Driver::new()?;
+    /// let handle = driver.handle().clone();
+    /// let _enter = handle.enter();
+    /// let sleep = weft_io::time::sleep(std::time::Duration::from_secs(60));
+    /// let mut sleep = std::pin::pin!(sleep);
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// assert!(sleep.as_mut().poll(&mut cx).is_pending());
+    /// // After a turn, until the next one waits, nobody sleeps armed for
+    /// // the timer.
+    /// driver.turn(Some(std::time::Duration::ZERO));
+    /// assert!(handle.unwatched_timer().is_some());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn unwatched_timer(&self) -> Option<Instant> {
+        self.inner.timers.unwatched()
+    }
+
     /// A number that names this reactor among the live ones: two handles
     /// of one reactor have the same id, and no other live reactor has it
     /// (it is the address of the reactor's shared state, which a handle

@@ -169,6 +169,19 @@ impl Timers {
         }
     }
 
+    /// The next timer's deadline while the loop is awake (`next_wake` is
+    /// 0: its thread is in a turn, or no thread waits in it), when no
+    /// kernel timer is armed to wake a thread for it; `None` while the
+    /// loop sleeps in the OS armed for its timers, or none is pending. See
+    /// [`Handle::unwatched_timer`](crate::Handle::unwatched_timer).
+    pub(crate) fn unwatched(&self) -> Option<Instant> {
+        if self.next_wake.load(Acquire) != 0 {
+            return None;
+        }
+        let next = self.wheel().next_deadline()?;
+        Some(self.start + Duration::from_nanos(next))
+    }
+
     /// Timers [`fire_overdue`](Self::fire_overdue) fired.
     pub(crate) fn fired_off_loop(&self) -> u64 {
         self.fired_off_loop.load(Relaxed)

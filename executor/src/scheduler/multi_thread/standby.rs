@@ -91,6 +91,23 @@
 //!   from is updated before a worker's first read-modify-write of the word
 //!   in a park, so it cannot miss a sleeper either.
 //!
+//! # Timers
+//!
+//! The rules above keep the driver watched while its holder is away
+//! running tasks. A holder can also be held up *inside* the driver: in the
+//! middle of a turn, the OS may deschedule its thread (a CPU shared with a
+//! busy thread, another process; on a loaded machine, for milliseconds),
+//! or a source's poll may block it. A thread asleep in the kernel for its
+//! next timer is woken by the kernel; one in a turn is not, and the timers
+//! that come due meanwhile would wait for it. So other workers fire
+//! overdue timers themselves (`Unpark::run_overdue`, which takes the
+//! timers' own lock, not the driver): a worker running tasks in its
+//! periodic maintenance, when the driver is held; a worker woken from its
+//! condition variable, whatever woke it; and the standby, which, when the
+//! holder is in a turn as it goes to sleep (`Unpark::overdue_at`), sleeps
+//! no longer than [`OVERDUE_GRACE`] past the next timer's deadline. None
+//! of this changes who may enter the driver.
+//!
 //! The loom model below runs this protocol with the idle counts, the
 //! parkers, the driver's lock and a wake from outside.
 //!
@@ -104,6 +121,13 @@ use std::time::{Duration, Instant};
 
 /// How long the standby sleeps before it checks the driver.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(2);
+
+/// How long after a timer's deadline the standby wakes to fire it, when
+/// the driver's holder was in a turn as the standby went to sleep (see
+/// "Timers" above). A holder that goes on to sleep in the kernel for the
+/// timer fires it within the timer slack (50 µs by default), so the
+/// standby, waking this much later, finds it fired in the common case.
+pub(super) const OVERDUE_GRACE: Duration = Duration::from_micros(500);
 
 /// Timed sleeps in a row, finding the driver held, before the standby
 /// sleeps untimed (rule 3).

@@ -43,7 +43,7 @@
 use super::Handle;
 use super::idle::Idle;
 use super::lifo::LifoSlot;
-use super::standby::{Decision, HandOff, Standby, WATCH_INTERVAL};
+use super::standby::{Decision, HandOff, OVERDUE_GRACE, Standby, WATCH_INTERVAL};
 use crate::coop;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::metrics::WorkerCounters;
@@ -57,6 +57,16 @@ use crossbeam_utils::CachePadded;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// `timeout`, shortened to end [`OVERDUE_GRACE`] after `overdue_at` (see
+/// `standby`, "Timers").
+fn overdue_bound(timeout: Option<std::time::Duration>, overdue_at: Option<Instant>) -> Option<std::time::Duration> {
+    let Some(at) = overdue_at else {
+        return timeout;
+    };
+    let bound = at.saturating_duration_since(Instant::now()) + OVERDUE_GRACE;
+    Some(timeout.map_or(bound, |timeout| timeout.min(bound)))
+}
 
 /// A task reference waiting to run.
 pub(super) type Runnable = Notified<Arc<Handle>>;
@@ -502,7 +512,18 @@ impl Context {
                         look = others_run;
                     }
                     Decision::Sleep { timeout, standby } => {
-                        self.parker.park(timeout);
+                        // The standby also watches the timers while the
+                        // driver's holder is in a turn rather than asleep
+                        // in the kernel (`standby`, "Timers").
+                        let sleep = if standby {
+                            overdue_bound(timeout, shared.driver.overdue_at())
+                        } else {
+                            timeout
+                        };
+                        self.parker.park(sleep);
+                        // Timers the holder has not fired by now fire here,
+                        // their tasks queued on this worker.
+                        shared.driver.run_overdue();
                         watched = standby && timeout.is_some();
                         look = watched;
                         woke_untimed = standby && timeout.is_none();
