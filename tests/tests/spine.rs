@@ -967,7 +967,12 @@ impl weft::source::Source for StuckOnce {
 #[test]
 fn a_timer_fires_on_a_busy_worker_while_the_loop_thread_is_stuck() {
     let _serial = serial();
-    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let trace = std::env::temp_dir().join(format!("weft-spine-overdue-{}.json", std::process::id()));
+    let rt = weft::Builder::new_multi_thread()
+        .worker_threads(2)
+        .trace_file(&trace)
+        .build()
+        .unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let busy = rt.spawn({
         let stop = stop.clone();
@@ -1008,6 +1013,25 @@ fn a_timer_fires_on_a_busy_worker_while_the_loop_thread_is_stuck() {
         "the timer waited {late:?} past its deadline for the stuck loop thread"
     );
     assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
+    // The timeline shows the firing on the busy worker's track, not on the
+    // stuck one's (whose turn is one long slice, recorded when it ends).
+    std::thread::sleep((waited + Duration::from_millis(700)).saturating_duration_since(Instant::now()));
+    let json: serde_json::Value = serde_json::from_str(&rt.timeline().unwrap().to_chrome_json()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let stuck_track = events
+        .iter()
+        .find(|e| e["ph"] == "X" && e["dur"].as_f64().is_some_and(|us| us >= 400_000.0))
+        .map(|e| e["tid"].clone())
+        .expect("the stuck turn's slice");
+    assert!(
+        events.iter().any(|e| e["ph"] == "i"
+            && e["name"].as_str().is_some_and(|n| n.starts_with("timer"))
+            && e["tid"] != stuck_track),
+        "no timer firing on another track than the stuck turn's"
+    );
+    drop(rt);
+    let _ = std::fs::remove_file(&trace);
+    let _ = std::fs::remove_file(trace.with_extension("html"));
 }
 
 /// The same with no task running: the other worker, idle beside the held

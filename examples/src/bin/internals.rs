@@ -144,8 +144,8 @@ fn report(second: u64, handle: &weft::Handle, pool: &Pool) {
     );
     let busy_turns = r.turns - r.events_per_turn.first().copied().unwrap_or(0);
     println!(
-        "reactor  {} turns ({} with events), {} events · timers {} pending, {} fired · {} sockets",
-        r.turns, busy_turns, r.events, r.timers_pending, r.timers_fired, r.registrations
+        "reactor  {} turns ({} with events), {} events · timers {} pending, {} fired ({} off the loop) · {} sockets",
+        r.turns, busy_turns, r.events, r.timers_pending, r.timers_fired, r.timers_fired_off_loop, r.registrations
     );
     for s in &r.sources {
         println!(

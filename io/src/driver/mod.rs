@@ -515,6 +515,11 @@ impl Handle {
         let mut wakers = Vec::new();
         self.inner.timers.fire_overdue(&mut wakers);
         let woken = wakers.len();
+        if woken > 0 && crate::observe::recording() {
+            // On this thread's track of a timeline, as the loop's firings
+            // are on the loop thread's.
+            crate::observe::event(crate::observe::Event::TimersFired { count: woken as u32 });
+        }
         crate::source::complete_each(wakers, Waker::wake);
         woken
     }
