@@ -115,7 +115,14 @@ each_flavor! {
                 }
             });
             assert!(won > 0, "some zero-length sleeps win their race");
-            assert_eq!(reactor.pending_timers(), timers, "dropped sleeps left timers in the wheel");
+            // A sleep that won after its deadline but before the loop's look
+            // at the timers forgot its entry, which the loop's next turn fires
+            // (`Sleep::poll_elapsed`): the wheel is back to where it was once
+            // the loop has turned, not necessarily at once.
+            weft_tests::eventually("the wheel to hold no dropped sleep", || {
+                reactor.pending_timers() == timers
+            })
+            .await;
         });
     }
 
