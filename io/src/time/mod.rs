@@ -281,3 +281,63 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// `fire_overdue` never waits for the wheel's lock: while another
+    /// thread holds it (a loop firing timers), it returns at once, firing
+    /// nothing, and fires once the lock is free.
+    #[test]
+    fn fire_overdue_leaves_a_held_wheel_alone() {
+        let start = Instant::now();
+        let timers = Timers::new(start);
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        timers.register(start, &waker).expect("not shut down");
+        // The loop is awake (between its waits).
+        timers.loop_awake();
+        let mut wakers = Vec::new();
+        {
+            let _held = timers.wheel();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut wakers = Vec::new();
+                    timers.fire_overdue(&mut wakers);
+                    assert!(wakers.is_empty(), "fired under another thread's lock");
+                });
+            });
+        }
+        timers.fire_overdue(&mut wakers);
+        assert_eq!(wakers.len(), 1);
+        assert_eq!(timers.fired_off_loop(), 1);
+    }
+
+    /// `unwatched`: the next deadline while the loop is awake; nothing
+    /// while it sleeps armed for its timers, or while none is pending.
+    #[test]
+    fn a_timer_is_unwatched_only_while_the_loop_is_awake() {
+        let start = Instant::now();
+        let timers = Timers::new(start);
+        timers.loop_awake();
+        assert_eq!(timers.unwatched(), None, "no timer pending");
+        let waker = Waker::noop();
+        let deadline = start + Duration::from_secs(60);
+        timers.register(deadline, waker).expect("not shut down");
+        let unwatched = timers.unwatched().expect("the loop is awake");
+        assert!(unwatched.saturating_duration_since(deadline) < Duration::from_micros(1));
+        // A turn's step 1: the loop is about to sleep until its timer.
+        timers.next_deadline_and_wake(Duration::ZERO);
+        assert_eq!(timers.unwatched(), None, "the loop sleeps armed for it");
+    }
+}
