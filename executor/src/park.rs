@@ -85,8 +85,9 @@ pub trait Unpark: Send + Sync + 'static {
     /// them, or has woken and waits for a CPU); returns how many tasks it
     /// woke. The multi-thread scheduler calls it from a worker running
     /// tasks while another worker holds the driver (`worker.rs`,
-    /// `maintenance`), so that a timer is not held up by a thread the OS
-    /// has not scheduled. It must not block. The default does nothing.
+    /// `maintenance`) and from a worker woken from its condition variable
+    /// (`park`), so that a timer is not held up by a thread the OS has not
+    /// scheduled. It must not block. The default does nothing.
     fn run_overdue(&self) -> usize {
         0
     }

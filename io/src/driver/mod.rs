@@ -493,10 +493,12 @@ impl Handle {
     /// The loop fires timers when it wakes for them; but the thread that
     /// waits in it may be slow to run again after its wakeup, when it
     /// shares a CPU with a busy thread (the OS runs it only when that
-    /// thread's time slice ends, milliseconds later). A thread that runs
-    /// tasks while another waits in the loop (a multi-thread runtime's
-    /// busy worker) calls this now and then, so that such a timer fires
-    /// within its round of tasks instead.
+    /// thread's time slice ends, milliseconds later), and one descheduled
+    /// (or blocked by a source's poll) in the middle of a turn fires
+    /// nothing until it runs again. A thread that runs tasks while another
+    /// holds the loop (a multi-thread runtime's busy worker) calls this now
+    /// and then, so that such a timer fires within its round of tasks
+    /// instead; so does a worker that wakes beside the held loop.
     ///
     /// Cheap when there is nothing to do: an atomic load while no timer is
     /// pending, a clock reading while the loop sleeps until a deadline
