@@ -3,17 +3,15 @@
 //! Every reactor keeps one timing wheel (`wheel.rs`): millisecond slots, and
 //! within the millisecond at hand, exact deadlines. A timer fires at the
 //! first turn of the loop at or after its deadline, never before (or, while
-//! the loop's thread waits past it, on a thread running tasks that checks
-//! for overdue timers: [`Handle::fire_overdue_timers`]); the loop
+//! the loop's thread cannot run, on another thread that checks for overdue
+//! timers: [`Handle::fire_overdue_timers`](crate::Handle::fire_overdue_timers)); the loop
 //! sleeps to the exact instant of the next deadline (a `timerfd` on Linux, the
 //! kernel's nanosecond timeout on kqueue platforms; see [`crate::driver`]),
 //! or, when other timers fall due within the timer slack after it, to the
 //! latest of those, so that one wakeup fires them all
 //! ([`DEFAULT_TIMER_SLACK`](crate::driver::DEFAULT_TIMER_SLACK), 50 µs). A
 //! timer is late only by the time the thread takes to wake, plus at most
-//! that slack.
-//!
-//! [`Handle::fire_overdue_timers`]: crate::Handle::fire_overdue_timers Timers that
+//! that slack. Timers that
 //! come due in the same turn fire in the order of their deadlines. Dropping a
 //! timer cancels it in O(1).
 //!
