@@ -50,11 +50,15 @@ impl Unpark for IoUnparker {
     }
 }
 
-/// Lets io's futures spend the executor's cooperative budget, and routes
+/// Lets io's and sync's futures spend the executor's cooperative budget, and routes
 /// io's reports (what a task waits on, the loop's turns) to the executor's
 /// records (`reports.rs`).
 pub(crate) fn install_hooks() {
     weft_io::coop::install(weft_io::coop::Hooks {
+        proceed: weft_executor::coop::poll_proceed_raw,
+        refund: weft_executor::coop::refund_raw,
+    });
+    weft_sync::coop::install(weft_sync::coop::Hooks {
         proceed: weft_executor::coop::poll_proceed_raw,
         refund: weft_executor::coop::refund_raw,
     });

@@ -147,6 +147,10 @@ impl Builder {
     ///
     /// Recording costs each poll two clock readings and a ring append;
     /// memory stays bounded ([`timeline_capacity`](Self::timeline_capacity)).
+    /// The files are larger than the rings: each event takes about 100 to
+    /// 150 bytes of JSON, so a busy runtime whose rings are full writes
+    /// several megabytes per thread, and the viewer holds the same trace
+    /// again (a second of two busy workers: about 11 MB each).
     ///
     /// ```
     /// let dir = std::env::temp_dir().join(format!("weft-doc-{}", std::process::id()));

@@ -132,6 +132,7 @@ pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         index: 0,
         id: 0,
         waiting: None,
+        coop: crate::coop::Countdown::default(),
     };
     (Sender { shared }, rx)
 }
@@ -279,6 +280,8 @@ pub struct Receiver<T> {
     id: u64,
     /// Its entry in the wait list, while waiting (rule 4).
     waiting: Option<WaitKey>,
+    /// Ready receives until the next spends budget (`coop.rs`).
+    coop: crate::coop::Countdown,
 }
 
 impl<T: Clone> Receiver<T> {
@@ -307,8 +310,12 @@ impl<T: Clone> Receiver<T> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
+        let unit = std::task::ready!(self.coop.proceed(cx));
         match self.next_or_wait(Some(cx.waker())) {
-            Some(result) => Poll::Ready(result),
+            Some(result) => {
+                unit.used();
+                Poll::Ready(result)
+            }
             None => {
                 crate::observe::waiting("broadcast::Receiver::recv", Arc::as_ptr(&self.shared));
                 Poll::Pending
@@ -384,6 +391,7 @@ fn new_receiver<T>(shared: &Arc<Shared<T>>) -> Receiver<T> {
         index: tail.next_index,
         id,
         waiting: None,
+        coop: crate::coop::Countdown::default(),
     }
 }
 

@@ -77,6 +77,7 @@ pub mod alt;
 mod bounded;
 pub mod broadcast;
 mod condition;
+pub mod coop;
 mod error;
 mod loom;
 pub mod mpsc;

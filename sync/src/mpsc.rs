@@ -417,6 +417,8 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     /// Messages taken from the shared queue in one batch (rule 2).
     batch: VecDeque<T>,
+    /// Ready receives until the next spends budget (`coop.rs`).
+    coop: crate::coop::Countdown,
 }
 
 /// Tokio's name for the receiving half of an [`unbounded_channel`]: here
@@ -428,6 +430,7 @@ impl<T> Receiver<T> {
         Receiver {
             chan,
             batch: VecDeque::new(),
+            coop: crate::coop::Countdown::default(),
         }
     }
 
@@ -482,9 +485,16 @@ impl<T> Receiver<T> {
 
     /// Polls for the next message (the `Stream` method, without the trait).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let unit = std::task::ready!(self.coop.proceed(cx));
         match self.recv_or_register(Some(cx.waker())) {
-            Ok(value) => Poll::Ready(Some(value)),
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Ok(value) => {
+                unit.used();
+                Poll::Ready(Some(value))
+            }
+            Err(TryRecvError::Disconnected) => {
+                unit.used();
+                Poll::Ready(None)
+            }
             Err(TryRecvError::Empty) => {
                 crate::observe::waiting("mpsc::Receiver::recv", Arc::as_ptr(&self.chan));
                 Poll::Pending

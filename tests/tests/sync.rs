@@ -197,3 +197,52 @@ fn a_barrier_with_more_threads_than_parties_releases_only_full_rounds() {
     assert_eq!(early, 0, "{early} waits finished before their round was full");
     assert!(finished.load(SeqCst) >= WAITS);
 }
+
+/// Ready receives spend the task's cooperative budget (`weft_sync::coop`),
+/// as in Tokio: a task looping on a channel that always has a message
+/// gives way every budget's worth, so a `timeout` around the loop fires at
+/// its deadline, not when the messages run out (a trial measured 2.4 s for
+/// a 5 ms timeout around 2M messages).
+#[test]
+fn a_timeout_fires_around_a_loop_on_an_always_ready_primitive() {
+    for flavor in [weft::Flavor::CurrentThread, weft::Flavor::MultiThread] {
+        let rt = runtime(flavor);
+        rt.block_on(async {
+            const ITEMS: u32 = 2_000_000;
+            let timed = |what: &'static str, elapsed: Duration, done: u32| {
+                assert!(
+                    done < ITEMS && elapsed < Duration::from_millis(500),
+                    "{what}: the 5 ms timeout fired after {elapsed:?} and {done} items"
+                );
+            };
+            let start = std::time::Instant::now();
+            let (tx, mut rx) = weft_sync::mpsc::unbounded_channel::<u32>();
+            for i in 0..ITEMS {
+                tx.send(i).unwrap();
+            }
+            let mut done = 0;
+            let r = weft::time::timeout(Duration::from_millis(5), async {
+                while rx.recv().await.is_some() {
+                    done += 1;
+                }
+            })
+            .await;
+            assert!(r.is_err());
+            timed("mpsc::Receiver::recv", start.elapsed(), done);
+
+            let start = std::time::Instant::now();
+            let (btx, mut brx) = weft_sync::broadcast::channel::<u32>(16);
+            let mut done = 0;
+            let r = weft::time::timeout(Duration::from_millis(5), async {
+                while done < ITEMS {
+                    btx.send(done).unwrap();
+                    brx.recv().await.unwrap();
+                    done += 1;
+                }
+            })
+            .await;
+            assert!(r.is_err());
+            timed("broadcast::Receiver::recv", start.elapsed(), done);
+        });
+    }
+}

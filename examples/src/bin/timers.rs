@@ -14,9 +14,11 @@
 //!    it stands in for a long computation) past a few ticks, and the instants
 //!    the interval reports show how each behaviour catches up;
 //! 4. 10 000 concurrent sleeps with random deadlines between 1 and 100 ms,
-//!    and how late they woke up (p50, p99, max). The timing wheel has a 1 ms
-//!    tick and never fires early, so expect up to about a millisecond, plus
-//!    the time to get the woken task running.
+//!    and how late they woke up (p50, p99, max). Timers fire at their exact
+//!    deadlines, never early; a loop about to sleep wakes once for the
+//!    timers due within the timer slack (`Builder::timer_slack`, 50 µs), so
+//!    expect tens of microseconds, plus the time to get the woken task
+//!    running.
 
 use std::io;
 use std::time::{Duration, Instant};
