@@ -82,12 +82,13 @@ pub trait Unpark: Send + Sync + 'static {
     /// Does, on the calling thread, the driver's work that is overdue while
     /// another thread waits in it (the reactor: firing timers whose
     /// deadline has passed, when the waiting thread has not yet woken for
-    /// them, or has woken and waits for a CPU); returns how many tasks it
-    /// woke. The multi-thread scheduler calls it from a worker running
-    /// tasks while another worker holds the driver (`worker.rs`,
-    /// `maintenance`) and from a worker woken from its condition variable
-    /// (`park`), so that a timer is not held up by a thread the OS has not
-    /// scheduled. It must not block. The default does nothing.
+    /// them, has woken and waits for a CPU, or is stuck in a turn);
+    /// returns how many tasks it woke. The multi-thread scheduler calls it
+    /// from a worker running tasks while another worker holds the driver
+    /// (`worker.rs`, `maintenance`) and from the standby back from its
+    /// condition variable (`park`), so that a timer is not held up by a
+    /// thread the OS has not scheduled. It must not block. The default
+    /// does nothing.
     fn run_overdue(&self) -> usize {
         0
     }
@@ -101,6 +102,19 @@ pub trait Unpark: Send + Sync + 'static {
     /// [`run_overdue`](Self::run_overdue). The default is `None`: nothing
     /// to watch.
     fn overdue_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// When overdue work may next come due, whether or not a thread waits
+    /// in the driver armed for it (the reactor: the next timer's
+    /// deadline). A thread that sleeps with no timeout beside the held
+    /// driver (the multi-thread scheduler's untimed standby) wakes shortly
+    /// after it and calls [`run_overdue`](Self::run_overdue): the thread
+    /// in the driver, armed for the timer as the sleeper looked, may wake
+    /// for something else and be stuck in a turn by then, and
+    /// [`overdue_at`](Self::overdue_at), read before, said `None`. The
+    /// default is `None`: nothing to watch.
+    fn next_due(&self) -> Option<Instant> {
         None
     }
 }
@@ -186,6 +200,11 @@ impl SharedDriver {
     /// [`Unpark::overdue_at`] of the driver.
     pub(crate) fn overdue_at(&self) -> Option<Instant> {
         self.unpark.overdue_at()
+    }
+
+    /// [`Unpark::next_due`] of the driver.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.unpark.next_due()
     }
 
     /// Runs `f` with the driver. Call it only with the right to the driver

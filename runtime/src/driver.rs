@@ -48,6 +48,10 @@ impl Unpark for IoUnparker {
     fn overdue_at(&self) -> Option<std::time::Instant> {
         self.handle.unwatched_timer()
     }
+
+    fn next_due(&self) -> Option<std::time::Instant> {
+        self.handle.next_timer()
+    }
 }
 
 /// Lets io's and sync's futures spend the executor's cooperative budget, and routes

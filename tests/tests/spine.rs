@@ -1072,3 +1072,40 @@ fn a_timer_fires_on_an_idle_worker_while_the_loop_thread_is_stuck() {
     );
     assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
 }
+
+/// The order the two tests above do not cover: the timer is registered,
+/// and the other worker goes to sleep as the standby, while the loop's
+/// thread sleeps in the kernel armed for it; only then does the loop's
+/// thread wake (for a source) and get stuck in its turn. The standby chose
+/// how long to sleep while the holder slept armed (`Unpark::overdue_at`
+/// said `None`) and, on an idle runtime, sleeps untimed: it must still wake
+/// just after the timer's deadline (`Unpark::next_due`) and fire it, not
+/// leave it to the stuck thread 500 ms later.
+#[test]
+fn a_timer_fires_while_the_loop_thread_gets_stuck_after_the_standby_went_to_sleep() {
+    let _serial = serial();
+    let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let fired_before = rt.reactor().metrics().timers_fired_off_loop;
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let sleeper = rt.spawn(async move {
+        weft::time::sleep_until(deadline).await;
+        Instant::now() - deadline
+    });
+    // Long enough for the standby to stop watching with a timeout (rule 3
+    // of `standby`: 16 watches of 2 ms, or none on an idle runtime).
+    std::thread::sleep(Duration::from_millis(100));
+    let source = Arc::new(StuckOnce {
+        armed: std::sync::atomic::AtomicBool::new(true),
+        entered: std::sync::atomic::AtomicBool::new(false),
+        block: Duration::from_millis(600),
+    });
+    let _registration = rt.reactor().register_source(source.clone());
+    let late = rt.block_on(sleeper).unwrap();
+    assert!(source.entered.load(SeqCst), "the loop never polled the source");
+    assert!(
+        late < Duration::from_millis(200),
+        "the timer waited {late:?} past its deadline for the stuck loop thread"
+    );
+    assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
+}

@@ -38,9 +38,10 @@ pub struct ReactorMetrics {
     pub timers_pending: usize,
     /// Timers fired (`Driver::turn`, step 4: wakers the wheel handed out).
     pub timers_fired: u64,
-    /// Timers fired off the loop, by another thread (a worker running
-    /// tasks, or one woken beside the loop) while the loop's thread could
-    /// not ([`Handle::fire_overdue_timers`](crate::Handle::fire_overdue_timers));
+    /// Timers fired off the loop, by another thread (a multi-thread
+    /// runtime's worker) while the loop's thread had not fired them by
+    /// their deadline
+    /// ([`Handle::fire_overdue_timers`](crate::Handle::fire_overdue_timers));
     /// not counted in `timers_fired`.
     pub timers_fired_off_loop: u64,
     /// Sockets and other descriptors registered now.

@@ -493,17 +493,18 @@ impl Handle {
     /// The loop fires timers when it wakes for them; but the thread that
     /// waits in it may be slow to run again after its wakeup, when it
     /// shares a CPU with a busy thread (the OS runs it only when that
-    /// thread's time slice ends, milliseconds later), and one descheduled
-    /// (or blocked by a source's poll) in the middle of a turn fires
-    /// nothing until it runs again. A thread that runs tasks while another
-    /// holds the loop (a multi-thread runtime's busy worker) calls this now
-    /// and then, so that such a timer fires within its round of tasks
-    /// instead; so does a worker that wakes beside the held loop.
+    /// thread's time slice ends, milliseconds later), or it may be stuck in
+    /// the middle of a turn. Other threads beside the loop (a multi-thread
+    /// runtime's workers: a busy one now and then, and the one that sleeps
+    /// beside the loop as its standby) call this, so that such a timer
+    /// fires on them instead. A timer due while the loop's thread sleeps
+    /// within the timer slack of it fires here too, before the loop wakes.
     ///
-    /// Cheap when there is nothing to do: an atomic load while no timer is
-    /// pending, a clock reading while the loop sleeps until a deadline
-    /// still ahead, and otherwise an uncontended lock and a cached
-    /// deadline; it never waits for a lock (a thread firing timers
+    /// Cheap when there is nothing to do: an atomic load while the loop
+    /// sleeps with no timer pending, a clock reading while it sleeps until
+    /// a deadline still ahead, and otherwise (the loop's thread is awake,
+    /// or nobody waits in the loop) a lock taken without waiting and a
+    /// cached deadline; it never waits for a lock (a thread firing timers
     /// already is left to it). Timers fired here are counted in
     /// [`ReactorMetrics::timers_fired_off_loop`].
     ///
@@ -553,6 +554,33 @@ impl Handle {
     /// ```
     pub fn unwatched_timer(&self) -> Option<Instant> {
         self.inner.timers.unwatched()
+    }
+
+    /// The deadline of the next timer (or an instant before it, when the
+    /// loop must re-file far timers then), whether or not a thread sleeps
+    /// in the loop armed for it; `None` while no timer is pending.
+    ///
+    /// A thread that sleeps beside the loop with no timeout of its own (a
+    /// multi-thread runtime's untimed standby) wakes shortly after this
+    /// instant: the loop's thread, asleep in the kernel armed for the timer
+    /// as that thread went to sleep, may wake for something else before
+    /// the deadline and be stuck in its turn when the deadline comes
+    /// ([`unwatched_timer`](Self::unwatched_timer) said `None` then).
+    ///
+    /// ```
+    /// let driver = weft_io::Driver::new()?;
+    /// let handle = driver.handle().clone();
+    /// let _enter = handle.enter();
+    /// assert_eq!(handle.next_timer(), None);
+    /// let sleep = weft_io::time::sleep(std::time::Duration::from_millis(10));
+    /// let mut sleep = std::pin::pin!(sleep);
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// assert!(sleep.as_mut().poll(&mut cx).is_pending());
+    /// assert!(handle.next_timer().is_some_and(|at| at <= sleep.deadline()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.inner.timers.next()
     }
 
     /// A number that names this reactor among the live ones: two handles

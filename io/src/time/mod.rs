@@ -176,6 +176,14 @@ impl Timers {
         if self.next_wake.load(Acquire) != 0 {
             return None;
         }
+        self.next()
+    }
+
+    /// The next timer's deadline (or the instant the wheel must next
+    /// re-file timers), whether or not a thread sleeps armed for it;
+    /// `None` while no timer is pending. See
+    /// [`Handle::next_timer`](crate::Handle::next_timer).
+    pub(crate) fn next(&self) -> Option<Instant> {
         let next = self.wheel().next_deadline()?;
         Some(self.start + Duration::from_nanos(next))
     }
@@ -276,6 +284,36 @@ mod loom_tests {
                 woke || looked.is_some_and(|at| at <= deadline),
                 "the timer neither woke the loop nor was seen by it"
             );
+        });
+    }
+
+    /// A due timer that the loop's turn ([`Timers::fire`]), a thread off
+    /// the loop ([`Timers::fire_overdue`], which only tries the lock) and
+    /// its owner's cancel race for: exactly one of them takes its waker.
+    #[test]
+    fn a_due_timer_fired_on_and_off_the_loop_and_cancelled_is_taken_once() {
+        loom::model(|| {
+            let start = Instant::now();
+            let timers = Arc::new(Timers::new(start));
+            let (key, _) = timers.register(start, std::task::Waker::noop()).expect("running");
+            timers.loop_awake();
+            let off_loop = {
+                let timers = timers.clone();
+                loom::thread::spawn(move || {
+                    let mut wakers = Vec::new();
+                    timers.fire_overdue(&mut wakers);
+                    wakers.len()
+                })
+            };
+            let owner = {
+                let timers = timers.clone();
+                loom::thread::spawn(move || usize::from(timers.cancel(key).is_some()))
+            };
+            let mut wakers = Vec::new();
+            timers.fire(Instant::now(), &mut wakers);
+            let taken = wakers.len() + off_loop.join().unwrap() + owner.join().unwrap();
+            assert_eq!(taken, 1, "the timer's waker was taken {taken} times");
+            assert_eq!(timers.len(), 0);
         });
     }
 }

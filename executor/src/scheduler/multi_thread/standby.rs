@@ -102,11 +102,18 @@
 //! that come due meanwhile would wait for it. So other workers fire
 //! overdue timers themselves (`Unpark::run_overdue`, which takes the
 //! timers' own lock, not the driver): a worker running tasks in its
-//! periodic maintenance, when the driver is held; a worker woken from its
-//! condition variable, whatever woke it; and the standby, which, when the
-//! holder is in a turn as it goes to sleep (`Unpark::overdue_at`), sleeps
-//! no longer than [`OVERDUE_GRACE`] past the next timer's deadline. None
-//! of this changes who may enter the driver.
+//! periodic maintenance, when the driver is held; and the standby, after
+//! each of its sleeps. The standby sleeps no longer than [`OVERDUE_GRACE`]
+//! past the next timer's deadline when the holder is in a turn as it goes
+//! to sleep (`Unpark::overdue_at`), and, when it sleeps untimed (rule 3),
+//! whatever the holder does (`Unpark::next_due`): a holder asleep in the
+//! kernel armed for the timer as the standby looked may wake for
+//! something else before the deadline and be stuck in that turn when it
+//! comes, and nothing would wake an untimed standby for it. A timed
+//! standby needs no such bound: it fires overdue timers after each watch.
+//! So an idle runtime with timers pending may pay one more wakeup per
+//! timer deadline (the standby's, beside the holder's); one with no timer
+//! pending stays quiet. None of this changes who may enter the driver.
 //!
 //! The loom model below runs this protocol with the idle counts, the
 //! parkers, the driver's lock and a wake from outside.
