@@ -250,6 +250,38 @@ mod tests {
         assert_eq!(handle.fire_overdue_timers(), 0, "fired twice");
     }
 
+    struct Panics;
+    impl std::task::Wake for Panics {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("a user's waker panics");
+        }
+    }
+
+    /// A waker that panics, woken off the loop by
+    /// `Handle::fire_overdue_timers` (on a worker running tasks, say): the
+    /// panic stays there (`complete_each`), and the timer due after it is
+    /// still woken.
+    #[test]
+    fn a_panicking_waker_fired_off_the_loop_costs_no_other_timer_its_wake() {
+        let mut driver = Driver::new().unwrap();
+        let handle = driver.handle().clone();
+        let _enter = handle.enter();
+        let count = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let panics = Waker::from(std::sync::Arc::new(Panics));
+        let counts = Waker::from(count.clone());
+        let mut first = Box::pin(sleep(Duration::from_millis(5)));
+        let mut second = Box::pin(sleep(Duration::from_millis(6)));
+        assert!(first.as_mut().poll(&mut Context::from_waker(&panics)).is_pending());
+        assert!(second.as_mut().poll(&mut Context::from_waker(&counts)).is_pending());
+        driver.turn(Some(Duration::ZERO));
+        std::thread::sleep(Duration::from_millis(10));
+        let woken = std::thread::scope(|s| s.spawn(|| handle.fire_overdue_timers()).join())
+            .expect("a waker's panic escaped fire_overdue_timers");
+        assert_eq!(woken, 2);
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(handle.metrics().timers_fired_off_loop, 2);
+    }
+
     /// A timer registered on the loop's thread between its waits (the
     /// common case: a task sets a timeout) needs no wakeup: the loop looks
     /// at the timers before it waits again. The wait below would end at
