@@ -947,6 +947,48 @@ struct StuckOnce {
     entered: std::sync::atomic::AtomicBool,
     block: Duration,
 }
+impl StuckOnce {
+    /// Armed: its first poll blocks for `block`.
+    fn new(block: Duration) -> Arc<StuckOnce> {
+        Arc::new(StuckOnce {
+            armed: std::sync::atomic::AtomicBool::new(true),
+            entered: std::sync::atomic::AtomicBool::new(false),
+            block,
+        })
+    }
+}
+
+/// Waits until `source`'s poll has blocked its loop thread.
+fn wait_until_stuck(source: &StuckOnce) {
+    let waited = Instant::now();
+    while !source.entered.load(SeqCst) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the loop never polled the source"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// How late a 10 ms sleep of a task spawned on `rt` wakes.
+fn lateness_of_a_10ms_sleep(rt: &weft::Runtime) -> Duration {
+    rt.block_on(rt.spawn(async {
+        let deadline = Instant::now() + Duration::from_millis(10);
+        weft::time::sleep_until(deadline).await;
+        Instant::now() - deadline
+    }))
+    .unwrap()
+}
+
+/// Fails unless a timer that the stuck loop thread held up came well before
+/// the thread did.
+fn assert_not_held_up(late: Duration) {
+    assert!(
+        late < Duration::from_millis(200),
+        "the timer waited {late:?} past its deadline for the stuck loop thread"
+    );
+}
+
 impl weft::source::Source for StuckOnce {
     fn poll(&self) -> usize {
         if self.armed.swap(false, SeqCst) {
@@ -984,34 +1026,15 @@ fn a_timer_fires_on_a_busy_worker_while_the_loop_thread_is_stuck() {
     });
     // The busy task has a worker; the other worker holds the driver.
     std::thread::sleep(Duration::from_millis(20));
-    let source = Arc::new(StuckOnce {
-        armed: std::sync::atomic::AtomicBool::new(true),
-        entered: std::sync::atomic::AtomicBool::new(false),
-        block: Duration::from_millis(500),
-    });
+    let source = StuckOnce::new(Duration::from_millis(500));
     let _registration = rt.reactor().register_source(source.clone());
     let waited = Instant::now();
-    while !source.entered.load(SeqCst) {
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "the loop never polled the source"
-        );
-        std::thread::yield_now();
-    }
+    wait_until_stuck(&source);
     let fired_before = rt.reactor().metrics().timers_fired_off_loop;
-    let late = rt
-        .block_on(rt.spawn(async {
-            let deadline = Instant::now() + Duration::from_millis(10);
-            weft::time::sleep_until(deadline).await;
-            Instant::now() - deadline
-        }))
-        .unwrap();
+    let late = lateness_of_a_10ms_sleep(&rt);
     stop.store(true, SeqCst);
     rt.block_on(busy).unwrap();
-    assert!(
-        late < Duration::from_millis(200),
-        "the timer waited {late:?} past its deadline for the stuck loop thread"
-    );
+    assert_not_held_up(late);
     assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
     // The timeline shows the firing on the busy worker's track, not on the
     // stuck one's (whose turn is one long slice, recorded when it ends; the
@@ -1045,32 +1068,11 @@ fn a_timer_fires_on_an_idle_worker_while_the_loop_thread_is_stuck() {
     let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     // Both workers idle: one in the driver, one asleep beside it.
     std::thread::sleep(Duration::from_millis(20));
-    let source = Arc::new(StuckOnce {
-        armed: std::sync::atomic::AtomicBool::new(true),
-        entered: std::sync::atomic::AtomicBool::new(false),
-        block: Duration::from_millis(500),
-    });
+    let source = StuckOnce::new(Duration::from_millis(500));
     let _registration = rt.reactor().register_source(source.clone());
-    let waited = Instant::now();
-    while !source.entered.load(SeqCst) {
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "the loop never polled the source"
-        );
-        std::thread::yield_now();
-    }
+    wait_until_stuck(&source);
     let fired_before = rt.reactor().metrics().timers_fired_off_loop;
-    let late = rt
-        .block_on(rt.spawn(async {
-            let deadline = Instant::now() + Duration::from_millis(10);
-            weft::time::sleep_until(deadline).await;
-            Instant::now() - deadline
-        }))
-        .unwrap();
-    assert!(
-        late < Duration::from_millis(200),
-        "the timer waited {late:?} past its deadline for the stuck loop thread"
-    );
+    assert_not_held_up(lateness_of_a_10ms_sleep(&rt));
     assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
 }
 
@@ -1096,31 +1098,12 @@ fn a_timer_fires_while_the_loop_thread_gets_stuck_after_the_standby_went_to_slee
     // Long enough for the standby to stop watching with a timeout (rule 3
     // of `standby`: 16 watches of 2 ms, or none on an idle runtime).
     std::thread::sleep(Duration::from_millis(100));
-    let source = Arc::new(StuckOnce {
-        armed: std::sync::atomic::AtomicBool::new(true),
-        entered: std::sync::atomic::AtomicBool::new(false),
-        block: Duration::from_millis(600),
-    });
+    let source = StuckOnce::new(Duration::from_millis(600));
     let _registration = rt.reactor().register_source(source.clone());
     let late = rt.block_on(sleeper).unwrap();
     assert!(source.entered.load(SeqCst), "the loop never polled the source");
-    assert!(
-        late < Duration::from_millis(200),
-        "the timer waited {late:?} past its deadline for the stuck loop thread"
-    );
+    assert_not_held_up(late);
     assert!(rt.reactor().metrics().timers_fired_off_loop > fired_before);
-}
-
-/// Waits until `source`'s poll has blocked its loop thread.
-fn wait_until_stuck(source: &StuckOnce) {
-    let waited = Instant::now();
-    while !source.entered.load(SeqCst) {
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "the loop never polled the source"
-        );
-        std::thread::yield_now();
-    }
 }
 
 /// A timer registered by a thread that is not one of the runtime's workers
@@ -1139,11 +1122,7 @@ fn a_timer_registered_off_the_workers_fires_while_the_loop_thread_is_stuck() {
     let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     // Idle long enough for the standby to sleep untimed (rule 3).
     std::thread::sleep(Duration::from_millis(60));
-    let source = Arc::new(StuckOnce {
-        armed: std::sync::atomic::AtomicBool::new(true),
-        entered: std::sync::atomic::AtomicBool::new(false),
-        block: Duration::from_millis(600),
-    });
+    let source = StuckOnce::new(Duration::from_millis(600));
     let deadline = Instant::now() + Duration::from_millis(100);
     let late = rt.block_on(async {
         let sleep = weft::time::sleep_until(deadline);
@@ -1155,10 +1134,7 @@ fn a_timer_registered_off_the_workers_fires_while_the_loop_thread_is_stuck() {
         Instant::now() - deadline
     });
     assert!(source.entered.load(SeqCst), "the loop never polled the source");
-    assert!(
-        late < Duration::from_millis(200),
-        "the timer waited {late:?} past its deadline for the stuck loop thread"
-    );
+    assert_not_held_up(late);
 }
 
 /// The same with the timer's task on another runtime (a sleep of runtime
@@ -1180,16 +1156,9 @@ fn a_sleep_of_a_runtime_whose_loop_thread_is_stuck_fires_for_a_task_of_another()
         Instant::now() - deadline
     });
     std::thread::sleep(Duration::from_millis(50));
-    let source = Arc::new(StuckOnce {
-        armed: std::sync::atomic::AtomicBool::new(true),
-        entered: std::sync::atomic::AtomicBool::new(false),
-        block: Duration::from_millis(600),
-    });
+    let source = StuckOnce::new(Duration::from_millis(600));
     let _registration = a.reactor().register_source(source.clone());
     wait_until_stuck(&source);
     let late = b.block_on(task).unwrap();
-    assert!(
-        late < Duration::from_millis(200),
-        "the timer waited {late:?} past its deadline for the stuck loop thread"
-    );
+    assert_not_held_up(late);
 }

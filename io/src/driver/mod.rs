@@ -27,10 +27,11 @@
 //!    the tasks waiting in that direction are woken. An event on the signal
 //!    self-pipe's token drains the pipe and wakes the listeners of the
 //!    signals delivered (see [`crate::signal`]).
-//! 4. Fire the timers that are due, in deadline order. (A thread running
-//!    tasks meanwhile may have fired some already: while the loop's thread
-//!    waits past a deadline, for its wakeup or for a CPU, busy threads
-//!    fire overdue timers themselves; [`Handle::fire_overdue_timers`].)
+//! 4. Fire the timers that are due, in deadline order. (Another thread may
+//!    have fired some already: while the loop's thread waits past a
+//!    deadline, for its wakeup or for a CPU, or is stuck in a turn, threads
+//!    beside the loop fire overdue timers themselves;
+//!    [`Handle::fire_overdue_timers`].)
 //! 5. Deliver completions queued by other threads (the
 //!    [`Notifier`]).
 //! 6. Poll the sources that have work pending. A source whose doorbell

@@ -68,6 +68,14 @@ pub(crate) struct Timers {
     fired_off_loop: AtomicU64,
 }
 
+/// Fires what in `wheel` is due by `now_ns`, the loop's and the other
+/// threads' one way to fire timers.
+fn fire_due(wheel: &mut Wheel, now_ns: u64, wakers: &mut Vec<Waker>) {
+    if wheel.next_deadline().is_some_and(|next| next <= now_ns) {
+        wheel.advance(now_ns, wakers);
+    }
+}
+
 /// `at + duration`, or, when that is beyond what `Instant` can hold, thirty
 /// years after `at`: "never", in practice. The one place that decides what
 /// an overlong wait means.
@@ -124,19 +132,14 @@ impl Timers {
 
     /// Fires every timer whose deadline is at or before `now`.
     pub(crate) fn fire(&self, now: Instant, wakers: &mut Vec<Waker>) {
-        let now_ns = self.nanos_since_start(now);
-        let mut wheel = self.wheel();
-        if wheel.next_deadline().is_some_and(|next| next <= now_ns) {
-            wheel.advance(now_ns, wakers);
-        }
+        fire_due(&mut self.wheel(), self.nanos_since_start(now), wakers);
     }
 
     /// Fires, on the calling thread, the timers due by now, unless the
     /// loop's thread is firing timers right now (it holds the wheel's
-    /// lock). For a thread that runs tasks while another holds the loop
-    /// ([`Handle::fire_overdue_timers`]): the loop's thread may be asleep
-    /// past a deadline, woken but waiting for a CPU, or descheduled in the
-    /// middle of its turn.
+    /// lock). For a thread beside the loop ([`Handle::fire_overdue_timers`]):
+    /// the loop's thread may be asleep past a deadline, woken but waiting
+    /// for a CPU, or descheduled (or stuck) in the middle of its turn.
     ///
     /// Returns at once, reading no clock, while the loop sleeps with no
     /// timer pending; after a clock reading, while it sleeps until a
@@ -160,11 +163,9 @@ impl Timers {
         let Some(mut wheel) = try_lock(&self.wheel) else {
             return;
         };
-        if wheel.next_deadline().is_some_and(|next| next <= now_ns) {
-            let before = wakers.len();
-            wheel.advance(now_ns, wakers);
-            self.fired_off_loop.fetch_add((wakers.len() - before) as u64, Relaxed);
-        }
+        let before = wakers.len();
+        fire_due(&mut wheel, now_ns, wakers);
+        self.fired_off_loop.fetch_add((wakers.len() - before) as u64, Relaxed);
     }
 
     /// The next timer's deadline while the loop is awake (`next_wake` is
@@ -321,15 +322,6 @@ mod loom_tests {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(std::sync::atomic::AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, SeqCst);
-        }
-    }
 
     /// `fire_overdue` never waits for the wheel's lock: while another
     /// thread holds it (a loop firing timers), it returns at once, firing
@@ -338,9 +330,7 @@ mod tests {
     fn fire_overdue_leaves_a_held_wheel_alone() {
         let start = Instant::now();
         let timers = Timers::new(start);
-        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        timers.register(start, &waker).expect("not shut down");
+        timers.register(start, Waker::noop()).expect("not shut down");
         // The loop is awake (between its waits).
         timers.loop_awake();
         let mut wakers = Vec::new();

@@ -355,12 +355,6 @@ mod tests {
     fn reset_moves_a_waiting_sleep_without_a_poll() {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let mut driver = Driver::new().unwrap();
         let handle = driver.handle().clone();
         let _enter = handle.enter();
