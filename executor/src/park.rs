@@ -107,16 +107,26 @@ pub trait Unpark: Send + Sync + 'static {
 
     /// When overdue work may next come due, whether or not a thread waits
     /// in the driver armed for it (the reactor: the next timer's
-    /// deadline). A thread that sleeps with no timeout beside the held
-    /// driver (the multi-thread scheduler's untimed standby) wakes shortly
-    /// after it and calls [`run_overdue`](Self::run_overdue): the thread
-    /// in the driver, armed for the timer as the sleeper looked, may wake
-    /// for something else and be stuck in a turn by then, and
-    /// [`overdue_at`](Self::overdue_at), read before, said `None`. The
-    /// default is `None`: nothing to watch.
-    fn next_due(&self) -> Option<Instant> {
+    /// deadline), and, until [`unwatch_due`](Self::unwatch_due), a promise
+    /// to wake `waker` once if work that comes due earlier is added (the
+    /// reactor: a timer due before the returned deadline, or any timer
+    /// when it is `None`, registered by any thread). A thread that sleeps
+    /// with no timeout beside the held driver (the multi-thread
+    /// scheduler's untimed standby) sleeps until shortly after the
+    /// returned instant and calls [`run_overdue`](Self::run_overdue): the
+    /// thread in the driver, armed for the timer as the sleeper looked, may
+    /// wake for something else and be stuck in a turn by then
+    /// ([`overdue_at`](Self::overdue_at), read before, said `None`), and a
+    /// timer registered after the sleeper looked, by a thread that wakes
+    /// only the driver, would otherwise wait for the stuck thread. The
+    /// default is `None`, and never wakes `waker`: nothing to watch.
+    fn watch_due(&self, waker: &Waker) -> Option<Instant> {
+        let _ = waker;
         None
     }
+
+    /// Ends a [`watch_due`](Self::watch_due). The default does nothing.
+    fn unwatch_due(&self) {}
 }
 
 /// A [`Park`] that blocks on a condition variable: the driver of an executor
@@ -202,9 +212,14 @@ impl SharedDriver {
         self.unpark.overdue_at()
     }
 
-    /// [`Unpark::next_due`] of the driver.
-    pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.unpark.next_due()
+    /// [`Unpark::watch_due`] of the driver.
+    pub(crate) fn watch_due(&self, waker: &Waker) -> Option<Instant> {
+        self.unpark.watch_due(waker)
+    }
+
+    /// [`Unpark::unwatch_due`] of the driver.
+    pub(crate) fn unwatch_due(&self) {
+        self.unpark.unwatch_due();
     }
 
     /// Runs `f` with the driver. Call it only with the right to the driver
@@ -260,6 +275,11 @@ impl Parker {
         Unparker {
             inner: self.inner.clone(),
         }
+    }
+
+    /// A waker that unparks this parker.
+    pub(crate) fn waker(&self) -> Waker {
+        Waker::from(self.inner.clone())
     }
 
     /// Consumes a pending token: true if an unpark came since the last

@@ -49,8 +49,12 @@ impl Unpark for IoUnparker {
         self.handle.unwatched_timer()
     }
 
-    fn next_due(&self) -> Option<std::time::Instant> {
-        self.handle.next_timer()
+    fn watch_due(&self, waker: &std::task::Waker) -> Option<std::time::Instant> {
+        self.handle.watch_timers(waker)
+    }
+
+    fn unwatch_due(&self) {
+        self.handle.unwatch_timers();
     }
 }
 

@@ -1082,7 +1082,7 @@ fn a_timer_fires_on_an_idle_worker_while_the_loop_thread_is_stuck() {
 /// thread wake (for a source) and get stuck in its turn. The standby chose
 /// how long to sleep while the holder slept armed (`Unpark::overdue_at`
 /// said `None`) and, on an idle runtime, sleeps untimed: it must still wake
-/// just after the timer's deadline (`Unpark::next_due`) and fire it, not
+/// just after the timer's deadline (`Unpark::watch_due`) and fire it, not
 /// leave it to the stuck thread 500 ms later.
 #[test]
 fn a_timer_fires_while_the_loop_thread_gets_stuck_after_the_standby_went_to_sleep() {
@@ -1110,13 +1110,12 @@ fn a_timer_fires_while_the_loop_thread_gets_stuck_after_the_standby_went_to_slee
 /// (here `block_on`'s; a task of another runtime is the same case) on an
 /// idle runtime, whose loop thread then gets stuck. No worker of the
 /// runtime ran the registering code, so none went round its parker after
-/// it: the standby still sleeps untimed with no timer known when it went
-/// to sleep, and a registration wakes only the loop. The timer waits for
-/// the stuck thread (500 ms late here). A fix needs the registration (or
-/// the holder, back from a turn that found an earlier timer) to wake an
-/// untimed standby: not done yet.
+/// it, and the standby went to sleep untimed with no timer pending: the
+/// registration wakes it (`Unpark::watch_due`, `Handle::watch_timers`),
+/// as well as the loop, so it sleeps again only until just past the
+/// deadline and fires the timer, rather than leaving it to the stuck
+/// thread (500 ms late).
 #[test]
-#[ignore = "known gap: a timer registered off the runtime's workers waits for a stuck loop thread"]
 fn a_timer_registered_off_the_workers_fires_while_the_loop_thread_is_stuck() {
     let _serial = serial();
     let rt = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();
@@ -1140,7 +1139,6 @@ fn a_timer_registered_off_the_workers_fires_while_the_loop_thread_is_stuck() {
 /// The same with the timer's task on another runtime (a sleep of runtime
 /// A awaited on runtime B): A's workers never see the registration.
 #[test]
-#[ignore = "known gap: a timer registered off the runtime's workers waits for a stuck loop thread"]
 fn a_sleep_of_a_runtime_whose_loop_thread_is_stuck_fires_for_a_task_of_another() {
     let _serial = serial();
     let a = weft::Builder::new_multi_thread().worker_threads(2).build().unwrap();

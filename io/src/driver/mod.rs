@@ -584,6 +584,58 @@ impl Handle {
         self.inner.timers.next()
     }
 
+    /// [`next_timer`](Self::next_timer), and a promise until
+    /// [`unwatch_timers`](Self::unwatch_timers): the first timer then
+    /// registered with a deadline before the returned one (any timer, when
+    /// it is `None`), by any thread, wakes `waker`, once. A registration is
+    /// either in the returned deadline or wakes `waker`: the two are
+    /// decided under the timers' lock. A later call replaces the watch.
+    ///
+    /// A thread that sleeps beside the loop with no timeout of its own (a
+    /// multi-thread runtime's untimed standby) sleeps until shortly after
+    /// the returned deadline, and is woken by a timer registered meanwhile
+    /// for an earlier one: by a thread that is not one of the runtime's
+    /// workers (a `block_on` caller, a task of another runtime), which
+    /// wakes only the loop, or by a worker that then sleeps untimed itself.
+    /// The loop's thread may be stuck in a turn when the timer comes due,
+    /// and then the woken sleeper fires it
+    /// ([`fire_overdue_timers`](Self::fire_overdue_timers)).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::task::{Wake, Waker};
+    ///
+    /// struct Flag(AtomicBool);
+    /// impl Wake for Flag {
+    ///     fn wake(self: Arc<Self>) {
+    ///         self.0.store(true, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// let driver = weft_io::Driver::new()?;
+    /// let handle = driver.handle().clone();
+    /// let _enter = handle.enter();
+    /// let flag = Arc::new(Flag(AtomicBool::new(false)));
+    /// assert_eq!(handle.watch_timers(&Waker::from(flag.clone())), None);
+    /// let sleep = weft_io::time::sleep(std::time::Duration::from_millis(10));
+    /// let mut sleep = std::pin::pin!(sleep);
+    /// let mut cx = std::task::Context::from_waker(Waker::noop());
+    /// assert!(sleep.as_mut().poll(&mut cx).is_pending());
+    /// assert!(flag.0.load(Ordering::SeqCst), "the registration woke the watcher");
+    /// handle.unwatch_timers();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn watch_timers(&self, waker: &Waker) -> Option<Instant> {
+        self.inner.timers.watch(waker)
+    }
+
+    /// Ends a [`watch_timers`](Self::watch_timers): no registration wakes
+    /// its waker any more.
+    pub fn unwatch_timers(&self) {
+        self.inner.timers.unwatch();
+    }
+
     /// A number that names this reactor among the live ones: two handles
     /// of one reactor have the same id, and no other live reactor has it
     /// (it is the address of the reactor's shared state, which a handle

@@ -47,6 +47,20 @@
 //! For work that *does* end on some thread (a callback from a driver
 //! thread, a blocking pool), the [`Notifier`] hands the result to the loop
 //! without any polling.
+//!
+//! # Panics
+//!
+//! A source is user code run on the loop's thread, which every socket and
+//! timer of the runtime waits on: a panic in any of its methods that the
+//! loop calls (`poll`, `has_pending`, `spin_window`, `max_sleep`,
+//! `doorbell_rang`, `shutdown`) is contained there, after the panic hook
+//! has reported it, and the loop goes on as if the method had answered
+//! "nothing": no completions, no work pending (so a source whose
+//! `has_pending` panics is not polled), no spin window, the default
+//! `max_sleep`, news (the source is polled), nothing to shut down. So is
+//! a panic in `name` or `pending` while the reactor's metrics are read
+//! (`"source"`, 0). `doorbell` is read by the thread that registers the
+//! source, whose call a panic there unwinds.
 
 mod notifier;
 
@@ -232,13 +246,7 @@ impl Sources {
 
     /// The longest the loop may sleep at `now` given the sources' state.
     pub(crate) fn max_wait(&self, now: Instant) -> Option<Duration> {
-        self.with_entries(|entries| {
-            entries
-                .iter()
-                .filter(|e| e.source.has_pending())
-                .map(|e| e.sleep(now))
-                .min()
-        })
+        self.with_entries(|entries| entries.iter().filter(|e| e.has_pending()).map(|e| e.sleep(now)).min())
     }
 
     /// Each source's metrics, in registration order.
@@ -247,8 +255,8 @@ impl Sources {
             entries
                 .iter()
                 .map(|e| crate::driver::SourceMetrics {
-                    name: e.source.name(),
-                    pending: e.source.pending(),
+                    name: contained("source", || e.source.name()),
+                    pending: contained(0, || e.source.pending()),
                     polls: e.polls,
                     completed: e.completed,
                 })
@@ -267,15 +275,13 @@ impl Sources {
             scratch.extend(
                 entries
                     .iter()
-                    .filter(|e| e.source.has_pending())
+                    .filter(|e| e.has_pending())
                     .map(|e| (e.id, e.source.clone())),
             )
         });
         let polled = scratch.len();
         for (id, source) in scratch.drain(..) {
-            // A panicking source must not take the loop's thread with it;
-            // the panic hook has already reported it.
-            let completed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.poll())).unwrap_or(0);
+            let completed = contained(0, || source.poll());
             self.with_entries(|entries| {
                 if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
                     // Progress restarts the spin window from when the
@@ -308,9 +314,7 @@ impl Sources {
         });
         // Outside the lock, as polls are; a panic is contained (and counts
         // as news: the source is polled).
-        rung.retain(|(_, source)| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.doorbell_rang())).unwrap_or(true)
-        });
+        rung.retain(|(_, source)| contained(true, || source.doorbell_rang()));
         if rung.is_empty() {
             return;
         }
@@ -392,20 +396,39 @@ pub fn complete_each<T>(items: impl IntoIterator<Item = T>, mut complete: impl F
     panicked
 }
 
-/// Tells a source the loop is gone; a panic in it is contained (the panic
-/// hook has reported it).
+/// Tells a source the loop is gone (a panic is contained).
 fn tell_shutdown(source: &dyn Source) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.shutdown()));
+    contained((), || source.shutdown());
+}
+
+/// The answer of a source's method called by the loop, or `fallback` if it
+/// panicked: a source must not take the loop's thread with it ("Panics" in
+/// the module docs). The panic hook has already reported the panic.
+fn contained<R>(fallback: R, method: impl FnOnce() -> R) -> R {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(method)).unwrap_or(fallback)
 }
 
 impl Entry {
+    /// [`Source::has_pending`] (a panic is contained: nothing pending).
+    fn has_pending(&self) -> bool {
+        contained(false, || self.source.has_pending())
+    }
+
+    /// [`Source::spin_window`] (a panic is contained: no window).
+    fn spin_window(&self) -> Duration {
+        contained(Duration::ZERO, || self.source.spin_window())
+    }
+
     /// The longest the loop may sleep at `now` for this source (the policy
     /// in the module docs).
     fn sleep(&self, now: Instant) -> Duration {
-        if now.saturating_duration_since(self.progress) < self.source.spin_window() {
+        if now.saturating_duration_since(self.progress) < self.spin_window() {
             return Duration::ZERO;
         }
-        backoff(self.idle_polls, self.source.max_sleep())
+        backoff(
+            self.idle_polls,
+            contained(DEFAULT_MAX_SLEEP, || self.source.max_sleep()),
+        )
     }
 
     fn progressed(&mut self, now: Instant) {
@@ -418,7 +441,7 @@ impl Entry {
         self.completed += completed as u64;
         if completed > 0 {
             self.progressed(now);
-        } else if now.saturating_duration_since(self.progress) >= self.source.spin_window() {
+        } else if now.saturating_duration_since(self.progress) >= self.spin_window() {
             self.idle_polls = self.idle_polls.saturating_add(1);
         }
     }
@@ -586,6 +609,7 @@ mod tests {
 mod turn_clock_tests {
     use super::*;
     use crate::driver::Driver;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
     /// Records what `turn_now` said in each call the loop made, and the
     /// clock right after the poll.
@@ -669,26 +693,85 @@ mod turn_clock_tests {
         drop((a, b));
     }
 
-    /// A source that panics where the loop does not contain it
-    /// (`has_pending`) unwinds through the turn, which leaves no reading
-    /// behind.
+    /// A turn that unwinds (the reading's guard dropped by a panic) leaves
+    /// no reading behind.
     #[test]
     fn a_turn_that_unwinds_leaves_no_reading_behind() {
-        struct Panics;
+        let unwound = std::panic::catch_unwind(|| {
+            let _clock = TurnClock::start(Instant::now());
+            assert!(turn_now().is_some());
+            panic!("a turn that unwinds");
+        });
+        assert!(unwound.is_err());
+        assert_eq!(turn_now(), None, "a reading outlived its turn");
+    }
+
+    /// A source that panics in each method the loop calls ("Panics" in the
+    /// module docs) takes neither the loop's thread nor the other sources
+    /// with it: the turn returns, and a source beside it is polled and
+    /// completes its work.
+    #[test]
+    fn a_source_that_panics_in_every_method_leaves_the_loop_and_the_others_alone() {
+        #[derive(Default)]
+        struct Panics {
+            asked: AtomicUsize,
+        }
         impl Source for Panics {
             fn poll(&self) -> usize {
-                0
+                panic!("a source that panics in poll");
             }
             fn has_pending(&self) -> bool {
+                // Pending at first (so it is polled, and its window and
+                // sleep are asked for), then a panic.
+                if self.asked.fetch_add(1, SeqCst) < 2 {
+                    return true;
+                }
                 panic!("a source that panics in has_pending");
+            }
+            fn spin_window(&self) -> Duration {
+                panic!("a source that panics in spin_window");
+            }
+            fn max_sleep(&self) -> Duration {
+                panic!("a source that panics in max_sleep");
+            }
+            fn shutdown(&self) {
+                panic!("a source that panics in shutdown");
+            }
+        }
+        /// Completes one operation on its second poll.
+        #[derive(Default)]
+        struct Works {
+            polls: AtomicUsize,
+        }
+        impl Source for Works {
+            fn poll(&self) -> usize {
+                usize::from(self.polls.fetch_add(1, SeqCst) == 1)
+            }
+            fn has_pending(&self) -> bool {
+                self.polls.load(SeqCst) < 2
             }
         }
         let mut driver = Driver::new().expect("a driver");
-        let handle = driver.handle().register_source(Arc::new(Panics));
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.turn(Some(Duration::ZERO))));
-        assert!(unwound.is_err(), "the panic went through the turn");
-        assert_eq!(turn_now(), None, "a reading outlived its turn");
-        drop(handle);
+        let panics = Arc::new(Panics::default());
+        let works = Arc::new(Works::default());
+        let a = driver.handle().register_source(panics.clone());
+        let b = driver.handle().register_source(works.clone());
+        for _ in 0..4 {
+            driver.turn(Some(Duration::from_millis(1)));
+        }
+        assert!(
+            panics.asked.load(SeqCst) > 2,
+            "has_pending was not asked after it panicked"
+        );
+        assert_eq!(
+            works.polls.load(SeqCst),
+            2,
+            "the source beside the panicking one was not polled to its end"
+        );
+        let metrics = driver.handle().metrics();
+        assert_eq!(metrics.sources[1].completed, 1);
+        drop((a, b));
+        drop(driver);
     }
 
     /// A turn nested in another on one thread (a reactor turned inside a

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 /// A reactor's clock and timing wheel.
 pub(crate) struct Timers {
     start: Instant,
-    wheel: Mutex<Wheel>,
+    wheel: Mutex<Locked>,
     /// The instant (nanoseconds since `start`) by which the loop will next
     /// look at the timers (`u64::MAX`: it waits for a wakeup; 0: it is
     /// awake and looks before it waits again). A timer registered for an
@@ -66,6 +66,16 @@ pub(crate) struct Timers {
     shutdown: AtomicBool,
     /// Timers fired by [`fire_overdue`](Timers::fire_overdue), off the loop.
     fired_off_loop: AtomicU64,
+}
+
+/// What the wheel's lock guards: the wheel, and the thread that asked to
+/// learn of a timer due before the deadline it saw ([`Timers::watch`]).
+struct Locked {
+    wheel: Wheel,
+    /// The deadline (nanoseconds since `start`; `u64::MAX` when no timer
+    /// was pending) the watcher saw, and its waker, woken once by the
+    /// first registration of a timer due before it.
+    watcher: Option<(u64, Waker)>,
 }
 
 /// Fires what in `wheel` is due by `now_ns`, the loop's and the other
@@ -88,14 +98,17 @@ impl Timers {
     pub(crate) fn new(start: Instant) -> Timers {
         Timers {
             start,
-            wheel: Mutex::new(Wheel::new()),
+            wheel: Mutex::new(Locked {
+                wheel: Wheel::new(),
+                watcher: None,
+            }),
             next_wake: AtomicU64::new(u64::MAX),
             shutdown: AtomicBool::new(false),
             fired_off_loop: AtomicU64::new(0),
         }
     }
 
-    fn wheel(&self) -> MutexGuard<'_, Wheel> {
+    fn wheel(&self) -> MutexGuard<'_, Locked> {
         lock(&self.wheel)
     }
 
@@ -107,7 +120,7 @@ impl Timers {
     /// loop that sleeps should wake for it: up to `slack` later, to fire
     /// the timers due within that together ([`Wheel::wake_at`]).
     pub(crate) fn next_deadline_and_wake(&self, slack: Duration) -> (Option<Instant>, Option<Instant>) {
-        let mut wheel = self.wheel();
+        let wheel = &mut self.wheel().wheel;
         let next = wheel.next_deadline();
         self.next_wake.store(next.unwrap_or(u64::MAX), Release);
         let wake = wheel.wake_at(u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX));
@@ -132,7 +145,7 @@ impl Timers {
 
     /// Fires every timer whose deadline is at or before `now`.
     pub(crate) fn fire(&self, now: Instant, wakers: &mut Vec<Waker>) {
-        fire_due(&mut self.wheel(), self.nanos_since_start(now), wakers);
+        fire_due(&mut self.wheel().wheel, self.nanos_since_start(now), wakers);
     }
 
     /// Fires, on the calling thread, the timers due by now, unless the
@@ -160,11 +173,11 @@ impl Timers {
             // thread may have been descheduled mid-turn: look.)
             return;
         }
-        let Some(mut wheel) = try_lock(&self.wheel) else {
+        let Some(mut locked) = try_lock(&self.wheel) else {
             return;
         };
         let before = wakers.len();
-        fire_due(&mut wheel, now_ns, wakers);
+        fire_due(&mut locked.wheel, now_ns, wakers);
         self.fired_off_loop.fetch_add((wakers.len() - before) as u64, Relaxed);
     }
 
@@ -185,8 +198,35 @@ impl Timers {
     /// `None` while no timer is pending. See
     /// [`Handle::next_timer`](crate::Handle::next_timer).
     pub(crate) fn next(&self) -> Option<Instant> {
-        let next = self.wheel().next_deadline()?;
+        let next = self.wheel().wheel.next_deadline()?;
         Some(self.start + Duration::from_nanos(next))
+    }
+
+    /// [`next`](Self::next), and until [`unwatch`](Self::unwatch), a
+    /// promise: the first timer registered (by any thread) with a deadline
+    /// before the returned one, or any timer when it is `None`, wakes
+    /// `waker`, once. Both happen under the wheel's lock, so a registration
+    /// is either seen in the returned deadline or wakes `waker`. Replaces
+    /// an earlier watch. See [`Handle::watch_timers`](crate::Handle::watch_timers).
+    pub(crate) fn watch(&self, waker: &Waker) -> Option<Instant> {
+        let mut locked = self.wheel();
+        let next = locked.wheel.next_deadline();
+        match &mut locked.watcher {
+            Some((until, watcher)) => {
+                *until = next.unwrap_or(u64::MAX);
+                watcher.clone_from(waker);
+            }
+            none => *none = Some((next.unwrap_or(u64::MAX), waker.clone())),
+        }
+        drop(locked);
+        next.map(|next| self.start + Duration::from_nanos(next))
+    }
+
+    /// Ends a [`watch`](Self::watch): no registration wakes its waker.
+    pub(crate) fn unwatch(&self) {
+        let watcher = self.wheel().watcher.take();
+        // A waker's drop may run code (outside the lock).
+        drop(watcher);
     }
 
     /// Timers [`fire_overdue`](Self::fire_overdue) fired.
@@ -202,14 +242,22 @@ impl Timers {
     /// wheel nobody will ever fire.
     fn register(&self, deadline: Instant, waker: &Waker) -> Option<(Key, bool)> {
         let deadline_ns = self.nanos_since_start(deadline);
-        let mut wheel = self.wheel();
+        let mut locked = self.wheel();
         if self.is_shutdown() {
             return None;
         }
-        let key = wheel.insert(deadline_ns, waker.clone());
+        let key = locked.wheel.insert(deadline_ns, waker.clone());
         let wake = deadline_ns < self.next_wake.load(Acquire);
         if wake {
             self.next_wake.store(deadline_ns, Release);
+        }
+        let watcher = match &locked.watcher {
+            Some((until, _)) if deadline_ns < *until => locked.watcher.take(),
+            _ => None,
+        };
+        drop(locked);
+        if let Some((_, watcher)) = watcher {
+            watcher.wake();
         }
         Some((key, wake))
     }
@@ -217,7 +265,7 @@ impl Timers {
     /// True if the timer fired (the wheel removed its entry when it fired);
     /// otherwise refreshes its waker.
     fn poll_fired(&self, key: Key, waker: &Waker) -> bool {
-        let mut wheel = self.wheel();
+        let wheel = &mut self.wheel().wheel;
         if wheel.is_pending(key) {
             wheel.set_waker(key, waker);
             false
@@ -228,7 +276,7 @@ impl Timers {
 
     /// Cancels a pending timer; returns its waker if it had not fired.
     fn cancel(&self, key: Key) -> Option<Waker> {
-        self.wheel().remove(key)
+        self.wheel().wheel.remove(key)
     }
 
     fn is_shutdown(&self) -> bool {
@@ -238,14 +286,17 @@ impl Timers {
     /// Wakes every pending timer's task; they find the reactor gone. The
     /// flag is set under the wheel's lock (see [`register`](Self::register)).
     pub(crate) fn shutdown(&self, wakers: &mut Vec<Waker>) {
-        let mut wheel = self.wheel();
+        let mut locked = self.wheel();
         self.shutdown.store(true, Release);
-        wheel.drain(wakers);
+        locked.wheel.drain(wakers);
+        let watcher = locked.watcher.take();
+        drop(locked);
+        drop(watcher);
     }
 
     /// Pending timers.
     pub(crate) fn len(&self) -> usize {
-        self.wheel().len()
+        self.wheel().wheel.len()
     }
 }
 
@@ -260,12 +311,28 @@ mod loom_tests {
     use super::*;
     use std::sync::Arc;
 
+    /// `loom::model(f)`, with `f` on a thread whose stack holds a `Timers`
+    /// (the wheel's levels are inline, tens of kilobytes, more than the
+    /// stack of loom's main thread).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let f = Arc::new(f);
+        loom::model(move || {
+            let f = f.clone();
+            loom::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || f())
+                .expect("a loom thread")
+                .join()
+                .unwrap();
+        });
+    }
+
     /// A timer registered from another thread while the loop is between
     /// its waits ([`Timers::loop_awake`]) and looks again: either the
     /// registration wakes the loop, or the loop's look finds the timer.
     #[test]
     fn a_timer_registered_as_the_loop_looks_again_is_never_missed() {
-        loom::model(|| {
+        model(|| {
             let start = Instant::now();
             let timers = Arc::new(Timers::new(start));
             assert_eq!(
@@ -288,12 +355,50 @@ mod loom_tests {
         });
     }
 
+    /// A thread that watches the timers ([`Timers::watch`], the untimed
+    /// standby going to sleep) while another registers one: either the
+    /// watcher's deadline covers the timer, or the registration wakes it.
+    #[test]
+    fn a_timer_registered_as_a_watcher_looks_is_seen_or_wakes_it() {
+        model(|| {
+            let start = Instant::now();
+            let timers = Arc::new(Timers::new(start));
+            // A later timer already pending: the watch has a deadline.
+            timers
+                .register(start + Duration::from_secs(2), std::task::Waker::noop())
+                .expect("running");
+            let deadline = start + Duration::from_secs(1);
+            let other = timers.clone();
+            let setter = loom::thread::spawn(move || {
+                other.register(deadline, std::task::Waker::noop()).expect("running");
+            });
+            let flag = Arc::new(Flag::default());
+            let seen = timers.watch(&Waker::from(flag.clone()));
+            setter.join().unwrap();
+            let woken = flag.0.load(SeqCst);
+            assert!(
+                woken || seen.is_some_and(|at| at <= deadline),
+                "the timer neither woke the watcher nor was seen by it"
+            );
+            timers.unwatch();
+        });
+    }
+
+    #[derive(Default)]
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, SeqCst);
+        }
+    }
+
     /// A due timer that the loop's turn ([`Timers::fire`]), a thread off
     /// the loop ([`Timers::fire_overdue`], which only tries the lock) and
     /// its owner's cancel race for: exactly one of them takes its waker.
     #[test]
     fn a_due_timer_fired_on_and_off_the_loop_and_cancelled_is_taken_once() {
-        loom::model(|| {
+        model(|| {
             let start = Instant::now();
             let timers = Arc::new(Timers::new(start));
             let (key, _) = timers.register(start, std::task::Waker::noop()).expect("running");
@@ -347,6 +452,64 @@ mod tests {
         timers.fire_overdue(&mut wakers);
         assert_eq!(wakers.len(), 1);
         assert_eq!(timers.fired_off_loop(), 1);
+    }
+
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// `watch`: the first registration due before the watched deadline
+    /// wakes the watcher, once; a later one, or any after `unwatch`, does
+    /// not; with no timer pending, any registration does.
+    #[test]
+    fn a_watch_is_woken_once_by_an_earlier_timer() {
+        let start = Instant::now();
+        let timers = Timers::new(start);
+        let count = std::sync::Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let woken = || count.0.load(SeqCst);
+        // Nothing pending: any timer wakes it.
+        assert_eq!(timers.watch(&waker), None);
+        timers
+            .register(start + Duration::from_secs(60), Waker::noop())
+            .expect("running");
+        assert_eq!(woken(), 1);
+        timers
+            .register(start + Duration::from_secs(1), Waker::noop())
+            .expect("running");
+        assert_eq!(woken(), 1, "woken once per watch");
+        // Watching again sees the 1 s timer; only an earlier one wakes.
+        let seen = timers.watch(&waker).expect("timers pending");
+        assert!(seen <= start + Duration::from_secs(1));
+        timers
+            .register(start + Duration::from_secs(30), Waker::noop())
+            .expect("running");
+        assert_eq!(woken(), 1, "a later timer is covered by the watched deadline");
+        timers
+            .register(start + Duration::from_millis(500), Waker::noop())
+            .expect("running");
+        assert_eq!(woken(), 2);
+        timers.watch(&waker);
+        timers.unwatch();
+        timers
+            .register(start + Duration::from_millis(100), Waker::noop())
+            .expect("running");
+        assert_eq!(woken(), 2, "unwatched");
+        // The shutdown drops a watcher's waker without waking it.
+        timers.watch(&waker);
+        timers.shutdown(&mut Vec::new());
+        assert_eq!(
+            std::sync::Arc::strong_count(&count),
+            2,
+            "the shutdown dropped the watch's waker"
+        );
+        drop(waker);
+        assert_eq!(woken(), 2);
     }
 
     /// `unwatched`: the next deadline while the loop is awake; nothing

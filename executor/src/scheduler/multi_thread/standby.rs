@@ -106,14 +106,21 @@
 //! each of its sleeps. The standby sleeps no longer than [`OVERDUE_GRACE`]
 //! past the next timer's deadline when the holder is in a turn as it goes
 //! to sleep (`Unpark::overdue_at`), and, when it sleeps untimed (rule 3),
-//! whatever the holder does (`Unpark::next_due`): a holder asleep in the
+//! whatever the holder does (`Unpark::watch_due`): a holder asleep in the
 //! kernel armed for the timer as the standby looked may wake for
 //! something else before the deadline and be stuck in that turn when it
-//! comes, and nothing would wake an untimed standby for it. A timed
-//! standby needs no such bound: it fires overdue timers after each watch.
-//! So an idle runtime with timers pending may pay one more wakeup per
-//! timer deadline (the standby's, beside the holder's); one with no timer
-//! pending stays quiet. None of this changes who may enter the driver.
+//! comes, and nothing would wake an untimed standby for it. For the same
+//! reason an untimed standby is woken by a timer registered while it
+//! sleeps, for a deadline before the one it saw (or any timer, when none
+//! was pending): the registering thread wakes only the loop, and may be
+//! no worker at all (a `block_on` caller, a task of another runtime) or a
+//! worker that then sleeps untimed too; woken, the standby goes round its
+//! parker and sleeps again until just past the new deadline. A timed
+//! standby needs neither: it fires overdue timers after each watch. So an
+//! idle runtime with timers pending may pay one more wakeup per timer
+//! deadline (the standby's, beside the holder's), and one per timer
+//! registered ahead of all the pending ones; one with no timer pending
+//! stays quiet. None of this changes who may enter the driver.
 //!
 //! The loom model below runs this protocol with the idle counts, the
 //! parkers, the driver's lock and a wake from outside.

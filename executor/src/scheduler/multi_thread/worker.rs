@@ -515,13 +515,18 @@ impl Context {
                         // The standby also watches the timers while the
                         // driver's holder is in a turn rather than asleep
                         // in the kernel; untimed, whatever the holder does
-                        // now (`standby`, "Timers").
+                        // now, and whatever timer is registered while it
+                        // sleeps (`standby`, "Timers").
+                        let watch = standby && timeout.is_none();
                         let sleep = match (standby, timeout) {
                             (false, _) => timeout,
-                            (true, None) => overdue_bound(None, shared.driver.next_due()),
+                            (true, None) => overdue_bound(None, shared.driver.watch_due(&self.parker.waker())),
                             (true, Some(_)) => overdue_bound(timeout, shared.driver.overdue_at()),
                         };
                         self.parker.park(sleep);
+                        if watch {
+                            shared.driver.unwatch_due();
+                        }
                         // Timers the holder has not fired by now fire here,
                         // their tasks queued on this worker. Only the
                         // standby: a worker notified for work goes on to
