@@ -90,6 +90,11 @@ mod uninit {
 
     /// Reads into `buf` (whose bytes need not be initialised) once the
     /// socket is readable: the `futures-io` read path, minus zeroing.
+    ///
+    /// With `recv(2)`, as std's (and so mio's) socket reads do: on a socket
+    /// it is `read(2)` without the file layer's checks and hooks, which
+    /// cost hyper's request path about 1% of a loopback request's CPU.
+    /// Every stream type here is a socket.
     pub(crate) fn poll_read_uninit<E: mio::event::Source + AsRawFd>(
         io: &Registered<E>,
         cx: &mut Context<'_>,
@@ -98,9 +103,9 @@ mod uninit {
         let len = buf.len();
         io.poll_transfer(cx, Direction::Read, len, |socket| {
             // SAFETY: `buf` is valid for writes of `len` bytes for the whole
-            // call, and `read(2)` writes at most `len` bytes into it; it does
+            // call, and `recv(2)` writes at most `len` bytes into it; it does
             // not need the bytes initialised.
-            let n = unsafe { libc::read(socket.as_raw_fd(), buf.as_mut_ptr().cast(), len) };
+            let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), len, 0) };
             if n < 0 {
                 Err(io::Error::last_os_error())
             } else {

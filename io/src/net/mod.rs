@@ -92,7 +92,7 @@ macro_rules! byte_stream_read {
             ) -> std::task::Poll<std::io::Result<()>> {
                 let $this = &*self;
                 // SAFETY: `poll_read_uninit` only writes bytes into the
-                // slice (the kernel's `read`), never de-initialises any.
+                // slice (the kernel's `recv`), never de-initialises any.
                 let unfilled = unsafe { buf.as_mut() };
                 let n = std::task::ready!(crate::compat::poll_read_uninit(&$io, cx, unfilled))?;
                 // SAFETY: the kernel initialised the first `n` bytes.
