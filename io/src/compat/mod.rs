@@ -92,9 +92,10 @@ mod uninit {
     /// socket is readable: the `futures-io` read path, minus zeroing.
     ///
     /// With `recv(2)`, as std's (and so mio's) socket reads do: on a socket
-    /// it is `read(2)` without the file layer's checks and hooks, which
-    /// cost hyper's request path about 1% of a loopback request's CPU.
-    /// Every stream type here is a socket.
+    /// it is `read(2)` without the file layer's checks and hooks, about
+    /// 35 ns less per call on this project's test VM (a loopback request
+    /// costs hyper's server about 9 µs of CPU). Every stream type here is a
+    /// socket.
     pub(crate) fn poll_read_uninit<E: mio::event::Source + AsRawFd>(
         io: &Registered<E>,
         cx: &mut Context<'_>,
