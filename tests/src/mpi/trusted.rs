@@ -100,13 +100,25 @@ pub(crate) async fn cancelled_collectives(world: &Communicator) {
         poll_once_then_drop(world.all_reduce(vec![1u64], ReduceOp::Sum)).await;
         poll_once_then_drop(world.broadcast(vec![rank as u8; 100_000], 0)).await;
         // Rank 0 gives up while the others are late: its request is dropped
-        // mid-agreement (or between the stages).
-        if rank != 0 {
-            weft::time::sleep(Duration::from_millis(15)).await;
-        }
-        let late = weft::time::timeout(Duration::from_millis(1), world.all_gather(vec![rank as u32; 5000])).await;
-        if rank == 0 && size > 1 {
-            assert!(late.is_err(), "the others were late");
+        // mid-agreement. The others join only once rank 0's timeout has
+        // fired (a message from it says so), so its all-gather cannot
+        // complete in time however the ranks are scheduled. A head start
+        // in time (the others sleeping first) is not enough: on a loaded
+        // machine rank 0 may wait longer than that for a core, and then
+        // find the others already there.
+        let gather = || world.all_gather(vec![rank as u32; 5000]);
+        if rank == 0 {
+            let late = weft::time::timeout(Duration::from_millis(1), gather()).await;
+            if size > 1 {
+                assert!(late.is_err(), "the others joined only after this timeout");
+            }
+            for peer in 1..size {
+                world.send(&[round], peer, 40).await.unwrap();
+            }
+        } else {
+            let (gave_up, _) = world.recv::<u64>(0, 40).await.unwrap();
+            assert_eq!(gave_up, [round]);
+            let _ = weft::time::timeout(Duration::from_millis(1), gather()).await;
         }
         let obj = (rank == 0).then(|| vec![round; 1000]);
         poll_once_then_drop(world.bcast_obj(obj.as_ref(), 0)).await;
