@@ -209,16 +209,14 @@ impl Timers {
     /// is either seen in the returned deadline or wakes `waker`. Replaces
     /// an earlier watch. See [`Handle::watch_timers`](crate::Handle::watch_timers).
     pub(crate) fn watch(&self, waker: &Waker) -> Option<Instant> {
+        // A waker's clone and drop may run code: outside the lock (as in
+        // `unwatch`).
+        let waker = waker.clone();
         let mut locked = self.wheel();
         let next = locked.wheel.next_deadline();
-        match &mut locked.watcher {
-            Some((until, watcher)) => {
-                *until = next.unwrap_or(u64::MAX);
-                watcher.clone_from(waker);
-            }
-            none => *none = Some((next.unwrap_or(u64::MAX), waker.clone())),
-        }
+        let replaced = locked.watcher.replace((next.unwrap_or(u64::MAX), waker));
         drop(locked);
+        drop(replaced);
         next.map(|next| self.start + Duration::from_nanos(next))
     }
 
@@ -510,6 +508,43 @@ mod tests {
         );
         drop(waker);
         assert_eq!(woken(), 2);
+    }
+
+    /// A watch that replaces an earlier one drops the earlier waker after
+    /// the wheel's lock is released, as `unwatch` and `shutdown` do: a
+    /// waker's drop is user code (through `Handle::watch_timers`), which
+    /// may register a timer with the same reactor.
+    #[test]
+    fn a_replaced_watcher_is_dropped_outside_the_wheel_s_lock() {
+        struct RegistersOnDrop(std::sync::Arc<Timers>);
+        impl std::task::Wake for RegistersOnDrop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        impl Drop for RegistersOnDrop {
+            fn drop(&mut self) {
+                let at = self.0.start + Duration::from_secs(60);
+                self.0.register(at, Waker::noop()).expect("running");
+            }
+        }
+        let timers = std::sync::Arc::new(Timers::new(Instant::now()));
+        let (done, finished) = std::sync::mpsc::channel();
+        let watching = timers.clone();
+        // On a thread of its own: a relock of the wheel's mutex on one
+        // thread deadlocks it.
+        std::thread::spawn(move || {
+            let first = Waker::from(std::sync::Arc::new(RegistersOnDrop(watching.clone())));
+            watching.watch(&first);
+            // The watch holds the last reference.
+            drop(first);
+            watching.watch(Waker::noop());
+            watching.unwatch();
+            done.send(()).unwrap();
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the replaced watcher's drop ran under the wheel's lock (deadlock)"
+        );
+        assert_eq!(timers.len(), 1, "the drop's registration");
     }
 
     /// `unwatched`: the next deadline while the loop is awake; nothing
