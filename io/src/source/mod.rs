@@ -55,11 +55,13 @@
 //! loop calls (`poll`, `has_pending`, `spin_window`, `max_sleep`,
 //! `doorbell_rang`, `shutdown`) is contained there, after the panic hook
 //! has reported it, and the loop goes on as if the method had answered
-//! "nothing": no completions, no work pending (so a source whose
-//! `has_pending` panics is not polled), no spin window, the default
-//! `max_sleep`, news (the source is polled), nothing to shut down. So is
-//! a panic in `name` or `pending` while the reactor's metrics are read
-//! (`"source"`, 0). `doorbell` is read by the thread that registers the
+//! "nothing" (no completions, no spin window, the default `max_sleep`,
+//! news: the source is polled, nothing to shut down), except
+//! `has_pending`, whose panic counts as work pending: the loop polls the
+//! source and sleeps no longer than its `max_sleep` between polls, rather
+//! than sleep with no bound beside work in flight when the panic comes
+//! only sometimes. A panic in `name` or `pending` while the reactor's
+//! metrics are read is contained too (`"source"`, 0). `doorbell` is read by the thread that registers the
 //! source, whose call a panic there unwinds.
 
 mod notifier;
@@ -409,9 +411,11 @@ fn contained<R>(fallback: R, method: impl FnOnce() -> R) -> R {
 }
 
 impl Entry {
-    /// [`Source::has_pending`] (a panic is contained: nothing pending).
+    /// [`Source::has_pending`] (a panic is contained: work pending, so a
+    /// panic that comes only sometimes cannot leave the loop asleep, with
+    /// no bound, beside work in flight).
     fn has_pending(&self) -> bool {
-        contained(false, || self.source.has_pending())
+        contained(true, || self.source.has_pending())
     }
 
     /// [`Source::spin_window`] (a panic is contained: no window).
@@ -772,6 +776,52 @@ mod turn_clock_tests {
         assert_eq!(metrics.sources[1].completed, 1);
         drop((a, b));
         drop(driver);
+    }
+
+    /// A source whose `has_pending` panics only sometimes, with work in
+    /// flight: a panic as the loop decides how long to sleep must not let
+    /// it sleep as if the source had nothing pending (in a runtime, with no
+    /// timer or socket to wake it, for ever), leaving the work unpolled.
+    #[test]
+    fn a_source_whose_has_pending_panics_once_is_still_polled_soon() {
+        /// Pending until its second poll completes its one operation;
+        /// `has_pending`'s third call panics.
+        #[derive(Default)]
+        struct PanicsOnce {
+            asked: AtomicUsize,
+            polls: AtomicUsize,
+        }
+        impl Source for PanicsOnce {
+            fn poll(&self) -> usize {
+                usize::from(self.polls.fetch_add(1, SeqCst) == 1)
+            }
+            fn has_pending(&self) -> bool {
+                if self.asked.fetch_add(1, SeqCst) == 2 {
+                    panic!("a source whose has_pending panics once");
+                }
+                self.polls.load(SeqCst) < 2
+            }
+            fn spin_window(&self) -> Duration {
+                Duration::ZERO
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let source = Arc::new(PanicsOnce::default());
+        let registration = driver.handle().register_source(source.clone());
+        // The registration's wakeup ends the first turn at once; it polls
+        // the source (nothing completes).
+        driver.turn(Some(Duration::from_secs(2)));
+        assert_eq!(source.polls.load(SeqCst), 1);
+        // This turn's step 1 asks `has_pending`, which panics.
+        let waited = Instant::now();
+        driver.turn(Some(Duration::from_secs(2)));
+        let waited = waited.elapsed();
+        assert_eq!(source.polls.load(SeqCst), 2);
+        assert!(
+            waited < Duration::from_secs(1),
+            "the loop slept {waited:?} beside a source with work in flight"
+        );
+        drop(registration);
     }
 
     /// A turn nested in another on one thread (a reactor turned inside a
