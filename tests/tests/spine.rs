@@ -1180,11 +1180,12 @@ fn lateness_of_a_10ms_sleep_off_the_workers(rt: &weft::Runtime) -> Duration {
 /// a timer: an idle worker sleeps beside the stuck loop, and the timer
 /// must not wait for the stuck thread.
 ///
-/// It does (590 ms late, every run): the sleeper is no standby, so it does
-/// not watch the timers, and only a worker that parks takes the vacant
-/// role; the one that would (the former holder) is blocked in its task.
+/// The sleeper is no standby, so it would not watch the timers, and only a
+/// worker that parks takes the vacant role; the one that would (the former
+/// holder) is blocked in its task. So the new holder, back from the driver
+/// while a worker runs, wakes the sleeper to take the role (rule 6 of
+/// `standby`); without that, the timer waited for the stuck turn (590 ms).
 #[test]
-#[ignore = "known gap: with no standby (it entered the driver) and the former holder blocked in a task, an idle worker sleeps untimed and a timer waits for a stuck loop thread"]
 fn a_timer_fires_while_the_loop_thread_is_stuck_after_the_standby_entered_and_a_worker_blocks() {
     let _serial = serial();
     let rt = weft::Builder::new_multi_thread().worker_threads(3).build().unwrap();

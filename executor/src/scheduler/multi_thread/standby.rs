@@ -66,6 +66,14 @@
 //!    rule 1 needs no hand-off: it is itself about to watch.
 //! 5. **A standby that enters gives up the role**, in the same
 //!    read-modify-write, so a worker that parks meanwhile can take it.
+//! 6. **A vacant role is filled.** The worker that would take it when it
+//!    parks may be blocked in a task (the one whose leaving made the
+//!    standby enter), while a third sleeps untimed, as no standby. So the
+//!    holder, each time it comes back from the driver while other workers
+//!    run tasks (at least every [`WATCH_INTERVAL`]), wakes one sleeper if
+//!    nobody has the role; going round its parker, the sleeper takes it by
+//!    rule 2. The role matters for the timers of a holder stuck in a later
+//!    turn ("Timers" below), not for who watches the driver.
 //!
 //! # Why a worker never sleeps untimed beside an unwatched driver
 //!
@@ -340,6 +348,11 @@ impl Standby {
                 None => (word, HandOff::AnySleeper),
             }
         })
+    }
+
+    /// True while a worker has the standby role.
+    pub(super) fn has_standby(&self) -> bool {
+        Word(self.state.load(Acquire)).standby().is_some()
     }
 
     /// True while a worker is in the driver.

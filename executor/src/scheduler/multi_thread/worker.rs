@@ -548,6 +548,9 @@ impl Context {
             unparked_ns = Some(self.counters().poller.unpark(ran_driver));
             if look {
                 self.watch_polls();
+                if ran_driver {
+                    self.fill_standby();
+                }
             }
             if look && !self.core.borrow().has_tasks() {
                 if let Some(task) = self.rescue() {
@@ -640,6 +643,21 @@ impl Context {
             }
         }
         None
+    }
+
+    /// Rule 6 of `standby`: the driver's holder, at its periodic look while
+    /// other workers run tasks, finds the standby role vacant and a worker
+    /// asleep (untimed, as no standby) beside it: it wakes that worker,
+    /// which takes the role as it goes round its parker.
+    fn fill_standby(&self) {
+        let shared = self.shared();
+        // This worker is parked too: a sleeper needs two.
+        if shared.idle.num_parked() < 2 || shared.standby.has_standby() {
+            return;
+        }
+        if let Some(index) = shared.idle.sleeper_other_than(self.index) {
+            shared.remotes[index].unpark.unpark();
+        }
     }
 
     /// Rule 4 of `standby`: this worker leaves its parker to run code; if
