@@ -327,8 +327,14 @@ impl Sources {
         });
     }
 
-    /// Adds a source; `Err` gives it back if the reactor has shut down.
-    fn add(&self, source: Arc<dyn Source>) -> Result<u64, Arc<dyn Source>> {
+    /// Adds a source with the doorbell its caller read (once: the entry
+    /// deregisters what was registered); `Err` gives it back if the
+    /// reactor has shut down.
+    fn add(
+        &self,
+        source: Arc<dyn Source>,
+        #[cfg(unix)] doorbell: Option<std::os::fd::RawFd>,
+    ) -> Result<u64, Arc<dyn Source>> {
         let id = {
             let mut next = lock(&self.next_id);
             *next += 1;
@@ -341,7 +347,7 @@ impl Sources {
         entries.push(Entry {
             id,
             #[cfg(unix)]
-            doorbell: source.doorbell(),
+            doorbell,
             source,
             progress: Instant::now(),
             idle_polls: 0,
@@ -466,7 +472,11 @@ impl Handle {
     pub fn register_source(&self, source: Arc<dyn Source>) -> SourceHandle {
         #[cfg(unix)]
         let doorbell = source.doorbell();
-        let id = match self.inner.sources.add(source) {
+        let id = match self.inner.sources.add(
+            source,
+            #[cfg(unix)]
+            doorbell,
+        ) {
             Ok(id) => {
                 #[cfg(unix)]
                 if let Some(fd) = doorbell {
@@ -889,6 +899,39 @@ mod doorbell_tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// `Source::doorbell` is read once, when the source is registered: a
+    /// source that answered differently on a second call would have one
+    /// descriptor watched and another unwatched when it goes.
+    #[test]
+    fn the_doorbell_is_read_once() {
+        struct Asked {
+            bells: [UnixDatagram; 2],
+            asked: AtomicUsize,
+        }
+        impl Source for Asked {
+            fn poll(&self) -> usize {
+                0
+            }
+            fn has_pending(&self) -> bool {
+                false
+            }
+            fn doorbell(&self) -> Option<std::os::fd::RawFd> {
+                let n = self.asked.fetch_add(1, SeqCst);
+                Some(self.bells[n.min(1)].as_raw_fd())
+            }
+        }
+        let (a, b) = UnixDatagram::pair().expect("a socket pair");
+        let source = Arc::new(Asked {
+            bells: [a, b],
+            asked: AtomicUsize::new(0),
+        });
+        let driver = Driver::new().expect("a driver");
+        let handle = driver.handle().register_source(source.clone());
+        assert_eq!(source.asked.load(SeqCst), 1);
+        drop(handle);
+        assert_eq!(source.asked.load(SeqCst), 1);
+    }
 
     /// A source with work pending that lets the loop sleep an hour between
     /// polls, and a doorbell.
