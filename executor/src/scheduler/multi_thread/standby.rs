@@ -69,11 +69,13 @@
 //! 6. **A vacant role is filled.** The worker that would take it when it
 //!    parks may be blocked in a task (the one whose leaving made the
 //!    standby enter), while a third sleeps untimed, as no standby. So the
-//!    holder, each time it comes back from the driver while other workers
-//!    run tasks (at least every [`WATCH_INTERVAL`]), wakes one sleeper if
-//!    nobody has the role; going round its parker, the sleeper takes it by
-//!    rule 2. The role matters for the timers of a holder stuck in a later
-//!    turn ("Timers" below), not for who watches the driver.
+//!    holder, coming back from the driver while other workers run tasks
+//!    (at least every [`WATCH_INTERVAL`]), wakes one sleeper once it has
+//!    seen the role vacant beside it for half an interval; going round its
+//!    parker, the sleeper takes it by rule 2. (A shorter vacancy is left to
+//!    the next worker that parks.) The role matters for the timers of a
+//!    holder stuck in a later turn ("Timers" below), not for who watches
+//!    the driver.
 //!
 //! # Why a worker never sleeps untimed beside an unwatched driver
 //!

@@ -211,6 +211,9 @@ pub(crate) struct Context {
     counters: Arc<CachePadded<WorkerCounters>>,
     core: RefCell<Core>,
     parker: Parker,
+    /// When this worker, as the driver's holder, first saw the standby
+    /// role vacant beside a sleeper (`fill_standby`).
+    vacant_since: std::cell::Cell<Option<Instant>>,
 }
 
 impl Context {
@@ -222,6 +225,7 @@ impl Context {
             counters,
             core: RefCell::new(core),
             parker,
+            vacant_since: std::cell::Cell::new(None),
         }
     }
 
@@ -476,6 +480,8 @@ impl Context {
             }
         }
         let mut watches = shared.standby.first_watches();
+        // A vacancy seen in an earlier park is no measure of this one.
+        self.vacant_since.set(None);
         // The clock reading of the last round's wake-up (no task ran since).
         let mut unparked_ns = None;
         loop {
@@ -646,15 +652,26 @@ impl Context {
     }
 
     /// Rule 6 of `standby`: the driver's holder, at its periodic look while
-    /// other workers run tasks, finds the standby role vacant and a worker
-    /// asleep (untimed, as no standby) beside it: it wakes that worker,
-    /// which takes the role as it goes round its parker.
+    /// other workers run tasks, has found the standby role vacant beside a
+    /// worker asleep (untimed, as no standby) for half a watch interval: it
+    /// wakes that worker, which takes the role as it goes round its parker.
+    /// A shorter vacancy is left to the next worker that parks (rule 2):
+    /// under load one does within microseconds, and a wake for each would
+    /// cost a wakeup, and a run of timed watches, per hand-off.
     fn fill_standby(&self) {
         let shared = self.shared();
         // This worker is parked too: a sleeper needs two.
         if shared.idle.num_parked() < 2 || shared.standby.has_standby() {
+            self.vacant_since.set(None);
             return;
         }
+        let now = Instant::now();
+        let since = *self.vacant_since.get().get_or_insert(now);
+        if now.saturating_duration_since(since) < WATCH_INTERVAL / 2 {
+            self.vacant_since.set(Some(since));
+            return;
+        }
+        self.vacant_since.set(None);
         if let Some(index) = shared.idle.sleeper_other_than(self.index) {
             shared.remotes[index].unpark.unpark();
         }
