@@ -972,12 +972,14 @@ fn wait_until_stuck(source: &StuckOnce) {
 
 /// How late a 10 ms sleep of a task spawned on `rt` wakes.
 fn lateness_of_a_10ms_sleep(rt: &weft::Runtime) -> Duration {
-    rt.block_on(rt.spawn(async {
-        let deadline = Instant::now() + Duration::from_millis(10);
-        weft::time::sleep_until(deadline).await;
-        Instant::now() - deadline
-    }))
-    .unwrap()
+    rt.block_on(rt.spawn(a_10ms_sleep_s_lateness())).unwrap()
+}
+
+/// How late a 10 ms sleep registered where it is awaited wakes.
+async fn a_10ms_sleep_s_lateness() -> Duration {
+    let deadline = Instant::now() + Duration::from_millis(10);
+    weft::time::sleep_until(deadline).await;
+    Instant::now() - deadline
 }
 
 /// Fails unless a timer that the stuck loop thread held up came well before
@@ -1164,11 +1166,7 @@ fn a_sleep_of_a_runtime_whose_loop_thread_is_stuck_fires_for_a_task_of_another()
 /// How late a 10 ms sleep registered and awaited by `block_on`'s thread
 /// (no worker of `rt`) wakes.
 fn lateness_of_a_10ms_sleep_off_the_workers(rt: &weft::Runtime) -> Duration {
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_millis(10);
-        weft::time::sleep_until(deadline).await;
-        Instant::now() - deadline
-    })
+    rt.block_on(a_10ms_sleep_s_lateness())
 }
 
 /// Three workers, and the standby role changing hands: a timer wakes a

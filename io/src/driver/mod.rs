@@ -559,37 +559,13 @@ impl Handle {
 
     /// The deadline of the next timer (or an instant before it, when the
     /// loop must re-file far timers then), whether or not a thread sleeps
-    /// in the loop armed for it; `None` while no timer is pending.
-    ///
-    /// A thread that sleeps beside the loop with no timeout of its own (a
-    /// multi-thread runtime's untimed standby) wakes shortly after this
-    /// instant: the loop's thread, asleep in the kernel armed for the timer
-    /// as that thread went to sleep, may wake for something else before
-    /// the deadline and be stuck in its turn when the deadline comes
-    /// ([`unwatched_timer`](Self::unwatched_timer) said `None` then).
-    ///
-    /// ```
-    /// let driver = weft_io::Driver::new()?;
-    /// let handle = driver.handle().clone();
-    /// let _enter = handle.enter();
-    /// assert_eq!(handle.next_timer(), None);
-    /// let sleep = weft_io::time::sleep(std::time::Duration::from_millis(10));
-    /// let mut sleep = std::pin::pin!(sleep);
-    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    /// assert!(sleep.as_mut().poll(&mut cx).is_pending());
-    /// assert!(handle.next_timer().is_some_and(|at| at <= sleep.deadline()));
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn next_timer(&self) -> Option<Instant> {
-        self.inner.timers.next()
-    }
-
-    /// [`next_timer`](Self::next_timer), and a promise until
-    /// [`unwatch_timers`](Self::unwatch_timers): the first timer then
-    /// registered with a deadline before the returned one (any timer, when
-    /// it is `None`), by any thread, wakes `waker`, once. A registration is
-    /// either in the returned deadline or wakes `waker`: the two are
-    /// decided under the timers' lock. A later call replaces the watch.
+    /// in the loop armed for it, `None` while no timer is pending; and a
+    /// promise until [`unwatch_timers`](Self::unwatch_timers): the first
+    /// timer then registered with a deadline before the returned one (any
+    /// timer, when it is `None`), by any thread, wakes `waker`, once. A
+    /// registration is either in the returned deadline or wakes `waker`:
+    /// the two are decided under the timers' lock. A later call replaces
+    /// the watch.
     ///
     /// A thread that sleeps beside the loop with no timeout of its own (a
     /// multi-thread runtime's untimed standby) sleeps until shortly after

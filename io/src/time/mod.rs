@@ -190,22 +190,15 @@ impl Timers {
         if self.next_wake.load(Acquire) != 0 {
             return None;
         }
-        self.next()
-    }
-
-    /// The next timer's deadline (or the instant the wheel must next
-    /// re-file timers), whether or not a thread sleeps armed for it;
-    /// `None` while no timer is pending. See
-    /// [`Handle::next_timer`](crate::Handle::next_timer).
-    pub(crate) fn next(&self) -> Option<Instant> {
         let next = self.wheel().wheel.next_deadline()?;
         Some(self.start + Duration::from_nanos(next))
     }
 
-    /// [`next`](Self::next), and until [`unwatch`](Self::unwatch), a
-    /// promise: the first timer registered (by any thread) with a deadline
-    /// before the returned one, or any timer when it is `None`, wakes
-    /// `waker`, once. Both happen under the wheel's lock, so a registration
+    /// The next timer's deadline (or the instant the wheel must next
+    /// re-file timers), `None` while none is pending; and until
+    /// [`unwatch`](Self::unwatch), a promise: the first timer registered
+    /// (by any thread) with a deadline before the returned one, or any
+    /// timer when it is `None`, wakes `waker`, once. Both happen under the wheel's lock, so a registration
     /// is either seen in the returned deadline or wakes `waker`. Replaces
     /// an earlier watch. See [`Handle::watch_timers`](crate::Handle::watch_timers).
     pub(crate) fn watch(&self, waker: &Waker) -> Option<Instant> {
