@@ -78,7 +78,7 @@ pub struct Driver {
     handle: Handle,
     /// Reused between turns, so a turn allocates nothing.
     wakers: Vec<Waker>,
-    sources: Vec<(u64, Arc<dyn crate::source::Source>)>,
+    sources: Vec<crate::source::Snapshot>,
     /// Turns in a row that a spinning source kept from sleeping (step 2).
     spinning_turns: u32,
     /// Makes the wait of step 2 end at an exact instant.
@@ -223,7 +223,7 @@ impl Driver {
                 until = Some(until.map_or(at, |u| u.min(at)));
             }
         };
-        let source_wait = inner.sources.max_wait(now);
+        let source_wait = inner.sources.max_wait(now, &mut self.sources);
         let notified = inner.notifier.has_pending();
         // A turn that may sleep wakes for the next timer up to
         // `timer_slack` late, so that timers due close together cost one

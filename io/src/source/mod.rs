@@ -63,6 +63,15 @@
 //! only sometimes. A panic in `name` or `pending` while the reactor's
 //! metrics are read is contained too (`"source"`, 0). `doorbell` is read by the thread that registers the
 //! source, whose call a panic there unwinds.
+//!
+//! # Locks
+//!
+//! The reactor calls a source's methods with none of its locks held: it
+//! copies the list of sources (a reference count each) and then calls them.
+//! So a source's method may register or drop sources, read the reactor's
+//! metrics, or register timers, and a panic hook that reads the metrics
+//! while a source's method panics finds nothing held. A source dropped
+//! while one of its methods runs is dropped when that call returns.
 
 mod notifier;
 
@@ -146,8 +155,9 @@ pub trait Source: Send + Sync + 'static {
     fn poll(&self) -> usize;
 
     /// True while work is in flight: the loop keeps polling until it is
-    /// false. Called every turn, under the reactor's source list lock: it
-    /// must be cheap, and must not register or drop sources.
+    /// false. Called every turn (with no lock of the reactor's held, as
+    /// every method here is: see "Locks" in the module docs): it must be
+    /// cheap.
     fn has_pending(&self) -> bool;
 
     /// The longest the loop may sleep while work is pending, once
@@ -200,8 +210,8 @@ pub trait Source: Send + Sync + 'static {
     }
 
     /// Operations in flight, for metrics (by default 1 while
-    /// [`has_pending`](Self::has_pending), else 0). Called under the
-    /// reactor's source list lock, as `has_pending` is: keep it cheap.
+    /// [`has_pending`](Self::has_pending), else 0). Called whenever the
+    /// reactor's metrics are read: keep it cheap.
     fn pending(&self) -> usize {
         usize::from(self.has_pending())
     }
@@ -246,57 +256,62 @@ impl Sources {
         f(entries.as_mut().unwrap_or(&mut Vec::new()))
     }
 
+    /// Copies the list into `into` (see [`Snapshot`]).
+    fn snapshot(&self, into: &mut Vec<Snapshot>) {
+        self.with_entries(|entries| into.extend(entries.iter().map(Entry::snapshot)));
+    }
+
     /// The longest the loop may sleep at `now` given the sources' state.
-    pub(crate) fn max_wait(&self, now: Instant) -> Option<Duration> {
-        self.with_entries(|entries| entries.iter().filter(|e| e.has_pending()).map(|e| e.sleep(now)).min())
+    /// `scratch` is the caller's reusable buffer (left empty).
+    pub(crate) fn max_wait(&self, now: Instant, scratch: &mut Vec<Snapshot>) -> Option<Duration> {
+        self.snapshot(scratch);
+        let wait = scratch.iter().filter(|s| s.has_pending()).map(|s| s.sleep(now)).min();
+        scratch.clear();
+        wait
     }
 
     /// Each source's metrics, in registration order.
     pub(crate) fn metrics(&self) -> Vec<crate::driver::SourceMetrics> {
-        self.with_entries(|entries| {
+        let listed: Vec<_> = self.with_entries(|entries| {
             entries
                 .iter()
-                .map(|e| crate::driver::SourceMetrics {
-                    name: contained("source", || e.source.name()),
-                    pending: contained(0, || e.source.pending()),
-                    polls: e.polls,
-                    completed: e.completed,
-                })
+                .map(|e| (e.source.clone(), e.polls, e.completed))
                 .collect()
-        })
+        });
+        listed
+            .into_iter()
+            .map(|(source, polls, completed)| crate::driver::SourceMetrics {
+                name: contained("source", || source.name()),
+                pending: contained(0, || source.pending()),
+                polls,
+                completed,
+            })
+            .collect()
     }
 
     /// Polls every source with work pending; returns how many it polled.
-    /// `scratch` is the caller's reusable buffer; `now`, the turn's clock
-    /// reading after its wait, which dates an empty poll (a spinning
-    /// turn then reads the clock once, not once per source).
-    pub(crate) fn poll_pending(&self, scratch: &mut Vec<(u64, Arc<dyn Source>)>, now: Instant) -> usize {
-        // Poll outside the lock: a source may wake tasks, and a woken task's
-        // code may register or drop a source.
-        self.with_entries(|entries| {
-            scratch.extend(
-                entries
-                    .iter()
-                    .filter(|e| e.has_pending())
-                    .map(|e| (e.id, e.source.clone())),
-            )
-        });
+    /// `scratch` is the caller's reusable buffer (left empty); `now`, the
+    /// turn's clock reading after its wait, which dates an empty poll (a
+    /// spinning turn then reads the clock once, not once per source).
+    pub(crate) fn poll_pending(&self, scratch: &mut Vec<Snapshot>, now: Instant) -> usize {
+        self.snapshot(scratch);
+        scratch.retain(|s| s.has_pending());
         let polled = scratch.len();
-        for (id, source) in scratch.drain(..) {
-            let completed = contained(0, || source.poll());
+        for listed in scratch.drain(..) {
+            let completed = contained(0, || listed.source.poll());
+            // Progress restarts the spin window from when the poll
+            // returned (it may have run done callbacks); an empty poll is
+            // dated by the turn's reading.
+            let (at, window) = if completed > 0 {
+                let at = Instant::now();
+                TurnClock::set(at);
+                (at, Duration::ZERO)
+            } else {
+                (now, listed.spin_window())
+            };
             self.with_entries(|entries| {
-                if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
-                    // Progress restarts the spin window from when the
-                    // poll returned (it may have run done callbacks); an
-                    // empty poll is dated by the turn's reading.
-                    let at = if completed > 0 {
-                        let at = Instant::now();
-                        TurnClock::set(at);
-                        at
-                    } else {
-                        now
-                    };
-                    entry.polled(completed, at);
+                if let Some(entry) = entries.iter_mut().find(|e| e.id == listed.id) {
+                    entry.polled(completed, at, window);
                 }
             });
         }
@@ -416,7 +431,16 @@ fn contained<R>(fallback: R, method: impl FnOnce() -> R) -> R {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(method)).unwrap_or(fallback)
 }
 
-impl Entry {
+/// A source and its entry's polling state, copied out of the list so that
+/// the source's methods run with no lock held ("Locks" in the module docs).
+pub(crate) struct Snapshot {
+    id: u64,
+    source: Arc<dyn Source>,
+    progress: Instant,
+    idle_polls: u32,
+}
+
+impl Snapshot {
     /// [`Source::has_pending`] (a panic is contained: work pending, so a
     /// panic that comes only sometimes cannot leave the loop asleep, with
     /// no bound, beside work in flight).
@@ -440,18 +464,31 @@ impl Entry {
             contained(DEFAULT_MAX_SLEEP, || self.source.max_sleep()),
         )
     }
+}
+
+impl Entry {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            id: self.id,
+            source: self.source.clone(),
+            progress: self.progress,
+            idle_polls: self.idle_polls,
+        }
+    }
 
     fn progressed(&mut self, now: Instant) {
         self.progress = now;
         self.idle_polls = 0;
     }
 
-    fn polled(&mut self, completed: usize, now: Instant) {
+    /// A poll at `now` completed `completed` operations; `spin_window` is
+    /// the source's answer, read before the lock was taken.
+    fn polled(&mut self, completed: usize, now: Instant, spin_window: Duration) {
         self.polls += 1;
         self.completed += completed as u64;
         if completed > 0 {
             self.progressed(now);
-        } else if now.saturating_duration_since(self.progress) >= self.spin_window() {
+        } else if now.saturating_duration_since(self.progress) >= spin_window {
             self.idle_polls = self.idle_polls.saturating_add(1);
         }
     }
@@ -546,6 +583,19 @@ impl fmt::Debug for SourceHandle {
 mod tests {
     use super::*;
 
+    /// An empty or successful poll at `now`, as `Sources::poll_pending`
+    /// records it.
+    fn polled(entry: &mut Entry, completed: usize, now: Instant) {
+        let window = entry.snapshot().spin_window();
+        entry.polled(completed, now, window);
+    }
+
+    /// The loop's sleep at `now` for `entry`, as `Sources::max_wait`
+    /// computes it.
+    fn sleep(entry: &Entry, now: Instant) -> Duration {
+        entry.snapshot().sleep(now)
+    }
+
     #[test]
     fn backoff_doubles_from_the_first_sleep_up_to_the_bound() {
         let max = Duration::from_millis(1);
@@ -589,17 +639,17 @@ mod tests {
         };
         let ms = Duration::from_millis;
         // Inside the window: no sleep, and empty polls do not count.
-        entry.polled(0, start + ms(1));
-        assert_eq!(entry.sleep(start + ms(4)), Duration::ZERO);
+        polled(&mut entry, 0, start + ms(1));
+        assert_eq!(sleep(&entry, start + ms(4)), Duration::ZERO);
         assert_eq!(entry.idle_polls, 0);
         // Past it: the back-off starts, and doubles per empty poll.
-        assert_eq!(entry.sleep(start + ms(5)), FIRST_SLEEP);
-        entry.polled(0, start + ms(6));
-        assert_eq!(entry.sleep(start + ms(6)), FIRST_SLEEP * 2);
+        assert_eq!(sleep(&entry, start + ms(5)), FIRST_SLEEP);
+        polled(&mut entry, 0, start + ms(6));
+        assert_eq!(sleep(&entry, start + ms(6)), FIRST_SLEEP * 2);
         // Progress opens the window again.
-        entry.polled(3, start + ms(7));
-        assert_eq!(entry.sleep(start + ms(8)), Duration::ZERO);
-        assert_eq!(entry.sleep(start + ms(12)), FIRST_SLEEP);
+        polled(&mut entry, 3, start + ms(7));
+        assert_eq!(sleep(&entry, start + ms(8)), Duration::ZERO);
+        assert_eq!(sleep(&entry, start + ms(12)), FIRST_SLEEP);
     }
 
     #[test]
@@ -615,7 +665,7 @@ mod tests {
             #[cfg(unix)]
             doorbell: None,
         };
-        assert_eq!(entry.sleep(start), FIRST_SLEEP);
+        assert_eq!(sleep(&entry, start), FIRST_SLEEP);
     }
 }
 
@@ -792,6 +842,150 @@ mod turn_clock_tests {
     /// flight: a panic as the loop decides how long to sleep must not let
     /// it sleep as if the source had nothing pending (in a runtime, with no
     /// timer or socket to wake it, for ever), leaving the work unpolled.
+    /// Runs `f` on a thread of its own and fails if it has not returned
+    /// within 5 s (a relock of one of the reactor's mutexes on one thread
+    /// deadlocks it).
+    fn within_5_s(what: &str, f: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            done.send(()).unwrap();
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "{what}: the reactor called a source under one of its locks (deadlock)"
+        );
+    }
+
+    /// A source with nothing to do.
+    struct Idle;
+    impl Source for Idle {
+        fn poll(&self) -> usize {
+            0
+        }
+        fn has_pending(&self) -> bool {
+            false
+        }
+    }
+
+    /// "Locks" in the module docs: every method the loop or the metrics
+    /// call may use the reactor the source belongs to.
+    #[test]
+    fn a_source_s_methods_may_read_the_metrics_and_register_sources() {
+        struct Meddles {
+            handle: crate::Handle,
+            calls: AtomicUsize,
+        }
+        impl Meddles {
+            fn meddle(&self, metrics: bool) {
+                self.calls.fetch_add(1, SeqCst);
+                if metrics {
+                    let _ = self.handle.metrics();
+                }
+                drop(self.handle.register_source(Arc::new(Idle)));
+            }
+        }
+        impl Source for Meddles {
+            fn poll(&self) -> usize {
+                self.meddle(true);
+                0
+            }
+            fn has_pending(&self) -> bool {
+                self.meddle(true);
+                true
+            }
+            fn spin_window(&self) -> Duration {
+                self.meddle(true);
+                Duration::ZERO
+            }
+            fn max_sleep(&self) -> Duration {
+                self.meddle(true);
+                Duration::from_micros(100)
+            }
+            // The metrics call these two: they must not read the metrics
+            // again (that would recurse), but may register sources.
+            fn name(&self) -> &'static str {
+                self.meddle(false);
+                "meddles"
+            }
+            fn pending(&self) -> usize {
+                self.meddle(false);
+                1
+            }
+        }
+        within_5_s("a source that uses its reactor", || {
+            let mut driver = Driver::new().expect("a driver");
+            let meddles = Arc::new(Meddles {
+                handle: driver.handle().clone(),
+                calls: AtomicUsize::new(0),
+            });
+            let registered = driver.handle().register_source(meddles.clone());
+            for _ in 0..3 {
+                driver.turn(Some(Duration::from_millis(1)));
+            }
+            let metrics = driver.handle().metrics();
+            assert_eq!(metrics.sources.len(), 1, "the sources it registered were dropped");
+            assert_eq!(metrics.sources[0].name, "meddles");
+            assert!(metrics.sources[0].polls >= 3);
+            assert!(meddles.calls.load(SeqCst) > 10);
+            drop(registered);
+        });
+    }
+
+    /// A panic hook that reads the metrics, while a source's `has_pending`
+    /// panics on the loop's thread.
+    #[test]
+    fn a_panic_hook_may_read_the_metrics_while_a_source_panics() {
+        struct PanicsOnce(AtomicUsize);
+        impl Source for PanicsOnce {
+            fn poll(&self) -> usize {
+                0
+            }
+            fn has_pending(&self) -> bool {
+                if self.0.fetch_add(1, SeqCst) == 0 {
+                    panic!("a source that panics in has_pending");
+                }
+                false
+            }
+        }
+        let driver = Driver::new().expect("a driver");
+        let handle = driver.handle().clone();
+        let read = Arc::new(AtomicUsize::new(0));
+        let hook_read = read.clone();
+        let previous = std::panic::take_hook();
+        // The hook reads the metrics on the turning thread only: on a
+        // deadlock, the failed assertion's panic must not wait too.
+        std::panic::set_hook(Box::new(move |_| {
+            if std::thread::current().name() == Some("turning") {
+                hook_read.fetch_add(handle.metrics().sources.len(), SeqCst);
+            }
+        }));
+        let source = Arc::new(PanicsOnce(AtomicUsize::new(0)));
+        let registered = driver.handle().register_source(source.clone());
+        let (done, finished) = std::sync::mpsc::channel();
+        let turning = std::thread::Builder::new()
+            .name("turning".into())
+            .spawn(move || {
+                let mut driver = driver;
+                driver.turn(Some(Duration::from_millis(1)));
+                done.send(()).unwrap();
+                driver
+            })
+            .expect("a thread");
+        if finished.recv_timeout(Duration::from_secs(5)).is_err() {
+            // The hook stays (taking it back would wait for the stuck
+            // panic), and nothing that takes the reactor's locks is
+            // dropped.
+            std::mem::forget((registered, turning));
+            panic!("the panic hook's metrics read waited for a lock the panicking turn held (deadlock)");
+        }
+        let _ = std::panic::take_hook();
+        std::panic::set_hook(previous);
+        assert_eq!(read.load(SeqCst), 1, "the hook read one source");
+        drop(registered);
+        drop(turning.join().unwrap());
+    }
+
     #[test]
     fn a_source_whose_has_pending_panics_once_is_still_polled_soon() {
         /// Pending until its second poll completes its one operation;

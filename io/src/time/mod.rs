@@ -15,6 +15,17 @@
 //! come due in the same turn fire in the order of their deadlines. Dropping a
 //! timer cancels it in O(1).
 //!
+//! # Wakers and the wheel's lock
+//!
+//! A waker's `clone`, `wake` and `drop` are the task system's code, which
+//! for a waker made by hand may do anything, register a timer on this very
+//! reactor included. So no waker is cloned, woken or dropped under the
+//! wheel's lock: registration clones the waker first, a poll with a new
+//! waker swaps it in and drops the old one after the lock is released,
+//! fired and cancelled timers hand their wakers out, and the watcher
+//! ([`Handle::watch_timers`](crate::Handle::watch_timers)) is woken and
+//! dropped outside it.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //!
@@ -233,11 +244,16 @@ impl Timers {
     /// wheel nobody will ever fire.
     fn register(&self, deadline: Instant, waker: &Waker) -> Option<(Key, bool)> {
         let deadline_ns = self.nanos_since_start(deadline);
+        // A waker's clone and drop may run code: outside the lock ("Wakers
+        // and the wheel's lock" in the module docs).
+        let waker = waker.clone();
         let mut locked = self.wheel();
         if self.is_shutdown() {
+            drop(locked);
+            drop(waker);
             return None;
         }
-        let key = locked.wheel.insert(deadline_ns, waker.clone());
+        let key = locked.wheel.insert(deadline_ns, waker);
         let wake = deadline_ns < self.next_wake.load(Acquire);
         if wake {
             self.next_wake.store(deadline_ns, Release);
@@ -254,18 +270,32 @@ impl Timers {
     }
 
     /// True if the timer fired (the wheel removed its entry when it fired);
-    /// otherwise refreshes its waker.
+    /// otherwise refreshes its waker. The common poll (same waker) takes
+    /// the lock once; a new waker is cloned, and the old one dropped,
+    /// outside it.
     fn poll_fired(&self, key: Key, waker: &Waker) -> bool {
-        let wheel = &mut self.wheel().wheel;
-        if wheel.is_pending(key) {
-            wheel.set_waker(key, waker);
-            false
-        } else {
-            true
+        match self.wheel().wheel.has_waker(key, waker) {
+            None => return true,
+            Some(true) => return false,
+            Some(false) => {}
+        }
+        let new = waker.clone();
+        let replaced = self.wheel().wheel.replace_waker(key, new);
+        // Either the old waker, or (the timer fired in between) the new one.
+        match replaced {
+            Ok(old) => {
+                drop(old);
+                false
+            }
+            Err(new) => {
+                drop(new);
+                true
+            }
         }
     }
 
-    /// Cancels a pending timer; returns its waker if it had not fired.
+    /// Cancels a pending timer; returns its waker (for the caller to drop,
+    /// after the lock) if it had not fired.
     fn cancel(&self, key: Key) -> Option<Waker> {
         self.wheel().wheel.remove(key)
     }
@@ -507,6 +537,78 @@ mod tests {
     /// the wheel's lock is released, as `unwatch` and `shutdown` do: a
     /// waker's drop is user code (through `Handle::watch_timers`), which
     /// may register a timer with the same reactor.
+    /// A waker whose every clone and drop registers a timer (an hour
+    /// ahead) on `timers`: made by hand, as only a hand-made waker's
+    /// clone can run code.
+    fn meddling_waker(timers: &std::sync::Arc<Timers>) -> Waker {
+        use std::task::{RawWaker, RawWakerVTable};
+        type Data = std::sync::Arc<Timers>;
+        fn meddle(timers: &Timers) {
+            let at = timers.start + Duration::from_secs(3600);
+            timers.register(at, Waker::noop()).expect("running");
+        }
+        unsafe fn clone(data: *const ()) -> RawWaker {
+            // SAFETY: `data` came from `Box::into_raw` of a `Data` (here
+            // or in `meddling_waker`), not yet freed: the waker is alive.
+            let timers = unsafe { &*data.cast::<Data>() };
+            meddle(timers);
+            RawWaker::new(Box::into_raw(Box::new(timers.clone())).cast(), &VTABLE)
+        }
+        unsafe fn wake(data: *const ()) {
+            // SAFETY: as in `clone`; `wake` consumes the waker.
+            unsafe { drop_waker(data) }
+        }
+        unsafe fn wake_by_ref(_: *const ()) {}
+        unsafe fn drop_waker(data: *const ()) {
+            // SAFETY: as in `clone`; this is the waker's last use, so the
+            // box is freed once.
+            let timers = unsafe { Box::from_raw(data.cast::<Data>().cast_mut()) };
+            meddle(&timers);
+        }
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+        let data: *const Data = Box::into_raw(Box::new(timers.clone()));
+        // SAFETY: the vtable's functions keep `RawWaker`'s contract for a
+        // boxed `Data`: each clone owns a box of its own, freed by its drop.
+        unsafe { Waker::from_raw(RawWaker::new(data.cast(), &VTABLE)) }
+    }
+
+    /// "Wakers and the wheel's lock" in the module docs: a registration
+    /// (clone), a poll with a new waker (clone, and drop of the old one),
+    /// a cancel and a fired timer (drop) with a waker whose clone and drop
+    /// register timers on the same wheel.
+    #[test]
+    fn no_waker_is_cloned_or_dropped_under_the_wheel_s_lock() {
+        let timers = std::sync::Arc::new(Timers::new(Instant::now()));
+        let (done, finished) = std::sync::mpsc::channel();
+        let meddled = timers.clone();
+        // On a thread of its own: a relock of the wheel's mutex on one
+        // thread deadlocks it.
+        std::thread::spawn(move || {
+            let timers = meddled;
+            let first = meddling_waker(&timers);
+            let second = meddling_waker(&timers);
+            let soon = timers.start + Duration::from_millis(1);
+            let (key, _) = timers.register(soon, &first).expect("running");
+            assert!(!timers.poll_fired(key, &first), "pending");
+            assert!(!timers.poll_fired(key, &second), "pending");
+            let (cancelled, _) = timers.register(soon, &first).expect("running");
+            drop(timers.cancel(cancelled));
+            std::thread::sleep(Duration::from_millis(2));
+            let mut wakers = Vec::new();
+            timers.fire(Instant::now(), &mut wakers);
+            assert_eq!(wakers.len(), 1, "the first timer fired");
+            drop(wakers);
+            assert!(timers.poll_fired(key, &first), "fired");
+            drop((first, second));
+            done.send(()).unwrap();
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "a waker was cloned or dropped under the wheel's lock (deadlock)"
+        );
+        assert!(timers.len() >= 5, "the wakers' registrations");
+    }
+
     #[test]
     fn a_replaced_watcher_is_dropped_outside_the_wheel_s_lock() {
         struct RegistersOnDrop(std::sync::Arc<Timers>);

@@ -228,17 +228,25 @@ impl Wheel {
     }
 
     /// True while the entry waits; false once it fired or was cancelled.
+    #[cfg(test)]
     pub(crate) fn is_pending(&self, key: Key) -> bool {
         self.entry(key).is_some()
     }
 
-    /// Replaces the waker of a pending entry.
-    pub(crate) fn set_waker(&mut self, key: Key, waker: &Waker) {
-        if let Some(entry) = self.entry_mut(key) {
-            match &entry.waker {
-                Some(old) if old.will_wake(waker) => {}
-                _ => entry.waker = Some(waker.clone()),
-            }
+    /// Whether a pending entry's waker would wake the same task as `waker`;
+    /// `None` when the key is stale (the entry fired or was cancelled).
+    pub(crate) fn has_waker(&self, key: Key, waker: &Waker) -> Option<bool> {
+        let entry = self.entry(key)?;
+        Some(entry.waker.as_ref().is_some_and(|old| old.will_wake(waker)))
+    }
+
+    /// Stores `waker` in a pending entry and returns the one it replaces
+    /// (for the caller to drop outside its lock); `Err` gives `waker` back
+    /// when the key is stale (the entry fired or was cancelled).
+    pub(crate) fn replace_waker(&mut self, key: Key, waker: Waker) -> Result<Option<Waker>, Waker> {
+        match self.entry_mut(key) {
+            Some(entry) => Ok(entry.waker.replace(waker)),
+            None => Err(waker),
         }
     }
 
