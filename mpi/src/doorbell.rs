@@ -65,6 +65,17 @@
 //!    (`SO_PASSCRED`), and a drain that read only rings from other users
 //!    leaves the spin window as it was. (A process of the job's own user
 //!    could still ring; it could as well signal or trace the rank.)
+//! 6. **A ringer is awake.** A ring carries its ringer's world rank. A
+//!    peer rings because it just posted a send, and a post opens the
+//!    poster's own spin window, so a trusted ring read from the bell
+//!    counts as if this rank had rung the ringer half a window earlier
+//!    (half: the ring took a wake-up to be read, tens of microseconds, and
+//!    the window began at the post). The reply to a request that arrived
+//!    after an idle gap then rings nobody before it is posted (measured: a
+//!    ring to a polling peer is a `sendto` of 3–6 µs, on the critical path
+//!    of every such exchange); posted later than half a window after the
+//!    ring, it is rung after the post, as rule 2 says for a peer rung
+//!    recently. A ring that names no rank of the job marks nobody.
 //!
 //! [`MpiBuilder::max_sleep`]: crate::MpiBuilder::max_sleep
 
@@ -93,6 +104,9 @@ pub(crate) struct Doorbell {
     /// The job's number (the same on every rank), in every bell's name.
     #[cfg(target_os = "linux")]
     job: u64,
+    /// This rank's world rank, the payload of its rings (rule 6).
+    #[cfg(target_os = "linux")]
+    rank: i32,
     /// The user whose rings count (rule 5): this process's effective one;
     /// `None` if the bell gets no credentials (then every ring counts).
     #[cfg(target_os = "linux")]
@@ -148,6 +162,7 @@ impl Doorbell {
             Some(Doorbell {
                 socket,
                 job,
+                rank,
                 trusted,
                 senders: (0..size.max(0)).map(|_| std::sync::OnceLock::new()).collect(),
                 claimed: AtomicUsize::new(0),
@@ -229,7 +244,7 @@ impl Doorbell {
         let socket = self.sender(rank).unwrap_or(&self.socket);
         // Rule 3: an undeliverable ring is dropped.
         address(self.job, rank)
-            .and_then(|to| socket.send_to_addr(&[1], &to))
+            .and_then(|to| socket.send_to_addr(&self.rank.to_le_bytes(), &to))
             .is_ok()
     }
 
@@ -255,33 +270,55 @@ impl Doorbell {
     }
 
     /// Empties the bell (the reactor saw it readable), reading at most
-    /// [`DRAIN_AT_MOST`] rings. Returns how many of them came from the
+    /// [`DRAIN_AT_MOST`] rings, and takes each trusted ringer as awake for
+    /// half of `window` (rule 6). Returns how many rings came from the
     /// trusted user (rule 5).
-    pub(crate) fn drain(&self) -> usize {
-        self.drain_at_most(DRAIN_AT_MOST)
+    pub(crate) fn drain(&self, window: Duration) -> usize {
+        self.drain_at_most(DRAIN_AT_MOST, window)
     }
 
     /// Reads at most `most` rings from the bell; returns how many came
     /// from the trusted user.
-    fn drain_at_most(&self, most: usize) -> usize {
+    fn drain_at_most(&self, most: usize, window: Duration) -> usize {
         let mut trusted = 0;
         #[cfg(target_os = "linux")]
-        for _ in 0..most {
-            match self.receive() {
-                None => break,
-                Some(true) => trusted += 1,
-                Some(false) => {}
+        {
+            let mut awake_since = None;
+            for _ in 0..most {
+                match self.receive() {
+                    None => break,
+                    Some(Ring { trusted: false, .. }) => {}
+                    Some(Ring { trusted: true, from }) => {
+                        trusted += 1;
+                        let last = from
+                            .and_then(|r| usize::try_from(r).ok())
+                            .and_then(|r| self.last_rung.get(r));
+                        // Rule 6: as if rung half a window ago (not at
+                        // all when that was before the bell was opened).
+                        let since = *awake_since.get_or_insert_with(|| {
+                            self.now()
+                                .checked_sub(u64::try_from(window.as_nanos() / 2).unwrap_or(u64::MAX))
+                                .filter(|&since| since > 0)
+                        });
+                        if let (Some(last), Some(since)) = (last, since) {
+                            // Never a remote rank's mark (rule 3), and
+                            // never earlier than a ring this rank sent.
+                            if last.load(Relaxed) != REMOTE {
+                                last.fetch_max(since, Relaxed);
+                            }
+                        }
+                    }
+                }
             }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = most;
+        let _ = (most, window);
         trusted
     }
 
-    /// Reads one ring: `None` if the bell is empty, else whether its
-    /// sender is the trusted user (true where credentials are missing).
+    /// Reads one ring: `None` if the bell is empty.
     #[cfg(target_os = "linux")]
-    fn receive(&self) -> Option<bool> {
+    fn receive(&self) -> Option<Ring> {
         use std::os::fd::AsRawFd;
         let mut data = [0u8; 8];
         let mut iov = libc::iovec {
@@ -302,8 +339,11 @@ impl Doorbell {
         if read < 0 {
             return None;
         }
+        // A ring from this job names its ringer (4 bytes); anything else
+        // names nobody.
+        let from = (read == 4).then(|| i32::from_le_bytes([data[0], data[1], data[2], data[3]]));
         let Some(trusted) = self.trusted else {
-            return Some(true);
+            return Some(Ring { trusted: true, from });
         };
         // SAFETY: `msg` was filled by `recvmsg`; the macros walk its
         // control buffer within `msg_controllen`.
@@ -315,13 +355,26 @@ impl Doorbell {
                 // SAFETY: an SCM_CREDENTIALS message holds one `ucred`,
                 // possibly unaligned.
                 let credentials: libc::ucred = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(header).cast()) };
-                return Some(credentials.uid == trusted);
+                return Some(Ring {
+                    trusted: credentials.uid == trusted,
+                    from,
+                });
             }
             // SAFETY: as above.
             header = unsafe { libc::CMSG_NXTHDR(&raw const msg, header) };
         }
-        Some(true)
+        Some(Ring { trusted: true, from })
     }
+}
+
+/// One ring read from the bell.
+#[cfg(target_os = "linux")]
+#[derive(Debug, PartialEq, Eq)]
+struct Ring {
+    /// From the trusted user (rule 5; true where credentials are missing).
+    trusted: bool,
+    /// The world rank that says it rang (rule 6), if the ring names one.
+    from: Option<i32>,
 }
 
 /// Asks the kernel to attach each ring's sender credentials (rule 5).
@@ -372,10 +425,10 @@ mod tests {
         let window = Duration::from_secs(3600);
         assert!(a.ring(1, window), "the first ring goes");
         assert!(!a.ring(1, window), "a peer rung within the window is not rung again");
-        assert_eq!(b.drain(), 1);
-        assert_eq!(b.drain(), 0, "drained");
+        assert_eq!(b.drain(Duration::ZERO), 1);
+        assert_eq!(b.drain(Duration::ZERO), 0, "drained");
         assert!(a.ring(1, Duration::ZERO), "with no window, every send rings");
-        assert_eq!(b.drain(), 1);
+        assert_eq!(b.drain(Duration::ZERO), 1);
         assert!(!a.ring(2, window), "no such rank: nothing to ring");
         assert!(!a.ring(-1, window));
     }
@@ -416,7 +469,7 @@ mod tests {
             [true, true],
             "rung once, then again two windows later"
         );
-        assert_eq!(b.drain(), 2);
+        assert_eq!(b.drain(Duration::ZERO), 2);
     }
 
     #[test]
@@ -431,26 +484,62 @@ mod tests {
             !a.ring_before_send(1, window, asleep_after),
             "never rung: rung before the send, not after"
         );
-        assert_eq!(b.drain(), 1);
+        assert_eq!(b.drain(Duration::ZERO), 1);
         assert!(
             !a.ring_before_send(1, window, asleep_after),
             "rung within the window: no ring before the send, nor after"
         );
-        assert_eq!(b.drain(), 0);
+        assert_eq!(b.drain(Duration::ZERO), 0);
         std::thread::sleep(window);
         assert!(
             a.ring_before_send(1, window, asleep_after),
             "past the window but not long: left to the ring after the send"
         );
-        assert_eq!(b.drain(), 0, "nothing rung before the send");
+        assert_eq!(b.drain(Duration::ZERO), 0, "nothing rung before the send");
         assert!(a.ring(1, window), "the ring after the send goes");
-        assert_eq!(b.drain(), 1);
+        assert_eq!(b.drain(Duration::ZERO), 1);
         std::thread::sleep(asleep_after);
         assert!(
             !a.ring_before_send(1, window, asleep_after),
             "not rung for long: rung before the send, not after"
         );
-        assert_eq!(b.drain(), 1);
+        assert_eq!(b.drain(Duration::ZERO), 1);
+    }
+
+    /// Rule 6: a peer that rang is awake (its post opened its window), so
+    /// the reply it awaits is not preceded by a ring, for half a window.
+    #[test]
+    fn a_peer_that_rang_is_not_rung_back_for_half_a_window() {
+        let job = draw_job();
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        let window = Duration::from_millis(200);
+        let asleep_after = Duration::from_secs(3600);
+        // (Within half a window of opening its bell, a rank marks nobody.)
+        std::thread::sleep(window / 2);
+        assert!(a.ring(1, window));
+        assert_eq!(b.drain(window), 1);
+        assert!(
+            !b.ring_before_send(0, window, asleep_after),
+            "the ringer is awake: no ring before the reply, nor after"
+        );
+        assert!(!b.ring(0, window), "nor after the post");
+        assert_eq!(a.drain(window), 0, "rank 0 was not rung");
+        std::thread::sleep(window / 2);
+        assert!(b.ring(0, window), "half a window later, a ring goes");
+        assert_eq!(a.drain(window), 1);
+        // A ring that names no rank, or a rank that is not in the job,
+        // marks nobody.
+        let stranger = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let to = address(job, 0).unwrap();
+        for payload in [&[1u8][..], &9i32.to_le_bytes()[..], &(-1i32).to_le_bytes()[..]] {
+            stranger.send_to_addr(payload, &to).unwrap();
+        }
+        assert_eq!(a.drain(window), 3, "counted as rings all the same");
+        std::thread::sleep(window);
+        assert!(a.ring(1, window), "rank 1 was never marked awake");
     }
 
     #[test]
@@ -490,7 +579,7 @@ mod tests {
             Doorbell::open(job, 2, 3, None).unwrap(),
         );
         assert!(a.ring(1, Duration::ZERO) && a.ring(2, Duration::ZERO));
-        assert_eq!((stuck.drain(), live.drain()), (1, 1));
+        assert_eq!((stuck.drain(Duration::ZERO), live.drain(Duration::ZERO)), (1, 1));
         // Every socket `a` sends from holds only a few unread datagrams
         // now, as each holds a few hundred where max_dgram_qlen is 512.
         shrink(&a.socket);
@@ -507,8 +596,12 @@ mod tests {
             a.ring(2, Duration::ZERO),
             "rank 1's full bell silenced the rings to rank 2"
         );
-        assert_eq!(live.drain(), 1);
-        assert_eq!(stuck.drain(), piled, "rank 1 gets its rings once it drains");
+        assert_eq!(live.drain(Duration::ZERO), 1);
+        assert_eq!(
+            stuck.drain(Duration::ZERO),
+            piled,
+            "rank 1 gets its rings once it drains"
+        );
         assert!(a.ring(1, Duration::ZERO), "and is rung again");
     }
 
@@ -527,7 +620,11 @@ mod tests {
             .filter(|s| s.get().is_some_and(Option::is_some))
             .count();
         assert_eq!(own, PEER_SENDERS, "a descriptor per peer, up to the bound");
-        assert_eq!(last.drain(), 1, "a peer past the bound is rung from the bell's socket");
+        assert_eq!(
+            last.drain(Duration::ZERO),
+            1,
+            "a peer past the bound is rung from the bell's socket"
+        );
     }
 
     #[test]
@@ -540,8 +637,12 @@ mod tests {
         for _ in 0..5 {
             assert!(a.ring(1, Duration::ZERO));
         }
-        assert_eq!(b.drain_at_most(3), 3, "a flood cannot keep a drain reading");
-        assert_eq!(b.drain(), 2, "the rest is read at the next drain");
+        assert_eq!(
+            b.drain_at_most(3, Duration::ZERO),
+            3,
+            "a flood cannot keep a drain reading"
+        );
+        assert_eq!(b.drain(Duration::ZERO), 2, "the rest is read at the next drain");
     }
 
     #[test]
@@ -568,10 +669,10 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(b.drain(), 0, "another user's rings do not count");
+        assert_eq!(b.drain(Duration::ZERO), 0, "another user's rings do not count");
         assert_eq!(b.receive(), None, "but they were read");
         assert!(a.ring(1, Duration::ZERO));
-        assert_eq!(b.drain(), 1, "the job's own user's ring counts");
+        assert_eq!(b.drain(Duration::ZERO), 1, "the job's own user's ring counts");
     }
 
     #[test]
@@ -585,8 +686,8 @@ mod tests {
             Doorbell::open(job, 2, 3, Some(&[0, 2])).unwrap(),
         );
         assert!(!a.ring(1, Duration::ZERO), "a rank on another host is not rung");
-        assert_eq!(b.drain(), 0, "no system call reached it");
+        assert_eq!(b.drain(Duration::ZERO), 0, "no system call reached it");
         assert!(a.ring(2, Duration::ZERO), "a rank on this host is");
-        assert_eq!(c.drain(), 1);
+        assert_eq!(c.drain(Duration::ZERO), 1);
     }
 }

@@ -921,7 +921,9 @@ impl weft_io::source::Source for Engine {
     fn doorbell_rang(&self) -> bool {
         // Only rings from this job's user restart the spin window
         // (`doorbell.rs`, rule 5).
-        self.doorbell.get().is_some_and(|bell| bell.drain() > 0)
+        self.doorbell
+            .get()
+            .is_some_and(|bell| bell.drain(self.activity.window()) > 0)
     }
 
     fn shutdown(&self) {
