@@ -78,7 +78,7 @@ mod notifier;
 pub use self::notifier::{Abandoned, Completer, Completion, Notifier};
 
 use crate::driver::Handle;
-use crate::loom::{Mutex, lock};
+use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,6 +222,10 @@ pub(crate) struct Sources {
     /// The registered sources; `None` once the reactor has shut down (so a
     /// source added after that is told at once, never left unpolled).
     entries: Mutex<Option<Vec<Entry>>>,
+    /// How many entries there are, written under the lock: most reactors
+    /// have no source, and their turns skip the lock (see
+    /// [`Sources::snapshot`]).
+    registered: AtomicUsize,
     next_id: Mutex<u64>,
 }
 
@@ -229,6 +233,7 @@ impl Default for Sources {
     fn default() -> Sources {
         Sources {
             entries: Mutex::new(Some(Vec::new())),
+            registered: AtomicUsize::new(0),
             next_id: Mutex::new(0),
         }
     }
@@ -256,6 +261,14 @@ impl Sources {
         f(entries.as_mut().unwrap_or(&mut Vec::new()))
     }
 
+    /// True if no source is registered: the turn's two looks at the
+    /// sources then read one atomic and take no lock. A source registered
+    /// meanwhile wakes the loop after it is counted
+    /// ([`Handle::register_source`]), so the next turn sees it.
+    fn none(&self) -> bool {
+        self.registered.load(Acquire) == 0
+    }
+
     /// Copies the list into `into` (see [`Snapshot`]).
     fn snapshot(&self, into: &mut Vec<Snapshot>) {
         self.with_entries(|entries| into.extend(entries.iter().map(Entry::snapshot)));
@@ -264,6 +277,9 @@ impl Sources {
     /// The longest the loop may sleep at `now` given the sources' state.
     /// `scratch` is the caller's reusable buffer (left empty).
     pub(crate) fn max_wait(&self, now: Instant, scratch: &mut Vec<Snapshot>) -> Option<Duration> {
+        if self.none() {
+            return None;
+        }
         self.snapshot(scratch);
         let wait = scratch.iter().filter(|s| s.has_pending()).map(|s| s.sleep(now)).min();
         scratch.clear();
@@ -294,6 +310,9 @@ impl Sources {
     /// turn's clock reading after its wait, which dates an empty poll (a
     /// spinning turn then reads the clock once, not once per source).
     pub(crate) fn poll_pending(&self, scratch: &mut Vec<Snapshot>, now: Instant) -> usize {
+        if self.none() {
+            return 0;
+        }
         self.snapshot(scratch);
         scratch.retain(|s| s.has_pending());
         let polled = scratch.len();
@@ -369,6 +388,7 @@ impl Sources {
             polls: 0,
             completed: 0,
         });
+        self.registered.store(entries.len(), Release);
         Ok(id)
     }
 
@@ -376,7 +396,9 @@ impl Sources {
     fn remove(&self, id: u64) -> Option<Entry> {
         self.with_entries(|entries| {
             let i = entries.iter().position(|e| e.id == id)?;
-            Some(entries.remove(i))
+            let entry = entries.remove(i);
+            self.registered.store(entries.len(), Release);
+            Some(entry)
         })
     }
 
@@ -392,7 +414,11 @@ impl Sources {
     /// Tells every source the loop is gone, then drops them (a source that
     /// holds a handle to the reactor would otherwise keep it alive).
     pub(crate) fn shutdown(&self) {
-        let entries = lock(&self.entries).take().unwrap_or_default();
+        let entries = {
+            let mut list = lock(&self.entries);
+            self.registered.store(0, Release);
+            list.take().unwrap_or_default()
+        };
         for entry in entries {
             tell_shutdown(&*entry.source);
         }
@@ -866,6 +892,44 @@ mod turn_clock_tests {
         fn has_pending(&self) -> bool {
             false
         }
+    }
+
+    /// A loop asleep with no source (whose turns read one atomic, not the
+    /// list) polls a source registered from another thread at once.
+    #[test]
+    fn a_source_registered_beside_a_loop_asleep_with_none_is_polled() {
+        struct Counts(AtomicUsize);
+        impl Source for Counts {
+            fn poll(&self) -> usize {
+                self.0.fetch_add(1, SeqCst);
+                0
+            }
+            fn has_pending(&self) -> bool {
+                true
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let handle = driver.handle().clone();
+        let counts = Arc::new(Counts(AtomicUsize::new(0)));
+        let polled = counts.clone();
+        let turning = std::thread::spawn(move || {
+            // Turns of up to 2 s: only the registration's wake ends the
+            // first one sooner.
+            while polled.0.load(SeqCst) == 0 {
+                driver.turn(Some(Duration::from_secs(2)));
+            }
+            driver
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let registered_at = Instant::now();
+        let registered = handle.register_source(counts.clone());
+        let driver = turning.join().unwrap();
+        assert!(
+            registered_at.elapsed() < Duration::from_secs(1),
+            "the source was polled only when the loop's wait ran out"
+        );
+        drop(registered);
+        drop(driver);
     }
 
     /// "Locks" in the module docs: every method the loop or the metrics
