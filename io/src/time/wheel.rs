@@ -183,6 +183,11 @@ pub(crate) struct Wheel {
     /// The answer of [`next_deadline`](Wheel::next_deadline) while nothing
     /// has changed: `None` when it must be worked out again.
     next: Option<Option<u64>>,
+    /// True when `next` was worked out as a higher level's slot start (entries
+    /// to re-file) with the current heap empty, and no entry has been filed
+    /// at or before it since: [`wake_at`](Wheel::wake_at) then answers it
+    /// without looking at the levels again.
+    next_refiles: bool,
 }
 
 impl Wheel {
@@ -194,6 +199,7 @@ impl Wheel {
             next_generation: 0,
             current: BinaryHeap::new(),
             next: Some(None),
+            next_refiles: false,
         }
     }
 
@@ -219,6 +225,9 @@ impl Wheel {
         self.place(index);
         if let Some(next) = &mut self.next {
             // The new entry may come due first; it cannot delay anything.
+            if next.is_none_or(|n| deadline_ns <= n) {
+                self.next_refiles = false;
+            }
             *next = Some(next.map_or(deadline_ns, |n| n.min(deadline_ns)));
         }
         Key {
@@ -283,7 +292,7 @@ impl Wheel {
     /// not to fire). `None` when nothing is pending.
     pub(crate) fn wake_at(&mut self, slack_ns: u64) -> Option<u64> {
         let next = self.next_deadline()?;
-        if slack_ns == 0 {
+        if slack_ns == 0 || self.next_refiles {
             return Some(next);
         }
         let limit = next.saturating_add(slack_ns);
@@ -330,12 +339,14 @@ impl Wheel {
     }
 
     fn work_out_next(&mut self) -> Option<u64> {
+        self.next_refiles = false;
         if let Some(deadline) = self.current_top() {
             // Invariant 3: the heap holds the earliest ticks.
             return Some(deadline);
         }
         let (level, slot, start) = self.next_slot_any()?;
         if level > 0 {
+            self.next_refiles = true;
             return Some(start * TICK_NS);
         }
         let mut earliest = u64::MAX;
