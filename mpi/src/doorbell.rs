@@ -65,17 +65,21 @@
 //!    (`SO_PASSCRED`), and a drain that read only rings from other users
 //!    leaves the spin window as it was. (A process of the job's own user
 //!    could still ring; it could as well signal or trace the rank.)
-//! 6. **A ringer is awake.** A ring carries its ringer's world rank. A
-//!    peer rings because it just posted a send, and a post opens the
-//!    poster's own spin window, so a trusted ring read from the bell
-//!    counts as if this rank had rung the ringer half a window earlier
-//!    (half: the ring took a wake-up to be read, tens of microseconds, and
-//!    the window began at the post). The reply to a request that arrived
-//!    after an idle gap then rings nobody before it is posted (measured: a
-//!    ring to a polling peer is a `sendto` of 3–6 µs, on the critical path
-//!    of every such exchange); posted later than half a window after the
-//!    ring, it is rung after the post, as rule 2 says for a peer rung
-//!    recently. A ring that names no rank of the job marks nobody.
+//! 6. **A ringer is awake.** A ring carries its ringer's world rank and
+//!    the host's monotonic clock when it rang (12 bytes). A peer rings
+//!    because it is posting a send, and a post opens the poster's own spin
+//!    window, so a trusted ring read from the bell counts as if this rank
+//!    had rung the ringer a quarter window before the ring was sent (the
+//!    post may have come a little before the ring: rule 2). The reply to a
+//!    request that arrived after an idle gap then rings nobody before it
+//!    is posted (measured: a ring to a polling peer is a `sendto` of
+//!    3–6 µs, on the critical path of every such exchange); posted later
+//!    than three quarters of a window after the ring, it is rung after the
+//!    post, as rule 2 says for a peer rung recently. The ring's own time,
+//!    not the time it was read, counts, so a drain that comes late (its
+//!    loop busy, its thread descheduled) marks nobody awake past their
+//!    window. A ring older than a window, from the future (another time
+//!    namespace), or that names no rank of the job marks nobody.
 //!
 //! [`MpiBuilder::max_sleep`]: crate::MpiBuilder::max_sleep
 
@@ -244,7 +248,7 @@ impl Doorbell {
         let socket = self.sender(rank).unwrap_or(&self.socket);
         // Rule 3: an undeliverable ring is dropped.
         address(self.job, rank)
-            .and_then(|to| socket.send_to_addr(&self.rank.to_le_bytes(), &to))
+            .and_then(|to| socket.send_to_addr(&ring_payload(self.rank, monotonic_ns()), &to))
             .is_ok()
     }
 
@@ -283,29 +287,36 @@ impl Doorbell {
         let mut trusted = 0;
         #[cfg(target_os = "linux")]
         {
-            let mut awake_since = None;
+            // One reading of each clock per drain.
+            let mut clocks = None;
+            let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
             for _ in 0..most {
                 match self.receive() {
                     None => break,
                     Some(Ring { trusted: false, .. }) => {}
                     Some(Ring { trusted: true, from }) => {
                         trusted += 1;
-                        let last = from
-                            .and_then(|r| usize::try_from(r).ok())
-                            .and_then(|r| self.last_rung.get(r));
-                        // Rule 6: as if rung half a window ago (not at
-                        // all when that was before the bell was opened).
-                        let since = *awake_since.get_or_insert_with(|| {
-                            self.now()
-                                .checked_sub(u64::try_from(window.as_nanos() / 2).unwrap_or(u64::MAX))
-                                .filter(|&since| since > 0)
-                        });
-                        if let (Some(last), Some(since)) = (last, since) {
-                            // Never a remote rank's mark (rule 3), and
-                            // never earlier than a ring this rank sent.
-                            if last.load(Relaxed) != REMOTE {
-                                last.fetch_max(since, Relaxed);
-                            }
+                        let Some((rank, sent_ns)) = from else {
+                            continue;
+                        };
+                        let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
+                            continue;
+                        };
+                        let (now, host_now) = *clocks.get_or_insert_with(|| (self.now(), monotonic_ns()));
+                        // Rule 6: as if rung a quarter window before the
+                        // ring was sent; nothing for a ring older than a
+                        // window (or from the future: another clock).
+                        let since = host_now
+                            .checked_sub(sent_ns)
+                            .filter(|&age| age < window_ns)
+                            .and_then(|age| now.checked_sub(age.saturating_add(window_ns / 4)))
+                            .filter(|&since| since > 0);
+                        // Never a remote rank's mark (rule 3), and never
+                        // earlier than a ring this rank sent.
+                        if let Some(since) = since
+                            && last.load(Relaxed) != REMOTE
+                        {
+                            last.fetch_max(since, Relaxed);
                         }
                     }
                 }
@@ -320,7 +331,7 @@ impl Doorbell {
     #[cfg(target_os = "linux")]
     fn receive(&self) -> Option<Ring> {
         use std::os::fd::AsRawFd;
-        let mut data = [0u8; 8];
+        let mut data = [0u8; RING_LEN + 1];
         let mut iov = libc::iovec {
             iov_base: data.as_mut_ptr().cast(),
             iov_len: data.len(),
@@ -339,9 +350,9 @@ impl Doorbell {
         if read < 0 {
             return None;
         }
-        // A ring from this job names its ringer (4 bytes); anything else
-        // names nobody.
-        let from = (read == 4).then(|| i32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+        // A ring from this job names its ringer and when it rang (rule 6);
+        // anything else names nobody.
+        let from = (read == RING_LEN as isize).then(|| parse_ring(&data));
         let Some(trusted) = self.trusted else {
             return Some(Ring { trusted: true, from });
         };
@@ -373,8 +384,45 @@ impl Doorbell {
 struct Ring {
     /// From the trusted user (rule 5; true where credentials are missing).
     trusted: bool,
-    /// The world rank that says it rang (rule 6), if the ring names one.
-    from: Option<i32>,
+    /// The world rank that says it rang, and when (`CLOCK_MONOTONIC`,
+    /// nanoseconds), if the ring says so (rule 6).
+    from: Option<(i32, u64)>,
+}
+
+/// A ring's bytes: the ringer's world rank and the host's monotonic clock
+/// when it rang, little-endian (rule 6).
+#[cfg(target_os = "linux")]
+const RING_LEN: usize = 12;
+
+#[cfg(target_os = "linux")]
+fn ring_payload(rank: i32, at_ns: u64) -> [u8; RING_LEN] {
+    let mut bytes = [0; RING_LEN];
+    bytes[..4].copy_from_slice(&rank.to_le_bytes());
+    bytes[4..].copy_from_slice(&at_ns.to_le_bytes());
+    bytes
+}
+
+#[cfg(target_os = "linux")]
+fn parse_ring(bytes: &[u8]) -> (i32, u64) {
+    let mut rank = [0; 4];
+    let mut at = [0; 8];
+    rank.copy_from_slice(&bytes[..4]);
+    at.copy_from_slice(&bytes[4..RING_LEN]);
+    (i32::from_le_bytes(rank), u64::from_le_bytes(at))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the
+/// host, so a ring's time is read in the ringer's clock (rule 6).
+#[cfg(target_os = "linux")]
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid `timespec` to write; CLOCK_MONOTONIC always
+    // exists on Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
 }
 
 /// Asks the kernel to attach each ring's sender credentials (rule 5).
@@ -507,9 +555,10 @@ mod tests {
     }
 
     /// Rule 6: a peer that rang is awake (its post opened its window), so
-    /// the reply it awaits is not preceded by a ring, for half a window.
+    /// the reply it awaits is not preceded by a ring, for three quarters
+    /// of a window from its ring.
     #[test]
-    fn a_peer_that_rang_is_not_rung_back_for_half_a_window() {
+    fn a_peer_that_rang_is_not_rung_back_for_three_quarters_of_a_window() {
         let job = draw_job();
         let (a, b) = (
             Doorbell::open(job, 0, 2, None).unwrap(),
@@ -517,8 +566,10 @@ mod tests {
         );
         let window = Duration::from_millis(200);
         let asleep_after = Duration::from_secs(3600);
-        // (Within half a window of opening its bell, a rank marks nobody.)
+        // (Within a quarter window of opening its bell, a rank marks
+        // nobody: the mark would come before the bell.)
         std::thread::sleep(window / 2);
+        let rang = Instant::now();
         assert!(a.ring(1, window));
         assert_eq!(b.drain(window), 1);
         assert!(
@@ -527,18 +578,56 @@ mod tests {
         );
         assert!(!b.ring(0, window), "nor after the post");
         assert_eq!(a.drain(window), 0, "rank 0 was not rung");
-        std::thread::sleep(window / 2);
-        assert!(b.ring(0, window), "half a window later, a ring goes");
+        std::thread::sleep((window * 3 / 4).saturating_sub(rang.elapsed()));
+        assert!(
+            b.ring(0, window),
+            "three quarters of a window after the ring, a ring goes"
+        );
         assert_eq!(a.drain(window), 1);
-        // A ring that names no rank, or a rank that is not in the job,
-        // marks nobody.
+    }
+
+    /// Rule 6: the ring's own time counts, not when it is read.
+    #[test]
+    fn a_ring_read_late_marks_nobody() {
+        let job = draw_job();
+        let (a, b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        let window = Duration::from_millis(100);
+        std::thread::sleep(window);
+        assert!(a.ring(1, window));
+        // Rank 1's loop was busy for a window: rank 0 may be asleep by now.
+        std::thread::sleep(window);
+        assert_eq!(b.drain(window), 1);
+        assert!(b.ring(0, window), "rank 0 is rung: its window is over");
+        assert_eq!(a.drain(window), 1);
+    }
+
+    /// Rule 6: a ring that names no rank of the job, or says it was sent
+    /// in the future, marks nobody (it still counts as a ring).
+    #[test]
+    fn a_ring_that_names_nobody_or_comes_from_the_future_marks_nobody() {
+        let job = draw_job();
+        let (a, _b) = (
+            Doorbell::open(job, 0, 2, None).unwrap(),
+            Doorbell::open(job, 1, 2, None).unwrap(),
+        );
+        let window = Duration::from_millis(100);
+        std::thread::sleep(window);
         let stranger = std::os::unix::net::UnixDatagram::unbound().unwrap();
         let to = address(job, 0).unwrap();
-        for payload in [&[1u8][..], &9i32.to_le_bytes()[..], &(-1i32).to_le_bytes()[..]] {
-            stranger.send_to_addr(payload, &to).unwrap();
+        let now = monotonic_ns();
+        for payload in [
+            vec![1u8],
+            ring_payload(9, now).to_vec(),
+            ring_payload(-1, now).to_vec(),
+            ring_payload(1, u64::MAX).to_vec(),
+            ring_payload(1, now)[..8].to_vec(),
+        ] {
+            stranger.send_to_addr(&payload, &to).unwrap();
         }
-        assert_eq!(a.drain(window), 3, "counted as rings all the same");
-        std::thread::sleep(window);
+        assert_eq!(a.drain(window), 5, "counted as rings all the same");
         assert!(a.ring(1, window), "rank 1 was never marked awake");
     }
 
