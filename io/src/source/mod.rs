@@ -996,6 +996,55 @@ mod turn_clock_tests {
         });
     }
 
+    /// "Locks": a source that drops its own registration in one of its
+    /// methods is dropped when that call returns, not before (it is still
+    /// running) and not later (nothing keeps it).
+    #[test]
+    fn a_source_that_drops_its_registration_in_its_poll_is_dropped_when_the_poll_returns() {
+        struct Leaves {
+            registration: Mutex<Option<SourceHandle>>,
+            dropped: Arc<AtomicUsize>,
+            /// Drops seen right after the registration went, in the poll.
+            dropped_in_poll: Arc<AtomicUsize>,
+        }
+        impl Source for Leaves {
+            fn poll(&self) -> usize {
+                drop(lock(&self.registration).take());
+                // The reactor's copy keeps this source alive until the
+                // poll returns.
+                self.dropped_in_poll.store(self.dropped.load(SeqCst), SeqCst);
+                0
+            }
+            fn has_pending(&self) -> bool {
+                true
+            }
+        }
+        impl Drop for Leaves {
+            fn drop(&mut self) {
+                self.dropped.fetch_add(1, SeqCst);
+            }
+        }
+        within_5_s("a source that drops its own registration", || {
+            let mut driver = Driver::new().expect("a driver");
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let dropped_in_poll = Arc::new(AtomicUsize::new(usize::MAX));
+            let leaves = Arc::new(Leaves {
+                registration: Mutex::new(None),
+                dropped: dropped.clone(),
+                dropped_in_poll: dropped_in_poll.clone(),
+            });
+            let registration = driver.handle().register_source(leaves.clone());
+            *lock(&leaves.registration) = Some(registration);
+            let weak = Arc::downgrade(&leaves);
+            drop(leaves);
+            driver.turn(Some(Duration::from_millis(1)));
+            assert_eq!(dropped_in_poll.load(SeqCst), 0, "polled, and alive through its poll");
+            assert_eq!(dropped.load(SeqCst), 1, "dropped when its poll returned");
+            assert!(weak.upgrade().is_none());
+            assert_eq!(driver.handle().metrics().sources.len(), 0);
+        });
+    }
+
     /// A panic hook that reads the metrics, while a source's `has_pending`
     /// panics on the loop's thread.
     #[test]
