@@ -203,6 +203,9 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     # The reactor's unsafe code: the pin projection of `Timeout`, driven
     # through a real (Miri-emulated) epoll loop.
     cargo +nightly miri test -p weft-io --lib -- time::timeout
+    # A hand-made waker (raw vtable) whose clone and drop register timers
+    # on the same wheel (time/mod.rs, "Wakers and the wheel's lock").
+    cargo +nightly miri test -p weft-io --lib -- time::tests::no_waker_is_cloned_or_dropped_under_the_wheel_s_lock
     # Reads into hyper's and Tokio's uninitialised buffers, and the
     # adapters' pin projections.
     cargo +nightly miri test -p weft-io --features hyper,tokio-compat --lib -- compat
