@@ -79,7 +79,13 @@
 //!    not the time it was read, counts, so a drain that comes late (its
 //!    loop busy, its thread descheduled) marks nobody awake past their
 //!    window. A ring older than a window, from the future (another time
-//!    namespace), or that names no rank of the job marks nobody.
+//!    namespace), or that names no rank of the job marks nobody. The
+//!    window is the reader's setting: rule 2 already takes it to be the
+//!    same on every rank (`MpiBuilder::spin_window`). A process of the
+//!    job's user (or, where credentials are missing, any process) can
+//!    forge rings naming a rank, and so keep this rank from ringing it;
+//!    as with any lost ring, that peer's idle polls still find the
+//!    message, within its `max_sleep` (rule 3).
 //!
 //! [`MpiBuilder::max_sleep`]: crate::MpiBuilder::max_sleep
 

@@ -410,3 +410,11 @@ fn a_rank_that_dies_mid_collective_fails_it_on_every_survivor() {
 fn a_request_shows_in_dumps_and_on_the_timeline() {
     run("observe", 2);
 }
+
+/// Doorbell rule 6: a ring read late (the rank's only loop thread
+/// was busy) must not mark its ringer awake: rank 0 sleeps, and the reply
+/// must ring it.
+#[test]
+fn a_reply_after_a_busy_gap_rings_a_sleeping_requester() {
+    run("busy_gap", 2);
+}

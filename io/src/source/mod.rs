@@ -61,7 +61,9 @@
 //! source and sleeps no longer than its `max_sleep` between polls, rather
 //! than sleep with no bound beside work in flight when the panic comes
 //! only sometimes. A panic in `name` or `pending` while the reactor's
-//! metrics are read is contained too (`"source"`, 0). `doorbell` is read by the thread that registers the
+//! metrics are read is contained too (`"source"`, 0), and so is one in the
+//! source's `Drop` where the loop or a metrics reader held the last
+//! reference ("Locks"). `doorbell` is read by the thread that registers the
 //! source, whose call a panic there unwinds.
 //!
 //! # Locks
@@ -70,8 +72,10 @@
 //! copies the list of sources (a reference count each) and then calls them.
 //! So a source's method may register or drop sources, read the reactor's
 //! metrics, or register timers, and a panic hook that reads the metrics
-//! while a source's method panics finds nothing held. A source dropped
-//! while one of its methods runs is dropped when that call returns.
+//! while a source's method panics finds nothing held. A source whose
+//! registration is dropped while the loop (or a metrics reader) is calling
+//! it may be asked once more in that turn, and is dropped by that thread
+//! when it is done with it, in that turn.
 
 mod notifier;
 
@@ -282,7 +286,9 @@ impl Sources {
         }
         self.snapshot(scratch);
         let wait = scratch.iter().filter(|s| s.has_pending()).map(|s| s.sleep(now)).min();
-        scratch.clear();
+        for listed in scratch.drain(..) {
+            listed.release();
+        }
         wait
     }
 
@@ -296,11 +302,16 @@ impl Sources {
         });
         listed
             .into_iter()
-            .map(|(source, polls, completed)| crate::driver::SourceMetrics {
-                name: contained("source", || source.name()),
-                pending: contained(0, || source.pending()),
-                polls,
-                completed,
+            .map(|(source, polls, completed)| {
+                let metrics = crate::driver::SourceMetrics {
+                    name: contained("source", || source.name()),
+                    pending: contained(0, || source.pending()),
+                    polls,
+                    completed,
+                };
+                // Possibly the last reference (the source was removed).
+                contained((), move || drop(source));
+                metrics
             })
             .collect()
     }
@@ -333,6 +344,7 @@ impl Sources {
                     entry.polled(completed, at, window);
                 }
             });
+            listed.release();
         }
         polled
     }
@@ -477,6 +489,13 @@ impl Snapshot {
     /// [`Source::spin_window`] (a panic is contained: no window).
     fn spin_window(&self) -> Duration {
         contained(Duration::ZERO, || self.source.spin_window())
+    }
+
+    /// Drops the copy, possibly the last reference to a source removed
+    /// meanwhile: its `Drop` then runs here, and a panic in it is
+    /// contained ("Panics" in the module docs).
+    fn release(self) {
+        contained((), move || drop(self));
     }
 
     /// The longest the loop may sleep at `now` for this source (the policy
@@ -864,10 +883,6 @@ mod turn_clock_tests {
         drop(driver);
     }
 
-    /// A source whose `has_pending` panics only sometimes, with work in
-    /// flight: a panic as the loop decides how long to sleep must not let
-    /// it sleep as if the source had nothing pending (in a runtime, with no
-    /// timer or socket to wake it, for ever), leaving the work unpolled.
     /// Runs `f` on a thread of its own and fails if it has not returned
     /// within 5 s (a relock of one of the reactor's mutexes on one thread
     /// deadlocks it).
@@ -1045,6 +1060,37 @@ mod turn_clock_tests {
         });
     }
 
+    /// "Panics": a source whose `Drop` panics, dropped by the loop (it
+    /// dropped its own registration in its poll), does not unwind the turn.
+    #[test]
+    fn a_source_whose_drop_panics_on_the_loop_leaves_the_turn_alone() {
+        struct PanicsOnDrop(Mutex<Option<SourceHandle>>);
+        impl Source for PanicsOnDrop {
+            fn poll(&self) -> usize {
+                drop(lock(&self.0).take());
+                0
+            }
+            fn has_pending(&self) -> bool {
+                true
+            }
+        }
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("a source that panics in its drop");
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let source = Arc::new(PanicsOnDrop(Mutex::new(None)));
+        let registration = driver.handle().register_source(source.clone());
+        *lock(&source.0) = Some(registration);
+        drop(source);
+        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            driver.turn(Some(Duration::from_millis(1)));
+        }));
+        assert!(turned.is_ok(), "the source's Drop unwound the turn");
+        assert_eq!(driver.handle().metrics().sources.len(), 0);
+    }
+
     /// A panic hook that reads the metrics, while a source's `has_pending`
     /// panics on the loop's thread.
     #[test]
@@ -1099,6 +1145,10 @@ mod turn_clock_tests {
         drop(turning.join().unwrap());
     }
 
+    /// A source whose `has_pending` panics only sometimes, with work in
+    /// flight: a panic as the loop decides how long to sleep must not let
+    /// it sleep as if the source had nothing pending (in a runtime, with no
+    /// timer or socket to wake it, for ever), leaving the work unpolled.
     #[test]
     fn a_source_whose_has_pending_panics_once_is_still_polled_soon() {
         /// Pending until its second poll completes its one operation;

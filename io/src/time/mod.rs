@@ -405,6 +405,44 @@ mod loom_tests {
         });
     }
 
+    /// A poll with a new waker (two lock sections: "Wakers and the
+    /// wheel's lock") racing the loop firing the due timer, or a shutdown: either the poll sees it
+    /// fired, or the new waker is the one woken; nothing stays behind.
+    #[test]
+    fn a_new_waker_racing_a_fire_or_shutdown_is_never_lost() {
+        for shut in [false, true] {
+            model(move || {
+                let start = Instant::now();
+                let timers = Arc::new(Timers::new(start));
+                let old = Arc::new(Flag::default());
+                let (key, _) = timers.register(start, &Waker::from(old.clone())).expect("running");
+                let new = Arc::new(Flag::default());
+                let poller = {
+                    let timers = timers.clone();
+                    let new = new.clone();
+                    loom::thread::spawn(move || timers.poll_fired(key, &Waker::from(new)))
+                };
+                let mut wakers = Vec::new();
+                if shut {
+                    timers.shutdown(&mut wakers);
+                } else {
+                    timers.fire(Instant::now(), &mut wakers);
+                }
+                let fired = poller.join().unwrap();
+                let n = wakers.len();
+                for w in wakers {
+                    w.wake();
+                }
+                assert_eq!(n, 1, "one waker handed out");
+                assert!(
+                    fired || new.0.load(SeqCst),
+                    "poll said pending, and the new waker was not woken"
+                );
+                assert_eq!(timers.len(), 0);
+            });
+        }
+    }
+
     #[derive(Default)]
     struct Flag(std::sync::atomic::AtomicBool);
 
@@ -533,10 +571,6 @@ mod tests {
         assert_eq!(woken(), 2);
     }
 
-    /// A watch that replaces an earlier one drops the earlier waker after
-    /// the wheel's lock is released, as `unwatch` and `shutdown` do: a
-    /// waker's drop is user code (through `Handle::watch_timers`), which
-    /// may register a timer with the same reactor.
     /// A waker whose every clone and drop registers a timer (an hour
     /// ahead) on `timers`: made by hand, as only a hand-made waker's
     /// clone can run code.
@@ -609,6 +643,10 @@ mod tests {
         assert!(timers.len() >= 5, "the wakers' registrations");
     }
 
+    /// A watch that replaces an earlier one drops the earlier waker after
+    /// the wheel's lock is released, as `unwatch` and `shutdown` do: a
+    /// waker's drop is user code (through `Handle::watch_timers`), which
+    /// may register a timer with the same reactor.
     #[test]
     fn a_replaced_watcher_is_dropped_outside_the_wheel_s_lock() {
         struct RegistersOnDrop(std::sync::Arc<Timers>);

@@ -52,6 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mpi.oversubscribed()
         );
     }
+    if scenario == "busy_gap" {
+        let rt = weft::Builder::new_current_thread().build().expect("a runtime");
+        rt.block_on(trusted::busy_gap(&world));
+        println!("ok {scenario} rank {}", world.rank());
+        return Ok(());
+    }
     let rt = weft::Builder::new_multi_thread()
         .worker_threads(2)
         .build()

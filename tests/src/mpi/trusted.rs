@@ -429,3 +429,49 @@ pub(crate) async fn agreement_rounds(world: &Communicator) {
     send.await.unwrap();
     assert_eq!((data, status.source(), status.tag()), (vec![7, 8, 9], from, 77));
 }
+
+/// Doorbell rule 6: rank 1's loop is busy (blocked) when rank 0's request
+/// and its ring arrive; rank 1 drains the stale ring afterwards, which must
+/// not mark rank 0 awake: rank 0 sleeps (an hour between idle polls), and
+/// only the reply's ring wakes it.
+pub(crate) async fn busy_gap(world: &Communicator) {
+    let window: u64 = std::env::var("BUSY_GAP_WINDOW_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mpi = weft::mpi::Mpi::builder()
+        .max_sleep(Duration::from_secs(3600))
+        .spin_window(Duration::from_micros(window))
+        .init()
+        .expect("settings apply to the running MPI");
+    assert_eq!(mpi.max_sleep(), Duration::from_secs(3600));
+    world.barrier().await.expect("barrier");
+    match world.rank() {
+        0 => {
+            weft::time::sleep(Duration::from_secs(1)).await;
+            let start = std::time::Instant::now();
+            world.send(&[7u64], 1, 3).await.expect("request");
+            let (reply, _) = world.recv::<u64>(1, 4).await.expect("reply");
+            let rtt = start.elapsed();
+            assert_eq!(reply, [8]);
+            println!("busy_gap: window {window} us, rtt {rtt:?} (rank 1 blocked until ~3.4 s after the send)");
+            assert!(
+                rtt < Duration::from_millis(4200),
+                "the reply to a request read after a busy gap took {rtt:?} (about 3.4 s expected): rank 1 did not ring rank 0"
+            );
+        }
+        1 => {
+            let comm = world.clone();
+            let replier = weft::spawn(async move {
+                let (request, _) = comm.recv::<u64>(0, 3).await.expect("request");
+                comm.send(&[request[0] + 1], 0, 4).await.expect("reply");
+            });
+            weft::time::sleep(Duration::from_millis(900)).await;
+            // The loop's only thread is busy: rank 0's ring waits in the bell.
+            std::thread::sleep(Duration::from_millis(3500));
+            replier.await.unwrap();
+        }
+        _ => {}
+    }
+    world.barrier().await.expect("the closing barrier");
+}
