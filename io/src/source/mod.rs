@@ -325,9 +325,13 @@ impl Sources {
             return 0;
         }
         self.snapshot(scratch);
-        scratch.retain(|s| s.has_pending());
-        let polled = scratch.len();
+        let mut polled = 0;
         for listed in scratch.drain(..) {
+            if !listed.has_pending() {
+                listed.release();
+                continue;
+            }
+            polled += 1;
             let completed = contained(0, || listed.source.poll());
             // Progress restarts the spin window from when the poll
             // returned (it may have run done callbacks); an empty poll is
@@ -1083,6 +1087,48 @@ mod turn_clock_tests {
         let source = Arc::new(PanicsOnDrop(Mutex::new(None)));
         let registration = driver.handle().register_source(source.clone());
         *lock(&source.0) = Some(registration);
+        drop(source);
+        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            driver.turn(Some(Duration::from_millis(1)));
+        }));
+        assert!(turned.is_ok(), "the source's Drop unwound the turn");
+        assert_eq!(driver.handle().metrics().sources.len(), 0);
+    }
+
+    /// The same, with the registration dropped by `has_pending` as the
+    /// loop decides what to poll: the copy it drops is the last one.
+    #[test]
+    fn a_source_whose_drop_panics_dropped_as_the_loop_picks_sources_leaves_the_turn_alone() {
+        struct LeavesWhenAsked {
+            registration: Mutex<Option<SourceHandle>>,
+            asked: AtomicUsize,
+        }
+        impl Source for LeavesWhenAsked {
+            fn poll(&self) -> usize {
+                0
+            }
+            fn has_pending(&self) -> bool {
+                // Pending as the turn works out its wait; gone (and not
+                // pending) as it picks the sources to poll.
+                if self.asked.fetch_add(1, SeqCst) == 0 {
+                    return true;
+                }
+                drop(lock(&self.registration).take());
+                false
+            }
+        }
+        impl Drop for LeavesWhenAsked {
+            fn drop(&mut self) {
+                panic!("a source that panics in its drop");
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let source = Arc::new(LeavesWhenAsked {
+            registration: Mutex::new(None),
+            asked: AtomicUsize::new(0),
+        });
+        let registration = driver.handle().register_source(source.clone());
+        *lock(&source.registration) = Some(registration);
         drop(source);
         let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             driver.turn(Some(Duration::from_millis(1)));
