@@ -406,7 +406,6 @@ each_flavor! {
     /// Issue 21's rule: dropping a wait on a promise stops waiting and
     /// cancels nothing, so the promise that lost a `select!` can still be
     /// set, and another waiter gets the value.
-    #[ignore = "needs issue 21 point 1 (a dropped await never cancels a promise); run with --ignored once merged"]
     fn a_promise_that_loses_is_not_cancelled(flavor) {
         let rt = runtime(flavor);
         rt.block_on(async {
