@@ -143,6 +143,12 @@ impl Sleep {
             Some(key) => {
                 if timers.poll_fired(key, cx.waker()) {
                     self.entry = None;
+                    if timers.is_shutdown() {
+                        // Shut down between the check above and the
+                        // wheel's lock: the shutdown took the entry, it
+                        // did not fire.
+                        panic!("{SHUT_DOWN}");
+                    }
                     Poll::Ready(())
                 } else {
                     crate::observe::waiting(crate::observe::Wait::Timer {
