@@ -1064,18 +1064,36 @@ mod turn_clock_tests {
         });
     }
 
-    /// "Panics": a source whose `Drop` panics, dropped by the loop (it
-    /// dropped its own registration in its poll), does not unwind the turn.
+    /// "Panics": a source whose `Drop` panics, dropped by the loop, does not
+    /// unwind the turn; the loop holds the last copy when the source drops
+    /// its own registration in its poll, or in `has_pending` as the loop
+    /// picks the sources to poll (after answering "pending" as the turn
+    /// worked out its wait).
     #[test]
     fn a_source_whose_drop_panics_on_the_loop_leaves_the_turn_alone() {
-        struct PanicsOnDrop(Mutex<Option<SourceHandle>>);
+        struct PanicsOnDrop {
+            registration: Mutex<Option<SourceHandle>>,
+            leaves_in_poll: bool,
+            asked: AtomicUsize,
+        }
+        impl PanicsOnDrop {
+            fn leave(&self) {
+                drop(lock(&self.registration).take());
+            }
+        }
         impl Source for PanicsOnDrop {
             fn poll(&self) -> usize {
-                drop(lock(&self.0).take());
+                if self.leaves_in_poll {
+                    self.leave();
+                }
                 0
             }
             fn has_pending(&self) -> bool {
-                true
+                if self.leaves_in_poll || self.asked.fetch_add(1, SeqCst) == 0 {
+                    return true;
+                }
+                self.leave();
+                false
             }
         }
         impl Drop for PanicsOnDrop {
@@ -1083,58 +1101,25 @@ mod turn_clock_tests {
                 panic!("a source that panics in its drop");
             }
         }
-        let mut driver = Driver::new().expect("a driver");
-        let source = Arc::new(PanicsOnDrop(Mutex::new(None)));
-        let registration = driver.handle().register_source(source.clone());
-        *lock(&source.0) = Some(registration);
-        drop(source);
-        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            driver.turn(Some(Duration::from_millis(1)));
-        }));
-        assert!(turned.is_ok(), "the source's Drop unwound the turn");
-        assert_eq!(driver.handle().metrics().sources.len(), 0);
-    }
-
-    /// The same, with the registration dropped by `has_pending` as the
-    /// loop decides what to poll: the copy it drops is the last one.
-    #[test]
-    fn a_source_whose_drop_panics_dropped_as_the_loop_picks_sources_leaves_the_turn_alone() {
-        struct LeavesWhenAsked {
-            registration: Mutex<Option<SourceHandle>>,
-            asked: AtomicUsize,
+        for leaves_in_poll in [true, false] {
+            let mut driver = Driver::new().expect("a driver");
+            let source = Arc::new(PanicsOnDrop {
+                registration: Mutex::new(None),
+                leaves_in_poll,
+                asked: AtomicUsize::new(0),
+            });
+            let registration = driver.handle().register_source(source.clone());
+            *lock(&source.registration) = Some(registration);
+            drop(source);
+            let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                driver.turn(Some(Duration::from_millis(1)));
+            }));
+            assert!(
+                turned.is_ok(),
+                "the source's Drop unwound the turn (left in its poll: {leaves_in_poll})"
+            );
+            assert_eq!(driver.handle().metrics().sources.len(), 0);
         }
-        impl Source for LeavesWhenAsked {
-            fn poll(&self) -> usize {
-                0
-            }
-            fn has_pending(&self) -> bool {
-                // Pending as the turn works out its wait; gone (and not
-                // pending) as it picks the sources to poll.
-                if self.asked.fetch_add(1, SeqCst) == 0 {
-                    return true;
-                }
-                drop(lock(&self.registration).take());
-                false
-            }
-        }
-        impl Drop for LeavesWhenAsked {
-            fn drop(&mut self) {
-                panic!("a source that panics in its drop");
-            }
-        }
-        let mut driver = Driver::new().expect("a driver");
-        let source = Arc::new(LeavesWhenAsked {
-            registration: Mutex::new(None),
-            asked: AtomicUsize::new(0),
-        });
-        let registration = driver.handle().register_source(source.clone());
-        *lock(&source.registration) = Some(registration);
-        drop(source);
-        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            driver.turn(Some(Duration::from_millis(1)));
-        }));
-        assert!(turned.is_ok(), "the source's Drop unwound the turn");
-        assert_eq!(driver.handle().metrics().sources.len(), 0);
     }
 
     /// A panic hook that reads the metrics, while a source's `has_pending`
