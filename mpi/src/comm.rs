@@ -233,8 +233,8 @@ impl Communicator {
     /// Runs `f` under the MPI lock for a post, then wakes the loop if the
     /// post may find it asleep (engine rule 6).
     pub(crate) fn posting<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
-        let result = self.shared.engine.with_mpi(f);
-        if self.shared.engine.posted() {
+        let (result, wake) = self.shared.engine.posting(f);
+        if wake {
             self.shared.notify();
         }
         result
@@ -248,8 +248,8 @@ impl Communicator {
     pub(crate) fn posting_collective<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
         // One reading for the post and the rings to every rank.
         let _clock = crate::engine::clock::scope();
-        let result = self.shared.engine.with_mpi(f);
-        if self.shared.engine.posted() {
+        let (result, wake) = self.shared.engine.posting(f);
+        if wake {
             self.shared.notify();
             for rank in 0..self.size {
                 self.ring(rank);

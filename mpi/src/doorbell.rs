@@ -90,7 +90,7 @@
 //! [`MpiBuilder::max_sleep`]: crate::MpiBuilder::max_sleep
 
 use crate::loom::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `last_rung` of a rank on another host (rule 3): never rung.
 const REMOTE: u64 = u64::MAX;
@@ -129,23 +129,17 @@ pub(crate) struct Doorbell {
     /// peers refused one).
     #[cfg(target_os = "linux")]
     claimed: AtomicUsize,
-    /// When this rank last rang each world rank, in nanoseconds since
-    /// `epoch` (0: never; [`REMOTE`]: on another host, never rung).
+    /// When this rank last rang each world rank, in the unit of
+    /// `engine/clock.rs` (0: never; [`REMOTE`]: on another host, never
+    /// rung).
     last_rung: Vec<AtomicU64>,
-    epoch: Instant,
 }
 
 impl Doorbell {
-    /// Now, in nanoseconds since `epoch`, never 0 (0 means "never rung");
-    /// the operation's one reading (`engine/clock.rs`).
+    /// Now, in the unit of `engine/clock.rs` (never 0, which means "never
+    /// rung"): the operation's one reading.
     fn now(&self) -> u64 {
-        u64::try_from(
-            crate::engine::clock::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
-        .max(1)
+        crate::engine::clock::now()
     }
 
     /// This rank's bell in job `job`, for a world of `size` whose ranks on
@@ -177,7 +171,6 @@ impl Doorbell {
                 senders: (0..size.max(0)).map(|_| std::sync::OnceLock::new()).collect(),
                 claimed: AtomicUsize::new(0),
                 last_rung,
-                epoch: Instant::now(),
             })
         }
         #[cfg(not(target_os = "linux"))]
@@ -417,18 +410,12 @@ fn parse_ring(bytes: &[u8]) -> (i32, u64) {
     (i32::from_le_bytes(rank), u64::from_le_bytes(at))
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the
-/// host, so a ring's time is read in the ringer's clock (rule 6).
+/// `CLOCK_MONOTONIC` in nanoseconds (`engine/clock.rs`): one clock for
+/// every process of the host, so a ring's time is read in the ringer's
+/// clock (rule 6).
 #[cfg(target_os = "linux")]
 fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid `timespec` to write; CLOCK_MONOTONIC always
-    // exists on Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-    u64::try_from(now.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
+    crate::engine::clock::read()
 }
 
 /// Asks the kernel to attach each ring's sender credentials (rule 5).
@@ -575,7 +562,7 @@ mod tests {
         // (Within a quarter window of opening its bell, a rank marks
         // nobody: the mark would come before the bell.)
         std::thread::sleep(window / 2);
-        let rang = Instant::now();
+        let rang = std::time::Instant::now();
         assert!(a.ring(1, window));
         assert_eq!(b.drain(window), 1);
         assert!(

@@ -114,7 +114,7 @@ pub(crate) struct Slot<B, T, F> {
     /// The ranks a point-to-point operation needs (negative: none).
     peers: [c_int; 2],
     /// When it was posted (its wait feeds the spin window).
-    posted: std::time::Instant,
+    posted: u64,
     /// Its id on a runtime's timeline; 0 while none records.
     trace: u64,
     comm: Raw<ffi::MPI_Comm>,
@@ -410,7 +410,7 @@ where
         self.kind == Kind::Collective || self.peers.contains(&rank)
     }
 
-    fn posted_at(&self) -> Option<std::time::Instant> {
+    fn posted_at(&self) -> Option<u64> {
         Some(self.posted)
     }
 }

@@ -49,12 +49,12 @@
 //!
 //! [`notify`]: weft_io::source::SourceHandle::notify
 
+use super::clock::nanos;
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::time::{Duration, Instant};
 
 /// See the module docs.
 pub(crate) struct Activity {
-    epoch: Instant,
     pending: AtomicUsize,
     /// Of `pending`, the requests MPI holds (not receives waiting for a
     /// message): they may need polls to make progress at all.
@@ -77,7 +77,6 @@ impl Activity {
     pub(crate) fn new(window: Duration) -> Activity {
         let window = nanos(window);
         Activity {
-            epoch: Instant::now(),
             pending: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             last: AtomicU64::new(0),
@@ -89,15 +88,15 @@ impl Activity {
         }
     }
 
-    /// Now, in the units the fields hold (nanoseconds since `epoch`; never
+    /// Now, in the unit the fields hold (the clock's, `clock.rs`: never
     /// zero, so a zero `last` means "never").
     pub(crate) fn now(&self) -> u64 {
-        self.at(super::clock::now())
+        super::clock::now()
     }
 
-    /// `instant` in the units the fields hold (see [`now`](Self::now)).
+    /// `instant` in the unit the fields hold (see [`now`](Self::now)).
     pub(crate) fn at(&self, instant: Instant) -> u64 {
-        nanos(instant.saturating_duration_since(self.epoch)).max(1)
+        super::clock::nanos_at(instant)
     }
 
     /// The spin window set.
@@ -121,9 +120,8 @@ impl Activity {
         base.max(recent.saturating_mul(2).min(cap))
     }
 
-    /// An operation completed `wait` after it was posted.
-    pub(crate) fn record_wait(&self, wait: Duration) {
-        let wait = nanos(wait);
+    /// An operation completed `wait` nanoseconds after it was posted.
+    pub(crate) fn record_wait(&self, wait: u64) {
         let old = self.recent_wait.load(Relaxed);
         let new = if old == u64::MAX {
             wait
@@ -210,10 +208,6 @@ impl Activity {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -238,7 +232,7 @@ mod tests {
     #[test]
     fn the_stretch_keeps_the_loop_spinning_only_while_work_is_in_flight() {
         let a = Activity::new(Duration::from_micros(100));
-        a.record_wait(Duration::from_micros(400));
+        a.record_wait(nanos(Duration::from_micros(400)));
         assert_eq!(a.effective_window(), Duration::from_micros(800));
         a.set_pending(1, 0);
         assert!(a.touched(1_000 * US));
@@ -267,14 +261,14 @@ mod tests {
     fn the_window_follows_waits_below_the_cap_and_ignores_longer_ones() {
         let a = Activity::new(Duration::from_micros(100));
         assert_eq!(a.effective_window(), Duration::from_micros(100), "no waits seen yet");
-        a.record_wait(Duration::from_micros(300));
+        a.record_wait(nanos(Duration::from_micros(300)));
         assert_eq!(
             a.effective_window(),
             Duration::from_micros(600),
             "twice the recent wait"
         );
         for _ in 0..50 {
-            a.record_wait(Duration::from_micros(2));
+            a.record_wait(nanos(Duration::from_micros(2)));
         }
         assert_eq!(
             a.effective_window(),
@@ -282,7 +276,7 @@ mod tests {
             "never below the setting"
         );
         for _ in 0..50 {
-            a.record_wait(Duration::from_millis(5));
+            a.record_wait(nanos(Duration::from_millis(5)));
         }
         assert_eq!(
             a.effective_window(),
@@ -290,7 +284,7 @@ mod tests {
             "waits past the cap (idle gaps) do not stretch it"
         );
         for _ in 0..50 {
-            a.record_wait(Duration::from_micros(700));
+            a.record_wait(nanos(Duration::from_micros(700)));
         }
         assert_eq!(a.effective_window(), ADAPTIVE_CAP, "at most the cap");
     }

@@ -28,10 +28,57 @@
 //! reading outside any scope, must see the time it is, or it would skip a
 //! peer's ring or the loop's wake-up as "sent a moment ago".
 //!
+//! # One unit
+//!
+//! A reading is a `u64`: `CLOCK_MONOTONIC` in nanoseconds ([`read`]), the
+//! clock `Instant` reads on Linux and one clock for every process of the
+//! host (the doorbell's rings carry it, `doorbell.rs` rule 6). It is never
+//! 0, so 0 can mean "never" in the fields that keep times. Reading it is
+//! one `clock_gettime` and a multiply: no `Instant` arithmetic (two
+//! `timespec`s subtracted and a 128-bit multiply, as long again as the
+//! reading). The reactor's turn reading, an `Instant`, is converted once
+//! per turn ([`nanos_at`]).
+//!
 //! [`Source::has_pending`]: weft_io::source::Source::has_pending
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The clock itself, ignoring any scope: `CLOCK_MONOTONIC` in nanoseconds,
+/// at least 1 (module docs).
+pub(crate) fn read() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid `timespec` to write; CLOCK_MONOTONIC exists
+    // on every Unix MPI runs on, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
+        .max(1)
+}
+
+/// An `Instant` and a [`read`] taken together, to convert other instants.
+static ANCHOR: OnceLock<(Instant, u64)> = OnceLock::new();
+
+/// `instant` as a reading (module docs): through an `Instant` and a
+/// reading taken one after the other, so off by the moment between them
+/// (tens of nanoseconds; the decisions readings feed are about
+/// microseconds and more).
+pub(crate) fn nanos_at(instant: Instant) -> u64 {
+    let &(anchor, at) = ANCHOR.get_or_init(|| (Instant::now(), read()));
+    match instant.checked_duration_since(anchor) {
+        Some(after) => at.saturating_add(nanos(after)),
+        None => at.saturating_sub(nanos(anchor.duration_since(instant))),
+    }
+    .max(1)
+}
+
+/// `d` in nanoseconds, saturating.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 std::thread_local! {
     /// The scopes open on this thread ([`State`]).
@@ -43,8 +90,9 @@ std::thread_local! {
 struct State {
     /// How many are open.
     depth: u32,
-    /// The reading they share, taken at the first [`now`] inside them.
-    at: Option<Instant>,
+    /// The reading they share, taken at the first [`now`] inside them (0:
+    /// not taken yet).
+    at: u64,
     /// That first reading may be the loop's turn's (the outermost scope is
     /// a [`loop_scope`], not refreshed since).
     turn: bool,
@@ -57,7 +105,7 @@ struct State {
 impl State {
     const CLOSED: State = State {
         depth: 0,
-        at: None,
+        at: 0,
         turn: false,
         refreshed: false,
     };
@@ -139,21 +187,21 @@ impl Drop for Scope {
 
 /// Now: the scope's reading if one is open on this thread (taking it if
 /// it is the first), else the clock's (module docs).
-pub(crate) fn now() -> Instant {
+pub(crate) fn now() -> u64 {
     SCOPE
         .try_with(|c| {
             let s = c.get();
             if s.depth == 0 {
-                return Instant::now();
+                return read();
             }
-            if let Some(at) = s.at {
-                return at;
+            if s.at != 0 {
+                return s.at;
             }
-            let at = if s.turn { loop_now() } else { Instant::now() };
-            c.set(State { at: Some(at), ..s });
+            let at = if s.turn { nanos_at(loop_now()) } else { read() };
+            c.set(State { at, ..s });
             at
         })
-        .unwrap_or_else(|_| Instant::now())
+        .unwrap_or_else(|_| read())
 }
 
 /// Forgets the open scope's reading: the next [`now`] reads the clock,
@@ -209,7 +257,7 @@ mod tests {
         /// The turn's reading, then `loop_now()`, the loop scope's first
         /// reading, one in an operation's scope nested in it, and one
         /// after a refresh.
-        type Readings = (Option<Instant>, Instant, Instant, Instant, Instant);
+        type Readings = (Option<Instant>, Instant, u64, u64, u64);
         #[derive(Default)]
         struct Probe(Mutex<Vec<Readings>>);
         impl weft_io::source::Source for Probe {
@@ -241,10 +289,11 @@ mod tests {
         let &(turn, asked, first, nested, refreshed) = seen.first().expect("polled in the turn");
         let turn = turn.expect("a turn's reading");
         assert_eq!(asked, turn, "loop_now: the turn's reading");
+        let turn = nanos_at(turn);
         assert_eq!(first, turn, "the loop scope's first reading: the turn's");
         assert_eq!(nested, turn, "a nested scope shares the loop scope's reading");
         assert!(
-            refreshed >= turn + Duration::from_millis(2),
+            refreshed >= turn + nanos(Duration::from_millis(2)),
             "after a refresh: the clock"
         );
         drop(handle);
@@ -260,7 +309,7 @@ mod tests {
     fn an_operation_started_by_user_code_inside_a_turn_reads_the_clock() {
         use std::sync::{Arc, Mutex};
         use std::time::Duration;
-        type Readings = (Instant, Instant, Instant, Instant);
+        type Readings = (Instant, Instant, u64, u64);
         let seen: Arc<Mutex<Option<Readings>>> = Arc::default();
         let mut driver = weft_io::driver::Driver::new().expect("a reactor");
         let record = seen.clone();
@@ -276,6 +325,7 @@ mod tests {
         driver.turn(Some(Duration::ZERO));
         let (turn, later, outside, first) = seen.lock().unwrap().expect("the job ran");
         assert!(later >= turn + Duration::from_millis(2));
+        let later = nanos_at(later);
         assert!(outside >= later, "outside a scope: the clock, not the turn's reading");
         assert!(
             first >= later,
@@ -303,7 +353,7 @@ mod tests {
             now()
         };
         assert!(
-            second >= first + Duration::from_millis(2),
+            second >= first + nanos(Duration::from_millis(2)),
             "an operation 2 ms later took the earlier one's reading"
         );
         let nested = {

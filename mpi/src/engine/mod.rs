@@ -172,7 +172,7 @@ pub(crate) trait Waiter: Send + Sync {
 
     /// When the work was posted, if it is an operation a task awaits (its
     /// wait feeds the spin window, `activity.rs`).
-    fn posted_at(&self) -> Option<Instant> {
+    fn posted_at(&self) -> Option<u64> {
         None
     }
 }
@@ -515,7 +515,7 @@ impl Engine {
             mpi: Mutex::new(InFlight::new()),
             activity: Activity::new(spin_window),
             settings: Settings {
-                max_sleep: AtomicU64::new(nanos(max_sleep)),
+                max_sleep: AtomicU64::new(clock::nanos(max_sleep)),
                 oversubscribed: AtomicBool::new(oversubscribed),
                 mpi_yields: AtomicBool::new(false),
             },
@@ -562,12 +562,22 @@ impl Engine {
     /// Rule 1: runs `f` under the MPI lock, then delivers what completed
     /// (rule 4) and returns `f`'s result. The one way into [`InFlight`].
     pub(crate) fn with_mpi<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
-        self.with_mpi_counted(f).0
+        self.with_mpi_then(f, |_| ()).0
     }
 
-    /// [`with_mpi`](Self::with_mpi), also saying how many outcomes it
-    /// delivered.
-    fn with_mpi_counted<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> (R, usize) {
+    /// Rule 6: [`with_mpi`](Self::with_mpi) for a post; also true if the
+    /// poster must wake the loop (`Activity::touched`), decided after the
+    /// lock and before delivering, so with the operation's clock reading
+    /// (`clock.rs`): no done callback has run since it was taken.
+    pub(crate) fn posting<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> (R, bool) {
+        let (result, wake, _) = self.with_mpi_then(f, |_| self.posted());
+        (result, wake)
+    }
+
+    /// [`with_mpi`](Self::with_mpi), running `then` on `f`'s result after
+    /// the lock and before delivering (while the scope's clock reading is
+    /// still the section's), and saying how many outcomes it delivered.
+    fn with_mpi_then<R, S>(&self, f: impl FnOnce(&mut InFlight) -> R, then: impl FnOnce(&R) -> S) -> (R, S, usize) {
         let (result, out) = {
             let mut mpi = lock(&self.mpi);
             if self.has_retired.load(Acquire) {
@@ -584,8 +594,9 @@ impl Engine {
             self.activity.set_pending(mpi.pending(), mpi.requests.len());
             (result, out)
         };
+        let then = then(&result);
         let Some(mut out) = out else {
-            return (result, 0);
+            return (result, then, 0);
         };
         let delivered = out.len();
         let now = clock::now();
@@ -593,14 +604,14 @@ impl Engine {
         clock::refresh();
         for (waiter, _) in &out {
             if let Some(at) = waiter.posted_at() {
-                self.activity.record_wait(now.saturating_duration_since(at));
+                self.activity.record_wait(now.saturating_sub(at));
             }
         }
         // One waiter's panic (a user's waker, a done callback) must not
         // strand the outcomes behind it.
         weft_io::source::complete_each(out.drain(..), |(waiter, outcome)| waiter.complete(outcome));
         let _ = DELIVER.try_with(|cell| cell.set(out));
-        (result, delivered)
+        (result, then, delivered)
     }
 
     /// The lock itself, for code outside Weft that calls MPI
@@ -649,20 +660,27 @@ impl Engine {
         if !self.helping() {
             return false;
         }
-        let mut progressed = 0;
+        let mut wake = false;
         // The clock is read every 16 polls only: reading it costs as much
         // as a poll. The start is the operation's reading (`helping` just
         // took it).
         let start = clock::now();
+        let spin = clock::nanos(TASK_SPIN);
         let mut polls = 0u32;
         while !done() {
-            if polls % 16 == 15 && start.elapsed() >= TASK_SPIN {
+            if polls % 16 == 15 && clock::read().saturating_sub(start) >= spin {
                 break;
             }
-            progressed += self.with_mpi(InFlight::progress);
+            // A completion found here is news the loop has not heard
+            // (`Activity::touched`): decided before its delivery runs any
+            // done callback, with the spin's reading.
+            let (_, woke, _) = self.with_mpi_then(InFlight::progress, |&progressed| {
+                progressed > 0 && self.activity.touched(self.activity.now())
+            });
+            wake |= woke;
             polls += 1;
         }
-        progressed > 0 && self.activity.touched(self.activity.now())
+        wake
     }
 
     /// Rule 7: true while an awaiting task runs the engine itself before
@@ -703,7 +721,7 @@ impl Engine {
     }
 
     pub(crate) fn set_max_sleep(&self, max_sleep: Duration) {
-        self.settings.max_sleep.store(nanos(max_sleep), Relaxed);
+        self.settings.max_sleep.store(clock::nanos(max_sleep), Relaxed);
     }
 
     pub(crate) fn max_sleep(&self) -> Duration {
@@ -737,7 +755,7 @@ impl Engine {
     /// One loop turn's work (rules 3 to 5). Returns how many things
     /// progressed.
     pub(crate) fn poll(&self) -> usize {
-        let (progressed, delivered) = self.with_mpi_counted(InFlight::progress);
+        let (progressed, (), delivered) = self.with_mpi_then(InFlight::progress, |_| ());
         if progressed > 0 {
             self.activity.progressed_on_loop(self.activity.now());
             self.completed_by_loop.fetch_add(delivered, Relaxed);
@@ -846,10 +864,6 @@ impl Engine {
             }
         });
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A status with every field zero (a valid `MPI_Status`: plain integers).
