@@ -67,12 +67,21 @@ static ANCHOR: OnceLock<(Instant, u64)> = OnceLock::new();
 /// (tens of nanoseconds; the decisions readings feed are about
 /// microseconds and more).
 pub(crate) fn nanos_at(instant: Instant) -> u64 {
+    // A turn's reading is asked for several times in the turn (the
+    // loop's questions, then its poll): the last conversion is kept.
+    if let Ok(Some((last, at))) = LAST.try_with(Cell::get)
+        && last == instant
+    {
+        return at;
+    }
     let &(anchor, at) = ANCHOR.get_or_init(|| (Instant::now(), read()));
-    match instant.checked_duration_since(anchor) {
+    let at = match instant.checked_duration_since(anchor) {
         Some(after) => at.saturating_add(nanos(after)),
         None => at.saturating_sub(nanos(anchor.duration_since(instant))),
     }
-    .max(1)
+    .max(1);
+    let _ = LAST.try_with(|c| c.set(Some((instant, at))));
+    at
 }
 
 /// `d` in nanoseconds, saturating.
@@ -83,6 +92,9 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 std::thread_local! {
     /// The scopes open on this thread ([`State`]).
     static SCOPE: Cell<State> = const { Cell::new(State::CLOSED) };
+    /// The last instant [`nanos_at`] converted on this thread, and what
+    /// to.
+    static LAST: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
 }
 
 /// The scopes open on a thread.

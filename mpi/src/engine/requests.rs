@@ -85,7 +85,21 @@ impl<H: Copy, E> RequestWindow<H, E> {
     /// status numbers), the others back behind the rest of the ring, in
     /// order, with the handles the test left them.
     pub(crate) fn rotate(&mut self, mut done: impl FnMut(E, usize)) {
-        for k in 0..self.batch.len() {
+        let n = self.batch.len();
+        if self.finished.iter().all(Option::is_none) {
+            // Nothing finished (most turns of a loop that waits): the
+            // same order as the loop below makes, without moving the
+            // entries one by one; a batch of the whole ring stays put.
+            for ((handle, _), &tested) in self.ring.iter_mut().zip(&self.batch) {
+                *handle = tested;
+            }
+            if n < self.ring.len() {
+                self.ring.rotate_left(n);
+            }
+            self.batch.clear();
+            return;
+        }
+        for k in 0..n {
             let (_, entry) = self.ring.pop_front().expect("weft-mpi bug: the batch outran the ring");
             match self.finished[k] {
                 Some(status) => done(entry, status),
@@ -198,6 +212,33 @@ mod tests {
                 next += 1;
             }
         }
+    }
+
+    /// A turn that finishes nothing (the fast path) leaves the ring as
+    /// the entry-by-entry rotation would: the batch behind the rest, with
+    /// the handles the test left; a batch of the whole ring in place.
+    #[test]
+    fn a_turn_that_finishes_nothing_rotates_the_same() {
+        let mut window = RequestWindow::new();
+        for id in 0..6u32 {
+            window.push(id, id * 10);
+        }
+        let batch = window.batch();
+        batch[3] = 33;
+        window.rotate(|_, _| panic!("nothing finished"));
+        assert_eq!(window.batch(), [4, 5, 0, 1]);
+        window.rotate(|_, _| panic!("nothing finished"));
+        assert_eq!(window.entries().copied().collect::<Vec<_>>(), [20, 30, 40, 50, 0, 10]);
+        assert_eq!(window.batch(), [2, 33, 4, 5]);
+        window.rotate(|_, _| panic!("nothing finished"));
+
+        let mut whole = RequestWindow::new();
+        for id in 0..3u32 {
+            whole.push(id, id);
+        }
+        whole.batch()[1] = 7;
+        whole.rotate(|_, _| panic!("nothing finished"));
+        assert_eq!(whole.batch(), [0, 7, 2], "a whole-ring batch stays in place");
     }
 
     #[test]
