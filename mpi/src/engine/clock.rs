@@ -234,6 +234,30 @@ pub(crate) fn refresh() {
 mod tests {
     use super::*;
 
+    /// A reading and a converted `Instant` are one clock: an instant
+    /// converts to what `read` said at that moment (to within the moment
+    /// between the anchor's two readings), differences are kept exactly,
+    /// before the anchor too, and a repeated conversion (the memo) agrees.
+    #[test]
+    fn readings_and_converted_instants_are_one_clock() {
+        use std::time::Duration;
+        let before = read();
+        let instant = Instant::now();
+        let after = read();
+        let at = nanos_at(instant);
+        let slack = nanos(Duration::from_millis(1));
+        assert!(
+            at + slack >= before && at <= after + slack,
+            "{before} <= {at} <= {after}"
+        );
+        let later = instant + Duration::from_millis(5);
+        assert_eq!(nanos_at(later) - at, 5_000_000);
+        assert_eq!(nanos_at(later) - at, 5_000_000, "the memo's answer");
+        let earlier = instant.checked_sub(Duration::from_millis(3)).expect("3 ms after boot");
+        assert_eq!(at - nanos_at(earlier), 3_000_000, "an instant before the anchor");
+        assert!(read() >= after, "monotonic");
+    }
+
     /// Inside a scope (and scopes nested in it) every reading is the first
     /// one until a refresh; outside, each reading is the clock's.
     #[test]
