@@ -124,7 +124,7 @@ pub(crate) struct Doorbell {
     /// Each world rank's own sending socket (rule 4), made at its first
     /// ring: `None` past [`PEER_SENDERS`] or where none could be made.
     #[cfg(target_os = "linux")]
-    senders: Vec<std::sync::OnceLock<Option<std::os::unix::net::UnixDatagram>>>,
+    senders: Vec<std::sync::OnceLock<Option<Sender>>>,
     /// Sending sockets claimed so far (may pass [`PEER_SENDERS`] by the
     /// peers refused one).
     #[cfg(target_os = "linux")]
@@ -244,25 +244,28 @@ impl Doorbell {
 
     #[cfg(target_os = "linux")]
     fn send(&self, rank: i32) -> bool {
-        let socket = self.sender(rank).unwrap_or(&self.socket);
+        let payload = ring_payload(self.rank, monotonic_ns());
         // Rule 3: an undeliverable ring is dropped.
-        address(self.job, rank)
-            .and_then(|to| socket.send_to_addr(&ring_payload(self.rank, monotonic_ns()), &to))
-            .is_ok()
+        match self.sender(rank) {
+            Some(sender) => sender.socket.send_to_addr(&payload, &sender.to),
+            None => address(self.job, rank).and_then(|to| self.socket.send_to_addr(&payload, &to)),
+        }
+        .is_ok()
     }
 
-    /// World rank `rank`'s own sending socket (rule 4), made at its first
-    /// ring; `None`: ring it from the bell's.
+    /// World rank `rank`'s own sending socket (rule 4) and its bell's
+    /// address, made at its first ring; `None`: ring it from the bell's.
     #[cfg(target_os = "linux")]
-    fn sender(&self, rank: i32) -> Option<&std::os::unix::net::UnixDatagram> {
+    fn sender(&self, rank: i32) -> Option<&Sender> {
         let slot = self.senders.get(usize::try_from(rank).ok()?)?;
         slot.get_or_init(|| {
             if self.claimed.fetch_add(1, Relaxed) >= PEER_SENDERS {
                 return None;
             }
+            let to = address(self.job, rank).ok()?;
             let socket = std::os::unix::net::UnixDatagram::unbound().ok()?;
             socket.set_nonblocking(true).ok()?;
-            Some(socket)
+            Some(Sender { socket, to })
         })
         .as_ref()
     }
@@ -408,6 +411,14 @@ fn parse_ring(bytes: &[u8]) -> (i32, u64) {
     rank.copy_from_slice(&bytes[..4]);
     at.copy_from_slice(&bytes[4..RING_LEN]);
     (i32::from_le_bytes(rank), u64::from_le_bytes(at))
+}
+
+/// A peer's own sending socket (rule 4) and the address of its bell,
+/// formatted once (a ring is on the way to a post).
+#[cfg(target_os = "linux")]
+struct Sender {
+    socket: std::os::unix::net::UnixDatagram,
+    to: std::os::unix::net::SocketAddr,
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds (`engine/clock.rs`): one clock for
@@ -666,7 +677,7 @@ mod tests {
         // now, as each holds a few hundred where max_dgram_qlen is 512.
         shrink(&a.socket);
         for sender in a.senders.iter().filter_map(|s| s.get()?.as_ref()) {
-            shrink(sender);
+            shrink(&sender.socket);
         }
         // Rank 1 stops draining: its rings pile up until they fail.
         let mut piled = 0;
