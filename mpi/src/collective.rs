@@ -553,7 +553,7 @@ impl Communicator {
                 Some(payload) if u.agreed().largest_len() as usize <= PAYLOAD => payload,
                 _ => u.data,
             };
-            postcard::from_bytes(&bytes).map_err(|e| Error::Serialization(e.to_string()))
+            crate::error::decode_whole(&bytes).map_err(Error::Serialization)
         })
     }
 }

@@ -743,7 +743,7 @@ impl Communicator {
             false,
             |spare, status| {
                 let bytes = spare.filled(&status);
-                let value = postcard::from_bytes(&bytes).map_err(|e| Error::Serialization(e.to_string()))?;
+                let value = crate::error::decode_whole(&bytes).map_err(Error::Serialization)?;
                 Ok((value, status))
             },
         )

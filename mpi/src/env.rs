@@ -28,7 +28,11 @@
 //!    far, running the engine meanwhile: a collective's rounds are posted
 //!    by Weft's engine alone, so a rank that dropped a collective and left
 //!    would strand a rank that joins it later. `MPI_Finalize` waits for
-//!    every rank anyway; a rank that died ends the fence at once.
+//!    every rank anyway; a rank that died ends the fence at once. After
+//!    the fence, what is still in flight (a send no rank received, a
+//!    collective the other ranks never joined) runs for up to 2 seconds
+//!    (`DRAIN`) before the rank finalizes without it: such a job exits
+//!    correctly, 2 seconds later than it would.
 //!
 //! Communicator handles are raw MPI handles wrapped so they can move
 //! between threads, which is sound because they are only ever used under
@@ -172,6 +176,15 @@ impl MpiBuilder {
     /// dies fails the operations that need it on every surviving rank
     /// instead of leaving them waiting (default on; see
     /// [`Error::PeerDied`]). Every rank must choose the same.
+    ///
+    /// Only what needs the dead rank fails: every collective, and sends to
+    /// and receives from it. A receive from a live rank waits on, even if
+    /// that rank was to send only after hearing from the dead one (a ring
+    /// of ranks); it ends when that rank's own error ends its part, or
+    /// when the launcher ends the job. Launch with
+    /// `mpirun --mca orte_abort_on_non_zero_status 0` so that `mpirun`
+    /// does not kill the survivors first; it still exits with status 1 and
+    /// names the dead rank, which never finalized.
     pub fn death_notice(mut self, on: bool) -> MpiBuilder {
         self.death_notice = on;
         self

@@ -39,7 +39,10 @@ pub enum Error {
     /// it: await MPI requests inside a Weft runtime (they may be posted
     /// anywhere).
     NoRuntime,
-    /// The runtime shut down while the operation was in flight.
+    /// The runtime shut down while the operation was in flight. A receive
+    /// that fails so hands its message back, as a dropped one does
+    /// ([`Request`](crate::Request)'s "Cancel safety"): a receive awaited
+    /// on another runtime afterwards gets it, whole and in order.
     Shutdown,
     /// An object message (`send_obj`, `recv_obj`, `bcast_obj`) did not
     /// serialise or deserialise as the type asked for (postcard's words).
@@ -110,5 +113,41 @@ pub(crate) fn check(code: c_int) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::from_code(code))
+    }
+}
+
+/// Deserialises a whole message as a `T` (the object messages, the pool's
+/// arguments and results): postcard's `from_bytes` stops after the value
+/// and ignores what follows, so a message of another type whose encoding
+/// starts like a `T` would pass as one; here bytes left over are an error.
+pub(crate) fn decode_whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{} of the message's {} bytes are left over after the value: it is not a {}",
+            rest.len(),
+            bytes.len(),
+            std::any::type_name::<T>()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_whole;
+
+    /// A message is a `T` only whole: one whose encoding starts like a `T`
+    /// and goes on is an error, naming what is left over.
+    #[test]
+    fn a_message_is_a_value_only_whole() {
+        let bytes = postcard::to_allocvec(&(7u32, "hello")).unwrap();
+        assert_eq!(decode_whole::<(u32, String)>(&bytes).unwrap(), (7, "hello".to_owned()));
+        let err = decode_whole::<u32>(&bytes).unwrap_err();
+        assert!(err.contains("left over") && err.contains("u32"), "{err}");
+        let bytes = postcard::to_allocvec(&vec![1u8, 2, 3, 4]).unwrap();
+        assert!(decode_whole::<u8>(&bytes).is_err());
+        assert!(decode_whole::<Vec<u8>>(&[]).is_err(), "nothing is not a value");
     }
 }

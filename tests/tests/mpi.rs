@@ -143,6 +143,13 @@ fn pool_map_submit_and_job_errors() {
 }
 
 #[test]
+fn dropping_the_pool_fails_queued_and_running_jobs_at_once() {
+    run("pool_drop", 1);
+    run("pool_drop", 2);
+    run("pool_drop", 3);
+}
+
+#[test]
 fn a_pool_worker_runs_one_job_at_a_time_unless_asked() {
     run("pool_concurrency", 1);
     run("pool_concurrency", 2);

@@ -188,7 +188,7 @@ pub(crate) async fn collect(comm: &Communicator, dispatch: &Arc<Mutex<Dispatch>>
         };
         // A result that does not decode cannot be matched to its chunk (a
         // rank running other code); its chunk fails when that rank stops.
-        let Ok(message) = postcard::from_bytes::<ResultMsg>(&bytes) else {
+        let Ok(message) = crate::error::decode_whole::<ResultMsg>(&bytes) else {
             continue;
         };
         let resolver = lock(dispatch)

@@ -51,7 +51,13 @@
 //!    what they run and return from `start`, and every rank can finalize.
 //!    This is mpi4py.futures' `with MPIPoolExecutor() as pool:`.
 //! 5. **With no worker ranks** (a singleton), rank 0 runs the jobs itself,
-//!    on blocking threads.
+//!    on blocking threads; dropping the pool fails them with
+//!    [`PoolError::Shutdown`] as rule 4 says (their threads finish, their
+//!    results go nowhere).
+//!
+//! A job that panics fails its item with [`PoolError::Job`] carrying the
+//! panic's message; the process's panic hook still prints the panic where
+//! the job ran, as for any caught panic.
 //!
 //! [`MpiBuilder::death_notice`]: crate::MpiBuilder::death_notice
 
@@ -176,6 +182,9 @@ pub struct MpiPool {
     tasks: Vec<weft_executor::JoinHandle<()>>,
     /// Set once the workers were told to stop.
     stopped: bool,
+    /// With no workers (rule 5): the chunks this rank runs itself, to fail
+    /// with [`PoolError::Shutdown`] if the pool stops first (rule 4).
+    local: Mutex<Vec<Promise<ChunkOutcome>>>,
 }
 
 impl fmt::Debug for MpiPool {
@@ -251,6 +260,7 @@ impl MpiPool {
             dispatch,
             tasks,
             stopped: false,
+            local: Mutex::new(Vec::new()),
         }))
     }
 
@@ -392,6 +402,11 @@ impl MpiPool {
         if self.workers() == 0 {
             // Rule 5.
             let (resolver, promise) = Promise::channel();
+            {
+                let mut local = lock(&self.local);
+                local.retain(|chunk| !chunk.done());
+                local.push(promise.clone());
+            }
             let registry = self.registry.clone();
             let (name, types) = (job.name.clone(), job.types.clone());
             // Detached: the promise carries the result.
@@ -412,7 +427,7 @@ impl MpiPool {
     ///
     /// MPI failures while telling the workers.
     pub async fn shutdown(mut self) -> Result<(), PoolError> {
-        while lock(&self.dispatch).busy() {
+        while lock(&self.dispatch).busy() || lock(&self.local).iter().any(|chunk| !chunk.done()) {
             weft_io::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         self.stop()
@@ -435,6 +450,11 @@ impl MpiPool {
         }
         for task in &self.tasks {
             task.abort();
+        }
+        // Rule 5's chunks: their threads run on, and their results go
+        // nowhere (the first outcome stands).
+        for chunk in std::mem::take(&mut *lock(&self.local)) {
+            let _ = chunk.set_result(Err(PoolError::Shutdown));
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -500,9 +520,8 @@ impl<R> fmt::Debug for MapUnordered<R> {
 
 fn decode<R: DeserializeOwned>(result: &Result<Vec<u8>, String>) -> Result<R, PoolError> {
     match result {
-        Ok(bytes) => {
-            postcard::from_bytes(bytes).map_err(|e| PoolError::Job(format!("the result did not deserialise: {e}")))
-        }
+        Ok(bytes) => crate::error::decode_whole(bytes)
+            .map_err(|e| PoolError::Job(format!("the result did not deserialise: {e}"))),
         Err(why) => Err(PoolError::Job(why.clone())),
     }
 }

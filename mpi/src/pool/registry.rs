@@ -117,7 +117,8 @@ impl Registry {
             "weft-mpi: a job named {name:?} is registered twice; every name must mean one function"
         );
         let run = move |bytes: &[u8]| -> Result<Vec<u8>, String> {
-            let arg: A = postcard::from_bytes(bytes).map_err(|e| format!("the argument did not deserialise: {e}"))?;
+            let arg: A =
+                crate::error::decode_whole(bytes).map_err(|e| format!("the argument did not deserialise: {e}"))?;
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(arg)))
                 .map_err(|panic| format!("the job panicked: {}", panic_message(&*panic)))?
                 .map_err(|e| e.to_string())?;

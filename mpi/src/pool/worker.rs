@@ -41,7 +41,7 @@ pub(crate) async fn serve(
         if status.tag() == TAG_STOP {
             break Ok(());
         }
-        let Ok(job) = postcard::from_bytes::<JobMsg>(&bytes) else {
+        let Ok(job) = crate::error::decode_whole::<JobMsg>(&bytes) else {
             continue;
         };
         let start = {

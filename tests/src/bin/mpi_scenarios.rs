@@ -73,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "bad_input" => bad_input(&world).await,
             "pool_map" => pool::pool_map(&world).await,
             "pool_death" => pool::pool_death(&world).await,
+            "pool_drop" => pool::pool_drop(&world).await,
             "pool_concurrency" => pool::pool_concurrency(&world).await,
             "pool_mismatch" => pool::pool_mismatch(&world).await,
             "mpi4py_order" => mpi4py::mpi4py_order(&world).await,

@@ -196,13 +196,24 @@ pub(crate) async fn objects(world: &Communicator) {
         if rank == 0 {
             world.send_obj(&table, 1, 1).await.unwrap();
             world.send_obj(&"not a number".to_owned(), 1, 2).await.unwrap();
+            // Encodings that start like the type asked for.
+            world.send_obj(&vec![1u8, 2, 3, 4], 1, 3).await.unwrap();
+            world.send_obj(&(7u32, "hello"), 1, 4).await.unwrap();
         } else if rank == 1 {
             let (got, status) = world.recv_obj::<BTreeMap<String, Vec<u32>>>(0, 1).await.unwrap();
             assert_eq!((got, status.source()), (table.clone(), 0));
             let err = world.recv_obj::<Vec<f64>>(0, 2).await.unwrap_err();
             assert!(matches!(err, Error::Serialization(_)), "{err}");
+            let err = world.recv_obj::<u8>(0, 3).await.unwrap_err();
+            assert!(matches!(err, Error::Serialization(_)), "a Vec<u8> read as a u8: {err}");
+            let err = world.recv_obj::<u32>(0, 4).await.unwrap_err();
+            assert!(
+                matches!(err, Error::Serialization(_)),
+                "a (u32, &str) read as a u32: {err}"
+            );
         }
     }
+
     let small = world.bcast_obj((rank == 0).then_some(&table), 0).await.unwrap();
     assert_eq!(small, table);
     let large: Vec<String> = (0..2000).map(|i| format!("item {i}")).collect();

@@ -106,6 +106,29 @@ pub(crate) async fn pool_map(world: &Communicator) {
     pool.shutdown().await.unwrap();
 }
 
+/// Rule 4: dropping the pool fails what is queued or running with
+/// `PoolError::Shutdown` at once (not with the jobs' results, which come
+/// later), on a singleton (rule 5, jobs on this rank's blocking threads)
+/// as with workers; the workers return from `start`.
+pub(crate) async fn pool_drop(world: &Communicator) {
+    let (registry, jobs) = registry();
+    let Some(pool) = MpiPool::start(world, registry).await.unwrap() else {
+        return; // a worker, released by the drop
+    };
+    let running = pool.submit(&jobs.slow, 1);
+    let mut stream = pool.map_unordered(&jobs.slow, 0..4u64, 1);
+    drop(pool);
+    let err = running.await.unwrap_err();
+    let err = err.exception().and_then(|e| e.downcast_ref::<PoolError>()).cloned();
+    assert!(matches!(err, Some(PoolError::Shutdown)), "{err:?}");
+    let mut items = 0;
+    while let Some((i, out)) = stream.next().await {
+        assert!(matches!(out, Err(PoolError::Shutdown)), "item {i}: {out:?}");
+        items += 1;
+    }
+    assert_eq!(items, 4);
+}
+
 /// A worker runs one chunk at a time unless rank 0 asks for more.
 pub(crate) async fn pool_concurrency(world: &Communicator) {
     for per_worker in [1usize, 2] {
