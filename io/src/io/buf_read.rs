@@ -254,6 +254,22 @@ impl<R> Lines<R> {
     }
 }
 
+impl<R: AsyncBufRead + Unpin> Lines<R> {
+    /// The next line, `None` at the end (Tokio's `Lines::next_line`): the
+    /// stream's next item with the error outside. Cancel-safe, as polling
+    /// the stream is: a half-read line stays in the `Lines`.
+    ///
+    /// # Errors
+    ///
+    /// The reader's error, or `InvalidData` for a line that is not UTF-8
+    /// (the line is consumed; the next call reads the one after it).
+    pub async fn next_line(&mut self) -> io::Result<Option<String>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
+    }
+}
+
 impl<R: AsyncBufRead + Unpin> Stream for Lines<R> {
     type Item = io::Result<String>;
 
@@ -397,6 +413,21 @@ mod tests {
             assert!(lines.next().await.is_none());
             assert!(lines.next().await.is_none());
         });
+    }
+
+    #[test]
+    fn next_line_is_the_stream_with_the_error_outside() {
+        let src = b"one\r\n\xff\ntwo".to_vec();
+        let mut lines = PendingEvery::new(Chunked::new(Cursor::new(src), 1)).lines();
+        let (line, pendings) = block_on_counting(lines.next_line());
+        assert_eq!(line.unwrap().as_deref(), Some("one"));
+        assert!(pendings > 0, "a half-read line survived the pending polls");
+        let (line, _) = block_on_counting(lines.next_line());
+        assert_eq!(line.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let (line, _) = block_on_counting(lines.next_line());
+        assert_eq!(line.unwrap().as_deref(), Some("two"));
+        let (line, _) = block_on_counting(lines.next_line());
+        assert_eq!(line.unwrap(), None);
     }
 
     #[test]
