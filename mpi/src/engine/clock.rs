@@ -62,10 +62,13 @@ pub(crate) fn read() -> u64 {
 /// An `Instant` and a [`read`] taken together, to convert other instants.
 static ANCHOR: OnceLock<(Instant, u64)> = OnceLock::new();
 
-/// `instant` as a reading (module docs): through an `Instant` and a
-/// reading taken one after the other, so off by the moment between them
-/// (tens of nanoseconds; the decisions readings feed are about
-/// microseconds and more).
+/// `instant` as a reading (module docs): through an `Instant` taken
+/// between two readings ([`anchor`]), so off by at most half the moment
+/// between them (a microsecond; the decisions readings feed are about
+/// microseconds and more). An anchor skewed by a preemption between its
+/// readings would put every converted turn reading in the future for the
+/// life of the process (a loop backing off would then miss posters'
+/// wake-ups for as long), hence the retries.
 pub(crate) fn nanos_at(instant: Instant) -> u64 {
     // A turn's reading is asked for several times in the turn (the
     // loop's questions, then its poll): the last conversion is kept.
@@ -74,7 +77,7 @@ pub(crate) fn nanos_at(instant: Instant) -> u64 {
     {
         return at;
     }
-    let &(anchor, at) = ANCHOR.get_or_init(|| (Instant::now(), read()));
+    let &(anchor, at) = ANCHOR.get_or_init(anchor);
     let at = match instant.checked_duration_since(anchor) {
         Some(after) => at.saturating_add(nanos(after)),
         None => at.saturating_sub(nanos(anchor.duration_since(instant))),
@@ -82,6 +85,27 @@ pub(crate) fn nanos_at(instant: Instant) -> u64 {
     .max(1);
     let _ = LAST.try_with(|c| c.set(Some((instant, at))));
     at
+}
+
+/// An `Instant` and the reading at the same moment: the `Instant` taken
+/// between two readings, their midpoint kept, retried while a preemption
+/// (or anything else) puts more than 2 µs between them (best of 16).
+fn anchor() -> (Instant, u64) {
+    let mut best: Option<(u64, Instant, u64)> = None;
+    for _ in 0..16 {
+        let before = read();
+        let instant = Instant::now();
+        let after = read();
+        let gap = after.saturating_sub(before);
+        if best.is_none_or(|(g, ..)| gap < g) {
+            best = Some((gap, instant, before + gap / 2));
+        }
+        if gap <= 2_000 {
+            break;
+        }
+    }
+    let (_, instant, at) = best.expect("one try at least");
+    (instant, at)
 }
 
 /// `d` in nanoseconds, saturating.

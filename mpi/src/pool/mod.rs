@@ -184,7 +184,9 @@ pub struct MpiPool {
     stopped: bool,
     /// With no workers (rule 5): the chunks this rank runs itself, to fail
     /// with [`PoolError::Shutdown`] if the pool stops first (rule 4).
-    local: Mutex<Vec<Promise<ChunkOutcome>>>,
+    /// Each entry leaves when its job's thread is done with it (so
+    /// neither finished chunks nor their results stay here).
+    local: Arc<Mutex<Local>>,
 }
 
 impl fmt::Debug for MpiPool {
@@ -260,7 +262,7 @@ impl MpiPool {
             dispatch,
             tasks,
             stopped: false,
-            local: Mutex::new(Vec::new()),
+            local: Arc::default(),
         }))
     }
 
@@ -402,15 +404,21 @@ impl MpiPool {
         if self.workers() == 0 {
             // Rule 5.
             let (resolver, promise) = Promise::channel();
-            {
+            let id = {
                 let mut local = lock(&self.local);
-                local.retain(|chunk| !chunk.done());
-                local.push(promise.clone());
-            }
+                local.next += 1;
+                let id = local.next;
+                local.running.insert(id, promise.clone());
+                id
+            };
+            // Leaves `local` when the job's closure is done or dropped
+            // unrun, after settling (callbacks run outside the lock).
+            let leave = Leave(self.local.clone(), id);
             let registry = self.registry.clone();
             let (name, types) = (job.name.clone(), job.types.clone());
             // Detached: the promise carries the result.
             drop(weft_executor::spawn_blocking(move || {
+                let _leave = leave;
                 let _ = resolver.set_result(Ok(Arc::new(registry.run(&name, &types, &args))));
             }));
             return promise;
@@ -427,7 +435,7 @@ impl MpiPool {
     ///
     /// MPI failures while telling the workers.
     pub async fn shutdown(mut self) -> Result<(), PoolError> {
-        while lock(&self.dispatch).busy() || lock(&self.local).iter().any(|chunk| !chunk.done()) {
+        while lock(&self.dispatch).busy() || lock(&self.local).running.values().any(|chunk| !chunk.done()) {
             weft_io::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         self.stop()
@@ -453,10 +461,29 @@ impl MpiPool {
         }
         // Rule 5's chunks: their threads run on, and their results go
         // nowhere (the first outcome stands).
-        for chunk in std::mem::take(&mut *lock(&self.local)) {
+        // Taken first: no lock held while their callbacks run.
+        let chunks = std::mem::take(&mut lock(&self.local).running);
+        for chunk in chunks.into_values() {
             let _ = chunk.set_result(Err(PoolError::Shutdown));
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Rule 5's chunks in flight, by id.
+#[derive(Default)]
+struct Local {
+    next: u64,
+    running: std::collections::HashMap<u64, Promise<ChunkOutcome>>,
+}
+
+/// Takes chunk `.1` out of [`Local`] when dropped.
+struct Leave(Arc<Mutex<Local>>, u64);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let chunk = lock(&self.0).running.remove(&self.1);
+        drop(chunk);
     }
 }
 
