@@ -257,15 +257,32 @@ impl ScheduledIo {
     /// Ready (with what was seen) if the object is ready for `direction`;
     /// otherwise registers the task's waker for `waiter` and returns
     /// `Pending`.
+    ///
+    /// Inlined into the operations: the ready case is one load and a test;
+    /// registering is out of line.
+    #[inline]
     pub(crate) fn poll_ready(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
         waiter: Waiter<'_>,
     ) -> Poll<std::io::Result<ReadyEvent>> {
-        if let Some(event) = self.ready_for(direction)? {
-            return Poll::Ready(Ok(event));
+        match self.ready_for(direction) {
+            Ok(Some(event)) => Poll::Ready(Ok(event)),
+            Ok(None) => self.register_then_look_again(cx, direction, waiter),
+            Err(err) => Poll::Ready(Err(err)),
         }
+    }
+
+    /// [`poll_ready`](Self::poll_ready) found the object not ready:
+    /// registers the task's waker, then looks again.
+    #[inline(never)]
+    fn register_then_look_again(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        waiter: Waiter<'_>,
+    ) -> Poll<std::io::Result<ReadyEvent>> {
         lock(&self.waiters).register(cx, direction, waiter);
         // The reactor may have delivered an event between our look and the
         // registration: look again (see the module docs).
@@ -281,6 +298,7 @@ impl ScheduledIo {
         self.ready_for(direction)
     }
 
+    #[inline]
     fn ready_for(&self, direction: Direction) -> std::io::Result<Option<ReadyEvent>> {
         let curr = self.readiness.load(Acquire);
         if curr & SHUTDOWN != 0 {
@@ -331,6 +349,7 @@ impl ScheduledIo {
 }
 
 /// The error every I/O operation returns once its reactor has shut down.
+#[cold]
 pub(crate) fn reactor_gone() -> std::io::Error {
     std::io::Error::other(
         "the Weft reactor this I/O object was registered with has shut down (its runtime was dropped)",
