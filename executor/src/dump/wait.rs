@@ -155,12 +155,11 @@ pub fn note_wait(wait: WaitOn) {
 #[inline]
 pub fn note_wait_with(wait: impl FnOnce() -> Option<WaitOn>) {
     crate::context::with_polling_header(|header| {
-        let record = header.record();
-        if !record.has_wait()
+        if let Some(free) = header.record().wait_free()
             && let Some(wait) = wait()
         {
             let (tag, object) = encode(wait);
-            record.note_wait(tag, object);
+            free.note(tag, object);
         }
     });
 }

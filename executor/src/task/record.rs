@@ -22,7 +22,7 @@
 //!    poll starts with no wait, at no cost to the poll but every 65,536th,
 //!    which clears the wait so that a stamp never matches a poll 65,536
 //!    later. The first wait a
-//!    poll reports ([`note_wait`](TaskRecord::note_wait)) sticks, so a
+//!    poll reports ([`wait_free`](TaskRecord::wait_free)) sticks, so a
 //!    `timeout(lock)` reports the lock, not the timer.
 //!
 //! The record is 32 bytes of the header; the name of a named task is not
@@ -81,7 +81,7 @@ impl TaskRecord {
     }
 
     /// The 16-bit poll stamp wrapped: a wait stamped 65,536 polls ago
-    /// would match this poll's stamp (and, `note_wait` taking it for this
+    /// would match this poll's stamp (and, `wait_free` taking it for this
     /// poll's first, stick), so it is forgotten. Every wait is at most
     /// 65,535 polls older than the next wrap, so none outlives its stamp.
     #[cold]
@@ -99,23 +99,18 @@ impl TaskRecord {
         }
     }
 
-    /// The task waits on what `tag` (16 bits, not 0) and `object` encode
-    /// (rules 2 and 4).
+    /// The poll in progress's place for its wait, if it has reported none
+    /// yet: a wait noted through it is stamped with this poll (one read of
+    /// the poll count for the check and the stamp).
     #[inline]
-    pub(crate) fn note_wait(&self, tag: u16, object: u64) {
-        if !self.has_wait() {
-            let stamp = poll_stamp(self.polls());
-            self.wait_object.store(object, Relaxed);
-            self.wait_tag.store((stamp << 16) | u32::from(tag), Relaxed);
-        }
-    }
-
-    /// True if the poll in progress has reported its wait already (the
-    /// first report is the one kept).
-    #[inline]
-    pub(crate) fn has_wait(&self) -> bool {
+    pub(crate) fn wait_free(&self) -> Option<FreeWait<'_>> {
+        let stamp = poll_stamp(self.polls());
         let current = self.wait_tag.load(Relaxed);
-        current >> 16 == poll_stamp(self.polls()) && current & 0xffff != 0
+        if current >> 16 == stamp && current & 0xffff != 0 {
+            None
+        } else {
+            Some(FreeWait { record: self, stamp })
+        }
     }
 
     /// The latest poll's wait: its tag (0 for none) and object.
@@ -151,8 +146,26 @@ impl TaskRecord {
     }
 
     /// The number of polls begun (modulo 2^31).
+    #[inline]
     pub(crate) fn polls(&self) -> u32 {
         self.poll.load(Relaxed) as u32 / ONE_POLL
+    }
+}
+
+/// A poll's place for its first wait ([`TaskRecord::wait_free`]); only the
+/// `RUNNING` holder has one (rule 2), for the poll it checked.
+pub(crate) struct FreeWait<'a> {
+    record: &'a TaskRecord,
+    stamp: u32,
+}
+
+impl FreeWait<'_> {
+    /// The task waits on what `tag` (16 bits, not 0) and `object` encode
+    /// (rules 2 and 4).
+    #[inline]
+    pub(crate) fn note(self, tag: u16, object: u64) {
+        self.record.wait_object.store(object, Relaxed);
+        self.record.wait_tag.store((self.stamp << 16) | u32::from(tag), Relaxed);
     }
 }
 
@@ -167,6 +180,7 @@ pub(crate) struct RecordView {
 }
 
 /// The 16-bit stamp of poll number `polls`.
+#[inline]
 fn poll_stamp(polls: u32) -> u32 {
     polls & 0xffff
 }
@@ -221,14 +235,17 @@ mod tests {
     fn a_wait_from_65536_polls_ago_is_neither_shown_nor_kept() {
         let record = TaskRecord::new(Location::caller(), false);
         record.begin_poll(0);
-        record.note_wait(7, 70);
+        record.wait_free().expect("no wait yet").note(7, 70);
         assert_eq!((record.read().wait_tag, record.read().wait_object), (7, 70));
         for _ in 0..(1u32 << 16) {
             record.begin_poll(0);
         }
         // Same stamp as the poll that waited on 7, but it reported nothing.
         assert_eq!(record.read().wait_tag, 0, "a stale wait shows as the latest poll's");
-        record.note_wait(9, 90);
+        record
+            .wait_free()
+            .expect("a wait stamped 65,536 polls ago does not hold this poll's place")
+            .note(9, 90);
         let view = record.read();
         assert_eq!(
             (view.wait_tag, view.wait_object),
