@@ -241,67 +241,93 @@ where
     type Error = S::Error;
     type Future = ServiceFuture<S, http::Request<Incoming>>;
 
-    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(PeerAddr(peer));
-        }
-        let in_flight = if self.count_in_flight {
-            Some(InFlight::start(&self.shared))
+    /// Inlined into hyper's dispatcher, so that the future is built where
+    /// hyper keeps it (not built here and copied there): the request is
+    /// only moved here, and what only some requests need is out of line
+    /// ([`note`](Self::note)) or done when the service is called (the
+    /// peer's address).
+    #[inline]
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let in_flight = if self.count_in_flight || !self.noted.load(Ordering::Relaxed) {
+            self.note()
         } else {
-            if !self.noted.load(Ordering::Relaxed) {
-                self.noted.store(true, Ordering::Relaxed);
-                self.shared.activity.start();
-            }
             None
         };
-        ServiceFuture {
-            state: CallState::Ready {
-                service: self.service.clone(),
-                request: Some(request),
-            },
+        ServiceFuture::Ready {
+            service: self.service.clone(),
+            request: Some(request),
+            peer: self.peer,
             in_flight,
+        }
+    }
+}
+
+impl<S> HyperService<S> {
+    /// Notes a request in the connection's [`Activity`]: the first one
+    /// only, unless requests are counted.
+    #[inline(never)]
+    fn note(&self) -> Option<InFlight> {
+        if self.count_in_flight {
+            Some(InFlight::start(&self.shared))
+        } else {
+            self.noted.store(true, Ordering::Relaxed);
+            self.shared.activity.start();
+            None
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// tower's `oneshot`: wait until the service is ready, then call it.
-    struct ServiceFuture<S: Service<R>, R> {
-        #[pin]
-        state: CallState<S, R>,
-        in_flight: Option<InFlight>,
+    /// The request's [`InFlight`] mark moves from state to state and into
+    /// the response's body (one enum, like hyper-util's `Oneshot`, so that
+    /// hyper's dispatcher builds it in place).
+    #[project = ServiceFutureProj]
+    enum ServiceFuture<S: Service<R>, R> {
+        Ready {
+            service: S,
+            request: Option<R>,
+            // Put in the request's extensions as the service is called.
+            peer: Option<SocketAddr>,
+            in_flight: Option<InFlight>,
+        },
+        Called {
+            #[pin]
+            future: S::Future,
+            in_flight: Option<InFlight>,
+        },
     }
 }
 
-pin_project_lite::pin_project! {
-    #[project = CallStateProj]
-    enum CallState<S: Service<R>, R> {
-        Ready { service: S, request: Option<R> },
-        Called { #[pin] future: S::Future },
-    }
-}
-
-impl<S, R, B> Future for ServiceFuture<S, R>
+impl<S, B> Future for ServiceFuture<S, http::Request<Incoming>>
 where
-    S: Service<R, Response = http::Response<B>>,
+    S: Service<http::Request<Incoming>, Response = http::Response<B>>,
 {
     type Output = Result<http::Response<TrackedBody<B>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            match this.state.as_mut().project() {
-                CallStateProj::Ready { service, request } => {
+            match self.as_mut().project() {
+                ServiceFutureProj::Ready {
+                    service,
+                    request,
+                    peer,
+                    in_flight,
+                } => {
                     ready!(service.poll_ready(cx))?;
-                    let request = request
+                    let mut request = request
                         .take()
                         .expect("ServiceFuture polled after it called the service");
+                    if let Some(peer) = *peer {
+                        request.extensions_mut().insert(PeerAddr(peer));
+                    }
                     let future = service.call(request);
-                    this.state.set(CallState::Called { future });
+                    let in_flight = in_flight.take();
+                    self.set(ServiceFuture::Called { future, in_flight });
                 }
-                CallStateProj::Called { future } => {
+                ServiceFutureProj::Called { future, in_flight } => {
                     let response = ready!(future.poll(cx))?;
-                    let in_flight = this.in_flight.take();
+                    let in_flight = in_flight.take();
                     return Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, in_flight })));
                 }
             }
@@ -498,6 +524,26 @@ impl std::future::Future for Ending {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
         let this = &mut *self;
+        // The common wakeup, inline: the same waker, nothing left to watch,
+        // no stop. `look` below decides the same, at the cost of a call.
+        if !this.watching
+            && this
+                .registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+            && this.signal.level.load(Ordering::Acquire) == SERVING
+        {
+            return Poll::Pending;
+        }
+        this.look(cx)
+    }
+}
+
+impl Ending {
+    /// [`Ending`]'s poll, with every rule.
+    #[inline(never)]
+    fn look(&mut self, cx: &mut Context<'_>) -> Poll<Verdict> {
+        let this = self;
         // `stop_all` sets the flag, then wakes the registered waker once;
         // this registers, then reads the flag: a stop is never missed. The
         // task's waker rarely changes, and the one wake needs no fresh
