@@ -73,23 +73,32 @@ fn with_budget<R>(budget: Budget, f: impl FnOnce() -> R) -> R {
 /// the unit is given back. Returns `Pending`, after waking the task so it is
 /// polled again later, when the budget is spent.
 pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
+    spend(cx).map(|before| RestoreOnPending(Cell::new(before)))
+}
+
+/// The one rule behind [`poll_proceed`] and [`poll_proceed_raw`]: spends a
+/// unit and returns the budget from before (`None`: unconstrained, nothing
+/// to give back), or, with none left, wakes the task and returns
+/// `Pending`.
+#[inline]
+fn spend(cx: &mut Context<'_>) -> Poll<Option<Budget>> {
     BUDGET
         .try_with(|cell| {
             let before = cell.get();
             match before.0 {
-                None => Poll::Ready(RestoreOnPending(Cell::new(None))),
+                None => Poll::Ready(None),
                 Some(0) => {
                     crate::task::wake_after_poll(cx.waker());
                     Poll::Pending
                 }
                 Some(n) => {
                     cell.set(Budget(Some(n - 1)));
-                    Poll::Ready(RestoreOnPending(Cell::new(Some(before))))
+                    Poll::Ready(Some(before))
                 }
             }
         })
         // The thread is exiting: nothing left to be fair to.
-        .unwrap_or(Poll::Ready(RestoreOnPending(Cell::new(None))))
+        .unwrap_or(Poll::Ready(None))
 }
 
 /// [`poll_proceed`] for a crate that cannot name [`RestoreOnPending`] (the
@@ -97,12 +106,10 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
 /// `token` is what to pass to [`refund_raw`] if the operation turns out
 /// `Pending`.
 pub fn poll_proceed_raw(cx: &mut Context<'_>) -> Poll<u32> {
-    let restore = ready!(poll_proceed(cx));
-    let token = match restore.0.take() {
+    spend(cx).map(|before| match before {
         Some(Budget(Some(n))) => u32::from(n),
         _ => u32::MAX,
-    };
-    Poll::Ready(token)
+    })
 }
 
 /// Gives back the unit that [`poll_proceed_raw`] spent.
