@@ -44,6 +44,7 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::server::conn::auto;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -230,7 +231,7 @@ struct HyperService<S> {
     count_in_flight: bool,
     /// Whether a request has been noted in `shared` (kept here, in memory
     /// hyper has just touched, so that later requests skip `shared`).
-    noted: AtomicBool,
+    noted: Cell<bool>,
 }
 
 impl<S, B> hyper::service::Service<http::Request<Incoming>> for HyperService<S>
@@ -248,7 +249,7 @@ where
     /// peer's address).
     #[inline]
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
-        let in_flight = if self.count_in_flight || !self.noted.load(Ordering::Relaxed) {
+        let in_flight = if self.count_in_flight || !self.noted.get() {
             self.note()
         } else {
             None
@@ -270,7 +271,7 @@ impl<S> HyperService<S> {
         if self.count_in_flight {
             Some(InFlight::start(&self.shared))
         } else {
-            self.noted.store(true, Ordering::Relaxed);
+            self.noted.set(true);
             self.shared.activity.start();
             None
         }
@@ -365,7 +366,7 @@ pub(crate) async fn serve_connection<S, B>(
         peer: limits.insert_peer_addr.then_some(peer),
         shared: registration.signal.clone(),
         count_in_flight: limits.idle_timeout.is_some(),
-        noted: AtomicBool::new(false),
+        noted: Cell::new(false),
     };
     let mut connection = pin!(builder.serve_connection_with_upgrades(stream, hyper_service));
     let ending = Ending {
