@@ -145,7 +145,7 @@ fn metric_name(name: &str) -> &'static str {
 pub(crate) fn rank_main(args: &[String]) -> ExitCode {
     let [mode, arg, reps] = args else {
         eprintln!(
-            "usage: weft-benches mpi-rank awaited|gapped|collectives|oversubscribed TRANSPORT REPS | threading LEVEL REPS"
+            "usage: weft-benches mpi-rank awaited|gapped|collectives|oversubscribed TRANSPORT REPS | threading LEVEL REPS | selfping - PAIRS"
         );
         return ExitCode::from(2);
     };
@@ -157,12 +157,42 @@ pub(crate) fn rank_main(args: &[String]) -> ExitCode {
         "collectives" => collectives("", suffix, reps),
         "oversubscribed" => collectives("over_", suffix, reps),
         "threading" => threading(arg, reps),
+        "selfping" => selfping(reps),
         other => {
             eprintln!("unknown mode {other}");
             return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Mode `selfping`, for instruction counts rather than time: one rank
+/// sends 8 B to itself and receives them, `pairs` times, in a task (an
+/// `isend` and a `recv_into`, both awaited), with no peer to wait for.
+/// Callgrind counts the engine's cost per pair:
+///
+/// ```text
+/// valgrind --tool=callgrind --toggle-collect='*mpi::selfping*' \
+///     target/release/weft-benches mpi-rank selfping - 6000
+/// ```
+///
+/// (the total divided by the pairs; run as a singleton, no `mpirun`).
+fn selfping(pairs: usize) {
+    let mpi = init();
+    let world = mpi.world();
+    let rt = one_worker();
+    rt.block_on(async move {
+        weft::spawn(async move {
+            let (mut buf, mut rbuf) = (vec![0u8; 8], vec![0u8; 8]);
+            for _ in 0..pairs {
+                let send = world.isend(buf, 0, 0);
+                rbuf = world.recv_into(rbuf, 0, 0).await.expect("recv_into").0;
+                buf = send.await.expect("isend");
+            }
+        })
+        .await
+        .expect("the self-ping task");
+    });
 }
 
 /// MPI with the default settings, or those in `WEFT_MPI_SPIN_WINDOW_US`,
