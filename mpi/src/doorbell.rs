@@ -244,7 +244,9 @@ impl Doorbell {
 
     #[cfg(target_os = "linux")]
     fn send(&self, rank: i32) -> bool {
-        let payload = ring_payload(self.rank, monotonic_ns());
+        // The host's clock (`engine/clock.rs`), one for every process here,
+        // so a ring's time is read in the ringer's clock (rule 6).
+        let payload = ring_payload(self.rank, crate::engine::clock::read());
         // Rule 3: an undeliverable ring is dropped.
         match self.sender(rank) {
             Some(sender) => sender.socket.send_to_addr(&payload, &sender.to),
@@ -289,8 +291,9 @@ impl Doorbell {
         let mut trusted = 0;
         #[cfg(target_os = "linux")]
         {
-            // One reading of each clock per drain.
-            let mut clocks = None;
+            // One reading per drain, the clock's (a ring's age is judged
+            // against the time it is, not an older reading of the turn's).
+            let mut host_now = None;
             let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
             for _ in 0..most {
                 match self.receive() {
@@ -304,14 +307,15 @@ impl Doorbell {
                         let Some(last) = usize::try_from(rank).ok().and_then(|r| self.last_rung.get(r)) else {
                             continue;
                         };
-                        let (now, host_now) = *clocks.get_or_insert_with(|| (self.now(), monotonic_ns()));
+                        let host_now = *host_now.get_or_insert_with(crate::engine::clock::read);
                         // Rule 6: as if rung a quarter window before the
-                        // ring was sent; nothing for a ring older than a
-                        // window (or from the future: another clock).
+                        // ring was sent (the ring carries the host's clock,
+                        // `last_rung`'s unit); nothing for a ring older
+                        // than a window (or from the future: another clock).
                         let since = host_now
                             .checked_sub(sent_ns)
                             .filter(|&age| age < window_ns)
-                            .and_then(|age| now.checked_sub(age.saturating_add(window_ns / 4)))
+                            .and_then(|_| sent_ns.checked_sub(window_ns / 4))
                             .filter(|&since| since > 0);
                         // Never a remote rank's mark (rule 3), and never
                         // earlier than a ring this rank sent.
@@ -419,14 +423,6 @@ fn parse_ring(bytes: &[u8]) -> (i32, u64) {
 struct Sender {
     socket: std::os::unix::net::UnixDatagram,
     to: std::os::unix::net::SocketAddr,
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds (`engine/clock.rs`): one clock for
-/// every process of the host, so a ring's time is read in the ringer's
-/// clock (rule 6).
-#[cfg(target_os = "linux")]
-fn monotonic_ns() -> u64 {
-    crate::engine::clock::read()
 }
 
 /// Asks the kernel to attach each ring's sender credentials (rule 5).
@@ -618,7 +614,7 @@ mod tests {
         std::thread::sleep(window);
         let stranger = std::os::unix::net::UnixDatagram::unbound().unwrap();
         let to = address(job, 0).unwrap();
-        let now = monotonic_ns();
+        let now = crate::engine::clock::read();
         for payload in [
             vec![1u8],
             ring_payload(9, now).to_vec(),
