@@ -73,7 +73,7 @@
 
 use crate::buffer::{Plain, Scalar};
 use crate::comm::Owned;
-use crate::engine::{InFlight, Outcome, Raw, Waiter};
+use crate::engine::{InFlight, Outcome, Raw, Report, Waiter};
 use crate::error::{Error, check};
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
 use crate::op::ReduceOp;
@@ -588,7 +588,7 @@ impl PointToPoint {
                 &mut request.0,
             )
         })?;
-        post.mpi.queue(request, self.datatype, 0, sent);
+        post.mpi.queue(request, Report::Empty, 0, sent);
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::agreement::Hidden;
 use crate::buffer::{Plain, RecvBuffer, SendBuffer};
-use crate::engine::{Engine, InFlight, Raw, WaitingReceive};
+use crate::engine::{Engine, InFlight, Raw, Report, WaitingReceive};
 use crate::env::Shared;
 use crate::envelope::{Peer, Tag};
 use crate::error::Error;
@@ -438,13 +438,13 @@ impl Communicator {
             if let Err(err) = crate::error::check(start(b, self.raw.0, &mut request.0)) {
                 return Err(Err(err));
             }
-            match mpi.test_once(&mut request, datatype, 0) {
+            match mpi.test_once(&mut request, Report::Empty, 0) {
                 Some(outcome) => Err(outcome),
                 None => {
                     let b = buffers.take().expect("buffers before queueing");
                     let f = finish.take().expect("the recipe before queueing");
                     let slot = self.slot(b, f, (Kind::Request, 1, [peer, -1]), datatype, Vec::new());
-                    mpi.queue(request, datatype, 0, slot.clone());
+                    mpi.queue(request, Report::Empty, 0, slot.clone());
                     Ok(slot)
                 }
             }
@@ -686,7 +686,7 @@ impl Communicator {
                 return;
             }
             let send = Arc::new(SendPart { slot: slot.clone() });
-            if let Some(outcome) = mpi.track(Raw(request), send_dt, 0, send) {
+            if let Some(outcome) = mpi.track(Raw(request), Report::Empty, 0, send) {
                 if let Some(merged) = slot.end_part(outcome.map(|_| None)) {
                     mpi.deliver(slot.clone(), merged);
                     return;
@@ -777,6 +777,8 @@ impl<T: Plain> Spare<T> {
 }
 
 impl<T: Plain> RecvTarget for Spare<T> {
+    const ITEM_SIZE: usize = std::mem::size_of::<T>();
+
     fn room(&mut self, bytes: usize) -> Result<(*mut c_void, c_int, usize), Error> {
         let n = elements_for::<T>(bytes);
         let count = count(n)?;
@@ -793,6 +795,8 @@ where
     B: RecvBuffer,
     B::Item: Plain,
 {
+    const ITEM_SIZE: usize = std::mem::size_of::<B::Item>();
+
     fn room(&mut self, bytes: usize) -> Result<(*mut c_void, c_int, usize), Error> {
         let slice = self.0.as_mut_slice();
         let capacity = slice.len();

@@ -25,8 +25,6 @@ pub enum Error {
         /// Elements the receive buffer had room for.
         capacity: usize,
     },
-    /// The operation was cancelled before it matched a message.
-    Cancelled,
     /// A buffer holds more elements than MPI can count (`i32::MAX`).
     TooLarge {
         /// Elements in the buffer.
@@ -86,7 +84,6 @@ impl fmt::Display for Error {
                 f,
                 "the message is longer than the receive buffer ({capacity} elements); receive with `recv` to size the buffer from the message"
             ),
-            Error::Cancelled => f.write_str("the MPI operation was cancelled"),
             Error::TooLarge { len } => write!(
                 f,
                 "a buffer of {len} elements is more than MPI can count (i32::MAX); split the message"

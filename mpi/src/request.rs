@@ -42,7 +42,7 @@
 
 use crate::comm::Owned;
 
-use crate::engine::{Advance, Held, InFlight, Outcome, Raw, Receiver, Staged, Unclaimed, Waiter};
+use crate::engine::{Advance, Held, InFlight, Outcome, Raw, Receiver, Report, Staged, Unclaimed, Waiter};
 use crate::env::Shared;
 use crate::error::{Error, check};
 use crate::loom::{AtomicBool, AtomicUsize, Ordering::*, lock};
@@ -455,7 +455,7 @@ where
                 previous = Some(Ok(Status::empty()));
                 continue;
             }
-            match mpi.track(Raw(request), self.datatype, 0, self.clone()) {
+            match mpi.track(Raw(request), Report::Empty, 0, self.clone()) {
                 Some(outcome) => previous = Some(outcome),
                 None => return Advance::Posted { more },
             }
@@ -470,6 +470,10 @@ where
 /// Where a receive puts a matched message: room sized to it, or checked
 /// against it.
 pub(crate) trait RecvTarget: Send + 'static {
+    /// The size in bytes of one element (a [`Plain`](crate::Plain) type's:
+    /// what MPI's datatype for it describes).
+    const ITEM_SIZE: usize;
+
     /// Room for a message of `bytes` bytes: the start (with provenance
     /// over all of it), the element count to pass to MPI, and the room in
     /// elements; or [`Error::Truncated`] if it does not fit.
@@ -478,6 +482,8 @@ pub(crate) trait RecvTarget: Send + 'static {
 
 /// `sendrecv`'s buffers: the send's, and the receive's target.
 impl<S: Send + 'static, R: RecvTarget> RecvTarget for (S, R) {
+    const ITEM_SIZE: usize = R::ITEM_SIZE;
+
     fn room(&mut self, bytes: usize) -> Result<(*mut c_void, c_int, usize), Error> {
         self.1.room(bytes)
     }
@@ -535,8 +541,8 @@ where
                     self.lock_done().arrival = Arrival::None;
                     return Some(Err(err));
                 }
-                let (datatype, waiter) = (self.datatype, self.clone());
-                mpi.track(Raw(request), datatype, capacity, waiter)
+                let report = Report::Known(Status::of_message(&message.status, bytes, B::ITEM_SIZE));
+                mpi.track(Raw(request), report, capacity, self.clone())
             }
             Held::Received(data) => {
                 // The room holds `bytes`, the message's length, which is
@@ -547,7 +553,7 @@ where
                 // else touches while the receive is in the engine's hands;
                 // `data` is a separate allocation.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), n) };
-                Some(Ok(Status::from_raw(&message.status, self.datatype)))
+                Some(Ok(Status::of_message(&message.status, bytes, B::ITEM_SIZE)))
             }
             Held::Arriving => panic!("weft-mpi bug: a receive was given a message MPI is still receiving"),
         }

@@ -26,6 +26,24 @@ impl Status {
         }
     }
 
+    /// The status of a receive of a whole matched message of `bytes` bytes
+    /// (`raw` is its probe's status) into elements of `item_size` bytes,
+    /// as `from_raw` would read it for a basic datatype of that size
+    /// without asking MPI: no elements unless the bytes are a whole number
+    /// of them.
+    pub(crate) fn of_message(raw: &ffi::MPI_Status, bytes: usize, item_size: usize) -> Status {
+        let count = match item_size {
+            0 => 0,
+            size if bytes % size == 0 => bytes / size,
+            _ => 0,
+        };
+        Status {
+            source: raw.MPI_SOURCE,
+            tag: raw.MPI_TAG,
+            count,
+        }
+    }
+
     /// MPI's empty status (sends, collectives): any source, any tag, no
     /// elements.
     pub(crate) fn empty() -> Status {

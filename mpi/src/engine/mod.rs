@@ -180,10 +180,33 @@ pub(crate) trait Waiter: Send + Sync {
 /// A pending request's bookkeeping, beside its handle in the window.
 pub(crate) struct Entry {
     waiter: Arc<dyn Waiter>,
-    datatype: Raw<ffi::MPI_Datatype>,
+    report: Report,
     /// Elements the receive buffer holds (0 for sends and collectives),
     /// for [`Error::Truncated`].
     capacity: usize,
+}
+
+/// What a request's status says once it completes without an error,
+/// known when it is posted: MPI's own status is read only for its error
+/// code. (Weft never calls `MPI_Cancel`, so no request ends cancelled.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Report {
+    /// Nothing (a send, a collective's stage, a discarded message):
+    /// MPI-3.1 §3.7.3 leaves a send's status fields undefined, and a
+    /// collective's carry no meaning.
+    Empty,
+    /// A matched receive's: the one its message's probe gave (`MPI_Mrecv`
+    /// receives exactly the message probed).
+    Known(Status),
+}
+
+impl Report {
+    fn status(self) -> Status {
+        match self {
+            Report::Empty => Status::empty(),
+            Report::Known(status) => status,
+        }
+    }
 }
 
 /// Everything in flight, guarded by the MPI lock (rule 1).
@@ -273,7 +296,7 @@ impl InFlight {
     pub(crate) fn queue(
         &mut self,
         request: Raw<ffi::MPI_Request>,
-        datatype: Raw<ffi::MPI_Datatype>,
+        report: Report,
         capacity: usize,
         waiter: Arc<dyn Waiter>,
     ) {
@@ -281,7 +304,7 @@ impl InFlight {
             request,
             Entry {
                 waiter,
-                datatype,
+                report,
                 capacity,
             },
         );
@@ -292,20 +315,20 @@ impl InFlight {
     pub(crate) fn test_once(
         &mut self,
         request: &mut Raw<ffi::MPI_Request>,
-        datatype: Raw<ffi::MPI_Datatype>,
+        report: Report,
         capacity: usize,
     ) -> Option<Outcome> {
         let mut flag: c_int = 0;
-        let mut status = empty_status();
         // SAFETY: the lock is held (we have `&mut InFlight`); `request` is
-        // the live handle just returned by an `MPI_I*` call.
-        let rc = unsafe { ffi::MPI_Test(&mut request.0, &mut flag, &mut status) };
+        // the live handle just returned by an `MPI_I*` call; the status is
+        // not wanted (the return code carries a failure, `report` the rest).
+        let rc = unsafe { ffi::MPI_Test(&mut request.0, &mut flag, ffi::RSMPI_STATUS_IGNORE) };
         if rc != ffi::MPI_SUCCESS as c_int {
             // MPI_Test reports a failed request through its return code and
             // frees it (the handle is MPI_REQUEST_NULL now).
             return Some(Err(with_capacity(Error::from_code(rc), capacity)));
         }
-        (flag != 0).then(|| outcome(&status, datatype))
+        (flag != 0).then(|| Ok(report.status()))
     }
 
     /// Rule 2 then 3: tests a just-posted request once, and queues it in
@@ -313,13 +336,13 @@ impl InFlight {
     pub(crate) fn track(
         &mut self,
         mut request: Raw<ffi::MPI_Request>,
-        datatype: Raw<ffi::MPI_Datatype>,
+        report: Report,
         capacity: usize,
         waiter: Arc<dyn Waiter>,
     ) -> Option<Outcome> {
-        let outcome = self.test_once(&mut request, datatype, capacity);
+        let outcome = self.test_once(&mut request, report, capacity);
         if outcome.is_none() {
-            self.queue(request, datatype, capacity, waiter);
+            self.queue(request, report, capacity, waiter);
         }
         outcome
     }
@@ -395,7 +418,7 @@ impl InFlight {
             let result = if per_status && status.MPI_ERROR != ffi::MPI_SUCCESS as c_int {
                 Err(with_capacity(Error::from_code(status.MPI_ERROR), entry.capacity))
             } else {
-                outcome(status, entry.datatype)
+                Ok(entry.report.status())
             };
             finished.push((entry, result));
         });
@@ -442,7 +465,7 @@ impl InFlight {
             )
         };
         if rc == ffi::MPI_SUCCESS as c_int {
-            let _ = self.track(request, word, words, Arc::new(Discard { _scratch: scratch }));
+            let _ = self.track(request, Report::Empty, words, Arc::new(Discard { _scratch: scratch }));
         }
     }
 
@@ -870,17 +893,6 @@ impl Engine {
 pub(crate) fn empty_status() -> ffi::MPI_Status {
     // SAFETY: `MPI_Status` is a C struct of integers; all zeros is valid.
     unsafe { std::mem::zeroed() }
-}
-
-/// The outcome of a request that completed without an error code.
-fn outcome(status: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Outcome {
-    let mut cancelled: c_int = 0;
-    // SAFETY: a local query of a completed request's status.
-    unsafe { ffi::MPI_Test_cancelled(status, &mut cancelled) };
-    if cancelled != 0 {
-        return Err(Error::Cancelled);
-    }
-    Ok(Status::from_raw(status, datatype))
 }
 
 fn with_capacity(err: Error, capacity: usize) -> Error {

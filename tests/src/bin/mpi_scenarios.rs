@@ -126,6 +126,10 @@ async fn point_to_point(world: &Communicator) {
         let completed = promise.await.unwrap();
         assert_eq!(completed.take(), Some(vec![5u16; 4]));
         assert!(rx.recv().unwrap(), "the done callback ran");
+        // Bytes received as wider elements (counts below).
+        world.send(&[1u8, 2, 3, 4, 5, 6], 1, 14).await.unwrap();
+        world.send(&[1u8, 2, 3, 4, 5, 6, 7, 8], 1, 15).await.unwrap();
+        world.send(&[1u8, 2, 3, 4, 5, 6], 1, 16).await.unwrap();
         let (reply, status) = world.recv::<i64>(1, ANY_TAG).await.unwrap();
         assert_eq!((reply, status.source(), status.tag()), (vec![-7], 1, 99));
     } else if rank == 1 {
@@ -139,6 +143,20 @@ async fn point_to_point(world: &Communicator) {
         let (empty, status) = world.recv::<u8>(0, 12).await.unwrap();
         assert!(empty.is_empty() && status.count() == 0);
         assert_eq!(world.recv::<u16>(0, 13).await.unwrap().0, [5; 4]);
+        // A receive's count is MPI's (what a probe, which asks MPI, says):
+        // none when the bytes are not a whole number of elements.
+        let seen = world.probe::<u32>(0, 14).await.unwrap();
+        let (none, status) = world.recv::<u32>(0, 14).await.unwrap();
+        assert_eq!((seen.count(), status.count(), none.len()), (0, 0, 0));
+        let seen = world.probe::<u32>(0, 15).await.unwrap();
+        let (words, status) = world.recv::<u32>(0, 15).await.unwrap();
+        assert_eq!((seen.count(), status.count()), (2, 2));
+        let want = [u32::from_ne_bytes([1, 2, 3, 4]), u32::from_ne_bytes([5, 6, 7, 8])];
+        assert_eq!(words, want);
+        let seen = world.probe::<u16>(0, 16).await.unwrap();
+        let (halves, status) = world.recv_into(vec![0u16; 8], 0, 16).await.unwrap();
+        assert_eq!((seen.count(), status.count(), status.tag()), (3, 3, 16));
+        assert_eq!(halves[..3], [1, 2, 3].map(|i| u16::from_ne_bytes([2 * i - 1, 2 * i])));
         world.send(&[-7i64], 0, 99).await.unwrap();
     }
     world.barrier().await.unwrap();
