@@ -158,6 +158,7 @@ pub(crate) fn rank_main(args: &[String]) -> ExitCode {
         "oversubscribed" => collectives("over_", suffix, reps),
         "threading" => threading(arg, reps),
         "selfping" => selfping(reps),
+        "idlepoll" => idlepoll(reps),
         other => {
             eprintln!("unknown mode {other}");
             return ExitCode::from(2);
@@ -192,6 +193,33 @@ fn selfping(pairs: usize) {
         })
         .await
         .expect("the self-ping task");
+    });
+}
+
+/// One rank's receive that no message matches, awaited `waits` times for
+/// 2 ms each, so that callgrind can price an empty engine poll (what each
+/// turn of a task's or a loop's spin costs while a message is on its way):
+///
+/// ```text
+/// valgrind --tool=callgrind --toggle-collect='*mpi::idlepoll*' \
+///     target/release/weft-benches mpi-rank idlepoll - 20
+/// callgrind_annotate --inclusive=yes callgrind.out.* | grep 'InFlight::progress '
+/// ```
+///
+/// (the inclusive cost of `InFlight::progress` over its calls).
+fn idlepoll(waits: usize) {
+    let mpi = init();
+    let world = mpi.world();
+    let rt = one_worker();
+    rt.block_on(async move {
+        weft::spawn(async move {
+            for _ in 0..waits {
+                let wait = weft::time::timeout(Duration::from_millis(2), world.recv::<u8>(0, 1)).await;
+                assert!(wait.is_err(), "no message is sent to tag 1");
+            }
+        })
+        .await
+        .expect("the idle-poll task");
     });
 }
 

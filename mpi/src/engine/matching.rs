@@ -493,9 +493,14 @@ impl InFlight {
     /// receive waits on and starts the receive of the oldest waiting
     /// receive each matches. Returns how many receives left the line.
     pub(super) fn pull(&mut self) -> usize {
-        // A handful of communicators; copied so the line may change.
-        let comms: Vec<Raw<ffi::MPI_Comm>> = self.receives.comms().collect();
-        comms.into_iter().map(|comm| self.pull_on(comm)).sum()
+        // A handful of communicators; copied so the line may change (into
+        // a list kept from turn to turn: a spinning poll allocates nothing).
+        let mut comms = std::mem::take(&mut self.pulling);
+        comms.clear();
+        comms.extend(self.receives.comms());
+        let left = comms.iter().map(|&comm| self.pull_on(comm)).sum();
+        self.pulling = comms;
+        left
     }
 
     fn pull_on(&mut self, comm: Raw<ffi::MPI_Comm>) -> usize {

@@ -232,6 +232,8 @@ pub(crate) struct InFlight {
     indices: Vec<c_int>,
     statuses: Vec<ffi::MPI_Status>,
     finished: Vec<(Entry, Outcome)>,
+    /// Scratch for `pull`: the communicators some receive waits on.
+    pulling: Vec<Raw<ffi::MPI_Comm>>,
     /// Ranks known dead (the death notice, `liveness.rs`): nothing that
     /// needs them is started any more.
     dead: Vec<c_int>,
@@ -256,6 +258,7 @@ impl InFlight {
             indices: Vec::new(),
             statuses: Vec::new(),
             finished: Vec::new(),
+            pulling: Vec::new(),
             dead: Vec::new(),
             finalized: false,
         }
