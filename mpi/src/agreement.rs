@@ -425,22 +425,51 @@ pub(crate) enum Step {
     Finish,
 }
 
+/// The most steps a rank's part has: a fold, one exchange per bit of a C
+/// int's ranks, a return and the finish.
+const MAX_STEPS: usize = 34;
+
+/// A rank's steps ([`plan`]), held inline: a unit allocates nothing for
+/// them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    steps: [Step; MAX_STEPS],
+    len: usize,
+}
+
+impl Plan {
+    fn push(&mut self, step: Step) {
+        self.steps[self.len] = step;
+        self.len += 1;
+    }
+
+    /// The steps, in order.
+    pub(crate) fn steps(&self) -> &[Step] {
+        &self.steps[..self.len]
+    }
+}
+
 /// `rank`'s steps in the agreement of `size` ranks: a unit's first
 /// stages, one per step, every step's messages 256 bytes on the hidden
 /// communicator, whatever collective the rank called (so ranks that
 /// called different ones still exchange exactly the messages the others
 /// expect, and all fail alike).
-pub(crate) fn plan(rank: c_int, size: c_int) -> Vec<Step> {
+pub(crate) fn plan(rank: c_int, size: c_int) -> Plan {
     let mut pow2 = 1;
     while pow2 * 2 <= size {
         pow2 *= 2;
     }
     let rem = size - pow2;
-    let mut steps = Vec::new();
+    let mut steps = Plan {
+        steps: [Step::Finish; MAX_STEPS],
+        len: 0,
+    };
     let folded = rank < 2 * rem;
     let new_rank = if folded {
         if rank % 2 == 0 {
-            return vec![Step::FoldOut { peer: rank + 1 }, Step::Finish];
+            steps.push(Step::FoldOut { peer: rank + 1 });
+            steps.push(Step::Finish);
+            return steps;
         }
         steps.push(Step::FoldIn { peer: rank - 1 });
         rank / 2
@@ -472,15 +501,40 @@ pub(crate) struct Rounds {
     /// The step before received a record to merge: `Some(true)` if it
     /// goes first.
     pending: Option<bool>,
+    /// This rank's steps, and the next to run.
+    plan: Plan,
+    next: usize,
+    /// The communicator's agreement channel.
+    on: Arc<PointToPoint>,
 }
 
 impl Rounds {
-    pub(crate) fn new() -> Rounds {
+    pub(crate) fn new(plan: Plan, on: Arc<PointToPoint>) -> Rounds {
         Rounds {
             incoming: Record::blank(),
             tag: 0,
             pending: None,
+            plan,
+            next: 0,
+            on,
         }
+    }
+
+    /// Steps in the plan: the unit's first stages.
+    pub(crate) fn steps(&self) -> usize {
+        self.plan.len
+    }
+
+    /// Runs the next step (a stage of the unit, under the MPI lock).
+    pub(crate) fn run_next(&mut self, records: &mut [Record; 2], post: &mut Post<'_>) -> Result<(), Error> {
+        let i = self.next;
+        self.next += 1;
+        let step = *self
+            .plan
+            .steps()
+            .get(i)
+            .expect("weft-mpi bug: a unit ran more agreement steps than its plan has");
+        step.run(i == 0, records, self, post)
     }
 }
 
@@ -506,9 +560,9 @@ impl Step {
         first: bool,
         records: &mut [Record; 2],
         rounds: &mut Rounds,
-        on: &PointToPoint,
         post: &mut Post<'_>,
     ) -> Result<(), Error> {
+        let on = &*rounds.on;
         if first {
             records[1] = records[0];
             rounds.tag = on.hidden.next_tag();
@@ -569,17 +623,18 @@ impl PointToPoint {
     /// outnumber cores; the window's next `MPI_Testsome` finds it.
     fn send(&self, post: &mut Post<'_>, record: Record, peer: c_int, tag: c_int) -> Result<(), Error> {
         let sent = Arc::new(SentRecord {
-            record: Box::new(record),
+            record,
             _keep: self.keep.clone(),
         });
         // SAFETY: reading a constant MPI initialised.
         let mut request = Raw(unsafe { ffi::RSMPI_REQUEST_NULL });
-        // SAFETY: the MPI lock is held; the record is boxed in `sent`, which
-        // the request window holds (if the send is still pending) until MPI
-        // completes it; one element of the record type.
+        // SAFETY: the MPI lock is held; the record is in `sent`'s heap
+        // block (an `Arc`'s contents never move), which the request window
+        // holds (if the send is still pending) until MPI completes it; one
+        // element of the record type.
         check(unsafe {
             ffi::MPI_Isend(
-                (&raw const *sent.record).cast(),
+                (&raw const sent.record).cast(),
                 1,
                 self.datatype.0,
                 peer,
@@ -595,7 +650,7 @@ impl PointToPoint {
 
 /// An agreement's send: its copy of the record, kept until MPI is done.
 struct SentRecord {
-    record: Box<Record>,
+    record: Record,
     _keep: Option<Arc<Owned>>,
 }
 
@@ -642,7 +697,7 @@ mod tests {
     fn simulate(records: &[Record]) -> Vec<Record> {
         use std::collections::{HashMap, VecDeque};
         let size = records.len() as c_int;
-        let plans: Vec<Vec<Step>> = (0..size).map(|r| plan(r, size)).collect();
+        let plans: Vec<Vec<Step>> = (0..size).map(|r| plan(r, size).steps().to_vec()).collect();
         let mut at = vec![0usize; records.len()];
         let mut acc: Vec<Record> = records.to_vec();
         let mut pending: Vec<Option<(bool, Record)>> = vec![None; records.len()];
@@ -741,7 +796,7 @@ mod tests {
             // Message rounds on the longest path: log2 of the power of two,
             // plus two for a size that is not one.
             let pow2 = 1 << (usize::BITS - 1 - (size as usize).leading_zeros());
-            let rounds = (0..size).map(|r| plan(r, size).len() - 1).max().unwrap();
+            let rounds = (0..size).map(|r| plan(r, size).steps().len() - 1).max().unwrap();
             let extra = if pow2 == size as usize { 0 } else { 2 };
             assert!(
                 rounds <= pow2.trailing_zeros() as usize + extra,

@@ -10,7 +10,7 @@
 //! rule); a rank that does not gets an error, and so does every other
 //! rank, before anything that could overrun a buffer is posted.
 
-use crate::agreement::{PAYLOAD, PointToPoint, Record, Rounds, plan, signature};
+use crate::agreement::{PAYLOAD, Record, Rounds, plan, signature};
 use crate::buffer::{Numeric, Plain, RecvBuffer};
 use crate::comm::{Communicator, count, datatype};
 use crate::error::{Error, check};
@@ -22,7 +22,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::mem::{size_of, size_of_val};
 use std::os::raw::{c_int, c_void};
-use std::sync::Arc;
 
 /// A collective's buffers: the agreement's two records (this rank's, the
 /// agreed one) and its rounds' state, then the collective's own.
@@ -103,17 +102,12 @@ impl Communicator {
     {
         self.shared.register_if_running();
         let record = if problem.is_some() { record.invalid() } else { record };
-        let on = Arc::new(PointToPoint {
-            hidden: self.hidden.clone(),
-            datatype: self.shared.agreement.datatype,
-            keep: self.owned.clone(),
-        });
-        let steps = plan(self.rank(), self.size());
-        let mut all: Vec<Stage<Unit<D>>> = Vec::with_capacity(steps.len() + stages.len());
-        for (i, step) in steps.into_iter().enumerate() {
-            let on = on.clone();
-            all.push(Box::new(move |u: &mut Unit<D>, _, post| {
-                step.run(i == 0, &mut u.records, &mut u.rounds, &on, post)
+        let rounds = Rounds::new(plan(self.rank(), self.size()), self.agreement.clone());
+        let mut all: Vec<Stage<Unit<D>>> = Vec::with_capacity(rounds.steps() + stages.len());
+        for _ in 0..rounds.steps() {
+            // Captures nothing: boxing it allocates nothing.
+            all.push(Box::new(|u: &mut Unit<D>, _, post| {
+                u.rounds.run_next(&mut u.records, post)
             }));
         }
         let mut stages = stages.into_iter();
@@ -127,7 +121,7 @@ impl Communicator {
         all.extend(stages);
         let unit = Unit {
             records: [record, Record::blank()],
-            rounds: Rounds::new(),
+            rounds,
             data,
         };
         let finish = move |u: Unit<D>, status| match problem {
@@ -191,8 +185,8 @@ impl Communicator {
     ) -> Request<U> {
         let what = if root.is_some() { "reduce" } else { "all_reduce" };
         let len = data.len();
-        let mut extra = vec![op.code() as u8];
-        extra.extend(root.unwrap_or(-1).to_le_bytes());
+        let mut extra = [op.code() as u8, 0, 0, 0, 0];
+        extra[1..].copy_from_slice(&root.unwrap_or(-1).to_le_bytes());
         let sig = self.sig::<T>(what, &extra);
         let mut problem = None;
         if !op_applies::<T>(op) {

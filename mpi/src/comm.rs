@@ -1,7 +1,7 @@
 //! [`Communicator`]: point-to-point operations, posted when made (the
 //! collectives are in `collective.rs`, topologies in `topology.rs`).
 
-use crate::agreement::Hidden;
+use crate::agreement::{Hidden, PointToPoint};
 use crate::buffer::{Plain, RecvBuffer, SendBuffer};
 use crate::engine::{Engine, InFlight, Raw, Report, WaitingReceive};
 use crate::env::Shared;
@@ -62,8 +62,9 @@ pub struct Communicator {
     /// `None` for the world itself (the same ranks).
     world_ranks: Option<Arc<[i32]>>,
     /// Its hidden twin, where the collectives' agreements run point to
-    /// point (`agreement.rs`).
-    pub(crate) hidden: Arc<Hidden>,
+    /// point (`agreement.rs`), with what a unit's steps post with: one
+    /// per communicator, shared by its units.
+    pub(crate) agreement: Arc<PointToPoint>,
 }
 
 /// A communicator this crate made (`MPI_Comm_idup`), with its hidden
@@ -143,7 +144,11 @@ impl Communicator {
             raw: shared.world,
             rank: shared.rank,
             size: shared.size,
-            hidden: shared.hidden.clone(),
+            agreement: Arc::new(PointToPoint {
+                hidden: shared.hidden.clone(),
+                datatype: shared.agreement.datatype,
+                keep: None,
+            }),
             shared,
             owned: None,
             world_ranks: None,
@@ -163,14 +168,19 @@ impl Communicator {
             .engine
             .with_mpi(|_| world_ranks(raw, shared.world, size))
             .or_else(|| Some(Arc::from(Vec::new())));
+        let owned = Arc::new(Owned {
+            engine: shared.engine.clone(),
+            raw,
+            hidden,
+        });
         Communicator {
             world_ranks,
-            owned: Some(Arc::new(Owned {
-                engine: shared.engine.clone(),
-                raw,
-                hidden,
-            })),
-            hidden: Arc::new(Hidden::new(hidden)),
+            agreement: Arc::new(PointToPoint {
+                hidden: Arc::new(Hidden::new(hidden)),
+                datatype: shared.agreement.datatype,
+                keep: Some(owned.clone()),
+            }),
+            owned: Some(owned),
             shared,
             raw,
             rank,
@@ -542,13 +552,15 @@ impl Communicator {
         }
         let (source, tag) = (source.raw(), tag.raw());
         self.shared.engine.with_mpi(|mpi| {
+            // Counted as a receive of `T`s would count them (whole ones).
+            let item = crate::status::type_size(datatype::<T>());
             // Messages the engine pulled for other receives come first
             // (they arrived first).
             if let Some(status) = mpi.peek_unclaimed(source, tag, self.raw) {
-                return Ok(Some(Status::from_raw(&status, datatype::<T>())));
+                return Ok(Some(Status::from_raw(&status, item)));
             }
             let found = crate::engine::iprobe(source, tag, self.raw)?;
-            Ok(found.map(|status| Status::from_raw(&status, datatype::<T>())))
+            Ok(found.map(|status| Status::from_raw(&status, item)))
         })
     }
 

@@ -83,7 +83,8 @@ pub(crate) struct Setup {
     pub(crate) peers: [c_int; 2],
     pub(crate) comm: Raw<ffi::MPI_Comm>,
     pub(crate) keep: Option<Arc<Owned>>,
-    /// The datatype statuses count elements in.
+    /// A receive's element datatype (what `MPI_Imrecv` is given); unused
+    /// by sends and collectives.
     pub(crate) datatype: Raw<ffi::MPI_Datatype>,
 }
 
@@ -118,7 +119,8 @@ pub(crate) struct Slot<B, T, F> {
     /// Its id on a runtime's timeline; 0 while none records.
     trace: u64,
     comm: Raw<ffi::MPI_Comm>,
-    /// The datatype statuses count elements in.
+    /// A receive's element datatype (what `MPI_Imrecv` is given); unused
+    /// by sends and collectives.
     datatype: Raw<ffi::MPI_Datatype>,
     /// Keeps a duplicated communicator alive while the operation may use
     /// it (engine rule 9).
@@ -495,8 +497,8 @@ where
     T: Send + 'static,
     F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
 {
-    fn datatype(&self) -> Raw<ffi::MPI_Datatype> {
-        self.datatype
+    fn item_size(&self) -> usize {
+        B::ITEM_SIZE
     }
 
     fn receive(self: Arc<Self>, mpi: &mut InFlight, message: Unclaimed) -> Option<Outcome> {

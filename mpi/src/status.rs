@@ -14,23 +14,20 @@ pub struct Status {
 }
 
 impl Status {
-    /// Reads a raw status; `count` in elements of `datatype`. Call under
-    /// the MPI lock.
-    pub(crate) fn from_raw(raw: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Status {
-        Status {
-            source: raw.MPI_SOURCE,
-            tag: raw.MPI_TAG,
-            // Unknown (not a whole number of elements): report none, which
-            // never over-states what was written.
-            count: elements(raw, datatype).unwrap_or(0),
-        }
+    /// Reads a probed message's status; `count` in whole elements of
+    /// `item_size` bytes (the same count a receive of it reports, for any
+    /// element type). Call under the MPI lock.
+    pub(crate) fn from_raw(raw: &ffi::MPI_Status, item_size: usize) -> Status {
+        // Unmeasurable: report none, which never over-states what a
+        // receive would write.
+        let bytes = message_bytes(raw).unwrap_or(0);
+        Status::of_message(raw, bytes, item_size)
     }
 
-    /// The status of a receive of a whole matched message of `bytes` bytes
-    /// (`raw` is its probe's status) into elements of `item_size` bytes,
-    /// as `from_raw` would read it for a basic datatype of that size
-    /// without asking MPI: no elements unless the bytes are a whole number
-    /// of them.
+    /// The status of a whole matched message of `bytes` bytes (`raw` is
+    /// its probe's status) counted in elements of `item_size` bytes, as
+    /// MPI's `MPI_Get_count` would count it: no elements unless the bytes
+    /// are a whole number of them.
     pub(crate) fn of_message(raw: &ffi::MPI_Status, bytes: usize, item_size: usize) -> Status {
         let count = match item_size {
             0 => 0,
@@ -77,9 +74,8 @@ impl Status {
     }
 }
 
-/// Elements of `datatype` (a basic type: the only kind weft-mpi receives)
-/// in a status, with a 64-bit count so that messages past 2 GiB measure
-/// right. Call under the MPI lock.
+/// Elements of `datatype` in a status, with a 64-bit count so that
+/// messages past 2 GiB measure right. Call under the MPI lock.
 fn elements(raw: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Option<usize> {
     let mut count: ffi::MPI_Count = 0;
     // SAFETY: a local query of a status MPI filled in; the caller holds the
@@ -90,6 +86,19 @@ fn elements(raw: &ffi::MPI_Status, datatype: Raw<ffi::MPI_Datatype>) -> Option<u
     }
     // MPI_UNDEFINED (negative): not a whole number of elements.
     usize::try_from(count).ok()
+}
+
+/// The size in bytes of one element of `datatype` (0 if MPI cannot say,
+/// which counts no elements). Call under the MPI lock.
+pub(crate) fn type_size(datatype: Raw<ffi::MPI_Datatype>) -> usize {
+    let mut size: ffi::MPI_Count = 0;
+    // SAFETY: a local query of a committed datatype; the caller holds the
+    // MPI lock.
+    let rc = unsafe { ffi::MPI_Type_size_x(datatype.0, &mut size) };
+    if rc != ffi::MPI_SUCCESS as c_int {
+        return 0;
+    }
+    usize::try_from(size).unwrap_or(0)
 }
 
 /// The length in bytes of the message a status describes.

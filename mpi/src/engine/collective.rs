@@ -66,6 +66,9 @@ pub(crate) trait Staged: Send + Sync {
 /// that a stream's front is the unit holding it.
 pub(crate) struct CollectiveStreams {
     streams: Vec<(Raw<ffi::MPI_Comm>, Stream)>,
+    /// The last stream emptied, kept for the next one to start (a rank
+    /// running one collective after another allocates no stream).
+    spare: Stream,
 }
 
 /// One communicator's units: the front holds the stream.
@@ -73,7 +76,10 @@ type Stream = VecDeque<Arc<dyn Staged>>;
 
 impl CollectiveStreams {
     pub(crate) fn new() -> CollectiveStreams {
-        CollectiveStreams { streams: Vec::new() }
+        CollectiveStreams {
+            streams: Vec::new(),
+            spare: VecDeque::new(),
+        }
     }
 
     /// No unit anywhere has stages left to post.
@@ -88,7 +94,11 @@ impl CollectiveStreams {
     fn push(&mut self, comm: Raw<ffi::MPI_Comm>, unit: Arc<dyn Staged>) {
         match self.stream(comm) {
             Some(stream) => stream.push_back(unit),
-            None => self.streams.push((comm, VecDeque::from([unit]))),
+            None => {
+                let mut stream = std::mem::take(&mut self.spare);
+                stream.push_back(unit);
+                self.streams.push((comm, stream));
+            }
         }
     }
 
@@ -110,7 +120,7 @@ impl CollectiveStreams {
             .expect("weft-mpi bug: no collective stream to pop");
         self.streams[i].1.pop_front();
         if self.streams[i].1.is_empty() {
-            self.streams.swap_remove(i);
+            self.spare = self.streams.swap_remove(i).1;
         }
     }
 

@@ -54,8 +54,9 @@ pub(crate) const PULL_BATCH: usize = 64;
 
 /// A receive waiting for its message (rule 5).
 pub(crate) trait Receiver: Waiter {
-    /// The datatype the receive counts elements in (for its status).
-    fn datatype(&self) -> Raw<ffi::MPI_Datatype>;
+    /// The size in bytes of the elements the receive counts (for its
+    /// status: whole elements of the message).
+    fn item_size(&self) -> usize;
 
     /// Under the lock: `message` matched (its `held` is never
     /// [`Held::Arriving`]). Posts its receive (into the receiver's buffer,
@@ -290,7 +291,7 @@ impl InFlight {
         let found = match found {
             Some(i) if receive.peek => {
                 let u = &self.unclaimed[i];
-                return Some(Ok(Status::from_raw(&u.status, receive.receiver.datatype())));
+                return Some(Ok(Status::from_raw(&u.status, receive.receiver.item_size())));
             }
             // Its message is coming back from a dropped receive: wait for
             // it (nothing later may overtake it).
@@ -303,7 +304,7 @@ impl InFlight {
             // message for a look would put it ahead of older ones from the
             // same sender that no one has pulled yet.
             None if receive.peek => match iprobe(receive.source, receive.tag, receive.comm) {
-                Ok(Some(status)) => return Some(Ok(Status::from_raw(&status, receive.receiver.datatype()))),
+                Ok(Some(status)) => return Some(Ok(Status::from_raw(&status, receive.receiver.item_size()))),
                 Ok(None) => None,
                 Err(err) => return Some(Err(err)),
             },
@@ -444,7 +445,7 @@ impl InFlight {
                 .expect("weft-mpi bug: a ready receive has no message");
             let waiter = receive.receiver.clone().into_waiter();
             if receive.peek {
-                let seen = Status::from_raw(&self.unclaimed[i].status, receive.receiver.datatype());
+                let seen = Status::from_raw(&self.unclaimed[i].status, receive.receiver.item_size());
                 self.settle(waiter, Ok(seen));
                 continue;
             }
@@ -526,7 +527,7 @@ impl InFlight {
                     // back), or it waits unclaimed.
                     while let Some(peek) = self.receives.take_oldest_match(comm, &status, true, |_| false) {
                         left += 1;
-                        let seen = Status::from_raw(&status, peek.receiver.datatype());
+                        let seen = Status::from_raw(&status, peek.receiver.item_size());
                         self.settle(peek.into_waiter(), Ok(seen));
                     }
                     let (unclaimed, arriving) = (&self.unclaimed, self.arriving);
@@ -596,8 +597,8 @@ mod tests {
         fn complete(&self, _: Outcome) {}
     }
     impl Receiver for Nobody {
-        fn datatype(&self) -> Raw<ffi::MPI_Datatype> {
-            Raw(ffi::MPI_Datatype(std::ptr::null_mut()))
+        fn item_size(&self) -> usize {
+            1
         }
         fn receive(self: Arc<Self>, _: &mut InFlight, _: Unclaimed) -> Option<Outcome> {
             None
@@ -634,8 +635,8 @@ mod tests {
         fn complete(&self, _: Outcome) {}
     }
     impl Receiver for Recording {
-        fn datatype(&self) -> Raw<ffi::MPI_Datatype> {
-            Raw(ffi::MPI_Datatype(std::ptr::null_mut()))
+        fn item_size(&self) -> usize {
+            1
         }
         fn receive(self: Arc<Self>, _: &mut InFlight, message: Unclaimed) -> Option<Outcome> {
             let Held::Received(bytes) = message.held else {

@@ -181,8 +181,8 @@ pub(crate) trait Waiter: Send + Sync {
 pub(crate) struct Entry {
     waiter: Arc<dyn Waiter>,
     report: Report,
-    /// Elements the receive buffer holds (0 for sends and collectives),
-    /// for [`Error::Truncated`].
+    /// Elements the receive buffer holds (0 for sends and collectives; a
+    /// discard's scratch words), for [`Error::Truncated`].
     capacity: usize,
 }
 

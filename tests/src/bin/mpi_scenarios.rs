@@ -109,6 +109,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A user's element type on a derived MPI datatype (two `u32`s, one
+/// contiguous type): probes and receives count whole `Pair`s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Pair {
+    a: u32,
+    b: u32,
+}
+
+// SAFETY: the datatype is a contiguous type of two `u32`s, committed once
+// and never freed: exactly `Pair`'s 8 bytes, with no padding.
+unsafe impl weft::mpi::Equivalence for Pair {
+    type Out = mpi::datatype::DatatypeRef<'static>;
+    fn equivalent_datatype() -> Self::Out {
+        use mpi::raw::{AsRaw, FromRaw};
+        static RAW: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let raw = *RAW.get_or_init(|| {
+            let pair = mpi::datatype::UserDatatype::contiguous(2, &u32::equivalent_datatype());
+            let raw = pair.as_raw();
+            // Kept for the life of the process (a `DatatypeRef` borrows it).
+            std::mem::forget(pair);
+            raw.0 as usize
+        });
+        // SAFETY: a committed datatype that is never freed.
+        unsafe { mpi::datatype::DatatypeRef::from_raw(mpi::ffi::MPI_Datatype(raw as *mut _)) }
+    }
+}
+
+// SAFETY: any 8 bytes are a `Pair`, and its datatype describes all of them.
+unsafe impl weft::mpi::Plain for Pair {}
+
 /// Typed messages both ways, owned (zero-copy) sends, tags and probe.
 async fn point_to_point(world: &Communicator) {
     let (rank, size) = (world.rank(), world.size());
@@ -130,6 +161,8 @@ async fn point_to_point(world: &Communicator) {
         world.send(&[1u8, 2, 3, 4, 5, 6], 1, 14).await.unwrap();
         world.send(&[1u8, 2, 3, 4, 5, 6, 7, 8], 1, 15).await.unwrap();
         world.send(&[1u8, 2, 3, 4, 5, 6], 1, 16).await.unwrap();
+        world.send(&[7u32, 8, 9, 10], 1, 17).await.unwrap();
+        world.send(&[7u32, 8, 9], 1, 18).await.unwrap();
         let (reply, status) = world.recv::<i64>(1, ANY_TAG).await.unwrap();
         assert_eq!((reply, status.source(), status.tag()), (vec![-7], 1, 99));
     } else if rank == 1 {
@@ -157,6 +190,16 @@ async fn point_to_point(world: &Communicator) {
         let (halves, status) = world.recv_into(vec![0u16; 8], 0, 16).await.unwrap();
         assert_eq!((seen.count(), status.count(), status.tag()), (3, 3, 16));
         assert_eq!(halves[..3], [1, 2, 3].map(|i| u16::from_ne_bytes([2 * i - 1, 2 * i])));
+        // A derived datatype: whole `Pair`s, by probe and receive alike,
+        // and none where the bytes are not whole ones.
+        let seen = world.probe::<Pair>(0, 17).await.unwrap();
+        assert_eq!(world.try_probe::<Pair>(0, 17).unwrap().map(|s| s.count()), Some(2));
+        let (pairs, status) = world.recv::<Pair>(0, 17).await.unwrap();
+        assert_eq!((seen.count(), status.count()), (2, 2));
+        assert_eq!(pairs, [Pair { a: 7, b: 8 }, Pair { a: 9, b: 10 }]);
+        let seen = world.probe::<Pair>(0, 18).await.unwrap();
+        let (pairs, status) = world.recv::<Pair>(0, 18).await.unwrap();
+        assert_eq!((seen.count(), status.count(), pairs.len()), (0, 0, 0));
         world.send(&[-7i64], 0, 99).await.unwrap();
     }
     world.barrier().await.unwrap();
