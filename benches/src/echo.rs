@@ -206,6 +206,60 @@ fn smol_server(rt: &Smol) -> SocketAddr {
     addr
 }
 
+/// One server alone in this process, for profiling with perf, strace or
+/// callgrind (`benches/echo-probe.sh`): `echo-serve weft|tokio|smol [cpu]`.
+/// Pins this thread (and so the runtime's threads) to `cpu` if given,
+/// starts the suite's server for that runtime with the suite's default
+/// two workers, prints its address, and serves until standard input
+/// closes. Drive it with `echo-load`.
+pub(crate) fn serve_main(args: &[String]) -> ExitCode {
+    let usage = "usage: weft-benches echo-serve weft|tokio|smol [cpu]";
+    let (name, cpu) = match args {
+        [name] => (name.as_str(), None),
+        [name, cpu] => match cpu.parse::<usize>() {
+            Ok(cpu) => (name.as_str(), Some(cpu)),
+            Err(_) => {
+                eprintln!("{usage}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(cpu) = cpu {
+        if let Err(err) = pin_this_thread(cpu) {
+            eprintln!("echo-serve: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let workers = 2;
+    // The runtime lives until this function returns.
+    let (addr, _runtime): (SocketAddr, Box<dyn std::any::Any>) = match name {
+        "weft" => {
+            let rt = Weft::new(workers);
+            (weft_server(&rt), Box::new(rt))
+        }
+        "tokio" => {
+            let rt = Tokio::new(workers);
+            (tokio_server(&rt), Box::new(rt))
+        }
+        "smol" => {
+            let rt = Smol::new(workers);
+            (smol_server(&rt), Box::new(rt))
+        }
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{addr}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    ExitCode::SUCCESS
+}
+
 /// Pins this thread (and so the servers' threads, started after) to the
 /// second CPU this process may use and returns the first, for the load
 /// client; with one CPU, or if pinning fails, pins nothing. Also returns a

@@ -121,6 +121,10 @@ fn main() -> ExitCode {
         // Suite `echo`'s load client, in its own process, started by it.
         return echo::load_main(&args.collect::<Vec<_>>());
     }
+    if suite == "echo-serve" {
+        // One server of suite `echo` alone, for profiling (see `echo::serve_main`).
+        return echo::serve_main(&args.collect::<Vec<_>>());
+    }
     if suite == "http-probe" {
         // One server of suite `http` under a fixed number of requests, for
         // valgrind and strace (see `http::probe_main`).
