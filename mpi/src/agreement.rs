@@ -456,7 +456,8 @@ impl Plan {
 /// expect, and all fail alike).
 pub(crate) fn plan(rank: c_int, size: c_int) -> Plan {
     let mut pow2 = 1;
-    while pow2 * 2 <= size {
+    // (`pow2 * 2 <= size`, without overflowing for the largest sizes.)
+    while pow2 <= size / 2 {
         pow2 *= 2;
     }
     let rem = size - pow2;
@@ -891,5 +892,16 @@ mod tests {
             Some(PAYLOAD),
             "clamped to the payload"
         );
+    }
+
+    #[test]
+    fn the_largest_communicators_plan_within_the_inline_steps() {
+        for size in [i32::MAX, i32::MAX - 1, 1 << 30, (1 << 30) + 1] {
+            for rank in [0, 1, size / 2, size - 2, size - 1] {
+                let steps = plan(rank, size);
+                assert!(steps.steps().len() <= MAX_STEPS, "size {size} rank {rank}");
+                assert_eq!(steps.steps().last(), Some(&Step::Finish));
+            }
+        }
     }
 }
