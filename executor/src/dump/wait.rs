@@ -17,6 +17,7 @@
 
 use crate::observe::clock;
 use crate::task::Id;
+use crate::task::record::FreeWait;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -144,7 +145,12 @@ impl WaitOn {
 /// interning it.
 #[inline]
 pub fn note_wait(wait: WaitOn) {
-    note_wait_with(|| Some(wait));
+    crate::context::with_polling_header(|header| {
+        if let Some(free) = header.record().wait_free() {
+            let (tag, object) = encode(wait);
+            free.note(tag, object);
+        }
+    });
 }
 
 /// [`note_wait`], with the wait described only if the poll has reported
@@ -152,16 +158,26 @@ pub fn note_wait(wait: WaitOn) {
 /// something to describe (a timer's deadline converted to the dump's
 /// clock), reported after another (a read that also arms a timeout).
 /// `None` from `wait`: nothing to report.
+///
+/// The check is inlined and the description is not, so that a report
+/// after the poll's first (the common case where it is used) costs the
+/// check alone.
 #[inline]
 pub fn note_wait_with(wait: impl FnOnce() -> Option<WaitOn>) {
     crate::context::with_polling_header(|header| {
-        if let Some(free) = header.record().wait_free()
-            && let Some(wait) = wait()
-        {
-            let (tag, object) = encode(wait);
-            free.note(tag, object);
+        if let Some(free) = header.record().wait_free() {
+            describe_and_note(free, wait);
         }
     });
+}
+
+/// [`note_wait_with`]'s out-of-line half: describes the wait and notes it.
+#[inline(never)]
+fn describe_and_note(free: FreeWait<'_>, wait: impl FnOnce() -> Option<WaitOn>) {
+    if let Some(wait) = wait() {
+        let (tag, object) = encode(wait);
+        free.note(tag, object);
+    }
 }
 
 // Kinds, in the tag's low byte; 0 means "nothing reported".
