@@ -138,6 +138,13 @@ impl Registration {
     /// filled), so readiness is cleared at once; with edge-triggered polling
     /// new data brings a new event. Saves the `WouldBlock` system call that
     /// the next attempt would otherwise make.
+    ///
+    /// The common wait (a keep-alive connection between requests, a stream
+    /// that the last transfer drained) is taken inline: a source known not
+    /// ready registers the task's waker and reports the wait without
+    /// entering the operation's loop. If it turns out ready meanwhile, the
+    /// loop runs as usual (and finds it ready).
+    #[inline]
     pub(crate) fn poll_transfer(
         &self,
         cx: &mut Context<'_>,
@@ -146,7 +153,37 @@ impl Registration {
         len: usize,
         op: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        if self.state.known_not_ready(direction) && self.wait_poll_api(cx, direction, fd).is_pending() {
+            return Poll::Pending;
+        }
+        self.poll_transfer_loop(cx, direction, fd, len, op)
+    }
+
+    /// [`poll_transfer`](Self::poll_transfer)'s loop, out of line.
+    #[inline(never)]
+    fn poll_transfer_loop(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        fd: i64,
+        len: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         self.poll_op(cx, direction, fd, Waiter::Poll, op, |&n| n > 0 && n < len)
+    }
+
+    /// [`poll_op`](Self::poll_op)'s wait, for the poll API, on a source
+    /// found not ready: registers the task's waker and, unless the source
+    /// became ready meanwhile, reports the wait and returns `Pending`.
+    #[inline(never)]
+    fn wait_poll_api(&self, cx: &mut Context<'_>, direction: Direction, fd: i64) -> Poll<()> {
+        match self.state.register_then_look_again(cx, direction, Waiter::Poll) {
+            Poll::Pending => {
+                crate::observe::waiting(crate::observe::Wait::Io { fd, direction });
+                Poll::Pending
+            }
+            Poll::Ready(_) => Poll::Ready(()),
+        }
     }
 
     /// The loop behind every operation: `waiter` says where the task's
@@ -339,6 +376,7 @@ impl<E: Source> Registered<E> {
 
     /// Transfers bytes once the source is ready; see
     /// [`Registration::poll_transfer`].
+    #[inline]
     pub(crate) fn poll_transfer(
         &self,
         cx: &mut Context<'_>,

@@ -274,10 +274,18 @@ impl ScheduledIo {
         }
     }
 
+    /// True if the object is not ready for `direction` (and the reactor
+    /// runs): [`poll_ready`](Self::poll_ready) would register. One load.
+    #[inline]
+    pub(crate) fn known_not_ready(&self, direction: Direction) -> bool {
+        let curr = self.readiness.load(Acquire);
+        curr & SHUTDOWN == 0 && !Readiness(curr & READY_MASK).intersects(direction.mask())
+    }
+
     /// [`poll_ready`](Self::poll_ready) found the object not ready:
     /// registers the task's waker, then looks again.
     #[inline(never)]
-    fn register_then_look_again(
+    pub(crate) fn register_then_look_again(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
