@@ -425,8 +425,9 @@ pub(crate) enum Step {
     Finish,
 }
 
-/// The most steps a rank's part has: a fold, one exchange per bit of a C
-/// int's ranks, a return and the finish.
+/// The most steps a rank's part has: a fold, one exchange per doubling
+/// up to the largest power of two a C int holds (30), a return and the
+/// finish (33), rounded up.
 const MAX_STEPS: usize = 34;
 
 /// A rank's steps ([`plan`]), held inline: a unit allocates nothing for

@@ -1,7 +1,64 @@
 //! The buffers a [`Request`](crate::Request) may own.
 
-use mpi::datatype::Equivalence;
+use mpi::datatype::{Equivalence, SystemDatatype};
 use std::sync::Arc;
+
+/// What weft-mpi asks of an element type's [`Equivalence`]: its datatype
+/// is a `DatatypeRef<'static>` ([`SystemDatatype`]), one that lives as
+/// long as the process, as every predefined type's does and rsmpi's
+/// `#[derive(Equivalence)]` makes. Weft keeps the raw handle after
+/// `equivalent_datatype()` returns (a receive posts only when its message
+/// matches), so an `Out` that frees its datatype when dropped (an owned
+/// `UserDatatype`) would leave MPI a freed handle; such a type does not
+/// compile here:
+///
+/// ```compile_fail,E0271
+/// use weft_mpi::{Equivalence, Plain};
+/// #[derive(Clone, Copy)]
+/// #[repr(C)]
+/// struct Owned(u32);
+/// // SAFETY (of the example): one `u32`, described exactly.
+/// unsafe impl Equivalence for Owned {
+///     type Out = mpi::datatype::UserDatatype;
+///     fn equivalent_datatype() -> Self::Out {
+///         mpi::datatype::UserDatatype::contiguous(1, &u32::equivalent_datatype())
+///     }
+/// }
+/// // SAFETY (of the example): any 4 bytes are an `Owned`.
+/// unsafe impl Plain for Owned {}
+/// ```
+///
+/// while the same type on a datatype made once does:
+///
+/// ```
+/// use weft_mpi::{Equivalence, Plain};
+/// use mpi::datatype::{DatatypeRef, UserDatatype};
+/// use mpi::raw::{AsRaw, FromRaw};
+/// #[derive(Clone, Copy)]
+/// #[repr(C)]
+/// struct Kept(u32);
+/// // SAFETY (of the example): one `u32`, described exactly, by a datatype
+/// // made once and never freed.
+/// unsafe impl Equivalence for Kept {
+///     type Out = DatatypeRef<'static>;
+///     fn equivalent_datatype() -> Self::Out {
+///         static RAW: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+///         let raw = *RAW.get_or_init(|| {
+///             let kept = UserDatatype::contiguous(1, &u32::equivalent_datatype());
+///             let raw = kept.as_raw().0 as usize;
+///             std::mem::forget(kept);
+///             raw
+///         });
+///         // SAFETY (of the example): a datatype that is never freed.
+///         unsafe { DatatypeRef::from_raw(mpi::ffi::MPI_Datatype(raw as *mut _)) }
+///     }
+/// }
+/// // SAFETY (of the example): any 4 bytes are a `Kept`.
+/// unsafe impl Plain for Kept {}
+/// ```
+pub trait Element: Equivalence<Out = SystemDatatype> {}
+
+impl<T: Equivalence<Out = SystemDatatype>> Element for T {}
 
 /// Element types that any bit pattern is a valid value of, so MPI may
 /// write received bytes into them: the integers and floats. (`bool` and
@@ -11,8 +68,9 @@ use std::sync::Arc;
 /// # Safety
 ///
 /// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self`,
-/// and the type's [`Equivalence`] must describe exactly those bytes.
-pub unsafe trait Plain: Equivalence + Copy + Send + Sync + 'static {}
+/// and the type's [`Equivalence`] must describe exactly those bytes (an
+/// [`Element`]: its datatype lives as long as the process).
+pub unsafe trait Plain: Element + Copy + Send + Sync + 'static {}
 
 macro_rules! plain {
     ($($t:ty),*) => {$(
@@ -100,8 +158,9 @@ numeric!(usize => U32, isize => I32);
 ///
 /// [`as_slice`]: SendBuffer::as_slice
 pub unsafe trait SendBuffer: Send + 'static {
-    /// The element type.
-    type Item: Equivalence;
+    /// The element type (an [`Element`]: its datatype lives as long as
+    /// the process).
+    type Item: Element;
     /// The elements to send.
     fn as_slice(&self) -> &[Self::Item];
 }
@@ -125,7 +184,7 @@ where
 
 // SAFETY: the elements live on the heap, owned by the vector; moving the
 // vector does not move them.
-unsafe impl<T: Equivalence + Send + 'static> SendBuffer for Vec<T> {
+unsafe impl<T: Element + Send + 'static> SendBuffer for Vec<T> {
     type Item = T;
     fn as_slice(&self) -> &[T] {
         self
@@ -140,7 +199,7 @@ unsafe impl<T: Plain> RecvBuffer for Vec<T> {
 }
 
 // SAFETY: heap elements owned by the box.
-unsafe impl<T: Equivalence + Send + 'static> SendBuffer for Box<[T]> {
+unsafe impl<T: Element + Send + 'static> SendBuffer for Box<[T]> {
     type Item = T;
     fn as_slice(&self) -> &[T] {
         self
@@ -156,7 +215,7 @@ unsafe impl<T: Plain> RecvBuffer for Box<[T]> {
 
 // SAFETY: the elements are immutable while any `Arc` exists, and live until
 // the last one (this one, at least) is dropped. Sends only read.
-unsafe impl<T: Equivalence + Send + Sync + 'static> SendBuffer for Arc<[T]> {
+unsafe impl<T: Element + Send + Sync + 'static> SendBuffer for Arc<[T]> {
     type Item = T;
     fn as_slice(&self) -> &[T] {
         self

@@ -2,14 +2,13 @@
 //! collectives are in `collective.rs`, topologies in `topology.rs`).
 
 use crate::agreement::{Hidden, PointToPoint};
-use crate::buffer::{Plain, RecvBuffer, SendBuffer};
+use crate::buffer::{Element, Plain, RecvBuffer, SendBuffer};
 use crate::engine::{Engine, InFlight, Raw, Report, WaitingReceive};
 use crate::env::Shared;
 use crate::envelope::{Peer, Tag};
 use crate::error::Error;
 use crate::request::{Kind, RecvTarget, Request, SendPart, Setup, Slot, Stage};
 use crate::status::Status;
-use mpi::datatype::Equivalence;
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use serde::Serialize;
@@ -109,7 +108,9 @@ pub(crate) fn world_ranks(comm: Raw<ffi::MPI_Comm>, world: Raw<ffi::MPI_Comm>, s
     ok.then(|| out.into())
 }
 
-pub(crate) fn datatype<T: Equivalence>() -> Raw<ffi::MPI_Datatype> {
+/// `T`'s datatype handle; it stays valid after the `Out` is dropped, since
+/// an [`Element`]'s is a `DatatypeRef<'static>` (`buffer.rs`).
+pub(crate) fn datatype<T: Element>() -> Raw<ffi::MPI_Datatype> {
     Raw(T::equivalent_datatype().as_raw())
 }
 
@@ -350,7 +351,7 @@ impl Communicator {
     /// slice is free at once); completes when MPI is done with the copy.
     /// For large messages use [`isend`](Self::isend) with an owned buffer,
     /// which does not copy.
-    pub fn send<T: Equivalence + Copy + Send + 'static>(
+    pub fn send<T: Element + Copy + Send + 'static>(
         &self,
         data: &[T],
         dest: impl Into<Peer>,
@@ -540,11 +541,7 @@ impl Communicator {
     /// # Errors
     ///
     /// An MPI error.
-    pub fn try_probe<T: Equivalence>(
-        &self,
-        source: impl Into<Peer>,
-        tag: impl Into<Tag>,
-    ) -> Result<Option<Status>, Error> {
+    pub fn try_probe<T: Element>(&self, source: impl Into<Peer>, tag: impl Into<Tag>) -> Result<Option<Status>, Error> {
         let (source, tag) = (source.into(), tag.into());
         self.check_receive(source, tag)?;
         if source == Peer::Null {

@@ -54,7 +54,7 @@
 //! | `varying.rs` | `gatherv`, `all_gatherv`, `scatterv`: lengths that vary by rank |
 //! | `agreement.rs` | the check every collective starts with (an all-reduce of a fixed record under Weft's own merge, in point-to-point rounds on the communicator's hidden twin), which carries small data too |
 //! | `topology.rs` | `duplicate`, and [`CartComm`]: Cartesian topologies (`cart_create`, `cart_shift`) |
-//! | `buffer.rs` | what an operation may own: [`SendBuffer`], [`RecvBuffer`], [`Plain`], [`Numeric`] |
+//! | `buffer.rs` | what an operation may own: [`SendBuffer`], [`RecvBuffer`], [`Plain`], [`Numeric`], [`Element`] |
 //! | `pool/` | [`pool::MpiPool`]: typed jobs run on worker ranks (mpi4py.futures' role), with a lifecycle and a TCP death notice |
 //! | `status.rs`, `error.rs` | [`Status`], [`Error`] |
 //!
@@ -91,7 +91,7 @@ mod status;
 mod topology;
 mod varying;
 
-pub use buffer::{Numeric, Plain, RecvBuffer, Scalar, SendBuffer};
+pub use buffer::{Element, Numeric, Plain, RecvBuffer, Scalar, SendBuffer};
 pub use comm::Communicator;
 pub use env::{DEFAULT_MAX_SLEEP, DEFAULT_SPIN_WINDOW, Mpi, MpiBuilder, MpiLock, Threading};
 pub use envelope::{ANY_SOURCE, ANY_TAG, PROC_NULL, Peer, Tag};
