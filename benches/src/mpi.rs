@@ -179,20 +179,13 @@ pub(crate) fn rank_main(args: &[String]) -> ExitCode {
 ///
 /// (the total divided by the pairs; run as a singleton, no `mpirun`).
 fn selfping(pairs: usize) {
-    let mpi = init();
-    let world = mpi.world();
-    let rt = one_worker();
-    rt.block_on(async move {
-        weft::spawn(async move {
-            let (mut buf, mut rbuf) = (vec![0u8; 8], vec![0u8; 8]);
-            for _ in 0..pairs {
-                let send = world.isend(buf, 0, 0);
-                rbuf = world.recv_into(rbuf, 0, 0).await.expect("recv_into").0;
-                buf = send.await.expect("isend");
-            }
-        })
-        .await
-        .expect("the self-ping task");
+    one_rank_task("the self-ping task", |world| async move {
+        let (mut buf, mut rbuf) = (vec![0u8; 8], vec![0u8; 8]);
+        for _ in 0..pairs {
+            let send = world.isend(buf, 0, 0);
+            rbuf = world.recv_into(rbuf, 0, 0).await.expect("recv_into").0;
+            buf = send.await.expect("isend");
+        }
     });
 }
 
@@ -208,19 +201,25 @@ fn selfping(pairs: usize) {
 ///
 /// (the inclusive cost of `InFlight::progress` over its calls).
 fn idlepoll(waits: usize) {
-    let mpi = init();
-    let world = mpi.world();
-    let rt = one_worker();
-    rt.block_on(async move {
-        weft::spawn(async move {
-            for _ in 0..waits {
-                let wait = weft::time::timeout(Duration::from_millis(2), world.recv::<u8>(0, 1)).await;
-                assert!(wait.is_err(), "no message is sent to tag 1");
-            }
-        })
-        .await
-        .expect("the idle-poll task");
+    one_rank_task("the idle-poll task", |world| async move {
+        for _ in 0..waits {
+            let wait = weft::time::timeout(Duration::from_millis(2), world.recv::<u8>(0, 1)).await;
+            assert!(wait.is_err(), "no message is sent to tag 1");
+        }
     });
+}
+
+/// The callgrind modes' frame: MPI, a one-worker runtime, and the task
+/// `make` builds from the world (defined in the mode's function, so its
+/// name matches the mode's `--toggle-collect`), awaited to its end.
+fn one_rank_task<F>(what: &str, make: impl FnOnce(Communicator) -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mpi = init();
+    let rt = one_worker();
+    let task = make(mpi.world());
+    rt.block_on(async move { weft::spawn(task).await.expect(what) });
 }
 
 /// MPI with the default settings, or those in `WEFT_MPI_SPIN_WINDOW_US`,
