@@ -457,6 +457,10 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
     if prefix.is_empty() {
         cases.insert(1, ("allreduce_64KiB", 8192));
     }
+    // `WEFT_BENCH_ONLY=barrier` (a case's name): that case alone, no pool
+    // (for profiles of one collective's loop).
+    let only = std::env::var("WEFT_BENCH_ONLY").ok();
+    cases.retain(|(name, _)| only.as_deref().is_none_or(|o| o == *name));
     for (name, len) in cases {
         let workload = format!("{prefix}{name}{suffix}");
         for rep in 0..reps + 1 {
@@ -518,7 +522,7 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
         }
     }
     let workload = format!("{prefix}pool_map_chunk1{suffix}");
-    for rep in 0..reps + 1 {
+    for rep in 0..if only.is_some() { 0 } else { reps + 1 } {
         if let Some(per_item) = rt.block_on(pool_map_per_item(&world)) {
             if rep >= 1 {
                 result(rank, &workload, "weft", "latency_ns", per_item);
