@@ -78,7 +78,7 @@ pub struct Driver {
     handle: Handle,
     /// Reused between turns, so a turn allocates nothing.
     wakers: Vec<Waker>,
-    sources: Vec<crate::source::Snapshot>,
+    sources: crate::source::Listed,
     /// Turns in a row that a spinning source kept from sleeping (step 2).
     spinning_turns: u32,
     /// Makes the wait of step 2 end at an exact instant.
@@ -182,7 +182,7 @@ impl Driver {
             events: mio::Events::with_capacity(EVENTS_CAPACITY),
             handle,
             wakers: Vec::with_capacity(64),
-            sources: Vec::new(),
+            sources: crate::source::Listed::default(),
             spinning_turns: 0,
             deadline,
             timer_slack: DEFAULT_TIMER_SLACK,

@@ -70,6 +70,11 @@
 //!
 //! The reactor calls a source's methods with none of its locks held: it
 //! copies the list of sources (a reference count each) and then calls them.
+//! A turn that a source spins copies the list once, asking each source
+//! `has_pending` and `spin_window` once before polling it (step 3 copies
+//! again if a source was added or removed since); a turn that may sleep
+//! drops its copies before it waits, so a source removed while the loop
+//! sleeps is dropped at once, by the thread that removed it.
 //! So a source's method may register or drop sources, read the reactor's
 //! metrics, or register timers, and a panic hook that reads the metrics
 //! while a source's method panics finds nothing held. A source whose
@@ -82,7 +87,7 @@ mod notifier;
 pub use self::notifier::{Abandoned, Completer, Completion, Notifier};
 
 use crate::driver::Handle;
-use crate::loom::{AtomicUsize, Mutex, Ordering::*, lock};
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering::*, lock};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -230,6 +235,10 @@ pub(crate) struct Sources {
     /// have no source, and their turns skip the lock (see
     /// [`Sources::snapshot`]).
     registered: AtomicUsize,
+    /// Bumped under the lock whenever an entry is added or removed: a
+    /// turn's step 3 reuses step 1's copy of the list only if it has not
+    /// moved ([`Sources::poll_pending`]).
+    generation: AtomicU64,
     next_id: Mutex<u64>,
 }
 
@@ -238,7 +247,34 @@ impl Default for Sources {
         Sources {
             entries: Mutex::new(Some(Vec::new())),
             registered: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
             next_id: Mutex::new(0),
+        }
+    }
+}
+
+/// A turn's copy of the source list (the driver's, reused from turn to
+/// turn so that it allocates nothing).
+#[derive(Default)]
+pub(crate) struct Listed {
+    copies: Vec<Snapshot>,
+    /// Set while `copies` holds step 1's copy for step 3 of a turn that
+    /// spins (does not wait): the list's generation when it was copied.
+    kept: Option<u64>,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl Listed {
+    /// Drops the copies (see [`Snapshot::release`]).
+    fn release(&mut self) {
+        self.kept = None;
+        for listed in self.copies.drain(..) {
+            listed.release();
         }
     }
 }
@@ -273,20 +309,40 @@ impl Sources {
         self.registered.load(Acquire) == 0
     }
 
-    /// Copies the list into `into` (see [`Snapshot`]).
-    fn snapshot(&self, into: &mut Vec<Snapshot>) {
-        self.with_entries(|entries| into.extend(entries.iter().map(Entry::snapshot)));
+    /// Copies the list into `into` (see [`Snapshot`]); returns its
+    /// generation.
+    fn snapshot(&self, into: &mut Vec<Snapshot>) -> u64 {
+        self.with_entries(|entries| {
+            into.extend(entries.iter().map(Entry::snapshot));
+            self.generation.load(Relaxed)
+        })
     }
 
-    /// The longest the loop may sleep at `now` given the sources' state.
-    /// `scratch` is the caller's reusable buffer (left empty).
-    pub(crate) fn max_wait(&self, now: Instant, scratch: &mut Vec<Snapshot>) -> Option<Duration> {
+    /// A turn's step 1: the longest the loop may sleep at `now` given the
+    /// sources' state. When the answer is zero (a source spins the loop),
+    /// `listed` keeps the copy of the list and each source's answers for
+    /// step 3 of the same turn ([`poll_pending`](Self::poll_pending)), so a
+    /// spinning turn copies the list and asks each source once; otherwise
+    /// it is left empty, so that the loop holds no source while it sleeps.
+    pub(crate) fn max_wait(&self, now: Instant, listed: &mut Listed) -> Option<Duration> {
+        // A turn that unwound between its steps left its copy behind.
+        listed.release();
         if self.none() {
             return None;
         }
-        self.snapshot(scratch);
-        let wait = scratch.iter().filter(|s| s.has_pending()).map(|s| s.sleep(now)).min();
-        for listed in scratch.drain(..) {
+        let generation = self.snapshot(&mut listed.copies);
+        let mut wait: Option<Duration> = None;
+        for copy in &mut listed.copies {
+            let pending = copy.has_pending();
+            copy.pending = Some(pending);
+            if pending {
+                let sleep = copy.sleep(now);
+                wait = Some(wait.map_or(sleep, |w| w.min(sleep)));
+            }
+        }
+        if wait == Some(Duration::ZERO) {
+            listed.kept = Some(generation);
+        } else {
             listed.release();
         }
         wait
@@ -316,23 +372,31 @@ impl Sources {
             .collect()
     }
 
-    /// Polls every source with work pending; returns how many it polled.
-    /// `scratch` is the caller's reusable buffer (left empty); `now`, the
-    /// turn's clock reading after its wait, which dates an empty poll (a
-    /// spinning turn then reads the clock once, not once per source).
-    pub(crate) fn poll_pending(&self, scratch: &mut Vec<Snapshot>, now: Instant) -> usize {
-        if self.none() {
-            return 0;
+    /// A turn's step 3: polls every source with work pending; returns how
+    /// many it polled. `listed` is step 1's copy if that turn spins and no
+    /// source was added or removed since (a source that said it had work
+    /// pending then is polled without being asked again; one that said it
+    /// had none is asked again, as news may have come); otherwise a fresh
+    /// copy. It is left empty. `now`, the turn's clock reading after its
+    /// wait, dates an empty poll (a spinning turn then reads the clock
+    /// once, not once per source).
+    pub(crate) fn poll_pending(&self, listed: &mut Listed, now: Instant) -> usize {
+        let kept = listed.kept.take();
+        if kept.is_none_or(|generation| generation != self.generation.load(Relaxed)) {
+            listed.release();
+            if self.none() {
+                return 0;
+            }
+            self.snapshot(&mut listed.copies);
         }
-        self.snapshot(scratch);
         let mut polled = 0;
-        for listed in scratch.drain(..) {
-            if !listed.has_pending() {
-                listed.release();
+        for copy in listed.copies.drain(..) {
+            if copy.pending != Some(true) && !copy.has_pending() {
+                copy.release();
                 continue;
             }
             polled += 1;
-            let completed = contained(0, || listed.source.poll());
+            let completed = contained(0, || copy.source.poll());
             // Progress restarts the spin window from when the poll
             // returned (it may have run done callbacks); an empty poll is
             // dated by the turn's reading.
@@ -341,14 +405,14 @@ impl Sources {
                 TurnClock::set(at);
                 (at, Duration::ZERO)
             } else {
-                (now, listed.spin_window())
+                (now, copy.window.unwrap_or_else(|| copy.spin_window()))
             };
             self.with_entries(|entries| {
-                if let Some(entry) = entries.iter_mut().find(|e| e.id == listed.id) {
+                if let Some(entry) = entries.iter_mut().find(|e| e.id == copy.id) {
                     entry.polled(completed, at, window);
                 }
             });
-            listed.release();
+            copy.release();
         }
         polled
     }
@@ -394,6 +458,7 @@ impl Sources {
         let Some(entries) = entries.as_mut() else {
             return Err(source);
         };
+        self.generation.fetch_add(1, Relaxed);
         entries.push(Entry {
             id,
             #[cfg(unix)]
@@ -413,6 +478,7 @@ impl Sources {
         self.with_entries(|entries| {
             let i = entries.iter().position(|e| e.id == id)?;
             let entry = entries.remove(i);
+            self.generation.fetch_add(1, Relaxed);
             self.registered.store(entries.len(), Release);
             Some(entry)
         })
@@ -432,6 +498,7 @@ impl Sources {
     pub(crate) fn shutdown(&self) {
         let entries = {
             let mut list = lock(&self.entries);
+            self.generation.fetch_add(1, Relaxed);
             self.registered.store(0, Release);
             list.take().unwrap_or_default()
         };
@@ -480,6 +547,10 @@ pub(crate) struct Snapshot {
     source: Arc<dyn Source>,
     progress: Instant,
     idle_polls: u32,
+    /// Step 1's answers, kept for step 3 of a spinning turn: `has_pending`
+    /// and `spin_window` (`None`: not asked).
+    pending: Option<bool>,
+    window: Option<Duration>,
 }
 
 impl Snapshot {
@@ -504,8 +575,10 @@ impl Snapshot {
 
     /// The longest the loop may sleep at `now` for this source (the policy
     /// in the module docs).
-    fn sleep(&self, now: Instant) -> Duration {
-        if now.saturating_duration_since(self.progress) < self.spin_window() {
+    fn sleep(&mut self, now: Instant) -> Duration {
+        let window = self.spin_window();
+        self.window = Some(window);
+        if now.saturating_duration_since(self.progress) < window {
             return Duration::ZERO;
         }
         backoff(
@@ -522,6 +595,8 @@ impl Entry {
             source: self.source.clone(),
             progress: self.progress,
             idle_polls: self.idle_polls,
+            pending: None,
+            window: None,
         }
     }
 
@@ -913,6 +988,126 @@ mod turn_clock_tests {
         }
     }
 
+    /// Counts the loop's questions; always pending, with a spin window
+    /// (so every turn spins) unless `window` is zero.
+    struct Counted {
+        window: Duration,
+        has_pending: AtomicUsize,
+        spin_window: AtomicUsize,
+        polls: AtomicUsize,
+        /// Called in the first `has_pending` (then cleared).
+        meddle: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+    impl Counted {
+        fn new(window: Duration) -> Arc<Counted> {
+            Arc::new(Counted {
+                window,
+                has_pending: AtomicUsize::new(0),
+                spin_window: AtomicUsize::new(0),
+                polls: AtomicUsize::new(0),
+                meddle: Mutex::new(None),
+            })
+        }
+    }
+    impl Source for Counted {
+        fn poll(&self) -> usize {
+            self.polls.fetch_add(1, SeqCst);
+            0
+        }
+        fn has_pending(&self) -> bool {
+            self.has_pending.fetch_add(1, SeqCst);
+            let meddle = lock(&self.meddle).take();
+            if let Some(meddle) = meddle {
+                meddle();
+            }
+            true
+        }
+        fn spin_window(&self) -> Duration {
+            self.spin_window.fetch_add(1, SeqCst);
+            self.window
+        }
+    }
+
+    /// `Sources::max_wait` and `poll_pending`: a turn that a source spins
+    /// copies the list once and asks each source `has_pending` and
+    /// `spin_window` once, then polls it.
+    #[test]
+    fn a_spinning_turn_asks_each_source_once() {
+        let mut driver = Driver::new().expect("a driver");
+        let source = Counted::new(Duration::from_secs(60));
+        let _registration = driver.handle().register_source(source.clone());
+        for turn in 1..=3 {
+            driver.turn(Some(Duration::from_secs(5)));
+            assert_eq!(source.polls.load(SeqCst), turn, "polled every turn");
+            assert_eq!(source.has_pending.load(SeqCst), turn, "asked once per turn");
+            assert_eq!(source.spin_window.load(SeqCst), turn, "its window read once per turn");
+        }
+    }
+
+    /// A source removed between a spinning turn's steps (here by another
+    /// source's `has_pending`, in step 1) is not polled in step 3, and one
+    /// added then is: step 3 copies the list again when it has moved.
+    #[test]
+    fn a_spinning_turn_polls_the_list_as_it_is_after_its_wait() {
+        let mut driver = Driver::new().expect("a driver");
+        let removed = Counted::new(Duration::from_secs(60));
+        let added = Counted::new(Duration::from_secs(60));
+        let meddler = Counted::new(Duration::from_secs(60));
+        let _meddler = driver.handle().register_source(meddler.clone());
+        let removed_registration = driver.handle().register_source(removed.clone());
+        let handle = driver.handle().clone();
+        let added_source = added.clone();
+        let added_registration = Arc::new(Mutex::new(None));
+        let keep = added_registration.clone();
+        *lock(&meddler.meddle) = Some(Box::new(move || {
+            drop(removed_registration);
+            *lock(&keep) = Some(handle.register_source(added_source));
+        }));
+        driver.turn(Some(Duration::from_secs(5)));
+        assert_eq!(meddler.polls.load(SeqCst), 1);
+        assert_eq!(removed.polls.load(SeqCst), 0, "removed after step 1: not polled");
+        assert_eq!(added.polls.load(SeqCst), 1, "added after step 1: polled in step 3");
+        assert!(lock(&added_registration).is_some());
+    }
+
+    /// A turn that sleeps holds no copy of a source while it sleeps: one
+    /// removed from another thread meanwhile is dropped by that thread at
+    /// once ("Locks" in the module docs).
+    #[test]
+    fn a_sleeping_turn_holds_no_source() {
+        /// Nothing pending: the loop sleeps with no bound from it.
+        struct Quiet(std::sync::mpsc::SyncSender<()>);
+        impl Source for Quiet {
+            fn poll(&self) -> usize {
+                0
+            }
+            fn has_pending(&self) -> bool {
+                let _ = self.0.try_send(());
+                false
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let (asked, in_step_1) = std::sync::mpsc::sync_channel(1);
+        let source = Arc::new(Quiet(asked));
+        let weak = Arc::downgrade(&source);
+        let registration = driver.handle().register_source(source);
+        // A first turn takes the registration's wake-up.
+        driver.turn(Some(Duration::ZERO));
+        while in_step_1.try_recv().is_ok() {}
+        let remover = std::thread::spawn(move || {
+            // The loop has asked, and then gone to sleep.
+            in_step_1.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(registration);
+            weak.upgrade().is_none()
+        });
+        driver.turn(Some(Duration::from_millis(300)));
+        assert!(
+            remover.join().unwrap(),
+            "the loop held a copy of the source while it slept"
+        );
+    }
+
     /// A loop asleep with no source (whose turns read one atomic, not the
     /// list) polls a source registered from another thread at once.
     #[test]
@@ -1066,9 +1261,8 @@ mod turn_clock_tests {
 
     /// "Panics": a source whose `Drop` panics, dropped by the loop, does not
     /// unwind the turn; the loop holds the last copy when the source drops
-    /// its own registration in its poll, or in `has_pending` as the loop
-    /// picks the sources to poll (after answering "pending" as the turn
-    /// worked out its wait).
+    /// its own registration in its poll, or in `has_pending` (the second
+    /// time it is asked: the next turn's, since a spinning turn asks once).
     #[test]
     fn a_source_whose_drop_panics_on_the_loop_leaves_the_turn_alone() {
         struct PanicsOnDrop {
@@ -1113,6 +1307,9 @@ mod turn_clock_tests {
             drop(source);
             let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 driver.turn(Some(Duration::from_millis(1)));
+                if !leaves_in_poll {
+                    driver.turn(Some(Duration::from_millis(1)));
+                }
             }));
             assert!(
                 turned.is_ok(),

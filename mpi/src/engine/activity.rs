@@ -174,10 +174,15 @@ impl Activity {
     /// wakes it. With nothing in flight, only the window set counts (not
     /// its stretch, which is for catching replies to work in flight): a
     /// rank whose exchange has ended stops spinning after it.
-    pub(crate) fn has_work(&self, now: u64) -> bool {
+    ///
+    /// `now` (a clock reading) is called only when nothing is in flight:
+    /// a rank spinning on work in flight reads no clock here.
+    pub(crate) fn has_work(&self, now: impl FnOnce() -> u64) -> bool {
+        if self.pending.load(SeqCst) > 0 {
+            return true;
+        }
         let last = self.last.load(Relaxed);
-        let idle_spin = last != 0 && now.saturating_sub(last) < self.window.load(Relaxed);
-        if self.pending.load(SeqCst) > 0 || idle_spin {
+        if last != 0 && now().saturating_sub(last) < self.window.load(Relaxed) {
             return true;
         }
         self.asleep.store(true, SeqCst);
@@ -217,16 +222,20 @@ mod tests {
     #[test]
     fn the_window_is_time_after_the_last_post_or_completion() {
         let a = Activity::new(Duration::from_micros(100));
-        assert!(!a.has_work(10 * US), "nothing ever happened: free to sleep");
+        assert!(!a.has_work(|| 10 * US), "nothing ever happened: free to sleep");
         assert!(a.touched(20 * US), "the loop said it sleeps: the first post wakes it");
         a.set_pending(0, 0);
-        assert!(a.has_work(60 * US), "inside the window with nothing pending");
-        assert!(a.has_work(119 * US));
-        assert!(!a.has_work(121 * US), "the window is over");
+        assert!(a.has_work(|| 60 * US), "inside the window with nothing pending");
+        assert!(a.has_work(|| 119 * US));
+        assert!(!a.has_work(|| 121 * US), "the window is over");
         a.progressed_on_loop(200 * US);
-        assert!(a.has_work(250 * US));
+        assert!(a.has_work(|| 250 * US));
         a.set_pending(1, 0);
-        assert!(a.has_work(10_000 * US), "work in flight keeps the loop polling");
+        assert!(a.has_work(|| 10_000 * US), "work in flight keeps the loop polling");
+        assert!(
+            a.has_work(|| panic!("the clock was read with work in flight")),
+            "work in flight needs no clock reading"
+        );
     }
 
     #[test]
@@ -238,8 +247,8 @@ mod tests {
         assert!(a.touched(1_000 * US));
         assert!(a.spinning(1_700 * US), "awaiting a reply: the stretched window");
         a.set_pending(0, 0);
-        assert!(a.has_work(1_099 * US), "nothing in flight: the window set");
-        assert!(!a.has_work(1_101 * US), "nothing in flight: no stretch");
+        assert!(a.has_work(|| 1_099 * US), "nothing in flight: the window set");
+        assert!(!a.has_work(|| 1_101 * US), "nothing in flight: no stretch");
     }
 
     #[test]
@@ -296,7 +305,7 @@ mod tests {
         assert!(a.touched(5 * US), "asleep from the start");
         assert!(!a.touched(6_000 * US), "polling (work pending): no wake-up");
         a.set_pending(0, 0);
-        assert!(!a.has_work(7_000 * US));
+        assert!(!a.has_work(|| 7_000 * US));
         assert!(a.touched(7_001 * US));
     }
 }
@@ -327,7 +336,7 @@ mod loom_tests {
                         }
                     })
                 };
-                let sleeps = !activity.has_work(5_000);
+                let sleeps = !activity.has_work(|| 5_000);
                 poster.join().unwrap();
                 if sleeps {
                     assert!(woken.load(SeqCst), "the loop slept through a post");
@@ -373,7 +382,7 @@ mod loom_tests {
                     }
                 })
             };
-            let sleeps = !activity.has_work(5_000);
+            let sleeps = !activity.has_work(|| 5_000);
             first.join().unwrap();
             second.join().unwrap();
             if sleeps {

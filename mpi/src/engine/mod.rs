@@ -914,7 +914,7 @@ impl weft_io::source::Source for Engine {
     fn has_pending(&self) -> bool {
         // Rule 6: inside the window the loop keeps polling even with
         // nothing in flight, so the next post needs no wake-up.
-        self.activity.has_work(self.activity.at(clock::loop_now()))
+        self.activity.has_work(|| self.activity.at(clock::loop_now()))
     }
 
     fn spin_window(&self) -> Duration {
