@@ -578,7 +578,7 @@ impl Snapshot {
     fn sleep(&mut self, now: Instant) -> Duration {
         let window = self.spin_window();
         self.window = Some(window);
-        if now.saturating_duration_since(self.progress) < window {
+        if in_window(now, self.progress, window) {
             return Duration::ZERO;
         }
         backoff(
@@ -612,10 +612,18 @@ impl Entry {
         self.completed += completed as u64;
         if completed > 0 {
             self.progressed(now);
-        } else if now.saturating_duration_since(self.progress) >= spin_window {
+        } else if !in_window(now, self.progress, spin_window) {
             self.idle_polls = self.idle_polls.saturating_add(1);
         }
     }
+}
+
+/// True if `now` is less than `window` after `progress` (or before it):
+/// `now.saturating_duration_since(progress) < window`, with one addition
+/// and a comparison rather than a subtraction of two clock readings (a
+/// spinning turn asks twice).
+fn in_window(now: Instant, progress: Instant, window: Duration) -> bool {
+    !window.is_zero() && progress.checked_add(window).is_none_or(|end| now < end)
 }
 
 /// The sleep after `idle_polls` empty polls past the spin window:
@@ -718,6 +726,30 @@ mod tests {
     /// computes it.
     fn sleep(entry: &Entry, now: Instant) -> Duration {
         entry.snapshot().sleep(now)
+    }
+
+    #[test]
+    fn the_window_is_open_for_less_than_its_length_after_progress() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        for (now, window, open) in [
+            (start, ms(5), true),
+            (start + ms(4), ms(5), true),
+            (start + ms(5), ms(5), false),
+            (start + ms(6), ms(5), false),
+            // Progress after the turn's reading: inside, unless no window.
+            (start - ms(1), ms(5), true),
+            (start - ms(1), Duration::ZERO, false),
+            (start, Duration::ZERO, false),
+            (start + ms(6), Duration::MAX, true),
+        ] {
+            assert_eq!(
+                in_window(now, start, window),
+                now.saturating_duration_since(start) < window,
+                "{now:?} {window:?}"
+            );
+            assert_eq!(in_window(now, start, window), open, "{now:?} {window:?}");
+        }
     }
 
     #[test]
