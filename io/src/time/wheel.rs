@@ -211,6 +211,7 @@ impl Wheel {
     /// Files an entry for `deadline_ns`. A deadline in a tick already
     /// reached goes to the current heap and fires at the next
     /// [`advance`](Self::advance) whose `now` has passed it.
+    #[inline]
     pub(crate) fn insert(&mut self, deadline_ns: u64, waker: Waker) -> Key {
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -261,6 +262,7 @@ impl Wheel {
 
     /// Cancels a pending entry (O(1)) and returns its waker; a stale key
     /// is ignored (`None`).
+    #[inline]
     pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
         let deadline = self.entry(key)?.deadline_ns;
         let index = key.index as usize;
@@ -481,6 +483,7 @@ impl Wheel {
 
     /// Places an entry that is nowhere: in the heap if its tick has come
     /// (invariant 3), in its slot otherwise (invariant 2).
+    #[inline]
     fn place(&mut self, index: usize) {
         let entry = &self.entries[index];
         let tick = entry.tick();
@@ -525,6 +528,7 @@ impl Wheel {
 
     /// Takes an entry out of its slot's list; an entry in the heap stays
     /// there, to be skipped (invariant 4).
+    #[inline]
     fn unfile(&mut self, index: usize) {
         let Place::Slot(level, slot) = std::mem::replace(&mut self.entries[index].place, Place::Nowhere) else {
             return;
