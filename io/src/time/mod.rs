@@ -87,6 +87,21 @@ struct Locked {
     /// was pending) the watcher saw, and its waker, woken once by the
     /// first registration of a timer due before it.
     watcher: Option<(u64, Waker)>,
+    /// The last deadline [`next_deadline_and_wake`](Timers::next_deadline_and_wake)
+    /// turned into an `Instant` (nanoseconds since `start`, and the
+    /// instant): the loop asks every turn, and the answer seldom changes.
+    last_instant: (u64, Instant),
+}
+
+impl Locked {
+    /// `ns` nanoseconds after `start`, from `last_instant` when it is the
+    /// same deadline as last time.
+    fn instant(&mut self, start: Instant, ns: u64) -> Instant {
+        if self.last_instant.0 != ns {
+            self.last_instant = (ns, start + Duration::from_nanos(ns));
+        }
+        self.last_instant.1
+    }
 }
 
 /// Fires what in `wheel` is due by `now_ns`, the loop's and the other
@@ -112,6 +127,7 @@ impl Timers {
             wheel: Mutex::new(Locked {
                 wheel: Wheel::new(),
                 watcher: None,
+                last_instant: (0, start),
             }),
             next_wake: AtomicU64::new(u64::MAX),
             shutdown: AtomicBool::new(false),
@@ -131,12 +147,14 @@ impl Timers {
     /// loop that sleeps should wake for it: up to `slack` later, to fire
     /// the timers due within that together ([`Wheel::wake_at`]).
     pub(crate) fn next_deadline_and_wake(&self, slack: Duration) -> (Option<Instant>, Option<Instant>) {
-        let wheel = &mut self.wheel().wheel;
-        let next = wheel.next_deadline();
+        let mut locked = self.wheel();
+        let next = locked.wheel.next_deadline();
         self.next_wake.store(next.unwrap_or(u64::MAX), Release);
-        let wake = wheel.wake_at(u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX));
-        let at = |ns: u64| self.start + Duration::from_nanos(ns);
-        (next.map(at), wake.map(at))
+        let wake = locked
+            .wheel
+            .wake_at(u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX));
+        let mut at = |ns: u64| locked.instant(self.start, ns);
+        (next.map(&mut at), wake.map(&mut at))
     }
 
     /// The loop's wait has ended: it will call
@@ -678,6 +696,41 @@ mod tests {
             "the replaced watcher's drop ran under the wheel's lock (deadlock)"
         );
         assert_eq!(timers.len(), 1, "the drop's registration");
+    }
+
+    /// `next_deadline_and_wake` turns the wheel's deadlines into instants
+    /// through a one-entry cache (`Locked::last_instant`): each answer is
+    /// the instant of the deadline pending at that moment, as the timers
+    /// come and go.
+    #[test]
+    fn the_loop_s_next_deadline_follows_each_registration_and_cancel() {
+        let start = Instant::now();
+        let timers = Timers::new(start);
+        let exact = |ns: u64| start + Duration::from_nanos(ns);
+        assert_eq!(timers.next_deadline_and_wake(Duration::ZERO), (None, None));
+        // A deadline of the tick at hand: the wheel answers it exactly.
+        let (first, _) = timers.register(start, Waker::noop()).expect("running");
+        assert_eq!(
+            timers.next_deadline_and_wake(Duration::ZERO),
+            (Some(start), Some(start))
+        );
+        assert_eq!(
+            timers.next_deadline_and_wake(Duration::ZERO),
+            (Some(start), Some(start))
+        );
+        drop(timers.cancel(first));
+        let later = start + Duration::from_millis(3);
+        let (second, _) = timers.register(later, Waker::noop()).expect("running");
+        let (next, wake) = timers.next_deadline_and_wake(Duration::ZERO);
+        assert_eq!(next, Some(later));
+        assert_eq!(wake, Some(later));
+        let sooner = start + Duration::from_nanos(1_500_000);
+        let (third, _) = timers.register(sooner, Waker::noop()).expect("running");
+        assert_eq!(timers.next_deadline_and_wake(Duration::ZERO).0, Some(sooner));
+        drop(timers.cancel(third));
+        assert_eq!(timers.next_deadline_and_wake(Duration::ZERO).0, Some(exact(3_000_000)));
+        drop(timers.cancel(second));
+        assert_eq!(timers.next_deadline_and_wake(Duration::ZERO), (None, None));
     }
 
     /// `unwatched`: the next deadline while the loop is awake; nothing
