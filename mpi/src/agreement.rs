@@ -133,7 +133,7 @@ impl Record {
         }
     }
 
-    /// An empty record, for MPI to write the agreed one into.
+    /// An empty record, for MPI to write a peer's into.
     pub(crate) fn blank() -> Record {
         Record::new(0, 0)
     }
@@ -503,20 +503,18 @@ pub(crate) struct Rounds {
     /// The step before received a record to merge: `Some(true)` if it
     /// goes first.
     pending: Option<bool>,
-    /// This rank's steps, and the next to run.
-    plan: Plan,
+    /// The next step of the plan to run.
     next: usize,
-    /// The communicator's agreement channel.
+    /// The communicator's agreement channel (with this rank's plan).
     on: Arc<PointToPoint>,
 }
 
 impl Rounds {
-    pub(crate) fn new(plan: Plan, on: Arc<PointToPoint>) -> Rounds {
+    pub(crate) fn new(on: Arc<PointToPoint>) -> Rounds {
         Rounds {
             incoming: Record::blank(),
             tag: 0,
             pending: None,
-            plan,
             next: 0,
             on,
         }
@@ -524,19 +522,22 @@ impl Rounds {
 
     /// Steps in the plan: the unit's first stages.
     pub(crate) fn steps(&self) -> usize {
-        self.plan.len
+        self.on.plan.len
     }
 
-    /// Runs the next step (a stage of the unit, under the MPI lock).
-    pub(crate) fn run_next(&mut self, records: &mut [Record; 2], post: &mut Post<'_>) -> Result<(), Error> {
+    /// Runs the next step (a stage of the unit, under the MPI lock) on
+    /// `record`: this rank's before the first step, the running merge
+    /// after it, the agreed record after the last.
+    pub(crate) fn run_next(&mut self, record: &mut Record, post: &mut Post<'_>) -> Result<(), Error> {
         let i = self.next;
         self.next += 1;
         let step = *self
+            .on
             .plan
             .steps()
             .get(i)
             .expect("weft-mpi bug: a unit ran more agreement steps than its plan has");
-        step.run(i == 0, records, self, post)
+        step.run(i == 0, record, self, post)
     }
 }
 
@@ -544,6 +545,9 @@ impl Rounds {
 /// on.
 pub(crate) struct PointToPoint {
     pub(crate) hidden: Arc<Hidden>,
+    /// This rank's steps ([`plan`] of the communicator's rank and size),
+    /// the same for every unit on it.
+    pub(crate) plan: Plan,
     pub(crate) datatype: Raw<ffi::MPI_Datatype>,
     /// Keeps a duplicated communicator (and its hidden twin) alive while
     /// a send of the agreement's is in flight.
@@ -552,48 +556,48 @@ pub(crate) struct PointToPoint {
 
 impl Step {
     /// Runs the step under the MPI lock (a stage of the unit): `first` for
-    /// a unit's first; `records` are this rank's and the agreed one (the
-    /// running merge until the last step). A receive is the stage's
-    /// request; a send is posted first, on its own account with a copy of
-    /// the record, so a step that fails leaves nothing of the unit's in
-    /// flight.
+    /// a unit's first; `record` is this rank's before the first step, the
+    /// running merge after it, and the agreed one after the last. A
+    /// receive is the stage's request; a send is posted first, on its own
+    /// account with a copy of the record, so a step that fails leaves
+    /// nothing of the unit's in flight.
     pub(crate) fn run(
         self,
         first: bool,
-        records: &mut [Record; 2],
+        record: &mut Record,
         rounds: &mut Rounds,
         post: &mut Post<'_>,
     ) -> Result<(), Error> {
         let on = &*rounds.on;
         if first {
-            records[1] = records[0];
             rounds.tag = on.hidden.next_tag();
         }
         if let Some(peer_first) = rounds.pending.take() {
             if peer_first {
                 let mut merged = rounds.incoming;
-                merged.merge(&records[1]);
-                records[1] = merged;
+                merged.merge(record);
+                *record = merged;
             } else {
-                records[1].merge(&rounds.incoming);
+                record.merge(&rounds.incoming);
             }
         }
         let tag = rounds.tag;
         match self {
             Step::FoldOut { peer } => {
-                on.send(post, records[0], peer, tag)?;
-                on.recv(post, &mut records[1], peer, tag)
+                // The first step: `record` is this rank's.
+                on.send(post, *record, peer, tag)?;
+                on.recv(post, record, peer, tag)
             }
             Step::FoldIn { peer } => {
                 rounds.pending = Some(true);
                 on.recv(post, &mut rounds.incoming, peer, tag)
             }
             Step::Exchange { peer, peer_first } => {
-                on.send(post, records[1], peer, tag)?;
+                on.send(post, *record, peer, tag)?;
                 rounds.pending = Some(peer_first);
                 on.recv(post, &mut rounds.incoming, peer, tag)
             }
-            Step::Return { peer } => on.send(post, records[1], peer, tag),
+            Step::Return { peer } => on.send(post, *record, peer, tag),
             Step::Finish => Ok(()),
         }
     }

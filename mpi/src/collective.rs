@@ -10,12 +10,12 @@
 //! rule); a rank that does not gets an error, and so does every other
 //! rank, before anything that could overrun a buffer is posted.
 
-use crate::agreement::{PAYLOAD, Record, Rounds, plan, signature};
+use crate::agreement::{PAYLOAD, Record, Rounds, signature};
 use crate::buffer::{Numeric, Plain, RecvBuffer};
 use crate::comm::{Communicator, count, datatype};
 use crate::error::{Error, check};
 use crate::op::ReduceOp;
-use crate::request::{Kind, Request, Stage};
+use crate::request::{Kind, Request, Stage, Stages};
 use crate::status::Status;
 use mpi::ffi;
 use serde::Serialize;
@@ -23,18 +23,20 @@ use serde::de::DeserializeOwned;
 use std::mem::{size_of, size_of_val};
 use std::os::raw::{c_int, c_void};
 
-/// A collective's buffers: the agreement's two records (this rank's, the
-/// agreed one) and its rounds' state, then the collective's own.
+/// A collective's buffers: the agreement's record (this rank's, merged
+/// round by round into the agreed one) and its rounds' state, then the
+/// collective's own.
 pub(crate) struct Unit<D> {
-    records: [Record; 2],
+    record: Record,
     rounds: Rounds,
     /// The collective's own buffers.
     pub(crate) data: D,
 }
 
 impl<D> Unit<D> {
+    /// The agreed record (once the agreement's stages have run).
     pub(crate) fn agreed(&self) -> &Record {
-        &self.records[1]
+        &self.record
     }
 }
 
@@ -102,28 +104,24 @@ impl Communicator {
     {
         self.shared.register_if_running();
         let record = if problem.is_some() { record.invalid() } else { record };
-        let rounds = Rounds::new(plan(self.rank(), self.size()), self.agreement.clone());
-        let mut all: Vec<Stage<Unit<D>>> = Vec::with_capacity(rounds.steps() + stages.len());
-        for _ in 0..rounds.steps() {
-            // Captures nothing: boxing it allocates nothing.
-            all.push(Box::new(|u: &mut Unit<D>, _, post| {
-                u.rounds.run_next(&mut u.records, post)
-            }));
-        }
+        let rounds = Rounds::new(self.agreement.clone());
+        let mut rest: Vec<Stage<Unit<D>>> = Vec::with_capacity(stages.len());
         let mut stages = stages.into_iter();
         if let Some(first) = stages.next() {
             let local = problem.clone();
-            all.push(Box::new(move |u: &mut Unit<D>, comm, post| match local {
+            rest.push(Box::new(move |u: &mut Unit<D>, comm, post| match local {
                 Some(err) => Err(err),
                 None => first(u, comm, post),
             }));
         }
-        all.extend(stages);
-        let unit = Unit {
-            records: [record, Record::blank()],
-            rounds,
-            data,
-        };
+        rest.extend(stages);
+        // The agreement's rounds first, one stage per step of the plan.
+        let all = Stages::led(
+            |u, _, post| u.rounds.run_next(&mut u.record, post),
+            rounds.steps(),
+            rest,
+        );
+        let unit = Unit { record, rounds, data };
         let finish = move |u: Unit<D>, status| match problem {
             Some(err) => Err(err),
             None => finish(u, status),

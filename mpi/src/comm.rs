@@ -1,13 +1,13 @@
 //! [`Communicator`]: point-to-point operations, posted when made (the
 //! collectives are in `collective.rs`, topologies in `topology.rs`).
 
-use crate::agreement::{Hidden, PointToPoint};
+use crate::agreement::{Hidden, PointToPoint, plan};
 use crate::buffer::{Element, Plain, RecvBuffer, SendBuffer};
 use crate::engine::{Engine, InFlight, Raw, Report, WaitingReceive};
 use crate::env::Shared;
 use crate::envelope::{Peer, Tag};
 use crate::error::Error;
-use crate::request::{Kind, RecvTarget, Request, SendPart, Setup, Slot, Stage};
+use crate::request::{Kind, RecvTarget, Request, SendPart, Setup, Slot, Stages};
 use crate::status::Status;
 use mpi::ffi;
 use mpi::raw::AsRaw;
@@ -147,6 +147,7 @@ impl Communicator {
             size: shared.size,
             agreement: Arc::new(PointToPoint {
                 hidden: shared.hidden.clone(),
+                plan: plan(shared.rank, shared.size),
                 datatype: shared.agreement.datatype,
                 keep: None,
             }),
@@ -178,6 +179,7 @@ impl Communicator {
             world_ranks,
             agreement: Arc::new(PointToPoint {
                 hidden: Arc::new(Hidden::new(hidden)),
+                plan: plan(rank, size),
                 datatype: shared.agreement.datatype,
                 keep: Some(owned.clone()),
             }),
@@ -212,7 +214,7 @@ impl Communicator {
         finish: F,
         (kind, parts, peers): (Kind, usize, [c_int; 2]),
         datatype: Raw<ffi::MPI_Datatype>,
-        stages: Vec<Stage<B>>,
+        stages: Stages<B>,
     ) -> Arc<Slot<B, T, F>>
     where
         B: Send + 'static,
@@ -454,7 +456,7 @@ impl Communicator {
                 None => {
                     let b = buffers.take().expect("buffers before queueing");
                     let f = finish.take().expect("the recipe before queueing");
-                    let slot = self.slot(b, f, (Kind::Request, 1, [peer, -1]), datatype, Vec::new());
+                    let slot = self.slot(b, f, (Kind::Request, 1, [peer, -1]), datatype, Stages::none());
                     mpi.queue(request, Report::Empty, 0, slot.clone());
                     Ok(slot)
                 }
@@ -588,7 +590,13 @@ impl Communicator {
         if source == Peer::Null {
             return Request::ready(finish(target, Status::null_peer()));
         }
-        let slot = self.slot(target, finish, (Kind::Receive, 1, [source.raw(), -1]), dt, Vec::new());
+        let slot = self.slot(
+            target,
+            finish,
+            (Kind::Receive, 1, [source.raw(), -1]),
+            dt,
+            Stages::none(),
+        );
         self.posting(|mpi| self.start_receive(mpi, slot.clone(), source, tag, peek));
         Request::pending(self.shared.clone(), slot)
     }
@@ -668,7 +676,7 @@ impl Communicator {
             },
             (Kind::Receive, parts, [dest_raw, source.raw()]),
             datatype::<R>(),
-            Vec::new(),
+            Stages::none(),
         );
         let ring_after = self.ring_before_send(dest_raw);
         self.posting(|mpi| {

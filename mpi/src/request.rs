@@ -64,6 +64,68 @@ use weft_executor::future::{Promise, Resolver};
 /// slot: the unit's buffers are freed when it ends).
 pub(crate) type Stage<B> = Box<dyn FnOnce(&mut B, ffi::MPI_Comm, &mut Post<'_>) -> Result<(), Error> + Send>;
 
+/// A stage that is a plain function (the agreement's rounds, which
+/// capture nothing): run as often as a unit has rounds, with nothing
+/// allocated for it.
+pub(crate) type StepFn<B> = for<'a> fn(&mut B, ffi::MPI_Comm, &mut Post<'a>) -> Result<(), Error>;
+
+/// A slot's stages still to post, in order: `step` run `leading` times
+/// (a collective's agreement), then the boxed stages. A send's or a
+/// receive's has none.
+pub(crate) struct Stages<B> {
+    step: StepFn<B>,
+    leading: usize,
+    rest: VecDeque<Stage<B>>,
+}
+
+/// The next stage, taken from [`Stages`].
+enum NextStage<B> {
+    Step(StepFn<B>),
+    Boxed(Stage<B>),
+}
+
+impl<B> Stages<B> {
+    /// No stages (a send, a receive).
+    pub(crate) fn none() -> Stages<B> {
+        Stages::led(|_, _, _| Ok(()), 0, Vec::new())
+    }
+
+    /// `step` run `leading` times, then `rest`.
+    pub(crate) fn led(step: StepFn<B>, leading: usize, rest: Vec<Stage<B>>) -> Stages<B> {
+        Stages {
+            step,
+            leading,
+            rest: rest.into(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.leading == 0 && self.rest.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.leading = 0;
+        self.rest.clear();
+    }
+
+    fn pop(&mut self) -> Option<NextStage<B>> {
+        if self.leading > 0 {
+            self.leading -= 1;
+            return Some(NextStage::Step(self.step));
+        }
+        self.rest.pop_front().map(NextStage::Boxed)
+    }
+}
+
+impl<B> NextStage<B> {
+    fn run(self, buffers: &mut B, comm: ffi::MPI_Comm, post: &mut Post<'_>) -> Result<(), Error> {
+        match self {
+            NextStage::Step(step) => step(buffers, comm, post),
+            NextStage::Boxed(stage) => stage(buffers, comm, post),
+        }
+    }
+}
+
 /// What a [`Stage`] posts with, under the MPI lock.
 pub(crate) struct Post<'a> {
     /// The one request the stage leaves in flight for its slot (the unit
@@ -125,17 +187,19 @@ pub(crate) struct Slot<B, T, F> {
     /// Keeps a duplicated communicator alive while the operation may use
     /// it (engine rule 9).
     _keep: Option<Arc<Owned>>,
-    /// The buffers, the output's recipe, the outcome and who waits for it
-    /// (one lock for all: a ping-pong hop takes it a handful of times).
-    /// Taken after the MPI lock, never before it.
+    /// The buffers, the output's recipe, the outcome, who waits for it
+    /// and a collective's stages (one lock for all: a ping-pong hop takes
+    /// it a handful of times, a collective's stage once). Taken after the
+    /// MPI lock, never before it.
     done: Mutex<Done<B, T, F>>,
-    /// A collective's stages still to post (only under the MPI lock).
-    stages: Mutex<VecDeque<Stage<B>>>,
 }
 
 struct Done<B, T, F> {
     /// The buffers MPI reads or writes; handed out only once `finished`.
     buffers: Option<B>,
+    /// A collective's stages still to post (taken only under the MPI
+    /// lock).
+    stages: Stages<B>,
     finish: Option<F>,
     outcome: Option<Outcome>,
     /// Parts ended so far (first error wins; a receive's envelope).
@@ -197,7 +261,7 @@ where
     T: Send + 'static,
     F: FnOnce(B, Status) -> Result<T, Error> + Send + 'static,
 {
-    pub(crate) fn new(buffers: B, finish: F, setup: Setup, stages: Vec<Stage<B>>) -> Arc<Slot<B, T, F>> {
+    pub(crate) fn new(buffers: B, finish: F, setup: Setup, stages: Stages<B>) -> Arc<Slot<B, T, F>> {
         let slot = Arc::new(Slot {
             finished: AtomicBool::new(false),
             kind: setup.kind,
@@ -210,6 +274,7 @@ where
             _keep: setup.keep,
             done: Mutex::new(Done {
                 buffers: Some(buffers),
+                stages,
                 finish: Some(finish),
                 outcome: None,
                 partial: None,
@@ -218,7 +283,6 @@ where
                 resolver: None,
                 arrival: Arrival::None,
             }),
-            stages: Mutex::new(stages.into()),
         });
         if slot.trace != 0 {
             slot.on_timeline();
@@ -430,24 +494,29 @@ where
     fn advance(self: Arc<Self>, mpi: &mut InFlight, previous: Option<Outcome>) -> Advance {
         let mut previous = previous;
         loop {
-            let next = {
-                let mut stages = lock(&self.stages);
-                if matches!(previous, Some(Err(_))) {
-                    stages.clear();
-                }
-                stages.pop_front().map(|stage| (stage, !stages.is_empty()))
-            };
-            let Some((stage, more)) = next else {
-                self.finished.store(true, Release);
-                return Advance::Finished(previous.unwrap_or_else(|| Ok(Status::empty())));
-            };
             // SAFETY: reading a constant MPI initialised.
             let null = unsafe { ffi::RSMPI_REQUEST_NULL };
             let mut post = Post {
                 request: null,
                 mpi: &mut *mpi,
             };
-            let posted = self.with_buffers(|b| stage(b, self.comm.0, &mut post));
+            // The stage is taken and run on the buffers under one lock.
+            let (posted, more) = {
+                let mut done = self.lock_done();
+                let done = &mut *done;
+                if matches!(previous, Some(Err(_))) {
+                    done.stages.clear();
+                }
+                let Some(stage) = done.stages.pop() else {
+                    self.finished.store(true, Release);
+                    return Advance::Finished(previous.unwrap_or_else(|| Ok(Status::empty())));
+                };
+                let buffers = done
+                    .buffers
+                    .as_mut()
+                    .expect("weft-mpi bug: buffers taken before MPI was done with them");
+                (stage.run(buffers, self.comm.0, &mut post), !done.stages.is_empty())
+            };
             let request = post.request;
             if let Err(err) = posted {
                 previous = Some(Err(err));
