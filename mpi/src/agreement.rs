@@ -75,13 +75,13 @@ use crate::buffer::{Plain, Scalar};
 use crate::comm::Owned;
 use crate::engine::{InFlight, Outcome, Raw, Report, Waiter};
 use crate::error::{Error, check};
-use crate::loom::{AtomicUsize, Ordering::Relaxed};
+use crate::loom::{AtomicUsize, Ordering::Relaxed, lock};
 use crate::op::ReduceOp;
 use crate::request::Post;
 use mpi::ffi;
 use std::mem::size_of;
 use std::os::raw::c_int;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Bytes of a record.
 pub(crate) const RECORD: usize = 256;
@@ -544,15 +544,24 @@ impl Rounds {
 /// What every step of a communicator's point-to-point agreements posts
 /// on.
 pub(crate) struct PointToPoint {
-    pub(crate) hidden: Arc<Hidden>,
+    hidden: Arc<Hidden>,
     /// This rank's steps ([`plan`] of the communicator's rank and size),
     /// the same for every unit on it.
-    pub(crate) plan: Plan,
-    pub(crate) datatype: Raw<ffi::MPI_Datatype>,
+    plan: Plan,
+    datatype: Raw<ffi::MPI_Datatype>,
     /// Keeps a duplicated communicator (and its hidden twin) alive while
     /// a send of the agreement's is in flight.
-    pub(crate) keep: Option<Arc<Owned>>,
+    keep: Option<Arc<Owned>>,
+    /// The sends' records, kept for reuse: one that no request holds any
+    /// more (MPI completed its send, and the request window let it go) is
+    /// unique here, and the next send writes its record into it instead
+    /// of allocating (one collective after another allocates none).
+    sends: Mutex<Vec<Arc<SentRecord>>>,
 }
+
+/// Send records [`PointToPoint`] keeps for reuse, at most (enough for the
+/// sends of a few units in flight at once; more are allocated and freed).
+const KEPT_SENDS: usize = 8;
 
 impl Step {
     /// Runs the step under the MPI lock (a stage of the unit): `first` for
@@ -585,7 +594,7 @@ impl Step {
         match self {
             Step::FoldOut { peer } => {
                 // The first step: `record` is this rank's.
-                on.send(post, *record, peer, tag)?;
+                on.send(post, record, peer, tag)?;
                 on.recv(post, record, peer, tag)
             }
             Step::FoldIn { peer } => {
@@ -593,17 +602,56 @@ impl Step {
                 on.recv(post, &mut rounds.incoming, peer, tag)
             }
             Step::Exchange { peer, peer_first } => {
-                on.send(post, *record, peer, tag)?;
+                on.send(post, record, peer, tag)?;
                 rounds.pending = Some(peer_first);
                 on.recv(post, &mut rounds.incoming, peer, tag)
             }
-            Step::Return { peer } => on.send(post, *record, peer, tag),
+            Step::Return { peer } => on.send(post, record, peer, tag),
             Step::Finish => Ok(()),
         }
     }
 }
 
 impl PointToPoint {
+    /// The agreement channel of a communicator of `size` ranks, this one
+    /// `rank`, whose hidden twin is `hidden`.
+    pub(crate) fn new(
+        hidden: Arc<Hidden>,
+        datatype: Raw<ffi::MPI_Datatype>,
+        keep: Option<Arc<Owned>>,
+        (rank, size): (c_int, c_int),
+    ) -> PointToPoint {
+        PointToPoint {
+            hidden,
+            plan: plan(rank, size),
+            datatype,
+            keep,
+            sends: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A send record holding a copy of `record`: a kept one no request
+    /// holds any more, or a new one (kept if there is room).
+    fn send_record(&self, record: &Record) -> Arc<SentRecord> {
+        let mut kept = lock(&self.sends);
+        for sent in kept.iter_mut() {
+            // Unique: MPI is done with it (the request window dropped its
+            // handle to it once the send completed).
+            if let Some(free) = Arc::get_mut(sent) {
+                free.record = *record;
+                return sent.clone();
+            }
+        }
+        let sent = Arc::new(SentRecord {
+            record: *record,
+            _keep: self.keep.clone(),
+        });
+        if kept.len() < KEPT_SENDS {
+            kept.push(sent.clone());
+        }
+        sent
+    }
+
     /// Posts the receive of a record into `into` as the stage's request.
     fn recv(&self, post: &mut Post<'_>, into: &mut Record, peer: c_int, tag: c_int) -> Result<(), Error> {
         // SAFETY: the MPI lock is held (stages run under it); `into` is in
@@ -627,17 +675,15 @@ impl PointToPoint {
     /// 2's exception): the round's receive is, right after, and a test
     /// that finds nothing done makes Open MPI yield the core when ranks
     /// outnumber cores; the window's next `MPI_Testsome` finds it.
-    fn send(&self, post: &mut Post<'_>, record: Record, peer: c_int, tag: c_int) -> Result<(), Error> {
-        let sent = Arc::new(SentRecord {
-            record,
-            _keep: self.keep.clone(),
-        });
+    fn send(&self, post: &mut Post<'_>, record: &Record, peer: c_int, tag: c_int) -> Result<(), Error> {
+        let sent = self.send_record(record);
         // SAFETY: reading a constant MPI initialised.
         let mut request = Raw(unsafe { ffi::RSMPI_REQUEST_NULL });
         // SAFETY: the MPI lock is held; the record is in `sent`'s heap
         // block (an `Arc`'s contents never move), which the request window
-        // holds (if the send is still pending) until MPI completes it; one
-        // element of the record type.
+        // holds until MPI completes the send (nothing writes a kept record
+        // while another handle to it exists: `send_record`); one element
+        // of the record type.
         check(unsafe {
             ffi::MPI_Isend(
                 (&raw const sent.record).cast(),

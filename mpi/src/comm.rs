@@ -1,7 +1,7 @@
 //! [`Communicator`]: point-to-point operations, posted when made (the
 //! collectives are in `collective.rs`, topologies in `topology.rs`).
 
-use crate::agreement::{Hidden, PointToPoint, plan};
+use crate::agreement::{Hidden, PointToPoint};
 use crate::buffer::{Element, Plain, RecvBuffer, SendBuffer};
 use crate::engine::{Engine, InFlight, Raw, Report, WaitingReceive};
 use crate::env::Shared;
@@ -145,12 +145,12 @@ impl Communicator {
             raw: shared.world,
             rank: shared.rank,
             size: shared.size,
-            agreement: Arc::new(PointToPoint {
-                hidden: shared.hidden.clone(),
-                plan: plan(shared.rank, shared.size),
-                datatype: shared.agreement.datatype,
-                keep: None,
-            }),
+            agreement: Arc::new(PointToPoint::new(
+                shared.hidden.clone(),
+                shared.agreement.datatype,
+                None,
+                (shared.rank, shared.size),
+            )),
             shared,
             owned: None,
             world_ranks: None,
@@ -177,12 +177,12 @@ impl Communicator {
         });
         Communicator {
             world_ranks,
-            agreement: Arc::new(PointToPoint {
-                hidden: Arc::new(Hidden::new(hidden)),
-                plan: plan(rank, size),
-                datatype: shared.agreement.datatype,
-                keep: Some(owned.clone()),
-            }),
+            agreement: Arc::new(PointToPoint::new(
+                Arc::new(Hidden::new(hidden)),
+                shared.agreement.datatype,
+                Some(owned.clone()),
+                (rank, size),
+            )),
             owned: Some(owned),
             shared,
             raw,
