@@ -17,6 +17,9 @@
 //! the end of the ring: posted, or tested), whatever the bursts of new requests
 //! (`tests::an_early_request_is_tested_during_a_burst`). A turn costs
 //! O(`TEST_BATCH`), not O(pending): `MPI_Testsome` scans what it is given.
+//! A turn that tested the whole ring and finished nothing leaves its batch
+//! for the next, which copies nothing, until a request joins or finishes
+//! (`tests::a_batch_is_reused_until_the_ring_changes`).
 //!
 //! The window is generic over the handle and the bookkeeping so that its
 //! rotation is tested without MPI.
@@ -39,6 +42,12 @@ pub(crate) struct RequestWindow<H, E> {
     batch: Vec<H>,
     /// Per batch entry: finished (and the index of its status), or not.
     finished: Vec<Option<usize>>,
+    /// `batch` already holds the handles of the ring's first
+    /// `min(len, TEST_BATCH)` entries and `finished` is all `None`: the
+    /// last turn tested the whole ring and finished nothing, and nothing
+    /// joined the batch since. The next [`batch`](Self::batch) then copies
+    /// nothing (a loop waiting on a few requests tests them every turn).
+    fresh: bool,
 }
 
 impl<H: Copy, E> RequestWindow<H, E> {
@@ -47,6 +56,7 @@ impl<H: Copy, E> RequestWindow<H, E> {
             ring: VecDeque::new(),
             batch: Vec::new(),
             finished: Vec::new(),
+            fresh: false,
         }
     }
 
@@ -61,12 +71,17 @@ impl<H: Copy, E> RequestWindow<H, E> {
 
     /// A new request goes behind every other.
     pub(crate) fn push(&mut self, handle: H, entry: E) {
+        // One that lands inside the next batch makes it stale.
+        self.fresh &= self.ring.len() >= TEST_BATCH;
         self.ring.push_back((handle, entry));
     }
 
     /// The next batch's handles, contiguous, for one `MPI_Testsome`. Call
     /// [`rotate`](Self::rotate) once it has been tested.
     pub(crate) fn batch(&mut self) -> &mut [H] {
+        if self.fresh {
+            return &mut self.batch;
+        }
         let n = self.ring.len().min(TEST_BATCH);
         self.batch.clear();
         self.batch.extend(self.ring.iter().take(n).map(|(h, _)| *h));
@@ -95,10 +110,15 @@ impl<H: Copy, E> RequestWindow<H, E> {
             }
             if n < self.ring.len() {
                 self.ring.rotate_left(n);
+                self.batch.clear();
+                self.fresh = false;
+            } else {
+                // The whole ring, in place: the next batch is this one.
+                self.fresh = true;
             }
-            self.batch.clear();
             return;
         }
+        self.fresh = false;
         for k in 0..n {
             let (_, entry) = self.ring.pop_front().expect("weft-mpi bug: the batch outran the ring");
             match self.finished[k] {
@@ -116,6 +136,8 @@ impl<H: Copy, E> RequestWindow<H, E> {
 
     /// Takes every entry out (the engine is abandoning them).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = E> + '_ {
+        self.fresh = false;
+        self.batch.clear();
         self.ring.drain(..).map(|(_, e)| e)
     }
 }
@@ -212,6 +234,40 @@ mod tests {
                 next += 1;
             }
         }
+    }
+
+    /// A batch of the whole ring that finished nothing is tested again as
+    /// it is (`fresh`), until a request joins it or one finishes; a
+    /// request posted behind a full batch leaves it as it is.
+    #[test]
+    fn a_batch_is_reused_until_the_ring_changes() {
+        let mut window = RequestWindow::new();
+        window.push(0u32, 0u32);
+        window.push(1, 1);
+        assert!(turn(&mut window, |_| false).is_empty());
+        assert!(window.fresh, "nothing changed: the batch stands");
+        assert_eq!(window.batch(), [0, 1]);
+        window.rotate(|_, _| panic!("nothing finished"));
+        window.push(2, 2);
+        assert!(!window.fresh, "a request joined the batch");
+        assert_eq!(turn(&mut window, |id| id == 1), [1]);
+        assert!(!window.fresh, "a request finished");
+        assert_eq!(window.batch(), [0, 2]);
+        window.rotate(|_, _| panic!("nothing finished"));
+        window.push(3, 3);
+        window.push(4, 4);
+        assert!(turn(&mut window, |_| false).is_empty());
+        assert!(window.fresh);
+        // The ring holds TEST_BATCH: the next one lands behind the batch.
+        window.push(5, 5);
+        assert!(window.fresh, "posted behind a full batch");
+        assert_eq!(window.batch(), [0, 2, 3, 4]);
+        window.rotate(|_, _| panic!("nothing finished"));
+        assert!(!window.fresh, "the ring rotated");
+        assert_eq!(window.batch(), [5, 0, 2, 3]);
+        window.rotate(|_, _| panic!("nothing finished"));
+        assert_eq!(window.drain().count(), 5);
+        assert!(window.batch().is_empty(), "drained: nothing to test");
     }
 
     /// A turn that finishes nothing (the fast path) leaves the ring as
