@@ -273,6 +273,11 @@ impl Listed {
     /// Drops the copies (see [`Snapshot::release`]).
     fn release(&mut self) {
         self.kept = None;
+        if self.copies.is_empty() {
+            // (Most calls: a drain's setup is a good part of a turn's
+            // bookkeeping.)
+            return;
+        }
         for listed in self.copies.drain(..) {
             listed.release();
         }
