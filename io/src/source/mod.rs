@@ -70,9 +70,10 @@
 //!
 //! The reactor calls a source's methods with none of its locks held: it
 //! copies the list of sources (a reference count each) and then calls them.
-//! A turn that a source spins copies the list once, asking each source
-//! `has_pending` and `spin_window` once before polling it (step 3 copies
-//! again if a source was added or removed since); a turn that may sleep
+//! A turn that a source spins copies the list once, in step 1, and reads
+//! each source's `spin_window` once; step 6 polls from that copy (asking
+//! `has_pending` again before each poll) unless a source was added or
+//! removed since, when it copies the list afresh. A turn that may sleep
 //! drops its copies before it waits, so a source removed while the loop
 //! sleeps is dropped at once, by the thread that removed it.
 //! So a source's method may register or drop sources, read the reactor's
@@ -236,7 +237,7 @@ pub(crate) struct Sources {
     /// [`Sources::snapshot`]).
     registered: AtomicUsize,
     /// Bumped under the lock whenever an entry is added or removed: a
-    /// turn's step 3 reuses step 1's copy of the list only if it has not
+    /// turn's step 6 reuses step 1's copy of the list only if it has not
     /// moved ([`Sources::poll_pending`]).
     generation: AtomicU64,
     next_id: Mutex<u64>,
@@ -258,7 +259,7 @@ impl Default for Sources {
 #[derive(Default)]
 pub(crate) struct Listed {
     copies: Vec<Snapshot>,
-    /// Set while `copies` holds step 1's copy for step 3 of a turn that
+    /// Set while `copies` holds step 1's copy for step 6 of a turn that
     /// spins (does not wait): the list's generation when it was copied.
     kept: Option<u64>,
 }
@@ -325,10 +326,11 @@ impl Sources {
 
     /// A turn's step 1: the longest the loop may sleep at `now` given the
     /// sources' state. When the answer is zero (a source spins the loop),
-    /// `listed` keeps the copy of the list and each source's answers for
-    /// step 3 of the same turn ([`poll_pending`](Self::poll_pending)), so a
-    /// spinning turn copies the list and asks each source once; otherwise
-    /// it is left empty, so that the loop holds no source while it sleeps.
+    /// `listed` keeps the copy of the list and each source's spin window
+    /// for step 6 of the same turn ([`poll_pending`](Self::poll_pending)),
+    /// so a spinning turn copies the list and reads each window once;
+    /// otherwise it is left empty, so that the loop holds no source while
+    /// it sleeps.
     pub(crate) fn max_wait(&self, now: Instant, listed: &mut Listed) -> Option<Duration> {
         // A turn that unwound between its steps left its copy behind.
         listed.release();
@@ -338,9 +340,7 @@ impl Sources {
         let generation = self.snapshot(&mut listed.copies);
         let mut wait: Option<Duration> = None;
         for copy in &mut listed.copies {
-            let pending = copy.has_pending();
-            copy.pending = Some(pending);
-            if pending {
+            if copy.has_pending() {
                 let sleep = copy.sleep(now);
                 wait = Some(wait.map_or(sleep, |w| w.min(sleep)));
             }
@@ -377,14 +377,15 @@ impl Sources {
             .collect()
     }
 
-    /// A turn's step 3: polls every source with work pending; returns how
-    /// many it polled. `listed` is step 1's copy if that turn spins and no
-    /// source was added or removed since (a source that said it had work
-    /// pending then is polled without being asked again; one that said it
-    /// had none is asked again, as news may have come); otherwise a fresh
+    /// A turn's step 6: polls every source with work pending (asked
+    /// again now: jobs delivered in step 5 may have ended its work);
+    /// returns how many it polled. `listed` is step 1's copy if that turn
+    /// spins and no source was added or removed since; otherwise a fresh
     /// copy. It is left empty. `now`, the turn's clock reading after its
     /// wait, dates an empty poll (a spinning turn then reads the clock
-    /// once, not once per source).
+    /// once, not once per source), which is counted against the spin
+    /// window read in step 1 when the copy is step 1's (a window that
+    /// changes within the turn shifts only when the back-off starts).
     pub(crate) fn poll_pending(&self, listed: &mut Listed, now: Instant) -> usize {
         let kept = listed.kept.take();
         if kept.is_none_or(|generation| generation != self.generation.load(Relaxed)) {
@@ -396,7 +397,7 @@ impl Sources {
         }
         let mut polled = 0;
         for copy in listed.copies.drain(..) {
-            if copy.pending != Some(true) && !copy.has_pending() {
+            if !copy.has_pending() {
                 copy.release();
                 continue;
             }
@@ -552,9 +553,8 @@ pub(crate) struct Snapshot {
     source: Arc<dyn Source>,
     progress: Instant,
     idle_polls: u32,
-    /// Step 1's answers, kept for step 3 of a spinning turn: `has_pending`
-    /// and `spin_window` (`None`: not asked).
-    pending: Option<bool>,
+    /// Step 1's answer of `spin_window`, kept for step 6 of a spinning
+    /// turn (`None`: not asked).
     window: Option<Duration>,
 }
 
@@ -600,7 +600,6 @@ impl Entry {
             source: self.source.clone(),
             progress: self.progress,
             idle_polls: self.idle_polls,
-            pending: None,
             window: None,
         }
     }
@@ -1066,24 +1065,24 @@ mod turn_clock_tests {
     }
 
     /// `Sources::max_wait` and `poll_pending`: a turn that a source spins
-    /// copies the list once and asks each source `has_pending` and
-    /// `spin_window` once, then polls it.
+    /// reads each source's `spin_window` once (step 1), and asks
+    /// `has_pending` in step 1 and again before its poll (step 6).
     #[test]
-    fn a_spinning_turn_asks_each_source_once() {
+    fn a_spinning_turn_reads_each_window_once_and_asks_before_each_poll() {
         let mut driver = Driver::new().expect("a driver");
         let source = Counted::new(Duration::from_secs(60));
         let _registration = driver.handle().register_source(source.clone());
         for turn in 1..=3 {
             driver.turn(Some(Duration::from_secs(5)));
             assert_eq!(source.polls.load(SeqCst), turn, "polled every turn");
-            assert_eq!(source.has_pending.load(SeqCst), turn, "asked once per turn");
+            assert_eq!(source.has_pending.load(SeqCst), 2 * turn, "asked in steps 1 and 6");
             assert_eq!(source.spin_window.load(SeqCst), turn, "its window read once per turn");
         }
     }
 
     /// A source removed between a spinning turn's steps (here by another
-    /// source's `has_pending`, in step 1) is not polled in step 3, and one
-    /// added then is: step 3 copies the list again when it has moved.
+    /// source's `has_pending`, in step 1) is not polled in step 6, and one
+    /// added then is: step 6 copies the list again when it has moved.
     #[test]
     fn a_spinning_turn_polls_the_list_as_it_is_after_its_wait() {
         let mut driver = Driver::new().expect("a driver");
@@ -1103,8 +1102,45 @@ mod turn_clock_tests {
         driver.turn(Some(Duration::from_secs(5)));
         assert_eq!(meddler.polls.load(SeqCst), 1);
         assert_eq!(removed.polls.load(SeqCst), 0, "removed after step 1: not polled");
-        assert_eq!(added.polls.load(SeqCst), 1, "added after step 1: polled in step 3");
+        assert_eq!(added.polls.load(SeqCst), 1, "added after step 1: polled in step 6");
         assert!(lock(&added_registration).is_some());
+    }
+
+    /// A source that said it had work in step 1 and whose work ended
+    /// before step 6 (a job delivered in step 5, as a done callback would)
+    /// is not polled: step 6 asks again.
+    #[test]
+    fn a_source_whose_work_ended_between_the_steps_is_not_polled() {
+        struct Ends {
+            polls: AtomicUsize,
+            done: std::sync::atomic::AtomicBool,
+        }
+        impl Source for Ends {
+            fn poll(&self) -> usize {
+                self.polls.fetch_add(1, SeqCst);
+                0
+            }
+            fn has_pending(&self) -> bool {
+                !self.done.load(SeqCst)
+            }
+            fn spin_window(&self) -> Duration {
+                Duration::from_secs(60)
+            }
+        }
+        let mut driver = Driver::new().expect("a driver");
+        let ends = Arc::new(Ends {
+            polls: AtomicUsize::new(0),
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        let _registration = driver.handle().register_source(ends.clone());
+        let job = ends.clone();
+        driver
+            .handle()
+            .notifier()
+            .call_on_loop(move || job.done.store(true, SeqCst));
+        driver.turn(Some(Duration::from_secs(5)));
+        assert!(ends.done.load(SeqCst), "the job ran in the turn");
+        assert_eq!(ends.polls.load(SeqCst), 0, "polled after has_pending said false");
     }
 
     /// A turn that sleeps holds no copy of a source while it sleeps: one
