@@ -461,31 +461,42 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
     // (for profiles of one collective's loop).
     let only = std::env::var("WEFT_BENCH_ONLY").ok();
     cases.retain(|(name, _)| only.as_deref().is_none_or(|o| o == *name));
+    // `WEFT_BENCH_SIDE=weft` or `blocking`: that side alone (the other
+    // reports 0), so that `perf stat` of a rank counts one side's switches
+    // and system calls.
+    let side = std::env::var("WEFT_BENCH_SIDE").ok();
+    let runs = |s: &str| side.as_deref().is_none_or(|o| o == s);
     for (name, len) in cases {
         let workload = format!("{prefix}{name}{suffix}");
         for rep in 0..reps + 1 {
             let w = world.clone();
-            let awaited = rt.block_on(async move {
-                weft::spawn(async move {
-                    w.barrier().await.expect("barrier");
-                    let start = Instant::now();
-                    for i in 0..COLLECTIVES {
-                        if len == 0 {
-                            w.barrier().await.expect("barrier");
-                        } else {
-                            let out = w
-                                .all_reduce(vec![i as u64; len], ReduceOp::Sum)
-                                .await
-                                .expect("all_reduce");
-                            assert_eq!(out[0], i as u64 * w.size() as u64);
+            let awaited = if !runs("weft") {
+                0.0
+            } else {
+                rt.block_on(async move {
+                    weft::spawn(async move {
+                        w.barrier().await.expect("barrier");
+                        let start = Instant::now();
+                        for i in 0..COLLECTIVES {
+                            if len == 0 {
+                                w.barrier().await.expect("barrier");
+                            } else {
+                                let out = w
+                                    .all_reduce(vec![i as u64; len], ReduceOp::Sum)
+                                    .await
+                                    .expect("all_reduce");
+                                assert_eq!(out[0], i as u64 * w.size() as u64);
+                            }
                         }
-                    }
-                    start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
+                        start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
+                    })
+                    .await
+                    .expect("the collective task")
                 })
-                .await
-                .expect("the collective task")
-            });
-            let blocking = {
+            };
+            let blocking = if !runs("blocking") {
+                0.0
+            } else {
                 use mpi::collective::SystemOperation;
                 use mpi::traits::*;
                 let _mpi = mpi.lock();
