@@ -250,8 +250,29 @@ static TABLE: [OnceLock<&'static str>; NAMES] = [const { OnceLock::new() }; NAME
 /// What a name that found the table full reads as.
 const OVERFLOW: &str = "(unnamed)";
 
+std::thread_local! {
+    /// The last name this thread interned, by address and length, and its
+    /// index: a task reports the same wait on every pending poll, so most
+    /// calls skip the hash and the table (a source's name costs about 90
+    /// instructions to hash and compare).
+    static LAST: std::cell::Cell<(usize, usize, u32)> = const { std::cell::Cell::new((0, 0, 0)) };
+}
+
 /// The index of `name` in the table, interning it if new.
 pub(crate) fn intern(name: &'static str) -> u32 {
+    let key = (name.as_ptr() as usize, name.len());
+    if let Ok((ptr, len, index)) = LAST.try_with(std::cell::Cell::get)
+        && (ptr, len) == key
+    {
+        return index;
+    }
+    let index = intern_slow(name);
+    let _ = LAST.try_with(|last| last.set((key.0, key.1, index)));
+    index
+}
+
+/// [`intern`] without the thread's memo.
+fn intern_slow(name: &'static str) -> u32 {
     let start = hash(name) % NAMES;
     for probe in 0..NAMES {
         let i = (start + probe) % NAMES;
@@ -379,6 +400,13 @@ mod tests {
         let same: &'static str = std::str::from_utf8(&BYTES).unwrap();
         assert_eq!(intern(same), a);
         assert_eq!(name(a), "mpsc::Receiver::recv");
-        assert_ne!(intern("Mutex::lock"), a);
+        let b = intern("Mutex::lock");
+        assert_ne!(b, a);
+        // The thread's memo answers repeats, and alternation, alike.
+        assert_eq!(intern("Mutex::lock"), b);
+        assert_eq!(intern("mpsc::Receiver::recv"), a);
+        assert_eq!(intern(same), a);
+        assert_eq!(intern("Mutex::lock"), b);
+        assert_eq!(name(b), "Mutex::lock");
     }
 }
