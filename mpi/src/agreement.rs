@@ -228,6 +228,11 @@ impl Record {
         Some(out)
     }
 
+    /// Whether the record carries data (a reduction's or a broadcast's).
+    fn has_payload(&self) -> bool {
+        self.flags & HAS_PAYLOAD != 0
+    }
+
     fn merge(&mut self, other: &Record) {
         if self.magic != MAGIC || other.magic != MAGIC {
             // Stays wrong: the verdict names it.
@@ -582,7 +587,10 @@ impl Step {
             rounds.tag = on.hidden.next_tag();
         }
         if let Some(peer_first) = rounds.pending.take() {
-            if peer_first {
+            // Only two payloads merge in an order (the op's operands); the
+            // rest of a merge is the same either way round, so it is done
+            // in place, without copying either record (256 bytes each).
+            if peer_first && record.has_payload() && rounds.incoming.has_payload() {
                 let mut merged = rounds.incoming;
                 merged.merge(record);
                 *record = merged;
@@ -655,8 +663,9 @@ impl PointToPoint {
     /// Posts the receive of a record into `into` as the stage's request.
     fn recv(&self, post: &mut Post<'_>, into: &mut Record, peer: c_int, tag: c_int) -> Result<(), Error> {
         // SAFETY: the MPI lock is held (stages run under it); `into` is in
-        // the unit's buffers, which stay put in the slot until the request
-        // completes; one element of the record type.
+        // the unit's boxed agreement, whose heap block stays put (the unit
+        // stays in its slot until its last stage completes); one element
+        // of the record type.
         check(unsafe {
             ffi::MPI_Irecv(
                 (&raw mut *into).cast(),

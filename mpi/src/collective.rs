@@ -23,20 +23,27 @@ use serde::de::DeserializeOwned;
 use std::mem::{size_of, size_of_val};
 use std::os::raw::{c_int, c_void};
 
-/// A collective's buffers: the agreement's record (this rank's, merged
-/// round by round into the agreed one) and its rounds' state, then the
-/// collective's own.
+/// A collective's buffers: the agreement's state, then the collective's
+/// own.
 pub(crate) struct Unit<D> {
-    record: Record,
-    rounds: Rounds,
+    /// Boxed: two records (about 540 bytes) that would otherwise be copied
+    /// each time the unit moves (into its slot, out of it for the output).
+    agreement: Box<Agreement>,
     /// The collective's own buffers.
     pub(crate) data: D,
+}
+
+/// The agreement's record (this rank's, merged round by round into the
+/// agreed one) and its rounds' state.
+struct Agreement {
+    record: Record,
+    rounds: Rounds,
 }
 
 impl<D> Unit<D> {
     /// The agreed record (once the agreement's stages have run).
     pub(crate) fn agreed(&self) -> &Record {
-        &self.record
+        &self.agreement.record
     }
 }
 
@@ -102,9 +109,14 @@ impl Communicator {
         T: Send + 'static,
         F: FnOnce(Unit<D>, Status) -> Result<T, Error> + Send + 'static,
     {
+        // One clock reading for the slot, the post and the rings.
+        let _clock = crate::engine::clock::scope();
         self.shared.register_if_running();
         let record = if problem.is_some() { record.invalid() } else { record };
-        let rounds = Rounds::new(self.agreement.clone());
+        let agreement = Box::new(Agreement {
+            record,
+            rounds: Rounds::new(self.agreement.clone()),
+        });
         let mut rest: Vec<Stage<Unit<D>>> = Vec::with_capacity(stages.len());
         let mut stages = stages.into_iter();
         if let Some(first) = stages.next() {
@@ -117,11 +129,14 @@ impl Communicator {
         rest.extend(stages);
         // The agreement's rounds first, one stage per step of the plan.
         let all = Stages::led(
-            |u, _, post| u.rounds.run_next(&mut u.record, post),
-            rounds.steps(),
+            |u, _, post| {
+                let Agreement { record, rounds } = &mut *u.agreement;
+                rounds.run_next(record, post)
+            },
+            agreement.rounds.steps(),
             rest,
         );
-        let unit = Unit { record, rounds, data };
+        let unit = Unit { agreement, data };
         let finish = move |u: Unit<D>, status| match problem {
             Some(err) => Err(err),
             None => finish(u, status),

@@ -236,7 +236,7 @@ impl Communicator {
     /// (`liveness.rs`, rule 3).
     fn check_alive(&self, peer: Peer) -> Result<(), Error> {
         if let Peer::Rank(rank) = peer {
-            if self.shared.deaths.dead().contains(&rank) {
+            if self.shared.deaths.is_dead(rank) {
                 return Err(Error::PeerDied(rank));
             }
         }
@@ -653,6 +653,8 @@ impl Communicator {
         R: Plain,
     {
         let (dest, send_tag, source, recv_tag) = (dest.into(), send_tag.into(), source.into(), recv_tag.into());
+        // One clock reading for the slot, the rings and the post.
+        let _clock = crate::engine::clock::scope();
         self.shared.register_if_running();
         let checked = self
             .check_send(dest, send_tag)

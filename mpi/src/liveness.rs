@@ -73,6 +73,12 @@ impl Deaths {
         lock(&self.inner).dead.clone()
     }
 
+    /// Whether `rank` is known dead (every operation with a peer asks:
+    /// no copy of the list).
+    pub(crate) fn is_dead(&self, rank: i32) -> bool {
+        lock(&self.inner).dead.contains(&rank)
+    }
+
     /// The `n`th death (counting from 0), when it happens.
     pub(crate) fn nth(self: &Arc<Self>, n: usize) -> NthDeath {
         NthDeath {
