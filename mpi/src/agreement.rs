@@ -233,9 +233,26 @@ impl Record {
         self.flags & HAS_PAYLOAD != 0
     }
 
+    /// Merges a peer's record into this one: as `incoming.merge(self)`
+    /// when the peer's block comes first, else as `self.merge(incoming)`.
+    /// Only two payloads merge in an order (the op's operands); the rest
+    /// of a merge comes out the same either way round, so it is done in
+    /// place, without copying either record (256 bytes each).
+    fn merge_received(&mut self, incoming: &Record, peer_first: bool) {
+        if peer_first && self.has_payload() && incoming.has_payload() {
+            let mut merged = *incoming;
+            merged.merge(self);
+            *self = merged;
+        } else {
+            self.merge(incoming);
+        }
+    }
+
     fn merge(&mut self, other: &Record) {
         if self.magic != MAGIC || other.magic != MAGIC {
-            // Stays wrong: the verdict names it.
+            // Stays wrong (the verdict names it), and the same whichever
+            // record came first.
+            *self = Record::blank();
             self.magic = 0;
             return;
         }
@@ -587,16 +604,7 @@ impl Step {
             rounds.tag = on.hidden.next_tag();
         }
         if let Some(peer_first) = rounds.pending.take() {
-            // Only two payloads merge in an order (the op's operands); the
-            // rest of a merge is the same either way round, so it is done
-            // in place, without copying either record (256 bytes each).
-            if peer_first && record.has_payload() && rounds.incoming.has_payload() {
-                let mut merged = rounds.incoming;
-                merged.merge(record);
-                *record = merged;
-            } else {
-                record.merge(&rounds.incoming);
-            }
+            record.merge_received(&rounds.incoming, peer_first);
         }
         let tag = rounds.tag;
         match self {
@@ -785,13 +793,7 @@ mod tests {
                 at[r] += 1;
                 moved = true;
                 if let Some((peer_first, incoming)) = pending[r].take() {
-                    if peer_first {
-                        let mut merged = incoming;
-                        merged.merge(&acc[r]);
-                        acc[r] = merged;
-                    } else {
-                        acc[r].merge(&incoming);
-                    }
+                    acc[r].merge_received(&incoming, peer_first);
                 }
                 let mut send = |to: c_int, rec: Record| wire.entry((r as c_int, to)).or_default().push_back(rec);
                 match step {
@@ -876,6 +878,47 @@ mod tests {
                 for r in simulate(&records) {
                     let err = r.verdict("x", true).unwrap_err();
                     assert!(err.to_string().contains("different collectives"), "{err}");
+                }
+            }
+        }
+    }
+
+    /// A record's bytes, to compare two records exactly.
+    fn bytes(r: &Record) -> [u8; RECORD] {
+        // SAFETY: `Record` is `repr(C)` plain integers and bytes with no
+        // padding (its size is asserted to be `RECORD`).
+        unsafe { std::mem::transmute::<Record, [u8; RECORD]>(*r) }
+    }
+
+    /// The in-place merge gives, byte for byte, what merging in the
+    /// peer's order gives, for every pair of records but two payloads
+    /// (which it merges in order): barrier records, a payload on one
+    /// side, invalid flags, other signatures and lengths, a bad magic.
+    #[test]
+    fn a_merge_in_place_equals_the_ordered_merge() {
+        let sum = Some((ReduceOp::Sum, Scalar::F64));
+        let mut bad = Record::new(1, 2);
+        bad.magic = 0;
+        let kinds = [
+            Record::new(1, 2),
+            Record::new(1, 2).invalid(),
+            Record::new(9, 5),
+            Record::new(1, 2).with_payload(&[0.1f64, 0.2], sum),
+            Record::new(1, 2).with_payload(&[7u32, 8, 9], None),
+            bad,
+        ];
+        for (i, mine) in kinds.iter().enumerate() {
+            for (j, theirs) in kinds.iter().enumerate() {
+                for peer_first in [false, true] {
+                    let mut ordered = if peer_first { *theirs } else { *mine };
+                    ordered.merge(if peer_first { mine } else { theirs });
+                    let mut in_place = *mine;
+                    in_place.merge_received(theirs, peer_first);
+                    assert_eq!(
+                        bytes(&in_place),
+                        bytes(&ordered),
+                        "records {i} and {j}, peer first {peer_first}"
+                    );
                 }
             }
         }
