@@ -101,11 +101,13 @@ impl Activity {
         }
     }
 
+    #[inline]
     fn started(&self) -> bool {
         self.started.load(Ordering::Relaxed)
     }
 
     /// Notes a request: cheap when already noted (a load, no store).
+    #[inline]
     fn start(&self) {
         if !self.started() {
             self.started.store(true, Ordering::Relaxed);
@@ -171,6 +173,7 @@ enum Verdict {
 pub(crate) struct InFlight(Arc<ConnectionSignal>);
 
 impl InFlight {
+    #[inline]
     fn start(shared: &Arc<ConnectionSignal>) -> InFlight {
         shared.activity.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.activity.start();
@@ -237,27 +240,59 @@ struct HyperService<S> {
 impl<S, B> hyper::service::Service<http::Request<Incoming>> for HyperService<S>
 where
     S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone,
+    S::Error: Into<super::BoxError>,
 {
     type Response = http::Response<TrackedBody<B>>;
-    type Error = S::Error;
+    // Boxed here rather than by hyper (which boxes it anyway), so that a
+    // `poll_ready` error caught in `call` can wait in the future, which
+    // must be `Send`, though `serve` does not ask `S::Error` to be.
+    type Error = super::BoxError;
     type Future = ServiceFuture<S, http::Request<Incoming>>;
 
-    /// Inlined into hyper's dispatcher, so that the future is built where
-    /// hyper keeps it (not built here and copied there): the request is
-    /// only moved here, and what only some requests need is out of line
-    /// ([`note`](Self::note)) or done when the service is called (the
-    /// peer's address).
+    /// Inlined into hyper's `HttpService::call` wrapper.
+    ///
+    /// An HTTP/1 request is handed to the service here when the service is
+    /// ready without waiting (asked with a no-op waker: an axum `Router`
+    /// always is), so that the future hyper keeps is the service's own
+    /// future: the request is not stored in this future, then moved out
+    /// of it at the first poll (two copies of a 264-byte request, and a
+    /// state change, per request). hyper's HTTP/1 dispatcher polls the
+    /// future right after this, in the same poll of the connection's task,
+    /// so the service sees the calls it would see through tower's
+    /// `oneshot`, in the same task. An HTTP/2 request's future runs in a
+    /// task of its own, and a service not ready at once is asked again
+    /// with the task's waker: both wait for the first poll, as in
+    /// `oneshot`.
     #[inline]
-    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
         let in_flight = if self.count_in_flight || !self.noted.get() {
             self.note()
         } else {
             None
         };
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(PeerAddr(peer));
+        }
+        let mut service = self.service.clone();
+        if request.version() < http::Version::HTTP_2 {
+            match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => {
+                    return ServiceFuture::Called {
+                        future: service.call(request),
+                        in_flight,
+                    };
+                }
+                Poll::Ready(Err(error)) => {
+                    return ServiceFuture::Failed {
+                        error: Some(error.into()),
+                    };
+                }
+                Poll::Pending => {}
+            }
+        }
         ServiceFuture::Ready {
-            service: self.service.clone(),
+            service,
             request: Some(request),
-            peer: self.peer,
             in_flight,
         }
     }
@@ -279,7 +314,8 @@ impl<S> HyperService<S> {
 }
 
 pin_project_lite::pin_project! {
-    /// tower's `oneshot`: wait until the service is ready, then call it.
+    /// tower's `oneshot`: wait until the service is ready, then call it
+    /// (or, from [`HyperService::call`], already called, or failed).
     /// The request's [`InFlight`] mark moves from state to state and into
     /// the response's body (one enum, like hyper-util's `Oneshot`, so that
     /// hyper's dispatcher builds it in place).
@@ -288,8 +324,6 @@ pin_project_lite::pin_project! {
         Ready {
             service: S,
             request: Option<R>,
-            // Put in the request's extensions as the service is called.
-            peer: Option<SocketAddr>,
             in_flight: Option<InFlight>,
         },
         Called {
@@ -297,14 +331,19 @@ pin_project_lite::pin_project! {
             future: S::Future,
             in_flight: Option<InFlight>,
         },
+        // `poll_ready` failed in `HyperService::call`: this error, once.
+        Failed {
+            error: Option<super::BoxError>,
+        },
     }
 }
 
 impl<S, B> Future for ServiceFuture<S, http::Request<Incoming>>
 where
     S: Service<http::Request<Incoming>, Response = http::Response<B>>,
+    S::Error: Into<super::BoxError>,
 {
-    type Output = Result<http::Response<TrackedBody<B>>, S::Error>;
+    type Output = Result<http::Response<TrackedBody<B>>, super::BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -312,24 +351,24 @@ where
                 ServiceFutureProj::Ready {
                     service,
                     request,
-                    peer,
                     in_flight,
                 } => {
-                    ready!(service.poll_ready(cx))?;
-                    let mut request = request
-                        .take()
-                        .expect("ServiceFuture polled after it called the service");
-                    if let Some(peer) = *peer {
-                        request.extensions_mut().insert(PeerAddr(peer));
-                    }
-                    let future = service.call(request);
+                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    let future = service.call(
+                        request
+                            .take()
+                            .expect("ServiceFuture polled after it called the service"),
+                    );
                     let in_flight = in_flight.take();
                     self.set(ServiceFuture::Called { future, in_flight });
                 }
                 ServiceFutureProj::Called { future, in_flight } => {
-                    let response = ready!(future.poll(cx))?;
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     let in_flight = in_flight.take();
                     return Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, in_flight })));
+                }
+                ServiceFutureProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("ServiceFuture polled after it failed")));
                 }
             }
         }
@@ -523,6 +562,8 @@ struct Ending {
 impl std::future::Future for Ending {
     type Output = Verdict;
 
+    /// Inlined into the connection's task (its fast path is a few loads).
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
         let this = &mut *self;
         // The common wakeup, inline: the same waker, nothing left to watch,
@@ -695,6 +736,88 @@ mod tests {
         assert_eq!(late.signal.level.load(Ordering::Acquire), ABORT);
         drop((early, late));
         assert!(lock(&connections.registry).signals.is_empty());
+    }
+
+    /// A service that answers `poll_ready` with `Pending` (waking the
+    /// waker it was given) `pending` times per request, then with `ready`.
+    #[derive(Clone)]
+    struct Reluctant {
+        pending: usize,
+        asked: usize,
+        ready: fn() -> Result<(), std::io::Error>,
+    }
+
+    impl Service<http::Request<Incoming>> for Reluctant {
+        type Response = http::Response<http_body_util::Full<Bytes>>;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<Self::Response, std::io::Error>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            if self.asked < self.pending {
+                self.asked += 1;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready((self.ready)())
+        }
+
+        fn call(&mut self, _: http::Request<Incoming>) -> Self::Future {
+            assert_eq!(self.asked, self.pending, "called before it was ready");
+            std::future::ready(Ok(http::Response::new(Bytes::from("hello").into())))
+        }
+    }
+
+    /// Serves `service` and sends it one HTTP/1 `GET`: the body, or the
+    /// client's error.
+    fn get_once(service: Reluctant) -> Result<Bytes, String> {
+        use http_body_util::BodyExt;
+        let rt = crate::Runtime::new().unwrap();
+        rt.block_on(async {
+            let listener = crate::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = crate::spawn(std::future::IntoFuture::into_future(super::super::serve(
+                listener, service,
+            )));
+            let client = super::super::client_builder()
+                .build::<_, http_body_util::Empty<Bytes>>(super::super::WeftConnector::new());
+            let uri: hyper::Uri = format!("http://{addr}/").parse().unwrap();
+            let got = match client.get(uri).await {
+                Ok(response) => Ok(response.into_body().collect().await.unwrap().to_bytes()),
+                Err(err) => Err(err.to_string()),
+            };
+            drop(server);
+            got
+        })
+    }
+
+    #[test]
+    fn a_service_not_ready_at_once_is_asked_again_with_the_tasks_waker() {
+        // The first `Pending` answers `call`'s no-op waker; the second, the
+        // first poll, whose waker must bring the third.
+        for pending in [0, 1, 2] {
+            let service = Reluctant {
+                pending,
+                asked: 0,
+                ready: || Ok(()),
+            };
+            assert_eq!(
+                get_once(service).as_deref(),
+                Ok(&b"hello"[..]),
+                "{pending} times pending"
+            );
+        }
+    }
+
+    #[test]
+    fn a_service_that_fails_to_get_ready_closes_the_connection_without_an_answer() {
+        for pending in [0, 1] {
+            let service = Reluctant {
+                pending,
+                asked: 0,
+                ready: || Err(std::io::Error::other("not today")),
+            };
+            assert!(get_once(service).is_err(), "{pending} times pending");
+        }
     }
 
     #[test]
