@@ -90,6 +90,7 @@ impl Activity {
 
     /// Now, in the unit the fields hold (the clock's, `clock.rs`: never
     /// zero, so a zero `last` means "never").
+    #[inline]
     pub(crate) fn now(&self) -> u64 {
         super::clock::now()
     }

@@ -162,6 +162,7 @@ pub(crate) struct Scope(bool);
 /// Opens an operation's scope (scopes nest; the outermost one's reading
 /// is shared); its first reading is the clock's.
 #[must_use]
+#[inline]
 pub(crate) fn scope() -> Scope {
     open(false)
 }
@@ -180,6 +181,7 @@ pub(crate) fn loop_scope() -> Scope {
 /// work for milliseconds, and start another (or the next callback may);
 /// each takes its own reading, and the code after it reads the clock
 /// again.
+#[inline]
 fn open(from_loop: bool) -> Scope {
     SCOPE
         .try_with(|c| {
@@ -202,6 +204,7 @@ fn open(from_loop: bool) -> Scope {
 }
 
 impl Drop for Scope {
+    #[inline]
     fn drop(&mut self) {
         let _ = SCOPE.try_with(|c| {
             let s = c.get();
@@ -223,6 +226,7 @@ impl Drop for Scope {
 
 /// Now: the scope's reading if one is open on this thread (taking it if
 /// it is the first), else the clock's (module docs).
+#[inline]
 pub(crate) fn now() -> u64 {
     SCOPE
         .try_with(|c| {
