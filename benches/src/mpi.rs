@@ -462,9 +462,13 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
     let only = std::env::var("WEFT_BENCH_ONLY").ok();
     cases.retain(|(name, _)| only.as_deref().is_none_or(|o| o == *name));
     // `WEFT_BENCH_SIDE=weft` or `blocking`: that side alone (the other
-    // reports 0), so that `perf stat` of a rank counts one side's switches
-    // and system calls.
+    // is neither run nor reported), so that `perf stat` of a rank counts
+    // one side's switches and system calls. Every rank must be given the
+    // same side (`mpirun -x`), or their collectives mismatch and hang.
     let side = std::env::var("WEFT_BENCH_SIDE").ok();
+    if let Some(other) = side.as_deref().filter(|s| !matches!(*s, "weft" | "blocking")) {
+        panic!("weft-benches: WEFT_BENCH_SIDE={other} names no side; use weft or blocking");
+    }
     let runs = |s: &str| side.as_deref().is_none_or(|o| o == s);
     for (name, len) in cases {
         let workload = format!("{prefix}{name}{suffix}");
@@ -512,11 +516,13 @@ fn collectives(prefix: &str, suffix: &str, reps: usize) {
                 }
                 start.elapsed().as_nanos() as f64 / COLLECTIVES as f64
             };
-            if rep >= 1 {
+            if rep >= 1 && runs("weft") {
                 result(rank, &workload, "weft", "latency_ns", awaited);
+            }
+            if rep >= 1 && runs("blocking") {
                 result(rank, &workload, "blocking", "latency_ns", blocking);
             }
-            if rep >= 1 && len > 0 {
+            if rep >= 1 && len > 0 && runs("blocking") {
                 // The nonblocking collective itself, waited on at once
                 // (`MPI_Iallreduce` + `MPI_Wait`): what MPI's own
                 // nonblocking path costs, agreement aside.

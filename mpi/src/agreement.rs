@@ -237,7 +237,11 @@ impl Record {
     /// when the peer's block comes first, else as `self.merge(incoming)`.
     /// Only two payloads merge in an order (the op's operands); the rest
     /// of a merge comes out the same either way round, so it is done in
-    /// place, without copying either record (256 bytes each).
+    /// place, without copying either record (256 bytes each). "The same"
+    /// byte for byte for the records Weft makes (payload fields are zero
+    /// unless flagged); a foreign record with stray payload fields may
+    /// leave ranks with different unflagged bytes, which nothing reads
+    /// (every rank's verdict and [`payload`](Self::payload) still agree).
     fn merge_received(&mut self, incoming: &Record, peer_first: bool) {
         if peer_first && self.has_payload() && incoming.has_payload() {
             let mut merged = *incoming;
@@ -891,9 +895,9 @@ mod tests {
     }
 
     /// The in-place merge gives, byte for byte, what merging in the
-    /// peer's order gives, for every pair of records but two payloads
-    /// (which it merges in order): barrier records, a payload on one
-    /// side, invalid flags, other signatures and lengths, a bad magic.
+    /// peer's order gives, for every pair of records Weft makes but two
+    /// payloads (which it merges in order): barrier records, a payload on
+    /// one side, invalid flags, other signatures and lengths, a bad magic.
     #[test]
     fn a_merge_in_place_equals_the_ordered_merge() {
         let sum = Some((ReduceOp::Sum, Scalar::F64));

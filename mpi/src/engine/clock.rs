@@ -14,7 +14,9 @@
 //! completions can run a user's done callback, of any length, so the
 //! delivery forgets the reading ([`refresh`]): the next [`now`] reads the
 //! clock again, and each operation a callback starts takes a reading of
-//! its own (not one an earlier callback's operation took).
+//! its own (not one an earlier callback's operation took). An operation
+//! that had to wait for the MPI lock (another thread held it, perhaps for
+//! long) takes a fresh reading after the wait ([`renew`]).
 //!
 //! The reactor reads the clock once per turn ([`weft_io::source::turn_now`]);
 //! when it calls into the engine (the loop's poll, opened with
@@ -244,6 +246,25 @@ pub(crate) fn now() -> u64 {
         .unwrap_or_else(|_| read())
 }
 
+/// Forgets the open scope's reading, still as the same operation's (no
+/// [`refresh`]): the next [`now`] reads the clock, and the readings after
+/// it share that one. For an operation that waited for the MPI lock
+/// (another thread held it, perhaps for long, doing its own blocking MPI
+/// calls): what it decides after the wait (must it wake the loop, ring a
+/// peer) is decided with the time it is then.
+pub(crate) fn renew() {
+    let _ = SCOPE.try_with(|c| {
+        let s = c.get();
+        if s.depth > 0 {
+            c.set(State {
+                at: 0,
+                turn: false,
+                ..s
+            });
+        }
+    });
+}
+
 /// Forgets the open scope's reading: the next [`now`] reads the clock,
 /// and each operation started from here on (by a done callback) takes
 /// its own reading.
@@ -284,6 +305,29 @@ mod tests {
         let earlier = instant.checked_sub(Duration::from_millis(3)).expect("3 ms after boot");
         assert_eq!(at - nanos_at(earlier), 3_000_000, "an instant before the anchor");
         assert!(read() >= after, "monotonic");
+    }
+
+    /// A renewed scope reads the clock again, once, and its later readings
+    /// share the new one; it is still the operation's (a scope opened
+    /// inside it shares the reading, unlike after a refresh).
+    #[test]
+    fn a_renewed_scope_reads_the_clock_again_once() {
+        let _scope = scope();
+        let first = now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        renew();
+        let second = now();
+        assert!(second > first, "renewed: the clock again");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(now(), second, "then shared");
+        let _inner = super::scope();
+        assert_eq!(now(), second, "a nested scope shares it (no refresh)");
+        drop(_inner);
+        renew();
+        drop(_scope);
+        let outside = now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(now() > outside, "renewing leaves no scope open");
     }
 
     /// Inside a scope (and scopes nested in it) every reading is the first

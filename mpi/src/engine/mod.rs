@@ -605,7 +605,19 @@ impl Engine {
     /// still the section's), and saying how many outcomes it delivered.
     fn with_mpi_then<R, S>(&self, f: impl FnOnce(&mut InFlight) -> R, then: impl FnOnce(&R) -> S) -> (R, S, usize) {
         let (result, out) = {
-            let mut mpi = lock(&self.mpi);
+            let mut mpi = match self.mpi.try_lock() {
+                Ok(mpi) => mpi,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    let mpi = lock(&self.mpi);
+                    // Another thread held MPI (perhaps for long, with its
+                    // own blocking calls): what follows is decided with
+                    // the time it is now, not the operation's earlier
+                    // reading.
+                    clock::renew();
+                    mpi
+                }
+            };
             if self.has_retired.load(Acquire) {
                 self.free_retired(&mut mpi);
             }
@@ -1025,6 +1037,36 @@ mod tests {
             assert!(engine.posted(), "the first post wakes the loop");
             assert_eq!(engine.helping(), !over, "tasks spin only where ranks have cores");
         }
+    }
+
+    /// An operation whose section waited for the MPI lock decides with a
+    /// reading from after the wait, not its scope's earlier one.
+    #[test]
+    fn a_section_that_waited_for_the_lock_reads_the_clock_after_the_wait() {
+        let engine = Arc::new(Engine::new(Duration::ZERO, Duration::from_millis(1), false));
+        let held = Arc::new(AtomicBool::new(false));
+        let holder = {
+            let (engine, held) = (engine.clone(), held.clone());
+            std::thread::spawn(move || {
+                let _mpi = lock(&engine.mpi);
+                held.store(true, SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            })
+        };
+        while !held.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        let _scope = clock::scope();
+        let before = clock::now();
+        let inside = engine.with_mpi(|_| clock::now());
+        holder.join().unwrap();
+        assert!(
+            inside >= before + clock::nanos(Duration::from_millis(10)),
+            "the section's reading comes from after the wait ({} ns later)",
+            inside.saturating_sub(before)
+        );
+        // Uncontended, the section shares the operation's reading.
+        assert_eq!(engine.with_mpi(|_| clock::now()), inside);
     }
 
     #[test]
