@@ -140,7 +140,9 @@ impl Idle {
     /// standby wakes (rule 4 of `standby`). The lock orders this look after
     /// the parking worker's own `transition_worker_to_parked`.
     pub(super) fn sleeper_other_than(&self, me: usize) -> Option<usize> {
-        if self.num_parked() == 0 {
+        // With one worker there is no other (a rank's runtime under MPI
+        // often has one, and asks on every hand-off).
+        if self.num_workers < 2 || self.num_parked() == 0 {
             return None;
         }
         lock(&self.sleepers).iter().copied().find(|&i| i != me)
@@ -183,6 +185,19 @@ mod tests {
         assert_eq!(idle.worker_to_notify(), None, "nobody else is woken while one searches");
         assert!(!idle.is_parked(1));
         assert!(!idle.unpark_worker_by_id(1));
+    }
+
+    #[test]
+    fn a_sleeper_other_than_me_is_another_parked_worker() {
+        let idle = Idle::new(3);
+        assert_eq!(idle.sleeper_other_than(0), None, "nobody parked");
+        idle.transition_worker_to_parked(0, false);
+        assert_eq!(idle.sleeper_other_than(0), None, "only me");
+        idle.transition_worker_to_parked(2, false);
+        assert_eq!(idle.sleeper_other_than(0), Some(2));
+        let alone = Idle::new(1);
+        alone.transition_worker_to_parked(0, false);
+        assert_eq!(alone.sleeper_other_than(0), None, "one worker: no other");
     }
 
     #[test]
