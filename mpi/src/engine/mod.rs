@@ -74,7 +74,7 @@
 //!    path of every hop of a collective (suite `mpi`, `over_barrier` and
 //!    `over_allreduce_8B`: about 5% faster). A test that gave the core away
 //!    is not asked again (the loop's turn goes on, sockets and timers
-//!    first), so a turn still yields at most once. The windows are the
+//!    first), so a turn still gives the core away at most once. The windows are the
 //!    same, so a rank that waits long for a slower one sleeps, leaving the
 //!    core to it (spinning, even
 //!    yielding, for as long as work was pending made an awaited
