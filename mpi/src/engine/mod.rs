@@ -66,7 +66,9 @@
 //!    switches of suite `mpi`'s oversubscribed run). There, an empty
 //!    `MPI_Testsome` that kept the core (it returned within
 //!    [`KEPT_THE_CORE`]: its progress found something, so it did not
-//!    yield, or nothing else wanted the core) is asked once more at once:
+//!    yield, or nothing else wanted the core; one way only: a slower call,
+//!    such as a test of a full batch of 256, is simply not asked again)
+//!    is asked once more at once:
 //!    Open MPI's test looks at the requests *before* it progresses, so a
 //!    message that progress completes is seen by the next call, and
 //!    without the second ask the rest of a turn and the next turn's start
@@ -1119,6 +1121,10 @@ mod tests {
     #[test]
     fn a_section_that_waited_for_the_lock_reads_the_clock_after_the_wait() {
         let engine = Arc::new(Engine::new(Duration::ZERO, Duration::from_millis(1), false));
+        // The operation's reading comes first: the holder then keeps the
+        // lock 20 ms after it, however the threads are scheduled.
+        let _scope = clock::scope();
+        let before = clock::now();
         let held = Arc::new(AtomicBool::new(false));
         let holder = {
             let (engine, held) = (engine.clone(), held.clone());
@@ -1131,8 +1137,6 @@ mod tests {
         while !held.load(SeqCst) {
             std::thread::yield_now();
         }
-        let _scope = clock::scope();
-        let before = clock::now();
         let inside = engine.with_mpi(|_| clock::now());
         holder.join().unwrap();
         assert!(
